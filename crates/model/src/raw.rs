@@ -1,0 +1,257 @@
+//! The document as parsed, before validation.
+//!
+//! Tasks are read with hand-written visitors rather than `#[serde(flatten)]`
+//! so that a million-task file is not buffered twice, and so that every
+//! unknown key is recorded (validation reports them all, with suggestions)
+//! instead of stopping at the first one.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+
+/// Known task fields, in the order the docs list them.
+pub(crate) const TASK_FIELDS: &[&str] = &[
+    "id",
+    "agent",
+    "depends_on",
+    "parallel",
+    "requires",
+    "estimate",
+    "timeout",
+    "retry",
+    "compensation",
+    "condition",
+    "wait_for",
+    "input",
+];
+
+/// Known workflow fields.
+pub(crate) const WORKFLOW_FIELDS: &[&str] = &[
+    "name",
+    "version",
+    "orchestration_pattern",
+    "agents",
+    "tasks",
+    "coordination",
+];
+
+/// A parsed document: the workflow and whether it sat under a `workflow:` key.
+#[derive(Debug, Default)]
+pub(crate) struct Document {
+    pub workflow: RawWorkflow,
+    pub wrapped: bool,
+    /// Keys found beside `workflow:` at the top level.
+    pub unknown_top: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RawWorkflow {
+    pub name: Option<Value>,
+    pub version: Option<Value>,
+    pub orchestration_pattern: Option<Value>,
+    pub agents: Option<Value>,
+    pub tasks: Option<Vec<RawTask>>,
+    pub coordination: Option<Value>,
+    /// Unknown keys, in document order.
+    pub unknown: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RawTask {
+    pub id: Option<String>,
+    pub agent: Option<String>,
+    pub depends_on: Vec<String>,
+    pub parallel: Option<bool>,
+    pub requires: Vec<String>,
+    pub estimate: Option<Value>,
+    pub timeout: Option<Value>,
+    pub retry: Option<Value>,
+    pub compensation: Option<Value>,
+    pub condition: Option<Value>,
+    pub wait_for: Option<Value>,
+    pub input: Option<Value>,
+    pub unknown: Vec<String>,
+}
+
+/// A string that may be written as a string or an integer (`id: 7`).
+struct Name(String);
+
+impl<'de> de::Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Name;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Name, E> {
+                Ok(Name(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Name, E> {
+                Ok(Name(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Name, E> {
+                Ok(Name(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Name, E> {
+                Ok(Name(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A list of names; a single name is accepted as a one-element list.
+struct Names(Vec<String>);
+
+impl<'de> de::Deserialize<'de> for Names {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Names;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of task ids")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Names, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+                while let Some(Name(n)) = seq.next_element()? {
+                    out.push(n);
+                }
+                Ok(Names(out))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Names, E> {
+                Ok(Names(vec![v.to_owned()]))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Names, E> {
+                Ok(Names(Vec::new()))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Names, E> {
+                Ok(Names(Vec::new()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> de::Deserialize<'de> for RawTask {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawTask;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a task (a map with at least an `id`)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawTask, A::Error> {
+                let mut t = RawTask::default();
+                while let Some(key) = map.next_key::<KeyName>()? {
+                    match key.0.as_str() {
+                        "id" => t.id = Some(map.next_value::<Name>()?.0),
+                        "agent" => t.agent = map.next_value::<Option<Name>>()?.map(|n| n.0),
+                        "depends_on" => t.depends_on = map.next_value::<Names>()?.0,
+                        "parallel" => t.parallel = map.next_value()?,
+                        "requires" => t.requires = map.next_value::<Names>()?.0,
+                        "estimate" => t.estimate = map.next_value()?,
+                        "timeout" => t.timeout = map.next_value()?,
+                        "retry" => t.retry = map.next_value()?,
+                        "compensation" => t.compensation = map.next_value()?,
+                        "condition" => t.condition = map.next_value()?,
+                        "wait_for" => t.wait_for = map.next_value()?,
+                        "input" => t.input = map.next_value()?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            t.unknown.push(key.0);
+                        }
+                    }
+                }
+                Ok(t)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A map key; non-string keys (`1: x` in YAML) become their text.
+struct KeyName(String);
+
+impl<'de> de::Deserialize<'de> for KeyName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Name::deserialize(d).map(|n| KeyName(n.0))
+    }
+}
+
+/// Reads the fields of a workflow object into `w`, starting from `first_key`
+/// (already consumed by the caller).
+fn workflow_fields<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    mut key: Option<String>,
+    w: &mut RawWorkflow,
+) -> Result<(), A::Error> {
+    while let Some(k) = key {
+        match k.as_str() {
+            "name" => w.name = map.next_value()?,
+            "version" => w.version = map.next_value()?,
+            "orchestration_pattern" => w.orchestration_pattern = map.next_value()?,
+            "agents" => w.agents = map.next_value()?,
+            "tasks" => w.tasks = map.next_value::<Option<Vec<RawTask>>>()?,
+            "coordination" => w.coordination = map.next_value()?,
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+                w.unknown.push(k);
+            }
+        }
+        key = map.next_key::<KeyName>()?.map(|k| k.0);
+    }
+    Ok(())
+}
+
+struct WorkflowSeed<'a>(&'a mut RawWorkflow);
+
+impl<'de> DeserializeSeed<'de> for WorkflowSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        struct V<'a>(&'a mut RawWorkflow);
+        impl<'de> Visitor<'de> for V<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a workflow (a map with `tasks`)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+                let first = map.next_key::<KeyName>()?.map(|k| k.0);
+                workflow_fields(&mut map, first, self.0)
+            }
+        }
+        d.deserialize_map(V(self.0))
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Document {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Document;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a workflow document: a map with `tasks`, or `workflow:` holding one")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Document, A::Error> {
+                let mut doc = Document::default();
+                let Some(first) = map.next_key::<KeyName>()?.map(|k| k.0) else {
+                    return Ok(doc);
+                };
+                if first == "workflow" {
+                    doc.wrapped = true;
+                    map.next_value_seed(WorkflowSeed(&mut doc.workflow))?;
+                    // Anything beside `workflow:` is unknown at the top level.
+                    while let Some(k) = map.next_key::<KeyName>()? {
+                        map.next_value::<IgnoredAny>()?;
+                        doc.unknown_top.push(k.0);
+                    }
+                } else {
+                    workflow_fields(&mut map, Some(first), &mut doc.workflow)?;
+                }
+                Ok(doc)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}

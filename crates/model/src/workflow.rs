@@ -1,0 +1,231 @@
+//! The validated workflow: what the planner and the engine consume.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::expr::Expr;
+
+/// A validated workflow. Build one with [`crate::load`], or construct it in
+/// code and check it with [`crate::validate`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Workflow {
+    /// Human-readable name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The workflow's own version string.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Free-form orchestration pattern (`supervisor`, `pipeline`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orchestration_pattern: Option<String>,
+    /// Agents, in declaration order.
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "agents_as_map"
+    )]
+    pub agents: Vec<Agent>,
+    /// Tasks, in declaration order.
+    pub tasks: Vec<Task>,
+    /// How the run is coordinated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coordination: Option<Coordination>,
+}
+
+/// An agent that tasks can be assigned to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Agent {
+    /// The agent's name (its key in the `agents` map).
+    #[serde(skip)]
+    pub name: String,
+    /// The agent's type, as written (`research_agent`, `noop`, `command`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What the agent can do; matched against a task's `requires`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    /// How many tasks the agent runs at once (unbounded when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+}
+
+/// One unit of work.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Task {
+    /// Unique id within the workflow.
+    pub id: String,
+    /// The agent that runs it; optional when no agents are declared or when
+    /// `requires` lets the engine choose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Ids of the tasks that must finish first.
+    pub depends_on: Vec<String>,
+    /// A hint that the task may run alongside its siblings.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub parallel: bool,
+    /// Capabilities the executing agent must have.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<String>,
+    /// Expected duration; weights the critical path (absent = 1 unit = 1 s).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_duration"
+    )]
+    pub estimate: Option<Duration>,
+    /// Per-attempt time limit.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_duration"
+    )]
+    pub timeout: Option<Duration>,
+    /// Retry policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// What undoes this task when the run fails after it succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compensation: Option<Compensation>,
+    /// Runs the task only when this holds; otherwise it is skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Condition>,
+    /// Completes the task when a matching event arrives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_for: Option<EventFilter>,
+    /// Input handed to the agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+}
+
+impl Task {
+    /// A task with an id and dependencies, everything else defaulted.
+    pub fn new(id: impl Into<String>, depends_on: &[&str]) -> Task {
+        Task {
+            id: id.into(),
+            depends_on: depends_on.iter().map(|d| d.to_string()).collect(),
+            ..Task::default()
+        }
+    }
+}
+
+/// How a failed attempt is retried.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (≥ 1).
+    pub max_attempts: u32,
+    /// Delay between attempts.
+    pub backoff: Backoff,
+}
+
+/// Exponential backoff with jitter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Backoff {
+    /// Delay before the second attempt.
+    #[serde(serialize_with = "duration")]
+    pub initial: Duration,
+    /// Upper bound of any delay.
+    #[serde(serialize_with = "duration")]
+    pub max: Duration,
+    /// Growth factor per attempt (≥ 1).
+    pub multiplier: f64,
+    /// Fraction of each delay that is randomized (0 to 1).
+    pub jitter: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(30),
+            multiplier: 2.0,
+            jitter: 0.2,
+        }
+    }
+}
+
+/// What undoes a task in a saga.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Compensation {
+    /// Run another task of the workflow, declared only for this purpose
+    /// (a *compensation task*: it takes no part in the forward flow).
+    Task(String),
+    /// Run a named action on an agent.
+    Action {
+        /// The action's name.
+        action: String,
+        /// The agent to run it on (default: the task's own).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+        /// Input for the action.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        input: Option<Value>,
+    },
+}
+
+/// A parsed, validated condition.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Condition {
+    /// The condition as written.
+    pub text: String,
+    /// Its parsed form.
+    #[serde(skip)]
+    pub expr: Expr,
+}
+
+/// A filter on events: the task completes when a matching event arrives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EventFilter {
+    /// The event type to wait for.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Only events with this key match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The topic to watch (default: the run's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// The payload must contain these fields with these values.
+    #[serde(rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matches: Option<serde_json::Map<String, Value>>,
+    /// How long to wait before the task fails.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_duration"
+    )]
+    pub timeout: Option<Duration>,
+}
+
+/// How a run is coordinated.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Coordination {
+    /// `graph`, `event`, or `hybrid`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Event types that drive the run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub event_driven: Vec<String>,
+    /// Aspects driven by the graph.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub graph_based: Vec<String>,
+}
+
+fn duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::duration::format(*d))
+}
+
+fn opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+fn agents_as_map<S: serde::Serializer>(agents: &[Agent], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(agents.len()))?;
+    for agent in agents {
+        map.serialize_entry(&agent.name, agent)?;
+    }
+    map.end()
+}

@@ -1,0 +1,135 @@
+//! Every kind of validation error, located and explained. The rendered text
+//! is the contract people read, so it is snapshot-tested.
+
+use baton_model::{Format, MAX_DIAGNOSTICS, Severity};
+
+use crate::{codes, rendered_errors, report};
+
+#[test]
+fn all_errors_are_reported_at_once_with_locations_and_hints() {
+    let text = r#"workflow:
+  name: broken
+  agents:
+    researcher: { type: research_agent, capabilities: [web_search] }
+  tasks:
+    - { id: decompose, agent: researcher }
+    - { id: research, agent: researchr, depends_on: [decompose] }
+    - { id: analyze, agent: researcher, depends_on: [reserch], requires: [data_processing] }
+    - { id: analyze, agent: researcher, dependson: [research] }
+    - { id: report, agent: researcher, depends_on: [report], estimate: 3 parsecs }
+"#;
+    insta::assert_snapshot!(rendered_errors("broken.yaml", text, Format::Yaml));
+}
+
+#[test]
+fn json_errors_point_into_the_json() {
+    let text = r#"{
+  "tasks": [
+    {"id": "a", "depends_on": []},
+    {"id": "b", "depends_on": ["a", "c"], "timeout": "soon"}
+  ]
+}"#;
+    insta::assert_snapshot!(rendered_errors("flow.json", text, Format::Json));
+}
+
+#[test]
+fn syntax_errors_have_a_location() {
+    insta::assert_snapshot!(rendered_errors(
+        "bad.yaml",
+        "tasks:\n  - id: a\n   depends_on: [\n",
+        Format::Yaml
+    ));
+    insta::assert_snapshot!(rendered_errors(
+        "bad.json",
+        "{\"tasks\": [{\"id\": \"a\",}]}",
+        Format::Json
+    ));
+    insta::assert_snapshot!(rendered_errors(
+        "bad.json",
+        "{\"tasks\": [{\"id\": \"a\", \"depends_on\": 5}]}",
+        Format::Json
+    ));
+}
+
+#[test]
+fn conditions_and_events_are_validated_now() {
+    let text = r#"
+coordination: { type: hybrid, event_driven: [data_updates] }
+tasks:
+  - { id: fetch }
+  - { id: other }
+  - { id: use, depends_on: [fetch], condition: "fetch.output.rows > 0 && other.status == 'succeeded'" }
+  - { id: bad, depends_on: [fetch], condition: "fetch.output.rows = 0" }
+  - { id: wait, wait_for: { type: data_update, timeout: 5m } }
+  - { id: wait2, wait_for: { key: x } }
+"#;
+    insta::assert_snapshot!(rendered_errors("cond.yaml", text, Format::Yaml));
+}
+
+#[test]
+fn agents_capabilities_and_compensations() {
+    let text = r#"
+agents:
+  a: { type: noop, capabilities: [x] }
+  b: { type: noop, capabilities: [y], concurrency: 0 }
+  c: { capabilities: [] }
+tasks:
+  - { id: t1, agent: a, requires: [y] }
+  - { id: t2, requires: [x, y] }
+  - { id: t3 }
+  - { id: t4, agent: a, compensation: undo }
+  - { id: t5, agent: a, compensation: t5 }
+  - { id: t6, agent: a, compensation: t7 }
+  - { id: t7, agent: a, depends_on: [t1] }
+  - { id: t8, agent: a, depends_on: [t7], retry: { max_attempts: 0, backoff: { initial: 10s, max: 1s, jitter: 2 } } }
+"#;
+    insta::assert_snapshot!(rendered_errors("agents.yaml", text, Format::Yaml));
+}
+
+#[test]
+fn error_kinds_have_stable_codes() {
+    let r = report(
+        "tasks:\n  - { id: a, depends_on: [a] }\n  - { id: a }\n  - { depends_on: [] }\n  - { id: b, depends_on: [zz] }\n",
+        Format::Yaml,
+    );
+    assert_eq!(
+        codes(&r),
+        [
+            "self-dependency",
+            "duplicate-task",
+            "missing-id",
+            "unknown-dependency"
+        ]
+    );
+    assert!(r.diagnostics.iter().all(|d| d.location.is_some()));
+    assert_eq!(r.error_count, 4);
+}
+
+#[test]
+fn many_errors_are_capped_and_counted() {
+    let mut text = String::from("tasks:\n");
+    for i in 0..200 {
+        text.push_str(&format!("  - {{ id: t{i}, depends_on: [missing{i}] }}\n"));
+    }
+    let r = report(&text, Format::Yaml);
+    assert_eq!(r.diagnostics.len(), MAX_DIAGNOSTICS);
+    assert_eq!(r.omitted, 200 - MAX_DIAGNOSTICS);
+    assert_eq!(r.error_count, 200);
+    let rendered = rendered_errors("many.yaml", &text, Format::Yaml);
+    assert!(
+        rendered.ends_with("... and 150 more not shown\n"),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn warnings_do_not_fail_validation() {
+    let text = "tasks:\n  - { id: a }\n  - { id: b, depends_on: [a, a] }\n";
+    let c = baton_model::load(&baton_model::Source::from_str("w", text, Format::Yaml)).unwrap();
+    let w: Vec<_> = c.warnings.warnings().collect();
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].code, "duplicate-dependency");
+    assert_eq!(w[0].severity, Severity::Warning);
+    assert_eq!(w[0].location.unwrap().line, 3);
+    assert_eq!(c.graph.preds(1), &[0]);
+}
