@@ -67,12 +67,12 @@ pub struct Checked {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be read.
-    #[error("cannot read {name}: {source}")]
+    #[error("cannot read {name}: {cause}")]
     Io {
         /// The file.
         name: String,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (part of the message, so not chained again).
+        cause: std::io::Error,
     },
     /// The file is over the size limit.
     #[error("{name} is {size} bytes, over the limit of {limit} bytes (raise it with --max-size)")]

@@ -51,9 +51,9 @@ impl Source {
     /// from the extension (`.json`, `.yaml`, `.yml`), else from the content.
     pub fn read(path: &FsPath, limits: Limits) -> Result<Source, Error> {
         let name = path.display().to_string();
-        let io = |source| Error::Io {
+        let io = |cause| Error::Io {
             name: name.clone(),
-            source,
+            cause,
         };
         let mut bytes = Vec::new();
         if path.as_os_str() == "-" {

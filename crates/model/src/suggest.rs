@@ -1,12 +1,17 @@
 //! "Did you mean": the closest known name to a misspelt one.
 
 /// The candidate closest to `name` by edit distance, when it is close enough
-/// to be a plausible typo (at most a third of the name's length, and at least 1).
+/// to be a plausible typo: at most a third of the name's length (at least 1),
+/// and never the whole name (`c` is not a typo of `a`).
 pub fn closest<'a, I>(name: &str, candidates: I) -> Option<&'a str>
 where
     I: IntoIterator<Item = &'a str>,
 {
-    let limit = (name.chars().count() / 3).max(1);
+    let len = name.chars().count();
+    let limit = (len / 3).max(1).min(len.saturating_sub(1));
+    if limit == 0 {
+        return None;
+    }
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
         let bound = best.map_or(limit, |(d, _)| d.saturating_sub(1));
@@ -81,5 +86,6 @@ mod tests {
     fn short_names_allow_one_edit() {
         assert_eq!(closest("t1", ["t2", "x9"]), Some("t2"));
         assert_eq!(closest("ab", ["xy"]), None);
+        assert_eq!(closest("c", ["a"]), None);
     }
 }
