@@ -1,0 +1,597 @@
+//! The disk backend, Baton's embedded default: an append-only segmented log.
+//!
+//! # Durability promise
+//!
+//! `publish`, `ack` and `seek` return once their records are written to the active
+//! segment and, depending on [`Fsync`]:
+//!
+//! - [`Fsync::Always`] (default): `fdatasync`ed. An acknowledged publish or ack survives
+//!   a process crash and a machine crash (power loss), given a disk that honours flushes.
+//! - [`Fsync::Interval`]: in the page cache, synced at least every interval. Survives a
+//!   process crash; a machine crash loses at most the last interval.
+//! - [`Fsync::Never`]: in the page cache; the kernel writes it back when it likes.
+//!   Survives a process crash only.
+//!
+//! Events become visible to consumers only after that point, so nothing is delivered
+//! that a crash could take back. Delivery state (who holds what, delivery counts) is not
+//! persisted: after a restart a group resumes at its committed offsets and every event
+//! that was delivered but not acknowledged is delivered again, with its count reset.
+//!
+//! # Layout
+//!
+//! `DIR/LOCK` (held while open) and `DIR/<20-digit sequence>.log` segments. Every state
+//! change (topic and group creation, event batches, acks, seeks) is a record in the
+//! same write-ahead log, so one `fdatasync` covers the publishes and acks of every
+//! caller that arrived during the previous sync (group commit). Records are framed as
+//! `len | crc32 | body` (see `codec.rs`).
+//!
+//! # Recovery
+//!
+//! On open every segment is read and checked. In the newest segment, the first record
+//! that is incomplete or fails its checksum starts a torn tail: it and everything after
+//! it were never acknowledged, and are cut off. Damage in an older segment is not a
+//! torn write; opening fails with [`Error::Corrupt`] naming the file and byte position,
+//! and no record is served from a damaged log.
+//!
+//! Retained events are held in memory (bounded by each topic's [`Retention`]) and
+//! served from there; segments are the durable copy. A background task drops segments
+//! whose events retention has removed, after re-writing the group and topic state they
+//! contained at the log's tail.
+//!
+//! [`Retention`]: crate::Retention
+
+mod codec;
+mod writer;
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use self::codec::{Kinds, Rec, Scan};
+use self::writer::{SegmentInfo, Writer};
+use crate::core::{Core, Group, Journal, NoJournal, Topic};
+use crate::{
+    Error, Event, EventLog, GroupInfo, Offset, Options, PendingEntry, Polled, Record, Result,
+    SeekTo, TopicInfo, TopicOptions,
+};
+
+/// When the disk backend calls `fdatasync`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fsync {
+    /// Before acknowledging any write.
+    Always,
+    /// At least this often; acknowledgements do not wait for it.
+    Interval(Duration),
+    /// Never explicitly.
+    Never,
+}
+
+impl std::str::FromStr for Fsync {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "always" => Ok(Fsync::Always),
+            "never" => Ok(Fsync::Never),
+            _ => s
+                .strip_prefix("interval:")
+                .and_then(|ms| ms.trim_end_matches("ms").parse().ok())
+                .map(|ms| Fsync::Interval(Duration::from_millis(ms)))
+                .ok_or_else(|| format!("expected always, never or interval:MS, got {s:?}")),
+        }
+    }
+}
+
+/// Options of the disk backend.
+#[derive(Clone, Debug)]
+pub struct DiskOptions {
+    /// Options common to every backend.
+    pub log: Options,
+    /// When to sync.
+    pub fsync: Fsync,
+    /// A segment is closed and a new one started once it reaches this size.
+    pub segment_bytes: u64,
+    /// How often retention by age is applied and obsolete segments are deleted; `None`
+    /// runs no background task (call [`DiskLog::compact`] yourself).
+    pub maintenance_interval: Option<Duration>,
+}
+
+impl Default for DiskOptions {
+    fn default() -> Self {
+        DiskOptions {
+            log: Options::default(),
+            fsync: Fsync::Always,
+            segment_bytes: 64 << 20,
+            maintenance_interval: Some(Duration::from_secs(1)),
+        }
+    }
+}
+
+pub(crate) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}.log"))
+}
+
+/// The disk-backed event log. Cloning gives another handle to the same log.
+#[derive(Clone)]
+pub struct DiskLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    core: Arc<Core<Writer>>,
+    dir: PathBuf,
+    _lock: File,
+}
+
+impl DiskLog {
+    /// Opens (creating if needed) the log in `dir`, recovering what is on disk.
+    ///
+    /// Must be called inside a tokio runtime: it starts the maintenance task there.
+    pub async fn open(dir: impl AsRef<Path>, options: DiskOptions) -> Result<Self> {
+        let dir = dir.as_ref().to_owned();
+        let d = dir.clone();
+        let opts = options.clone();
+        let (core, lock) = tokio::task::spawn_blocking(move || recover(&d, opts))
+            .await
+            .map_err(|e| Error::Failed(format!("recovery task panicked: {e}")))??;
+        let core = Arc::new(core);
+        if let Some(every) = options.maintenance_interval {
+            tokio::spawn(maintain(Arc::downgrade(&core), every));
+        }
+        Ok(DiskLog {
+            inner: Arc::new(Inner {
+                core,
+                dir,
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Runs one maintenance pass now: applies retention and deletes segments it emptied.
+    /// Returns the number of segments deleted.
+    pub async fn compact(&self) -> Result<usize> {
+        compact(&self.inner.core).await
+    }
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut segs = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))? {
+        let entry = entry.map_err(|e| Error::io("listing", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(seq) = name
+            .strip_suffix(".log")
+            .filter(|s| s.len() == 20)
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            segs.push((seq, entry.path()));
+        }
+    }
+    segs.sort();
+    Ok(segs)
+}
+
+/// Replays the segments into memory and starts the writer on a fresh segment.
+fn recover(dir: &Path, options: DiskOptions) -> Result<(Core<Writer>, File)> {
+    options.log.topic_defaults.validate()?;
+    if options.segment_bytes < 4096 {
+        return Err(Error::InvalidOptions(
+            "segment_bytes must be at least 4096".into(),
+        ));
+    }
+    fs::create_dir_all(dir).map_err(|e| Error::io("creating data directory", dir, e))?;
+    let lock_path = dir.join("LOCK");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io("opening lock file", &lock_path, e))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked(dir.to_owned())),
+        Err(fs::TryLockError::Error(e)) => return Err(Error::io("locking", &lock_path, e)),
+    }
+
+    let staging = Core::new(options.log.clone(), NoJournal)?;
+    let mut replay = Replay {
+        core: &staging,
+        topics: HashMap::new(),
+        groups: HashMap::new(),
+        kinds: Kinds::default(),
+        now_ms: staging.clock.now_ms(),
+    };
+    let segs = list_segments(dir)?;
+    let mut infos = Vec::with_capacity(segs.len());
+    let mut next_seq = 0;
+    for (i, (seq, path)) in segs.iter().enumerate() {
+        let last = i + 1 == segs.len();
+        next_seq = seq + 1;
+        let data = Bytes::from(fs::read(path).map_err(|e| Error::io("reading segment", path, e))?);
+        let mut ends = HashMap::new();
+        if data.len() < codec::MAGIC.len() || &data[..codec::MAGIC.len()] != codec::MAGIC {
+            if last && codec::MAGIC.starts_with(&data) {
+                // Created but its magic never fully reached the disk: nothing in it.
+                tracing::warn!(path = %path.display(), "removing an empty torn segment");
+                fs::remove_file(path).map_err(|e| Error::io("removing segment", path, e))?;
+                continue;
+            }
+            return Err(Error::Corrupt {
+                path: path.clone(),
+                position: 0,
+                reason: "not a segment of this format (bad magic)".into(),
+            });
+        }
+        let mut at = codec::MAGIC.len();
+        loop {
+            match codec::scan(&data, at) {
+                Scan::End => break,
+                Scan::Record(body, next) => {
+                    let corrupt = |reason: String| Error::Corrupt {
+                        path: path.clone(),
+                        position: at as u64,
+                        reason,
+                    };
+                    let rec = codec::decode(body, &mut replay.kinds).map_err(corrupt)?;
+                    replay.apply(rec, &mut ends).map_err(|e| Error::Corrupt {
+                        path: path.clone(),
+                        position: at as u64,
+                        reason: e,
+                    })?;
+                    at = next;
+                }
+                Scan::Bad(reason) if last => {
+                    tracing::warn!(
+                        path = %path.display(), position = at, dropped = data.len() - at, %reason,
+                        "cutting off the torn tail of the newest segment (never acknowledged)"
+                    );
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(path)
+                        .map_err(|e| Error::io("opening segment", path, e))?;
+                    f.set_len(at as u64)
+                        .and_then(|()| f.sync_all())
+                        .map_err(|e| Error::io("truncating torn segment", path, e))?;
+                    break;
+                }
+                Scan::Bad(reason) => {
+                    return Err(Error::Corrupt {
+                        path: path.clone(),
+                        position: at as u64,
+                        reason,
+                    });
+                }
+            }
+        }
+        infos.push(SegmentInfo {
+            seq: *seq,
+            path: path.clone(),
+            ends,
+        });
+    }
+    replay.finish();
+    let writer = Writer::start(dir, next_seq, options.fsync, options.segment_bytes, infos)?;
+    let core = Core::new(options.log, writer)?;
+    let topics = std::mem::take(&mut *staging.topics.write().unwrap_or_else(|e| e.into_inner()));
+    core.next_topic_id.store(
+        staging
+            .next_topic_id
+            .load(std::sync::atomic::Ordering::Relaxed),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    *core.topics.write().unwrap_or_else(|e| e.into_inner()) = topics;
+    Ok((core, lock))
+}
+
+struct Replay<'a> {
+    core: &'a Core<NoJournal>,
+    topics: HashMap<u32, Arc<Topic>>,
+    groups: HashMap<(u32, u32), Arc<Group>>,
+    kinds: Kinds,
+    now_ms: u64,
+}
+
+impl Replay<'_> {
+    fn topic(&self, id: u32) -> Result<&Arc<Topic>, String> {
+        self.topics
+            .get(&id)
+            .ok_or_else(|| format!("record for unknown topic id {id}"))
+    }
+
+    fn group(&self, topic: u32, group: u32) -> Result<&Arc<Group>, String> {
+        self.groups
+            .get(&(topic, group))
+            .ok_or_else(|| format!("record for unknown group id {group} of topic id {topic}"))
+    }
+
+    fn apply(&mut self, rec: Rec, ends: &mut HashMap<(u32, u32), u64>) -> Result<(), String> {
+        match rec {
+            Rec::Topic { id, name, options } => {
+                crate::error::check_name("topic", &name).map_err(|e| e.to_string())?;
+                let t = self.core.restore_topic(id, &name, options);
+                if t.id != id {
+                    return Err(format!("topic {name:?} has two ids, {} and {id}", t.id));
+                }
+                self.topics.insert(id, t);
+            }
+            Rec::Batch {
+                topic,
+                partition,
+                chunk,
+            } => {
+                let end = chunk.end();
+                self.topic(topic)?
+                    .restore_chunk(partition, chunk, self.now_ms)
+                    .map_err(|e| e.to_string())?;
+                let e = ends.entry((topic, partition)).or_insert(0);
+                *e = (*e).max(end);
+            }
+            Rec::Group { topic, group, name } => {
+                crate::error::check_name("group", &name).map_err(|e| e.to_string())?;
+                let t = self.topic(topic)?.clone();
+                let fresh = t.group(&name).is_none();
+                let g = self.core.restore_group(&t, group, &name);
+                if fresh {
+                    for (gp, part) in g.parts.iter().zip(t.parts.iter()) {
+                        let start = part.lock().unwrap_or_else(|e| e.into_inner()).start;
+                        gp.lock().unwrap_or_else(|e| e.into_inner()).next = start;
+                    }
+                }
+                self.groups.insert((topic, group), g);
+            }
+            Rec::Ack { topic, group, acks } => {
+                let g = self.group(topic, group)?;
+                for (p, ranges) in acks {
+                    let mut gp = g
+                        .part(p)
+                        .ok_or_else(|| format!("ack for unknown partition {p}"))?;
+                    for (s, n) in ranges {
+                        let end = s.saturating_add(n as u64);
+                        if s <= gp.next && end > gp.next {
+                            gp.next = end;
+                        } else if s > gp.next {
+                            gp.skip.extend(s..end);
+                        }
+                        while gp.skip.first() == Some(&gp.next) {
+                            gp.skip.pop_first();
+                            gp.next += 1;
+                        }
+                        let next = gp.next;
+                        if gp.skip.first().is_some_and(|&f| f < next) {
+                            let keep = gp.skip.split_off(&next);
+                            gp.skip = keep;
+                        }
+                    }
+                }
+            }
+            Rec::Seek {
+                topic,
+                group,
+                positions,
+            } => {
+                let g = self.group(topic, group)?;
+                for (p, pos) in positions {
+                    let mut gp = g
+                        .part(p)
+                        .ok_or_else(|| format!("seek for unknown partition {p}"))?;
+                    gp.next = pos;
+                    gp.skip.clear();
+                }
+            }
+            Rec::Start {
+                topic,
+                partition,
+                start,
+            } => {
+                self.topic(topic)?
+                    .restore_start(partition, start)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Clamps every group into its partitions' retained range.
+    fn finish(&self) {
+        for t in self.topics.values() {
+            for g in t.groups.read().unwrap_or_else(|e| e.into_inner()).values() {
+                for (p, part) in t.parts.iter().enumerate() {
+                    let (start, end) = {
+                        let l = part.lock().unwrap_or_else(|e| e.into_inner());
+                        (l.start, l.end)
+                    };
+                    let Some(mut gp) = g.part(p as u32) else {
+                        continue;
+                    };
+                    if gp.next < start {
+                        gp.next = start;
+                        let keep = gp.skip.split_off(&start);
+                        gp.skip = keep;
+                    }
+                    if gp.next > end {
+                        // Acknowledged past what survived (possible only without fsync).
+                        gp.next = end;
+                        gp.skip.clear();
+                    }
+                    while gp.skip.first() == Some(&gp.next) {
+                        gp.skip.pop_first();
+                        gp.next += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn maintain(core: Weak<Core<Writer>>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(core) = core.upgrade() else { return };
+        if let Err(e) = compact(&core).await {
+            if matches!(e, Error::Closed) {
+                return;
+            }
+            tracing::warn!(error = %e, "event log maintenance failed");
+        }
+    }
+}
+
+/// Applies retention, then deletes closed segments holding only dropped events, after
+/// writing the state they might hold (topics, groups, partition starts) at the tail.
+async fn compact(core: &Core<Writer>) -> Result<usize> {
+    let _ = core.topics();
+    let topics: HashMap<u32, Arc<Topic>> = core
+        .topics
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .map(|t| (t.id, t.clone()))
+        .collect();
+    let start_of = |t: u32, p: u32| -> u64 {
+        topics
+            .get(&t)
+            .and_then(|t| t.parts.get(p as usize))
+            .map_or(u64::MAX, |l| {
+                l.lock().unwrap_or_else(|e| e.into_inner()).start
+            })
+    };
+    let doomed: Vec<(u64, PathBuf)> = core.journal.with_segments(|segs| {
+        let closed = segs.len().saturating_sub(1);
+        segs[..closed]
+            .iter()
+            .take_while(|s| s.ends.iter().all(|(&(t, p), &end)| end <= start_of(t, p)))
+            .map(|s| (s.seq, s.path.clone()))
+            .collect()
+    });
+    if doomed.is_empty() {
+        return Ok(0);
+    }
+    for t in topics.values() {
+        core.journal.topic_created(t.id, &t.name, &t.options)?;
+        for (p, part) in t.parts.iter().enumerate() {
+            let start = part.lock().unwrap_or_else(|e| e.into_inner()).start;
+            core.journal
+                .raw(|b| codec::put_start(b, t.id, p as u32, start))?;
+        }
+        let groups: Vec<Arc<Group>> = t
+            .groups
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for g in groups {
+            core.journal.group_created(t.id, g.id, &g.name)?;
+            let guards: Vec<_> = g
+                .parts
+                .iter()
+                .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+                .collect();
+            let mut positions = Vec::with_capacity(guards.len());
+            let mut acks = Vec::new();
+            for (p, gp) in guards.iter().enumerate() {
+                let c = gp.committed();
+                positions.push((p as u32, c));
+                let above = gp.acked_above(c);
+                if !above.is_empty() {
+                    acks.push((p as u32, above.into_iter().map(|o| (o, 1)).collect()));
+                }
+            }
+            core.journal.seek(t.id, g.id, &positions)?;
+            if !acks.is_empty() {
+                core.journal.acked(t.id, g.id, &acks)?;
+            }
+        }
+    }
+    core.journal.barrier().await?;
+    let n = doomed.len();
+    for (seq, path) in &doomed {
+        fs::remove_file(path).map_err(|e| Error::io("deleting segment", path, e))?;
+        tracing::debug!(segment = seq, "deleted a segment emptied by retention");
+    }
+    core.journal
+        .with_segments(|segs| segs.retain(|s| !doomed.iter().any(|(seq, _)| *seq == s.seq)));
+    if let Some((_, p)) = doomed.first()
+        && let Some(dir) = p.parent()
+    {
+        writer::sync_dir(dir)?;
+    }
+    Ok(n)
+}
+
+impl EventLog for DiskLog {
+    async fn create_topic(&self, topic: &str, options: TopicOptions) -> Result<()> {
+        self.inner.core.create_topic(topic, Some(options))?;
+        self.inner.core.journal.barrier().await
+    }
+    async fn publish(&self, topic: &str, batch: Vec<Event>) -> Result<Vec<Offset>> {
+        self.inner.core.publish(topic, batch).await
+    }
+    async fn poll(
+        &self,
+        topic: &str,
+        group: &str,
+        member: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Polled> {
+        self.inner.core.poll(topic, group, member, max, wait).await
+    }
+    async fn ack(&self, topic: &str, group: &str, ids: &[Offset]) -> Result<usize> {
+        self.inner.core.ack(topic, group, ids).await
+    }
+    async fn nack(
+        &self,
+        topic: &str,
+        group: &str,
+        ids: &[Offset],
+        delay: Duration,
+    ) -> Result<usize> {
+        self.inner.core.nack(topic, group, ids, delay).await
+    }
+    async fn pending(&self, topic: &str, group: &str, limit: usize) -> Result<Vec<PendingEntry>> {
+        self.inner.core.pending(topic, group, limit)
+    }
+    async fn groups(&self, topic: &str) -> Result<Vec<GroupInfo>> {
+        self.inner.core.groups(topic)
+    }
+    async fn topics(&self) -> Result<Vec<TopicInfo>> {
+        Ok(self.inner.core.topics())
+    }
+    async fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Record>> {
+        self.inner.core.read(topic, partition, from, max)
+    }
+    async fn offsets_at(&self, topic: &str, time_ms: u64) -> Result<Vec<Offset>> {
+        self.inner.core.offsets_at(topic, time_ms)
+    }
+    async fn seek(&self, topic: &str, group: &str, to: SeekTo) -> Result<()> {
+        self.inner.core.seek(topic, group, to).await
+    }
+    async fn close(&self) -> Result<()> {
+        let core = self.inner.core.clone();
+        let flushed = core.journal.barrier().await;
+        core.close();
+        tokio::task::spawn_blocking(move || core.journal.shutdown())
+            .await
+            .map_err(|e| Error::Failed(format!("writer shutdown panicked: {e}")))?;
+        match flushed {
+            Ok(()) | Err(Error::Closed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,378 @@
+//! The group-commit writer: one thread owns the active segment. Publishers, acks and
+//! seeks encode their records into one shared buffer; the thread swaps the buffer out,
+//! writes it with one `write`, syncs it per the fsync policy and then completes every
+//! waiter whose records it contained. While it syncs, the next buffer fills, so
+//! concurrent callers share one write and one `fdatasync`.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+
+use super::codec;
+use super::{Fsync, segment_path};
+use crate::core::{AckRanges, Journal};
+use crate::types::Chunk;
+use crate::{Error, Result, TopicOptions};
+
+type Waiter = oneshot::Sender<Result<(), Arc<str>>>;
+
+/// A closed or active segment and the newest offset of each partition it holds.
+#[derive(Debug)]
+pub(crate) struct SegmentInfo {
+    pub(crate) seq: u64,
+    pub(crate) path: PathBuf,
+    pub(crate) ends: HashMap<(u32, u32), u64>,
+}
+
+#[derive(Default)]
+struct State {
+    buf: Vec<u8>,
+    /// `(topic, partition, end offset)` of each batch in `buf`.
+    marks: Vec<(u32, u32, u64)>,
+    waiters: Vec<Waiter>,
+    failed: Option<Arc<str>>,
+    shutdown: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    segments: Mutex<Vec<SegmentInfo>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Handle to the writer thread; the disk backend's [`Journal`].
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The writer thread's own state.
+struct Active {
+    dir: PathBuf,
+    file: File,
+    seq: u64,
+    len: u64,
+    fsync: Fsync,
+    segment_bytes: u64,
+    last_sync: Instant,
+    dirty: bool,
+}
+
+/// Creates segment `seq` with its magic, durably.
+pub(crate) fn create_segment(dir: &Path, seq: u64, sync: bool) -> Result<File> {
+    let path = segment_path(dir, seq);
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| Error::io("creating segment", &path, e))?;
+    f.write_all(codec::MAGIC)
+        .map_err(|e| Error::io("writing segment", &path, e))?;
+    if sync {
+        f.sync_all()
+            .map_err(|e| Error::io("syncing segment", &path, e))?;
+        sync_dir(dir)?;
+    }
+    Ok(f)
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("syncing directory", dir, e))
+}
+
+impl Writer {
+    /// Starts the thread appending to a new segment `seq`.
+    pub(crate) fn start(
+        dir: &Path,
+        seq: u64,
+        fsync: Fsync,
+        segment_bytes: u64,
+        segments: Vec<SegmentInfo>,
+    ) -> Result<Self> {
+        let file = create_segment(dir, seq, fsync != Fsync::Never)?;
+        let mut segments = segments;
+        segments.push(SegmentInfo {
+            seq,
+            path: segment_path(dir, seq),
+            ends: HashMap::new(),
+        });
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            segments: Mutex::new(segments),
+        });
+        let active = Active {
+            dir: dir.to_owned(),
+            file,
+            seq,
+            len: codec::MAGIC.len() as u64,
+            fsync,
+            segment_bytes,
+            last_sync: Instant::now(),
+            dirty: false,
+        };
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("baton-events-writer".into())
+            .spawn(move || run(s, active))
+            .map_err(|e| Error::io("starting writer thread", dir, e))?;
+        Ok(Writer {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    fn append(&self, encode: impl FnOnce(&mut State)) -> Result<()> {
+        let mut st = lock(&self.shared.state);
+        if let Some(f) = &st.failed {
+            return Err(Error::Failed(f.to_string()));
+        }
+        if st.shutdown {
+            return Err(Error::Closed);
+        }
+        encode(&mut st);
+        Ok(())
+    }
+
+    /// Appends an arbitrary encoded record.
+    pub(crate) fn raw(&self, encode: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
+        self.append(|st| encode(&mut st.buf))
+    }
+
+    /// Every segment, oldest first; the last is the active one.
+    pub(crate) fn with_segments<T>(&self, f: impl FnOnce(&mut Vec<SegmentInfo>) -> T) -> T {
+        f(&mut lock(&self.shared.segments))
+    }
+
+    /// Flushes what is buffered and stops the thread.
+    pub(crate) fn shutdown(&self) {
+        {
+            let mut st = lock(&self.shared.state);
+            st.shutdown = true;
+        }
+        self.shared.wake.notify_all();
+        if let Some(t) = lock(&self.thread).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Journal for Writer {
+    const DURABLE: bool = true;
+
+    fn topic_created(&self, id: u32, name: &str, options: &TopicOptions) -> Result<()> {
+        self.append(|st| codec::put_topic(&mut st.buf, id, name, options))
+    }
+
+    fn group_created(&self, topic: u32, group: u32, name: &str) -> Result<()> {
+        self.append(|st| codec::put_group(&mut st.buf, topic, group, name))
+    }
+
+    fn batch(&self, topic: u32, partition: u32, chunk: &Chunk) -> Result<()> {
+        self.append(|st| {
+            codec::put_batch(&mut st.buf, topic, partition, chunk);
+            st.marks.push((topic, partition, chunk.end()));
+        })
+    }
+
+    fn acked(&self, topic: u32, group: u32, acks: &AckRanges) -> Result<()> {
+        self.append(|st| codec::put_ack(&mut st.buf, topic, group, acks))
+    }
+
+    fn seek(&self, topic: u32, group: u32, positions: &[(u32, u64)]) -> Result<()> {
+        self.append(|st| codec::put_seek(&mut st.buf, topic, group, positions))
+    }
+
+    fn barrier(&self) -> impl Future<Output = Result<()>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let early = {
+            let mut st = lock(&self.shared.state);
+            if let Some(f) = &st.failed {
+                Some(Error::Failed(f.to_string()))
+            } else if st.shutdown {
+                Some(Error::Closed)
+            } else {
+                st.waiters.push(tx);
+                None
+            }
+        };
+        if early.is_none() {
+            self.shared.wake.notify_one();
+        }
+        async move {
+            if let Some(e) = early {
+                return Err(e);
+            }
+            match rx.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(f)) => Err(Error::Failed(f.to_string())),
+                Err(_) => Err(Error::Closed),
+            }
+        }
+    }
+}
+
+/// Appends `(topic, partition) → end` marks to a segment's table.
+fn note(ends: &mut HashMap<(u32, u32), u64>, marks: &[(u32, u32, u64)]) {
+    for &(t, p, end) in marks {
+        let e = ends.entry((t, p)).or_insert(0);
+        *e = (*e).max(end);
+    }
+}
+
+fn run(shared: Arc<Shared>, mut active: Active) {
+    let mut spare: Vec<u8> = Vec::new();
+    let mut spare_marks = Vec::new();
+    loop {
+        let (buf, marks, waiters, stop) = {
+            let mut st = lock(&shared.state);
+            loop {
+                if !st.buf.is_empty() || !st.waiters.is_empty() || st.shutdown {
+                    break;
+                }
+                match active.fsync {
+                    Fsync::Interval(every) if active.dirty => {
+                        let left = every.saturating_sub(active.last_sync.elapsed());
+                        if left.is_zero() {
+                            break;
+                        }
+                        st = shared
+                            .wake
+                            .wait_timeout(st, left)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
+                    }
+                    _ => st = shared.wake.wait(st).unwrap_or_else(|e| e.into_inner()),
+                }
+            }
+            if st.failed.is_some() {
+                // Nothing more is written after a failure; fail whoever still waits.
+                let f = st.failed.clone().unwrap_or_else(|| "write failed".into());
+                for w in st.waiters.drain(..) {
+                    let _ = w.send(Err(f.clone()));
+                }
+                st.buf.clear();
+                st.marks.clear();
+                if st.shutdown {
+                    return;
+                }
+                continue;
+            }
+            let buf = std::mem::replace(&mut st.buf, std::mem::take(&mut spare));
+            let marks = std::mem::replace(&mut st.marks, std::mem::take(&mut spare_marks));
+            (buf, marks, std::mem::take(&mut st.waiters), st.shutdown)
+        };
+        let result = active.commit(&buf, stop).and_then(|()| {
+            if !marks.is_empty() {
+                let mut segs = lock(&shared.segments);
+                if let Some(s) = segs.last_mut() {
+                    note(&mut s.ends, &marks);
+                }
+            }
+            if active.len >= active.segment_bytes {
+                active.roll(&shared)?;
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => {
+                for w in waiters {
+                    let _ = w.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                let msg: Arc<str> = e.to_string().into();
+                tracing::error!(error = %msg, "event log write failed; refusing further writes");
+                lock(&shared.state).failed = Some(msg.clone());
+                for w in waiters {
+                    let _ = w.send(Err(msg.clone()));
+                }
+            }
+        }
+        spare = buf;
+        spare.clear();
+        spare_marks = marks;
+        spare_marks.clear();
+        if stop {
+            let mut st = lock(&shared.state);
+            if st.buf.is_empty() {
+                for w in st.waiters.drain(..) {
+                    let _ = w.send(Err("the event log is closed".into()));
+                }
+                return;
+            }
+        }
+    }
+}
+
+impl Active {
+    fn path(&self) -> PathBuf {
+        segment_path(&self.dir, self.seq)
+    }
+
+    /// Writes `buf` and syncs it as the policy says.
+    fn commit(&mut self, buf: &[u8], closing: bool) -> Result<()> {
+        if !buf.is_empty() {
+            if let Err(e) = self.file.write_all(buf) {
+                // Cut the partial write off so the segment ends on a record boundary
+                // (recovery would drop it anyway); nothing acknowledged is touched.
+                let _ = self.file.set_len(self.len);
+                return Err(Error::io("writing segment", self.path(), e));
+            }
+            self.len += buf.len() as u64;
+            self.dirty = true;
+        }
+        let sync = match self.fsync {
+            Fsync::Always => self.dirty,
+            Fsync::Interval(every) => self.dirty && (closing || self.last_sync.elapsed() >= every),
+            Fsync::Never => false,
+        };
+        if sync {
+            self.file
+                .sync_data()
+                .map_err(|e| Error::io("syncing segment", self.path(), e))?;
+            self.dirty = false;
+            self.last_sync = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn roll(&mut self, shared: &Shared) -> Result<()> {
+        if self.fsync != Fsync::Never && self.dirty {
+            self.file
+                .sync_data()
+                .map_err(|e| Error::io("syncing segment", self.path(), e))?;
+            self.dirty = false;
+        }
+        let seq = self.seq + 1;
+        self.file = create_segment(&self.dir, seq, self.fsync != Fsync::Never)?;
+        self.seq = seq;
+        self.len = codec::MAGIC.len() as u64;
+        lock(&shared.segments).push(SegmentInfo {
+            seq,
+            path: self.path(),
+            ends: HashMap::new(),
+        });
+        tracing::debug!(segment = seq, "rolled to a new segment");
+        Ok(())
+    }
+}

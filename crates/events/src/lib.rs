@@ -1,0 +1,55 @@
+//! Baton's event log: events, topics with key-ordered partitions, consumer groups with
+//! pending lists, redelivery, dead letters, dedup and retention.
+//!
+//! The [`EventLog`] trait is the contract; backends implement it:
+//!
+//! | backend | open with | an acknowledged publish survives |
+//! |---|---|---|
+//! | [`MemoryLog`] | `MemoryLog::new(Options)` | nothing beyond the process |
+//! | [`DiskLog`] (the embedded default) | `DiskLog::open(dir, DiskOptions)` | a process crash always; a machine crash with `Fsync::Always`, or losing at most the last interval with `Fsync::Interval` |
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use baton_events::{Event, EventLog, MemoryLog};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> baton_events::Result<()> {
+//! let log = MemoryLog::default();
+//! let offsets = log
+//!     .publish("tasks", vec![Event::json("task.ready", "run-1", &serde_json::json!({"task": "a"}))?])
+//!     .await?;
+//! let polled = log.poll("tasks", "workers", "worker-1", 100, Duration::ZERO).await?;
+//! for d in polled.iter() {
+//!     let body: serde_json::Value = d.event.payload_json()?;
+//!     assert_eq!(body["task"], "a");
+//! }
+//! assert_eq!(log.ack("tasks", "workers", &polled.offsets()).await?, 1);
+//! assert_eq!(polled.offsets(), offsets);
+//! # Ok(())
+//! # }
+//! ```
+#![doc = include_str!("../README.md")]
+
+mod core;
+pub mod disk;
+mod error;
+mod event;
+mod log;
+pub mod memory;
+mod options;
+mod types;
+
+pub use crate::disk::{DiskLog, DiskOptions, Fsync};
+pub use crate::error::{Error, Result};
+pub use crate::event::{Event, EventId, Offset, key_hash};
+pub use crate::log::EventLog;
+pub use crate::memory::MemoryLog;
+pub use crate::options::{
+    DEAD_LETTER_SUFFIX, Dedup, Limits, Options, Retention, TopicOptions, dead_letter_topic,
+};
+pub use crate::types::{
+    Chunk, Delivery, GroupInfo, MemberInfo, PartitionInfo, PendingEntry, Polled, Record, SeekTo,
+    Slice, TopicInfo,
+};

@@ -1,0 +1,115 @@
+//! Integration tests of `baton-events`: one conformance suite run against every
+//! backend, plus a crash test of the disk backend with a real child process.
+
+mod conformance;
+mod crash;
+
+use std::future::Future;
+use std::time::Duration;
+
+use baton_events::{DiskLog, DiskOptions, EventLog, Fsync, MemoryLog, Options};
+
+/// Opens a backend's log, again and again over the same storage.
+pub trait Factory: Send + 'static {
+    /// The log type.
+    type Log: EventLog + Clone;
+    /// Whether a reopened log sees what the previous one stored.
+    const DURABLE: bool;
+    /// Opens the log; a previous one must have been closed.
+    fn open(&mut self, options: Options) -> impl Future<Output = Self::Log> + Send;
+}
+
+/// A fresh [`MemoryLog`] per open.
+pub struct Memory;
+
+impl Factory for Memory {
+    type Log = MemoryLog;
+    const DURABLE: bool = false;
+    async fn open(&mut self, options: Options) -> MemoryLog {
+        MemoryLog::new(options).expect("valid options")
+    }
+}
+
+/// A [`DiskLog`] in one temporary directory.
+pub struct Disk {
+    /// Where the log lives; removed on drop.
+    pub dir: tempfile::TempDir,
+    /// The fsync policy under test.
+    pub fsync: Fsync,
+}
+
+impl Disk {
+    /// A log in a new temporary directory.
+    pub fn new(fsync: Fsync) -> Self {
+        Disk {
+            dir: tempfile::tempdir().expect("temp dir"),
+            fsync,
+        }
+    }
+}
+
+impl Factory for Disk {
+    type Log = DiskLog;
+    const DURABLE: bool = true;
+    async fn open(&mut self, options: Options) -> DiskLog {
+        DiskLog::open(
+            self.dir.path(),
+            DiskOptions {
+                log: options,
+                fsync: self.fsync,
+                segment_bytes: 64 << 10,
+                // No background timer: with paused time it would make the clock jump.
+                maintenance_interval: None,
+            },
+        )
+        .await
+        .expect("open disk log")
+    }
+}
+
+/// Runs every conformance test against one backend.
+macro_rules! conformance {
+    ($name:ident, $factory:expr) => {
+        mod $name {
+            use super::*;
+
+            macro_rules! case {
+                ($case:ident) => {
+                    #[tokio::test(start_paused = true)]
+                    async fn $case() {
+                        crate::conformance::$case($factory).await;
+                    }
+                };
+            }
+
+            case!(ordering_per_key);
+            case!(at_least_once_delivery);
+            case!(redelivery_after_visibility_timeout);
+            case!(nack_redelivers_after_delay);
+            case!(dead_letters_after_max_deliveries);
+            case!(dedup_window);
+            case!(retention_by_count_bytes_and_age);
+            case!(restart_keeps_events_and_committed_offsets);
+            case!(replay_from_offset_and_time);
+            case!(limits_reject_oversized_input);
+            case!(pending_list_is_inspectable);
+            case!(topics_and_groups_are_reported);
+            case!(invalid_names_are_rejected);
+            case!(poll_waits_for_new_events);
+            case!(closed_log_refuses_calls);
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_producers_and_group() {
+                crate::conformance::concurrent_producers_and_group($factory).await;
+            }
+        }
+    };
+}
+
+conformance!(memory, Memory);
+conformance!(disk_always, Disk::new(Fsync::Always));
+conformance!(disk_never, Disk::new(Fsync::Never));
+conformance!(
+    disk_interval,
+    Disk::new(Fsync::Interval(Duration::from_millis(5)))
+);
