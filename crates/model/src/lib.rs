@@ -157,15 +157,22 @@ pub fn load_timed(source: &Source) -> Result<(Checked, Timings), Error> {
         message,
     };
     let parsed = match source.format {
-        Format::Json => Parsed::Doc(serde_json::from_str(&source.text).map_err(|e| {
-            syntax(
-                Some(Location {
-                    line: e.line(),
-                    column: e.column(),
-                }),
-                json_message(&e),
-            )
-        })?),
+        Format::Json => Parsed::Doc(
+            {
+                let mut de = serde_json::Deserializer::from_str(&source.text);
+                serde::de::DeserializeSeed::deserialize(raw::DocumentSeed, &mut de)
+                    .and_then(|doc| de.end().map(|()| doc))
+            }
+            .map_err(|e| {
+                syntax(
+                    Some(Location {
+                        line: e.line(),
+                        column: e.column(),
+                    }),
+                    json_message(&e),
+                )
+            })?,
+        ),
         Format::Yaml => {
             let mut options = serde_saphyr::Options::default();
             options.budget = Some(yaml_budget(source.text.len()));
@@ -173,7 +180,12 @@ pub fn load_timed(source: &Source) -> Result<(Checked, Timings), Error> {
             // `y` must stay a string.
             options.strict_booleans = true;
             Parsed::Doc(
-                serde_saphyr::from_str_with_options(&source.text, options).map_err(|e| {
+                serde_saphyr::with_deserializer_from_str_with_options(
+                    &source.text,
+                    options,
+                    |de| serde::de::DeserializeSeed::deserialize(raw::DocumentSeed, de),
+                )
+                .map_err(|e| {
                     let location = e.location().map(|l| Location {
                         line: l.line() as usize,
                         column: l.column() as usize,

@@ -10,6 +10,10 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
+use crate::diag::{Path, Report};
+use crate::validate;
+use crate::workflow::Task;
+
 /// Known task fields, in the order the docs list them.
 pub(crate) const TASK_FIELDS: &[&str] = &[
     "id",
@@ -43,6 +47,8 @@ pub(crate) struct Document {
     pub wrapped: bool,
     /// Keys found beside `workflow:` at the top level.
     pub unknown_top: Vec<String>,
+    /// What task conversion found while the tasks streamed by.
+    pub report: Report,
 }
 
 #[derive(Debug, Default)]
@@ -51,7 +57,9 @@ pub(crate) struct RawWorkflow {
     pub version: Option<Value>,
     pub orchestration_pattern: Option<Value>,
     pub agents: Option<Value>,
-    pub tasks: Option<Vec<RawTask>>,
+    /// Tasks, checked one by one as they are read: a raw task never
+    /// outlives its conversion, so a million-task file is not held twice.
+    pub tasks: Option<Vec<Task>>,
     pub coordination: Option<Value>,
     /// Unknown keys, in document order.
     pub unknown: Vec<String>,
@@ -186,6 +194,8 @@ fn workflow_fields<'de, A: MapAccess<'de>>(
     map: &mut A,
     mut key: Option<String>,
     w: &mut RawWorkflow,
+    root: &Path,
+    report: &mut Report,
 ) -> Result<(), A::Error> {
     while let Some(k) = key {
         match k.as_str() {
@@ -193,7 +203,12 @@ fn workflow_fields<'de, A: MapAccess<'de>>(
             "version" => w.version = map.next_value()?,
             "orchestration_pattern" => w.orchestration_pattern = map.next_value()?,
             "agents" => w.agents = map.next_value()?,
-            "tasks" => w.tasks = map.next_value::<Option<Vec<RawTask>>>()?,
+            "tasks" => {
+                w.tasks = map.next_value_seed(TasksSeed {
+                    path: root.key("tasks"),
+                    report: &mut *report,
+                })?
+            }
             "coordination" => w.coordination = map.next_value()?,
             _ => {
                 map.next_value::<IgnoredAny>()?;
@@ -205,53 +220,105 @@ fn workflow_fields<'de, A: MapAccess<'de>>(
     Ok(())
 }
 
-struct WorkflowSeed<'a>(&'a mut RawWorkflow);
+/// Reads the task list, converting each task as soon as it is read.
+struct TasksSeed<'a> {
+    path: Path,
+    report: &'a mut Report,
+}
+
+impl<'de> DeserializeSeed<'de> for TasksSeed<'_> {
+    type Value = Option<Vec<Task>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TasksSeed<'_> {
+    type Value = Option<Vec<Task>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of tasks")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut tasks = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+        while let Some(raw) = seq.next_element::<RawTask>()? {
+            let i = tasks.len();
+            tasks.push(validate::task(raw, &self.path, i, self.report));
+        }
+        Ok(Some(tasks))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+struct WorkflowSeed<'a> {
+    workflow: &'a mut RawWorkflow,
+    root: Path,
+    report: &'a mut Report,
+}
 
 impl<'de> DeserializeSeed<'de> for WorkflowSeed<'_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        struct V<'a>(&'a mut RawWorkflow);
-        impl<'de> Visitor<'de> for V<'_> {
-            type Value = ();
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a workflow (a map with `tasks`)")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-                let first = map.next_key::<KeyName>()?.map(|k| k.0);
-                workflow_fields(&mut map, first, self.0)
-            }
-        }
-        d.deserialize_map(V(self.0))
+        d.deserialize_map(self)
     }
 }
 
-impl<'de> de::Deserialize<'de> for Document {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Document;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a workflow document: a map with `tasks`, or `workflow:` holding one")
+impl<'de> Visitor<'de> for WorkflowSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a workflow (a map with `tasks`)")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let first = map.next_key::<KeyName>()?.map(|k| k.0);
+        workflow_fields(&mut map, first, self.workflow, &self.root, self.report)
+    }
+}
+
+/// Reads a whole document (the entry point of parsing).
+pub(crate) struct DocumentSeed;
+
+impl<'de> DeserializeSeed<'de> for DocumentSeed {
+    type Value = Document;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Document, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DocumentSeed {
+    type Value = Document;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a workflow document: a map with `tasks`, or `workflow:` holding one")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Document, A::Error> {
+        let mut doc = Document::default();
+        let Some(first) = map.next_key::<KeyName>()?.map(|k| k.0) else {
+            return Ok(doc);
+        };
+        if first == "workflow" {
+            doc.wrapped = true;
+            map.next_value_seed(WorkflowSeed {
+                workflow: &mut doc.workflow,
+                root: Path::root().key("workflow"),
+                report: &mut doc.report,
+            })?;
+            // Anything beside `workflow:` is unknown at the top level.
+            while let Some(k) = map.next_key::<KeyName>()? {
+                map.next_value::<IgnoredAny>()?;
+                doc.unknown_top.push(k.0);
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Document, A::Error> {
-                let mut doc = Document::default();
-                let Some(first) = map.next_key::<KeyName>()?.map(|k| k.0) else {
-                    return Ok(doc);
-                };
-                if first == "workflow" {
-                    doc.wrapped = true;
-                    map.next_value_seed(WorkflowSeed(&mut doc.workflow))?;
-                    // Anything beside `workflow:` is unknown at the top level.
-                    while let Some(k) = map.next_key::<KeyName>()? {
-                        map.next_value::<IgnoredAny>()?;
-                        doc.unknown_top.push(k.0);
-                    }
-                } else {
-                    workflow_fields(&mut map, Some(first), &mut doc.workflow)?;
-                }
-                Ok(doc)
-            }
+        } else {
+            workflow_fields(
+                &mut map,
+                Some(first),
+                &mut doc.workflow,
+                &Path::root(),
+                &mut doc.report,
+            )?;
         }
-        d.deserialize_map(V)
+        Ok(doc)
     }
 }

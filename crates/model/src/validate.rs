@@ -23,13 +23,13 @@ type IdMap<'a> = foldhash::HashMap<&'a str, u32>;
 /// it scans every id, and a huge generated file is rarely hand-edited.
 const SUGGEST_LIMIT: usize = 100_000;
 
-pub(crate) fn document(doc: Document) -> Result<Checked, Report> {
+pub(crate) fn document(mut doc: Document) -> Result<Checked, Report> {
     let root = if doc.wrapped {
         Path::root().key("workflow")
     } else {
         Path::root()
     };
-    let mut report = Report::default();
+    let mut report = std::mem::take(&mut doc.report);
     for key in &doc.unknown_top {
         report.push(
             Diagnostic::error(
@@ -96,25 +96,21 @@ fn raw_workflow(raw: RawWorkflow, root: &Path, report: &mut Report) -> Option<Ch
             .coordination
             .and_then(|v| coordination(v, &root.key("coordination"), report)),
     };
-    let Some(raw_tasks) = raw.tasks else {
+    let Some(tasks) = raw.tasks else {
         report.push(
             Diagnostic::error("missing-field", root.clone(), "a workflow needs `tasks`")
                 .with_hint("add `tasks:` with at least one `{ id: ... }`"),
         );
         return None;
     };
-    if raw_tasks.is_empty() {
+    if tasks.is_empty() {
         report.push(
             Diagnostic::error("no-tasks", root.key("tasks"), "`tasks` is empty")
                 .with_hint("a workflow needs at least one task"),
         );
         return None;
     }
-    let tasks_path = root.key("tasks");
-    wf.tasks = Vec::with_capacity(raw_tasks.len());
-    for (i, t) in raw_tasks.into_iter().enumerate() {
-        wf.tasks.push(task(t, &tasks_path.index(i), &wf, report));
-    }
+    wf.tasks = tasks;
     let graph = structure(&wf, root, report)?;
     Some(Checked {
         workflow: wf,
@@ -197,7 +193,7 @@ fn object(
     }
 }
 
-fn duration_value(v: &Value, path: &Path, report: &mut Report) -> Option<Duration> {
+fn duration_value(v: &Value, path: impl FnOnce() -> Path, report: &mut Report) -> Option<Duration> {
     let parsed = match v {
         Value::String(s) => duration::parse(s),
         Value::Number(n) => n
@@ -210,7 +206,7 @@ fn duration_value(v: &Value, path: &Path, report: &mut Report) -> Option<Duratio
         Ok(d) => Some(d),
         Err(why) => {
             report.push(
-                Diagnostic::error("bad-duration", path.clone(), format!("invalid duration: {why}"))
+                Diagnostic::error("bad-duration", path(), format!("invalid duration: {why}"))
                     .with_hint("write a duration like `250ms`, `3s`, `1m30s` or `2h` (a bare number is seconds)"),
             );
             None
@@ -225,8 +221,8 @@ fn agents(v: Value, path: &Path, report: &mut Report) -> Vec<Agent> {
     };
     let mut out = Vec::with_capacity(map.len());
     for (name, spec) in map {
-        let at = path.key(&name);
-        let Some(fields) = object(spec, &at, "an agent (a map with `type`)", report) else {
+        let at = || path.key(&name);
+        let Some(fields) = object(spec, &at(), "an agent (a map with `type`)", report) else {
             continue;
         };
         let mut agent = Agent {
@@ -235,7 +231,7 @@ fn agents(v: Value, path: &Path, report: &mut Report) -> Vec<Agent> {
         };
         let mut has_type = false;
         for (key, value) in fields {
-            let p = at.key(&key);
+            let p = at().key(&key);
             match key.as_str() {
                 "type" => {
                     has_type = true;
@@ -262,7 +258,7 @@ fn agents(v: Value, path: &Path, report: &mut Report) -> Vec<Agent> {
             report.push(
                 Diagnostic::error(
                     "missing-field",
-                    at.clone(),
+                    at(),
                     format!("agent `{name}` has no `type`"),
                 )
                 .with_hint("add `type:`, e.g. `type: noop`"),
@@ -304,23 +300,26 @@ fn coordination(v: Value, path: &Path, report: &mut Report) -> Option<Coordinati
     Some(c)
 }
 
-fn task(t: RawTask, path: &Path, wf: &Workflow, report: &mut Report) -> Task {
+/// Converts one task as it is read. Paths are built only when something is
+/// wrong: this runs a million times for a large workflow.
+pub(crate) fn task(t: RawTask, tasks_path: &Path, i: usize, report: &mut Report) -> Task {
+    let at = || tasks_path.index(i);
     for key in &t.unknown {
-        report.push(unknown_field(path.key(key), key, "task", TASK_FIELDS));
+        report.push(unknown_field(at().key(key), key, "task", TASK_FIELDS));
     }
     let id = match t.id {
         Some(id) if !id.is_empty() => id,
         Some(_) => {
             report.push(Diagnostic::error(
                 "missing-id",
-                path.key("id"),
+                at().key("id"),
                 "task id is empty",
             ));
             String::new()
         }
         None => {
             report.push(
-                Diagnostic::error("missing-id", path.clone(), "task has no `id`")
+                Diagnostic::error("missing-id", at(), "task has no `id`")
                     .with_hint("every task needs a unique `id`"),
             );
             String::new()
@@ -334,26 +333,32 @@ fn task(t: RawTask, path: &Path, wf: &Workflow, report: &mut Report) -> Task {
         requires: t.requires,
         estimate: t
             .estimate
-            .and_then(|v| duration_value(&v, &path.key("estimate"), report)),
+            .and_then(|v| duration_value(&v, || at().key("estimate"), report)),
         timeout: t
             .timeout
-            .and_then(|v| duration_value(&v, &path.key("timeout"), report)),
-        retry: t.retry.and_then(|v| retry(v, &path.key("retry"), report)),
+            .and_then(|v| duration_value(&v, || at().key("timeout"), report)),
+        retry: t
+            .retry
+            .and_then(|v| retry(v, &at().key("retry"), report))
+            .map(Box::new),
         compensation: t
             .compensation
-            .and_then(|v| compensation(v, &path.key("compensation"), report)),
+            .and_then(|v| compensation(v, &at().key("compensation"), report))
+            .map(Box::new),
         condition: t
             .condition
-            .and_then(|v| condition(v, &path.key("condition"), report)),
+            .and_then(|v| condition(v, &at().key("condition"), report))
+            .map(Box::new),
         wait_for: t
             .wait_for
-            .and_then(|v| wait_for(v, &path.key("wait_for"), wf, report)),
-        input: t.input,
+            .and_then(|v| wait_for(v, &at().key("wait_for"), report))
+            .map(Box::new),
+        input: t.input.map(Box::new),
     };
     if task.timeout == Some(Duration::ZERO) {
         report.push(Diagnostic::error(
             "bad-value",
-            path.key("timeout"),
+            at().key("timeout"),
             "`timeout` must be greater than zero",
         ));
         task.timeout = None;
@@ -406,12 +411,12 @@ fn retry(v: Value, path: &Path, report: &mut Report) -> Option<RetryPolicy> {
                     let bp = p.key(&bk);
                     match bk.as_str() {
                         "initial" => {
-                            if let Some(d) = duration_value(&bv, &bp, report) {
+                            if let Some(d) = duration_value(&bv, || bp.clone(), report) {
                                 policy.backoff.initial = d;
                             }
                         }
                         "max" => {
-                            if let Some(d) = duration_value(&bv, &bp, report) {
+                            if let Some(d) = duration_value(&bv, || bp.clone(), report) {
                                 policy.backoff.max = d;
                             }
                         }
@@ -525,7 +530,7 @@ fn condition(v: Value, path: &Path, report: &mut Report) -> Option<Condition> {
     }
 }
 
-fn wait_for(v: Value, path: &Path, wf: &Workflow, report: &mut Report) -> Option<EventFilter> {
+fn wait_for(v: Value, path: &Path, report: &mut Report) -> Option<EventFilter> {
     const FIELDS: &[&str] = &["type", "key", "topic", "match", "timeout"];
     let mut filter = EventFilter::default();
     match v {
@@ -542,7 +547,7 @@ fn wait_for(v: Value, path: &Path, wf: &Workflow, report: &mut Report) -> Option
                     "match" => {
                         filter.matches = object(value, &p, "a map of payload fields", report)
                     }
-                    "timeout" => filter.timeout = duration_value(&value, &p, report),
+                    "timeout" => filter.timeout = duration_value(&value, || p, report),
                     _ => report.push(unknown_field(p, &key, "wait_for", FIELDS)),
                 }
             }
@@ -566,27 +571,6 @@ fn wait_for(v: Value, path: &Path, wf: &Workflow, report: &mut Report) -> Option
             .with_hint("e.g. `wait_for: { type: data_updates, key: dataset-42 }`"),
         );
         return None;
-    }
-    if let Some(c) = &wf.coordination {
-        if !c.event_driven.is_empty() && !c.event_driven.contains(&filter.event_type) {
-            report.push(
-                Diagnostic::warning(
-                    "undeclared-event",
-                    path.clone(),
-                    format!(
-                        "event type `{}` is not listed in `coordination.event_driven`",
-                        filter.event_type
-                    ),
-                )
-                .with_hint_opt(
-                    did_you_mean(
-                        &filter.event_type,
-                        c.event_driven.iter().map(String::as_str),
-                    )
-                    .or_else(|| Some(format!("declared: {}", c.event_driven.join(", ")))),
-                ),
-            );
-        }
     }
     Some(filter)
 }
@@ -626,11 +610,12 @@ fn structure(wf: &Workflow, root: &Path, report: &mut Report) -> Option<Graph> {
     }
 
     agents_of_tasks(wf, &tasks_path, report);
+    declared_events(wf, &tasks_path, report);
 
     // Compensation tasks take no part in the forward flow.
     let mut handler = vec![false; n];
     for (i, t) in wf.tasks.iter().enumerate() {
-        let Some(Compensation::Task(target)) = &t.compensation else {
+        let Some(Compensation::Task(target)) = t.compensation.as_deref() else {
             continue;
         };
         let p = tasks_path.index(i).key("compensation");
@@ -657,7 +642,7 @@ fn structure(wf: &Workflow, root: &Path, report: &mut Report) -> Option<Graph> {
     let mut preds = Vec::with_capacity(edges);
     offsets.push(0u32);
     for (i, t) in wf.tasks.iter().enumerate() {
-        let at = tasks_path.index(i);
+        let at = || tasks_path.index(i);
         let start = preds.len();
         for (j, dep) in t.depends_on.iter().enumerate() {
             match ids.get(dep.as_str()) {
@@ -666,7 +651,7 @@ fn structure(wf: &Workflow, root: &Path, report: &mut Report) -> Option<Graph> {
                     report.push(
                         Diagnostic::error(
                             "self-dependency",
-                            at.key("depends_on").index(j),
+                            at().key("depends_on").index(j),
                             format!("task `{}` depends on itself", t.id),
                         )
                         .with_hint("remove it from its own `depends_on`"),
@@ -676,7 +661,7 @@ fn structure(wf: &Workflow, root: &Path, report: &mut Report) -> Option<Graph> {
                     if preds[start..].contains(&d) {
                         report.push(Diagnostic::warning(
                             "duplicate-dependency",
-                            at.key("depends_on").index(j),
+                            at().key("depends_on").index(j),
                             format!("`{dep}` is listed twice in `depends_on` of `{}`", t.id),
                         ));
                         continue;
@@ -685,7 +670,7 @@ fn structure(wf: &Workflow, root: &Path, report: &mut Report) -> Option<Graph> {
                         report.push(
                             Diagnostic::error(
                                 "bad-compensation",
-                                at.key("depends_on").index(j),
+                                at().key("depends_on").index(j),
                                 format!("`{}` depends on `{dep}`, which is a compensation task", t.id),
                             )
                             .with_hint("compensation tasks run only when a run is rolled back; nothing can depend on them"),
@@ -698,7 +683,7 @@ fn structure(wf: &Workflow, root: &Path, report: &mut Report) -> Option<Graph> {
                     report.push(
                         Diagnostic::error(
                             "unknown-dependency",
-                            at.key("depends_on").index(j),
+                            at().key("depends_on").index(j),
                             format!("task `{}` depends on unknown task `{dep}`", t.id),
                         )
                         .with_hint_opt(suggest_id(dep, wf, report)),
@@ -710,7 +695,7 @@ fn structure(wf: &Workflow, root: &Path, report: &mut Report) -> Option<Graph> {
             report.push(
                 Diagnostic::error(
                     "bad-compensation",
-                    at.key("depends_on"),
+                    at().key("depends_on"),
                     format!("compensation task `{}` cannot have dependencies", t.id),
                 )
                 .with_hint("it runs when the task it compensates is rolled back"),
@@ -738,6 +723,37 @@ fn structure(wf: &Workflow, root: &Path, report: &mut Report) -> Option<Graph> {
     Some(graph)
 }
 
+/// Waiting for an event type the workflow does not declare is probably a typo.
+fn declared_events(wf: &Workflow, tasks_path: &Path, report: &mut Report) {
+    let Some(c) = &wf.coordination else { return };
+    if c.event_driven.is_empty() {
+        return;
+    }
+    for (i, t) in wf.tasks.iter().enumerate() {
+        let Some(filter) = &t.wait_for else { continue };
+        if c.event_driven.contains(&filter.event_type) {
+            continue;
+        }
+        report.push(
+            Diagnostic::warning(
+                "undeclared-event",
+                tasks_path.index(i).key("wait_for"),
+                format!(
+                    "event type `{}` is not listed in `coordination.event_driven`",
+                    filter.event_type
+                ),
+            )
+            .with_hint_opt(
+                did_you_mean(
+                    &filter.event_type,
+                    c.event_driven.iter().map(String::as_str),
+                )
+                .or_else(|| Some(format!("declared: {}", c.event_driven.join(", ")))),
+            ),
+        );
+    }
+}
+
 fn suggest_id(name: &str, wf: &Workflow, report: &Report) -> Option<String> {
     if wf.tasks.len() > SUGGEST_LIMIT || report.is_full() {
         return None;
@@ -748,7 +764,7 @@ fn suggest_id(name: &str, wf: &Workflow, report: &Report) -> Option<String> {
 fn agents_of_tasks(wf: &Workflow, tasks_path: &Path, report: &mut Report) {
     let by_name: HashMap<&str, &Agent> = wf.agents.iter().map(|a| (a.name.as_str(), a)).collect();
     for (i, t) in wf.tasks.iter().enumerate() {
-        let at = tasks_path.index(i);
+        let at = || tasks_path.index(i);
         match &t.agent {
             Some(name) => match by_name.get(name.as_str()) {
                 Some(agent) => {
@@ -763,7 +779,7 @@ fn agents_of_tasks(wf: &Workflow, tasks_path: &Path, report: &mut Report) {
                             report.push(
                                 Diagnostic::error(
                                     "missing-capability",
-                                    at.key("requires").index(j),
+                                    at().key("requires").index(j),
                                     format!("agent `{name}` lacks capability `{cap}` required by task `{}`", t.id),
                                 )
                                 .with_hint(if able.is_empty() {
@@ -778,7 +794,7 @@ fn agents_of_tasks(wf: &Workflow, tasks_path: &Path, report: &mut Report) {
                 None if wf.agents.is_empty() => report.push(
                     Diagnostic::error(
                         "unknown-agent",
-                        at.key("agent"),
+                        at().key("agent"),
                         format!("task `{}` names agent `{name}`, but the workflow declares no agents", t.id),
                     )
                     .with_hint("declare it under `agents:` or remove `agent:`"),
@@ -786,7 +802,7 @@ fn agents_of_tasks(wf: &Workflow, tasks_path: &Path, report: &mut Report) {
                 None => report.push(
                     Diagnostic::error(
                         "unknown-agent",
-                        at.key("agent"),
+                        at().key("agent"),
                         format!("task `{}` names unknown agent `{name}`", t.id),
                     )
                     .with_hint(did_you_mean(name, by_name.keys().copied()).unwrap_or_else(|| {
@@ -798,7 +814,7 @@ fn agents_of_tasks(wf: &Workflow, tasks_path: &Path, report: &mut Report) {
             None if t.requires.is_empty() => report.push(
                 Diagnostic::error(
                     "missing-agent",
-                    at.clone(),
+                    at(),
                     format!("task `{}` has no `agent` and no `requires`", t.id),
                 )
                 .with_hint("name an agent, or list the capabilities it needs in `requires` so one can be chosen"),
@@ -811,7 +827,7 @@ fn agents_of_tasks(wf: &Workflow, tasks_path: &Path, report: &mut Report) {
                 if !capable {
                     report.push(Diagnostic::error(
                         "missing-capability",
-                        at.key("requires"),
+                        at().key("requires"),
                         format!(
                             "no agent has all capabilities required by task `{}` ({})",
                             t.id,
@@ -823,13 +839,13 @@ fn agents_of_tasks(wf: &Workflow, tasks_path: &Path, report: &mut Report) {
         }
         if let Some(Compensation::Action {
             agent: Some(name), ..
-        }) = &t.compensation
+        }) = t.compensation.as_deref()
         {
             if !by_name.contains_key(name.as_str()) {
                 report.push(
                     Diagnostic::error(
                         "unknown-agent",
-                        at.key("compensation").key("agent"),
+                        at().key("compensation").key("agent"),
                         format!("compensation names unknown agent `{name}`"),
                     )
                     .with_hint_opt(did_you_mean(name, by_name.keys().copied())),

@@ -59,7 +59,7 @@ fn every_field_of_the_language_is_read() {
     assert_eq!(wait.timeout, Some(Duration::from_secs(4 * 3600)));
     assert_eq!(
         t("deploy").compensation,
-        Some(Compensation::Task("rollback".into()))
+        Some(Box::new(Compensation::Task("rollback".into())))
     );
     // The compensation task is marked, and unestimated tasks weigh one unit.
     let rollback = c
