@@ -1,0 +1,230 @@
+//! Transitive reduction: which dependency edges are implied by others.
+//!
+//! An edge `u → v` is redundant when `v` is reachable from `u` by another
+//! path. In general this is as hard as a transitive closure, so the search is
+//! pruned and bounded:
+//!
+//! * it runs once per dependent task `v` (not once per edge), backwards from
+//!   `v`'s predecessors, and every predecessor it meets on the way is
+//!   redundant;
+//! * a predecessor in the stage right before `v`'s cannot be redundant (no
+//!   task fits between them), so only predecessors at least two stages back
+//!   are candidates, and a task with no candidate costs nothing;
+//! * only tasks whose stage lies strictly above the lowest candidate's can
+//!   lead to a candidate, so the search never goes below it;
+//! * visited tasks carry a stamp (the target's id) instead of a set that
+//!   would need clearing;
+//! * it stops early once every candidate of `v` is found.
+//!
+//! The work (predecessor entries scanned) is counted against a budget; when
+//! the budget runs out the result is [`Redundancy::Partial`]: every edge it
+//! lists is redundant, but others may be too. Counting work rather than time
+//! keeps the result deterministic.
+
+use serde::Serialize;
+
+/// Redundant edges found by transitive reduction, as `(from, to)` pairs
+/// ("`to` depends on `from`"), sorted by `to`, then `from`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Redundancy {
+    /// Every redundant edge, and no other.
+    Exact {
+        /// The redundant edges.
+        edges: Vec<(u32, u32)>,
+    },
+    /// The work budget ran out: these edges are redundant, others may be.
+    Partial {
+        /// The redundant edges found.
+        edges: Vec<(u32, u32)>,
+        /// Tasks `0..checked` had all their dependencies checked.
+        checked: u32,
+        /// The budget that ran out, in predecessor entries scanned.
+        budget: u64,
+    },
+    /// Not searched ([`crate::Reduction::Off`]).
+    Skipped,
+}
+
+impl Redundancy {
+    /// The redundant edges found (all of them when [`Redundancy::is_exact`]).
+    pub fn edges(&self) -> &[(u32, u32)] {
+        match self {
+            Redundancy::Exact { edges } | Redundancy::Partial { edges, .. } => edges,
+            Redundancy::Skipped => &[],
+        }
+    }
+
+    /// Whether [`Redundancy::edges`] is the complete list.
+    pub fn is_exact(&self) -> bool {
+        matches!(self, Redundancy::Exact { .. })
+    }
+
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match self {
+            Redundancy::Exact { edges } | Redundancy::Partial { edges, .. } => edges.capacity() * 8,
+            Redundancy::Skipped => 0,
+        }
+    }
+}
+
+/// Finds redundant edges of the acyclic graph given by its predecessor CSR
+/// and each task's stage (`stage[u] < stage[v]` for every edge `u → v`),
+/// scanning at most about `budget` predecessor entries.
+pub(crate) fn redundant_edges(
+    offsets: &[u32],
+    preds: &[u32],
+    stage: &[u32],
+    budget: u64,
+) -> Redundancy {
+    let n = stage.len();
+    let preds_of = |t: u32| &preds[offsets[t as usize] as usize..offsets[t as usize + 1] as usize];
+    // Stamps are `v + 1`, so zero means "never" without a clearing pass.
+    let mut candidate = vec![0u32; n];
+    let mut seen = vec![0u32; n];
+    let mut stack: Vec<u32> = Vec::new();
+    let mut found: Vec<(u32, u32)> = Vec::new();
+    let mut work: u64 = 0;
+    for v in 0..n as u32 {
+        let direct = preds_of(v);
+        // One predecessor is never redundant: another path would need another.
+        if direct.len() < 2 {
+            continue;
+        }
+        let stamp = v + 1;
+        let sv = stage[v as usize];
+        let mut lowest = u32::MAX;
+        let mut remaining = 0usize;
+        for &u in direct {
+            let su = stage[u as usize];
+            if su + 1 < sv && candidate[u as usize] != stamp {
+                candidate[u as usize] = stamp;
+                remaining += 1;
+                lowest = lowest.min(su);
+            }
+        }
+        if remaining == 0 {
+            continue;
+        }
+        let start = found.len();
+        stack.clear();
+        for &w in direct {
+            if stage[w as usize] > lowest && seen[w as usize] != stamp {
+                seen[w as usize] = stamp;
+                stack.push(w);
+            }
+        }
+        let mut exhausted = false;
+        'search: while let Some(x) = stack.pop() {
+            let up = preds_of(x);
+            work += up.len() as u64;
+            for &y in up {
+                if candidate[y as usize] == stamp {
+                    candidate[y as usize] = 0;
+                    found.push((y, v));
+                    remaining -= 1;
+                    if remaining == 0 {
+                        break 'search;
+                    }
+                }
+                if stage[y as usize] > lowest && seen[y as usize] != stamp {
+                    seen[y as usize] = stamp;
+                    stack.push(y);
+                }
+            }
+            if work > budget {
+                exhausted = true;
+                break;
+            }
+        }
+        found[start..].sort_unstable();
+        if exhausted {
+            return Redundancy::Partial {
+                edges: found,
+                checked: v,
+                budget,
+            };
+        }
+    }
+    Redundancy::Exact { edges: found }
+}
+
+#[cfg(test)]
+mod tests {
+    use baton_model::Graph;
+
+    use super::*;
+
+    fn stages(g: &Graph) -> Vec<u32> {
+        // from_edges graphs in these tests list tasks in topological order.
+        let mut s = vec![0u32; g.len()];
+        for v in 0..g.len() as u32 {
+            s[v as usize] = g
+                .preds(v)
+                .iter()
+                .map(|&u| s[u as usize] + 1)
+                .max()
+                .unwrap_or(0);
+        }
+        s
+    }
+
+    fn run(n: usize, edges: &[(u32, u32)], budget: u64) -> Redundancy {
+        let g = Graph::from_edges(n, edges);
+        redundant_edges(&g.pred_offsets, &g.preds, &stages(&g), budget)
+    }
+
+    #[test]
+    fn finds_shortcuts() {
+        // 0 → 1 → 2 → 3, plus shortcuts 0 → 2, 0 → 3 and 1 → 3.
+        let r = run(
+            4,
+            &[(0, 1), (1, 2), (2, 3), (0, 2), (0, 3), (1, 3)],
+            u64::MAX,
+        );
+        assert_eq!(
+            r,
+            Redundancy::Exact {
+                edges: vec![(0, 2), (0, 3), (1, 3)]
+            }
+        );
+    }
+
+    #[test]
+    fn diamond_has_none() {
+        let r = run(4, &[(0, 1), (0, 2), (1, 3), (2, 3)], u64::MAX);
+        assert_eq!(r.edges(), &[]);
+        assert!(r.is_exact());
+    }
+
+    #[test]
+    fn shortcut_through_a_side_branch() {
+        // 3 depends on 0 directly and through 1 → 2; 4 is unrelated.
+        let r = run(5, &[(0, 1), (1, 2), (2, 3), (0, 3), (4, 3)], u64::MAX);
+        assert_eq!(r.edges(), &[(0, 3)]);
+    }
+
+    #[test]
+    fn a_small_budget_is_reported() {
+        let mut edges = Vec::new();
+        for v in 1..50u32 {
+            edges.push((v - 1, v));
+            if v >= 3 {
+                edges.push((v - 3, v));
+            }
+        }
+        let exact = run(50, &edges, u64::MAX);
+        assert_eq!(exact.edges().len(), 47);
+        let Redundancy::Partial {
+            edges: some,
+            checked,
+            budget,
+        } = run(50, &edges, 100)
+        else {
+            panic!("expected a partial result")
+        };
+        assert_eq!(budget, 100);
+        assert!(some.len() < 47 && some.iter().all(|e| exact.edges().contains(e)));
+        assert!(some.iter().all(|&(_, to)| to <= checked));
+    }
+}
