@@ -157,7 +157,7 @@ pub fn load_timed(source: &Source) -> Result<(Checked, Timings), Error> {
         message,
     };
     let parsed = match source.format {
-        Format::Json => Parsed::Doc(
+        Format::Json => Parsed::Doc(Box::new(
             {
                 let mut de = serde_json::Deserializer::from_str(&source.text);
                 serde::de::DeserializeSeed::deserialize(raw::DocumentSeed, &mut de)
@@ -172,14 +172,14 @@ pub fn load_timed(source: &Source) -> Result<(Checked, Timings), Error> {
                     json_message(&e),
                 )
             })?,
-        ),
+        )),
         Format::Yaml => {
             let mut options = serde_saphyr::Options::default();
             options.budget = Some(yaml_budget(source.text.len()));
             // YAML 1.1 reads `y`, `no`, `on` as booleans; a capability called
             // `y` must stay a string.
             options.strict_booleans = true;
-            Parsed::Doc(
+            Parsed::Doc(Box::new(
                 serde_saphyr::with_deserializer_from_str_with_options(
                     &source.text,
                     options,
@@ -192,7 +192,7 @@ pub fn load_timed(source: &Source) -> Result<(Checked, Timings), Error> {
                     });
                     syntax(location, yaml_message(&e))
                 })?,
-            )
+            ))
         }
         Format::WfFormat => {
             let (wf, _version) = wfformat::parse(&source.text).map_err(|e| {
@@ -210,7 +210,7 @@ pub fn load_timed(source: &Source) -> Result<(Checked, Timings), Error> {
     let parse = started.elapsed();
     let started = Instant::now();
     let result = match parsed {
-        Parsed::Doc(doc) => validate::document(doc),
+        Parsed::Doc(doc) => validate::document(*doc),
         Parsed::Workflow(wf) => validate::workflow(wf).map(|c| Checked {
             root: wfformat::root(&source.text),
             ..c
@@ -244,7 +244,7 @@ pub fn validate(workflow: Workflow) -> Result<Checked, Report> {
 }
 
 enum Parsed {
-    Doc(raw::Document),
+    Doc(Box<raw::Document>),
     Workflow(Workflow),
 }
 
@@ -263,10 +263,10 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
     let mut first = text.lines().next().unwrap_or("invalid YAML").trim();
     first = first.strip_prefix("error:").unwrap_or(first).trim_start();
     // Drop serde-saphyr's own "line L column C:" prefix: we print file:line:col.
-    if let Some(rest) = first.strip_prefix("line ") {
-        if let Some((_, msg)) = rest.split_once(": ") {
-            first = msg;
-        }
+    if let Some(rest) = first.strip_prefix("line ")
+        && let Some((_, msg)) = rest.split_once(": ")
+    {
+        first = msg;
     }
     first.to_string()
 }

@@ -148,6 +148,10 @@ impl Source {
 
     /// Fills in the file location of every diagnostic in `report`.
     pub fn locate(&self, report: &mut Report) {
+        if report.diagnostics.is_empty() {
+            // Locating walks the whole text again: not for nothing.
+            return;
+        }
         let paths: Vec<Path> = report
             .diagnostics
             .iter()

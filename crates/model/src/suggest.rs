@@ -18,10 +18,10 @@ where
         if c.len().abs_diff(name.len()) > bound {
             continue;
         }
-        if let Some(d) = distance(name, c, bound) {
-            if best.is_none_or(|(bd, _)| d < bd) {
-                best = Some((d, c));
-            }
+        if let Some(d) = distance(name, c, bound)
+            && best.is_none_or(|(bd, _)| d < bd)
+        {
+            best = Some((d, c));
         }
     }
     best.map(|(_, c)| c)

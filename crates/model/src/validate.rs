@@ -840,17 +840,16 @@ fn agents_of_tasks(wf: &Workflow, tasks_path: &Path, report: &mut Report) {
         if let Some(Compensation::Action {
             agent: Some(name), ..
         }) = t.compensation.as_deref()
+            && !by_name.contains_key(name.as_str())
         {
-            if !by_name.contains_key(name.as_str()) {
-                report.push(
-                    Diagnostic::error(
-                        "unknown-agent",
-                        at().key("compensation").key("agent"),
-                        format!("compensation names unknown agent `{name}`"),
-                    )
-                    .with_hint_opt(did_you_mean(name, by_name.keys().copied())),
-                );
-            }
+            report.push(
+                Diagnostic::error(
+                    "unknown-agent",
+                    at().key("compensation").key("agent"),
+                    format!("compensation names unknown agent `{name}`"),
+                )
+                .with_hint_opt(did_you_mean(name, by_name.keys().copied())),
+            );
         }
     }
 }

@@ -64,7 +64,11 @@ struct ExecutedTask {
 /// Whether a JSON text looks like a WfFormat instance: WfFormat files carry
 /// `schemaVersion` at the top level, near the start.
 pub(crate) fn detect(text: &str) -> bool {
-    let head = &text[..text.floor_char_boundary(8192)];
+    let mut end = text.len().min(8192);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let head = &text[..end];
     head.contains("\"schemaVersion\"")
 }
 

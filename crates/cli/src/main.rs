@@ -1,0 +1,53 @@
+//! `baton`: the command-line face of Baton. Thin by design: it parses flags,
+//! calls the library crates and prints; exit codes mean something:
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0 | success (a valid workflow) |
+//! | 1 | the input is invalid (errors on stderr) |
+//! | 2 | usage or I/O error |
+
+mod gen_cmd;
+mod plan_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Workflow orchestration for multi-agent systems, that proves its own speed.
+#[derive(Parser)]
+#[command(name = "baton", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a workflow and compile it into a plan: stages, critical path, parallelism.
+    Plan(plan_cmd::Args),
+    /// Generate synthetic workflows.
+    Gen(gen_cmd::Args),
+}
+
+/// Exit code for usage and I/O errors.
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Plan(args) => plan_cmd::run(args),
+        Command::Gen(args) => gen_cmd::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}

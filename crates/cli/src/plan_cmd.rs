@@ -1,0 +1,364 @@
+//! `baton plan FILE`: validate a workflow and print its plan.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use baton_model::{Checked, Diagnostic, Error, Limits, Report, Source};
+use baton_plan::{Options, Plan, Reduction};
+use serde::Serialize;
+use serde_json::json;
+
+/// Flags of `baton plan`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The workflow: YAML, JSON or WfFormat; `-` reads standard input.
+    file: PathBuf,
+    /// text | json | dot | mermaid
+    #[arg(long, default_value = "text")]
+    format: OutFormat,
+    /// Print every stage (text), or include `stages` (json).
+    #[arg(long)]
+    stages: bool,
+    /// Look for redundant edges: off | auto (bounded work) | exact (unbounded).
+    #[arg(long, default_value = "auto")]
+    reduction: ReductionArg,
+    /// Drop redundant edges from the plan (and from dot/mermaid drawings).
+    #[arg(long)]
+    remove_redundant: bool,
+    /// Largest input accepted, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_bytes)]
+    max_size: u64,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OutFormat {
+    Text,
+    Json,
+    Dot,
+    Mermaid,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReductionArg {
+    Off,
+    Auto,
+    Exact,
+}
+
+/// Stages and lists longer than this are abbreviated in text output.
+const SHOW: usize = 8;
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let limits = Limits {
+        max_bytes: args.max_size,
+    };
+    let source = match Source::read(&args.file, limits) {
+        Ok(s) => s,
+        Err(e) if e.is_io() => return Err(e.into()),
+        Err(e) => return Ok(invalid(&e.to_string(), &[], args.format)),
+    };
+    let (checked, timings) = match baton_model::load_timed(&source) {
+        Ok(loaded) => loaded,
+        Err(Error::Invalid { report, .. }) => {
+            return Ok(invalid(
+                &source.render(&report),
+                &report.diagnostics,
+                args.format,
+            ));
+        }
+        Err(e) => return Ok(invalid(&e.to_string(), &[], args.format)),
+    };
+    let options = Options {
+        reduction: match args.reduction {
+            ReductionArg::Off => Reduction::Off,
+            ReductionArg::Auto => Reduction::Auto,
+            ReductionArg::Exact => Reduction::Unlimited,
+        },
+        remove_redundant: args.remove_redundant,
+    };
+    let started = Instant::now();
+    let plan = match baton_plan::plan_checked(&checked, &options) {
+        Ok(plan) => plan,
+        Err(diagnostic) => {
+            let mut report = Report::default();
+            report.push(diagnostic);
+            source.locate(&mut report);
+            return Ok(invalid(
+                &source.render(&report),
+                &report.diagnostics,
+                args.format,
+            ));
+        }
+    };
+    let plan_time = started.elapsed();
+    if !checked.warnings.diagnostics.is_empty() {
+        eprint!("{}", source.render(&checked.warnings));
+    }
+    let out = match args.format {
+        OutFormat::Text => text(&checked, &plan, args.stages),
+        OutFormat::Json => {
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            let timings = Timings {
+                parse: ms(timings.parse),
+                validate: ms(timings.validate),
+                plan: ms(plan_time),
+            };
+            json_contract(&checked, &plan, args.stages, timings)?
+        }
+        OutFormat::Dot => dot(&checked, &plan),
+        OutFormat::Mermaid => mermaid(&plan),
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    stdout.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reports an invalid workflow: people read stderr; with `--format json`,
+/// tools get the diagnostics on stdout too. Exit code 1.
+fn invalid(rendered: &str, diagnostics: &[Diagnostic], format: OutFormat) -> ExitCode {
+    eprint!("{rendered}");
+    if !rendered.ends_with('\n') {
+        eprintln!();
+    }
+    if let OutFormat::Json = format {
+        let body = json!({ "valid": false, "message": rendered.lines().next().unwrap_or(""), "errors": diagnostics });
+        println!("{body}");
+    }
+    ExitCode::from(1)
+}
+
+#[derive(Serialize)]
+struct Timings {
+    parse: f64,
+    validate: f64,
+    plan: f64,
+}
+
+/// The documented JSON contract of `baton plan --format json`
+/// (docs/workflow-language.md, "Plan output").
+fn json_contract(
+    checked: &Checked,
+    plan: &Plan,
+    stages: bool,
+    timings: Timings,
+) -> anyhow::Result<String> {
+    #[derive(Serialize)]
+    struct Contract<'a> {
+        valid: bool,
+        name: Option<&'a str>,
+        tasks: usize,
+        edges: usize,
+        stage_count: usize,
+        stage_widths: Vec<u32>,
+        max_width: u32,
+        critical_path: CriticalPath<'a>,
+        total_work: f64,
+        parallelism: f64,
+        redundant_edges: Vec<[&'a str; 2]>,
+        redundancy: &'static str,
+        compensation_tasks: Vec<&'a str>,
+        warnings: &'a [Diagnostic],
+        timings_ms: Timings,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stages: Option<Vec<Vec<&'a str>>>,
+    }
+    #[derive(Serialize)]
+    struct CriticalPath<'a> {
+        length: f64,
+        tasks: Vec<&'a str>,
+    }
+    let summary = plan.summary();
+    let names = |ids: &[u32]| ids.iter().map(|&t| plan.name(t)).collect::<Vec<_>>();
+    let contract = Contract {
+        valid: true,
+        name: checked.workflow.name.as_deref(),
+        tasks: summary.tasks,
+        edges: summary.edges,
+        stage_count: summary.stage_count,
+        stage_widths: summary.stage_widths,
+        max_width: summary.max_width,
+        critical_path: CriticalPath {
+            length: secs(summary.critical_path.length),
+            tasks: names(summary.critical_path.tasks),
+        },
+        total_work: secs(summary.total_work),
+        parallelism: summary.parallelism,
+        redundant_edges: plan
+            .redundancy()
+            .edges()
+            .iter()
+            .map(|&(a, b)| [plan.name(a), plan.name(b)])
+            .collect(),
+        redundancy: summary.redundancy,
+        compensation_tasks: names(plan.handlers()),
+        warnings: &checked.warnings.diagnostics,
+        timings_ms: timings,
+        stages: stages.then(|| plan.stages().map(names).collect()),
+    };
+    let mut s = serde_json::to_string(&contract)?;
+    s.push('\n');
+    Ok(s)
+}
+
+fn secs(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
+fn fmt_us(us: u64) -> String {
+    baton_model::duration::format(Duration::from_micros(us))
+}
+
+/// A list of names, abbreviated after `SHOW` entries.
+fn list(plan: &Plan, ids: &[u32], sep: &str, all: bool) -> String {
+    let shown = if all { ids.len() } else { ids.len().min(SHOW) };
+    let mut s = ids[..shown]
+        .iter()
+        .map(|&t| plan.name(t))
+        .collect::<Vec<_>>()
+        .join(sep);
+    if shown < ids.len() {
+        let _ = write!(s, "{sep}… (+{} more)", ids.len() - shown);
+    }
+    s
+}
+
+fn text(checked: &Checked, plan: &Plan, all_stages: bool) -> String {
+    let s = plan.summary();
+    let mut out = String::new();
+    let name = checked.workflow.name.as_deref().unwrap_or("(unnamed)");
+    let _ = writeln!(out, "workflow   {name}");
+    let _ = writeln!(
+        out,
+        "tasks      {} ({} edges{})",
+        s.tasks,
+        s.edges,
+        if s.handlers > 0 {
+            format!(", {} compensation", s.handlers)
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(
+        out,
+        "stages     {} (max width {})",
+        s.stage_count, s.max_width
+    );
+    let _ = writeln!(
+        out,
+        "critical   {} over {} tasks: {}",
+        fmt_us(s.critical_path.length),
+        s.critical_path.tasks.len(),
+        list(plan, s.critical_path.tasks, " → ", all_stages)
+    );
+    let _ = writeln!(
+        out,
+        "work       {} in all, parallelism {:.2}",
+        fmt_us(s.total_work),
+        s.parallelism
+    );
+    let redundant = plan.redundancy().edges();
+    if !redundant.is_empty() || s.redundancy != "exact" {
+        let _ = write!(out, "redundant  {} edge(s)", redundant.len());
+        if s.redundancy != "exact" {
+            let _ = write!(out, " ({} search)", s.redundancy);
+        }
+        if s.redundant_removed {
+            out.push_str(", removed");
+        }
+        out.push('\n');
+    }
+    out.push_str("\nstages:\n");
+    let stages: Vec<&[u32]> = plan.stages().collect();
+    let shown = if all_stages {
+        stages.len()
+    } else {
+        stages.len().min(2 * SHOW)
+    };
+    let width = stages.len().to_string().len();
+    for (i, stage) in stages.iter().take(shown).enumerate() {
+        let _ = writeln!(
+            out,
+            "  {:>width$}. [{}] {}",
+            i + 1,
+            stage.len(),
+            list(plan, stage, ", ", all_stages)
+        );
+    }
+    if shown < stages.len() {
+        let _ = writeln!(
+            out,
+            "  … {} more stages (--stages shows all)",
+            stages.len() - shown
+        );
+    }
+    out
+}
+
+fn quote(s: &str) -> String {
+    serde_json::Value::from(s).to_string()
+}
+
+/// Graphviz: one rank per stage, edges as planned.
+fn dot(checked: &Checked, plan: &Plan) -> String {
+    let mut out = String::new();
+    let name = checked.workflow.name.as_deref().unwrap_or("workflow");
+    let _ = writeln!(
+        out,
+        "digraph {} {{\n  rankdir=LR;\n  node [shape=box];",
+        quote(name)
+    );
+    for (i, stage) in plan.stages().enumerate() {
+        let nodes: Vec<String> = stage.iter().map(|&t| quote(plan.name(t))).collect();
+        let _ = writeln!(
+            out,
+            "  {{ rank=same; /* stage {} */ {}; }}",
+            i + 1,
+            nodes.join("; ")
+        );
+    }
+    let critical: std::collections::HashSet<(u32, u32)> = plan
+        .critical_path()
+        .windows(2)
+        .map(|w| (w[0], w[1]))
+        .collect();
+    for t in plan.order() {
+        for &s in plan.succs(*t) {
+            let style = if critical.contains(&(*t, s)) {
+                " [penwidth=2, color=red]"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "  {} -> {}{style};",
+                quote(plan.name(*t)),
+                quote(plan.name(s))
+            );
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// Mermaid flowchart: one subgraph per stage.
+fn mermaid(plan: &Plan) -> String {
+    let mut out = String::from("flowchart LR\n");
+    let label = |t: u32| plan.name(t).replace('"', "#quot;");
+    for (i, stage) in plan.stages().enumerate() {
+        let _ = writeln!(out, "  subgraph s{i} [\"stage {}\"]", i + 1);
+        for &t in stage {
+            let _ = writeln!(out, "    n{t}[\"{}\"]", label(t));
+        }
+        out.push_str("  end\n");
+    }
+    for t in plan.order() {
+        for &s in plan.succs(*t) {
+            let _ = writeln!(out, "  n{t} --> n{s}");
+        }
+    }
+    out
+}
