@@ -73,14 +73,14 @@ fn pick_distinct(rng: &mut Rng, from: u64, span: u64, count: u64, out: &mut Vec<
     }
 }
 
-pub fn random(n: usize) -> Graph {
+fn random(n: usize) -> Graph {
     graph(n, |v, rng, out| {
         let k = rng.below(6);
         pick_distinct(rng, 0, v as u64, k, out);
     })
 }
 
-pub fn layered(n: usize) -> Graph {
+fn layered(n: usize) -> Graph {
     const WIDTH: usize = 100;
     graph(n, |v, rng, out| {
         let layer = v / WIDTH;

@@ -1,0 +1,5 @@
+//! Integration tests of baton-plan.
+
+mod cache;
+mod checked;
+mod props;
