@@ -32,6 +32,7 @@ pub mod expr;
 pub mod generate;
 mod graph;
 mod locate;
+mod names;
 mod raw;
 mod source;
 mod suggest;
@@ -43,6 +44,7 @@ use std::time::{Duration, Instant};
 
 pub use diag::{Diagnostic, Location, MAX_DIAGNOSTICS, Path, Report, Seg, Severity};
 pub use graph::Graph;
+pub use names::{Names, TooLarge};
 pub use source::{Format, Limits, Source};
 pub use suggest::{closest, did_you_mean};
 pub use workflow::{
@@ -56,6 +58,8 @@ pub struct Checked {
     pub workflow: Workflow,
     /// Its dependencies on integer ids (acyclicity is the planner's check).
     pub graph: Graph,
+    /// The task ids, interned (id `i` is `workflow.tasks[i].id`).
+    pub names: Names,
     /// Warnings found on the way (no errors).
     pub warnings: Report,
     /// Where the workflow object sits in the document (`$` or `$.workflow`),

@@ -4,20 +4,18 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use foldhash::HashMapExt;
 use serde_json::{Map, Value};
 
 use crate::diag::{Diagnostic, Path, Report};
 use crate::expr::Expr;
 use crate::graph::Graph;
+use crate::names::Names;
 use crate::raw::{Document, RawTask, RawWorkflow, TASK_FIELDS, WORKFLOW_FIELDS};
 use crate::suggest::did_you_mean;
 use crate::workflow::{
     Agent, Backoff, Compensation, Condition, Coordination, EventFilter, RetryPolicy, Task, Workflow,
 };
 use crate::{Checked, duration};
-
-type IdMap<'a> = foldhash::HashMap<&'a str, u32>;
 
 /// Above this many tasks, "did you mean" for unknown dependencies is skipped:
 /// it scans every id, and a huge generated file is rarely hand-edited.
@@ -58,9 +56,10 @@ pub(crate) fn workflow(wf: Workflow) -> Result<Checked, Report> {
     let root = Path::root();
     let graph = structure(&wf, &root, &mut report);
     match graph {
-        Some(graph) if !report.has_errors() => Ok(Checked {
+        Some((graph, names)) if !report.has_errors() => Ok(Checked {
             workflow: wf,
             graph,
+            names,
             warnings: report,
             root,
         }),
@@ -111,10 +110,11 @@ fn raw_workflow(raw: RawWorkflow, root: &Path, report: &mut Report) -> Option<Ch
         return None;
     }
     wf.tasks = tasks;
-    let graph = structure(&wf, root, report)?;
+    let (graph, names) = structure(&wf, root, report)?;
     Some(Checked {
         workflow: wf,
         graph,
+        names,
         warnings: Report::default(),
         root: root.clone(),
     })
@@ -577,37 +577,36 @@ fn wait_for(v: Value, path: &Path, report: &mut Report) -> Option<EventFilter> {
 
 /// Cross-task checks: ids, dependencies, agents, compensations and
 /// conditions. Builds the graph when the ids resolve.
-fn structure(wf: &Workflow, root: &Path, report: &mut Report) -> Option<Graph> {
+fn structure(wf: &Workflow, root: &Path, report: &mut Report) -> Option<(Graph, Names)> {
     let tasks_path = root.key("tasks");
     let n = wf.tasks.len();
     if n > u32::MAX as usize - 1 {
         report.push(Diagnostic::error("too-large", tasks_path, "too many tasks"));
         return None;
     }
-    let mut ids: IdMap = IdMap::with_capacity(n);
-    let mut resolvable = true;
-    for (i, t) in wf.tasks.iter().enumerate() {
-        if t.id.is_empty() {
-            resolvable = false;
-            continue;
-        }
-        if let Some(&first) = ids.get(t.id.as_str()) {
-            resolvable = false;
-            report.push(
-                Diagnostic::error(
-                    "duplicate-task",
-                    tasks_path.index(i).key("id"),
-                    format!("duplicate task id `{}`", t.id),
-                )
-                .with_hint(format!(
-                    "first declared at {}; task ids must be unique",
-                    tasks_path.index(first as usize)
-                )),
-            );
-        } else {
-            ids.insert(&t.id, i as u32);
-        }
-    }
+    let Ok(ids) = Names::new(wf.tasks.iter().map(|t| t.id.as_str())) else {
+        report.push(Diagnostic::error(
+            "too-large",
+            tasks_path,
+            "task ids exceed 4 GiB in total",
+        ));
+        return None;
+    };
+    let mut resolvable = wf.tasks.iter().all(|t| !t.id.is_empty());
+    ids.index_reporting_duplicates(|dup, first| {
+        resolvable = false;
+        report.push(
+            Diagnostic::error(
+                "duplicate-task",
+                tasks_path.index(dup as usize).key("id"),
+                format!("duplicate task id `{}`", ids.get(dup)),
+            )
+            .with_hint(format!(
+                "first declared at {}; task ids must be unique",
+                tasks_path.index(first as usize)
+            )),
+        );
+    });
 
     agents_of_tasks(wf, &tasks_path, report);
     declared_events(wf, &tasks_path, report);
@@ -619,13 +618,13 @@ fn structure(wf: &Workflow, root: &Path, report: &mut Report) -> Option<Graph> {
             continue;
         };
         let p = tasks_path.index(i).key("compensation");
-        match ids.get(target.as_str()) {
-            Some(&j) if j as usize == i => report.push(Diagnostic::error(
+        match ids.id(target) {
+            Some(j) if j as usize == i => report.push(Diagnostic::error(
                 "bad-compensation",
                 p,
                 format!("task `{}` cannot compensate itself", t.id),
             )),
-            Some(&j) => handler[j as usize] = true,
+            Some(j) => handler[j as usize] = true,
             None => report.push(
                 Diagnostic::error(
                     "unknown-task",
@@ -638,6 +637,8 @@ fn structure(wf: &Workflow, root: &Path, report: &mut Report) -> Option<Graph> {
     }
 
     let edges: usize = wf.tasks.iter().map(|t| t.depends_on.len()).sum();
+    let resolved = resolve(&wf.tasks, &ids, edges);
+    let mut resolved = resolved.into_iter();
     let mut offsets = Vec::with_capacity(n + 1);
     let mut preds = Vec::with_capacity(edges);
     offsets.push(0u32);
@@ -645,8 +646,8 @@ fn structure(wf: &Workflow, root: &Path, report: &mut Report) -> Option<Graph> {
         let at = || tasks_path.index(i);
         let start = preds.len();
         for (j, dep) in t.depends_on.iter().enumerate() {
-            match ids.get(dep.as_str()) {
-                Some(&d) if d as usize == i => {
+            match resolved.next().flatten() {
+                Some(d) if d as usize == i => {
                     resolvable = false;
                     report.push(
                         Diagnostic::error(
@@ -657,7 +658,7 @@ fn structure(wf: &Workflow, root: &Path, report: &mut Report) -> Option<Graph> {
                         .with_hint("remove it from its own `depends_on`"),
                     );
                 }
-                Some(&d) => {
+                Some(d) => {
                     if preds[start..].contains(&d) {
                         report.push(Diagnostic::warning(
                             "duplicate-dependency",
@@ -720,7 +721,7 @@ fn structure(wf: &Workflow, root: &Path, report: &mut Report) -> Option<Graph> {
         handler,
     };
     conditions(wf, &graph, &ids, &tasks_path, report);
-    Some(graph)
+    Some((graph, ids))
 }
 
 /// Waiting for an event type the workflow does not declare is probably a typo.
@@ -752,6 +753,37 @@ fn declared_events(wf: &Workflow, tasks_path: &Path, report: &mut Report) {
             ),
         );
     }
+}
+
+/// Looks every dependency up, in declaration order, on all cores: each
+/// lookup is a few cache misses on a large workflow, and they are independent.
+fn resolve(tasks: &[Task], ids: &Names, edges: usize) -> Vec<Option<u32>> {
+    const MIN_PER_THREAD: usize = 64 * 1024;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(edges / MIN_PER_THREAD)
+        .max(1);
+    let lookup = |chunk: &[Task]| -> Vec<Option<u32>> {
+        chunk
+            .iter()
+            .flat_map(|t| t.depends_on.iter().map(|d| ids.id(d)))
+            .collect()
+    };
+    if threads == 1 {
+        return lookup(tasks);
+    }
+    let per = tasks.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = tasks
+            .chunks(per)
+            .map(|chunk| scope.spawn(move || lookup(chunk)))
+            .collect();
+        let mut all = Vec::with_capacity(edges);
+        for part in parts {
+            all.extend(part.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        }
+        all
+    })
 }
 
 fn suggest_id(name: &str, wf: &Workflow, report: &Report) -> Option<String> {
@@ -856,7 +888,7 @@ fn agents_of_tasks(wf: &Workflow, tasks_path: &Path, report: &mut Report) {
 
 /// A condition may only read tasks that finish before it is evaluated:
 /// direct or transitive dependencies.
-fn conditions(wf: &Workflow, graph: &Graph, ids: &IdMap, tasks_path: &Path, report: &mut Report) {
+fn conditions(wf: &Workflow, graph: &Graph, ids: &Names, tasks_path: &Path, report: &mut Report) {
     for (i, t) in wf.tasks.iter().enumerate() {
         let Some(cond) = &t.condition else { continue };
         let refs = cond.expr.references();
@@ -866,7 +898,7 @@ fn conditions(wf: &Workflow, graph: &Graph, ids: &IdMap, tasks_path: &Path, repo
         let upstream = graph.ancestors(i as u32);
         for r in refs {
             let p = tasks_path.index(i).key("condition");
-            match ids.get(r.task.as_str()) {
+            match ids.id(&r.task) {
                 None => report.push(
                     Diagnostic::error(
                         "unknown-task",
@@ -878,7 +910,7 @@ fn conditions(wf: &Workflow, graph: &Graph, ids: &IdMap, tasks_path: &Path, repo
                     )
                     .with_hint_opt(suggest_id(&r.task, wf, report)),
                 ),
-                Some(&j) if !upstream.contains(&j) => report.push(
+                Some(j) if !upstream.contains(&j) => report.push(
                     Diagnostic::error(
                         "not-upstream",
                         p,

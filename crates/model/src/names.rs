@@ -1,0 +1,194 @@
+//! Task names interned into one buffer, with an open-addressing index.
+//!
+//! Interning a million ids is one copy into a contiguous buffer instead of a
+//! million scattered strings, and the index holds only `u32` ids (4 bytes a
+//! slot): together they stay small enough for the CPU's last-level cache,
+//! which is what makes resolving millions of dependencies fast.
+
+use std::hash::BuildHasher;
+use std::sync::OnceLock;
+
+/// Task names, indexed by task id (position in declaration order).
+#[derive(Debug, Default)]
+pub struct Names {
+    bytes: String,
+    /// `len() + 1` offsets into `bytes`.
+    offsets: Vec<u32>,
+    index: OnceLock<Vec<u32>>,
+}
+
+const EMPTY: u32 = u32::MAX;
+
+/// A fixed seed keeps lookups reproducible; the table never sees names
+/// from outside the workflow that owns it.
+const SEED: foldhash::fast::FixedState =
+    foldhash::fast::FixedState::with_seed(0x6261_746f_6e5f_6e6d);
+
+/// The names do not fit: more than 4 GiB of names, or 2³² − 1 tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("task names exceed 4 GiB in total, or there are more than 4 billion tasks")]
+pub struct TooLarge;
+
+impl Names {
+    /// Interns `names` in order.
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Names, TooLarge> {
+        let names = names.into_iter();
+        let mut bytes = String::new();
+        let mut offsets = Vec::with_capacity(names.size_hint().0 + 1);
+        offsets.push(0u32);
+        for name in names {
+            bytes.push_str(name);
+            offsets.push(u32::try_from(bytes.len()).map_err(|_| TooLarge)?);
+        }
+        if offsets.len() > EMPTY as usize {
+            return Err(TooLarge);
+        }
+        bytes.shrink_to_fit();
+        Ok(Names {
+            bytes,
+            offsets,
+            index: OnceLock::new(),
+        })
+    }
+
+    /// Number of names.
+    pub fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The name of task `id`.
+    ///
+    /// # Panics
+    /// When `id` is out of range.
+    pub fn get(&self, id: u32) -> &str {
+        let i = id as usize;
+        &self.bytes[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+
+    /// All names in id order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        (0..self.len() as u32).map(|i| self.get(i))
+    }
+
+    /// The id of the task called `name` (the first, should names repeat;
+    /// empty names are never found).
+    pub fn id(&self, name: &str) -> Option<u32> {
+        let table = self.index.get_or_init(|| self.build_index(&mut |_, _| {}));
+        if table.is_empty() {
+            return None;
+        }
+        let mask = table.len() - 1;
+        let mut slot = SEED.hash_one(name) as usize & mask;
+        loop {
+            match table[slot] {
+                EMPTY => return None,
+                id if self.get(id) == name => return Some(id),
+                _ => slot = (slot + 1) & mask,
+            }
+        }
+    }
+
+    /// Builds the index now, calling `duplicate(id, first)` for every name
+    /// that repeats an earlier one. Does nothing when already built.
+    pub fn index_reporting_duplicates(&self, mut duplicate: impl FnMut(u32, u32)) {
+        let _ = self.index.get_or_init(|| self.build_index(&mut duplicate));
+    }
+
+    fn build_index(&self, duplicate: &mut dyn FnMut(u32, u32)) -> Vec<u32> {
+        let n = self.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        // Load factor at most 1/2 keeps linear probes short.
+        let mut table = vec![EMPTY; (2 * n).next_power_of_two()];
+        let mask = table.len() - 1;
+        for id in 0..n as u32 {
+            let name = self.get(id);
+            if name.is_empty() {
+                continue;
+            }
+            let mut slot = SEED.hash_one(name) as usize & mask;
+            loop {
+                match table[slot] {
+                    EMPTY => {
+                        table[slot] = id;
+                        break;
+                    }
+                    other if self.get(other) == name => {
+                        duplicate(id, other);
+                        break;
+                    }
+                    _ => slot = (slot + 1) & mask,
+                }
+            }
+        }
+        table
+    }
+
+    /// Heap bytes held (the index included once built).
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.capacity()
+            + self.offsets.capacity() * 4
+            + self.index.get().map_or(0, |t| t.capacity() * 4)
+    }
+}
+
+impl Clone for Names {
+    fn clone(&self) -> Self {
+        Names {
+            bytes: self.bytes.clone(),
+            offsets: self.offsets.clone(),
+            index: self.index.clone(),
+        }
+    }
+}
+
+impl PartialEq for Names {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes && self.offsets == other.offsets
+    }
+}
+
+impl Eq for Names {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interns_and_looks_up() {
+        let names = Names::new(["fetch", "", "parse", "fetch2"]).unwrap();
+        assert_eq!(names.get(0), "fetch");
+        assert_eq!(names.get(1), "");
+        assert_eq!(names.id("parse"), Some(2));
+        assert_eq!(names.id("fetch2"), Some(3));
+        assert_eq!(names.id("nope"), None);
+        assert_eq!(names.id(""), None);
+        assert_eq!(
+            names.iter().collect::<Vec<_>>(),
+            ["fetch", "", "parse", "fetch2"]
+        );
+        assert_eq!(Names::new([]).unwrap().id("a"), None);
+    }
+
+    #[test]
+    fn duplicates_are_reported_with_the_first_occurrence() {
+        let names = Names::new(["a", "b", "a", "", "", "b", "a"]).unwrap();
+        let mut dups = Vec::new();
+        names.index_reporting_duplicates(|id, first| dups.push((id, first)));
+        assert_eq!(dups, [(2, 0), (5, 1), (6, 0)]);
+        assert_eq!(names.id("a"), Some(0));
+    }
+
+    #[test]
+    fn many_names_resolve() {
+        let owned: Vec<String> = (0..100_000).map(|i| format!("t{i}")).collect();
+        let names = Names::new(owned.iter().map(String::as_str)).unwrap();
+        assert!((0..100_000u32).all(|i| names.id(&owned[i as usize]) == Some(i)));
+    }
+}
