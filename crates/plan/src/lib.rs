@@ -82,24 +82,33 @@ pub struct Options {
 pub enum Reduction {
     /// Do not look: [`Redundancy::Skipped`].
     Off,
-    /// [`Reduction::AUTO_PER_EDGE`] per edge, and at least
-    /// [`Reduction::AUTO_MIN`].
+    /// The pruned search with [`Reduction::AUTO_PER_EDGE`] per edge (at
+    /// least [`Reduction::AUTO_MIN`]); if that runs out, an exact bitset
+    /// sweep when it costs at most [`Reduction::AUTO_SWEEP_MAX`] word
+    /// operations (about `edges × tasks / 128`), else
+    /// [`Redundancy::Partial`]. In practice: exact for any workflow of a few
+    /// thousand tasks and for layered ones of any size; partial on large
+    /// random ones, where the cost stays linear.
     #[default]
     Auto,
     /// At most this much work.
     Budget(u64),
-    /// No bound: always [`Redundancy::Exact`], in time up to
-    /// O(tasks × edges) on adversarial graphs.
+    /// No bound: always [`Redundancy::Exact`]. The pruned search first,
+    /// then if needed the bitset sweep: O(tasks × edges / 64) at worst
+    /// (about 10 s for a million random tasks).
     Unlimited,
 }
 
 impl Reduction {
     /// [`Reduction::Auto`]'s budget per edge.
-    pub const AUTO_PER_EDGE: u64 = 8;
-    /// [`Reduction::Auto`]'s least budget: small workflows are always exact.
-    pub const AUTO_MIN: u64 = 1 << 20;
+    pub const AUTO_PER_EDGE: u64 = 1;
+    /// [`Reduction::Auto`]'s least search budget.
+    pub const AUTO_MIN: u64 = 4096;
+    /// [`Reduction::Auto`]'s most work for the exact bitset sweep.
+    pub const AUTO_SWEEP_MAX: u64 = 1 << 22;
 
-    /// The budget for a graph of `edges` edges, `None` for [`Reduction::Off`].
+    /// The pruned search's budget for a graph of `edges` edges, `None` for
+    /// [`Reduction::Off`].
     pub fn budget(self, edges: usize) -> Option<u64> {
         match self {
             Reduction::Off => None,
@@ -107,7 +116,7 @@ impl Reduction {
                 Some(Reduction::AUTO_MIN.max(Reduction::AUTO_PER_EDGE.saturating_mul(edges as u64)))
             }
             Reduction::Budget(b) => Some(b),
-            Reduction::Unlimited => Some(u64::MAX),
+            Reduction::Unlimited => Reduction::Auto.budget(edges),
         }
     }
 }

@@ -4,11 +4,18 @@ use baton_model::Graph;
 use serde::Serialize;
 
 use crate::names::Names;
-use crate::reduce::{Redundancy, redundant_edges};
-use crate::{Error, Options, cycle};
+use crate::reduce::{Redundancy, bitset_cost, exact_by_bitsets, redundant_edges};
+use crate::{Error, Options, Reduction, cycle};
 
 /// Marks a task that has no stage: a compensation task.
 const NO_STAGE: u32 = u32::MAX;
+
+/// What the forward pass needs of a dependency, packed together.
+#[derive(Debug, Clone, Copy, Default)]
+struct Node {
+    finish: u64,
+    stage: u32,
+}
 
 /// A compiled workflow: everything the engine and the CLI need about its
 /// shape, on integer ids and flat arrays.
@@ -94,41 +101,84 @@ impl Plan {
         };
         let (mut succ_offsets, mut succs) = successors(&pred_offsets, &preds);
 
-        // Kahn's algorithm by generations. The queue holds tasks in
-        // non-decreasing stage order, so a task is released by its
-        // highest-stage dependency and its stage is that one's plus one.
+        // A topological order: declaration order when every dependency is
+        // declared before its dependent (the common case, checked in one
+        // sequential pass), else Kahn's algorithm.
         let forward = n - handlers.len();
-        let mut indegree: Vec<u32> = pred_offsets.windows(2).map(|w| w[1] - w[0]).collect();
+        let declared_in_order = (0..n).all(|v| {
+            preds[pred_offsets[v] as usize..pred_offsets[v + 1] as usize]
+                .iter()
+                .all(|&u| (u as usize) < v)
+        });
+        let topo = if declared_in_order {
+            None
+        } else {
+            Some(
+                kahn(
+                    &pred_offsets,
+                    &preds,
+                    &succ_offsets,
+                    &succs,
+                    handler,
+                    forward,
+                )
+                .map_err(|tasks| {
+                    let names = tasks.iter().map(|&t| names.get(t).to_string()).collect();
+                    Error::Cycle { tasks, names }
+                })?,
+            )
+        };
+
+        // One pass in topological order computes each task's stage (one more
+        // than its latest dependency's) and earliest start. Both live in one
+        // array so that each dependency costs one cache miss, not two: on
+        // large random graphs these reads are the cost of planning.
+        let weights = graph.weights.clone();
+        let mut node = vec![Node::default(); n];
+        let mut earliest_start = vec![0u64; n];
         let mut stage_of = vec![NO_STAGE; n];
-        let mut queue: Vec<u32> = Vec::with_capacity(forward);
-        for v in 0..n {
-            if indegree[v] == 0 && !handler[v] {
-                stage_of[v] = 0;
-                queue.push(v as u32);
+        let mut critical_length = 0u64;
+        let mut total_work = 0u64;
+        let mut stage_count = 0u32;
+        // Whether a task has a dependency two or more stages back: only
+        // those can be redundant, and noting it here spares the reduction a
+        // pass over every edge.
+        let mut shortcut = vec![false; n];
+        let mut critical_end = u32::MAX;
+        let mut visit = |v: usize| {
+            let mut start = 0u64;
+            let mut stage = 0u32;
+            let mut lowest = u32::MAX;
+            let ps = &preds[pred_offsets[v] as usize..pred_offsets[v + 1] as usize];
+            for &u in ps {
+                let d = node[u as usize];
+                start = start.max(d.finish);
+                stage = stage.max(d.stage + 1);
+                lowest = lowest.min(d.stage);
             }
-        }
-        let mut head = 0;
-        while head < queue.len() {
-            let u = queue[head] as usize;
-            head += 1;
-            let next = stage_of[u] + 1;
-            for &v in &succs[succ_offsets[u] as usize..succ_offsets[u + 1] as usize] {
-                let d = &mut indegree[v as usize];
-                *d -= 1;
-                if *d == 0 {
-                    stage_of[v as usize] = next;
-                    queue.push(v);
-                }
+            shortcut[v] = ps.len() >= 2 && lowest + 1 < stage;
+            // Sums saturate: estimates are clamped to u64::MAX µs upstream.
+            let finish = start.saturating_add(weights[v]);
+            node[v] = Node { finish, stage };
+            earliest_start[v] = start;
+            stage_of[v] = stage;
+            stage_count = stage_count.max(stage + 1);
+            if finish > critical_length || (finish == critical_length && (v as u32) < critical_end)
+            {
+                critical_length = finish;
+                critical_end = v as u32;
             }
+            total_work = total_work.saturating_add(weights[v]);
+        };
+        match &topo {
+            None => (0..n).filter(|&v| !handler[v]).for_each(&mut visit),
+            Some(order) => order.iter().for_each(|&v| visit(v as usize)),
         }
-        if queue.len() < forward {
-            let tasks = cycle::find(&pred_offsets, &preds, &indegree);
-            let names = tasks.iter().map(|&t| names.get(t).to_string()).collect();
-            return Err(Error::Cycle { tasks, names });
-        }
-        let stage_count = queue
-            .last()
-            .map_or(0, |&t| stage_of[t as usize] as usize + 1);
+        let stage_count = if forward == 0 {
+            0
+        } else {
+            stage_count as usize
+        };
 
         // Counting sort of the tasks by stage, scanning ids in order, so each
         // stage lists its tasks in declaration order.
@@ -143,56 +193,50 @@ impl Plan {
             max_width = max_width.max(stage_offsets[s + 1]);
             stage_offsets[s + 1] += stage_offsets[s];
         }
-        let mut fill = queue; // reuse the allocation: `order` has the same length
+        let mut order = vec![0u32; forward];
         let mut cursor = stage_offsets[..stage_count].to_vec();
         for (v, &s) in stage_of.iter().enumerate() {
             if s != NO_STAGE {
                 let c = &mut cursor[s as usize];
-                fill[*c as usize] = v as u32;
+                order[*c as usize] = v as u32;
                 *c += 1;
             }
         }
-        let order = fill;
 
-        // Earliest starts forward, latest starts backward, over the stage
-        // order (a topological order). Sums saturate: estimates are clamped
-        // to u64::MAX µs upstream, so they could overflow.
-        let weights = graph.weights.clone();
-        let mut earliest_start = vec![0u64; n];
-        let mut critical_length = 0u64;
-        let mut total_work = 0u64;
-        for &v in &order {
-            let v = v as usize;
-            let mut es = 0u64;
-            for &u in &preds[pred_offsets[v] as usize..pred_offsets[v + 1] as usize] {
-                es = es.max(earliest_start[u as usize].saturating_add(weights[u as usize]));
-            }
-            earliest_start[v] = es;
-            critical_length = critical_length.max(es.saturating_add(weights[v]));
-            total_work = total_work.saturating_add(weights[v]);
-        }
+        // Latest starts, in reverse topological order.
         let mut latest_start = vec![0u64; n];
-        for &u in order.iter().rev() {
-            let u = u as usize;
-            let mut lf = critical_length;
+        let mut visit_back = |u: usize| {
+            let mut finish = critical_length;
             for &v in &succs[succ_offsets[u] as usize..succ_offsets[u + 1] as usize] {
-                lf = lf.min(latest_start[v as usize]);
+                finish = finish.min(latest_start[v as usize]);
             }
-            latest_start[u] = lf.saturating_sub(weights[u]);
+            latest_start[u] = finish.saturating_sub(weights[u]);
+        };
+        match &topo {
+            None => (0..n)
+                .rev()
+                .filter(|&v| !handler[v])
+                .for_each(&mut visit_back),
+            Some(_) => order.iter().rev().for_each(|&v| visit_back(v as usize)),
         }
+        drop(topo);
         let critical_path = critical_path(
-            &order,
+            &stage_of,
             &pred_offsets,
             &preds,
+            &node,
             &earliest_start,
-            &weights,
             critical_length,
         );
 
-        let redundancy = match options.reduction.budget(preds.len()) {
-            None => Redundancy::Skipped,
-            Some(budget) => redundant_edges(&pred_offsets, &preds, &stage_of, budget),
-        };
+        let redundancy = reduce(
+            &pred_offsets,
+            &preds,
+            &stage_of,
+            &shortcut,
+            &order,
+            options.reduction,
+        );
         // Removing redundant edges changes neither stages nor timings: each
         // one is matched by a longer path through the same tasks.
         let redundant_removed = options.remove_redundant && !redundancy.edges().is_empty();
@@ -476,26 +520,32 @@ fn successors(offsets: &[u32], preds: &[u32]) -> (Vec<u32>, Vec<u32>) {
 }
 
 fn critical_path(
-    order: &[u32],
+    stage_of: &[u32],
     offsets: &[u32],
     preds: &[u32],
+    node: &[Node],
     earliest_start: &[u64],
-    weights: &[u64],
     length: u64,
 ) -> Vec<u32> {
-    let finish = |t: u32| earliest_start[t as usize].saturating_add(weights[t as usize]);
-    let Some(mut at) = order.iter().copied().filter(|&t| finish(t) == length).min() else {
+    let Some(mut at) =
+        (0..node.len()).find(|&t| stage_of[t] != NO_STAGE && node[t].finish == length)
+    else {
         return Vec::new();
     };
-    let mut path = vec![at];
+    let mut path = vec![at as u32];
     loop {
-        let start = earliest_start[at as usize];
-        let ps = &preds[offsets[at as usize] as usize..offsets[at as usize + 1] as usize];
+        let start = earliest_start[at];
+        let ps = &preds[offsets[at] as usize..offsets[at + 1] as usize];
         // Some dependency finishes exactly at `start` unless there are none.
-        match ps.iter().copied().filter(|&u| finish(u) == start).min() {
+        match ps
+            .iter()
+            .copied()
+            .filter(|&u| node[u as usize].finish == start)
+            .min()
+        {
             Some(u) => {
                 path.push(u);
-                at = u;
+                at = u as usize;
             }
             None => break,
         }
@@ -504,10 +554,68 @@ fn critical_path(
     path
 }
 
+/// Kahn's algorithm: a topological order of the forward tasks, or a cycle.
+fn kahn(
+    pred_offsets: &[u32],
+    preds: &[u32],
+    succ_offsets: &[u32],
+    succs: &[u32],
+    handler: &[bool],
+    forward: usize,
+) -> Result<Vec<u32>, Vec<u32>> {
+    let n = handler.len();
+    let mut indegree: Vec<u32> = pred_offsets.windows(2).map(|w| w[1] - w[0]).collect();
+    let mut queue: Vec<u32> = Vec::with_capacity(forward);
+    queue.extend((0..n as u32).filter(|&v| indegree[v as usize] == 0 && !handler[v as usize]));
+    let mut head = 0;
+    while head < queue.len() {
+        let u = queue[head] as usize;
+        head += 1;
+        for &v in &succs[succ_offsets[u] as usize..succ_offsets[u + 1] as usize] {
+            let d = &mut indegree[v as usize];
+            *d -= 1;
+            if *d == 0 {
+                queue.push(v);
+            }
+        }
+    }
+    if queue.len() < forward {
+        return Err(cycle::find(pred_offsets, preds, &indegree));
+    }
+    Ok(queue)
+}
+
+/// Transitive reduction as [`Reduction`] asks: the pruned search under a
+/// budget, and for [`Reduction::Auto`] and [`Reduction::Unlimited`] the
+/// exact bitset sweep when the search runs out (Auto: only while the sweep
+/// is cheap).
+fn reduce(
+    offsets: &[u32],
+    preds: &[u32],
+    stage_of: &[u32],
+    shortcut: &[bool],
+    order: &[u32],
+    reduction: Reduction,
+) -> Redundancy {
+    let searched = match reduction.budget(preds.len()) {
+        None => return Redundancy::Skipped,
+        Some(budget) => redundant_edges(offsets, preds, stage_of, Some(shortcut), budget),
+    };
+    let sweep_affordable = match reduction {
+        Reduction::Auto => bitset_cost(order.len(), preds.len()) <= Reduction::AUTO_SWEEP_MAX,
+        Reduction::Unlimited => true,
+        Reduction::Off | Reduction::Budget(_) => false,
+    };
+    if searched.is_exact() || !sweep_affordable {
+        searched
+    } else {
+        exact_by_bitsets(offsets, preds, order)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Reduction;
 
     fn names(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("t{i}")).collect()
