@@ -49,7 +49,6 @@
 
 mod cache;
 mod cycle;
-mod names;
 mod plan;
 mod reduce;
 mod summary;
@@ -58,7 +57,6 @@ use baton_model::{Checked, Diagnostic};
 
 pub use cache::{Key, PlanCache, Stats};
 pub use cycle::diagnostic as cycle_diagnostic;
-pub use names::Names;
 pub use plan::{Plan, Timing};
 pub use reduce::Redundancy;
 pub use summary::{CriticalPath, Summary};
@@ -146,8 +144,7 @@ pub enum Error {
 /// Plans a validated workflow, reporting a cycle (or any other failure) as
 /// a diagnostic located in the document, like validation errors.
 pub fn plan_checked(checked: &Checked, options: &Options) -> Result<Plan, Diagnostic> {
-    let names = checked.workflow.tasks.iter().map(|t| t.id.as_str());
-    Plan::compile(&checked.graph, names, options).map_err(|e| match e {
+    Plan::compile_named(&checked.graph, checked.names.clone(), options).map_err(|e| match e {
         Error::Cycle { tasks, .. } => cycle::diagnostic(checked, &tasks),
         other => Diagnostic::error("plan", checked.root.key("tasks"), other.to_string()),
     })

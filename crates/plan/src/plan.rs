@@ -3,9 +3,9 @@
 use baton_model::Graph;
 use serde::Serialize;
 
-use crate::names::Names;
 use crate::reduce::{Redundancy, bitset_cost, exact_by_bitsets, redundant_edges};
 use crate::{Error, Options, Reduction, cycle};
+use baton_model::Names;
 
 /// Marks a task that has no stage: a compensation task.
 const NO_STAGE: u32 = u32::MAX;
@@ -78,9 +78,22 @@ impl Plan {
         names: impl IntoIterator<Item = &'a str>,
         options: &Options,
     ) -> Result<Plan, Error> {
+        let names = Names::new(names).map_err(|e| Error::Malformed {
+            reason: e.to_string(),
+        })?;
+        Plan::compile_named(graph, names, options)
+    }
+
+    /// [`Plan::compile`] with the names already interned (a validated
+    /// workflow carries them: [`baton_model::Checked::names`]).
+    pub fn compile_named(graph: &Graph, names: Names, options: &Options) -> Result<Plan, Error> {
         let n = graph.len();
         check_shape(graph)?;
-        let names = Names::new(names, n)?;
+        if names.len() != n {
+            return Err(Error::Malformed {
+                reason: format!("{} task names given for {n} tasks", names.len()),
+            });
+        }
 
         let handler = &graph.handler;
         let handlers: Vec<u32> = (0..n as u32).filter(|&i| handler[i as usize]).collect();
