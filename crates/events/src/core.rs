@@ -98,23 +98,44 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// Recently published ids of one partition.
+/// Recently published ids of one partition, in two generations: ids go into `cur`;
+/// when it holds half the window or is half the window's age old, it becomes `prev`
+/// and the old `prev` is dropped whole. An id is so remembered for at least half and
+/// at most all of the window (count and age), at the cost of one hash insert per event
+/// and no per-event eviction.
 #[derive(Default)]
 pub(crate) struct DedupWindow {
-    map: FastMap<u128, u64>,
-    order: VecDeque<(u128, u64)>,
+    cur: FastMap<u128, u64>,
+    prev: FastMap<u128, u64>,
+    cur_since_ms: u64,
 }
 
 impl DedupWindow {
-    fn evict(&mut self, max_ids: usize, min_ms: u64) {
-        while let Some(&(id, at)) = self.order.front() {
-            if self.order.len() > max_ids || at < min_ms {
-                self.order.pop_front();
-                self.map.remove(&id);
-            } else {
-                break;
-            }
+    fn get(&self, id: u128) -> Option<u64> {
+        self.cur.get(&id).or_else(|| self.prev.get(&id)).copied()
+    }
+
+    /// Starts a new generation if the current one is full or old.
+    fn rotate(&mut self, limits: &PartLimits, now_ms: u64) {
+        let age = now_ms.saturating_sub(self.cur_since_ms);
+        let max_age = limits.dedup_age.as_millis() as u64;
+        if age >= max_age {
+            // Both generations are past the window.
+            self.cur.clear();
+            self.prev.clear();
+            self.cur_since_ms = now_ms;
+        } else if self.cur.len() >= limits.dedup_ids.div_ceil(2) || age >= max_age / 2 {
+            std::mem::swap(&mut self.cur, &mut self.prev);
+            self.cur.clear();
+            self.cur_since_ms = now_ms;
         }
+    }
+
+    fn insert(&mut self, id: u128, offset: u64, limits: &PartLimits, now_ms: u64) {
+        if self.cur.len() >= limits.dedup_ids.div_ceil(2) {
+            self.rotate(limits, now_ms);
+        }
+        self.cur.insert(id, offset);
     }
 }
 
@@ -287,11 +308,15 @@ impl Topic {
         if self.limits.dedup_ids > 0 {
             let min_ms = now_ms.saturating_sub(self.limits.dedup_age.as_millis() as u64);
             if chunk.appended_ms() >= min_ms {
+                log.dedup.rotate(&self.limits, chunk.appended_ms());
                 for (i, e) in chunk.events().iter().enumerate() {
-                    log.dedup.map.insert(e.id.0, chunk.base() + i as u64);
-                    log.dedup.order.push_back((e.id.0, chunk.appended_ms()));
+                    log.dedup.insert(
+                        e.id.0,
+                        chunk.base() + i as u64,
+                        &self.limits,
+                        chunk.appended_ms(),
+                    );
                 }
-                log.dedup.evict(self.limits.dedup_ids, min_ms);
             }
         }
         log.end = chunk.end();
@@ -627,16 +652,21 @@ impl<J: Journal> Core<J> {
             let idx: Vec<usize> = (0..batch.len()).collect();
             self.append(t, 0, batch, &idx, &mut offsets, &mut touched)?;
         } else {
-            let mut buckets: Vec<(Vec<Event>, Vec<usize>)> =
-                (0..n).map(|_| Default::default()).collect();
-            let per = batch.len() / n as usize + 1;
-            for (i, e) in batch.into_iter().enumerate() {
-                let p = (key_hash(&e.key) % n as u64) as usize;
-                let b = &mut buckets[p];
-                if b.0.is_empty() {
-                    b.0.reserve(per);
-                    b.1.reserve(per);
-                }
+            // Two passes so every partition's vector is allocated once, at its size.
+            let parts: Vec<u32> = batch
+                .iter()
+                .map(|e| (key_hash(&e.key) % n as u64) as u32)
+                .collect();
+            let mut counts = vec![0usize; n as usize];
+            for &p in &parts {
+                counts[p as usize] += 1;
+            }
+            let mut buckets: Vec<(Vec<Event>, Vec<usize>)> = counts
+                .iter()
+                .map(|&c| (Vec::with_capacity(c), Vec::with_capacity(c)))
+                .collect();
+            for (i, (e, p)) in batch.into_iter().zip(parts).enumerate() {
+                let b = &mut buckets[p as usize];
                 b.0.push(e);
                 b.1.push(i);
             }
@@ -656,6 +686,9 @@ impl<J: Journal> Core<J> {
         if !touched.is_empty() {
             t.notify.notify_waiters();
         }
+        // Without a real wait (memory backend) a publishing loop would never return
+        // to the scheduler and could starve its consumers on the same worker.
+        tokio::task::consume_budget().await;
         Ok(offsets)
     }
 
@@ -675,21 +708,18 @@ impl<J: Journal> Core<J> {
         let mut next = log.end;
         if t.limits.dedup_ids > 0 {
             let log = &mut *log;
-            let min_ms = now.saturating_sub(t.limits.dedup_age.as_millis() as u64);
-            log.dedup.evict(t.limits.dedup_ids, min_ms);
+            log.dedup.rotate(&t.limits, now);
             let mut dup: Option<Vec<bool>> = None;
             for (j, e) in events.iter().enumerate() {
-                if let Some(&o) = log.dedup.map.get(&e.id.0) {
+                if let Some(o) = log.dedup.get(e.id.0) {
                     offsets[idx[j]] = Offset::new(p, o);
                     dup.get_or_insert_with(|| vec![false; idx.len()])[j] = true;
                 } else {
-                    log.dedup.map.insert(e.id.0, next);
-                    log.dedup.order.push_back((e.id.0, now));
+                    log.dedup.insert(e.id.0, next, &t.limits, now);
                     offsets[idx[j]] = Offset::new(p, next);
                     next += 1;
                 }
             }
-            log.dedup.evict(t.limits.dedup_ids, min_ms);
             if let Some(dup) = dup {
                 let mut k = 0;
                 events.retain(|_| {
@@ -755,6 +785,7 @@ impl<J: Journal> Core<J> {
                 }
             }
             if !out.is_empty() || max == 0 {
+                tokio::task::consume_budget().await;
                 return Ok(out);
             }
             let now = Instant::now();

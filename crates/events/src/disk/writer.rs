@@ -45,6 +45,9 @@ struct Shared {
     state: Mutex<State>,
     wake: Condvar,
     segments: Mutex<Vec<SegmentInfo>>,
+    /// With `Fsync::Interval`, a handle on the active segment for the syncer thread, so
+    /// that syncing never stalls the writes behind it.
+    active: Mutex<Option<(File, PathBuf)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -55,6 +58,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct Writer {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    syncer: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// The writer thread's own state.
@@ -109,10 +113,20 @@ impl Writer {
             path: segment_path(dir, seq),
             ends: HashMap::new(),
         });
+        let path = segment_path(dir, seq);
+        let handle = match fsync {
+            Fsync::Interval(_) => Some((
+                file.try_clone()
+                    .map_err(|e| Error::io("opening segment", &path, e))?,
+                path,
+            )),
+            _ => None,
+        };
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             segments: Mutex::new(segments),
+            active: Mutex::new(handle),
         });
         let active = Active {
             dir: dir.to_owned(),
@@ -129,9 +143,22 @@ impl Writer {
             .name("baton-events-writer".into())
             .spawn(move || run(s, active))
             .map_err(|e| Error::io("starting writer thread", dir, e))?;
+        let syncer = match fsync {
+            Fsync::Interval(every) => {
+                let s = shared.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("baton-events-sync".into())
+                        .spawn(move || sync_every(s, every))
+                        .map_err(|e| Error::io("starting sync thread", dir, e))?,
+                )
+            }
+            _ => None,
+        };
         Ok(Writer {
             shared,
             thread: Mutex::new(Some(thread)),
+            syncer: Mutex::new(syncer),
         })
     }
 
@@ -165,6 +192,10 @@ impl Writer {
         }
         self.shared.wake.notify_all();
         if let Some(t) = lock(&self.thread).take() {
+            let _ = t.join();
+        }
+        if let Some(t) = lock(&self.syncer).take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }
@@ -249,20 +280,7 @@ fn run(shared: Arc<Shared>, mut active: Active) {
                 if !st.buf.is_empty() || !st.waiters.is_empty() || st.shutdown {
                     break;
                 }
-                match active.fsync {
-                    Fsync::Interval(every) if active.dirty => {
-                        let left = every.saturating_sub(active.last_sync.elapsed());
-                        if left.is_zero() {
-                            break;
-                        }
-                        st = shared
-                            .wake
-                            .wait_timeout(st, left)
-                            .unwrap_or_else(|e| e.into_inner())
-                            .0;
-                    }
-                    _ => st = shared.wake.wait(st).unwrap_or_else(|e| e.into_inner()),
-                }
+                st = shared.wake.wait(st).unwrap_or_else(|e| e.into_inner());
             }
             if st.failed.is_some() {
                 // Nothing more is written after a failure; fail whoever still waits.
@@ -343,7 +361,8 @@ impl Active {
         }
         let sync = match self.fsync {
             Fsync::Always => self.dirty,
-            Fsync::Interval(every) => self.dirty && (closing || self.last_sync.elapsed() >= every),
+            // The syncer thread syncs on its schedule; the writer only on close.
+            Fsync::Interval(_) => self.dirty && closing,
             Fsync::Never => false,
         };
         if sync {
@@ -367,6 +386,15 @@ impl Active {
         self.file = create_segment(&self.dir, seq, self.fsync != Fsync::Never)?;
         self.seq = seq;
         self.len = codec::MAGIC.len() as u64;
+        if let Some(slot) = lock(&shared.active).as_mut() {
+            let path = self.path();
+            *slot = (
+                self.file
+                    .try_clone()
+                    .map_err(|e| Error::io("opening segment", &path, e))?,
+                path,
+            );
+        }
         lock(&shared.segments).push(SegmentInfo {
             seq,
             path: self.path(),
@@ -374,5 +402,28 @@ impl Active {
         });
         tracing::debug!(segment = seq, "rolled to a new segment");
         Ok(())
+    }
+}
+
+/// The `Fsync::Interval` syncer: syncs the active segment every interval until shutdown.
+fn sync_every(shared: Arc<Shared>, every: std::time::Duration) {
+    loop {
+        std::thread::park_timeout(every);
+        let stop = lock(&shared.state).shutdown;
+        let result = match lock(&shared.active).as_ref() {
+            Some((file, path)) => file
+                .sync_data()
+                .map_err(|e| Error::io("syncing segment", path, e)),
+            None => Ok(()),
+        };
+        if let Err(e) = result {
+            let msg: Arc<str> = e.to_string().into();
+            tracing::error!(error = %msg, "event log sync failed; refusing further writes");
+            lock(&shared.state).failed = Some(msg);
+            return;
+        }
+        if stop {
+            return;
+        }
     }
 }
