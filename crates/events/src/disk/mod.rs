@@ -212,12 +212,13 @@ fn recover(dir: &Path, options: DiskOptions) -> Result<(Core<Writer>, File)> {
     };
     let segs = list_segments(dir)?;
     let mut infos = Vec::with_capacity(segs.len());
+    let mut scanned = Vec::with_capacity(segs.len());
     let mut next_seq = 0;
     for (i, (seq, path)) in segs.iter().enumerate() {
         let last = i + 1 == segs.len();
         next_seq = seq + 1;
         let data = Bytes::from(fs::read(path).map_err(|e| Error::io("reading segment", path, e))?);
-        let mut ends = HashMap::new();
+        let mut records = Vec::new();
         if data.len() < codec::MAGIC.len() || &data[..codec::MAGIC.len()] != codec::MAGIC {
             if last && codec::MAGIC.starts_with(&data) {
                 // Created but its magic never fully reached the disk: nothing in it.
@@ -236,17 +237,26 @@ fn recover(dir: &Path, options: DiskOptions) -> Result<(Core<Writer>, File)> {
             match codec::scan(&data, at) {
                 Scan::End => break,
                 Scan::Record(body, next) => {
-                    let corrupt = |reason: String| Error::Corrupt {
-                        path: path.clone(),
-                        position: at as u64,
-                        reason,
-                    };
-                    let rec = codec::decode(body, &mut replay.kinds).map_err(corrupt)?;
-                    replay.apply(rec, &mut ends).map_err(|e| Error::Corrupt {
-                        path: path.clone(),
-                        position: at as u64,
-                        reason: e,
-                    })?;
+                    // Topics and groups first (pass one): after a compaction their
+                    // records sit at the tail, after batches and acks that use them.
+                    if matches!(body[0], codec::TOPIC | codec::GROUP) {
+                        let rec = codec::decode(body, &mut replay.kinds).map_err(|reason| {
+                            Error::Corrupt {
+                                path: path.clone(),
+                                position: at as u64,
+                                reason,
+                            }
+                        })?;
+                        replay.apply(rec, &mut HashMap::new()).map_err(|reason| {
+                            Error::Corrupt {
+                                path: path.clone(),
+                                position: at as u64,
+                                reason,
+                            }
+                        })?;
+                    } else {
+                        records.push((body, at));
+                    }
                     at = next;
                 }
                 Scan::Bad(reason) if last => {
@@ -272,11 +282,21 @@ fn recover(dir: &Path, options: DiskOptions) -> Result<(Core<Writer>, File)> {
                 }
             }
         }
-        infos.push(SegmentInfo {
-            seq: *seq,
-            path: path.clone(),
-            ends,
-        });
+        scanned.push((*seq, path.clone(), records));
+    }
+    // Pass two: everything else, in log order.
+    for (seq, path, records) in scanned {
+        let mut ends = HashMap::new();
+        for (body, at) in records {
+            let corrupt = |reason: String| Error::Corrupt {
+                path: path.clone(),
+                position: at as u64,
+                reason,
+            };
+            let rec = codec::decode(body, &mut replay.kinds).map_err(corrupt)?;
+            replay.apply(rec, &mut ends).map_err(corrupt)?;
+        }
+        infos.push(SegmentInfo { seq, path, ends });
     }
     replay.finish();
     let writer = Writer::start(dir, next_seq, options.fsync, options.segment_bytes, infos)?;
@@ -350,10 +370,24 @@ impl Replay<'_> {
             }
             Rec::Ack { topic, group, acks } => {
                 let g = self.group(topic, group)?;
+                let t = self.topic(topic)?.clone();
                 for (p, ranges) in acks {
                     let mut gp = g
                         .part(p)
                         .ok_or_else(|| format!("ack for unknown partition {p}"))?;
+                    // Offsets before the oldest retained one are settled either way;
+                    // starting there keeps `skip` small when old segments are gone.
+                    let start = t
+                        .part(p)
+                        .map_err(|e| e.to_string())?
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .start;
+                    if gp.next < start {
+                        gp.next = start;
+                        let keep = gp.skip.split_off(&start);
+                        gp.skip = keep;
+                    }
                     for (s, n) in ranges {
                         let end = s.saturating_add(n as u64);
                         if s <= gp.next && end > gp.next {

@@ -3,6 +3,7 @@
 
 mod conformance;
 mod crash;
+mod disk;
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,0 +1,190 @@
+//! Disk-backend specifics: recovery from torn and damaged segments, locking,
+//! segment deletion under retention.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use baton_events::{
+    DiskLog, DiskOptions, Error, Event, EventLog, Fsync, Options, Retention, TopicOptions,
+};
+
+fn options() -> DiskOptions {
+    DiskOptions {
+        fsync: Fsync::Always,
+        segment_bytes: 8 << 10,
+        maintenance_interval: None,
+        ..DiskOptions::default()
+    }
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut s: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    s.sort();
+    s
+}
+
+async fn fill(log: &DiskLog, n: u64) {
+    for i in 0..n {
+        let batch = (0..20)
+            .map(|j| Event::new("t", format!("k{j}"), format!("{:0100}", i * 20 + j)))
+            .collect();
+        log.publish("t", batch).await.unwrap();
+    }
+}
+
+async fn count(log: &DiskLog) -> u64 {
+    log.topics()
+        .await
+        .unwrap()
+        .iter()
+        .find(|t| t.name == "t")
+        .map_or(0, |t| t.events())
+}
+
+#[tokio::test]
+async fn torn_tail_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = DiskLog::open(dir.path(), options()).await.unwrap();
+    fill(&log, 3).await;
+    log.close().await.unwrap();
+    drop(log);
+    // A half-written record at the end of the newest segment, as a crash leaves it.
+    let last = segments(dir.path()).pop().unwrap();
+    let before = fs::metadata(&last).unwrap().len();
+    let mut f = OpenOptions::new().append(true).open(&last).unwrap();
+    f.write_all(&[200, 0, 0, 0, 1, 2, 3, 4, 5, 6]).unwrap();
+    drop(f);
+    let log = DiskLog::open(dir.path(), options()).await.unwrap();
+    assert_eq!(count(&log).await, 60);
+    assert_eq!(fs::metadata(&last).unwrap().len(), before, "tail truncated");
+    // And the log goes on.
+    fill(&log, 1).await;
+    log.close().await.unwrap();
+    drop(log);
+    let log = DiskLog::open(dir.path(), options()).await.unwrap();
+    assert_eq!(count(&log).await, 80);
+}
+
+#[tokio::test]
+async fn damage_in_an_older_segment_is_reported_with_file_and_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = DiskLog::open(dir.path(), options()).await.unwrap();
+    fill(&log, 30).await;
+    log.close().await.unwrap();
+    drop(log);
+    let segs = segments(dir.path());
+    assert!(segs.len() >= 3, "small segments roll: {segs:?}");
+    let victim = &segs[1];
+    let mut bytes = fs::read(victim).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0xFF;
+    fs::write(victim, &bytes).unwrap();
+    match DiskLog::open(dir.path(), options()).await {
+        Err(Error::Corrupt { path, position, .. }) => {
+            assert_eq!(&path, victim);
+            assert!(
+                position >= 8 && position as usize <= at,
+                "{position} vs {at}"
+            );
+            let msg = Error::Corrupt {
+                path,
+                position,
+                reason: "x".into(),
+            }
+            .to_string();
+            assert!(msg.contains(".log") && msg.contains("byte"));
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a damaged segment was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn a_directory_is_opened_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = DiskLog::open(dir.path(), options()).await.unwrap();
+    assert!(matches!(
+        DiskLog::open(dir.path(), options()).await,
+        Err(Error::Locked(_))
+    ));
+    log.close().await.unwrap();
+    drop(log);
+    DiskLog::open(dir.path(), options()).await.unwrap();
+}
+
+#[tokio::test]
+async fn unusable_directory_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    fs::write(&file, b"x").unwrap();
+    let err = DiskLog::open(&file, options()).await.err().unwrap();
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    assert!(err.to_string().contains("not-a-dir"));
+}
+
+#[tokio::test]
+async fn retention_deletes_segments_and_keeps_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options();
+    o.log = Options {
+        topic_defaults: TopicOptions {
+            partitions: 2,
+            retention: Retention {
+                max_events: Some(200),
+                max_bytes: None,
+                max_age: None,
+            },
+            ..TopicOptions::default()
+        },
+        ..Options::default()
+    };
+    let log = DiskLog::open(dir.path(), o.clone()).await.unwrap();
+    fill(&log, 5).await;
+    let p = log.poll("t", "g", "m", 1000, Duration::ZERO).await.unwrap();
+    log.ack("t", "g", &p.offsets()).await.unwrap();
+    fill(&log, 60).await;
+    let before = segments(dir.path()).len();
+    let deleted = log.compact().await.unwrap();
+    assert!(deleted > 0, "nothing deleted of {before} segments");
+    assert_eq!(segments(dir.path()).len(), before - deleted);
+    let info = log.topics().await.unwrap();
+    let t = info.iter().find(|t| t.name == "t").unwrap();
+    let ends: Vec<u64> = t.partitions.iter().map(|p| p.end).collect();
+    log.close().await.unwrap();
+    drop(log);
+
+    let log = DiskLog::open(dir.path(), o).await.unwrap();
+    let info = log.topics().await.unwrap();
+    let t = info.iter().find(|t| t.name == "t").unwrap();
+    assert_eq!(t.partitions.iter().map(|p| p.end).collect::<Vec<_>>(), ends);
+    assert!(t.events() <= 200);
+    // The group still exists and resumes within the retained range.
+    let g = &log.groups("t").await.unwrap()[0];
+    assert_eq!(g.name, "g");
+    for (c, p) in g.committed.iter().zip(&t.partitions) {
+        assert!(c.offset >= p.start && c.offset <= p.end);
+    }
+    // Offsets keep growing.
+    let o = log
+        .publish("t", vec![Event::new("t", "k1", "x")])
+        .await
+        .unwrap();
+    assert_eq!(o[0].offset, ends[o[0].partition as usize]);
+}
+
+#[tokio::test]
+async fn fsync_policies_parse() {
+    assert_eq!("always".parse::<Fsync>().unwrap(), Fsync::Always);
+    assert_eq!("never".parse::<Fsync>().unwrap(), Fsync::Never);
+    assert_eq!(
+        "interval:250".parse::<Fsync>().unwrap(),
+        Fsync::Interval(Duration::from_millis(250))
+    );
+    assert!("sometimes".parse::<Fsync>().is_err());
+}
