@@ -646,7 +646,7 @@ fn structure(wf: &Workflow, root: &Path, report: &mut Report) -> Option<(Graph, 
         let at = || tasks_path.index(i);
         let start = preds.len();
         for (j, dep) in t.depends_on.iter().enumerate() {
-            match resolved.next().flatten() {
+            match resolved.next().filter(|&d| d != UNKNOWN) {
                 Some(d) if d as usize == i => {
                     resolvable = false;
                     report.push(
@@ -755,18 +755,21 @@ fn declared_events(wf: &Workflow, tasks_path: &Path, report: &mut Report) {
     }
 }
 
+/// What [`resolve`] answers for a dependency that names no task.
+const UNKNOWN: u32 = u32::MAX;
+
 /// Looks every dependency up, in declaration order, on all cores: each
 /// lookup is a few cache misses on a large workflow, and they are independent.
-fn resolve(tasks: &[Task], ids: &Names, edges: usize) -> Vec<Option<u32>> {
+fn resolve(tasks: &[Task], ids: &Names, edges: usize) -> Vec<u32> {
     const MIN_PER_THREAD: usize = 64 * 1024;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(edges / MIN_PER_THREAD)
         .max(1);
-    let lookup = |chunk: &[Task]| -> Vec<Option<u32>> {
+    let lookup = |chunk: &[Task]| -> Vec<u32> {
         chunk
             .iter()
-            .flat_map(|t| t.depends_on.iter().map(|d| ids.id(d)))
+            .flat_map(|t| t.depends_on.iter().map(|d| ids.id(d).unwrap_or(UNKNOWN)))
             .collect()
     };
     if threads == 1 {
