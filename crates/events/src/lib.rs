@@ -41,7 +41,7 @@ pub mod memory;
 mod options;
 mod types;
 
-pub use crate::disk::{DiskLog, DiskOptions, Fsync};
+pub use crate::disk::{DiskLog, DiskOptions, Follower, Fsync};
 pub use crate::error::{Error, Result};
 pub use crate::event::{Event, EventId, Offset, key_hash};
 pub use crate::log::EventLog;

@@ -41,7 +41,10 @@
 //! [`Retention`]: crate::Retention
 
 mod codec;
+mod follow;
 mod writer;
+
+pub use self::follow::Follower;
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};

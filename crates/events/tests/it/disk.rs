@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use baton_events::{
-    DiskLog, DiskOptions, Error, Event, EventLog, Fsync, Options, Retention, TopicOptions,
+    DiskLog, DiskOptions, Error, Event, EventLog, Follower, Fsync, Options, Retention, TopicOptions,
 };
 
 fn options() -> DiskOptions {
@@ -187,4 +187,50 @@ async fn fsync_policies_parse() {
         Fsync::Interval(Duration::from_millis(250))
     );
     assert!("sometimes".parse::<Fsync>().is_err());
+}
+
+#[tokio::test]
+async fn a_follower_reads_a_log_another_handle_owns() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = DiskLog::open(dir.path(), options()).await.unwrap();
+    log.publish("other", vec![Event::new("t", "k", "not mine")])
+        .await
+        .unwrap();
+    fill(&log, 2).await;
+    let mut f = Follower::new(dir.path(), "t");
+    let first = f.read_new(usize::MAX).unwrap();
+    assert_eq!(first.len(), 40);
+    assert!(f.read_new(usize::MAX).unwrap().is_empty());
+    // Across several segment rolls.
+    fill(&log, 20).await;
+    let mut more = Vec::new();
+    loop {
+        let r = f.read_new(100).unwrap();
+        if r.is_empty() {
+            break;
+        }
+        more.extend(r);
+    }
+    assert_eq!(more.len(), 400);
+    // Each event once, at its offset.
+    let offsets: std::collections::HashSet<_> =
+        first.iter().chain(&more).map(|r| r.offset).collect();
+    assert_eq!(offsets.len(), 440);
+    for r in first.iter().chain(&more).step_by(37) {
+        let stored = log
+            .read("t", r.offset.partition, r.offset.offset, 1)
+            .await
+            .unwrap();
+        assert_eq!(stored[0].event, r.event);
+    }
+    let mut late = Follower::new(dir.path(), "t");
+    late.skip_to_end().unwrap();
+    fill(&log, 1).await;
+    assert_eq!(late.read_new(usize::MAX).unwrap().len(), 20);
+    assert!(
+        Follower::new(dir.path(), "nope")
+            .read_new(10)
+            .unwrap()
+            .is_empty()
+    );
 }
