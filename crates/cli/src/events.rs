@@ -1,0 +1,422 @@
+//! `baton events publish|tail|groups|pending|dlq`: operate an embedded (disk) event log.
+//!
+//! `tail` and `dlq` read the segments without taking the log's lock, so they work while
+//! a server owns the directory. `publish`, `groups` and `pending` open the log and so
+//! need it to be free (error otherwise, exit code 2).
+//!
+//! Data goes to stdout (text, or JSON lines with `--json`), diagnostics to stderr.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use baton_events::{
+    DiskLog, DiskOptions, Event, EventId, EventLog, Follower, Fsync, Record, dead_letter_topic,
+};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+/// Flags of `baton events`.
+#[derive(clap::Args)]
+pub struct EventsArgs {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Publish one event from DATA, or one per line of standard input.
+    Publish(PublishArgs),
+    /// Print a topic's events as they are appended (like `tail -f`).
+    Tail(TailArgs),
+    /// List a topic's consumer groups: committed offsets and lag.
+    Groups(TopicArgs),
+    /// Show a group's delivered, unacknowledged events.
+    Pending(PendingArgs),
+    /// Print a topic's dead letters with the reason each was moved.
+    Dlq(DlqArgs),
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// The event log's directory.
+    #[arg(long, value_name = "DIR", default_value = "baton-data/events")]
+    data_dir: PathBuf,
+    /// Print JSON lines instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct TopicArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The topic.
+    #[arg(long)]
+    topic: String,
+}
+
+#[derive(clap::Args)]
+struct PublishArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The topic.
+    #[arg(long)]
+    topic: String,
+    /// Ordering key: events with one key keep their order.
+    #[arg(long, default_value = "")]
+    key: String,
+    /// The event type.
+    #[arg(long = "type", default_value = "event")]
+    kind: String,
+    /// Event id (32 hex digits) for dedup; generated if absent. Only with DATA.
+    #[arg(long)]
+    id: Option<String>,
+    /// A header, NAME=VALUE; repeatable.
+    #[arg(long = "header", value_name = "NAME=VALUE")]
+    headers: Vec<String>,
+    /// always | never | interval:MS
+    #[arg(long, default_value = "always")]
+    fsync: Fsync,
+    /// The payload; without it, each line of standard input is one event.
+    data: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct TailArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The topic.
+    #[arg(long)]
+    topic: String,
+    /// Start with the oldest retained event instead of only new ones.
+    #[arg(long)]
+    from_start: bool,
+    /// Stop after this many events (default: follow until interrupted).
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop when there is nothing new instead of following.
+    #[arg(long)]
+    no_follow: bool,
+    /// How often to look for new events, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    interval_ms: u64,
+}
+
+#[derive(clap::Args)]
+struct PendingArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The topic.
+    #[arg(long)]
+    topic: String,
+    /// The consumer group.
+    #[arg(long)]
+    group: String,
+    /// Most entries shown.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+}
+
+#[derive(clap::Args)]
+struct DlqArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The topic whose dead letters to show (they live in TOPIC.dlq).
+    #[arg(long)]
+    topic: String,
+    /// Most entries shown.
+    #[arg(long, default_value_t = 1000)]
+    count: u64,
+}
+
+/// Runs `baton events ...`.
+pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Command::Tail(a) => tail(a),
+        Command::Dlq(a) => dlq(a),
+        other => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            rt.block_on(async move {
+                match other {
+                    Command::Publish(a) => publish(a).await,
+                    Command::Groups(a) => groups(a).await,
+                    Command::Pending(a) => pending(a).await,
+                    Command::Tail(_) | Command::Dlq(_) => unreachable!("handled above"),
+                }
+            })
+        }
+    }
+}
+
+async fn open(dir: &Path, fsync: Fsync) -> anyhow::Result<DiskLog> {
+    DiskLog::open(
+        dir,
+        DiskOptions {
+            fsync,
+            // An operator's command must not delete segments behind a server's back.
+            maintenance_interval: None,
+            ..DiskOptions::default()
+        },
+    )
+    .await
+    .with_context(|| format!("opening the event log in {}", dir.display()))
+}
+
+fn make_event(a: &PublishArgs, payload: Bytes) -> anyhow::Result<Event> {
+    let mut e = Event::new(a.kind.as_str(), Bytes::from(a.key.clone()), payload);
+    for h in &a.headers {
+        let (n, v) = h
+            .split_once('=')
+            .with_context(|| format!("header {h:?} is not NAME=VALUE"))?;
+        e = e.with_header(n, Bytes::from(v.to_owned()));
+    }
+    Ok(e)
+}
+
+async fn publish(a: PublishArgs) -> anyhow::Result<ExitCode> {
+    let log = open(&a.common.data_dir, a.fsync).await?;
+    let mut out = std::io::stdout().lock();
+    let mut batches = Vec::new();
+    if let Some(data) = &a.data {
+        let mut e = make_event(&a, Bytes::from(data.clone()))?;
+        if let Some(id) = &a.id {
+            e = e.with_id(id.parse::<EventId>().with_context(|| {
+                format!("--id {id:?} is not a hex event id (up to 32 hex digits)")
+            })?);
+        }
+        batches.push(vec![e]);
+    } else {
+        anyhow::ensure!(
+            a.id.is_none(),
+            "--id needs DATA: one id cannot name many events"
+        );
+        let mut batch = Vec::new();
+        for line in std::io::stdin().lock().lines() {
+            let line = line.context("reading standard input")?;
+            batch.push(make_event(&a, Bytes::from(line))?);
+            if batch.len() == 1000 {
+                batches.push(std::mem::take(&mut batch));
+            }
+        }
+        if !batch.is_empty() {
+            batches.push(batch);
+        }
+    }
+    for batch in batches {
+        let ids: Vec<EventId> = batch.iter().map(|e| e.id).collect();
+        let offsets = log.publish(&a.topic, batch).await?;
+        for (o, id) in offsets.iter().zip(ids) {
+            if a.common.json {
+                let line =
+                    json!({"partition": o.partition, "offset": o.offset, "id": id.to_string()});
+                writeln!(out, "{line}")?;
+            } else {
+                writeln!(out, "{o}\t{id}")?;
+            }
+        }
+    }
+    log.close().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn record_json(r: &Record) -> Value {
+    let e = &r.event;
+    let headers: BTreeMap<&str, String> = e
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), text(v)))
+        .collect();
+    let payload = serde_json::from_slice::<Value>(&e.payload)
+        .unwrap_or_else(|_| Value::String(text(&e.payload)));
+    json!({
+        "partition": r.offset.partition,
+        "offset": r.offset.offset,
+        "appended_ms": r.appended_ms,
+        "id": e.id.to_string(),
+        "key": text(&e.key),
+        "type": &*e.kind,
+        "timestamp_ms": e.timestamp_ms,
+        "headers": headers,
+        "payload": payload,
+    })
+}
+
+fn print_record(out: &mut impl Write, r: &Record, json: bool) -> std::io::Result<()> {
+    if json {
+        writeln!(out, "{}", record_json(r))
+    } else {
+        let e = &r.event;
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}",
+            r.offset,
+            e.kind,
+            text(&e.key),
+            text(&e.payload).replace('\n', "\\n")
+        )
+    }
+}
+
+fn check_dir(dir: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        dir.is_dir(),
+        "{} is not an event log directory (pass --data-dir)",
+        dir.display()
+    );
+    Ok(())
+}
+
+fn tail(a: TailArgs) -> anyhow::Result<ExitCode> {
+    check_dir(&a.common.data_dir)?;
+    let mut f = Follower::new(&a.common.data_dir, &a.topic);
+    if !a.from_start {
+        f.skip_to_end()?;
+    }
+    let mut out = std::io::stdout().lock();
+    let mut printed = 0u64;
+    loop {
+        let left = a.count.map_or(usize::MAX, |c| (c - printed) as usize);
+        let records = f.read_new(left.min(10_000))?;
+        if records.is_empty() {
+            if a.no_follow {
+                return Ok(ExitCode::SUCCESS);
+            }
+            out.flush()?;
+            std::thread::sleep(Duration::from_millis(a.interval_ms));
+            continue;
+        }
+        for r in &records {
+            print_record(&mut out, r, a.common.json)?;
+            printed += 1;
+            if a.count.is_some_and(|c| printed >= c) {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+    }
+}
+
+fn dlq(a: DlqArgs) -> anyhow::Result<ExitCode> {
+    check_dir(&a.common.data_dir)?;
+    let mut f = Follower::new(&a.common.data_dir, &dead_letter_topic(&a.topic));
+    let mut out = std::io::stdout().lock();
+    let mut printed = 0;
+    while printed < a.count {
+        let records = f.read_new(10_000)?;
+        if records.is_empty() {
+            break;
+        }
+        for r in records.iter().take((a.count - printed) as usize) {
+            let e = &r.event;
+            let h = |n: &str| e.header(n).map(|v| text(v)).unwrap_or_default();
+            if a.common.json {
+                writeln!(out, "{}", record_json(r))?;
+            } else {
+                writeln!(
+                    out,
+                    "{}\tfrom {} (group {}, after {} deliveries): {}\t{}\t{}",
+                    r.offset,
+                    h("dlq.offset"),
+                    h("dlq.group"),
+                    h("dlq.deliveries"),
+                    h("dlq.reason"),
+                    e.kind,
+                    text(&e.payload).replace('\n', "\\n")
+                )?;
+            }
+            printed += 1;
+        }
+    }
+    if printed == 0 && !a.common.json {
+        eprintln!("no dead letters for topic {:?}", a.topic);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn groups(a: TopicArgs) -> anyhow::Result<ExitCode> {
+    check_dir(&a.common.data_dir)?;
+    let log = open(&a.common.data_dir, Fsync::Always).await?;
+    let groups = log.groups(&a.topic).await?;
+    let mut out = std::io::stdout().lock();
+    for g in &groups {
+        if a.common.json {
+            let committed: Vec<Value> = g
+                .committed
+                .iter()
+                .map(|o| json!({"partition": o.partition, "offset": o.offset}))
+                .collect();
+            writeln!(
+                out,
+                "{}",
+                json!({"group": g.name, "lag": g.lag, "committed": committed})
+            )?;
+        } else {
+            let committed: Vec<String> = g.committed.iter().map(|o| o.to_string()).collect();
+            writeln!(
+                out,
+                "{}\tlag {}\tcommitted {}",
+                g.name,
+                g.lag,
+                committed.join(" ")
+            )?;
+        }
+    }
+    if groups.is_empty() && !a.common.json {
+        eprintln!("topic {:?} has no consumer groups", a.topic);
+    }
+    log.close().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn pending(a: PendingArgs) -> anyhow::Result<ExitCode> {
+    check_dir(&a.common.data_dir)?;
+    let log = open(&a.common.data_dir, Fsync::Always).await?;
+    // Who holds what lives in the process that owns the log; opened here, every
+    // unacknowledged event is simply due again from the committed offsets.
+    let entries = log.pending(&a.topic, &a.group, a.limit).await?;
+    let info = log
+        .groups(&a.topic)
+        .await?
+        .into_iter()
+        .find(|g| g.name == a.group);
+    let mut out = std::io::stdout().lock();
+    for p in &entries {
+        if a.common.json {
+            writeln!(
+                out,
+                "{}",
+                json!({"partition": p.offset.partition, "offset": p.offset.offset,
+                       "member": p.member, "since_ms": p.since_ms, "deliveries": p.deliveries,
+                       "claimable_at_ms": p.claimable_at_ms})
+            )?;
+        } else {
+            writeln!(
+                out,
+                "{}\t{}\tdeliveries {}\tsince {}",
+                p.offset, p.member, p.deliveries, p.since_ms
+            )?;
+        }
+    }
+    if entries.is_empty()
+        && let Some(g) = info
+    {
+        let committed: Vec<String> = g.committed.iter().map(|o| o.to_string()).collect();
+        eprintln!(
+            "no deliveries in flight (the log is not in use); {} events are due from committed offsets {}",
+            g.lag,
+            committed.join(" ")
+        );
+    }
+    log.close().await?;
+    Ok(ExitCode::SUCCESS)
+}
