@@ -112,7 +112,11 @@ pub(crate) struct DedupWindow {
 
 impl DedupWindow {
     fn get(&self, id: u128) -> Option<u64> {
-        self.cur.get(&id).or_else(|| self.prev.get(&id)).copied()
+        match self.cur.get(&id) {
+            Some(o) => Some(*o),
+            None if self.prev.is_empty() => None,
+            None => self.prev.get(&id).copied(),
+        }
     }
 
     /// Starts a new generation if the current one is full or old.

@@ -61,7 +61,7 @@ pub struct Dedup {
 impl Default for Dedup {
     fn default() -> Self {
         Dedup {
-            max_ids: 100_000,
+            max_ids: 16_384,
             max_age: Duration::from_secs(300),
         }
     }
