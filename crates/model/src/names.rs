@@ -4,7 +4,8 @@
 //! million scattered strings. Resolving millions of dependencies is bound by
 //! cache misses, so each index slot keeps the name's length and first 16
 //! bytes beside its id: a lookup of a short name touches one slot and
-//! nothing else (measured: ~3× fewer misses than a slot of ids alone).
+//! nothing else, where a slot of ids alone costs three misses (slot,
+//! offsets, bytes).
 
 use std::hash::BuildHasher;
 use std::sync::OnceLock;
