@@ -187,8 +187,31 @@ async fn disk(fsync: Fsync) -> (DiskLog, tempfile::TempDir) {
     (log, dir)
 }
 
+/// Median time to write and fdatasync 150 KB (about one 1,000-event batch) here: the
+/// disk's own ceiling for `fsync=always`, to read the figures against.
+fn sync_calibration() -> f64 {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = std::fs::File::create(dir.path().join("calibrate")).unwrap();
+    let buf = vec![7u8; 150_000];
+    let mut ms: Vec<f64> = (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            f.write_all(&buf).unwrap();
+            f.sync_data().unwrap();
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    ms[ms.len() / 2]
+}
+
 #[tokio::main(worker_threads = 2)]
 async fn main() {
+    println!(
+        "write + fdatasync of 150 KB on this disk: {:.2} ms (median of 20)",
+        sync_calibration()
+    );
     let mut args = std::env::args().skip(1);
     let secs: f64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(3.0);
     let filter = args.next().unwrap_or_default();

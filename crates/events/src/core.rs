@@ -337,6 +337,11 @@ impl Topic {
         log.start = log.start.max(start);
         log.end = log.end.max(start);
         log.visible = log.end;
+        while log.chunks.front().is_some_and(|c| c.end() <= log.start) {
+            if let Some(c) = log.chunks.pop_front() {
+                log.bytes -= c.bytes();
+            }
+        }
         Ok(())
     }
 }
