@@ -427,3 +427,57 @@ fn sync_every(shared: Arc<Shared>, every: std::time::Duration) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer whose segment is `/dev/full`: every write fails with ENOSPC, as on a
+    /// full disk.
+    fn full_disk_writer() -> Option<Writer> {
+        let file = OpenOptions::new().append(true).open("/dev/full").ok()?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            segments: Mutex::new(Vec::new()),
+            active: Mutex::new(None),
+        });
+        let active = Active {
+            dir: PathBuf::from("/dev"),
+            file,
+            seq: 0,
+            len: 0,
+            fsync: Fsync::Always,
+            segment_bytes: u64::MAX,
+            last_sync: Instant::now(),
+            dirty: false,
+        };
+        let s = shared.clone();
+        let thread = std::thread::spawn(move || run(s, active));
+        Some(Writer {
+            shared,
+            thread: Mutex::new(Some(thread)),
+            syncer: Mutex::new(None),
+        })
+    }
+
+    #[test]
+    fn a_failed_write_fails_the_waiters_and_every_later_write() {
+        let Some(w) = full_disk_writer() else {
+            return; // no /dev/full on this system
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let chunk = Chunk::new(0, 0, vec![crate::Event::new("t", "k", "v")]);
+        w.batch(0, 0, &chunk).unwrap();
+        let err = rt.block_on(w.barrier()).unwrap_err();
+        assert!(matches!(err, Error::Failed(_)), "{err}");
+        assert!(err.to_string().contains("writing segment"), "{err}");
+        // Nothing is accepted after a failure, so nothing can be acknowledged that is
+        // not on disk.
+        assert!(matches!(w.batch(0, 0, &chunk), Err(Error::Failed(_))));
+        assert!(matches!(rt.block_on(w.barrier()), Err(Error::Failed(_))));
+        w.shutdown();
+    }
+}
