@@ -111,14 +111,6 @@ pub(crate) struct DedupWindow {
 }
 
 impl DedupWindow {
-    fn get(&self, id: u128) -> Option<u64> {
-        match self.cur.get(&id) {
-            Some(o) => Some(*o),
-            None if self.prev.is_empty() => None,
-            None => self.prev.get(&id).copied(),
-        }
-    }
-
     /// Starts a new generation if the current one is full or old.
     fn rotate(&mut self, limits: &PartLimits, now_ms: u64) {
         let age = now_ms.saturating_sub(self.cur_since_ms);
@@ -135,11 +127,31 @@ impl DedupWindow {
         }
     }
 
-    fn insert(&mut self, id: u128, offset: u64, limits: &PartLimits, now_ms: u64) {
+    /// Records `id` at `offset` unless it is already known; returns the known offset.
+    /// Two hash probes for a new id (the previous generation, then an entry in the
+    /// current one): this runs once per published event.
+    fn check_insert(
+        &mut self,
+        id: u128,
+        offset: u64,
+        limits: &PartLimits,
+        now_ms: u64,
+    ) -> Option<u64> {
         if self.cur.len() >= limits.dedup_ids.div_ceil(2) {
             self.rotate(limits, now_ms);
         }
-        self.cur.insert(id, offset);
+        if !self.prev.is_empty()
+            && let Some(&o) = self.prev.get(&id)
+        {
+            return Some(o);
+        }
+        match self.cur.entry(id) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(offset);
+                None
+            }
+        }
     }
 }
 
@@ -172,6 +184,13 @@ impl PartLog {
     fn chunk_index(&self, offset: u64) -> Option<usize> {
         if offset < self.start || offset >= self.end {
             return None;
+        }
+        // Consumers mostly read near the tail: look at the newest chunks first.
+        let n = self.chunks.len();
+        for i in (n.saturating_sub(4)..n).rev() {
+            if self.chunks[i].base() <= offset {
+                return (offset < self.chunks[i].end()).then_some(i);
+            }
         }
         let i = self.chunks.partition_point(|c| c.base() <= offset);
         (i > 0 && offset < self.chunks[i - 1].end()).then(|| i - 1)
@@ -314,7 +333,7 @@ impl Topic {
             if chunk.appended_ms() >= min_ms {
                 log.dedup.rotate(&self.limits, chunk.appended_ms());
                 for (i, e) in chunk.events().iter().enumerate() {
-                    log.dedup.insert(
+                    log.dedup.check_insert(
                         e.id.0,
                         chunk.base() + i as u64,
                         &self.limits,
@@ -720,11 +739,10 @@ impl<J: Journal> Core<J> {
             log.dedup.rotate(&t.limits, now);
             let mut dup: Option<Vec<bool>> = None;
             for (j, e) in events.iter().enumerate() {
-                if let Some(o) = log.dedup.get(e.id.0) {
+                if let Some(o) = log.dedup.check_insert(e.id.0, next, &t.limits, now) {
                     offsets[idx[j]] = Offset::new(p, o);
                     dup.get_or_insert_with(|| vec![false; idx.len()])[j] = true;
                 } else {
-                    log.dedup.insert(e.id.0, next, &t.limits, now);
                     offsets[idx[j]] = Offset::new(p, next);
                     next += 1;
                 }
