@@ -219,8 +219,12 @@ impl PartLog {
         c.events().get((offset - c.base()) as usize)
     }
 
-    /// Drops what retention no longer allows.
-    fn trim(&mut self, limits: &PartLimits, now_ms: u64) {
+    /// Removes what retention no longer allows and returns it, so that the caller can
+    /// free it after releasing the partition's lock (freeing thousands of events is
+    /// the slow part, and consumers of the partition would wait for it).
+    #[must_use]
+    fn trim(&mut self, limits: &PartLimits, now_ms: u64) -> Vec<Arc<Chunk>> {
+        let mut removed = Vec::new();
         let min_ms = limits
             .max_age
             .map_or(0, |a| now_ms.saturating_sub(a.as_millis() as u64));
@@ -238,12 +242,13 @@ impl PartLog {
             }
             if self.start >= front.end() {
                 self.bytes -= front.bytes();
-                self.chunks.pop_front();
+                removed.extend(self.chunks.pop_front());
             }
         }
         if self.chunks.is_empty() {
             self.start = self.end;
         }
+        removed
     }
 }
 
@@ -346,7 +351,7 @@ impl Topic {
         log.visible = log.end;
         log.bytes += chunk.bytes();
         log.chunks.push_back(Arc::new(chunk));
-        log.trim(&self.limits, now_ms);
+        drop(log.trim(&self.limits, now_ms));
         Ok(())
     }
 
@@ -775,7 +780,9 @@ impl<J: Journal> Core<J> {
         if !J::DURABLE {
             log.visible = next;
         }
-        log.trim(&t.limits, now);
+        let removed = log.trim(&t.limits, now);
+        drop(log);
+        drop(removed);
         touched.push((p, next));
         Ok(())
     }
@@ -1281,7 +1288,7 @@ impl<J: Journal> Core<J> {
                     .iter()
                     .map(|p| {
                         let mut log = lock(p);
-                        log.trim(&t.limits, now);
+                        drop(log.trim(&t.limits, now));
                         PartitionInfo {
                             start: log.start,
                             end: log.visible,
@@ -1317,7 +1324,7 @@ impl<J: Journal> Core<J> {
     ) -> Result<Vec<Record>> {
         let t = self.existing(topic)?;
         let mut log = lock(t.part(partition)?);
-        log.trim(&t.limits, self.clock.now_ms());
+        drop(log.trim(&t.limits, self.clock.now_ms()));
         let mut out = Polled::new();
         let to = log.visible.min(from.saturating_add(max as u64));
         log.slices(partition, 0, from, to, &mut out);
