@@ -6,7 +6,10 @@
 //! | 0 | success (a valid workflow) |
 //! | 1 | the input is invalid (errors on stderr) |
 //! | 2 | usage or I/O error |
+//!
+//! Data goes to stdout, diagnostics to stderr.
 
+mod events_cmd;
 mod gen_cmd;
 mod plan_cmd;
 
@@ -32,6 +35,8 @@ enum Command {
     Plan(plan_cmd::Args),
     /// Generate synthetic workflows.
     Gen(gen_cmd::Args),
+    /// Operate an event log on disk: publish, tail, groups, pending, dead letters.
+    Events(events_cmd::EventsArgs),
 }
 
 /// Exit code for usage and I/O errors.
@@ -42,9 +47,18 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plan(args) => plan_cmd::run(args),
         Command::Gen(args) => gen_cmd::run(args),
+        Command::Events(args) => events_cmd::run(args),
     };
     match result {
         Ok(code) => code,
+        // `baton events tail | head`: a reader that stopped reading is not an error.
+        Err(err)
+            if err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::from(EXIT_USAGE)
