@@ -12,83 +12,42 @@
 //!   key. Excludes computing the key (see `key/...`).
 //! * `key/random/<n>`: `Key::of_graph`, the structural hash of a workflow.
 //!
-//! Shapes: `random` (each task depends on 0 to 5, mean 2.5, distinct
-//! earlier tasks, uniformly drawn) and `layered` (layers of 100 tasks, each
-//! depending on 1 to 4 tasks of the layer before).
+//! Shapes are those of `baton gen workflow`: `random` (each task depends on
+//! about 2.5 distinct, uniformly drawn earlier tasks) and `layered` (layers
+//! of ⌈√n⌉ tasks, each depending on 2 tasks of the layer before).
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
 use baton_model::Graph;
+use baton_model::generate::{self, Shape, Spec};
 use baton_plan::{Key, Options, Plan, PlanCache, Reduction};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
-/// SplitMix64: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn graph(n: usize, mut deps_of: impl FnMut(usize, &mut Rng, &mut Vec<u32>)) -> Graph {
-    let mut rng = Rng(42);
-    let mut offsets = Vec::with_capacity(n + 1);
-    let mut preds = Vec::with_capacity(n * 5 / 2);
-    let mut deps = Vec::new();
-    offsets.push(0u32);
-    for v in 0..n {
-        deps.clear();
-        deps_of(v, &mut rng, &mut deps);
-        preds.extend_from_slice(&deps);
-        offsets.push(preds.len() as u32);
-    }
-    Graph {
-        pred_offsets: offsets,
-        preds,
-        weights: (0..n as u64)
-            .map(|i| 1_000 + (i * 7919) % 100_000)
-            .collect(),
-        handler: vec![false; n],
-    }
-}
-
-fn pick_distinct(rng: &mut Rng, from: u64, span: u64, count: u64, out: &mut Vec<u32>) {
-    let count = count.min(span);
-    while (out.len() as u64) < count {
-        let d = (from + rng.below(span)) as u32;
-        if !out.contains(&d) {
-            out.push(d);
-        }
-    }
+/// The graph of the workflow `baton gen workflow --shape SHAPE --tasks N
+/// --seed 42` makes, with varied weights so that the critical path is not a
+/// tie everywhere.
+fn generated(n: usize, shape: Shape) -> Graph {
+    let spec = Spec {
+        seed: 42,
+        ..Spec::new(n, shape)
+    };
+    let checked =
+        baton_model::validate(generate::workflow(&spec)).expect("generated workflows are valid");
+    let mut graph = checked.graph;
+    graph.weights = (0..n as u64)
+        .map(|i| 1_000 + (i * 7919) % 100_000)
+        .collect();
+    graph
 }
 
 fn random(n: usize) -> Graph {
-    graph(n, |v, rng, out| {
-        let k = rng.below(6);
-        pick_distinct(rng, 0, v as u64, k, out);
-    })
+    generated(n, Shape::Random)
 }
 
 fn layered(n: usize) -> Graph {
-    const WIDTH: usize = 100;
-    graph(n, |v, rng, out| {
-        let layer = v / WIDTH;
-        if layer > 0 {
-            let k = 1 + rng.below(4);
-            pick_distinct(rng, ((layer - 1) * WIDTH) as u64, WIDTH as u64, k, out);
-        }
-    })
+    generated(n, Shape::Layered)
 }
 
 fn task_names(n: usize) -> Vec<String> {
@@ -103,8 +62,8 @@ const SIZES: [(usize, &str); 4] = [
 ];
 
 fn bench_compile(c: &mut Criterion) {
-    type Shape = fn(usize) -> Graph;
-    for (shape, make) in [("random", random as Shape), ("layered", layered as Shape)] {
+    type Build = fn(usize) -> Graph;
+    for (shape, make) in [("random", random as Build), ("layered", layered as Build)] {
         let mut group = c.benchmark_group(format!("compile/{shape}"));
         for (n, label) in SIZES {
             let g = make(n);

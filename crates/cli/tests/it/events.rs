@@ -1,18 +1,25 @@
+use std::process::Output;
+
 use serde_json::Value;
 
 use crate::{baton, stderr, stdout};
+
+/// Runs `baton events SUB --data-dir DIR ARGS...`.
+fn events(sub: &str, dir: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut all = vec!["events", sub, "--data-dir", dir];
+    all.extend_from_slice(args);
+    baton(&all, stdin)
+}
 
 #[test]
 fn publish_then_tail_groups_and_dlq() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("events");
     let d = d.to_str().unwrap();
-    let o = baton(
+    let o = events(
+        "publish",
+        d,
         &[
-            "events",
-            "publish",
-            "--data-dir",
-            d,
             "--topic",
             "orders",
             "--key",
@@ -24,17 +31,10 @@ fn publish_then_tail_groups_and_dlq() {
         None,
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let o = baton(
-        &[
-            "events",
-            "publish",
-            "--data-dir",
-            d,
-            "--topic",
-            "orders",
-            "--key",
-            "k1",
-        ],
+    let o = events(
+        "publish",
+        d,
+        &["--topic", "orders", "--key", "k1"],
         Some("{\"n\":2}\n{\"n\":3}\n"),
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
@@ -44,61 +44,39 @@ fn publish_then_tail_groups_and_dlq() {
         "one offset per published line"
     );
 
-    let o = baton(
-        &[
-            "events",
-            "tail",
-            "--data-dir",
-            d,
-            "--topic",
-            "orders",
-            "--from-start",
-            "--no-follow",
-            "--json",
-        ],
+    let o = events(
+        "tail",
+        d,
+        &["--topic", "orders", "--from-start", "--no-follow", "--json"],
         None,
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let events: Vec<Value> = stdout(&o)
+    let all: Vec<Value> = stdout(&o)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(events.len(), 3);
+    assert_eq!(all.len(), 3);
     // One key, one partition: published order is kept.
-    let ns: Vec<i64> = events
+    let ns: Vec<i64> = all
         .iter()
         .map(|e| e["payload"]["n"].as_i64().unwrap())
         .collect();
     assert_eq!(ns, [1, 2, 3]);
-    assert_eq!(events[0]["type"], "created");
-    assert_eq!(events[1]["key"], "k1");
+    assert_eq!(all[0]["type"], "created");
+    assert_eq!(all[1]["key"], "k1");
 
-    let o = baton(
-        &[
-            "events",
-            "tail",
-            "--data-dir",
-            d,
-            "--topic",
-            "orders",
-            "--from-start",
-            "--count",
-            "2",
-        ],
+    let o = events(
+        "tail",
+        d,
+        &["--topic", "orders", "--from-start", "--count", "2"],
         None,
     );
     assert_eq!(stdout(&o).lines().count(), 2);
 
-    let o = baton(
-        &["events", "groups", "--data-dir", d, "--topic", "orders"],
-        None,
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let o = baton(
-        &["events", "dlq", "--data-dir", d, "--topic", "orders"],
-        None,
-    );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for sub in ["groups", "dlq"] {
+        let o = events(sub, d, &["--topic", "orders"], None);
+        assert_eq!(o.status.code(), Some(0), "{sub}: {}", stderr(&o));
+    }
 }
 
 #[test]
@@ -107,33 +85,18 @@ fn a_retried_publish_with_the_same_id_is_stored_once() {
     let d = dir.path().join("events");
     let d = d.to_str().unwrap();
     for _ in 0..2 {
-        let o = baton(
-            &[
-                "events",
-                "publish",
-                "--data-dir",
-                d,
-                "--topic",
-                "t",
-                "--id",
-                "00ff",
-                "once",
-            ],
+        let o = events(
+            "publish",
+            d,
+            &["--topic", "t", "--id", "00ff", "once"],
             None,
         );
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     }
-    let o = baton(
-        &[
-            "events",
-            "tail",
-            "--data-dir",
-            d,
-            "--topic",
-            "t",
-            "--from-start",
-            "--no-follow",
-        ],
+    let o = events(
+        "tail",
+        d,
+        &["--topic", "t", "--from-start", "--no-follow"],
         None,
     );
     assert_eq!(stdout(&o).lines().count(), 1, "{}", stdout(&o));
@@ -142,16 +105,11 @@ fn a_retried_publish_with_the_same_id_is_stored_once() {
 #[test]
 fn bad_input_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let o = baton(
-        &[
-            "events",
-            "tail",
-            "--data-dir",
-            dir.path().join("nope").to_str().unwrap(),
-            "--topic",
-            "x",
-            "--no-follow",
-        ],
+    let missing = dir.path().join("nope");
+    let o = events(
+        "tail",
+        missing.to_str().unwrap(),
+        &["--topic", "x", "--no-follow"],
         None,
     );
     assert_eq!(o.status.code(), Some(2));
@@ -160,18 +118,10 @@ fn bad_input_is_a_clear_error() {
         "{}",
         stderr(&o)
     );
-    let o = baton(
-        &[
-            "events",
-            "publish",
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-            "--topic",
-            "t",
-            "--id",
-            "zz",
-            "x",
-        ],
+    let o = events(
+        "publish",
+        dir.path().to_str().unwrap(),
+        &["--topic", "t", "--id", "zz", "x"],
         None,
     );
     assert_eq!(o.status.code(), Some(2));
