@@ -164,8 +164,11 @@ pub fn load_timed(source: &Source) -> Result<(Checked, Timings), Error> {
         Format::Json => Parsed::Doc(Box::new(
             {
                 let mut de = serde_json::Deserializer::from_str(&source.text);
-                serde::de::DeserializeSeed::deserialize(raw::DocumentSeed, &mut de)
-                    .and_then(|doc| de.end().map(|()| doc))
+                serde::de::DeserializeSeed::deserialize(
+                    raw::DocumentSeed::for_len(source.text.len()),
+                    &mut de,
+                )
+                .and_then(|doc| de.end().map(|()| doc))
             }
             .map_err(|e| {
                 syntax(
@@ -187,7 +190,12 @@ pub fn load_timed(source: &Source) -> Result<(Checked, Timings), Error> {
                 serde_saphyr::with_deserializer_from_str_with_options(
                     &source.text,
                     options,
-                    |de| serde::de::DeserializeSeed::deserialize(raw::DocumentSeed, de),
+                    |de| {
+                        serde::de::DeserializeSeed::deserialize(
+                            raw::DocumentSeed::for_len(source.text.len()),
+                            de,
+                        )
+                    },
                 )
                 .map_err(|e| {
                     let location = e.location().map(|l| Location {

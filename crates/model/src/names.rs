@@ -64,9 +64,16 @@ pub struct TooLarge;
 
 impl Names {
     /// Interns `names` in order.
-    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<Names, TooLarge> {
+    pub fn new<'a, I>(names: I) -> Result<Names, TooLarge>
+    where
+        I: IntoIterator<Item = &'a str>,
+        I::IntoIter: Clone,
+    {
         let names = names.into_iter();
-        let mut bytes = String::new();
+        // Sized exactly up front: growing a multi-megabyte buffer by
+        // doubling would copy it again and again.
+        let total: usize = names.clone().map(str::len).sum();
+        let mut bytes = String::with_capacity(total);
         let mut offsets = Vec::with_capacity(names.size_hint().0 + 1);
         offsets.push(0u32);
         for name in names {
@@ -181,12 +188,15 @@ impl Names {
     }
 }
 
+/// A clone leaves the index behind (it is rebuilt on the first lookup): the
+/// planner clones the names of every workflow it compiles, and rarely looks
+/// one up.
 impl Clone for Names {
     fn clone(&self) -> Self {
         Names {
             bytes: self.bytes.clone(),
             offsets: self.offsets.clone(),
-            index: self.index.clone(),
+            index: OnceLock::new(),
         }
     }
 }

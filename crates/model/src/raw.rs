@@ -196,6 +196,7 @@ fn workflow_fields<'de, A: MapAccess<'de>>(
     w: &mut RawWorkflow,
     root: &Path,
     report: &mut Report,
+    tasks_hint: usize,
 ) -> Result<(), A::Error> {
     while let Some(k) = key {
         match k.as_str() {
@@ -207,6 +208,7 @@ fn workflow_fields<'de, A: MapAccess<'de>>(
                 w.tasks = map.next_value_seed(TasksSeed {
                     path: root.key("tasks"),
                     report: &mut *report,
+                    capacity: tasks_hint,
                 })?
             }
             "coordination" => w.coordination = map.next_value()?,
@@ -224,6 +226,8 @@ fn workflow_fields<'de, A: MapAccess<'de>>(
 struct TasksSeed<'a> {
     path: Path,
     report: &'a mut Report,
+    /// Room to reserve up front when the format gives no length.
+    capacity: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for TasksSeed<'_> {
@@ -239,7 +243,7 @@ impl<'de> Visitor<'de> for TasksSeed<'_> {
         f.write_str("a list of tasks")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut tasks = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+        let mut tasks = Vec::with_capacity(seq.size_hint().unwrap_or(self.capacity));
         while let Some(raw) = seq.next_element::<RawTask>()? {
             let i = tasks.len();
             tasks.push(validate::task(raw, &self.path, i, self.report));
@@ -258,6 +262,7 @@ struct WorkflowSeed<'a> {
     workflow: &'a mut RawWorkflow,
     root: Path,
     report: &'a mut Report,
+    tasks_hint: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for WorkflowSeed<'_> {
@@ -274,12 +279,36 @@ impl<'de> Visitor<'de> for WorkflowSeed<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let first = map.next_key::<KeyName>()?.map(|k| k.0);
-        workflow_fields(&mut map, first, self.workflow, &self.root, self.report)
+        workflow_fields(
+            &mut map,
+            first,
+            self.workflow,
+            &self.root,
+            self.report,
+            self.tasks_hint,
+        )
     }
 }
 
 /// Reads a whole document (the entry point of parsing).
-pub(crate) struct DocumentSeed;
+pub(crate) struct DocumentSeed {
+    /// How many tasks to make room for before the first is read. Growing a
+    /// million-task list by doubling copies it (and faults in fresh pages)
+    /// again and again; reserving once avoids that, and pages reserved but
+    /// never written cost nothing.
+    pub tasks_hint: usize,
+}
+
+impl DocumentSeed {
+    /// A seed for a document of `len` bytes: a task takes at least ~40 bytes
+    /// as people and generators write them; if there are more, the list
+    /// grows as usual.
+    pub(crate) fn for_len(len: usize) -> DocumentSeed {
+        DocumentSeed {
+            tasks_hint: len / 40,
+        }
+    }
+}
 
 impl<'de> DeserializeSeed<'de> for DocumentSeed {
     type Value = Document;
@@ -304,6 +333,7 @@ impl<'de> Visitor<'de> for DocumentSeed {
                 workflow: &mut doc.workflow,
                 root: Path::root().key("workflow"),
                 report: &mut doc.report,
+                tasks_hint: self.tasks_hint,
             })?;
             // Anything beside `workflow:` is unknown at the top level.
             while let Some(k) = map.next_key::<KeyName>()? {
@@ -317,6 +347,7 @@ impl<'de> Visitor<'de> for DocumentSeed {
                 &mut doc.workflow,
                 &Path::root(),
                 &mut doc.report,
+                self.tasks_hint,
             )?;
         }
         Ok(doc)

@@ -767,10 +767,13 @@ fn resolve(tasks: &[Task], ids: &Names, edges: usize) -> Vec<u32> {
         .min(edges / MIN_PER_THREAD)
         .max(1);
     let lookup = |chunk: &[Task]| -> Vec<u32> {
-        chunk
-            .iter()
-            .flat_map(|t| t.depends_on.iter().map(|d| ids.id(d).unwrap_or(UNKNOWN)))
-            .collect()
+        let mut out = Vec::with_capacity(chunk.iter().map(|t| t.depends_on.len()).sum());
+        out.extend(
+            chunk
+                .iter()
+                .flat_map(|t| t.depends_on.iter().map(|d| ids.id(d).unwrap_or(UNKNOWN))),
+        );
+        out
     };
     if threads == 1 {
         return lookup(tasks);

@@ -73,11 +73,11 @@ impl Plan {
     /// Fails with [`Error::Cycle`] when the dependencies are cyclic and with
     /// [`Error::Malformed`] when the graph's arrays are inconsistent (never
     /// for a graph from [`baton_model::load`]).
-    pub fn compile<'a>(
-        graph: &Graph,
-        names: impl IntoIterator<Item = &'a str>,
-        options: &Options,
-    ) -> Result<Plan, Error> {
+    pub fn compile<'a, I>(graph: &Graph, names: I, options: &Options) -> Result<Plan, Error>
+    where
+        I: IntoIterator<Item = &'a str>,
+        I::IntoIter: Clone,
+    {
         let names = Names::new(names).map_err(|e| Error::Malformed {
             reason: e.to_string(),
         })?;
