@@ -207,7 +207,7 @@ pub fn load_timed(source: &Source) -> Result<(Checked, Timings), Error> {
             ))
         }
         Format::WfFormat => {
-            let (wf, _version) = wfformat::parse(&source.text).map_err(|e| {
+            let (wf, version) = wfformat::parse(&source.text).map_err(|e| {
                 syntax(
                     Some(Location {
                         line: e.line(),
@@ -216,16 +216,21 @@ pub fn load_timed(source: &Source) -> Result<(Checked, Timings), Error> {
                     format!("not a valid WfFormat instance: {}", json_message(&e)),
                 )
             })?;
-            Parsed::Workflow(wf)
+            Parsed::Workflow(wf, version)
         }
     };
     let parse = started.elapsed();
     let started = Instant::now();
     let result = match parsed {
         Parsed::Doc(doc) => validate::document(*doc),
-        Parsed::Workflow(wf) => validate::workflow(wf).map(|c| Checked {
-            root: wfformat::root(&source.text),
-            ..c
+        Parsed::Workflow(wf, version) => validate::workflow(wf).map(|mut c| {
+            if let Some(warning) = wfformat::check_version(&version) {
+                c.warnings.push(warning);
+            }
+            Checked {
+                root: wfformat::root(&source.text),
+                ..c
+            }
         }),
     };
     let validate = started.elapsed();
@@ -257,7 +262,8 @@ pub fn validate(workflow: Workflow) -> Result<Checked, Report> {
 
 enum Parsed {
     Doc(Box<raw::Document>),
-    Workflow(Workflow),
+    /// A WfFormat instance and its `schemaVersion`.
+    Workflow(Workflow, String),
 }
 
 /// serde_json appends " at line L column C"; the location is reported apart.

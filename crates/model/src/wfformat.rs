@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::diag::{Path, Seg};
+use crate::diag::{Diagnostic, Path, Seg};
 use crate::workflow::{Task, Workflow};
 
 #[derive(Deserialize)]
@@ -70,6 +70,27 @@ pub(crate) fn detect(text: &str) -> bool {
     }
     let head = &text[..end];
     head.contains("\"schemaVersion\"")
+}
+
+/// The schema versions this importer reads (those of WfCommons' published
+/// traces and of its generator).
+const SUPPORTED: [&str; 3] = ["1.4", "1.5", "1.6"];
+
+/// A warning when `schemaVersion` is not one of [`SUPPORTED`]: the import
+/// may still work, but nobody checked.
+pub(crate) fn check_version(version: &str) -> Option<Diagnostic> {
+    let major_minor: String = version.split('.').take(2).collect::<Vec<_>>().join(".");
+    (!SUPPORTED.contains(&major_minor.as_str())).then(|| {
+        Diagnostic::warning(
+            "wfformat-version",
+            Path::root().key("schemaVersion"),
+            format!("WfFormat schemaVersion {version} is not one Baton was built for"),
+        )
+        .with_hint(format!(
+            "supported: {}; check the plan against the trace",
+            SUPPORTED.join(", ")
+        ))
+    })
 }
 
 /// Where tasks live in the file, for locating diagnostics.

@@ -173,6 +173,24 @@ fn old_wfformat_keeps_tasks_under_workflow_with_runtime() {
 }
 
 #[test]
+fn unknown_wfformat_versions_are_imported_with_a_warning() {
+    let text = r#"{"schemaVersion": "2.0", "workflow": {"tasks": [{"name": "a", "parents": []}]}}"#;
+    let c = load(&Source::from_str("new.json", text, Format::WfFormat)).unwrap();
+    let w: Vec<_> = c.warnings.warnings().collect();
+    assert_eq!(w.len(), 1);
+    assert_eq!(w[0].code, "wfformat-version");
+    assert_eq!(w[0].location.unwrap().line, 1);
+    let text = r#"{"schemaVersion": "1.5", "workflow": {"tasks": [{"name": "a", "parents": []}]}}"#;
+    assert!(
+        load(&Source::from_str("ok.json", text, Format::WfFormat))
+            .unwrap()
+            .warnings
+            .diagnostics
+            .is_empty()
+    );
+}
+
+#[test]
 fn workflows_built_in_code_validate_too() {
     let wf = baton_model::Workflow {
         tasks: vec![
