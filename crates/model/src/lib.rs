@@ -216,14 +216,14 @@ pub fn load_timed(source: &Source) -> Result<(Checked, Timings), Error> {
                     format!("not a valid WfFormat instance: {}", json_message(&e)),
                 )
             })?;
-            Parsed::Workflow(wf, version)
+            Parsed::Workflow(Box::new(wf), version)
         }
     };
     let parse = started.elapsed();
     let started = Instant::now();
     let result = match parsed {
         Parsed::Doc(doc) => validate::document(*doc),
-        Parsed::Workflow(wf, version) => validate::workflow(wf).map(|mut c| {
+        Parsed::Workflow(wf, version) => validate::workflow(*wf).map(|mut c| {
             if let Some(warning) = wfformat::check_version(&version) {
                 c.warnings.push(warning);
             }
@@ -263,7 +263,7 @@ pub fn validate(workflow: Workflow) -> Result<Checked, Report> {
 enum Parsed {
     Doc(Box<raw::Document>),
     /// A WfFormat instance and its `schemaVersion`.
-    Workflow(Workflow, String),
+    Workflow(Box<Workflow>, String),
 }
 
 /// serde_json appends " at line L column C"; the location is reported apart.
