@@ -22,6 +22,9 @@ pub struct Args {
     /// Print every stage (text), or include `stages` (json).
     #[arg(long)]
     stages: bool,
+    /// Include each task's schedule: stage, earliest and latest start, slack.
+    #[arg(long)]
+    schedule: bool,
     /// Look for redundant edges: off | auto (bounded work) | exact (unbounded).
     #[arg(long, default_value = "auto")]
     reduction: ReductionArg,
@@ -98,7 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprint!("{}", source.render(&checked.warnings));
     }
     let out = match args.format {
-        OutFormat::Text => text(&checked, &plan, args.stages),
+        OutFormat::Text => text(&checked, &plan, args.stages, args.schedule),
         OutFormat::Json => {
             let ms = |d: Duration| d.as_secs_f64() * 1e3;
             let timings = Timings {
@@ -106,7 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 validate: ms(timings.validate),
                 plan: ms(plan_time),
             };
-            json_contract(&checked, &plan, args.stages, timings)?
+            json_contract(&checked, &plan, args.stages, args.schedule, timings)?
         }
         OutFormat::Dot => dot(&checked, &plan),
         OutFormat::Mermaid => mermaid(&plan),
@@ -144,6 +147,7 @@ fn json_contract(
     checked: &Checked,
     plan: &Plan,
     stages: bool,
+    schedule: bool,
     timings: Timings,
 ) -> anyhow::Result<String> {
     #[derive(Serialize)]
@@ -165,6 +169,16 @@ fn json_contract(
         timings_ms: Timings,
         #[serde(skip_serializing_if = "Option::is_none")]
         stages: Option<Vec<Vec<&'a str>>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        schedule: Option<Vec<Scheduled<'a>>>,
+    }
+    #[derive(Serialize)]
+    struct Scheduled<'a> {
+        id: &'a str,
+        stage: u32,
+        earliest_start: f64,
+        latest_start: f64,
+        slack: f64,
     }
     #[derive(Serialize)]
     struct CriticalPath<'a> {
@@ -198,6 +212,17 @@ fn json_contract(
         warnings: &checked.warnings.diagnostics,
         timings_ms: timings,
         stages: stages.then(|| plan.stages().map(names).collect()),
+        schedule: schedule.then(|| {
+            plan.timings()
+                .map(|(t, timing)| Scheduled {
+                    id: plan.name(t),
+                    stage: plan.stage_of(t).map_or(0, |s| s + 1),
+                    earliest_start: secs(timing.earliest_start),
+                    latest_start: secs(timing.latest_start),
+                    slack: secs(timing.slack),
+                })
+                .collect()
+        }),
     };
     let mut s = serde_json::to_string(&contract)?;
     s.push('\n');
@@ -226,7 +251,7 @@ fn list(plan: &Plan, ids: &[u32], sep: &str, all: bool) -> String {
     s
 }
 
-fn text(checked: &Checked, plan: &Plan, all_stages: bool) -> String {
+fn text(checked: &Checked, plan: &Plan, all_stages: bool, schedule: bool) -> String {
     let s = plan.summary();
     let mut out = String::new();
     let name = checked.workflow.name.as_deref().unwrap_or("(unnamed)");
@@ -294,6 +319,25 @@ fn text(checked: &Checked, plan: &Plan, all_stages: bool) -> String {
             "  … {} more stages (--stages shows all)",
             stages.len() - shown
         );
+    }
+    if schedule {
+        out.push_str("\nschedule (earliest start, latest start, slack):\n");
+        let rows: Vec<_> = plan.timings().collect();
+        let width = rows
+            .iter()
+            .map(|(t, _)| plan.name(*t).chars().count())
+            .max()
+            .unwrap_or(0);
+        for (t, timing) in rows {
+            let _ = writeln!(
+                out,
+                "  {:<width$}  {:>9}  {:>9}  {:>9}",
+                plan.name(t),
+                fmt_us(timing.earliest_start),
+                fmt_us(timing.latest_start),
+                fmt_us(timing.slack),
+            );
+        }
     }
     out
 }

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -101,12 +102,12 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// Recently published ids of one partition, in two generations: ids go into `cur`;
 /// when it holds half the window or is half the window's age old, it becomes `prev`
 /// and the old `prev` is dropped whole. An id is so remembered for at least half and
-/// at most all of the window (count and age), at the cost of one hash insert per event
-/// and no per-event eviction.
+/// at most all of the window (count and age), at the cost of one table insert per
+/// event and no per-event eviction.
 #[derive(Default)]
 pub(crate) struct DedupWindow {
-    cur: FastMap<u128, u64>,
-    prev: FastMap<u128, u64>,
+    cur: IdTable,
+    prev: IdTable,
     cur_since_ms: u64,
 }
 
@@ -128,8 +129,8 @@ impl DedupWindow {
     }
 
     /// Records `id` at `offset` unless it is already known; returns the known offset.
-    /// Two hash probes for a new id (the previous generation, then an entry in the
-    /// current one): this runs once per published event.
+    /// This runs once per published event: a new id costs one probe of each
+    /// generation's slot array (the previous one only while it holds ids).
     fn check_insert(
         &mut self,
         id: u128,
@@ -141,16 +142,105 @@ impl DedupWindow {
             self.rotate(limits, now_ms);
         }
         if !self.prev.is_empty()
-            && let Some(&o) = self.prev.get(&id)
+            && let Some(o) = self.prev.get(id)
         {
             return Some(o);
         }
-        match self.cur.entry(id) {
-            std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(offset);
+        self.cur.get_or_insert(id, offset)
+    }
+}
+
+/// A set of ids with the offset each was stored at: an open-addressing index over an
+/// append-only list, made for the dedup window's pattern (inserts, lookups of mostly
+/// absent ids, clearing all at once; no single removal).
+///
+/// The slots are 8 bytes (a 24-bit hash tag and a 40-bit position in `entries`), so
+/// the part that is probed at random stays small enough for the CPU caches; `entries`
+/// is only written in order and read when a tag matches. The hasher is randomly
+/// seeded, because ids may be chosen by callers.
+#[derive(Default)]
+struct IdTable {
+    /// `(id, offset)` in insertion order.
+    entries: Vec<(u128, u64)>,
+    /// Linear probing; 0 is empty, else `tag << 40 | (position + 1)`. The length is a
+    /// power of two at least twice `entries.len()` (or zero).
+    slots: Vec<u64>,
+    hasher: foldhash::fast::RandomState,
+}
+
+const POS_BITS: u32 = 40;
+const POS_MASK: u64 = (1 << POS_BITS) - 1;
+
+impl IdTable {
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn clear(&mut self) {
+        if !self.entries.is_empty() {
+            self.entries.clear();
+            self.slots.fill(0);
+        }
+    }
+
+    fn hash(&self, id: u128) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
+    /// The slot holding `id`, or the empty slot where it would go.
+    fn find(&self, id: u128, hash: u64) -> std::result::Result<usize, usize> {
+        let mask = self.slots.len() - 1;
+        let tag = hash >> POS_BITS;
+        let mut i = hash as usize & mask;
+        loop {
+            let s = self.slots[i];
+            if s == 0 {
+                return Err(i);
+            }
+            if s >> POS_BITS == tag && self.entries[((s & POS_MASK) - 1) as usize].0 == id {
+                return Ok(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn get(&self, id: u128) -> Option<u64> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let i = self.find(id, self.hash(id)).ok()?;
+        Some(self.entries[((self.slots[i] & POS_MASK) - 1) as usize].1)
+    }
+
+    /// The offset `id` is known at, or `None` after recording it at `offset`.
+    fn get_or_insert(&mut self, id: u128, offset: u64) -> Option<u64> {
+        if (self.entries.len() + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let hash = self.hash(id);
+        match self.find(id, hash) {
+            Ok(i) => Some(self.entries[((self.slots[i] & POS_MASK) - 1) as usize].1),
+            Err(i) => {
+                self.entries.push((id, offset));
+                self.slots[i] = (hash >> POS_BITS) << POS_BITS | self.entries.len() as u64;
                 None
             }
+        }
+    }
+
+    fn grow(&mut self) {
+        let len = (self.slots.len() * 2).max(64);
+        self.slots.clear();
+        self.slots.resize(len, 0);
+        for (n, &(id, _)) in self.entries.iter().enumerate() {
+            let hash = self.hash(id);
+            // Ids in a table are distinct, so each finds an empty slot.
+            let (Ok(i) | Err(i)) = self.find(id, hash);
+            self.slots[i] = (hash >> POS_BITS) << POS_BITS | (n as u64 + 1);
         }
     }
 }

@@ -73,6 +73,8 @@ pub fn format(d: Duration) -> String {
         trim(format!("{:.3}", us as f64 / 1000.0)) + "ms"
     } else if us > 0 {
         format!("{us}µs")
+    } else if d.is_zero() {
+        "0s".to_string()
     } else {
         format!("{}ns", d.as_nanos())
     }
@@ -121,5 +123,7 @@ mod tests {
         assert_eq!(format(Duration::from_millis(250)), "250ms");
         assert_eq!(format(Duration::from_micros(42)), "42µs");
         assert_eq!(format(Duration::from_secs(90)), "1.50m");
+        assert_eq!(format(Duration::ZERO), "0s");
+        assert_eq!(format(Duration::from_nanos(5)), "5ns");
     }
 }

@@ -50,6 +50,41 @@ fn json_output_follows_the_documented_contract() {
 }
 
 #[test]
+fn the_schedule_gives_each_task_its_window_and_slack() {
+    let o = baton(
+        &[
+            "plan",
+            "examples/release_pipeline.yaml",
+            "--format",
+            "json",
+            "--schedule",
+        ],
+        None,
+    );
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let schedule = v["schedule"].as_array().unwrap();
+    // Compensation tasks are not scheduled.
+    assert_eq!(schedule.len(), 6);
+    let task = |id: &str| schedule.iter().find(|t| t["id"] == id).unwrap().clone();
+    // unit_tests (2m) runs beside integration_tests (5m): 3 minutes of slack.
+    let unit = task("unit_tests");
+    assert_eq!(unit["stage"], 2);
+    assert_eq!(unit["earliest_start"], 180.0);
+    assert_eq!(unit["slack"], 180.0);
+    assert_eq!(task("integration_tests")["slack"], 0.0);
+    assert_eq!(task("deploy")["earliest_start"], 511.0);
+    let o = baton(
+        &["plan", "examples/release_pipeline.yaml", "--schedule"],
+        None,
+    );
+    assert!(
+        stdout(&o).contains("schedule (earliest start, latest start, slack):"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
 fn redundant_edges_are_reported_and_removable() {
     let wf =
         r#"{"tasks":[{"id":"a"},{"id":"b","depends_on":["a"]},{"id":"c","depends_on":["a","b"]}]}"#;
