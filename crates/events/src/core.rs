@@ -109,6 +109,8 @@ pub(crate) struct DedupWindow {
     cur: IdTable,
     prev: IdTable,
     cur_since_ms: u64,
+    /// Randomly seeded, because ids may be chosen by callers.
+    hasher: foldhash::fast::RandomState,
 }
 
 impl DedupWindow {
@@ -128,12 +130,30 @@ impl DedupWindow {
         }
     }
 
-    /// Records `id` at `offset` unless it is already known; returns the known offset.
-    /// This runs once per published event: a new id costs one probe of each
-    /// generation's slot array (the previous one only while it holds ids).
+    /// The hash both generations index `id` by.
+    fn hash(&self, id: u128) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
+    /// Loads the slots that ids with these hashes will probe. The loads do not depend
+    /// on each other, so their cache misses overlap; the probes that follow, one after
+    /// another, then mostly hit the cache.
+    fn warm(&self, hashes: &[u64]) {
+        let mut acc = 0;
+        for &h in hashes {
+            acc ^= self.cur.slot(h) ^ self.prev.slot(h);
+        }
+        std::hint::black_box(acc);
+    }
+
+    /// Records `id` (whose [`DedupWindow::hash`] is `hash`) at `offset` unless it is
+    /// already known; returns the known offset. This runs once per published event: a
+    /// new id costs one probe of each generation's slots (the previous one only while
+    /// it holds ids).
     fn check_insert(
         &mut self,
         id: u128,
+        hash: u64,
         offset: u64,
         limits: &PartLimits,
         now_ms: u64,
@@ -142,11 +162,11 @@ impl DedupWindow {
             self.rotate(limits, now_ms);
         }
         if !self.prev.is_empty()
-            && let Some(o) = self.prev.get(id)
+            && let Some(o) = self.prev.get(id, hash)
         {
             return Some(o);
         }
-        self.cur.get_or_insert(id, offset)
+        self.cur.get_or_insert(id, hash, offset)
     }
 }
 
@@ -156,16 +176,16 @@ impl DedupWindow {
 ///
 /// The slots are 8 bytes (a 24-bit hash tag and a 40-bit position in `entries`), so
 /// the part that is probed at random stays small enough for the CPU caches; `entries`
-/// is only written in order and read when a tag matches. The hasher is randomly
-/// seeded, because ids may be chosen by callers.
+/// is only written in order and read when a tag matches. Hashes come from the caller,
+/// so that they can be computed for a whole batch first.
 #[derive(Default)]
 struct IdTable {
-    /// `(id, offset)` in insertion order.
-    entries: Vec<(u128, u64)>,
+    /// `(id, offset, hash)` in insertion order (the hash fills what would be padding,
+    /// and spares rehashing when the slots grow).
+    entries: Vec<(u128, u64, u64)>,
     /// Linear probing; 0 is empty, else `tag << 40 | (position + 1)`. The length is a
     /// power of two at least twice `entries.len()` (or zero).
     slots: Vec<u64>,
-    hasher: foldhash::fast::RandomState,
 }
 
 const POS_BITS: u32 = 40;
@@ -187,8 +207,12 @@ impl IdTable {
         }
     }
 
-    fn hash(&self, id: u128) -> u64 {
-        self.hasher.hash_one(id)
+    /// The first slot an id with this hash probes (0 if there are none).
+    fn slot(&self, hash: u64) -> u64 {
+        if self.slots.is_empty() {
+            return 0;
+        }
+        self.slots[hash as usize & (self.slots.len() - 1)]
     }
 
     /// The slot holding `id`, or the empty slot where it would go.
@@ -208,24 +232,27 @@ impl IdTable {
         }
     }
 
-    fn get(&self, id: u128) -> Option<u64> {
+    fn offset_at(&self, slot: usize) -> u64 {
+        self.entries[((self.slots[slot] & POS_MASK) - 1) as usize].1
+    }
+
+    fn get(&self, id: u128, hash: u64) -> Option<u64> {
         if self.entries.is_empty() {
             return None;
         }
-        let i = self.find(id, self.hash(id)).ok()?;
-        Some(self.entries[((self.slots[i] & POS_MASK) - 1) as usize].1)
+        let i = self.find(id, hash).ok()?;
+        Some(self.offset_at(i))
     }
 
     /// The offset `id` is known at, or `None` after recording it at `offset`.
-    fn get_or_insert(&mut self, id: u128, offset: u64) -> Option<u64> {
+    fn get_or_insert(&mut self, id: u128, hash: u64, offset: u64) -> Option<u64> {
         if (self.entries.len() + 1) * 2 > self.slots.len() {
             self.grow();
         }
-        let hash = self.hash(id);
         match self.find(id, hash) {
-            Ok(i) => Some(self.entries[((self.slots[i] & POS_MASK) - 1) as usize].1),
+            Ok(i) => Some(self.offset_at(i)),
             Err(i) => {
-                self.entries.push((id, offset));
+                self.entries.push((id, offset, hash));
                 self.slots[i] = (hash >> POS_BITS) << POS_BITS | self.entries.len() as u64;
                 None
             }
@@ -236,8 +263,8 @@ impl IdTable {
         let len = (self.slots.len() * 2).max(64);
         self.slots.clear();
         self.slots.resize(len, 0);
-        for (n, &(id, _)) in self.entries.iter().enumerate() {
-            let hash = self.hash(id);
+        for n in 0..self.entries.len() {
+            let (id, _, hash) = self.entries[n];
             // Ids in a table are distinct, so each finds an empty slot.
             let (Ok(i) | Err(i)) = self.find(id, hash);
             self.slots[i] = (hash >> POS_BITS) << POS_BITS | (n as u64 + 1);
@@ -428,8 +455,10 @@ impl Topic {
             if chunk.appended_ms() >= min_ms {
                 log.dedup.rotate(&self.limits, chunk.appended_ms());
                 for (i, e) in chunk.events().iter().enumerate() {
+                    let hash = log.dedup.hash(e.id.0);
                     log.dedup.check_insert(
                         e.id.0,
+                        hash,
                         chunk.base() + i as u64,
                         &self.limits,
                         chunk.appended_ms(),
@@ -775,24 +804,7 @@ impl<J: Journal> Core<J> {
             let idx: Vec<usize> = (0..batch.len()).collect();
             self.append(t, 0, batch, &idx, &mut offsets, &mut touched)?;
         } else {
-            // Two passes so every partition's vector is allocated once, at its size.
-            let parts: Vec<u32> = batch
-                .iter()
-                .map(|e| (key_hash(&e.key) % n as u64) as u32)
-                .collect();
-            let mut counts = vec![0usize; n as usize];
-            for &p in &parts {
-                counts[p as usize] += 1;
-            }
-            let mut buckets: Vec<(Vec<Event>, Vec<usize>)> = counts
-                .iter()
-                .map(|&c| (Vec::with_capacity(c), Vec::with_capacity(c)))
-                .collect();
-            for (i, (e, p)) in batch.into_iter().zip(parts).enumerate() {
-                let b = &mut buckets[p as usize];
-                b.0.push(e);
-                b.1.push(i);
-            }
+            let buckets = split_by_partition(batch, n);
             for (p, (events, idx)) in buckets.into_iter().enumerate() {
                 if !events.is_empty() {
                     self.append(t, p as u32, events, &idx, &mut offsets, &mut touched)?;
@@ -832,9 +844,11 @@ impl<J: Journal> Core<J> {
         if t.limits.dedup_ids > 0 {
             let log = &mut *log;
             log.dedup.rotate(&t.limits, now);
+            let hashes: Vec<u64> = events.iter().map(|e| log.dedup.hash(e.id.0)).collect();
+            log.dedup.warm(&hashes);
             let mut dup: Option<Vec<bool>> = None;
-            for (j, e) in events.iter().enumerate() {
-                if let Some(o) = log.dedup.check_insert(e.id.0, next, &t.limits, now) {
+            for (j, (e, &hash)) in events.iter().zip(&hashes).enumerate() {
+                if let Some(o) = log.dedup.check_insert(e.id.0, hash, next, &t.limits, now) {
                     offsets[idx[j]] = Offset::new(p, o);
                     dup.get_or_insert_with(|| vec![false; idx.len()])[j] = true;
                 } else {
@@ -1498,6 +1512,31 @@ impl<J: Journal> Core<J> {
     }
 }
 
+/// Splits a batch by partition, keeping each event's position in the batch. Two passes
+/// so every partition's vector is allocated once, at its size; kept out of the async
+/// `publish_to` so that events move straight into their vectors.
+fn split_by_partition(batch: Vec<Event>, n: u32) -> Vec<(Vec<Event>, Vec<usize>)> {
+    let parts: Vec<u32> = batch
+        .iter()
+        .map(|e| (key_hash(&e.key) % n as u64) as u32)
+        .collect();
+    let mut counts = vec![0usize; n as usize];
+    for &p in &parts {
+        counts[p as usize] += 1;
+    }
+    let mut buckets: Vec<(Vec<Event>, Vec<usize>)> = counts
+        .iter()
+        .map(|&c| (Vec::with_capacity(c), Vec::with_capacity(c)))
+        .collect();
+    for (i, &p) in parts.iter().enumerate() {
+        buckets[p as usize].1.push(i);
+    }
+    for (e, &p) in batch.into_iter().zip(&parts) {
+        buckets[p as usize].0.push(e);
+    }
+    buckets
+}
+
 fn check_same(t: &Arc<Topic>, requested: &TopicOptions, explicit: bool) -> Result<Arc<Topic>> {
     if explicit && t.options != *requested {
         return Err(Error::TopicMismatch {
@@ -1525,4 +1564,55 @@ fn push_range(ranges: &mut Vec<(u64, u32)>, o: u64) {
         return;
     }
     ranges.push((o, 1));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(ids: usize) -> PartLimits {
+        PartLimits {
+            max_events: None,
+            max_bytes: None,
+            max_age: None,
+            dedup_ids: ids,
+            dedup_age: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn id_table_finds_what_it_holds_across_growth() {
+        let mut w = DedupWindow::default();
+        let l = limits(1 << 20);
+        // Ids that differ only in their high bits, and sequential ones.
+        let ids: Vec<u128> = (0..5000u128)
+            .map(|i| if i % 2 == 0 { i << 100 } else { i })
+            .collect();
+        for (o, &id) in ids.iter().enumerate() {
+            assert_eq!(w.check_insert(id, w.hash(id), o as u64, &l, 0), None);
+        }
+        for (o, &id) in ids.iter().enumerate() {
+            assert_eq!(w.check_insert(id, w.hash(id), 9999, &l, 0), Some(o as u64));
+        }
+        assert_eq!(w.cur.len(), ids.len());
+        assert!(w.cur.slots.len() >= 2 * ids.len());
+    }
+
+    #[test]
+    fn window_keeps_two_generations_by_count_and_age() {
+        let mut w = DedupWindow::default();
+        let l = limits(4);
+        for id in 0..4u128 {
+            assert_eq!(w.check_insert(id, w.hash(id), id as u64, &l, 0), None);
+        }
+        // The newest half of the window is remembered, the rest may be forgotten.
+        assert_eq!(w.check_insert(3, w.hash(3), 99, &l, 0), Some(3));
+        assert_eq!(w.check_insert(2, w.hash(2), 99, &l, 0), Some(2));
+        assert_eq!(w.check_insert(0, w.hash(0), 4, &l, 0), None);
+        assert_eq!(w.check_insert(0, w.hash(0), 99, &l, 0), Some(4));
+        // Past the window's age everything is forgotten.
+        w.rotate(&l, 60_000);
+        assert!(w.cur.is_empty() && w.prev.is_empty());
+        assert_eq!(w.prev.get(5, w.hash(5)), None);
+    }
 }
