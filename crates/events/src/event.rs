@@ -23,12 +23,17 @@ use crate::Result;
 pub struct EventId(pub u128);
 
 thread_local! {
-    static ID_STATE: Cell<u64> = Cell::new({
-        // A per-thread random seed from the standard library's randomly keyed hasher.
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(now_ms());
-        h.finish()
-    });
+    // Seeded on first use (0 means not yet): a `const` initializer keeps the hot path
+    // free of the lazy-initialization call.
+    static ID_STATE: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A per-thread random seed from the standard library's randomly keyed hasher.
+#[cold]
+fn id_seed() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(now_ms());
+    h.finish() | 1
 }
 
 fn splitmix64(state: &Cell<u64>) -> u64 {
@@ -43,7 +48,12 @@ fn splitmix64(state: &Cell<u64>) -> u64 {
 impl EventId {
     /// A new random id.
     pub fn generate() -> Self {
-        let (a, b) = ID_STATE.with(|s| (splitmix64(s), splitmix64(s)));
+        let (a, b) = ID_STATE.with(|s| {
+            if s.get() == 0 {
+                s.set(id_seed());
+            }
+            (splitmix64(s), splitmix64(s))
+        });
         EventId(((a as u128) << 64) | b as u128)
     }
 }
