@@ -63,46 +63,32 @@ const SIZES: [(usize, &str); 4] = [
 
 fn bench_compile(c: &mut Criterion) {
     type Build = fn(usize) -> Graph;
+    let off = Options {
+        reduction: Reduction::Off,
+        ..Options::default()
+    };
     for (shape, make) in [("random", random as Build), ("layered", layered as Build)] {
-        let mut group = c.benchmark_group(format!("compile/{shape}"));
-        for (n, label) in SIZES {
-            let g = make(n);
-            let names = task_names(n);
-            group.throughput(Throughput::Elements(n as u64));
-            if n >= 100_000 {
-                group.sample_size(10);
+        for (what, options) in [
+            ("compile", Options::default()),
+            ("compile_no_reduction", off),
+        ] {
+            let mut group = c.benchmark_group(format!("{what}/{shape}"));
+            for (n, label) in SIZES {
+                let g = make(n);
+                let names = task_names(n);
+                group.throughput(Throughput::Elements(n as u64));
+                if n >= 100_000 {
+                    group.sample_size(10);
+                }
+                group.bench_function(BenchmarkId::from_parameter(label), |b| {
+                    b.iter(|| {
+                        Plan::compile(black_box(&g), names.iter().map(String::as_str), &options)
+                            .unwrap()
+                    })
+                });
             }
-            group.bench_function(BenchmarkId::from_parameter(label), |b| {
-                b.iter(|| {
-                    Plan::compile(
-                        black_box(&g),
-                        names.iter().map(String::as_str),
-                        &Options::default(),
-                    )
-                    .unwrap()
-                })
-            });
+            group.finish();
         }
-        group.finish();
-        let mut group = c.benchmark_group(format!("compile_no_reduction/{shape}"));
-        let off = Options {
-            reduction: Reduction::Off,
-            ..Options::default()
-        };
-        for (n, label) in SIZES {
-            let g = make(n);
-            let names = task_names(n);
-            group.throughput(Throughput::Elements(n as u64));
-            if n >= 100_000 {
-                group.sample_size(10);
-            }
-            group.bench_function(BenchmarkId::from_parameter(label), |b| {
-                b.iter(|| {
-                    Plan::compile(black_box(&g), names.iter().map(String::as_str), &off).unwrap()
-                })
-            });
-        }
-        group.finish();
     }
     let mut group = c.benchmark_group("compile_exact/random");
     let exact = Options {
