@@ -185,7 +185,6 @@ pub(crate) fn exact_by_bitsets(offsets: &[u32], preds: &[u32], order: &[u32]) ->
     let mut rows: Vec<[u64; WORDS]> = Vec::with_capacity(len);
     let mut found = Vec::new();
     for first in (0..len).step_by(span) {
-        let words = (len - first).div_ceil(64).min(WORDS);
         rows.clear();
         rows.resize(len - first, [0; WORDS]);
         for p in first..len {
@@ -195,9 +194,10 @@ pub(crate) fn exact_by_bitsets(offsets: &[u32], preds: &[u32], order: &[u32]) ->
             for &u in ps {
                 let pu = pos[u as usize] as usize;
                 if pu >= first {
-                    let row = &rows[pu - first];
-                    for w in 0..words {
-                        union[w] |= row[w];
+                    // All WORDS words, even past the last source: a fixed
+                    // length lets the compiler vectorize the OR.
+                    for (a, b) in union.iter_mut().zip(&rows[pu - first]) {
+                        *a |= *b;
                     }
                 }
             }
