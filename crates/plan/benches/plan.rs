@@ -25,6 +25,12 @@ use baton_model::generate::{self, Shape, Spec};
 use baton_plan::{Key, Options, Plan, PlanCache, Reduction};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
+// The allocator the `baton` binary uses: plans are measured as they are built
+// in the product (with glibc's malloc every large array is a fresh mmap, so
+// each iteration would also pay for faulting in zeroed pages).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The graph of the workflow `baton gen workflow --shape SHAPE --tasks N
 /// --seed 42` makes, with varied weights so that the critical path is not a
 /// tie everywhere.
