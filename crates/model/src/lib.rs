@@ -48,7 +48,8 @@ pub use names::{Names, TooLarge};
 pub use source::{Format, Limits, Source};
 pub use suggest::{closest, did_you_mean};
 pub use workflow::{
-    Agent, Backoff, Compensation, Condition, Coordination, EventFilter, RetryPolicy, Task, Workflow,
+    Agent, Backoff, BreakerPolicy, Command, Compensation, Condition, Coordination, EventFilter,
+    Latency, RetryPolicy, Task, Workflow,
 };
 
 /// A valid workflow with its graph.
@@ -258,6 +259,36 @@ pub fn load_timed(source: &Source) -> Result<(Checked, Timings), Error> {
 /// Validates a workflow built in code.
 pub fn validate(workflow: Workflow) -> Result<Checked, Report> {
     validate::workflow(workflow)
+}
+
+/// Reads agents declared outside a workflow document, such as the
+/// `[agents.NAME]` tables of `baton.toml` converted to JSON: a map of agent
+/// names to agents, with the fields and checks of a workflow's `agents`.
+///
+/// Diagnostics carry JSON paths under `path` (there is no text to locate them
+/// in). A built-in type's missing `command` or `url` is an error here, where
+/// an agent exists to be run; in a workflow document it is a warning.
+///
+/// ```
+/// use baton_model::{Command, Path, agents_from_value};
+///
+/// let at = Path::root().key("agents");
+/// let value = serde_json::json!({"build": {"type": "command", "command": ["cargo", "build"]}});
+/// let agents = agents_from_value(value, &at).unwrap();
+/// assert_eq!(agents[0].command, Some(Command::Argv(vec!["cargo".into(), "build".into()])));
+///
+/// let bad = serde_json::json!({"review": {"type": "http", "url": "ftp://example.com"}});
+/// let report = agents_from_value(bad, &at).unwrap_err();
+/// assert_eq!(report.diagnostics[0].path.to_string(), "$.agents.review.url");
+/// ```
+pub fn agents_from_value(value: serde_json::Value, path: &Path) -> Result<Vec<Agent>, Report> {
+    let mut report = Report::default();
+    let agents = validate::agents(value, path, Severity::Error, &mut report);
+    if report.has_errors() {
+        Err(report)
+    } else {
+        Ok(agents)
+    }
 }
 
 enum Parsed {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::diag::{Diagnostic, Path, Report};
+use crate::diag::{Diagnostic, Path, Report, Severity};
 use crate::expr::Expr;
 use crate::graph::Graph;
 use crate::names::Names;
@@ -16,6 +16,10 @@ use crate::workflow::{
     Agent, Backoff, Compensation, Condition, Coordination, EventFilter, RetryPolicy, Task, Workflow,
 };
 use crate::{Checked, duration};
+
+mod agents;
+
+pub(crate) use agents::agents;
 
 /// Above this many tasks, "did you mean" for unknown dependencies is skipped:
 /// it scans every id, and a huge generated file is rarely hand-edited.
@@ -88,7 +92,7 @@ fn raw_workflow(raw: RawWorkflow, root: &Path, report: &mut Report) -> Option<Ch
             .and_then(|v| scalar_string(v, &root.key("orchestration_pattern"), report)),
         agents: raw
             .agents
-            .map(|v| agents(v, &root.key("agents"), report))
+            .map(|v| agents(v, &root.key("agents"), Severity::Warning, report))
             .unwrap_or_default(),
         tasks: Vec::new(),
         coordination: raw
@@ -212,61 +216,6 @@ fn duration_value(v: &Value, path: impl FnOnce() -> Path, report: &mut Report) -
             None
         }
     }
-}
-
-fn agents(v: Value, path: &Path, report: &mut Report) -> Vec<Agent> {
-    const FIELDS: &[&str] = &["type", "capabilities", "concurrency"];
-    let Some(map) = object(v, path, "a map of agent names to agents", report) else {
-        return Vec::new();
-    };
-    let mut out = Vec::with_capacity(map.len());
-    for (name, spec) in map {
-        let at = || path.key(&name);
-        let Some(fields) = object(spec, &at(), "an agent (a map with `type`)", report) else {
-            continue;
-        };
-        let mut agent = Agent {
-            name: name.clone(),
-            ..Agent::default()
-        };
-        let mut has_type = false;
-        for (key, value) in fields {
-            let p = at().key(&key);
-            match key.as_str() {
-                "type" => {
-                    has_type = true;
-                    agent.kind = scalar_string(value, &p, report).unwrap_or_default();
-                }
-                "capabilities" => agent.capabilities = string_list(value, &p, report),
-                "concurrency" => match value.as_u64() {
-                    Some(n) if n >= 1 && n <= u64::from(u32::MAX) => {
-                        agent.concurrency = Some(n as u32)
-                    }
-                    _ => report.push(
-                        Diagnostic::error(
-                            "bad-value",
-                            p,
-                            format!("`concurrency` must be a whole number ≥ 1, found {value}"),
-                        )
-                        .with_hint("leave it out for no limit"),
-                    ),
-                },
-                _ => report.push(unknown_field(p, &key, "agent", FIELDS)),
-            }
-        }
-        if !has_type {
-            report.push(
-                Diagnostic::error(
-                    "missing-field",
-                    at(),
-                    format!("agent `{name}` has no `type`"),
-                )
-                .with_hint("add `type:`, e.g. `type: noop`"),
-            );
-        }
-        out.push(agent);
-    }
-    out
 }
 
 fn coordination(v: Value, path: &Path, report: &mut Report) -> Option<Coordination> {

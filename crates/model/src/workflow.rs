@@ -34,6 +34,11 @@ pub struct Workflow {
 }
 
 /// An agent that tasks can be assigned to.
+///
+/// The settings after `concurrency` configure the built-in kinds: `breaker`
+/// applies to every type; the others only to their own (`command`/`env` to
+/// `command`, `url`/`headers` to `http`, `latency`/`failure_rate`/`seed` to
+/// `simulate`), which validation enforces.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Agent {
     /// The agent's name (its key in the `agents` map).
@@ -48,6 +53,120 @@ pub struct Agent {
     /// How many tasks the agent runs at once (unbounded when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u32>,
+    /// When to stop calling a failing agent (no breaker when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerPolicy>,
+    /// The process a `command` agent runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Command>,
+    /// Environment variables set for a `command` agent's process, in
+    /// declaration order.
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "pairs_as_map")]
+    pub env: Vec<(String, String)>,
+    /// Where an `http` agent sends its requests (an `http://` or `https://`
+    /// URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Headers an `http` agent adds to each request, in declaration order.
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "pairs_as_map")]
+    pub headers: Vec<(String, String)>,
+    /// How long a `simulate` agent takes per call (absent: the task's
+    /// `estimate`, or no time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Latency>,
+    /// The probability (0 to 1) that a `simulate` agent's call fails (absent: 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_rate: Option<f64>,
+    /// Seeds a `simulate` agent's random draws (absent: derived from the run's
+    /// seed and the agent's name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+/// A circuit breaker's policy: the breaker opens when, among the last
+/// `window` calls (and at least `min_calls` of them), the share that failed
+/// reaches `failure_rate`; after `cooldown` one probe call decides whether it
+/// closes again.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BreakerPolicy {
+    /// The share of failed calls that opens the breaker (in (0, 1]).
+    pub failure_rate: f64,
+    /// How many recent calls are counted (≥ 1).
+    pub window: u32,
+    /// No tripping before this many calls are in the window (1 to `window`).
+    pub min_calls: u32,
+    /// How long the breaker stays open before a half-open probe (> 0).
+    #[serde(serialize_with = "duration")]
+    pub cooldown: Duration,
+}
+
+impl Default for BreakerPolicy {
+    fn default() -> Self {
+        BreakerPolicy {
+            failure_rate: 0.5,
+            window: 20,
+            min_calls: 10,
+            cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The process a `command` agent runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Command {
+    /// A command line run through `sh -c`.
+    Shell(String),
+    /// A program and its arguments, run directly (never empty).
+    Argv(Vec<String>),
+}
+
+/// How long a `simulate` agent's call takes: a constant or a distribution
+/// to draw from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Latency {
+    /// Always the same.
+    Constant(Duration),
+    /// Uniform between `min` and `max` (`min` ≤ `max`).
+    Uniform {
+        /// The shortest latency.
+        min: Duration,
+        /// The longest latency.
+        max: Duration,
+    },
+    /// Exponential with the given mean.
+    Exponential {
+        /// The mean latency.
+        mean: Duration,
+    },
+    /// Normal with the given mean and standard deviation (negative draws
+    /// count as zero).
+    Normal {
+        /// The mean latency.
+        mean: Duration,
+        /// The standard deviation.
+        stddev: Duration,
+    },
+}
+
+/// Written as the language reads it: a constant as a bare duration, a
+/// distribution as `{distribution, ...its fields}`.
+impl Serialize for Latency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (name, fields): (&str, &[(&str, Duration)]) = match *self {
+            Latency::Constant(d) => return duration(&d, s),
+            Latency::Uniform { min, max } => ("uniform", &[("min", min), ("max", max)]),
+            Latency::Exponential { mean } => ("exponential", &[("mean", mean)]),
+            Latency::Normal { mean, stddev } => ("normal", &[("mean", mean), ("stddev", stddev)]),
+        };
+        let mut map = s.serialize_map(Some(1 + fields.len()))?;
+        map.serialize_entry("distribution", name)?;
+        for (key, d) in fields {
+            map.serialize_entry(key, &crate::duration::format_exact(*d))?;
+        }
+        map.end()
+    }
 }
 
 /// One unit of work.
@@ -202,8 +321,8 @@ pub struct EventFilter {
 /// How a run is coordinated.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Coordination {
-    /// `graph`, `event`, or `hybrid`.
-    #[serde(rename = "type")]
+    /// `graph`, `event`, or `hybrid` (empty when not given).
+    #[serde(rename = "type", skip_serializing_if = "String::is_empty")]
     pub kind: String,
     /// Event types that drive the run.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -213,8 +332,10 @@ pub struct Coordination {
     pub graph_based: Vec<String>,
 }
 
+/// Durations are written exactly (not [`crate::duration::format`], which
+/// rounds for people): a stored workflow must load back to the same value.
 fn duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::duration::format(*d))
+    s.serialize_str(&crate::duration::format_exact(*d))
 }
 
 fn opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -231,4 +352,8 @@ fn agents_as_map<S: serde::Serializer>(agents: &[Agent], s: S) -> Result<S::Ok, 
         map.serialize_entry(&agent.name, agent)?;
     }
     map.end()
+}
+
+fn pairs_as_map<S: serde::Serializer>(pairs: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
 }

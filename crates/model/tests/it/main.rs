@@ -1,9 +1,11 @@
 //! Integration tests of the workflow language: whole documents in, checked
 //! workflows or located diagnostics out.
 
+mod agents;
 mod errors;
 mod inputs;
 mod language;
+mod roundtrip;
 
 use baton_model::{Error, Format, Report, Source};
 
