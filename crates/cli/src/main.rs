@@ -3,15 +3,17 @@
 //!
 //! | code | meaning |
 //! |------|---------|
-//! | 0 | success (a valid workflow) |
-//! | 1 | the input is invalid (errors on stderr) |
+//! | 0 | success (a valid workflow; a completed run) |
+//! | 1 | the input is invalid (errors on stderr), or the run failed or was cancelled |
 //! | 2 | usage or I/O error |
+//! | 130 | `baton run` interrupted by Ctrl-C (what was recorded resumes with `--resume`) |
 //!
 //! Data goes to stdout, diagnostics to stderr.
 
 mod events_cmd;
 mod gen_cmd;
 mod plan_cmd;
+mod run_cmd;
 
 use std::process::ExitCode;
 
@@ -33,6 +35,8 @@ struct Cli {
 enum Command {
     /// Validate a workflow and compile it into a plan: stages, critical path, parallelism.
     Plan(plan_cmd::Args),
+    /// Execute a workflow on its agents, with retries, compensation and resume.
+    Run(run_cmd::Args),
     /// Generate synthetic workflows.
     Gen(gen_cmd::Args),
     /// Operate an event log on disk: publish, tail, groups, pending, dead letters.
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Plan(args) => plan_cmd::run(args),
+        Command::Run(args) => run_cmd::run(args),
         Command::Gen(args) => gen_cmd::run(args),
         Command::Events(args) => events_cmd::run(args),
     };

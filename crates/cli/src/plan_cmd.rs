@@ -54,25 +54,69 @@ enum ReductionArg {
 /// Stages and lists longer than this are abbreviated in text output.
 const SHOW: usize = 8;
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let limits = Limits {
-        max_bytes: args.max_size,
-    };
-    let source = match Source::read(&args.file, limits) {
+/// A workflow read, validated and planned.
+pub(crate) struct Loaded {
+    pub source: Source,
+    pub checked: Checked,
+    pub plan: Plan,
+    pub timings: baton_model::Timings,
+    pub plan_time: Duration,
+}
+
+/// Reads, validates and plans a workflow; an invalid one is reported (on stderr,
+/// and as JSON on stdout when `json`) and becomes exit code 1.
+pub(crate) fn load(
+    file: &std::path::Path,
+    limits: Limits,
+    options: &Options,
+    json: bool,
+) -> anyhow::Result<Result<Loaded, ExitCode>> {
+    let source = match Source::read(file, limits) {
         Ok(s) => s,
         Err(e) if e.is_io() => return Err(e.into()),
-        Err(e) => return Ok(invalid(&e.to_string(), &[], args.format)),
+        Err(e) => return Ok(Err(invalid(&e.to_string(), &[], json))),
     };
     let (checked, timings) = match baton_model::load_timed(&source) {
         Ok(loaded) => loaded,
         Err(Error::Invalid { report, .. }) => {
-            return Ok(invalid(
+            return Ok(Err(invalid(
                 &source.render(&report),
                 &report.diagnostics,
-                args.format,
-            ));
+                json,
+            )));
         }
-        Err(e) => return Ok(invalid(&e.to_string(), &[], args.format)),
+        Err(e) => return Ok(Err(invalid(&e.to_string(), &[], json))),
+    };
+    let started = Instant::now();
+    let plan = match baton_plan::plan_checked(&checked, options) {
+        Ok(plan) => plan,
+        Err(diagnostic) => {
+            let mut report = Report::default();
+            report.push(diagnostic);
+            source.locate(&mut report);
+            return Ok(Err(invalid(
+                &source.render(&report),
+                &report.diagnostics,
+                json,
+            )));
+        }
+    };
+    let plan_time = started.elapsed();
+    if !checked.warnings.diagnostics.is_empty() {
+        eprint!("{}", source.render(&checked.warnings));
+    }
+    Ok(Ok(Loaded {
+        source,
+        checked,
+        plan,
+        timings,
+        plan_time,
+    }))
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let limits = Limits {
+        max_bytes: args.max_size,
     };
     let options = Options {
         reduction: match args.reduction {
@@ -82,24 +126,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         remove_redundant: args.remove_redundant,
     };
-    let started = Instant::now();
-    let plan = match baton_plan::plan_checked(&checked, &options) {
-        Ok(plan) => plan,
-        Err(diagnostic) => {
-            let mut report = Report::default();
-            report.push(diagnostic);
-            source.locate(&mut report);
-            return Ok(invalid(
-                &source.render(&report),
-                &report.diagnostics,
-                args.format,
-            ));
-        }
+    let json = matches!(args.format, OutFormat::Json);
+    let Loaded {
+        source,
+        checked,
+        plan,
+        timings,
+        plan_time,
+    } = match load(&args.file, limits, &options, json)? {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
     };
-    let plan_time = started.elapsed();
-    if !checked.warnings.diagnostics.is_empty() {
-        eprint!("{}", source.render(&checked.warnings));
-    }
     let out = match args.format {
         OutFormat::Text => text(&checked, &plan, args.stages, args.schedule),
         OutFormat::Json => {
@@ -125,12 +162,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Reports an invalid workflow: people read stderr; with `--format json`,
 /// tools get the diagnostics on stdout too. Exit code 1.
-fn invalid(rendered: &str, diagnostics: &[Diagnostic], format: OutFormat) -> ExitCode {
+pub(crate) fn invalid(rendered: &str, diagnostics: &[Diagnostic], json: bool) -> ExitCode {
     eprint!("{rendered}");
     if !rendered.ends_with('\n') {
         eprintln!();
     }
-    if let OutFormat::Json = format {
+    if json {
         let body = json!({ "valid": false, "message": rendered.lines().next().unwrap_or(""), "errors": diagnostics });
         println!("{body}");
     }

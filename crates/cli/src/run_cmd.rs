@@ -1,0 +1,402 @@
+//! `baton run FILE`: execute a workflow locally, with a progress line and a
+//! summary; `baton run --resume` continues the runs a stopped process left.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use baton_engine::store::{Embedded, EmbeddedOptions, RunId, RunStatus};
+use baton_engine::{Engine, Handle, Options, Progress, Spec, Summary};
+use baton_events::{DiskLog, DiskOptions, EventLog, MemoryLog};
+use baton_model::{Agent, Limits};
+use serde_json::Value;
+
+use crate::plan_cmd::{self, Loaded};
+
+/// Flags of `baton run`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The workflow: YAML, JSON or WfFormat (not needed with `--resume`).
+    #[arg(required_unless_present = "resume")]
+    file: Option<PathBuf>,
+    /// The run's input: JSON text, or `@FILE` to read it from a file.
+    #[arg(long, value_name = "JSON")]
+    input: Option<String>,
+    /// Where runs are recorded (`state/`) and events kept (`events/`).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "baton-data",
+        conflicts_with = "in_memory"
+    )]
+    data_dir: PathBuf,
+    /// Run without durability (nothing is written): for demos and benchmarks.
+    #[arg(long)]
+    in_memory: bool,
+    /// Continue the runs left unfinished in the data directory, and wait for them.
+    #[arg(long, conflicts_with_all = ["in_memory", "input"])]
+    resume: bool,
+    /// Agent definitions (`[agents.NAME]` tables) that replace the workflow's.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Run agents of types Baton does not know (e.g. `research_agent`) as this built-in.
+    #[arg(long, value_name = "KIND")]
+    stand_in: Option<StandIn>,
+    /// Seed for jitter and simulated agents.
+    #[arg(long, default_value_t = Options::default().seed)]
+    seed: u64,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Largest workflow file accepted, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_bytes)]
+    max_size: u64,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StandIn {
+    Noop,
+    Simulate,
+}
+
+/// Exit code of a run interrupted by Ctrl-C (128 + SIGINT).
+const EXIT_INTERRUPTED: u8 = 130;
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let spec = match &args.file {
+        Some(file) if !args.resume => match prepare(&args, file)? {
+            Ok(spec) => Some(spec),
+            Err(code) => return Ok(code),
+        },
+        _ => None,
+    };
+    let input = match &args.input {
+        None => Value::Null,
+        Some(text) => parse_input(text)?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let options = Options {
+            seed: args.seed,
+            ..Options::default()
+        };
+        if args.in_memory {
+            let log = Arc::new(MemoryLog::new(Default::default())?);
+            execute(&args, options, log, None, spec, input).await
+        } else {
+            let dir = &args.data_dir;
+            let state = Embedded::open(&dir.join("state"), EmbeddedOptions::default())
+                .with_context(|| format!("opening the state store in {}", dir.display()))?;
+            let log = DiskLog::open(&dir.join("events"), DiskOptions::default())
+                .await
+                .with_context(|| format!("opening the event log in {}", dir.display()))?;
+            execute(
+                &args,
+                options,
+                Arc::new(log),
+                Some(Arc::new(state)),
+                spec,
+                input,
+            )
+            .await
+        }
+    })
+}
+
+/// Loads and plans the workflow, applies `--config` and `--stand-in`, builds the spec.
+fn prepare(args: &Args, file: &Path) -> anyhow::Result<Result<Arc<Spec>, ExitCode>> {
+    let limits = Limits {
+        max_bytes: args.max_size,
+    };
+    let Loaded {
+        mut checked, plan, ..
+    } = match plan_cmd::load(file, limits, &Default::default(), args.json)? {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(Err(code)),
+    };
+    if let Some(config) = &args.config {
+        let agents = match read_config(config)? {
+            Ok(agents) => agents,
+            Err(code) => return Ok(Err(code)),
+        };
+        for agent in &mut checked.workflow.agents {
+            if let Some(over) = agents.iter().find(|a| a.name == agent.name) {
+                let capabilities = std::mem::take(&mut agent.capabilities);
+                let concurrency = agent.concurrency;
+                *agent = over.clone();
+                if agent.capabilities.is_empty() {
+                    agent.capabilities = capabilities;
+                }
+                agent.concurrency = agent.concurrency.or(concurrency);
+            }
+        }
+    }
+    if let Some(kind) = args.stand_in {
+        let kind = match kind {
+            StandIn::Noop => "noop",
+            StandIn::Simulate => "simulate",
+        };
+        for agent in &mut checked.workflow.agents {
+            if !baton_engine::agent::KINDS.contains(&agent.kind.as_str()) {
+                *agent = Agent {
+                    name: std::mem::take(&mut agent.name),
+                    kind: kind.into(),
+                    capabilities: std::mem::take(&mut agent.capabilities),
+                    concurrency: agent.concurrency,
+                    ..Agent::default()
+                };
+            }
+        }
+    }
+    match Spec::new(&checked, Arc::new(plan), args.seed) {
+        Ok(spec) => Ok(Ok(Arc::new(spec))),
+        Err(e) => {
+            let hint = match e {
+                baton_engine::SpecError::Agent(baton_engine::agent::Error::UnknownKind {
+                    ..
+                }) => {
+                    "\n  hint: give it a built-in type in a `--config` file ([agents.NAME] type = \"command\" ...), or pass `--stand-in simulate` to try the workflow without it"
+                }
+                _ => "",
+            };
+            eprintln!("error: {}: {e}{hint}", file.display());
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": false, "message": e.to_string(), "errors": []})
+                );
+            }
+            Ok(Err(ExitCode::from(1)))
+        }
+    }
+}
+
+/// Reads the `[agents.NAME]` tables of a `baton.toml`.
+fn read_config(path: &Path) -> anyhow::Result<Result<Vec<Agent>, ExitCode>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: Value = match toml::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            return Ok(Err(ExitCode::from(1)));
+        }
+    };
+    let Some(agents) = value.get("agents").cloned() else {
+        return Ok(Ok(Vec::new()));
+    };
+    let root = baton_model::Path::root().key("agents");
+    match baton_model::agents_from_value(agents, &root) {
+        Ok(agents) => Ok(Ok(agents)),
+        Err(report) => {
+            for d in &report.diagnostics {
+                eprintln!("error: {}: {} (at {})", path.display(), d.message, d.path);
+                if let Some(hint) = &d.hint {
+                    eprintln!("  hint: {hint}");
+                }
+            }
+            Ok(Err(ExitCode::from(1)))
+        }
+    }
+}
+
+fn parse_input(text: &str) -> anyhow::Result<Value> {
+    let (text, origin) = match text.strip_prefix('@') {
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("reading the input {path}"))?,
+            path.to_string(),
+        ),
+        None => (text.to_string(), "--input".to_string()),
+    };
+    serde_json::from_str(&text).with_context(|| format!("{origin} is not valid JSON"))
+}
+
+async fn execute<L: EventLog>(
+    args: &Args,
+    options: Options,
+    log: Arc<L>,
+    store: Option<Arc<Embedded>>,
+    spec: Option<Arc<Spec>>,
+    input: Value,
+) -> anyhow::Result<ExitCode> {
+    let (engine, handle) = Engine::build(options, log, store)?;
+    let engine = tokio::spawn(engine.run());
+    let resumed = handle.active().await?;
+    let runs: Vec<RunId> = match spec {
+        Some(spec) => {
+            if !resumed.is_empty() {
+                eprintln!(
+                    "note: {} unfinished run(s) in {} resumed alongside; `baton run --resume` waits for them",
+                    resumed.len(),
+                    args.data_dir.display()
+                );
+            }
+            vec![handle.submit(spec, input).await?]
+        }
+        None => {
+            if resumed.is_empty() {
+                eprintln!("nothing to resume in {}", args.data_dir.display());
+                handle.shutdown().await?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!("resuming {} run(s)", resumed.len());
+            resumed
+        }
+    };
+    let progress = show_progress(handle.progress().clone());
+    let waited = tokio::select! {
+        all = wait_all(&handle, &runs) => Some(all?),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    if let Some(p) = progress {
+        p.abort();
+        eprint!("\r\x1b[2K");
+    }
+    handle.shutdown().await?;
+    let _ = engine.await;
+    let Some(summaries) = waited else {
+        if args.in_memory {
+            eprintln!("interrupted");
+        } else {
+            eprintln!(
+                "interrupted: what was recorded is in {}; `baton run --resume --data-dir {}` continues",
+                args.data_dir.display(),
+                args.data_dir.display()
+            );
+        }
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    };
+    for s in &summaries {
+        if args.json {
+            println!("{}", serde_json::to_string(&**s)?);
+        } else {
+            print!("{}", text(s));
+        }
+    }
+    let ok = summaries.iter().all(|s| s.status == RunStatus::Completed);
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn wait_all(handle: &Handle, runs: &[RunId]) -> anyhow::Result<Vec<Arc<Summary>>> {
+    let mut out = Vec::with_capacity(runs.len());
+    for &run in runs {
+        out.push(handle.wait(run).await?);
+    }
+    Ok(out)
+}
+
+/// A progress line on stderr (only on a terminal): done / running / failed, rate, ETA.
+fn show_progress(p: Arc<Progress>) -> Option<tokio::task::JoinHandle<()>> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    Some(tokio::spawn(async move {
+        let started = Instant::now();
+        let get = |c: &AtomicU64| Progress::get(c);
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let (total, ok, failed, skipped, running) = (
+                get(&p.total),
+                get(&p.succeeded),
+                get(&p.failed),
+                get(&p.skipped),
+                get(&p.running),
+            );
+            let done = ok + failed + skipped;
+            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let eta = if rate > 0.0 && total > done {
+                format!("{:.1}s", (total - done) as f64 / rate)
+            } else {
+                "-".into()
+            };
+            eprint!(
+                "\r\x1b[2K{done}/{total} done · {running} running · {failed} failed · {rate:.0} tasks/s · ETA {eta}"
+            );
+        }
+    }))
+}
+
+fn text(s: &Summary) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let name = s
+        .workflow
+        .as_deref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "run {} {} in {}{name}",
+        s.run,
+        s.status,
+        ms(s.makespan_ms)
+    );
+    if let Some(reason) = &s.reason {
+        let _ = writeln!(out, "  reason        {reason}");
+    }
+    let t = &s.tasks;
+    let _ = writeln!(
+        out,
+        "  tasks         {} succeeded, {} failed, {} skipped, {} cancelled, {} compensated",
+        t.succeeded, t.failed, t.skipped, t.cancelled, t.compensated
+    );
+    let path = if s.critical_path.len() > 8 {
+        format!(
+            "{} → … ({} tasks) → {}",
+            s.critical_path[..3].join(" → "),
+            s.critical_path.len(),
+            s.critical_path[s.critical_path.len() - 2..].join(" → ")
+        )
+    } else {
+        s.critical_path.join(" → ")
+    };
+    let _ = writeln!(out, "  critical path {path}");
+    let _ = writeln!(
+        out,
+        "                agent time {}, coordination {}",
+        ms(s.critical_path_agent_ms),
+        ms(s.coordination_overhead_ms)
+    );
+    let c = &s.coordination_overhead;
+    let _ = writeln!(
+        out,
+        "  ready→dispatch p50 {} · p99 {} · max {} over {} tasks",
+        us(c.p50_us),
+        us(c.p99_us),
+        us(c.max_us),
+        c.count
+    );
+    let _ = writeln!(out, "  retries       {}", s.retries);
+    let _ = writeln!(out, "  compensations {}", s.compensations);
+    for f in &s.compensation_failures {
+        let _ = writeln!(out, "  ! {f}");
+    }
+    out
+}
+
+fn ms(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{:.2} s", v / 1000.0)
+    } else {
+        format!("{v:.2} ms")
+    }
+}
+
+fn us(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{:.2} ms", v / 1000.0)
+    } else {
+        format!("{v:.1} µs")
+    }
+}

@@ -1,0 +1,682 @@
+//! The `http` agent: calls a remote agent with an A2A-style JSON-RPC 2.0
+//! `message/send` request.
+//!
+//! The call's input travels as the single `data` part of a user message; the
+//! answer's data and text parts become the task's output. Each agent has one
+//! HTTP/1.1 client, so calls reuse kept-alive connections.
+//!
+//! | answer | outcome |
+//! |---|---|
+//! | 2xx, JSON-RPC `result` | the output: data and text parts of the message or of the task's artifacts |
+//! | 2xx, JSON-RPC `error` | permanent failure with its code and message |
+//! | 5xx, 408, 429, connection error | retryable failure |
+//! | other 4xx and 1xx/3xx | permanent failure |
+//! | a body that is not JSON, or larger than 16 MiB | permanent failure |
+//!
+//! Only `http://` is supported: there is no TLS stack in Baton. An `https://`
+//! agent is reached through a local proxy that terminates TLS.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde_json::{Value, json};
+
+use super::{Call, Failure, Outcome, Runner, Started};
+
+/// The largest response body read.
+const BODY_LIMIT: usize = 16 << 20;
+/// How much of an unexpected body a failure message quotes.
+const EXCERPT: usize = 200;
+
+/// An agent reached over HTTP with JSON-RPC `message/send`.
+#[derive(Debug, Clone)]
+pub struct Http {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: Client<HttpConnector, Full<Bytes>>,
+    url: Uri,
+    /// Sent with every request: the configured ones plus the JSON content type.
+    headers: HeaderMap,
+}
+
+impl Http {
+    /// An agent posting to `url` with `headers` added to each request.
+    ///
+    /// Fails, with a message for people, on a URL that is not `http://host[:port]/...`
+    /// (`https://` included: TLS is not built in) or a header that is not valid HTTP.
+    pub fn new(url: &str, headers: &[(String, String)]) -> Result<Http, String> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(format!(
+                    "`{url}`: https is not supported, Baton has no TLS built in; \
+                     run a local TLS proxy (for example stunnel or nginx) and point the agent \
+                     at its http:// address"
+                ));
+            }
+            Some(other) => {
+                return Err(format!(
+                    "`{url}`: unsupported scheme `{other}`, expected http://host:port/path"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "`{url}` is not an absolute URL: expected http://host:port/path"
+                ));
+            }
+        }
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(format!(
+                "`{url}` has no host: expected http://host:port/path"
+            ));
+        }
+
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("`{name}` is not a valid HTTP header name"))?;
+            let mut value = HeaderValue::from_str(value).map_err(|_| {
+                format!("the value of header `{name}` is not valid in HTTP (control characters?)")
+            })?;
+            // Configured headers often carry credentials: keep them out of `Debug` output.
+            value.set_sensitive(true);
+            map.append(header, value);
+        }
+        let json = HeaderValue::from_static("application/json");
+        if !map.contains_key(CONTENT_TYPE) {
+            map.insert(CONTENT_TYPE, json.clone());
+        }
+        if !map.contains_key(ACCEPT) {
+            map.insert(ACCEPT, json);
+        }
+
+        let mut connector = HttpConnector::new();
+        // Requests are small and latency matters more than packet count.
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        Ok(Http {
+            inner: Arc::new(Inner {
+                client,
+                url: uri,
+                headers: map,
+            }),
+        })
+    }
+}
+
+impl Runner for Http {
+    fn start(&self, call: Call) -> Started {
+        Started::Later(Box::pin(send(Arc::clone(&self.inner), call)))
+    }
+}
+
+/// The JSON-RPC request for a call.
+fn request_body(call: &Call) -> Value {
+    let id = format!("{}/{}/{}", call.run, call.task, call.attempt);
+    json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "method": "message/send",
+        "params": {
+            "message": {
+                "role": "user",
+                "messageId": id,
+                "parts": [{"kind": "data", "data": call.input}],
+                "metadata": {
+                    "baton": {
+                        "run": call.run.to_string(),
+                        "task": &*call.task,
+                        "attempt": call.attempt,
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Sends one call and interprets the answer.
+async fn send(inner: Arc<Inner>, call: Call) -> Outcome {
+    let url = &inner.url;
+    let body = serde_json::to_vec(&request_body(&call))
+        .map_err(|e| Failure::permanent(format!("cannot encode the input as JSON: {e}")))?;
+    let mut request = Request::new(Full::new(Bytes::from(body)));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = url.clone();
+    *request.headers_mut() = inner.headers.clone();
+
+    let response = inner
+        .client
+        .request(request)
+        .await
+        .map_err(|e| Failure::retryable(format!("cannot reach {url}: {}", chain(&e))))?;
+    let status = response.status();
+    let body = Limited::new(response.into_body(), BODY_LIMIT)
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .map_err(|e| {
+            if e.downcast_ref::<LengthLimitError>().is_some() {
+                Failure::permanent(format!(
+                    "the answer from {url} is larger than {} MiB",
+                    BODY_LIMIT >> 20
+                ))
+            } else {
+                Failure::retryable(format!(
+                    "the answer from {url} broke off: {}",
+                    chain(e.as_ref())
+                ))
+            }
+        })?;
+    tracing::debug!(
+        run = %call.run,
+        task = %call.task,
+        attempt = call.attempt,
+        %url,
+        status = status.as_u16(),
+        bytes = body.len(),
+        "http agent answered"
+    );
+
+    if !status.is_success() {
+        let message = format!("{url} answered HTTP {status}: {}", excerpt(&body));
+        let retryable = status.is_server_error()
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT;
+        return Err(Failure { message, retryable });
+    }
+    let answer: Value = serde_json::from_slice(&body).map_err(|e| {
+        Failure::permanent(format!(
+            "{url} answered with something that is not JSON ({e}): {}",
+            excerpt(&body)
+        ))
+    })?;
+    if let Some(error) = answer.get("error") {
+        let code = error.get("code").map_or(Value::Null, Value::clone);
+        let message = error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("(no message)");
+        let mut text = format!("{url} answered JSON-RPC error {code}: {message}");
+        if let Some(data) = error.get("data") {
+            text.push_str(&format!(" ({})", excerpt(data.to_string().as_bytes())));
+        }
+        return Err(Failure::permanent(text));
+    }
+    match answer.get("result") {
+        Some(result) => output(result),
+        None => Err(Failure::permanent(format!(
+            "{url} answered without a JSON-RPC `result` or `error`: {}",
+            excerpt(&body)
+        ))),
+    }
+}
+
+/// The task's output from a JSON-RPC `result`:
+/// - a message (`kind: "message"`): its parts;
+/// - a task (`kind: "task"`): the parts of its artifacts, or a permanent failure
+///   if the task `failed`, was `rejected` or `canceled`, or has not finished
+///   (Baton does not poll A2A tasks);
+/// - anything else: the result as is.
+///
+/// Parts become values: a data part its `data`, a text part its `text` as a
+/// string, a file part its `file` object, others as they are. One part gives
+/// that value, several an array of them, none `null`.
+fn output(result: &Value) -> Outcome {
+    match result.get("kind").and_then(Value::as_str) {
+        Some("message") => Ok(parts_value(
+            result
+                .get("parts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        )),
+        Some("task") => {
+            let state = result.pointer("/status/state").and_then(Value::as_str);
+            match state {
+                None | Some("completed") => {}
+                Some(state @ ("failed" | "rejected" | "canceled")) => {
+                    let parts = result
+                        .pointer("/status/message/parts")
+                        .and_then(Value::as_array);
+                    let text: Vec<&str> = parts
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|part| part.get("text").and_then(Value::as_str))
+                        .collect();
+                    let text = if text.is_empty() {
+                        "(no message)".to_owned()
+                    } else {
+                        text.join(" ")
+                    };
+                    return Err(Failure::permanent(format!(
+                        "the agent's task {state}: {text}"
+                    )));
+                }
+                Some(state) => {
+                    return Err(Failure::permanent(format!(
+                        "the agent's task is `{state}`, not finished: Baton needs the final \
+                         answer in the response (it does not poll A2A tasks)"
+                    )));
+                }
+            }
+            let parts = result
+                .get("artifacts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|artifact| artifact.get("parts").and_then(Value::as_array))
+                .flatten();
+            Ok(parts_value(parts))
+        }
+        _ => Ok(result.clone()),
+    }
+}
+
+/// One value for a list of parts (see [`output`]).
+fn parts_value<'a>(parts: impl Iterator<Item = &'a Value>) -> Value {
+    let mut values: Vec<Value> = parts
+        .map(|part| {
+            let field = match part.get("kind").and_then(Value::as_str) {
+                Some("data") => "data",
+                Some("text") => "text",
+                Some("file") => "file",
+                _ => return part.clone(),
+            };
+            part.get(field).cloned().unwrap_or(Value::Null)
+        })
+        .collect();
+    match values.len() {
+        0 => Value::Null,
+        1 => values.pop().unwrap_or(Value::Null),
+        _ => Value::Array(values),
+    }
+}
+
+/// The start of a body, for messages.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return "(empty body)".to_owned();
+    }
+    match text.char_indices().nth(EXCERPT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// An error with its causes: hyper's own messages are terse ("client error (Connect)").
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::store::RunId;
+
+    /// What the test server saw of one request.
+    #[derive(Debug)]
+    struct Seen {
+        request_line: String,
+        /// Header names in lower case.
+        headers: Vec<(String, String)>,
+        body: Value,
+    }
+
+    impl Seen {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// A server on 127.0.0.1 that answers every request with `status` and
+    /// `body`, keeps connections alive, and reports each request.
+    struct Server {
+        url: String,
+        seen: mpsc::UnboundedReceiver<Seen>,
+        connections: Arc<AtomicUsize>,
+    }
+
+    async fn serve(status: &'static str, body: &'static str) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/a2a", listener.local_addr().unwrap());
+        let (tx, seen) = mpsc::unbounded_channel();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(connection(stream, status, body, tx.clone()));
+            }
+        });
+        Server {
+            url,
+            seen,
+            connections,
+        }
+    }
+
+    async fn connection(
+        stream: TcpStream,
+        status: &str,
+        body: &str,
+        seen: mpsc::UnboundedSender<Seen>,
+    ) {
+        let mut stream = BufReader::new(stream);
+        loop {
+            let mut request_line = String::new();
+            if stream.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let mut headers = Vec::new();
+            loop {
+                let mut line = String::new();
+                stream.read_line(&mut line).await.unwrap();
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                let (name, value) = line.split_once(':').unwrap();
+                headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+            }
+            let length: usize = headers
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .map_or(0, |(_, v)| v.parse().unwrap());
+            let mut raw = vec![0; length];
+            stream.read_exact(&mut raw).await.unwrap();
+            let _ = seen.send(Seen {
+                request_line: request_line.trim_end().to_owned(),
+                headers,
+                body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
+            });
+            let answer = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            stream.get_mut().write_all(answer.as_bytes()).await.unwrap();
+        }
+    }
+
+    fn call(input: Value) -> Call {
+        Call {
+            run: RunId(0x0000_0190_abcd_0001),
+            task: Arc::from("summarize"),
+            attempt: 3,
+            input,
+            estimate: None,
+        }
+    }
+
+    async fn outcome(agent: &Http, input: Value) -> Outcome {
+        match agent.start(call(input)) {
+            Started::Done(outcome) => outcome,
+            Started::Later(pending) => pending.await,
+        }
+    }
+
+    const MESSAGE: &str = r#"{"jsonrpc":"2.0","id":"x","result":{"kind":"message","role":"agent","messageId":"m1","parts":[{"kind":"data","data":{"summary":"short","words":2}}]}}"#;
+
+    #[tokio::test]
+    async fn sends_a_message_and_takes_the_data_part() {
+        let mut server = serve("200 OK", MESSAGE).await;
+        let agent = Http::new(
+            &server.url,
+            &[("Authorization".to_owned(), "Bearer s3cret".to_owned())],
+        )
+        .unwrap();
+        assert!(!format!("{agent:?}").contains("s3cret"));
+        let input = json!({"input": {"text": "a long text"}, "upstream": {}});
+        let out = outcome(&agent, input.clone()).await;
+        assert_eq!(out, Ok(json!({"summary": "short", "words": 2})));
+
+        let seen = server.seen.recv().await.unwrap();
+        assert_eq!(seen.request_line, "POST /a2a HTTP/1.1");
+        assert_eq!(seen.header("content-type"), Some("application/json"));
+        assert_eq!(seen.header("authorization"), Some("Bearer s3cret"));
+        let id = "00000190abcd0001/summarize/3";
+        assert_eq!(
+            seen.body,
+            json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "method": "message/send",
+                "params": {"message": {
+                    "role": "user",
+                    "messageId": id,
+                    "parts": [{"kind": "data", "data": input}],
+                    "metadata": {"baton": {"run": "00000190abcd0001", "task": "summarize", "attempt": 3}},
+                }},
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn calls_reuse_one_connection() {
+        let server = serve("200 OK", MESSAGE).await;
+        let agent = Http::new(&server.url, &[]).unwrap();
+        for _ in 0..3 {
+            assert!(outcome(&agent, Value::Null).await.is_ok());
+        }
+        assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn several_parts_make_an_array_with_text_as_strings() {
+        let server = serve(
+            "200 OK",
+            r#"{"jsonrpc":"2.0","id":"x","result":{"kind":"message","parts":[{"kind":"text","text":"done"},{"kind":"data","data":[1,2]}]}}"#,
+        )
+        .await;
+        let agent = Http::new(&server.url, &[]).unwrap();
+        assert_eq!(
+            outcome(&agent, Value::Null).await,
+            Ok(json!(["done", [1, 2]]))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_completed_task_gives_its_artifacts() {
+        let server = serve(
+            "200 OK",
+            r#"{"jsonrpc":"2.0","id":"x","result":{"kind":"task","id":"t9","contextId":"c","status":{"state":"completed"},"artifacts":[{"artifactId":"a1","parts":[{"kind":"data","data":{"score":0.9}}]}]}}"#,
+        )
+        .await;
+        let agent = Http::new(&server.url, &[]).unwrap();
+        assert_eq!(
+            outcome(&agent, Value::Null).await,
+            Ok(json!({"score": 0.9}))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_task_is_permanent_with_its_status_message() {
+        let server = serve(
+            "200 OK",
+            r#"{"jsonrpc":"2.0","id":"x","result":{"kind":"task","id":"t9","status":{"state":"failed","message":{"kind":"message","role":"agent","parts":[{"kind":"text","text":"model overloaded"}]}}}}"#,
+        )
+        .await;
+        let agent = Http::new(&server.url, &[]).unwrap();
+        let failure = outcome(&agent, Value::Null).await.unwrap_err();
+        assert_eq!(
+            failure,
+            Failure::permanent("the agent's task failed: model overloaded")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_task_is_permanent() {
+        let server = serve(
+            "200 OK",
+            r#"{"jsonrpc":"2.0","id":"x","result":{"kind":"task","id":"t9","status":{"state":"working"}}}"#,
+        )
+        .await;
+        let agent = Http::new(&server.url, &[]).unwrap();
+        let failure = outcome(&agent, Value::Null).await.unwrap_err();
+        assert!(!failure.retryable);
+        assert!(failure.message.contains("`working`"), "{}", failure.message);
+    }
+
+    #[tokio::test]
+    async fn another_result_is_the_output_as_is() {
+        let server = serve(
+            "200 OK",
+            r#"{"jsonrpc":"2.0","id":"x","result":{"answer":42}}"#,
+        )
+        .await;
+        let agent = Http::new(&server.url, &[]).unwrap();
+        assert_eq!(
+            outcome(&agent, Value::Null).await,
+            Ok(json!({"answer": 42}))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_json_rpc_error_is_permanent() {
+        let server = serve(
+            "200 OK",
+            r#"{"jsonrpc":"2.0","id":"x","error":{"code":-32601,"message":"Method not found"}}"#,
+        )
+        .await;
+        let agent = Http::new(&server.url, &[]).unwrap();
+        let failure = outcome(&agent, Value::Null).await.unwrap_err();
+        assert!(!failure.retryable);
+        assert_eq!(
+            failure.message,
+            format!(
+                "{} answered JSON-RPC error -32601: Method not found",
+                server.url
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_503_is_retryable() {
+        let server = serve("503 Service Unavailable", r#"{"busy":true}"#).await;
+        let agent = Http::new(&server.url, &[]).unwrap();
+        let failure = outcome(&agent, Value::Null).await.unwrap_err();
+        assert!(failure.retryable);
+        assert!(
+            failure.message.contains("HTTP 503 Service Unavailable"),
+            "{}",
+            failure.message
+        );
+        assert!(
+            failure.message.contains(r#"{"busy":true}"#),
+            "{}",
+            failure.message
+        );
+    }
+
+    #[tokio::test]
+    async fn a_429_is_retryable_and_a_404_is_not() {
+        let server = serve("429 Too Many Requests", "").await;
+        let agent = Http::new(&server.url, &[]).unwrap();
+        assert!(outcome(&agent, Value::Null).await.unwrap_err().retryable);
+
+        let server = serve("404 Not Found", "no such path").await;
+        let agent = Http::new(&server.url, &[]).unwrap();
+        let failure = outcome(&agent, Value::Null).await.unwrap_err();
+        assert!(!failure.retryable);
+        assert!(
+            failure.message.contains("HTTP 404 Not Found: no such path"),
+            "{}",
+            failure.message
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_json_is_permanent_with_an_excerpt() {
+        let server = serve("200 OK", "<html>oops</html>").await;
+        let agent = Http::new(&server.url, &[]).unwrap();
+        let failure = outcome(&agent, Value::Null).await.unwrap_err();
+        assert!(!failure.retryable);
+        assert!(failure.message.contains("not JSON"), "{}", failure.message);
+        assert!(
+            failure.message.ends_with("<html>oops</html>"),
+            "{}",
+            failure.message
+        );
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_retryable() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        drop(listener);
+        let agent = Http::new(&url, &[]).unwrap();
+        let failure = outcome(&agent, Value::Null).await.unwrap_err();
+        assert!(failure.retryable);
+        assert!(
+            failure.message.starts_with(&format!("cannot reach {url}")),
+            "{}",
+            failure.message
+        );
+        assert!(failure.message.contains("refused"), "{}", failure.message);
+    }
+
+    #[test]
+    fn bad_urls_and_headers_are_refused() {
+        let https = Http::new("https://agents.example/a2a", &[]).unwrap_err();
+        assert!(https.contains("TLS") && https.contains("proxy"), "{https}");
+        assert!(
+            Http::new("ftp://host/", &[])
+                .unwrap_err()
+                .contains("scheme")
+        );
+        assert!(
+            Http::new("/just/a/path", &[])
+                .unwrap_err()
+                .contains("absolute")
+        );
+        assert!(Http::new("not a url", &[]).is_err());
+        let header = Http::new("http://host/", &[("bad name".into(), "v".into())]).unwrap_err();
+        assert!(header.contains("`bad name`"), "{header}");
+        assert!(Http::new("http://127.0.0.1:9/a2a", &[]).is_ok());
+    }
+
+    #[test]
+    fn excerpts_are_short() {
+        let long = "é".repeat(1000);
+        let cut = excerpt(long.as_bytes());
+        assert_eq!(cut.chars().count(), EXCERPT + 1);
+        assert!(cut.ends_with('…'));
+        assert_eq!(excerpt(b"  "), "(empty body)");
+    }
+}

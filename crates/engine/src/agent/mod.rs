@@ -1,0 +1,333 @@
+//! Agents: what runs a task. Built-in kinds: `noop`, `simulate`, `command` and
+//! `http`; the registry (in the scheduler) adds capabilities, concurrency limits
+//! and circuit breakers on top.
+
+mod command;
+mod http;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use baton_model::{Agent, Latency};
+use serde_json::Value;
+
+use crate::store::RunId;
+
+/// What one call of an agent ends with: the task's output, or why it failed.
+pub type Outcome = Result<Value, Failure>;
+
+/// Why an agent call failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// What went wrong, for people.
+    pub message: String,
+    /// Whether another attempt may succeed (a timeout, a crashed process or a 5xx
+    /// response may; a rejected request will not).
+    pub retryable: bool,
+}
+
+impl Failure {
+    /// A failure that another attempt may not repeat.
+    pub fn retryable(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    /// A failure that would happen again.
+    pub fn permanent(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+}
+
+/// One call of an agent: a task attempt (or a compensation).
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The run.
+    pub run: RunId,
+    /// The task's id.
+    pub task: Arc<str>,
+    /// The attempt (1 for the first).
+    pub attempt: u32,
+    /// What the agent is given: `{"run", "task", "attempt", "input", "upstream", "run_input"}`
+    /// (see the engine's docs); `null` for agents that read no input.
+    pub input: Value,
+    /// The task's estimate, if it has one.
+    pub estimate: Option<Duration>,
+}
+
+/// A call that has not finished when `start` returns.
+pub type Pending = Pin<Box<dyn Future<Output = Outcome> + Send + 'static>>;
+
+/// How a call started: finished already (no await, no task spawned) or running.
+pub enum Started {
+    /// The outcome is known at once (`noop`, zero-latency `simulate`).
+    Done(Outcome),
+    /// The outcome arrives later.
+    Later(Pending),
+}
+
+/// An agent implementation.
+pub trait Runner: Send + Sync + 'static {
+    /// Whether calls need their `input` built (agents that ignore it save the work).
+    fn reads_input(&self) -> bool {
+        true
+    }
+
+    /// Starts a call. Called on the scheduler's thread: must not block.
+    fn start(&self, call: Call) -> Started;
+}
+
+/// Why an agent cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// The agent's type is none of the built-in kinds.
+    #[error(
+        "agent `{name}` has type `{kind}`, which Baton cannot run by itself (built-in types: noop, simulate, command, http)"
+    )]
+    UnknownKind {
+        /// The agent.
+        name: String,
+        /// Its type.
+        kind: String,
+    },
+    /// The agent's settings are incomplete for its type.
+    #[error("agent `{name}`: {message}")]
+    Settings {
+        /// The agent.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The built-in agent kinds.
+pub const KINDS: [&str; 4] = ["noop", "simulate", "command", "http"];
+
+/// Builds the runner for an agent declaration; `seed` seeds simulated randomness
+/// (an agent's own `seed` wins).
+pub fn runner(agent: &Agent, seed: u64) -> Result<Arc<dyn Runner>, Error> {
+    let settings = |message: &str| Error::Settings {
+        name: agent.name.clone(),
+        message: message.to_string(),
+    };
+    Ok(match agent.kind.as_str() {
+        "noop" => Arc::new(Noop),
+        "simulate" => Arc::new(Simulate::new(agent, seed)),
+        "command" => Arc::new(command::Command::new(
+            agent
+                .command
+                .as_ref()
+                .ok_or_else(|| settings("type `command` needs `command`"))?,
+            &agent.env,
+        )),
+        "http" => Arc::new(
+            http::Http::new(
+                agent
+                    .url
+                    .as_deref()
+                    .ok_or_else(|| settings("type `http` needs `url`"))?,
+                &agent.headers,
+            )
+            .map_err(|m| settings(&m))?,
+        ),
+        other => {
+            return Err(Error::UnknownKind {
+                name: agent.name.clone(),
+                kind: other.to_string(),
+            });
+        }
+    })
+}
+
+/// Completes every call at once with a `null` output.
+pub struct Noop;
+
+impl Runner for Noop {
+    fn reads_input(&self) -> bool {
+        false
+    }
+
+    fn start(&self, _call: Call) -> Started {
+        Started::Done(Ok(Value::Null))
+    }
+}
+
+/// Sleeps a seeded random latency and fails with a given probability: for demos,
+/// tests and load tests. Without a `latency`, a call takes the task's `estimate`
+/// (or no time at all).
+pub struct Simulate {
+    name: Arc<str>,
+    latency: Option<Latency>,
+    failure_rate: f64,
+    /// SplitMix64 state; advancing it atomically keeps `start` lock-free.
+    state: AtomicU64,
+}
+
+impl Simulate {
+    fn new(agent: &Agent, seed: u64) -> Simulate {
+        let seed = agent.seed.unwrap_or_else(|| {
+            // Distinct agents draw distinct sequences from one engine seed.
+            agent.name.bytes().fold(seed ^ 0x51b1_ba70, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            })
+        });
+        Simulate {
+            name: agent.name.as_str().into(),
+            latency: agent.latency.clone(),
+            failure_rate: agent.failure_rate.unwrap_or(0.0),
+            state: AtomicU64::new(seed),
+        }
+    }
+
+    fn next_u64(&self) -> u64 {
+        // `Rng::next_u64` advances its state by the same constant, then mixes.
+        let state = self
+            .state
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+        baton_model::generate::Rng(state).next_u64()
+    }
+
+    fn unit(&self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn draw_latency(&self, estimate: Option<Duration>) -> Duration {
+        let secs = |d: Duration| d.as_secs_f64();
+        match &self.latency {
+            None => estimate.unwrap_or(Duration::ZERO),
+            Some(Latency::Constant(d)) => *d,
+            Some(Latency::Uniform { min, max }) => {
+                Duration::from_secs_f64(secs(*min) + (secs(*max) - secs(*min)) * self.unit())
+            }
+            Some(Latency::Exponential { mean }) => {
+                // Inverse transform; 1 - u is in (0, 1], so the logarithm is finite.
+                Duration::from_secs_f64(-secs(*mean) * (1.0 - self.unit()).ln())
+            }
+            Some(Latency::Normal { mean, stddev }) => {
+                // Box–Muller; negative draws are clamped to zero.
+                let (u1, u2) = (1.0 - self.unit(), self.unit());
+                let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                Duration::from_secs_f64((secs(*mean) + secs(*stddev) * z).max(0.0))
+            }
+        }
+    }
+}
+
+impl Runner for Simulate {
+    fn reads_input(&self) -> bool {
+        false
+    }
+
+    fn start(&self, call: Call) -> Started {
+        let latency = self.draw_latency(call.estimate);
+        let fails = self.failure_rate > 0.0 && self.unit() < self.failure_rate;
+        let outcome = if fails {
+            Err(Failure::retryable(format!(
+                "simulated failure (agent `{}`, failure_rate {})",
+                self.name, self.failure_rate
+            )))
+        } else {
+            Ok(serde_json::json!({ "latency_us": latency.as_micros() as u64 }))
+        };
+        if latency.is_zero() {
+            Started::Done(outcome)
+        } else {
+            Started::Later(Box::pin(async move {
+                tokio::time::sleep(latency).await;
+                outcome
+            }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(kind: &str) -> Agent {
+        Agent {
+            name: "a".into(),
+            kind: kind.into(),
+            ..Agent::default()
+        }
+    }
+
+    fn call() -> Call {
+        Call {
+            run: RunId(1),
+            task: "t".into(),
+            attempt: 1,
+            input: Value::Null,
+            estimate: None,
+        }
+    }
+
+    #[test]
+    fn unknown_kinds_are_refused_with_the_list_of_built_ins() {
+        let err = runner(&agent("research_agent"), 0).err().unwrap();
+        assert!(err.to_string().contains("noop, simulate, command, http"));
+    }
+
+    #[test]
+    fn noop_finishes_at_once() {
+        let r = runner(&agent("noop"), 0).unwrap();
+        assert!(matches!(r.start(call()), Started::Done(Ok(Value::Null))));
+    }
+
+    #[test]
+    fn simulate_is_seeded_and_fails_at_about_its_rate() {
+        let mut a = agent("simulate");
+        a.failure_rate = Some(0.3);
+        a.latency = Some(Latency::Uniform {
+            min: Duration::from_millis(1),
+            max: Duration::from_millis(9),
+        });
+        let draw = |a: &Agent| {
+            let s = Simulate::new(a, 7);
+            (0..2000)
+                .map(|_| (s.draw_latency(None), s.unit() < 0.3))
+                .collect::<Vec<_>>()
+        };
+        let first = draw(&a);
+        assert_eq!(first, draw(&a), "same seed, same draws");
+        let failures = first.iter().filter(|(_, f)| *f).count();
+        assert!((500..700).contains(&failures), "{failures} of 2000");
+        assert!(
+            first.iter().all(|(d, _)| {
+                (Duration::from_millis(1)..=Duration::from_millis(9)).contains(d)
+            })
+        );
+    }
+
+    #[test]
+    fn simulate_exponential_mean_is_close() {
+        let mut a = agent("simulate");
+        a.latency = Some(Latency::Exponential {
+            mean: Duration::from_millis(10),
+        });
+        let s = Simulate::new(&a, 1);
+        let mean = (0..20_000)
+            .map(|_| s.draw_latency(None).as_secs_f64())
+            .sum::<f64>()
+            / 20_000.0;
+        assert!((0.0095..0.0105).contains(&mean), "{mean}");
+    }
+
+    #[test]
+    fn simulate_without_latency_takes_the_estimate() {
+        let s = Simulate::new(&agent("simulate"), 1);
+        assert_eq!(
+            s.draw_latency(Some(Duration::from_millis(3))),
+            Duration::from_millis(3)
+        );
+        assert!(matches!(s.start(call()), Started::Done(Ok(_))));
+    }
+}

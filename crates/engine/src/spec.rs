@@ -1,0 +1,214 @@
+//! A workflow prepared for execution: the plan plus, per task, what the scheduler
+//! needs on its hot path (agent candidates, dependency counts), shared by every run
+//! of the workflow.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+use baton_model::{Checked, Compensation, Task, Workflow};
+use baton_plan::Plan;
+
+use crate::agent::{self, Runner};
+
+/// An agent declared by a workflow, with its runner.
+pub struct AgentDecl {
+    /// The declaration.
+    pub agent: baton_model::Agent,
+    /// What runs its calls.
+    pub runner: Arc<dyn Runner>,
+}
+
+/// What undoes a task, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undo {
+    /// Run this compensation task.
+    Task(u32),
+    /// Run the task's `compensation` action on agent candidates of the task (or the
+    /// named agent).
+    Action,
+}
+
+/// Per task, what the scheduler reads on every step.
+pub struct TaskSpec {
+    /// Agents that may run the task (indices into the spec's agents); never empty.
+    pub candidates: Box<[u16]>,
+    /// Number of dependencies.
+    pub deps: u32,
+    /// How the task is undone, if it is.
+    pub undo: Option<Undo>,
+}
+
+/// A workflow ready to run: validated, planned, agents resolved.
+pub struct Spec {
+    pub(crate) key: u128,
+    pub(crate) document: Arc<str>,
+    pub(crate) workflow: Arc<Workflow>,
+    pub(crate) plan: Arc<Plan>,
+    pub(crate) agents: Box<[AgentDecl]>,
+    pub(crate) tasks: Box<[TaskSpec]>,
+    pub(crate) ids: Box<[Arc<str>]>,
+    pub(crate) roots: Box<[u32]>,
+    pub(crate) planned: u32,
+}
+
+/// Why a workflow cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// An agent cannot be built (unknown type, missing settings).
+    #[error(transparent)]
+    Agent(#[from] agent::Error),
+    /// A task has no agent that can run it.
+    #[error("task `{task}` has no agent that can run it{}", if .requires.is_empty() { String::new() } else { format!(" (requires: {})", .requires.join(", ")) })]
+    NoAgent {
+        /// The task.
+        task: String,
+        /// What it requires.
+        requires: Vec<String>,
+    },
+    /// More agents than the engine can address.
+    #[error("a workflow may declare at most 65,535 agents, this one declares {0}")]
+    TooManyAgents(usize),
+}
+
+/// The name of the agent tasks run on when a workflow declares none.
+pub const DEFAULT_AGENT: &str = "noop";
+
+impl Spec {
+    /// Prepares a checked workflow and its plan. `seed` seeds simulated agents.
+    pub fn new(checked: &Checked, plan: Arc<Plan>, seed: u64) -> Result<Spec, Error> {
+        let workflow = &checked.workflow;
+        let mut declared = workflow.agents.clone();
+        if declared.is_empty() {
+            declared.push(baton_model::Agent {
+                name: DEFAULT_AGENT.into(),
+                kind: "noop".into(),
+                ..baton_model::Agent::default()
+            });
+        }
+        if declared.len() >= usize::from(u16::MAX) {
+            return Err(Error::TooManyAgents(declared.len()));
+        }
+        let agents = declared
+            .into_iter()
+            .map(|agent| {
+                Ok(AgentDecl {
+                    runner: agent::runner(&agent, seed)?,
+                    agent,
+                })
+            })
+            .collect::<Result<Box<[_]>, Error>>()?;
+        let candidates_for = |task: &Task, agent: Option<&str>| -> Result<Box<[u16]>, Error> {
+            let list: Box<[u16]> = match agent {
+                Some(name) => agents
+                    .iter()
+                    .position(|a| a.agent.name == name)
+                    .map(|i| i as u16)
+                    .into_iter()
+                    .collect(),
+                None => (0..agents.len() as u16)
+                    .filter(|&i| {
+                        let caps = &agents[usize::from(i)].agent.capabilities;
+                        task.requires.iter().all(|r| caps.contains(r))
+                    })
+                    .collect(),
+            };
+            if list.is_empty() {
+                return Err(Error::NoAgent {
+                    task: task.id.clone(),
+                    requires: task.requires.clone(),
+                });
+            }
+            Ok(list)
+        };
+        let mut tasks = Vec::with_capacity(workflow.tasks.len());
+        for (i, task) in workflow.tasks.iter().enumerate() {
+            let undo = match task.compensation.as_deref() {
+                None => None,
+                Some(Compensation::Task(id)) => checked.names.id(id).map(Undo::Task),
+                Some(Compensation::Action { .. }) => Some(Undo::Action),
+            };
+            tasks.push(TaskSpec {
+                candidates: candidates_for(task, task.agent.as_deref())?,
+                deps: plan.preds(i as u32).len() as u32,
+                undo,
+            });
+        }
+        let roots = plan
+            .order()
+            .iter()
+            .copied()
+            .filter(|&t| tasks[t as usize].deps == 0)
+            .collect();
+        let document: Arc<str> = serde_json::to_string(workflow)
+            .expect("a workflow always serializes")
+            .into();
+        Ok(Spec {
+            key: document_key(&document),
+            ids: workflow
+                .tasks
+                .iter()
+                .map(|t| Arc::from(t.id.as_str()))
+                .collect(),
+            planned: plan.order().len() as u32,
+            roots,
+            document,
+            workflow: Arc::new(workflow.clone()),
+            plan,
+            agents,
+            tasks: tasks.into_boxed_slice(),
+        })
+    }
+
+    /// The workflow's key in the state store: a 128-bit hash of its document.
+    pub fn key(&self) -> u128 {
+        self.key
+    }
+
+    /// The workflow.
+    pub fn workflow(&self) -> &Workflow {
+        &self.workflow
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &Arc<Plan> {
+        &self.plan
+    }
+
+    /// The workflow as JSON (what the state store keeps).
+    pub fn document(&self) -> &str {
+        &self.document
+    }
+
+    /// The agents tasks run on.
+    pub fn agents(&self) -> impl ExactSizeIterator<Item = &baton_model::Agent> {
+        self.agents.iter().map(|a| &a.agent)
+    }
+
+    /// Number of tasks in the forward plan (compensation tasks excluded).
+    pub fn planned(&self) -> u32 {
+        self.planned
+    }
+
+    /// Approximate heap bytes held by the spec (plan included).
+    pub fn heap_bytes(&self) -> usize {
+        self.plan.heap_bytes()
+            + self.document.len()
+            + self.tasks.len() * std::mem::size_of::<TaskSpec>()
+            + self
+                .tasks
+                .iter()
+                .map(|t| t.candidates.len() * 2)
+                .sum::<usize>()
+            + self.ids.iter().map(|s| s.len() + 16).sum::<usize>()
+    }
+}
+
+/// Two independently seeded 64-bit hashes of the document.
+fn document_key(document: &str) -> u128 {
+    let half = |seed: u64| {
+        let mut h = foldhash::quality::FixedState::with_seed(seed).build_hasher();
+        h.write(document.as_bytes());
+        h.finish()
+    };
+    (u128::from(half(0x0ba7_0d0c)) << 64) | u128::from(half(0x5eed_0d0c))
+}

@@ -1,0 +1,101 @@
+//! Hybrid coordination: transitions on the log, `wait_for` completed by events.
+
+use std::time::Duration;
+
+use baton_engine::store::{RunStatus, TaskStatus};
+use baton_events::{Event, EventLog};
+use serde_json::{Value, json};
+
+use crate::{id, spec, start, steps};
+
+const GATED: &str = r#"
+coordination: { type: hybrid, event_driven: [approved] }
+tasks:
+  - { id: prepare }
+  - { id: approval, depends_on: [prepare], wait_for: { type: approved, match: { ok: true }, timeout: 1h } }
+  - { id: ship, depends_on: [approval], condition: "approval.output.payload.by == 'ada'" }
+"#;
+
+#[tokio::test]
+async fn a_wait_for_task_completes_when_a_matching_event_arrives() {
+    let (engine, log) = start();
+    let spec = spec(GATED);
+    let run = engine.submit(spec.clone(), Value::Null).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let view = engine.status(run).await.unwrap();
+    assert_eq!(
+        view.task_states[1].status,
+        TaskStatus::Ready,
+        "waiting for its event"
+    );
+    let publish = |payload: Value| {
+        let log = log.clone();
+        async move {
+            let event = Event::new("approved", "order-1", payload.to_string());
+            log.publish("baton.signals", vec![event]).await.unwrap();
+        }
+    };
+    publish(json!({"ok": false, "by": "bob"})).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        engine.status(run).await.unwrap().summary.status,
+        RunStatus::Running
+    );
+    publish(json!({"ok": true, "by": "ada"})).await;
+    let summary = tokio::time::timeout(Duration::from_secs(10), engine.wait(run))
+        .await
+        .expect("the event completes the gate")
+        .unwrap();
+    assert_eq!(summary.status, RunStatus::Completed);
+    let view = engine.status(run).await.unwrap();
+    let approval = &view.task_states[id(&spec, "approval") as usize];
+    assert_eq!(approval.output.as_ref().unwrap()["payload"]["by"], "ada");
+    assert_eq!(
+        view.task_states[id(&spec, "ship") as usize].status,
+        TaskStatus::Succeeded
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_for_without_its_event_times_out() {
+    let (engine, _log) = start();
+    let spec = spec(
+        "tasks: [{ id: gate, wait_for: { type: never, timeout: 30s } }, { id: after, depends_on: [gate] }]",
+    );
+    let run = engine.submit(spec, Value::Null).await.unwrap();
+    let summary = engine.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Failed);
+    let reason = summary.reason.clone().unwrap();
+    assert!(
+        reason.contains("no `never` event arrived within 30s"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn every_transition_is_published_in_order() {
+    let (engine, log) = start();
+    let spec = spec("tasks: [{ id: a }, { id: b, depends_on: [a] }]");
+    let run = engine.submit(spec, Value::Null).await.unwrap();
+    engine.wait(run).await.unwrap();
+    engine.shutdown().await.unwrap();
+    let got: Vec<(u32, String)> = steps(&log, run)
+        .await
+        .into_iter()
+        .map(|s| (s.task, s.status))
+        .collect();
+    let want: Vec<(u32, String)> = [
+        (0, "ready"),
+        (0, "dispatched"),
+        (0, "running"),
+        (0, "succeeded"),
+        (1, "ready"),
+        (1, "dispatched"),
+        (1, "running"),
+        (1, "succeeded"),
+    ]
+    .into_iter()
+    .map(|(t, s)| (t, s.to_string()))
+    .collect();
+    assert_eq!(got, want);
+}

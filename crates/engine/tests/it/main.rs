@@ -1,0 +1,84 @@
+//! Integration tests of the engine, on the in-memory event log (and the embedded
+//! store where durability is the point). Time-dependent behaviour runs under
+//! paused tokio time.
+
+mod control;
+mod events;
+mod faults;
+mod props;
+mod resume;
+mod saga;
+
+use std::sync::Arc;
+
+use baton_engine::store::{Embedded, RunId};
+use baton_engine::{Engine, Handle, Options, Spec};
+use baton_events::{EventLog, MemoryLog};
+use baton_model::{Format, Source};
+use serde_json::Value;
+
+/// Prepares a workflow written in YAML.
+pub fn spec(yaml: &str) -> Arc<Spec> {
+    let source = Source::from_str("test.yaml", yaml, Format::Yaml);
+    let checked = baton_model::load(&source).unwrap_or_else(|e| panic!("{e}"));
+    let plan = baton_plan::plan_checked(&checked, &Default::default()).expect("acyclic");
+    Arc::new(Spec::new(&checked, Arc::new(plan), 7).expect("runnable"))
+}
+
+/// An engine on an in-memory log, without a store.
+pub fn start() -> (Handle, Arc<MemoryLog>) {
+    let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
+    let (engine, handle) =
+        Engine::build::<_, Embedded>(Options::default(), log.clone(), None).unwrap();
+    tokio::spawn(engine.run());
+    (handle, log)
+}
+
+/// One task transition as published: (task index, status, attempt).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The task's index.
+    pub task: u32,
+    /// Its new status.
+    pub status: String,
+    /// The attempt.
+    pub attempt: u32,
+    /// Output or error, when the transition carries one.
+    pub detail: Option<Value>,
+}
+
+/// Every transition of `run` published to the log, in order. Call after the
+/// engine was shut down (which drains its publisher).
+pub async fn steps(log: &MemoryLog, run: RunId) -> Vec<Step> {
+    let key = run.to_string();
+    let mut out = Vec::new();
+    for topic in log.topics().await.unwrap() {
+        if topic.name != "baton.runs" {
+            continue;
+        }
+        for p in 0..topic.partitions.len() as u32 {
+            for r in log.read("baton.runs", p, 0, usize::MAX).await.unwrap() {
+                if r.event.key.as_ref() != key.as_bytes() || &*r.event.kind != "baton.transitions" {
+                    continue;
+                }
+                let body: Value = serde_json::from_slice(&r.event.payload).unwrap();
+                for t in body["transitions"].as_array().unwrap() {
+                    out.push(Step {
+                        task: t[0].as_u64().unwrap() as u32,
+                        status: t[1].as_str().unwrap().to_string(),
+                        attempt: t[2].as_u64().unwrap() as u32,
+                        detail: t.get(5).cloned(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Index of task `id` in the spec.
+pub fn id(spec: &Spec, name: &str) -> u32 {
+    spec.plan()
+        .id(name)
+        .unwrap_or_else(|| panic!("no task {name}"))
+}

@@ -1,0 +1,90 @@
+//! Durability: a run interrupted by a shutdown (work in flight abandoned) resumes
+//! on a new engine over the same store; what succeeded does not run again. The
+//! kill -9 version of this test is in the CLI's tests (a real child process).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_engine::store::{Embedded, EmbeddedOptions, RunStatus, TaskStatus};
+use baton_engine::{Engine, Options};
+use baton_events::MemoryLog;
+use serde_json::Value;
+
+use crate::spec;
+
+fn workflow(marks: &std::path::Path) -> String {
+    // Each task appends its id to `marks` when it finishes; `t2` takes a while.
+    format!(
+        r#"
+agents:
+  w: {{ type: command, command: ["sh", "-c", "sleep $(cat | grep -q '\"task\":\"t2\"' && echo 3 || echo 0); echo $BATON_TASK >> {0}"] }}
+tasks:
+  - {{ id: t0, agent: w }}
+  - {{ id: t1, agent: w, depends_on: [t0] }}
+  - {{ id: t2, agent: w, depends_on: [t1] }}
+  - {{ id: t3, agent: w, depends_on: [t2] }}
+"#,
+        marks.display()
+    )
+}
+
+fn engine(dir: &std::path::Path) -> (baton_engine::Handle, tokio::task::JoinHandle<()>) {
+    let store = Embedded::open(dir, EmbeddedOptions::default()).unwrap();
+    let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
+    let (engine, handle) = Engine::build(Options::default(), log, Some(Arc::new(store))).unwrap();
+    (handle, tokio::spawn(engine.run()))
+}
+
+#[tokio::test]
+async fn an_interrupted_run_resumes_without_rerunning_what_succeeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let marks = dir.path().join("marks");
+    let state = dir.path().join("state");
+    let spec = spec(&workflow(&marks));
+
+    let (first, task) = engine(&state);
+    let run = first
+        .submit(spec, serde_json::json!({"n": 1}))
+        .await
+        .unwrap();
+    // Wait until t2 is running, then stop the engine under it.
+    loop {
+        let view = first.status(run).await.unwrap();
+        if view.task_states[2].status == TaskStatus::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.shutdown().await.unwrap();
+    task.await.unwrap();
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "t0\nt1\n");
+
+    let (second, task) = engine(&state);
+    assert_eq!(second.active().await.unwrap(), [run]);
+    let summary = second.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed);
+    assert_eq!(summary.tasks.succeeded, 4);
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "t0\nt1\nt2\nt3\n");
+    // Outputs recorded before the interruption are still there after it.
+    let view = second.status(run).await.unwrap();
+    assert_eq!(view.task_states[0].status, TaskStatus::Succeeded);
+    second.shutdown().await.unwrap();
+    task.await.unwrap();
+
+    // A third engine finds nothing to resume, and still knows how the run ended.
+    let (third, task) = engine(&state);
+    assert!(third.active().await.unwrap().is_empty());
+    third.shutdown().await.unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_store_is_exclusive() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = Embedded::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    let err = Embedded::open(dir.path(), EmbeddedOptions::default())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("in use"), "{err}");
+    let _ = Value::Null;
+}
