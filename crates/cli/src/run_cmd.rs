@@ -67,6 +67,12 @@ enum StandIn {
 const EXIT_INTERRUPTED: u8 = 130;
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.resume && !args.data_dir.join("state").exists() {
+        // Opening the store would create the directory: a mistyped `--data-dir`
+        // should not leave an empty data directory behind.
+        eprintln!("nothing to resume in {}", args.data_dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
     let spec = match &args.file {
         Some(file) if !args.resume => match prepare(&args, file)? {
             Ok(spec) => Some(spec),
@@ -88,7 +94,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ..Options::default()
         };
         if args.in_memory {
-            let log = Arc::new(MemoryLog::new(Default::default())?);
+            // Transitions of big runs would otherwise all stay in memory.
+            let mut log_options = baton_events::Options::default();
+            log_options.topic_defaults.retention.max_bytes = Some(256 << 20);
+            let log = Arc::new(MemoryLog::new(log_options)?);
             execute(&args, options, log, None, spec, input).await
         } else {
             let dir = &args.data_dir;
@@ -155,7 +164,7 @@ fn prepare(args: &Args, file: &Path) -> anyhow::Result<Result<Arc<Spec>, ExitCod
             }
         }
     }
-    match Spec::new(&checked, Arc::new(plan), args.seed) {
+    match Spec::new(checked, Arc::new(plan), args.seed) {
         Ok(spec) => Ok(Ok(Arc::new(spec))),
         Err(e) => {
             let hint = match e {

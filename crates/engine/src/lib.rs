@@ -23,7 +23,7 @@
 //! );
 //! let checked = baton_model::load(&source).unwrap();
 //! let plan = baton_plan::plan_checked(&checked, &Default::default()).unwrap();
-//! let spec = Arc::new(Spec::new(&checked, Arc::new(plan), 0).unwrap());
+//! let spec = Arc::new(Spec::new(checked, Arc::new(plan), 0).unwrap());
 //!
 //! let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
 //! let (engine, handle) = Engine::build::<_, Embedded>(Options::default(), log, None).unwrap();

@@ -33,7 +33,7 @@ use crate::engine::{
     TaskView,
 };
 use crate::retry;
-use crate::spec::{Spec, Undo};
+use crate::spec::{CONDITION, Spec, Undo, WAIT_FOR};
 use crate::store::{self, Record, RunId, RunStatus, StateStore, TaskStatus};
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -46,6 +46,10 @@ const NO_AGENT: u16 = u16::MAX;
 const SIGNAL_GROUP: &str = "baton-engine";
 /// Signals kept per topic for tasks that become ready after their event arrived.
 const SIGNAL_BUFFER: usize = 10_000;
+/// Jobs dispatched in one turn of the loop before it yields.
+const PUMP_BUDGET: usize = 65_536;
+/// Transitions buffered before a flush in the middle of a turn.
+const FLUSH_EVERY: usize = 8192;
 /// Bytes of transitions per published event (more go into further events).
 const EVENT_BYTES: usize = 256 << 10;
 
@@ -95,6 +99,7 @@ pub(crate) enum Msg {
         topic: Arc<str>,
         events: Vec<Event>,
     },
+    StoreFailed(String),
     Shutdown {
         reply: oneshot::Sender<Result<(), Error>>,
     },
@@ -245,6 +250,79 @@ enum Detail {
     Error(Arc<str>),
 }
 
+/// A turn's output on its way to the sink.
+struct Batch {
+    out: Vec<Out>,
+    acks: Vec<(usize, Ack)>,
+}
+
+/// Writes batches to the store and publishes them to the log, off the scheduler's
+/// thread and in order; answers what waited for durability.
+async fn sink(
+    mut rx: mpsc::UnboundedReceiver<Batch>,
+    store: Option<Arc<dyn DynStore>>,
+    log: Option<(Arc<dyn DynLog>, String)>,
+    scheduler: mpsc::UnboundedSender<Msg>,
+) {
+    let mut failed: Option<String> = None;
+    while let Some(first) = rx.recv().await {
+        // Whatever else has queued up goes out with it: one append, one publish.
+        let mut batches = vec![first];
+        while batches.len() < 64 {
+            match rx.try_recv() {
+                Ok(b) => batches.push(b),
+                Err(_) => break,
+            }
+        }
+        let mut first_seq = None;
+        if let Some(store) = &store
+            && failed.is_none()
+        {
+            let records: Vec<Record> = batches
+                .iter()
+                .flat_map(|b| b.out.iter().map(record))
+                .collect();
+            let n = records.len() as u64;
+            match store.append(records) {
+                Ok(last) => first_seq = Some(last + 1 - n),
+                Err(e) => {
+                    tracing::error!(error = %e, "the state store failed; no new runs are accepted");
+                    failed = Some(e.to_string());
+                    let _ = scheduler.send(Msg::StoreFailed(e.to_string()));
+                }
+            }
+        }
+        let mut offset = 0u64;
+        for batch in &mut batches {
+            for (index, ack) in batch.acks.drain(..) {
+                match (&store, first_seq) {
+                    (Some(store), Some(first)) => {
+                        let store = store.clone();
+                        let seq = first + offset + index as u64;
+                        tokio::spawn(async move {
+                            let synced = store.sync(seq).await.map_err(Error::from);
+                            answer(ack, synced);
+                        });
+                    }
+                    (Some(_), None) => {
+                        answer(ack, Err(Error::Store(store::Error::Closed(failed.clone()))))
+                    }
+                    (None, _) => answer(ack, Ok(())),
+                }
+            }
+            offset += batch.out.len() as u64;
+        }
+        if let Some((log, topic)) = &log {
+            let events: Vec<Event> = batches.iter().flat_map(|b| events(&b.out)).collect();
+            if !events.is_empty()
+                && let Err(e) = log.publish(topic, events).await
+            {
+                tracing::warn!(error = %e, topic, "cannot publish run transitions");
+            }
+        }
+    }
+}
+
 /// Replies that wait for their records to be durable.
 enum Ack {
     Submitted(oneshot::Sender<Result<RunId, Error>>, RunId),
@@ -344,7 +422,7 @@ pub(crate) struct Scheduler {
     newly_ready: Vec<(u32, u32, Instant)>,
     agents: Vec<AgentSlot>,
     registry: HashMap<(String, String), u16>,
-    spec_agents: HashMap<u128, Arc<[u16]>>,
+    spec_agents: HashMap<u64, Arc<[u16]>>,
     written: foldhash::HashSet<u128>,
     timers: BinaryHeap<Reverse<Timer>>,
     timer_seq: u64,
@@ -354,10 +432,7 @@ pub(crate) struct Scheduler {
     readers: Vec<tokio::task::JoinHandle<()>>,
     out: Vec<Out>,
     acks: Vec<(usize, Ack)>,
-    publisher: Option<(
-        mpsc::UnboundedSender<Vec<Event>>,
-        tokio::task::JoinHandle<()>,
-    )>,
+    sink: Option<(mpsc::UnboundedSender<Batch>, oneshot::Receiver<()>)>,
     rng: Rng,
     last_id: u64,
     dispatch_hist: Histogram<u64>,
@@ -365,6 +440,16 @@ pub(crate) struct Scheduler {
     transitions: u64,
     ended: [u64; 3],
     store_failed: Option<String>,
+    counts: Counts,
+}
+
+/// Progress counted since the last flush (`running` may go below zero).
+#[derive(Default)]
+struct Counts {
+    running: i64,
+    succeeded: u64,
+    failed: u64,
+    skipped: u64,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -434,7 +519,7 @@ impl Scheduler {
             readers: Vec::new(),
             out: Vec::new(),
             acks: Vec::new(),
-            publisher: None,
+            sink: None,
             rng,
             last_id: 0,
             dispatch_hist: histogram(),
@@ -442,48 +527,61 @@ impl Scheduler {
             transitions: 0,
             ended: [0; 3],
             store_failed: None,
+            counts: Counts::default(),
         };
         s.recover(records)?;
         Ok(s)
     }
 
     pub(crate) async fn run(mut self) {
-        if self.options.publish {
-            let (tx, mut rx) = mpsc::unbounded_channel::<Vec<Event>>();
-            let log = self.log.clone();
-            let topic = self.options.topic.clone();
-            let task = tokio::spawn(async move {
-                while let Some(mut batch) = rx.recv().await {
-                    while batch.len() < 10_000 {
-                        match rx.try_recv() {
-                            Ok(more) => batch.extend(more),
-                            Err(_) => break,
-                        }
-                    }
-                    if let Err(e) = log.publish(&topic, batch).await {
-                        tracing::warn!(error = %e, topic, "cannot publish run transitions");
-                    }
-                }
-            });
-            self.publisher = Some((tx, task));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let log = self
+            .options
+            .publish
+            .then(|| (self.log.clone(), self.options.topic.clone()));
+        // On a multi-thread runtime the sink gets a thread of its own: on a busy
+        // scheduler's worker it would wait (a task spawned there is not stolen by
+        // the other workers at once), and its work (encoding, publishing) is what
+        // runs in parallel with scheduling. A current-thread runtime (tests with
+        // paused time) keeps everything on its one thread.
+        let (store, scheduler) = (self.store.clone(), self.tx.clone());
+        let runtime = tokio::runtime::Handle::current();
+        let (ended, ended_rx) = oneshot::channel();
+        let work = async move {
+            sink(rx, store, log, scheduler).await;
+            let _ = ended.send(());
+        };
+        if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+            tokio::spawn(work);
+        } else {
+            std::thread::Builder::new()
+                .name("baton-sink".into())
+                .spawn(move || runtime.block_on(work))
+                .expect("cannot start the engine's sink thread");
         }
+        self.sink = Some((tx, ended_rx));
         let mut shutdown = None;
         'outer: loop {
-            self.pump();
+            let busy = self.pump();
             self.flush();
-            let next = self.timers.peek().map(|Reverse(t)| t.at);
-            let msg = tokio::select! {
-                m = self.rx.recv() => match m {
-                    Some(m) => Some(m),
-                    None => break,
-                },
-                _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => None,
-            };
-            if let Some(m) = msg
-                && let Err(reply) = self.handle(m)
-            {
-                shutdown = Some(reply);
-                break;
+            if busy {
+                // A long turn gives the runtime's other tasks their chance.
+                tokio::task::yield_now().await;
+            } else {
+                let next = self.timers.peek().map(|Reverse(t)| t.at);
+                let msg = tokio::select! {
+                    m = self.rx.recv() => match m {
+                        Some(m) => Some(m),
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => None,
+                };
+                if let Some(m) = msg
+                    && let Err(reply) = self.handle(m)
+                {
+                    shutdown = Some(reply);
+                    break;
+                }
             }
             for _ in 0..4096 {
                 match self.rx.try_recv() {
@@ -505,9 +603,9 @@ impl Scheduler {
         for reader in self.readers.drain(..) {
             reader.abort();
         }
-        if let Some((tx, task)) = self.publisher.take() {
+        if let Some((tx, ended)) = self.sink.take() {
             drop(tx);
-            let _ = task.await;
+            let _ = ended.await;
         }
         let closed = match &self.store {
             Some(store) => store.close().await.map_err(Error::from),
@@ -540,6 +638,7 @@ impl Scheduler {
                 let _ = reply.send(self.stats());
             }
             Msg::Signals { topic, events } => self.signals(topic, events),
+            Msg::StoreFailed(message) => self.store_failed = Some(message),
             Msg::Shutdown { reply } => return Err(reply),
         }
         Ok(())
@@ -555,7 +654,7 @@ impl Scheduler {
     }
 
     fn resolve_agents(&mut self, spec: &Spec) -> Arc<[u16]> {
-        if let Some(a) = self.spec_agents.get(&spec.key) {
+        if let Some(a) = self.spec_agents.get(&spec.id) {
             return a.clone();
         }
         let mut map = Vec::with_capacity(spec.agents.len());
@@ -588,7 +687,7 @@ impl Scheduler {
             map.push(index);
         }
         let map: Arc<[u16]> = map.into();
-        self.spec_agents.insert(spec.key, map.clone());
+        self.spec_agents.insert(spec.id, map.clone());
         map
     }
 
@@ -666,16 +765,21 @@ impl Scheduler {
         }
         let id = self.next_id();
         let created_ms = now_ms();
-        if self.written.insert(spec.key) {
-            self.out.push(Out::Workflow {
-                key: spec.key,
-                document: spec.document.clone(),
-            });
-        }
         let input = Arc::new(input);
+        // Without a store, nothing reads the document: do not serialize it.
+        let key = match &self.store {
+            Some(_) => {
+                let (key, document) = spec.stored().clone();
+                if self.written.insert(key) {
+                    self.out.push(Out::Workflow { key, document });
+                }
+                key
+            }
+            None => 0,
+        };
         self.out.push(Out::Created {
             run: id,
-            key: spec.key,
+            key,
             input: input.clone(),
             at_ms: created_ms,
         });
@@ -739,35 +843,25 @@ impl Scheduler {
         let state = &mut run.tasks[task as usize];
         let before = state.status;
         state.status = status;
-        let p = &self.progress;
-        match before {
-            TaskStatus::Dispatched => {
-                p.running.fetch_sub(1, Ordering::Relaxed);
-            }
-            TaskStatus::Running if status != TaskStatus::Running => {
-                p.running.fetch_sub(1, Ordering::Relaxed);
-            }
-            _ => {}
+        // Counted here, published to the shared `Progress` at each flush: an
+        // atomic per transition would cost more than the transition.
+        let c = &mut self.counts;
+        if matches!(before, TaskStatus::Dispatched | TaskStatus::Running) {
+            c.running -= 1;
         }
-        let forward = !run.spec.plan.is_handler(task);
         match status {
-            TaskStatus::Dispatched => {
-                p.running.fetch_add(1, Ordering::Relaxed);
-            }
-            TaskStatus::Running if before != TaskStatus::Dispatched => {
-                p.running.fetch_add(1, Ordering::Relaxed);
-            }
-            TaskStatus::Running => {
-                p.running.fetch_add(1, Ordering::Relaxed);
-            }
-            TaskStatus::Succeeded if forward => {
-                p.succeeded.fetch_add(1, Ordering::Relaxed);
-            }
-            TaskStatus::Failed if forward => {
-                p.failed.fetch_add(1, Ordering::Relaxed);
-            }
-            TaskStatus::Skipped | TaskStatus::Cancelled if forward => {
-                p.skipped.fetch_add(1, Ordering::Relaxed);
+            TaskStatus::Dispatched | TaskStatus::Running => c.running += 1,
+            TaskStatus::Succeeded
+            | TaskStatus::Failed
+            | TaskStatus::Skipped
+            | TaskStatus::Cancelled
+                if !run.spec.plan.is_handler(task) =>
+            {
+                match status {
+                    TaskStatus::Succeeded => c.succeeded += 1,
+                    TaskStatus::Failed => c.failed += 1,
+                    _ => c.skipped += 1,
+                }
             }
             _ => {}
         }
@@ -803,18 +897,19 @@ impl Scheduler {
         if run.status != RunStatus::Running && run.status != RunStatus::Paused {
             return;
         }
-        let spec = run.spec.clone();
-        let wtask = &spec.workflow.tasks[task as usize];
-        let skip = match &wtask.condition {
-            Some(cond) => !cond.expr.eval(&|r: &Reference| resolve(run, r)),
-            None => {
-                run.skipped_any
-                    && spec
-                        .plan
-                        .preds(task)
-                        .iter()
-                        .any(|&p| run.tasks[p as usize].status == TaskStatus::Skipped)
-            }
+        let flags = run.spec.tasks[task as usize].flags;
+        let skip = if flags & CONDITION != 0 {
+            let spec = run.spec.clone();
+            let cond = spec.workflow.tasks[task as usize].condition.as_deref();
+            !cond.is_some_and(|c| c.expr.eval(&|r: &Reference| resolve(run, r)))
+        } else {
+            run.skipped_any
+                && run
+                    .spec
+                    .plan
+                    .preds(task)
+                    .iter()
+                    .any(|&p| run.tasks[p as usize].status == TaskStatus::Skipped)
         };
         if skip {
             self.finish(slot, task, TaskStatus::Skipped, None, now);
@@ -834,8 +929,11 @@ impl Scheduler {
             attempt,
             comp_of: FORWARD,
         };
-        if let Some(filter) = wtask.wait_for.as_deref() {
-            self.wait_for(job, filter);
+        if flags & WAIT_FOR != 0 {
+            let spec = run.spec.clone();
+            if let Some(filter) = spec.workflow.tasks[task as usize].wait_for.as_deref() {
+                self.wait_for(job, filter);
+            }
         } else if run.status == RunStatus::Paused {
             run.parked.push(job);
         } else {
@@ -864,27 +962,25 @@ impl Scheduler {
         if let Some(Detail::Output(v)) = &detail {
             run.outputs[task as usize] = Some(v.clone());
         }
-        let spec = run.spec.clone();
+        let handler = run.spec.plan.is_handler(task);
         self.transition(slot, task, status, detail, now);
-        if spec.plan.is_handler(task) {
+        if handler {
             return;
         }
         let run = self.runs[slot as usize].as_mut().expect("live run");
         run.unfinished -= 1;
-        match status {
-            TaskStatus::Succeeded | TaskStatus::Skipped => {
-                if status == TaskStatus::Skipped {
-                    run.skipped_any = true;
-                }
-                for &succ in spec.plan.succs(task) {
-                    let s = &mut run.tasks[succ as usize];
-                    s.deps_left -= 1;
-                    if s.deps_left == 0 {
-                        self.newly_ready.push((slot, succ, now));
-                    }
+        if matches!(status, TaskStatus::Succeeded | TaskStatus::Skipped) {
+            if status == TaskStatus::Skipped {
+                run.skipped_any = true;
+            }
+            let (plan, tasks) = (&run.spec.plan, &mut run.tasks);
+            for &succ in plan.succs(task) {
+                let s = &mut tasks[succ as usize];
+                s.deps_left -= 1;
+                if s.deps_left == 0 {
+                    self.newly_ready.push((slot, succ, now));
                 }
             }
-            _ => {}
         }
     }
 
@@ -1038,23 +1134,31 @@ impl Scheduler {
 
     // ----- dispatch ---------------------------------------------------------
 
-    fn pump(&mut self) {
-        loop {
+    /// Dispatches ready tasks; `true` when it stopped with work left (its budget
+    /// spent), so the loop can yield before going on.
+    fn pump(&mut self) -> bool {
+        for _ in 0..PUMP_BUDGET {
             while self.ready.len() < self.options.admit_below {
                 match self.admit.pop_front() {
                     Some(slot) => self.start(slot),
                     None => break,
                 }
             }
+            // Bounded batches: memory stays flat and the store and log see a
+            // steady stream even when one turn runs a million inline tasks.
+            if self.out.len() >= FLUSH_EVERY {
+                self.flush();
+            }
             match self.ready.pop_front() {
                 Some(job) => self.dispatch(job),
                 None => {
                     if self.admit.is_empty() {
-                        break;
+                        return false;
                     }
                 }
             }
         }
+        !self.ready.is_empty() || !self.admit.is_empty()
     }
 
     fn dispatch(&mut self, job: Job) {
@@ -1176,6 +1280,19 @@ impl Scheduler {
             state.dispatched_at = at;
             self.transition(job.slot, job.task, TaskStatus::Running, None, now);
         }
+        if let Some(outcome) = runner.immediate() {
+            return self.complete(Done {
+                run: job.run,
+                slot: job.slot,
+                task: job.task,
+                attempt: job.attempt,
+                comp_of: job.comp_of,
+                agent,
+                spawned: false,
+                finished: now,
+                outcome,
+            });
+        }
         let run = self.runs[job.slot as usize].as_mut().expect("live run");
         let call = Call {
             run: run.id,
@@ -1293,11 +1410,13 @@ impl Scheduler {
                     (Value::Null, Some(event)) => event,
                     (value, _) => value,
                 };
+                // A null output is stored as none: no allocation for `noop`.
+                let detail = (!value.is_null()).then(|| Detail::Output(Arc::new(value)));
                 self.finish(
                     done.slot,
                     done.task,
                     TaskStatus::Succeeded,
-                    Some(Detail::Output(Arc::new(value))),
+                    detail,
                     done.finished,
                 );
                 self.drain_newly_ready();
@@ -1805,47 +1924,21 @@ impl Scheduler {
     /// Writes the turn's records to the store and its events to the log; answers
     /// what waited for them once they are durable.
     fn flush(&mut self) {
+        let c = std::mem::take(&mut self.counts);
+        let p = &self.progress;
+        p.running.fetch_add(c.running as u64, Ordering::Relaxed);
+        p.succeeded.fetch_add(c.succeeded, Ordering::Relaxed);
+        p.failed.fetch_add(c.failed, Ordering::Relaxed);
+        p.skipped.fetch_add(c.skipped, Ordering::Relaxed);
         if self.out.is_empty() {
             return;
         }
-        let out = std::mem::take(&mut self.out);
-        let acks = std::mem::take(&mut self.acks);
-        let mut first_seq = None;
-        if let Some(store) = &self.store {
-            let records: Vec<Record> = out.iter().map(record).collect();
-            let n = records.len() as u64;
-            match store.append(records) {
-                Ok(last) => first_seq = Some(last + 1 - n),
-                Err(e) => {
-                    tracing::error!(error = %e, "the state store failed; no new runs are accepted");
-                    self.store_failed = Some(e.to_string());
-                }
-            }
-        }
-        if let Some((tx, _)) = &self.publisher {
-            let events = events(&out);
-            if !events.is_empty() {
-                let _ = tx.send(events);
-            }
-        }
-        for (index, ack) in acks {
-            match (&self.store, first_seq) {
-                (Some(store), Some(first)) => {
-                    let store = store.clone();
-                    let seq = first + index as u64;
-                    tokio::spawn(async move {
-                        let synced = store.sync(seq).await.map_err(Error::from);
-                        answer(ack, synced);
-                    });
-                }
-                (Some(_), None) => answer(
-                    ack,
-                    Err(Error::Store(store::Error::Closed(
-                        self.store_failed.clone(),
-                    ))),
-                ),
-                (None, _) => answer(ack, Ok(())),
-            }
+        let batch = Batch {
+            out: std::mem::replace(&mut self.out, Vec::with_capacity(FLUSH_EVERY)),
+            acks: std::mem::take(&mut self.acks),
+        };
+        if let Some((tx, _)) = &self.sink {
+            let _ = tx.send(batch);
         }
     }
 
@@ -2032,7 +2125,7 @@ fn prepare_document(document: &str, seed: u64) -> Result<Spec, String> {
     let checked = baton_model::load(&source).map_err(|e| e.to_string())?;
     let plan = baton_plan::plan_checked(&checked, &baton_plan::Options::default())
         .map_err(|d| d.message.clone())?;
-    Spec::new(&checked, Arc::new(plan), seed).map_err(|e| e.to_string())
+    Spec::new(checked, Arc::new(plan), seed).map_err(|e| e.to_string())
 }
 
 fn answer(ack: Ack, synced: Result<(), Error>) {
@@ -2358,5 +2451,17 @@ fn summarize(run: &Run, agents: &[AgentSlot]) -> Summary {
         retries: run.retries,
         compensations: run.compensations,
         compensation_failures: run.compensation_failures.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_costs_at_most_48_bytes_of_run_state() {
+        // The per-task state of a run: its `TaskState` and its output slot.
+        let per_task = std::mem::size_of::<TaskState>() + std::mem::size_of::<Option<Arc<Value>>>();
+        assert!(per_task <= 48, "{per_task} bytes");
     }
 }

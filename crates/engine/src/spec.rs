@@ -3,7 +3,8 @@
 //! of the workflow.
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use baton_model::{Checked, Compensation, Task, Workflow};
 use baton_plan::Plan;
@@ -28,8 +29,16 @@ pub enum Undo {
     Action,
 }
 
-/// Per task, what the scheduler reads on every step.
+/// [`TaskSpec::flags`]: the task has a `condition`.
+pub const CONDITION: u8 = 1;
+/// [`TaskSpec::flags`]: the task has a `wait_for`.
+pub const WAIT_FOR: u8 = 2;
+
+/// Per task, what the scheduler reads on every step (the workflow's own `Task`
+/// is large and read only when a flag says so).
 pub struct TaskSpec {
+    /// [`CONDITION`], [`WAIT_FOR`].
+    pub flags: u8,
     /// Agents that may run the task (indices into the spec's agents); never empty.
     pub candidates: Box<[u16]>,
     /// Number of dependencies.
@@ -40,8 +49,10 @@ pub struct TaskSpec {
 
 /// A workflow ready to run: validated, planned, agents resolved.
 pub struct Spec {
-    pub(crate) key: u128,
-    pub(crate) document: Arc<str>,
+    /// Unique in the process: tells specs apart without hashing them.
+    pub(crate) id: u64,
+    /// The document and its key, made when a state store first needs them.
+    stored: OnceLock<(u128, Arc<str>)>,
     pub(crate) workflow: Arc<Workflow>,
     pub(crate) plan: Arc<Plan>,
     pub(crate) agents: Box<[AgentDecl]>,
@@ -75,7 +86,7 @@ pub const DEFAULT_AGENT: &str = "noop";
 
 impl Spec {
     /// Prepares a checked workflow and its plan. `seed` seeds simulated agents.
-    pub fn new(checked: &Checked, plan: Arc<Plan>, seed: u64) -> Result<Spec, Error> {
+    pub fn new(checked: Checked, plan: Arc<Plan>, seed: u64) -> Result<Spec, Error> {
         let workflow = &checked.workflow;
         let mut declared = workflow.agents.clone();
         if declared.is_empty() {
@@ -127,7 +138,13 @@ impl Spec {
                 Some(Compensation::Task(id)) => checked.names.id(id).map(Undo::Task),
                 Some(Compensation::Action { .. }) => Some(Undo::Action),
             };
+            let flags = if task.condition.is_some() {
+                CONDITION
+            } else {
+                0
+            } | if task.wait_for.is_some() { WAIT_FOR } else { 0 };
             tasks.push(TaskSpec {
+                flags,
                 candidates: candidates_for(task, task.agent.as_deref())?,
                 deps: plan.preds(i as u32).len() as u32,
                 undo,
@@ -139,20 +156,19 @@ impl Spec {
             .copied()
             .filter(|&t| tasks[t as usize].deps == 0)
             .collect();
-        let document: Arc<str> = serde_json::to_string(workflow)
-            .expect("a workflow always serializes")
-            .into();
+        static IDS: AtomicU64 = AtomicU64::new(0);
+        let ids = workflow
+            .tasks
+            .iter()
+            .map(|t| Arc::from(t.id.as_str()))
+            .collect();
         Ok(Spec {
-            key: document_key(&document),
-            ids: workflow
-                .tasks
-                .iter()
-                .map(|t| Arc::from(t.id.as_str()))
-                .collect(),
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            stored: OnceLock::new(),
+            ids,
             planned: plan.order().len() as u32,
             roots,
-            document,
-            workflow: Arc::new(workflow.clone()),
+            workflow: Arc::new(checked.workflow),
             plan,
             agents,
             tasks: tasks.into_boxed_slice(),
@@ -161,7 +177,18 @@ impl Spec {
 
     /// The workflow's key in the state store: a 128-bit hash of its document.
     pub fn key(&self) -> u128 {
-        self.key
+        self.stored().0
+    }
+
+    /// The document and its key, serialized on first use (only a state store needs
+    /// them, so in-memory runs never pay for it).
+    pub(crate) fn stored(&self) -> &(u128, Arc<str>) {
+        self.stored.get_or_init(|| {
+            let document: Arc<str> = serde_json::to_string(&*self.workflow)
+                .expect("a workflow always serializes")
+                .into();
+            (document_key(&document), document)
+        })
     }
 
     /// The workflow.
@@ -176,7 +203,7 @@ impl Spec {
 
     /// The workflow as JSON (what the state store keeps).
     pub fn document(&self) -> &str {
-        &self.document
+        &self.stored().1
     }
 
     /// The agents tasks run on.
@@ -192,7 +219,7 @@ impl Spec {
     /// Approximate heap bytes held by the spec (plan included).
     pub fn heap_bytes(&self) -> usize {
         self.plan.heap_bytes()
-            + self.document.len()
+            + self.stored.get().map_or(0, |(_, d)| d.len())
             + self.tasks.len() * std::mem::size_of::<TaskSpec>()
             + self
                 .tasks

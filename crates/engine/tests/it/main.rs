@@ -22,7 +22,7 @@ pub fn spec(yaml: &str) -> Arc<Spec> {
     let source = Source::from_str("test.yaml", yaml, Format::Yaml);
     let checked = baton_model::load(&source).unwrap_or_else(|e| panic!("{e}"));
     let plan = baton_plan::plan_checked(&checked, &Default::default()).expect("acyclic");
-    Arc::new(Spec::new(&checked, Arc::new(plan), 7).expect("runnable"))
+    Arc::new(Spec::new(checked, Arc::new(plan), 7).expect("runnable"))
 }
 
 /// An engine on an in-memory log, without a store.
