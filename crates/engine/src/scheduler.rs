@@ -1102,7 +1102,7 @@ impl Scheduler {
         if run.base.is_none() {
             run.base = Some(now);
         }
-        let summary = Arc::new(summarize(run, &self.agents));
+        let summary = Arc::new(summarize(run));
         run.summary = Some(summary.clone());
         let waiters = std::mem::take(&mut run.waiters);
         let id = run.id;
@@ -1182,41 +1182,38 @@ impl Scheduler {
         }
         let spec = run.spec.clone();
         let agents = run.agents.clone();
-        let candidates: &[u16] = match (
-            forward,
-            spec.tasks[job.comp_of as usize % spec.tasks.len().max(1)].undo,
-        ) {
-            (false, Some(Undo::Action)) => {
-                let named = match spec.workflow.tasks[job.comp_of as usize]
-                    .compensation
-                    .as_deref()
-                {
-                    Some(Compensation::Action {
-                        agent: Some(name), ..
-                    }) => spec.agents.iter().position(|a| &a.agent.name == name),
-                    _ => None,
-                };
-                match named {
-                    Some(i) => std::slice::from_ref(&agents[i]),
-                    None => &spec.tasks[job.comp_of as usize].candidates,
-                }
+        // Spec-local agent indices. A compensation action runs on its named agent,
+        // or on the candidates of the task it undoes.
+        let action =
+            !forward && matches!(spec.tasks[job.comp_of as usize].undo, Some(Undo::Action));
+        let named = match spec.workflow.tasks[job.comp_of.min(job.task) as usize]
+            .compensation
+            .as_deref()
+        {
+            Some(Compensation::Action {
+                agent: Some(name), ..
+            }) if action => spec
+                .agents
+                .iter()
+                .position(|a| &a.agent.name == name)
+                .map(|i| i as u16),
+            _ => None,
+        };
+        let one;
+        let candidates: &[u16] = match named {
+            Some(i) => {
+                one = [i];
+                &one
             }
-            _ => &spec.tasks[job.task as usize].candidates,
+            None if action => &spec.tasks[job.comp_of as usize].candidates,
+            None => &spec.tasks[job.task as usize].candidates,
         };
         // Least loaded agent that is allowed to take a call.
         let mut best: Option<(u16, f64)> = None;
         let mut any_allowed = false;
         let mut least_busy: Option<(u16, u32)> = None;
         for &local in candidates {
-            let global = if forward
-                || !matches!(spec.tasks[job.comp_of as usize].undo, Some(Undo::Action))
-                || candidates.len() != 1
-                || candidates[0] != agents.get(usize::from(local)).copied().unwrap_or(NO_AGENT)
-            {
-                agents[usize::from(local)]
-            } else {
-                local
-            };
+            let global = agents[usize::from(local)];
             let a = &self.agents[usize::from(global)];
             if a.breaker.as_ref().is_some_and(|b| !b.allows(now)) {
                 continue;
@@ -1858,7 +1855,7 @@ impl Scheduler {
         };
         let summary = match &run.summary {
             Some(s) => (**s).clone(),
-            None => summarize(run, &self.agents),
+            None => summarize(run),
         };
         let task_states = run
             .tasks
@@ -1951,7 +1948,7 @@ impl Scheduler {
             at_ms: u64,
             status: RunStatus,
             reason: Option<String>,
-            tasks: HashMap<u32, (TaskStatus, u32, u16, Option<String>)>,
+            tasks: HashMap<u32, (TaskStatus, u32, Option<String>)>,
         }
         let mut documents: HashMap<u128, String> = HashMap::new();
         let mut runs: Vec<(RunId, Past)> = Vec::new();
@@ -1985,15 +1982,12 @@ impl Scheduler {
                     task,
                     status,
                     attempt,
-                    agent,
+                    agent: _,
                     detail,
                     ..
                 } => {
                     if let Some(&i) = index.get(&run) {
-                        runs[i]
-                            .1
-                            .tasks
-                            .insert(task, (status, attempt, agent, detail));
+                        runs[i].1.tasks.insert(task, (status, attempt, detail));
                     }
                 }
                 Record::Run {
@@ -2015,11 +2009,6 @@ impl Scheduler {
         for (id, past) in runs {
             self.last_id = self.last_id.max(id.0);
             if past.status.is_final() {
-                self.ended[match past.status {
-                    RunStatus::Completed => 0,
-                    RunStatus::Failed => 1,
-                    _ => 2,
-                }] += 0;
                 continue;
             }
             let resume_error = |message: String| Error::Resume { run: id, message };
@@ -2043,10 +2032,9 @@ impl Scheduler {
             run.status = past.status;
             run.reason = past.reason;
             let mut failed = false;
-            for (&task, (status, attempt, agent, detail)) in &past.tasks {
+            for (&task, (status, attempt, detail)) in &past.tasks {
                 let state = &mut run.tasks[task as usize];
                 state.attempt = *attempt;
-                let _ = agent;
                 match status {
                     TaskStatus::Succeeded
                     | TaskStatus::Skipped
@@ -2379,8 +2367,7 @@ fn call_input(run: &Run, job: &Job) -> Value {
     Value::Object(m)
 }
 
-fn summarize(run: &Run, agents: &[AgentSlot]) -> Summary {
-    let _ = agents;
+fn summarize(run: &Run) -> Summary {
     let spec = &run.spec;
     let mut tasks = TaskCounts::default();
     for t in &run.tasks {
