@@ -4,6 +4,7 @@
 mod events;
 mod generate;
 mod plan;
+mod run;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

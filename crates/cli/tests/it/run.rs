@@ -1,0 +1,892 @@
+//! `baton run`: the examples, exit codes, input, durable runs, resume, the lock on
+//! a data directory, the event log, and runs killed with SIGKILL.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{baton, repo, stderr, stdout};
+
+/// The task states a summary counts, every one always present.
+const STATES: [&str; 9] = [
+    "pending",
+    "ready",
+    "dispatched",
+    "running",
+    "succeeded",
+    "failed",
+    "skipped",
+    "cancelled",
+    "compensated",
+];
+
+/// The JSON summary `baton run --json` printed last.
+fn summary(o: &Output) -> Value {
+    let out = stdout(o);
+    let line = out
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or_else(|| panic!("no summary on stdout; stderr: {}", stderr(o)));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("summary is not JSON ({e}): {line}"))
+}
+
+/// Checks the summary has the shape `--json` promises (the public `Summary`).
+fn assert_summary_shape(s: &Value) {
+    assert!(s["run"].is_string(), "{s}");
+    assert!(s["status"].is_string(), "{s}");
+    assert!(s["makespan_ms"].as_f64().is_some_and(|v| v >= 0.0), "{s}");
+    assert!(s["queue_ms"].as_f64().is_some(), "{s}");
+    assert!(s["critical_path"].is_array(), "{s}");
+    let tasks = s["tasks"].as_object().expect("tasks is an object");
+    assert_eq!(tasks.len(), STATES.len(), "{s}");
+    for state in STATES {
+        assert!(tasks[state].is_u64(), "tasks.{state} in {s}");
+    }
+    let c = &s["coordination_overhead"];
+    let (p50, p99, max) = (
+        c["p50_us"].as_f64().expect("p50_us"),
+        c["p99_us"].as_f64().expect("p99_us"),
+        c["max_us"].as_f64().expect("max_us"),
+    );
+    assert!(0.0 <= p50 && p50 <= p99 && p99 <= max, "{c}");
+    assert!(s["retries"].is_u64(), "{s}");
+    assert!(s["compensations"].is_u64(), "{s}");
+    assert!(s["compensation_failures"].is_array(), "{s}");
+}
+
+fn count(s: &Value, state: &str) -> u64 {
+    s["tasks"][state].as_u64().unwrap()
+}
+
+/// A path as `&str`, for arguments.
+fn arg(p: &Path) -> &str {
+    p.to_str().expect("temporary paths are UTF-8")
+}
+
+/// `path` quoted for `sh` (single quotes; the path has none).
+fn sh_quote(p: &Path) -> String {
+    let s = arg(p);
+    assert!(!s.contains('\''), "{s}");
+    format!("'{s}'")
+}
+
+// ----- the examples ------------------------------------------------------------
+
+#[test]
+fn the_trip_booking_example_completes() {
+    let o = baton(
+        &["run", "examples/trip_booking.yaml", "--in-memory", "--json"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = summary(&o);
+    assert_summary_shape(&s);
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["workflow"], "trip_booking");
+    // Eight forward tasks: `book_car`'s condition is false, the rest succeed.
+    assert_eq!(count(&s, "succeeded"), 7, "{s}");
+    assert_eq!(count(&s, "skipped"), 1, "{s}");
+    assert_eq!(count(&s, "failed"), 0, "{s}");
+    assert_eq!(s["compensations"], 0, "nothing to undo in a completed run");
+    assert_eq!(
+        s["critical_path"].as_array().unwrap().last().unwrap(),
+        "send_itinerary"
+    );
+
+    // The same for people.
+    let o = baton(&["run", "examples/trip_booking.yaml", "--in-memory"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("completed"), "{text}");
+    assert!(text.contains("7 succeeded, 0 failed, 1 skipped"), "{text}");
+}
+
+/// The example's flaky hotel agent must not make it fail for some seed: its
+/// retry budget is meant to cover any draw (the failure odds are about 1e-6).
+#[test]
+fn the_trip_booking_example_completes_whatever_the_seed() {
+    // The runs mostly sleep: start them all, then collect.
+    let children: Vec<(u64, Child)> = (0..24u64)
+        .map(|seed| {
+            let seed_arg = seed.to_string();
+            let args = [
+                "run",
+                "examples/trip_booking.yaml",
+                "--in-memory",
+                "--json",
+                "--seed",
+                &seed_arg,
+            ];
+            (seed, spawn(&args))
+        })
+        .collect();
+    for (seed, child) in children {
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "seed {seed}: {}", stderr(&o));
+        let s = summary(&o);
+        assert_eq!(s["status"], "completed", "seed {seed}: {s}");
+        assert_eq!(count(&s, "skipped"), 1, "seed {seed}: {s}");
+    }
+}
+
+#[test]
+fn the_research_example_runs_with_the_example_config() {
+    let o = baton(
+        &[
+            "run",
+            "examples/research_and_analysis.yaml",
+            "--config",
+            "examples/baton.toml",
+            "--in-memory",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = summary(&o);
+    assert_summary_shape(&s);
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(count(&s, "succeeded"), 4, "{s}");
+    assert_eq!(
+        s["critical_path"],
+        json!(["decompose", "research", "analyze", "synthesize"])
+    );
+    // The config's agents are simulated with latencies: the run took time.
+    assert!(s["makespan_ms"].as_f64().unwrap() > 1.0, "{s}");
+}
+
+#[test]
+fn the_research_example_needs_agents_or_a_stand_in() {
+    let o = baton(
+        &["run", "examples/research_and_analysis.yaml", "--in-memory"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("research_and_analysis.yaml"), "{err}");
+    assert!(err.contains("supervisor_agent"), "{err}");
+    assert!(
+        err.contains("--stand-in"),
+        "the hint names the way out: {err}"
+    );
+    assert!(err.contains("--config"), "{err}");
+
+    let o = baton(
+        &[
+            "run",
+            "examples/research_and_analysis.yaml",
+            "--in-memory",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(summary(&o)["valid"], false);
+
+    let o = baton(
+        &[
+            "run",
+            "examples/research_and_analysis.yaml",
+            "--in-memory",
+            "--stand-in",
+            "noop",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = summary(&o);
+    assert_summary_shape(&s);
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(count(&s, "succeeded"), 4, "{s}");
+}
+
+// ----- failures, compensation, invalid input -------------------------------------
+
+#[test]
+fn a_failed_run_exits_1_after_compensating_what_succeeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let undone = dir.path().join("undone");
+    let flow = dir.path().join("failing.yaml");
+    std::fs::write(
+        &flow,
+        format!(
+            r#"
+name: failing
+agents:
+  ok: {{ type: simulate, latency: 2ms }}
+  broken: {{ type: simulate, latency: 1ms, failure_rate: 1.0 }}
+  undoer: {{ type: command, command: "echo \"$BATON_TASK\" >> {undone}" }}
+tasks:
+  - {{ id: reserve, agent: ok, compensation: release }}
+  - {{ id: charge, agent: ok, depends_on: [reserve], compensation: {{ action: refund, agent: undoer }} }}
+  - {{ id: ship, agent: broken, depends_on: [charge], retry: {{ max_attempts: 2, backoff: {{ initial: 1ms }} }} }}
+  - {{ id: release, agent: undoer }}
+"#,
+            undone = sh_quote(&undone)
+        ),
+    )
+    .unwrap();
+    let o = baton(&["run", arg(&flow), "--in-memory", "--json"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s = summary(&o);
+    assert_summary_shape(&s);
+    assert_eq!(s["status"], "failed", "{s}");
+    let reason = s["reason"].as_str().unwrap();
+    assert!(reason.contains("`ship`"), "{reason}");
+    assert!(reason.contains("after 2 attempts"), "{reason}");
+    assert_eq!(s["retries"], 1, "{s}");
+    assert_eq!(count(&s, "failed"), 1, "{s}");
+    assert_eq!(count(&s, "compensated"), 2, "{s}");
+    assert_eq!(s["compensations"], 2, "{s}");
+    assert_eq!(s["compensation_failures"], json!([]));
+    // Both forms ran, newest first: the action runs as the task it undoes, the
+    // compensation task as itself.
+    let undone = std::fs::read_to_string(&undone).unwrap();
+    assert_eq!(undone.lines().collect::<Vec<_>>(), ["charge", "release"]);
+
+    let o = baton(&["run", arg(&flow), "--in-memory"], None);
+    assert_eq!(o.status.code(), Some(1));
+    let text = stdout(&o);
+    assert!(text.contains("failed"), "{text}");
+    assert!(text.contains("compensations 2"), "{text}");
+}
+
+#[test]
+fn an_invalid_workflow_exits_1_with_the_error_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = dir.path().join("bad.yaml");
+    std::fs::write(&flow, "tasks:\n  - id: a\n    depends_on: [b]\n").unwrap();
+
+    let o = baton(&["run", arg(&flow), "--in-memory"], None);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("unknown-dependency"), "{err}");
+    assert!(err.contains("bad.yaml:3:18"), "file:line:column: {err}");
+    assert!(stdout(&o).is_empty(), "nothing ran: {}", stdout(&o));
+
+    let o = baton(&["run", arg(&flow), "--in-memory", "--json"], None);
+    assert_eq!(o.status.code(), Some(1));
+    let v = summary(&o);
+    assert_eq!(v["valid"], false, "{v}");
+    assert_eq!(v["errors"][0]["code"], "unknown-dependency", "{v}");
+    assert_eq!(v["errors"][0]["location"], json!({"line": 3, "column": 18}));
+}
+
+#[test]
+fn a_missing_workflow_file_exits_2() {
+    let o = baton(&["run", "no/such/flow.yaml", "--in-memory"], None);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("no/such/flow.yaml"), "{err}");
+}
+
+#[test]
+fn input_that_is_not_json_exits_2() {
+    let flow = "examples/research_and_analysis.yaml";
+    let o = baton(
+        &[
+            "run",
+            flow,
+            "--in-memory",
+            "--stand-in",
+            "noop",
+            "--input",
+            "not json",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("--input is not valid JSON"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = format!("@{}", arg(&dir.path().join("missing.json")));
+    let o = baton(
+        &[
+            "run",
+            flow,
+            "--in-memory",
+            "--stand-in",
+            "noop",
+            "--input",
+            &missing,
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("reading the input"), "{err}");
+    assert!(err.contains("missing.json"), "{err}");
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"open\": ").unwrap();
+    let at_bad = format!("@{}", arg(&bad));
+    let o = baton(
+        &[
+            "run",
+            flow,
+            "--in-memory",
+            "--stand-in",
+            "noop",
+            "--input",
+            &at_bad,
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("bad.json is not valid JSON"), "{err}");
+}
+
+#[test]
+fn input_from_a_file_reaches_a_command_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("seen.json");
+    let flow = dir.path().join("echo.yaml");
+    std::fs::write(
+        &flow,
+        format!(
+            "agents:\n  reader: {{ type: command, command: \"cat > {}\" }}\ntasks:\n  - {{ id: read, agent: reader, input: {{ step: 1 }} }}\n",
+            sh_quote(&seen)
+        ),
+    )
+    .unwrap();
+    let input = json!({"city": "Lisbon", "nights": 3, "tags": ["sea", "food"]});
+    let file = dir.path().join("input.json");
+    std::fs::write(&file, input.to_string()).unwrap();
+
+    let at_file = format!("@{}", arg(&file));
+    let o = baton(
+        &[
+            "run",
+            arg(&flow),
+            "--in-memory",
+            "--input",
+            &at_file,
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(summary(&o)["status"], "completed");
+    let call: Value = serde_json::from_str(&std::fs::read_to_string(&seen).unwrap()).unwrap();
+    assert_eq!(call["run_input"], input, "{call}");
+    assert_eq!(call["task"], "read");
+    assert_eq!(call["input"], json!({"step": 1}));
+}
+
+// ----- durable runs ---------------------------------------------------------------
+
+#[test]
+fn a_durable_run_records_state_and_events_and_leaves_nothing_to_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let o = baton(
+        &[
+            "run",
+            "examples/research_and_analysis.yaml",
+            "--config",
+            "examples/baton.toml",
+            "--data-dir",
+            arg(&data),
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let s = summary(&o);
+    assert_eq!(s["status"], "completed", "{s}");
+    let run = s["run"].as_str().unwrap().to_owned();
+    assert!(data.join("state").is_dir() && data.join("events").is_dir());
+    assert!(
+        std::fs::metadata(data.join("state/journal.log"))
+            .unwrap()
+            .len()
+            > 8,
+        "the journal holds records"
+    );
+
+    let o = baton(&["run", "--resume", "--data-dir", arg(&data)], None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing to resume"), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty());
+
+    // The run's transitions, as published to the event log.
+    let o = baton(
+        &[
+            "events",
+            "tail",
+            "--data-dir",
+            arg(&data.join("events")),
+            "--topic",
+            "baton.runs",
+            "--from-start",
+            "--no-follow",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let events: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(events.iter().all(|e| e["key"] == run.as_str()), "one run");
+    let statuses: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "baton.run")
+        .map(|e| e["payload"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["created", "completed"]);
+    // Each transition is [task, status, attempt, agent, at_us(, detail)].
+    let mut last: BTreeMap<u64, String> = BTreeMap::new();
+    for e in events.iter().filter(|e| e["type"] == "baton.transitions") {
+        assert_eq!(e["payload"]["run"], run.as_str());
+        for t in e["payload"]["transitions"].as_array().unwrap() {
+            last.insert(t[0].as_u64().unwrap(), t[1].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(last.len(), 4, "every task: {last:?}");
+    assert!(last.values().all(|s| s == "succeeded"), "{last:?}");
+}
+
+#[test]
+fn resuming_where_nothing_was_recorded_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mistyped");
+    let o = baton(&["run", "--resume", "--data-dir", arg(&data)], None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing to resume"), "{}", stderr(&o));
+    assert!(!data.exists(), "no data directory is created");
+}
+
+#[test]
+fn a_data_dir_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let flow = dir.path().join("slow.yaml");
+    std::fs::write(
+        &flow,
+        "agents:\n  slow: { type: simulate, latency: 5s }\ntasks:\n  - { id: wait, agent: slow }\n",
+    )
+    .unwrap();
+    let first = Killed(spawn(&["run", arg(&flow), "--data-dir", arg(&data)]));
+    // The journal is created after the lock is taken.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !data.join("state/journal.log").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the first run never opened its store"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    let o = baton(&["run", arg(&flow), "--data-dir", arg(&data)], None);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("in use by another process"), "{err}");
+    assert!(err.contains(arg(&data)), "names the directory: {err}");
+
+    let o = baton(&["run", "--resume", "--data-dir", arg(&data)], None);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("in use by another process"));
+    drop(first);
+}
+
+// ----- crashes --------------------------------------------------------------------
+
+/// Kills the child (SIGKILL) and reaps it when dropped, so a failing test leaves
+/// no process behind.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `baton ARGS` in the repository, stdout and stderr piped.
+fn spawn(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(args)
+        .current_dir(repo())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn baton")
+}
+
+/// Waits up to `limit` for the child to exit by itself.
+fn wait_for(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// SplitMix64: the tests' only randomness, seeded, so every run draws the same
+/// DAGs and kill delays.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi`.
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+}
+
+/// A random-ish DAG in levels: each task of a level depends on one task of the
+/// level above and on up to two tasks of any earlier level.
+struct Dag {
+    /// Dependencies of each task, by index (ids are `t00`, `t01`, ...).
+    deps: Vec<Vec<usize>>,
+}
+
+impl Dag {
+    fn new(widths: &[usize], rng: &mut Rng) -> Dag {
+        let mut deps = Vec::new();
+        let mut level_start = 0;
+        for (level, &width) in widths.iter().enumerate() {
+            let start = deps.len();
+            for _ in 0..width {
+                let mut d = Vec::new();
+                if level > 0 {
+                    let above = start - level_start;
+                    d.push(level_start + rng.next() as usize % above);
+                    for _ in 0..rng.range(0, 2) {
+                        let earlier = rng.next() as usize % start;
+                        if !d.contains(&earlier) {
+                            d.push(earlier);
+                        }
+                    }
+                }
+                deps.push(d);
+            }
+            level_start = start;
+        }
+        Dag { deps }
+    }
+
+    fn id(i: usize) -> String {
+        format!("t{i:02}")
+    }
+
+    /// The most tasks that can be in flight at once: the largest set of tasks none
+    /// of which depends (transitively) on another, which by Dilworth's theorem is
+    /// the task count minus a maximum matching in the reachability relation.
+    fn max_width(&self) -> usize {
+        let n = self.deps.len();
+        // reach[i]: bit j is set when j depends transitively on i. Tasks are in
+        // topological order (dependencies come first), so one backward pass will do.
+        let mut reach = vec![0u64; n];
+        for j in (0..n).rev() {
+            for &i in &self.deps[j] {
+                reach[i] |= (1 << j) | reach[j];
+            }
+        }
+        fn augment(i: usize, reach: &[u64], seen: &mut u64, owner: &mut [Option<usize>]) -> bool {
+            for j in 0..reach.len() {
+                if reach[i] & (1 << j) != 0 && *seen & (1 << j) == 0 {
+                    *seen |= 1 << j;
+                    if owner[j].is_none_or(|k| augment(k, reach, seen, owner)) {
+                        owner[j] = Some(i);
+                        return true;
+                    }
+                }
+            }
+            false
+        }
+        let mut owner = vec![None; n];
+        let matched = (0..n)
+            .filter(|&i| augment(i, &reach, &mut 0, &mut owner))
+            .count();
+        n - matched
+    }
+
+    /// The workflow: every task runs `sh -c` on one `command` agent that sleeps
+    /// 20–80 ms (by task) and then appends the task's id to `marks`, so a mark
+    /// means "an attempt of this task finished".
+    fn workflow(&self, marks: &Path) -> Value {
+        let script = format!(
+            "case \"$BATON_TASK\" in *[05]) s=0.02 ;; *[16]) s=0.035 ;; *[27]) s=0.05 ;; *[38]) s=0.065 ;; *) s=0.08 ;; esac; sleep $s; echo \"$BATON_TASK\" >> {}",
+            sh_quote(marks)
+        );
+        let tasks: Vec<Value> = self
+            .deps
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                json!({
+                    "id": Dag::id(i),
+                    "agent": "worker",
+                    "depends_on": d.iter().map(|&j| Dag::id(j)).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({
+            "name": "crash",
+            "agents": {"worker": {"type": "command", "command": script}},
+            "tasks": tasks,
+        })
+    }
+}
+
+/// How many times each task id appears in the marks file (none if it is absent).
+fn marks(path: &Path) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    if let Ok(text) = std::fs::read_to_string(path) {
+        for line in text.lines() {
+            *counts.entry(line.to_owned()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// Longest a round may run by itself before the test gives up on it.
+const ROUND_LIMIT: Duration = Duration::from_secs(30);
+
+/// One scenario of the crash test: run, SIGKILL at a random moment, resume,
+/// SIGKILL again, ... until a resumed run ends by itself. Returns the kills.
+fn crash_and_resume(seed: u64) -> usize {
+    const MAX_ROUNDS: usize = 40;
+    let mut rng = Rng(seed);
+    let dag = Dag::new(&[3, 3, 3, 3, 3, 2, 2, 2, 2, 3, 2, 2], &mut rng);
+    let n = dag.deps.len();
+    let dir = tempfile::tempdir().unwrap();
+    let (data, marks_file) = (dir.path().join("data"), dir.path().join("marks"));
+    let flow = dir.path().join("flow.json");
+    std::fs::write(&flow, dag.workflow(&marks_file).to_string()).unwrap();
+
+    let mut kills = 0;
+    let mut finished: Option<Output> = None;
+    for round in 0..MAX_ROUNDS {
+        let mut args = vec!["run"];
+        if round == 0 {
+            args.push(arg(&flow));
+        } else {
+            args.push("--resume");
+        }
+        args.extend(["--data-dir", arg(&data), "--json"]);
+        let mut child = spawn(&args);
+        if round == 0 {
+            // Until a task has finished, the run may not be recorded yet (that case
+            // is the test below): `--resume` would rightly find nothing.
+            let deadline = Instant::now() + ROUND_LIMIT;
+            while marks(&marks_file).is_empty() && child.try_wait().unwrap().is_none() {
+                assert!(Instant::now() < deadline, "seed {seed}: no task finished");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let delay = Duration::from_millis(rng.range(50, 400));
+        match wait_for(&mut child, delay) {
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+            }
+            Some(_) => {
+                finished = Some(child.wait_with_output().unwrap());
+                break;
+            }
+        }
+    }
+    let o = finished.unwrap_or_else(|| {
+        panic!("seed {seed}: not finished after {MAX_ROUNDS} rounds ({kills} kills)")
+    });
+    assert_eq!(o.status.code(), Some(0), "seed {seed}: {}", stderr(&o));
+    if stdout(&o).trim().is_empty() {
+        // The kill came after the run's end was recorded, before its summary was
+        // printed: the resume found it finished.
+        assert!(stderr(&o).contains("nothing to resume"), "{}", stderr(&o));
+    } else {
+        let s = summary(&o);
+        assert_summary_shape(&s);
+        assert_eq!(s["status"], "completed", "seed {seed}: {s}");
+        assert_eq!(count(&s, "succeeded"), n as u64, "seed {seed}: {s}");
+        for state in STATES.iter().filter(|&&s| s != "succeeded") {
+            assert_eq!(count(&s, state), 0, "seed {seed}: {state} in {s}");
+        }
+    }
+
+    // A killed `baton` leaves its agents' processes running (nothing kills them):
+    // give the last ones time to write their marks.
+    std::thread::sleep(Duration::from_millis(300));
+    let marks = marks(&marks_file);
+    for i in 0..n {
+        assert!(
+            marks.contains_key(&Dag::id(i)),
+            "seed {seed}: task {} never finished: {marks:?}",
+            Dag::id(i)
+        );
+    }
+    assert_eq!(marks.len(), n, "seed {seed}: unknown marks: {marks:?}");
+    // At-least-once: a task runs again only if an attempt of it was in flight at
+    // a kill (started, its success not yet in the journal); the agents' processes
+    // outlive `baton`, so such an attempt may still leave its mark. Tasks in flight
+    // together depend on none of each other, so at most `max_width` per kill. (A
+    // successor may start before its predecessor's success is written; both are
+    // then in flight. The journal trails by a group commit, milliseconds, and each
+    // task takes 20 ms or more: the bound holds with room to spare, typically two
+    // or three repeats per kill against a bound of five to eight.)
+    let duplicates: usize = marks.values().map(|c| c - 1).sum();
+    let width = dag.max_width();
+    assert!(
+        duplicates <= kills * width,
+        "seed {seed}: {duplicates} repeated marks after {kills} kills (at most {width} in flight): {marks:?}"
+    );
+    eprintln!(
+        "seed {seed:#x}: {kills} kills, {duplicates} repeated attempts (bound {})",
+        kills * width
+    );
+
+    let o = baton(&["run", "--resume", "--data-dir", arg(&data)], None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing to resume"), "{}", stderr(&o));
+    kills
+}
+
+#[test]
+fn a_run_killed_with_sigkill_resumes_to_completion() {
+    let started = Instant::now();
+    // A full run takes under a second and kills come 50–400 ms into a round, so
+    // each scenario is killed a few times: several scenarios make many kills.
+    let kills: usize = (1..=6).map(|i| crash_and_resume(0x5eed_0000 + i)).sum();
+    assert!(
+        kills > 0,
+        "no round was ever killed: the test proved nothing"
+    );
+    eprintln!("{kills} kills in {:.1?}", started.elapsed());
+}
+
+/// Killed within 20 ms of starting, `baton run` may not have recorded the run
+/// yet. Then `--resume` rightly finds nothing, but that is only correct if
+/// nothing ran: a task that ran for a run the store never recorded is work no
+/// resume, compensation or report will ever account for, so a run must be
+/// recorded before any of its tasks starts. If the run was recorded, `--resume`
+/// must finish it. (Whether a kill lands in the window between a task's start and
+/// its run's record is luck; the next test hits that window every time.)
+#[test]
+fn a_run_killed_as_it_starts_was_either_recorded_or_never_ran() {
+    let mut rng = Rng(0x0ea7_1e55);
+    // Many roots, so many processes start at once right after submission.
+    let dag = Dag::new(&[12, 2], &mut rng);
+    let (mut recorded, mut lost) = (0, 0);
+    for round in 0..12u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, marks_file) = (dir.path().join("data"), dir.path().join("marks"));
+        let flow = dir.path().join("flow.json");
+        std::fs::write(&flow, dag.workflow(&marks_file).to_string()).unwrap();
+
+        let mut child = spawn(&["run", arg(&flow), "--data-dir", arg(&data)]);
+        // 0 to 20 ms, spread over the rounds.
+        std::thread::sleep(Duration::from_micros(round * 20_000 / 11));
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        let mut resume = spawn(&["run", "--resume", "--data-dir", arg(&data), "--json"]);
+        let status = wait_for(&mut resume, ROUND_LIMIT);
+        let o = resume.wait_with_output().unwrap();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "round {round}: {}",
+            stderr(&o)
+        );
+        // Processes the killed run started outlive it: let them finish.
+        std::thread::sleep(Duration::from_millis(300));
+        let marks = marks(&marks_file);
+        if stderr(&o).contains("nothing to resume") {
+            lost += 1;
+            assert!(
+                marks.is_empty(),
+                "round {round}: the run was not recorded, yet tasks ran: {marks:?}"
+            );
+        } else {
+            recorded += 1;
+            assert_eq!(summary(&o)["status"], "completed", "round {round}");
+            assert_eq!(marks.len(), dag.deps.len(), "round {round}: {marks:?}");
+        }
+    }
+    eprintln!("{recorded} runs recorded and resumed, {lost} killed before being recorded");
+}
+
+/// The same property at a precise crash point: the workflow's first task kills
+/// `baton` (SIGKILL to its parent) as soon as it starts. The task ran, so its run
+/// must have been recorded: `--resume` must find it and finish it. A 16 MiB task
+/// input makes the workflow document, which is recorded with the run, slow to
+/// write: an engine that starts tasks before their run is durable is caught every
+/// time, not only when a kill happens to fall in a short window.
+#[test]
+fn a_run_is_recorded_before_its_first_task_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, started, crashed) = (
+        dir.path().join("data"),
+        dir.path().join("started"),
+        dir.path().join("crashed"),
+    );
+    // Only the first attempt crashes the engine (`mkdir` succeeds once).
+    let script = format!(
+        "echo \"$BATON_TASK\" >> {}; if mkdir {} 2>/dev/null; then kill -9 $PPID; fi",
+        sh_quote(&started),
+        sh_quote(&crashed)
+    );
+    let workflow = json!({
+        "agents": {"crasher": {"type": "command", "command": script}, "idle": {"type": "noop"}},
+        "tasks": [
+            {"id": "crash", "agent": "crasher"},
+            {"id": "big", "agent": "idle", "depends_on": ["crash"], "input": {"blob": "x".repeat(16 << 20)}},
+        ],
+    });
+    let flow = dir.path().join("flow.json");
+    std::fs::write(&flow, workflow.to_string()).unwrap();
+
+    let o = baton(&["run", arg(&flow), "--data-dir", arg(&data)], None);
+    {
+        use std::os::unix::process::ExitStatusExt as _;
+        assert_eq!(
+            o.status.signal(),
+            Some(9),
+            "the task kills baton: {}",
+            stderr(&o)
+        );
+    }
+    assert_eq!(marks(&started).len(), 1, "the task ran");
+
+    let o = baton(
+        &["run", "--resume", "--data-dir", arg(&data), "--json"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("nothing to resume"),
+        "task `crash` ran, but its run was never recorded: {}",
+        stderr(&o)
+    );
+    let s = summary(&o);
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(count(&s, "succeeded"), 2, "{s}");
+    assert_eq!(
+        marks(&started)["crash"],
+        2,
+        "the interrupted attempt ran again"
+    );
+}
