@@ -100,6 +100,11 @@ pub(crate) enum Msg {
         events: Vec<Event>,
     },
     StoreFailed(String),
+    /// A submitted run's creation is durable: it may start.
+    Admit {
+        run: RunId,
+        slot: u32,
+    },
     Shutdown {
         reply: oneshot::Sender<Result<(), Error>>,
     },
@@ -299,8 +304,15 @@ async fn sink(
                     (Some(store), Some(first)) => {
                         let store = store.clone();
                         let seq = first + offset + index as u64;
+                        let scheduler = scheduler.clone();
                         tokio::spawn(async move {
                             let synced = store.sync(seq).await.map_err(Error::from);
+                            if let (Ok(()), Ack::Submitted(_, run, slot)) = (&synced, &ack) {
+                                let _ = scheduler.send(Msg::Admit {
+                                    run: *run,
+                                    slot: *slot,
+                                });
+                            }
                             answer(ack, synced);
                         });
                     }
@@ -325,7 +337,7 @@ async fn sink(
 
 /// Replies that wait for their records to be durable.
 enum Ack {
-    Submitted(oneshot::Sender<Result<RunId, Error>>, RunId),
+    Submitted(oneshot::Sender<Result<RunId, Error>>, RunId, u32),
     Finished(
         Vec<oneshot::Sender<Result<Arc<Summary>, Error>>>,
         Arc<Summary>,
@@ -639,6 +651,11 @@ impl Scheduler {
             }
             Msg::Signals { topic, events } => self.signals(topic, events),
             Msg::StoreFailed(message) => self.store_failed = Some(message),
+            Msg::Admit { run, slot } => {
+                if self.run_mut(slot, run).is_some() {
+                    self.admit.push_back(slot);
+                }
+            }
             Msg::Shutdown { reply } => return Err(reply),
         }
         Ok(())
@@ -783,10 +800,12 @@ impl Scheduler {
             input: input.clone(),
             at_ms: created_ms,
         });
-        self.acks
-            .push((self.out.len() - 1, Ack::Submitted(reply, id)));
         let slot = self.new_run(id, spec, input, created_ms);
-        self.admit.push_back(slot);
+        self.acks
+            .push((self.out.len() - 1, Ack::Submitted(reply, id, slot)));
+        if self.store.is_none() {
+            self.admit.push_back(slot);
+        }
     }
 
     /// Starts an admitted run: its ready tasks enter the queue.
@@ -2118,7 +2137,7 @@ fn prepare_document(document: &str, seed: u64) -> Result<Spec, String> {
 
 fn answer(ack: Ack, synced: Result<(), Error>) {
     match ack {
-        Ack::Submitted(reply, id) => {
+        Ack::Submitted(reply, id, _) => {
             let _ = reply.send(synced.map(|()| id));
         }
         Ack::Finished(waiters, summary) => {
@@ -2235,6 +2254,12 @@ fn events(out: &[Out]) -> Vec<Event> {
                 reason,
                 ..
             } => {
+                // The run's transitions so far go first: consumers see a run end
+                // after its tasks.
+                if let Some(at) = open.iter().position(|(r, _)| r == run) {
+                    let (run, body) = open.swap_remove(at);
+                    close(&mut events, run, body);
+                }
                 let payload = serde_json::json!({"run": run.to_string(), "status": status.as_str(), "reason": reason});
                 events.push(Event::new(
                     "baton.run",
@@ -2370,8 +2395,11 @@ fn call_input(run: &Run, job: &Job) -> Value {
 fn summarize(run: &Run) -> Summary {
     let spec = &run.spec;
     let mut tasks = TaskCounts::default();
-    for t in &run.tasks {
-        tasks.add(t.status);
+    for (i, t) in run.tasks.iter().enumerate() {
+        // A compensation task counts only once it ran.
+        if t.attempt > 0 || !spec.plan.is_handler(i as u32) {
+            tasks.add(t.status);
+        }
     }
     let order = spec.plan.order();
     let mut latencies: Vec<u64> = order

@@ -99,3 +99,39 @@ async fn every_transition_is_published_in_order() {
     .collect();
     assert_eq!(got, want);
 }
+
+#[tokio::test]
+async fn a_run_is_announced_before_its_transitions_and_ended_after_them() {
+    let (engine, log) = start();
+    let spec = spec("tasks: [{ id: a }, { id: b, depends_on: [a] }]");
+    let run = engine.submit(spec, Value::Null).await.unwrap();
+    engine.wait(run).await.unwrap();
+    engine.shutdown().await.unwrap();
+    let key = run.to_string();
+    let mut kinds = Vec::new();
+    for p in 0..log.topics().await.unwrap()[0].partitions.len() as u32 {
+        for r in log.read("baton.runs", p, 0, usize::MAX).await.unwrap() {
+            if r.event.key.as_ref() == key.as_bytes() {
+                let body: Value = serde_json::from_slice(&r.event.payload).unwrap();
+                kinds.push(match body.get("status") {
+                    Some(s) => s.as_str().unwrap().to_string(),
+                    None => "transitions".to_string(),
+                });
+            }
+        }
+    }
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("created"),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("completed"),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds[1..kinds.len() - 1].iter().all(|k| k == "transitions"),
+        "{kinds:?}"
+    );
+}
