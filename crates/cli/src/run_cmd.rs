@@ -94,10 +94,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ..Options::default()
         };
         if args.in_memory {
-            // Transitions of big runs would otherwise all stay in memory.
-            let mut log_options = baton_events::Options::default();
-            log_options.topic_defaults.retention.max_bytes = Some(256 << 20);
-            let log = Arc::new(MemoryLog::new(log_options)?);
+            // One process, one run: the log lives as long as the run.
+            let log = Arc::new(MemoryLog::new(Default::default())?);
             execute(&args, options, log, None, spec, input).await
         } else {
             let dir = &args.data_dir;
