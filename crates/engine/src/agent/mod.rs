@@ -4,6 +4,7 @@
 
 mod command;
 mod http;
+pub mod worker;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -96,7 +97,7 @@ pub trait Runner: Send + Sync + 'static {
 pub enum Error {
     /// The agent's type is none of the built-in kinds.
     #[error(
-        "agent `{name}` has type `{kind}`, which Baton cannot run by itself (built-in types: noop, simulate, command, http)"
+        "agent `{name}` has type `{kind}`, which Baton cannot run by itself (built-in types: noop, simulate, command, http, worker)"
     )]
     UnknownKind {
         /// The agent.
@@ -115,7 +116,7 @@ pub enum Error {
 }
 
 /// The built-in agent kinds.
-pub const KINDS: [&str; 4] = ["noop", "simulate", "command", "http"];
+pub const KINDS: [&str; 5] = ["noop", "simulate", "command", "http", "worker"];
 
 /// Builds the runner for an agent declaration; `seed` seeds simulated randomness
 /// (an agent's own `seed` wins).
@@ -126,6 +127,10 @@ pub fn runner(agent: &Agent, seed: u64) -> Result<Arc<dyn Runner>, Error> {
     };
     Ok(match agent.kind.as_str() {
         "noop" => Arc::new(Noop),
+        "worker" => Arc::new(worker::Worker::new(
+            &agent.name,
+            worker::Workers::global().clone(),
+        )),
         "simulate" => Arc::new(Simulate::new(agent, seed)),
         "command" => Arc::new(command::Command::new(
             agent
@@ -283,7 +288,10 @@ mod tests {
     #[test]
     fn unknown_kinds_are_refused_with_the_list_of_built_ins() {
         let err = runner(&agent("research_agent"), 0).err().unwrap();
-        assert!(err.to_string().contains("noop, simulate, command, http"));
+        assert!(
+            err.to_string()
+                .contains("noop, simulate, command, http, worker")
+        );
     }
 
     #[test]

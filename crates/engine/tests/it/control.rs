@@ -152,3 +152,42 @@ async fn unknown_runs_are_reported() {
         Err(Error::UnknownRun(_))
     ));
 }
+
+#[tokio::test]
+async fn worker_tasks_wait_for_a_poll_and_complete_with_the_workers_output() {
+    use baton_engine::agent::worker::Workers;
+    let (engine, _log) = start();
+    let spec = spec(
+        r#"
+agents: { remote_it: { type: worker } }
+tasks:
+  - { id: fetch, agent: remote_it, input: { url: "https://example.org" } }
+  - { id: after, agent: remote_it, depends_on: [fetch] }
+"#,
+    );
+    let run = engine.submit(spec, json!({"k": 1})).await.unwrap();
+    let pool = Workers::global();
+    for expected in ["fetch", "after"] {
+        let got = pool
+            .poll(
+                "remote_it",
+                10,
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+            )
+            .await;
+        assert_eq!(
+            got.len(),
+            1,
+            "one task at a time: `after` depends on `fetch`"
+        );
+        assert_eq!(got[0].task, expected);
+        assert_eq!(got[0].input["run_input"], json!({"k": 1}));
+        pool.complete(&got[0].id, json!({"done": expected}))
+            .unwrap();
+    }
+    let summary = engine.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed);
+    let view = engine.status(run).await.unwrap();
+    assert_eq!(view.task_states[1].output, Some(json!({"done": "after"})));
+}

@@ -306,5 +306,8 @@ fn the_documented_examples_load() {
     let yaml = yaml.replace("\n", "\n  ");
     let found = agents(&format!("  {}\n", yaml.trim_end()));
     let kinds: Vec<_> = found.iter().map(|a| a.kind.as_str()).collect();
-    assert_eq!(kinds, ["noop", "simulate", "simulate", "command", "http"]);
+    assert_eq!(
+        kinds,
+        ["noop", "simulate", "simulate", "command", "http", "worker"]
+    );
 }

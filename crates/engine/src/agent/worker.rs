@@ -1,0 +1,366 @@
+//! `worker` agents: calls wait in a pool until a worker (any process, in any
+//! language, through the HTTP API) polls for them. A polled call is *leased*: the
+//! worker must complete, fail or heartbeat it before the lease expires, or the
+//! call goes back to the pool for the next poll (at-least-once).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{Notify, oneshot};
+use tokio::time::Instant;
+
+use super::{Call, Failure, Outcome, Runner, Started};
+
+/// A call handed to a worker.
+#[derive(Debug, Clone, Serialize)]
+pub struct Assignment {
+    /// The lease's id: what the worker completes, fails or heartbeats.
+    pub id: String,
+    /// The run.
+    pub run: String,
+    /// The task's id.
+    pub task: String,
+    /// The attempt (1 for the first).
+    pub attempt: u32,
+    /// What the agent is given (see the engine's docs).
+    pub input: Value,
+    /// When the lease expires unless extended, Unix milliseconds.
+    pub lease_expires_ms: u64,
+}
+
+/// Why a worker's report was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// No lease with this id: never given, already reported, or expired and given
+    /// to another worker.
+    #[error("no task leased with id {0} (it was completed, failed, or its lease expired)")]
+    UnknownLease(String),
+}
+
+struct Waiting {
+    call: Call,
+    reply: oneshot::Sender<Outcome>,
+}
+
+struct Leased {
+    agent: String,
+    expires: Instant,
+    waiting: Waiting,
+}
+
+#[derive(Default)]
+struct Pool {
+    queues: HashMap<String, VecDeque<Waiting>>,
+    leased: HashMap<u64, Leased>,
+    next: u64,
+}
+
+/// The pool of calls waiting for workers, shared by every `worker` agent of the
+/// process.
+#[derive(Default)]
+pub struct Workers {
+    pool: Mutex<Pool>,
+    arrived: Notify,
+}
+
+impl Workers {
+    /// The process's pool.
+    pub fn global() -> &'static Arc<Workers> {
+        static POOL: OnceLock<Arc<Workers>> = OnceLock::new();
+        POOL.get_or_init(Default::default)
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        // A panic while holding the lock leaves plain data behind: keep going.
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn enqueue(&self, agent: &str, waiting: Waiting) {
+        self.pool()
+            .queues
+            .entry(agent.to_string())
+            .or_default()
+            .push_back(waiting);
+        self.arrived.notify_waiters();
+    }
+
+    /// Returns expired leases to their queues (front first: they waited longest).
+    fn expire(pool: &mut Pool, now: Instant) {
+        let expired: Vec<u64> = pool
+            .leased
+            .iter()
+            .filter(|(_, l)| l.expires <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            if let Some(l) = pool.leased.remove(&id) {
+                pool.queues
+                    .entry(l.agent)
+                    .or_default()
+                    .push_front(l.waiting);
+            }
+        }
+    }
+
+    fn take(&self, agent: &str, max: usize, lease: Duration) -> Vec<Assignment> {
+        let now = Instant::now();
+        let mut pool = self.pool();
+        Self::expire(&mut pool, now);
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(waiting) = pool.queues.get_mut(agent).and_then(|q| q.pop_front()) else {
+                break;
+            };
+            // A call whose run stopped waiting (cancelled, timed out) is dropped.
+            if waiting.reply.is_closed() {
+                continue;
+            }
+            pool.next += 1;
+            let id = pool.next;
+            let lease_expires_ms = unix_ms() + lease.as_millis() as u64;
+            out.push(Assignment {
+                id: format!("{id:016x}"),
+                run: waiting.call.run.to_string(),
+                task: waiting.call.task.to_string(),
+                attempt: waiting.call.attempt,
+                input: waiting.call.input.clone(),
+                lease_expires_ms,
+            });
+            pool.leased.insert(
+                id,
+                Leased {
+                    agent: agent.to_string(),
+                    expires: now + lease,
+                    waiting,
+                },
+            );
+        }
+        out
+    }
+
+    /// Up to `max` calls for `agent`, waiting up to `wait` for one to arrive; each
+    /// is leased for `lease`.
+    pub async fn poll(
+        &self,
+        agent: &str,
+        max: usize,
+        wait: Duration,
+        lease: Duration,
+    ) -> Vec<Assignment> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let arrived = self.arrived.notified();
+            let got = self.take(agent, max.max(1), lease);
+            if !got.is_empty() {
+                return got;
+            }
+            // Wake for new calls, and now and then for leases that expire.
+            let tick = Instant::now() + Duration::from_millis(250);
+            tokio::select! {
+                _ = arrived => {}
+                _ = tokio::time::sleep_until(deadline.min(tick)) => {}
+            }
+            if Instant::now() >= deadline {
+                return self.take(agent, max.max(1), lease);
+            }
+        }
+    }
+
+    fn settle(&self, id: &str) -> Result<Leased, Error> {
+        let unknown = || Error::UnknownLease(id.to_string());
+        let key = u64::from_str_radix(id, 16).map_err(|_| unknown())?;
+        let now = Instant::now();
+        let mut pool = self.pool();
+        Self::expire(&mut pool, now);
+        pool.leased.remove(&key).ok_or_else(unknown)
+    }
+
+    /// Extends a lease by `lease` from now.
+    pub fn heartbeat(&self, id: &str, lease: Duration) -> Result<(), Error> {
+        let mut l = self.settle(id)?;
+        l.expires = Instant::now() + lease;
+        let key = u64::from_str_radix(id, 16).unwrap_or_default();
+        self.pool().leased.insert(key, l);
+        Ok(())
+    }
+
+    /// Reports a call done with `output`.
+    pub fn complete(&self, id: &str, output: Value) -> Result<(), Error> {
+        let l = self.settle(id)?;
+        let _ = l.waiting.reply.send(Ok(output));
+        Ok(())
+    }
+
+    /// Reports a call failed.
+    pub fn fail(&self, id: &str, message: String, retryable: bool) -> Result<(), Error> {
+        let l = self.settle(id)?;
+        let _ = l.waiting.reply.send(Err(Failure { message, retryable }));
+        Ok(())
+    }
+
+    /// Per agent: calls waiting for a worker, and calls leased.
+    pub fn depths(&self) -> Vec<(String, usize, usize)> {
+        let pool = self.pool();
+        let mut out: HashMap<&str, (usize, usize)> = HashMap::new();
+        for (agent, q) in &pool.queues {
+            out.entry(agent).or_default().0 += q.len();
+        }
+        for l in pool.leased.values() {
+            out.entry(&l.agent).or_default().1 += 1;
+        }
+        let mut out: Vec<_> = out
+            .into_iter()
+            .map(|(a, (w, l))| (a.to_string(), w, l))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The runner of one `worker` agent: its calls go to the pool under its name.
+pub struct Worker {
+    name: String,
+    pool: Arc<Workers>,
+}
+
+impl Worker {
+    /// A runner whose calls wait in `pool` under `name`.
+    pub fn new(name: &str, pool: Arc<Workers>) -> Worker {
+        Worker {
+            name: name.to_string(),
+            pool,
+        }
+    }
+}
+
+impl Runner for Worker {
+    fn start(&self, call: Call) -> Started {
+        let (reply, outcome) = oneshot::channel();
+        self.pool.enqueue(&self.name, Waiting { call, reply });
+        Started::Later(Box::pin(async move {
+            outcome
+                .await
+                .unwrap_or_else(|_| Err(Failure::retryable("the worker pool was dropped")))
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::RunId;
+
+    fn call(task: &str) -> Call {
+        Call {
+            run: RunId(7),
+            task: task.into(),
+            attempt: 1,
+            input: serde_json::json!({"task": task}),
+            estimate: None,
+        }
+    }
+
+    fn later(s: Started) -> super::super::Pending {
+        match s {
+            Started::Later(p) => p,
+            Started::Done(_) => panic!("a worker call never finishes at once"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_polled_call_completes_with_the_workers_output() {
+        let pool = Arc::new(Workers::default());
+        let w = Worker::new("w", pool.clone());
+        let pending = tokio::spawn(later(w.start(call("a"))));
+        let got = pool
+            .poll("w", 10, Duration::from_secs(1), Duration::from_secs(30))
+            .await;
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].task, "a");
+        assert_eq!(got[0].run, "0000000000000007");
+        pool.complete(&got[0].id, serde_json::json!({"ok": 1}))
+            .unwrap();
+        assert_eq!(pending.await.unwrap(), Ok(serde_json::json!({"ok": 1})));
+        // Reported once; a second report is refused.
+        assert!(matches!(
+            pool.complete(&got[0].id, Value::Null),
+            Err(Error::UnknownLease(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_long_poll_wakes_when_a_call_arrives() {
+        let pool = Arc::new(Workers::default());
+        let poller = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                pool.poll("w", 1, Duration::from_secs(5), Duration::from_secs(5))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let w = Worker::new("w", pool.clone());
+        let pending = tokio::spawn(later(w.start(call("b"))));
+        let got = poller.await.unwrap();
+        assert_eq!(got.len(), 1);
+        pool.fail(&got[0].id, "nope".into(), false).unwrap();
+        assert_eq!(pending.await.unwrap(), Err(Failure::permanent("nope")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_lease_returns_the_call_to_the_pool() {
+        let pool = Arc::new(Workers::default());
+        let w = Worker::new("w", pool.clone());
+        let _pending = later(w.start(call("c")));
+        let first = pool
+            .poll("w", 1, Duration::ZERO, Duration::from_secs(10))
+            .await;
+        assert_eq!(first.len(), 1);
+        assert!(
+            pool.poll("w", 1, Duration::ZERO, Duration::from_secs(10))
+                .await
+                .is_empty()
+        );
+        // A heartbeat keeps it.
+        tokio::time::advance(Duration::from_secs(8)).await;
+        pool.heartbeat(&first[0].id, Duration::from_secs(10))
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(8)).await;
+        assert!(
+            pool.poll("w", 1, Duration::ZERO, Duration::from_secs(10))
+                .await
+                .is_empty()
+        );
+        // Then it expires and goes to the next poll; the old lease is void.
+        tokio::time::advance(Duration::from_secs(3)).await;
+        let second = pool
+            .poll("w", 1, Duration::ZERO, Duration::from_secs(10))
+            .await;
+        assert_eq!(second.len(), 1);
+        assert_ne!(first[0].id, second[0].id);
+        assert!(pool.complete(&first[0].id, Value::Null).is_err());
+        assert!(pool.complete(&second[0].id, Value::Null).is_ok());
+    }
+
+    #[tokio::test]
+    async fn calls_nobody_waits_for_are_not_handed_out() {
+        let pool = Arc::new(Workers::default());
+        let w = Worker::new("w", pool.clone());
+        drop(later(w.start(call("d"))));
+        assert!(
+            pool.poll("w", 1, Duration::ZERO, Duration::from_secs(1))
+                .await
+                .is_empty()
+        );
+        assert_eq!(pool.depths(), [("w".to_string(), 0, 0)]);
+    }
+}
