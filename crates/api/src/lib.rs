@@ -1,0 +1,498 @@
+//! Baton's HTTP API types: what `baton serve` accepts and answers, shared by the
+//! server, the CLI and the load tester. Plain `serde` types, no HTTP stack.
+//!
+//! Every error is a [`Problem`] (`application/problem+json`, RFC 9457) with a
+//! stable [`Problem::code`].
+//!
+//! ```
+//! use baton_api::{ExecuteRequest, Problem};
+//!
+//! let req: ExecuteRequest = serde_json::from_str(
+//!     r#"{"input_data": {"q": 1}, "execution_options": {"timeout": "30s"}}"#,
+//! ).unwrap();
+//! assert_eq!(req.input_data["q"], 1);
+//!
+//! let p = Problem::new(404, "not-found", "no workflow 00000000000000ff");
+//! assert_eq!(serde_json::to_value(&p).unwrap()["type"], "https://baton.dev/problems/not-found");
+//! ```
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The media type of error bodies.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An error body (RFC 9457 problem details) with a stable `code`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    /// A URI naming the problem type (`https://baton.dev/problems/{code}`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short, human-readable summary of the problem type.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What happened in this occurrence, and what to do.
+    pub detail: String,
+    /// A stable machine-readable code (`not-found`, `invalid-workflow`, ...).
+    pub code: String,
+    /// Every finding, for `invalid-workflow` and `invalid-request`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl Problem {
+    /// A problem with no per-field errors; the title comes from the code.
+    pub fn new(status: u16, code: &str, detail: impl Into<String>) -> Problem {
+        Problem {
+            kind: format!("https://baton.dev/problems/{code}"),
+            title: title(code).into(),
+            status,
+            detail: detail.into(),
+            code: code.into(),
+            errors: Vec::new(),
+        }
+    }
+}
+
+/// The title of each stable code.
+pub fn title(code: &str) -> &'static str {
+    match code {
+        "invalid-workflow" => "The workflow is invalid",
+        "invalid-request" => "The request is invalid",
+        "bad-request" => "The request could not be read",
+        "not-found" => "Not found",
+        "method-not-allowed" => "Method not allowed",
+        "conflict" => "The operation conflicts with the current state",
+        "payload-too-large" => "The request is too large",
+        "unsupported-media-type" => "Unsupported media type",
+        "unauthorized" => "Authentication required",
+        "timeout" => "The request timed out",
+        "unavailable" => "The service is unavailable",
+        _ => "Internal error",
+    }
+}
+
+/// One finding about a request or a workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// A stable code (`unknown-dependency`, `cycle`, `unknown-field`, ...).
+    pub code: String,
+    /// What is wrong.
+    pub message: String,
+    /// Where, as a JSON path into the document (`$.tasks[2].depends_on[0]`).
+    pub path: String,
+    /// Where, as a line and column of the posted text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// What to do about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// A 1-based line and column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+}
+
+/// A plan's figures (as `baton plan --format json` reports them, task names
+/// instead of ids).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanSummary {
+    /// Tasks, compensation tasks included.
+    pub tasks: usize,
+    /// Compensation tasks (not planned).
+    pub handlers: usize,
+    /// Dependency edges.
+    pub edges: usize,
+    /// Parallel stages.
+    pub stage_count: usize,
+    /// The widest stage.
+    pub max_width: u32,
+    /// The longest weighted path: its tasks in order.
+    pub critical_path: Vec<String>,
+    /// Its length, seconds.
+    pub critical_path_seconds: f64,
+    /// Sum of the forward tasks' estimates, seconds.
+    pub total_work_seconds: f64,
+    /// `total_work / critical path length`.
+    pub parallelism: f64,
+    /// Redundant (transitively implied) edges found.
+    pub redundant_edges: usize,
+}
+
+/// `POST /api/v1/workflows` → 201.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowCreated {
+    /// The workflow's id (16 hex digits).
+    pub id: String,
+    /// 1 for a new name, one more for each posting of the same name.
+    pub version: u32,
+    /// The workflow's name (or `null`).
+    pub name: Option<String>,
+    /// Its plan's figures.
+    pub plan: PlanSummary,
+    /// Warnings (the workflow is valid).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<FieldError>,
+}
+
+/// One entry of `GET /api/v1/workflows`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowInfo {
+    /// The id.
+    pub id: String,
+    /// The version.
+    pub version: u32,
+    /// The name.
+    pub name: Option<String>,
+    /// When it was created, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// Its plan's figures.
+    pub plan: PlanSummary,
+}
+
+/// `GET /api/v1/workflows/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowDetail {
+    /// What the list shows.
+    #[serde(flatten)]
+    pub info: WorkflowInfo,
+    /// The workflow document, as JSON.
+    pub document: Value,
+}
+
+/// A page of a list; `next_cursor` fetches the next one (`?cursor=`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    /// The items, newest first.
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /api/v1/workflows/{id}/plan`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanDetail {
+    /// The figures.
+    pub summary: PlanSummary,
+    /// The stages: task ids, in declaration order within a stage.
+    pub stages: Vec<Vec<String>>,
+    /// Redundant edges as `[from, to]` task ids.
+    pub redundant_edges: Vec<[String; 2]>,
+}
+
+/// `POST /api/v1/workflows/{id}/execute`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteRequest {
+    /// The run's input (any JSON; `null` when absent).
+    #[serde(default)]
+    pub input_data: Value,
+    /// How this execution runs.
+    #[serde(default)]
+    pub execution_options: ExecutionOptions,
+}
+
+/// Options of one execution.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutionOptions {
+    /// Cancels the run when it has not ended after this long: a duration string
+    /// (`"30s"`, `"5m"`, `"250ms"`) or a number of seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Value>,
+    /// A task `retry` (`{max_attempts, backoff}`) for tasks that have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_policy: Option<Value>,
+    /// Limits on what the run may use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_constraints: Option<ResourceConstraints>,
+}
+
+/// Resource limits of an execution.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConstraints {
+    /// Caps every agent's `concurrency` at this many calls in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+}
+
+/// `POST /api/v1/workflows/{id}/execute` → 202.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecuteResponse {
+    /// The execution (run) id, 16 hex digits.
+    pub execution_id: String,
+    /// `executing` (or `planning` while queued for admission).
+    pub status: String,
+    /// The workflow.
+    pub workflow_id: String,
+}
+
+/// `GET /api/v1/executions/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionStatus {
+    /// The execution id.
+    pub execution_id: String,
+    /// The workflow id.
+    pub workflow_id: Option<String>,
+    /// The workflow's name.
+    pub workflow: Option<String>,
+    /// `planning` | `executing` | `paused` | `completed` | `failed` | `cancelled`.
+    pub status: String,
+    /// `running`, `compensating`, `paused` or `done`.
+    pub current_phase: String,
+    /// Why it failed or was cancelled (`timed out` when `execution_options.timeout` hit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The agents that ran or run its tasks.
+    pub agents: Vec<AgentState>,
+    /// Figures.
+    pub performance_metrics: PerformanceMetrics,
+    /// Task counts by state.
+    pub task_counts: Value,
+    /// Every task's state.
+    pub tasks: Vec<TaskState>,
+}
+
+/// One agent of an execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentState {
+    /// The agent's name.
+    pub agent_id: String,
+    /// `busy` (a task of this run in flight) or `idle`.
+    pub status: String,
+    /// A task of this run it is working on.
+    pub current_task: Option<String>,
+    /// Its tasks of this run that ended / all its tasks of this run so far (0..=1).
+    pub progress: f64,
+}
+
+/// An execution's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerformanceMetrics {
+    /// Start to last task end (or so far), seconds.
+    pub total_runtime: f64,
+    /// Distinct agents its tasks ran on.
+    pub agents_allocated: usize,
+    /// Tasks that succeeded.
+    pub tasks_completed: u64,
+    /// `makespan − critical-path agent time`, seconds: what coordination added.
+    pub coordination_overhead: f64,
+    /// Ready → dispatched latency percentiles, µs.
+    pub dispatch_latency_us: Value,
+    /// Attempts beyond the first.
+    pub retries: u64,
+}
+
+/// One task of an execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskState {
+    /// The task id.
+    pub id: String,
+    /// `pending` | `ready` | `dispatched` | `running` | `succeeded` | `failed` |
+    /// `skipped` | `cancelled` | `compensated`.
+    pub status: String,
+    /// Attempts so far.
+    pub attempt: u32,
+    /// The agent of its last attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Its output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// Its last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `POST /api/v1/events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    /// The topic (default `baton.signals`, the topic `wait_for` tasks watch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// 1 to 10,000 events.
+    pub events: Vec<EventIn>,
+}
+
+/// An event to publish.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventIn {
+    /// Its type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its key: events with one key keep their order.
+    #[serde(default)]
+    pub key: String,
+    /// Any JSON.
+    #[serde(default)]
+    pub payload: Value,
+    /// String headers (`baton.run` addresses a `wait_for` task of one run).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// An id (32 hex digits) for dedup; generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// A partition and an offset in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetRef {
+    /// The partition.
+    pub partition: u32,
+    /// The offset in it.
+    pub offset: u64,
+}
+
+/// `POST /api/v1/events` → 200: each event's offset, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishResponse {
+    /// The topic.
+    pub topic: String,
+    /// Offsets, in batch order.
+    pub offsets: Vec<OffsetRef>,
+}
+
+/// An event as delivered or streamed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventOut {
+    /// Where it is.
+    pub partition: u32,
+    /// Its offset.
+    pub offset: u64,
+    /// Its id (32 hex digits).
+    pub id: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its key.
+    pub key: String,
+    /// When it was published, ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// Its headers.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The payload: JSON when it parses, else a string.
+    pub payload: Value,
+    /// How often it was delivered to the group (polls only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliveries: Option<u32>,
+}
+
+/// `GET /api/v1/topics/{topic}/groups/{group}/poll` → 200.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PollResponse {
+    /// The events delivered (acknowledge them with `ack`).
+    pub events: Vec<EventOut>,
+}
+
+/// `POST /api/v1/topics/{topic}/groups/{group}/ack`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckRequest {
+    /// The events to acknowledge.
+    pub offsets: Vec<OffsetRef>,
+}
+
+/// `ack` → 200.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AckResponse {
+    /// How many were pending.
+    pub acknowledged: usize,
+}
+
+/// `POST /api/v1/agents/{name}/poll`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerPoll {
+    /// Most assignments returned (default 1, at most 1,000).
+    #[serde(default = "one")]
+    pub max: usize,
+    /// Longest wait for work, ms (default 20,000, at most 60,000).
+    #[serde(default = "twenty_s")]
+    pub wait_ms: u64,
+    /// Lease of each assignment, ms (default 30,000): heartbeat before it expires.
+    #[serde(default = "thirty_s")]
+    pub lease_ms: u64,
+}
+
+fn one() -> usize {
+    1
+}
+fn twenty_s() -> u64 {
+    20_000
+}
+fn thirty_s() -> u64 {
+    30_000
+}
+
+/// `POST /api/v1/tasks/{id}/heartbeat`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// New lease from now, ms (default 30,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+}
+
+/// `POST /api/v1/tasks/{id}/complete`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Complete {
+    /// The task's output.
+    #[serde(default)]
+    pub output: Value,
+}
+
+/// `POST /api/v1/tasks/{id}/fail`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fail {
+    /// What went wrong.
+    pub message: String,
+    /// Whether another attempt may succeed (default true).
+    #[serde(default = "yes")]
+    pub retryable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /api/v1/executions/{id}/pause|resume|cancel` → 200.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControlResponse {
+    /// The execution.
+    pub execution_id: String,
+    /// What was done: `pause`, `resume` or `cancel`.
+    pub action: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_execution_options_are_rejected() {
+        let err =
+            serde_json::from_str::<ExecuteRequest>(r#"{"execution_options": {"timeot": "1s"}}"#)
+                .unwrap_err();
+        assert!(err.to_string().contains("timeot"), "{err}");
+    }
+
+    #[test]
+    fn problem_omits_empty_errors() {
+        let v = serde_json::to_value(Problem::new(409, "conflict", "x")).unwrap();
+        assert!(v.get("errors").is_none());
+        assert_eq!(v["title"], "The operation conflicts with the current state");
+    }
+}

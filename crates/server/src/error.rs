@@ -1,0 +1,171 @@
+//! The one error boundary: every failure of a handler is an [`ApiError`], answered
+//! with its status and an `application/problem+json` body with a stable `code`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use baton_api::{FieldError, PROBLEM_JSON, Problem};
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The workflow does not validate or plan: every finding, located.
+    #[error("{detail}")]
+    InvalidWorkflow {
+        /// A summary.
+        detail: String,
+        /// Every finding.
+        errors: Vec<FieldError>,
+    },
+    /// The body is well-formed JSON but not what the route takes.
+    #[error("{detail}")]
+    InvalidRequest {
+        /// What is wrong.
+        detail: String,
+        /// Per-field findings.
+        errors: Vec<FieldError>,
+    },
+    /// The body could not be read (malformed JSON, a bad query string).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// The method does not apply to the route.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// The operation does not apply in the resource's state.
+    #[error("{0}")]
+    Conflict(String),
+    /// The body, the batch or an event is over a limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// The body's media type is not one the route reads.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// No or a wrong bearer token.
+    #[error("a valid bearer token is required: send `Authorization: Bearer <token>`")]
+    Unauthorized,
+    /// The request took longer than the server's request timeout.
+    #[error("the request took longer than {0:?}")]
+    Timeout(std::time::Duration),
+    /// The engine has stopped (shutting down).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A failure of the server; the detail is logged, not sent.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidWorkflow { .. } | ApiError::InvalidRequest { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidWorkflow { .. } => "invalid-workflow",
+            ApiError::InvalidRequest { .. } => "invalid-request",
+            ApiError::BadRequest(_) => "bad-request",
+            ApiError::NotFound(_) => "not-found",
+            ApiError::MethodNotAllowed(_) => "method-not-allowed",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::PayloadTooLarge(_) => "payload-too-large",
+            ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Timeout(_) => "timeout",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// A request-shape error with one finding.
+    pub fn invalid(path: &str, message: impl Into<String>) -> ApiError {
+        let message = message.into();
+        ApiError::InvalidRequest {
+            detail: format!("{message} (at {path})"),
+            errors: vec![FieldError {
+                code: "invalid-value".into(),
+                message,
+                path: path.into(),
+                location: None,
+                hint: None,
+            }],
+        }
+    }
+
+    /// The problem body.
+    pub fn problem(&self) -> Problem {
+        let detail = match self {
+            ApiError::Internal(_) => "internal error; the server log has the details".into(),
+            other => other.to_string(),
+        };
+        let mut p = Problem::new(self.status().as_u16(), self.code(), detail);
+        if let ApiError::InvalidWorkflow { errors, .. } | ApiError::InvalidRequest { errors, .. } =
+            self
+        {
+            p.errors = errors.clone();
+        }
+        p
+    }
+}
+
+impl From<baton_engine::Error> for ApiError {
+    fn from(e: baton_engine::Error) -> Self {
+        use baton_engine::Error as E;
+        match e {
+            E::UnknownRun(run) => ApiError::NotFound(format!("no execution {run}")),
+            E::Conflict { .. } => ApiError::Conflict(e.to_string()),
+            E::Stopped => ApiError::Unavailable("the engine has stopped".into()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<baton_events::Error> for ApiError {
+    fn from(e: baton_events::Error) -> Self {
+        use baton_events::Error as E;
+        match e {
+            E::EventTooLarge { .. } | E::BatchTooLarge { .. } => {
+                ApiError::PayloadTooLarge(e.to_string())
+            }
+            E::InvalidName { .. } => ApiError::invalid("$.topic", e.to_string()),
+            E::Closed => ApiError::Unavailable("the event log is closed".into()),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(detail, "internal error");
+        }
+        problem_response(&self.problem())
+    }
+}
+
+/// A problem as a response.
+pub fn problem_response(p: &Problem) -> Response {
+    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_vec(p).unwrap_or_default();
+    let mut res = (status, body).into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    res
+}

@@ -1,0 +1,252 @@
+//! Baton's HTTP API server (`baton serve`): workflows, executions, a live event
+//! stream per execution (SSE), event publishing and consumer groups over HTTP,
+//! Prometheus metrics and an OpenAPI document, on axum.
+//!
+//! The server holds no business logic: it validates with `baton-model`, plans
+//! with `baton-plan`, runs with `baton-engine` and publishes with `baton-events`.
+//! Every error goes through one boundary ([`ApiError`]) and is answered as
+//! `application/problem+json` with a stable `code`. `docs/api.md` documents every
+//! route.
+//!
+//! ```no_run
+//! use baton_server::{Server, ServerOptions};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # async fn demo() -> Result<(), baton_server::Error> {
+//! let options = ServerOptions { bind: "127.0.0.1:0".parse().unwrap(), ..ServerOptions::default() };
+//! let server = Server::build(options).await?;
+//! println!("listening on {}", server.local_addr());
+//! let cancel = CancellationToken::new();
+//! server.run(cancel).await
+//! # }
+//! ```
+
+mod body;
+mod catalog;
+mod error;
+mod metrics;
+pub mod openapi;
+mod routes;
+mod sse;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use baton_engine::store::{Embedded, EmbeddedOptions};
+use baton_engine::{Engine, Handle};
+use baton_events::{DiskLog, DiskOptions};
+use baton_model::Agent;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::{Catalog, Executions};
+pub use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Where to listen.
+    pub bind: SocketAddr,
+    /// Holds `events/` (the disk log), `state/` (the engine's store),
+    /// `workflows/` and `executions.jsonl`.
+    pub data_dir: PathBuf,
+    /// When set, every `/api` route needs `Authorization: Bearer <token>`.
+    pub auth_token: Option<String>,
+    /// Whether `/metrics` needs the token too.
+    pub metrics_requires_auth: bool,
+    /// Largest request body, bytes.
+    pub body_limit: usize,
+    /// Most events in one `POST /api/v1/events`.
+    pub max_batch_events: usize,
+    /// Requests taking longer are answered 503 `timeout` (long polls and event
+    /// streams excepted).
+    pub request_timeout: Duration,
+    /// Agent definitions (`[agents.NAME]` of `baton.toml`) that replace a
+    /// workflow's agents of the same name when it runs.
+    pub agents: Vec<Agent>,
+    /// The engine's options (seed, topics).
+    pub engine: baton_engine::Options,
+    /// The event log's options (fsync policy, limits).
+    pub log: DiskOptions,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("baton-data"),
+            auth_token: None,
+            metrics_requires_auth: false,
+            body_limit: 64 << 20,
+            max_batch_events: 10_000,
+            request_timeout: Duration::from_secs(30),
+            agents: Vec::new(),
+            engine: baton_engine::Options::default(),
+            log: DiskOptions::default(),
+        }
+    }
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The data directory could not be used.
+    #[error("{what} in {dir}: {source}")]
+    Data {
+        /// What was being opened.
+        what: &'static str,
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] baton_engine::Error),
+    /// Serving failed.
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub(crate) engine: Handle,
+    pub(crate) log: Arc<DiskLog>,
+    pub(crate) catalog: Catalog,
+    pub(crate) executions: Executions,
+    pub(crate) specs: std::sync::Mutex<foldhash::HashMap<(u64, String), Arc<baton_engine::Spec>>>,
+    pub(crate) metrics: Metrics,
+    pub(crate) options: ServerOptions,
+    /// Cancelled on shutdown: ends event streams and long polls.
+    pub(crate) stopping: CancellationToken,
+}
+
+/// A built server: bound, engine ready, not yet serving.
+pub struct Server {
+    state: Arc<AppState>,
+    engine: Engine,
+    listener: tokio::net::TcpListener,
+}
+
+impl Server {
+    /// Opens the data directory (event log, state store, workflows), builds the
+    /// engine (which resumes unfinished runs once running) and binds the address.
+    pub async fn build(options: ServerOptions) -> Result<Server, Error> {
+        let (state, engine) = state(options.clone()).await?;
+        let listener = tokio::net::TcpListener::bind(options.bind)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: options.bind,
+                source,
+            })?;
+        Ok(Server {
+            state,
+            engine,
+            listener,
+        })
+    }
+
+    /// The address it listens on (the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.state.options.bind)
+    }
+
+    /// The shared state (for tests and embedding).
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until `cancel`: then stops accepting, lets requests in flight end
+    /// (event streams and long polls are ended), shuts the engine down (flushing
+    /// and closing its store) and closes the event log.
+    pub async fn run(self, cancel: CancellationToken) -> Result<(), Error> {
+        let Server {
+            state,
+            engine,
+            listener,
+        } = self;
+        let engine_task = tokio::spawn(engine.run());
+        routes::arm_deadlines(&state);
+        let app = router(state.clone());
+        let stopping = state.stopping.clone();
+        let shutdown = {
+            let cancel = cancel.clone();
+            async move {
+                cancel.cancelled().await;
+                stopping.cancel();
+            }
+        };
+        tracing::info!(addr = %listener.local_addr().map_err(Error::Serve)?, "serving");
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        state.stopping.cancel();
+        let stopped = state.engine.shutdown().await;
+        let _ = engine_task.await;
+        use baton_events::EventLog as _;
+        if let Err(e) = state.log.close().await {
+            tracing::warn!(error = %e, "closing the event log");
+        }
+        served.map_err(Error::Serve)?;
+        match stopped {
+            Ok(()) | Err(baton_engine::Error::Stopped) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Builds the shared state on `options.data_dir` and the engine to spawn (for
+/// tests that drive the [`router`] without a listener).
+pub async fn state(options: ServerOptions) -> Result<(Arc<AppState>, Engine), Error> {
+    let dir = options.data_dir.clone();
+    let data = |what: &'static str| {
+        let dir = dir.clone();
+        move |e: Box<dyn std::error::Error + Send + Sync>| Error::Data {
+            what,
+            dir,
+            source: e,
+        }
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| data("creating the data directory")(e.into()))?;
+    let store = Embedded::open(&dir.join("state"), EmbeddedOptions::default())
+        .map_err(|e| data("opening the state store")(e.into()))?;
+    let log = DiskLog::open(&dir.join("events"), options.log.clone())
+        .await
+        .map_err(|e| data("opening the event log")(e.into()))?;
+    let log = Arc::new(log);
+    let catalog = Catalog::open(&dir.join("workflows"))
+        .map_err(|e| data("reading the workflows")(e.into()))?;
+    let executions = Executions::open(&dir.join("executions.jsonl"))
+        .map_err(|e| data("reading executions.jsonl")(e.into()))?;
+    let (engine, handle) =
+        Engine::build(options.engine.clone(), log.clone(), Some(Arc::new(store)))?;
+    let state = Arc::new(AppState {
+        engine: handle,
+        log,
+        catalog,
+        executions,
+        specs: Default::default(),
+        metrics: Metrics::default(),
+        options,
+        stopping: CancellationToken::new(),
+    });
+    Ok((state, engine))
+}
+
+/// The application: every route, the error boundary, limits, auth and metrics.
+pub fn router(state: Arc<AppState>) -> Router {
+    routes::router(state)
+}

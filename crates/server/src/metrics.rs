@@ -1,0 +1,207 @@
+//! `GET /metrics`: Prometheus text exposition, written by hand (a few families,
+//! no exporter dependency): requests and latencies per route, events published,
+//! runs by state, dispatch latency, ready-queue depth.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use crate::AppState;
+
+/// Upper bounds of the latency buckets, seconds.
+const BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Default)]
+struct Route {
+    by_status: BTreeMap<u16, u64>,
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// The server's own counters.
+pub struct Metrics {
+    routes: Mutex<BTreeMap<String, Route>>,
+    published: AtomicU64,
+    started: Instant,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            routes: Mutex::default(),
+            published: AtomicU64::new(0),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a request to `route` (`METHOD /path/{template}`).
+    pub fn request(&self, route: &str, status: u16, took: Duration) {
+        let secs = took.as_secs_f64();
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        let r = match routes.get_mut(route) {
+            Some(r) => r,
+            None => routes.entry(route.to_string()).or_default(),
+        };
+        *r.by_status.entry(status).or_insert(0) += 1;
+        r.count += 1;
+        r.sum += secs;
+        if let Some(i) = BUCKETS.iter().position(|&b| secs <= b) {
+            r.buckets[i] += 1;
+        }
+    }
+
+    /// Counts published events.
+    pub fn published(&self, n: u64) {
+        self.published.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub(crate) async fn render(State(state): State<std::sync::Arc<AppState>>) -> Response {
+    let mut out = String::with_capacity(4096);
+    let m = &state.metrics;
+    {
+        let routes = m.routes.lock().unwrap_or_else(|e| e.into_inner());
+        out.push_str("# HELP baton_http_requests_total HTTP requests by route and status.\n");
+        out.push_str("# TYPE baton_http_requests_total counter\n");
+        for (route, r) in routes.iter() {
+            for (status, n) in &r.by_status {
+                let _ = writeln!(
+                    out,
+                    "baton_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                    label(route)
+                );
+            }
+        }
+        out.push_str("# HELP baton_http_request_duration_seconds HTTP request latency by route.\n");
+        out.push_str("# TYPE baton_http_request_duration_seconds histogram\n");
+        for (route, r) in routes.iter() {
+            let route = label(route);
+            let mut cumulative = 0;
+            for (b, n) in BUCKETS.iter().zip(r.buckets) {
+                cumulative += n;
+                let _ = writeln!(
+                    out,
+                    "baton_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "baton_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                r.count
+            );
+            let _ = writeln!(
+                out,
+                "baton_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                r.sum
+            );
+            let _ = writeln!(
+                out,
+                "baton_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                r.count
+            );
+        }
+    }
+    let published = m.published.load(Ordering::Relaxed);
+    out.push_str("# HELP baton_events_published_total Events published through the API.\n");
+    out.push_str("# TYPE baton_events_published_total counter\n");
+    let _ = writeln!(out, "baton_events_published_total {published}");
+    out.push_str("# HELP baton_uptime_seconds Seconds since the server started.\n");
+    out.push_str("# TYPE baton_uptime_seconds gauge\n");
+    let _ = writeln!(
+        out,
+        "baton_uptime_seconds {}",
+        m.started.elapsed().as_secs_f64()
+    );
+    if let Ok(s) = state.engine.stats().await {
+        out.push_str("# HELP baton_runs Runs in progress by state.\n");
+        out.push_str("# TYPE baton_runs gauge\n");
+        for (k, v) in [
+            ("running", s.runs_running),
+            ("paused", s.runs_paused),
+            ("compensating", s.runs_compensating),
+            ("queued", s.runs_queued),
+        ] {
+            let _ = writeln!(out, "baton_runs{{state=\"{k}\"}} {v}");
+        }
+        out.push_str("# HELP baton_runs_finished_total Runs ended since start, by outcome.\n");
+        out.push_str("# TYPE baton_runs_finished_total counter\n");
+        for (k, v) in [
+            ("completed", s.runs_completed),
+            ("failed", s.runs_failed),
+            ("cancelled", s.runs_cancelled),
+        ] {
+            let _ = writeln!(out, "baton_runs_finished_total{{state=\"{k}\"}} {v}");
+        }
+        out.push_str("# HELP baton_task_transitions_total Task transitions since start.\n");
+        out.push_str("# TYPE baton_task_transitions_total counter\n");
+        let _ = writeln!(out, "baton_task_transitions_total {}", s.transitions);
+        out.push_str("# HELP baton_ready_queue_depth Tasks ready and waiting for an agent.\n");
+        out.push_str("# TYPE baton_ready_queue_depth gauge\n");
+        let _ = writeln!(out, "baton_ready_queue_depth {}", s.ready_queue);
+        for (name, help, p) in [
+            (
+                "baton_coordination_overhead_seconds",
+                "Ready to dispatched latency over every task since start (coordination overhead).",
+                s.dispatch_latency,
+            ),
+            (
+                "baton_release_latency_seconds",
+                "A task's end to its successors ready, over every edge since start.",
+                s.release_latency,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} summary");
+            let _ = writeln!(out, "{name}{{quantile=\"0.5\"}} {}", p.p50_us / 1e6);
+            let _ = writeln!(out, "{name}{{quantile=\"0.99\"}} {}", p.p99_us / 1e6);
+            let _ = writeln!(out, "{name}{{quantile=\"1\"}} {}", p.max_us / 1e6);
+            let _ = writeln!(out, "{name}_count {}", p.count);
+        }
+        out.push_str("# HELP baton_agent_in_flight Agent calls in flight.\n");
+        out.push_str("# TYPE baton_agent_in_flight gauge\n");
+        for a in &s.agents {
+            let _ = writeln!(
+                out,
+                "baton_agent_in_flight{{agent=\"{}\",kind=\"{}\"}} {}",
+                label(&a.name),
+                label(&a.kind),
+                a.in_flight
+            );
+        }
+        out.push_str("# HELP baton_agent_calls_total Agent calls since start.\n");
+        out.push_str("# TYPE baton_agent_calls_total counter\n");
+        for a in &s.agents {
+            let _ = writeln!(
+                out,
+                "baton_agent_calls_total{{agent=\"{}\"}} {}",
+                label(&a.name),
+                a.calls
+            );
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}

@@ -1,0 +1,389 @@
+//! The OpenAPI 3.1 document, built from [`ROUTES`] (the same table the docs and
+//! tests check against the router) and the schemas below. Served at
+//! `/openapi.json` and committed as `docs/openapi.json`.
+
+use serde_json::{Map, Value, json};
+
+/// One operation.
+pub struct Route {
+    /// `get`, `post`.
+    pub method: &'static str,
+    /// The path template.
+    pub path: &'static str,
+    /// What it does.
+    pub summary: &'static str,
+    /// Query parameters: name, schema type, description.
+    pub query: &'static [(&'static str, &'static str, &'static str)],
+    /// The request body schema (a name in `components/schemas`) and media types.
+    pub body: Option<&'static str>,
+    /// The success status and its schema (`None`: no JSON body).
+    pub ok: (u16, Option<&'static str>),
+    /// Error statuses besides 401/500.
+    pub errors: &'static [u16],
+    /// Whether it is under `/api` (bearer auth applies).
+    pub auth: bool,
+}
+
+/// Every route the server answers.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "post",
+        path: "/api/v1/workflows",
+        summary: "Create a workflow (JSON, or YAML with Content-Type: application/yaml): validated, planned, stored with a version",
+        query: &[],
+        body: Some("Workflow"),
+        ok: (201, Some("WorkflowCreated")),
+        errors: &[400, 413, 415, 422],
+        auth: true,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/workflows",
+        summary: "List workflows, newest first",
+        query: &[
+            ("limit", "integer", "page size, 1..=1000 (default 50)"),
+            ("cursor", "string", "next_cursor of the previous page"),
+        ],
+        body: None,
+        ok: (200, Some("WorkflowPage")),
+        errors: &[400, 422],
+        auth: true,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/workflows/{id}",
+        summary: "A workflow: its document and plan summary",
+        query: &[],
+        body: None,
+        ok: (200, Some("WorkflowDetail")),
+        errors: &[404],
+        auth: true,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/workflows/{id}/plan",
+        summary: "A workflow's plan: stages, critical path, redundant edges",
+        query: &[],
+        body: None,
+        ok: (200, Some("PlanDetail")),
+        errors: &[404],
+        auth: true,
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/workflows/{id}/execute",
+        summary: "Start an execution",
+        query: &[],
+        body: Some("ExecuteRequest"),
+        ok: (202, Some("ExecuteResponse")),
+        errors: &[400, 404, 413, 415, 422, 503],
+        auth: true,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/executions/{id}",
+        summary: "An execution's status, agents, metrics and tasks",
+        query: &[],
+        body: None,
+        ok: (200, Some("ExecutionStatus")),
+        errors: &[404],
+        auth: true,
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/executions/{id}/pause",
+        summary: "Pause: tasks in flight finish, nothing new starts",
+        query: &[],
+        body: None,
+        ok: (200, Some("ControlResponse")),
+        errors: &[404, 409],
+        auth: true,
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/executions/{id}/resume",
+        summary: "Resume a paused execution",
+        query: &[],
+        body: None,
+        ok: (200, Some("ControlResponse")),
+        errors: &[404, 409],
+        auth: true,
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/executions/{id}/cancel",
+        summary: "Cancel: compensations run, the execution ends cancelled",
+        query: &[],
+        body: None,
+        ok: (200, Some("ControlResponse")),
+        errors: &[404, 409],
+        auth: true,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/executions/{id}/events",
+        summary: "The execution's events as Server-Sent Events (id = log offset; resume with Last-Event-ID)",
+        query: &[],
+        body: None,
+        ok: (200, None),
+        errors: &[404],
+        auth: true,
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/events",
+        summary: "Publish 1 to 10,000 events; returns their offsets once durable",
+        query: &[("topic", "string", "the topic (default baton.signals)")],
+        body: Some("PublishRequest"),
+        ok: (200, Some("PublishResponse")),
+        errors: &[400, 413, 415, 422],
+        auth: true,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/topics/{topic}/groups/{group}/poll",
+        summary: "Deliver events to a member of a consumer group (long poll)",
+        query: &[
+            ("member", "string", "the member (default http)"),
+            ("max", "integer", "most events, 1..=10000 (default 100)"),
+            (
+                "wait_ms",
+                "integer",
+                "longest wait for events, ms (at most 30000)",
+            ),
+        ],
+        body: None,
+        ok: (200, Some("PollResponse")),
+        errors: &[400, 422],
+        auth: true,
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/topics/{topic}/groups/{group}/ack",
+        summary: "Acknowledge delivered events",
+        query: &[],
+        body: Some("AckRequest"),
+        ok: (200, Some("AckResponse")),
+        errors: &[400, 413, 415, 422],
+        auth: true,
+    },
+    Route {
+        method: "get",
+        path: "/metrics",
+        summary: "Prometheus metrics (text exposition format)",
+        query: &[],
+        body: None,
+        ok: (200, None),
+        errors: &[],
+        auth: false,
+    },
+    Route {
+        method: "get",
+        path: "/healthz",
+        summary: "The process is up",
+        query: &[],
+        body: None,
+        ok: (200, Some("Status")),
+        errors: &[],
+        auth: false,
+    },
+    Route {
+        method: "get",
+        path: "/readyz",
+        summary: "The engine answers",
+        query: &[],
+        body: None,
+        ok: (200, Some("Status")),
+        errors: &[503],
+        auth: false,
+    },
+    Route {
+        method: "get",
+        path: "/openapi.json",
+        summary: "This document",
+        query: &[],
+        body: None,
+        ok: (200, None),
+        errors: &[],
+        auth: false,
+    },
+];
+
+fn r(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn schemas() -> Value {
+    let offset = json!({"type": "object", "required": ["partition", "offset"], "properties": {
+        "partition": {"type": "integer", "minimum": 0}, "offset": {"type": "integer", "minimum": 0}}});
+    let location = json!({"type": "object", "required": ["line", "column"], "properties": {
+        "line": {"type": "integer"}, "column": {"type": "integer"}}});
+    let field_error = json!({"type": "object", "required": ["code", "message", "path"], "properties": {
+        "code": {"type": "string"}, "message": {"type": "string"}, "path": {"type": "string"},
+        "location": r("Location"), "hint": {"type": "string"}}});
+    let plan_summary = json!({"type": "object", "required": ["tasks", "handlers", "edges", "stage_count", "max_width", "critical_path", "critical_path_seconds", "total_work_seconds", "parallelism", "redundant_edges"], "properties": {
+        "tasks": {"type": "integer"}, "handlers": {"type": "integer"}, "edges": {"type": "integer"},
+        "stage_count": {"type": "integer"}, "max_width": {"type": "integer"},
+        "critical_path": {"type": "array", "items": {"type": "string"}},
+        "critical_path_seconds": {"type": "number"}, "total_work_seconds": {"type": "number"},
+        "parallelism": {"type": "number"}, "redundant_edges": {"type": "integer"}}});
+    let info_props = json!({
+        "id": {"type": "string", "pattern": "^[0-9a-f]{16}$"}, "version": {"type": "integer", "minimum": 1},
+        "name": {"type": ["string", "null"]}, "created_ms": {"type": "integer"}, "plan": r("PlanSummary")});
+    let mut detail_props = info_props.as_object().cloned().unwrap_or_default();
+    detail_props.insert("document".into(), r("Workflow"));
+    let event_out = json!({"type": "object", "required": ["partition", "offset", "id", "type", "key", "timestamp_ms", "payload"], "properties": {
+        "partition": {"type": "integer"}, "offset": {"type": "integer"}, "id": {"type": "string"},
+        "type": {"type": "string"}, "key": {"type": "string"}, "timestamp_ms": {"type": "integer"},
+        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "payload": {}, "deliveries": {"type": "integer"}}});
+    json!({
+        "Problem": {"type": "object", "required": ["type", "title", "status", "detail", "code"], "properties": {
+            "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+            "detail": {"type": "string"}, "code": {"type": "string", "enum": ["invalid-workflow", "invalid-request", "bad-request", "not-found", "method-not-allowed", "conflict", "payload-too-large", "unsupported-media-type", "unauthorized", "timeout", "unavailable", "internal"]},
+            "errors": {"type": "array", "items": r("FieldError")}}},
+        "FieldError": field_error,
+        "Location": location,
+        "Workflow": {"type": "object", "description": "A workflow document (docs/workflow-language.md): `tasks` and optionally `name`, `agents`, `coordination`.", "required": ["tasks"], "properties": {"tasks": {"type": "array", "items": {"type": "object"}}, "name": {"type": "string"}, "agents": {"type": "object"}}},
+        "PlanSummary": plan_summary,
+        "WorkflowCreated": {"type": "object", "required": ["id", "version", "name", "plan"], "properties": {
+            "id": {"type": "string", "pattern": "^[0-9a-f]{16}$"}, "version": {"type": "integer"}, "name": {"type": ["string", "null"]},
+            "plan": r("PlanSummary"), "warnings": {"type": "array", "items": r("FieldError")}}},
+        "WorkflowInfo": {"type": "object", "required": ["id", "version", "name", "created_ms", "plan"], "properties": info_props},
+        "WorkflowPage": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": r("WorkflowInfo")}, "next_cursor": {"type": "string"}}},
+        "WorkflowDetail": {"type": "object", "required": ["id", "version", "name", "created_ms", "plan", "document"], "properties": Value::Object(detail_props)},
+        "PlanDetail": {"type": "object", "required": ["summary", "stages", "redundant_edges"], "properties": {
+            "summary": r("PlanSummary"),
+            "stages": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
+            "redundant_edges": {"type": "array", "items": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}}}},
+        "ExecuteRequest": {"type": "object", "additionalProperties": false, "properties": {
+            "input_data": {},
+            "execution_options": {"type": "object", "additionalProperties": false, "properties": {
+                "timeout": {"oneOf": [{"type": "string"}, {"type": "number", "exclusiveMinimum": 0}]},
+                "retry_policy": {"type": "object", "description": "A task `retry`: {max_attempts, backoff}"},
+                "resource_constraints": {"type": "object", "additionalProperties": false, "properties": {"max_concurrency": {"type": "integer", "minimum": 1}}}}}}},
+        "ExecuteResponse": {"type": "object", "required": ["execution_id", "status", "workflow_id"], "properties": {
+            "execution_id": {"type": "string"}, "status": {"type": "string"}, "workflow_id": {"type": "string"}}},
+        "ExecutionStatus": {"type": "object", "required": ["execution_id", "status", "current_phase", "agents", "performance_metrics", "task_counts", "tasks"], "properties": {
+            "execution_id": {"type": "string"}, "workflow_id": {"type": ["string", "null"]}, "workflow": {"type": ["string", "null"]},
+            "status": {"type": "string", "enum": ["planning", "executing", "paused", "completed", "failed", "cancelled"]},
+            "current_phase": {"type": "string", "enum": ["running", "compensating", "paused", "done"]},
+            "reason": {"type": "string"},
+            "agents": {"type": "array", "items": {"type": "object", "required": ["agent_id", "status", "current_task", "progress"], "properties": {
+                "agent_id": {"type": "string"}, "status": {"type": "string", "enum": ["busy", "idle"]},
+                "current_task": {"type": ["string", "null"]}, "progress": {"type": "number"}}}},
+            "performance_metrics": {"type": "object", "required": ["total_runtime", "agents_allocated", "tasks_completed", "coordination_overhead"], "properties": {
+                "total_runtime": {"type": "number"}, "agents_allocated": {"type": "integer"}, "tasks_completed": {"type": "integer"},
+                "coordination_overhead": {"type": "number"}, "dispatch_latency_us": {"type": "object"}, "retries": {"type": "integer"}}},
+            "task_counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "tasks": {"type": "array", "items": {"type": "object", "required": ["id", "status", "attempt"], "properties": {
+                "id": {"type": "string"}, "status": {"type": "string"}, "attempt": {"type": "integer"},
+                "agent": {"type": "string"}, "output": {}, "error": {"type": "string"}}}}}},
+        "ControlResponse": {"type": "object", "required": ["execution_id", "action"], "properties": {"execution_id": {"type": "string"}, "action": {"type": "string"}}},
+        "PublishRequest": {"type": "object", "required": ["events"], "additionalProperties": false, "properties": {
+            "topic": {"type": "string"},
+            "events": {"type": "array", "minItems": 1, "maxItems": 10000, "items": {"type": "object", "required": ["type"], "additionalProperties": false, "properties": {
+                "type": {"type": "string"}, "key": {"type": "string"}, "payload": {},
+                "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+                "id": {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"}}}}}},
+        "Offset": offset,
+        "PublishResponse": {"type": "object", "required": ["topic", "offsets"], "properties": {"topic": {"type": "string"}, "offsets": {"type": "array", "items": r("Offset")}}},
+        "EventOut": event_out,
+        "PollResponse": {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": r("EventOut")}}},
+        "AckRequest": {"type": "object", "required": ["offsets"], "additionalProperties": false, "properties": {"offsets": {"type": "array", "items": r("Offset")}}},
+        "AckResponse": {"type": "object", "required": ["acknowledged"], "properties": {"acknowledged": {"type": "integer"}}},
+        "Status": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+    })
+}
+
+fn status_text(s: u16) -> &'static str {
+    match s {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        400 => "Malformed request (bad-request)",
+        401 => "Missing or wrong bearer token (unauthorized)",
+        404 => "Not found (not-found)",
+        409 => "Conflicts with the current state (conflict)",
+        413 => "Over a size limit (payload-too-large)",
+        415 => "Unsupported media type",
+        422 => "Invalid request or workflow (invalid-request, invalid-workflow)",
+        503 => "Unavailable or timed out",
+        _ => "Internal error",
+    }
+}
+
+/// The document.
+pub fn document() -> Value {
+    let problem = json!({"application/problem+json": {"schema": r("Problem")}});
+    let mut paths = Map::new();
+    for route in ROUTES {
+        let mut params = Vec::new();
+        for seg in route.path.split('/') {
+            if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                params.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
+            }
+        }
+        for (name, ty, desc) in route.query {
+            params.push(json!({"name": name, "in": "query", "required": false, "description": desc, "schema": {"type": ty}}));
+        }
+        let mut responses = Map::new();
+        let ok_content = match (route.ok.1, route.path) {
+            (Some(s), _) => json!({"application/json": {"schema": r(s)}}),
+            (None, "/metrics") => json!({"text/plain": {"schema": {"type": "string"}}}),
+            (None, "/openapi.json") => json!({"application/json": {"schema": {"type": "object"}}}),
+            (None, _) => json!({"text/event-stream": {"schema": {"type": "string"}}}),
+        };
+        responses.insert(
+            route.ok.0.to_string(),
+            json!({"description": status_text(route.ok.0), "content": ok_content}),
+        );
+        let mut errors: Vec<u16> = route.errors.to_vec();
+        if route.auth {
+            errors.push(401);
+        }
+        errors.push(500);
+        errors.sort_unstable();
+        errors.dedup();
+        for s in errors {
+            responses.insert(
+                s.to_string(),
+                json!({"description": status_text(s), "content": problem}),
+            );
+        }
+        let mut op = json!({
+            "summary": route.summary,
+            "operationId": format!("{}{}", route.method, route.path.replace(['/', '{', '}', '.'], "_")),
+            "parameters": params,
+            "responses": responses,
+        });
+        if let Some(body) = route.body {
+            let mut content = json!({"application/json": {"schema": r(body)}});
+            if body == "Workflow" {
+                content["application/yaml"] = json!({"schema": {"type": "string"}});
+            }
+            op["requestBody"] = json!({"required": body != "ExecuteRequest", "content": content});
+        }
+        if !route.auth {
+            op["security"] = json!([]);
+        }
+        let item = paths
+            .entry(route.path.to_string())
+            .or_insert_with(|| json!({}));
+        item[route.method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Baton",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Baton's HTTP API: workflows, executions, events and workers. Errors are application/problem+json with a stable `code`. See docs/api.md."
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
+        },
+        "security": [{"bearer": []}],
+    })
+}

@@ -1,0 +1,833 @@
+//! The routes and their handlers, and the middleware (auth, metrics, timeouts).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use baton_api as api;
+use baton_engine::store::{RunId, RunStatus, TaskStatus};
+use baton_engine::{RunView, Spec};
+use baton_events::{Event, EventId, EventLog as _, Offset};
+use baton_model::Format;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::body::{self, Json};
+use crate::catalog::{Entry, Execution, now_ms};
+use crate::error::ApiError;
+
+type St = State<Arc<AppState>>;
+type ApiResult<T> = Result<T, ApiError>;
+
+/// JSON with a status.
+fn reply<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            Bytes::from(body),
+        )
+            .into_response(),
+        Err(e) => ApiError::Internal(format!("serializing a response: {e}")).into_response(),
+    }
+}
+
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route(
+            "/api/v1/workflows",
+            post(create_workflow).get(list_workflows),
+        )
+        .route("/api/v1/workflows/{id}", get(get_workflow))
+        .route("/api/v1/workflows/{id}/plan", get(get_plan))
+        .route("/api/v1/workflows/{id}/execute", post(execute))
+        .route("/api/v1/executions/{id}", get(get_execution))
+        .route("/api/v1/executions/{id}/pause", post(pause))
+        .route("/api/v1/executions/{id}/resume", post(resume))
+        .route("/api/v1/executions/{id}/cancel", post(cancel))
+        .route("/api/v1/executions/{id}/events", get(crate::sse::stream))
+        .route("/api/v1/events", post(publish))
+        .route("/api/v1/topics/{topic}/groups/{group}/poll", get(poll))
+        .route("/api/v1/topics/{topic}/groups/{group}/ack", post(ack))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    let mut metrics = Router::new().route("/metrics", get(crate::metrics::render));
+    if state.options.metrics_requires_auth {
+        metrics = metrics.route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    }
+    let open = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi));
+    Router::new()
+        .merge(api)
+        .merge(metrics)
+        .merge(open)
+        .route_layer(middleware::from_fn_with_state(state.clone(), track))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.options.body_limit))
+        .with_state(state)
+}
+
+async fn not_found(State(state): St, method: Method, uri: axum::http::Uri) -> ApiError {
+    state.metrics.request("unmatched", 404, Duration::ZERO);
+    ApiError::NotFound(format!("no route {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "{method} is not allowed on {}; see /openapi.json for the methods it takes",
+        uri.path()
+    ))
+}
+
+/// Compares in time that depends only on the lengths, not on where bytes differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn auth(State(state): St, req: Request, next: Next) -> Response {
+    if let Some(token) = &state.options.auth_token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+            let mut res = ApiError::Unauthorized.into_response();
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return res;
+        }
+    }
+    next.run(req).await
+}
+
+/// Counts and times every matched request; applies the request timeout.
+async fn track(State(state): St, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().clone();
+    let long =
+        route.ends_with("/events") && req.method() == Method::GET || route.ends_with("/poll");
+    let res = if long {
+        next.run(req).await
+    } else {
+        let limit = state.options.request_timeout;
+        match tokio::time::timeout(limit, next.run(req)).await {
+            Ok(res) => res,
+            Err(_) => ApiError::Timeout(limit).into_response(),
+        }
+    };
+    let key = format!("{method} {route}");
+    state
+        .metrics
+        .request(&key, res.status().as_u16(), started.elapsed());
+    res
+}
+
+async fn healthz() -> Response {
+    reply(StatusCode::OK, &json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): St) -> ApiResult<Response> {
+    match tokio::time::timeout(Duration::from_secs(2), state.engine.stats()).await {
+        Ok(Ok(_)) => Ok(reply(StatusCode::OK, &json!({"status": "ready"}))),
+        Ok(Err(e)) => Err(ApiError::Unavailable(format!(
+            "the engine is not answering: {e}"
+        ))),
+        Err(_) => Err(ApiError::Unavailable(
+            "the engine did not answer within 2 s".into(),
+        )),
+    }
+}
+
+async fn openapi() -> Response {
+    reply(StatusCode::OK, &crate::openapi::document())
+}
+
+// ---- workflows -------------------------------------------------------------
+
+fn parse_id(kind: &str, id: &str) -> ApiResult<u64> {
+    if id.len() != 16 {
+        return Err(ApiError::NotFound(format!(
+            "no {kind} {id}: ids are 16 hex digits"
+        )));
+    }
+    u64::from_str_radix(id, 16)
+        .map_err(|_| ApiError::NotFound(format!("no {kind} {id}: ids are 16 hex digits")))
+}
+
+fn workflow(state: &AppState, id: &str) -> ApiResult<Arc<Entry>> {
+    let n = parse_id("workflow", id)?;
+    state
+        .catalog
+        .get(n)
+        .ok_or_else(|| ApiError::NotFound(format!("no workflow {id}")))
+}
+
+fn info(e: &Entry) -> api::WorkflowInfo {
+    api::WorkflowInfo {
+        id: format!("{:016x}", e.id),
+        version: e.version,
+        name: e.name.clone(),
+        created_ms: e.created_ms,
+        plan: e.summary.clone(),
+    }
+}
+
+async fn create_workflow(
+    State(state): St,
+    headers: HeaderMap,
+    req: Request,
+) -> ApiResult<Response> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let format = match media.as_str() {
+        "application/json" | "text/json" => Some(Format::Json),
+        m if m.ends_with("+json") => Some(Format::Json),
+        "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
+            Some(Format::Yaml)
+        }
+        _ => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "expected `Content-Type: application/json` or `application/yaml`, got `{ct}`"
+            )));
+        }
+    };
+    let body = body::bytes(req, &()).await?;
+    let state2 = state.clone();
+    let entry = tokio::task::spawn_blocking(move || state2.catalog.create(body.to_vec(), format))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let warnings = entry
+        .checked
+        .warnings
+        .diagnostics
+        .iter()
+        .map(crate::catalog::field_error)
+        .collect();
+    let created = api::WorkflowCreated {
+        id: format!("{:016x}", entry.id),
+        version: entry.version,
+        name: entry.name.clone(),
+        plan: entry.summary.clone(),
+        warnings,
+    };
+    let mut res = reply(StatusCode::CREATED, &created);
+    if let Ok(v) = header::HeaderValue::from_str(&format!("/api/v1/workflows/{}", created.id)) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query string: {}", e.body_text())))
+}
+
+async fn list_workflows(
+    State(state): St,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            "`limit` must be between 1 and 1000",
+        ));
+    }
+    let cursor = match &q.cursor {
+        None => None,
+        Some(c) => Some(
+            usize::from_str_radix(c, 16)
+                .map_err(|_| ApiError::invalid("cursor", "`cursor` is not one this server gave"))?,
+        ),
+    };
+    let (items, next) = state.catalog.list(limit, cursor);
+    Ok(reply(
+        StatusCode::OK,
+        &api::Page {
+            items: items.iter().map(|e| info(e)).collect(),
+            next_cursor: next.map(|n| format!("{n:x}")),
+        },
+    ))
+}
+
+async fn get_workflow(State(state): St, Path(id): Path<String>) -> ApiResult<Response> {
+    let e = workflow(&state, &id)?;
+    Ok(reply(
+        StatusCode::OK,
+        &api::WorkflowDetail {
+            info: info(&e),
+            document: e.document.clone(),
+        },
+    ))
+}
+
+async fn get_plan(State(state): St, Path(id): Path<String>) -> ApiResult<Response> {
+    let e = workflow(&state, &id)?;
+    let plan = &e.plan;
+    let name = |t: u32| plan.name(t).to_string();
+    Ok(reply(
+        StatusCode::OK,
+        &api::PlanDetail {
+            summary: e.summary.clone(),
+            stages: plan
+                .stages()
+                .map(|s| s.iter().map(|&t| name(t)).collect())
+                .collect(),
+            redundant_edges: plan
+                .redundancy()
+                .edges()
+                .iter()
+                .map(|&(a, b)| [name(a), name(b)])
+                .collect(),
+        },
+    ))
+}
+
+// ---- executions ------------------------------------------------------------
+
+fn timeout_of(v: &Value) -> ApiResult<Duration> {
+    let bad = || {
+        ApiError::invalid(
+            "$.execution_options.timeout",
+            "`timeout` must be a duration such as \"30s\" or \"5m\", or a positive number of seconds",
+        )
+    };
+    let d = match v {
+        Value::String(s) => baton_model::duration::parse(s).map_err(|_| bad())?,
+        Value::Number(n) => {
+            let secs = n.as_f64().ok_or_else(bad)?;
+            if !(secs.is_finite() && secs > 0.0 && secs < 1e9) {
+                return Err(bad());
+            }
+            Duration::from_secs_f64(secs)
+        }
+        _ => return Err(bad()),
+    };
+    if d.is_zero() {
+        return Err(bad());
+    }
+    Ok(d)
+}
+
+/// A `retry` policy checked by the workflow language itself (so its errors and
+/// defaults are the same as in a workflow file).
+fn retry_of(v: &Value) -> ApiResult<baton_model::RetryPolicy> {
+    let doc = json!({"tasks": [{"id": "t", "retry": v}]}).to_string();
+    let source = baton_model::Source::from_str("retry_policy", &doc, Format::Json);
+    match baton_model::load(&source) {
+        Ok(mut c) => c.workflow.tasks[0].retry.take().map(|b| *b).ok_or_else(|| {
+            ApiError::invalid(
+                "$.execution_options.retry_policy",
+                "expected a retry policy",
+            )
+        }),
+        Err(baton_model::Error::Invalid { report, .. }) => Err(ApiError::InvalidRequest {
+            detail: "execution_options.retry_policy is invalid".into(),
+            errors: report
+                .diagnostics
+                .iter()
+                .map(|d| {
+                    let mut f = crate::catalog::field_error(d);
+                    f.path = f
+                        .path
+                        .replace("$.tasks[0].retry", "$.execution_options.retry_policy");
+                    f.location = None;
+                    f
+                })
+                .collect(),
+        }),
+        Err(e) => Err(ApiError::invalid(
+            "$.execution_options.retry_policy",
+            e.to_string(),
+        )),
+    }
+}
+
+/// Applies `baton.toml` agents over the workflow's.
+fn override_agents(agents: &mut [baton_model::Agent], overrides: &[baton_model::Agent]) {
+    for agent in agents {
+        if let Some(over) = overrides.iter().find(|a| a.name == agent.name) {
+            let capabilities = std::mem::take(&mut agent.capabilities);
+            let concurrency = agent.concurrency;
+            *agent = over.clone();
+            if agent.capabilities.is_empty() {
+                agent.capabilities = capabilities;
+            }
+            agent.concurrency = agent.concurrency.or(concurrency);
+        }
+    }
+}
+
+fn build_spec(
+    state: &AppState,
+    entry: &Entry,
+    options: &api::ExecutionOptions,
+) -> ApiResult<Arc<Spec>> {
+    let plain = options.retry_policy.is_none() && options.resource_constraints.is_none();
+    if plain && let Some(spec) = entry.spec.get() {
+        return Ok(spec.clone());
+    }
+    let key = (
+        entry.id,
+        serde_json::to_string(&(&options.retry_policy, &options.resource_constraints))
+            .unwrap_or_default(),
+    );
+    if !plain
+        && let Some(spec) = state
+            .specs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+    {
+        return Ok(spec.clone());
+    }
+    let mut checked = entry.checked.clone();
+    override_agents(&mut checked.workflow.agents, &state.options.agents);
+    if let Some(policy) = &options.retry_policy {
+        let policy = retry_of(policy)?;
+        for t in &mut checked.workflow.tasks {
+            if t.retry.is_none() {
+                t.retry = Some(Box::new(policy.clone()));
+            }
+        }
+    }
+    if let Some(n) = options
+        .resource_constraints
+        .as_ref()
+        .and_then(|r| r.max_concurrency)
+    {
+        if n == 0 {
+            return Err(ApiError::invalid(
+                "$.execution_options.resource_constraints.max_concurrency",
+                "`max_concurrency` must be at least 1",
+            ));
+        }
+        for a in &mut checked.workflow.agents {
+            a.concurrency = Some(a.concurrency.map_or(n, |c| c.min(n)));
+        }
+    }
+    let spec = Spec::new(checked, entry.plan.clone(), state.options.engine.seed).map_err(|e| {
+        let hint = match &e {
+            baton_engine::SpecError::Agent(baton_engine::agent::Error::UnknownKind { .. }) => {
+                Some(format!(
+                    "give the agent a type the engine runs ({}) in the server's `--config` file ([agents.NAME] type = ...)",
+                    baton_engine::agent::KINDS.join(", ")
+                ))
+            }
+            _ => None,
+        };
+        ApiError::InvalidRequest {
+            detail: format!("the workflow cannot run here: {e}"),
+            errors: vec![api::FieldError {
+                code: "cannot-run".into(),
+                message: e.to_string(),
+                path: "$.agents".into(),
+                location: None,
+                hint,
+            }],
+        }
+    })?;
+    let spec = Arc::new(spec);
+    if plain {
+        let _ = entry.spec.set(spec.clone());
+    } else {
+        let mut specs = state.specs.lock().unwrap_or_else(|e| e.into_inner());
+        if specs.len() >= 1024 {
+            specs.clear();
+        }
+        specs.insert(key, spec.clone());
+    }
+    Ok(spec)
+}
+
+async fn execute(
+    State(state): St,
+    Path(id): Path<String>,
+    Json(req): Json<api::ExecuteRequest>,
+) -> ApiResult<Response> {
+    let entry = workflow(&state, &id)?;
+    let timeout = req
+        .execution_options
+        .timeout
+        .as_ref()
+        .map(timeout_of)
+        .transpose()?;
+    let spec = build_spec(&state, &entry, &req.execution_options)?;
+    let created_ms = now_ms();
+    let run = state.engine.submit(spec, req.input_data).await?;
+    let deadline_ms = timeout.map(|t| created_ms + t.as_millis() as u64);
+    state.executions.record(
+        run,
+        Execution {
+            run: run.to_string(),
+            workflow: id.clone(),
+            created_ms,
+            deadline_ms,
+        },
+    );
+    if let Some(t) = timeout {
+        arm(&state, run, t);
+    }
+    let mut res = reply(
+        StatusCode::ACCEPTED,
+        &api::ExecuteResponse {
+            execution_id: run.to_string(),
+            status: "executing".into(),
+            workflow_id: id,
+        },
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&format!("/api/v1/executions/{run}")) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+/// Cancels `run` after `after` unless it ended.
+fn arm(state: &Arc<AppState>, run: RunId, after: Duration) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(after) => {}
+            _ = state.stopping.cancelled() => return,
+        }
+        state.executions.mark_timed_out(run);
+        match state.engine.cancel(run).await {
+            Ok(()) => tracing::info!(%run, "execution timed out: cancelled"),
+            Err(baton_engine::Error::Conflict { .. } | baton_engine::Error::UnknownRun(_)) => {}
+            Err(e) => tracing::warn!(%run, error = %e, "cancelling a timed-out execution"),
+        }
+    });
+}
+
+/// Re-arms the timeouts of executions that were running when the server stopped.
+pub(crate) fn arm_deadlines(state: &Arc<AppState>) {
+    let now = now_ms();
+    let deadlines = state.executions.with_deadlines();
+    if deadlines.is_empty() {
+        return;
+    }
+    let state2 = state.clone();
+    tokio::spawn(async move {
+        let Ok(active) = state2.engine.active().await else {
+            return;
+        };
+        for (run, deadline) in deadlines {
+            if active.contains(&run) {
+                arm(
+                    &state2,
+                    run,
+                    Duration::from_millis(deadline.saturating_sub(now)),
+                );
+            }
+        }
+    });
+}
+
+fn run_id(id: &str) -> ApiResult<RunId> {
+    parse_id("execution", id).map(RunId)
+}
+
+fn status_name(s: RunStatus) -> (&'static str, &'static str) {
+    match s {
+        RunStatus::Running => ("executing", "running"),
+        RunStatus::Compensating => ("executing", "compensating"),
+        RunStatus::Paused => ("paused", "paused"),
+        RunStatus::Completed => ("completed", "done"),
+        RunStatus::Failed => ("failed", "done"),
+        RunStatus::Cancelled => ("cancelled", "done"),
+    }
+}
+
+pub(crate) fn view(state: &AppState, run: RunId, v: RunView) -> api::ExecutionStatus {
+    let s = &v.summary;
+    let exec = state.executions.get(run);
+    let (status, phase) = status_name(s.status);
+    // A run admitted but with nothing started yet is still being planned.
+    let status = if status == "executing"
+        && s.tasks.pending + s.tasks.ready == v.task_states.len() as u64
+        && s.makespan_ms == 0.0
+    {
+        "planning"
+    } else {
+        status
+    };
+    let timed_out = s.status == RunStatus::Cancelled
+        && (state.executions.timed_out(run)
+            || exec
+                .as_ref()
+                .and_then(|e| e.deadline_ms)
+                .is_some_and(|d| d <= now_ms()));
+    let reason = if timed_out {
+        Some("timed out".to_string())
+    } else {
+        s.reason.clone()
+    };
+    // Agents in order of first use; busy while one of their tasks is in flight.
+    let mut agents: Vec<api::AgentState> = Vec::new();
+    let mut counts: Vec<(u64, u64)> = Vec::new();
+    for t in &v.task_states {
+        let Some(name) = &t.agent else { continue };
+        let i = match agents.iter().position(|a| &a.agent_id == name) {
+            Some(i) => i,
+            None => {
+                agents.push(api::AgentState {
+                    agent_id: name.clone(),
+                    status: "idle".into(),
+                    current_task: None,
+                    progress: 0.0,
+                });
+                counts.push((0, 0));
+                agents.len() - 1
+            }
+        };
+        counts[i].1 += 1;
+        if t.status.is_final() {
+            counts[i].0 += 1;
+        } else if matches!(t.status, TaskStatus::Dispatched | TaskStatus::Running) {
+            agents[i].status = "busy".into();
+            agents[i].current_task.get_or_insert_with(|| t.id.clone());
+        }
+    }
+    for (a, (done, all)) in agents.iter_mut().zip(&counts) {
+        a.progress = *done as f64 / (*all).max(1) as f64;
+    }
+    api::ExecutionStatus {
+        execution_id: run.to_string(),
+        workflow_id: exec.map(|e| e.workflow),
+        workflow: s.workflow.clone(),
+        status: status.into(),
+        current_phase: phase.into(),
+        reason,
+        performance_metrics: api::PerformanceMetrics {
+            total_runtime: s.makespan_ms / 1e3,
+            agents_allocated: agents.len(),
+            tasks_completed: s.tasks.succeeded,
+            coordination_overhead: s.coordination_overhead_ms / 1e3,
+            dispatch_latency_us: serde_json::to_value(s.coordination_overhead)
+                .unwrap_or(Value::Null),
+            retries: s.retries,
+        },
+        agents,
+        task_counts: serde_json::to_value(s.tasks).unwrap_or(Value::Null),
+        tasks: v
+            .task_states
+            .into_iter()
+            .map(|t| api::TaskState {
+                id: t.id,
+                status: t.status.to_string(),
+                attempt: t.attempt,
+                agent: t.agent,
+                output: t.output,
+                error: t.error,
+            })
+            .collect(),
+    }
+}
+
+async fn get_execution(State(state): St, Path(id): Path<String>) -> ApiResult<Response> {
+    let run = run_id(&id)?;
+    let v = state.engine.status(run).await?;
+    Ok(reply(StatusCode::OK, &view(&state, run, v)))
+}
+
+async fn control(state: &AppState, id: &str, action: &'static str) -> ApiResult<Response> {
+    let run = run_id(id)?;
+    match action {
+        "pause" => state.engine.pause(run).await?,
+        "resume" => state.engine.resume(run).await?,
+        _ => state.engine.cancel(run).await?,
+    }
+    Ok(reply(
+        StatusCode::OK,
+        &api::ControlResponse {
+            execution_id: run.to_string(),
+            action: action.into(),
+        },
+    ))
+}
+
+async fn pause(State(state): St, Path(id): Path<String>) -> ApiResult<Response> {
+    control(&state, &id, "pause").await
+}
+
+async fn resume(State(state): St, Path(id): Path<String>) -> ApiResult<Response> {
+    control(&state, &id, "resume").await
+}
+
+async fn cancel(State(state): St, Path(id): Path<String>) -> ApiResult<Response> {
+    control(&state, &id, "cancel").await
+}
+
+// ---- events ----------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicQuery {
+    topic: Option<String>,
+}
+
+async fn publish(
+    State(state): St,
+    q: Result<Query<TopicQuery>, QueryRejection>,
+    Json(req): Json<api::PublishRequest>,
+) -> ApiResult<Response> {
+    let q = query(q)?;
+    let topic = match (q.topic, req.topic) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::invalid(
+                "$.topic",
+                format!("`?topic={a}` and the body's `topic: {b}` disagree"),
+            ));
+        }
+        (Some(t), _) | (None, Some(t)) => t,
+        (None, None) => state.options.engine.signals_topic.clone(),
+    };
+    let n = req.events.len();
+    if n == 0 {
+        return Err(ApiError::invalid(
+            "$.events",
+            "`events` must hold at least one event",
+        ));
+    }
+    if n > state.options.max_batch_events {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "{n} events in one batch, over the limit of {}; publish in smaller batches",
+            state.options.max_batch_events
+        )));
+    }
+    let mut batch = Vec::with_capacity(n);
+    for (i, e) in req.events.into_iter().enumerate() {
+        let payload = serde_json::to_vec(&e.payload).unwrap_or_default();
+        let mut event = Event::new(e.kind, e.key, payload);
+        if let Some(id) = &e.id {
+            let id = id.parse::<EventId>().map_err(|_| {
+                ApiError::invalid(&format!("$.events[{i}].id"), "an event id is 32 hex digits")
+            })?;
+            event = event.with_id(id);
+        }
+        for (k, v) in e.headers {
+            event = event.with_header(k, v);
+        }
+        batch.push(event);
+    }
+    let offsets = state.log.publish(&topic, batch).await?;
+    state.metrics.published(offsets.len() as u64);
+    Ok(reply(
+        StatusCode::OK,
+        &api::PublishResponse {
+            topic,
+            offsets: offsets
+                .into_iter()
+                .map(|o| api::OffsetRef {
+                    partition: o.partition,
+                    offset: o.offset,
+                })
+                .collect(),
+        },
+    ))
+}
+
+pub(crate) fn event_out(offset: Offset, e: &Event, deliveries: Option<u32>) -> api::EventOut {
+    api::EventOut {
+        partition: offset.partition,
+        offset: offset.offset,
+        id: e.id.to_string(),
+        kind: e.kind.to_string(),
+        key: String::from_utf8_lossy(&e.key).into_owned(),
+        timestamp_ms: e.timestamp_ms,
+        headers: e
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+            .collect(),
+        payload: serde_json::from_slice(&e.payload)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&e.payload).into_owned())),
+        deliveries,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PollQuery {
+    member: Option<String>,
+    max: Option<usize>,
+    wait_ms: Option<u64>,
+}
+
+async fn poll(
+    State(state): St,
+    Path((topic, group)): Path<(String, String)>,
+    q: Result<Query<PollQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let q = query(q)?;
+    let max = q.max.unwrap_or(100);
+    if !(1..=10_000).contains(&max) {
+        return Err(ApiError::invalid(
+            "max",
+            "`max` must be between 1 and 10000",
+        ));
+    }
+    let wait = Duration::from_millis(q.wait_ms.unwrap_or(0).min(30_000));
+    let member = q.member.unwrap_or_else(|| "http".into());
+    let polled = tokio::select! {
+        p = state.log.poll(&topic, &group, &member, max, wait) => p?,
+        _ = state.stopping.cancelled() => Default::default(),
+    };
+    let events = polled
+        .iter()
+        .map(|d| event_out(d.offset, d.event, Some(d.deliveries)))
+        .collect();
+    Ok(reply(StatusCode::OK, &api::PollResponse { events }))
+}
+
+async fn ack(
+    State(state): St,
+    Path((topic, group)): Path<(String, String)>,
+    Json(req): Json<api::AckRequest>,
+) -> ApiResult<Response> {
+    let ids: Vec<Offset> = req
+        .offsets
+        .iter()
+        .map(|o| Offset::new(o.partition, o.offset))
+        .collect();
+    let acknowledged = state.log.ack(&topic, &group, &ids).await?;
+    Ok(reply(StatusCode::OK, &api::AckResponse { acknowledged }))
+}

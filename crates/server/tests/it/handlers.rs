@@ -1,0 +1,510 @@
+//! Handlers through the `Router` (`oneshot`).
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+
+use crate::{DIAMOND, SLOW, app, app_with};
+
+const PROBLEM: &str = "application/problem+json";
+
+#[tokio::test]
+async fn create_get_plan_and_list() {
+    let app = app().await;
+    let r = app.post("/api/v1/workflows", DIAMOND).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let v = r.json();
+    let id = v["id"].as_str().unwrap();
+    assert_eq!(id.len(), 16);
+    assert_eq!(v["version"], 1);
+    assert_eq!(v["plan"]["tasks"], 4);
+    assert_eq!(v["plan"]["edges"], 4);
+    assert_eq!(v["plan"]["stage_count"], 3);
+    // The same name again: version 2, a new id.
+    let v2 = app.post("/api/v1/workflows", DIAMOND).await.json();
+    assert_eq!(v2["version"], 2);
+    assert_ne!(v2["id"], v["id"]);
+
+    let got = app.get(&format!("/api/v1/workflows/{id}")).await;
+    assert_eq!(got.status, StatusCode::OK);
+    let got = got.json();
+    assert_eq!(got["document"]["tasks"][3]["id"], "d");
+    assert_eq!(got["plan"]["stage_count"], 3);
+
+    let plan = app
+        .get(&format!("/api/v1/workflows/{id}/plan"))
+        .await
+        .json();
+    assert_eq!(plan["stages"], json!([["a"], ["b", "c"], ["d"]]));
+    assert_eq!(plan["summary"]["critical_path"][0], "a");
+
+    let missing = app.get("/api/v1/workflows/00000000000000ff").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.content_type, PROBLEM);
+    assert_eq!(missing.json()["code"], "not-found");
+}
+
+#[tokio::test]
+async fn list_is_paginated_newest_first() {
+    let app = app().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            app.create(&format!(r#"{{"name": "w{i}", "tasks": [{{"id": "a"}}]}}"#))
+                .await,
+        );
+    }
+    let p1 = app.get("/api/v1/workflows?limit=2").await.json();
+    assert_eq!(p1["items"][0]["id"], ids[4].as_str());
+    assert_eq!(p1["items"][1]["id"], ids[3].as_str());
+    let cursor = p1["next_cursor"].as_str().unwrap();
+    let p2 = app
+        .get(&format!("/api/v1/workflows?limit=2&cursor={cursor}"))
+        .await
+        .json();
+    assert_eq!(p2["items"][0]["id"], ids[2].as_str());
+    let cursor = p2["next_cursor"].as_str().unwrap();
+    let p3 = app
+        .get(&format!("/api/v1/workflows?limit=2&cursor={cursor}"))
+        .await
+        .json();
+    assert_eq!(p3["items"].as_array().unwrap().len(), 1);
+    assert!(p3.get("next_cursor").is_none());
+    let bad = app.get("/api/v1/workflows?limit=0").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let bad = app.get("/api/v1/workflows?limit=x").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.content_type, PROBLEM);
+}
+
+#[tokio::test]
+async fn invalid_workflow_is_422_with_every_error_located() {
+    let app = app().await;
+    let doc = "{\n  \"tasks\": [\n    {\"id\": \"a\", \"depends_on\": [\"nope\"]},\n    {\"id\": \"b\", \"depends_on\": [\"zzz\"]}\n  ]\n}";
+    let r = app.post("/api/v1/workflows", doc).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(r.content_type, PROBLEM);
+    let p = r.json();
+    assert_eq!(p["code"], "invalid-workflow");
+    let errors = p["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{p}");
+    assert_eq!(errors[0]["path"], "$.tasks[0].depends_on[0]");
+    assert_eq!(errors[0]["location"]["line"], 3);
+    assert_eq!(errors[1]["location"]["line"], 4);
+
+    // A cycle is found by the planner, located too.
+    let cycle =
+        r#"{"tasks": [{"id": "a", "depends_on": ["b"]}, {"id": "b", "depends_on": ["a"]}]}"#;
+    let p = app.post("/api/v1/workflows", cycle).await.json();
+    assert_eq!(p["code"], "invalid-workflow");
+    assert_eq!(p["errors"][0]["code"], "cycle");
+}
+
+#[tokio::test]
+async fn yaml_is_accepted() {
+    let app = app().await;
+    let yaml = "name: y\ntasks:\n  - id: a\n  - id: b\n    depends_on: [a]\n";
+    let r = app
+        .send(
+            Request::post("/api/v1/workflows")
+                .header("content-type", "application/yaml")
+                .body(Body::from(yaml))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json()["plan"]["edges"], 1);
+    let bad = app
+        .send(
+            Request::post("/api/v1/workflows")
+                .header("content-type", "application/yaml")
+                .body(Body::from("tasks:\n  - id: a\n    depends_on: [x]\n"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad.json()["errors"][0]["location"]["line"], 3);
+}
+
+#[tokio::test]
+async fn execute_runs_to_completion() {
+    let app = app().await;
+    let id = app.create(DIAMOND).await;
+    let r = app
+        .post(
+            &format!("/api/v1/workflows/{id}/execute"),
+            r#"{"input_data": {"x": 1}}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let exec = r.json()["execution_id"].as_str().unwrap().to_string();
+    let s = app.finish(&exec).await;
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["current_phase"], "done");
+    assert_eq!(s["workflow_id"], id.as_str());
+    assert_eq!(s["performance_metrics"]["tasks_completed"], 4);
+    assert_eq!(s["tasks"].as_array().unwrap().len(), 4);
+    assert_eq!(s["tasks"][0]["status"], "succeeded");
+    assert_eq!(s["agents"][0]["agent_id"], "noop");
+    assert_eq!(s["agents"][0]["progress"], 1.0);
+    // An empty body is fine.
+    let r = app
+        .post(&format!("/api/v1/workflows/{id}/execute"), "")
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+}
+
+#[tokio::test]
+async fn execution_options() {
+    let app = app().await;
+    let id = app.create(SLOW).await;
+    let path = format!("/api/v1/workflows/{id}/execute");
+    // Unknown fields are refused.
+    let r = app
+        .post(&path, r#"{"execution_options": {"timeot": "1s"}}"#)
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(r.json()["code"], "invalid-request");
+    // A bad retry policy is reported at its path.
+    let r = app
+        .post(
+            &path,
+            r#"{"execution_options": {"retry_policy": {"max_attempts": 0}}}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    let p = r.json();
+    assert!(
+        p["errors"][0]["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("$.execution_options.retry_policy"),
+        "{p}"
+    );
+    // A timeout cancels the run.
+    let r = app
+        .post(
+            &path,
+            r#"{"execution_options": {"timeout": "100ms", "retry_policy": {"max_attempts": 3}, "resource_constraints": {"max_concurrency": 1}}}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let exec = r.json()["execution_id"].as_str().unwrap().to_string();
+    let s = app.finish(&exec).await;
+    assert_eq!(s["status"], "cancelled", "{s}");
+    assert_eq!(s["reason"], "timed out");
+}
+
+#[tokio::test]
+async fn unknown_agent_types_are_422() {
+    let app = app().await;
+    let id = app
+        .create(r#"{"agents": {"r": {"type": "research_agent"}}, "tasks": [{"id": "a", "agent": "r"}]}"#)
+        .await;
+    let r = app
+        .post(&format!("/api/v1/workflows/{id}/execute"), "{}")
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("research_agent")
+    );
+}
+
+#[tokio::test]
+async fn pause_resume_cancel_and_conflicts() {
+    let app = app().await;
+    let id = app.create(SLOW).await;
+    let exec = app
+        .post(&format!("/api/v1/workflows/{id}/execute"), "{}")
+        .await
+        .json()["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let base = format!("/api/v1/executions/{exec}");
+    assert_eq!(
+        app.post(&format!("{base}/pause"), "").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(app.get(&base).await.json()["status"], "paused");
+    assert_eq!(
+        app.post(&format!("{base}/resume"), "").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.post(&format!("{base}/cancel"), "").await.status,
+        StatusCode::OK
+    );
+    let s = app.finish(&exec).await;
+    assert_eq!(s["status"], "cancelled");
+    let r = app.post(&format!("{base}/cancel"), "").await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.json()["code"], "conflict");
+    assert_eq!(
+        app.post(&format!("{base}/pause"), "").await.status,
+        StatusCode::CONFLICT
+    );
+    let r = app
+        .post("/api/v1/executions/00000000000000aa/pause", "")
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = app.get("/api/v1/executions/nothex").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn errors_are_problem_json() {
+    let app = app().await;
+    let r = app.get("/nowhere").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.content_type, PROBLEM);
+    assert_eq!(r.json()["code"], "not-found");
+    let r = app
+        .send(
+            Request::delete("/api/v1/workflows")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.content_type, PROBLEM);
+    let r = app.post("/api/v1/events", "{not json").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.content_type, PROBLEM);
+    assert_eq!(r.json()["code"], "bad-request");
+    let r = app.post("/api/v1/events", r#"{"events": 3}"#).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app.post("/api/v1/events", r#"{"events": []}"#).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = app
+        .send(
+            Request::post("/api/v1/events")
+                .header("content-type", "text/plain")
+                .body(Body::from("{}"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test]
+async fn limits_are_413() {
+    let app = app_with(|o| {
+        o.body_limit = 1024;
+        o.max_batch_events = 3;
+    })
+    .await;
+    let big = format!(
+        r#"{{"events": [{{"type": "t", "payload": "{}"}}]}}"#,
+        "x".repeat(2000)
+    );
+    let r = app.post("/api/v1/events", &big).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text);
+    assert_eq!(r.content_type, PROBLEM);
+    let r = app
+        .post(
+            "/api/v1/events",
+            r#"{"events": [{"type": "t"}, {"type": "t"}, {"type": "t"}, {"type": "t"}]}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text);
+    let big_wf = format!(
+        r#"{{"name": "{}", "tasks": [{{"id": "a"}}]}}"#,
+        "n".repeat(2000)
+    );
+    let r = app.post("/api/v1/workflows", &big_wf).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text);
+}
+
+#[tokio::test]
+async fn publish_poll_ack() {
+    let app = app().await;
+    let r = app
+        .post(
+            "/api/v1/events?topic=orders",
+            r#"{"events": [{"type": "order.created", "key": "o1", "payload": {"n": 1}, "headers": {"h": "v"}},
+                           {"type": "order.created", "key": "o1", "payload": {"n": 2}}]}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["topic"], "orders");
+    let offsets = v["offsets"].as_array().unwrap();
+    assert_eq!(offsets.len(), 2);
+    assert_eq!(
+        offsets[1]["offset"].as_u64().unwrap(),
+        offsets[0]["offset"].as_u64().unwrap() + 1
+    );
+    let polled = app
+        .get("/api/v1/topics/orders/groups/g/poll?member=m1&max=10")
+        .await
+        .json();
+    let events = polled["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["payload"]["n"], 1);
+    assert_eq!(events[0]["headers"]["h"], "v");
+    assert_eq!(events[0]["deliveries"], 1);
+    let ack = app
+        .post(
+            "/api/v1/topics/orders/groups/g/ack",
+            &json!({"offsets": v["offsets"]}).to_string(),
+        )
+        .await;
+    assert_eq!(ack.status, StatusCode::OK, "{}", ack.text);
+    assert_eq!(ack.json()["acknowledged"], 2);
+    // Default topic.
+    let r = app
+        .post("/api/v1/events", r#"{"events": [{"type": "x"}]}"#)
+        .await
+        .json();
+    assert_eq!(r["topic"], "baton.signals");
+}
+
+#[tokio::test]
+async fn sse_streams_until_the_run_ends() {
+    let app = app().await;
+    let id = app.create(DIAMOND).await;
+    let exec = app
+        .post(&format!("/api/v1/workflows/{id}/execute"), "{}")
+        .await
+        .json()["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app.get(&format!("/api/v1/executions/{exec}/events")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.content_type.starts_with("text/event-stream"));
+    assert!(r.text.contains("event: baton.run"), "{}", r.text);
+    assert!(r.text.contains("\"completed\""), "{}", r.text);
+    let ids: Vec<u64> = r
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert!(ids.len() >= 2, "{}", r.text);
+    // Resuming after the first event skips it.
+    let resumed = app
+        .send(
+            Request::get(format!("/api/v1/executions/{exec}/events"))
+                .header("last-event-id", ids[0].to_string())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let again: Vec<u64> = resumed
+        .text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(again, ids[1..]);
+}
+
+#[tokio::test]
+async fn bearer_auth() {
+    let app = app_with(|o| o.auth_token = Some("s3cret".into())).await;
+    let r = app.get("/api/v1/workflows").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.content_type, PROBLEM);
+    let with = |t: &str| {
+        Request::get("/api/v1/workflows")
+            .header("authorization", format!("Bearer {t}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        app.send(with("wrong!")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.send(with("s3cre")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.send(with("s3cret")).await.status, StatusCode::OK);
+    // Health and metrics stay open unless configured.
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+    assert_eq!(app.get("/metrics").await.status, StatusCode::OK);
+    let closed = app_with(|o| {
+        o.auth_token = Some("t".into());
+        o.metrics_requires_auth = true;
+    })
+    .await;
+    assert_eq!(
+        closed.get("/metrics").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn metrics_health_ready() {
+    let app = app().await;
+    let id = app.create(DIAMOND).await;
+    let exec = app
+        .post(&format!("/api/v1/workflows/{id}/execute"), "{}")
+        .await
+        .json()["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.finish(&exec).await;
+    app.post("/api/v1/events", r#"{"events": [{"type": "x"}]}"#)
+        .await;
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+    assert_eq!(app.get("/readyz").await.status, StatusCode::OK);
+    let m = app.get("/metrics").await;
+    assert_eq!(m.status, StatusCode::OK);
+    assert!(m.content_type.starts_with("text/plain"));
+    for family in [
+        "baton_http_requests_total{route=\"POST /api/v1/workflows\",status=\"201\"} 1",
+        "baton_http_request_duration_seconds_bucket{route=\"POST /api/v1/workflows/{id}/execute\",le=\"+Inf\"} 1",
+        "baton_events_published_total 1",
+        "baton_runs{state=\"running\"}",
+        "baton_runs_finished_total{state=\"completed\"} 1",
+        "baton_coordination_overhead_seconds{quantile=\"0.99\"}",
+        "baton_ready_queue_depth",
+    ] {
+        assert!(m.text.contains(family), "{family} missing from\n{}", m.text);
+    }
+}
+
+#[tokio::test]
+async fn openapi_matches_the_committed_document() {
+    let app = app().await;
+    let served: Value = app.get("/openapi.json").await.json();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+    let pretty = serde_json::to_string_pretty(&served).unwrap() + "\n";
+    if std::env::var_os("BATON_BLESS").is_some() {
+        std::fs::write(path, &pretty).unwrap();
+    }
+    let committed = std::fs::read_to_string(path)
+        .expect("docs/openapi.json missing: run with BATON_BLESS=1 to write it");
+    assert_eq!(
+        committed, pretty,
+        "docs/openapi.json is stale: run `BATON_BLESS=1 cargo test -p baton-server openapi`"
+    );
+    // Every route in the table answers something other than the 404 fallback.
+    for route in baton_server::openapi::ROUTES {
+        let path = route
+            .path
+            .replace("{id}", "0000000000000001")
+            .replace("{topic}", "t")
+            .replace("{group}", "g");
+        let method = route.method.to_uppercase();
+        let r = app
+            .send(
+                Request::builder()
+                    .method(method.as_str())
+                    .uri(&path)
+                    .header("content-type", "application/json")
+                    .body(Body::from("{}"))
+                    .unwrap(),
+            )
+            .await;
+        let routed = r.status != StatusCode::NOT_FOUND || !r.text.contains("no route");
+        assert!(routed, "{method} {path} is not routed: {}", r.text);
+    }
+}
