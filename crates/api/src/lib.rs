@@ -435,6 +435,39 @@ fn thirty_s() -> u64 {
     30_000
 }
 
+/// A task call handed to a worker (`POST /api/v1/agents/{name}/poll`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The lease's id: what the worker heartbeats, completes or fails.
+    pub id: String,
+    /// The execution.
+    pub run: String,
+    /// The task's id.
+    pub task: String,
+    /// The attempt (1 for the first).
+    pub attempt: u32,
+    /// `{"run", "task", "attempt", "input", "upstream", "run_input"}`.
+    pub input: Value,
+    /// When the lease expires unless extended, ms since the Unix epoch.
+    pub lease_expires_ms: u64,
+}
+
+/// `POST /api/v1/agents/{name}/poll` → 200 (empty when nothing arrived in time).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignments {
+    /// The calls leased to this worker.
+    pub assignments: Vec<Assignment>,
+}
+
+/// `POST /api/v1/tasks/{id}/heartbeat|complete|fail` → 200.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseResponse {
+    /// The lease.
+    pub id: String,
+    /// `extended`, `completed` or `failed`.
+    pub status: String,
+}
+
 /// `POST /api/v1/tasks/{id}/heartbeat`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

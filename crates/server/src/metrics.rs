@@ -129,6 +129,25 @@ pub(crate) async fn render(State(state): State<std::sync::Arc<AppState>>) -> Res
         "baton_uptime_seconds {}",
         m.started.elapsed().as_secs_f64()
     );
+    let depths = baton_engine::agent::worker::Workers::global().depths();
+    out.push_str("# HELP baton_worker_queue_depth Task calls waiting for a worker, by agent.\n");
+    out.push_str("# TYPE baton_worker_queue_depth gauge\n");
+    for (agent, waiting, _) in &depths {
+        let _ = writeln!(
+            out,
+            "baton_worker_queue_depth{{agent=\"{}\"}} {waiting}",
+            label(agent)
+        );
+    }
+    out.push_str("# HELP baton_worker_leased Task calls leased to workers, by agent.\n");
+    out.push_str("# TYPE baton_worker_leased gauge\n");
+    for (agent, _, leased) in &depths {
+        let _ = writeln!(
+            out,
+            "baton_worker_leased{{agent=\"{}\"}} {leased}",
+            label(agent)
+        );
+    }
     if let Ok(s) = state.engine.stats().await {
         out.push_str("# HELP baton_runs Runs in progress by state.\n");
         out.push_str("# TYPE baton_runs gauge\n");

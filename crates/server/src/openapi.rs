@@ -292,6 +292,14 @@ fn schemas() -> Value {
         "PollResponse": {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": r("EventOut")}}},
         "AckRequest": {"type": "object", "required": ["offsets"], "additionalProperties": false, "properties": {"offsets": {"type": "array", "items": r("Offset")}}},
         "AckResponse": {"type": "object", "required": ["acknowledged"], "properties": {"acknowledged": {"type": "integer"}}},
+        "WorkerPoll": {"type": "object", "additionalProperties": false, "properties": {
+            "max": {"type": "integer", "minimum": 1, "maximum": 1000}, "wait_ms": {"type": "integer", "minimum": 0}, "lease_ms": {"type": "integer", "minimum": 100}}},
+        "Assignments": {"type": "object", "required": ["assignments"], "properties": {"assignments": {"type": "array", "items": {"type": "object", "required": ["id", "run", "task", "attempt", "input", "lease_expires_ms"], "properties": {
+            "id": {"type": "string"}, "run": {"type": "string"}, "task": {"type": "string"}, "attempt": {"type": "integer"}, "input": {}, "lease_expires_ms": {"type": "integer"}}}}}},
+        "Heartbeat": {"type": "object", "additionalProperties": false, "properties": {"lease_ms": {"type": "integer", "minimum": 100}}},
+        "Complete": {"type": "object", "additionalProperties": false, "properties": {"output": {}}},
+        "Fail": {"type": "object", "required": ["message"], "additionalProperties": false, "properties": {"message": {"type": "string"}, "retryable": {"type": "boolean"}}},
+        "LeaseResponse": {"type": "object", "required": ["id", "status"], "properties": {"id": {"type": "string"}, "status": {"type": "string"}}},
         "Status": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
     })
 }

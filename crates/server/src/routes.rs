@@ -11,6 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use baton_api as api;
+use baton_engine::agent::worker::{self, Workers};
 use baton_engine::store::{RunId, RunStatus, TaskStatus};
 use baton_engine::{RunView, Spec};
 use baton_events::{Event, EventId, EventLog as _, Offset};
@@ -57,6 +58,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/events", post(publish))
         .route("/api/v1/topics/{topic}/groups/{group}/poll", get(poll))
         .route("/api/v1/topics/{topic}/groups/{group}/ack", post(ack))
+        .route("/api/v1/agents/{name}/poll", post(worker_poll))
+        .route("/api/v1/tasks/{id}/heartbeat", post(heartbeat))
+        .route("/api/v1/tasks/{id}/complete", post(complete))
+        .route("/api/v1/tasks/{id}/fail", post(fail))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     let mut metrics = Router::new().route("/metrics", get(crate::metrics::render));
     if state.options.metrics_requires_auth {
@@ -830,4 +835,83 @@ async fn ack(
         .collect();
     let acknowledged = state.log.ack(&topic, &group, &ids).await?;
     Ok(reply(StatusCode::OK, &api::AckResponse { acknowledged }))
+}
+
+// ---- workers ---------------------------------------------------------------
+
+fn workers() -> &'static Arc<Workers> {
+    Workers::global()
+}
+
+fn lease_error(e: worker::Error) -> ApiError {
+    ApiError::NotFound(e.to_string())
+}
+
+fn lease_of(ms: u64, path: &str) -> ApiResult<Duration> {
+    if !(100..=3_600_000).contains(&ms) {
+        return Err(ApiError::invalid(
+            path,
+            "`lease_ms` must be between 100 and 3600000",
+        ));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+async fn worker_poll(
+    State(state): St,
+    Path(name): Path<String>,
+    Json(req): Json<api::WorkerPoll>,
+) -> ApiResult<Response> {
+    if !(1..=1000).contains(&req.max) {
+        return Err(ApiError::invalid(
+            "$.max",
+            "`max` must be between 1 and 1000",
+        ));
+    }
+    let lease = lease_of(req.lease_ms, "$.lease_ms")?;
+    let wait = Duration::from_millis(req.wait_ms.min(60_000));
+    let got = tokio::select! {
+        got = workers().poll(&name, req.max, wait, lease) => got,
+        _ = state.stopping.cancelled() => Vec::new(),
+    };
+    let assignments = got
+        .into_iter()
+        .map(|a| api::Assignment {
+            id: a.id,
+            run: a.run,
+            task: a.task,
+            attempt: a.attempt,
+            input: a.input,
+            lease_expires_ms: a.lease_expires_ms,
+        })
+        .collect();
+    Ok(reply(StatusCode::OK, &api::Assignments { assignments }))
+}
+
+fn leased(id: String, status: &str) -> Response {
+    reply(
+        StatusCode::OK,
+        &api::LeaseResponse {
+            id,
+            status: status.into(),
+        },
+    )
+}
+
+async fn heartbeat(Path(id): Path<String>, Json(req): Json<api::Heartbeat>) -> ApiResult<Response> {
+    let lease = lease_of(req.lease_ms.unwrap_or(30_000), "$.lease_ms")?;
+    workers().heartbeat(&id, lease).map_err(lease_error)?;
+    Ok(leased(id, "extended"))
+}
+
+async fn complete(Path(id): Path<String>, Json(req): Json<api::Complete>) -> ApiResult<Response> {
+    workers().complete(&id, req.output).map_err(lease_error)?;
+    Ok(leased(id, "completed"))
+}
+
+async fn fail(Path(id): Path<String>, Json(req): Json<api::Fail>) -> ApiResult<Response> {
+    workers()
+        .fail(&id, req.message, req.retryable)
+        .map_err(lease_error)?;
+    Ok(leased(id, "failed"))
 }
