@@ -10,10 +10,12 @@
 //!
 //! Data goes to stdout, diagnostics to stderr.
 
+mod config;
 mod events_cmd;
 mod gen_cmd;
 mod plan_cmd;
 mod run_cmd;
+mod serve_cmd;
 
 use std::process::ExitCode;
 
@@ -37,6 +39,8 @@ enum Command {
     Plan(plan_cmd::Args),
     /// Execute a workflow on its agents, with retries, compensation and resume.
     Run(run_cmd::Args),
+    /// Serve the HTTP API: workflows, executions, events, workers, metrics.
+    Serve(serve_cmd::Args),
     /// Generate synthetic workflows.
     Gen(gen_cmd::Args),
     /// Operate an event log on disk: publish, tail, groups, pending, dead letters.
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plan(args) => plan_cmd::run(args),
         Command::Run(args) => run_cmd::run(args),
+        Command::Serve(args) => serve_cmd::run(args),
         Command::Gen(args) => gen_cmd::run(args),
         Command::Events(args) => events_cmd::run(args),
     };

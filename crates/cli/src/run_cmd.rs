@@ -187,31 +187,7 @@ fn prepare(args: &Args, file: &Path) -> anyhow::Result<Result<Arc<Spec>, ExitCod
 
 /// Reads the `[agents.NAME]` tables of a `baton.toml`.
 fn read_config(path: &Path) -> anyhow::Result<Result<Vec<Agent>, ExitCode>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let value: Value = match toml::from_str(&text) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: {}: {e}", path.display());
-            return Ok(Err(ExitCode::from(1)));
-        }
-    };
-    let Some(agents) = value.get("agents").cloned() else {
-        return Ok(Ok(Vec::new()));
-    };
-    let root = baton_model::Path::root().key("agents");
-    match baton_model::agents_from_value(agents, &root) {
-        Ok(agents) => Ok(Ok(agents)),
-        Err(report) => {
-            for d in &report.diagnostics {
-                eprintln!("error: {}: {} (at {})", path.display(), d.message, d.path);
-                if let Some(hint) = &d.hint {
-                    eprintln!("  hint: {hint}");
-                }
-            }
-            Ok(Err(ExitCode::from(1)))
-        }
-    }
+    Ok(crate::config::read(path)?.map(|c| c.agents))
 }
 
 fn parse_input(text: &str) -> anyhow::Result<Value> {

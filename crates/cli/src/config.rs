@@ -1,0 +1,81 @@
+//! `baton.toml`: `[agents.NAME]` tables (shared by `baton run --config` and
+//! `baton serve --config`) and the `[server]` table of `baton serve`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use baton_model::Agent;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// What a `baton.toml` holds.
+#[derive(Default)]
+pub struct Config {
+    /// `[agents.NAME]` tables.
+    pub agents: Vec<Agent>,
+    /// The `[server]` table.
+    pub server: Server,
+}
+
+/// `[server]` of `baton.toml`.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// Where to listen (`127.0.0.1:8080`).
+    pub bind: Option<std::net::SocketAddr>,
+    /// The data directory.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Bearer token for `/api` routes.
+    pub auth_token: Option<String>,
+    /// Whether `/metrics` needs the token.
+    pub metrics_requires_auth: Option<bool>,
+    /// Largest request body, bytes.
+    pub body_limit: Option<usize>,
+    /// Most events per `POST /api/v1/events`.
+    pub max_batch_events: Option<usize>,
+    /// Request timeout, seconds.
+    pub request_timeout_secs: Option<u64>,
+}
+
+/// Reads a `baton.toml`; invalid content is reported on stderr and becomes exit code 1.
+pub fn read(path: &Path) -> anyhow::Result<Result<Config, ExitCode>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value: Value = match toml::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            return Ok(Err(ExitCode::from(1)));
+        }
+    };
+    let server = match value.get("server").cloned() {
+        None => Server::default(),
+        Some(v) => match serde_json::from_value(v) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {}: [server]: {e}", path.display());
+                return Ok(Err(ExitCode::from(1)));
+            }
+        },
+    };
+    let Some(agents) = value.get("agents").cloned() else {
+        return Ok(Ok(Config {
+            agents: Vec::new(),
+            server,
+        }));
+    };
+    let root = baton_model::Path::root().key("agents");
+    match baton_model::agents_from_value(agents, &root) {
+        Ok(agents) => Ok(Ok(Config { agents, server })),
+        Err(report) => {
+            for d in &report.diagnostics {
+                eprintln!("error: {}: {} (at {})", path.display(), d.message, d.path);
+                if let Some(hint) = &d.hint {
+                    eprintln!("  hint: {hint}");
+                }
+            }
+            Ok(Err(ExitCode::from(1)))
+        }
+    }
+}
