@@ -10,6 +10,7 @@
 //!
 //! Data goes to stdout, diagnostics to stderr.
 
+mod bench_cmd;
 mod config;
 mod events_cmd;
 mod gen_cmd;
@@ -45,6 +46,8 @@ enum Command {
     Gen(gen_cmd::Args),
     /// Operate an event log on disk: publish, tail, groups, pending, dead letters.
     Events(events_cmd::EventsArgs),
+    /// Measure Baton on this machine: suites, reports, baselines, targets.
+    Bench(bench_cmd::Args),
 }
 
 /// Exit code for usage and I/O errors.
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve_cmd::run(args),
         Command::Gen(args) => gen_cmd::run(args),
         Command::Events(args) => events_cmd::run(args),
+        Command::Bench(args) => bench_cmd::run(args),
     };
     match result {
         Ok(code) => code,

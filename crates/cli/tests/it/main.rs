@@ -1,6 +1,7 @@
 //! End-to-end tests of the `baton` binary: exit codes, output contracts, and
 //! the examples in the repository.
 
+mod bench;
 mod events;
 mod generate;
 mod plan;

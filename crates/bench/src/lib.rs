@@ -1,0 +1,323 @@
+//! `baton-bench`: Baton's performance instrument, behind `baton bench`.
+//!
+//! Every suite drives the code the product runs: `baton_model::load` and
+//! `baton_plan::plan_checked` on the bytes of a generated file (`planning`),
+//! `PlanCache` (`cache`), `MemoryLog` and `DiskLog` through the `EventLog`
+//! trait (`events`), `baton_engine::Engine` with its own HDR histograms and
+//! per-run `Summary` (`coordination`). Each benchmark is warmed up once, then
+//! repeated ([`Config::repeats`]); the samples become a [`Record`] with
+//! min / median / p95 / p99 / max and the noise (median absolute deviation),
+//! flagged when it exceeds [`stats::NOISY`]. A [`Report`] holds the records,
+//! the environment (CPU, cores, load before and after, git sha, rustc,
+//! profile) and the scaling fits; [`targets`] and [`compare`] turn it into
+//! exit codes.
+//!
+//! ```
+//! use baton_bench::{Config, Suite};
+//!
+//! let config = Config { repeats: 2, ..Config::smoke() };
+//! let report = baton_bench::run(Suite::Planning, &config, &mut |_| {}).unwrap();
+//! let r = report.get("planning/random/10/total").unwrap();
+//! assert!(r.statistics.median > 0.0);
+//! ```
+
+pub mod compare;
+pub mod env;
+pub mod html;
+pub mod report;
+pub mod stats;
+pub mod targets;
+
+mod suites;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Instant;
+
+use baton_model::generate::Shape;
+
+pub use crate::env::Environment;
+pub use crate::report::{Record, Report, SCHEMA};
+pub use crate::stats::{Fit, Statistics};
+
+/// Why a benchmark run could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A report is not valid JSON or does not match the schema.
+    #[error("{path}: not a `baton bench --json` report: {source}")]
+    Json {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: serde_json::Error,
+    },
+    /// A report of another schema version.
+    #[error(
+        "{path}: report schema {found:?}, this baton reads schema {SCHEMA}; re-run the benchmark to refresh it"
+    )]
+    Schema {
+        /// The file.
+        path: String,
+        /// What it declares.
+        found: Option<u64>,
+    },
+    /// A targets file is invalid.
+    #[error("{path}: invalid targets file: {message}")]
+    Targets {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A workload could not be prepared (an invalid trace, a cyclic workflow).
+    #[error("{0}")]
+    Workload(String),
+    /// The code under measurement failed (an event log or engine error).
+    #[error("{benchmark}: {message}")]
+    Failed {
+        /// The benchmark.
+        benchmark: String,
+        /// The error.
+        message: String,
+    },
+    /// A suite that cannot run in this build (e.g. `http` before the server).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suite {
+    /// Parse, validate and plan generated workflows and traces.
+    Planning,
+    /// `PlanCache`: miss vs hit, hit ratio under a mix, correctness.
+    Cache,
+    /// The event log: throughput per backend, batch sweep, latencies.
+    Events,
+    /// The engine: coordination latency and overhead.
+    Coordination,
+    /// Power-law fits of time vs size (planning, events, engine).
+    Scaling,
+    /// Bytes per task state, per run, per plan; peak RSS.
+    Memory,
+    /// The HTTP API through `baton serve`.
+    Http,
+    /// Every suite.
+    All,
+}
+
+impl Suite {
+    /// Every suite `all` runs, in order.
+    pub const EVERY: [Suite; 7] = [
+        Suite::Planning,
+        Suite::Cache,
+        Suite::Events,
+        Suite::Coordination,
+        Suite::Scaling,
+        Suite::Memory,
+        Suite::Http,
+    ];
+
+    /// The suite's name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Suite::Planning => "planning",
+            Suite::Cache => "cache",
+            Suite::Events => "events",
+            Suite::Coordination => "coordination",
+            Suite::Scaling => "scaling",
+            Suite::Memory => "memory",
+            Suite::Http => "http",
+            Suite::All => "all",
+        }
+    }
+}
+
+impl FromStr for Suite {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Suite, String> {
+        Suite::EVERY
+            .into_iter()
+            .chain([Suite::All])
+            .find(|x| x.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown suite `{s}`: expected planning, cache, events, coordination, scaling, memory, http or all"
+                )
+            })
+    }
+}
+
+/// How much to measure.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Timed repeats per benchmark, after one untimed warm-up.
+    pub repeats: usize,
+    /// Small sizes (CI: `all` in under a minute on a release build).
+    pub quick: bool,
+    /// Tiny sizes, one repeat's worth of work: for tests on debug builds.
+    pub smoke: bool,
+    /// Planning sizes (overrides the defaults).
+    pub sizes: Option<Vec<usize>>,
+    /// Planning shapes (overrides the defaults).
+    pub shapes: Option<Vec<Shape>>,
+    /// WfFormat traces (files or folders of `.json`) for `planning`.
+    pub traces: Vec<PathBuf>,
+    /// The `baton` binary, for the `http` suite (it starts `baton serve`).
+    pub baton: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            repeats: 5,
+            quick: false,
+            smoke: false,
+            sizes: None,
+            shapes: None,
+            traces: Vec::new(),
+            baton: None,
+        }
+    }
+}
+
+impl Config {
+    /// `--quick`.
+    pub fn quick() -> Config {
+        Config {
+            quick: true,
+            repeats: 3,
+            ..Config::default()
+        }
+    }
+
+    /// The smallest sizes that still exercise every path (tests).
+    pub fn smoke() -> Config {
+        Config {
+            quick: true,
+            smoke: true,
+            repeats: 2,
+            ..Config::default()
+        }
+    }
+
+    /// Picks the full, quick or smoke variant of a parameter.
+    pub(crate) fn pick<T: Clone>(&self, full: &[T], quick: &[T], smoke: &[T]) -> Vec<T> {
+        if self.smoke {
+            smoke.to_vec()
+        } else if self.quick {
+            quick.to_vec()
+        } else {
+            full.to_vec()
+        }
+    }
+}
+
+/// Collects records as a suite produces them, reporting progress.
+pub(crate) struct Sink<'a> {
+    pub(crate) records: Vec<Record>,
+    pub(crate) fits: Vec<Fit>,
+    pub(crate) notes: Vec<String>,
+    progress: &'a mut dyn FnMut(&str),
+}
+
+impl Sink<'_> {
+    pub(crate) fn push(&mut self, record: Record) {
+        let s = &record.statistics;
+        (self.progress)(&format!(
+            "{:<48} {:>12}  (noise {:.1}%{})",
+            record.name,
+            report::format_value(s.median, &record.unit),
+            s.noise * 100.0,
+            if s.noisy { ", NOISY" } else { "" }
+        ));
+        self.records.push(record);
+    }
+
+    pub(crate) fn fit(&mut self, name: &str, points: &[(f64, f64)]) {
+        if let Some(fit) = Fit::power_law(name, points) {
+            (self.progress)(&format!("fit {}", fit.describe()));
+            self.fits.push(fit);
+        }
+    }
+
+    pub(crate) fn note(&mut self, note: String) {
+        (self.progress)(&format!("note {note}"));
+        self.notes.push(note);
+    }
+}
+
+/// Runs `suite`, calling `progress` with a line per finished benchmark.
+pub fn run(suite: Suite, config: &Config, progress: &mut dyn FnMut(&str)) -> Result<Report, Error> {
+    let mut environment = Environment::capture();
+    let mut sink = Sink {
+        records: Vec::new(),
+        fits: Vec::new(),
+        notes: Vec::new(),
+        progress,
+    };
+    let suites: Vec<Suite> = if suite == Suite::All {
+        Suite::EVERY.to_vec()
+    } else {
+        vec![suite]
+    };
+    for s in suites {
+        let started = Instant::now();
+        env::reset_peak_rss();
+        let before = env::rss_bytes();
+        match s {
+            Suite::Planning => suites::planning::run(config, &mut sink)?,
+            Suite::Cache => suites::cache::run(config, &mut sink)?,
+            Suite::Events => suites::events::run(config, &mut sink)?,
+            Suite::Coordination => suites::coordination::run(config, &mut sink)?,
+            Suite::Scaling => suites::scaling::run(config, &mut sink)?,
+            Suite::Memory => suites::memory::run(config, &mut sink)?,
+            Suite::Http => match suites::http::run(config, &mut sink) {
+                Err(Error::Unavailable(why)) if suite == Suite::All => {
+                    sink.note(format!("http suite not run: {why}"));
+                    continue;
+                }
+                other => other?,
+            },
+            Suite::All => unreachable!("expanded above"),
+        }
+        let peak = env::peak_rss_bytes();
+        sink.push(
+            Record::new(
+                format!("memory/peak_rss/{}", s.name()),
+                "peak resident set of the whole process while the suite ran (VmHWM, reset before the suite), with what the process already held",
+                "bytes",
+                false,
+                vec![peak as f64],
+            )
+            .derive("rss_before_bytes", before as f64)
+            .derive("suite_seconds", started.elapsed().as_secs_f64()),
+        );
+    }
+    environment.finish();
+    Ok(Report {
+        schema: SCHEMA,
+        suite: suite.name().to_string(),
+        quick: config.quick,
+        repeats: config.repeats,
+        environment,
+        records: sink.records,
+        fits: sink.fits,
+        notes: sink.notes,
+    })
+}
+
+/// Times `f` once, in seconds.
+pub(crate) fn time<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let t = Instant::now();
+    let out = f();
+    (out, t.elapsed().as_secs_f64())
+}

@@ -1,0 +1,435 @@
+//! Results: one [`Record`] per benchmark, gathered in a [`Report`] (the JSON
+//! document of `--json`, schema [`SCHEMA`]), and its renderings: the table,
+//! CSV and the Prometheus text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::env::Environment;
+use crate::stats::{Fit, Statistics};
+
+/// The version of the JSON document. Bumped on any incompatible change.
+pub const SCHEMA: u32 = 1;
+
+/// One benchmark's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Unique, slash-separated, starting with the suite:
+    /// `planning/random/1000/total`.
+    pub name: String,
+    /// The suite that produced it.
+    pub suite: String,
+    /// What the timed region covers (and what it leaves out).
+    pub description: String,
+    /// The workload's parameters (shape, tasks, backend, batch, ...).
+    pub parameters: BTreeMap<String, Value>,
+    /// `s`, `us`, `events/s`, `tasks/s`, `bytes`, `ratio`.
+    pub unit: String,
+    /// Whether a larger value is better (rates) or worse (times, bytes).
+    pub higher_is_better: bool,
+    /// One value per repeat, in the order measured (warm-up excluded).
+    pub samples: Vec<f64>,
+    /// Statistics of `samples`.
+    pub statistics: Statistics,
+    /// Figures derived from the median (e.g. `nodes_per_s`), or quantiles of
+    /// a latency distribution (`q0.5`, `q0.99`, ...) for CDF charts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub derived: BTreeMap<String, f64>,
+    /// The machine, load and build this record was measured with.
+    pub environment: Environment,
+}
+
+impl Record {
+    /// A record of `samples` (statistics computed here).
+    pub fn new(
+        name: impl Into<String>,
+        description: &str,
+        unit: &str,
+        higher_is_better: bool,
+        samples: Vec<f64>,
+    ) -> Record {
+        let name = name.into();
+        Record {
+            suite: name.split('/').next().unwrap_or("").to_string(),
+            name,
+            description: description.to_string(),
+            parameters: BTreeMap::new(),
+            unit: unit.to_string(),
+            higher_is_better,
+            statistics: Statistics::of(&samples),
+            samples,
+            derived: BTreeMap::new(),
+            environment: Environment::capture_cached(),
+        }
+    }
+
+    /// Adds a parameter.
+    pub fn param(mut self, key: &str, value: impl Into<Value>) -> Record {
+        self.parameters.insert(key.to_string(), value.into());
+        self
+    }
+
+    /// Adds a derived figure.
+    pub fn derive(mut self, key: &str, value: f64) -> Record {
+        self.derived.insert(key.to_string(), value);
+        self
+    }
+}
+
+/// Everything one `baton bench` invocation measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// [`SCHEMA`].
+    pub schema: u32,
+    /// The suite asked for (`all`, `planning`, ...).
+    pub suite: String,
+    /// Whether `--quick` sizes were used.
+    pub quick: bool,
+    /// Repeats per benchmark (after one warm-up).
+    pub repeats: usize,
+    /// The environment of the whole run (load before the first and after the
+    /// last benchmark).
+    pub environment: Environment,
+    /// One per benchmark, in the order measured.
+    pub records: Vec<Record>,
+    /// Power-law fits of the `scaling` suite.
+    #[serde(default)]
+    pub fits: Vec<Fit>,
+    /// Conclusions stated in words (recommended batch sizes, cache checks).
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+impl Report {
+    /// Reads a report written by `--json` or `--save-baseline`.
+    pub fn load(path: &Path) -> Result<Report, crate::Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| crate::Error::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        let value: Value = serde_json::from_str(&text).map_err(|e| crate::Error::Json {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        let schema = value.get("schema").and_then(Value::as_u64);
+        if schema != Some(u64::from(SCHEMA)) {
+            return Err(crate::Error::Schema {
+                path: path.display().to_string(),
+                found: schema,
+            });
+        }
+        serde_json::from_value(value).map_err(|e| crate::Error::Json {
+            path: path.display().to_string(),
+            source: e,
+        })
+    }
+
+    /// Writes the report as pretty JSON (creating parent directories).
+    pub fn save(&self, path: &Path) -> Result<(), crate::Error> {
+        let text = serde_json::to_string_pretty(self).expect("reports serialize");
+        write_file(path, &text)
+    }
+
+    /// The record called `name`.
+    pub fn get(&self, name: &str) -> Option<&Record> {
+        self.records.iter().find(|r| r.name == name)
+    }
+
+    /// The human table.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let e = &self.environment;
+        let _ = writeln!(
+            out,
+            "baton {} ({} build, {}) on {} ({} cores); git {}; load {:.2} → {:.2}; {} repeats{}",
+            e.baton_version,
+            e.profile,
+            e.rustc,
+            e.cpu,
+            e.cores,
+            short(&e.git_sha),
+            e.load_before[0],
+            e.load_after[0],
+            self.repeats,
+            if self.quick { ", quick sizes" } else { "" }
+        );
+        if e.profile == "debug" {
+            let _ = writeln!(
+                out,
+                "warning: a debug build: figures are 10–50× slower than release"
+            );
+        }
+        let width = self
+            .records
+            .iter()
+            .map(|r| r.name.len())
+            .max()
+            .unwrap_or(10)
+            .max(9);
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:>12} {:>12} {:>12} {:>12} {:>7}",
+            "benchmark", "median", "min", "p95", "max", "noise"
+        );
+        for r in &self.records {
+            let s = &r.statistics;
+            let _ = writeln!(
+                out,
+                "{:<width$}  {:>12} {:>12} {:>12} {:>12} {:>6.1}%  {}",
+                r.name,
+                format_value(s.median, &r.unit),
+                format_value(s.min, &r.unit),
+                format_value(s.p95, &r.unit),
+                format_value(s.max, &r.unit),
+                s.noise * 100.0,
+                if s.noisy { "NOISY" } else { "" }
+            );
+        }
+        for f in &self.fits {
+            let _ = writeln!(out, "fit  {}", f.describe());
+        }
+        for n in &self.notes {
+            let _ = writeln!(out, "note {n}");
+        }
+        out
+    }
+
+    /// CSV: one row per record.
+    pub fn csv(&self) -> String {
+        let mut out = String::from(
+            "name,suite,unit,higher_is_better,n,min,median,mean,p95,p99,max,mad,noise,noisy,parameters\n",
+        );
+        for r in &self.records {
+            let s = &r.statistics;
+            let params = serde_json::to_string(&r.parameters).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"",
+                r.name,
+                r.suite,
+                r.unit,
+                r.higher_is_better,
+                s.n,
+                s.min,
+                s.median,
+                s.mean,
+                s.p95,
+                s.p99,
+                s.max,
+                s.mad,
+                s.noise,
+                s.noisy,
+                params.replace('"', "\"\"")
+            );
+        }
+        out
+    }
+
+    /// The Prometheus text exposition format, for node_exporter's textfile
+    /// collector: `baton_bench_value{benchmark, statistic, unit}` per
+    /// statistic, `baton_bench_noise_ratio`, and `baton_bench_fit_slope` /
+    /// `baton_bench_fit_r2` per fit.
+    pub fn prometheus(&self, targets: &[crate::targets::Outcome]) -> String {
+        let mut out = String::new();
+        let git = short(&self.environment.git_sha);
+        out.push_str("# HELP baton_bench_value A benchmark statistic, in the unit of its `unit` label.\n# TYPE baton_bench_value gauge\n");
+        for r in &self.records {
+            for stat in ["min", "median", "p95", "max"] {
+                let v = r.statistics.get(stat).unwrap_or(f64::NAN);
+                let _ = writeln!(
+                    out,
+                    "baton_bench_value{{benchmark=\"{}\",statistic=\"{stat}\",unit=\"{}\",git=\"{git}\"}} {}",
+                    escape(&r.name),
+                    escape(&r.unit),
+                    prom_float(v)
+                );
+            }
+        }
+        out.push_str("# HELP baton_bench_noise_ratio Median absolute deviation over median.\n# TYPE baton_bench_noise_ratio gauge\n");
+        for r in &self.records {
+            let _ = writeln!(
+                out,
+                "baton_bench_noise_ratio{{benchmark=\"{}\"}} {}",
+                escape(&r.name),
+                prom_float(r.statistics.noise)
+            );
+        }
+        if !self.fits.is_empty() {
+            out.push_str("# HELP baton_bench_fit_slope Exponent of the power-law fit.\n# TYPE baton_bench_fit_slope gauge\n");
+            for f in &self.fits {
+                let _ = writeln!(
+                    out,
+                    "baton_bench_fit_slope{{fit=\"{}\"}} {}\nbaton_bench_fit_r2{{fit=\"{}\"}} {}",
+                    escape(&f.name),
+                    prom_float(f.slope),
+                    escape(&f.name),
+                    prom_float(f.r2)
+                );
+            }
+        }
+        if !targets.is_empty() {
+            out.push_str("# HELP baton_bench_target_met 1 when the target holds, 0 on a miss.\n# TYPE baton_bench_target_met gauge\n");
+            for t in targets {
+                if let Some(met) = t.met {
+                    let _ = writeln!(
+                        out,
+                        "baton_bench_target_met{{benchmark=\"{}\",statistic=\"{}\"}} {}",
+                        escape(&t.target.benchmark),
+                        escape(&t.target.statistic),
+                        u8::from(met)
+                    );
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP baton_bench_load_average 1-minute load average at the end of the run.\n# TYPE baton_bench_load_average gauge\nbaton_bench_load_average {}",
+            prom_float(self.environment.load_after[0])
+        );
+        out
+    }
+}
+
+fn prom_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+/// Writes `text` to `path`, creating its parent directories.
+pub fn write_file(path: &Path, text: &str) -> Result<(), crate::Error> {
+    let io = |e| crate::Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    std::fs::write(path, text).map_err(io)
+}
+
+/// A value in its unit, scaled for reading: `1.23 ms`, `4.5 M/s`, `12 MB`.
+pub fn format_value(v: f64, unit: &str) -> String {
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    match unit {
+        "s" => format_seconds(v),
+        "us" => format_seconds(v / 1e6),
+        "bytes" => {
+            if v >= 1e9 {
+                format!("{:.2} GB", v / 1e9)
+            } else if v >= 1e6 {
+                format!("{:.1} MB", v / 1e6)
+            } else if v >= 1e3 {
+                format!("{:.1} KB", v / 1e3)
+            } else {
+                format!("{v:.0} B")
+            }
+        }
+        u if u.ends_with("/s") => {
+            let short = u.trim_end_matches("/s");
+            let short = match short {
+                "events" => "ev",
+                other => other,
+            };
+            if v >= 1e6 {
+                format!("{:.2} M{short}/s", v / 1e6)
+            } else if v >= 1e3 {
+                format!("{:.1} k{short}/s", v / 1e3)
+            } else {
+                format!("{v:.0} {short}/s")
+            }
+        }
+        "ratio" => format!("{:.3}", v),
+        other => format!("{v:.3} {other}"),
+    }
+}
+
+fn format_seconds(s: f64) -> String {
+    let a = s.abs();
+    if a >= 1.0 {
+        format!("{s:.3} s")
+    } else if a >= 1e-3 {
+        format!("{:.3} ms", s * 1e3)
+    } else if a >= 1e-6 {
+        format!("{:.2} µs", s * 1e6)
+    } else {
+        format!("{:.0} ns", s * 1e9)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Report {
+        let env = Environment::capture_cached();
+        Report {
+            schema: SCHEMA,
+            suite: "planning".into(),
+            quick: true,
+            repeats: 3,
+            environment: env,
+            records: vec![
+                Record::new(
+                    "planning/random/10/total",
+                    "t",
+                    "s",
+                    false,
+                    vec![1e-5, 2e-5, 1.5e-5],
+                )
+                .param("tasks", 10)
+                .derive("nodes_per_s", 6.6e5),
+            ],
+            fits: vec![Fit::power_law("f", &[(1.0, 1.0), (2.0, 2.0)]).unwrap()],
+            notes: vec!["a note".into()],
+        }
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let report = sample();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/r.json");
+        report.save(&path).unwrap();
+        let back = Report::load(&path).unwrap();
+        assert_eq!(back, report);
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        v["schema"] = 99.into();
+        std::fs::write(&path, v.to_string()).unwrap();
+        let err = Report::load(&path).unwrap_err().to_string();
+        assert!(err.contains("schema"), "{err}");
+    }
+
+    #[test]
+    fn renderings() {
+        let r = sample();
+        assert!(r.table().contains("planning/random/10/total"));
+        assert!(r.table().contains("15.00 µs"));
+        let csv = r.csv();
+        assert_eq!(csv.lines().count(), 2);
+        let prom = r.prometheus(&[]);
+        assert!(prom.contains(
+            "baton_bench_value{benchmark=\"planning/random/10/total\",statistic=\"median\""
+        ));
+        assert_eq!(format_value(2.5e6, "events/s"), "2.50 Mev/s");
+        assert_eq!(format_value(0.5, "s"), "500.000 ms");
+    }
+}

@@ -1,0 +1,462 @@
+//! `events`: publish → poll → ack through the `EventLog` trait.
+//!
+//! Each sample: a fresh log (a fresh temporary directory for `disk`), P
+//! producers publishing COUNT events in total (100-byte payloads unless
+//! stated, 64 keys, 8 partitions, batches of 1,000 unless stated) and a
+//! consumer group of C members polling and acknowledging until every event
+//! is acknowledged. Timed: from the first publish to the last
+//! acknowledgement, making each event (a fresh id, as a real producer would)
+//! included. Excluded: opening and closing the log.
+//!
+//! Latencies come from HDR histograms filled during the same samples:
+//! `publish` is one `publish` call (a whole batch, until the backend's
+//! durability promise holds); `end_to_end` is from just before the batch's
+//! publish to the moment a consumer holds the event (closed loop: producers
+//! go as fast as they can, so it includes queueing behind them).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use baton_events::{
+    DiskLog, DiskOptions, Event, EventId, EventLog, Fsync, Limits, MemoryLog, Options, Retention,
+    TopicOptions,
+};
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+
+use crate::{Config, Error, Record, Sink};
+
+/// A backend and its durability setting.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Backend {
+    Memory,
+    Disk(Fsync),
+}
+
+impl Backend {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Disk(Fsync::Always) => "disk-always",
+            Backend::Disk(Fsync::Never) => "disk-never",
+            Backend::Disk(_) => "disk-interval-10ms",
+        }
+    }
+}
+
+const INTERVAL: Backend = Backend::Disk(Fsync::Interval(Duration::from_millis(10)));
+const ALWAYS: Backend = Backend::Disk(Fsync::Always);
+
+/// One workload.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scenario {
+    pub backend: Backend,
+    pub producers: usize,
+    pub consumers: usize,
+    pub batch: usize,
+    pub count: usize,
+    pub payload: usize,
+}
+
+impl Scenario {
+    fn new(backend: Backend, count: usize) -> Scenario {
+        Scenario {
+            backend,
+            producers: 1,
+            consumers: 1,
+            batch: 1_000,
+            count,
+            payload: 100,
+        }
+    }
+}
+
+/// What one sample measured.
+pub(crate) struct Outcome {
+    pub seconds: f64,
+    pub publish_us: Histogram<u64>,
+    pub end_to_end_us: Histogram<u64>,
+}
+
+fn options() -> Options {
+    Options {
+        limits: Limits {
+            max_event_bytes: 1 << 20,
+            max_batch_events: 100_000,
+            max_batch_bytes: 256 << 20,
+        },
+        topic_defaults: TopicOptions {
+            partitions: 8,
+            // Bounded memory whatever the count (consumers keep up; this only
+            // matters if they fall behind).
+            retention: Retention {
+                max_events: Some(2_000_000),
+                ..Retention::default()
+            },
+            ..TopicOptions::default()
+        },
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new(3).expect("3 significant digits is valid")
+}
+
+async fn drive<L: EventLog + Clone>(
+    log: L,
+    sc: Scenario,
+    epoch: Instant,
+) -> Result<Outcome, String> {
+    let acked = Arc::new(AtomicU64::new(0));
+    let total = sc.count as u64;
+    let keys: Arc<Vec<Bytes>> = Arc::new(
+        (0..64)
+            .map(|k| Bytes::from(format!("key-{k:03}")))
+            .collect(),
+    );
+    let kind: Arc<str> = "bench.event".into();
+    let started = Instant::now();
+    let mut producers = Vec::new();
+    let per = sc.count.div_ceil(sc.producers);
+    for p in 0..sc.producers {
+        let (log, keys, kind) = (log.clone(), keys.clone(), kind.clone());
+        let mine = per.min(sc.count.saturating_sub(p * per));
+        producers.push(tokio::spawn(async move {
+            let mut hist = histogram();
+            let mut sent = 0usize;
+            let mut seq = p as u64;
+            let mut payload = vec![b'x'; sc.payload.max(8)];
+            while sent < mine {
+                let n = sc.batch.min(mine - sent);
+                let t0 = Instant::now();
+                // The send time rides in the payload's first 8 bytes (one
+                // payload per batch, shared by its events).
+                let stamp = (t0 - epoch).as_nanos() as u64;
+                payload[..8].copy_from_slice(&stamp.to_le_bytes());
+                let body = Bytes::copy_from_slice(&payload[..sc.payload.max(8)]);
+                let batch: Vec<Event> = (0..n)
+                    .map(|_| {
+                        seq += 1;
+                        Event {
+                            id: EventId::generate(),
+                            key: keys[(seq % 64) as usize].clone(),
+                            kind: kind.clone(),
+                            timestamp_ms: 0,
+                            headers: Vec::new(),
+                            payload: body.clone(),
+                        }
+                    })
+                    .collect();
+                log.publish("bench", batch)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                hist.record(t0.elapsed().as_micros() as u64).ok();
+                sent += n;
+            }
+            Ok::<_, String>(hist)
+        }));
+    }
+    let mut consumers = Vec::new();
+    for m in 0..sc.consumers {
+        let (log, acked) = (log.clone(), acked.clone());
+        consumers.push(tokio::spawn(async move {
+            let mut hist = histogram();
+            let member = format!("m{m}");
+            let max = sc.batch.max(1_000);
+            while acked.load(Ordering::Relaxed) < total {
+                let polled = log
+                    .poll("bench", "g", &member, max, Duration::from_millis(5))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if polled.is_empty() {
+                    continue;
+                }
+                let now = (Instant::now() - epoch).as_nanos() as u64;
+                for d in polled.iter() {
+                    let p = &d.event.payload;
+                    if p.len() >= 8 {
+                        let sent = u64::from_le_bytes(p[..8].try_into().expect("8 bytes"));
+                        hist.record(now.saturating_sub(sent) / 1_000).ok();
+                    }
+                }
+                let n = log
+                    .ack("bench", "g", &polled.offsets())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                acked.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Ok::<_, String>(hist)
+        }));
+    }
+    let mut publish_us = histogram();
+    for p in producers {
+        publish_us.add(p.await.map_err(|e| e.to_string())??).ok();
+    }
+    let mut end_to_end_us = histogram();
+    for c in consumers {
+        end_to_end_us.add(c.await.map_err(|e| e.to_string())??).ok();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    log.close().await.map_err(|e| e.to_string())?;
+    Ok(Outcome {
+        seconds,
+        publish_us,
+        end_to_end_us,
+    })
+}
+
+async fn sample(sc: Scenario) -> Result<Outcome, String> {
+    let epoch = Instant::now();
+    match sc.backend {
+        Backend::Memory => {
+            drive(
+                MemoryLog::new(options()).map_err(|e| e.to_string())?,
+                sc,
+                epoch,
+            )
+            .await
+        }
+        Backend::Disk(fsync) => {
+            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+            let log = DiskLog::open(
+                dir.path(),
+                DiskOptions {
+                    log: options(),
+                    fsync,
+                    ..DiskOptions::default()
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            drive(log, sc, epoch).await
+        }
+    }
+}
+
+/// Warm-up plus `repeats` samples; the throughput samples (events/s) and the
+/// merged histograms.
+pub(crate) fn measure(
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    sc: Scenario,
+    repeats: usize,
+) -> Result<(Vec<f64>, Vec<Outcome>), Error> {
+    let failed = |message: String| Error::Failed {
+        benchmark: name.to_string(),
+        message,
+    };
+    rt.block_on(sample(sc)).map_err(failed)?;
+    let mut rates = Vec::new();
+    let mut outcomes = Vec::new();
+    for _ in 0..repeats.max(1) {
+        let o = rt.block_on(sample(sc)).map_err(failed)?;
+        rates.push(sc.count as f64 / o.seconds);
+        outcomes.push(o);
+    }
+    Ok((rates, outcomes))
+}
+
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn throughput_record(name: String, sc: Scenario, rates: Vec<f64>) -> Record {
+    Record::new(
+        name,
+        "events acknowledged per second: P producers publish COUNT events in batches, a C-member group polls and acks them all; from the first publish to the last ack, on a fresh log",
+        "events/s",
+        true,
+        rates,
+    )
+    .param("backend", sc.backend.name())
+    .param("producers", sc.producers)
+    .param("consumers", sc.consumers)
+    .param("batch", sc.batch)
+    .param("count", sc.count)
+    .param("payload_bytes", sc.payload)
+}
+
+/// Latency records (p50, p99, max per sample) of one scenario, with the
+/// merged distribution's quantiles for CDF charts.
+fn latency_records(prefix: &str, sc: Scenario, outcomes: &[Outcome]) -> Vec<Record> {
+    let mut out = Vec::new();
+    for (what, get, description) in [
+        (
+            "publish",
+            (|o: &Outcome| &o.publish_us) as fn(&Outcome) -> &Histogram<u64>,
+            "one publish call (a whole batch), until the backend's durability promise holds",
+        ),
+        (
+            "end_to_end",
+            |o: &Outcome| &o.end_to_end_us,
+            "from just before the batch's publish to a consumer holding the event (closed loop: includes queueing)",
+        ),
+    ] {
+        let mut merged = histogram();
+        for o in outcomes {
+            merged.add(get(o)).ok();
+        }
+        for (q, label) in [(0.5, "p50"), (0.99, "p99"), (1.0, "max")] {
+            let samples: Vec<f64> = outcomes
+                .iter()
+                .map(|o| get(o).value_at_quantile(q) as f64)
+                .collect();
+            let mut r = Record::new(
+                format!("{prefix}/{what}/{label}"),
+                description,
+                "us",
+                false,
+                samples,
+            )
+            .param("backend", sc.backend.name())
+            .param("batch", sc.batch)
+            .param("count", sc.count)
+            .param("quantile", q);
+            if label == "p99" {
+                for q in [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0] {
+                    r = r.derive(&format!("q{q}"), merged.value_at_quantile(q) as f64);
+                }
+            }
+            out.push(r);
+        }
+    }
+    out
+}
+
+pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
+    let rt = runtime();
+    let repeats = config.repeats;
+    // Throughput by backend and count.
+    let memory_counts = config.pick(
+        &[1_000, 10_000, 100_000, 1_000_000, 10_000_000],
+        &[10_000, 100_000],
+        &[1_000],
+    );
+    let disk_counts = config.pick(&[1_000, 10_000, 100_000, 1_000_000], &[100_000], &[1_000]);
+    let backends: Vec<Backend> = config.pick(
+        &[
+            Backend::Memory,
+            ALWAYS,
+            INTERVAL,
+            Backend::Disk(Fsync::Never),
+        ],
+        &[
+            Backend::Memory,
+            ALWAYS,
+            INTERVAL,
+            Backend::Disk(Fsync::Never),
+        ],
+        &[Backend::Memory, ALWAYS],
+    );
+    for backend in backends {
+        let counts = if backend == Backend::Memory {
+            &memory_counts
+        } else {
+            &disk_counts
+        };
+        for &count in counts {
+            let sc = Scenario::new(backend, count);
+            let name = format!("events/throughput/{}/1p1c/{count}", backend.name());
+            let (rates, outcomes) = measure(&rt, &name, sc, repeats)?;
+            sink.push(throughput_record(name, sc, rates));
+            // Latencies at the reference workload (100k events; the largest in smoke).
+            if count
+                == *counts
+                    .iter()
+                    .min_by_key(|c| c.abs_diff(100_000))
+                    .unwrap_or(&count)
+            {
+                for r in
+                    latency_records(&format!("events/latency/{}", backend.name()), sc, &outcomes)
+                {
+                    sink.push(r);
+                }
+            }
+        }
+    }
+
+    // Batch-size sweep, with the recommended batch size.
+    let batches = config.pick(&[1, 10, 100, 1_000, 10_000], &[1, 100, 1_000], &[10, 100]);
+    for backend in [Backend::Memory, ALWAYS] {
+        let mut points = Vec::new();
+        for &batch in &batches {
+            let count = match (backend, config.quick) {
+                (_, true) if config.smoke => 1_000,
+                (Backend::Memory, false) => (batch * 500).clamp(5_000, 1_000_000),
+                (Backend::Memory, true) => (batch * 100).clamp(2_000, 100_000),
+                (_, false) => (batch * 200).clamp(2_000, 500_000),
+                (_, true) => (batch * 50).clamp(500, 100_000),
+            };
+            let sc = Scenario {
+                batch,
+                ..Scenario::new(backend, count)
+            };
+            let prefix = format!("events/batch/{}/{batch}", backend.name());
+            let (rates, outcomes) = measure(&rt, &prefix, sc, repeats)?;
+            let lat = latency_records(&prefix, sc, &outcomes);
+            let p99 = lat
+                .iter()
+                .find(|r| r.name.ends_with("/end_to_end/p99"))
+                .map_or(f64::NAN, |r| r.statistics.median);
+            let rec = throughput_record(format!("{prefix}/throughput"), sc, rates);
+            points.push((batch, rec.statistics.median, p99));
+            sink.push(rec);
+            for r in lat.into_iter().filter(|r| r.name.contains("/p99")) {
+                sink.push(r);
+            }
+        }
+        if let Some(best) = points.iter().map(|p| p.1).max_by(f64::total_cmp)
+            && let Some(&(batch, rate, p99)) = points.iter().find(|p| p.1 >= 0.9 * best)
+        {
+            sink.note(format!(
+                "recommended batch size for {}: {batch} ({} events/s, end-to-end p99 {:.0} µs): the smallest batch within 10% of the best throughput measured ({:.0} events/s); larger batches add latency for little throughput (batches tried: {:?})",
+                backend.name(),
+                rate.round(),
+                p99,
+                best,
+                batches
+            ));
+        }
+    }
+
+    // Payload sizes (memory: the log's own cost, not the disk's bandwidth).
+    let payloads = config.pick(&[10, 100, 1_000, 10_000], &[100, 4_096], &[100]);
+    for &payload in &payloads {
+        let count = match (config.smoke, config.quick || payload >= 10_000) {
+            (true, _) => 1_000,
+            (false, true) => 20_000,
+            (false, false) => 100_000,
+        };
+        let sc = Scenario {
+            payload,
+            ..Scenario::new(Backend::Memory, count)
+        };
+        let name = format!("events/payload/memory/{payload}");
+        let (rates, _) = measure(&rt, &name, sc, repeats)?;
+        sink.push(throughput_record(name, sc, rates));
+    }
+
+    // Producers and consumers.
+    for (backend, count) in config.pick(
+        &[(Backend::Memory, 1_000_000), (ALWAYS, 1_000_000)],
+        &[(Backend::Memory, 100_000), (ALWAYS, 100_000)],
+        &[(Backend::Memory, 1_000)],
+    ) {
+        for p in config.pick(&[1, 2, 4], &[1, 2, 4], &[1, 2]) {
+            let sc = Scenario {
+                producers: p,
+                consumers: p,
+                ..Scenario::new(backend, count)
+            };
+            let name = format!("events/producers/{}/{p}p{p}c", backend.name());
+            let (rates, _) = measure(&rt, &name, sc, repeats)?;
+            sink.push(throughput_record(name, sc, rates));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! Targets (`--check`): the seed's own by default, or a TOML file.
+//!
+//! ```toml
+//! [[target]]
+//! benchmark = "planning/random/1000/total"   # a record name
+//! statistic = "median"                       # min | median | mean | p95 | p99 | max
+//! max = "100us"                              # an upper bound, or `min = ...`
+//! source = "issue #2"                        # where the target comes from (optional)
+//! ```
+//!
+//! Bounds are numbers in the record's unit, or strings: durations (`250ns`,
+//! `100us`, `100µs`, `5ms`, `1s`) for records in `s` or `us`, and numbers
+//! with a `k`, `M` or `G` suffix (`100k`, `1.5M`) otherwise. A target is
+//! never relaxed to pass: a miss exits 1 with the measured value.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::report::{Report, format_value};
+
+/// One target.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// The record's name.
+    pub benchmark: String,
+    /// Which statistic of its samples (default `median`).
+    #[serde(default = "median")]
+    pub statistic: String,
+    /// Upper bound (inclusive).
+    #[serde(default)]
+    pub max: Option<Bound>,
+    /// Lower bound (inclusive).
+    #[serde(default)]
+    pub min: Option<Bound>,
+    /// Where it comes from.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+fn median() -> String {
+    "median".into()
+}
+
+/// A bound as written: a number in the record's unit, or a string with a unit
+/// or suffix.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Bound {
+    /// In the record's unit.
+    Number(f64),
+    /// `100us`, `1.5M`, ...
+    Text(String),
+}
+
+impl Bound {
+    /// The bound in `unit`.
+    pub fn value(&self, unit: &str) -> Result<f64, String> {
+        let text = match self {
+            Bound::Number(v) => return Ok(*v),
+            Bound::Text(t) => t.trim().replace('_', ""),
+        };
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+' || c == 'e'))
+            .unwrap_or(text.len());
+        // `1e6` has an `e`; `5ms` must not take `m` as part of the number.
+        let (num, suffix) = text.split_at(split);
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("`{text}` is not a number with an optional unit"))?;
+        // Durations as (numerator, denominator) of seconds, so that `100us`
+        // is exactly the double nearest to 1e-4 s.
+        let (num, den) = match suffix.trim() {
+            "" => return Ok(n),
+            "ns" => (1.0, 1e9),
+            "us" | "µs" => (1.0, 1e6),
+            "ms" => (1.0, 1e3),
+            "s" => (1.0, 1.0),
+            "k" | "K" => return Ok(n * 1e3),
+            "M" => return Ok(n * 1e6),
+            "G" => return Ok(n * 1e9),
+            other => {
+                return Err(format!(
+                    "unknown suffix `{other}` in `{text}`: use ns, us, ms, s (durations) or k, M, G"
+                ));
+            }
+        };
+        match unit {
+            "s" => Ok(n * num / den),
+            "us" if den >= 1e6 => Ok(n * num / (den / 1e6)),
+            "us" => Ok(n * num * (1e6 / den)),
+            other => Err(format!(
+                "`{text}` is a duration but the benchmark's unit is `{other}`"
+            )),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    target: Vec<Target>,
+}
+
+/// Parses a targets file's text.
+pub fn parse(text: &str) -> Result<Vec<Target>, String> {
+    let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+    for t in &file.target {
+        if t.max.is_none() && t.min.is_none() {
+            return Err(format!(
+                "target `{}` has neither `max` nor `min`",
+                t.benchmark
+            ));
+        }
+        if crate::stats::Statistics::of(&[0.0])
+            .get(&t.statistic)
+            .is_none()
+        {
+            return Err(format!(
+                "target `{}`: unknown statistic `{}` (min, median, mean, p95, p99, max)",
+                t.benchmark, t.statistic
+            ));
+        }
+    }
+    Ok(file.target)
+}
+
+/// Reads a targets file.
+pub fn load(path: &Path) -> Result<Vec<Target>, crate::Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| crate::Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    parse(&text).map_err(|message| crate::Error::Targets {
+        path: path.display().to_string(),
+        message,
+    })
+}
+
+/// The seed's own targets: 1,000-task planning under a second, at least
+/// 100,000 events/s (the embedded default, disk with fsync before every
+/// acknowledgement), coordination overhead under 100 ms.
+pub fn seed() -> Vec<Target> {
+    parse(include_str!("seed_targets.toml")).expect("the built-in targets parse")
+}
+
+/// A target's evaluation.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The target.
+    pub target: Target,
+    /// The measured statistic, when the benchmark ran.
+    pub measured: Option<f64>,
+    /// `Some(true)` met, `Some(false)` missed, `None` not evaluated (its
+    /// suite did not run).
+    pub met: Option<bool>,
+    /// One line for people.
+    pub message: String,
+}
+
+/// Evaluates `targets` against `report`. A target whose suite ran but whose
+/// benchmark is missing counts as a miss (a misspelt name must not pass
+/// silently); one whose suite did not run is skipped.
+pub fn evaluate(targets: &[Target], report: &Report) -> Vec<Outcome> {
+    let suites: std::collections::BTreeSet<&str> =
+        report.records.iter().map(|r| r.suite.as_str()).collect();
+    targets
+        .iter()
+        .map(|t| {
+            let outcome = |measured, met, message| Outcome {
+                target: t.clone(),
+                measured,
+                met,
+                message,
+            };
+            let Some(record) = report.get(&t.benchmark) else {
+                let suite = t.benchmark.split('/').next().unwrap_or("");
+                return if suites.contains(suite) && report.quick {
+                    outcome(
+                        None,
+                        None,
+                        format!("skip {}: not measured at --quick sizes", t.benchmark),
+                    )
+                } else if suites.contains(suite) {
+                    outcome(
+                        None,
+                        Some(false),
+                        format!(
+                            "MISS {}: not measured (no such benchmark in this run)",
+                            t.benchmark
+                        ),
+                    )
+                } else {
+                    outcome(
+                        None,
+                        None,
+                        format!("skip {}: suite `{suite}` not run", t.benchmark),
+                    )
+                };
+            };
+            let value = record.statistics.get(&t.statistic).unwrap_or(f64::NAN);
+            let mut met = value.is_finite();
+            let mut bounds = Vec::new();
+            for (bound, is_max) in [(&t.max, true), (&t.min, false)] {
+                let Some(bound) = bound else { continue };
+                match bound.value(&record.unit) {
+                    Ok(b) => {
+                        met &= if is_max { value <= b } else { value >= b };
+                        bounds.push(format!(
+                            "{} {}",
+                            if is_max { "≤" } else { "≥" },
+                            format_value(b, &record.unit)
+                        ));
+                    }
+                    Err(e) => {
+                        met = false;
+                        bounds.push(format!("invalid bound: {e}"));
+                    }
+                }
+            }
+            let source = t
+                .source
+                .as_deref()
+                .map(|s| format!(" [{s}]"))
+                .unwrap_or_default();
+            outcome(
+                Some(value),
+                Some(met),
+                format!(
+                    "{} {} {} = {} (target {}){}",
+                    if met { "met " } else { "MISS" },
+                    t.benchmark,
+                    t.statistic,
+                    format_value(value, &record.unit),
+                    bounds.join(", "),
+                    source
+                ),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Record;
+
+    #[test]
+    fn bounds_parse_in_the_records_unit() {
+        let t = |s: &str| Bound::Text(s.into());
+        assert_eq!(t("100us").value("s").unwrap(), 100e-6);
+        assert_eq!(t("100µs").value("us").unwrap(), 100.0);
+        assert_eq!(t("5ms").value("s").unwrap(), 0.005);
+        assert_eq!(t("1s").value("us").unwrap(), 1e6);
+        assert_eq!(t("100k").value("events/s").unwrap(), 100_000.0);
+        assert_eq!(t("1.5M").value("events/s").unwrap(), 1_500_000.0);
+        assert_eq!(t("1_000").value("bytes").unwrap(), 1000.0);
+        assert_eq!(Bound::Number(3.0).value("s").unwrap(), 3.0);
+        assert!(t("5ms").value("events/s").is_err());
+        assert!(t("5 parsecs").value("s").is_err());
+    }
+
+    #[test]
+    fn files_parse_and_reject_mistakes() {
+        let ts = parse(
+            r#"
+            [[target]]
+            benchmark = "planning/random/1000/total"
+            max = "100us"
+            [[target]]
+            benchmark = "events/x"
+            statistic = "p95"
+            min = 1e6
+            "#,
+        )
+        .unwrap();
+        assert_eq!(ts.len(), 2);
+        assert_eq!(ts[0].statistic, "median");
+        assert!(parse("[[target]]\nbenchmark = \"a\"\n").is_err());
+        assert!(parse("[[target]]\nbenchmark = \"a\"\nmax = 1\nstatistic = \"p42\"\n").is_err());
+        assert!(parse("[[target]]\nbenchmark = \"a\"\nmax = 1\ntypo = 2\n").is_err());
+        assert_eq!(seed().len(), 3);
+    }
+
+    #[test]
+    fn evaluation_meets_misses_and_skips() {
+        let mut report = crate::report::tests::sample();
+        report.quick = false;
+        report.records.push(Record::new(
+            "events/memory/rate",
+            "",
+            "events/s",
+            true,
+            vec![2e5, 2e5, 2e5],
+        ));
+        let ts = parse(
+            r#"
+            [[target]]
+            benchmark = "planning/random/10/total"
+            max = "1ms"
+            [[target]]
+            benchmark = "planning/random/10/total"
+            max = "1us"
+            [[target]]
+            benchmark = "events/memory/rate"
+            min = "1M"
+            [[target]]
+            benchmark = "planning/missing"
+            max = 1
+            [[target]]
+            benchmark = "coordination/x"
+            max = 1
+            "#,
+        )
+        .unwrap();
+        let out = evaluate(&ts, &report);
+        let met: Vec<Option<bool>> = out.iter().map(|o| o.met).collect();
+        assert_eq!(
+            met,
+            [Some(true), Some(false), Some(false), Some(false), None]
+        );
+        assert!(out[1].message.contains("MISS"), "{}", out[1].message);
+        assert!(out[1].message.contains("15.00 µs"), "{}", out[1].message);
+        // At --quick sizes a missing benchmark is skipped, not missed.
+        report.quick = true;
+        assert_eq!(evaluate(&ts, &report)[3].met, None);
+    }
+}

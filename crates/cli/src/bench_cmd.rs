@@ -1,0 +1,181 @@
+//! `baton bench`: runs a suite of `baton-bench`, prints the table, writes the
+//! reports, evaluates targets and compares against a baseline.
+//!
+//! Exit codes: 0 all good; 1 a target missed (`--check`) or a regression
+//! against the baseline; 2 usage or I/O error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use baton_bench::{Config, Report, Suite, compare, report::write_file, targets};
+use baton_model::generate::Shape;
+
+/// Arguments of `baton bench`.
+#[derive(clap::Args)]
+#[command(after_help = "\
+Suites: planning, cache, events, coordination, scaling, memory, http, all.
+`baton bench compare A.json B.json` compares two saved reports (B against A).
+Exit codes: 0 ok; 1 a target missed (--check) or a regression; 2 usage or I/O error.
+See docs/performance.md.")]
+pub struct Args {
+    /// The suite to run (or `compare`).
+    suite: String,
+    /// For `compare`: the baseline report and the new one.
+    files: Vec<PathBuf>,
+    /// Small sizes and 3 repeats: every suite in under a minute (CI).
+    #[arg(long)]
+    quick: bool,
+    /// Tiny sizes: checks that every path works, measures nothing useful (tests).
+    #[arg(long, hide = true)]
+    smoke: bool,
+    /// Timed repeats per benchmark, after one warm-up (default 5; 3 with --quick).
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// Planning sizes, comma-separated (e.g. 1000,10000).
+    #[arg(long, value_delimiter = ',')]
+    sizes: Option<Vec<usize>>,
+    /// Planning shapes, comma-separated (chain, fanout, layered, random, diamond, dense).
+    #[arg(long, value_delimiter = ',')]
+    shapes: Option<Vec<String>>,
+    /// WfFormat trace files or folders of them, for `planning`.
+    #[arg(long)]
+    trace: Vec<PathBuf>,
+    /// Write the report as JSON (schema 1, see docs/performance.md).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write one CSV row per benchmark.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
+    /// Write a self-contained HTML report with charts.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Write the results in the Prometheus text format (node_exporter textfile collector).
+    #[arg(long, value_name = "FILE")]
+    prometheus: Option<PathBuf>,
+    /// Evaluate targets; exit 1 on any miss.
+    #[arg(long)]
+    check: bool,
+    /// Targets file (TOML) instead of the seed's own targets.
+    #[arg(long, value_name = "FILE")]
+    targets: Option<PathBuf>,
+    /// Save this run as a named baseline.
+    #[arg(long, value_name = "NAME")]
+    save_baseline: Option<String>,
+    /// Compare this run against a named baseline; exit 1 on a regression.
+    #[arg(long, value_name = "NAME")]
+    baseline: Option<String>,
+    /// Where baselines live.
+    #[arg(long, value_name = "DIR", default_value = ".baton/baselines")]
+    baseline_dir: PathBuf,
+    /// A regression is worse by more than this percentage and than the measured noise.
+    #[arg(long, value_name = "PCT", default_value_t = 10.0)]
+    max_regression: f64,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.suite == "compare" {
+        let [a, b] = args.files.as_slice() else {
+            bail!("usage: baton bench compare BASELINE.json NEW.json");
+        };
+        let (a, b) = (Report::load(a)?, Report::load(b)?);
+        let c = compare::compare(&a, &b, args.max_regression);
+        print!("{}", c.table());
+        return Ok(if c.regressed() {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    if !args.files.is_empty() {
+        bail!("unexpected arguments after the suite: {:?}", args.files);
+    }
+    let suite: Suite = args.suite.parse().map_err(anyhow::Error::msg)?;
+    let mut config = if args.smoke {
+        Config::smoke()
+    } else if args.quick {
+        Config::quick()
+    } else {
+        Config::default()
+    };
+    if let Some(r) = args.repeats {
+        if r == 0 {
+            bail!("--repeats must be at least 1");
+        }
+        config.repeats = r;
+    }
+    config.sizes = args.sizes.clone();
+    config.shapes = args
+        .shapes
+        .as_ref()
+        .map(|s| {
+            s.iter()
+                .map(|x| x.parse::<Shape>())
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    config.traces = args.trace.clone();
+    config.baton = std::env::current_exe().ok();
+    // Read inputs before spending minutes measuring.
+    let targets = match (&args.targets, args.check) {
+        (Some(path), _) => targets::load(path)?,
+        (None, true) => targets::seed(),
+        (None, false) => Vec::new(),
+    };
+    let baseline = args
+        .baseline
+        .as_ref()
+        .map(|name| {
+            let path = args.baseline_dir.join(format!("{name}.json"));
+            Report::load(&path).with_context(|| format!("baseline `{name}`"))
+        })
+        .transpose()?;
+
+    let report = baton_bench::run(suite, &config, &mut |line| eprintln!("{line}"))?;
+    print!("{}", report.table());
+
+    let mut failed = false;
+    let outcomes = if args.check || args.targets.is_some() {
+        let outcomes = targets::evaluate(&targets, &report);
+        println!();
+        for o in &outcomes {
+            println!("{}", o.message);
+        }
+        let missed = outcomes.iter().filter(|o| o.met == Some(false)).count();
+        let met = outcomes.iter().filter(|o| o.met == Some(true)).count();
+        println!("targets: {met} met, {missed} missed");
+        failed |= missed > 0;
+        outcomes
+    } else {
+        Vec::new()
+    };
+    if let Some(base) = &baseline {
+        let c = compare::compare(base, &report, args.max_regression);
+        println!();
+        print!("{}", c.table());
+        failed |= c.regressed();
+    }
+    if let Some(path) = &args.json {
+        report.save(path)?;
+    }
+    if let Some(name) = &args.save_baseline {
+        let path = args.baseline_dir.join(format!("{name}.json"));
+        report.save(&path)?;
+        eprintln!("baseline `{name}` saved to {}", path.display());
+    }
+    if let Some(path) = &args.csv {
+        write_file(path, &report.csv())?;
+    }
+    if let Some(path) = &args.html {
+        write_file(path, &baton_bench::html::render(&report))?;
+    }
+    if let Some(path) = &args.prometheus {
+        write_file(path, &report.prometheus(&outcomes))?;
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,222 @@
+//! `baton bench` end to end: reports, targets, baselines, and every command
+//! of docs/performance.md.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use super::{repo, stderr, stdout};
+
+/// Runs `baton` in `dir`.
+fn baton_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run baton")
+}
+
+#[test]
+fn planning_quick_writes_a_versioned_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("p.json");
+    let o = baton_in(
+        dir.path(),
+        &[
+            "bench",
+            "planning",
+            "--smoke",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("planning/random/100/total"),
+        "{}",
+        stdout(&o)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["schema"], 1);
+    let r = v["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "planning/random/100/total")
+        .unwrap();
+    assert_eq!(r["unit"], "s");
+    assert_eq!(r["samples"].as_array().unwrap().len(), 2);
+    assert!(r["statistics"]["median"].as_f64().unwrap() > 0.0);
+    assert!(r["environment"]["cores"].as_u64().unwrap() >= 1);
+    assert_eq!(r["parameters"]["tasks"], 100);
+}
+
+#[test]
+fn a_missed_target_exits_1_with_the_measured_value() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("t.toml"),
+        "[[target]]\nbenchmark = \"planning/random/10/total\"\nmax = \"1ns\"\n",
+    )
+    .unwrap();
+    let o = baton_in(
+        dir.path(),
+        &[
+            "bench",
+            "planning",
+            "--smoke",
+            "--sizes",
+            "10",
+            "--targets",
+            "t.toml",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("MISS planning/random/10/total median = "),
+        "{out}"
+    );
+    assert!(out.contains("targets: 0 met, 1 missed"), "{out}");
+    // A generous one passes.
+    std::fs::write(
+        dir.path().join("t.toml"),
+        "[[target]]\nbenchmark = \"planning/random/10/total\"\nmax = \"10s\"\n",
+    )
+    .unwrap();
+    let o = baton_in(
+        dir.path(),
+        &[
+            "bench",
+            "planning",
+            "--smoke",
+            "--sizes",
+            "10",
+            "--targets",
+            "t.toml",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    // A broken file is a usage error before anything is measured.
+    std::fs::write(dir.path().join("t.toml"), "[[target]]\nbenchmark = 1\n").unwrap();
+    let o = baton_in(dir.path(), &["bench", "planning", "--targets", "t.toml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
+fn baselines_save_compare_and_flag_regressions() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = baton_in(
+        dir.path(),
+        &[
+            "bench",
+            "planning",
+            "--smoke",
+            "--sizes",
+            "10",
+            "--save-baseline",
+            "main",
+            "--json",
+            "a.json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(dir.path().join(".baton/baselines/main.json").exists());
+    // The same report against itself: no change at all.
+    let o = baton_in(dir.path(), &["bench", "compare", "a.json", "a.json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    // Make every figure 3× slower and perfectly quiet: a regression.
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("a.json")).unwrap()).unwrap();
+    for r in v["records"].as_array_mut().unwrap() {
+        let m = r["statistics"]["median"].as_f64().unwrap();
+        r["statistics"]["median"] = (m * 3.0).into();
+        r["statistics"]["noise"] = 0.0.into();
+    }
+    std::fs::write(dir.path().join("b.json"), v.to_string()).unwrap();
+    let o = baton_in(dir.path(), &["bench", "compare", "a.json", "b.json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("REGRESSION"), "{}", stdout(&o));
+    let o = baton_in(
+        dir.path(),
+        &[
+            "bench",
+            "planning",
+            "--smoke",
+            "--sizes",
+            "10",
+            "--baseline",
+            "nope",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+/// Every `baton bench` command in docs/performance.md's ```sh blocks runs,
+/// with `--smoke` (tiny sizes) added, in a scratch directory; commands
+/// that gate (`--check`, `--baseline`, `compare`) may exit 1, nothing may exit 2.
+#[test]
+fn every_command_in_the_performance_doc_runs() {
+    let doc = std::fs::read_to_string(repo().join("docs/performance.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(repo().join("crates"), dir.path().join("crates")).unwrap();
+    let mut ran = 0;
+    let mut in_block = false;
+    for line in doc.lines() {
+        if line.starts_with("```") {
+            in_block = line.trim() == "```sh";
+            continue;
+        }
+        let Some(cmd) = line.trim().strip_prefix("baton bench ") else {
+            continue;
+        };
+        if !in_block {
+            continue;
+        }
+        let mut args: Vec<String> = vec!["bench".into()];
+        let words: Vec<&str> = cmd
+            .split_whitespace()
+            .take_while(|w| !w.starts_with('#'))
+            .collect();
+        let mut skip = false;
+        for w in &words {
+            if skip {
+                skip = false;
+                continue;
+            }
+            // Sizes in the doc are for real measurements; the test keeps smoke sizes.
+            if *w == "--quick" {
+                continue;
+            }
+            if *w == "--sizes" || *w == "--repeats" {
+                skip = true;
+                continue;
+            }
+            args.push((*w).to_string());
+        }
+        if args[1] != "compare" {
+            args.push("--smoke".into());
+        }
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = baton_in(dir.path(), &argv);
+        let gate = cmd.contains("--check")
+            || cmd.contains("--baseline ")
+            || cmd.contains("--targets")
+            || args[1] == "compare";
+        let ok = o.status.success() || (gate && o.status.code() == Some(1));
+        assert!(
+            ok,
+            "`baton {}` exited {:?}\n{}\n{}",
+            argv.join(" "),
+            o.status.code(),
+            stdout(&o),
+            stderr(&o)
+        );
+        ran += 1;
+    }
+    assert!(
+        ran >= 10,
+        "only {ran} commands found in docs/performance.md"
+    );
+}
