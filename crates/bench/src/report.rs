@@ -235,14 +235,23 @@ impl Report {
     /// `baton_bench_fit_r2` per fit.
     pub fn prometheus(&self, targets: &[crate::targets::Outcome]) -> String {
         let mut out = String::new();
-        let git = short(&self.environment.git_sha);
+        let e = &self.environment;
+        let _ = writeln!(
+            out,
+            "# HELP baton_bench_info The build and machine of these results.\n# TYPE baton_bench_info gauge\nbaton_bench_info{{git=\"{}\",version=\"{}\",profile=\"{}\",cpu=\"{}\",cores=\"{}\"}} 1",
+            escape(short(&e.git_sha)),
+            escape(&e.baton_version),
+            escape(&e.profile),
+            escape(&e.cpu),
+            e.cores
+        );
         out.push_str("# HELP baton_bench_value A benchmark statistic, in the unit of its `unit` label.\n# TYPE baton_bench_value gauge\n");
         for r in &self.records {
             for stat in ["min", "median", "p95", "max"] {
                 let v = r.statistics.get(stat).unwrap_or(f64::NAN);
                 let _ = writeln!(
                     out,
-                    "baton_bench_value{{benchmark=\"{}\",statistic=\"{stat}\",unit=\"{}\",git=\"{git}\"}} {}",
+                    "baton_bench_value{{benchmark=\"{}\",statistic=\"{stat}\",unit=\"{}\"}} {}",
                     escape(&r.name),
                     escape(&r.unit),
                     prom_float(v)
