@@ -5,6 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -26,7 +27,7 @@ pub async fn bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Api
 }
 
 /// Parses JSON: syntax errors are 400, shape errors 422 with the line and column.
-pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     // An empty body is an empty object: every field of our requests has a default
     // or is reported missing.
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
@@ -59,6 +60,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let body = json_bytes(req, state).await?;
+        parse(&body).map(Json)
+    }
+}
+
+/// Checks the media type (JSON, or none) and reads the body.
+pub async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    {
         if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
             let ct = ct.to_str().unwrap_or_default();
             let media = ct.split(';').next().unwrap_or_default().trim();
@@ -68,7 +77,6 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
                 )));
             }
         }
-        let body = bytes(req, state).await?;
-        parse(&body).map(Json)
+        bytes(req, state).await
     }
 }

@@ -709,12 +709,38 @@ struct TopicQuery {
     topic: Option<String>,
 }
 
+/// `POST /api/v1/events` as parsed here: payloads stay raw JSON text (no tree is
+/// built and serialized again), the shape is [`api::PublishRequest`]'s.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody<'a> {
+    topic: Option<String>,
+    #[serde(borrow)]
+    events: Vec<EventRaw<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventRaw<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    key: String,
+    #[serde(borrow, default)]
+    payload: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    id: Option<String>,
+}
+
 async fn publish(
     State(state): St,
     q: Result<Query<TopicQuery>, QueryRejection>,
-    Json(req): Json<api::PublishRequest>,
+    req: Request,
 ) -> ApiResult<Response> {
     let q = query(q)?;
+    let bytes = body::json_bytes(req, &()).await?;
+    let req: PublishBody<'_> = body::parse(&bytes)?;
     let topic = match (q.topic, req.topic) {
         (Some(a), Some(b)) if a != b => {
             return Err(ApiError::invalid(
@@ -740,7 +766,7 @@ async fn publish(
     }
     let mut batch = Vec::with_capacity(n);
     for (i, e) in req.events.into_iter().enumerate() {
-        let payload = serde_json::to_vec(&e.payload).unwrap_or_default();
+        let payload = Bytes::copy_from_slice(e.payload.map_or("null", |p| p.get()).as_bytes());
         let mut event = Event::new(e.kind, e.key, payload);
         if let Some(id) = &e.id {
             let id = id.parse::<EventId>().map_err(|_| {
