@@ -133,17 +133,7 @@ fn prepare(args: &Args, file: &Path) -> anyhow::Result<Result<Arc<Spec>, ExitCod
             Ok(agents) => agents,
             Err(code) => return Ok(Err(code)),
         };
-        for agent in &mut checked.workflow.agents {
-            if let Some(over) = agents.iter().find(|a| a.name == agent.name) {
-                let capabilities = std::mem::take(&mut agent.capabilities);
-                let concurrency = agent.concurrency;
-                *agent = over.clone();
-                if agent.capabilities.is_empty() {
-                    agent.capabilities = capabilities;
-                }
-                agent.concurrency = agent.concurrency.or(concurrency);
-            }
-        }
+        checked.workflow.override_agents(&agents);
     }
     if let Some(kind) = args.stand_in {
         let kind = match kind {

@@ -33,6 +33,25 @@ pub struct Workflow {
     pub coordination: Option<Coordination>,
 }
 
+impl Workflow {
+    /// Replaces the agents that `overrides` names (a `baton.toml`'s agents):
+    /// type and settings come from the override; capabilities and concurrency
+    /// too, unless the override leaves them out. Agents not named are kept.
+    pub fn override_agents(&mut self, overrides: &[Agent]) {
+        for agent in &mut self.agents {
+            if let Some(over) = overrides.iter().find(|a| a.name == agent.name) {
+                let capabilities = std::mem::take(&mut agent.capabilities);
+                let concurrency = agent.concurrency;
+                *agent = over.clone();
+                if agent.capabilities.is_empty() {
+                    agent.capabilities = capabilities;
+                }
+                agent.concurrency = agent.concurrency.or(concurrency);
+            }
+        }
+    }
+}
+
 /// An agent that tasks can be assigned to.
 ///
 /// The settings after `concurrency` configure the built-in kinds: `breaker`
@@ -356,4 +375,40 @@ fn agents_as_map<S: serde::Serializer>(agents: &[Agent], s: S) -> Result<S::Ok, 
 
 fn pairs_as_map<S: serde::Serializer>(pairs: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
     s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_replace_kind_and_settings_and_keep_what_they_leave_out() {
+        let agent = |name: &str, kind: &str, caps: &[&str], concurrency| Agent {
+            name: name.into(),
+            kind: kind.into(),
+            capabilities: caps.iter().map(|c| c.to_string()).collect(),
+            concurrency,
+            ..Agent::default()
+        };
+        let mut wf = Workflow {
+            agents: vec![
+                agent("a", "research_agent", &["search"], Some(4)),
+                agent("b", "noop", &[], None),
+            ],
+            ..Workflow::default()
+        };
+        let mut over = agent("a", "simulate", &[], None);
+        over.failure_rate = Some(0.1);
+        wf.override_agents(&[over, agent("z", "noop", &[], None)]);
+        assert_eq!(wf.agents[0].kind, "simulate");
+        assert_eq!(wf.agents[0].failure_rate, Some(0.1));
+        assert_eq!(wf.agents[0].capabilities, ["search"]);
+        assert_eq!(wf.agents[0].concurrency, Some(4));
+        assert_eq!(wf.agents[1], agent("b", "noop", &[], None));
+        assert_eq!(
+            wf.agents.len(),
+            2,
+            "agents the workflow does not declare are not added"
+        );
+    }
 }

@@ -386,21 +386,6 @@ fn retry_of(v: &Value) -> ApiResult<baton_model::RetryPolicy> {
     }
 }
 
-/// Applies `baton.toml` agents over the workflow's.
-fn override_agents(agents: &mut [baton_model::Agent], overrides: &[baton_model::Agent]) {
-    for agent in agents {
-        if let Some(over) = overrides.iter().find(|a| a.name == agent.name) {
-            let capabilities = std::mem::take(&mut agent.capabilities);
-            let concurrency = agent.concurrency;
-            *agent = over.clone();
-            if agent.capabilities.is_empty() {
-                agent.capabilities = capabilities;
-            }
-            agent.concurrency = agent.concurrency.or(concurrency);
-        }
-    }
-}
-
 fn build_spec(
     state: &AppState,
     entry: &Entry,
@@ -425,7 +410,7 @@ fn build_spec(
         return Ok(spec.clone());
     }
     let mut checked = entry.checked.clone();
-    override_agents(&mut checked.workflow.agents, &state.options.agents);
+    checked.workflow.override_agents(&state.options.agents);
     if let Some(policy) = &options.retry_policy {
         let policy = retry_of(policy)?;
         for t in &mut checked.workflow.tasks {
@@ -870,7 +855,10 @@ fn workers() -> &'static Arc<Workers> {
 }
 
 fn lease_error(e: worker::Error) -> ApiError {
-    ApiError::NotFound(e.to_string())
+    match e {
+        worker::Error::UnknownLease(_) => ApiError::NotFound(e.to_string()),
+        worker::Error::Expired(_) => ApiError::Conflict(e.to_string()),
+    }
 }
 
 fn lease_of(ms: u64, path: &str) -> ApiResult<Duration> {

@@ -34,10 +34,13 @@ pub struct Assignment {
 /// Why a worker's report was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
-    /// No lease with this id: never given, already reported, or expired and given
-    /// to another worker.
-    #[error("no task leased with id {0} (it was completed, failed, or its lease expired)")]
+    /// No lease with this id: never given, or already reported.
+    #[error("no task leased with id {0} (it was completed or failed, or never leased)")]
     UnknownLease(String),
+    /// The lease expired: the call went back to the pool (and maybe to another
+    /// worker); this worker's result is not taken.
+    #[error("the lease {0} expired; the task was handed back for another worker")]
+    Expired(String),
 }
 
 struct Waiting {
@@ -55,8 +58,13 @@ struct Leased {
 struct Pool {
     queues: HashMap<String, VecDeque<Waiting>>,
     leased: HashMap<u64, Leased>,
+    /// Recently expired leases, to tell a late worker why it was refused.
+    expired: VecDeque<u64>,
     next: u64,
 }
+
+/// Expired lease ids remembered for late reports.
+const REMEMBER_EXPIRED: usize = 4096;
 
 /// The pool of calls waiting for workers, shared by every `worker` agent of the
 /// process.
@@ -101,6 +109,10 @@ impl Workers {
                     .entry(l.agent)
                     .or_default()
                     .push_front(l.waiting);
+                if pool.expired.len() == REMEMBER_EXPIRED {
+                    pool.expired.pop_front();
+                }
+                pool.expired.push_back(id);
             }
         }
     }
@@ -175,7 +187,11 @@ impl Workers {
         let now = Instant::now();
         let mut pool = self.pool();
         Self::expire(&mut pool, now);
-        pool.leased.remove(&key).ok_or_else(unknown)
+        match pool.leased.remove(&key) {
+            Some(l) => Ok(l),
+            None if pool.expired.contains(&key) => Err(Error::Expired(id.to_string())),
+            None => Err(unknown()),
+        }
     }
 
     /// Extends a lease by `lease` from now.
@@ -347,7 +363,10 @@ mod tests {
             .await;
         assert_eq!(second.len(), 1);
         assert_ne!(first[0].id, second[0].id);
-        assert!(pool.complete(&first[0].id, Value::Null).is_err());
+        assert!(matches!(
+            pool.complete(&first[0].id, Value::Null),
+            Err(Error::Expired(_))
+        ));
         assert!(pool.complete(&second[0].id, Value::Null).is_ok());
     }
 
