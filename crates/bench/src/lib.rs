@@ -315,6 +315,14 @@ pub fn run(suite: Suite, config: &Config, progress: &mut dyn FnMut(&str)) -> Res
     })
 }
 
+/// Resident-set growth, in bytes, of `runs` runs of a `tasks`-task random
+/// workflow on a fresh engine in this process: what `baton bench
+/// memory-probe RUNS TASKS` prints for the `memory` suite, which runs it in a
+/// fresh process per sample.
+pub fn memory_probe(runs: usize, tasks: usize) -> Result<u64, Error> {
+    suites::memory::probe(runs, tasks)
+}
+
 /// Times `f` once, in seconds.
 pub(crate) fn time<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let t = Instant::now();

@@ -87,6 +87,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         });
     }
+    if args.suite == "memory-probe" {
+        // Internal: one fresh-process sample of the `memory` suite.
+        let n = |i: usize| -> anyhow::Result<usize> {
+            let f = args
+                .files
+                .get(i)
+                .context("usage: baton bench memory-probe RUNS TASKS")?;
+            f.to_string_lossy()
+                .parse()
+                .context("usage: baton bench memory-probe RUNS TASKS")
+        };
+        println!("{}", baton_bench::memory_probe(n(0)?, n(1)?)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     if !args.files.is_empty() {
         bail!("unexpected arguments after the suite: {:?}", args.files);
     }
