@@ -892,7 +892,13 @@ impl Scheduler {
             run: run.id,
             task,
             status,
-            attempt: state.attempt,
+            // A ready task waits for its next attempt; other states belong to the
+            // attempt made (or failed) last.
+            attempt: if status == TaskStatus::Ready {
+                state.attempt + 1
+            } else {
+                state.attempt
+            },
             agent: state.agent,
             at_us: at / 1000,
             detail,

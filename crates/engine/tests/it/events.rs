@@ -79,12 +79,12 @@ async fn every_transition_is_published_in_order() {
     let run = engine.submit(spec, Value::Null).await.unwrap();
     engine.wait(run).await.unwrap();
     engine.shutdown().await.unwrap();
-    let got: Vec<(u32, String)> = steps(&log, run)
+    let got: Vec<(u32, String, u32)> = steps(&log, run)
         .await
         .into_iter()
-        .map(|s| (s.task, s.status))
+        .map(|s| (s.task, s.status, s.attempt))
         .collect();
-    let want: Vec<(u32, String)> = [
+    let want: Vec<(u32, String, u32)> = [
         (0, "ready"),
         (0, "dispatched"),
         (0, "running"),
@@ -95,7 +95,7 @@ async fn every_transition_is_published_in_order() {
         (1, "succeeded"),
     ]
     .into_iter()
-    .map(|(t, s)| (t, s.to_string()))
+    .map(|(t, s)| (t, s.to_string(), 1))
     .collect();
     assert_eq!(got, want);
 }
