@@ -14,6 +14,7 @@ mod bench_cmd;
 mod config;
 mod events_cmd;
 mod gen_cmd;
+mod load_cmd;
 mod plan_cmd;
 mod run_cmd;
 mod serve_cmd;
@@ -48,6 +49,8 @@ enum Command {
     Events(events_cmd::EventsArgs),
     /// Measure Baton on this machine: suites, reports, baselines, targets.
     Bench(bench_cmd::Args),
+    /// Load-test a Baton server over HTTP: Locust-style users, thresholds, reports.
+    Load(load_cmd::Args),
 }
 
 /// Exit code for usage and I/O errors.
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Gen(args) => gen_cmd::run(args),
         Command::Events(args) => events_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
+        Command::Load(args) => load_cmd::run(args),
     };
     match result {
         Ok(code) => code,
