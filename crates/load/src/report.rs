@@ -275,7 +275,10 @@ fn esc(s: &str) -> String {
 }
 
 /// A line chart as inline SVG: `series` are (label, colour, points).
-fn chart(title: &str, unit: &str, series: &[(&str, &str, Vec<(f64, f64)>)]) -> String {
+/// A chart's line: label, colour, (seconds, value) points.
+type Series<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
+
+fn chart(title: &str, unit: &str, series: &[Series<'_>]) -> String {
     let (w, h, left, right, top, bottom) = (720.0, 240.0, 64.0, 16.0, 28.0, 36.0);
     let xmax = series
         .iter()

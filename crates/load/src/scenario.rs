@@ -36,7 +36,8 @@ pub enum TaskKind {
     /// `POST /api/v1/workflows/{id}/execute` of one of the user's workflows,
     /// then `GET /api/v1/executions/{id}` every poll interval until it ends.
     Execute,
-    /// `GET /api/v1/executions/{id}` of the user's last execution.
+    /// `GET /api/v1/executions/{id}` of the user's last execution (with none
+    /// yet: `execute` first).
     Status,
     /// `GET /api/v1/workflows?limit=20`.
     List,

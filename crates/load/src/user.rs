@@ -91,21 +91,23 @@ impl User {
                 self.create(intended).await;
             }
             TaskKind::Execute => self.execute(intended).await,
-            TaskKind::Status => {
-                if let Some(id) = self.last_execution.clone() {
+            TaskKind::Status => match self.last_execution.clone() {
+                Some(id) => {
                     let path = format!("/api/v1/executions/{id}");
-                    self.call(
+                    self.call_parse::<baton_api::ExecutionStatus>(
                         Endpoint::Status,
                         Method::GET,
                         &path,
                         Bytes::new(),
                         StatusCode::OK,
                         intended,
-                        |b| serde_json::from_slice::<baton_api::ExecutionStatus>(b).is_ok(),
                     )
                     .await;
                 }
-            }
+                // Nothing to read yet: start a run first (as `execute` creates
+                // a workflow first), so every iteration sends requests.
+                None => self.execute(intended).await,
+            },
             TaskKind::List => {
                 self.call(
                     Endpoint::ListWorkflows,

@@ -4,6 +4,7 @@
 mod bench;
 mod events;
 mod generate;
+mod load;
 mod plan;
 mod run;
 

@@ -1,0 +1,121 @@
+//! `baton load` end to end: a spawned server, a bounded run, the reports and
+//! the exit codes.
+
+use crate::{baton, stderr, stdout};
+
+#[test]
+fn refuses_to_run_without_a_bound() {
+    let out = baton(&["load", "--spawn-server", "--users", "2"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("needs a bound"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_thresholds_are_usage_errors() {
+    let out = baton(
+        &[
+            "load",
+            "--target",
+            "http://127.0.0.1:1",
+            "--iterations",
+            "1",
+            "--threshold",
+            "p99<1",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown metric `p99`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn mixed_iterations_against_a_spawned_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("load.json");
+    let html = dir.path().join("load.html");
+    let csv = dir.path().join("load");
+    let out = baton(
+        &[
+            "load",
+            "--spawn-server",
+            "--scenario",
+            "mixed",
+            "--users",
+            "3",
+            "--iterations",
+            "60",
+            "--batch",
+            "10..50",
+            "--tasks",
+            "5",
+            "--seed",
+            "7",
+            "--json",
+            json.to_str().unwrap(),
+            "--csv",
+            csv.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+            "--threshold",
+            "failure_rate<0.1%",
+            "--threshold",
+            "http_req_p99<30s",
+        ],
+        None,
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("share its"), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(table.contains("Aggregated"), "{table}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["iterations"], 60);
+    assert_eq!(report["total"]["failures"], 0, "{report:#}");
+    assert!(report["total"]["requests"].as_u64().unwrap() >= 60);
+    let names: Vec<&str> = report["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"/api/v1/events"), "{names:?}");
+    assert!(names.contains(&"/api/v1/workflows"), "{names:?}");
+    assert_eq!(report["thresholds"].as_array().unwrap().len(), 2);
+    let stats = std::fs::read_to_string(dir.path().join("load_stats.csv")).unwrap();
+    assert!(stats.starts_with("Type,Name,Request Count,Failure Count,Median Response Time"));
+    assert!(stats.lines().last().unwrap().starts_with(",Aggregated,"));
+    assert!(dir.path().join("load_stats_history.csv").exists());
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<svg") && !page.contains("<script"));
+}
+
+#[test]
+fn a_missed_threshold_exits_1_with_the_measured_value() {
+    let out = baton(
+        &[
+            "load",
+            "--spawn-server",
+            "--scenario",
+            "health",
+            "--iterations",
+            "20",
+            "--threshold",
+            "http_req_rate>1000000000",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(table.contains("MISS http_req_rate>1000000000"), "{table}");
+    assert!(table.contains("measured "), "{table}");
+}
