@@ -92,6 +92,7 @@ fn options() -> Options {
             // matters if they fall behind).
             retention: Retention {
                 max_events: Some(2_000_000),
+                max_bytes: None,
                 ..Retention::default()
             },
             ..TopicOptions::default()
@@ -109,6 +110,7 @@ async fn drive<L: EventLog + Clone>(
     epoch: Instant,
 ) -> Result<Outcome, String> {
     let acked = Arc::new(AtomicU64::new(0));
+    let published = Arc::new(AtomicU64::new(0));
     let total = sc.count as u64;
     let keys: Arc<Vec<Bytes>> = Arc::new(
         (0..64)
@@ -120,7 +122,8 @@ async fn drive<L: EventLog + Clone>(
     let mut producers = Vec::new();
     let per = sc.count.div_ceil(sc.producers);
     for p in 0..sc.producers {
-        let (log, keys, kind) = (log.clone(), keys.clone(), kind.clone());
+        let (log, keys, kind, published) =
+            (log.clone(), keys.clone(), kind.clone(), published.clone());
         let mine = per.min(sc.count.saturating_sub(p * per));
         producers.push(tokio::spawn(async move {
             let mut hist = histogram();
@@ -153,25 +156,40 @@ async fn drive<L: EventLog + Clone>(
                     .map_err(|e| e.to_string())?;
                 hist.record(t0.elapsed().as_micros() as u64).ok();
                 sent += n;
+                published.fetch_add(n as u64, Ordering::Relaxed);
             }
             Ok::<_, String>(hist)
         }));
     }
     let mut consumers = Vec::new();
     for m in 0..sc.consumers {
-        let (log, acked) = (log.clone(), acked.clone());
+        let (log, acked, published) = (log.clone(), acked.clone(), published.clone());
         consumers.push(tokio::spawn(async move {
             let mut hist = histogram();
             let member = format!("m{m}");
             let max = sc.batch.max(1_000);
+            let mut idle_since: Option<Instant> = None;
             while acked.load(Ordering::Relaxed) < total {
                 let polled = log
                     .poll("bench", "g", &member, max, Duration::from_millis(5))
                     .await
                     .map_err(|e| e.to_string())?;
                 if polled.is_empty() {
+                    // Everything published, nothing to poll for 5 s, yet not all
+                    // acknowledged: events were lost (or never delivered). Say so
+                    // instead of waiting forever.
+                    if published.load(Ordering::Relaxed) >= total {
+                        let since = *idle_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > Duration::from_secs(5) {
+                            return Err(format!(
+                                "{} of {total} events acknowledged; nothing more delivered for 5 s after the last publish",
+                                acked.load(Ordering::Relaxed)
+                            ));
+                        }
+                    }
                     continue;
                 }
+                idle_since = None;
                 let now = (Instant::now() - epoch).as_nanos() as u64;
                 for d in polled.iter() {
                     let p = &d.event.payload;
@@ -459,4 +477,20 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_payloads_all_arrive() {
+        let rt = runtime();
+        let sc = Scenario {
+            payload: 10_000,
+            ..Scenario::new(Backend::Memory, 20_000)
+        };
+        let o = rt.block_on(sample(sc)).unwrap();
+        assert_eq!(o.end_to_end_us.len(), 20_000);
+    }
 }
