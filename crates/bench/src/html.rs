@@ -340,7 +340,7 @@ fn charts(report: &Report) -> Vec<Chart> {
         });
     }
     // Latency CDFs from the merged distributions.
-    for kind in ["publish", "end_to_end"] {
+    for kind in ["publish", "consume", "end_to_end"] {
         let series: Vec<Series> = report
             .records
             .iter()

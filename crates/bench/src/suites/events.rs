@@ -10,7 +10,8 @@
 //!
 //! Latencies come from HDR histograms filled during the same samples:
 //! `publish` is one `publish` call (a whole batch, until the backend's
-//! durability promise holds); `end_to_end` is from just before the batch's
+//! durability promise holds); `consume` is one poll that delivered events
+//! plus its ack; `end_to_end` is from just before the batch's
 //! publish to the moment a consumer holds the event (closed loop: producers
 //! go as fast as they can, so it includes queueing behind them).
 
@@ -76,6 +77,7 @@ impl Scenario {
 pub(crate) struct Outcome {
     pub seconds: f64,
     pub publish_us: Histogram<u64>,
+    pub consume_us: Histogram<u64>,
     pub end_to_end_us: Histogram<u64>,
 }
 
@@ -166,10 +168,12 @@ async fn drive<L: EventLog + Clone>(
         let (log, acked, published) = (log.clone(), acked.clone(), published.clone());
         consumers.push(tokio::spawn(async move {
             let mut hist = histogram();
+            let mut consume = histogram();
             let member = format!("m{m}");
             let max = sc.batch.max(1_000);
             let mut idle_since: Option<Instant> = None;
             while acked.load(Ordering::Relaxed) < total {
+                let t0 = Instant::now();
                 let polled = log
                     .poll("bench", "g", &member, max, Duration::from_millis(5))
                     .await
@@ -202,9 +206,10 @@ async fn drive<L: EventLog + Clone>(
                     .ack("bench", "g", &polled.offsets())
                     .await
                     .map_err(|e| e.to_string())?;
+                consume.record(t0.elapsed().as_micros() as u64).ok();
                 acked.fetch_add(n as u64, Ordering::Relaxed);
             }
-            Ok::<_, String>(hist)
+            Ok::<_, String>((hist, consume))
         }));
     }
     let mut publish_us = histogram();
@@ -212,14 +217,18 @@ async fn drive<L: EventLog + Clone>(
         publish_us.add(p.await.map_err(|e| e.to_string())??).ok();
     }
     let mut end_to_end_us = histogram();
+    let mut consume_us = histogram();
     for c in consumers {
-        end_to_end_us.add(c.await.map_err(|e| e.to_string())??).ok();
+        let (e2e, consume) = c.await.map_err(|e| e.to_string())??;
+        end_to_end_us.add(e2e).ok();
+        consume_us.add(consume).ok();
     }
     let seconds = started.elapsed().as_secs_f64();
     log.close().await.map_err(|e| e.to_string())?;
     Ok(Outcome {
         seconds,
         publish_us,
+        consume_us,
         end_to_end_us,
     })
 }
@@ -308,6 +317,11 @@ fn latency_records(prefix: &str, sc: Scenario, outcomes: &[Outcome]) -> Vec<Reco
             "publish",
             (|o: &Outcome| &o.publish_us) as fn(&Outcome) -> &Histogram<u64>,
             "one publish call (a whole batch), until the backend's durability promise holds",
+        ),
+        (
+            "consume",
+            |o: &Outcome| &o.consume_us,
+            "one poll that delivered events plus its ack: what a consumer waits per round",
         ),
         (
             "end_to_end",
