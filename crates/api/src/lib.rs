@@ -220,7 +220,11 @@ pub struct ExecutionOptions {
 #[serde(deny_unknown_fields)]
 pub struct ResourceConstraints {
     /// Caps every agent's `concurrency` at this many calls in flight.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "integral::option"
+    )]
     pub max_concurrency: Option<u32>,
 }
 
@@ -348,8 +352,10 @@ pub struct EventIn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OffsetRef {
     /// The partition.
+    #[serde(deserialize_with = "integral::value")]
     pub partition: u32,
     /// The offset in it.
+    #[serde(deserialize_with = "integral::value")]
     pub offset: u64,
 }
 
@@ -415,13 +421,13 @@ pub struct AckResponse {
 #[serde(deny_unknown_fields)]
 pub struct WorkerPoll {
     /// Most assignments returned (default 1, at most 1,000).
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "integral::value")]
     pub max: usize,
     /// Longest wait for work, ms (default 20,000, at most 60,000).
-    #[serde(default = "twenty_s")]
+    #[serde(default = "twenty_s", deserialize_with = "integral::value")]
     pub wait_ms: u64,
     /// Lease of each assignment, ms (default 30,000): heartbeat before it expires.
-    #[serde(default = "thirty_s")]
+    #[serde(default = "thirty_s", deserialize_with = "integral::value")]
     pub lease_ms: u64,
 }
 
@@ -473,7 +479,11 @@ pub struct LeaseResponse {
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     /// New lease from now, ms (default 30,000).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "integral::option"
+    )]
     pub lease_ms: Option<u64>,
 }
 
@@ -510,6 +520,67 @@ pub struct ControlResponse {
     pub action: String,
 }
 
+/// Non-negative integers as JSON may write them: `5` or `5.0`. JSON has one
+/// number type and JSON Schema's `integer` admits a zero fraction, so a client
+/// (or a generator such as schemathesis) sending `5.0` sent a valid integer.
+mod integral {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::Deserialize as _;
+    use serde::de::{self, Deserializer, Unexpected, Visitor};
+
+    struct Integral<T>(PhantomData<T>);
+
+    impl<T: TryFrom<u64>> Visitor<'_> for Integral<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(
+                f,
+                "a non-negative integer that fits a {}",
+                std::any::type_name::<T>()
+            )
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+            T::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+            match u64::try_from(v) {
+                Ok(v) => self.visit_u64(v),
+                Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &self)),
+            }
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+            // 2^64 is exactly representable; below it every integral f64 fits a u64.
+            if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
+                self.visit_u64(v as u64)
+            } else {
+                Err(E::invalid_value(Unexpected::Float(v), &self))
+            }
+        }
+    }
+
+    pub(crate) fn value<'de, D: Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<T, D::Error> {
+        d.deserialize_u64(Integral(PhantomData))
+    }
+
+    pub(crate) fn option<'de, D: Deserializer<'de>, T: TryFrom<u64>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        struct Item<T>(T);
+        impl<'de, T: TryFrom<u64>> serde::Deserialize<'de> for Item<T> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                value(d).map(Item)
+            }
+        }
+        Ok(Option::<Item<T>>::deserialize(d)?.map(|i| i.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,6 +591,27 @@ mod tests {
             serde_json::from_str::<ExecuteRequest>(r#"{"execution_options": {"timeot": "1s"}}"#)
                 .unwrap_err();
         assert!(err.to_string().contains("timeot"), "{err}");
+    }
+
+    #[test]
+    fn integers_may_have_a_zero_fraction() {
+        let req: ExecuteRequest = serde_json::from_str(
+            r#"{"execution_options": {"resource_constraints": {"max_concurrency": 5692.0}}}"#,
+        )
+        .unwrap();
+        let rc = req.execution_options.resource_constraints.unwrap();
+        assert_eq!(rc.max_concurrency, Some(5692));
+        let o: OffsetRef = serde_json::from_str(r#"{"partition": 1.0, "offset": 7}"#).unwrap();
+        assert_eq!((o.partition, o.offset), (1, 7));
+        for bad in [
+            r#"{"partition": 1.5, "offset": 0}"#,
+            r#"{"partition": -1, "offset": 0}"#,
+            r#"{"partition": 4294967296, "offset": 0}"#,
+        ] {
+            assert!(serde_json::from_str::<OffsetRef>(bad).is_err(), "{bad}");
+        }
+        let h: Heartbeat = serde_json::from_str("{}").unwrap();
+        assert_eq!(h.lease_ms, None);
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct Server {
     pub max_batch_events: Option<usize>,
     /// Request timeout, seconds.
     pub request_timeout_secs: Option<u64>,
+    /// Longest wait of a long poll, milliseconds.
+    pub long_poll_max_ms: Option<u64>,
 }
 
 /// Reads a `baton.toml`; invalid content is reported on stderr and becomes exit code 1.

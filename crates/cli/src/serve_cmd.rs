@@ -24,7 +24,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// `baton.toml`: `[server]` (bind, data_dir, auth_token, metrics_requires_auth,
-    /// body_limit, max_batch_events, request_timeout_secs) and `[agents.NAME]`.
+    /// body_limit, max_batch_events, request_timeout_secs, long_poll_max_ms) and
+    /// `[agents.NAME]`.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -52,6 +53,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         request_timeout: s
             .request_timeout_secs
             .map_or(defaults.request_timeout, Duration::from_secs),
+        long_poll_max: s
+            .long_poll_max_ms
+            .map_or(defaults.long_poll_max, Duration::from_millis),
         agents: config.agents,
         ..defaults
     };

@@ -144,7 +144,12 @@ impl From<baton_events::Error> for ApiError {
             E::EventTooLarge { .. } | E::BatchTooLarge { .. } => {
                 ApiError::PayloadTooLarge(e.to_string())
             }
-            E::InvalidName { .. } => ApiError::invalid("$.topic", e.to_string()),
+            E::InvalidName { what, .. } => ApiError::invalid(what, e.to_string()),
+            // Consumer-group routes name a topic, group or partition that may not
+            // exist: the client's mistake, not the server's.
+            E::UnknownTopic(_) | E::UnknownGroup { .. } | E::UnknownPartition { .. } => {
+                ApiError::NotFound(e.to_string())
+            }
             E::Closed => ApiError::Unavailable("the event log is closed".into()),
             other => ApiError::Internal(other.to_string()),
         }

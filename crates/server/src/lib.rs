@@ -64,6 +64,8 @@ pub struct ServerOptions {
     /// Requests taking longer are answered 503 `timeout` (long polls and event
     /// streams excepted).
     pub request_timeout: Duration,
+    /// Longest a long poll (`…/poll`) waits, whatever `wait_ms` asks for.
+    pub long_poll_max: Duration,
     /// Agent definitions (`[agents.NAME]` of `baton.toml`) that replace a
     /// workflow's agents of the same name when it runs.
     pub agents: Vec<Agent>,
@@ -83,6 +85,7 @@ impl Default for ServerOptions {
             body_limit: 64 << 20,
             max_batch_events: 10_000,
             request_timeout: Duration::from_secs(30),
+            long_poll_max: Duration::from_secs(60),
             agents: Vec::new(),
             engine: baton_engine::Options::default(),
             log: DiskOptions::default(),

@@ -12,7 +12,7 @@ pub struct Route {
     pub path: &'static str,
     /// What it does.
     pub summary: &'static str,
-    /// Query parameters: name, schema type, description.
+    /// Query parameters: name, JSON schema (as JSON text), description.
     pub query: &'static [(&'static str, &'static str, &'static str)],
     /// The request body schema (a name in `components/schemas`) and media types.
     pub body: Option<&'static str>,
@@ -41,8 +41,16 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/workflows",
         summary: "List workflows, newest first",
         query: &[
-            ("limit", "integer", "page size, 1..=1000 (default 50)"),
-            ("cursor", "string", "next_cursor of the previous page"),
+            (
+                "limit",
+                r#"{"type": "integer", "minimum": 1, "maximum": 1000}"#,
+                "page size, 1..=1000 (default 50)",
+            ),
+            (
+                "cursor",
+                r#"{"type": "string", "pattern": "^[0-9a-f]{1,15}$"}"#,
+                "next_cursor of the previous page",
+            ),
         ],
         body: None,
         ok: (200, Some("WorkflowPage")),
@@ -133,7 +141,7 @@ pub const ROUTES: &[Route] = &[
         method: "post",
         path: "/api/v1/events",
         summary: "Publish 1 to 10,000 events; returns their offsets once durable",
-        query: &[("topic", "string", "the topic (default baton.signals)")],
+        query: &[("topic", NAME, "the topic (default baton.signals)")],
         body: Some("PublishRequest"),
         ok: (200, Some("PublishResponse")),
         errors: &[400, 413, 415, 422],
@@ -144,12 +152,16 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/topics/{topic}/groups/{group}/poll",
         summary: "Deliver events to a member of a consumer group (long poll)",
         query: &[
-            ("member", "string", "the member (default http)"),
-            ("max", "integer", "most events, 1..=10000 (default 100)"),
+            ("member", NAME, "the member (default http)"),
+            (
+                "max",
+                r#"{"type": "integer", "minimum": 1, "maximum": 10000}"#,
+                "most events, 1..=10000 (default 100)",
+            ),
             (
                 "wait_ms",
-                "integer",
-                "longest wait for events, ms (at most 30000)",
+                r#"{"type": "integer", "minimum": 0}"#,
+                "longest wait for events, ms (default 0; at most 30000 and the server's long_poll_max_ms)",
             ),
         ],
         body: None,
@@ -164,7 +176,47 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         body: Some("AckRequest"),
         ok: (200, Some("AckResponse")),
+        errors: &[400, 404, 413, 415, 422],
+        auth: true,
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/agents/{name}/poll",
+        summary: "Lease up to `max` task calls of a `worker` agent (long poll)",
+        query: &[],
+        body: Some("WorkerPoll"),
+        ok: (200, Some("Assignments")),
         errors: &[400, 413, 415, 422],
+        auth: true,
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/tasks/{id}/heartbeat",
+        summary: "Extend a lease from now",
+        query: &[],
+        body: Some("Heartbeat"),
+        ok: (200, Some("LeaseResponse")),
+        errors: &[400, 404, 409, 413, 415, 422],
+        auth: true,
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/tasks/{id}/complete",
+        summary: "Report a leased call's output",
+        query: &[],
+        body: Some("Complete"),
+        ok: (200, Some("LeaseResponse")),
+        errors: &[400, 404, 409, 413, 415, 422],
+        auth: true,
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/tasks/{id}/fail",
+        summary: "Report a leased call's failure (retried per the task's `retry` when retryable)",
+        query: &[],
+        body: Some("Fail"),
+        ok: (200, Some("LeaseResponse")),
+        errors: &[400, 404, 409, 413, 415, 422],
         auth: true,
     },
     Route {
@@ -209,13 +261,43 @@ pub const ROUTES: &[Route] = &[
     },
 ];
 
+/// A topic, group or member name, as the event log takes them.
+const NAME: &str = r#"{"type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}$"}"#;
+
+/// A duration as a string (a subset of what the server reads: `250ms`, `30s`, `5m`, `1h`).
+const DURATION: &str = r#"{"type": "string", "pattern": "^[1-9][0-9]{0,5}(ms|s|m|h)$"}"#;
+
+fn schema(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("bad schema literal {text}: {e}"))
+}
+
+/// `schema(text)` that also admits `null` (what `Option` fields take).
+fn nullable(text: &str) -> Value {
+    let mut s = schema(text);
+    s["type"] = json!([s["type"].clone(), "null"]);
+    s
+}
+
 fn r(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }
 
 fn schemas() -> Value {
     let offset = json!({"type": "object", "required": ["partition", "offset"], "properties": {
-        "partition": {"type": "integer", "minimum": 0}, "offset": {"type": "integer", "minimum": 0}}});
+        "partition": {"type": "integer", "minimum": 0, "maximum": u32::MAX},
+        "offset": {"type": "integer", "minimum": 0, "maximum": u64::MAX}}});
+    let lease_ms = json!({"type": "integer", "minimum": 100, "maximum": 3_600_000});
+    let retry = json!({"oneOf": [
+        {"type": "null"},
+        {"type": "integer", "minimum": 1, "maximum": 10_000, "description": "max_attempts, default backoff"},
+        {"type": "object", "additionalProperties": false, "properties": {
+            "max_attempts": {"type": "integer", "minimum": 1, "maximum": 10_000},
+            "backoff": {"type": "object", "additionalProperties": false,
+                "description": "`initial` must not be larger than `max` (422 otherwise)",
+                "properties": {
+                "initial": schema(DURATION), "max": schema(DURATION),
+                "multiplier": {"type": "number", "minimum": 1, "maximum": 1000},
+                "jitter": {"type": "number", "minimum": 0, "maximum": 1}}}}}]});
     let location = json!({"type": "object", "required": ["line", "column"], "properties": {
         "line": {"type": "integer"}, "column": {"type": "integer"}}});
     let field_error = json!({"type": "object", "required": ["code", "message", "path"], "properties": {
@@ -244,7 +326,9 @@ fn schemas() -> Value {
             "errors": {"type": "array", "items": r("FieldError")}}},
         "FieldError": field_error,
         "Location": location,
-        "Workflow": {"type": "object", "description": "A workflow document (docs/workflow-language.md): `tasks` and optionally `name`, `agents`, `coordination`.", "required": ["tasks"], "properties": {"tasks": {"type": "array", "items": {"type": "object"}}, "name": {"type": "string"}, "agents": {"type": "object"}}},
+        "Workflow": {"type": "object", "description": "A workflow document (docs/workflow-language.md): `tasks` and optionally `name`, `agents`, `coordination`. Beyond this shape it is checked by the workflow language (task references, cycles, agent types): 422 `invalid-workflow` with every finding.", "required": ["tasks"], "properties": {
+            "tasks": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["id"], "properties": {"id": {"type": ["string", "number"], "minLength": 1, "description": "a number is read as its text (YAML's `id: 1`)"}}}},
+            "name": {"type": ["string", "number", "null"]}, "agents": {"type": "object"}}},
         "PlanSummary": plan_summary,
         "WorkflowCreated": {"type": "object", "required": ["id", "version", "name", "plan"], "properties": {
             "id": {"type": "string", "pattern": "^[0-9a-f]{16}$"}, "version": {"type": "integer"}, "name": {"type": ["string", "null"]},
@@ -259,9 +343,9 @@ fn schemas() -> Value {
         "ExecuteRequest": {"type": "object", "additionalProperties": false, "properties": {
             "input_data": {},
             "execution_options": {"type": "object", "additionalProperties": false, "properties": {
-                "timeout": {"oneOf": [{"type": "string"}, {"type": "number", "exclusiveMinimum": 0}]},
-                "retry_policy": {"type": "object", "description": "A task `retry`: {max_attempts, backoff}"},
-                "resource_constraints": {"type": "object", "additionalProperties": false, "properties": {"max_concurrency": {"type": "integer", "minimum": 1}}}}}}},
+                "timeout": {"oneOf": [{"type": "null"}, schema(DURATION), {"type": "number", "minimum": 0.001, "exclusiveMaximum": 1e9}]},
+                "retry_policy": retry,
+                "resource_constraints": {"type": ["object", "null"], "additionalProperties": false, "properties": {"max_concurrency": {"type": ["integer", "null"], "minimum": 1, "maximum": u32::MAX}}}}}}},
         "ExecuteResponse": {"type": "object", "required": ["execution_id", "status", "workflow_id"], "properties": {
             "execution_id": {"type": "string"}, "status": {"type": "string"}, "workflow_id": {"type": "string"}}},
         "ExecutionStatus": {"type": "object", "required": ["execution_id", "status", "current_phase", "agents", "performance_metrics", "task_counts", "tasks"], "properties": {
@@ -281,11 +365,11 @@ fn schemas() -> Value {
                 "agent": {"type": "string"}, "output": {}, "error": {"type": "string"}}}}}},
         "ControlResponse": {"type": "object", "required": ["execution_id", "action"], "properties": {"execution_id": {"type": "string"}, "action": {"type": "string"}}},
         "PublishRequest": {"type": "object", "required": ["events"], "additionalProperties": false, "properties": {
-            "topic": {"type": "string"},
+            "topic": nullable(NAME),
             "events": {"type": "array", "minItems": 1, "maxItems": 10000, "items": {"type": "object", "required": ["type"], "additionalProperties": false, "properties": {
                 "type": {"type": "string"}, "key": {"type": "string"}, "payload": {},
                 "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-                "id": {"type": "string", "pattern": "^[0-9a-fA-F]{32}$"}}}}}},
+                "id": {"type": ["string", "null"], "pattern": "^[0-9a-fA-F]{32}$"}}}}}},
         "Offset": offset,
         "PublishResponse": {"type": "object", "required": ["topic", "offsets"], "properties": {"topic": {"type": "string"}, "offsets": {"type": "array", "items": r("Offset")}}},
         "EventOut": event_out,
@@ -293,10 +377,12 @@ fn schemas() -> Value {
         "AckRequest": {"type": "object", "required": ["offsets"], "additionalProperties": false, "properties": {"offsets": {"type": "array", "items": r("Offset")}}},
         "AckResponse": {"type": "object", "required": ["acknowledged"], "properties": {"acknowledged": {"type": "integer"}}},
         "WorkerPoll": {"type": "object", "additionalProperties": false, "properties": {
-            "max": {"type": "integer", "minimum": 1, "maximum": 1000}, "wait_ms": {"type": "integer", "minimum": 0}, "lease_ms": {"type": "integer", "minimum": 100}}},
+            "max": {"type": "integer", "minimum": 1, "maximum": 1000},
+            "wait_ms": {"type": "integer", "minimum": 0, "description": "default 20000; at most 60000 and the server's long_poll_max_ms"},
+            "lease_ms": lease_ms}},
         "Assignments": {"type": "object", "required": ["assignments"], "properties": {"assignments": {"type": "array", "items": {"type": "object", "required": ["id", "run", "task", "attempt", "input", "lease_expires_ms"], "properties": {
             "id": {"type": "string"}, "run": {"type": "string"}, "task": {"type": "string"}, "attempt": {"type": "integer"}, "input": {}, "lease_expires_ms": {"type": "integer"}}}}}},
-        "Heartbeat": {"type": "object", "additionalProperties": false, "properties": {"lease_ms": {"type": "integer", "minimum": 100}}},
+        "Heartbeat": {"type": "object", "additionalProperties": false, "properties": {"lease_ms": {"type": ["integer", "null"], "minimum": 100, "maximum": 3_600_000}}},
         "Complete": {"type": "object", "additionalProperties": false, "properties": {"output": {}}},
         "Fail": {"type": "object", "required": ["message"], "additionalProperties": false, "properties": {"message": {"type": "string"}, "retryable": {"type": "boolean"}}},
         "LeaseResponse": {"type": "object", "required": ["id", "status"], "properties": {"id": {"type": "string"}, "status": {"type": "string"}}},
@@ -312,13 +398,19 @@ fn status_text(s: u16) -> &'static str {
         400 => "Malformed request (bad-request)",
         401 => "Missing or wrong bearer token (unauthorized)",
         404 => "Not found (not-found)",
+        405 => "Not a method this path takes (method-not-allowed)",
         409 => "Conflicts with the current state (conflict)",
         413 => "Over a size limit (payload-too-large)",
         415 => "Unsupported media type",
         422 => "Invalid request or workflow (invalid-request, invalid-workflow)",
-        503 => "Unavailable or timed out",
+        503 => "Unavailable (stopping) or over the request timeout (unavailable, timeout)",
         _ => "Internal error",
     }
+}
+
+/// Long polls and event streams: not bound by the request timeout.
+pub fn is_long(method: &str, path: &str) -> bool {
+    method.eq_ignore_ascii_case("get") && path.ends_with("/events") || path.ends_with("/poll")
 }
 
 /// The document.
@@ -329,11 +421,16 @@ pub fn document() -> Value {
         let mut params = Vec::new();
         for seg in route.path.split('/') {
             if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                params.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
+                let schema = match name {
+                    "topic" | "group" => self::schema(NAME),
+                    _ => json!({"type": "string"}),
+                };
+                params
+                    .push(json!({"name": name, "in": "path", "required": true, "schema": schema}));
             }
         }
         for (name, ty, desc) in route.query {
-            params.push(json!({"name": name, "in": "query", "required": false, "description": desc, "schema": {"type": ty}}));
+            params.push(json!({"name": name, "in": "query", "required": false, "description": desc, "schema": schema(ty)}));
         }
         let mut responses = Map::new();
         let ok_content = match (route.ok.1, route.path) {
@@ -349,6 +446,12 @@ pub fn document() -> Value {
         let mut errors: Vec<u16> = route.errors.to_vec();
         if route.auth {
             errors.push(401);
+        }
+        // Every path answers other methods 405 (with `Allow`).
+        errors.push(405);
+        // Every request but the long ones is answered 503 after the request timeout.
+        if !is_long(route.method, route.path) {
+            errors.push(503);
         }
         errors.push(500);
         errors.sort_unstable();
@@ -370,7 +473,12 @@ pub fn document() -> Value {
             if body == "Workflow" {
                 content["application/yaml"] = json!({"schema": {"type": "string"}});
             }
-            op["requestBody"] = json!({"required": body != "ExecuteRequest", "content": content});
+            // Bodies whose fields all have defaults may be left out.
+            let optional = matches!(
+                body,
+                "ExecuteRequest" | "WorkerPoll" | "Heartbeat" | "Complete"
+            );
+            op["requestBody"] = json!({"required": !optional, "content": content});
         }
         if !route.auth {
             op["security"] = json!([]);

@@ -131,8 +131,7 @@ async fn track(State(state): St, req: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().clone();
-    let long =
-        route.ends_with("/events") && req.method() == Method::GET || route.ends_with("/poll");
+    let long = crate::openapi::is_long(method.as_str(), &route);
     let res = if long {
         next.run(req).await
     } else {
@@ -278,9 +277,16 @@ async fn list_workflows(
     }
     let cursor = match &q.cursor {
         None => None,
+        // Only what `next_cursor` holds: lowercase hex digits (no sign, no case games).
         Some(c) => Some(
-            usize::from_str_radix(c, 16)
-                .map_err(|_| ApiError::invalid("cursor", "`cursor` is not one this server gave"))?,
+            c.bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                .then(|| usize::from_str_radix(c, 16).ok())
+                .flatten()
+                .filter(|_| c.len() <= 15)
+                .ok_or_else(|| {
+                    ApiError::invalid("cursor", "`cursor` is not one this server gave")
+                })?,
         ),
     };
     let (items, next) = state.catalog.list(limit, cursor);
@@ -821,7 +827,8 @@ async fn poll(
             "`max` must be between 1 and 10000",
         ));
     }
-    let wait = Duration::from_millis(q.wait_ms.unwrap_or(0).min(30_000));
+    let wait =
+        Duration::from_millis(q.wait_ms.unwrap_or(0).min(30_000)).min(state.options.long_poll_max);
     let member = q.member.unwrap_or_else(|| "http".into());
     let polled = tokio::select! {
         p = state.log.poll(&topic, &group, &member, max, wait) => p?,
@@ -883,7 +890,7 @@ async fn worker_poll(
         ));
     }
     let lease = lease_of(req.lease_ms, "$.lease_ms")?;
-    let wait = Duration::from_millis(req.wait_ms.min(60_000));
+    let wait = Duration::from_millis(req.wait_ms.min(60_000)).min(state.options.long_poll_max);
     let got = tokio::select! {
         got = workers().poll(&name, req.max, wait, lease) => got,
         _ = state.stopping.cancelled() => Vec::new(),

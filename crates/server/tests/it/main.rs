@@ -1,6 +1,7 @@
 //! Integration tests of the server: handlers through the `Router`, end to end on port 0.
 
 mod e2e;
+mod fuzz_findings;
 mod handlers;
 
 use std::sync::Arc;
