@@ -254,12 +254,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if tty {
             eprint!("\r\x1b[2K");
         }
-        if let Some(s) = server
-            && !tokio::task::spawn_blocking(move || s.stop(Duration::from_secs(10)))
+        if let Some(s) = server {
+            let stopping = std::time::Instant::now();
+            let clean = tokio::task::spawn_blocking(move || s.stop(Duration::from_secs(10)))
                 .await
-                .unwrap_or(false)
-        {
-            eprintln!("warning: the spawned `baton serve` did not exit cleanly within 10 s after SIGTERM (killed)");
+                .unwrap_or(false);
+            if clean {
+                eprintln!(
+                    "the spawned `baton serve` stopped in {:.1} s",
+                    stopping.elapsed().as_secs_f64()
+                );
+            } else {
+                eprintln!(
+                    "warning: the spawned `baton serve` did not exit cleanly within 10 s after SIGTERM (killed)"
+                );
+            }
         }
         let mut report = match result {
             Ok(r) => r,
