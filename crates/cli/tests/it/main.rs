@@ -7,6 +7,7 @@ mod generate;
 mod load;
 mod plan;
 mod run;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

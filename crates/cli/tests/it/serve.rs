@@ -1,0 +1,83 @@
+//! `baton serve` as a process: it reports where it listens, answers, and on
+//! SIGTERM stops accepting, flushes and exits 0; a restart on the same data
+//! directory still knows what was created.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn request(addr: &str, method: &str, path: &str, body: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// Starts `baton serve` on an ephemeral port; returns the child and its address.
+fn serve(data: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("serve exited early").unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+fn sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    panic!("baton serve did not stop within 5 s of SIGTERM");
+}
+
+#[test]
+fn serve_answers_stops_on_sigterm_with_exit_0_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = serve(dir.path());
+    assert!(request(&addr, "GET", "/healthz", "").starts_with("HTTP/1.1 200"));
+    let created = request(
+        &addr,
+        "POST",
+        "/api/v1/workflows",
+        r#"{"name": "kept", "tasks": [{"id": "a"}, {"id": "b", "depends_on": ["a"]}]}"#,
+    );
+    assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+    let status = sigterm(&mut child);
+    assert!(status.success(), "{status:?}");
+
+    let (mut child, addr) = serve(dir.path());
+    let listed = request(&addr, "GET", "/api/v1/workflows", "");
+    assert!(listed.contains("\"kept\""), "{listed}");
+    assert!(sigterm(&mut child).success());
+}
