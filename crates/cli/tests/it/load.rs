@@ -119,3 +119,24 @@ fn a_missed_threshold_exits_1_with_the_measured_value() {
     assert!(table.contains("MISS http_req_rate>1000000000"), "{table}");
     assert!(table.contains("measured "), "{table}");
 }
+
+#[test]
+fn the_example_scenario_file_runs() {
+    let out = baton(
+        &[
+            "load",
+            "--spawn-server",
+            "--scenario",
+            "loadtest/scenario.toml",
+            "--users",
+            "2",
+            "--iterations",
+            "30",
+            "--threshold",
+            "failures==0",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("scenario ingest-heavy"), "{}", stdout(&out));
+}
