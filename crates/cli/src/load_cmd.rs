@@ -55,6 +55,9 @@ pub struct Args {
     /// Bytes of each event's payload.
     #[arg(long, value_name = "BYTES")]
     payload_bytes: Option<usize>,
+    /// Bearer token for a server with auth on [env: BATON_AUTH_TOKEN].
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
     /// Seed of every random choice and payload.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -226,6 +229,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             poll_interval: args.poll_interval,
             wait,
             server_pid: server.as_ref().map(|s| s.pid()),
+            token: args
+                .token
+                .clone()
+                .or_else(|| std::env::var("BATON_AUTH_TOKEN").ok().filter(|t| !t.is_empty())),
         };
         let tty = std::io::stderr().is_terminal();
         let result = baton_load::run(options, |p| {

@@ -71,6 +71,7 @@ pub enum Fault {
 pub struct Conn {
     authority: String,
     host: HeaderValue,
+    auth: Option<HeaderValue>,
     timeout: Duration,
     sender: Option<SendRequest<Full<Bytes>>>,
 }
@@ -81,9 +82,16 @@ impl Conn {
         Conn {
             authority: target.authority.clone(),
             host: HeaderValue::from_str(&target.authority).expect("an authority is a header value"),
+            auth: None,
             timeout,
             sender: None,
         }
+    }
+
+    /// Sends `Authorization: Bearer TOKEN` with every request.
+    pub fn with_token(mut self, token: Option<&str>) -> Conn {
+        self.auth = token.and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok());
+        self
     }
 
     /// Sends one request and reads the whole response body.
@@ -124,6 +132,9 @@ impl Conn {
             .header(header::HOST, self.host.clone());
         if !body.is_empty() {
             req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(auth) = &self.auth {
+            req = req.header(header::AUTHORIZATION, auth.clone());
         }
         let req = req.body(Full::new(body)).map_err(|_| ())?;
         let res = sender.send_request(req).await.map_err(|_| ())?;

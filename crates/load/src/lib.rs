@@ -102,6 +102,8 @@ pub struct Options {
     pub wait: (Duration, Duration),
     /// The spawned server's process id, to report its CPU use.
     pub server_pid: Option<u32>,
+    /// Bearer token for a server with `auth_token` set.
+    pub token: Option<String>,
 }
 
 impl Default for Options {
@@ -119,6 +121,7 @@ impl Default for Options {
             poll_interval: Duration::from_millis(20),
             wait: (Duration::ZERO, Duration::ZERO),
             server_pid: None,
+            token: None,
         }
     }
 }
@@ -417,6 +420,7 @@ pub async fn run(o: Options, mut progress: impl FnMut(&Progress)) -> Result<Repo
             work.clone(),
         );
         let (users, rate, seed, timeout) = (o.users, o.spawn_rate, o.seed, o.timeout);
+        let token = o.token.clone();
         tokio::spawn(async move {
             for id in 0..users {
                 if rate > 0.0 && rate.is_finite() {
@@ -433,7 +437,7 @@ pub async fn run(o: Options, mut progress: impl FnMut(&Progress)) -> Result<Repo
                 shards.lock().expect("shards").push(window.clone());
                 let user = user::User::new(
                     id,
-                    client::Conn::new(&target, timeout),
+                    client::Conn::new(&target, timeout).with_token(token.as_deref()),
                     seed,
                     window,
                     shared.clone(),
