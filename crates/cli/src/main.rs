@@ -4,7 +4,7 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0 | success (a valid workflow; a completed run) |
-//! | 1 | the input is invalid (errors on stderr), or the run failed or was cancelled |
+//! | 1 | the input is invalid (errors on stderr), or the run failed or was cancelled, or a `baton load` threshold was missed |
 //! | 2 | usage or I/O error |
 //! | 130 | `baton run` interrupted by Ctrl-C (what was recorded resumes with `--resume`) |
 //!
