@@ -137,6 +137,16 @@ fn the_example_scenario_file_runs() {
         ],
         None,
     );
-    assert_eq!(out.status.code(), Some(0), "{}\n{}", stdout(&out), stderr(&out));
-    assert!(stdout(&out).contains("scenario ingest-heavy"), "{}", stdout(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("scenario ingest-heavy"),
+        "{}",
+        stdout(&out)
+    );
 }
