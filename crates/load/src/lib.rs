@@ -94,7 +94,8 @@ pub struct Options {
     pub rate: Option<f64>,
     /// Seed of every user's random choices and payloads.
     pub seed: u64,
-    /// A request with no whole response after this long fails (`timeout`).
+    /// A request with no whole response after this long fails (`timeout`);
+    /// a run followed for longer counts as failed.
     pub timeout: Duration,
     /// How often `execute` polls its run's status.
     pub poll_interval: Duration,
@@ -169,6 +170,8 @@ pub(crate) struct Workload {
     batches: Vec<(usize, Bytes)>,
     pub(crate) publish_path: String,
     pub(crate) poll_interval: Duration,
+    /// How long `execute` follows a run before counting it failed.
+    pub(crate) run_timeout: Duration,
     pub(crate) wait: (Duration, Duration),
 }
 
@@ -208,6 +211,7 @@ impl Workload {
             batches,
             publish_path: format!("/api/v1/events?topic={}", s.topic),
             poll_interval: o.poll_interval,
+            run_timeout: o.timeout,
             wait: o.wait,
         }
     }
@@ -248,7 +252,8 @@ fn batch_body(n: usize, payload: usize, rng: &mut Rng) -> Bytes {
 pub struct Runs {
     /// Runs that reached `completed`.
     pub completed: u64,
-    /// Runs that ended `failed` or `cancelled`.
+    /// Runs that ended `failed` or `cancelled`, or did not end within the
+    /// request timeout (`--timeout`) of their execute.
     pub failed: u64,
     /// Completed runs per second.
     pub per_s: f64,

@@ -210,8 +210,14 @@ impl User {
         let id = accepted.execution_id;
         self.last_execution = Some(id.clone());
         let path = format!("/api/v1/executions/{id}");
-        // Follow the run until it ends: one status request per poll interval.
+        // Follow the run until it ends: one status request per poll interval,
+        // for at most the request timeout (so `--iterations` alone stays bounded
+        // even if a run never ends).
         loop {
+            if started.elapsed() > self.work.run_timeout {
+                self.stats.lock().expect("stats").runs_failed += 1;
+                return;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(self.work.poll_interval) => {}
                 _ = self.shared.cancel.cancelled() => return,
