@@ -41,7 +41,8 @@ pub(crate) struct Sample {
     pub wall: f64,
     pub summaries: Vec<Arc<Summary>>,
     pub stats: baton_engine::Stats,
-    pub rss_growth: u64,
+    /// Peak resident set during the sample minus the resident set before it.
+    pub peak_growth: u64,
 }
 
 /// Runs `runs` runs of `spec` at once on a fresh engine.
@@ -65,6 +66,7 @@ pub(crate) fn sample(
         let (engine, handle) = Engine::build::<_, Embedded>(Options::default(), log, store)
             .map_err(|e| e.to_string())?;
         let task = tokio::spawn(engine.run());
+        crate::env::reset_peak_rss();
         let before = crate::env::rss_bytes();
         let started = Instant::now();
         let mut submits = tokio::task::JoinSet::new();
@@ -86,7 +88,7 @@ pub(crate) fn sample(
             summaries.push(s);
         }
         let wall = started.elapsed().as_secs_f64();
-        let rss_growth = crate::env::rss_bytes().saturating_sub(before);
+        let peak_growth = crate::env::peak_rss_bytes().saturating_sub(before);
         let stats = handle.stats().await.map_err(|e| e.to_string())?;
         handle.shutdown().await.map_err(|e| e.to_string())?;
         task.await.map_err(|e| e.to_string())?;
@@ -94,7 +96,7 @@ pub(crate) fn sample(
             wall,
             summaries,
             stats,
-            rss_growth,
+            peak_growth,
         })
     })
 }
