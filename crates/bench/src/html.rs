@@ -285,19 +285,20 @@ fn charts(report: &Report) -> Vec<Chart> {
     }
     if !by_shape.is_empty() {
         let mut series = Vec::new();
-        let mut fits = Vec::new();
         for (shape, pts) in by_shape {
-            if let Some(f) = Fit::power_law(&shape, &pts) {
-                fits.push(format!("{shape} slope {:.2} R² {:.3}", f.slope, f.r2));
-            }
+            let name = match Fit::power_law(&shape, &pts) {
+                Some(f) => format!("{shape} (slope {:.2})", f.slope),
+                None => shape,
+            };
             series.push(Series {
-                name: shape,
+                name,
                 points: pts,
                 markers: true,
             });
         }
         out.push(Chart {
-            title: format!("Planning: bytes → plan, median (fits: {})", fits.join("; ")),
+            title: "Planning: bytes → plan, median per size (log-log; slope of the fit per shape)"
+                .into(),
             x_label: "tasks".into(),
             y_label: "seconds".into(),
             log_x: true,
