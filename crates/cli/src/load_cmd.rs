@@ -263,18 +263,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         if let Some(s) = server {
             let stopping = std::time::Instant::now();
-            let clean = tokio::task::spawn_blocking(move || s.stop(Duration::from_secs(10)))
+            let exited = tokio::task::spawn_blocking(move || s.stop(Duration::from_secs(10)))
                 .await
-                .unwrap_or(false);
-            if clean {
-                eprintln!(
-                    "the spawned `baton serve` stopped in {:.1} s",
-                    stopping.elapsed().as_secs_f64()
-                );
-            } else {
-                eprintln!(
+                .ok()
+                .flatten();
+            let total = stopping.elapsed().as_secs_f64();
+            match exited {
+                Some(exit) => eprintln!(
+                    "the spawned `baton serve` stopped in {:.1} s (its temporary data directory removed in {:.1} s more)",
+                    exit.as_secs_f64(),
+                    total - exit.as_secs_f64()
+                ),
+                None => eprintln!(
                     "warning: the spawned `baton serve` did not exit cleanly within 10 s after SIGTERM (killed)"
-                );
+                ),
             }
         }
         let mut report = match result {

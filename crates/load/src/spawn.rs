@@ -116,29 +116,33 @@ impl Server {
     }
 
     /// Stops it: SIGTERM, up to `grace` for a clean exit, then SIGKILL; then
-    /// removes its data directory. Returns whether it exited cleanly.
-    pub fn stop(mut self, grace: Duration) -> bool {
+    /// removes its data directory. Returns how long it took to exit after
+    /// SIGTERM, or `None` when it had to be killed or did not exit cleanly.
+    pub fn stop(mut self, grace: Duration) -> Option<Duration> {
+        let asked = Instant::now();
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        let deadline = Instant::now() + grace;
-        let clean = loop {
+        let deadline = asked + grace;
+        let exited = loop {
             match self.child.try_wait() {
-                Ok(Some(status)) => break status.success(),
+                Ok(Some(status)) => break status.success().then(|| asked.elapsed()),
                 Ok(None) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(20))
                 }
                 _ => {
                     let _ = self.child.kill();
                     let _ = self.child.wait();
-                    break false;
+                    break None;
                 }
             }
         };
+        // One file per stored workflow: after a long orchestration run this
+        // takes longer than the server's own shutdown.
         self.dir.take();
-        clean
+        exited
     }
 }
 
