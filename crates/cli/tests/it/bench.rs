@@ -25,7 +25,7 @@ fn planning_quick_writes_a_versioned_report() {
         &[
             "bench",
             "planning",
-            "--smoke",
+            "--quick",
             "--json",
             json.to_str().unwrap(),
         ],
@@ -46,7 +46,7 @@ fn planning_quick_writes_a_versioned_report() {
         .find(|r| r["name"] == "planning/random/100/total")
         .unwrap();
     assert_eq!(r["unit"], "s");
-    assert_eq!(r["samples"].as_array().unwrap().len(), 2);
+    assert_eq!(r["samples"].as_array().unwrap().len(), 3);
     assert!(r["statistics"]["median"].as_f64().unwrap() > 0.0);
     assert!(r["environment"]["cores"].as_u64().unwrap() >= 1);
     assert_eq!(r["parameters"]["tasks"], 100);
