@@ -21,8 +21,6 @@
 //! bodies (made once per sample, before the clock starts). Client and server
 //! share the machine's cores: see "loopback limits" in docs/performance.md.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,62 +35,6 @@ use serde_json::{Value, json};
 use crate::{Config, Error, Record, Sink};
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-/// `baton serve` on a loopback port; killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(baton: &std::path::Path) -> Result<Server, Error> {
-    let unavailable = |why: String| Error::Unavailable(format!("http suite: {why}"));
-    let dir = tempfile::tempdir().map_err(|e| unavailable(e.to_string()))?;
-    let mut child = Command::new(baton)
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| unavailable(format!("cannot start {} serve: {e}", baton.display())))?;
-    let stderr = child.stderr.take().expect("piped");
-    let mut lines = BufReader::new(stderr).lines();
-    let mut seen = Vec::new();
-    let base = loop {
-        match lines.next() {
-            Some(Ok(line)) => {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
-                    break addr.trim_end_matches('/').to_string();
-                }
-                seen.push(line);
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(unavailable(format!(
-                    "`baton serve` did not report its address: {}",
-                    seen.join(" | ")
-                )));
-            }
-        }
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Ok(Server {
-        child,
-        base,
-        _dir: dir,
-    })
-}
 
 async fn call(
     client: &HttpClient,
@@ -257,9 +199,12 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
             "the http suite starts `baton serve`: run it through the `baton` binary".into(),
         ));
     };
-    let server = start(baton)?;
-    let base = server.base.clone();
     let rt = crate::suites::events::runtime();
+    // The same `baton serve` launcher as `baton load --spawn-server`.
+    let server = rt
+        .block_on(baton_load::spawn::Server::start(baton))
+        .map_err(|e| Error::Unavailable(format!("http suite: {e}")))?;
+    let base = server.url.clone();
     let failed = |benchmark: &str| {
         let benchmark = benchmark.to_string();
         move |message| Error::Failed { benchmark, message }
