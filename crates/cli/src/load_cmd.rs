@@ -67,6 +67,10 @@ pub struct Args {
     /// How often `execute` polls its run's status until the run ends.
     #[arg(long, default_value = "20ms", value_parser = parse_duration)]
     poll_interval: Duration,
+    /// `execute` only starts runs (measures how fast executions are accepted)
+    /// instead of following each to its end.
+    #[arg(long)]
+    no_follow: bool,
     /// A user's pause between tasks: 0, 1s, or 500ms..2s (uniform).
     #[arg(long, default_value = "0", value_name = "D|MIN..MAX")]
     wait: String,
@@ -227,6 +231,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             seed: args.seed,
             timeout: args.timeout,
             poll_interval: args.poll_interval,
+            follow_runs: !args.no_follow,
             wait,
             server_pid: server.as_ref().map(|s| s.pid()),
             token: args

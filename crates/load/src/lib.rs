@@ -99,6 +99,9 @@ pub struct Options {
     pub timeout: Duration,
     /// How often `execute` polls its run's status.
     pub poll_interval: Duration,
+    /// Whether `execute` follows its run to the end (`false`: it only starts
+    /// runs, to measure how fast executions are accepted).
+    pub follow_runs: bool,
     /// A user's pause between iterations: uniform in `[min, max]`.
     pub wait: (Duration, Duration),
     /// The spawned server's process id, to report its CPU use.
@@ -120,6 +123,7 @@ impl Default for Options {
             seed: 0,
             timeout: Duration::from_secs(30),
             poll_interval: Duration::from_millis(20),
+            follow_runs: true,
             wait: (Duration::ZERO, Duration::ZERO),
             server_pid: None,
             token: None,
@@ -170,6 +174,7 @@ pub(crate) struct Workload {
     batches: Vec<(usize, Bytes)>,
     pub(crate) publish_path: String,
     pub(crate) poll_interval: Duration,
+    pub(crate) follow_runs: bool,
     /// How long `execute` follows a run before counting it failed.
     pub(crate) run_timeout: Duration,
     pub(crate) wait: (Duration, Duration),
@@ -211,6 +216,7 @@ impl Workload {
             batches,
             publish_path: format!("/api/v1/events?topic={}", s.topic),
             poll_interval: o.poll_interval,
+            follow_runs: o.follow_runs,
             run_timeout: o.timeout,
             wait: o.wait,
         }

@@ -209,6 +209,9 @@ impl User {
         };
         let id = accepted.execution_id;
         self.last_execution = Some(id.clone());
+        if !self.work.follow_runs {
+            return;
+        }
         let path = format!("/api/v1/executions/{id}");
         // Follow the run until it ends: one status request per poll interval,
         // for at most the request timeout (so `--iterations` alone stays bounded

@@ -150,3 +150,49 @@ fn the_example_scenario_file_runs() {
         stdout(&out)
     );
 }
+
+#[test]
+fn no_follow_only_starts_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("execute.toml");
+    std::fs::write(
+        &scenario,
+        "name = \"execute-only\"\n[weights]\nexecute = 1\n[workflow]\ntasks = 5\n",
+    )
+    .unwrap();
+    let json = dir.path().join("load.json");
+    let out = baton(
+        &[
+            "load",
+            "--spawn-server",
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--users",
+            "2",
+            "--iterations",
+            "40",
+            "--no-follow",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let names: Vec<&str> = report["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"/api/v1/workflows/{id}/execute"),
+        "{names:?}"
+    );
+    assert!(
+        !names.contains(&"/api/v1/executions/{id}"),
+        "runs are not followed: {names:?}"
+    );
+    assert_eq!(report["total"]["failures"], 0, "{report:#}");
+}
