@@ -220,3 +220,128 @@ fn every_command_in_the_performance_doc_runs() {
         "only {ran} commands found in docs/performance.md"
     );
 }
+
+/// Splits a shell command line into words, keeping '…' and "…" together (the
+/// quotes stay, so the words can be joined back for `sh -c`).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote = None;
+    for c in line.chars() {
+        match (quote, c) {
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                word.push(c);
+            }
+            (Some(q), c) if c == q => {
+                quote = None;
+                word.push(c);
+            }
+            (None, c) if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            (_, c) => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+/// Every `baton load`, `baton gen` and `baton run` command in
+/// docs/performance.md's ```sh blocks runs, scaled down: a server of its own
+/// (`--spawn-server` instead of `--target`), 2 users, 1 s, 1,000 tasks.
+/// Commands with a threshold may miss it at that scale (exit 1); nothing may
+/// exit 2. (`baton bench` commands have their own test above; `cargo` and
+/// `locust` commands build or need other tools and are not run here.)
+#[test]
+fn every_load_gen_and_run_command_in_the_performance_doc_runs() {
+    let doc = std::fs::read_to_string(repo().join("docs/performance.md")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for linked in ["loadtest", "examples", "crates"] {
+        std::os::unix::fs::symlink(repo().join(linked), dir.path().join(linked)).unwrap();
+    }
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_baton")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // Whole commands: continuation lines joined.
+    let mut commands = Vec::new();
+    let mut in_block = false;
+    let mut pending = String::new();
+    for line in doc.lines() {
+        if line.starts_with("```") {
+            in_block = line.trim() == "```sh";
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        let line = line.trim();
+        if let Some(head) = line.strip_suffix('\\') {
+            pending.push_str(head);
+            pending.push(' ');
+            continue;
+        }
+        pending.push_str(line);
+        commands.push(std::mem::take(&mut pending));
+    }
+    let mut ran = 0;
+    for command in commands {
+        for part in command.split("&&") {
+            let words = shell_words(part.split(" #").next().unwrap_or(""));
+            let (Some(first), Some(sub)) = (words.first(), words.get(1)) else {
+                continue;
+            };
+            if first != "baton" || !["load", "gen", "run"].contains(&sub.as_str()) {
+                continue;
+            }
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < words.len() {
+                let w = words[i].as_str();
+                let next = |v: &str| vec![w.to_string(), v.to_string()];
+                match w {
+                    "--target" => {
+                        out.push("--spawn-server".to_string());
+                        i += 2;
+                        continue;
+                    }
+                    "--run-time" | "-t" => out.extend(next("1s")),
+                    "--users" | "-u" => out.extend(next("2")),
+                    "--tasks" => out.extend(next("1000")),
+                    _ => {
+                        out.push(w.to_string());
+                        i += 1;
+                        continue;
+                    }
+                }
+                i += 2;
+            }
+            let line = out.join(" ");
+            let o = Command::new("sh")
+                .args(["-c", &line])
+                .env("PATH", &path)
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let ok =
+                o.status.success() || (line.contains("--threshold") && o.status.code() == Some(1));
+            assert!(
+                ok,
+                "`{line}` exited {:?}\n{}\n{}",
+                o.status.code(),
+                stdout(&o),
+                stderr(&o)
+            );
+            ran += 1;
+        }
+    }
+    assert!(ran >= 8, "only {ran} commands found in docs/performance.md");
+}
