@@ -16,6 +16,9 @@ use crate::scenario::TaskKind;
 use crate::stats::{Cause, Endpoint, Window};
 use crate::{Shared, Workload};
 
+/// How late tokio's timer may fire (its resolution is one millisecond).
+const TIMER_RESOLUTION: Duration = Duration::from_millis(1);
+
 pub(crate) struct User {
     pub(crate) id: usize,
     pub(crate) conn: Conn,
@@ -65,7 +68,16 @@ impl User {
                         _ = tokio::time::sleep_until(at.into()) => {}
                         _ = self.shared.cancel.cancelled() => return,
                     }
-                    Some(at)
+                    // tokio's timer fires up to a millisecond late: lateness
+                    // within that is the timer, not the server, and is not
+                    // counted; beyond it the user fell behind, and the time
+                    // counts from the intended start.
+                    let woke = Instant::now();
+                    Some(if woke.saturating_duration_since(at) <= TIMER_RESOLUTION {
+                        woke
+                    } else {
+                        at
+                    })
                 }
                 None => None,
             };
