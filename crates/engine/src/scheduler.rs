@@ -38,6 +38,8 @@ use crate::store::{self, Record, RunId, RunStatus, StateStore, TaskStatus};
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// The reason recorded for a run cancelled on request (recovery reads it back).
+const CANCELLED: &str = "cancelled by request";
 /// No compensation: a forward job.
 const FORWARD: u32 = u32::MAX;
 /// No agent.
@@ -480,7 +482,24 @@ fn percentiles(h: &Histogram<u64>) -> Percentiles {
     }
 }
 
-fn now_ms() -> u64 {
+/// What a failed or cancelled run undoes: its succeeded tasks that have a
+/// compensation, latest in topological order first.
+fn undo_queue(run: &Run) -> VecDeque<u32> {
+    let spec = &run.spec;
+    spec.plan
+        .order()
+        .iter()
+        .rev()
+        .copied()
+        .filter(|&t| {
+            run.tasks[t as usize].status == TaskStatus::Succeeded
+                && spec.tasks[t as usize].undo.is_some()
+        })
+        .collect()
+}
+
+/// Wall-clock time, Unix milliseconds.
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -1049,18 +1068,7 @@ impl Scheduler {
         }
         self.waiters.retain(|w| w.run != id);
         let run = self.runs[slot as usize].as_mut().expect("live run");
-        let spec = run.spec.clone();
-        run.undo_queue = spec
-            .plan
-            .order()
-            .iter()
-            .rev()
-            .copied()
-            .filter(|&t| {
-                run.tasks[t as usize].status == TaskStatus::Succeeded
-                    && spec.tasks[t as usize].undo.is_some()
-            })
-            .collect();
+        run.undo_queue = undo_queue(run);
         if !run.undo_queue.is_empty() {
             run.status = RunStatus::Compensating;
             self.out.push(Out::Run {
@@ -1849,7 +1857,7 @@ impl Scheduler {
                     run.status = RunStatus::Running;
                     run.parked.clear();
                 }
-                self.fail_run(slot, "cancelled by request".into(), true);
+                self.fail_run(slot, CANCELLED.into(), true);
                 Ok(())
             }
             (_, status) => Err(conflict(status)),
@@ -2081,13 +2089,14 @@ impl Scheduler {
                 }
             }
             let mut unfinished = 0;
-            let mut done = 0;
             for &t in spec.plan.order() {
                 let status = run.tasks[t as usize].status;
-                if status.is_final() {
-                    done += 1;
-                } else {
-                    unfinished += 1;
+                let c = &mut self.counts;
+                match status {
+                    TaskStatus::Succeeded | TaskStatus::Compensated => c.succeeded += 1,
+                    TaskStatus::Failed => c.failed += 1,
+                    TaskStatus::Skipped | TaskStatus::Cancelled => c.skipped += 1,
+                    _ => unfinished += 1,
                 }
                 if status == TaskStatus::Skipped {
                     run.skipped_any = true;
@@ -2105,24 +2114,13 @@ impl Scheduler {
                     .count() as u32;
             }
             run.unfinished = unfinished;
-            self.progress.succeeded.fetch_add(done, Ordering::Relaxed);
             if failed
                 || past.status == RunStatus::Compensating
                 || past.status == RunStatus::Cancelled
             {
                 run.failed = true;
-                run.cancelled = run.reason.as_deref() == Some("cancelled by request");
-                run.undo_queue = spec
-                    .plan
-                    .order()
-                    .iter()
-                    .rev()
-                    .copied()
-                    .filter(|&t| {
-                        run.tasks[t as usize].status == TaskStatus::Succeeded
-                            && spec.tasks[t as usize].undo.is_some()
-                    })
-                    .collect();
+                run.cancelled = run.reason.as_deref() == Some(CANCELLED);
+                run.undo_queue = undo_queue(run);
                 run.status = RunStatus::Compensating;
             }
             tracing::info!(run = %id, unfinished, "resuming run");

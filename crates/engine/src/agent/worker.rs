@@ -132,7 +132,7 @@ impl Workers {
             }
             pool.next += 1;
             let id = pool.next;
-            let lease_expires_ms = unix_ms() + lease.as_millis() as u64;
+            let lease_expires_ms = crate::scheduler::now_ms() + lease.as_millis() as u64;
             out.push(Assignment {
                 id: format!("{id:016x}"),
                 run: waiting.call.run.to_string(),
@@ -234,12 +234,6 @@ impl Workers {
         out.sort();
         out
     }
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The runner of one `worker` agent: its calls go to the pool under its name.
