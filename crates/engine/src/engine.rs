@@ -33,6 +33,10 @@ pub struct Options {
     pub admit_below: usize,
     /// Finished runs kept in memory for status queries.
     pub keep_finished: usize,
+    /// This instance's number among several sharing one state store (its low 10
+    /// bits go into every run id it creates, so instances never mint the same id);
+    /// `None` for a single instance.
+    pub node: Option<u16>,
 }
 
 impl Default for Options {
@@ -44,6 +48,7 @@ impl Default for Options {
             signals_topic: "baton.signals".into(),
             admit_below: 1,
             keep_finished: 10_000,
+            node: None,
         }
     }
 }
@@ -78,6 +83,10 @@ pub enum Error {
     /// The engine has stopped.
     #[error("the engine has stopped")]
     Stopped,
+    /// The run was handed to another instance (its lease here was lost): ask again,
+    /// any instance routes the call to the run's owner.
+    #[error("run {0} is now driven by another instance")]
+    Moved(RunId),
 }
 
 /// Latency percentiles in microseconds.
@@ -368,6 +377,21 @@ impl Handle {
             reply,
         })
         .await?
+    }
+
+    /// Takes over runs from their history (records of a state store, as
+    /// [`StateStore::load`] returns them, for runs another instance drove): each
+    /// unfinished run resumes here as after a restart. Runs this engine already
+    /// drives are skipped. Returns the ids of the runs taken over.
+    pub async fn adopt(&self, records: Vec<store::Record>) -> Result<Vec<RunId>, Error> {
+        self.ask(|reply| Msg::Adopt { records, reply }).await?
+    }
+
+    /// Stops driving runs another instance now owns (fencing rejected our writes):
+    /// they are forgotten here without further records; their waiters get
+    /// [`Error::Moved`]. Returns how many were live here.
+    pub async fn release(&self, runs: Vec<RunId>) -> Result<usize, Error> {
+        self.ask(|reply| Msg::Release { runs, reply }).await
     }
 
     /// Ids of the runs that have not ended (resumed ones included).

@@ -102,6 +102,16 @@ pub(crate) enum Msg {
         events: Vec<Event>,
     },
     StoreFailed(String),
+    /// Runs taken over from another instance.
+    Adopt {
+        records: Vec<Record>,
+        reply: oneshot::Sender<Result<Vec<RunId>, Error>>,
+    },
+    /// Runs another instance now owns.
+    Release {
+        runs: Vec<RunId>,
+        reply: oneshot::Sender<usize>,
+    },
     /// A submitted run's creation is durable: it may start.
     Admit {
         run: RunId,
@@ -670,6 +680,12 @@ impl Scheduler {
             }
             Msg::Signals { topic, events } => self.signals(topic, events),
             Msg::StoreFailed(message) => self.store_failed = Some(message),
+            Msg::Adopt { records, reply } => {
+                let _ = reply.send(self.recover(records));
+            }
+            Msg::Release { runs, reply } => {
+                let _ = reply.send(self.release(&runs));
+            }
             Msg::Admit { run, slot } => {
                 if self.run_mut(slot, run).is_some() {
                     self.admit.push_back(slot);
@@ -682,11 +698,42 @@ impl Scheduler {
 
     // ----- runs -------------------------------------------------------------
 
+    /// 42 bits of milliseconds, then 10 bits of instance number (random for a
+    /// single instance) and a 12-bit counter for runs of the same millisecond.
     fn next_id(&mut self) -> RunId {
-        let random = self.rng.next_u64() & 0x3f_f000;
-        let id = ((now_ms() << 22) | random).max(self.last_id + 1);
+        let middle = match self.options.node {
+            Some(node) => u64::from(node & 0x3ff) << 12,
+            None => self.rng.next_u64() & 0x3f_f000,
+        };
+        let mut id = ((now_ms() << 22) | middle).max(self.last_id + 1);
+        if self.options.node.is_some() && id & 0x3f_f000 != middle {
+            // The counter overflowed into the instance bits: borrow the next millisecond.
+            id = (((id >> 22) + 1) << 22) | middle;
+        }
         self.last_id = id;
         RunId(id)
+    }
+
+    /// Forgets runs another instance now drives. Their agent calls in flight end
+    /// unnoticed (a call's end is matched to its run by id); nothing more is
+    /// recorded for them.
+    fn release(&mut self, ids: &[RunId]) -> usize {
+        let mut released = 0;
+        for &id in ids {
+            let Some(slot) = self.by_id.remove(&id) else {
+                continue;
+            };
+            if let Some(run) = self.runs[slot as usize].take() {
+                for w in run.waiters {
+                    let _ = w.send(Err(Error::Moved(id)));
+                }
+                self.admit.retain(|&s| s != slot);
+                self.free.push(slot);
+                released += 1;
+                tracing::warn!(run = %id, "run released: another instance owns it now");
+            }
+        }
+        released
     }
 
     fn resolve_agents(&mut self, spec: &Spec) -> Arc<[u16]> {
@@ -1974,7 +2021,7 @@ impl Scheduler {
 
     // ----- recovery ---------------------------------------------------------
 
-    fn recover(&mut self, records: Vec<Record>) -> Result<(), Error> {
+    fn recover(&mut self, records: Vec<Record>) -> Result<Vec<RunId>, Error> {
         struct Past {
             key: u128,
             input: String,
@@ -2039,9 +2086,12 @@ impl Scheduler {
             }
         }
         let mut specs: HashMap<u128, Arc<Spec>> = HashMap::new();
+        let mut resumed = Vec::new();
         for (id, past) in runs {
-            self.last_id = self.last_id.max(id.0);
-            if past.status.is_final() {
+            if self.options.node.is_none() {
+                self.last_id = self.last_id.max(id.0);
+            }
+            if past.status.is_final() || self.by_id.contains_key(&id) {
                 continue;
             }
             let resume_error = |message: String| Error::Resume { run: id, message };
@@ -2125,8 +2175,9 @@ impl Scheduler {
             }
             tracing::info!(run = %id, unfinished, "resuming run");
             self.admit.push_back(slot);
+            resumed.push(id);
         }
-        Ok(())
+        Ok(resumed)
     }
 }
 
