@@ -32,6 +32,7 @@
 //! ```
 #![doc = include_str!("../README.md")]
 
+mod any;
 mod core;
 pub mod disk;
 mod error;
@@ -41,6 +42,7 @@ pub mod memory;
 mod options;
 mod types;
 
+pub use crate::any::AnyLog;
 pub use crate::disk::{DiskLog, DiskOptions, Follower, Fsync};
 pub use crate::error::{Error, Result};
 pub use crate::event::{Event, EventId, Offset, key_hash};
