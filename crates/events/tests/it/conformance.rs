@@ -1,5 +1,7 @@
 //! The behaviour every backend must have. Each test takes a [`Factory`] so that it can
-//! reopen the log (durable backends) and runs with paused tokio time.
+//! reopen the log (durable backends) and so that it runs on the backend's clock: paused
+//! tokio time for in-process backends, the real clock with shortened timeouts for
+//! server backends (see [`Factory::scale`]).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -13,13 +15,27 @@ use crate::Factory;
 
 const NO_WAIT: Duration = Duration::ZERO;
 
-fn topic(partitions: u32) -> TopicOptions {
+fn topic<F: Factory>(f: &F, partitions: u32) -> TopicOptions {
     TopicOptions {
         partitions,
-        visibility_timeout: Duration::from_secs(10),
+        visibility_timeout: f.scale(Duration::from_secs(10)),
         max_deliveries: 3,
         ..TopicOptions::default()
     }
+}
+
+/// Default options with the backend's time scale applied to every duration.
+fn options<F: Factory>(f: &F) -> Options {
+    let mut o = Options::default();
+    let d = &mut o.topic_defaults;
+    d.visibility_timeout = f.scale(d.visibility_timeout);
+    d.dedup.max_age = f.scale(d.dedup.max_age);
+    d.retention.max_age = d.retention.max_age.map(|a| f.scale(a));
+    o
+}
+
+fn secs<F: Factory>(f: &F, s: u64) -> Duration {
+    f.scale(Duration::from_secs(s))
 }
 
 fn ev(key: &str, n: u64) -> Event {
@@ -31,8 +47,8 @@ fn num(e: &Event) -> u64 {
 }
 
 pub async fn ordering_per_key<F: Factory>(mut f: F) {
-    let log = f.open(Options::default()).await;
-    log.create_topic("t", topic(4)).await.unwrap();
+    let log = f.open(options(&f)).await;
+    log.create_topic("t", topic(&f, 4)).await.unwrap();
     let keys: Vec<String> = (0..20).map(|k| format!("key-{k}")).collect();
     let mut partition_of = HashMap::new();
     for round in 0..10u64 {
@@ -80,8 +96,8 @@ pub async fn ordering_per_key<F: Factory>(mut f: F) {
 }
 
 pub async fn at_least_once_delivery<F: Factory>(mut f: F) {
-    let log = f.open(Options::default()).await;
-    log.create_topic("t", topic(3)).await.unwrap();
+    let log = f.open(options(&f)).await;
+    log.create_topic("t", topic(&f, 3)).await.unwrap();
     let batch: Vec<Event> = (0..300).map(|i| ev(&format!("k{}", i % 7), i)).collect();
     log.publish("t", batch).await.unwrap();
     // Member a takes everything but acknowledges only even numbers, then goes away.
@@ -101,7 +117,7 @@ pub async fn at_least_once_delivery<F: Factory>(mut f: F) {
         log.ack("t", "g", &even).await.unwrap();
     }
     assert_eq!(delivered.len(), 300);
-    tokio::time::advance(Duration::from_secs(11)).await;
+    f.advance(Duration::from_secs(11)).await;
     // Member b receives every odd one again.
     let mut again = HashSet::new();
     loop {
@@ -126,8 +142,8 @@ pub async fn at_least_once_delivery<F: Factory>(mut f: F) {
 }
 
 pub async fn redelivery_after_visibility_timeout<F: Factory>(mut f: F) {
-    let log = f.open(Options::default()).await;
-    log.create_topic("t", topic(1)).await.unwrap();
+    let log = f.open(options(&f)).await;
+    log.create_topic("t", topic(&f, 1)).await.unwrap();
     log.publish("t", (0..10).map(|i| ev("k", i)).collect())
         .await
         .unwrap();
@@ -135,14 +151,14 @@ pub async fn redelivery_after_visibility_timeout<F: Factory>(mut f: F) {
     assert_eq!(a.len(), 10);
     log.ack("t", "g", &a.offsets()[..4]).await.unwrap();
     // Not yet expired: nobody else gets them.
-    tokio::time::advance(Duration::from_secs(9)).await;
+    f.advance(Duration::from_secs(9)).await;
     assert!(
         log.poll("t", "g", "b", 100, NO_WAIT)
             .await
             .unwrap()
             .is_empty()
     );
-    tokio::time::advance(Duration::from_secs(2)).await;
+    f.advance(Duration::from_secs(2)).await;
     let b = log.poll("t", "g", "b", 100, NO_WAIT).await.unwrap();
     let nums: Vec<u64> = b.iter().map(|d| num(d.event)).collect();
     assert_eq!(nums, vec![4, 5, 6, 7, 8, 9]);
@@ -152,22 +168,19 @@ pub async fn redelivery_after_visibility_timeout<F: Factory>(mut f: F) {
     assert!(pending.iter().all(|p| p.member == "b" && p.deliveries == 2));
     // A poll that waits is woken by the expiry, not by the end of its wait.
     let started = tokio::time::Instant::now();
-    let c = log
-        .poll("t", "g", "c", 3, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let c = log.poll("t", "g", "c", 3, secs(&f, 60)).await.unwrap();
     assert_eq!(c.len(), 3, "a claim respects max");
     let waited = started.elapsed();
     assert!(
-        waited >= Duration::from_secs(10) && waited < Duration::from_secs(11),
+        waited >= secs(&f, 10) && waited < secs(&f, 11) + f.slack(),
         "{waited:?}"
     );
     assert!(c.iter().all(|d| d.deliveries == 3));
 }
 
 pub async fn nack_redelivers_after_delay<F: Factory>(mut f: F) {
-    let log = f.open(Options::default()).await;
-    log.create_topic("t", topic(1)).await.unwrap();
+    let log = f.open(options(&f)).await;
+    log.create_topic("t", topic(&f, 1)).await.unwrap();
     log.publish("t", (0..5).map(|i| ev("k", i)).collect())
         .await
         .unwrap();
@@ -175,19 +188,19 @@ pub async fn nack_redelivers_after_delay<F: Factory>(mut f: F) {
     let offsets = p.offsets();
     log.ack("t", "g", &[offsets[0], offsets[4]]).await.unwrap();
     assert_eq!(
-        log.nack("t", "g", &[offsets[1], offsets[3]], Duration::from_secs(2))
+        log.nack("t", "g", &[offsets[1], offsets[3]], secs(&f, 2))
             .await
             .unwrap(),
         2
     );
-    tokio::time::advance(Duration::from_secs(1)).await;
+    f.advance(Duration::from_secs(1)).await;
     assert!(
         log.poll("t", "g", "a", 100, NO_WAIT)
             .await
             .unwrap()
             .is_empty()
     );
-    tokio::time::advance(Duration::from_secs(1)).await;
+    f.advance(Duration::from_secs(1)).await;
     let again = log.poll("t", "g", "a", 100, NO_WAIT).await.unwrap();
     let nums: Vec<u64> = again.iter().map(|d| num(d.event)).collect();
     assert_eq!(nums, vec![1, 3]);
@@ -203,8 +216,8 @@ pub async fn nack_redelivers_after_delay<F: Factory>(mut f: F) {
 }
 
 pub async fn dead_letters_after_max_deliveries<F: Factory>(mut f: F) {
-    let log = f.open(Options::default()).await;
-    log.create_topic("t", topic(2)).await.unwrap();
+    let log = f.open(options(&f)).await;
+    log.create_topic("t", topic(&f, 2)).await.unwrap();
     let [o] = log.publish("t", vec![ev("poison", 7)]).await.unwrap()[..] else {
         panic!()
     };
@@ -212,7 +225,7 @@ pub async fn dead_letters_after_max_deliveries<F: Factory>(mut f: F) {
         let p = log.poll("t", "g", "m", 10, NO_WAIT).await.unwrap();
         assert_eq!(p.len(), 1);
         assert_eq!(p.iter().next().unwrap().deliveries, n);
-        tokio::time::advance(Duration::from_secs(11)).await;
+        f.advance(Duration::from_secs(11)).await;
     }
     // The fourth delivery would exceed max_deliveries = 3.
     assert!(
@@ -238,7 +251,7 @@ pub async fn dead_letters_after_max_deliveries<F: Factory>(mut f: F) {
     );
     // Dead letters are never dead-lettered again.
     for _ in 0..5 {
-        tokio::time::advance(Duration::from_secs(31)).await;
+        f.advance(Duration::from_secs(31)).await;
         assert_eq!(
             log.poll(&dlq, "ops", "human", 10, NO_WAIT)
                 .await
@@ -250,11 +263,11 @@ pub async fn dead_letters_after_max_deliveries<F: Factory>(mut f: F) {
 }
 
 pub async fn dedup_window<F: Factory>(mut f: F) {
-    let log = f.open(Options::default()).await;
-    let mut opts = topic(2);
+    let log = f.open(options(&f)).await;
+    let mut opts = topic(&f, 2);
     opts.dedup = Dedup {
         max_ids: 10,
-        max_age: Duration::from_secs(60),
+        max_age: secs(&f, 60),
     };
     log.create_topic("t", opts).await.unwrap();
     let e = ev("k", 1);
@@ -280,7 +293,7 @@ pub async fn dedup_window<F: Factory>(mut f: F) {
     let stored: u64 = log.topics().await.unwrap()[0].events();
     assert_eq!(stored, 3);
     // Beyond the window's age the id is forgotten.
-    tokio::time::advance(Duration::from_secs(61)).await;
+    f.advance(Duration::from_secs(61)).await;
     let later = log.publish("t", vec![e.clone()]).await.unwrap();
     assert_ne!(later[0], first[0]);
     // Beyond its size, too.
@@ -295,8 +308,8 @@ pub async fn dedup_window<F: Factory>(mut f: F) {
 }
 
 pub async fn retention_by_count_bytes_and_age<F: Factory>(mut f: F) {
-    let log = f.open(Options::default()).await;
-    let mut opts = topic(1);
+    let log = f.open(options(&f)).await;
+    let mut opts = topic(&f, 1);
     opts.retention = Retention {
         max_events: Some(100),
         max_bytes: None,
@@ -349,13 +362,13 @@ pub async fn retention_by_count_bytes_and_age<F: Factory>(mut f: F) {
     opts.retention = Retention {
         max_events: None,
         max_bytes: None,
-        max_age: Some(Duration::from_secs(60)),
+        max_age: Some(secs(&f, 60)),
     };
     log.create_topic("age", opts).await.unwrap();
     log.publish("age", vec![ev("k", 1)]).await.unwrap();
-    tokio::time::advance(Duration::from_secs(30)).await;
+    f.advance(Duration::from_secs(30)).await;
     log.publish("age", vec![ev("k", 2)]).await.unwrap();
-    tokio::time::advance(Duration::from_secs(31)).await;
+    f.advance(Duration::from_secs(31)).await;
     let records = log.read("age", 0, 0, 10).await.unwrap();
     assert_eq!(
         records.iter().map(|r| num(&r.event)).collect::<Vec<_>>(),
@@ -370,8 +383,8 @@ pub async fn restart_keeps_events_and_committed_offsets<F: Factory>(mut f: F) {
     if !F::DURABLE {
         return;
     }
-    let log = f.open(Options::default()).await;
-    log.create_topic("t", topic(2)).await.unwrap();
+    let log = f.open(options(&f)).await;
+    log.create_topic("t", topic(&f, 2)).await.unwrap();
     let batch: Vec<Event> = (0..100).map(|i| ev(&format!("k{}", i % 5), i)).collect();
     let offsets = log.publish("t", batch.clone()).await.unwrap();
     let p = log.poll("t", "g", "m", 1000, NO_WAIT).await.unwrap();
@@ -386,13 +399,17 @@ pub async fn restart_keeps_events_and_committed_offsets<F: Factory>(mut f: F) {
     log.close().await.unwrap();
     drop(log);
 
-    let log = f.open(Options::default()).await;
+    let log = f.open(options(&f)).await;
     // Every event is there, intact, at its offset.
     for (e, o) in batch.iter().zip(&offsets) {
         let r = log.read("t", o.partition, o.offset, 1).await.unwrap();
         assert_eq!(&r[0].event, e);
     }
-    // The group resumes at its committed offsets: only the unacknowledged come back.
+    // The group resumes at its committed offsets: only the unacknowledged come back
+    // (once their visibility timeout has passed, if the backend keeps who held them).
+    if F::KEEPS_DELIVERY_STATE {
+        f.advance(Duration::from_secs(11)).await;
+    }
     let again = log.poll("t", "g", "m", 1000, NO_WAIT).await.unwrap();
     let mut nums: Vec<u64> = again.iter().map(|d| num(d.event)).collect();
     nums.sort();
@@ -415,18 +432,18 @@ pub async fn restart_keeps_events_and_committed_offsets<F: Factory>(mut f: F) {
 }
 
 pub async fn replay_from_offset_and_time<F: Factory>(mut f: F) {
-    let log = f.open(Options::default()).await;
-    log.create_topic("t", topic(1)).await.unwrap();
+    let log = f.open(options(&f)).await;
+    log.create_topic("t", topic(&f, 1)).await.unwrap();
     log.publish("t", (0..10).map(|i| ev("k", i)).collect())
         .await
         .unwrap();
-    tokio::time::advance(Duration::from_secs(5)).await;
+    f.advance(Duration::from_secs(5)).await;
     let t1 = log.topics().await.unwrap(); // any call: time has moved
     drop(t1);
     let mark = {
         // The time at which the second batch is appended.
         let r = log.read("t", 0, 0, 1).await.unwrap();
-        r[0].appended_ms + 5_000
+        r[0].appended_ms + secs(&f, 5).as_millis() as u64
     };
     log.publish("t", (10..20).map(|i| ev("k", i)).collect())
         .await
@@ -485,7 +502,7 @@ pub async fn replay_from_offset_and_time<F: Factory>(mut f: F) {
 }
 
 pub async fn limits_reject_oversized_input<F: Factory>(mut f: F) {
-    let mut options = Options::default();
+    let mut options = options(&f);
     options.limits.max_event_bytes = 1000;
     options.limits.max_batch_events = 10;
     options.limits.max_batch_bytes = 5000;
@@ -524,22 +541,22 @@ pub async fn limits_reject_oversized_input<F: Factory>(mut f: F) {
         log.create_topic("z", bad).await,
         Err(Error::InvalidOptions(_))
     ));
-    log.create_topic("x", topic(2)).await.unwrap();
-    log.create_topic("x", topic(2)).await.unwrap();
+    log.create_topic("x", topic(&f, 2)).await.unwrap();
+    log.create_topic("x", topic(&f, 2)).await.unwrap();
     assert!(matches!(
-        log.create_topic("x", topic(3)).await,
+        log.create_topic("x", topic(&f, 3)).await,
         Err(Error::TopicMismatch { .. })
     ));
 }
 
 pub async fn pending_list_is_inspectable<F: Factory>(mut f: F) {
-    let log = f.open(Options::default()).await;
-    log.create_topic("t", topic(1)).await.unwrap();
+    let log = f.open(options(&f)).await;
+    log.create_topic("t", topic(&f, 1)).await.unwrap();
     log.publish("t", (0..6).map(|i| ev("k", i)).collect())
         .await
         .unwrap();
     let a = log.poll("t", "g", "alice", 2, NO_WAIT).await.unwrap();
-    tokio::time::advance(Duration::from_secs(1)).await;
+    f.advance(Duration::from_secs(1)).await;
     log.ack("t", "g", &a.offsets()).await.unwrap();
     let b = log.poll("t", "g", "alice", 3, NO_WAIT).await.unwrap();
     assert_eq!(b.len(), 3);
@@ -549,7 +566,10 @@ pub async fn pending_list_is_inspectable<F: Factory>(mut f: F) {
     assert_eq!(first.offset, Offset::new(0, 2));
     assert_eq!(first.member, "alice");
     assert_eq!(first.deliveries, 1);
-    assert_eq!(first.claimable_at_ms - first.since_ms, 10_000);
+    assert_eq!(
+        first.claimable_at_ms - first.since_ms,
+        secs(&f, 10).as_millis() as u64
+    );
     assert_eq!(log.pending("t", "g", 2).await.unwrap().len(), 2);
     let groups = log.groups("t").await.unwrap();
     assert_eq!(groups.len(), 1);
@@ -569,7 +589,7 @@ pub async fn pending_list_is_inspectable<F: Factory>(mut f: F) {
 }
 
 pub async fn topics_and_groups_are_reported<F: Factory>(mut f: F) {
-    let log = f.open(Options::default()).await;
+    let log = f.open(options(&f)).await;
     log.publish("b", vec![ev("k", 1)]).await.unwrap();
     log.publish("a", vec![ev("k", 1), ev("j", 2)])
         .await
@@ -587,7 +607,7 @@ pub async fn topics_and_groups_are_reported<F: Factory>(mut f: F) {
 }
 
 pub async fn invalid_names_are_rejected<F: Factory>(mut f: F) {
-    let log = f.open(Options::default()).await;
+    let log = f.open(options(&f)).await;
     for bad in ["", "../x", "a b", ".x"] {
         assert!(matches!(
             log.publish(bad, vec![ev("k", 1)]).await,
@@ -617,23 +637,25 @@ pub async fn invalid_names_are_rejected<F: Factory>(mut f: F) {
 }
 
 pub async fn poll_waits_for_new_events<F: Factory>(mut f: F) {
-    let log = f.open(Options::default()).await;
-    log.create_topic("t", topic(2)).await.unwrap();
+    let log = f.open(options(&f)).await;
+    log.create_topic("t", topic(&f, 2)).await.unwrap();
     // Nothing there: the poll waits its full time.
     let started = tokio::time::Instant::now();
     assert!(
-        log.poll("t", "g", "m", 10, Duration::from_secs(3))
+        log.poll("t", "g", "m", 10, secs(&f, 3))
             .await
             .unwrap()
             .is_empty()
     );
-    assert!(started.elapsed() >= Duration::from_secs(3));
+    assert!(started.elapsed() >= secs(&f, 3));
     // A publish wakes a waiting poll. Real time from here: with paused time the clock
     // would jump to the waiter's deadline while the publish waits for its fsync.
-    tokio::time::resume();
+    if F::PAUSED_TIME {
+        tokio::time::resume();
+    }
     let l2 = log.clone();
-    let waiter =
-        tokio::spawn(async move { l2.poll("t", "g", "m", 10, Duration::from_secs(3600)).await });
+    let long = secs(&f, 3600);
+    let waiter = tokio::spawn(async move { l2.poll("t", "g", "m", 10, long).await });
     tokio::task::yield_now().await;
     log.publish("t", vec![ev("k", 1)]).await.unwrap();
     let got = waiter.await.unwrap().unwrap();
@@ -641,7 +663,7 @@ pub async fn poll_waits_for_new_events<F: Factory>(mut f: F) {
 }
 
 pub async fn closed_log_refuses_calls<F: Factory>(mut f: F) {
-    let log = f.open(Options::default()).await;
+    let log = f.open(options(&f)).await;
     log.publish("t", vec![ev("k", 1)]).await.unwrap();
     log.close().await.unwrap();
     assert!(matches!(
@@ -655,8 +677,8 @@ pub async fn closed_log_refuses_calls<F: Factory>(mut f: F) {
 }
 
 pub async fn concurrent_producers_and_group<F: Factory>(mut f: F) {
-    let log = f.open(Options::default()).await;
-    log.create_topic("t", topic(8)).await.unwrap();
+    let log = f.open(options(&f)).await;
+    log.create_topic("t", topic(&f, 8)).await.unwrap();
     const PRODUCERS: u64 = 4;
     const PER: u64 = 2_000;
     let mut tasks = Vec::new();
