@@ -384,7 +384,26 @@ impl Handle {
     /// unfinished run resumes here as after a restart. Runs this engine already
     /// drives are skipped. Returns the ids of the runs taken over.
     pub async fn adopt(&self, records: Vec<store::Record>) -> Result<Vec<RunId>, Error> {
-        self.ask(|reply| Msg::Adopt { records, reply }).await?
+        self.ask(|reply| Msg::Adopt {
+            records,
+            remember: false,
+            reply,
+        })
+        .await?
+    }
+
+    /// Learns how runs that ended elsewhere ended (their records, as
+    /// [`StateStore::load`] returns them), so that [`Handle::status`] and
+    /// [`Handle::wait`] answer for them; timing figures read zero (the records do
+    /// not hold them). Unfinished runs in `records` are ignored. Returns the ids
+    /// of the runs learned.
+    pub async fn remember(&self, records: Vec<store::Record>) -> Result<Vec<RunId>, Error> {
+        self.ask(|reply| Msg::Adopt {
+            records,
+            remember: true,
+            reply,
+        })
+        .await?
     }
 
     /// Stops driving runs another instance now owns (fencing rejected our writes):

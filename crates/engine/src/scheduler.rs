@@ -105,6 +105,7 @@ pub(crate) enum Msg {
     /// Runs taken over from another instance.
     Adopt {
         records: Vec<Record>,
+        remember: bool,
         reply: oneshot::Sender<Result<Vec<RunId>, Error>>,
     },
     /// Runs another instance now owns.
@@ -570,7 +571,7 @@ impl Scheduler {
             store_failed: None,
             counts: Counts::default(),
         };
-        s.recover(records)?;
+        s.recover(records, false)?;
         Ok(s)
     }
 
@@ -680,8 +681,12 @@ impl Scheduler {
             }
             Msg::Signals { topic, events } => self.signals(topic, events),
             Msg::StoreFailed(message) => self.store_failed = Some(message),
-            Msg::Adopt { records, reply } => {
-                let _ = reply.send(self.recover(records));
+            Msg::Adopt {
+                records,
+                remember,
+                reply,
+            } => {
+                let _ = reply.send(self.recover(records, remember));
             }
             Msg::Release { runs, reply } => {
                 let _ = reply.send(self.release(&runs));
@@ -2021,7 +2026,10 @@ impl Scheduler {
 
     // ----- recovery ---------------------------------------------------------
 
-    fn recover(&mut self, records: Vec<Record>) -> Result<Vec<RunId>, Error> {
+    /// Rebuilds runs from their records: unfinished ones resume (`remember` false),
+    /// or finished ones are kept for status queries (`remember` true). Runs this
+    /// engine already knows are skipped. Returns the ids of the runs rebuilt.
+    fn recover(&mut self, records: Vec<Record>, remember: bool) -> Result<Vec<RunId>, Error> {
         struct Past {
             key: u128,
             input: String,
@@ -2091,7 +2099,10 @@ impl Scheduler {
             if self.options.node.is_none() {
                 self.last_id = self.last_id.max(id.0);
             }
-            if past.status.is_final() || self.by_id.contains_key(&id) {
+            if past.status.is_final() != remember
+                || self.by_id.contains_key(&id)
+                || self.finished.contains_key(&id)
+            {
                 continue;
             }
             let resume_error = |message: String| Error::Resume { run: id, message };
@@ -2137,6 +2148,31 @@ impl Scheduler {
                     // In flight or waiting when the process stopped: run it again.
                     _ => state.status = TaskStatus::Pending,
                 }
+            }
+            if remember {
+                // Ended elsewhere: kept for status queries only (timing figures
+                // are not in the records, so they read zero).
+                let now = Instant::now();
+                run.status = past.status;
+                run.base = Some(now);
+                run.ended = Some(now);
+                run.unfinished = 0;
+                run.summary = Some(Arc::new(summarize(run)));
+                self.progress
+                    .total
+                    .fetch_sub(u64::from(spec.planned), Ordering::Relaxed);
+                let run = self.runs[slot as usize].take().expect("live run");
+                self.free.push(slot);
+                self.by_id.remove(&id);
+                self.finished.insert(id, run);
+                self.finished_order.push_back(id);
+                while self.finished_order.len() > self.options.keep_finished {
+                    if let Some(old) = self.finished_order.pop_front() {
+                        self.finished.remove(&old);
+                    }
+                }
+                resumed.push(id);
+                continue;
             }
             let mut unfinished = 0;
             for &t in spec.plan.order() {

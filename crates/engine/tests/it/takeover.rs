@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_engine::store::{Embedded, EmbeddedOptions, RunStatus, StateStore, TaskStatus};
+use baton_engine::store::{
+    Embedded, EmbeddedOptions, Record, RunId, RunStatus, StateStore, TaskStatus,
+};
 use baton_engine::{Engine, Error, Options};
 use baton_events::MemoryLog;
 
@@ -124,5 +126,65 @@ async fn a_released_run_is_forgotten_and_its_waiters_are_told_it_moved() {
         handle.wait(next).await.unwrap().status,
         RunStatus::Completed
     );
+    handle.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_run_that_ended_elsewhere_is_reported_from_its_records() {
+    // The history another instance left: three tasks succeeded, then the run.
+    let spec = spec(QUICK);
+    let run = RunId(1_700_000_000_000 << 22);
+    let mut records = vec![
+        Record::Workflow {
+            key: spec.key(),
+            document: spec.document().to_owned(),
+        },
+        Record::RunCreated {
+            run,
+            workflow: spec.key(),
+            input: "{}".into(),
+            at_ms: 1_700_000_000_000,
+        },
+    ];
+    for task in 0..3 {
+        for status in [TaskStatus::Dispatched, TaskStatus::Succeeded] {
+            records.push(Record::Task {
+                run,
+                task,
+                status,
+                attempt: 1,
+                agent: 0,
+                at_us: u64::from(task) * 1000,
+                detail: (status == TaskStatus::Succeeded).then(|| format!("{{\"n\":{task}}}")),
+            });
+        }
+    }
+    records.push(Record::Run {
+        run,
+        status: RunStatus::Completed,
+        at_ms: 1_700_000_000_003,
+        reason: None,
+    });
+
+    let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
+    let (engine, handle) = Engine::build::<_, Embedded>(Options::default(), log, None).unwrap();
+    tokio::spawn(engine.run());
+    assert!(matches!(
+        handle.status(run).await,
+        Err(Error::UnknownRun(_))
+    ));
+    // Finished runs are not taken over by `adopt`, only learned by `remember`.
+    assert!(handle.adopt(records.clone()).await.unwrap().is_empty());
+    assert_eq!(handle.remember(records.clone()).await.unwrap(), [run]);
+    assert!(handle.remember(records).await.unwrap().is_empty());
+    let view = handle.status(run).await.unwrap();
+    assert_eq!(view.summary.status, RunStatus::Completed);
+    assert_eq!(view.summary.tasks.succeeded, 3);
+    assert_eq!(
+        view.task_states[2].output,
+        Some(serde_json::json!({"n": 2}))
+    );
+    assert!(handle.active().await.unwrap().is_empty());
+    assert_eq!(handle.wait(run).await.unwrap().status, RunStatus::Completed);
     handle.shutdown().await.unwrap();
 }
