@@ -248,6 +248,9 @@ impl Catalog {
             spec: OnceLock::new(),
         });
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = inner.by_id.get(&id) {
+            return existing.clone();
+        }
         if let Some(name) = name {
             let v = inner.versions.entry(name).or_insert(0);
             *v = (*v).max(version);
@@ -310,6 +313,32 @@ impl Catalog {
             let _ = d.sync_all();
         }
         Ok(())
+    }
+
+    /// Adds a workflow posted to another instance sharing this one's state store;
+    /// `None` if it does not validate here (a newer instance's workflow, say).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn add_shared(
+        &self,
+        id: u64,
+        version: u32,
+        created_ms: u64,
+        document: Value,
+    ) -> Option<Arc<Entry>> {
+        if let Some(entry) = self.get(id) {
+            return Some(entry);
+        }
+        let text = serde_json::to_string(&document).ok()?;
+        let name = format!("{id:016x}");
+        match compile(&Source::from_str(&name, &text, Format::Json)) {
+            Ok((checked, plan)) => {
+                Some(self.insert(id, version, created_ms, document, checked, plan))
+            }
+            Err(e) => {
+                tracing::warn!(id = name, error = %e, "a shared workflow does not validate here");
+                None
+            }
+        }
     }
 
     /// A workflow by id.

@@ -132,6 +132,7 @@ impl From<baton_engine::Error> for ApiError {
             E::UnknownRun(run) => ApiError::NotFound(format!("no execution {run}")),
             E::Conflict { .. } => ApiError::Conflict(e.to_string()),
             E::Stopped => ApiError::Unavailable("the engine has stopped".into()),
+            E::Moved(_) => ApiError::Unavailable(format!("{e}: retry, any instance answers")),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -23,6 +23,8 @@
 
 mod body;
 mod catalog;
+#[cfg(feature = "postgres")]
+mod cluster;
 mod error;
 mod metrics;
 pub mod openapi;
@@ -37,7 +39,7 @@ use std::time::Duration;
 use axum::Router;
 use baton_engine::store::{Embedded, EmbeddedOptions};
 use baton_engine::{Engine, Handle};
-use baton_events::{DiskLog, DiskOptions};
+use baton_events::{AnyLog, DiskLog, DiskOptions, MemoryLog};
 use baton_model::Agent;
 use tokio_util::sync::CancellationToken;
 
@@ -71,8 +73,46 @@ pub struct ServerOptions {
     pub agents: Vec<Agent>,
     /// The engine's options (seed, topics).
     pub engine: baton_engine::Options,
-    /// The event log's options (fsync policy, limits).
+    /// The event log's options (fsync policy, limits; the limits and topic
+    /// defaults apply to every backend).
     pub log: DiskOptions,
+    /// Where events live: `None` or `disk` for the disk log under
+    /// `data_dir/events`, `memory` (lost on exit), `redis://HOST:PORT` (Redis
+    /// Streams) or `nats://HOST:PORT` (NATS JetStream), the last two in builds
+    /// with the `redis` / `nats` features.
+    pub events: Option<String>,
+    /// Where run state lives: `None` for the embedded journal under
+    /// `data_dir/state`, or `postgres://…` (builds with the `postgres` feature),
+    /// which several instances can share.
+    pub state: Option<String>,
+    /// How this instance takes part when several share a `postgres` state store.
+    pub cluster: ClusterOptions,
+}
+
+/// How an instance shares a `postgres` state store with others.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// This instance's stable name: a restarted process with the same name takes
+    /// its predecessor's runs over at once [default: the advertised address].
+    pub instance: Option<String>,
+    /// The base URL the other instances reach this one at, to forward calls about
+    /// runs it drives [default: `http://` + the bound address].
+    pub advertise: Option<String>,
+    /// How long an instance that stopped renewing its lease keeps its runs.
+    pub lease_ttl: Duration,
+    /// The database schema of the store's tables.
+    pub schema: String,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            instance: None,
+            advertise: None,
+            lease_ttl: Duration::from_secs(10),
+            schema: "baton".into(),
+        }
+    }
 }
 
 impl Default for ServerOptions {
@@ -89,6 +129,9 @@ impl Default for ServerOptions {
             agents: Vec::new(),
             engine: baton_engine::Options::default(),
             log: DiskOptions::default(),
+            events: None,
+            state: None,
+            cluster: ClusterOptions::default(),
         }
     }
 }
@@ -103,6 +146,16 @@ pub enum Error {
         what: &'static str,
         /// The directory.
         dir: PathBuf,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A backend (event log, state store) could not be opened.
+    #[error("{what} ({url}): {source}")]
+    Backend {
+        /// What was being opened.
+        what: &'static str,
+        /// Its URL.
+        url: String,
         /// Why.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -125,7 +178,10 @@ pub enum Error {
 /// What every handler shares.
 pub struct AppState {
     pub(crate) engine: Handle,
-    pub(crate) log: Arc<DiskLog>,
+    pub(crate) log: Arc<AnyLog>,
+    /// Set when several instances share a `postgres` state store.
+    #[cfg(feature = "postgres")]
+    pub(crate) cluster: Option<Arc<cluster::Cluster>>,
     pub(crate) catalog: Catalog,
     pub(crate) executions: Executions,
     pub(crate) specs: std::sync::Mutex<foldhash::HashMap<(u64, String), Arc<baton_engine::Spec>>>,
@@ -145,14 +201,19 @@ pub struct Server {
 impl Server {
     /// Opens the data directory (event log, state store, workflows), builds the
     /// engine (which resumes unfinished runs once running) and binds the address.
-    pub async fn build(options: ServerOptions) -> Result<Server, Error> {
-        let (state, engine) = state(options.clone()).await?;
+    pub async fn build(mut options: ServerOptions) -> Result<Server, Error> {
         let listener = tokio::net::TcpListener::bind(options.bind)
             .await
             .map_err(|source| Error::Bind {
                 addr: options.bind,
                 source,
             })?;
+        if options.cluster.advertise.is_none()
+            && let Ok(addr) = listener.local_addr()
+        {
+            options.cluster.advertise = Some(format!("http://{addr}"));
+        }
+        let (state, engine) = state(options).await?;
         Ok(Server {
             state,
             engine,
@@ -183,6 +244,11 @@ impl Server {
         } = self;
         let engine_task = tokio::spawn(engine.run());
         routes::arm_deadlines(&state);
+        #[cfg(feature = "postgres")]
+        let cluster_task = state
+            .cluster
+            .clone()
+            .map(|c| tokio::spawn(c.run(state.engine.clone(), state.stopping.clone())));
         let app = router(state.clone());
         let stopping = state.stopping.clone();
         let shutdown = {
@@ -197,6 +263,10 @@ impl Server {
             .with_graceful_shutdown(shutdown)
             .await;
         state.stopping.cancel();
+        #[cfg(feature = "postgres")]
+        if let Some(task) = cluster_task {
+            let _ = task.await;
+        }
         let stopped = state.engine.shutdown().await;
         let _ = engine_task.await;
         use baton_events::EventLog as _;
@@ -224,21 +294,28 @@ pub async fn state(options: ServerOptions) -> Result<(Arc<AppState>, Engine), Er
         }
     };
     std::fs::create_dir_all(&dir).map_err(|e| data("creating the data directory")(e.into()))?;
-    let store = Embedded::open(&dir.join("state"), EmbeddedOptions::default())
-        .map_err(|e| data("opening the state store")(e.into()))?;
-    let log = DiskLog::open(&dir.join("events"), options.log.clone())
-        .await
-        .map_err(|e| data("opening the event log")(e.into()))?;
-    let log = Arc::new(log);
+    let log = Arc::new(open_log(&options).await?);
     let catalog = Catalog::open(&dir.join("workflows"))
         .map_err(|e| data("reading the workflows")(e.into()))?;
     let executions = Executions::open(&dir.join("executions.jsonl"))
         .map_err(|e| data("reading executions.jsonl")(e.into()))?;
-    let (engine, handle) =
-        Engine::build(options.engine.clone(), log.clone(), Some(Arc::new(store)))?;
+    let (engine, handle, cluster) = match options.state.as_deref() {
+        None | Some("embedded") => {
+            let store = Embedded::open(&dir.join("state"), EmbeddedOptions::default())
+                .map_err(|e| data("opening the state store")(e.into()))?;
+            let (engine, handle) =
+                Engine::build(options.engine.clone(), log.clone(), Some(Arc::new(store)))?;
+            (engine, handle, None)
+        }
+        Some(url) => open_shared_state(&options, url, log.clone()).await?,
+    };
+    #[cfg(not(feature = "postgres"))]
+    let None::<std::convert::Infallible> = cluster;
     let state = Arc::new(AppState {
         engine: handle,
         log,
+        #[cfg(feature = "postgres")]
+        cluster,
         catalog,
         executions,
         specs: Default::default(),
@@ -247,6 +324,101 @@ pub async fn state(options: ServerOptions) -> Result<(Arc<AppState>, Engine), Er
         stopping: CancellationToken::new(),
     });
     Ok((state, engine))
+}
+
+/// Opens the event log `options.events` names.
+async fn open_log(options: &ServerOptions) -> Result<AnyLog, Error> {
+    let url = options.events.as_deref().unwrap_or("disk");
+    let failed = |e: Box<dyn std::error::Error + Send + Sync>| Error::Backend {
+        what: "opening the event log",
+        url: url.to_owned(),
+        source: e,
+    };
+    let scheme = url.split_once("://").map_or(url, |(s, _)| s);
+    match scheme {
+        "disk" => {
+            let log = DiskLog::open(&options.data_dir.join("events"), options.log.clone())
+                .await
+                .map_err(|e| failed(e.into()))?;
+            Ok(log.into())
+        }
+        "memory" => Ok(MemoryLog::new(options.log.log.clone())
+            .map_err(|e| failed(e.into()))?
+            .into()),
+        _ => Err(failed(
+            format!(
+                "unknown event log `{url}`: expected `disk`, `memory`, `redis://HOST:PORT` or `nats://HOST:PORT`"
+            )
+            .into(),
+        )),
+    }
+}
+
+#[cfg(feature = "postgres")]
+type SharedState = (Engine, Handle, Option<Arc<cluster::Cluster>>);
+#[cfg(not(feature = "postgres"))]
+type SharedState = (Engine, Handle, Option<std::convert::Infallible>);
+
+/// Opens a shared state store and builds the engine on it, as one instance of
+/// several.
+#[cfg(feature = "postgres")]
+async fn open_shared_state(
+    options: &ServerOptions,
+    url: &str,
+    log: Arc<AnyLog>,
+) -> Result<SharedState, Error> {
+    use baton_engine::store::{Postgres, PostgresOptions};
+    let failed = |what: &'static str| {
+        move |e: Box<dyn std::error::Error + Send + Sync>| Error::Backend {
+            what,
+            url: url.to_owned(),
+            source: e,
+        }
+    };
+    if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+        return Err(failed("opening the state store")(
+            format!("unknown state store `{url}`: expected `embedded` or `postgres://…`").into(),
+        ));
+    }
+    let c = &options.cluster;
+    let address = c.advertise.clone();
+    let store = Postgres::open(PostgresOptions {
+        url: url.to_owned(),
+        schema: c.schema.clone(),
+        instance_name: c
+            .instance
+            .clone()
+            .or_else(|| address.clone())
+            .unwrap_or_else(|| options.bind.to_string()),
+        address,
+        lease_ttl: c.lease_ttl,
+        ..PostgresOptions::default()
+    })
+    .await
+    .map_err(|e| failed("opening the state store")(e.into()))?;
+    let store = Arc::new(store);
+    let cluster = cluster::Cluster::join(store.clone(), &c.schema, c.lease_ttl)
+        .await
+        .map_err(|e| failed("creating the shared catalog")(e.into()))?;
+    let engine_options = baton_engine::Options {
+        node: Some(cluster.node()),
+        ..options.engine.clone()
+    };
+    let (engine, handle) = Engine::build(engine_options, log, Some(store))?;
+    Ok((engine, handle, Some(Arc::new(cluster))))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_shared_state(
+    _options: &ServerOptions,
+    url: &str,
+    _log: Arc<AnyLog>,
+) -> Result<SharedState, Error> {
+    Err(Error::Backend {
+        what: "opening the state store",
+        url: url.to_owned(),
+        source: "this build has no `postgres` state store: build with `--features postgres`".into(),
+    })
 }
 
 /// The application: every route, the error boundary, limits, auth and metrics.

@@ -180,12 +180,18 @@ fn parse_id(kind: &str, id: &str) -> ApiResult<u64> {
         .map_err(|_| ApiError::NotFound(format!("no {kind} {id}: ids are 16 hex digits")))
 }
 
-fn workflow(state: &AppState, id: &str) -> ApiResult<Arc<Entry>> {
+async fn workflow(state: &AppState, id: &str) -> ApiResult<Arc<Entry>> {
     let n = parse_id("workflow", id)?;
-    state
-        .catalog
-        .get(n)
-        .ok_or_else(|| ApiError::NotFound(format!("no workflow {id}")))
+    if let Some(entry) = state.catalog.get(n) {
+        return Ok(entry);
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(cluster) = &state.cluster
+        && let Some(entry) = cluster.fetch_workflow(&state.catalog, n).await?
+    {
+        return Ok(entry);
+    }
+    Err(ApiError::NotFound(format!("no workflow {id}")))
 }
 
 fn info(e: &Entry) -> api::WorkflowInfo {
@@ -230,6 +236,12 @@ async fn create_workflow(
     let entry = tokio::task::spawn_blocking(move || state2.catalog.create(body.to_vec(), format))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
+    #[cfg(feature = "postgres")]
+    if let Some(cluster) = &state.cluster {
+        cluster
+            .share_workflow(entry.id, entry.version, entry.created_ms, &entry.document)
+            .await?;
+    }
     let warnings = entry
         .checked
         .warnings
@@ -289,6 +301,10 @@ async fn list_workflows(
                 })?,
         ),
     };
+    #[cfg(feature = "postgres")]
+    if let Some(cluster) = &state.cluster {
+        cluster.sync_catalog(&state.catalog).await?;
+    }
     let (items, next) = state.catalog.list(limit, cursor);
     Ok(reply(
         StatusCode::OK,
@@ -300,7 +316,7 @@ async fn list_workflows(
 }
 
 async fn get_workflow(State(state): St, Path(id): Path<String>) -> ApiResult<Response> {
-    let e = workflow(&state, &id)?;
+    let e = workflow(&state, &id).await?;
     Ok(reply(
         StatusCode::OK,
         &api::WorkflowDetail {
@@ -311,7 +327,7 @@ async fn get_workflow(State(state): St, Path(id): Path<String>) -> ApiResult<Res
 }
 
 async fn get_plan(State(state): St, Path(id): Path<String>) -> ApiResult<Response> {
-    let e = workflow(&state, &id)?;
+    let e = workflow(&state, &id).await?;
     let plan = &e.plan;
     let name = |t: u32| plan.name(t).to_string();
     Ok(reply(
@@ -479,7 +495,7 @@ async fn execute(
     Path(id): Path<String>,
     Json(req): Json<api::ExecuteRequest>,
 ) -> ApiResult<Response> {
-    let entry = workflow(&state, &id)?;
+    let entry = workflow(&state, &id).await?;
     let timeout = req
         .execution_options
         .timeout
@@ -658,18 +674,95 @@ pub(crate) fn view(state: &AppState, run: RunId, v: RunView) -> api::ExecutionSt
     }
 }
 
-async fn get_execution(State(state): St, Path(id): Path<String>) -> ApiResult<Response> {
-    let run = run_id(&id)?;
-    let v = state.engine.status(run).await?;
-    Ok(reply(StatusCode::OK, &view(&state, run, v)))
+/// A call about one run, kept so that it can be forwarded to the instance that
+/// drives the run.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) struct Origin {
+    method: Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
 }
 
-async fn control(state: &AppState, id: &str, action: &'static str) -> ApiResult<Response> {
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Origin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        // Routes are not nested: the URI is the one the client sent.
+        Ok(Origin {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
+/// Asks the local engine about `run`. When it does not hold the run and instances
+/// share a state store, the run's owner answers instead (`Err(response)`: the
+/// call was forwarded), or the run is taken from its history and asked again.
+pub(crate) async fn on_owner<T, F, Fut>(
+    state: &AppState,
+    run: RunId,
+    origin: Origin,
+    ask: F,
+) -> ApiResult<Result<T, Response>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, baton_engine::Error>>,
+{
+    match ask().await {
+        Err(baton_engine::Error::UnknownRun(_) | baton_engine::Error::Moved(_)) => {}
+        other => return Ok(Ok(other?)),
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(cluster) = &state.cluster {
+        use crate::cluster::{Call, Routed};
+        let call = Call {
+            method: origin.method,
+            uri: &origin.uri,
+            headers: &origin.headers,
+            body: Bytes::new(),
+        };
+        return match cluster.route(&state.engine, run, call).await? {
+            Routed::Response(r) => Ok(Err(r)),
+            Routed::Local => Ok(Ok(ask().await?)),
+        };
+    }
+    let _ = (state, origin);
+    Err(ApiError::NotFound(format!("no execution {run}")))
+}
+
+async fn get_execution(
+    State(state): St,
+    Path(id): Path<String>,
+    origin: Origin,
+) -> ApiResult<Response> {
+    let run = run_id(&id)?;
+    match on_owner(&state, run, origin, || state.engine.status(run)).await? {
+        Ok(v) => Ok(reply(StatusCode::OK, &view(&state, run, v))),
+        Err(forwarded) => Ok(forwarded),
+    }
+}
+
+async fn control(
+    state: &AppState,
+    id: &str,
+    action: &'static str,
+    origin: Origin,
+) -> ApiResult<Response> {
     let run = run_id(id)?;
-    match action {
-        "pause" => state.engine.pause(run).await?,
-        "resume" => state.engine.resume(run).await?,
-        _ => state.engine.cancel(run).await?,
+    let done = on_owner(state, run, origin, || async move {
+        match action {
+            "pause" => state.engine.pause(run).await,
+            "resume" => state.engine.resume(run).await,
+            _ => state.engine.cancel(run).await,
+        }
+    })
+    .await?;
+    if let Err(forwarded) = done {
+        return Ok(forwarded);
     }
     Ok(reply(
         StatusCode::OK,
@@ -680,16 +773,16 @@ async fn control(state: &AppState, id: &str, action: &'static str) -> ApiResult<
     ))
 }
 
-async fn pause(State(state): St, Path(id): Path<String>) -> ApiResult<Response> {
-    control(&state, &id, "pause").await
+async fn pause(State(state): St, Path(id): Path<String>, origin: Origin) -> ApiResult<Response> {
+    control(&state, &id, "pause", origin).await
 }
 
-async fn resume(State(state): St, Path(id): Path<String>) -> ApiResult<Response> {
-    control(&state, &id, "resume").await
+async fn resume(State(state): St, Path(id): Path<String>, origin: Origin) -> ApiResult<Response> {
+    control(&state, &id, "resume", origin).await
 }
 
-async fn cancel(State(state): St, Path(id): Path<String>) -> ApiResult<Response> {
-    control(&state, &id, "cancel").await
+async fn cancel(State(state): St, Path(id): Path<String>, origin: Origin) -> ApiResult<Response> {
+    control(&state, &id, "cancel", origin).await
 }
 
 // ---- events ----------------------------------------------------------------

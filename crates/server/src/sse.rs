@@ -43,14 +43,20 @@ pub(crate) async fn stream(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    origin: crate::routes::Origin,
 ) -> Result<Response, ApiError> {
     let run = id
         .parse::<baton_engine::store::RunId>()
         .ok()
         .filter(|_| id.len() == 16)
         .ok_or_else(|| ApiError::NotFound(format!("no execution {id}: ids are 16 hex digits")))?;
-    // Unknown runs are 404 before the stream starts.
-    state.engine.status(run).await?;
+    // Unknown runs are 404 before the stream starts; a run another instance drives
+    // is streamed by that instance.
+    if let Err(forwarded) =
+        crate::routes::on_owner(&state, run, origin, || state.engine.status(run)).await?
+    {
+        return Ok(forwarded);
+    }
     let topic = &state.options.engine.topic;
     let partitions = partitions(&state, topic).await;
     let key = run.to_string();
