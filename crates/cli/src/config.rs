@@ -38,6 +38,16 @@ pub struct Server {
     pub request_timeout_secs: Option<u64>,
     /// Longest wait of a long poll, milliseconds.
     pub long_poll_max_ms: Option<u64>,
+    /// The event log (`disk`, `memory`, `redis://…`, `nats://…`).
+    pub events: Option<String>,
+    /// The state store (`embedded`, `postgres://…`).
+    pub state: Option<String>,
+    /// This instance's name among several sharing a state store.
+    pub instance: Option<String>,
+    /// The URL other instances reach this one at.
+    pub advertise: Option<String>,
+    /// Lease time of an instance sharing a state store, seconds.
+    pub lease_ttl_secs: Option<u64>,
 }
 
 /// Reads a `baton.toml`; invalid content is reported on stderr and becomes exit code 1.

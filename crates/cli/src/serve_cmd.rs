@@ -1,7 +1,9 @@
-//! `baton serve`: the HTTP API server on the embedded defaults (disk event log,
-//! embedded state store) in a data directory. SIGINT/SIGTERM stop it gracefully:
-//! stop accepting, end streams, flush and close the store and the log, exit 0.
-//! Restarting on the same data directory resumes the runs left unfinished.
+//! `baton serve`: the HTTP API server, on the embedded defaults (disk event log,
+//! embedded state store) in a data directory, or on Redis / NATS and PostgreSQL
+//! (`--events`, `--state`), where several instances share the work.
+//! SIGINT/SIGTERM stop it gracefully: stop accepting, end streams, flush and close
+//! the store and the log, exit 0. Restarting on the same data directory (or with
+//! the same `--instance` name) resumes the runs left unfinished.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -23,9 +25,31 @@ pub struct Args {
     /// Where workflows, runs and events are kept [default: ./baton-data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// The event log: `disk` (under the data directory), `memory`,
+    /// `redis://HOST:PORT` or `nats://HOST:PORT` [env: BATON_EVENTS] [default: disk].
+    #[arg(long, value_name = "URL")]
+    events: Option<String>,
+    /// The state store: `embedded` (under the data directory) or
+    /// `postgres://USER@HOST:PORT/DB`, which several instances can share
+    /// [env: BATON_STATE] [default: embedded].
+    #[arg(long, value_name = "URL")]
+    state: Option<String>,
+    /// This instance's stable name when several share a state store: a restarted
+    /// process with the same name takes its runs over at once [env:
+    /// BATON_INSTANCE] [default: the advertised address].
+    #[arg(long, value_name = "NAME")]
+    instance: Option<String>,
+    /// The URL the other instances reach this one at [env: BATON_ADVERTISE]
+    /// [default: http:// + the bound address].
+    #[arg(long, value_name = "URL")]
+    advertise: Option<String>,
+    /// How long an instance that stops renewing its lease keeps its runs before
+    /// the others take them over, seconds [default: 10].
+    #[arg(long, value_name = "SECS")]
+    lease_ttl: Option<u64>,
     /// `baton.toml`: `[server]` (bind, data_dir, auth_token, metrics_requires_auth,
-    /// body_limit, max_batch_events, request_timeout_secs, long_poll_max_ms) and
-    /// `[agents.NAME]`.
+    /// body_limit, max_batch_events, request_timeout_secs, long_poll_max_ms, events,
+    /// state, instance, advertise, lease_ttl_secs) and `[agents.NAME]`.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -57,8 +81,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .long_poll_max_ms
             .map_or(defaults.long_poll_max, Duration::from_millis),
         agents: config.agents,
+        events: args.events.or_else(|| env("BATON_EVENTS")).or(s.events),
+        state: args.state.or_else(|| env("BATON_STATE")).or(s.state),
+        cluster: baton_server::ClusterOptions {
+            instance: args
+                .instance
+                .or_else(|| env("BATON_INSTANCE"))
+                .or(s.instance),
+            advertise: args
+                .advertise
+                .or_else(|| env("BATON_ADVERTISE"))
+                .or(s.advertise),
+            lease_ttl: args
+                .lease_ttl
+                .or(s.lease_ttl_secs)
+                .map_or(defaults.cluster.lease_ttl, Duration::from_secs),
+            ..defaults.cluster.clone()
+        },
         ..defaults
     };
+    if options.cluster.lease_ttl < Duration::from_secs(1) {
+        eprintln!("error: --lease-ttl must be at least 1 second");
+        return Ok(ExitCode::from(2));
+    }
     if let Ok(token) = std::env::var("BATON_AUTH_TOKEN")
         && !token.is_empty()
     {
@@ -71,11 +116,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let data_dir = options.data_dir.clone();
         let auth = options.auth_token.is_some();
+        let events = options.events.clone().unwrap_or_else(|| "disk".into());
+        let state = options.state.clone().unwrap_or_else(|| "embedded".into());
         let server = Server::build(options).await?;
         eprintln!(
-            "baton serve: listening on http://{} (data in {}{})",
+            "baton serve: listening on http://{} (data in {}, events {}, state {}{})",
             server.local_addr(),
             data_dir.display(),
+            redact(&events),
+            redact(&state),
             if auth { ", bearer auth on" } else { "" }
         );
         let cancel = CancellationToken::new();
@@ -92,6 +141,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("baton serve: stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// A URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user = &url[scheme + 3..at];
+            match user.split_once(':') {
+                Some((name, _)) => format!("{}{name}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A non-empty environment variable.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 async fn wait_for_signal() {
@@ -113,5 +181,24 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_stay_out_of_the_logs() {
+        assert_eq!(
+            redact("postgres://baton:s3cret@db:5432/baton"),
+            "postgres://baton:***@db:5432/baton"
+        );
+        assert_eq!(
+            redact("postgres://baton@db/baton"),
+            "postgres://baton@db/baton"
+        );
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(redact("disk"), "disk");
     }
 }
