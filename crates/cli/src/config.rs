@@ -48,6 +48,8 @@ pub struct Server {
     pub advertise: Option<String>,
     /// Lease time of an instance sharing a state store, seconds.
     pub lease_ttl_secs: Option<u64>,
+    /// The deployment's name in shared servers.
+    pub namespace: Option<String>,
 }
 
 /// Reads a `baton.toml`; invalid content is reported on stderr and becomes exit code 1.

@@ -43,13 +43,17 @@ pub struct Args {
     /// [default: http:// + the bound address].
     #[arg(long, value_name = "URL")]
     advertise: Option<String>,
+    /// Names this deployment in shared servers: the PostgreSQL schema and the
+    /// prefix of Redis keys and NATS streams [env: BATON_NAMESPACE] [default: baton].
+    #[arg(long, value_name = "NAME")]
+    namespace: Option<String>,
     /// How long an instance that stops renewing its lease keeps its runs before
     /// the others take them over, seconds [default: 10].
     #[arg(long, value_name = "SECS")]
     lease_ttl: Option<u64>,
     /// `baton.toml`: `[server]` (bind, data_dir, auth_token, metrics_requires_auth,
     /// body_limit, max_batch_events, request_timeout_secs, long_poll_max_ms, events,
-    /// state, instance, advertise, lease_ttl_secs) and `[agents.NAME]`.
+    /// state, instance, advertise, lease_ttl_secs, namespace) and `[agents.NAME]`.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -96,10 +100,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .lease_ttl
                 .or(s.lease_ttl_secs)
                 .map_or(defaults.cluster.lease_ttl, Duration::from_secs),
-            ..defaults.cluster.clone()
         },
+        namespace: args
+            .namespace
+            .or_else(|| env("BATON_NAMESPACE"))
+            .or(s.namespace)
+            .unwrap_or(defaults.namespace.clone()),
         ..defaults
     };
+    if !baton_server::valid_namespace(&options.namespace) {
+        eprintln!(
+            "error: --namespace `{}`: expected 1 to 40 characters, lowercase letters, digits and `_`, starting with a letter",
+            options.namespace
+        );
+        return Ok(ExitCode::from(2));
+    }
     if options.cluster.lease_ttl < Duration::from_secs(1) {
         eprintln!("error: --lease-ttl must be at least 1 second");
         return Ok(ExitCode::from(2));

@@ -87,6 +87,10 @@ pub struct ServerOptions {
     pub state: Option<String>,
     /// How this instance takes part when several share a `postgres` state store.
     pub cluster: ClusterOptions,
+    /// Names this deployment in shared servers: the PostgreSQL schema of the state
+    /// store and the prefix of Redis keys and NATS streams, so that several
+    /// deployments (or test runs) share one server without meeting.
+    pub namespace: String,
 }
 
 /// How an instance shares a `postgres` state store with others.
@@ -100,8 +104,6 @@ pub struct ClusterOptions {
     pub advertise: Option<String>,
     /// How long an instance that stopped renewing its lease keeps its runs.
     pub lease_ttl: Duration,
-    /// The database schema of the store's tables.
-    pub schema: String,
 }
 
 impl Default for ClusterOptions {
@@ -110,7 +112,6 @@ impl Default for ClusterOptions {
             instance: None,
             advertise: None,
             lease_ttl: Duration::from_secs(10),
-            schema: "baton".into(),
         }
     }
 }
@@ -132,6 +133,7 @@ impl Default for ServerOptions {
             events: None,
             state: None,
             cluster: ClusterOptions::default(),
+            namespace: "baton".into(),
         }
     }
 }
@@ -293,6 +295,15 @@ pub async fn state(options: ServerOptions) -> Result<(Arc<AppState>, Engine), Er
             source: e,
         }
     };
+    if !valid_namespace(&options.namespace) {
+        return Err(Error::Backend {
+            what: "naming the deployment",
+            url: options.namespace.clone(),
+            source:
+                "a namespace is 1 to 40 lowercase letters, digits and `_`, starting with a letter"
+                    .into(),
+        });
+    }
     std::fs::create_dir_all(&dir).map_err(|e| data("creating the data directory")(e.into()))?;
     let log = Arc::new(open_log(&options).await?);
     let catalog = Catalog::open(&dir.join("workflows"))
@@ -324,6 +335,17 @@ pub async fn state(options: ServerOptions) -> Result<(Arc<AppState>, Engine), Er
         stopping: CancellationToken::new(),
     });
     Ok((state, engine))
+}
+
+/// Whether `name` can name a deployment ([`ServerOptions::namespace`]): usable as
+/// a PostgreSQL schema, a Redis key prefix and in NATS stream names as it is (1 to
+/// 40 characters: lowercase letters, digits and `_`, starting with a letter).
+pub fn valid_namespace(name: &str) -> bool {
+    (1..=40).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// Opens the event log `options.events` names.
@@ -384,7 +406,7 @@ async fn open_shared_state(
     let address = c.advertise.clone();
     let store = Postgres::open(PostgresOptions {
         url: url.to_owned(),
-        schema: c.schema.clone(),
+        schema: options.namespace.clone(),
         instance_name: c
             .instance
             .clone()
@@ -397,7 +419,7 @@ async fn open_shared_state(
     .await
     .map_err(|e| failed("opening the state store")(e.into()))?;
     let store = Arc::new(store);
-    let cluster = cluster::Cluster::join(store.clone(), &c.schema, c.lease_ttl)
+    let cluster = cluster::Cluster::join(store.clone(), &options.namespace, c.lease_ttl)
         .await
         .map_err(|e| failed("creating the shared catalog")(e.into()))?;
     let engine_options = baton_engine::Options {
@@ -424,4 +446,18 @@ async fn open_shared_state(
 /// The application: every route, the error boundary, limits, auth and metrics.
 pub fn router(state: Arc<AppState>) -> Router {
     routes::router(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_namespace;
+
+    #[test]
+    fn namespaces_are_plain_identifiers() {
+        assert!(valid_namespace("baton"));
+        assert!(valid_namespace("team_a2"));
+        for bad in ["", "Baton", "2fast", "a-b", "a.b", "x; drop table runs"] {
+            assert!(!valid_namespace(bad), "{bad}");
+        }
+    }
 }
