@@ -2,13 +2,19 @@
 //! [`StateStore`]; replaying a store's records rebuilds every run.
 //!
 //! The store is a trait so other databases can plug in; [`Embedded`] (a
-//! checksummed, group-committed journal under the data directory) is the default.
+//! checksummed, group-committed journal under the data directory) is the default,
+//! and `Postgres` (feature `postgres`) keeps the history in a PostgreSQL database
+//! that several instances share, with leases and fencing.
 
 mod embedded;
+#[cfg(feature = "postgres")]
+mod postgres;
 
 use std::fmt;
 
 pub use embedded::{Embedded, EmbeddedOptions};
+#[cfg(feature = "postgres")]
+pub use postgres::{Instance, Location, Postgres, PostgresOptions};
 
 /// A run's identity: 42 bits of creation time in milliseconds and 22 bits that
 /// tell apart runs created in the same millisecond. Displayed as 16 hex digits.
@@ -253,6 +259,43 @@ pub enum Error {
     /// The store was closed, or its writer stopped after an error.
     #[error("state store is closed{}", .0.as_deref().map(|m| format!(": {m}")).unwrap_or_default())]
     Closed(Option<String>),
+    /// The database behind the store failed or refused an operation (the
+    /// PostgreSQL store); the message is the database driver's.
+    #[error("state store database: {what}: {message}")]
+    Database {
+        /// What the store was doing.
+        what: String,
+        /// The database's error.
+        message: String,
+    },
+    /// The database's schema was migrated by a newer version of Baton than this one.
+    #[error(
+        "state store schema `{schema}` is at version {found}, newer than this build of baton knows (up to {known}): upgrade baton, or use another schema"
+    )]
+    SchemaTooNew {
+        /// The schema.
+        schema: String,
+        /// Its version.
+        found: i64,
+        /// The newest version this build knows.
+        known: i64,
+    },
+    /// This instance's lease is gone: another instance took over its runs.
+    #[error("instance {instance} lost its lease: {message}")]
+    LeaseLost {
+        /// The instance (its id, the fencing epoch).
+        instance: i64,
+        /// How it was lost.
+        message: String,
+    },
+    /// A record or an option the store cannot accept; nothing was queued or opened.
+    #[error("state store cannot accept {what}: {message}")]
+    Invalid {
+        /// What was refused.
+        what: String,
+        /// Why, and what would be accepted.
+        message: String,
+    },
 }
 
 /// A durable, ordered log of [`Record`]s.

@@ -8,6 +8,7 @@ mod faults;
 mod props;
 mod resume;
 mod saga;
+mod store;
 mod takeover;
 
 use std::sync::Arc;

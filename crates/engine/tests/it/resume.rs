@@ -1,11 +1,12 @@
 //! Durability: a run interrupted by a shutdown (work in flight abandoned) resumes
-//! on a new engine over the same store; what succeeded does not run again. The
+//! on a new engine over the same store (embedded, and PostgreSQL with the
+//! `postgres` feature); what succeeded does not run again. The
 //! kill -9 version of this test is in the CLI's tests (a real child process).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_engine::store::{Embedded, EmbeddedOptions, RunStatus, TaskStatus};
+use baton_engine::store::{Embedded, EmbeddedOptions, RunStatus, StateStore, TaskStatus};
 use baton_engine::{Engine, Options};
 use baton_events::MemoryLog;
 
@@ -27,8 +28,7 @@ tasks:
     )
 }
 
-fn engine(dir: &std::path::Path) -> (baton_engine::Handle, tokio::task::JoinHandle<()>) {
-    let store = Embedded::open(dir, EmbeddedOptions::default()).unwrap();
+fn engine<S: StateStore>(store: S) -> (baton_engine::Handle, tokio::task::JoinHandle<()>) {
     let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
     let (engine, handle) = Engine::build(Options::default(), log, Some(Arc::new(store))).unwrap();
     (handle, tokio::spawn(engine.run()))
@@ -37,11 +37,37 @@ fn engine(dir: &std::path::Path) -> (baton_engine::Handle, tokio::task::JoinHand
 #[tokio::test]
 async fn an_interrupted_run_resumes_without_rerunning_what_succeeded() {
     let dir = tempfile::tempdir().unwrap();
-    let marks = dir.path().join("marks");
     let state = dir.path().join("state");
+    let open = || async { Embedded::open(&state, EmbeddedOptions::default()).unwrap() };
+    interrupted_run_resumes(dir.path(), open).await;
+}
+
+/// The same over PostgreSQL: each engine is a new instance of the same name, so
+/// it takes over the runs of the one before at once.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn an_interrupted_run_resumes_on_postgres() {
+    use baton_engine::store::Postgres;
+
+    let Some(url) = crate::store::postgres_url() else {
+        return;
+    };
+    let schema = crate::store::Schema::new(url, "resume");
+    let dir = tempfile::tempdir().unwrap();
+    let open = || async { Postgres::open(schema.options("resume")).await.unwrap() };
+    interrupted_run_resumes(dir.path(), open).await;
+}
+
+async fn interrupted_run_resumes<S, F, Fut>(dir: &std::path::Path, open: F)
+where
+    S: StateStore,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = S>,
+{
+    let marks = dir.join("marks");
     let spec = spec(&workflow(&marks));
 
-    let (first, task) = engine(&state);
+    let (first, task) = engine(open().await);
     let run = first
         .submit(spec, serde_json::json!({"n": 1}))
         .await
@@ -58,7 +84,7 @@ async fn an_interrupted_run_resumes_without_rerunning_what_succeeded() {
     task.await.unwrap();
     assert_eq!(std::fs::read_to_string(&marks).unwrap(), "t0\nt1\n");
 
-    let (second, task) = engine(&state);
+    let (second, task) = engine(open().await);
     assert_eq!(second.active().await.unwrap(), [run]);
     let summary = second.wait(run).await.unwrap();
     assert_eq!(summary.status, RunStatus::Completed);
@@ -70,8 +96,8 @@ async fn an_interrupted_run_resumes_without_rerunning_what_succeeded() {
     second.shutdown().await.unwrap();
     task.await.unwrap();
 
-    // A third engine finds nothing to resume, and still knows how the run ended.
-    let (third, task) = engine(&state);
+    // A third engine finds nothing to resume.
+    let (third, task) = engine(open().await);
     assert!(third.active().await.unwrap().is_empty());
     third.shutdown().await.unwrap();
     task.await.unwrap();
