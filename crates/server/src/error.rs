@@ -133,6 +133,7 @@ impl From<baton_engine::Error> for ApiError {
             E::Conflict { .. } => ApiError::Conflict(e.to_string()),
             E::Stopped => ApiError::Unavailable("the engine has stopped".into()),
             E::Moved(_) => ApiError::Unavailable(format!("{e}: retry, any instance answers")),
+            E::Store(_) => ApiError::Unavailable(e.to_string()),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -367,6 +367,11 @@ async fn open_log(options: &ServerOptions) -> Result<AnyLog, Error> {
         "memory" => Ok(MemoryLog::new(options.log.log.clone())
             .map_err(|e| failed(e.into()))?
             .into()),
+        "redis" | "redis+cluster" | "nats" => Err(failed(
+            format!("this build has no `{scheme}` event log: build with `--features {}`",
+                if scheme == "nats" { "nats" } else { "redis" })
+            .into(),
+        )),
         _ => Err(failed(
             format!(
                 "unknown event log `{url}`: expected `disk`, `memory`, `redis://HOST:PORT` or `nats://HOST:PORT`"
@@ -405,7 +410,6 @@ async fn open_shared_state(
     let c = &options.cluster;
     let address = c.advertise.clone();
     let store = Postgres::open(PostgresOptions {
-        url: url.to_owned(),
         schema: options.namespace.clone(),
         instance_name: c
             .instance
@@ -414,7 +418,7 @@ async fn open_shared_state(
             .unwrap_or_else(|| options.bind.to_string()),
         address,
         lease_ttl: c.lease_ttl,
-        ..PostgresOptions::default()
+        ..PostgresOptions::new(url)
     })
     .await
     .map_err(|e| failed("opening the state store")(e.into()))?;
