@@ -117,6 +117,10 @@ pub enum Error {
     /// The log was closed.
     #[error("the event log is closed")]
     Closed,
+    /// The Redis Streams backend failed (connection, server reply or a stored entry).
+    #[cfg(feature = "redis")]
+    #[error(transparent)]
+    Redis(#[from] crate::redis::Error),
 }
 
 /// Shorthand for results in this crate.

@@ -40,6 +40,8 @@ mod event;
 mod log;
 pub mod memory;
 mod options;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod types;
 
 pub use crate::any::AnyLog;
@@ -51,6 +53,8 @@ pub use crate::memory::MemoryLog;
 pub use crate::options::{
     DEAD_LETTER_SUFFIX, Dedup, Limits, Options, Retention, TopicOptions, dead_letter_topic,
 };
+#[cfg(feature = "redis")]
+pub use crate::redis::{RedisLog, RedisOptions};
 pub use crate::types::{
     Chunk, Delivery, GroupInfo, MemberInfo, PartitionInfo, PendingEntry, Polled, Record, SeekTo,
     Slice, TopicInfo,

@@ -4,6 +4,8 @@
 mod conformance;
 mod crash;
 mod disk;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::future::Future;
 use std::time::Duration;
@@ -166,3 +168,5 @@ conformance!(
     disk_interval,
     Disk::new(Fsync::Interval(Duration::from_millis(5)))
 );
+#[cfg(feature = "redis")]
+conformance!(redis_streams, redis::Redis::new(), real_time);

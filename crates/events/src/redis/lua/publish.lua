@@ -1,0 +1,155 @@
+-- Appends a batch: dedup, offsets, the batch index and retention, per partition.
+--
+-- KEYS: for each partition of the batch: stream, index, state, dedup0, dedup1
+-- ARGV: max_events, max_bytes, max_age_ms, dedup_ids, dedup_age_ms (all per partition,
+--       0 for none), size_delta, then per partition: n and n encoded events (an
+--       encoded event starts with its 16-byte id)
+-- Returns per partition: {base, position, offset, position, offset, ...}: the first
+-- offset given to a new event, then the duplicates (position in the partition's share
+-- of the batch, and the offset it was stored at).
+local max_events, max_bytes, max_age = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local dedup_ids, dedup_age, delta = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local half = math.ceil(dedup_ids / 2)
+local now = now_ms()
+local CHUNK = 1000
+
+local function hset_many(key, list)
+  for i = 1, #list, 2 * CHUNK do
+    redis.call('HSET', key, unpack(list, i, math.min(i + 2 * CHUNK - 1, #list)))
+  end
+  redis.call('PEXPIRE', key, math.max(dedup_age, 1))
+end
+
+local function hmget_many(key, first, n)
+  local out = {}
+  for i = 0, n - 1, CHUNK do
+    local ids = {}
+    for j = i, math.min(i + CHUNK, n) - 1 do
+      ids[#ids + 1] = string.sub(ARGV[first + j], 1, 16)
+    end
+    local got = redis.call('HMGET', key, unpack(ids))
+    for j = 1, #got do
+      out[i + j] = got[j]
+    end
+  end
+  return out
+end
+
+local out = {}
+local a = 7
+for k = 1, #KEYS, 5 do
+  local stream, index, state, d0, d1 = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+  local n = tonumber(ARGV[a])
+  local first = a + 1
+  a = first + n
+  local st = redis.call('HMGET', state, 'end', 'dg', 'ds')
+  local base = tonumber(st[1]) or 0
+  local res = { base }
+  local keep = {}
+  if dedup_ids > 0 then
+    -- Two generations of ids, like the in-process window: ids go into the current
+    -- one; when it holds half the window or is half the window's age old, it becomes
+    -- the previous one and the old previous one is dropped whole.
+    local dg = tonumber(st[2]) or 0
+    local ds = tonumber(st[3]) or now
+    local curk, prevk = d0, d1
+    if dg == 1 then
+      curk, prevk = d1, d0
+    end
+    local curlen = redis.call('HLEN', curk)
+    -- Generation 0 is the stored previous one, 1 the stored current one, higher ones
+    -- are started by this batch; only prevgen and curgen are live.
+    local prevgen, curgen = 0, 1
+    local age = now - ds
+    if age >= dedup_age then
+      prevgen, curgen, curlen, ds = -1, 2, 0, now
+    elseif curlen >= half or age >= dedup_age / 2 then
+      prevgen, curgen, curlen, ds = 1, 2, 0, now
+    end
+    local pv, cv = {}, {}
+    if prevgen == 0 then
+      pv = hmget_many(prevk, first, n)
+    end
+    if prevgen == 0 or prevgen == 1 then
+      cv = hmget_many(curk, first, n)
+    end
+    local seen, gens = {}, {}
+    local nxt = base
+    for i = 0, n - 1 do
+      local blob = ARGV[first + i]
+      local id = string.sub(blob, 1, 16)
+      if curlen >= half then
+        prevgen, curgen, curlen, ds = curgen, curgen + 1, 0, now
+      end
+      local hit = nil
+      local s = seen[id]
+      if s then
+        if s[1] == prevgen or s[1] == curgen then
+          hit = s[2]
+        end
+      elseif pv[i + 1] and prevgen == 0 then
+        hit = tonumber(pv[i + 1])
+      elseif cv[i + 1] and (prevgen == 1 or curgen == 1) then
+        hit = tonumber(cv[i + 1])
+      end
+      if hit then
+        res[#res + 1] = i
+        res[#res + 1] = hit
+      else
+        seen[id] = { curgen, nxt }
+        local g = gens[curgen]
+        if not g then
+          g = {}
+          gens[curgen] = g
+        end
+        g[#g + 1] = id
+        g[#g + 1] = nxt
+        keep[#keep + 1] = blob
+        nxt = nxt + 1
+        curlen = curlen + 1
+      end
+    end
+    -- Store the live generations.
+    if curgen == 1 then
+      if gens[1] then
+        hset_many(curk, gens[1])
+      end
+    elseif prevgen == 1 then
+      if gens[1] then
+        hset_many(curk, gens[1])
+      end
+      redis.call('DEL', prevk)
+      if gens[curgen] then
+        hset_many(prevk, gens[curgen])
+      end
+      dg = 1 - dg
+    else
+      redis.call('DEL', d0, d1)
+      if prevgen >= 2 and gens[prevgen] then
+        hset_many(d0, gens[prevgen])
+      end
+      if gens[curgen] then
+        hset_many(d1, gens[curgen])
+      end
+      dg = 1
+    end
+    redis.call('HSET', state, 'dg', dg, 'ds', ds)
+  else
+    for i = 0, n - 1 do
+      keep[i + 1] = ARGV[first + i]
+    end
+  end
+  if #keep > 0 then
+    local bytes = 0
+    for j = 1, #keep do
+      redis.call('XADD', stream, oid(base + j - 1), 'e', keep[j])
+      bytes = bytes + #keep[j] + delta
+    end
+    redis.call('ZADD', index, base, string.format('%d:%d:%d', base, now, bytes))
+    redis.call('HSET', state, 'end', base + #keep)
+    redis.call('HINCRBY', state, 'bytes', bytes)
+    trim(stream, index, state, now, max_events, max_bytes, max_age)
+  end
+  out[#out + 1] = res
+end
+return out

@@ -1,0 +1,407 @@
+//! The Redis Streams backend: its conformance factory and what only it does (several
+//! processes sharing one log, the key layout, waits on a separate connection).
+//!
+//! Needs a server: `BATON_TEST_REDIS_URL=redis://127.0.0.1:6379`. Without it the tests
+//! say they were skipped, unless `CI` is set, where a missing server is a failure.
+//! Each test works under its own key prefix and deletes its keys at the end.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use baton_events::{Error, Event, EventLog, Options, RedisLog, RedisOptions, TopicOptions, redis};
+
+use crate::Factory;
+
+/// The server's URL, or `None` (after saying so) when the tests should skip.
+pub fn url() -> Option<String> {
+    match std::env::var("BATON_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("BATON_TEST_REDIS_URL is not set but CI is: the Redis tests need a server")
+        }
+        _ => {
+            eprintln!(
+                "skipped: set BATON_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379) to run the Redis tests"
+            );
+            None
+        }
+    }
+}
+
+/// A prefix no other test (in this or another process) uses.
+fn unique_prefix() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "baton-test:{}-{}-{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Logs under one fresh prefix; its keys are deleted when the factory is dropped,
+/// even if the test failed.
+pub struct Redis {
+    url: Option<String>,
+    prefix: String,
+}
+
+impl Redis {
+    /// A factory, or one that skips (see [`url`]).
+    pub fn new() -> Self {
+        Redis {
+            url: url(),
+            prefix: unique_prefix(),
+        }
+    }
+
+    fn options(&self, log: Options) -> RedisOptions {
+        RedisOptions {
+            url: self.url.clone().unwrap_or_default(),
+            prefix: self.prefix.clone(),
+            log,
+            ..RedisOptions::default()
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if self.url.is_none() {
+            return;
+        }
+        let options = self.options(Options::default());
+        // Drop cannot wait for async work: a thread with a runtime of its own does it.
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let log = RedisLog::open(options).await?;
+                log.purge().await
+            })
+        });
+        match cleanup.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("could not delete the test's keys: {e}"),
+            Err(_) => eprintln!("could not delete the test's keys: the cleanup panicked"),
+        }
+    }
+}
+
+impl Factory for Redis {
+    type Log = RedisLog;
+    const DURABLE: bool = true;
+    const PAUSED_TIME: bool = false;
+    const KEEPS_DELIVERY_STATE: bool = true;
+
+    async fn open(&mut self, options: Options) -> RedisLog {
+        RedisLog::open(self.options(options))
+            .await
+            .expect("open redis log")
+    }
+
+    fn available(&self) -> bool {
+        self.url.is_some()
+    }
+
+    /// A tenth: a 10 s visibility timeout becomes 1 s, so the tightest check of the
+    /// suite (nothing claimable 1 s before the timeout) keeps 100 ms of margin.
+    fn scale(&self, d: Duration) -> Duration {
+        d / 10
+    }
+
+    fn slack(&self) -> Duration {
+        Duration::from_millis(300)
+    }
+}
+
+fn topic(partitions: u32, visibility: Duration) -> TopicOptions {
+    TopicOptions {
+        partitions,
+        visibility_timeout: visibility,
+        max_deliveries: 3,
+        ..TopicOptions::default()
+    }
+}
+
+fn ev(key: &str, n: u64) -> Event {
+    Event::new("test.event", key.to_owned(), n.to_string())
+}
+
+fn num(e: &Event) -> u64 {
+    std::str::from_utf8(&e.payload).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn two_processes_share_topics_groups_and_dedup() {
+    let mut f = Redis::new();
+    if !f.available() {
+        return;
+    }
+    let a = f.open(Options::default()).await;
+    let b = f.open(Options::default()).await;
+    a.create_topic("jobs", topic(4, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    // B learns the options from Redis, not from its own defaults (8 partitions).
+    assert!(matches!(
+        b.create_topic("jobs", TopicOptions::default()).await,
+        Err(Error::TopicMismatch { .. })
+    ));
+    let batch: Vec<Event> = (0..400).map(|i| ev(&format!("k{}", i % 23), i)).collect();
+    let offsets = b.publish("jobs", batch.clone()).await.unwrap();
+    assert!(offsets.iter().all(|o| o.partition < 4));
+    // A retried publish through the other process is recognised.
+    let again = a.publish("jobs", batch[..10].to_vec()).await.unwrap();
+    assert_eq!(again, offsets[..10]);
+
+    // One member in each process: the group's work is split, nothing twice.
+    let mut seen = std::collections::HashMap::new();
+    let mut by_member = [0usize; 2];
+    for round in 0.. {
+        let mut empty = true;
+        for (i, (log, member)) in [(&a, "a"), (&b, "b")].into_iter().enumerate() {
+            let p = log
+                .poll("jobs", "workers", member, 37, Duration::ZERO)
+                .await
+                .unwrap();
+            if !p.is_empty() {
+                empty = false;
+            }
+            for d in p.iter() {
+                assert!(
+                    seen.insert(num(d.event), member).is_none(),
+                    "delivered twice"
+                );
+                by_member[i] += 1;
+            }
+            // Each acknowledges through the other process.
+            let other = if i == 0 { &b } else { &a };
+            assert_eq!(
+                other.ack("jobs", "workers", &p.offsets()).await.unwrap(),
+                p.len()
+            );
+        }
+        if empty {
+            break;
+        }
+        assert!(round < 100);
+    }
+    assert_eq!(seen.len(), 400);
+    assert!(by_member[0] > 0 && by_member[1] > 0, "{by_member:?}");
+    for log in [&a, &b] {
+        let groups = log.groups("jobs").await.unwrap();
+        assert_eq!(groups.len(), 1);
+        let names: Vec<&str> = groups[0].members.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!((groups[0].pending, groups[0].lag), (0, 0));
+        let topics = log.topics().await.unwrap();
+        assert_eq!(topics.len(), 1);
+        assert_eq!(topics[0].partitions.len(), 4);
+        assert_eq!(topics[0].events(), 400);
+    }
+}
+
+#[tokio::test]
+async fn a_member_holding_a_partition_keeps_its_keys() {
+    let mut f = Redis::new();
+    if !f.available() {
+        return;
+    }
+    let a = f.open(Options::default()).await;
+    let b = f.open(Options::default()).await;
+    a.create_topic("t", topic(1, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    a.publish("t", (0..3).map(|i| ev("k", i)).collect())
+        .await
+        .unwrap();
+    let held = a.poll("t", "g", "a", 2, Duration::ZERO).await.unwrap();
+    assert_eq!(held.len(), 2);
+    // While a holds unacknowledged events of the partition, b gets none of it.
+    assert!(
+        b.poll("t", "g", "b", 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    a.publish("t", vec![ev("k", 3)]).await.unwrap();
+    assert!(
+        b.poll("t", "g", "b", 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let rest = a.poll("t", "g", "a", 10, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|d| num(d.event)).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    a.ack("t", "g", &held.offsets()).await.unwrap();
+    a.ack("t", "g", &rest.offsets()).await.unwrap();
+    // Released: the next events go to whoever asks.
+    b.publish("t", vec![ev("k", 4)]).await.unwrap();
+    let got = b.poll("t", "g", "b", 10, Duration::ZERO).await.unwrap();
+    assert_eq!(got.iter().map(|d| num(d.event)).collect::<Vec<_>>(), [4]);
+}
+
+#[tokio::test]
+async fn a_waiting_poll_holds_up_nothing_and_close_ends_it() {
+    let mut f = Redis::new();
+    if !f.available() {
+        return;
+    }
+    let log = f.open(Options::default()).await;
+    log.create_topic("quiet", topic(2, Duration::from_secs(30)))
+        .await
+        .unwrap();
+    let waiters: Vec<_> = (0..3)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                log.poll("quiet", "g", &format!("m{i}"), 10, Duration::from_secs(60))
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Other calls on the same log go through while three polls wait.
+    let started = Instant::now();
+    for i in 0..20 {
+        log.publish("busy", vec![ev("k", i)]).await.unwrap();
+    }
+    let busy = log.topics().await.unwrap();
+    assert_eq!(busy.iter().find(|t| t.name == "busy").unwrap().events(), 20);
+    let p = baton_events::key_hash(b"k") % 8;
+    assert_eq!(log.read("busy", p as u32, 0, 100).await.unwrap().len(), 20);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // Closing wakes them.
+    let started = Instant::now();
+    log.close().await.unwrap();
+    for w in waiters {
+        assert!(matches!(w.await.unwrap(), Err(Error::Closed)));
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(log.topics().await, Err(Error::Closed)));
+}
+
+#[tokio::test]
+async fn nack_delay_longer_than_the_visibility_timeout() {
+    let mut f = Redis::new();
+    if !f.available() {
+        return;
+    }
+    let log = f.open(Options::default()).await;
+    let vis = Duration::from_millis(300);
+    log.create_topic("t", topic(1, vis)).await.unwrap();
+    log.publish("t", vec![ev("k", 1)]).await.unwrap();
+    let p = log.poll("t", "g", "a", 10, Duration::ZERO).await.unwrap();
+    let nacked_at = Instant::now();
+    assert_eq!(
+        log.nack("t", "g", &p.offsets(), Duration::from_millis(1200))
+            .await
+            .unwrap(),
+        1
+    );
+    let pending = log.pending("t", "g", 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    let wait = pending[0].claimable_at_ms - pending[0].since_ms;
+    assert!((1100..=1300).contains(&wait), "claimable after {wait} ms");
+    // Past the visibility timeout, but not the delay: still held.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(
+        log.poll("t", "g", "b", 10, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A waiting poll is woken when the delay ends.
+    let got = log
+        .poll("t", "g", "b", 10, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let waited = nacked_at.elapsed();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got.iter().next().unwrap().deliveries, 2);
+    assert!(
+        waited >= Duration::from_millis(1200) && waited < Duration::from_millis(1800),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn keys_live_under_the_prefix_and_purge_removes_them() {
+    let mut f = Redis::new();
+    if !f.available() {
+        return;
+    }
+    let log = f.open(Options::default()).await;
+    assert_eq!(
+        log.stream_key("runs", 3),
+        format!("{}:{{runs}}:p3", f.prefix)
+    );
+    log.publish("runs", vec![ev("k", 1)]).await.unwrap();
+    log.poll("runs", "g", "m", 1, Duration::ZERO).await.unwrap();
+    // Another prefix on the same server sees nothing of it.
+    let other = Redis::new();
+    let elsewhere = RedisLog::open(other.options(Options::default()))
+        .await
+        .unwrap();
+    assert!(elsewhere.topics().await.unwrap().is_empty());
+    elsewhere.publish("runs", vec![ev("k", 2)]).await.unwrap();
+    assert_eq!(log.topics().await.unwrap()[0].events(), 1);
+    log.purge().await.unwrap();
+    assert!(log.topics().await.unwrap().is_empty());
+    assert!(matches!(
+        log.read("runs", 0, 0, 10).await,
+        Err(Error::UnknownTopic(_))
+    ));
+    assert_eq!(elsewhere.topics().await.unwrap()[0].events(), 1);
+}
+
+#[tokio::test]
+async fn bad_urls_and_prefixes_are_refused() {
+    let Some(url) = url() else {
+        return;
+    };
+    let open = |url: &str, prefix: &str| {
+        RedisLog::open(RedisOptions {
+            url: url.into(),
+            prefix: prefix.into(),
+            ..RedisOptions::default()
+        })
+    };
+    assert!(matches!(
+        open("http://127.0.0.1:6379", "p").await,
+        Err(Error::Redis(redis::Error::Url { .. }))
+    ));
+    assert!(matches!(
+        open("redis+cluster://", "p").await,
+        Err(Error::Redis(redis::Error::Url { .. }))
+    ));
+    assert!(matches!(
+        open(&url, "a{b}").await,
+        Err(Error::Redis(redis::Error::Prefix(_)))
+    ));
+    let err = open("redis://user:hunter2@127.0.0.1:1", "p")
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, Error::Redis(redis::Error::Connect { .. })),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
