@@ -121,6 +121,10 @@ pub enum Error {
     #[cfg(feature = "redis")]
     #[error(transparent)]
     Redis(#[from] crate::redis::Error),
+    /// The NATS JetStream backend failed (connection, server API or a stored message).
+    #[cfg(feature = "nats")]
+    #[error(transparent)]
+    Nats(#[from] crate::nats::Error),
 }
 
 /// Shorthand for results in this crate.

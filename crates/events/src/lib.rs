@@ -39,6 +39,8 @@ mod error;
 mod event;
 mod log;
 pub mod memory;
+#[cfg(feature = "nats")]
+pub mod nats;
 mod options;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -50,6 +52,8 @@ pub use crate::error::{Error, Result};
 pub use crate::event::{Event, EventId, Offset, key_hash};
 pub use crate::log::EventLog;
 pub use crate::memory::MemoryLog;
+#[cfg(feature = "nats")]
+pub use crate::nats::{NatsLog, NatsOptions};
 pub use crate::options::{
     DEAD_LETTER_SUFFIX, Dedup, Limits, Options, Retention, TopicOptions, dead_letter_topic,
 };

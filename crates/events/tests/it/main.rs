@@ -4,6 +4,8 @@
 mod conformance;
 mod crash;
 mod disk;
+#[cfg(feature = "nats")]
+mod nats;
 #[cfg(feature = "redis")]
 mod redis;
 
@@ -31,6 +33,9 @@ pub trait Factory: Send + 'static {
     /// does, a member's unacknowledged events come back after the visibility timeout
     /// rather than at once.
     const KEEPS_DELIVERY_STATE: bool = false;
+    /// Whether the dedup window is also bounded by a count of ids (`Dedup::max_ids`), not
+    /// only by age.
+    const DEDUP_BY_COUNT: bool = true;
     /// Opens the log; a previous one must have been closed.
     fn open(&mut self, options: Options) -> impl Future<Output = Self::Log> + Send;
     /// Whether the backend can run here at all (a server backend without a configured
@@ -168,5 +173,7 @@ conformance!(
     disk_interval,
     Disk::new(Fsync::Interval(Duration::from_millis(5)))
 );
+#[cfg(feature = "nats")]
+conformance!(nats_jetstream, nats::Nats::new(), real_time);
 #[cfg(feature = "redis")]
 conformance!(redis_streams, redis::Redis::new(), real_time);
