@@ -1,5 +1,7 @@
 //! `baton run FILE`: execute a workflow locally, with a progress line and a
-//! summary; `baton run --resume` continues the runs a stopped process left.
+//! summary; `baton run --resume` continues the runs a stopped process left. Runs
+//! are recorded in the embedded store under the data directory, or with
+//! `--state postgres://…` (feature `postgres`) in a PostgreSQL schema.
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -9,7 +11,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use baton_engine::store::{Embedded, EmbeddedOptions, RunId, RunStatus};
+use baton_engine::store::{Embedded, EmbeddedOptions, RunId, RunStatus, StateStore};
 use baton_engine::{Engine, Handle, Options, Progress, Spec, Summary};
 use baton_events::{DiskLog, DiskOptions, EventLog, MemoryLog};
 use baton_model::{Agent, Limits};
@@ -37,7 +39,21 @@ pub struct Args {
     /// Run without durability (nothing is written): for demos and benchmarks.
     #[arg(long)]
     in_memory: bool,
-    /// Continue the runs left unfinished in the data directory, and wait for them.
+    /// The state store: `embedded` (under the data directory) or
+    /// `postgres://USER@HOST:PORT/DB` (builds with the `postgres` feature; events
+    /// stay in the data directory) [default: embedded].
+    #[arg(long, value_name = "URL", conflicts_with = "in_memory")]
+    state: Option<String>,
+    /// With `--state postgres://…`: the schema holding the state [default: baton].
+    #[arg(long, value_name = "NAME", requires = "state")]
+    namespace: Option<String>,
+    /// With `--state postgres://…`: this process's instance name. A later
+    /// `baton run` with the same name (`--resume`) takes over its unfinished runs
+    /// at once, so two processes running together need different names
+    /// [default: baton-run].
+    #[arg(long, value_name = "NAME", requires = "state")]
+    instance: Option<String>,
+    /// Continue the runs left unfinished in the state store, and wait for them.
     #[arg(long, conflicts_with_all = ["in_memory", "input"])]
     resume: bool,
     /// Agent definitions (`[agents.NAME]` tables) that replace the workflow's.
@@ -67,7 +83,17 @@ enum StandIn {
 const EXIT_INTERRUPTED: u8 = 130;
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.resume && !args.data_dir.join("state").exists() {
+    let postgres = args.state.as_deref().filter(|s| *s != "embedded");
+    if let Some(url) = postgres
+        && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    {
+        eprintln!(
+            "error: unknown state store `{}`: expected `embedded` or `postgres://USER@HOST:PORT/DB`",
+            redact(url)
+        );
+        return Ok(ExitCode::from(2));
+    }
+    if args.resume && postgres.is_none() && !args.data_dir.join("state").exists() {
         // Opening the store would create the directory: a mistyped `--data-dir`
         // should not leave an empty data directory behind.
         eprintln!("nothing to resume in {}", args.data_dir.display());
@@ -96,9 +122,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if args.in_memory {
             // One process, one run: the log lives as long as the run.
             let log = Arc::new(MemoryLog::new(Default::default())?);
-            execute(&args, options, log, None, spec, input).await
+            let none: Option<Arc<Embedded>> = None;
+            execute(
+                &args,
+                options,
+                log,
+                none,
+                std::future::pending(),
+                spec,
+                input,
+            )
+            .await
         } else {
             let dir = &args.data_dir;
+            if let Some(url) = postgres {
+                return run_on_postgres(&args, url, options, spec, input).await;
+            }
             let state = Embedded::open(&dir.join("state"), EmbeddedOptions::default())
                 .with_context(|| format!("opening the state store in {}", dir.display()))?;
             let log = DiskLog::open(&dir.join("events"), DiskOptions::default())
@@ -109,12 +148,131 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 options,
                 Arc::new(log),
                 Some(Arc::new(state)),
+                std::future::pending(),
                 spec,
                 input,
             )
             .await
         }
     })
+}
+
+/// `baton run` with its state in PostgreSQL: opens the store as instance
+/// `--instance` (taking over the unfinished runs of the last process of that
+/// name), renews the lease while the runs execute, and gives up if the lease or a
+/// run is lost to another process.
+#[cfg(feature = "postgres")]
+async fn run_on_postgres(
+    args: &Args,
+    url: &str,
+    options: Options,
+    spec: Option<Arc<Spec>>,
+    input: Value,
+) -> anyhow::Result<ExitCode> {
+    use baton_engine::store::{Postgres, PostgresOptions};
+
+    let store = Postgres::open(PostgresOptions {
+        schema: args.namespace.clone().unwrap_or_else(|| "baton".into()),
+        instance_name: args.instance.clone().unwrap_or_else(|| "baton-run".into()),
+        ..PostgresOptions::new(url)
+    })
+    .await
+    .with_context(|| format!("opening the state store {}", redact(url)))?;
+    let store = Arc::new(store);
+    let dir = &args.data_dir;
+    let log = DiskLog::open(&dir.join("events"), DiskOptions::default())
+        .await
+        .with_context(|| format!("opening the event log in {}", dir.display()))?;
+    let options = Options {
+        // Run ids minted here never collide with other instances' on the schema.
+        node: Some(store.instance().rem_euclid(1024) as u16),
+        ..options
+    };
+    let lease = {
+        let store = Arc::clone(&store);
+        async move {
+            let mut tick = tokio::time::interval(PostgresOptions::default().lease_ttl / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.heartbeat().await {
+                    return anyhow::Error::new(e).context(
+                        "another process took over this one's runs (one with the same --instance?)",
+                    );
+                }
+                let lost = store.lost();
+                if !lost.is_empty() {
+                    let runs: Vec<String> = lost.iter().map(RunId::to_string).collect();
+                    return anyhow::anyhow!(
+                        "run(s) {} taken over by another process (one with the same --instance?)",
+                        runs.join(", ")
+                    );
+                }
+            }
+        }
+    };
+    execute(
+        args,
+        options,
+        Arc::new(log),
+        Some(store),
+        lease,
+        spec,
+        input,
+    )
+    .await
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn run_on_postgres(
+    _args: &Args,
+    _url: &str,
+    _options: Options,
+    _spec: Option<Arc<Spec>>,
+    _input: Value,
+) -> anyhow::Result<ExitCode> {
+    eprintln!(
+        "error: this baton was built without PostgreSQL support; rebuild with `--features postgres` to use `--state postgres://…`"
+    );
+    Ok(ExitCode::from(2))
+}
+
+/// The URL with its password, if any, hidden.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
+/// Where the runs are recorded, for messages.
+fn state_place(args: &Args) -> String {
+    match args.state.as_deref().filter(|s| *s != "embedded") {
+        Some(url) => format!(
+            "schema {} of {}",
+            args.namespace.as_deref().unwrap_or("baton"),
+            redact(url)
+        ),
+        None => args.data_dir.display().to_string(),
+    }
+}
+
+/// The flags that point `baton run --resume` at the same state.
+fn state_flags(args: &Args) -> String {
+    let mut flags = format!("--data-dir {}", args.data_dir.display());
+    if let Some(url) = args.state.as_deref() {
+        flags.push_str(&format!(" --state {}", redact(url)));
+    }
+    if let Some(namespace) = &args.namespace {
+        flags.push_str(&format!(" --namespace {namespace}"));
+    }
+    if let Some(instance) = &args.instance {
+        flags.push_str(&format!(" --instance {instance}"));
+    }
+    flags
 }
 
 /// Loads and plans the workflow, applies `--config` and `--stand-in`, builds the spec.
@@ -191,11 +349,14 @@ fn parse_input(text: &str) -> anyhow::Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{origin} is not valid JSON"))
 }
 
-async fn execute<L: EventLog>(
+/// Runs (or resumes) on the engine until every run ends, Ctrl-C, or `lost`
+/// resolves (the state store says another process took over).
+async fn execute<L: EventLog, S: StateStore>(
     args: &Args,
     options: Options,
     log: Arc<L>,
-    store: Option<Arc<Embedded>>,
+    store: Option<Arc<S>>,
+    lost: impl std::future::Future<Output = anyhow::Error>,
     spec: Option<Arc<Spec>>,
     input: Value,
 ) -> anyhow::Result<ExitCode> {
@@ -208,14 +369,14 @@ async fn execute<L: EventLog>(
                 eprintln!(
                     "note: {} unfinished run(s) in {} resumed alongside; `baton run --resume` waits for them",
                     resumed.len(),
-                    args.data_dir.display()
+                    state_place(args)
                 );
             }
             vec![handle.submit(spec, input).await?]
         }
         None => {
             if resumed.is_empty() {
-                eprintln!("nothing to resume in {}", args.data_dir.display());
+                eprintln!("nothing to resume in {}", state_place(args));
                 handle.shutdown().await?;
                 return Ok(ExitCode::SUCCESS);
             }
@@ -227,6 +388,14 @@ async fn execute<L: EventLog>(
     let waited = tokio::select! {
         all = wait_all(&handle, &runs) => Some(all?),
         _ = tokio::signal::ctrl_c() => None,
+        e = lost => {
+            if let Some(p) = progress {
+                p.abort();
+            }
+            let _ = handle.shutdown().await;
+            let _ = engine.await;
+            return Err(e);
+        }
     };
     if let Some(p) = progress {
         p.abort();
@@ -239,9 +408,9 @@ async fn execute<L: EventLog>(
             eprintln!("interrupted");
         } else {
             eprintln!(
-                "interrupted: what was recorded is in {}; `baton run --resume --data-dir {}` continues",
-                args.data_dir.display(),
-                args.data_dir.display()
+                "interrupted: what was recorded is in {}; `baton run --resume {}` continues",
+                state_place(args),
+                state_flags(args)
             );
         }
         return Ok(ExitCode::from(EXIT_INTERRUPTED));

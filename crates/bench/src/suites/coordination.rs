@@ -13,6 +13,10 @@
 //!
 //! * `coordination/durable/<n>/transitions`: one run with the embedded
 //!   state store in a fresh temporary directory (fsync on): transitions/s.
+//! * `coordination/postgres/<n>/transitions`: the same with the PostgreSQL
+//!   state store (feature `postgres`), when `BATON_BENCH_POSTGRES_URL` names a
+//!   database: each sample in a fresh schema, dropped after it; batched
+//!   transactions, committed with the server's own durability settings.
 //!
 //! Latencies (`dispatch`: ready → dispatched, `release`: finished →
 //! successors ready) are the engine's HDR histograms (`Handle::stats`), p50,
@@ -21,7 +25,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use baton_engine::store::Embedded;
+use baton_engine::store::{Embedded, StateStore};
 use baton_engine::{Engine, Options, Spec, Summary};
 use baton_events::MemoryLog;
 use baton_model::generate::{self, Shape};
@@ -54,16 +58,24 @@ pub(crate) fn sample(
 ) -> Result<Sample, String> {
     // A fresh directory per sample: the store replays what it holds at open.
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let store = if durable {
+        Some(Embedded::open(dir.path(), Default::default()).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+    sample_on(rt, spec, runs, store)
+}
+
+/// Runs `runs` runs of `spec` at once on a fresh engine over `store`.
+pub(crate) fn sample_on<S: StateStore>(
+    rt: &tokio::runtime::Runtime,
+    spec: &Arc<Spec>,
+    runs: usize,
+    store: Option<S>,
+) -> Result<Sample, String> {
     rt.block_on(async {
         let log = Arc::new(MemoryLog::new(Default::default()).map_err(|e| e.to_string())?);
-        let store = if durable {
-            Some(Arc::new(
-                Embedded::open(dir.path(), Default::default()).map_err(|e| e.to_string())?,
-            ))
-        } else {
-            None
-        };
-        let (engine, handle) = Engine::build::<_, Embedded>(Options::default(), log, store)
+        let (engine, handle) = Engine::build(Options::default(), log, store.map(Arc::new))
             .map_err(|e| e.to_string())?;
         let task = tokio::spawn(engine.run());
         crate::env::reset_peak_rss();
@@ -246,6 +258,37 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
             .param("tasks", n),
         );
     }
+    #[cfg(feature = "postgres")]
+    if let Some(url) = std::env::var("BATON_BENCH_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        for n in config.pick(&[100_000], &[20_000], &[1_000]) {
+            let spec = spec(n);
+            let prefix = format!("coordination/postgres/{n}");
+            let failed = |message| Error::Failed {
+                benchmark: prefix.clone(),
+                message,
+            };
+            postgres::sample(&rt, &url, &spec).map_err(failed)?;
+            let samples = (0..config.repeats.max(1))
+                .map(|_| postgres::sample(&rt, &url, &spec).map_err(failed))
+                .collect::<Result<Vec<_>, _>>()?;
+            sink.push(
+                Record::new(
+                    format!("{prefix}/transitions"),
+                    "task transitions per second of one run with the PostgreSQL state store (batched transactions), submit → wait",
+                    "transitions/s",
+                    true,
+                    samples
+                        .iter()
+                        .map(|s| s.stats.transitions as f64 / s.wall)
+                        .collect(),
+                )
+                .param("tasks", n),
+            );
+        }
+    }
     let spec100 = spec(100);
     for runs in config.pick(&[1, 10, 100, 1_000, 10_000], &[1, 100, 1_000], &[10]) {
         let prefix = format!("coordination/concurrent/{runs}x100");
@@ -292,4 +335,50 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
         );
     }
     Ok(())
+}
+
+/// The PostgreSQL case: a fresh schema per sample, dropped after it.
+#[cfg(feature = "postgres")]
+mod postgres {
+    use std::sync::Arc;
+
+    use baton_engine::Spec;
+    use baton_engine::store::{Postgres, PostgresOptions};
+
+    use super::Sample;
+
+    pub(super) fn sample(
+        rt: &tokio::runtime::Runtime,
+        url: &str,
+        spec: &Arc<Spec>,
+    ) -> Result<Sample, String> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let schema = format!("baton_bench_{}_{nanos}", std::process::id());
+        let options = PostgresOptions {
+            schema: schema.clone(),
+            instance_name: "bench".into(),
+            ..PostgresOptions::new(url)
+        };
+        let store = rt
+            .block_on(Postgres::open(options.clone()))
+            .map_err(|e| e.to_string())?;
+        let sampled = super::sample_on(rt, spec, 1, Some(store));
+        // The engine closed the store: drop the schema on a connection of its own.
+        let dropped = rt.block_on(async {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::PgConnection::connect(url).await?;
+            let sql = format!("DROP SCHEMA \"{schema}\" CASCADE");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await?;
+            conn.close().await
+        });
+        if let Err(e) = dropped {
+            eprintln!("warning: cannot drop the benchmark's schema {schema}: {e}");
+        }
+        sampled
+    }
 }

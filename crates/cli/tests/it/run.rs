@@ -668,6 +668,12 @@ const ROUND_LIMIT: Duration = Duration::from_secs(30);
 /// One scenario of the crash test: run, SIGKILL at a random moment, resume,
 /// SIGKILL again, ... until a resumed run ends by itself. Returns the kills.
 fn crash_and_resume(seed: u64) -> usize {
+    crash_and_resume_on(seed, &[])
+}
+
+/// [`crash_and_resume`] with `state` (flags choosing the state store) added to
+/// every `baton run`.
+fn crash_and_resume_on(seed: u64, state: &[&str]) -> usize {
     const MAX_ROUNDS: usize = 40;
     let mut rng = Rng(seed);
     let dag = Dag::new(&[3, 3, 3, 3, 3, 2, 2, 2, 2, 3, 2, 2], &mut rng);
@@ -687,6 +693,7 @@ fn crash_and_resume(seed: u64) -> usize {
             args.push("--resume");
         }
         args.extend(["--data-dir", arg(&data), "--json"]);
+        args.extend(state);
         let mut child = spawn(&args);
         if round == 0 {
             // Until a task has finished, the run may not be recorded yet (that case
@@ -759,7 +766,9 @@ fn crash_and_resume(seed: u64) -> usize {
         kills * width
     );
 
-    let o = baton(&["run", "--resume", "--data-dir", arg(&data)], None);
+    let mut args = vec!["run", "--resume", "--data-dir", arg(&data)];
+    args.extend(state);
+    let o = baton(&args, None);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("nothing to resume"), "{}", stderr(&o));
     kills
@@ -771,6 +780,87 @@ fn a_run_killed_with_sigkill_resumes_to_completion() {
     // A full run takes under a second and kills come 50–400 ms into a round, so
     // each scenario is killed a few times: several scenarios make many kills.
     let kills: usize = (1..=6).map(|i| crash_and_resume(0x5eed_0000 + i)).sum();
+    assert!(
+        kills > 0,
+        "no round was ever killed: the test proved nothing"
+    );
+    eprintln!("{kills} kills in {:.1?}", started.elapsed());
+}
+
+/// The PostgreSQL database of the tests (`BATON_TEST_POSTGRES_URL`), `None` (the
+/// test is skipped) when unset outside CI; in CI a missing URL fails the test.
+#[cfg(feature = "postgres")]
+fn postgres_url() -> Option<String> {
+    match std::env::var("BATON_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("BATON_TEST_POSTGRES_URL is not set, but CI is: the PostgreSQL tests must run")
+        }
+        _ => {
+            eprintln!("skipped: BATON_TEST_POSTGRES_URL is not set");
+            None
+        }
+    }
+}
+
+/// A PostgreSQL schema of the test's own, dropped (with `psql`) when dropped.
+#[cfg(feature = "postgres")]
+struct Schema {
+    url: String,
+    name: String,
+}
+
+#[cfg(feature = "postgres")]
+impl Schema {
+    fn new(url: &str, test: &str) -> Schema {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .subsec_nanos();
+        Schema {
+            url: url.to_owned(),
+            name: format!("cli_{}_{nanos}_{test}", std::process::id()),
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let dropped = Command::new("psql")
+            .args(["-q", "-X", "-d", &self.url, "-c"])
+            .env("PGOPTIONS", "--client-min-messages=warning")
+            .arg(format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
+            .stdout(Stdio::null())
+            .status();
+        if !dropped.is_ok_and(|s| s.success()) {
+            eprintln!(
+                "could not drop test schema {} (is psql installed?)",
+                self.name
+            );
+        }
+    }
+}
+
+/// The crash test over PostgreSQL: every `baton run` (the killed one and each
+/// `--resume`) is a new instance of the same name, which takes over at once what
+/// the killed one left; what a kill interrupted is in the database.
+#[cfg(feature = "postgres")]
+#[test]
+fn a_run_killed_with_sigkill_resumes_to_completion_on_postgres() {
+    let Some(url) = postgres_url() else {
+        return;
+    };
+    let started = Instant::now();
+    let kills: usize = (1..=4)
+        .map(|i| {
+            let schema = Schema::new(&url, &format!("crash{i}"));
+            crash_and_resume_on(
+                0x5eed_1000 + i,
+                &["--state", &url, "--namespace", &schema.name],
+            )
+        })
+        .sum();
     assert!(
         kills > 0,
         "no round was ever killed: the test proved nothing"
@@ -837,6 +927,24 @@ fn a_run_killed_as_it_starts_was_either_recorded_or_never_ran() {
 /// time, not only when a kill happens to fall in a short window.
 #[test]
 fn a_run_is_recorded_before_its_first_task_starts() {
+    recorded_before_its_first_task_starts(&[]);
+}
+
+/// The same over PostgreSQL: the 16 MiB document goes into the database in the
+/// transaction that creates the run.
+#[cfg(feature = "postgres")]
+#[test]
+fn a_run_is_recorded_before_its_first_task_starts_on_postgres() {
+    let Some(url) = postgres_url() else {
+        return;
+    };
+    let schema = Schema::new(&url, "first_task");
+    recorded_before_its_first_task_starts(&["--state", &url, "--namespace", &schema.name]);
+}
+
+/// The test above, with `state` (flags choosing the state store) added to each
+/// `baton run`.
+fn recorded_before_its_first_task_starts(state: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let (data, started, crashed) = (
         dir.path().join("data"),
@@ -859,7 +967,9 @@ fn a_run_is_recorded_before_its_first_task_starts() {
     let flow = dir.path().join("flow.json");
     std::fs::write(&flow, workflow.to_string()).unwrap();
 
-    let o = baton(&["run", arg(&flow), "--data-dir", arg(&data)], None);
+    let mut args = vec!["run", arg(&flow), "--data-dir", arg(&data)];
+    args.extend(state);
+    let o = baton(&args, None);
     {
         use std::os::unix::process::ExitStatusExt as _;
         assert_eq!(
@@ -871,10 +981,9 @@ fn a_run_is_recorded_before_its_first_task_starts() {
     }
     assert_eq!(marks(&started).len(), 1, "the task ran");
 
-    let o = baton(
-        &["run", "--resume", "--data-dir", arg(&data), "--json"],
-        None,
-    );
+    let mut args = vec!["run", "--resume", "--data-dir", arg(&data), "--json"];
+    args.extend(state);
+    let o = baton(&args, None);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
         !stderr(&o).contains("nothing to resume"),
