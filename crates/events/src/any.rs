@@ -16,6 +16,26 @@ pub enum AnyLog {
     Memory(MemoryLog),
     /// On local disk.
     Disk(DiskLog),
+    /// On Redis Streams.
+    #[cfg(feature = "redis")]
+    Redis(crate::RedisLog),
+    /// On NATS JetStream.
+    #[cfg(feature = "nats")]
+    Nats(crate::NatsLog),
+}
+
+#[cfg(feature = "redis")]
+impl From<crate::RedisLog> for AnyLog {
+    fn from(log: crate::RedisLog) -> Self {
+        AnyLog::Redis(log)
+    }
+}
+
+#[cfg(feature = "nats")]
+impl From<crate::NatsLog> for AnyLog {
+    fn from(log: crate::NatsLog) -> Self {
+        AnyLog::Nats(log)
+    }
 }
 
 impl From<MemoryLog> for AnyLog {
@@ -36,6 +56,10 @@ impl AnyLog {
         match self {
             AnyLog::Memory(_) => "memory",
             AnyLog::Disk(_) => "disk",
+            #[cfg(feature = "redis")]
+            AnyLog::Redis(_) => "redis",
+            #[cfg(feature = "nats")]
+            AnyLog::Nats(_) => "nats",
         }
     }
 }
@@ -46,6 +70,10 @@ macro_rules! each {
         match $self {
             AnyLog::Memory($log) => $call.await,
             AnyLog::Disk($log) => $call.await,
+            #[cfg(feature = "redis")]
+            AnyLog::Redis($log) => $call.await,
+            #[cfg(feature = "nats")]
+            AnyLog::Nats($log) => $call.await,
         }
     };
 }

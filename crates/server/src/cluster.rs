@@ -65,7 +65,6 @@ pub(crate) struct Call<'a> {
 /// This instance's part in the cluster.
 pub(crate) struct Cluster {
     store: Arc<Postgres>,
-    schema: String,
     lease_ttl: Duration,
     client: Client<HttpConnector, Full<Bytes>>,
 }
@@ -75,24 +74,24 @@ impl Cluster {
     /// registered and its lease is running). Creates the shared catalog's table.
     pub(crate) async fn join(
         store: Arc<Postgres>,
-        schema: &str,
         lease_ttl: Duration,
     ) -> Result<Cluster, sqlx::Error> {
-        let table = format!(
-            "CREATE TABLE IF NOT EXISTS {schema}.catalog (
+        // The pool's connections have the store's schema as their search path.
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS catalog (
                 id bigint PRIMARY KEY,
                 version integer NOT NULL,
                 created_ms bigint NOT NULL,
                 document jsonb NOT NULL
-            )"
-        );
-        sqlx::query(&table).execute(store.pool()).await?;
+            )",
+        )
+        .execute(store.pool())
+        .await?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
         Ok(Cluster {
             store,
-            schema: schema.to_owned(),
             lease_ttl,
             client: Client::builder(TokioExecutor::new()).build(connector),
         })
@@ -232,20 +231,18 @@ impl Cluster {
         created_ms: u64,
         document: &Value,
     ) -> Result<(), ApiError> {
-        let sql = format!(
-            "INSERT INTO {}.catalog (id, version, created_ms, document) VALUES ($1, $2, $3, $4)
+        sqlx::query(
+            "INSERT INTO catalog (id, version, created_ms, document) VALUES ($1, $2, $3, $4)
              ON CONFLICT (id) DO NOTHING",
-            self.schema
-        );
-        sqlx::query(&sql)
-            .bind(id as i64)
-            .bind(version as i32)
-            .bind(created_ms as i64)
-            .bind(sqlx::types::Json(document))
-            .execute(self.store.pool())
-            .await
-            .map(|_| ())
-            .map_err(|e| ApiError::Unavailable(format!("sharing the workflow: {e}")))
+        )
+        .bind(id as i64)
+        .bind(version as i32)
+        .bind(created_ms as i64)
+        .bind(sqlx::types::Json(document))
+        .execute(self.store.pool())
+        .await
+        .map(|_| ())
+        .map_err(|e| ApiError::Unavailable(format!("sharing the workflow: {e}")))
     }
 
     /// Fetches a workflow posted to another instance into the local catalog.
@@ -254,15 +251,12 @@ impl Cluster {
         catalog: &Catalog,
         id: u64,
     ) -> Result<Option<Arc<crate::catalog::Entry>>, ApiError> {
-        let sql = format!(
-            "SELECT version, created_ms, document FROM {}.catalog WHERE id = $1",
-            self.schema
-        );
-        let row: Option<(i32, i64, sqlx::types::Json<Value>)> = sqlx::query_as(&sql)
-            .bind(id as i64)
-            .fetch_optional(self.store.pool())
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("reading the shared catalog: {e}")))?;
+        let row: Option<(i32, i64, sqlx::types::Json<Value>)> =
+            sqlx::query_as("SELECT version, created_ms, document FROM catalog WHERE id = $1")
+                .bind(id as i64)
+                .fetch_optional(self.store.pool())
+                .await
+                .map_err(|e| ApiError::Unavailable(format!("reading the shared catalog: {e}")))?;
         Ok(row.and_then(|(version, created_ms, document)| {
             catalog.add_shared(id, version as u32, created_ms as u64, document.0)
         }))
@@ -270,14 +264,12 @@ impl Cluster {
 
     /// Fetches every workflow of the shared catalog this instance has not seen.
     pub(crate) async fn sync_catalog(&self, catalog: &Catalog) -> Result<(), ApiError> {
-        let sql = format!(
-            "SELECT id, version, created_ms, document FROM {}.catalog ORDER BY created_ms",
-            self.schema
-        );
-        let rows: Vec<(i64, i32, i64, sqlx::types::Json<Value>)> = sqlx::query_as(&sql)
-            .fetch_all(self.store.pool())
-            .await
-            .map_err(|e| ApiError::Unavailable(format!("reading the shared catalog: {e}")))?;
+        let rows: Vec<(i64, i32, i64, sqlx::types::Json<Value>)> = sqlx::query_as(
+            "SELECT id, version, created_ms, document FROM catalog ORDER BY created_ms",
+        )
+        .fetch_all(self.store.pool())
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("reading the shared catalog: {e}")))?;
         for (id, version, created_ms, document) in rows {
             let id = id as u64;
             if catalog.get(id).is_none() {

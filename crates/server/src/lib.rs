@@ -367,10 +367,37 @@ async fn open_log(options: &ServerOptions) -> Result<AnyLog, Error> {
         "memory" => Ok(MemoryLog::new(options.log.log.clone())
             .map_err(|e| failed(e.into()))?
             .into()),
-        "redis" | "redis+cluster" | "nats" => Err(failed(
-            format!("this build has no `{scheme}` event log: build with `--features {}`",
-                if scheme == "nats" { "nats" } else { "redis" })
-            .into(),
+        #[cfg(feature = "redis")]
+        "redis" | "redis+cluster" => {
+            let log = baton_events::RedisLog::open(baton_events::RedisOptions {
+                url: url.to_owned(),
+                prefix: options.namespace.clone(),
+                log: options.log.log.clone(),
+                ..baton_events::RedisOptions::default()
+            })
+            .await
+            .map_err(|e| failed(e.into()))?;
+            Ok(log.into())
+        }
+        #[cfg(feature = "nats")]
+        "nats" => {
+            let log = baton_events::NatsLog::open(baton_events::NatsOptions {
+                url: url.to_owned(),
+                prefix: options.namespace.clone(),
+                log: options.log.log.clone(),
+                ..baton_events::NatsOptions::default()
+            })
+            .await
+            .map_err(|e| failed(e.into()))?;
+            Ok(log.into())
+        }
+        #[cfg(not(feature = "redis"))]
+        "redis" | "redis+cluster" => Err(failed(
+            "this build has no Redis event log: build with `--features redis`".into(),
+        )),
+        #[cfg(not(feature = "nats"))]
+        "nats" => Err(failed(
+            "this build has no NATS event log: build with `--features nats`".into(),
         )),
         _ => Err(failed(
             format!(
@@ -423,7 +450,7 @@ async fn open_shared_state(
     .await
     .map_err(|e| failed("opening the state store")(e.into()))?;
     let store = Arc::new(store);
-    let cluster = cluster::Cluster::join(store.clone(), &options.namespace, c.lease_ttl)
+    let cluster = cluster::Cluster::join(store.clone(), c.lease_ttl)
         .await
         .map_err(|e| failed("creating the shared catalog")(e.into()))?;
     let engine_options = baton_engine::Options {

@@ -2,6 +2,8 @@
 //! the examples in the repository.
 
 mod bench;
+#[cfg(feature = "distributed")]
+mod cluster;
 mod events;
 mod generate;
 mod load;

@@ -1,0 +1,330 @@
+//! Three `baton serve` processes sharing Redis (events) and PostgreSQL (state):
+//! 1,000 runs started across them, one instance killed with SIGKILL while they
+//! run; every run must complete (the survivors take the dead instance's runs
+//! over) and every event the API acknowledged must be delivered.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const RUNS: usize = 1_000;
+const EVENT_BATCHES: usize = 30;
+const EVENTS_PER_BATCH: usize = 50;
+
+/// The servers' URLs, or `None` (skip) outside CI when they are not given.
+fn servers() -> Option<(String, String)> {
+    let pg = std::env::var("BATON_TEST_POSTGRES_URL").ok();
+    let redis = std::env::var("BATON_TEST_REDIS_URL").ok();
+    match (pg, redis) {
+        (Some(pg), Some(redis)) => Some((pg, redis)),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("CI needs BATON_TEST_POSTGRES_URL and BATON_TEST_REDIS_URL")
+        }
+        _ => {
+            eprintln!("skipped: BATON_TEST_POSTGRES_URL or BATON_TEST_REDIS_URL is not set");
+            None
+        }
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, body).
+fn call(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, Value)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let status = out
+        .get(9..12)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {out:?}")))?;
+    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    // Small bodies come whole; chunked ones (forwarded answers) carry a size line.
+    let json = serde_json::from_str(body).or_else(|_| {
+        let start = body.find('{').unwrap_or(0);
+        let end = body.rfind('}').map_or(body.len(), |e| e + 1);
+        serde_json::from_str(&body[start..end])
+    });
+    Ok((status, json.unwrap_or(Value::Null)))
+}
+
+struct Instance {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(name: &str, data: &std::path::Path, namespace: &str, pg: &str, redis: &str) -> Instance {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .args(["--events", redis, "--state", pg, "--namespace", namespace])
+        .args(["--instance", name, "--lease-ttl", "2"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = match lines.next() {
+            Some(Ok(line)) => line,
+            _ => panic!("baton serve {name} exited early: {:?}", child.wait()),
+        };
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Instance { child, addr }
+}
+
+/// Drops the test's schema and keys, whatever happened.
+struct Cleanup {
+    namespace: String,
+    pg: String,
+    redis: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .arg(&self.pg)
+            .args(["-q", "-c"])
+            .arg(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.namespace))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let port = self.redis.rsplit(':').next().unwrap_or("6379").to_owned();
+        let keys = Command::new("redis-cli")
+            .args(["-p", &port, "--scan", "--pattern"])
+            .arg(format!("{}*", self.namespace))
+            .output();
+        if let Ok(keys) = keys {
+            for key in String::from_utf8_lossy(&keys.stdout).lines() {
+                let _ = Command::new("redis-cli")
+                    .args(["-p", &port, "DEL", key])
+                    .stdout(Stdio::null())
+                    .status();
+            }
+        }
+    }
+}
+
+#[test]
+fn three_instances_share_the_work_and_survive_a_sigkill() {
+    let Some((pg, redis)) = servers() else {
+        return;
+    };
+    let namespace = format!(
+        "it_cluster_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let _cleanup = Cleanup {
+        namespace: namespace.clone(),
+        pg: pg.clone(),
+        redis: redis.clone(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut instances: Vec<Option<Instance>> = (0..3)
+        .map(|i| {
+            let name = format!("node{i}");
+            Some(start(
+                &name,
+                &dir.path().join(&name),
+                &namespace,
+                &pg,
+                &redis,
+            ))
+        })
+        .collect();
+    let addrs: Vec<String> = instances
+        .iter()
+        .map(|i| i.as_ref().unwrap().addr.clone())
+        .collect();
+
+    // One workflow, posted to one instance, runs on all (the catalog is shared).
+    let workflow = json!({
+        "name": "shared",
+        "agents": {"sim": {"type": "simulate",
+            "latency": {"distribution": "uniform", "min": "300ms", "max": "900ms"}}},
+        "tasks": [
+            {"id": "a", "agent": "sim"},
+            {"id": "b", "agent": "sim", "depends_on": ["a"]},
+            {"id": "c", "agent": "sim", "depends_on": ["a"]},
+            {"id": "d", "agent": "sim", "depends_on": ["b", "c"]}
+        ]
+    });
+    let (status, created) = call(
+        &addrs[0],
+        "POST",
+        "/api/v1/workflows",
+        &workflow.to_string(),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{created}");
+    let wf = created["id"].as_str().unwrap().to_owned();
+
+    // 1,000 runs, round robin over the instances, from 4 client threads; events
+    // published through every instance alongside.
+    let started = Instant::now();
+    let runs: Vec<(String, usize)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let (addrs, wf) = (&addrs, &wf);
+                scope.spawn(move || {
+                    let mut mine = Vec::new();
+                    for i in (t..RUNS).step_by(4) {
+                        let at = i % 3;
+                        let path = format!("/api/v1/workflows/{wf}/execute");
+                        let body = json!({"input_data": {"i": i}}).to_string();
+                        let (status, r) = call(&addrs[at], "POST", &path, &body).unwrap();
+                        assert_eq!(status, 202, "execute on instance {at}: {r}");
+                        mine.push((r["execution_id"].as_str().unwrap().to_owned(), at));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    let mut acknowledged: HashSet<String> = HashSet::new();
+    for b in 0..EVENT_BATCHES {
+        let events: Vec<Value> = (0..EVENTS_PER_BATCH)
+            .map(|e| {
+                json!({"type": "it.event", "key": format!("k{}", e % 7),
+                    "payload": {"batch": b, "n": e},
+                    "id": format!("{:032x}", (b * EVENTS_PER_BATCH + e + 1) as u128)})
+            })
+            .collect();
+        let body = json!({"topic": "it.events", "events": events}).to_string();
+        let (status, r) = call(&addrs[b % 3], "POST", "/api/v1/events", &body).unwrap();
+        assert_eq!(status, 200, "{r}");
+        for e in &events {
+            acknowledged.insert(e["id"].as_str().unwrap().to_owned());
+        }
+    }
+    eprintln!("{RUNS} runs started in {:?}", started.elapsed());
+
+    // Kill instance 1 while its runs are in flight.
+    let victim = instances[1].take().unwrap();
+    let pid = victim.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    drop(victim);
+    let survivors = [&addrs[0], &addrs[2]];
+
+    // Every run completes; runs of the dead instance are answered by the survivors
+    // (after their takeover: 503 until then).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut done: HashMap<String, String> = HashMap::new();
+    // Runs of the killed instance asked about while their takeover was pending.
+    let mut in_takeover: HashSet<String> = HashSet::new();
+    let mut round = 0usize;
+    while done.len() < runs.len() {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} runs ended within 180 s",
+            done.len(),
+            runs.len()
+        );
+        for (i, (run, at)) in runs.iter().enumerate() {
+            if done.contains_key(run) {
+                continue;
+            }
+            let addr = survivors[(i + round) % 2];
+            match call(addr, "GET", &format!("/api/v1/executions/{run}"), "") {
+                Ok((200, v)) => {
+                    let status = v["status"].as_str().unwrap_or_default().to_owned();
+                    if matches!(status.as_str(), "completed" | "failed" | "cancelled") {
+                        done.insert(run.clone(), status);
+                    }
+                }
+                Ok((503, _)) if *at == 1 => {
+                    in_takeover.insert(run.clone());
+                }
+                Ok((code, v)) => panic!("GET execution {run} on {addr}: {code} {v}"),
+                Err(e) => panic!("GET execution {run} on {addr}: {e}"),
+            }
+        }
+        round += 1;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let not_completed: Vec<_> = done.iter().filter(|(_, s)| *s != "completed").collect();
+    assert!(not_completed.is_empty(), "{not_completed:?}");
+    let moved = runs.iter().filter(|(_, at)| *at == 1).count();
+    eprintln!(
+        "all {RUNS} runs completed in {:?} ({moved} started on the killed instance, {} of them \
+         unfinished when it died)",
+        started.elapsed(),
+        in_takeover.len()
+    );
+    // The kill came mid-way: some of its runs were unfinished, and completed elsewhere.
+    assert!(
+        !in_takeover.is_empty(),
+        "no run was in flight on the killed instance"
+    );
+
+    // Every acknowledged event is delivered to a group reading through the survivors.
+    let mut delivered: HashSet<String> = HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while delivered.len() < acknowledged.len() && Instant::now() < deadline {
+        for addr in survivors {
+            let path = "/api/v1/topics/it.events/groups/check/poll?max=500&wait_ms=100&member=t";
+            let (status, polled) = call(addr, "GET", path, "").unwrap();
+            assert_eq!(status, 200, "{polled}");
+            let events = polled["events"].as_array().cloned().unwrap_or_default();
+            if events.is_empty() {
+                continue;
+            }
+            let offsets: Vec<Value> = events
+                .iter()
+                .map(|e| json!({"partition": e["partition"], "offset": e["offset"]}))
+                .collect();
+            for e in &events {
+                delivered.insert(e["id"].as_str().unwrap().to_owned());
+            }
+            let body = json!({"offsets": offsets}).to_string();
+            let (status, r) = call(
+                addr,
+                "POST",
+                "/api/v1/topics/it.events/groups/check/ack",
+                &body,
+            )
+            .unwrap();
+            assert_eq!(status, 200, "{r}");
+        }
+    }
+    let missing: Vec<_> = acknowledged.difference(&delivered).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged events never delivered, e.g. {missing:?}",
+        acknowledged.len() - delivered.len().min(acknowledged.len())
+    );
+}
