@@ -110,7 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     if !baton_server::valid_namespace(&options.namespace) {
         eprintln!(
-            "error: --namespace `{}`: expected 1 to 40 characters, lowercase letters, digits and `_`, starting with a letter",
+            "error: --namespace `{}`: expected 1 to 32 characters, lowercase letters, digits and `_`, starting with a letter",
             options.namespace
         );
         return Ok(ExitCode::from(2));

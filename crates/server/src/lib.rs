@@ -138,11 +138,13 @@ impl Default for ServerOptions {
     }
 }
 
-/// Why the server could not start or stopped with an error.
+/// Why the server could not start or stopped with an error. The cause of each
+/// variant is its [`source`](std::error::Error::source): print the chain (`{:#}`
+/// with anyhow) to see it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The data directory could not be used.
-    #[error("{what} in {dir}: {source}")]
+    #[error("{what} in {dir}")]
     Data {
         /// What was being opened.
         what: &'static str,
@@ -152,7 +154,7 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A backend (event log, state store) could not be opened.
-    #[error("{what} ({url}): {source}")]
+    #[error("{what} ({url})")]
     Backend {
         /// What was being opened.
         what: &'static str,
@@ -162,7 +164,7 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -300,7 +302,7 @@ pub async fn state(options: ServerOptions) -> Result<(Arc<AppState>, Engine), Er
             what: "naming the deployment",
             url: options.namespace.clone(),
             source:
-                "a namespace is 1 to 40 lowercase letters, digits and `_`, starting with a letter"
+                "a namespace is 1 to 32 lowercase letters, digits and `_`, starting with a letter"
                     .into(),
         });
     }
@@ -338,10 +340,11 @@ pub async fn state(options: ServerOptions) -> Result<(Arc<AppState>, Engine), Er
 }
 
 /// Whether `name` can name a deployment ([`ServerOptions::namespace`]): usable as
-/// a PostgreSQL schema, a Redis key prefix and in NATS stream names as it is (1 to
-/// 40 characters: lowercase letters, digits and `_`, starting with a letter).
+/// a PostgreSQL schema and a Redis key prefix as it is, and as a NATS stream
+/// prefix with `_` written `-` (1 to 32 characters: lowercase letters, digits and
+/// `_`, starting with a letter).
 pub fn valid_namespace(name: &str) -> bool {
-    (1..=40).contains(&name.len())
+    (1..=32).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
             .bytes()
@@ -383,7 +386,8 @@ async fn open_log(options: &ServerOptions) -> Result<AnyLog, Error> {
         "nats" => {
             let log = baton_events::NatsLog::open(baton_events::NatsOptions {
                 url: url.to_owned(),
-                prefix: options.namespace.clone(),
+                // NATS names take `-`, not `_`; namespaces have no `-`, so this is one to one.
+                prefix: options.namespace.replace('_', "-"),
                 log: options.log.log.clone(),
                 ..baton_events::NatsOptions::default()
             })

@@ -1,7 +1,7 @@
-//! Three `baton serve` processes sharing Redis (events) and PostgreSQL (state):
-//! 1,000 runs started across them, one instance killed with SIGKILL while they
-//! run; every run must complete (the survivors take the dead instance's runs
-//! over) and every event the API acknowledged must be delivered.
+//! Three `baton serve` processes sharing PostgreSQL (state) and Redis or NATS
+//! (events): 1,000 runs started across them, one instance killed with SIGKILL
+//! while they run; every run must complete (the survivors take the dead
+//! instance's runs over) and every event the API acknowledged must be delivered.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -15,17 +15,18 @@ const RUNS: usize = 1_000;
 const EVENT_BATCHES: usize = 30;
 const EVENTS_PER_BATCH: usize = 50;
 
-/// The servers' URLs, or `None` (skip) outside CI when they are not given.
-fn servers() -> Option<(String, String)> {
+/// The URLs of PostgreSQL and of the event log's server (`events` names its
+/// variable), or `None` (skip) outside CI when they are not given.
+fn servers(events: &str) -> Option<(String, String)> {
     let pg = std::env::var("BATON_TEST_POSTGRES_URL").ok();
-    let redis = std::env::var("BATON_TEST_REDIS_URL").ok();
-    match (pg, redis) {
-        (Some(pg), Some(redis)) => Some((pg, redis)),
+    let log = std::env::var(events).ok();
+    match (pg, log) {
+        (Some(pg), Some(log)) => Some((pg, log)),
         _ if std::env::var_os("CI").is_some() => {
-            panic!("CI needs BATON_TEST_POSTGRES_URL and BATON_TEST_REDIS_URL")
+            panic!("CI needs BATON_TEST_POSTGRES_URL and {events}")
         }
         _ => {
-            eprintln!("skipped: BATON_TEST_POSTGRES_URL or BATON_TEST_REDIS_URL is not set");
+            eprintln!("skipped: BATON_TEST_POSTGRES_URL or {events} is not set");
             None
         }
     }
@@ -68,11 +69,11 @@ impl Drop for Instance {
     }
 }
 
-fn start(name: &str, data: &std::path::Path, namespace: &str, pg: &str, redis: &str) -> Instance {
+fn start(name: &str, data: &std::path::Path, namespace: &str, pg: &str, events: &str) -> Instance {
     let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data)
-        .args(["--events", redis, "--state", pg, "--namespace", namespace])
+        .args(["--events", events, "--state", pg, "--namespace", namespace])
         .args(["--instance", name, "--lease-ttl", "2"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -80,11 +81,17 @@ fn start(name: &str, data: &std::path::Path, namespace: &str, pg: &str, redis: &
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut said = Vec::new();
     let addr = loop {
         let line = match lines.next() {
             Some(Ok(line)) => line,
-            _ => panic!("baton serve {name} exited early: {:?}", child.wait()),
+            _ => panic!(
+                "baton serve {name} exited early ({:?}): {}",
+                child.wait(),
+                said.join("\n")
+            ),
         };
+        said.push(line.clone());
         if let Some(rest) = line.split("listening on http://").nth(1) {
             break rest.split_whitespace().next().unwrap().to_string();
         }
@@ -93,11 +100,11 @@ fn start(name: &str, data: &std::path::Path, namespace: &str, pg: &str, redis: &
     Instance { child, addr }
 }
 
-/// Drops the test's schema and keys, whatever happened.
+/// Drops the test's schema, keys and streams, whatever happened.
 struct Cleanup {
     namespace: String,
     pg: String,
-    redis: String,
+    events: String,
 }
 
 impl Drop for Cleanup {
@@ -109,29 +116,56 @@ impl Drop for Cleanup {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        let port = self.redis.rsplit(':').next().unwrap_or("6379").to_owned();
-        let keys = Command::new("redis-cli")
-            .args(["-p", &port, "--scan", "--pattern"])
-            .arg(format!("{}*", self.namespace))
-            .output();
-        if let Ok(keys) = keys {
-            for key in String::from_utf8_lossy(&keys.stdout).lines() {
-                let _ = Command::new("redis-cli")
-                    .args(["-p", &port, "DEL", key])
-                    .stdout(Stdio::null())
-                    .status();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            if self.events.starts_with("nats://") {
+                let options = baton_events::NatsOptions {
+                    url: self.events.clone(),
+                    prefix: self.namespace.replace('_', "-"),
+                    ..Default::default()
+                };
+                if let Ok(log) = baton_events::NatsLog::open(options).await {
+                    let _ = log.delete_all_topics().await;
+                }
+            }
+        });
+        if self.events.starts_with("redis://") {
+            let port = self.events.rsplit(':').next().unwrap_or("6379").to_owned();
+            let keys = Command::new("redis-cli")
+                .args(["-p", &port, "--scan", "--pattern"])
+                .arg(format!("{}*", self.namespace))
+                .output();
+            if let Ok(keys) = keys {
+                for key in String::from_utf8_lossy(&keys.stdout).lines() {
+                    let _ = Command::new("redis-cli")
+                        .args(["-p", &port, "DEL", key])
+                        .stdout(Stdio::null())
+                        .status();
+                }
             }
         }
     }
 }
 
 #[test]
-fn three_instances_share_the_work_and_survive_a_sigkill() {
-    let Some((pg, redis)) = servers() else {
+fn three_instances_on_redis_share_the_work_and_survive_a_sigkill() {
+    three_instances("BATON_TEST_REDIS_URL");
+}
+
+#[test]
+fn three_instances_on_nats_share_the_work_and_survive_a_sigkill() {
+    three_instances("BATON_TEST_NATS_URL");
+}
+
+fn three_instances(events: &str) {
+    let Some((pg, events)) = servers(events) else {
         return;
     };
     let namespace = format!(
-        "it_cluster_{}_{}",
+        "itc_{}_{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -141,7 +175,7 @@ fn three_instances_share_the_work_and_survive_a_sigkill() {
     let _cleanup = Cleanup {
         namespace: namespace.clone(),
         pg: pg.clone(),
-        redis: redis.clone(),
+        events: events.clone(),
     };
     let dir = tempfile::tempdir().unwrap();
     let mut instances: Vec<Option<Instance>> = (0..3)
@@ -152,7 +186,7 @@ fn three_instances_share_the_work_and_survive_a_sigkill() {
                 &dir.path().join(&name),
                 &namespace,
                 &pg,
-                &redis,
+                &events,
             ))
         })
         .collect();
