@@ -14,7 +14,8 @@ use baton_load::{Options, Scenario, Threshold, report, spawn};
 /// Flags of `baton load`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The server's base URL, e.g. http://127.0.0.1:8080.
+    /// The server's base URL, e.g. http://127.0.0.1:8080; several, comma-separated
+    /// (instances sharing a state store), get the users in turn.
     #[arg(long, value_name = "URL", conflicts_with = "spawn_server")]
     target: Option<String>,
     /// Start `baton serve` on an ephemeral loopback port with a temporary data
@@ -214,7 +215,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             (None, None) => unreachable!("checked above"),
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let loopback = baton_load::Target::parse(&target).is_ok_and(|t| t.loopback);
+        let loopback = target
+            .split(',')
+            .all(|t| baton_load::Target::parse(t.trim()).is_ok_and(|t| t.loopback));
         if loopback {
             eprintln!(
                 "warning: the target {target} is on this machine: the load generator and the server share its {cores} cores, so the figures are lower bounds of what the server does alone"

@@ -77,7 +77,9 @@ pub enum Error {
 /// How to run.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// `http://host:port` of a Baton server.
+    /// `http://host:port` of a Baton server; several, comma-separated (instances
+    /// sharing a state store), get the users in turn: user `i` talks to target
+    /// `i mod n`.
     pub target: String,
     /// What users do.
     pub scenario: Scenario,
@@ -391,7 +393,14 @@ pub async fn run(o: Options, mut progress: impl FnMut(&Progress)) -> Result<Repo
         return Err(Error::Invalid("--rate must be above 0".into()));
     }
     o.scenario.check().map_err(Error::Invalid)?;
-    let target = Target::parse(&o.target).map_err(Error::Invalid)?;
+    let targets = o
+        .target
+        .split(',')
+        .map(|t| Target::parse(t.trim()))
+        .collect::<Result<Vec<Target>, _>>()
+        .map_err(Error::Invalid)?;
+    let loopback = targets.iter().all(|t| t.loopback);
+    let targets = Arc::new(targets);
     let work = Arc::new(Workload::prepare(&o));
     let start = Instant::now();
     let shared = Arc::new(Shared {
@@ -407,14 +416,18 @@ pub async fn run(o: Options, mut progress: impl FnMut(&Progress)) -> Result<Repo
     });
     let meta = Meta {
         scenario: o.scenario.name.clone(),
-        target: target.base.clone(),
+        target: targets
+            .iter()
+            .map(|t| t.base.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
         mode: if o.rate.is_some() { "open" } else { "closed" }.into(),
         users: o.users,
         spawn_rate: o.spawn_rate,
         rate: o.rate,
         seed: o.seed,
         started: unix_now(),
-        loopback: target.loopback,
+        loopback,
     };
     let cpu_start = cpu::process_seconds();
     let server_start = o.server_pid.and_then(cpu::pid_seconds);
@@ -432,6 +445,7 @@ pub async fn run(o: Options, mut progress: impl FnMut(&Progress)) -> Result<Repo
         );
         let (users, rate, seed, timeout) = (o.users, o.spawn_rate, o.seed, o.timeout);
         let token = o.token.clone();
+        let targets = targets.clone();
         tokio::spawn(async move {
             for id in 0..users {
                 if rate > 0.0 && rate.is_finite() {
@@ -448,7 +462,8 @@ pub async fn run(o: Options, mut progress: impl FnMut(&Progress)) -> Result<Repo
                 shards.lock().expect("shards").push(window.clone());
                 let user = user::User::new(
                     id,
-                    client::Conn::new(&target, timeout).with_token(token.as_deref()),
+                    client::Conn::new(&targets[id % targets.len()], timeout)
+                        .with_token(token.as_deref()),
                     seed,
                     window,
                     shared.clone(),

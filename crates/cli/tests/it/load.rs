@@ -196,3 +196,43 @@ fn no_follow_only_starts_runs() {
     );
     assert_eq!(report["total"]["failures"], 0, "{report:#}");
 }
+
+#[test]
+fn several_targets_share_the_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, addr_a) = crate::serve::serve(&dir.path().join("a"));
+    let (mut b, addr_b) = crate::serve::serve(&dir.path().join("b"));
+    let targets = format!("http://{addr_a},http://{addr_b}");
+    let json = dir.path().join("report.json");
+    let out = baton(
+        &[
+            "load",
+            "--target",
+            &targets,
+            "--scenario",
+            "health",
+            "--users",
+            "4",
+            "--iterations",
+            "40",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["meta"]["target"], targets.as_str());
+    // Both servers answered health checks.
+    for addr in [&addr_a, &addr_b] {
+        let metrics = crate::serve::request(addr, "GET", "/metrics", "");
+        let served: u64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("baton_http_requests_total{route=\"GET /healthz\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert!(served >= 10, "{addr} served {served} health checks");
+    }
+    let _ = (a.kill(), b.kill(), a.wait(), b.wait());
+}

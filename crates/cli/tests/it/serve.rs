@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn request(addr: &str, method: &str, path: &str, body: &str) -> String {
+pub(crate) fn request(addr: &str, method: &str, path: &str, body: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
@@ -22,7 +22,7 @@ fn request(addr: &str, method: &str, path: &str, body: &str) -> String {
 }
 
 /// Starts `baton serve` on an ephemeral port; returns the child and its address.
-fn serve(data: &std::path::Path) -> (std::process::Child, String) {
+pub(crate) fn serve(data: &std::path::Path) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data)
