@@ -711,8 +711,26 @@ impl RedisLog {
         const OP: &str = "publishing";
         let n = t.partitions();
         let mut shares: Vec<Vec<usize>> = vec![Vec::new(); n as usize];
+        // With dedup, an id repeated in the batch (within a partition) is sent once and
+        // gets the offset of its first occurrence: `(position, first position)`.
+        let mut repeats: Vec<(usize, usize)> = Vec::new();
+        let mut firsts: HashMap<(u32, u128), usize, foldhash::fast::RandomState> =
+            HashMap::default();
+        let dedup = t.dedup_ids > 0 && batch.len() > 1;
         for (i, e) in batch.iter().enumerate() {
-            shares[(key_hash(&e.key) % u64::from(n)) as usize].push(i);
+            let p = (key_hash(&e.key) % u64::from(n)) as u32;
+            if dedup {
+                match firsts.entry((p, e.id.0)) {
+                    std::collections::hash_map::Entry::Occupied(first) => {
+                        repeats.push((i, *first.get()));
+                        continue;
+                    }
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(i);
+                    }
+                }
+            }
+            shares[p as usize].push(i);
         }
         let touched: Vec<u32> = (0..n).filter(|&p| !shares[p as usize].is_empty()).collect();
         let mut keys = Vec::with_capacity(touched.len() * 5);
@@ -782,6 +800,9 @@ impl RedisLog {
                     }),
                 );
             }
+        }
+        for (i, first) in repeats {
+            offsets[i] = offsets[first];
         }
         Ok(offsets)
     }

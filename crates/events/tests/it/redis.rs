@@ -405,3 +405,37 @@ async fn bad_urls_and_prefixes_are_refused() {
     );
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
+
+#[tokio::test]
+async fn dedup_window_larger_than_a_small_hash() {
+    let mut f = Redis::new();
+    if !f.available() {
+        return;
+    }
+    let log = f.open(Options::default()).await;
+    let mut opts = topic(1, Duration::from_secs(30));
+    opts.dedup = baton_events::Dedup {
+        max_ids: 4000,
+        max_age: Duration::from_secs(600),
+    };
+    log.create_topic("t", opts).await.unwrap();
+    let first: Vec<Event> = (0..1500).map(|i| ev("k", i)).collect();
+    let offsets = log.publish("t", first.clone()).await.unwrap();
+    assert_eq!(offsets.last().unwrap().offset, 1499);
+    // All of it again, with new events mixed in and one id twice: only the new ones
+    // are stored, and the window turns over (2,000 ids per generation) on the way.
+    let mut mixed = first.clone();
+    mixed.extend((1500..2100).map(|i| ev("k", i)));
+    mixed.push(first[7].clone());
+    let again = log.publish("t", mixed).await.unwrap();
+    assert_eq!(again[..1500], offsets[..]);
+    assert_eq!(again[1500].offset, 1500);
+    assert_eq!(again[2099].offset, 2099);
+    assert_eq!(again[2100], offsets[7]);
+    // The first ids are in the previous generation now, still remembered.
+    assert_eq!(
+        log.publish("t", first[..5].to_vec()).await.unwrap(),
+        offsets[..5]
+    );
+    assert_eq!(log.topics().await.unwrap()[0].events(), 2100);
+}

@@ -3,7 +3,7 @@
 -- KEYS: for each partition of the batch: stream, index, state, dedup0, dedup1
 -- ARGV: max_events, max_bytes, max_age_ms, dedup_ids, dedup_age_ms (all per partition,
 --       0 for none), size_delta, then per partition: n and n encoded events (an
---       encoded event starts with its 16-byte id)
+--       encoded event starts with its 16-byte id; with dedup, no id twice)
 -- Returns per partition: {base, position, offset, position, offset, ...}: the first
 -- offset given to a new event, then the duplicates (position in the partition's share
 -- of the batch, and the offset it was stored at).
@@ -13,23 +13,36 @@ local half = math.ceil(dedup_ids / 2)
 local now = now_ms()
 local CHUNK = 1000
 
+-- Every dedup hash holds this field with a value longer than any server's
+-- hash-max-listpack-value (64 by default): a hash that holds it is always a hash
+-- table. As a listpack (up to hash-max-listpack-entries, 128 to 512 fields) each
+-- lookup and insert would scan the whole hash, which made dedup several times slower.
+local SENTINEL = '~'
+local SENTINEL_VALUE = string.rep('-', 1024)
+
+-- Ids in a generation: its field count without the sentinel.
+local function ids_in(key)
+  local n = redis.call('HLEN', key)
+  if n > 0 then
+    n = n - 1
+  end
+  return n
+end
+
 local function hset_many(key, list)
+  redis.call('HSET', key, SENTINEL, SENTINEL_VALUE)
   for i = 1, #list, 2 * CHUNK do
     redis.call('HSET', key, unpack(list, i, math.min(i + 2 * CHUNK - 1, #list)))
   end
   redis.call('PEXPIRE', key, math.max(dedup_age, 1))
 end
 
-local function hmget_many(key, first, n)
+local function hmget_many(key, ids)
   local out = {}
-  for i = 0, n - 1, CHUNK do
-    local ids = {}
-    for j = i, math.min(i + CHUNK, n) - 1 do
-      ids[#ids + 1] = string.sub(ARGV[first + j], 1, 16)
-    end
-    local got = redis.call('HMGET', key, unpack(ids))
+  for i = 1, #ids, CHUNK do
+    local got = redis.call('HMGET', key, unpack(ids, i, math.min(i + CHUNK - 1, #ids)))
     for j = 1, #got do
-      out[i + j] = got[j]
+      out[i + j - 1] = got[j]
     end
   end
   return out
@@ -56,7 +69,7 @@ for k = 1, #KEYS, 5 do
     if dg == 1 then
       curk, prevk = d1, d0
     end
-    local curlen = redis.call('HLEN', curk)
+    local curlen = ids_in(curk)
     -- Generation 0 is the stored previous one, 1 the stored current one, higher ones
     -- are started by this batch; only prevgen and curgen are live.
     local prevgen, curgen = 0, 1
@@ -66,45 +79,43 @@ for k = 1, #KEYS, 5 do
     elseif curlen >= half or age >= dedup_age / 2 then
       prevgen, curgen, curlen, ds = 1, 2, 0, now
     end
+    local ids = {}
+    for i = 1, n do
+      ids[i] = string.sub(ARGV[first + i - 1], 1, 16)
+    end
     local pv, cv = {}, {}
     if prevgen == 0 then
-      pv = hmget_many(prevk, first, n)
+      pv = hmget_many(prevk, ids)
     end
     if prevgen == 0 or prevgen == 1 then
-      cv = hmget_many(curk, first, n)
+      cv = hmget_many(curk, ids)
     end
-    local seen, gens = {}, {}
+    -- The caller sends each id of a partition once per batch, so an id is either
+    -- in a stored generation or new.
+    local gens = {}
     local nxt = base
-    for i = 0, n - 1 do
-      local blob = ARGV[first + i]
-      local id = string.sub(blob, 1, 16)
+    for i = 1, n do
       if curlen >= half then
         prevgen, curgen, curlen, ds = curgen, curgen + 1, 0, now
       end
-      local hit = nil
-      local s = seen[id]
-      if s then
-        if s[1] == prevgen or s[1] == curgen then
-          hit = s[2]
-        end
-      elseif pv[i + 1] and prevgen == 0 then
-        hit = tonumber(pv[i + 1])
-      elseif cv[i + 1] and (prevgen == 1 or curgen == 1) then
-        hit = tonumber(cv[i + 1])
+      local hit = false
+      if prevgen == 0 and pv[i] then
+        hit = pv[i]
+      elseif (prevgen == 0 or prevgen == 1) and cv[i] then
+        hit = cv[i]
       end
       if hit then
-        res[#res + 1] = i
-        res[#res + 1] = hit
+        res[#res + 1] = i - 1
+        res[#res + 1] = tonumber(hit)
       else
-        seen[id] = { curgen, nxt }
         local g = gens[curgen]
         if not g then
           g = {}
           gens[curgen] = g
         end
-        g[#g + 1] = id
+        g[#g + 1] = ids[i]
         g[#g + 1] = nxt
-        keep[#keep + 1] = blob
+        keep[#keep + 1] = ARGV[first + i - 1]
         nxt = nxt + 1
         curlen = curlen + 1
       end
@@ -134,19 +145,26 @@ for k = 1, #KEYS, 5 do
       dg = 1
     end
     redis.call('HSET', state, 'dg', dg, 'ds', ds)
-  else
-    for i = 0, n - 1 do
-      keep[i + 1] = ARGV[first + i]
-    end
   end
-  if #keep > 0 then
-    local bytes = 0
+  local stored, bytes = 0, 0
+  if dedup_ids > 0 then
     for j = 1, #keep do
       redis.call('XADD', stream, oid(base + j - 1), 'e', keep[j])
-      bytes = bytes + #keep[j] + delta
+      bytes = bytes + #keep[j]
     end
+    stored = #keep
+  else
+    for i = 0, n - 1 do
+      local blob = ARGV[first + i]
+      redis.call('XADD', stream, oid(base + i), 'e', blob)
+      bytes = bytes + #blob
+    end
+    stored = n
+  end
+  if stored > 0 then
+    bytes = bytes + stored * delta
     redis.call('ZADD', index, base, string.format('%d:%d:%d', base, now, bytes))
-    redis.call('HSET', state, 'end', base + #keep)
+    redis.call('HSET', state, 'end', base + stored)
     redis.call('HINCRBY', state, 'bytes', bytes)
     trim(stream, index, state, now, max_events, max_bytes, max_age)
   end
