@@ -8,6 +8,7 @@
 //! | [`MemoryLog`] | `MemoryLog::new(Options)` | nothing beyond the process |
 //! | [`DiskLog`] (the embedded default) | `DiskLog::open(dir, DiskOptions)` | a process crash always; a machine crash with `Fsync::Always`, or losing at most the last interval with `Fsync::Interval` |
 //! | `RedisLog` (feature `redis`) | `RedisLog::open(RedisOptions { url, prefix, .. })` | what the Redis server's persistence gives: with `appendfsync always` a machine crash of the server, with `everysec` all but about the last second; shared by every process using the same server and prefix |
+//! | `NatsLog` (feature `nats`) | `NatsLog::open(NatsOptions { url, prefix, .. })` | what the JetStream streams' file storage and replicas give: server and client restarts; with three replicas, the loss of a minority of servers |
 //!
 //! # Example
 //!

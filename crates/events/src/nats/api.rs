@@ -140,28 +140,39 @@ pub(crate) fn dedup_enabled(o: &TopicOptions) -> bool {
     o.dedup.max_ids > 0 && !o.dedup.max_age.is_zero()
 }
 
+/// The smallest duplicate window JetStream accepts.
+const MIN_WINDOW: Duration = Duration::from_millis(100);
+
 /// The stream of one partition. Count and byte bounds are split evenly over
 /// partitions (rounding up), as the in-process backends do; the duplicate window is
-/// the dedup age, at most the retention age (JetStream requires it).
+/// the dedup age, at least 100 ms and at most the retention age (JetStream's bounds).
+/// Fails for a retention age under 100 ms, which JetStream cannot combine with any
+/// duplicate window.
 pub(crate) fn stream_config(
     name: &str,
     subject: &str,
     description: &str,
     o: &TopicOptions,
     replicas: usize,
-) -> Value {
+) -> Result<Value, String> {
     let n = u64::from(o.partitions);
     let limit = |v: Option<u64>| v.map_or(-1i64, |v| v.div_ceil(n).min(i64::MAX as u64) as i64);
+    // With dedup off no ids are sent, so the window stays empty whatever its length.
     let mut window = if dedup_enabled(o) {
-        o.dedup.max_age
+        o.dedup.max_age.max(MIN_WINDOW)
     } else {
-        // Ids are not sent then; the smallest window keeps the server's index empty.
-        Duration::from_millis(1)
+        MIN_WINDOW
     };
     if let Some(age) = o.retention.max_age {
+        if age < MIN_WINDOW {
+            return Err(format!(
+                "retention max_age of {age:?} is below the 100 ms NATS JetStream needs \
+                 (its duplicate window may not be longer than the retention age)"
+            ));
+        }
         window = window.min(age);
     }
-    json!({
+    Ok(json!({
         "name": name,
         "description": description,
         "subjects": [subject],
@@ -177,7 +188,7 @@ pub(crate) fn stream_config(
         "num_replicas": replicas,
         "duplicate_window": nanos(window),
         "allow_direct": true,
-    })
+    }))
 }
 
 /// Where a durable consumer starts.
@@ -288,11 +299,33 @@ mod tests {
         };
         o.retention.max_events = Some(100);
         o.retention.max_age = Some(Duration::from_secs(60));
-        let c = stream_config("s", "x.s", "", &o, 1);
+        let c = stream_config("s", "x.s", "", &o, 1).unwrap();
         assert_eq!(c["max_msgs"], 34);
         // The 5-minute dedup window is cut to the 1-minute retention.
         assert_eq!(c["duplicate_window"], 60_000_000_000u64);
         o.retention.max_bytes = None;
-        assert_eq!(stream_config("s", "x.s", "", &o, 1)["max_bytes"], -1);
+        assert_eq!(
+            stream_config("s", "x.s", "", &o, 1).unwrap()["max_bytes"],
+            -1
+        );
+    }
+
+    #[test]
+    fn duplicate_windows_stay_within_jetstream_bounds() {
+        let mut o = TopicOptions::default();
+        o.dedup.max_ids = 0;
+        let window = |o: &TopicOptions| {
+            stream_config("s", "x.s", "", o, 1).map(|c| c["duplicate_window"].clone())
+        };
+        assert_eq!(
+            window(&o).unwrap(),
+            100_000_000u64,
+            "dedup off: the minimum"
+        );
+        o.dedup.max_ids = 10;
+        o.dedup.max_age = Duration::from_millis(5);
+        assert_eq!(window(&o).unwrap(), 100_000_000u64);
+        o.retention.max_age = Some(Duration::from_millis(50));
+        assert!(window(&o).unwrap_err().contains("100 ms"));
     }
 }

@@ -11,27 +11,31 @@ use crate::{Event, EventId};
 /// First byte of every encoded event; a different value means a foreign message.
 const VERSION: u8 = 1;
 
-/// Encodes an event as a message body: version, id, timestamp, type, key, headers,
-/// then the payload (the rest of the body, so it needs no length).
-pub(crate) fn encode_event(e: &Event) -> Bytes {
+/// Bytes [`encode_event`] writes for `e`.
+pub(crate) fn encoded_len(e: &Event) -> usize {
     let headers: usize = e.headers.iter().map(|(n, v)| 6 + n.len() + v.len()).sum();
-    let mut b = BytesMut::with_capacity(
-        1 + 16 + 8 + 2 + e.kind.len() + 4 + e.key.len() + 2 + headers + e.payload.len(),
-    );
+    1 + 16 + 8 + 2 + e.kind.len() + 4 + e.key.len() + 2 + headers + e.payload.len()
+}
+
+/// Encodes an event as a message body: version, id, timestamp, type, key, headers,
+/// then the payload (the rest of the body, so it needs no length). Appends to `b`
+/// and returns the body, split off `b` (so one buffer can serve a whole batch).
+pub(crate) fn encode_event(b: &mut BytesMut, e: &Event) -> Bytes {
+    b.reserve(encoded_len(e));
     b.put_u8(VERSION);
     b.put_u128_le(e.id.0);
     b.put_u64_le(e.timestamp_ms);
-    put_short(&mut b, e.kind.as_bytes());
+    put_short(b, e.kind.as_bytes());
     b.put_u32_le(e.key.len() as u32);
     b.put_slice(&e.key);
     b.put_u16_le(e.headers.len().min(u16::MAX as usize) as u16);
     for (name, value) in e.headers.iter().take(u16::MAX as usize) {
-        put_short(&mut b, name.as_bytes());
+        put_short(b, name.as_bytes());
         b.put_u32_le(value.len() as u32);
         b.put_slice(value);
     }
     b.put_slice(&e.payload);
-    b.freeze()
+    b.split().freeze()
 }
 
 fn put_short(b: &mut BytesMut, s: &[u8]) {
@@ -263,15 +267,20 @@ mod tests {
         let e = Event::new("task.ready", "run-1", "payload")
             .with_header("a", "1")
             .with_header("dlq.reason", vec![0u8, 255, 10]);
-        let back = decode_event(encode_event(&e)).unwrap();
+        let mut buf = BytesMut::new();
+        let back = decode_event(encode_event(&mut buf, &e)).unwrap();
         assert_eq!(back, e);
         let empty = Event::new("", "", "");
-        assert_eq!(decode_event(encode_event(&empty)).unwrap(), empty);
+        assert_eq!(decode_event(encode_event(&mut buf, &empty)).unwrap(), empty);
+        assert_eq!(encode_event(&mut buf, &e).len(), encoded_len(&e));
     }
 
     #[test]
     fn bad_bodies_are_errors_not_panics() {
-        let body = encode_event(&Event::new("t", "key", "p").with_header("h", "v"));
+        let body = encode_event(
+            &mut BytesMut::new(),
+            &Event::new("t", "key", "p").with_header("h", "v"),
+        );
         // Any prefix that cuts into the fixed part or the headers (all but the one-byte
         // payload) fails cleanly.
         for n in 0..body.len() - 1 {

@@ -43,7 +43,7 @@
 //! time it sends the advisory `$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>`
 //! and stops delivering it. Every `NatsLog` subscribes to these advisories; for one of
 //! its prefix it fetches the message by sequence, publishes it to
-//! [`dead_letter_topic`](crate::dead_letter_topic) with the `dlq.*` headers, then
+//! [`dead_letter_topic`] with the `dlq.*` headers, then
 //! acknowledges it in the group (so the consumer's acknowledgement floor moves past
 //! it). A poll also moves the events this process delivered that have used up their
 //! deliveries and whose visibility timeout has passed, before asking the server for
@@ -65,8 +65,9 @@
 //!   process. `ack` and `nack` count only deliveries this process made; `ack` of another
 //!   process's delivery is still applied on the server, `nack` of one is ignored.
 //! - **Dedup is bounded by age only.** The duplicate window has no count bound, so
-//!   `Dedup::max_ids` only switches dedup off (0). The window is at most the retention
-//!   age (JetStream requires it). Dedup is per partition: an id republished with
+//!   `Dedup::max_ids` only switches dedup off (0). The window is at least 100 ms and at
+//!   most the retention age (JetStream's bounds), so a retention age under 100 ms is
+//!   refused with `Error::InvalidOptions`. Dedup is per partition: an id republished with
 //!   another key lands in another stream and is stored again.
 //! - **Retention counts JetStream's bytes and drops single messages.** `max_bytes` bounds
 //!   the stream's own accounting (subject, headers and body of each message), and the
@@ -80,6 +81,9 @@
 //!   not at once.
 //! - **Clocks.** Visibility timeouts, nack delays, retention ages and dedup windows run
 //!   on the server's clock, not tokio's; they cannot be driven by `tokio::time::pause`.
+//! - **Polls without a wait** can take up to 20 ms: the server holds a no-wait pull
+//!   request while messages wait out a nack delay (or used up their deliveries), so
+//!   such requests carry a 20 ms expiry.
 //! - **Limits.** The server's `max_payload` (1 MiB by default) bounds one encoded event
 //!   too; raise it on the server for `Limits::max_event_bytes` above about 1 MiB.
 
@@ -93,7 +97,7 @@ use std::time::Duration;
 
 use async_nats::client::RequestErrorKind;
 use async_nats::{Client, HeaderMap, Message, StatusCode, Subject, Subscriber};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 use serde::de::DeserializeOwned;
@@ -114,13 +118,19 @@ use self::api::{
     StreamNames, StreamState, code, consumer_config, dedup_enabled, describe, parse_description,
     stream_config,
 };
-use self::codec::{decode_event, decode_name, encode_event, encode_name, parse_ack_subject};
+use self::codec::{
+    decode_event, decode_name, encode_event, encode_name, encoded_len, parse_ack_subject,
+};
 
 /// How long the server keeps a no-wait pull request. It answers at once when nothing
 /// at all is queued, but holds the request while messages wait for a nack delay or
 /// have used up their deliveries; this bounds that wait, so that a poll without a wait
 /// does not take events that only become due later.
 const NO_WAIT_EXPIRY: Duration = Duration::from_millis(20);
+
+/// How long past its expiry a pull request may stay unanswered before the poll gives
+/// up on it.
+const PULL_ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Options of a [`NatsLog`].
 #[derive(Clone, Debug)]
@@ -256,6 +266,9 @@ struct Group {
     consumer: String,
     /// Whether this process has checked that the group's consumers exist.
     ready: AtomicBool,
+    /// Held while checking them: concurrent creations of one durable consumer make the
+    /// server drop pull requests already waiting on it.
+    ensuring: tokio::sync::Mutex<()>,
     /// Rotates the partition a poll asks first, for fairness when `max` is small.
     next: AtomicUsize,
     state: Mutex<GroupState>,
@@ -775,6 +788,7 @@ impl NatsLog {
                 replicas,
             );
             async move {
+                let config = config.map_err(crate::Error::InvalidOptions)?;
                 let what = format!("creating stream {stream}");
                 match self
                     .api::<Empty>(&format!("STREAM.CREATE.{stream}"), &config, &what)
@@ -795,12 +809,15 @@ impl NatsLog {
     async fn group(&self, t: &Topic, name: &str) -> Result<Arc<Group>> {
         let g = self.group_entry(t, name)?;
         if !g.ready.load(Ordering::Acquire) {
-            let results = join_all(
-                (0..t.options.partitions).map(|p| self.ensure_consumer(t, &g, p, Start::All)),
-            )
-            .await;
-            results.into_iter().collect::<Result<Vec<()>>>()?;
-            g.ready.store(true, Ordering::Release);
+            let _only_one = g.ensuring.lock().await;
+            if !g.ready.load(Ordering::Acquire) {
+                let results = join_all(
+                    (0..t.options.partitions).map(|p| self.ensure_consumer(t, &g, p, Start::All)),
+                )
+                .await;
+                results.into_iter().collect::<Result<Vec<()>>>()?;
+                g.ready.store(true, Ordering::Release);
+            }
         }
         Ok(g)
     }
@@ -816,6 +833,7 @@ impl NatsLog {
                     name: name.to_owned(),
                     consumer: encode_name(name),
                     ready: AtomicBool::new(false),
+                    ensuring: tokio::sync::Mutex::new(()),
                     next: AtomicUsize::new(0),
                     state: Mutex::new(GroupState {
                         parts: (0..t.options.partitions).map(|_| Part::default()).collect(),
@@ -938,13 +956,15 @@ impl NatsLog {
             .collect();
         let mut offsets: Vec<Option<Offset>> = vec![None; batch.len()];
         let window = self.inner.opts.publish_window.max(1);
+        // One buffer for the bodies of the whole batch, each split off it.
+        let mut buf = BytesMut::with_capacity(batch.iter().map(encoded_len).sum());
         let (mut sent, mut acked) = (0, 0);
         while acked < batch.len() {
             while sent < batch.len() && sent - acked < window {
                 let e = &batch[sent];
                 let subject = t.subjects[parts[sent] as usize].clone();
                 let reply = format!("{inbox}.{sent}");
-                let body = encode_event(e);
+                let body = encode_event(&mut buf, e);
                 let result = if dedup {
                     let mut headers = HeaderMap::new();
                     headers.insert("Nats-Msg-Id", e.id.to_string().as_str());
@@ -1082,8 +1102,10 @@ impl NatsLog {
                 asked.insert(p, (share, 0));
             }
             while !asked.is_empty() {
+                // The server ends each request within its expiry; no answer at all means
+                // the request was lost (say, the consumer was recreated meanwhile).
                 let msg = match tokio::time::timeout(
-                    NO_WAIT_EXPIRY + self.inner.opts.request_timeout,
+                    NO_WAIT_EXPIRY + self.inner.opts.request_timeout.min(PULL_ANSWER_TIMEOUT),
                     sub.next(),
                 )
                 .await
@@ -1091,7 +1113,11 @@ impl NatsLog {
                     Ok(Some(msg)) => msg,
                     Ok(None) => return Err(request_error(what(), "the connection was closed")),
                     Err(_) => {
-                        tracing::warn!(topic = %t.name, group = %g.name, "pull requests unanswered");
+                        tracing::warn!(
+                            topic = %t.name, group = %g.name, partitions = ?asked.keys(),
+                            "pull requests unanswered; checking the group's consumers again"
+                        );
+                        g.ready.store(false, Ordering::Release);
                         break;
                     }
                 };
