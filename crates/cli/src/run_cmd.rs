@@ -171,6 +171,12 @@ async fn run_on_postgres(
 ) -> anyhow::Result<ExitCode> {
     use baton_engine::store::{Postgres, PostgresOptions};
 
+    // The event log first: it locks the data directory, so a second process on
+    // the same directory stops here instead of taking over the first one's runs.
+    let dir = &args.data_dir;
+    let log = DiskLog::open(&dir.join("events"), DiskOptions::default())
+        .await
+        .with_context(|| format!("opening the event log in {}", dir.display()))?;
     let store = Postgres::open(PostgresOptions {
         schema: args.namespace.clone().unwrap_or_else(|| "baton".into()),
         instance_name: args.instance.clone().unwrap_or_else(|| "baton-run".into()),
@@ -179,10 +185,6 @@ async fn run_on_postgres(
     .await
     .with_context(|| format!("opening the state store {}", redact(url)))?;
     let store = Arc::new(store);
-    let dir = &args.data_dir;
-    let log = DiskLog::open(&dir.join("events"), DiskOptions::default())
-        .await
-        .with_context(|| format!("opening the event log in {}", dir.display()))?;
     let options = Options {
         // Run ids minted here never collide with other instances' on the schema.
         node: Some(store.instance().rem_euclid(1024) as u16),
@@ -195,10 +197,16 @@ async fn run_on_postgres(
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(e) = store.heartbeat().await {
-                    return anyhow::Error::new(e).context(
-                        "another process took over this one's runs (one with the same --instance?)",
-                    );
+                match store.heartbeat().await {
+                    Ok(()) => {}
+                    Err(e @ baton_engine::store::Error::LeaseLost { .. }) => {
+                        return anyhow::Error::new(e).context(
+                            "another process took over this one's runs (one with the same --instance?)",
+                        );
+                    }
+                    // The database may be back before the lease runs out; if not,
+                    // the store's next write fails and the run stops then.
+                    Err(e) => eprintln!("warning: cannot renew the lease: {e}"),
                 }
                 let lost = store.lost();
                 if !lost.is_empty() {
