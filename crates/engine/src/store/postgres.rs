@@ -16,6 +16,12 @@
 //! sequence order, so what survives a crash of this process is always a prefix of
 //! what it appended.
 //!
+//! Every statement runs under [`PostgresOptions::statement_timeout`], so a
+//! database that stops answering fails the store instead of leaving `sync`
+//! waiting, and the server ends any transaction of ours left idle longer than the
+//! lease (`idle_in_transaction_session_timeout`), so the row locks of a frozen
+//! instance do not hold up those taking over its runs.
+//!
 //! A database error fails the store like a write error fails the embedded one:
 //! later calls return [`Error::Closed`] with the error's message, and what was not
 //! committed is lost (a restart with the same instance name resumes from what
@@ -149,6 +155,10 @@ pub struct PostgresOptions {
     pub pool_size: u32,
     /// How long to wait for a connection (default 10 s).
     pub connect_timeout: Duration,
+    /// The longest any statement may run, lock waits included (default 30 s):
+    /// past it the statement fails instead of hanging (a write then fails the
+    /// store). Zero means no limit.
+    pub statement_timeout: Duration,
 }
 
 impl PostgresOptions {
@@ -173,6 +183,7 @@ impl Default for PostgresOptions {
             max_batch: 10_000,
             pool_size: 4,
             connect_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -422,7 +433,20 @@ impl Postgres {
                 message: format!("{e}; expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"),
             })?
             .application_name("baton")
-            .options([("search_path", options.schema.as_str())]);
+            .options([
+                ("search_path", options.schema.clone()),
+                (
+                    "statement_timeout",
+                    options.statement_timeout.as_millis().to_string(),
+                ),
+                // A transaction of ours left open by a process that froze or lost
+                // its network is ended by the server, so its row locks do not hold
+                // up the instances taking over its runs.
+                (
+                    "idle_in_transaction_session_timeout",
+                    options.lease_ttl.as_millis().max(1).to_string(),
+                ),
+            ]);
         let target = format!(
             "{}:{}/{}",
             connect.get_host(),
@@ -2116,6 +2140,53 @@ mod tests {
         // What was written before the failure still counts as written.
         store.sync(durable).await.unwrap();
         failed(store.close().await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn statements_blocked_by_a_hung_transaction_time_out_instead_of_hanging() {
+        let Some(schema) = Schema::new("timeout") else {
+            return;
+        };
+        let quick = |name: &str| PostgresOptions {
+            statement_timeout: Duration::from_millis(300),
+            ..schema.options(name)
+        };
+        let old = Postgres::open(quick("node")).await.unwrap();
+        write(&old, vec![workflow(1), created(1, 1)]).await;
+        // Another session holds the run's row, as a frozen process's transaction would.
+        let mut hung = sqlx::PgConnection::connect(&schema.url).await.unwrap();
+        let sql = format!(
+            "SET search_path TO \"{}\"; BEGIN; SELECT * FROM runs FOR UPDATE;",
+            schema.name
+        );
+        sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut hung)
+            .await
+            .unwrap();
+
+        let started = std::time::Instant::now();
+        let err = Postgres::open(quick("node")).await.err().unwrap();
+        assert!(
+            matches!(&err, Error::Database { what, message }
+                if what.contains("taking over") && message.contains("statement timeout")),
+            "{err}"
+        );
+        // The writer, blocked the same way, fails the store rather than hanging.
+        let seq = old.append(vec![task(1, 0, TaskStatus::Ready)]).unwrap();
+        match old.sync(seq).await {
+            Err(Error::Closed(Some(message))) => {
+                assert!(message.contains("statement timeout"), "{message}")
+            }
+            other => panic!("expected Closed(Some(..)), got {other:?}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+        sqlx::raw_sql("ROLLBACK").execute(&mut hung).await.unwrap();
+        // The failed open left nothing behind: the old instance is still the owner.
+        let owner: i64 = sqlx::query_scalar("SELECT owner FROM runs")
+            .fetch_one(old.pool())
+            .await
+            .unwrap();
+        assert_eq!(owner, old.instance());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
