@@ -173,6 +173,9 @@ pub struct Config {
     pub traces: Vec<PathBuf>,
     /// The `baton` binary, for the `http` suite (it starts `baton serve`).
     pub baton: Option<PathBuf>,
+    /// The `events` suite's backend (`memory`, `disk`, `redis`, `nats`): only its
+    /// scenarios run. `None`: memory and disk, as always.
+    pub events_backend: Option<String>,
 }
 
 impl Default for Config {
@@ -185,6 +188,7 @@ impl Default for Config {
             shapes: None,
             traces: Vec::new(),
             baton: None,
+            events_backend: None,
         }
     }
 }

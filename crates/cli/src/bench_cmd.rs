@@ -41,6 +41,11 @@ pub struct Args {
     /// WfFormat trace files or folders of them, for `planning`.
     #[arg(long)]
     trace: Vec<PathBuf>,
+    /// For `events`: one backend's scenarios (memory, disk, redis, nats); default memory
+    /// and disk. `redis` needs a build with the `redis` feature and a server at
+    /// BATON_BENCH_REDIS_URL (default redis://127.0.0.1:6379).
+    #[arg(long, value_name = "BACKEND", value_parser = ["memory", "disk", "redis", "nats"])]
+    backend: Option<String>,
     /// Write the report as JSON (schema 1, see docs/performance.md).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -130,6 +135,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .transpose()
         .map_err(anyhow::Error::msg)?;
     config.traces = args.trace.clone();
+    if args.backend.is_some() && !matches!(suite, Suite::Events | Suite::All) {
+        bail!("--backend applies to the events suite (or all) only");
+    }
+    config.events_backend = args.backend.clone();
     config.baton = std::env::current_exe().ok();
     // Read inputs before spending minutes measuring.
     let targets = match (&args.targets, args.check) {

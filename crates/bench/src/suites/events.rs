@@ -14,6 +14,13 @@
 //! plus its ack; `end_to_end` is from just before the batch's
 //! publish to the moment a consumer holds the event (closed loop: producers
 //! go as fast as they can, so it includes queueing behind them).
+//!
+//! `--backend` picks one backend's scenarios: `memory` or `disk` (both by
+//! default), or `redis` (feature `redis`; the server at
+//! `BATON_BENCH_REDIS_URL`, default `redis://127.0.0.1:6379`, each sample under
+//! a fresh key prefix deleted afterwards). Server backends add publish-only
+//! scenarios (`events/publish/...`: producers only, no group), since a shared
+//! log's publish rate matters on its own.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +40,8 @@ use crate::{Config, Error, Record, Sink};
 pub(crate) enum Backend {
     Memory,
     Disk(Fsync),
+    #[cfg(feature = "redis")]
+    Redis,
 }
 
 impl Backend {
@@ -42,6 +51,8 @@ impl Backend {
             Backend::Disk(Fsync::Always) => "disk-always",
             Backend::Disk(Fsync::Never) => "disk-never",
             Backend::Disk(_) => "disk-interval-10ms",
+            #[cfg(feature = "redis")]
+            Backend::Redis => "redis",
         }
     }
 }
@@ -258,6 +269,49 @@ async fn sample(sc: Scenario) -> Result<Outcome, String> {
             .map_err(|e| e.to_string())?;
             drive(log, sc, epoch).await
         }
+        #[cfg(feature = "redis")]
+        Backend::Redis => redis::sample(sc, epoch).await,
+    }
+}
+
+#[cfg(feature = "redis")]
+mod redis {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
+
+    use baton_events::{RedisLog, RedisOptions};
+
+    use super::{Outcome, Scenario, drive, options};
+
+    /// The server: `BATON_BENCH_REDIS_URL`, or one on this machine.
+    pub(super) fn url() -> String {
+        std::env::var("BATON_BENCH_REDIS_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "redis://127.0.0.1:6379".into())
+    }
+
+    /// One sample on a fresh key prefix, deleted afterwards (not timed).
+    pub(super) async fn sample(sc: Scenario, epoch: Instant) -> Result<Outcome, String> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let options = RedisOptions {
+            url: url(),
+            prefix: format!(
+                "baton-bench:{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ),
+            log: options(),
+            ..RedisOptions::default()
+        };
+        let log = RedisLog::open(options.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let outcome = drive(log, sc, epoch).await;
+        // `drive` closed its log; another handle deletes what the sample stored.
+        let cleanup = RedisLog::open(options).await.map_err(|e| e.to_string())?;
+        cleanup.purge().await.map_err(|e| e.to_string())?;
+        outcome
     }
 }
 
@@ -361,6 +415,33 @@ fn latency_records(prefix: &str, sc: Scenario, outcomes: &[Outcome]) -> Vec<Reco
 }
 
 pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
+    match config.events_backend.as_deref() {
+        None => run_in_process(config, sink, |_| true),
+        Some("memory") => run_in_process(config, sink, |b| b == Backend::Memory),
+        Some("disk") => run_in_process(config, sink, |b| matches!(b, Backend::Disk(_))),
+        #[cfg(feature = "redis")]
+        Some("redis") => run_server(config, sink, Backend::Redis),
+        #[cfg(not(feature = "redis"))]
+        Some("redis") => Err(Error::Unavailable(
+            "the events suite's redis backend needs a build with the `redis` feature \
+             (cargo build --release -p baton-cli --features redis)"
+                .into(),
+        )),
+        Some("nats") => Err(Error::Unavailable(
+            "the events suite has no nats backend in this build".into(),
+        )),
+        Some(other) => Err(Error::Unavailable(format!(
+            "unknown events backend `{other}`: expected memory, disk, redis or nats"
+        ))),
+    }
+}
+
+/// The memory and disk scenarios, of the backends `keep` accepts.
+fn run_in_process(
+    config: &Config,
+    sink: &mut Sink<'_>,
+    keep: impl Fn(Backend) -> bool,
+) -> Result<(), Error> {
     let rt = runtime();
     let repeats = config.repeats;
     // Throughput by backend and count.
@@ -385,7 +466,7 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
         ],
         &[Backend::Memory, ALWAYS],
     );
-    for backend in backends {
+    for backend in backends.into_iter().filter(|&b| keep(b)) {
         let counts = if backend == Backend::Memory {
             &memory_counts
         } else {
@@ -414,50 +495,16 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
 
     // Batch-size sweep, with the recommended batch size.
     let batches = config.pick(&[1, 10, 100, 1_000, 10_000], &[1, 100, 1_000], &[10, 100]);
-    for backend in [Backend::Memory, ALWAYS] {
-        let mut points = Vec::new();
-        for &batch in &batches {
-            let count = match (backend, config.quick) {
-                (_, true) if config.smoke => 1_000,
-                (Backend::Memory, false) => (batch * 500).clamp(5_000, 1_000_000),
-                (Backend::Memory, true) => (batch * 100).clamp(2_000, 100_000),
-                (_, false) => (batch * 200).clamp(2_000, 500_000),
-                (_, true) => (batch * 50).clamp(500, 100_000),
-            };
-            let sc = Scenario {
-                batch,
-                ..Scenario::new(backend, count)
-            };
-            let prefix = format!("events/batch/{}/{batch}", backend.name());
-            let (rates, outcomes) = measure(&rt, &prefix, sc, repeats)?;
-            let lat = latency_records(&prefix, sc, &outcomes);
-            let p99 = lat
-                .iter()
-                .find(|r| r.name.ends_with("/end_to_end/p99"))
-                .map_or(f64::NAN, |r| r.statistics.median);
-            let rec = throughput_record(format!("{prefix}/throughput"), sc, rates);
-            points.push((batch, rec.statistics.median, p99));
-            sink.push(rec);
-            for r in lat.into_iter().filter(|r| r.name.contains("/p99")) {
-                sink.push(r);
-            }
-        }
-        if let Some(best) = points.iter().map(|p| p.1).max_by(f64::total_cmp)
-            && let Some(&(batch, rate, p99)) = points.iter().find(|p| p.1 >= 0.9 * best)
-        {
-            sink.note(format!(
-                "recommended batch size for {}: {batch} ({} events/s, end-to-end p99 {:.0} µs): the smallest batch within 10% of the best throughput measured ({:.0} events/s); larger batches add latency for little throughput (batches tried: {:?})",
-                backend.name(),
-                rate.round(),
-                p99,
-                best,
-                batches
-            ));
-        }
+    for backend in [Backend::Memory, ALWAYS].into_iter().filter(|&b| keep(b)) {
+        batch_sweep(&rt, config, sink, backend, &batches)?;
     }
 
     // Payload sizes (memory: the log's own cost, not the disk's bandwidth).
-    let payloads = config.pick(&[10, 100, 1_000, 10_000], &[100, 4_096], &[100]);
+    let payloads = if keep(Backend::Memory) {
+        config.pick(&[10, 100, 1_000, 10_000], &[100, 4_096], &[100])
+    } else {
+        Vec::new()
+    };
     for &payload in &payloads {
         let count = match (config.smoke, config.quick || payload >= 10_000) {
             (true, _) => 1_000,
@@ -479,6 +526,9 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
         &[(Backend::Memory, 100_000), (ALWAYS, 100_000)],
         &[(Backend::Memory, 1_000)],
     ) {
+        if !keep(backend) {
+            continue;
+        }
         for p in config.pick(&[1, 2, 4], &[1, 2, 4], &[1, 2]) {
             let sc = Scenario {
                 producers: p,
@@ -493,6 +543,123 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
     Ok(())
 }
 
+/// The batch-size sweep of one backend, with the recommended batch size.
+fn batch_sweep(
+    rt: &tokio::runtime::Runtime,
+    config: &Config,
+    sink: &mut Sink<'_>,
+    backend: Backend,
+    batches: &[usize],
+) -> Result<(), Error> {
+    let repeats = config.repeats;
+    let mut points = Vec::new();
+    for &batch in batches {
+        let count = match (backend, config.quick) {
+            (_, true) if config.smoke => 1_000,
+            (Backend::Memory, false) => (batch * 500).clamp(5_000, 1_000_000),
+            (Backend::Memory, true) => (batch * 100).clamp(2_000, 100_000),
+            (_, false) => (batch * 200).clamp(2_000, 500_000),
+            (_, true) => (batch * 50).clamp(500, 100_000),
+        };
+        let sc = Scenario {
+            batch,
+            ..Scenario::new(backend, count)
+        };
+        let prefix = format!("events/batch/{}/{batch}", backend.name());
+        let (rates, outcomes) = measure(rt, &prefix, sc, repeats)?;
+        let lat = latency_records(&prefix, sc, &outcomes);
+        let p99 = lat
+            .iter()
+            .find(|r| r.name.ends_with("/end_to_end/p99"))
+            .map_or(f64::NAN, |r| r.statistics.median);
+        let rec = throughput_record(format!("{prefix}/throughput"), sc, rates);
+        points.push((batch, rec.statistics.median, p99));
+        sink.push(rec);
+        for r in lat.into_iter().filter(|r| r.name.contains("/p99")) {
+            sink.push(r);
+        }
+    }
+    if let Some(best) = points.iter().map(|p| p.1).max_by(f64::total_cmp)
+        && let Some(&(batch, rate, p99)) = points.iter().find(|p| p.1 >= 0.9 * best)
+    {
+        sink.note(format!(
+            "recommended batch size for {}: {batch} ({} events/s, end-to-end p99 {:.0} µs): the smallest batch within 10% of the best throughput measured ({:.0} events/s); larger batches add latency for little throughput (batches tried: {:?})",
+            backend.name(),
+            rate.round(),
+            p99,
+            best,
+            batches
+        ));
+    }
+    Ok(())
+}
+
+/// A server backend's scenarios: group throughput by count (1 producer, 1
+/// member), the batch sweep, producers and members, and publish alone.
+#[cfg(feature = "redis")]
+fn run_server(config: &Config, sink: &mut Sink<'_>, backend: Backend) -> Result<(), Error> {
+    let rt = runtime();
+    let repeats = config.repeats;
+    let counts = config.pick(&[10_000, 100_000, 1_000_000], &[100_000], &[1_000]);
+    for &count in &counts {
+        let sc = Scenario::new(backend, count);
+        let name = format!("events/throughput/{}/1p1c/{count}", backend.name());
+        let (rates, outcomes) = measure(&rt, &name, sc, repeats)?;
+        sink.push(throughput_record(name, sc, rates));
+        if count == 100_000 || counts.len() == 1 {
+            for r in latency_records(&format!("events/latency/{}", backend.name()), sc, &outcomes) {
+                sink.push(r);
+            }
+        }
+    }
+    let batches = config.pick(&[100, 1_000, 10_000], &[1_000, 10_000], &[100]);
+    batch_sweep(&rt, config, sink, backend, &batches)?;
+    let count = config.pick(&[1_000_000], &[200_000], &[1_000])[0];
+    for p in config.pick(&[1, 2, 4], &[1, 4], &[1, 2]) {
+        let sc = Scenario {
+            producers: p,
+            consumers: p,
+            ..Scenario::new(backend, count)
+        };
+        let name = format!("events/producers/{}/{p}p{p}c", backend.name());
+        let (rates, _) = measure(&rt, &name, sc, repeats)?;
+        sink.push(throughput_record(name, sc, rates));
+    }
+    // Publish alone: producers only, no group.
+    for batch in config.pick(&[1_000, 10_000], &[1_000, 10_000], &[100]) {
+        for p in config.pick(&[1, 4, 8], &[8], &[2]) {
+            let sc = Scenario {
+                producers: p,
+                consumers: 0,
+                batch,
+                ..Scenario::new(backend, count)
+            };
+            let name = format!("events/publish/{}/{p}p/batch{batch}", backend.name());
+            let (rates, outcomes) = measure(&rt, &name, sc, repeats)?;
+            sink.push(
+                Record::new(
+                    name.clone(),
+                    "events published per second: P producers publish COUNT events in batches, no consumer; from the first publish to the last acknowledged publish, on a fresh log",
+                    "events/s",
+                    true,
+                    rates,
+                )
+                .param("backend", backend.name())
+                .param("producers", p)
+                .param("batch", batch)
+                .param("count", count)
+                .param("payload_bytes", sc.payload),
+            );
+            for r in latency_records(&name, sc, &outcomes)
+                .into_iter()
+                .filter(|r| r.name.contains("/publish/p"))
+            {
+                sink.push(r);
+            }
+        }
+    }
+    Ok(())
+}
 #[cfg(test)]
 mod tests {
     use super::*;
