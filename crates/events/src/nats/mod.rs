@@ -128,6 +128,9 @@ use self::codec::{
 /// does not take events that only become due later.
 const NO_WAIT_EXPIRY: Duration = Duration::from_millis(20);
 
+/// How often a poll drops records of deliveries acknowledged by other processes.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(30);
+
 /// How long past its expiry a pull request may stay unanswered before the poll gives
 /// up on it.
 const PULL_ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
@@ -278,6 +281,25 @@ struct GroupState {
     parts: Vec<Part>,
     /// Members seen by this process, with their last poll (ms since the epoch).
     members: BTreeMap<String, u64>,
+    /// When deliveries the group's acknowledgement floor has passed were last dropped.
+    pruned: Option<Instant>,
+}
+
+impl GroupState {
+    /// Drops the records of deliveries at or below each partition's acknowledgement
+    /// floor: acknowledged, possibly by another process after a redelivery.
+    fn prune(&mut self, infos: &[Option<ConsumerInfo>]) {
+        for (part, info) in self.parts.iter_mut().zip(infos) {
+            if let Some(info) = info {
+                let floor = info.ack_floor.stream_seq;
+                part.held.retain(|&seq, _| seq > floor);
+                if part.held.is_empty() {
+                    part.owner = None;
+                }
+            }
+        }
+        self.pruned = Some(Instant::now());
+    }
 }
 
 /// Deliveries of one partition this process made and that are not yet acknowledged.
@@ -838,6 +860,7 @@ impl NatsLog {
                     state: Mutex::new(GroupState {
                         parts: (0..t.options.partitions).map(|_| Part::default()).collect(),
                         members: BTreeMap::new(),
+                        pruned: None,
                     }),
                 })
             })
@@ -1265,6 +1288,31 @@ impl NatsLog {
         wake
     }
 
+    /// Now and then, drops the records of expired deliveries that were acknowledged
+    /// elsewhere, so a long-running process does not keep them.
+    async fn prune_if_due(&self, t: &Topic, g: &Group) -> Result<()> {
+        let now = Instant::now();
+        let due = {
+            let st = lock(&g.state);
+            st.pruned
+                .is_none_or(|at| now.duration_since(at) >= PRUNE_INTERVAL)
+                && st
+                    .parts
+                    .iter()
+                    .any(|part| part.held.values().any(|h| h.claimable <= now))
+        };
+        if !due {
+            return Ok(());
+        }
+        let infos =
+            join_all((0..t.options.partitions).map(|p| self.consumer_info(t, &g.consumer, p)))
+                .await
+                .into_iter()
+                .collect::<Result<Vec<_>>>()?;
+        lock(&g.state).prune(&infos);
+        Ok(())
+    }
+
     // ----- dead letters --------------------------------------------------------------
 
     /// Dead-letters the deliveries this process made that have used up their
@@ -1506,6 +1554,7 @@ impl EventLog for NatsLog {
             if !g.ready.load(Ordering::Acquire) {
                 self.group(&t, group).await?;
             }
+            self.prune_if_due(&t, &g).await?;
             self.dead_letter_exhausted(&t, &g).await?;
             let fetched = self.fetch(&t, &g, member, max).await?;
             if !fetched.is_empty() {
@@ -1606,13 +1655,8 @@ impl EventLog for NatsLog {
         let g = self.group_entry(&t, group)?;
         let mut out = Vec::new();
         let mut st = lock(&g.state);
-        for (p, part) in st.parts.iter_mut().enumerate() {
-            // What the group's acknowledgement floor has passed was acknowledged,
-            // possibly by another process.
-            if let Some(Some(info)) = infos.get(p) {
-                let floor = info.ack_floor.stream_seq;
-                part.held.retain(|&seq, _| seq > floor);
-            }
+        st.prune(&infos);
+        for (p, part) in st.parts.iter().enumerate() {
             for (&seq, h) in &part.held {
                 out.push(PendingEntry {
                     offset: Offset::new(p as u32, seq - 1),
