@@ -82,6 +82,8 @@
 //!   group's consumers there (the member list above is kept).
 //! - **Dead letters** are published, then acknowledged: if the process dies between
 //!   the two, the event is dead-lettered again after another visibility timeout.
+//! - **Limits of one call.** A poll, `pending` or `read` returns at most 1,048,576
+//!   entries; durations are capped at about 317 years.
 //! - **Retention** by count trims exactly (`XTRIM MAXLEN`), by bytes and age whole
 //!   batches (`XTRIM MINID`) at each publish to the partition; age is also applied
 //!   when a partition is read or reported.
@@ -306,9 +308,21 @@ impl From<Stored> for TopicOptions {
     }
 }
 
+/// The longest duration the scripts handle, in ms (about 317 years): Lua prints
+/// numbers of 14 digits or more in exponent form, which Redis commands refuse.
+const MAX_MS: u64 = 10_000_000_000_000;
+
+/// Most entries one poll, pending or read call returns.
+const MAX_PER_CALL: usize = 1 << 20;
+
+/// Whole milliseconds, at most [`MAX_MS`].
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).min(MAX_MS)
+}
+
 /// Whole milliseconds, at least 1 (Redis counts idle times in ms).
 fn ms_at_least_1(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    ms(d).max(1)
 }
 
 /// The keys of one partition.
@@ -360,7 +374,7 @@ impl Topic {
             max_bytes: r.max_bytes.map_or(0, |m| m.div_ceil(n)),
             max_age_ms: r.max_age.map_or(0, ms_at_least_1),
             dedup_ids: (options.dedup.max_ids as u64).div_ceil(n),
-            dedup_age_ms: u64::try_from(options.dedup.max_age.as_millis()).unwrap_or(u64::MAX),
+            dedup_age_ms: ms(options.dedup.max_age),
             visibility_ms: ms_at_least_1(options.visibility_timeout),
             tag,
             options,
@@ -830,7 +844,7 @@ impl RedisLog {
         let mut cmd = eval_cmd(&self.inner.scripts.poll, &keys);
         cmd.arg(group)
             .arg(member)
-            .arg(max)
+            .arg(max.min(MAX_PER_CALL))
             .arg(t.visibility_ms)
             .arg(t.options.max_deliveries)
             .arg(first)
@@ -1147,9 +1161,7 @@ impl EventLog for RedisLog {
                 .map(|(p, _)| t.parts[*p as usize].stream.clone()),
         );
         let mut cmd = eval_cmd(&self.inner.scripts.nack, &keys);
-        cmd.arg(group)
-            .arg(t.visibility_ms)
-            .arg(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+        cmd.arg(group).arg(t.visibility_ms).arg(ms(delay));
         for (p, offsets) in &parts {
             cmd.arg(p).arg(offsets.len());
             for &o in offsets {
@@ -1171,7 +1183,9 @@ impl EventLog for RedisLog {
         let mut keys = vec![t.groups.clone(), t.group_key(group, "h")];
         keys.extend(t.parts.iter().map(|p| p.stream.clone()));
         let mut cmd = eval_cmd(&self.inner.scripts.pending, &keys);
-        cmd.arg(group).arg(limit).arg(t.visibility_ms);
+        cmd.arg(group)
+            .arg(limit.min(MAX_PER_CALL))
+            .arg(t.visibility_ms);
         let reply = self
             .inner
             .conns
@@ -1351,8 +1365,9 @@ impl EventLog for RedisLog {
             part.state.as_str(),
         ];
         let mut cmd = eval_cmd(&self.inner.scripts.read, &keys);
-        cmd.arg(from.min(i64::MAX as u64 - 1))
-            .arg(max.min(i64::MAX as usize))
+        // Offsets stay far below 2^53 (Lua numbers are doubles).
+        cmd.arg(from.min(1 << 53))
+            .arg(max.min(MAX_PER_CALL))
             .arg(t.max_events)
             .arg(t.max_bytes)
             .arg(t.max_age_ms);

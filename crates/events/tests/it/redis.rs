@@ -439,3 +439,45 @@ async fn dedup_window_larger_than_a_small_hash() {
     );
     assert_eq!(log.topics().await.unwrap()[0].events(), 2100);
 }
+
+#[tokio::test]
+async fn extreme_counts_and_durations_are_handled() {
+    let mut f = Redis::new();
+    if !f.available() {
+        return;
+    }
+    let log = f.open(Options::default()).await;
+    let mut opts = topic(1, Duration::MAX);
+    opts.retention.max_age = Some(Duration::MAX);
+    opts.dedup.max_age = Duration::MAX;
+    log.create_topic("t", opts).await.unwrap();
+    log.publish("t", (0..3).map(|i| ev("k", i)).collect())
+        .await
+        .unwrap();
+    assert_eq!(log.read("t", 0, 0, usize::MAX).await.unwrap().len(), 3);
+    assert!(
+        log.read("t", 0, u64::MAX, usize::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let p = log
+        .poll("t", "g", "m", usize::MAX, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(p.len(), 3);
+    assert_eq!(
+        log.nack("t", "g", &p.offsets()[..1], Duration::MAX)
+            .await
+            .unwrap(),
+        1
+    );
+    let pending = log.pending("t", "g", usize::MAX).await.unwrap();
+    assert_eq!(pending.len(), 3);
+    assert!(pending.iter().all(|e| e.claimable_at_ms > e.since_ms));
+    assert_eq!(
+        log.offsets_at("t", u64::MAX).await.unwrap(),
+        [baton_events::Offset::new(0, 3)]
+    );
+    assert_eq!(log.ack("t", "g", &p.offsets()).await.unwrap(), 3);
+}

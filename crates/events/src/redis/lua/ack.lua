@@ -20,7 +20,7 @@ for k = 3, #KEYS do
     if held then
       local f = {}
       for j = i, last do
-        f[#f + 1] = p .. ':' .. off(ARGV[j])
+        f[#f + 1] = hold_key(p, off(ARGV[j]))
       end
       redis.call('HDEL', KEYS[2], unpack(f))
     end

@@ -6,6 +6,11 @@ local function oid(o)
   return string.format('0-%d', o + 1)
 end
 
+-- The field of a nack's hold in a group's holds hash: "partition:offset".
+local function hold_key(p, o)
+  return string.format('%d:%d', p, o)
+end
+
 -- The offset of a stream entry ID.
 local function off(id)
   return tonumber(string.sub(id, 3)) - 1

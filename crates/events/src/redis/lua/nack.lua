@@ -26,7 +26,7 @@ for k = 3, #KEYS do
     local e = redis.call('XPENDING', s, group, id, id, 1)
     if e[1] then
       local owner = e[1][2]
-      local hkey = p .. ':' .. off(id)
+      local hkey = hold_key(p, off(id))
       -- JUSTID leaves the delivery count alone: the redelivery counts, not the nack.
       if delay < vis then
         redis.call('XCLAIM', s, group, owner, 0, id, 'IDLE', vis - delay, 'JUSTID')

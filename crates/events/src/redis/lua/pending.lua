@@ -21,7 +21,7 @@ for k = 3, #KEYS do
     local since = now - e[3]
     local at = since + vis
     if held then
-      local h = redis.call('HGET', KEYS[2], p .. ':' .. off(e[1]))
+      local h = redis.call('HGET', KEYS[2], hold_key(p, off(e[1])))
       if h and tonumber(h) > at then
         at = tonumber(h)
       end

@@ -40,7 +40,7 @@ for k = 0, n - 1 do
     local ids, counts = {}, {}
     for _, e in ipairs(pend) do
       local id, count = e[1], e[4]
-      local hkey = p .. ':' .. off(id)
+      local hkey = hold_key(p, off(id))
       local hold = false
       if held > 0 then
         hold = redis.call('HGET', holds, hkey)
@@ -130,7 +130,7 @@ if scan and #out == 0 and #dead == 0 then
     for _, e in ipairs(redis.call('XPENDING', s, group, '-', '+', 1000)) do
       local due = vis - e[3]
       if held > 0 then
-        local h = redis.call('HGET', holds, p .. ':' .. off(e[1]))
+        local h = redis.call('HGET', holds, hold_key(p, off(e[1])))
         if h and tonumber(h) - now > due then
           due = tonumber(h) - now
         end

@@ -18,7 +18,7 @@ if #r == 0 then
 end
 local lo, hi = off(r[1][1]), off(r[#r][1])
 local batches = redis.call('ZREVRANGEBYSCORE', KEYS[2], lo, '-inf', 'LIMIT', 0, 1)
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. lo, hi)) do
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], string.format('(%d', lo), hi)) do
   batches[#batches + 1] = m
 end
 return { entries, batches }
