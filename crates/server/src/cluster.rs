@@ -77,6 +77,12 @@ impl Cluster {
         lease_ttl: Duration,
     ) -> Result<Cluster, sqlx::Error> {
         // The pool's connections have the store's schema as their search path.
+        // Instances starting together would race on `CREATE TABLE IF NOT EXISTS`
+        // (it is not atomic in PostgreSQL): one at a time, under a lock.
+        let mut tx = store.pool().begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.catalog'))")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS catalog (
                 id bigint PRIMARY KEY,
@@ -85,8 +91,9 @@ impl Cluster {
                 document jsonb NOT NULL
             )",
         )
-        .execute(store.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));

@@ -69,8 +69,9 @@ impl Drop for Instance {
     }
 }
 
-fn start(name: &str, data: &std::path::Path, namespace: &str, pg: &str, events: &str) -> Instance {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+/// Starts `baton serve` as one instance; [`Instance::ready`] waits for its address.
+fn start(name: &str, data: &std::path::Path, namespace: &str, pg: &str, events: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_baton"))
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .args(["--events", events, "--state", pg, "--namespace", namespace])
@@ -79,25 +80,31 @@ fn start(name: &str, data: &std::path::Path, namespace: &str, pg: &str, events: 
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut said = Vec::new();
-    let addr = loop {
-        let line = match lines.next() {
-            Some(Ok(line)) => line,
-            _ => panic!(
-                "baton serve {name} exited early ({:?}): {}",
-                child.wait(),
-                said.join("\n")
-            ),
+        .unwrap()
+}
+
+impl Instance {
+    /// Waits until `child` says where it listens.
+    fn ready(mut child: Child) -> Instance {
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut said = Vec::new();
+        let addr = loop {
+            let line = match lines.next() {
+                Some(Ok(line)) => line,
+                _ => panic!(
+                    "baton serve exited early ({:?}): {}",
+                    child.wait(),
+                    said.join("\n")
+                ),
+            };
+            said.push(line.clone());
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
         };
-        said.push(line.clone());
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Instance { child, addr }
+        std::thread::spawn(move || for _ in lines {});
+        Instance { child, addr }
+    }
 }
 
 /// Drops the test's schema, keys and streams, whatever happened.
@@ -178,17 +185,16 @@ fn three_instances(events: &str) {
         events: events.clone(),
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut instances: Vec<Option<Instance>> = (0..3)
+    // All three start at once: schema creation and registration must not race.
+    let children: Vec<Child> = (0..3)
         .map(|i| {
             let name = format!("node{i}");
-            Some(start(
-                &name,
-                &dir.path().join(&name),
-                &namespace,
-                &pg,
-                &events,
-            ))
+            start(&name, &dir.path().join(&name), &namespace, &pg, &events)
         })
+        .collect();
+    let mut instances: Vec<Option<Instance>> = children
+        .into_iter()
+        .map(|c| Some(Instance::ready(c)))
         .collect();
     let addrs: Vec<String> = instances
         .iter()

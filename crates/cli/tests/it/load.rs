@@ -200,8 +200,18 @@ fn no_follow_only_starts_runs() {
 #[test]
 fn several_targets_share_the_users() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut a, addr_a) = crate::serve::serve(&dir.path().join("a"));
-    let (mut b, addr_b) = crate::serve::serve(&dir.path().join("b"));
+    /// Stops a server whatever the test's outcome.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let (a, addr_a) = crate::serve::serve(&dir.path().join("a"));
+    let _a = Stop(a);
+    let (b, addr_b) = crate::serve::serve(&dir.path().join("b"));
+    let _b = Stop(b);
     let targets = format!("http://{addr_a},http://{addr_b}");
     let json = dir.path().join("report.json");
     let out = baton(
@@ -234,5 +244,4 @@ fn several_targets_share_the_users() {
             .sum();
         assert!(served >= 10, "{addr} served {served} health checks");
     }
-    let _ = (a.kill(), b.kill(), a.wait(), b.wait());
 }
