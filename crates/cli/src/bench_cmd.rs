@@ -43,7 +43,8 @@ pub struct Args {
     trace: Vec<PathBuf>,
     /// For `events`: one backend's scenarios (memory, disk, redis, nats); default memory
     /// and disk. `redis` needs a build with the `redis` feature and a server at
-    /// BATON_BENCH_REDIS_URL (default redis://127.0.0.1:6379).
+    /// BATON_BENCH_REDIS_URL (default redis://127.0.0.1:6379); `nats` a build with the
+    /// `nats` feature and a server at BATON_BENCH_NATS_URL (default nats://127.0.0.1:4222).
     #[arg(long, value_name = "BACKEND", value_parser = ["memory", "disk", "redis", "nats"])]
     backend: Option<String>,
     /// Write the report as JSON (schema 1, see docs/performance.md).

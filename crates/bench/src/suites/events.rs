@@ -18,7 +18,9 @@
 //! `--backend` picks one backend's scenarios: `memory` or `disk` (both by
 //! default), or `redis` (feature `redis`; the server at
 //! `BATON_BENCH_REDIS_URL`, default `redis://127.0.0.1:6379`, each sample under
-//! a fresh key prefix deleted afterwards). Server backends add publish-only
+//! a fresh key prefix deleted afterwards), or `nats` (feature `nats`; the server at
+//! `BATON_BENCH_NATS_URL`, default `nats://127.0.0.1:4222`, each sample under a
+//! fresh stream prefix deleted afterwards). Server backends add publish-only
 //! scenarios (`events/publish/...`: producers only, no group), since a shared
 //! log's publish rate matters on its own.
 
@@ -42,6 +44,8 @@ pub(crate) enum Backend {
     Disk(Fsync),
     #[cfg(feature = "redis")]
     Redis,
+    #[cfg(feature = "nats")]
+    Nats,
 }
 
 impl Backend {
@@ -53,6 +57,8 @@ impl Backend {
             Backend::Disk(_) => "disk-interval-10ms",
             #[cfg(feature = "redis")]
             Backend::Redis => "redis",
+            #[cfg(feature = "nats")]
+            Backend::Nats => "nats",
         }
     }
 }
@@ -271,6 +277,52 @@ async fn sample(sc: Scenario) -> Result<Outcome, String> {
         }
         #[cfg(feature = "redis")]
         Backend::Redis => redis::sample(sc, epoch).await,
+        #[cfg(feature = "nats")]
+        Backend::Nats => nats::sample(sc, epoch).await,
+    }
+}
+
+#[cfg(feature = "nats")]
+mod nats {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Instant;
+
+    use baton_events::{NatsLog, NatsOptions};
+
+    use super::{Outcome, Scenario, drive, options};
+
+    /// The server: `BATON_BENCH_NATS_URL`, or one on this machine.
+    pub(super) fn url() -> String {
+        std::env::var("BATON_BENCH_NATS_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "nats://127.0.0.1:4222".into())
+    }
+
+    /// One sample on a fresh stream prefix, deleted afterwards (not timed).
+    pub(super) async fn sample(sc: Scenario, epoch: Instant) -> Result<Outcome, String> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let options = NatsOptions {
+            url: url(),
+            prefix: format!(
+                "baton-bench-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ),
+            log: options(),
+            ..NatsOptions::default()
+        };
+        let log = NatsLog::open(options.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let outcome = drive(log, sc, epoch).await;
+        // `drive` closed its log; another handle deletes what the sample stored.
+        let cleanup = NatsLog::open(options).await.map_err(|e| e.to_string())?;
+        cleanup
+            .delete_all_topics()
+            .await
+            .map_err(|e| e.to_string())?;
+        outcome
     }
 }
 
@@ -427,8 +479,13 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
              (cargo build --release -p baton-cli --features redis)"
                 .into(),
         )),
+        #[cfg(feature = "nats")]
+        Some("nats") => run_server(config, sink, Backend::Nats),
+        #[cfg(not(feature = "nats"))]
         Some("nats") => Err(Error::Unavailable(
-            "the events suite has no nats backend in this build".into(),
+            "the events suite's nats backend needs a build with the `nats` feature \
+             (cargo build --release -p baton-cli --features nats)"
+                .into(),
         )),
         Some(other) => Err(Error::Unavailable(format!(
             "unknown events backend `{other}`: expected memory, disk, redis or nats"
@@ -596,7 +653,7 @@ fn batch_sweep(
 
 /// A server backend's scenarios: group throughput by count (1 producer, 1
 /// member), the batch sweep, producers and members, and publish alone.
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "nats"))]
 fn run_server(config: &Config, sink: &mut Sink<'_>, backend: Backend) -> Result<(), Error> {
     let rt = runtime();
     let repeats = config.repeats;
