@@ -202,6 +202,18 @@ impl Connections {
             .map_err(|e| self.failed(op, e))
     }
 
+    /// Runs a pipeline (a transaction if it is atomic) on the main connection.
+    pub(crate) async fn query_pipe(
+        &self,
+        op: &'static str,
+        pipe: &Pipeline,
+    ) -> Result<Value, Error> {
+        let mut c = self.main.clone();
+        pipe.query_async(&mut c)
+            .await
+            .map_err(|e| self.failed(op, e))
+    }
+
     /// Runs a script prepared with [`eval_cmd`] on the main connection, loading it
     /// first if the server does not know it (after a restart or `SCRIPT FLUSH`).
     pub(crate) async fn eval(

@@ -213,6 +213,24 @@ struct Scripts {
     read: Script,
     offsets: Script,
     seek: Script,
+    /// The body of `append.lua` without comments and indentation, sent with `EVAL`
+    /// inside a transaction (see [`RedisLog::append`]).
+    append: String,
+}
+
+/// A script's text without comment lines and indentation: shorter to send with
+/// `EVAL` (the scripts have no multi-line strings, so this keeps their meaning).
+fn compact(code: &str) -> String {
+    let mut out = String::with_capacity(code.len() / 2);
+    for line in code
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("--"))
+    {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 macro_rules! script {
@@ -238,6 +256,11 @@ impl Scripts {
             read: script!("read.lua"),
             offsets: script!("offsets.lua"),
             seek: script!("seek.lua"),
+            append: compact(concat!(
+                include_str!("lua/common.lua"),
+                "\n",
+                include_str!("lua/append.lua")
+            )),
         }
     }
 
@@ -311,6 +334,10 @@ impl From<Stored> for TopicOptions {
 /// The longest duration the scripts handle, in ms (about 317 years): Lua prints
 /// numbers of 14 digits or more in exponent form, which Redis commands refuse.
 const MAX_MS: u64 = 10_000_000_000_000;
+
+/// Events per partition from which a publish without dedup goes as a transaction of
+/// plain `XADD`s (see [`RedisLog::append`]).
+const APPEND_MIN_SHARE: usize = 32;
 
 /// Most entries one poll, pending or read call returns.
 const MAX_PER_CALL: usize = 1 << 20;
@@ -747,6 +774,9 @@ impl RedisLog {
             shares[p as usize].push(i);
         }
         let touched: Vec<u32> = (0..n).filter(|&p| !shares[p as usize].is_empty()).collect();
+        if t.dedup_ids == 0 && batch.len() >= APPEND_MIN_SHARE * touched.len() {
+            return self.append(t, batch, &shares, &touched).await;
+        }
         let mut keys = Vec::with_capacity(touched.len() * 5);
         for &p in &touched {
             let part = &t.parts[p as usize];
@@ -817,6 +847,76 @@ impl RedisLog {
         }
         for (i, first) in repeats {
             offsets[i] = offsets[first];
+        }
+        Ok(offsets)
+    }
+
+    /// Publishes without dedup as one transaction: per partition the entries as plain
+    /// `XADD … 0-*` (the server numbers them, so they are contiguous within the
+    /// transaction) and an `EVAL` of `append.lua` that indexes them, updates the
+    /// partition's state and applies retention. Plain `XADD`s cost the server about a
+    /// quarter less than the same appends made from Lua, where each argument is copied
+    /// twice more; the script, sent whole each time (a missing script would fail
+    /// after the entries were added), pays off once a partition's share of the batch
+    /// is [`APPEND_MIN_SHARE`] events or more.
+    async fn append(
+        &self,
+        t: &Topic,
+        batch: &[Event],
+        shares: &[Vec<usize>],
+        touched: &[u32],
+    ) -> Result<Vec<Offset>> {
+        const OP: &str = "publishing";
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let mut buf = Vec::with_capacity(256);
+        for &p in touched {
+            let part = &t.parts[p as usize];
+            let share = &shares[p as usize];
+            let mut bytes = 0usize;
+            for &i in share {
+                codec::encode(&batch[i], &mut buf);
+                bytes += buf.len();
+                pipe.cmd("XADD")
+                    .arg(&part.stream)
+                    .arg("0-*")
+                    .arg("e")
+                    .arg(&buf[..])
+                    .ignore();
+            }
+            pipe.cmd("EVAL")
+                .arg(&self.inner.scripts.append)
+                .arg(3)
+                .arg(&part.stream)
+                .arg(&part.index)
+                .arg(&part.state)
+                .arg(share.len())
+                .arg(bytes)
+                .arg(codec::SIZE_DELTA)
+                .arg(t.max_events)
+                .arg(t.max_bytes)
+                .arg(t.max_age_ms);
+        }
+        let reply = self.inner.conns.query_pipe(OP, &pipe).await?;
+        let err = |d| self.reply_err(OP, d);
+        let bases = reply::array(reply, "one base offset per partition").map_err(err)?;
+        if bases.len() != touched.len() {
+            return Err(err(format!(
+                "{} base offsets for {} partitions",
+                bases.len(),
+                touched.len()
+            )));
+        }
+        let mut offsets = vec![Offset::default(); batch.len()];
+        for ((&p, base), share) in touched
+            .iter()
+            .zip(&bases)
+            .zip(touched.iter().map(|&p| &shares[p as usize]))
+        {
+            let base = reply::uint(base, "a base offset").map_err(err)?;
+            for (k, &i) in share.iter().enumerate() {
+                offsets[i] = Offset::new(p, base + k as u64);
+            }
         }
         Ok(offsets)
     }

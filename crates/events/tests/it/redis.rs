@@ -481,3 +481,74 @@ async fn extreme_counts_and_durations_are_handled() {
     );
     assert_eq!(log.ack("t", "g", &p.offsets()).await.unwrap(), 3);
 }
+
+#[tokio::test]
+async fn publishes_without_dedup_are_contiguous_under_concurrency() {
+    let mut f = Redis::new();
+    if !f.available() {
+        return;
+    }
+    let log = f.open(Options::default()).await;
+    let mut opts = topic(4, Duration::from_secs(30));
+    opts.dedup.max_ids = 0;
+    opts.retention = baton_events::Retention {
+        max_events: Some(20_000),
+        max_bytes: None,
+        max_age: None,
+    };
+    log.create_topic("t", opts).await.unwrap();
+    // Large shares (the transaction path) and small ones (the script path), at once.
+    let tasks: Vec<_> = (0..4u64)
+        .map(|w| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                for b in 0..10u64 {
+                    let size = if b % 2 == 0 { 800 } else { 7 };
+                    let batch: Vec<Event> = (0..size)
+                        .map(|i| ev(&format!("k{}", i % 13), w * 1_000_000 + b * 1_000 + i))
+                        .collect();
+                    let offsets = log.publish("t", batch.clone()).await.unwrap();
+                    got.extend(batch.into_iter().zip(offsets));
+                }
+                got
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    assert_eq!(all.len(), 4 * 5 * (800 + 7));
+    // Per partition, the offsets are exactly 0..n, and each holds its event.
+    let mut by_part: std::collections::BTreeMap<u32, Vec<(u64, u64)>> = Default::default();
+    for (e, o) in &all {
+        by_part
+            .entry(o.partition)
+            .or_default()
+            .push((o.offset, num(e)));
+    }
+    for (p, mut list) in by_part {
+        list.sort();
+        let offsets: Vec<u64> = list.iter().map(|x| x.0).collect();
+        assert_eq!(
+            offsets,
+            (0..list.len() as u64).collect::<Vec<_>>(),
+            "partition {p}"
+        );
+        let records = log.read("t", p, 0, 100_000).await.unwrap();
+        assert_eq!(records.len(), list.len());
+        for (r, (o, n)) in records.iter().zip(&list) {
+            assert_eq!((r.offset.offset, num(&r.event)), (*o, *n));
+            assert!(r.appended_ms > 0);
+        }
+    }
+    // Retention applies on this path too: 20,000 per topic is 5,000 per partition.
+    log.publish("t", (0..30_000).map(|i| ev("same", i)).collect())
+        .await
+        .unwrap();
+    let p = baton_events::key_hash(b"same") % 4;
+    let info = log.topics().await.unwrap();
+    let part = info[0].partitions[p as usize];
+    assert_eq!(part.end - part.start, 5_000, "{part:?}");
+}

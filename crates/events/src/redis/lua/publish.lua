@@ -59,20 +59,22 @@ for k = 1, #KEYS, 5 do
   local base = tonumber(st[1]) or 0
   local res = { base }
   local keep = {}
+  -- Dedup decides which events are new; the ids are stored once the entries exist
+  -- and their offsets are known.
+  local gens, prevgen, curgen, dg, ds = {}, 0, 1, 0, now
+  local curk, prevk = d0, d1
   if dedup_ids > 0 then
     -- Two generations of ids, like the in-process window: ids go into the current
     -- one; when it holds half the window or is half the window's age old, it becomes
     -- the previous one and the old previous one is dropped whole.
-    local dg = tonumber(st[2]) or 0
-    local ds = tonumber(st[3]) or now
-    local curk, prevk = d0, d1
+    dg = tonumber(st[2]) or 0
+    ds = tonumber(st[3]) or now
     if dg == 1 then
       curk, prevk = d1, d0
     end
     local curlen = ids_in(curk)
     -- Generation 0 is the stored previous one, 1 the stored current one, higher ones
     -- are started by this batch; only prevgen and curgen are live.
-    local prevgen, curgen = 0, 1
     local age = now - ds
     if age >= dedup_age then
       prevgen, curgen, curlen, ds = -1, 2, 0, now
@@ -91,9 +93,8 @@ for k = 1, #KEYS, 5 do
       cv = hmget_many(curk, ids)
     end
     -- The caller sends each id of a partition once per batch, so an id is either
-    -- in a stored generation or new.
-    local gens = {}
-    local nxt = base
+    -- in a stored generation or new. New ids are kept with their position among
+    -- the new events.
     for i = 1, n do
       if curlen >= half then
         prevgen, curgen, curlen, ds = curgen, curgen + 1, 0, now
@@ -114,10 +115,41 @@ for k = 1, #KEYS, 5 do
           gens[curgen] = g
         end
         g[#g + 1] = ids[i]
-        g[#g + 1] = nxt
+        g[#g + 1] = #keep
         keep[#keep + 1] = ARGV[first + i - 1]
-        nxt = nxt + 1
         curlen = curlen + 1
+      end
+    end
+  end
+  -- The entries: "0-*" makes the server take the next ID, so offsets follow the
+  -- stream's own last ID; the first entry's ID gives the batch's base offset.
+  local stored, bytes = 0, 0
+  if dedup_ids > 0 then
+    stored = #keep
+    if stored > 0 then
+      base = off(redis.call('XADD', stream, '0-*', 'e', keep[1]))
+      bytes = #keep[1]
+      for j = 2, stored do
+        local blob = keep[j]
+        redis.call('XADD', stream, '0-*', 'e', blob)
+        bytes = bytes + #blob
+      end
+    end
+  else
+    stored = n
+    base = off(redis.call('XADD', stream, '0-*', 'e', ARGV[first]))
+    bytes = #ARGV[first]
+    for i = first + 1, first + n - 1 do
+      local blob = ARGV[i]
+      redis.call('XADD', stream, '0-*', 'e', blob)
+      bytes = bytes + #blob
+    end
+  end
+  res[1] = base
+  if dedup_ids > 0 then
+    for _, g in pairs(gens) do
+      for j = 2, #g, 2 do
+        g[j] = base + g[j]
       end
     end
     -- Store the live generations.
@@ -145,21 +177,6 @@ for k = 1, #KEYS, 5 do
       dg = 1
     end
     redis.call('HSET', state, 'dg', dg, 'ds', ds)
-  end
-  local stored, bytes = 0, 0
-  if dedup_ids > 0 then
-    for j = 1, #keep do
-      redis.call('XADD', stream, oid(base + j - 1), 'e', keep[j])
-      bytes = bytes + #keep[j]
-    end
-    stored = #keep
-  else
-    for i = 0, n - 1 do
-      local blob = ARGV[first + i]
-      redis.call('XADD', stream, oid(base + i), 'e', blob)
-      bytes = bytes + #blob
-    end
-    stored = n
   end
   if stored > 0 then
     bytes = bytes + stored * delta
