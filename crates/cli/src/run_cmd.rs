@@ -17,6 +17,7 @@ use baton_events::{DiskLog, DiskOptions, EventLog, MemoryLog};
 use baton_model::{Agent, Limits};
 use serde_json::Value;
 
+use crate::config::redact;
 use crate::plan_cmd::{self, Loaded};
 
 /// Flags of `baton run`.
@@ -243,17 +244,6 @@ async fn run_on_postgres(
         "error: this baton was built without PostgreSQL support; rebuild with `--features postgres` to use `--state postgres://…`"
     );
     Ok(ExitCode::from(2))
-}
-
-/// The URL with its password, if any, hidden.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-            None => url.to_owned(),
-        },
-        _ => url.to_owned(),
-    }
 }
 
 /// Where the runs are recorded, for messages.

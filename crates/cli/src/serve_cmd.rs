@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use baton_server::{Server, ServerOptions};
 use tokio_util::sync::CancellationToken;
 
-use crate::config;
+use crate::config::{self, redact};
 
 /// Flags of `baton serve` (flags win over `baton.toml`, which wins over defaults).
 #[derive(clap::Args)]
@@ -158,20 +158,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// A URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let user = &url[scheme + 3..at];
-            match user.split_once(':') {
-                Some((name, _)) => format!("{}{name}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 /// A non-empty environment variable.
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -196,24 +182,5 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_stay_out_of_the_logs() {
-        assert_eq!(
-            redact("postgres://baton:s3cret@db:5432/baton"),
-            "postgres://baton:***@db:5432/baton"
-        );
-        assert_eq!(
-            redact("postgres://baton@db/baton"),
-            "postgres://baton@db/baton"
-        );
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(redact("disk"), "disk");
     }
 }
