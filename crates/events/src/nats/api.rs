@@ -14,6 +14,8 @@ pub(crate) mod code {
     pub const STREAM_NOT_FOUND: u64 = 10059;
     /// Stream name already in use with a different configuration.
     pub const STREAM_NAME_IN_USE: u64 = 10058;
+    /// The server could not create a stream's storage (transient: see `create_streams`).
+    pub const STREAM_STORE_FAILED: u64 = 10049;
     /// Consumer not found.
     pub const CONSUMER_NOT_FOUND: u64 = 10014;
 }

@@ -131,9 +131,11 @@ const NO_WAIT_EXPIRY: Duration = Duration::from_millis(20);
 /// How often a poll drops records of deliveries acknowledged by other processes.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(30);
 
-/// How long past its expiry a pull request may stay unanswered before the poll gives
-/// up on it.
-const PULL_ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long past its expiry a no-wait pull request may stay unanswered before the
+/// poll counts it as over. The server (2.9) drops a request that expired while it was
+/// busy delivering to others without answering it, and it never delivers to an expired
+/// request, so past this margin nothing more can arrive for it.
+const PULL_ANSWER_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Options of a [`NatsLog`].
 #[derive(Clone, Debug)]
@@ -812,13 +814,25 @@ impl NatsLog {
             async move {
                 let config = config.map_err(crate::Error::InvalidOptions)?;
                 let what = format!("creating stream {stream}");
-                match self
-                    .api::<Empty>(&format!("STREAM.CREATE.{stream}"), &config, &what)
-                    .await?
-                {
-                    Ok(_) => Ok(()),
-                    Err(e) if keep_existing && e.err_code == code::STREAM_NAME_IN_USE => Ok(()),
-                    Err(e) => Err(api_error(what, e)),
+                let mut attempt = 0;
+                loop {
+                    attempt += 1;
+                    match self
+                        .api::<Empty>(&format!("STREAM.CREATE.{stream}"), &config, &what)
+                        .await?
+                    {
+                        Ok(_) => return Ok(()),
+                        Err(e) if keep_existing && e.err_code == code::STREAM_NAME_IN_USE => {
+                            return Ok(());
+                        }
+                        // The server removes its streams directory when the last stream
+                        // goes, and a creation racing with that fails; it is transient.
+                        Err(e) if e.err_code == code::STREAM_STORE_FAILED && attempt < 5 => {
+                            tracing::debug!(%stream, error = %e.description, "retrying stream creation");
+                            tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+                        }
+                        Err(e) => return Err(api_error(what, e)),
+                    }
                 }
             }
         }))
@@ -1125,8 +1139,8 @@ impl NatsLog {
                 asked.insert(p, (share, 0));
             }
             while !asked.is_empty() {
-                // The server ends each request within its expiry; no answer at all means
-                // the request was lost (say, the consumer was recreated meanwhile).
+                // The server ends each request within its expiry, or drops it silently
+                // (see PULL_ANSWER_TIMEOUT).
                 let msg = match tokio::time::timeout(
                     NO_WAIT_EXPIRY + self.inner.opts.request_timeout.min(PULL_ANSWER_TIMEOUT),
                     sub.next(),
@@ -1136,11 +1150,10 @@ impl NatsLog {
                     Ok(Some(msg)) => msg,
                     Ok(None) => return Err(request_error(what(), "the connection was closed")),
                     Err(_) => {
-                        tracing::warn!(
+                        tracing::debug!(
                             topic = %t.name, group = %g.name, partitions = ?asked.keys(),
-                            "pull requests unanswered; checking the group's consumers again"
+                            "expired pull requests left unanswered by the server"
                         );
-                        g.ready.store(false, Ordering::Release);
                         break;
                     }
                 };
