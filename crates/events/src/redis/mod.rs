@@ -967,7 +967,7 @@ impl RedisLog {
             .deliveries(std::mem::take(&mut parts[1]), t)
             .map_err(err)?;
         let delivered = self
-            .deliveries(std::mem::take(&mut parts[0]), t)
+            .delivered(std::mem::take(&mut parts[0]), t)
             .map_err(err)?;
         let mut wait_on = Vec::with_capacity(waits.len() / 2);
         let mut it = waits.into_iter();
@@ -984,6 +984,51 @@ impl RedisLog {
             blocked,
             wait_on,
         })
+    }
+
+    /// Parses `{partition, deliveries, entries}` groups, entries as `XREADGROUP`
+    /// returns them: `{ID, {field, encoded event}}`.
+    fn delivered(
+        &self,
+        v: Value,
+        t: &Topic,
+    ) -> std::result::Result<Vec<(u32, u64, u32, Event)>, String> {
+        let groups = reply::array(v, "delivered groups")?;
+        let mut out = Vec::new();
+        for g in groups {
+            let mut g = reply::array(g, "partition, deliveries and entries")?.into_iter();
+            let (Some(p), Some(d), Some(entries)) = (g.next(), g.next(), g.next()) else {
+                return Err("a delivered group of fewer than 3 items".into());
+            };
+            let p = reply::uint(&p, "a partition")?;
+            let p = u32::try_from(p)
+                .ok()
+                .filter(|&p| p < t.partitions())
+                .ok_or_else(|| format!("partition {p} out of range"))?;
+            let d = u32::try_from(reply::uint(&d, "a delivery count")?).unwrap_or(u32::MAX);
+            let entries = reply::array(entries, "entries")?;
+            out.reserve(entries.len());
+            for e in entries {
+                let mut e = reply::array(e, "an entry")?.into_iter();
+                let (Some(id), Some(fields)) = (e.next(), e.next()) else {
+                    return Err("an entry without ID or fields".into());
+                };
+                let id = reply::string(id, "an entry ID")?;
+                let o = id
+                    .strip_prefix("0-")
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .and_then(|s| s.checked_sub(1))
+                    .ok_or_else(|| format!("entry ID {id:?} is not one of this log's"))?;
+                let blob = reply::array(fields, "an entry's fields")?
+                    .into_iter()
+                    .nth(1)
+                    .ok_or_else(|| format!("entry {id} has no event field"))?;
+                let event = codec::decode(reply::bytes(blob, "an entry")?)
+                    .map_err(|e| format!("entry {p}:{o} of topic {:?}: {e}", t.name))?;
+                out.push((p, o, d, event));
+            }
+        }
+        Ok(out)
     }
 
     /// Parses flat `{partition, offset, deliveries, encoded event}` quadruples.

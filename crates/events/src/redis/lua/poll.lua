@@ -5,7 +5,9 @@
 -- KEYS: groups, owners, holds, members, then the stream of every partition in order
 -- ARGV: group, member, max, visibility_ms, max_deliveries, first partition,
 --       scan ("1": if nothing is delivered, report when to look again)
--- Returns {delivered, dead, wake_ms, blocked, waits}: delivered and dead are flat
+-- Returns {delivered, dead, wake_ms, blocked, waits}: delivered is a list of
+-- {partition, deliveries, entries}, with entries as XREADGROUP returns them (handed
+-- back untouched: re-packing them cost more than the read); dead is flat
 -- {partition, offset, deliveries, encoded event, ...}; wake_ms is the time until the
 -- first held delivery becomes claimable (-1: none); blocked is 1 if a partition with
 -- unacknowledged events of another member was skipped; waits is flat {stream, last
@@ -78,10 +80,7 @@ for k = 0, n - 1 do
         for _, e in ipairs(r) do
           if e and e[2] then
             got[e[1]] = true
-            out[#out + 1] = p
-            out[#out + 1] = off(e[1])
-            out[#out + 1] = counts[e[1]]
-            out[#out + 1] = e[2][2]
+            out[#out + 1] = { p, counts[e[1]], { e } }
             room = room - 1
           end
         end
@@ -104,14 +103,9 @@ for k = 0, n - 1 do
       local r = redis.call('XREADGROUP', 'GROUP', group, member, 'COUNT', room, 'STREAMS', s, '>')
       if r and r[1] then
         local entries = r[1][2]
-        for _, e in ipairs(entries) do
-          out[#out + 1] = p
-          out[#out + 1] = off(e[1])
-          out[#out + 1] = 1
-          out[#out + 1] = e[2][2]
-        end
         room = room - #entries
         if #entries > 0 then
+          out[#out + 1] = { p, 1, entries }
           redis.call('HSET', owners, p, member)
         end
       end
