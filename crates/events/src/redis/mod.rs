@@ -867,7 +867,9 @@ impl RedisLog {
         touched: &[u32],
     ) -> Result<Vec<Offset>> {
         const OP: &str = "publishing";
-        let mut pipe = redis::pipe();
+        // The XADD replies are not marked ignored (the pipeline would keep a hash set
+        // of them): the script replies are picked out by position instead.
+        let mut pipe = redis::Pipeline::with_capacity(batch.len() + touched.len());
         pipe.atomic();
         let mut buf = Vec::with_capacity(256);
         for &p in touched {
@@ -877,12 +879,13 @@ impl RedisLog {
             for &i in share {
                 codec::encode(&batch[i], &mut buf);
                 bytes += buf.len();
-                pipe.cmd("XADD")
+                let mut xadd = redis::Cmd::with_capacity(5, part.stream.len() + buf.len() + 8);
+                xadd.arg("XADD")
                     .arg(&part.stream)
                     .arg("0-*")
                     .arg("e")
-                    .arg(&buf[..])
-                    .ignore();
+                    .arg(&buf[..]);
+                pipe.add_command(xadd);
             }
             pipe.cmd("EVAL")
                 .arg(&self.inner.scripts.append)
@@ -899,13 +902,34 @@ impl RedisLog {
         }
         let reply = self.inner.conns.query_pipe(OP, &pipe).await?;
         let err = |d| self.reply_err(OP, d);
-        let bases = reply::array(reply, "one base offset per partition").map_err(err)?;
-        if bases.len() != touched.len() {
+        let replies = reply::array(reply, "the transaction's replies").map_err(err)?;
+        if replies.len() != batch.len() + touched.len() {
             return Err(err(format!(
-                "{} base offsets for {} partitions",
-                bases.len(),
-                touched.len()
+                "{} replies for {} commands",
+                replies.len(),
+                batch.len() + touched.len()
             )));
+        }
+        // Each partition's replies: its entries' IDs, then the script's base offset,
+        // which must be the first entry's.
+        let mut at = 0;
+        let mut bases = Vec::with_capacity(touched.len());
+        for &p in touched {
+            let n = shares[p as usize].len();
+            let first = reply::string(replies[at].clone(), "an entry ID").map_err(err)?;
+            let base = &replies[at + n];
+            if reply::uint(base, "a base offset").map_err(err)? + 1
+                != first
+                    .strip_prefix("0-")
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0)
+            {
+                return Err(err(format!(
+                    "partition {p}: first entry {first} does not match base offset {base:?}"
+                )));
+            }
+            bases.push(base);
+            at += n + 1;
         }
         let mut offsets = vec![Offset::default(); batch.len()];
         for ((&p, base), share) in touched
