@@ -75,6 +75,8 @@ pub(crate) struct Scenario {
     pub batch: usize,
     pub count: usize,
     pub payload: usize,
+    /// Whether the topic keeps its dedup window (the default) or has none.
+    pub dedup: bool,
 }
 
 impl Scenario {
@@ -86,6 +88,7 @@ impl Scenario {
             batch: 1_000,
             count,
             payload: 100,
+            dedup: true,
         }
     }
 }
@@ -117,6 +120,15 @@ fn options() -> Options {
             ..TopicOptions::default()
         },
     }
+}
+
+/// [`options`] for a scenario.
+fn options_for(sc: &Scenario) -> Options {
+    let mut o = options();
+    if !sc.dedup {
+        o.topic_defaults.dedup.max_ids = 0;
+    }
+    o
 }
 
 fn histogram() -> Histogram<u64> {
@@ -255,7 +267,7 @@ async fn sample(sc: Scenario) -> Result<Outcome, String> {
     match sc.backend {
         Backend::Memory => {
             drive(
-                MemoryLog::new(options()).map_err(|e| e.to_string())?,
+                MemoryLog::new(options_for(&sc)).map_err(|e| e.to_string())?,
                 sc,
                 epoch,
             )
@@ -266,7 +278,7 @@ async fn sample(sc: Scenario) -> Result<Outcome, String> {
             let log = DiskLog::open(
                 dir.path(),
                 DiskOptions {
-                    log: options(),
+                    log: options_for(&sc),
                     fsync,
                     ..DiskOptions::default()
                 },
@@ -289,7 +301,7 @@ mod nats {
 
     use baton_events::{NatsLog, NatsOptions};
 
-    use super::{Outcome, Scenario, drive, options};
+    use super::{Outcome, Scenario, drive, options_for};
 
     /// The server: `BATON_BENCH_NATS_URL`, or one on this machine.
     pub(super) fn url() -> String {
@@ -309,7 +321,7 @@ mod nats {
                 std::process::id(),
                 NEXT.fetch_add(1, Ordering::Relaxed)
             ),
-            log: options(),
+            log: options_for(&sc),
             ..NatsOptions::default()
         };
         let log = NatsLog::open(options.clone())
@@ -333,7 +345,7 @@ mod redis {
 
     use baton_events::{RedisLog, RedisOptions};
 
-    use super::{Outcome, Scenario, drive, options};
+    use super::{Outcome, Scenario, drive, options_for};
 
     /// The server: `BATON_BENCH_REDIS_URL`, or one on this machine.
     pub(super) fn url() -> String {
@@ -353,7 +365,7 @@ mod redis {
                 std::process::id(),
                 NEXT.fetch_add(1, Ordering::Relaxed)
             ),
-            log: options(),
+            log: options_for(&sc),
             ..RedisOptions::default()
         };
         let log = RedisLog::open(options.clone())
@@ -412,6 +424,7 @@ fn throughput_record(name: String, sc: Scenario, rates: Vec<f64>) -> Record {
     .param("batch", sc.batch)
     .param("count", sc.count)
     .param("payload_bytes", sc.payload)
+    .param("dedup", sc.dedup)
 }
 
 /// Latency records (p50, p99, max per sample) of one scenario, with the
@@ -682,16 +695,36 @@ fn run_server(config: &Config, sink: &mut Sink<'_>, backend: Backend) -> Result<
         let (rates, _) = measure(&rt, &name, sc, repeats)?;
         sink.push(throughput_record(name, sc, rates));
     }
-    // Publish alone: producers only, no group.
-    for batch in config.pick(&[1_000, 10_000], &[1_000, 10_000], &[100]) {
+    // Publish alone: producers only, no group; with the default dedup window and
+    // without one.
+    for (batch, dedup) in config.pick(
+        &[
+            (1_000, true),
+            (10_000, true),
+            (1_000, false),
+            (10_000, false),
+        ],
+        &[
+            (1_000, true),
+            (10_000, true),
+            (1_000, false),
+            (10_000, false),
+        ],
+        &[(100, true), (100, false)],
+    ) {
         for p in config.pick(&[1, 4, 8], &[8], &[2]) {
             let sc = Scenario {
                 producers: p,
                 consumers: 0,
                 batch,
+                dedup,
                 ..Scenario::new(backend, count)
             };
-            let name = format!("events/publish/{}/{p}p/batch{batch}", backend.name());
+            let name = format!(
+                "events/publish/{}/{p}p/batch{batch}{}",
+                backend.name(),
+                if dedup { "" } else { "/nodedup" }
+            );
             let (rates, outcomes) = measure(&rt, &name, sc, repeats)?;
             sink.push(
                 Record::new(
@@ -705,7 +738,8 @@ fn run_server(config: &Config, sink: &mut Sink<'_>, backend: Backend) -> Result<
                 .param("producers", p)
                 .param("batch", batch)
                 .param("count", count)
-                .param("payload_bytes", sc.payload),
+                .param("payload_bytes", sc.payload)
+                .param("dedup", dedup),
             );
             for r in latency_records(&name, sc, &outcomes)
                 .into_iter()

@@ -80,6 +80,7 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
             batch: 1_000,
             count,
             payload: 100,
+            dedup: true,
         };
         let name = format!("scaling/events/memory/{count}");
         let (rates, _) = events::measure(&rt, &name, sc, config.repeats)?;
@@ -108,6 +109,7 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
             batch: 1_000,
             count,
             payload: 100,
+            dedup: true,
         };
         let name = format!("scaling/events/memory/producers/{p}");
         let (rates, _) = events::measure(&rt, &name, sc, config.repeats)?;
