@@ -359,8 +359,10 @@ async fn execute<L: EventLog, S: StateStore>(
     input: Value,
 ) -> anyhow::Result<ExitCode> {
     let (engine, handle) = Engine::build(options, log, store)?;
+    // Taken before the engine runs: a resumed run may end before a question
+    // sent to the running engine (`active`) is answered.
+    let resumed = engine.resumed().to_vec();
     let engine = tokio::spawn(engine.run());
-    let resumed = handle.active().await?;
     let runs: Vec<RunId> = match spec {
         Some(spec) => {
             if !resumed.is_empty() {

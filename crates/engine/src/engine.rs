@@ -282,6 +282,7 @@ impl Progress {
 /// The engine: build it, spawn [`Engine::run`], talk to it through [`Handle`]s.
 pub struct Engine {
     scheduler: Scheduler,
+    resumed: Vec<RunId>,
 }
 
 /// A cheap, cloneable handle to a running engine.
@@ -304,15 +305,24 @@ impl Engine {
         let (tx, rx) = mpsc::unbounded_channel();
         let durable = store.is_some();
         let progress = Arc::new(Progress::default());
-        let scheduler = Scheduler::new(options, rx, tx.clone(), log, store, progress.clone())?;
+        let (scheduler, resumed) =
+            Scheduler::new(options, rx, tx.clone(), log, store, progress.clone())?;
         Ok((
-            Engine { scheduler },
+            Engine { scheduler, resumed },
             Handle {
                 tx,
                 progress,
                 durable,
             },
         ))
+    }
+
+    /// The unfinished runs read from the state store that this engine resumes
+    /// when it runs, by id (empty without a store). Unlike [`Handle::active`],
+    /// asked once the engine runs, this still lists the resumed runs that end
+    /// before anyone asks ([`Handle::wait`] answers for those too).
+    pub fn resumed(&self) -> &[RunId] {
+        &self.resumed
     }
 
     /// Runs the scheduler until [`Handle::shutdown`] (or every handle is dropped).
@@ -413,7 +423,9 @@ impl Handle {
         self.ask(|reply| Msg::Release { runs, reply }).await
     }
 
-    /// Ids of the runs that have not ended (resumed ones included).
+    /// Ids of the runs that have not ended (resumed ones included). Runs that
+    /// ended before the engine got to the question are not in it: for the runs
+    /// resumed at start, see [`Engine::resumed`].
     pub async fn active(&self) -> Result<Vec<RunId>, Error> {
         self.ask(|reply| Msg::Active { reply }).await
     }

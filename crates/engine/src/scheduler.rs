@@ -528,7 +528,7 @@ impl Scheduler {
         log: Arc<L>,
         store: Option<Arc<S>>,
         progress: Arc<Progress>,
-    ) -> Result<Scheduler, Error> {
+    ) -> Result<(Scheduler, Vec<RunId>), Error> {
         let records = match &store {
             Some(s) => s.load()?,
             None => Vec::new(),
@@ -571,8 +571,8 @@ impl Scheduler {
             store_failed: None,
             counts: Counts::default(),
         };
-        s.recover(records, false)?;
-        Ok(s)
+        let resumed = s.recover(records, false)?;
+        Ok((s, resumed))
     }
 
     pub(crate) async fn run(mut self) {

@@ -464,6 +464,68 @@ fn resuming_where_nothing_was_recorded_creates_nothing() {
     assert!(!data.exists(), "no data directory is created");
 }
 
+/// A run killed after its last task's success was recorded but before its own
+/// end was: resumed, it ends in the engine's first turn, before the engine
+/// answers anything. `--resume` must still report it and print its summary.
+#[test]
+fn a_resumed_run_that_ends_at_once_is_reported() {
+    use std::sync::Arc;
+
+    use baton_engine::store::{Embedded, EmbeddedOptions, Record, RunId, StateStore, TaskStatus};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let run = RunId(1 << 22);
+    let document =
+        json!({"agents": {"idle": {"type": "noop"}}, "tasks": [{"id": "a", "agent": "idle"}]});
+    let records = vec![
+        Record::Workflow {
+            key: 1,
+            document: document.to_string(),
+        },
+        Record::RunCreated {
+            run,
+            workflow: 1,
+            input: "null".into(),
+            at_ms: 1,
+        },
+        Record::Task {
+            run,
+            task: 0,
+            status: TaskStatus::Succeeded,
+            attempt: 1,
+            agent: 0,
+            at_us: 10,
+            detail: Some("null".into()),
+        },
+    ];
+    let store = Arc::new(Embedded::open(&data.join("state"), EmbeddedOptions::default()).unwrap());
+    let seq = store.append(records).unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(async {
+            store.sync(seq).await.unwrap();
+            store.close().await.unwrap();
+        });
+    drop(store);
+
+    let o = baton(
+        &["run", "--resume", "--data-dir", arg(&data), "--json"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("nothing to resume"),
+        "the run was recorded: {}",
+        stderr(&o)
+    );
+    let s = summary(&o);
+    assert_eq!(s["run"], run.to_string(), "{s}");
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(count(&s, "succeeded"), 1, "{s}");
+}
+
 #[test]
 fn a_data_dir_in_use_is_refused() {
     let dir = tempfile::tempdir().unwrap();

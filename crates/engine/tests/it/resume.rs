@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_engine::store::{Embedded, EmbeddedOptions, RunStatus, StateStore, TaskStatus};
+use baton_engine::store::{
+    Embedded, EmbeddedOptions, Record, RunId, RunStatus, StateStore, TaskStatus,
+};
 use baton_engine::{Engine, Options};
 use baton_events::MemoryLog;
 
@@ -100,6 +102,56 @@ where
     let (third, task) = engine(open().await);
     assert!(third.active().await.unwrap().is_empty());
     third.shutdown().await.unwrap();
+    task.await.unwrap();
+}
+
+/// A run whose every task had succeeded when its process stopped, before the
+/// run's end was recorded, ends in the resuming engine's first turn, before the
+/// engine answers any message: `active` cannot tell it was resumed, `resumed` can.
+#[tokio::test]
+async fn a_resumed_run_that_ends_at_once_is_listed_as_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let run = RunId(1 << 22);
+    let store = Embedded::open(&state, EmbeddedOptions::default()).unwrap();
+    let document = r#"{"agents":{"idle":{"type":"noop"}},"tasks":[{"id":"a","agent":"idle"}]}"#;
+    let seq = store
+        .append(vec![
+            Record::Workflow {
+                key: 1,
+                document: document.into(),
+            },
+            Record::RunCreated {
+                run,
+                workflow: 1,
+                input: "null".into(),
+                at_ms: 1,
+            },
+            Record::Task {
+                run,
+                task: 0,
+                status: TaskStatus::Succeeded,
+                attempt: 1,
+                agent: 0,
+                at_us: 10,
+                detail: Some("null".into()),
+            },
+        ])
+        .unwrap();
+    store.sync(seq).await.unwrap();
+    store.close().await.unwrap();
+    drop(store);
+
+    let store = Embedded::open(&state, EmbeddedOptions::default()).unwrap();
+    let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
+    let (engine, handle) = Engine::build(Options::default(), log, Some(Arc::new(store))).unwrap();
+    assert_eq!(engine.resumed(), [run]);
+    let task = tokio::spawn(engine.run());
+    let summary = handle.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed);
+    assert_eq!(summary.tasks.succeeded, 1);
+    assert!(handle.active().await.unwrap().is_empty(), "it has ended");
+    handle.shutdown().await.unwrap();
     task.await.unwrap();
 }
 
