@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
+use super::durable::{self, Durable, State};
 use super::{Error, Record, RunId, RunStatus, StateStore, TaskStatus};
 
 /// The journal's first 8 bytes: the format and its version.
@@ -176,32 +177,6 @@ struct Queue {
     state: State,
     /// The writer waits on [`Shared::wake`]: only then is notifying worth a syscall.
     writer_idle: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum State {
-    Open,
-    /// `close` or `drop` was called: the writer drains the queue and stops.
-    Closing,
-    Closed,
-    /// A write failed; the message says which and why.
-    Failed(String),
-}
-
-#[derive(Debug, Clone)]
-struct Durable {
-    seq: u64,
-    /// `Open` until the writer stops; then `Closed` or `Failed`.
-    state: State,
-}
-
-impl State {
-    fn error(&self) -> Error {
-        match self {
-            State::Failed(message) => Error::Closed(Some(message.clone())),
-            _ => Error::Closed(None),
-        }
-    }
 }
 
 impl Shared {
@@ -388,19 +363,7 @@ impl StateStore for Embedded {
     /// [`Error::Closed`] if the store stops before then: closed (a `seq` never
     /// appended), or failed (with the failure's message).
     async fn sync(&self, seq: u64) -> Result<(), Error> {
-        let mut durable = self.shared.durable.subscribe();
-        let reached = durable
-            .wait_for(|d| d.seq >= seq || d.state != State::Open)
-            .await
-            .map(|d| {
-                if d.seq >= seq {
-                    Ok(())
-                } else {
-                    Err(d.state.error())
-                }
-            });
-        // The sender lives in `self.shared`, so the channel cannot close under us.
-        reached.unwrap_or(Err(Error::Closed(None)))
+        durable::wait(&self.shared.durable, seq).await
     }
 
     /// The records retained at open (after the torn tail is cut and compaction),

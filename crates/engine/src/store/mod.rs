@@ -6,6 +6,7 @@
 //! and `Postgres` (feature `postgres`) keeps the history in a PostgreSQL database
 //! that several instances share, with leases and fencing.
 
+mod durable;
 mod embedded;
 #[cfg(feature = "postgres")]
 mod postgres;

@@ -129,6 +129,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{AssertSqlSafe, Row as _};
 use tokio::sync::{Notify, watch};
 
+use super::durable::{self, Durable, State};
 use super::{Error, Record, RunId, RunStatus, StateStore, TaskStatus};
 
 /// How a [`Postgres`] store connects and behaves.
@@ -285,29 +286,6 @@ struct Lost {
     reported: Vec<RunId>,
     /// Runs whose records the writer drops without asking the database.
     dropped: HashSet<RunId>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-enum State {
-    Open,
-    Closing,
-    Closed,
-    Failed(String),
-}
-
-#[derive(Debug, Clone)]
-struct Durable {
-    seq: u64,
-    state: State,
-}
-
-impl State {
-    fn error(&self) -> Error {
-        match self {
-            State::Failed(message) => Error::Closed(Some(message.clone())),
-            _ => Error::Closed(None),
-        }
-    }
 }
 
 impl Shared {
@@ -834,18 +812,7 @@ impl StateStore for Postgres {
     ///
     /// [`Error::Closed`] if the store stops before then.
     async fn sync(&self, seq: u64) -> Result<(), Error> {
-        let mut durable = self.shared.durable.subscribe();
-        let reached = durable
-            .wait_for(|d| d.seq >= seq || d.state != State::Open)
-            .await
-            .map(|d| {
-                if d.seq >= seq {
-                    Ok(())
-                } else {
-                    Err(d.state.error())
-                }
-            });
-        reached.unwrap_or(Err(Error::Closed(None)))
+        durable::wait(&self.shared.durable, seq).await
     }
 
     /// The records read at open: this instance's unfinished runs (see the
