@@ -223,8 +223,10 @@ fn several_targets_share_the_users() {
             "health",
             "--users",
             "4",
-            "--iterations",
-            "40",
+            // A duration, not an iteration count: every user works until the end,
+            // however late the machine lets it start.
+            "--run-time",
+            "1s",
             "--json",
             json.to_str().unwrap(),
         ],
@@ -234,7 +236,7 @@ fn several_targets_share_the_users() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["meta"]["target"], targets.as_str());
-    // Both servers answered health checks.
+    // Both servers answered health checks: users 0 and 2 went to one, 1 and 3 to the other.
     for addr in [&addr_a, &addr_b] {
         let metrics = crate::serve::request(addr, "GET", "/metrics", "");
         let served: u64 = metrics
@@ -242,6 +244,6 @@ fn several_targets_share_the_users() {
             .filter(|l| l.starts_with("baton_http_requests_total{route=\"GET /healthz\""))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum();
-        assert!(served >= 10, "{addr} served {served} health checks");
+        assert!(served >= 2, "{addr} served {served} health checks");
     }
 }
