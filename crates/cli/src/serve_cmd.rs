@@ -147,15 +147,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let cancel = cancel.clone();
             tokio::spawn(async move {
                 wait_for_signal().await;
-                eprintln!("baton serve: shutting down");
+                // Not `eprintln!`: it panics when stderr is gone (a closed pipe),
+                // and this task must go on to stop the server.
+                say("baton serve: shutting down");
                 cancel.cancel();
             })
         };
         server.run(cancel).await?;
         signals.abort();
-        eprintln!("baton serve: stopped");
+        say("baton serve: stopped");
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// A line on stderr, if anyone still reads it.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// A non-empty environment variable.

@@ -81,3 +81,22 @@ fn serve_answers_stops_on_sigterm_with_exit_0_and_keeps_its_data() {
     assert!(listed.contains("\"kept\""), "{listed}");
     assert!(sigterm(&mut child).success());
 }
+
+#[test]
+fn sigterm_stops_serve_even_when_nobody_reads_its_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = lines.next().expect("serve exited early").unwrap();
+    assert!(line.contains("listening on"), "{line}");
+    // The reader goes away (as when the terminal or the supervisor's pipe closes).
+    drop(lines);
+    let status = sigterm(&mut child);
+    assert!(status.success(), "{status:?}");
+}
