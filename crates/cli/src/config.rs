@@ -50,6 +50,12 @@ pub struct Server {
     pub lease_ttl_secs: Option<u64>,
     /// The deployment's name in shared servers.
     pub namespace: Option<String>,
+    /// Whether posted workflows may define `command` agents.
+    pub allow_workflow_command_agents: Option<bool>,
+    /// URL prefixes or hosts posted workflows' `http` agents may call.
+    pub allow_workflow_http_urls: Option<Vec<String>>,
+    /// Hosts `http` agents may reach at addresses that are not public.
+    pub allow_private_hosts: Option<Vec<String>>,
 }
 
 /// Reads a `baton.toml`; invalid content is reported on stderr and becomes exit code 1.

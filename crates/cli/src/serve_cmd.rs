@@ -53,7 +53,9 @@ pub struct Args {
     lease_ttl: Option<u64>,
     /// `baton.toml`: `[server]` (bind, data_dir, auth_token, metrics_requires_auth,
     /// body_limit, max_batch_events, request_timeout_secs, long_poll_max_ms, events,
-    /// state, instance, advertise, lease_ttl_secs, namespace) and `[agents.NAME]`.
+    /// state, instance, advertise, lease_ttl_secs, namespace,
+    /// allow_workflow_command_agents, allow_workflow_http_urls,
+    /// allow_private_hosts) and `[agents.NAME]` (docs/security.md).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -85,6 +87,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .long_poll_max_ms
             .map_or(defaults.long_poll_max, Duration::from_millis),
         agents: config.agents,
+        workflow_agents: baton_engine::agent::Policy {
+            command: s.allow_workflow_command_agents.unwrap_or(false),
+            http: s.allow_workflow_http_urls.unwrap_or_default(),
+        },
+        egress: baton_engine::agent::Egress::Public {
+            private_hosts: s.allow_private_hosts.unwrap_or_default(),
+        },
         events: args.events.or_else(|| env("BATON_EVENTS")).or(s.events),
         state: args.state.or_else(|| env("BATON_STATE")).or(s.state),
         cluster: baton_server::ClusterOptions {

@@ -85,8 +85,22 @@ pub enum Error {
 pub const DEFAULT_AGENT: &str = "noop";
 
 impl Spec {
-    /// Prepares a checked workflow and its plan. `seed` seeds simulated agents.
+    /// Prepares a checked workflow and its plan. `seed` seeds simulated agents;
+    /// `http` agents may connect anywhere ([`agent::Egress::Open`]).
     pub fn new(checked: Checked, plan: Arc<Plan>, seed: u64) -> Result<Spec, Error> {
+        let options = agent::Options {
+            seed,
+            ..agent::Options::default()
+        };
+        Spec::build(checked, plan, &options)
+    }
+
+    /// Prepares a checked workflow and its plan, its agents built with `options`.
+    pub fn build(
+        checked: Checked,
+        plan: Arc<Plan>,
+        options: &agent::Options,
+    ) -> Result<Spec, Error> {
         let workflow = &checked.workflow;
         let mut declared = workflow.agents.clone();
         if declared.is_empty() {
@@ -103,7 +117,7 @@ impl Spec {
             .into_iter()
             .map(|agent| {
                 Ok(AgentDecl {
-                    runner: agent::runner(&agent, seed)?,
+                    runner: agent::runner(&agent, options)?,
                     agent,
                 })
             })

@@ -78,10 +78,29 @@ pub struct Agent {
     /// The process a `command` agent runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<Command>,
+    /// Whether a `command` agent's command line runs through `sh -c`
+    /// ([`Command::Shell`]); without it a string is split into words and run
+    /// directly.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shell: bool,
     /// Environment variables set for a `command` agent's process, in
-    /// declaration order.
+    /// declaration order. The process gets these, Baton's `BATON_*` variables
+    /// and a few harmless ones of the engine's (`PATH`, `HOME`, locale, `TZ`,
+    /// `TMPDIR`), nothing else.
     #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "pairs_as_map")]
     pub env: Vec<(String, String)>,
+    /// The working directory of a `command` agent's process (absent: the
+    /// engine's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// The longest a `command` agent's call may take, whatever the task's own
+    /// `timeout`: past it the process and everything it started are killed and
+    /// the call fails (retryable).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_duration"
+    )]
+    pub timeout: Option<Duration>,
     /// Where an `http` agent sends its requests (an `http://` or `https://`
     /// URL).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -134,7 +153,7 @@ impl Default for BreakerPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Command {
-    /// A command line run through `sh -c`.
+    /// A command line run through `sh -c` (the agent says `shell: true`).
     Shell(String),
     /// A program and its arguments, run directly (never empty).
     Argv(Vec<String>),

@@ -261,7 +261,14 @@ impl Catalog {
     }
 
     /// Validates, plans and stores a posted document.
-    pub fn create(&self, body: Vec<u8>, format: Option<Format>) -> Result<Arc<Entry>, ApiError> {
+    /// Validates, plans and stores a posted workflow; `admit` may refuse it
+    /// (before anything is written).
+    pub fn create(
+        &self,
+        body: Vec<u8>,
+        format: Option<Format>,
+        admit: impl FnOnce(&Checked) -> Result<(), ApiError>,
+    ) -> Result<Arc<Entry>, ApiError> {
         let limits = Limits {
             max_bytes: u64::MAX,
         };
@@ -272,6 +279,7 @@ impl Catalog {
             }
         })?;
         let (checked, plan) = compile(&source)?;
+        admit(&checked)?;
         let document = serde_json::to_value(&checked.workflow)
             .map_err(|e| ApiError::Internal(format!("serializing a workflow: {e}")))?;
         let id = loop {

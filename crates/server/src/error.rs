@@ -42,6 +42,14 @@ pub enum ApiError {
     /// The body's media type is not one the route reads.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The workflow defines agents the server does not let callers define.
+    #[error("{detail}")]
+    AgentNotAllowed {
+        /// A summary.
+        detail: String,
+        /// One finding per agent, with the setting that would allow it.
+        errors: Vec<FieldError>,
+    },
     /// No or a wrong bearer token.
     #[error("a valid bearer token is required: send `Authorization: Bearer <token>`")]
     Unauthorized,
@@ -70,6 +78,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::AgentNotAllowed { .. } => StatusCode::FORBIDDEN,
             ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -88,6 +97,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::AgentNotAllowed { .. } => "agent-not-allowed",
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -116,8 +126,9 @@ impl ApiError {
             other => other.to_string(),
         };
         let mut p = Problem::new(self.status().as_u16(), self.code(), detail);
-        if let ApiError::InvalidWorkflow { errors, .. } | ApiError::InvalidRequest { errors, .. } =
-            self
+        if let ApiError::InvalidWorkflow { errors, .. }
+        | ApiError::InvalidRequest { errors, .. }
+        | ApiError::AgentNotAllowed { errors, .. } = self
         {
             p.errors = errors.clone();
         }

@@ -71,6 +71,11 @@ pub struct ServerOptions {
     /// Agent definitions (`[agents.NAME]` of `baton.toml`) that replace a
     /// workflow's agents of the same name when it runs.
     pub agents: Vec<Agent>,
+    /// Which agents a posted workflow may define itself (besides using those
+    /// of `agents`): by default none that runs a process or sends requests.
+    pub workflow_agents: baton_engine::agent::Policy,
+    /// Where `http` agents may connect: by default public addresses only.
+    pub egress: baton_engine::agent::Egress,
     /// The engine's options (seed, topics).
     pub engine: baton_engine::Options,
     /// The event log's options (fsync policy, limits; the limits and topic
@@ -128,6 +133,10 @@ impl Default for ServerOptions {
             request_timeout: Duration::from_secs(30),
             long_poll_max: Duration::from_secs(60),
             agents: Vec::new(),
+            workflow_agents: baton_engine::agent::Policy::default(),
+            egress: baton_engine::agent::Egress::Public {
+                private_hosts: Vec::new(),
+            },
             engine: baton_engine::Options::default(),
             log: DiskOptions::default(),
             events: None,
@@ -162,6 +171,15 @@ pub enum Error {
         url: String,
         /// Why.
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// An agent of the server's config cannot run here (an `http` agent at an
+    /// address the egress policy refuses).
+    #[error("agent `{name}` of the server's config cannot run")]
+    Agent {
+        /// The agent.
+        name: String,
+        /// Why.
+        source: baton_engine::agent::Error,
     },
     /// The address could not be bound.
     #[error("cannot listen on {addr}")]
@@ -305,6 +323,18 @@ pub async fn state(options: ServerOptions) -> Result<(Arc<AppState>, Engine), Er
                 "a namespace is 1 to 32 lowercase letters, digits and `_`, starting with a letter"
                     .into(),
         });
+    }
+    // An operator's `http` agent that egress refuses would fail every run that
+    // uses it: refuse to start instead.
+    let agents = baton_engine::agent::Options {
+        seed: options.engine.seed,
+        egress: options.egress.clone(),
+    };
+    for agent in options.agents.iter().filter(|a| a.kind == "http") {
+        baton_engine::agent::runner(agent, &agents).map_err(|source| Error::Agent {
+            name: agent.name.clone(),
+            source,
+        })?;
     }
     std::fs::create_dir_all(&dir).map_err(|e| data("creating the data directory")(e.into()))?;
     let log = Arc::new(open_log(&options).await?);

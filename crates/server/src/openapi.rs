@@ -33,7 +33,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         body: Some("Workflow"),
         ok: (201, Some("WorkflowCreated")),
-        errors: &[400, 413, 415, 422],
+        errors: &[400, 403, 413, 415, 422],
         auth: true,
     },
     Route {
@@ -84,7 +84,7 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         body: Some("ExecuteRequest"),
         ok: (202, Some("ExecuteResponse")),
-        errors: &[400, 404, 413, 415, 422, 503],
+        errors: &[400, 403, 404, 413, 415, 422, 503],
         auth: true,
     },
     Route {
@@ -397,6 +397,9 @@ fn status_text(s: u16) -> &'static str {
         202 => "Accepted",
         400 => "Malformed request (bad-request)",
         401 => "Missing or wrong bearer token (unauthorized)",
+        403 => {
+            "The workflow defines agents the server does not let callers define (agent-not-allowed)"
+        }
         404 => "Not found (not-found)",
         405 => "Not a method this path takes (method-not-allowed)",
         409 => "Conflicts with the current state (conflict)",

@@ -233,9 +233,13 @@ async fn create_workflow(
     };
     let body = body::bytes(req, &()).await?;
     let state2 = state.clone();
-    let entry = tokio::task::spawn_blocking(move || state2.catalog.create(body.to_vec(), format))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let entry = tokio::task::spawn_blocking(move || {
+        state2
+            .catalog
+            .create(body.to_vec(), format, |checked| admit(&state2, checked))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
     #[cfg(feature = "postgres")]
     if let Some(cluster) = &state.cluster {
         cluster
@@ -408,11 +412,53 @@ fn retry_of(v: &Value) -> ApiResult<baton_model::RetryPolicy> {
     }
 }
 
+/// Refuses a workflow that defines agents the server's policy does not let
+/// callers define (`command`, `http`): 403 `agent-not-allowed`, each agent with
+/// the setting that would allow it.
+fn admit(state: &AppState, checked: &baton_model::Checked) -> ApiResult<()> {
+    let refused = state
+        .options
+        .workflow_agents
+        .check(&checked.workflow, &state.options.agents);
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = refused.iter().map(|r| format!("`{}`", r.agent)).collect();
+    Err(ApiError::AgentNotAllowed {
+        detail: format!(
+            "the workflow defines agents this server does not let callers define: {}",
+            names.join(", ")
+        ),
+        errors: refused
+            .into_iter()
+            .map(|r| api::FieldError {
+                code: "agent-not-allowed".into(),
+                path: format!("$.agents.{}.type", r.agent),
+                hint: Some(match r.kind {
+                    "command" => format!(
+                        "use an agent the operator defined (`[agents.{}]` in the server's config replaces this one), or ask the operator to set `[server] allow_workflow_command_agents = true`",
+                        r.agent
+                    ),
+                    _ => format!(
+                        "use an agent the operator defined (`[agents.{}]` in the server's config replaces this one), or ask the operator to list the URL's prefix in `[server] allow_workflow_http_urls`",
+                        r.agent
+                    ),
+                }),
+                message: r.message,
+                location: None,
+            })
+            .collect(),
+    })
+}
+
 fn build_spec(
     state: &AppState,
     entry: &Entry,
     options: &api::ExecutionOptions,
 ) -> ApiResult<Arc<Spec>> {
+    // Checked on every execution, not only at creation: the catalog may hold
+    // workflows from before the policy (or another instance's).
+    admit(state, &entry.checked)?;
     let plain = options.retry_policy.is_none() && options.resource_constraints.is_none();
     if plain && let Some(spec) = entry.spec.get() {
         return Ok(spec.clone());
@@ -456,7 +502,11 @@ fn build_spec(
             a.concurrency = Some(a.concurrency.map_or(n, |c| c.min(n)));
         }
     }
-    let spec = Spec::new(checked, entry.plan.clone(), state.options.engine.seed).map_err(|e| {
+    let agents = baton_engine::agent::Options {
+        seed: state.options.engine.seed,
+        egress: state.options.egress.clone(),
+    };
+    let spec = Spec::build(checked, entry.plan.clone(), &agents).map_err(|e| {
         let hint = match &e {
             baton_engine::SpecError::Agent(baton_engine::agent::Error::UnknownKind { .. }) => {
                 Some(format!(

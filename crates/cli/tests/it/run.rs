@@ -219,7 +219,7 @@ name: failing
 agents:
   ok: {{ type: simulate, latency: 2ms }}
   broken: {{ type: simulate, latency: 1ms, failure_rate: 1.0 }}
-  undoer: {{ type: command, command: "echo \"$BATON_TASK\" >> {undone}" }}
+  undoer: {{ type: command, shell: true, command: "echo \"$BATON_TASK\" >> {undone}" }}
 tasks:
   - {{ id: reserve, agent: ok, compensation: release }}
   - {{ id: charge, agent: ok, depends_on: [reserve], compensation: {{ action: refund, agent: undoer }} }}
@@ -350,7 +350,7 @@ fn input_from_a_file_reaches_a_command_agent() {
     std::fs::write(
         &flow,
         format!(
-            "agents:\n  reader: {{ type: command, command: \"cat > {}\" }}\ntasks:\n  - {{ id: read, agent: reader, input: {{ step: 1 }} }}\n",
+            "agents:\n  reader: {{ type: command, shell: true, command: \"cat > {}\" }}\ntasks:\n  - {{ id: read, agent: reader, input: {{ step: 1 }} }}\n",
             sh_quote(&seen)
         ),
     )
@@ -707,7 +707,7 @@ impl Dag {
             .collect();
         json!({
             "name": "crash",
-            "agents": {"worker": {"type": "command", "command": script}},
+            "agents": {"worker": {"type": "command", "command": script, "shell": true}},
             "tasks": tasks,
         })
     }
@@ -1020,7 +1020,7 @@ fn recorded_before_its_first_task_starts(state: &[&str]) {
         sh_quote(&crashed)
     );
     let workflow = json!({
-        "agents": {"crasher": {"type": "command", "command": script}, "idle": {"type": "noop"}},
+        "agents": {"crasher": {"type": "command", "command": script, "shell": true}, "idle": {"type": "noop"}},
         "tasks": [
             {"id": "crash", "agent": "crasher"},
             {"id": "big", "agent": "idle", "depends_on": ["crash"], "input": {"blob": "x".repeat(16 << 20)}},

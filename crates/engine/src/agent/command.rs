@@ -5,14 +5,26 @@
 //! string). A non-zero exit is a retryable failure carrying the end of stderr;
 //! a program that cannot be started (not found, not executable) a permanent one.
 //!
-//! The process is killed (SIGKILL) when the call's future is dropped, which is
-//! how the engine cancels a call and applies a task's timeout. Only the process
-//! itself is killed: a shell script that starts children of its own should
-//! `exec` its last command, or the children outlive the call.
+//! No shell reads the command unless the agent asks for one (`shell: true`,
+//! [`baton_model::Command::Shell`]); the call's input reaches the process only
+//! on stdin, never on its command line. The process starts with an environment
+//! of its own: the agent's `env`, `BATON_RUN`, `BATON_TASK`, `BATON_ATTEMPT`
+//! and the few harmless variables of [`INHERITED`], not the engine's (which
+//! holds the server's token and database passwords).
+//!
+//! Each call runs in a process group of its own, and the whole group is killed
+//! (SIGKILL) when the call ends: when the call's future is dropped (how the
+//! engine cancels a call and applies a task's timeout), when the agent's own
+//! `timeout` passes, and when the process exits, so that nothing a call started
+//! in the background outlives it. (A program that leaves its group on purpose,
+//! with `setsid`, is beyond reach.)
 
 use std::io;
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -31,13 +43,21 @@ pub struct Command {
     spec: Arc<Spec>,
 }
 
+/// The engine's environment variables a process gets: what programs expect to
+/// find, and nothing that could hold a secret.
+pub const INHERITED: [&str; 7] = ["PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"];
+
 /// What to run: shared by every call of one agent.
 struct Spec {
     /// The program, as given (`sh` for a shell command line).
     program: String,
     args: Vec<String>,
-    /// Added to the environment the engine inherited.
+    /// Set for the process, besides [`INHERITED`] and `BATON_*`.
     env: Vec<(String, String)>,
+    /// Where the process starts (absent: the engine's working directory).
+    workdir: Option<PathBuf>,
+    /// The longest a call may take.
+    timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Spec {
@@ -47,12 +67,15 @@ impl std::fmt::Debug for Spec {
             .field("program", &self.program)
             .field("args", &self.args)
             .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("workdir", &self.workdir)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
 
 impl Command {
-    /// An agent running `command` with `env` added to the inherited environment.
+    /// An agent running `command` with `env` set for it (besides [`INHERITED`]
+    /// and Baton's own variables).
     ///
     /// [`baton_model::Command::Shell`] runs through `sh -c`;
     /// [`baton_model::Command::Argv`] is a program and its arguments (an empty
@@ -72,8 +95,20 @@ impl Command {
                 program,
                 args,
                 env: env.to_vec(),
+                workdir: None,
+                timeout: None,
             }),
         }
+    }
+
+    /// The agent of a `command` declaration: its command, `env`, `workdir` and
+    /// `timeout`; `None` without a `command`.
+    pub fn of(agent: &baton_model::Agent) -> Option<Command> {
+        let mut command = Command::new(agent.command.as_ref()?, &agent.env);
+        let spec = Arc::get_mut(&mut command.spec)?;
+        spec.workdir = agent.workdir.as_ref().map(PathBuf::from);
+        spec.timeout = agent.timeout;
+        Some(command)
     }
 }
 
@@ -94,18 +129,32 @@ async fn run(spec: Arc<Spec>, call: Call) -> Outcome {
     let input = serde_json::to_vec(&call.input)
         .map_err(|e| Failure::permanent(format!("cannot encode the input as JSON: {e}")))?;
 
-    let mut child = tokio::process::Command::new(&spec.program)
-        .args(&spec.args)
+    let mut command = tokio::process::Command::new(&spec.program);
+    command.args(&spec.args).env_clear();
+    for name in INHERITED {
+        if let Some(value) = std::env::var_os(name) {
+            command.env(name, value);
+        }
+    }
+    command
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .env("BATON_RUN", call.run.to_string())
         .env("BATON_TASK", &*call.task)
-        .env("BATON_ATTEMPT", call.attempt.to_string())
+        .env("BATON_ATTEMPT", call.attempt.to_string());
+    if let Some(dir) = &spec.workdir {
+        command.current_dir(dir);
+    }
+    let mut child = command
+        .process_group(0)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| spawn_failure(&spec.program, &e))?;
+        .map_err(|e| spawn_failure(&spec, &e))?;
+    // Declared after `child`, so dropped first: the group dies before the
+    // leader is killed and reaped, while its id cannot have been reused.
+    let group = Group(AtomicU32::new(child.id().unwrap_or(0)));
     tracing::debug!(
         run = %call.run,
         task = %call.task,
@@ -119,13 +168,35 @@ async fn run(spec: Arc<Spec>, call: Call) -> Outcome {
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     // All four at once: a process blocked writing a full stdout pipe never reads
-    // the rest of its stdin, and never exits.
-    let (written, stdout, stderr, status) = tokio::join!(
-        write_input(stdin, &input),
-        read_capped(stdout, STDOUT_LIMIT),
-        read_tail(stderr, STDERR_TAIL),
-        child.wait(),
-    );
+    // the rest of its stdin, and never exits. Once it exits, what it left running
+    // is killed, which also closes the pipes those processes held.
+    let exited = async {
+        let status = child.wait().await;
+        group.kill();
+        status
+    };
+    let all = async {
+        tokio::join!(
+            write_input(stdin, &input),
+            read_capped(stdout, STDOUT_LIMIT),
+            read_tail(stderr, STDERR_TAIL),
+            exited,
+        )
+    };
+    let (written, stdout, stderr, status) = match spec.timeout {
+        None => all.await,
+        Some(limit) => match tokio::time::timeout(limit, all).await {
+            Ok(done) => done,
+            // Dropping the call's futures kills the group (`group`, then `child`).
+            Err(_) => {
+                return Err(Failure::retryable(format!(
+                    "`{}` took longer than the agent's timeout of {}: killed it and what it started",
+                    spec.program,
+                    baton_model::duration::format(limit)
+                )));
+            }
+        },
+    };
     if let Err(e) = written {
         // The exit status tells whether the process managed without it.
         tracing::debug!(task = %call.task, error = %e, "could not write a process's stdin");
@@ -154,10 +225,48 @@ async fn run(spec: Arc<Spec>, call: Call) -> Outcome {
     Ok(parse_output(&stdout))
 }
 
+/// A call's process group (its id is the leader's pid), killed when dropped.
+struct Group(AtomicU32);
+
+impl Group {
+    /// Sends SIGKILL to every process left in the group, once: a second kill
+    /// could reach a new group that reused the id.
+    fn kill(&self) {
+        let id = self.0.swap(0, Ordering::Relaxed);
+        let Some(pgid) = libc::pid_t::try_from(id).ok().filter(|&id| id > 0) else {
+            return;
+        };
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours;
+        // a negative pid names the process group, which is the call's own (it
+        // was made with the leader by `process_group(0)`). An empty group is
+        // ESRCH, which changes nothing.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Why a process did not start. A missing program or a denied permission will
 /// not go away by itself; a momentary lack of resources may.
-fn spawn_failure(program: &str, error: &io::Error) -> Failure {
-    let message = format!("cannot start `{program}`: {error}");
+fn spawn_failure(spec: &Spec, error: &io::Error) -> Failure {
+    let program = &spec.program;
+    let message = match &spec.workdir {
+        // The error does not say which of the two is missing.
+        Some(dir) if !dir.is_dir() => {
+            format!(
+                "cannot start `{program}`: its workdir `{}` is not a directory",
+                dir.display()
+            )
+        }
+        _ => format!("cannot start `{program}`: {error}"),
+    };
     // ENFILE, EMFILE: the system's or the engine's file table is full.
     let transient = matches!(
         error.kind(),
@@ -472,6 +581,171 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("process {pid} still runs 5 s after its call was dropped");
+    }
+
+    #[tokio::test]
+    async fn the_engines_environment_is_not_passed_on() {
+        // Cargo and the shell give a test plenty of variables of their own.
+        let ours: Vec<String> = std::env::vars()
+            .map(|(k, _)| k)
+            .filter(|k| !INHERITED.contains(&k.as_str()))
+            .collect();
+        assert!(!ours.is_empty(), "the test needs a variable to withhold");
+        let agent = Command::new(
+            &baton_model::Command::Argv(vec!["env".into()]),
+            &[("GIVEN".to_owned(), "1".to_owned())],
+        );
+        let out = outcome(&agent, Value::Null).await.unwrap();
+        let names: Vec<&str> = out
+            .as_str()
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+            .collect();
+        for name in &names {
+            assert!(
+                INHERITED.contains(name) || name.starts_with("BATON_") || *name == "GIVEN",
+                "`{name}` reached the process"
+            );
+        }
+        assert!(names.contains(&"GIVEN") && names.contains(&"BATON_TASK"));
+        for name in &ours {
+            assert!(
+                !names.contains(&name.as_str()),
+                "`{name}` reached the process"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn what_a_call_started_in_the_background_dies_when_it_exits() {
+        // Without the group kill, `sleep` would hold stdout open for 30 s.
+        let started = std::time::Instant::now();
+        let out = outcome(&shell("sleep 30 & echo $!"), Value::Null)
+            .await
+            .unwrap();
+        let pid = u32::try_from(out.as_u64().unwrap()).unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        wait_dead(pid).await;
+    }
+
+    #[tokio::test]
+    async fn dropping_the_call_kills_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let agent = shell(&format!(
+            "sleep 30 & echo $! > '{0}.tmp' && mv '{0}.tmp' '{0}'; wait",
+            pid_file.display()
+        ));
+        let Started::Later(mut pending) = agent.start(call(Value::Null)) else {
+            panic!("a command runs later")
+        };
+        let pid = read_pid(&mut pending, &pid_file).await;
+        assert!(alive(pid));
+        drop(pending);
+        wait_dead(pid).await;
+    }
+
+    #[tokio::test]
+    async fn the_agents_timeout_kills_the_group_and_is_retryable() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let agent = Command::of(&baton_model::Agent {
+            kind: "command".into(),
+            command: Some(baton_model::Command::Shell(format!(
+                "sleep 30 & echo $! > '{0}.tmp' && mv '{0}.tmp' '{0}'; wait",
+                pid_file.display()
+            ))),
+            timeout: Some(Duration::from_millis(300)),
+            ..baton_model::Agent::default()
+        })
+        .unwrap();
+        let failure = outcome(&agent, Value::Null).await.unwrap_err();
+        assert!(failure.retryable);
+        assert!(
+            failure
+                .message
+                .contains("took longer than the agent's timeout of 300ms"),
+            "{}",
+            failure.message
+        );
+        let pid: u32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        wait_dead(pid).await;
+    }
+
+    #[tokio::test]
+    async fn workdir_is_where_the_process_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = |workdir: String| {
+            Command::of(&baton_model::Agent {
+                kind: "command".into(),
+                command: Some(baton_model::Command::Argv(vec!["pwd".into()])),
+                workdir: Some(workdir),
+                ..baton_model::Agent::default()
+            })
+            .unwrap()
+        };
+        let here = dir.path().canonicalize().unwrap().display().to_string();
+        let out = outcome(&agent(here.clone()), Value::Null).await;
+        assert_eq!(out, Ok(json!(here)));
+        let missing = format!("{here}/missing");
+        let failure = outcome(&agent(missing.clone()), Value::Null)
+            .await
+            .unwrap_err();
+        assert!(!failure.retryable);
+        assert!(
+            failure
+                .message
+                .contains(&format!("its workdir `{missing}` is not a directory")),
+            "{}",
+            failure.message
+        );
+    }
+
+    #[tokio::test]
+    async fn hostile_input_reaches_stdin_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let canary = dir.path().join("pwned");
+        let c = canary.display();
+        let hostile = json!({
+            "q": format!("$(touch {c}) `touch {c}`; touch {c} && touch {c} | touch {c}"),
+            "quote": format!("'; touch {c}; '\"; touch {c}; \""),
+            "newline": format!("x\ntouch {c}\n"),
+        });
+        // A program reading it, and a shell line reading it: neither runs it.
+        let argv = Command::new(&baton_model::Command::Argv(vec!["cat".into()]), &[]);
+        assert_eq!(outcome(&argv, hostile.clone()).await, Ok(hostile.clone()));
+        let line = shell("input=$(cat); printf '%s' \"$input\"");
+        assert_eq!(outcome(&line, hostile.clone()).await, Ok(hostile.clone()));
+        assert!(!canary.exists(), "the input was run");
+    }
+
+    /// Drives `pending` until the process has written its pid to `file`.
+    async fn read_pid(pending: &mut super::super::Pending, file: &std::path::Path) -> u32 {
+        loop {
+            tokio::select! {
+                outcome = &mut *pending => panic!("the process ended early: {outcome:?}"),
+                () = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+            if let Ok(text) = std::fs::read_to_string(file) {
+                return text.trim().parse().unwrap();
+            }
+        }
+    }
+
+    /// Fails unless `pid` is gone within 5 s.
+    async fn wait_dead(pid: u32) {
+        for _ in 0..500 {
+            if !alive(pid) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("process {pid} still runs 5 s after its call ended");
     }
 
     /// Whether `pid` runs (a zombie awaiting its reaper counts as dead).

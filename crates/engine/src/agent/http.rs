@@ -15,8 +15,21 @@
 //!
 //! Only `http://` is supported: there is no TLS stack in Baton. An `https://`
 //! agent is reached through a local proxy that terminates TLS.
+//!
+//! Where an agent may connect is its [`Egress`]: with [`Egress::Public`] (what
+//! `baton serve` uses) an address that is not public (loopback, private,
+//! link-local such as a cloud's metadata service, unique-local, shared,
+//! reserved) is refused unless the URL's host is listed, whether the URL names
+//! the address or a name resolves to it; the check is made on the addresses the
+//! connection really uses, so a name that changes its answer (DNS rebinding)
+//! gains nothing. Redirects are never followed (a 3xx is a failure), a
+//! connection must be made within 10 s and an answer is read up to 16 MiB.
 
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,6 +38,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri}
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::{Value, json};
 
@@ -32,6 +46,133 @@ use super::{Call, Failure, Outcome, Runner, Started};
 
 /// The largest response body read.
 const BODY_LIMIT: usize = 16 << 20;
+/// The longest a connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where `http` agents may connect.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Egress {
+    /// Anywhere: what a person running their own workflow gets (`baton run`).
+    #[default]
+    Open,
+    /// Public addresses only, except for the hosts listed (as written in URLs:
+    /// `127.0.0.1`, `[::1]`, `agents.internal`; compared without case), which
+    /// may be anywhere: what a server gets.
+    Public {
+        /// Hosts allowed at addresses that are not public.
+        private_hosts: Vec<String>,
+    },
+}
+
+impl Egress {
+    /// Whether `host` may be reached at any address.
+    fn anywhere(&self, host: &str) -> bool {
+        match self {
+            Egress::Open => true,
+            Egress::Public { private_hosts } => private_hosts.iter().any(|h| {
+                let listed = h.trim_start_matches('[').trim_end_matches(']');
+                listed.eq_ignore_ascii_case(host.trim_start_matches('[').trim_end_matches(']'))
+            }),
+        }
+    }
+}
+
+/// Whether an address is on the public internet: not loopback, private,
+/// link-local, unique-local, shared (carrier NAT), documentation, multicast,
+/// broadcast, unspecified or reserved. IPv6 addresses that carry an IPv4 one
+/// (mapped, NAT64) are judged by it.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || a == 0
+                || a >= 240
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0)
+                || (a == 198 && (18..20).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            // NAT64 (64:ff9b::/96): the last 32 bits are the IPv4 address.
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [.., a, b, c, d] = v6.octets();
+                return is_public(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
+            }
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || v6.is_unique_local()
+                || v6.is_unicast_link_local()
+                || (s[0] == 0x2001 && s[1] == 0x0db8)
+                || (s[0] == 0x0100 && s[1..4] == [0; 3]))
+        }
+    }
+}
+
+/// A connection [`Egress`] refused; permanent, since trying again changes nothing.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "`{host}` is at {addr}, which is not a public address: list `{host}` in the server's `allow_private_hosts` to let agents reach it"
+)]
+struct Refused {
+    host: String,
+    addr: IpAddr,
+}
+
+/// Resolves names with the system's resolver and drops the addresses
+/// [`Egress`] refuses.
+#[derive(Debug, Clone)]
+struct Resolve {
+    /// Whether every address is fine (the host is listed, or egress is open).
+    anywhere: bool,
+}
+
+impl tower_service::Service<Name> for Resolve {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let anywhere = self.anywhere;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if anywhere {
+                return Ok(found.into_iter());
+            }
+            let public: Vec<SocketAddr> = found
+                .iter()
+                .copied()
+                .filter(|a| is_public(a.ip()))
+                .collect();
+            match (public.is_empty(), found.first()) {
+                (true, Some(first)) => Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    Refused {
+                        host,
+                        addr: first.ip(),
+                    },
+                )),
+                _ => Ok(public.into_iter()),
+            }
+        })
+    }
+}
 /// How much of an unexpected body a failure message quotes.
 const EXCERPT: usize = 200;
 
@@ -43,7 +184,7 @@ pub struct Http {
 
 #[derive(Debug)]
 struct Inner {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpConnector<Resolve>, Full<Bytes>>,
     url: Uri,
     /// Sent with every request: the configured ones plus the JSON content type.
     headers: HeaderMap,
@@ -53,8 +194,9 @@ impl Http {
     /// An agent posting to `url` with `headers` added to each request.
     ///
     /// Fails, with a message for people, on a URL that is not `http://host[:port]/...`
-    /// (`https://` included: TLS is not built in) or a header that is not valid HTTP.
-    pub fn new(url: &str, headers: &[(String, String)]) -> Result<Http, String> {
+    /// (`https://` included: TLS is not built in), a header that is not valid
+    /// HTTP, or an address that `egress` refuses.
+    pub fn new(url: &str, headers: &[(String, String)], egress: &Egress) -> Result<Http, String> {
         let uri: Uri = url
             .parse()
             .map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
@@ -78,9 +220,26 @@ impl Http {
                 ));
             }
         }
-        if uri.host().is_none_or(str::is_empty) {
+        let Some(host) = uri.host().filter(|h| !h.is_empty()) else {
             return Err(format!(
                 "`{url}` has no host: expected http://host:port/path"
+            ));
+        };
+        let anywhere = egress.anywhere(host);
+        // The connector does not resolve an address: check it here.
+        if let Ok(addr) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            && !anywhere
+            && !is_public(addr)
+        {
+            return Err(format!(
+                "`{url}`: {}",
+                Refused {
+                    host: host.to_owned(),
+                    addr
+                }
             ));
         }
 
@@ -103,9 +262,10 @@ impl Http {
             map.insert(ACCEPT, json);
         }
 
-        let mut connector = HttpConnector::new();
+        let mut connector = HttpConnector::new_with_resolver(Resolve { anywhere });
         // Requests are small and latency matters more than packet count.
         connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
@@ -160,11 +320,10 @@ async fn send(inner: Arc<Inner>, call: Call) -> Outcome {
     *request.uri_mut() = url.clone();
     *request.headers_mut() = inner.headers.clone();
 
-    let response = inner
-        .client
-        .request(request)
-        .await
-        .map_err(|e| Failure::retryable(format!("cannot reach {url}: {}", chain(&e))))?;
+    let response = inner.client.request(request).await.map_err(|e| Failure {
+        message: format!("cannot reach {url}: {}", chain(&e)),
+        retryable: !refused(&e),
+    })?;
     let status = response.status();
     let body = Limited::new(response.into_body(), BODY_LIMIT)
         .collect()
@@ -321,6 +480,23 @@ fn excerpt(body: &[u8]) -> String {
     }
 }
 
+/// Whether [`Egress`] refused the connection somewhere in the error's causes.
+fn refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if e.downcast_ref::<Refused>().is_some() {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.get_ref().is_some_and(|inner| inner.is::<Refused>())
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// An error with its causes: hyper's own messages are terse ("client error (Connect)").
 fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
@@ -459,6 +635,7 @@ mod tests {
         let agent = Http::new(
             &server.url,
             &[("Authorization".to_owned(), "Bearer s3cret".to_owned())],
+            &Egress::Open,
         )
         .unwrap();
         assert!(!format!("{agent:?}").contains("s3cret"));
@@ -490,7 +667,7 @@ mod tests {
     #[tokio::test]
     async fn calls_reuse_one_connection() {
         let server = serve("200 OK", MESSAGE).await;
-        let agent = Http::new(&server.url, &[]).unwrap();
+        let agent = Http::new(&server.url, &[], &Egress::Open).unwrap();
         for _ in 0..3 {
             assert!(outcome(&agent, Value::Null).await.is_ok());
         }
@@ -504,7 +681,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":"x","result":{"kind":"message","parts":[{"kind":"text","text":"done"},{"kind":"data","data":[1,2]}]}}"#,
         )
         .await;
-        let agent = Http::new(&server.url, &[]).unwrap();
+        let agent = Http::new(&server.url, &[], &Egress::Open).unwrap();
         assert_eq!(
             outcome(&agent, Value::Null).await,
             Ok(json!(["done", [1, 2]]))
@@ -518,7 +695,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":"x","result":{"kind":"task","id":"t9","contextId":"c","status":{"state":"completed"},"artifacts":[{"artifactId":"a1","parts":[{"kind":"data","data":{"score":0.9}}]}]}}"#,
         )
         .await;
-        let agent = Http::new(&server.url, &[]).unwrap();
+        let agent = Http::new(&server.url, &[], &Egress::Open).unwrap();
         assert_eq!(
             outcome(&agent, Value::Null).await,
             Ok(json!({"score": 0.9}))
@@ -532,7 +709,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":"x","result":{"kind":"task","id":"t9","status":{"state":"failed","message":{"kind":"message","role":"agent","parts":[{"kind":"text","text":"model overloaded"}]}}}}"#,
         )
         .await;
-        let agent = Http::new(&server.url, &[]).unwrap();
+        let agent = Http::new(&server.url, &[], &Egress::Open).unwrap();
         let failure = outcome(&agent, Value::Null).await.unwrap_err();
         assert_eq!(
             failure,
@@ -547,7 +724,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":"x","result":{"kind":"task","id":"t9","status":{"state":"working"}}}"#,
         )
         .await;
-        let agent = Http::new(&server.url, &[]).unwrap();
+        let agent = Http::new(&server.url, &[], &Egress::Open).unwrap();
         let failure = outcome(&agent, Value::Null).await.unwrap_err();
         assert!(!failure.retryable);
         assert!(failure.message.contains("`working`"), "{}", failure.message);
@@ -560,7 +737,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":"x","result":{"answer":42}}"#,
         )
         .await;
-        let agent = Http::new(&server.url, &[]).unwrap();
+        let agent = Http::new(&server.url, &[], &Egress::Open).unwrap();
         assert_eq!(
             outcome(&agent, Value::Null).await,
             Ok(json!({"answer": 42}))
@@ -574,7 +751,7 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":"x","error":{"code":-32601,"message":"Method not found"}}"#,
         )
         .await;
-        let agent = Http::new(&server.url, &[]).unwrap();
+        let agent = Http::new(&server.url, &[], &Egress::Open).unwrap();
         let failure = outcome(&agent, Value::Null).await.unwrap_err();
         assert!(!failure.retryable);
         assert_eq!(
@@ -589,7 +766,7 @@ mod tests {
     #[tokio::test]
     async fn a_503_is_retryable() {
         let server = serve("503 Service Unavailable", r#"{"busy":true}"#).await;
-        let agent = Http::new(&server.url, &[]).unwrap();
+        let agent = Http::new(&server.url, &[], &Egress::Open).unwrap();
         let failure = outcome(&agent, Value::Null).await.unwrap_err();
         assert!(failure.retryable);
         assert!(
@@ -607,11 +784,11 @@ mod tests {
     #[tokio::test]
     async fn a_429_is_retryable_and_a_404_is_not() {
         let server = serve("429 Too Many Requests", "").await;
-        let agent = Http::new(&server.url, &[]).unwrap();
+        let agent = Http::new(&server.url, &[], &Egress::Open).unwrap();
         assert!(outcome(&agent, Value::Null).await.unwrap_err().retryable);
 
         let server = serve("404 Not Found", "no such path").await;
-        let agent = Http::new(&server.url, &[]).unwrap();
+        let agent = Http::new(&server.url, &[], &Egress::Open).unwrap();
         let failure = outcome(&agent, Value::Null).await.unwrap_err();
         assert!(!failure.retryable);
         assert!(
@@ -624,7 +801,7 @@ mod tests {
     #[tokio::test]
     async fn a_body_that_is_not_json_is_permanent_with_an_excerpt() {
         let server = serve("200 OK", "<html>oops</html>").await;
-        let agent = Http::new(&server.url, &[]).unwrap();
+        let agent = Http::new(&server.url, &[], &Egress::Open).unwrap();
         let failure = outcome(&agent, Value::Null).await.unwrap_err();
         assert!(!failure.retryable);
         assert!(failure.message.contains("not JSON"), "{}", failure.message);
@@ -640,7 +817,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
         drop(listener);
-        let agent = Http::new(&url, &[]).unwrap();
+        let agent = Http::new(&url, &[], &Egress::Open).unwrap();
         let failure = outcome(&agent, Value::Null).await.unwrap_err();
         assert!(failure.retryable);
         assert!(
@@ -653,22 +830,126 @@ mod tests {
 
     #[test]
     fn bad_urls_and_headers_are_refused() {
-        let https = Http::new("https://agents.example/a2a", &[]).unwrap_err();
+        let https = Http::new("https://agents.example/a2a", &[], &Egress::Open).unwrap_err();
         assert!(https.contains("TLS") && https.contains("proxy"), "{https}");
         assert!(
-            Http::new("ftp://host/", &[])
+            Http::new("ftp://host/", &[], &Egress::Open)
                 .unwrap_err()
                 .contains("scheme")
         );
         assert!(
-            Http::new("/just/a/path", &[])
+            Http::new("/just/a/path", &[], &Egress::Open)
                 .unwrap_err()
                 .contains("absolute")
         );
-        assert!(Http::new("not a url", &[]).is_err());
-        let header = Http::new("http://host/", &[("bad name".into(), "v".into())]).unwrap_err();
+        assert!(Http::new("not a url", &[], &Egress::Open).is_err());
+        let header = Http::new(
+            "http://host/",
+            &[("bad name".into(), "v".into())],
+            &Egress::Open,
+        )
+        .unwrap_err();
         assert!(header.contains("`bad name`"), "{header}");
-        assert!(Http::new("http://127.0.0.1:9/a2a", &[]).is_ok());
+        assert!(Http::new("http://127.0.0.1:9/a2a", &[], &Egress::Open).is_ok());
+    }
+
+    #[test]
+    fn public_addresses_are_told_apart() {
+        for (ip, public) in [
+            ("8.8.8.8", true),
+            ("1.1.1.1", true),
+            ("2606:4700::1111", true),
+            ("127.0.0.1", false),
+            ("10.1.2.3", false),
+            ("172.16.0.1", false),
+            ("192.168.1.1", false),
+            ("169.254.169.254", false),
+            ("100.64.0.1", false),
+            ("0.0.0.0", false),
+            ("255.255.255.255", false),
+            ("224.0.0.1", false),
+            ("240.0.0.1", false),
+            ("192.0.2.1", false),
+            ("198.18.0.1", false),
+            ("::1", false),
+            ("::", false),
+            ("fe80::1", false),
+            ("fd00::1", false),
+            ("ff02::1", false),
+            ("2001:db8::1", false),
+            ("::ffff:10.0.0.1", false),
+            ("::ffff:8.8.8.8", true),
+            ("64:ff9b::a9fe:a9fe", false),
+            ("64:ff9b::808:808", true),
+        ] {
+            assert_eq!(is_public(ip.parse().unwrap()), public, "{ip}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_refuses_private_addresses_it_was_not_told_of() {
+        let public = Egress::Public {
+            private_hosts: Vec::new(),
+        };
+        for url in [
+            "http://127.0.0.1:9/a2a",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[::1]:9/",
+            "http://10.0.0.5/",
+        ] {
+            let err = Http::new(url, &[], &public).unwrap_err();
+            assert!(
+                err.contains("which is not a public address"),
+                "{url}: {err}"
+            );
+            assert!(err.contains("allow_private_hosts"), "{url}: {err}");
+        }
+        // A name that resolves to a private address is refused when connecting,
+        // permanently: no request is sent.
+        let mut server = serve("200 OK", MESSAGE).await;
+        let by_name = server.url.replace("127.0.0.1", "localhost");
+        let agent = Http::new(&by_name, &[], &public).unwrap();
+        let failure = outcome(&agent, json!({})).await.unwrap_err();
+        assert!(!failure.retryable, "{}", failure.message);
+        assert!(
+            failure.message.contains("which is not a public address"),
+            "{}",
+            failure.message
+        );
+        assert!(server.seen.try_recv().is_err());
+        // Listed hosts may be anywhere.
+        let listed = Egress::Public {
+            private_hosts: vec!["LOCALHOST".into(), "127.0.0.1".into()],
+        };
+        for url in [&server.url, &by_name] {
+            let agent = Http::new(url, &[], &listed).unwrap();
+            let out = outcome(&agent, json!({})).await;
+            assert_eq!(out, Ok(json!({"summary": "short", "words": 2})), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let mut server = serve("302 Found\r\nLocation: http://169.254.169.254/", "{}").await;
+        let agent = Http::new(&server.url, &[], &Egress::Open).unwrap();
+        let failure = outcome(&agent, json!({})).await.unwrap_err();
+        assert!(!failure.retryable);
+        assert!(failure.message.contains("HTTP 302"), "{}", failure.message);
+        assert!(server.seen.recv().await.is_some());
+        assert!(server.seen.try_recv().is_err(), "one request only");
+    }
+
+    #[tokio::test]
+    async fn hostile_input_stays_in_the_body() {
+        let mut server = serve("200 OK", MESSAGE).await;
+        let agent = Http::new(&server.url, &[], &Egress::Open).unwrap();
+        let hostile =
+            json!({"path": "../../admin?x=1#y", "header": "a\r\nX-Injected: 1", "at": "@evil.net"});
+        outcome(&agent, hostile.clone()).await.unwrap();
+        let seen = server.seen.recv().await.unwrap();
+        assert_eq!(seen.request_line, "POST /a2a HTTP/1.1");
+        assert!(seen.header("x-injected").is_none());
+        assert_eq!(seen.body["params"]["message"]["parts"][0]["data"], hostile);
     }
 
     #[test]

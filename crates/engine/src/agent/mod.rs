@@ -4,7 +4,12 @@
 
 mod command;
 mod http;
+mod policy;
 pub mod worker;
+
+pub use command::INHERITED;
+pub use http::{Egress, is_public};
+pub use policy::{Policy, Refusal};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -118,9 +123,18 @@ pub enum Error {
 /// The built-in agent kinds.
 pub const KINDS: [&str; 5] = ["noop", "simulate", "command", "http", "worker"];
 
-/// Builds the runner for an agent declaration; `seed` seeds simulated randomness
-/// (an agent's own `seed` wins).
-pub fn runner(agent: &Agent, seed: u64) -> Result<Arc<dyn Runner>, Error> {
+/// How agents are built.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Seeds simulated randomness (an agent's own `seed` wins).
+    pub seed: u64,
+    /// Where `http` agents may connect.
+    pub egress: Egress,
+}
+
+/// Builds the runner for an agent declaration.
+pub fn runner(agent: &Agent, options: &Options) -> Result<Arc<dyn Runner>, Error> {
+    let seed = options.seed;
     let settings = |message: &str| Error::Settings {
         name: agent.name.clone(),
         message: message.to_string(),
@@ -132,13 +146,10 @@ pub fn runner(agent: &Agent, seed: u64) -> Result<Arc<dyn Runner>, Error> {
             worker::Workers::global().clone(),
         )),
         "simulate" => Arc::new(Simulate::new(agent, seed)),
-        "command" => Arc::new(command::Command::new(
-            agent
-                .command
-                .as_ref()
+        "command" => Arc::new(
+            command::Command::of(agent)
                 .ok_or_else(|| settings("type `command` needs `command`"))?,
-            &agent.env,
-        )),
+        ),
         "http" => Arc::new(
             http::Http::new(
                 agent
@@ -146,6 +157,7 @@ pub fn runner(agent: &Agent, seed: u64) -> Result<Arc<dyn Runner>, Error> {
                     .as_deref()
                     .ok_or_else(|| settings("type `http` needs `url`"))?,
                 &agent.headers,
+                &options.egress,
             )
             .map_err(|m| settings(&m))?,
         ),
@@ -287,7 +299,9 @@ mod tests {
 
     #[test]
     fn unknown_kinds_are_refused_with_the_list_of_built_ins() {
-        let err = runner(&agent("research_agent"), 0).err().unwrap();
+        let err = runner(&agent("research_agent"), &Options::default())
+            .err()
+            .unwrap();
         assert!(
             err.to_string()
                 .contains("noop, simulate, command, http, worker")
@@ -296,7 +310,7 @@ mod tests {
 
     #[test]
     fn noop_finishes_at_once() {
-        let r = runner(&agent("noop"), 0).unwrap();
+        let r = runner(&agent("noop"), &Options::default()).unwrap();
         assert!(matches!(r.start(call()), Started::Done(Ok(Value::Null))));
     }
 

@@ -23,8 +23,15 @@ const SPECIFIC: &[(&str, &str, Read)] = &[
     ("command", "command", |a, v, p, r| {
         a.command = command(v, p, r)
     }),
+    ("shell", "command", |a, v, p, r| a.shell = flag(v, p, r)),
     ("env", "command", |a, v, p, r| {
         a.env = pairs(v, p, env_var, r)
+    }),
+    ("workdir", "command", |a, v, p, r| {
+        a.workdir = workdir(v, p, r)
+    }),
+    ("timeout", "command", |a, v, p, r| {
+        a.timeout = limit(v, p, r)
     }),
     ("url", "http", |a, v, p, r| a.url = url(v, p, r)),
     ("headers", "http", |a, v, p, r| {
@@ -44,7 +51,7 @@ const REQUIRED: &[(&str, &str, &str)] = &[
     (
         "command",
         "command",
-        "a shell command (`command: ./build.sh`) or a program and its arguments (`command: [cargo, build]`)",
+        "a command line (`command: ./build.sh --release`; add `shell: true` for `sh -c`) or a program and its arguments (`command: [cargo, build]`)",
     ),
     (
         "http",
@@ -118,6 +125,7 @@ fn agent(
         }
     }
     agent.kind = kind.unwrap_or_default();
+    words(&mut agent, &at, report);
     if !has_type {
         report.push(
             Diagnostic::error(
@@ -262,7 +270,7 @@ fn text(v: Value, path: &Path, report: &mut Report) -> Option<String> {
 }
 
 fn command(v: Value, path: &Path, report: &mut Report) -> Option<Command> {
-    const HINT: &str = "write a shell command (`command: ./build.sh --release`) or a program and its arguments (`command: [cargo, build, --release]`)";
+    const HINT: &str = "write a command line (`command: ./build.sh --release`; add `shell: true` for `sh -c`) or a program and its arguments (`command: [cargo, build, --release]`)";
     let empty = |report: &mut Report, what: &str| {
         report.push(
             Diagnostic::error("bad-value", path.clone(), format!("`command` is {what}"))
@@ -274,6 +282,7 @@ fn command(v: Value, path: &Path, report: &mut Report) -> Option<Command> {
             empty(report, "empty");
             None
         }
+        // Split into words by `words` once `shell` is known.
         Value::String(s) => Some(Command::Shell(s)),
         Value::Array(items) => {
             let len = items.len();
@@ -296,13 +305,176 @@ fn command(v: Value, path: &Path, report: &mut Report) -> Option<Command> {
             report.push(
                 type_error(
                     path.clone(),
-                    "a shell command (a string) or a program and its arguments (a list)",
+                    "a command line (a string) or a program and its arguments (a list)",
                     &other,
                 )
                 .with_hint(HINT),
             );
             None
         }
+    }
+}
+
+/// Without `shell: true`, a command line is split into words here and run
+/// directly, so that no shell ever reads it; a line that means something only
+/// to a shell (a pipe, a redirection, a variable) is an error rather than a
+/// surprise.
+fn words(agent: &mut Agent, at: &Path, report: &mut Report) {
+    match &agent.command {
+        Some(Command::Shell(line)) if !agent.shell => match split_words(line) {
+            Ok(argv) => agent.command = Some(Command::Argv(argv)),
+            Err(why) => {
+                report.push(
+                    Diagnostic::error(
+                        "shell-syntax",
+                        at.key("command"),
+                        format!("`command` {why}, but it runs without a shell"),
+                    )
+                    .with_hint(
+                        "add `shell: true` to run it with `sh -c`, or write the program and its arguments as a list (`command: [program, arg]`)",
+                    ),
+                );
+                agent.command = None;
+            }
+        },
+        Some(Command::Argv(_)) if agent.shell => report.push(
+            Diagnostic::error(
+                "bad-value",
+                at.key("shell"),
+                "`shell: true` runs a command line, but `command` is a list",
+            )
+            .with_hint(
+                "write the command as one string, or leave `shell` out to run the list directly",
+            ),
+        ),
+        _ => {}
+    }
+}
+
+/// Splits a command line into words as `sh` would, for what has the same
+/// meaning without a shell: blanks separate words, `'…'` quotes literally,
+/// `"…"` quotes with `\` escaping `"` and `\`, and `\` escapes one character.
+/// Anything a shell would act on (operators, redirections, expansions, globs,
+/// comments, several lines) is refused with what and where it is.
+pub(crate) fn split_words(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    // A block scalar's final line break is not a second command.
+    let mut chars = line.trim_end_matches(['\n', '\r']).char_indices();
+    let syntax = |c: char, at: usize| {
+        let what = match c {
+            '|' | '&' | ';' => "a shell operator",
+            '<' | '>' => "a redirection",
+            '$' | '`' => "a shell expansion",
+            '*' | '?' | '[' => "a glob",
+            '(' | ')' => "a subshell",
+            '~' => "a home-directory expansion",
+            '#' => "a comment",
+            _ => "a line break",
+        };
+        let shown = if c == '\n' {
+            "\\n".to_owned()
+        } else {
+            c.to_string()
+        };
+        format!("uses {what} (`{shown}` at byte {at})")
+    };
+    while let Some((at, c)) = chars.next() {
+        match c {
+            ' ' | '\t' => {
+                if let Some(w) = word.take() {
+                    words.push(w);
+                }
+            }
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some((_, '\'')) => break,
+                        Some((_, c)) => w.push(c),
+                        None => return Err(format!("has an unclosed `'` (at byte {at})")),
+                    }
+                }
+            }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some((_, '"')) => break,
+                        Some((_, '\\')) => match chars.next() {
+                            Some((_, c @ ('"' | '\\'))) => w.push(c),
+                            Some((i, c @ ('$' | '`'))) => return Err(syntax(c, i)),
+                            Some((_, c)) => {
+                                w.push('\\');
+                                w.push(c);
+                            }
+                            None => return Err(format!("has an unclosed `\"` (at byte {at})")),
+                        },
+                        Some((i, c @ ('$' | '`'))) => return Err(syntax(c, i)),
+                        Some((_, c)) => w.push(c),
+                        None => return Err(format!("has an unclosed `\"` (at byte {at})")),
+                    }
+                }
+            }
+            '\\' => match chars.next() {
+                Some((_, '\n')) => {}
+                Some((_, c)) => word.get_or_insert_with(String::new).push(c),
+                None => return Err(format!("ends with a lone `\\` (at byte {at})")),
+            },
+            '|' | '&' | ';' | '<' | '>' | '$' | '`' | '*' | '?' | '[' | '(' | ')' | '\n' | '\r' => {
+                return Err(syntax(c, at));
+            }
+            '~' | '#' if word.is_none() => return Err(syntax(c, at)),
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    if words.is_empty() {
+        return Err("has no words".into());
+    }
+    Ok(words)
+}
+
+/// `true` or `false`.
+fn flag(v: Value, path: &Path, report: &mut Report) -> bool {
+    match v {
+        Value::Bool(b) => b,
+        other => {
+            report.push(type_error(path.clone(), "true or false", &other));
+            false
+        }
+    }
+}
+
+/// A directory path (not checked to exist: it must exist where the agent runs).
+fn workdir(v: Value, path: &Path, report: &mut Report) -> Option<String> {
+    let dir = text(v, path, report)?;
+    if dir.is_empty() || dir.contains('\0') {
+        report.push(Diagnostic::error(
+            "bad-value",
+            path.clone(),
+            "`workdir` must be a directory path, non-empty and without NUL",
+        ));
+        return None;
+    }
+    Some(dir)
+}
+
+/// A duration above zero.
+fn limit(v: Value, path: &Path, report: &mut Report) -> Option<Duration> {
+    match duration_value(&v, || path.clone(), report)? {
+        d if d.is_zero() => {
+            report.push(
+                Diagnostic::error(
+                    "bad-value",
+                    path.clone(),
+                    "`timeout` must be greater than zero",
+                )
+                .with_hint("leave it out for no limit of the agent's own"),
+            );
+            None
+        }
+        d => Some(d),
     }
 }
 
@@ -607,4 +779,70 @@ fn seed(v: Value, path: &Path, report: &mut Report) -> Option<u64> {
         ));
     }
     seed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_words;
+
+    fn ok(line: &str) -> Vec<String> {
+        split_words(line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    }
+
+    #[test]
+    fn words_split_as_a_shell_would() {
+        assert_eq!(
+            ok("python3  agent.py\t--fast"),
+            ["python3", "agent.py", "--fast"]
+        );
+        assert_eq!(
+            ok("echo 'a | b' \"c  d\" e\\ f"),
+            ["echo", "a | b", "c  d", "e f"]
+        );
+        assert_eq!(ok(r#"say "a \"q\" \\ \n""#), ["say", r#"a "q" \ \n"#]);
+        assert_eq!(ok("x ''"), ["x", ""]);
+        assert_eq!(ok("a'b'\"c\"d"), ["abcd"]);
+        assert_eq!(
+            ok("./run.sh --x=1 a#b x~y\n"),
+            ["./run.sh", "--x=1", "a#b", "x~y"]
+        );
+        // Single quotes keep what a shell would expand.
+        assert_eq!(
+            ok("echo '$(id) `id` * ; > x'"),
+            ["echo", "$(id) `id` * ; > x"]
+        );
+    }
+
+    #[test]
+    fn shell_syntax_is_refused_with_what_and_where() {
+        for (line, what, at) in [
+            ("cat x | jq .", "a shell operator (`|`", 6),
+            ("make && make test", "a shell operator (`&`", 5),
+            ("echo hi > out", "a redirection (`>`", 8),
+            ("echo $HOME", "a shell expansion (`$`", 5),
+            ("echo \"$(id)\"", "a shell expansion (`$`", 6),
+            ("echo `id`", "a shell expansion", 5),
+            ("ls *.txt", "a glob (`*`", 3),
+            ("cd ~", "a home-directory expansion (`~`", 3),
+            ("run # note", "a comment (`#`", 4),
+            ("one\ntwo", "a line break (`\\n`", 3),
+        ] {
+            let err = split_words(line).unwrap_err();
+            assert!(err.starts_with("uses "), "{line:?}: {err}");
+            assert!(err.contains(what), "{line:?}: {err}");
+            assert!(err.contains(&format!("at byte {at})")), "{line:?}: {err}");
+        }
+        assert!(
+            split_words("echo 'open")
+                .unwrap_err()
+                .contains("unclosed `'`")
+        );
+        assert!(
+            split_words("echo \"open")
+                .unwrap_err()
+                .contains("unclosed `\"`")
+        );
+        assert!(split_words("end\\").unwrap_err().contains("lone `\\`"));
+        assert!(split_words("  ").unwrap_err().contains("no words"));
+    }
 }

@@ -77,7 +77,7 @@ fn breaker_defaults_and_settings() {
 #[test]
 fn command_agents_run_a_shell_line_or_an_argv() {
     let a = agents(concat!(
-        "  sh: { type: command, command: \"make -j2 && ./test\", env: { RUST_LOG: debug, A: 1 } }\n",
+        "  sh: { type: command, shell: true, command: \"make -j2 && ./test\", env: { RUST_LOG: debug, A: 1 } }\n",
         "  argv: { type: command, command: [sleep, 1] }\n",
     ));
     assert_eq!(
@@ -205,6 +205,41 @@ tasks:
 }
 
 #[test]
+fn a_command_line_without_shell_is_split_into_words() {
+    let a = agents(
+        "  py: { type: command, command: \"python3 agent.py --name 'two words'\", workdir: /srv/agents, timeout: 90s }\n",
+    );
+    assert_eq!(
+        a[0].command,
+        Some(Command::Argv(vec![
+            "python3".into(),
+            "agent.py".into(),
+            "--name".into(),
+            "two words".into()
+        ]))
+    );
+    assert!(!a[0].shell);
+    assert_eq!(a[0].workdir.as_deref(), Some("/srv/agents"));
+    assert_eq!(a[0].timeout, Some(Duration::from_secs(90)));
+}
+
+#[test]
+fn shell_syntax_without_shell_and_bad_command_settings_are_errors() {
+    let text = r#"
+agents:
+  a: { type: command, command: "cat in.json | jq .total" }
+  b: { type: command, command: "echo $HOME > out" }
+  c: { type: command, command: [ls, -l], shell: true }
+  d: { type: command, command: "echo 'open", shell: "yes" }
+  e: { type: command, command: x, workdir: "", timeout: 0s }
+  f: { type: noop, shell: true, workdir: /tmp }
+tasks:
+  - { id: t, agent: a }
+"#;
+    insta::assert_snapshot!(rendered_errors("shell.yaml", text, Format::Yaml));
+}
+
+#[test]
 fn latency_maps_need_exactly_their_distributions_fields() {
     let text = r#"
 agents:
@@ -251,7 +286,7 @@ fn agents_from_a_config_file_use_the_same_fields() {
     .unwrap();
     let names: Vec<_> = agents.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["build", "review", "sim"]);
-    assert_eq!(agents[0].command, Some(Command::Shell("make".into())));
+    assert_eq!(agents[0].command, Some(Command::Argv(vec!["make".into()])));
     assert_eq!(
         agents[1].breaker.as_ref().unwrap().cooldown,
         Duration::from_secs(60)
@@ -308,6 +343,8 @@ fn the_documented_examples_load() {
     let kinds: Vec<_> = found.iter().map(|a| a.kind.as_str()).collect();
     assert_eq!(
         kinds,
-        ["noop", "simulate", "simulate", "command", "http", "worker"]
+        [
+            "noop", "simulate", "simulate", "command", "command", "http", "worker"
+        ]
     );
 }

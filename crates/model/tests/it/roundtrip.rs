@@ -50,6 +50,7 @@ agents:
   flat: { type: simulate, latency: { distribution: constant, mean: 0.000000001 } }
   shell:
     type: command
+    shell: true
     command: "./build.sh --release 2>&1"
     env: { RUST_LOG: debug, ZED: "1", ALPHA: "two words" }
     concurrency: 4

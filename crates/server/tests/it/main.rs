@@ -3,6 +3,7 @@
 mod e2e;
 mod fuzz_findings;
 mod handlers;
+mod security;
 
 use std::sync::Arc;
 
