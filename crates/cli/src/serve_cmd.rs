@@ -91,8 +91,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             command: s.allow_workflow_command_agents.unwrap_or(false),
             http: s.allow_workflow_http_urls.unwrap_or_default(),
         },
-        egress: baton_engine::agent::Egress::Public {
-            private_hosts: s.allow_private_hosts.unwrap_or_default(),
+        engine: baton_engine::Options {
+            egress: baton_engine::agent::Egress::Public {
+                private_hosts: s.allow_private_hosts.unwrap_or_default(),
+            },
+            ..defaults.engine.clone()
         },
         events: args.events.or_else(|| env("BATON_EVENTS")).or(s.events),
         state: args.state.or_else(|| env("BATON_STATE")).or(s.state),

@@ -39,15 +39,19 @@
 
 pub mod agent;
 mod breaker;
+mod clock;
 mod engine;
+mod error;
+mod options;
 mod retry;
 mod scheduler;
 mod spec;
 pub mod store;
+mod view;
 
 pub use breaker::State as BreakerState;
-pub use engine::{
-    AgentStats, Engine, Error, Handle, Options, Percentiles, Progress, RunView, Stats, Summary,
-    TaskCounts, TaskView,
-};
+pub use engine::{Engine, Handle};
+pub use error::Error;
+pub use options::Options;
 pub use spec::{DEFAULT_AGENT, Error as SpecError, Spec};
+pub use view::{AgentStats, Percentiles, Progress, RunView, Stats, Summary, TaskCounts, TaskView};

@@ -86,7 +86,9 @@ pub const DEFAULT_AGENT: &str = "noop";
 
 impl Spec {
     /// Prepares a checked workflow and its plan. `seed` seeds simulated agents;
-    /// `http` agents may connect anywhere ([`agent::Egress::Open`]).
+    /// `http` agents may connect anywhere ([`agent::Egress::Open`]); `worker`
+    /// agents get a pool of their own (use [`Spec::build`] with the engine's
+    /// [`Options::agents`](crate::Options::agents) for workers to reach them).
     pub fn new(checked: Checked, plan: Arc<Plan>, seed: u64) -> Result<Spec, Error> {
         let options = agent::Options {
             seed,

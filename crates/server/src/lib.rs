@@ -74,8 +74,6 @@ pub struct ServerOptions {
     /// Which agents a posted workflow may define itself (besides using those
     /// of `agents`): by default none that runs a process or sends requests.
     pub workflow_agents: baton_engine::agent::Policy,
-    /// Where `http` agents may connect: by default public addresses only.
-    pub egress: baton_engine::agent::Egress,
     /// The engine's options (seed, topics).
     pub engine: baton_engine::Options,
     /// The event log's options (fsync policy, limits; the limits and topic
@@ -134,10 +132,13 @@ impl Default for ServerOptions {
             long_poll_max: Duration::from_secs(60),
             agents: Vec::new(),
             workflow_agents: baton_engine::agent::Policy::default(),
-            egress: baton_engine::agent::Egress::Public {
-                private_hosts: Vec::new(),
+            // `http` agents reach public addresses only.
+            engine: baton_engine::Options {
+                egress: baton_engine::agent::Egress::Public {
+                    private_hosts: Vec::new(),
+                },
+                ..baton_engine::Options::default()
             },
-            engine: baton_engine::Options::default(),
             log: DiskOptions::default(),
             events: None,
             state: None,
@@ -326,10 +327,7 @@ pub async fn state(options: ServerOptions) -> Result<(Arc<AppState>, Engine), Er
     }
     // An operator's `http` agent that egress refuses would fail every run that
     // uses it: refuse to start instead.
-    let agents = baton_engine::agent::Options {
-        seed: options.engine.seed,
-        egress: options.egress.clone(),
-    };
+    let agents = options.engine.agents();
     for agent in options.agents.iter().filter(|a| a.kind == "http") {
         baton_engine::agent::runner(agent, &agents).map_err(|source| Error::Agent {
             name: agent.name.clone(),

@@ -129,7 +129,7 @@ pub(crate) async fn render(State(state): State<std::sync::Arc<AppState>>) -> Res
         "baton_uptime_seconds {}",
         m.started.elapsed().as_secs_f64()
     );
-    let depths = baton_engine::agent::worker::Workers::global().depths();
+    let depths = state.options.engine.workers.depths();
     out.push_str("# HELP baton_worker_queue_depth Task calls waiting for a worker, by agent.\n");
     out.push_str("# TYPE baton_worker_queue_depth gauge\n");
     for (agent, waiting, _) in &depths {

@@ -11,7 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use baton_api as api;
-use baton_engine::agent::worker::{self, Workers};
+use baton_engine::agent::worker;
 use baton_engine::store::{RunId, RunStatus, TaskStatus};
 use baton_engine::{RunView, Spec};
 use baton_events::{Event, EventId, EventLog as _, Offset};
@@ -502,11 +502,7 @@ fn build_spec(
             a.concurrency = Some(a.concurrency.map_or(n, |c| c.min(n)));
         }
     }
-    let agents = baton_engine::agent::Options {
-        seed: state.options.engine.seed,
-        egress: state.options.egress.clone(),
-    };
-    let spec = Spec::build(checked, entry.plan.clone(), &agents).map_err(|e| {
+    let spec = Spec::build(checked, entry.plan.clone(), &state.options.engine.agents()).map_err(|e| {
         let hint = match &e {
             baton_engine::SpecError::Agent(baton_engine::agent::Error::UnknownKind { .. }) => {
                 Some(format!(
@@ -1000,10 +996,6 @@ async fn ack(
 
 // ---- workers ---------------------------------------------------------------
 
-fn workers() -> &'static Arc<Workers> {
-    Workers::global()
-}
-
 fn lease_error(e: worker::Error) -> ApiError {
     match e {
         worker::Error::UnknownLease(_) => ApiError::NotFound(e.to_string()),
@@ -1035,7 +1027,7 @@ async fn worker_poll(
     let lease = lease_of(req.lease_ms, "$.lease_ms")?;
     let wait = Duration::from_millis(req.wait_ms.min(60_000)).min(state.options.long_poll_max);
     let got = tokio::select! {
-        got = workers().poll(&name, req.max, wait, lease) => got,
+        got = state.options.engine.workers.poll(&name, req.max, wait, lease) => got,
         _ = state.stopping.cancelled() => Vec::new(),
     };
     let assignments = got
@@ -1062,19 +1054,44 @@ fn leased(id: String, status: &str) -> Response {
     )
 }
 
-async fn heartbeat(Path(id): Path<String>, Json(req): Json<api::Heartbeat>) -> ApiResult<Response> {
+async fn heartbeat(
+    State(state): St,
+    Path(id): Path<String>,
+    Json(req): Json<api::Heartbeat>,
+) -> ApiResult<Response> {
     let lease = lease_of(req.lease_ms.unwrap_or(30_000), "$.lease_ms")?;
-    workers().heartbeat(&id, lease).map_err(lease_error)?;
+    state
+        .options
+        .engine
+        .workers
+        .heartbeat(&id, lease)
+        .map_err(lease_error)?;
     Ok(leased(id, "extended"))
 }
 
-async fn complete(Path(id): Path<String>, Json(req): Json<api::Complete>) -> ApiResult<Response> {
-    workers().complete(&id, req.output).map_err(lease_error)?;
+async fn complete(
+    State(state): St,
+    Path(id): Path<String>,
+    Json(req): Json<api::Complete>,
+) -> ApiResult<Response> {
+    state
+        .options
+        .engine
+        .workers
+        .complete(&id, req.output)
+        .map_err(lease_error)?;
     Ok(leased(id, "completed"))
 }
 
-async fn fail(Path(id): Path<String>, Json(req): Json<api::Fail>) -> ApiResult<Response> {
-    workers()
+async fn fail(
+    State(state): St,
+    Path(id): Path<String>,
+    Json(req): Json<api::Fail>,
+) -> ApiResult<Response> {
+    state
+        .options
+        .engine
+        .workers
         .fail(&id, req.message, req.retryable)
         .map_err(lease_error)?;
     Ok(leased(id, "failed"))

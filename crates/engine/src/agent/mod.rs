@@ -130,6 +130,9 @@ pub struct Options {
     pub seed: u64,
     /// Where `http` agents may connect.
     pub egress: Egress,
+    /// Where `worker` agents' calls wait for workers: the engine's pool (see
+    /// [`crate::Options::agents`]), or a pool of its own by default.
+    pub workers: Arc<worker::Workers>,
 }
 
 /// Builds the runner for an agent declaration.
@@ -141,10 +144,7 @@ pub fn runner(agent: &Agent, options: &Options) -> Result<Arc<dyn Runner>, Error
     };
     Ok(match agent.kind.as_str() {
         "noop" => Arc::new(Noop),
-        "worker" => Arc::new(worker::Worker::new(
-            &agent.name,
-            worker::Workers::global().clone(),
-        )),
+        "worker" => Arc::new(worker::Worker::new(&agent.name, options.workers.clone())),
         "simulate" => Arc::new(Simulate::new(agent, seed)),
         "command" => Arc::new(
             command::Command::of(agent)

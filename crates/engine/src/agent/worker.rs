@@ -4,7 +4,7 @@
 //! call goes back to the pool for the next poll (at-least-once).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -66,21 +66,26 @@ struct Pool {
 /// Expired lease ids remembered for late reports.
 const REMEMBER_EXPIRED: usize = 4096;
 
-/// The pool of calls waiting for workers, shared by every `worker` agent of the
-/// process.
+/// The pool of calls waiting for workers, shared by the `worker` agents of one
+/// engine (its [`Options::workers`](crate::Options::workers)): the workers that
+/// poll an engine's server see that engine's calls only.
 #[derive(Default)]
 pub struct Workers {
     pool: Mutex<Pool>,
     arrived: Notify,
 }
 
-impl Workers {
-    /// The process's pool.
-    pub fn global() -> &'static Arc<Workers> {
-        static POOL: OnceLock<Arc<Workers>> = OnceLock::new();
-        POOL.get_or_init(Default::default)
+impl std::fmt::Debug for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pool = self.pool();
+        f.debug_struct("Workers")
+            .field("queues", &pool.queues.len())
+            .field("leased", &pool.leased.len())
+            .finish()
     }
+}
 
+impl Workers {
     fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
         // A panic while holding the lock leaves plain data behind: keep going.
         self.pool.lock().unwrap_or_else(|e| e.into_inner())
@@ -132,7 +137,7 @@ impl Workers {
             }
             pool.next += 1;
             let id = pool.next;
-            let lease_expires_ms = crate::scheduler::now_ms() + lease.as_millis() as u64;
+            let lease_expires_ms = crate::clock::now_ms() + lease.as_millis() as u64;
             out.push(Assignment {
                 id: format!("{id:016x}"),
                 run: waiting.call.run.to_string(),

@@ -1,9 +1,11 @@
 //! Cancel, pause and resume; conditions and skips; outputs flowing downstream.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use baton_engine::Error;
-use baton_engine::store::{RunStatus, TaskStatus};
+use baton_engine::store::{Embedded, RunStatus, TaskStatus};
+use baton_engine::{Engine, Error, Options};
+use baton_events::MemoryLog;
 use serde_json::{Value, json};
 
 use crate::{id, spec, start};
@@ -155,18 +157,34 @@ async fn unknown_runs_are_reported() {
 
 #[tokio::test]
 async fn worker_tasks_wait_for_a_poll_and_complete_with_the_workers_output() {
-    use baton_engine::agent::worker::Workers;
-    let (engine, _log) = start();
-    let spec = spec(
+    let options = Options::default();
+    let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
+    let (engine, handle) = Engine::build::<_, Embedded>(options.clone(), log, None).unwrap();
+    tokio::spawn(engine.run());
+    let engine = handle;
+    let spec = crate::spec_with(
         r#"
 agents: { remote_it: { type: worker } }
 tasks:
   - { id: fetch, agent: remote_it, input: { url: "https://example.org" } }
   - { id: after, agent: remote_it, depends_on: [fetch] }
 "#,
+        &options.agents(),
     );
     let run = engine.submit(spec, json!({"k": 1})).await.unwrap();
-    let pool = Workers::global();
+    // Another engine's pool never sees this engine's calls (while `fetch` waits).
+    let other = Options::default();
+    let polled = other
+        .workers
+        .poll(
+            "remote_it",
+            10,
+            Duration::from_millis(300),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(polled.is_empty(), "{polled:?}");
+    let pool = &options.workers;
     for expected in ["fetch", "after"] {
         let got = pool
             .poll(

@@ -21,10 +21,22 @@ use serde_json::Value;
 
 /// Prepares a workflow written in YAML.
 pub fn spec(yaml: &str) -> Arc<Spec> {
+    spec_with(
+        yaml,
+        &baton_engine::agent::Options {
+            seed: 7,
+            ..Default::default()
+        },
+    )
+}
+
+/// Prepares a workflow written in YAML, its agents built with `agents` (an
+/// engine's [`Options::agents`], for `worker` agents it runs).
+pub fn spec_with(yaml: &str, agents: &baton_engine::agent::Options) -> Arc<Spec> {
     let source = Source::from_str("test.yaml", yaml, Format::Yaml);
     let checked = baton_model::load(&source).unwrap_or_else(|e| panic!("{e}"));
     let plan = baton_plan::plan_checked(&checked, &Default::default()).expect("acyclic");
-    Arc::new(Spec::new(checked, Arc::new(plan), 7).expect("runnable"))
+    Arc::new(Spec::build(checked, Arc::new(plan), agents).expect("runnable"))
 }
 
 /// An engine on an in-memory log, without a store.

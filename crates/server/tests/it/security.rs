@@ -194,7 +194,7 @@ async fn the_operators_http_agents_reach_private_addresses_only_when_listed() {
     let doc = r#"{"agents": {"web": {"type": "noop"}}, "tasks": [{"id": "a", "agent": "web"}]}"#;
     let app = app_with(move |o| {
         o.agents = vec![agent];
-        o.egress = Egress::Public {
+        o.engine.egress = Egress::Public {
             private_hosts: vec!["127.0.0.1".into()],
         };
     })

@@ -1,0 +1,60 @@
+//! How an engine behaves: [`Options`].
+
+/// How the engine behaves.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Seeds jitter and simulated agents, so runs repeat exactly.
+    pub seed: u64,
+    /// Publish every task transition to the event log (topic [`Options::topic`]).
+    pub publish: bool,
+    /// The topic transitions are published to.
+    pub topic: String,
+    /// The topic `wait_for` filters watch when they name none.
+    pub signals_topic: String,
+    /// Runs waiting to start are admitted while fewer than this many tasks are
+    /// ready for dispatch. The default, 1, starts a new run only when no task
+    /// waits for dispatch: work in progress goes first, so ready → dispatched stays
+    /// in microseconds when thousands of runs arrive at once (their wait to start
+    /// is reported as `queue_ms` instead). Runs whose tasks wait on agents leave
+    /// the queue empty, so they still run concurrently.
+    pub admit_below: usize,
+    /// Finished runs kept in memory for status queries.
+    pub keep_finished: usize,
+    /// This instance's number among several sharing one state store (its low 10
+    /// bits go into every run id it creates, so instances never mint the same id);
+    /// `None` for a single instance.
+    pub node: Option<u16>,
+    /// Where `http` agents may connect, in runs it starts and resumes.
+    pub egress: crate::agent::Egress,
+    /// Where its `worker` agents' calls wait for workers to poll (each default
+    /// `Options` has a pool of its own, so two engines never share calls).
+    pub workers: std::sync::Arc<crate::agent::worker::Workers>,
+}
+
+impl Options {
+    /// How the agents of its runs are built: a [`Spec`](crate::Spec) whose
+    /// `worker` agents this engine runs must be built with these.
+    pub fn agents(&self) -> crate::agent::Options {
+        crate::agent::Options {
+            seed: self.seed,
+            egress: self.egress.clone(),
+            workers: self.workers.clone(),
+        }
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            seed: 0x0ba7_0000,
+            publish: true,
+            topic: "baton.runs".into(),
+            signals_topic: "baton.signals".into(),
+            admit_below: 1,
+            keep_finished: 10_000,
+            node: None,
+            egress: crate::agent::Egress::Open,
+            workers: Default::default(),
+        }
+    }
+}

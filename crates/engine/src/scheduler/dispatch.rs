@@ -1,0 +1,441 @@
+//! Dispatch: ready jobs go to the agent [`allocate`](super::allocation::allocate)
+//! picks, run inline or as a spawned call under the task's timeout, and come
+//! back as a [`Done`](super::Done): success releases successors, failure retries
+//! on a timer or fails the run.
+
+use std::cmp::Reverse;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use baton_model::Compensation;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::allocation::{Allocation, allocate};
+use super::input::call_input;
+use super::{
+    Detail, Done, FLUSH_EVERY, FORWARD, Job, Msg, PUMP_BUDGET, Scheduler, Timer, TimerKind,
+};
+use crate::agent::{Call, Failure, Started};
+use crate::retry;
+use crate::spec::{Spec, Undo};
+use crate::store::{RunId, RunStatus, TaskStatus};
+
+impl Scheduler {
+    /// Dispatches ready tasks; `true` when it stopped with work left (its budget
+    /// spent), so the loop can yield before going on.
+    pub(super) fn pump(&mut self) -> bool {
+        for _ in 0..PUMP_BUDGET {
+            while self.ready.len() < self.options.admit_below {
+                match self.admit.pop_front() {
+                    Some(slot) => self.start(slot),
+                    None => break,
+                }
+            }
+            // Bounded batches: memory stays flat and the store and log see a
+            // steady stream even when one turn runs a million inline tasks.
+            if self.out.len() >= FLUSH_EVERY {
+                self.flush();
+            }
+            match self.ready.pop_front() {
+                Some(job) => self.dispatch(job),
+                None => {
+                    if self.admit.is_empty() {
+                        return false;
+                    }
+                }
+            }
+        }
+        !self.ready.is_empty() || !self.admit.is_empty()
+    }
+
+    pub(super) fn dispatch(&mut self, job: Job) {
+        let now = Instant::now();
+        let Some(run) = self.run_mut(job.slot, job.run) else {
+            return;
+        };
+        let forward = job.comp_of == FORWARD;
+        if forward {
+            match run.status {
+                RunStatus::Running => {}
+                RunStatus::Paused => {
+                    run.parked.push(job);
+                    return;
+                }
+                _ => return,
+            }
+            if run.tasks[job.task as usize].status != TaskStatus::Ready {
+                return;
+            }
+        }
+        let spec = run.spec.clone();
+        let agents = run.agents.clone();
+        // Spec-local agent indices. A compensation action runs on its named agent,
+        // or on the candidates of the task it undoes.
+        let action =
+            !forward && matches!(spec.tasks[job.comp_of as usize].undo, Some(Undo::Action));
+        let named = match spec.workflow.tasks[job.comp_of.min(job.task) as usize]
+            .compensation
+            .as_deref()
+        {
+            Some(Compensation::Action {
+                agent: Some(name), ..
+            }) if action => spec
+                .agents
+                .iter()
+                .position(|a| &a.agent.name == name)
+                .map(|i| i as u16),
+            _ => None,
+        };
+        let one;
+        let candidates: &[u16] = match named {
+            Some(i) => {
+                one = [i];
+                &one
+            }
+            None if action => &spec.tasks[job.comp_of as usize].candidates,
+            None => &spec.tasks[job.task as usize].candidates,
+        };
+        let global = candidates.iter().map(|&local| agents[usize::from(local)]);
+        let agent = match allocate(global, &self.agents, now) {
+            Allocation::Agent(agent) => agent,
+            Allocation::Wait(agent) => {
+                self.agents[usize::from(agent)].waiting.push_back(job);
+                return;
+            }
+            Allocation::Refused => {
+                let names: Vec<&str> = candidates
+                    .iter()
+                    .map(|&l| spec.agents[usize::from(l)].agent.name.as_str())
+                    .collect();
+                let failure =
+                    Failure::retryable(format!("circuit breaker open for {}", names.join(", ")));
+                // Failing fast counts as an attempt.
+                if forward {
+                    let run = self.runs[job.slot as usize].as_mut().expect("live run");
+                    run.tasks[job.task as usize].attempt = job.attempt;
+                }
+                self.attempt_failed(job, failure, now);
+                return;
+            }
+        };
+        let run = self.runs[job.slot as usize].as_mut().expect("live run");
+        let a = &mut self.agents[usize::from(agent)];
+        a.in_flight += 1;
+        a.calls += 1;
+        if let Some(b) = a.breaker.as_mut() {
+            b.started(now);
+        }
+        let runner = a.runner.clone();
+        let at = Self::at_ns(run, now);
+        if forward {
+            let state = &mut run.tasks[job.task as usize];
+            state.attempt = job.attempt;
+            state.agent = agent;
+            state.dispatched_at = at;
+            self.dispatch_hist
+                .saturating_record(at.saturating_sub(state.ready_at).max(1));
+            if job.attempt > 1 {
+                run.retries += 1;
+                self.progress.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            self.transition(job.slot, job.task, TaskStatus::Dispatched, None, now);
+            self.transition(job.slot, job.task, TaskStatus::Running, None, now);
+        } else if job.task != job.comp_of {
+            let state = &mut run.tasks[job.task as usize];
+            state.attempt = job.attempt;
+            state.agent = agent;
+            state.dispatched_at = at;
+            self.transition(job.slot, job.task, TaskStatus::Running, None, now);
+        }
+        if let Some(outcome) = runner.immediate() {
+            return self.complete(Done {
+                run: job.run,
+                slot: job.slot,
+                task: job.task,
+                attempt: job.attempt,
+                comp_of: job.comp_of,
+                agent,
+                spawned: false,
+                finished: now,
+                outcome,
+            });
+        }
+        let run = self.runs[job.slot as usize].as_mut().expect("live run");
+        let call = Call {
+            run: run.id,
+            task: spec.ids[job.task as usize].clone(),
+            attempt: job.attempt,
+            input: if runner.reads_input() {
+                call_input(run, &job)
+            } else {
+                Value::Null
+            },
+            estimate: spec.workflow.tasks[job.task as usize].estimate,
+        };
+        match runner.start(call) {
+            Started::Done(outcome) => self.complete(Done {
+                run: job.run,
+                slot: job.slot,
+                task: job.task,
+                attempt: job.attempt,
+                comp_of: job.comp_of,
+                agent,
+                spawned: false,
+                finished: now,
+                outcome,
+            }),
+            Started::Later(future) => {
+                let timeout = spec.workflow.tasks[job.task as usize].timeout;
+                let tx = self.tx.clone();
+                let handle = tokio::spawn(async move {
+                    let outcome =
+                        match timeout {
+                            Some(limit) => tokio::time::timeout(limit, future)
+                                .await
+                                .unwrap_or_else(|_| {
+                                    Err(Failure::retryable(format!(
+                                        "timed out after {}",
+                                        baton_model::duration::format(limit)
+                                    )))
+                                }),
+                            None => future.await,
+                        };
+                    let _ = tx.send(Msg::Done(Done {
+                        run: job.run,
+                        slot: job.slot,
+                        task: job.task,
+                        attempt: job.attempt,
+                        comp_of: job.comp_of,
+                        agent,
+                        spawned: true,
+                        finished: Instant::now(),
+                        outcome,
+                    }));
+                });
+                self.inflight.insert(
+                    (job.run, job.task, job.comp_of),
+                    (handle.abort_handle(), agent),
+                );
+            }
+        }
+    }
+
+    pub(super) fn release_agent(&mut self, agent: u16) {
+        let a = &mut self.agents[usize::from(agent)];
+        a.in_flight = a.in_flight.saturating_sub(1);
+        if let Some(job) = a.waiting.pop_front() {
+            self.ready.push_front(job);
+        }
+    }
+
+    pub(super) fn complete(&mut self, done: Done) {
+        if done.spawned
+            && self
+                .inflight
+                .remove(&(done.run, done.task, done.comp_of))
+                .is_none()
+        {
+            // Stopped already (its agent was released then).
+            return;
+        }
+        let ok = done.outcome.is_ok();
+        {
+            let a = &mut self.agents[usize::from(done.agent)];
+            if !ok {
+                a.failures += 1;
+            }
+            if let Some(b) = a.breaker.as_mut()
+                && let Some(state) = b.record(ok, done.finished)
+            {
+                tracing::info!(agent = %a.name, breaker = state.as_str(), "circuit breaker changed state");
+            }
+        }
+        self.release_agent(done.agent);
+        let job = Job {
+            run: done.run,
+            slot: done.slot,
+            task: done.task,
+            attempt: done.attempt,
+            comp_of: done.comp_of,
+        };
+        let Some(run) = self.run_mut(done.slot, done.run) else {
+            return;
+        };
+        if done.comp_of != FORWARD {
+            self.compensation_done(job, done.outcome, done.finished);
+            return;
+        }
+        let state = run.tasks[done.task as usize];
+        if state.attempt != done.attempt
+            || !matches!(state.status, TaskStatus::Dispatched | TaskStatus::Running)
+        {
+            return;
+        }
+        match done.outcome {
+            Ok(value) => {
+                let value = match (value, run.events.remove(&done.task)) {
+                    (Value::Null, Some(event)) => event,
+                    (value, _) => value,
+                };
+                // A null output is stored as none: no allocation for `noop`.
+                let detail = (!value.is_null()).then(|| Detail::Output(Arc::new(value)));
+                self.finish(
+                    done.slot,
+                    done.task,
+                    TaskStatus::Succeeded,
+                    detail,
+                    done.finished,
+                );
+                self.drain_newly_ready();
+                self.check_done(done.slot);
+            }
+            Err(failure) => self.attempt_failed(job, failure, done.finished),
+        }
+    }
+
+    pub(super) fn max_attempts(spec: &Spec, task: u32) -> (u32, Option<&baton_model::Backoff>) {
+        match spec.workflow.tasks[task as usize].retry.as_deref() {
+            Some(r) => (r.max_attempts, Some(&r.backoff)),
+            None => (1, None),
+        }
+    }
+
+    pub(super) fn attempt_failed(&mut self, job: Job, failure: Failure, now: Instant) {
+        let Some(run) = self.run_mut(job.slot, job.run) else {
+            return;
+        };
+        let spec = run.spec.clone();
+        if job.comp_of != FORWARD {
+            self.compensation_done(job, Err(failure), now);
+            return;
+        }
+        let (max, backoff) = Self::max_attempts(&spec, job.task);
+        let message: Arc<str> = failure.message.as_str().into();
+        let live = matches!(run.status, RunStatus::Running | RunStatus::Paused);
+        if failure.retryable && job.attempt < max && live {
+            let backoff = backoff.cloned().unwrap_or_default();
+            let delay = retry::delay(&backoff, job.attempt + 1, &mut self.rng);
+            self.transition(
+                job.slot,
+                job.task,
+                TaskStatus::Pending,
+                Some(Detail::Error(message)),
+                now,
+            );
+            self.add_timer(
+                TimerKind::Retry,
+                now + delay,
+                job.run,
+                job.slot,
+                job.task,
+                job.attempt + 1,
+                FORWARD,
+            );
+        } else {
+            let attempts = if job.attempt > 1 {
+                format!(" after {} attempts", job.attempt)
+            } else {
+                String::new()
+            };
+            let reason = format!(
+                "task `{}` failed{attempts}: {}",
+                spec.ids[job.task as usize], failure.message
+            );
+            self.finish(
+                job.slot,
+                job.task,
+                TaskStatus::Failed,
+                Some(Detail::Error(message)),
+                now,
+            );
+            self.fail_run(job.slot, reason, false);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn add_timer(
+        &mut self,
+        kind: TimerKind,
+        at: Instant,
+        run: RunId,
+        slot: u32,
+        task: u32,
+        attempt: u32,
+        comp_of: u32,
+    ) {
+        self.timer_seq += 1;
+        self.timers.push(Reverse(Timer {
+            at,
+            seq: self.timer_seq,
+            kind,
+            run: run.0,
+            slot,
+            task,
+            attempt,
+            comp_of,
+        }));
+    }
+
+    pub(super) fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse(t)) = self.timers.peek().copied() {
+            if t.at > now {
+                break;
+            }
+            self.timers.pop();
+            let job = Job {
+                run: RunId(t.run),
+                slot: t.slot,
+                task: t.task,
+                attempt: t.attempt,
+                comp_of: t.comp_of,
+            };
+            let Some(run) = self.run_mut(t.slot, job.run) else {
+                continue;
+            };
+            match t.kind {
+                TimerKind::Retry if t.comp_of != FORWARD => self.ready.push_back(job),
+                TimerKind::Retry => {
+                    let state = &run.tasks[t.task as usize];
+                    if state.status != TaskStatus::Pending || state.attempt + 1 != t.attempt {
+                        continue;
+                    }
+                    if !matches!(run.status, RunStatus::Running | RunStatus::Paused) {
+                        continue;
+                    }
+                    let at = Self::at_ns(run, now);
+                    run.tasks[t.task as usize].ready_at = at;
+                    self.transition(t.slot, t.task, TaskStatus::Ready, None, now);
+                    let run = self.run_mut(t.slot, job.run).expect("live run");
+                    let spec = run.spec.clone();
+                    match spec.workflow.tasks[t.task as usize].wait_for.as_deref() {
+                        Some(filter) => self.wait_for(job, filter),
+                        None => self.ready.push_back(job),
+                    }
+                }
+                TimerKind::WaitTimeout => {
+                    let Some(at) = self.waiters.iter().position(|w| {
+                        w.run == job.run && w.task == t.task && w.attempt == t.attempt
+                    }) else {
+                        continue;
+                    };
+                    self.waiters.swap_remove(at);
+                    let run = self.runs[t.slot as usize].as_mut().expect("live run");
+                    let spec = run.spec.clone();
+                    let filter = spec.workflow.tasks[t.task as usize].wait_for.as_deref();
+                    let failure = Failure::retryable(format!(
+                        "no `{}` event arrived within {}",
+                        filter.map_or("", |f| f.event_type.as_str()),
+                        filter
+                            .and_then(|f| f.timeout)
+                            .map_or_else(String::new, baton_model::duration::format)
+                    ));
+                    // The attempt number is the one the wait was for.
+                    run.tasks[t.task as usize].attempt = t.attempt;
+                    self.attempt_failed(job, failure, now);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! What a task sees: the input of an agent call, and the values a condition
+//! refers to.
+
+use baton_model::Compensation;
+use baton_model::expr::{Field, Reference};
+use serde_json::{Map, Value};
+
+use super::{FORWARD, Job, Run};
+
+/// A condition's reference: an upstream task's status or (part of) its output.
+pub(super) fn resolve(run: &Run, r: &Reference) -> Option<Value> {
+    let id = run.spec.plan.id(&r.task)?;
+    match &r.field {
+        Field::Status => Some(Value::String(run.tasks[id as usize].status.as_str().into())),
+        Field::Output(path) => {
+            let output = run.outputs[id as usize].as_deref()?;
+            baton_model::expr::lookup(output, path).cloned()
+        }
+    }
+}
+
+/// What an agent is given for a call.
+pub(super) fn call_input(run: &Run, job: &Job) -> Value {
+    let spec = &run.spec;
+    let mut m = Map::new();
+    m.insert("run".into(), Value::String(run.id.to_string()));
+    m.insert(
+        "task".into(),
+        Value::String(spec.ids[job.task as usize].to_string()),
+    );
+    m.insert("attempt".into(), Value::from(job.attempt));
+    m.insert(
+        "input".into(),
+        spec.workflow.tasks[job.task as usize]
+            .input
+            .as_deref()
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
+    let mut upstream = Map::new();
+    for &p in spec.plan.preds(job.task) {
+        if let Some(o) = run.outputs[p as usize].as_deref() {
+            upstream.insert(spec.ids[p as usize].to_string(), o.clone());
+        }
+    }
+    m.insert("upstream".into(), Value::Object(upstream));
+    m.insert("run_input".into(), (*run.input).clone());
+    if let Some(e) = run.events.get(&job.task) {
+        m.insert("event".into(), e.clone());
+    }
+    if job.comp_of != FORWARD {
+        let orig = job.comp_of as usize;
+        m.insert(
+            "compensate".into(),
+            Value::String(spec.ids[orig].to_string()),
+        );
+        m.insert(
+            "output".into(),
+            run.outputs[orig].as_deref().cloned().unwrap_or(Value::Null),
+        );
+        if let Some(Compensation::Action { action, input, .. }) =
+            spec.workflow.tasks[orig].compensation.as_deref()
+        {
+            m.insert("action".into(), Value::String(action.clone()));
+            m.insert("input".into(), input.clone().unwrap_or(Value::Null));
+        }
+    }
+    Value::Object(m)
+}

@@ -1,0 +1,175 @@
+//! Reporting: a run's view and summary (actual critical path, coordination
+//! overhead), the engine's statistics.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use tokio::time::Instant;
+
+use super::{NO_AGENT, Run, Scheduler};
+use crate::Error;
+use crate::store::{RunId, RunStatus};
+use crate::view::{AgentStats, Percentiles, RunView, Stats, Summary, TaskCounts, TaskView};
+
+pub(super) fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")
+}
+
+pub(super) fn percentiles(h: &Histogram<u64>) -> Percentiles {
+    if h.is_empty() {
+        return Percentiles::default();
+    }
+    Percentiles {
+        count: h.len(),
+        p50_us: h.value_at_quantile(0.5) as f64 / 1e3,
+        p99_us: h.value_at_quantile(0.99) as f64 / 1e3,
+        max_us: h.max() as f64 / 1e3,
+    }
+}
+
+impl Scheduler {
+    pub(super) fn view(&self, id: RunId) -> Result<RunView, Error> {
+        let run = match self.by_id.get(&id) {
+            Some(&slot) => self.runs[slot as usize].as_ref().expect("live run"),
+            None => self.finished.get(&id).ok_or(Error::UnknownRun(id))?,
+        };
+        let summary = match &run.summary {
+            Some(s) => (**s).clone(),
+            None => summarize(run),
+        };
+        let task_states = run
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| TaskView {
+                id: run.spec.ids[i].to_string(),
+                status: t.status,
+                attempt: t.attempt,
+                agent: (t.agent != NO_AGENT)
+                    .then(|| self.agents[usize::from(t.agent)].name.clone()),
+                output: run.outputs[i].as_deref().cloned(),
+                error: run.errors.get(&(i as u32)).map(|e| e.to_string()),
+            })
+            .collect();
+        Ok(RunView {
+            summary,
+            task_states,
+        })
+    }
+
+    pub(super) fn stats(&self) -> Stats {
+        let mut s = Stats {
+            runs_completed: self.ended[0],
+            runs_failed: self.ended[1],
+            runs_cancelled: self.ended[2],
+            transitions: self.transitions,
+            ready_queue: self.ready.len() as u64,
+            runs_queued: self.admit.len() as u64,
+            dispatch_latency: percentiles(&self.dispatch_hist),
+            release_latency: percentiles(&self.release_hist),
+            ..Stats::default()
+        };
+        for run in self.runs.iter().flatten() {
+            match run.status {
+                RunStatus::Running => s.runs_running += 1,
+                RunStatus::Paused => s.runs_paused += 1,
+                RunStatus::Compensating => s.runs_compensating += 1,
+                _ => {}
+            }
+        }
+        let now = Instant::now();
+        s.agents = self
+            .agents
+            .iter()
+            .map(|a| AgentStats {
+                name: a.name.clone(),
+                kind: a.kind.clone(),
+                in_flight: a.in_flight,
+                calls: a.calls,
+                failures: a.failures,
+                breaker: a
+                    .breaker
+                    .as_ref()
+                    .map_or("closed", |b| b.state(now).as_str()),
+            })
+            .collect();
+        s
+    }
+}
+
+pub(super) fn summarize(run: &Run) -> Summary {
+    let spec = &run.spec;
+    let mut tasks = TaskCounts::default();
+    for (i, t) in run.tasks.iter().enumerate() {
+        // A compensation task counts only once it ran.
+        if t.attempt > 0 || !spec.plan.is_handler(i as u32) {
+            tasks.add(t.status);
+        }
+    }
+    let order = spec.plan.order();
+    let mut latencies: Vec<u64> = order
+        .iter()
+        .map(|&t| &run.tasks[t as usize])
+        .filter(|t| t.attempt > 0)
+        .map(|t| t.dispatched_at.saturating_sub(t.ready_at))
+        .collect();
+    let coordination_overhead = if latencies.is_empty() {
+        Percentiles::default()
+    } else {
+        let n = latencies.len();
+        let mut at = |q: f64| {
+            let i = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+            *latencies.select_nth_unstable(i).1
+        };
+        let (p50, p99, max) = (at(0.5), at(0.99), at(1.0));
+        Percentiles {
+            count: n as u64,
+            p50_us: p50 as f64 / 1e3,
+            p99_us: p99 as f64 / 1e3,
+            max_us: max as f64 / 1e3,
+        }
+    };
+    // The chain that determined the makespan.
+    let last = order
+        .iter()
+        .copied()
+        .filter(|&t| run.tasks[t as usize].status.is_final())
+        .max_by_key(|&t| run.tasks[t as usize].finished_at);
+    let mut path = Vec::new();
+    let mut agent_ns = 0u64;
+    let mut at = last;
+    while let Some(t) = at {
+        let s = &run.tasks[t as usize];
+        path.push(spec.ids[t as usize].to_string());
+        if s.attempt > 0 {
+            agent_ns += s.finished_at.saturating_sub(s.dispatched_at);
+        }
+        at = spec
+            .plan
+            .preds(t)
+            .iter()
+            .copied()
+            .max_by_key(|&p| run.tasks[p as usize].finished_at);
+    }
+    path.reverse();
+    let makespan_ns = last.map_or(0, |t| run.tasks[t as usize].finished_at);
+    let queue = run.base.map_or(Duration::ZERO, |b| {
+        b.saturating_duration_since(run.submitted)
+    });
+    Summary {
+        run: run.id,
+        workflow: spec.workflow.name.clone(),
+        status: run.status,
+        reason: run.reason.clone(),
+        tasks,
+        makespan_ms: makespan_ns as f64 / 1e6,
+        queue_ms: queue.as_secs_f64() * 1e3,
+        critical_path: path,
+        critical_path_agent_ms: agent_ns as f64 / 1e6,
+        coordination_overhead_ms: makespan_ns.saturating_sub(agent_ns) as f64 / 1e6,
+        coordination_overhead,
+        retries: run.retries,
+        compensations: run.compensations,
+        compensation_failures: run.compensation_failures.clone(),
+    }
+}

@@ -1,0 +1,343 @@
+//! The sink: each turn's records and events leave the scheduler's thread here,
+//! in order. Records go to the state store in one append per batch, events to
+//! the log in one publish; what waited for durability (a run accepted, a run
+//! ended) is answered once the store says so.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use baton_events::{Event, EventLog, Offset, Polled, SeekTo};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::signals::SIGNAL_GROUP;
+use super::{Ack, Batch, Detail, FLUSH_EVERY, Msg, NO_AGENT, Out, Scheduler};
+use crate::Error;
+use crate::store::{self, Record, RunId, StateStore};
+
+pub(super) type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Bytes of transitions per published event (more go into further events).
+pub(super) const EVENT_BYTES: usize = 256 << 10;
+
+/// Writes batches to the store and publishes them to the log, off the scheduler's
+/// thread and in order; answers what waited for durability.
+pub(super) async fn run(
+    mut rx: mpsc::UnboundedReceiver<Batch>,
+    store: Option<Arc<dyn DynStore>>,
+    log: Option<(Arc<dyn DynLog>, String)>,
+    scheduler: mpsc::UnboundedSender<Msg>,
+) {
+    let mut failed: Option<String> = None;
+    while let Some(first) = rx.recv().await {
+        // Whatever else has queued up goes out with it: one append, one publish.
+        let mut batches = vec![first];
+        while batches.len() < 64 {
+            match rx.try_recv() {
+                Ok(b) => batches.push(b),
+                Err(_) => break,
+            }
+        }
+        let mut first_seq = None;
+        if let Some(store) = &store
+            && failed.is_none()
+        {
+            let records: Vec<Record> = batches
+                .iter()
+                .flat_map(|b| b.out.iter().map(record))
+                .collect();
+            let n = records.len() as u64;
+            match store.append(records) {
+                Ok(last) => first_seq = Some(last + 1 - n),
+                Err(e) => {
+                    tracing::error!(error = %e, "the state store failed; no new runs are accepted");
+                    failed = Some(e.to_string());
+                    let _ = scheduler.send(Msg::StoreFailed(e.to_string()));
+                }
+            }
+        }
+        let mut offset = 0u64;
+        for batch in &mut batches {
+            for (index, ack) in batch.acks.drain(..) {
+                match (&store, first_seq) {
+                    (Some(store), Some(first)) => {
+                        let store = store.clone();
+                        let seq = first + offset + index as u64;
+                        let scheduler = scheduler.clone();
+                        tokio::spawn(async move {
+                            let synced = store.sync(seq).await.map_err(Error::from);
+                            if let (Ok(()), Ack::Submitted(_, run, slot)) = (&synced, &ack) {
+                                let _ = scheduler.send(Msg::Admit {
+                                    run: *run,
+                                    slot: *slot,
+                                });
+                            }
+                            answer(ack, synced);
+                        });
+                    }
+                    (Some(_), None) => {
+                        answer(ack, Err(Error::Store(store::Error::Closed(failed.clone()))))
+                    }
+                    (None, _) => answer(ack, Ok(())),
+                }
+            }
+            offset += batch.out.len() as u64;
+        }
+        if let Some((log, topic)) = &log {
+            let events: Vec<Event> = batches.iter().flat_map(|b| events(&b.out)).collect();
+            if !events.is_empty()
+                && let Err(e) = log.publish(topic, events).await
+            {
+                tracing::warn!(error = %e, topic, "cannot publish run transitions");
+            }
+        }
+    }
+}
+
+pub(super) trait DynStore: Send + Sync {
+    fn append(&self, records: Vec<Record>) -> Result<u64, store::Error>;
+    fn sync(&self, seq: u64) -> BoxFut<'_, Result<(), store::Error>>;
+    fn close(&self) -> BoxFut<'_, Result<(), store::Error>>;
+}
+
+impl<S: StateStore> DynStore for S {
+    fn append(&self, records: Vec<Record>) -> Result<u64, store::Error> {
+        StateStore::append(self, records)
+    }
+    fn sync(&self, seq: u64) -> BoxFut<'_, Result<(), store::Error>> {
+        Box::pin(StateStore::sync(self, seq))
+    }
+    fn close(&self) -> BoxFut<'_, Result<(), store::Error>> {
+        Box::pin(StateStore::close(self))
+    }
+}
+
+pub(super) trait DynLog: Send + Sync {
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        batch: Vec<Event>,
+    ) -> BoxFut<'a, baton_events::Result<Vec<Offset>>>;
+    fn poll<'a>(
+        &'a self,
+        topic: &'a str,
+        max: usize,
+        wait: Duration,
+    ) -> BoxFut<'a, baton_events::Result<Polled>>;
+    fn ack<'a>(
+        &'a self,
+        topic: &'a str,
+        ids: &'a [Offset],
+    ) -> BoxFut<'a, baton_events::Result<usize>>;
+    fn seek<'a>(&'a self, topic: &'a str, to: SeekTo) -> BoxFut<'a, baton_events::Result<()>>;
+}
+
+impl<L: EventLog> DynLog for L {
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        batch: Vec<Event>,
+    ) -> BoxFut<'a, baton_events::Result<Vec<Offset>>> {
+        Box::pin(EventLog::publish(self, topic, batch))
+    }
+    fn poll<'a>(
+        &'a self,
+        topic: &'a str,
+        max: usize,
+        wait: Duration,
+    ) -> BoxFut<'a, baton_events::Result<Polled>> {
+        Box::pin(EventLog::poll(
+            self,
+            topic,
+            SIGNAL_GROUP,
+            "engine",
+            max,
+            wait,
+        ))
+    }
+    fn ack<'a>(
+        &'a self,
+        topic: &'a str,
+        ids: &'a [Offset],
+    ) -> BoxFut<'a, baton_events::Result<usize>> {
+        Box::pin(EventLog::ack(self, topic, SIGNAL_GROUP, ids))
+    }
+    fn seek<'a>(&'a self, topic: &'a str, to: SeekTo) -> BoxFut<'a, baton_events::Result<()>> {
+        Box::pin(EventLog::seek(self, topic, SIGNAL_GROUP, to))
+    }
+}
+
+impl Scheduler {
+    /// Writes the turn's records to the store and its events to the log; answers
+    /// what waited for them once they are durable.
+    pub(super) fn flush(&mut self) {
+        let c = std::mem::take(&mut self.counts);
+        let p = &self.progress;
+        p.running.fetch_add(c.running as u64, Ordering::Relaxed);
+        p.succeeded.fetch_add(c.succeeded, Ordering::Relaxed);
+        p.failed.fetch_add(c.failed, Ordering::Relaxed);
+        p.skipped.fetch_add(c.skipped, Ordering::Relaxed);
+        if self.out.is_empty() {
+            return;
+        }
+        let batch = Batch {
+            out: std::mem::replace(&mut self.out, Vec::with_capacity(FLUSH_EVERY)),
+            acks: std::mem::take(&mut self.acks),
+        };
+        if let Some((tx, _)) = &self.sink {
+            let _ = tx.send(batch);
+        }
+    }
+}
+
+pub(super) fn answer(ack: Ack, synced: Result<(), Error>) {
+    match ack {
+        Ack::Submitted(reply, id, _) => {
+            let _ = reply.send(synced.map(|()| id));
+        }
+        Ack::Finished(waiters, summary) => {
+            for w in waiters {
+                let _ = w.send(match &synced {
+                    Ok(()) => Ok(summary.clone()),
+                    Err(e) => Err(Error::Store(store::Error::Closed(Some(e.to_string())))),
+                });
+            }
+        }
+    }
+}
+
+pub(super) fn record(out: &Out) -> Record {
+    match out {
+        Out::Workflow { key, document } => Record::Workflow {
+            key: *key,
+            document: document.to_string(),
+        },
+        Out::Created {
+            run,
+            key,
+            input,
+            at_ms,
+        } => Record::RunCreated {
+            run: *run,
+            workflow: *key,
+            input: input.to_string(),
+            at_ms: *at_ms,
+        },
+        Out::Task(t) => Record::Task {
+            run: t.run,
+            task: t.task,
+            status: t.status,
+            attempt: t.attempt,
+            agent: t.agent,
+            at_us: t.at_us,
+            detail: t.detail.as_ref().map(|d| match d {
+                Detail::Output(v) => v.to_string(),
+                Detail::Error(e) => e.to_string(),
+            }),
+        },
+        Out::Run {
+            run,
+            status,
+            at_ms,
+            reason,
+        } => Record::Run {
+            run: *run,
+            status: *status,
+            at_ms: *at_ms,
+            reason: reason.clone(),
+        },
+    }
+}
+
+/// The turn's transitions as events: per run, `baton.transitions` events whose
+/// payload is `{"run": ID, "transitions": [[task, status, attempt, agent, at_us(, detail)], ...]}`
+/// (task as its index in the workflow, status as its name), and `baton.run` events
+/// for run status changes.
+pub(super) fn events(out: &[Out]) -> Vec<Event> {
+    use std::fmt::Write;
+    let mut events = Vec::new();
+    let mut open: Vec<(RunId, String)> = Vec::new();
+    let close = |events: &mut Vec<Event>, run: RunId, mut body: String| {
+        body.push_str("]}");
+        events.push(Event::new("baton.transitions", run.to_string(), body));
+    };
+    for o in out {
+        match o {
+            Out::Task(t) => {
+                let at = match open.iter().position(|(r, _)| *r == t.run) {
+                    Some(i) => i,
+                    None => {
+                        open.push((t.run, format!("{{\"run\":\"{}\",\"transitions\":[", t.run)));
+                        open.len() - 1
+                    }
+                };
+                let body = &mut open[at].1;
+                if !body.ends_with('[') {
+                    body.push(',');
+                }
+                let agent = if t.agent == NO_AGENT {
+                    -1
+                } else {
+                    i32::from(t.agent)
+                };
+                let _ = write!(
+                    body,
+                    "[{},\"{}\",{},{},{}",
+                    t.task,
+                    t.status.as_str(),
+                    t.attempt,
+                    agent,
+                    t.at_us
+                );
+                match &t.detail {
+                    Some(Detail::Output(v)) => {
+                        let _ = write!(body, ",{}]", v);
+                    }
+                    Some(Detail::Error(e)) => {
+                        let _ = write!(body, ",{}]", Value::String(e.to_string()));
+                    }
+                    None => body.push(']'),
+                }
+                if body.len() >= EVENT_BYTES {
+                    let (run, body) = open.swap_remove(at);
+                    close(&mut events, run, body);
+                }
+            }
+            Out::Run {
+                run,
+                status,
+                reason,
+                ..
+            } => {
+                // The run's transitions so far go first: consumers see a run end
+                // after its tasks.
+                if let Some(at) = open.iter().position(|(r, _)| r == run) {
+                    let (run, body) = open.swap_remove(at);
+                    close(&mut events, run, body);
+                }
+                let payload = serde_json::json!({"run": run.to_string(), "status": status.as_str(), "reason": reason});
+                events.push(Event::new(
+                    "baton.run",
+                    run.to_string(),
+                    payload.to_string(),
+                ));
+            }
+            Out::Created { run, .. } => {
+                let payload = serde_json::json!({"run": run.to_string(), "status": "created"});
+                events.push(Event::new(
+                    "baton.run",
+                    run.to_string(),
+                    payload.to_string(),
+                ));
+            }
+            Out::Workflow { .. } => {}
+        }
+    }
+    for (run, body) in open {
+        close(&mut events, run, body);
+    }
+    events
+}

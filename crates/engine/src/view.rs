@@ -1,0 +1,203 @@
+//! What the engine reports: a run's [`Summary`] and [`RunView`], engine-wide
+//! [`Stats`], and the live [`Progress`] counters.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::store::{RunId, RunStatus, TaskStatus};
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// Number of samples.
+    pub count: u64,
+    /// Median.
+    pub p50_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// Largest sample.
+    pub max_us: f64,
+}
+
+/// What a run did, when it ended (or so far).
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// The run.
+    #[serde(serialize_with = "display")]
+    pub run: RunId,
+    /// The workflow's name.
+    pub workflow: Option<String>,
+    /// The run's status.
+    #[serde(serialize_with = "display")]
+    pub status: RunStatus,
+    /// Why it failed or was cancelled.
+    pub reason: Option<String>,
+    /// Task counts by status (every status present, zeros included).
+    pub tasks: TaskCounts,
+    /// From the run's start to its last task's end, milliseconds.
+    pub makespan_ms: f64,
+    /// Time from submission to the start (admission), milliseconds.
+    pub queue_ms: f64,
+    /// The chain of tasks that determined the makespan, as run: from the last task
+    /// to finish, back through the dependency that finished last each time.
+    pub critical_path: Vec<String>,
+    /// Agent time (dispatch to finish) summed along that chain, milliseconds.
+    pub critical_path_agent_ms: f64,
+    /// `makespan − critical-path agent time`: what coordination added, milliseconds.
+    pub coordination_overhead_ms: f64,
+    /// Ready → dispatched latency over the run's tasks.
+    pub coordination_overhead: Percentiles,
+    /// Attempts beyond the first.
+    pub retries: u64,
+    /// Compensations that ran successfully.
+    pub compensations: u64,
+    /// Compensations that failed for good, with their errors.
+    pub compensation_failures: Vec<String>,
+}
+
+/// Task counts by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TaskCounts {
+    /// Not yet ready.
+    pub pending: u64,
+    /// Waiting for an agent or an event.
+    pub ready: u64,
+    /// Handed to an agent.
+    pub dispatched: u64,
+    /// Being worked on.
+    pub running: u64,
+    /// Done.
+    pub succeeded: u64,
+    /// Failed for good.
+    pub failed: u64,
+    /// Not run (condition false, or upstream skipped).
+    pub skipped: u64,
+    /// Stopped or never run because the run ended.
+    pub cancelled: u64,
+    /// Undone by compensation.
+    pub compensated: u64,
+}
+
+impl TaskCounts {
+    pub(crate) fn add(&mut self, status: TaskStatus) {
+        *self.slot(status) += 1;
+    }
+
+    fn slot(&mut self, status: TaskStatus) -> &mut u64 {
+        match status {
+            TaskStatus::Pending => &mut self.pending,
+            TaskStatus::Ready => &mut self.ready,
+            TaskStatus::Dispatched => &mut self.dispatched,
+            TaskStatus::Running => &mut self.running,
+            TaskStatus::Succeeded => &mut self.succeeded,
+            TaskStatus::Failed => &mut self.failed,
+            TaskStatus::Skipped => &mut self.skipped,
+            TaskStatus::Cancelled => &mut self.cancelled,
+            TaskStatus::Compensated => &mut self.compensated,
+        }
+    }
+}
+
+/// One task of a run, as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskView {
+    /// The task's id.
+    pub id: String,
+    /// Its status.
+    #[serde(serialize_with = "display")]
+    pub status: TaskStatus,
+    /// Attempts so far.
+    pub attempt: u32,
+    /// The agent of its last attempt.
+    pub agent: Option<String>,
+    /// Its output (succeeded tasks).
+    pub output: Option<Value>,
+    /// Its last error.
+    pub error: Option<String>,
+}
+
+/// A run's state with every task.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunView {
+    /// The figures so far.
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// Every task, in declaration order (compensation tasks included).
+    pub task_states: Vec<TaskView>,
+}
+
+/// Engine-wide figures.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// Runs by status.
+    pub runs_running: u64,
+    /// Paused runs.
+    pub runs_paused: u64,
+    /// Runs running compensations.
+    pub runs_compensating: u64,
+    /// Runs waiting for admission.
+    pub runs_queued: u64,
+    /// Runs that completed since start.
+    pub runs_completed: u64,
+    /// Runs that failed since start.
+    pub runs_failed: u64,
+    /// Runs cancelled since start.
+    pub runs_cancelled: u64,
+    /// Task transitions since start.
+    pub transitions: u64,
+    /// Tasks ready and waiting for an agent.
+    pub ready_queue: u64,
+    /// Ready → dispatched, over every task since start.
+    pub dispatch_latency: Percentiles,
+    /// A task's end → its successors ready, over every such edge since start.
+    pub release_latency: Percentiles,
+    /// Agents: name, calls in flight, breaker state.
+    pub agents: Vec<AgentStats>,
+}
+
+/// One agent's figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentStats {
+    /// The agent.
+    pub name: String,
+    /// Its type.
+    pub kind: String,
+    /// Calls in flight.
+    pub in_flight: u32,
+    /// Calls started since start.
+    pub calls: u64,
+    /// Calls that failed.
+    pub failures: u64,
+    /// `closed`, `open` or `half_open`.
+    pub breaker: &'static str,
+}
+
+/// Live task counters, readable without asking the scheduler (progress bars).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Tasks of submitted runs (forward plan).
+    pub total: AtomicU64,
+    /// Tasks that succeeded.
+    pub succeeded: AtomicU64,
+    /// Tasks that failed for good.
+    pub failed: AtomicU64,
+    /// Tasks skipped or cancelled.
+    pub skipped: AtomicU64,
+    /// Tasks dispatched or running now.
+    pub running: AtomicU64,
+    /// Attempts beyond the first.
+    pub retries: AtomicU64,
+}
+
+impl Progress {
+    /// Reads one counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
