@@ -725,8 +725,9 @@ mod tests {
     }
 
     /// Drives `pending` until the process has written its pid to `file`.
+    /// Fails unless the pid arrives within 5 s.
     async fn read_pid(pending: &mut super::super::Pending, file: &std::path::Path) -> u32 {
-        loop {
+        for _ in 0..500 {
             tokio::select! {
                 outcome = &mut *pending => panic!("the process ended early: {outcome:?}"),
                 () = tokio::time::sleep(Duration::from_millis(10)) => {}
@@ -735,6 +736,7 @@ mod tests {
                 return text.trim().parse().unwrap();
             }
         }
+        panic!("the process did not write its pid within 5 s");
     }
 
     /// Fails unless `pid` is gone within 5 s.

@@ -958,7 +958,12 @@ impl Scheduler {
         });
         self.acks
             .push((self.out.len() - 1, Ack::Finished(waiters, summary)));
-        // Retire the run: free its slot, keep it for status queries.
+        self.retire(slot, id);
+    }
+
+    /// Frees an ended run's slot and keeps the run for status queries (the
+    /// newest `keep_finished` of them).
+    fn retire(&mut self, slot: u32, id: RunId) {
         let run = self.runs[slot as usize].take().expect("live run");
         self.free.push(slot);
         self.by_id.remove(&id);

@@ -156,16 +156,7 @@ impl Scheduler {
                 self.progress
                     .total
                     .fetch_sub(u64::from(spec.planned), Ordering::Relaxed);
-                let run = self.runs[slot as usize].take().expect("live run");
-                self.free.push(slot);
-                self.by_id.remove(&id);
-                self.finished.insert(id, run);
-                self.finished_order.push_back(id);
-                while self.finished_order.len() > self.options.keep_finished {
-                    if let Some(old) = self.finished_order.pop_front() {
-                        self.finished.remove(&old);
-                    }
-                }
+                self.retire(slot, id);
                 resumed.push(id);
                 continue;
             }
