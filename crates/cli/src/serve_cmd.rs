@@ -146,6 +146,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let events = options.events.clone().unwrap_or_else(|| "disk".into());
         let state = options.state.clone().unwrap_or_else(|| "embedded".into());
         let server = Server::build(options).await?;
+        // Listening before the banner: a supervisor may signal as soon as it reads it.
+        let signalled = shutdown_signal();
         eprintln!(
             "baton serve: listening on http://{} (data in {}, events {}, state {}{})",
             server.local_addr(),
@@ -158,7 +160,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let signals = {
             let cancel = cancel.clone();
             tokio::spawn(async move {
-                wait_for_signal().await;
+                signalled.await;
                 // Not `eprintln!`: it panics when stderr is gone (a closed pipe),
                 // and this task must go on to stop the server.
                 say("baton serve: shutting down");
@@ -183,24 +185,33 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-async fn wait_for_signal() {
+/// Listens for SIGINT and SIGTERM from the moment it is called (a signal that
+/// arrives before the future is first polled is not lost); the future ends at
+/// the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
