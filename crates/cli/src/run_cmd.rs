@@ -129,7 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 options,
                 log,
                 none,
-                std::future::pending(),
+                |_| std::future::pending(),
                 spec,
                 input,
             )
@@ -149,7 +149,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 options,
                 Arc::new(log),
                 Some(Arc::new(state)),
-                std::future::pending(),
+                |_| std::future::pending(),
                 spec,
                 input,
             )
@@ -170,6 +170,7 @@ async fn run_on_postgres(
     spec: Option<Arc<Spec>>,
     input: Value,
 ) -> anyhow::Result<ExitCode> {
+    use baton_engine::cluster::{self, Member, OnLoss};
     use baton_engine::store::{Postgres, PostgresOptions};
 
     // The event log first: it locks the data directory, so a second process on
@@ -185,40 +186,22 @@ async fn run_on_postgres(
     })
     .await
     .with_context(|| format!("opening the state store {}", redact(url)))?;
-    let store = Arc::new(store);
-    let options = Options {
-        // Run ids minted here never collide with other instances' on the schema.
-        node: Some(store.instance().rem_euclid(1024) as u16),
-        ..options
-    };
-    let lease = {
-        let store = Arc::clone(&store);
-        async move {
-            let mut tick = tokio::time::interval(PostgresOptions::default().lease_ttl / 3);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                match store.heartbeat().await {
-                    Ok(()) => {}
-                    Err(e @ baton_engine::store::Error::LeaseLost { .. }) => {
-                        return anyhow::Error::new(e).context(
-                            "another process took over this one's runs (one with the same --instance?)",
-                        );
-                    }
-                    // The database may be back before the lease runs out; if not,
-                    // the store's next write fails and the run stops then.
-                    Err(e) => eprintln!("warning: cannot renew the lease: {e}"),
-                }
-                let lost = store.lost();
-                if !lost.is_empty() {
-                    let runs: Vec<String> = lost.iter().map(RunId::to_string).collect();
-                    return anyhow::anyhow!(
-                        "run(s) {} taken over by another process (one with the same --instance?)",
-                        runs.join(", ")
-                    );
-                }
-            }
-        }
+    // `baton run`'s rules: its own runs only, and losing one (to a process with
+    // the same --instance, say) ends this one.
+    let member = Member::new(
+        Arc::new(store),
+        cluster::Options {
+            on_loss: OnLoss::Stop,
+            take_over: false,
+            ..cluster::Options::default()
+        },
+    );
+    let options = member.engine_options(options);
+    let store = member.store().clone();
+    let lease = |engine: Handle| async move {
+        let lost = member.run(&engine, std::future::pending()).await;
+        anyhow::Error::new(lost.expect_err("runs until lost"))
+            .context("another process took over this one's runs (one with the same --instance?)")
     };
     execute(
         args,
@@ -349,12 +332,12 @@ fn parse_input(text: &str) -> anyhow::Result<Value> {
 
 /// Runs (or resumes) on the engine until every run ends, Ctrl-C, or `lost`
 /// resolves (the state store says another process took over).
-async fn execute<L: EventLog, S: StateStore>(
+async fn execute<L: EventLog, S: StateStore, F: Future<Output = anyhow::Error>>(
     args: &Args,
     options: Options,
     log: Arc<L>,
     store: Option<Arc<S>>,
-    lost: impl std::future::Future<Output = anyhow::Error>,
+    lost: impl FnOnce(Handle) -> F,
     spec: Option<Arc<Spec>>,
     input: Value,
 ) -> anyhow::Result<ExitCode> {
@@ -385,6 +368,7 @@ async fn execute<L: EventLog, S: StateStore>(
         }
     };
     let progress = show_progress(handle.progress().clone());
+    let lost = lost(handle.clone());
     let waited = tokio::select! {
         all = wait_all(&handle, &runs) => Some(all?),
         _ = tokio::signal::ctrl_c() => None,

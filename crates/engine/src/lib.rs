@@ -40,6 +40,8 @@
 pub mod agent;
 mod breaker;
 mod clock;
+#[cfg(feature = "postgres")]
+pub mod cluster;
 mod engine;
 mod error;
 mod options;

@@ -1,20 +1,18 @@
 //! Several `baton serve` instances sharing one PostgreSQL state store (and one
 //! shared event log: Redis or NATS).
 //!
-//! - **Ownership**: an instance drives the runs it created, and the runs it took
-//!   over. The store fences every write: records of a run another instance now
-//!   owns are rejected, and the run is released here ([`Handle::release`]).
-//! - **Leases**: every instance renews its lease every third of the lease time.
-//!   An instance whose lease expired (killed, frozen, cut off) loses its unfinished
-//!   runs to the survivors, which claim them in batches and resume them
-//!   ([`Handle::adopt`]): takeover happens within one lease time plus one tick.
+//! - **Ownership, leases, takeover**: the engine's rules
+//!   ([`baton_engine::cluster`]): an instance drives the runs it created and those
+//!   it took over; it releases runs fenced away from it and takes over the runs of
+//!   instances whose lease expired, within one lease time plus one tick.
 //! - **Routing**: any instance answers for any run. A call about a run held
 //!   elsewhere is forwarded to its owner's advertised address (once: a forwarded
 //!   call is never forwarded again); a run that ended on an instance that since
 //!   died is answered from its history ([`Handle::remember`]); a run whose owner
 //!   died and whose takeover is pending is answered 503 with `Retry-After`.
-//! - **Catalog**: workflows posted to any instance are stored in the database too,
-//!   and fetched by the others on first use.
+//! - **Catalog**: workflows posted to any instance are stored in the database too
+//!   (the store's shared catalog, documents kept as written), and fetched by the
+//!   others on first use.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +20,8 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::response::Response;
 use baton_engine::Handle;
-use baton_engine::store::{Postgres, RunId};
+use baton_engine::cluster::Member;
+use baton_engine::store::{Postgres, RunId, SharedWorkflow};
 use bytes::Bytes;
 use http::{HeaderValue, Method, header};
 use http_body_util::{BodyExt, Full};
@@ -32,14 +31,11 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Entry};
 use crate::error::ApiError;
 
 /// Marks a forwarded call, so that it is not forwarded again.
 const FORWARDED: &str = "x-baton-forwarded";
-
-/// Most runs claimed from dead instances per round trip.
-const CLAIM_BATCH: usize = 200;
 
 /// What answers a call about a run this instance does not hold.
 pub(crate) enum Routed {
@@ -62,91 +58,41 @@ pub(crate) struct Call<'a> {
     pub body: Bytes,
 }
 
-/// This instance's part in the cluster.
+/// This instance's part in the cluster: the engine's [`Member`] (lease,
+/// fencing, takeover) and the client that forwards calls to other instances.
 pub(crate) struct Cluster {
-    store: Arc<Postgres>,
-    lease_ttl: Duration,
+    member: Member,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
 impl Cluster {
     /// Joins the cluster through `store` (already open: this instance is
-    /// registered and its lease is running). Creates the shared catalog's table.
-    pub(crate) async fn join(
-        store: Arc<Postgres>,
-        lease_ttl: Duration,
-    ) -> Result<Cluster, sqlx::Error> {
-        // The pool's connections have the store's schema as their search path.
-        // Instances starting together would race on `CREATE TABLE IF NOT EXISTS`
-        // (it is not atomic in PostgreSQL): one at a time, under a lock.
-        let mut tx = store.pool().begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.catalog'))")
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS catalog (
-                id bigint PRIMARY KEY,
-                version integer NOT NULL,
-                created_ms bigint NOT NULL,
-                document jsonb NOT NULL
-            )",
-        )
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+    /// registered and its lease is running).
+    pub(crate) fn join(store: Arc<Postgres>) -> Cluster {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        Ok(Cluster {
-            store,
-            lease_ttl,
+        Cluster {
+            member: Member::new(store, baton_engine::cluster::Options::default()),
             client: Client::builder(TokioExecutor::new()).build(connector),
-        })
+        }
     }
 
-    /// This instance's number in run ids.
-    pub(crate) fn node(&self) -> u16 {
-        (self.store.instance().rem_euclid(1024)) as u16
+    /// The engine's options for this instance (its node number in run ids).
+    pub(crate) fn engine_options(&self, options: baton_engine::Options) -> baton_engine::Options {
+        self.member.engine_options(options)
     }
 
-    /// Renews the lease, releases runs lost to fencing and takes over the runs of
-    /// instances whose lease expired, every third of the lease time, until `cancel`.
+    fn store(&self) -> &Postgres {
+        self.member.store()
+    }
+
+    /// Keeps this instance's lease, releases runs lost to fencing and takes over
+    /// the runs of instances whose lease expired, until `cancel`. A lease found
+    /// gone is logged and tried again at the next tick.
     pub(crate) async fn run(self: Arc<Self>, engine: Handle, cancel: CancellationToken) {
-        let tick = self.lease_ttl / 3;
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(tick) => {}
-            }
-            if let Err(e) = self.store.heartbeat().await {
-                tracing::error!(error = %e, "cannot renew this instance's lease");
-            }
-            let lost = self.store.lost();
-            if !lost.is_empty() {
-                match engine.release(lost).await {
-                    Ok(n) if n > 0 => tracing::warn!(runs = n, "runs lost to another instance"),
-                    _ => {}
-                }
-            }
-            loop {
-                match self.store.claim_expired(CLAIM_BATCH).await {
-                    Ok(records) if records.is_empty() => break,
-                    Ok(records) => match engine.adopt(records).await {
-                        Ok(runs) => tracing::info!(
-                            runs = runs.len(),
-                            "took over runs of an instance whose lease expired"
-                        ),
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot resume runs taken over");
-                            break;
-                        }
-                    },
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot claim runs of expired instances");
-                        break;
-                    }
-                }
-            }
+        while let Err(e) = self.member.run(&engine, cancel.cancelled()).await {
+            tracing::error!(error = %e, "this instance's lease is gone; its runs belong to others");
         }
     }
 
@@ -159,12 +105,12 @@ impl Cluster {
     ) -> Result<Routed, ApiError> {
         let unknown = || ApiError::NotFound(format!("no execution {run}"));
         let location = self
-            .store
+            .store()
             .locate(run)
             .await
             .map_err(|e| ApiError::Unavailable(format!("the state store: {e}")))?
             .ok_or_else(unknown)?;
-        let here = location.owner == Some(self.store.instance());
+        let here = location.owner == Some(self.store().instance());
         let forwarded = call.headers.contains_key(FORWARDED);
         if !here
             && !forwarded
@@ -176,7 +122,7 @@ impl Cluster {
         if location.status.is_some_and(|s| s.is_final()) {
             // Ended on an instance that is gone (or is this one and forgot it).
             let records = self
-                .store
+                .store()
                 .run_records(run)
                 .await
                 .map_err(|e| ApiError::Unavailable(format!("the state store: {e}")))?;
@@ -187,7 +133,7 @@ impl Cluster {
             // Taken over between the local call and the lookup.
             return Ok(Routed::Local);
         }
-        let wait = self.lease_ttl.as_secs().max(1);
+        let wait = self.store().lease_ttl().as_secs().max(1);
         Err(ApiError::Unavailable(format!(
             "execution {run} is being taken over from an instance that stopped; retry in {wait} s"
         )))
@@ -231,25 +177,17 @@ impl Cluster {
     }
 
     /// Stores a workflow posted here, for the other instances.
-    pub(crate) async fn share_workflow(
-        &self,
-        id: u64,
-        version: u32,
-        created_ms: u64,
-        document: &Value,
-    ) -> Result<(), ApiError> {
-        sqlx::query(
-            "INSERT INTO catalog (id, version, created_ms, document) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id as i64)
-        .bind(version as i32)
-        .bind(created_ms as i64)
-        .bind(sqlx::types::Json(document))
-        .execute(self.store.pool())
-        .await
-        .map(|_| ())
-        .map_err(|e| ApiError::Unavailable(format!("sharing the workflow: {e}")))
+    pub(crate) async fn share_workflow(&self, entry: &Entry) -> Result<(), ApiError> {
+        let shared = SharedWorkflow {
+            id: entry.id,
+            version: entry.version,
+            created_ms: entry.created_ms,
+            document: entry.document.to_string(),
+        };
+        self.store()
+            .share_workflow(&shared)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("sharing the workflow: {e}")))
     }
 
     /// Fetches a workflow posted to another instance into the local catalog.
@@ -257,32 +195,41 @@ impl Cluster {
         &self,
         catalog: &Catalog,
         id: u64,
-    ) -> Result<Option<Arc<crate::catalog::Entry>>, ApiError> {
-        let row: Option<(i32, i64, sqlx::types::Json<Value>)> =
-            sqlx::query_as("SELECT version, created_ms, document FROM catalog WHERE id = $1")
-                .bind(id as i64)
-                .fetch_optional(self.store.pool())
-                .await
-                .map_err(|e| ApiError::Unavailable(format!("reading the shared catalog: {e}")))?;
-        Ok(row.and_then(|(version, created_ms, document)| {
-            catalog.add_shared(id, version as u32, created_ms as u64, document.0)
-        }))
+    ) -> Result<Option<Arc<Entry>>, ApiError> {
+        let shared = self
+            .store()
+            .shared_workflow(id)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("reading the shared catalog: {e}")))?;
+        Ok(shared.and_then(|w| add(catalog, w)))
     }
 
     /// Fetches every workflow of the shared catalog this instance has not seen.
     pub(crate) async fn sync_catalog(&self, catalog: &Catalog) -> Result<(), ApiError> {
-        let rows: Vec<(i64, i32, i64, sqlx::types::Json<Value>)> = sqlx::query_as(
-            "SELECT id, version, created_ms, document FROM catalog ORDER BY created_ms",
-        )
-        .fetch_all(self.store.pool())
-        .await
-        .map_err(|e| ApiError::Unavailable(format!("reading the shared catalog: {e}")))?;
-        for (id, version, created_ms, document) in rows {
-            let id = id as u64;
-            if catalog.get(id).is_none() {
-                catalog.add_shared(id, version as u32, created_ms as u64, document.0);
+        let shared = self
+            .store()
+            .shared_workflows()
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("reading the shared catalog: {e}")))?;
+        for workflow in shared {
+            if catalog.get(workflow.id).is_none() {
+                add(catalog, workflow);
             }
         }
         Ok(())
+    }
+}
+
+/// Adds a shared workflow to the local catalog (`None`, logged, if its document
+/// does not parse here).
+fn add(catalog: &Catalog, workflow: SharedWorkflow) -> Option<Arc<Entry>> {
+    match serde_json::from_str::<Value>(&workflow.document) {
+        Ok(document) => {
+            catalog.add_shared(workflow.id, workflow.version, workflow.created_ms, document)
+        }
+        Err(e) => {
+            tracing::warn!(id = workflow.id, error = %e, "a shared workflow is not JSON");
+            None
+        }
     }
 }

@@ -482,13 +482,8 @@ async fn open_shared_state(
     .await
     .map_err(|e| failed("opening the state store")(e.into()))?;
     let store = Arc::new(store);
-    let cluster = cluster::Cluster::join(store.clone(), c.lease_ttl)
-        .await
-        .map_err(|e| failed("creating the shared catalog")(e.into()))?;
-    let engine_options = baton_engine::Options {
-        node: Some(cluster.node()),
-        ..options.engine.clone()
-    };
+    let cluster = cluster::Cluster::join(store.clone());
+    let engine_options = cluster.engine_options(options.engine.clone());
     let (engine, handle) = Engine::build(engine_options, log, Some(store))?;
     Ok((engine, handle, Some(Arc::new(cluster))))
 }

@@ -242,9 +242,7 @@ async fn create_workflow(
     .map_err(|e| ApiError::Internal(e.to_string()))??;
     #[cfg(feature = "postgres")]
     if let Some(cluster) = &state.cluster {
-        cluster
-            .share_workflow(entry.id, entry.version, entry.created_ms, &entry.document)
-            .await?;
+        cluster.share_workflow(&entry).await?;
     }
     let warnings = entry
         .checked

@@ -32,8 +32,20 @@ fn servers(events: &str) -> Option<(String, String)> {
     }
 }
 
-/// One HTTP/1.1 request on a fresh connection: (status, body).
+/// One HTTP/1.1 request on a fresh connection: (status, body as JSON).
 fn call(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, Value)> {
+    let (status, body) = raw(addr, method, path, body)?;
+    // Small bodies come whole; chunked ones (forwarded answers) carry a size line.
+    let json = serde_json::from_str(&body).or_else(|_| {
+        let start = body.find('{').unwrap_or(0);
+        let end = body.rfind('}').map_or(body.len(), |e| e + 1);
+        serde_json::from_str(&body[start..end])
+    });
+    Ok((status, json.unwrap_or(Value::Null)))
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status, body as sent).
+fn raw(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(15)))?;
     write!(
@@ -48,13 +60,7 @@ fn call(addr: &str, method: &str, path: &str, body: &str) -> std::io::Result<(u1
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not HTTP: {out:?}")))?;
     let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    // Small bodies come whole; chunked ones (forwarded answers) carry a size line.
-    let json = serde_json::from_str(body).or_else(|_| {
-        let start = body.find('{').unwrap_or(0);
-        let end = body.rfind('}').map_or(body.len(), |e| e + 1);
-        serde_json::from_str(&body[start..end])
-    });
-    Ok((status, json.unwrap_or(Value::Null)))
+    Ok((status, body.to_owned()))
 }
 
 struct Instance {
@@ -222,6 +228,20 @@ fn three_instances(events: &str) {
     .unwrap();
     assert_eq!(status, 201, "{created}");
     let wf = created["id"].as_str().unwrap().to_owned();
+    // The shared catalog keeps documents as written: every instance answers with
+    // the same bytes, keys in the order they were posted.
+    let path = format!("/api/v1/workflows/{wf}");
+    let bodies: Vec<String> = addrs
+        .iter()
+        .map(|a| raw(a, "GET", &path, "").unwrap().1)
+        .collect();
+    assert!(
+        bodies[0].contains(r#""document":{"name":"shared","agents":{"sim""#),
+        "{}",
+        bodies[0]
+    );
+    assert_eq!(bodies[1], bodies[0], "fetched on another instance");
+    assert_eq!(bodies[2], bodies[0], "fetched on another instance");
 
     // 1,000 runs, round robin over the instances, from 4 client threads; events
     // published through every instance alongside.

@@ -849,60 +849,8 @@ fn a_run_killed_with_sigkill_resumes_to_completion() {
     eprintln!("{kills} kills in {:.1?}", started.elapsed());
 }
 
-/// The PostgreSQL database of the tests (`BATON_TEST_POSTGRES_URL`), `None` (the
-/// test is skipped) when unset outside CI; in CI a missing URL fails the test.
 #[cfg(feature = "postgres")]
-fn postgres_url() -> Option<String> {
-    match std::env::var("BATON_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("BATON_TEST_POSTGRES_URL is not set, but CI is: the PostgreSQL tests must run")
-        }
-        _ => {
-            eprintln!("skipped: BATON_TEST_POSTGRES_URL is not set");
-            None
-        }
-    }
-}
-
-/// A PostgreSQL schema of the test's own, dropped (with `psql`) when dropped.
-#[cfg(feature = "postgres")]
-struct Schema {
-    url: String,
-    name: String,
-}
-
-#[cfg(feature = "postgres")]
-impl Schema {
-    fn new(url: &str, test: &str) -> Schema {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos();
-        Schema {
-            url: url.to_owned(),
-            name: format!("cli_{}_{nanos}_{test}", std::process::id()),
-        }
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl Drop for Schema {
-    fn drop(&mut self) {
-        let dropped = Command::new("psql")
-            .args(["-q", "-X", "-d", &self.url, "-c"])
-            .env("PGOPTIONS", "--client-min-messages=warning")
-            .arg(format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name))
-            .stdout(Stdio::null())
-            .status();
-        if !dropped.is_ok_and(|s| s.success()) {
-            eprintln!(
-                "could not drop test schema {} (is psql installed?)",
-                self.name
-            );
-        }
-    }
-}
+use baton_engine::store::testing::Schema;
 
 /// The crash test over PostgreSQL: every `baton run` (the killed one and each
 /// `--resume`) is a new instance of the same name, which takes over at once what
@@ -910,16 +858,16 @@ impl Drop for Schema {
 #[cfg(feature = "postgres")]
 #[test]
 fn a_run_killed_with_sigkill_resumes_to_completion_on_postgres() {
-    let Some(url) = postgres_url() else {
+    if baton_engine::store::testing::postgres_url().is_none() {
         return;
-    };
+    }
     let started = Instant::now();
     let kills: usize = (1..=4)
         .map(|i| {
-            let schema = Schema::new(&url, &format!("crash{i}"));
+            let schema = Schema::new(&format!("crash{i}")).expect("the database is set");
             crash_and_resume_on(
                 0x5eed_1000 + i,
-                &["--state", &url, "--namespace", &schema.name],
+                &["--state", &schema.url, "--namespace", &schema.name],
             )
         })
         .sum();
@@ -997,10 +945,10 @@ fn a_run_is_recorded_before_its_first_task_starts() {
 #[cfg(feature = "postgres")]
 #[test]
 fn a_run_is_recorded_before_its_first_task_starts_on_postgres() {
-    let Some(url) = postgres_url() else {
+    let Some(schema) = Schema::new("first_task") else {
         return;
     };
-    let schema = Schema::new(&url, "first_task");
+    let url = schema.url.clone();
     recorded_before_its_first_task_starts(&["--state", &url, "--namespace", &schema.name]);
 }
 

@@ -14,8 +14,10 @@ mod postgres;
 use std::fmt;
 
 pub use embedded::{Embedded, EmbeddedOptions};
+#[cfg(all(feature = "postgres", feature = "test-util"))]
+pub use postgres::testing;
 #[cfg(feature = "postgres")]
-pub use postgres::{Instance, Location, Postgres, PostgresOptions};
+pub use postgres::{Instance, Location, Postgres, PostgresOptions, SharedWorkflow};
 
 /// A run's identity: 42 bits of creation time in milliseconds and 22 bits that
 /// tell apart runs created in the same millisecond. Displayed as 16 hex digits.

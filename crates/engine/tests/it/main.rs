@@ -13,7 +13,7 @@ mod takeover;
 
 use std::sync::Arc;
 
-use baton_engine::store::{Embedded, RunId};
+use baton_engine::store::{Embedded, RunId, TaskStatus};
 use baton_engine::{Engine, Handle, Options, Spec};
 use baton_events::{EventLog, MemoryLog};
 use baton_model::{Format, Source};
@@ -95,4 +95,38 @@ pub fn id(spec: &Spec, name: &str) -> u32 {
     spec.plan()
         .id(name)
         .unwrap_or_else(|| panic!("no task {name}"))
+}
+
+/// Asks `probe` every 10 ms until it answers `Some`, and returns that; fails the
+/// test when `within` (real time) passes first. The way tests wait on state: a
+/// sleep that is only long enough on a quiet machine is not.
+pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    within: std::time::Duration,
+    mut probe: impl FnMut() -> F,
+) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(found) = probe().await {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits (at most 30 s) until task `task` of `run` is in `status`.
+pub async fn task_reaches(engine: &Handle, run: RunId, task: usize, status: TaskStatus) {
+    eventually(
+        &format!("task {task} of run {run} reaching {status:?}"),
+        std::time::Duration::from_secs(30),
+        || async {
+            let view = engine.status(run).await.expect("the run is known");
+            (view.task_states[task].status == status).then_some(())
+        },
+    )
+    .await;
 }

@@ -4,7 +4,6 @@
 //! kill -9 version of this test is in the CLI's tests (a real child process).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use baton_engine::store::{
     Embedded, EmbeddedOptions, Record, RunId, RunStatus, StateStore, TaskStatus,
@@ -51,10 +50,9 @@ async fn an_interrupted_run_resumes_without_rerunning_what_succeeded() {
 async fn an_interrupted_run_resumes_on_postgres() {
     use baton_engine::store::Postgres;
 
-    let Some(url) = crate::store::postgres_url() else {
+    let Some(schema) = crate::store::Schema::new("resume") else {
         return;
     };
-    let schema = crate::store::Schema::new(url, "resume");
     let dir = tempfile::tempdir().unwrap();
     let open = || async { Postgres::open(schema.options("resume")).await.unwrap() };
     interrupted_run_resumes(dir.path(), open).await;
@@ -75,13 +73,7 @@ where
         .await
         .unwrap();
     // Wait until t2 is running, then stop the engine under it.
-    loop {
-        let view = first.status(run).await.unwrap();
-        if view.task_states[2].status == TaskStatus::Running {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::task_reaches(&first, run, 2, TaskStatus::Running).await;
     first.shutdown().await.unwrap();
     task.await.unwrap();
     assert_eq!(std::fs::read_to_string(&marks).unwrap(), "t0\nt1\n");

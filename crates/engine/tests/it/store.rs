@@ -165,101 +165,16 @@ impl Backend for EmbeddedBackend {
 }
 
 #[cfg(feature = "postgres")]
-pub use pg::{PgBackend, Schema, postgres_url};
+pub use pg::{PgBackend, Schema};
 
 #[cfg(feature = "postgres")]
 mod pg {
-    use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::Duration;
 
+    pub use baton_engine::store::testing::Schema;
     use baton_engine::store::{Postgres, PostgresOptions};
 
     use super::Backend;
-
-    /// The test database's URL from `BATON_TEST_POSTGRES_URL`; `None` (after
-    /// saying the test is skipped) when it is unset outside CI. In CI (`CI` set)
-    /// a missing URL fails the test: the suite must not pass by skipping.
-    pub fn postgres_url() -> Option<String> {
-        match std::env::var("BATON_TEST_POSTGRES_URL") {
-            Ok(url) if !url.is_empty() => Some(url),
-            _ if std::env::var_os("CI").is_some() => {
-                panic!(
-                    "BATON_TEST_POSTGRES_URL is not set, but CI is: the PostgreSQL tests must run"
-                )
-            }
-            _ => {
-                eprintln!("skipped: BATON_TEST_POSTGRES_URL is not set");
-                None
-            }
-        }
-    }
-
-    /// A schema of the test's own, dropped (with everything in it) when dropped.
-    pub struct Schema {
-        pub url: String,
-        pub name: String,
-    }
-
-    impl Schema {
-        /// A fresh schema name for `test` (nothing is created until a store opens).
-        pub fn new(url: String, test: &str) -> Schema {
-            static NEXT: AtomicU32 = AtomicU32::new(0);
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .subsec_nanos();
-            let mut name = format!(
-                "t_{}_{}_{}_",
-                std::process::id(),
-                nanos,
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            );
-            name.extend(
-                test.chars()
-                    .map(|c| c.to_ascii_lowercase())
-                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_'),
-            );
-            name.truncate(63);
-            Schema { url, name }
-        }
-
-        /// Options for an instance named `instance` in this schema.
-        pub fn options(&self, instance: &str) -> PostgresOptions {
-            PostgresOptions {
-                schema: self.name.clone(),
-                instance_name: instance.into(),
-                pool_size: 2,
-                ..PostgresOptions::new(&self.url)
-            }
-        }
-    }
-
-    impl Drop for Schema {
-        fn drop(&mut self) {
-            // Also when the test panicked: on a thread and runtime of its own, since
-            // the test's runtime may be the one unwinding.
-            let (url, name) = (self.url.clone(), self.name.clone());
-            let dropped = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    use sqlx::Connection as _;
-                    let mut conn = sqlx::PgConnection::connect(&url).await?;
-                    let sql = format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE");
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                        .execute(&mut conn)
-                        .await?;
-                    conn.close().await
-                })
-            })
-            .join();
-            if !matches!(dropped, Ok(Ok(()))) {
-                eprintln!("could not drop test schema {}", self.name);
-            }
-        }
-    }
 
     pub struct PgBackend {
         pub schema: Schema,
@@ -268,7 +183,7 @@ mod pg {
     impl PgBackend {
         pub fn new(test: &str) -> Option<PgBackend> {
             Some(PgBackend {
-                schema: Schema::new(postgres_url()?, test),
+                schema: Schema::new(test)?,
             })
         }
     }

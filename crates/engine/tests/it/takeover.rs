@@ -3,7 +3,6 @@
 //! whose ownership moved away.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use baton_engine::store::{
     Embedded, EmbeddedOptions, Record, RunId, RunStatus, StateStore, TaskStatus,
@@ -11,7 +10,7 @@ use baton_engine::store::{
 use baton_engine::{Engine, Error, Options};
 use baton_events::MemoryLog;
 
-use crate::spec;
+use crate::{spec, task_reaches};
 
 const SLOW: &str = r#"
 agents:
@@ -45,13 +44,7 @@ async fn a_run_adopted_from_another_engines_records_resumes_and_completes() {
         .submit(spec(SLOW), serde_json::json!({}))
         .await
         .unwrap();
-    loop {
-        let view = first.status(run).await.unwrap();
-        if view.task_states[0].status == TaskStatus::Succeeded {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    task_reaches(&first, run, 0, TaskStatus::Succeeded).await;
     first.shutdown().await.unwrap();
     task.await.unwrap();
     let records = Embedded::open(dir.path(), EmbeddedOptions::default())
@@ -80,13 +73,7 @@ async fn a_run_adopted_from_another_engines_records_resumes_and_completes() {
     assert_eq!((own.0 >> 12) & 0x3ff, 5);
     assert_eq!(second.wait(own).await.unwrap().status, RunStatus::Completed);
     // The adopted run goes on where it stopped: `c` sleeps, so cancel to end it.
-    loop {
-        let view = second.status(run).await.unwrap();
-        if view.task_states[2].status == TaskStatus::Running {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    task_reaches(&second, run, 2, TaskStatus::Running).await;
     let view = second.status(run).await.unwrap();
     assert_eq!(view.task_states[0].attempt, 1, "a did not run again");
     second.cancel(run).await.unwrap();
@@ -107,7 +94,7 @@ async fn a_released_run_is_forgotten_and_its_waiters_are_told_it_moved() {
         let handle = handle.clone();
         tokio::spawn(async move { handle.wait(run).await })
     };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    task_reaches(&handle, run, 0, TaskStatus::Running).await;
     assert_eq!(handle.release(vec![run]).await.unwrap(), 1);
     assert!(matches!(waiting.await.unwrap(), Err(Error::Moved(r)) if r == run));
     assert!(matches!(
@@ -187,4 +174,107 @@ async fn a_run_that_ended_elsewhere_is_reported_from_its_records() {
     assert!(handle.active().await.unwrap().is_empty());
     assert_eq!(handle.wait(run).await.unwrap().status, RunStatus::Completed);
     handle.shutdown().await.unwrap();
+}
+
+/// Two engines as instances of a cluster on one PostgreSQL schema: the first
+/// (with `baton run`'s rules) stops renewing its lease, as if frozen; the second
+/// (a server's rules) takes its run over and finishes it; the first, back, learns
+/// that it lost it.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_takes_over_the_runs_of_an_instance_whose_lease_expired() {
+    use std::time::Duration;
+
+    use baton_engine::cluster::{self, Lost, Member, OnLoss};
+    use baton_engine::store::testing::Schema;
+    use baton_engine::store::{Postgres, PostgresOptions};
+
+    const STEPS: &str = r#"
+agents:
+  w: { type: command, command: ["sleep", "1"] }
+tasks:
+  - { id: a, agent: w }
+  - { id: b, agent: w, depends_on: [a] }
+  - { id: c, agent: w, depends_on: [b] }
+"#;
+    let Some(schema) = Schema::new("member") else {
+        return;
+    };
+    let open = |name: &str| {
+        Postgres::open(PostgresOptions {
+            lease_ttl: Duration::from_secs(3),
+            ..schema.options(name)
+        })
+    };
+    let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
+    let first_member = Member::new(
+        Arc::new(open("first").await.unwrap()),
+        cluster::Options {
+            on_loss: OnLoss::Stop,
+            take_over: false,
+            ..cluster::Options::default()
+        },
+    );
+    let (engine, first) = Engine::build(
+        first_member.engine_options(Options::default()),
+        log.clone(),
+        Some(first_member.store().clone()),
+    )
+    .unwrap();
+    tokio::spawn(engine.run());
+    let run = first
+        .submit(spec(STEPS), serde_json::json!({}))
+        .await
+        .unwrap();
+    assert_eq!((run.0 >> 12) & 0x3ff, u64::from(first_member.node()));
+    task_reaches(&first, run, 0, TaskStatus::Running).await;
+
+    // The first instance's lease ends, as if it had frozen.
+    schema
+        .execute(&format!(
+            "UPDATE instances SET lease_until = now() - interval '1 second' WHERE id = {}",
+            first_member.store().instance()
+        ))
+        .await;
+    let second_member = Member::new(
+        Arc::new(open("second").await.unwrap()),
+        cluster::Options::default(),
+    );
+    let (engine, second) = Engine::build(
+        second_member.engine_options(Options::default()),
+        log,
+        Some(second_member.store().clone()),
+    )
+    .unwrap();
+    tokio::spawn(engine.run());
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let serving = {
+        let (second, stop) = (second.clone(), stop.clone());
+        tokio::spawn(async move { second_member.run(&second, stop.notified()).await })
+    };
+
+    crate::eventually("the run taken over", Duration::from_secs(30), || async {
+        second.status(run).await.ok()
+    })
+    .await;
+    let lost = tokio::time::timeout(
+        Duration::from_secs(30),
+        first_member.run(&first, std::future::pending()),
+    )
+    .await
+    .expect("the first instance learns that it lost its run");
+    assert!(
+        matches!(&lost, Err(Lost::Runs(runs)) if runs == &[run])
+            || matches!(&lost, Err(Lost::Lease(_))),
+        "{lost:?}"
+    );
+    let _ = first.shutdown().await;
+    let summary = tokio::time::timeout(Duration::from_secs(30), second.wait(run))
+        .await
+        .expect("the run ends on the second instance")
+        .unwrap();
+    assert_eq!(summary.status, RunStatus::Completed);
+    stop.notify_one();
+    serving.await.unwrap().unwrap();
+    second.shutdown().await.unwrap();
 }
