@@ -207,7 +207,7 @@ pub struct AppState {
     pub(crate) cluster: Option<Arc<cluster::Cluster>>,
     pub(crate) catalog: Catalog,
     pub(crate) executions: Executions,
-    pub(crate) specs: std::sync::Mutex<foldhash::HashMap<(u64, String), Arc<baton_engine::Spec>>>,
+    pub(crate) specs: baton_engine::SpecCache<(u64, String)>,
     pub(crate) metrics: Metrics,
     pub(crate) options: ServerOptions,
     /// Cancelled on shutdown: ends event streams and long polls.
@@ -220,6 +220,10 @@ pub struct Server {
     engine: Engine,
     listener: tokio::net::TcpListener,
 }
+
+/// The most specs built with per-execution options that are kept (the least
+/// recently used goes first).
+const SPEC_CACHE: usize = 1024;
 
 impl Server {
     /// Opens the data directory (event log, state store, workflows), builds the
@@ -359,7 +363,7 @@ pub async fn state(options: ServerOptions) -> Result<(Arc<AppState>, Engine), Er
         cluster,
         catalog,
         executions,
-        specs: Default::default(),
+        specs: baton_engine::SpecCache::new(SPEC_CACHE),
         metrics: Metrics::default(),
         options,
         stopping: CancellationToken::new(),

@@ -461,77 +461,69 @@ fn build_spec(
     if plain && let Some(spec) = entry.spec.get() {
         return Ok(spec.clone());
     }
+    // Parsed only when building: a cached spec was built from the same options.
+    let build = || {
+        let retry = options.retry_policy.as_ref().map(retry_of).transpose()?;
+        let max_concurrency = match options
+            .resource_constraints
+            .as_ref()
+            .and_then(|r| r.max_concurrency)
+        {
+            None => None,
+            Some(n) => Some(std::num::NonZeroU32::new(n).ok_or_else(|| {
+                ApiError::invalid(
+                    "$.execution_options.resource_constraints.max_concurrency",
+                    "`max_concurrency` must be at least 1",
+                )
+            })?),
+        };
+        let overrides = baton_engine::Overrides {
+            agents: &state.options.agents,
+            retry: retry.as_ref(),
+            max_concurrency,
+        };
+        Spec::with_overrides(
+            &entry.checked,
+            entry.plan.clone(),
+            &overrides,
+            &state.options.engine.agents(),
+        )
+        .map_err(cannot_run)
+    };
+    if plain {
+        let spec = Arc::new(build()?);
+        let _ = entry.spec.set(spec.clone());
+        return Ok(spec);
+    }
     let key = (
         entry.id,
         serde_json::to_string(&(&options.retry_policy, &options.resource_constraints))
             .unwrap_or_default(),
     );
-    if !plain
-        && let Some(spec) = state
-            .specs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-    {
-        return Ok(spec.clone());
+    state.specs.get_or_build(&key, build)
+}
+
+/// The answer when a workflow's agents cannot be built on this server.
+fn cannot_run(e: baton_engine::SpecError) -> ApiError {
+    let hint = match &e {
+        baton_engine::SpecError::Agent(baton_engine::agent::Error::UnknownKind { .. }) => {
+            Some(format!(
+                "give the agent a type the engine runs ({}) in the server's `--config` file ([agents.NAME] type = ...)",
+                baton_engine::agent::KINDS.join(", ")
+            ))
+        }
+        _ => None,
+    };
+    ApiError::InvalidRequest {
+        detail: format!("the workflow cannot run here: {e}"),
+        errors: vec![api::FieldError {
+            code: "cannot-run".into(),
+            message: e.to_string(),
+            path: "$.agents".into(),
+            location: None,
+            hint,
+        }],
     }
-    let mut checked = entry.checked.clone();
-    checked.workflow.override_agents(&state.options.agents);
-    if let Some(policy) = &options.retry_policy {
-        let policy = retry_of(policy)?;
-        for t in &mut checked.workflow.tasks {
-            if t.retry.is_none() {
-                t.retry = Some(Box::new(policy.clone()));
-            }
-        }
-    }
-    if let Some(n) = options
-        .resource_constraints
-        .as_ref()
-        .and_then(|r| r.max_concurrency)
-    {
-        if n == 0 {
-            return Err(ApiError::invalid(
-                "$.execution_options.resource_constraints.max_concurrency",
-                "`max_concurrency` must be at least 1",
-            ));
-        }
-        for a in &mut checked.workflow.agents {
-            a.concurrency = Some(a.concurrency.map_or(n, |c| c.min(n)));
-        }
-    }
-    let spec = Spec::build(checked, entry.plan.clone(), &state.options.engine.agents()).map_err(|e| {
-        let hint = match &e {
-            baton_engine::SpecError::Agent(baton_engine::agent::Error::UnknownKind { .. }) => {
-                Some(format!(
-                    "give the agent a type the engine runs ({}) in the server's `--config` file ([agents.NAME] type = ...)",
-                    baton_engine::agent::KINDS.join(", ")
-                ))
-            }
-            _ => None,
-        };
-        ApiError::InvalidRequest {
-            detail: format!("the workflow cannot run here: {e}"),
-            errors: vec![api::FieldError {
-                code: "cannot-run".into(),
-                message: e.to_string(),
-                path: "$.agents".into(),
-                location: None,
-                hint,
-            }],
-        }
-    })?;
-    let spec = Arc::new(spec);
-    if plain {
-        let _ = entry.spec.set(spec.clone());
-    } else {
-        let mut specs = state.specs.lock().unwrap_or_else(|e| e.into_inner());
-        if specs.len() >= 1024 {
-            specs.clear();
-        }
-        specs.insert(key, spec.clone());
-    }
-    Ok(spec)
 }
 
 async fn execute(
