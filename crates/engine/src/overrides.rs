@@ -184,10 +184,14 @@ tasks:
             kind: "simulate".into(),
             ..Agent::default()
         }];
-        let retry = checked.workflow.tasks[0].retry.as_deref().cloned().map(|mut r| {
-            r.max_attempts = 2;
-            r
-        });
+        let retry = checked.workflow.tasks[0]
+            .retry
+            .as_deref()
+            .cloned()
+            .map(|mut r| {
+                r.max_attempts = 2;
+                r
+            });
         let overrides = Overrides {
             agents: &operator,
             retry: retry.as_ref(),
@@ -195,11 +199,22 @@ tasks:
         };
         let spec =
             Spec::with_overrides(&checked, plan, &overrides, &agent::Options::default()).unwrap();
-        let agents: Vec<_> = spec.agents().map(|a| (a.kind.as_str(), a.concurrency)).collect();
+        let agents: Vec<_> = spec
+            .agents()
+            .map(|a| (a.kind.as_str(), a.concurrency))
+            .collect();
         assert_eq!(agents, [("noop", Some(3)), ("simulate", Some(3))]);
         let tasks = &spec.workflow().tasks;
-        assert_eq!(tasks[0].retry.as_ref().unwrap().max_attempts, 5, "its own kept");
-        assert_eq!(tasks[1].retry.as_ref().unwrap().max_attempts, 2, "filled in");
+        assert_eq!(
+            tasks[0].retry.as_ref().unwrap().max_attempts,
+            5,
+            "its own kept"
+        );
+        assert_eq!(
+            tasks[1].retry.as_ref().unwrap().max_attempts,
+            2,
+            "filled in"
+        );
         // The checked workflow itself is unchanged.
         assert_eq!(checked.workflow.agents[1].kind, "noop");
     }

@@ -26,10 +26,10 @@ mod catalog;
 #[cfg(feature = "postgres")]
 mod cluster;
 mod error;
+mod forward;
 mod metrics;
 pub mod openapi;
 mod routes;
-mod sse;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

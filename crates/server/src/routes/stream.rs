@@ -39,21 +39,17 @@ struct Cursor {
 /// How long to wait for a run's final event after the engine reports it ended.
 const GRACE: Duration = Duration::from_secs(3);
 
-pub(crate) async fn stream(
+pub(super) async fn stream(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    origin: crate::routes::Origin,
+    origin: crate::forward::Origin,
 ) -> Result<Response, ApiError> {
-    let run = id
-        .parse::<baton_engine::store::RunId>()
-        .ok()
-        .filter(|_| id.len() == 16)
-        .ok_or_else(|| ApiError::NotFound(format!("no execution {id}: ids are 16 hex digits")))?;
+    let run = super::executions::run_id(&id)?;
     // Unknown runs are 404 before the stream starts; a run another instance drives
     // is streamed by that instance.
     if let Err(forwarded) =
-        crate::routes::on_owner(&state, run, origin, || state.engine.status(run)).await?
+        crate::forward::on_owner(&state, run, origin, || state.engine.status(run)).await?
     {
         return Ok(forwarded);
     }
@@ -160,7 +156,7 @@ fn push(c: &mut Cursor, records: Vec<baton_events::Record>) {
         if r.event.key.as_ref() != c.key.as_bytes() {
             continue;
         }
-        let out = crate::routes::event_out(r.offset, &r.event, None);
+        let out = super::events::event_out(r.offset, &r.event, None);
         let last = &*r.event.kind == "baton.run"
             && matches!(
                 out.payload.get("status").and_then(|s| s.as_str()),

@@ -1,0 +1,179 @@
+//! `/api/v1/events` and `/api/v1/topics/...`: publish, and consumer-group poll and ack.
+
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use baton_api as api;
+use baton_events::{Event, EventId, EventLog as _, Offset};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::body::{self, Json};
+use crate::error::ApiError;
+
+use super::{ApiResult, St, query, reply};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TopicQuery {
+    topic: Option<String>,
+}
+
+/// `POST /api/v1/events` as parsed here: payloads stay raw JSON text (no tree is
+/// built and serialized again), the shape is [`api::PublishRequest`]'s.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody<'a> {
+    topic: Option<String>,
+    #[serde(borrow)]
+    events: Vec<EventRaw<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventRaw<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    key: String,
+    #[serde(borrow, default)]
+    payload: Option<&'a serde_json::value::RawValue>,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    id: Option<String>,
+}
+
+pub(super) async fn publish(
+    State(state): St,
+    q: Result<Query<TopicQuery>, QueryRejection>,
+    req: Request,
+) -> ApiResult<Response> {
+    let q = query(q)?;
+    let bytes = body::json_bytes(req, &()).await?;
+    let req: PublishBody<'_> = body::parse(&bytes)?;
+    let topic = match (q.topic, req.topic) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::invalid(
+                "$.topic",
+                format!("`?topic={a}` and the body's `topic: {b}` disagree"),
+            ));
+        }
+        (Some(t), _) | (None, Some(t)) => t,
+        (None, None) => state.options.engine.signals_topic.clone(),
+    };
+    let n = req.events.len();
+    if n == 0 {
+        return Err(ApiError::invalid(
+            "$.events",
+            "`events` must hold at least one event",
+        ));
+    }
+    if n > state.options.max_batch_events {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "{n} events in one batch, over the limit of {}; publish in smaller batches",
+            state.options.max_batch_events
+        )));
+    }
+    let mut batch = Vec::with_capacity(n);
+    for (i, e) in req.events.into_iter().enumerate() {
+        let payload = Bytes::copy_from_slice(e.payload.map_or("null", |p| p.get()).as_bytes());
+        let mut event = Event::new(e.kind, e.key, payload);
+        if let Some(id) = &e.id {
+            let id = id.parse::<EventId>().map_err(|_| {
+                ApiError::invalid(&format!("$.events[{i}].id"), "an event id is 32 hex digits")
+            })?;
+            event = event.with_id(id);
+        }
+        for (k, v) in e.headers {
+            event = event.with_header(k, v);
+        }
+        batch.push(event);
+    }
+    let offsets = state.log.publish(&topic, batch).await?;
+    state.metrics.published(offsets.len() as u64);
+    Ok(reply(
+        StatusCode::OK,
+        &api::PublishResponse {
+            topic,
+            offsets: offsets
+                .into_iter()
+                .map(|o| api::OffsetRef {
+                    partition: o.partition,
+                    offset: o.offset,
+                })
+                .collect(),
+        },
+    ))
+}
+
+pub(crate) fn event_out(offset: Offset, e: &Event, deliveries: Option<u32>) -> api::EventOut {
+    api::EventOut {
+        partition: offset.partition,
+        offset: offset.offset,
+        id: e.id.to_string(),
+        kind: e.kind.to_string(),
+        key: String::from_utf8_lossy(&e.key).into_owned(),
+        timestamp_ms: e.timestamp_ms,
+        headers: e
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+            .collect(),
+        payload: serde_json::from_slice(&e.payload)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&e.payload).into_owned())),
+        deliveries,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PollQuery {
+    member: Option<String>,
+    max: Option<usize>,
+    wait_ms: Option<u64>,
+}
+
+pub(super) async fn poll(
+    State(state): St,
+    Path((topic, group)): Path<(String, String)>,
+    q: Result<Query<PollQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let q = query(q)?;
+    let max = q.max.unwrap_or(100);
+    if !(1..=10_000).contains(&max) {
+        return Err(ApiError::invalid(
+            "max",
+            "`max` must be between 1 and 10000",
+        ));
+    }
+    let wait =
+        Duration::from_millis(q.wait_ms.unwrap_or(0).min(30_000)).min(state.options.long_poll_max);
+    let member = q.member.unwrap_or_else(|| "http".into());
+    let polled = tokio::select! {
+        p = state.log.poll(&topic, &group, &member, max, wait) => p?,
+        _ = state.stopping.cancelled() => Default::default(),
+    };
+    let events = polled
+        .iter()
+        .map(|d| event_out(d.offset, d.event, Some(d.deliveries)))
+        .collect();
+    Ok(reply(StatusCode::OK, &api::PollResponse { events }))
+}
+
+pub(super) async fn ack(
+    State(state): St,
+    Path((topic, group)): Path<(String, String)>,
+    Json(req): Json<api::AckRequest>,
+) -> ApiResult<Response> {
+    let ids: Vec<Offset> = req
+        .offsets
+        .iter()
+        .map(|o| Offset::new(o.partition, o.offset))
+        .collect();
+    let acknowledged = state.log.ack(&topic, &group, &ids).await?;
+    Ok(reply(StatusCode::OK, &api::AckResponse { acknowledged }))
+}

@@ -1,0 +1,405 @@
+//! `/api/v1/workflows/{id}/execute` and `/api/v1/executions/{id}`: start runs,
+//! their status, pause, resume and cancel, and the deadlines of runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use baton_api as api;
+use baton_engine::store::{RunId, RunStatus, TaskStatus};
+use baton_engine::{RunView, Spec};
+use baton_model::Format;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::body::Json;
+use crate::catalog::{Entry, Execution, now_ms};
+use crate::error::ApiError;
+
+use super::workflows::{admit, workflow};
+use super::{ApiResult, St, parse_id, reply};
+use crate::forward::{Origin, on_owner};
+
+fn timeout_of(v: &Value) -> ApiResult<Duration> {
+    let bad = || {
+        ApiError::invalid(
+            "$.execution_options.timeout",
+            "`timeout` must be a duration such as \"30s\" or \"5m\", or a positive number of seconds",
+        )
+    };
+    let d = match v {
+        Value::String(s) => baton_model::duration::parse(s).map_err(|_| bad())?,
+        Value::Number(n) => {
+            let secs = n.as_f64().ok_or_else(bad)?;
+            if !(secs.is_finite() && secs > 0.0 && secs < 1e9) {
+                return Err(bad());
+            }
+            Duration::from_secs_f64(secs)
+        }
+        _ => return Err(bad()),
+    };
+    if d.is_zero() {
+        return Err(bad());
+    }
+    Ok(d)
+}
+
+/// A `retry` policy checked by the workflow language itself (so its errors and
+/// defaults are the same as in a workflow file).
+fn retry_of(v: &Value) -> ApiResult<baton_model::RetryPolicy> {
+    let doc = json!({"tasks": [{"id": "t", "retry": v}]}).to_string();
+    let source = baton_model::Source::from_str("retry_policy", &doc, Format::Json);
+    match baton_model::load(&source) {
+        Ok(mut c) => c.workflow.tasks[0].retry.take().map(|b| *b).ok_or_else(|| {
+            ApiError::invalid(
+                "$.execution_options.retry_policy",
+                "expected a retry policy",
+            )
+        }),
+        Err(baton_model::Error::Invalid { report, .. }) => Err(ApiError::InvalidRequest {
+            detail: "execution_options.retry_policy is invalid".into(),
+            errors: report
+                .diagnostics
+                .iter()
+                .map(|d| {
+                    let mut f = crate::catalog::field_error(d);
+                    f.path = f
+                        .path
+                        .replace("$.tasks[0].retry", "$.execution_options.retry_policy");
+                    f.location = None;
+                    f
+                })
+                .collect(),
+        }),
+        Err(e) => Err(ApiError::invalid(
+            "$.execution_options.retry_policy",
+            e.to_string(),
+        )),
+    }
+}
+
+fn build_spec(
+    state: &AppState,
+    entry: &Entry,
+    options: &api::ExecutionOptions,
+) -> ApiResult<Arc<Spec>> {
+    // Checked on every execution, not only at creation: the catalog may hold
+    // workflows from before the policy (or another instance's).
+    admit(state, &entry.checked)?;
+    let plain = options.retry_policy.is_none() && options.resource_constraints.is_none();
+    if plain && let Some(spec) = entry.spec.get() {
+        return Ok(spec.clone());
+    }
+    // Parsed only when building: a cached spec was built from the same options.
+    let build = || {
+        let retry = options.retry_policy.as_ref().map(retry_of).transpose()?;
+        let max_concurrency = match options
+            .resource_constraints
+            .as_ref()
+            .and_then(|r| r.max_concurrency)
+        {
+            None => None,
+            Some(n) => Some(std::num::NonZeroU32::new(n).ok_or_else(|| {
+                ApiError::invalid(
+                    "$.execution_options.resource_constraints.max_concurrency",
+                    "`max_concurrency` must be at least 1",
+                )
+            })?),
+        };
+        let overrides = baton_engine::Overrides {
+            agents: &state.options.agents,
+            retry: retry.as_ref(),
+            max_concurrency,
+        };
+        Spec::with_overrides(
+            &entry.checked,
+            entry.plan.clone(),
+            &overrides,
+            &state.options.engine.agents(),
+        )
+        .map_err(cannot_run)
+    };
+    if plain {
+        let spec = Arc::new(build()?);
+        let _ = entry.spec.set(spec.clone());
+        return Ok(spec);
+    }
+    let key = (
+        entry.id,
+        serde_json::to_string(&(&options.retry_policy, &options.resource_constraints))
+            .unwrap_or_default(),
+    );
+    state.specs.get_or_build(&key, build)
+}
+
+/// The answer when a workflow's agents cannot be built on this server.
+fn cannot_run(e: baton_engine::SpecError) -> ApiError {
+    let hint = match &e {
+        baton_engine::SpecError::Agent(baton_engine::agent::Error::UnknownKind { .. }) => {
+            Some(format!(
+                "give the agent a type the engine runs ({}) in the server's `--config` file ([agents.NAME] type = ...)",
+                baton_engine::agent::KINDS.join(", ")
+            ))
+        }
+        _ => None,
+    };
+    ApiError::InvalidRequest {
+        detail: format!("the workflow cannot run here: {e}"),
+        errors: vec![api::FieldError {
+            code: "cannot-run".into(),
+            message: e.to_string(),
+            path: "$.agents".into(),
+            location: None,
+            hint,
+        }],
+    }
+}
+
+pub(super) async fn execute(
+    State(state): St,
+    Path(id): Path<String>,
+    Json(req): Json<api::ExecuteRequest>,
+) -> ApiResult<Response> {
+    let entry = workflow(&state, &id).await?;
+    let timeout = req
+        .execution_options
+        .timeout
+        .as_ref()
+        .map(timeout_of)
+        .transpose()?;
+    let spec = build_spec(&state, &entry, &req.execution_options)?;
+    let created_ms = now_ms();
+    let run = state.engine.submit(spec, req.input_data).await?;
+    let deadline_ms = timeout.map(|t| created_ms + t.as_millis() as u64);
+    state.executions.record(
+        run,
+        Execution {
+            run: run.to_string(),
+            workflow: id.clone(),
+            created_ms,
+            deadline_ms,
+        },
+    );
+    if let Some(t) = timeout {
+        arm(&state, run, t);
+    }
+    let mut res = reply(
+        StatusCode::ACCEPTED,
+        &api::ExecuteResponse {
+            execution_id: run.to_string(),
+            status: "executing".into(),
+            workflow_id: id,
+        },
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&format!("/api/v1/executions/{run}")) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+/// Cancels `run` after `after` unless it ended.
+fn arm(state: &Arc<AppState>, run: RunId, after: Duration) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(after) => {}
+            _ = state.stopping.cancelled() => return,
+        }
+        state.executions.mark_timed_out(run);
+        match state.engine.cancel(run).await {
+            Ok(()) => tracing::info!(%run, "execution timed out: cancelled"),
+            Err(baton_engine::Error::Conflict { .. } | baton_engine::Error::UnknownRun(_)) => {}
+            Err(e) => tracing::warn!(%run, error = %e, "cancelling a timed-out execution"),
+        }
+    });
+}
+
+/// Re-arms the timeouts of executions that were running when the server stopped.
+pub(crate) fn arm_deadlines(state: &Arc<AppState>) {
+    let now = now_ms();
+    let deadlines = state.executions.with_deadlines();
+    if deadlines.is_empty() {
+        return;
+    }
+    let state2 = state.clone();
+    tokio::spawn(async move {
+        let Ok(active) = state2.engine.active().await else {
+            return;
+        };
+        for (run, deadline) in deadlines {
+            if active.contains(&run) {
+                arm(
+                    &state2,
+                    run,
+                    Duration::from_millis(deadline.saturating_sub(now)),
+                );
+            }
+        }
+    });
+}
+
+pub(super) fn run_id(id: &str) -> ApiResult<RunId> {
+    parse_id("execution", id).map(RunId)
+}
+
+fn status_name(s: RunStatus) -> (&'static str, &'static str) {
+    match s {
+        RunStatus::Running => ("executing", "running"),
+        RunStatus::Compensating => ("executing", "compensating"),
+        RunStatus::Paused => ("paused", "paused"),
+        RunStatus::Completed => ("completed", "done"),
+        RunStatus::Failed => ("failed", "done"),
+        RunStatus::Cancelled => ("cancelled", "done"),
+    }
+}
+
+pub(crate) fn view(state: &AppState, run: RunId, v: RunView) -> api::ExecutionStatus {
+    let s = &v.summary;
+    let exec = state.executions.get(run);
+    let (status, phase) = status_name(s.status);
+    // A run admitted but with nothing started yet is still being planned.
+    let status = if status == "executing"
+        && s.tasks.pending + s.tasks.ready == v.task_states.len() as u64
+        && s.makespan_ms == 0.0
+    {
+        "planning"
+    } else {
+        status
+    };
+    let timed_out = s.status == RunStatus::Cancelled
+        && (state.executions.timed_out(run)
+            || exec
+                .as_ref()
+                .and_then(|e| e.deadline_ms)
+                .is_some_and(|d| d <= now_ms()));
+    let reason = if timed_out {
+        Some("timed out".to_string())
+    } else {
+        s.reason.clone()
+    };
+    // Agents in order of first use; busy while one of their tasks is in flight.
+    let mut agents: Vec<api::AgentState> = Vec::new();
+    let mut counts: Vec<(u64, u64)> = Vec::new();
+    for t in &v.task_states {
+        let Some(name) = &t.agent else { continue };
+        let i = match agents.iter().position(|a| &a.agent_id == name) {
+            Some(i) => i,
+            None => {
+                agents.push(api::AgentState {
+                    agent_id: name.clone(),
+                    status: "idle".into(),
+                    current_task: None,
+                    progress: 0.0,
+                });
+                counts.push((0, 0));
+                agents.len() - 1
+            }
+        };
+        counts[i].1 += 1;
+        if t.status.is_final() {
+            counts[i].0 += 1;
+        } else if matches!(t.status, TaskStatus::Dispatched | TaskStatus::Running) {
+            agents[i].status = "busy".into();
+            agents[i].current_task.get_or_insert_with(|| t.id.clone());
+        }
+    }
+    for (a, (done, all)) in agents.iter_mut().zip(&counts) {
+        a.progress = *done as f64 / (*all).max(1) as f64;
+    }
+    api::ExecutionStatus {
+        execution_id: run.to_string(),
+        workflow_id: exec.map(|e| e.workflow),
+        workflow: s.workflow.clone(),
+        status: status.into(),
+        current_phase: phase.into(),
+        reason,
+        performance_metrics: api::PerformanceMetrics {
+            total_runtime: s.makespan_ms / 1e3,
+            agents_allocated: agents.len(),
+            tasks_completed: s.tasks.succeeded,
+            coordination_overhead: s.coordination_overhead_ms / 1e3,
+            dispatch_latency_us: serde_json::to_value(s.coordination_overhead)
+                .unwrap_or(Value::Null),
+            retries: s.retries,
+        },
+        agents,
+        task_counts: serde_json::to_value(s.tasks).unwrap_or(Value::Null),
+        tasks: v
+            .task_states
+            .into_iter()
+            .map(|t| api::TaskState {
+                id: t.id,
+                status: t.status.to_string(),
+                attempt: t.attempt,
+                agent: t.agent,
+                output: t.output,
+                error: t.error,
+            })
+            .collect(),
+    }
+}
+
+pub(super) async fn get_execution(
+    State(state): St,
+    Path(id): Path<String>,
+    origin: Origin,
+) -> ApiResult<Response> {
+    let run = run_id(&id)?;
+    match on_owner(&state, run, origin, || state.engine.status(run)).await? {
+        Ok(v) => Ok(reply(StatusCode::OK, &view(&state, run, v))),
+        Err(forwarded) => Ok(forwarded),
+    }
+}
+
+async fn control(
+    state: &AppState,
+    id: &str,
+    action: &'static str,
+    origin: Origin,
+) -> ApiResult<Response> {
+    let run = run_id(id)?;
+    let done = on_owner(state, run, origin, || async move {
+        match action {
+            "pause" => state.engine.pause(run).await,
+            "resume" => state.engine.resume(run).await,
+            _ => state.engine.cancel(run).await,
+        }
+    })
+    .await?;
+    if let Err(forwarded) = done {
+        return Ok(forwarded);
+    }
+    Ok(reply(
+        StatusCode::OK,
+        &api::ControlResponse {
+            execution_id: run.to_string(),
+            action: action.into(),
+        },
+    ))
+}
+
+pub(super) async fn pause(
+    State(state): St,
+    Path(id): Path<String>,
+    origin: Origin,
+) -> ApiResult<Response> {
+    control(&state, &id, "pause", origin).await
+}
+
+pub(super) async fn resume(
+    State(state): St,
+    Path(id): Path<String>,
+    origin: Origin,
+) -> ApiResult<Response> {
+    control(&state, &id, "resume", origin).await
+}
+
+pub(super) async fn cancel(
+    State(state): St,
+    Path(id): Path<String>,
+    origin: Origin,
+) -> ApiResult<Response> {
+    control(&state, &id, "cancel", origin).await
+}

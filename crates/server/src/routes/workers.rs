@@ -1,0 +1,116 @@
+//! `/api/v1/agents/{name}/poll` and `/api/v1/tasks/...`: remote workers lease
+//! tasks, heartbeat, and report results.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use baton_api as api;
+use baton_engine::agent::worker;
+
+use crate::body::Json;
+use crate::error::ApiError;
+
+use super::{ApiResult, St, reply};
+
+fn lease_error(e: worker::Error) -> ApiError {
+    match e {
+        worker::Error::UnknownLease(_) => ApiError::NotFound(e.to_string()),
+        worker::Error::Expired(_) => ApiError::Conflict(e.to_string()),
+    }
+}
+
+fn lease_of(ms: u64, path: &str) -> ApiResult<Duration> {
+    if !(100..=3_600_000).contains(&ms) {
+        return Err(ApiError::invalid(
+            path,
+            "`lease_ms` must be between 100 and 3600000",
+        ));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+pub(super) async fn worker_poll(
+    State(state): St,
+    Path(name): Path<String>,
+    Json(req): Json<api::WorkerPoll>,
+) -> ApiResult<Response> {
+    if !(1..=1000).contains(&req.max) {
+        return Err(ApiError::invalid(
+            "$.max",
+            "`max` must be between 1 and 1000",
+        ));
+    }
+    let lease = lease_of(req.lease_ms, "$.lease_ms")?;
+    let wait = Duration::from_millis(req.wait_ms.min(60_000)).min(state.options.long_poll_max);
+    let got = tokio::select! {
+        got = state.options.engine.workers.poll(&name, req.max, wait, lease) => got,
+        _ = state.stopping.cancelled() => Vec::new(),
+    };
+    let assignments = got
+        .into_iter()
+        .map(|a| api::Assignment {
+            id: a.id,
+            run: a.run,
+            task: a.task,
+            attempt: a.attempt,
+            input: a.input,
+            lease_expires_ms: a.lease_expires_ms,
+        })
+        .collect();
+    Ok(reply(StatusCode::OK, &api::Assignments { assignments }))
+}
+
+fn leased(id: String, status: &str) -> Response {
+    reply(
+        StatusCode::OK,
+        &api::LeaseResponse {
+            id,
+            status: status.into(),
+        },
+    )
+}
+
+pub(super) async fn heartbeat(
+    State(state): St,
+    Path(id): Path<String>,
+    Json(req): Json<api::Heartbeat>,
+) -> ApiResult<Response> {
+    let lease = lease_of(req.lease_ms.unwrap_or(30_000), "$.lease_ms")?;
+    state
+        .options
+        .engine
+        .workers
+        .heartbeat(&id, lease)
+        .map_err(lease_error)?;
+    Ok(leased(id, "extended"))
+}
+
+pub(super) async fn complete(
+    State(state): St,
+    Path(id): Path<String>,
+    Json(req): Json<api::Complete>,
+) -> ApiResult<Response> {
+    state
+        .options
+        .engine
+        .workers
+        .complete(&id, req.output)
+        .map_err(lease_error)?;
+    Ok(leased(id, "completed"))
+}
+
+pub(super) async fn fail(
+    State(state): St,
+    Path(id): Path<String>,
+    Json(req): Json<api::Fail>,
+) -> ApiResult<Response> {
+    state
+        .options
+        .engine
+        .workers
+        .fail(&id, req.message, req.retryable)
+        .map_err(lease_error)?;
+    Ok(leased(id, "failed"))
+}

@@ -1,0 +1,222 @@
+//! `/api/v1/workflows`: create, list, get and plan workflows.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use baton_api as api;
+use baton_model::Format;
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::body::{self};
+use crate::catalog::Entry;
+use crate::error::ApiError;
+
+use super::{ApiResult, St, parse_id, query, reply};
+
+pub(super) async fn workflow(state: &AppState, id: &str) -> ApiResult<Arc<Entry>> {
+    let n = parse_id("workflow", id)?;
+    if let Some(entry) = state.catalog.get(n) {
+        return Ok(entry);
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(cluster) = &state.cluster
+        && let Some(entry) = cluster.fetch_workflow(&state.catalog, n).await?
+    {
+        return Ok(entry);
+    }
+    Err(ApiError::NotFound(format!("no workflow {id}")))
+}
+
+fn info(e: &Entry) -> api::WorkflowInfo {
+    api::WorkflowInfo {
+        id: format!("{:016x}", e.id),
+        version: e.version,
+        name: e.name.clone(),
+        created_ms: e.created_ms,
+        plan: e.summary.clone(),
+    }
+}
+
+pub(super) async fn create_workflow(
+    State(state): St,
+    headers: HeaderMap,
+    req: Request,
+) -> ApiResult<Response> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let format = match media.as_str() {
+        "application/json" | "text/json" => Some(Format::Json),
+        m if m.ends_with("+json") => Some(Format::Json),
+        "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
+            Some(Format::Yaml)
+        }
+        _ => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "expected `Content-Type: application/json` or `application/yaml`, got `{ct}`"
+            )));
+        }
+    };
+    let body = body::bytes(req, &()).await?;
+    let state2 = state.clone();
+    let entry = tokio::task::spawn_blocking(move || {
+        state2
+            .catalog
+            .create(body.to_vec(), format, |checked| admit(&state2, checked))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    #[cfg(feature = "postgres")]
+    if let Some(cluster) = &state.cluster {
+        cluster.share_workflow(&entry).await?;
+    }
+    let warnings = entry
+        .checked
+        .warnings
+        .diagnostics
+        .iter()
+        .map(crate::catalog::field_error)
+        .collect();
+    let created = api::WorkflowCreated {
+        id: format!("{:016x}", entry.id),
+        version: entry.version,
+        name: entry.name.clone(),
+        plan: entry.summary.clone(),
+        warnings,
+    };
+    let mut res = reply(StatusCode::CREATED, &created);
+    if let Ok(v) = header::HeaderValue::from_str(&format!("/api/v1/workflows/{}", created.id)) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+pub(super) async fn list_workflows(
+    State(state): St,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            "`limit` must be between 1 and 1000",
+        ));
+    }
+    let cursor = match &q.cursor {
+        None => None,
+        // Only what `next_cursor` holds: lowercase hex digits (no sign, no case games).
+        Some(c) => Some(
+            c.bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                .then(|| usize::from_str_radix(c, 16).ok())
+                .flatten()
+                .filter(|_| c.len() <= 15)
+                .ok_or_else(|| {
+                    ApiError::invalid("cursor", "`cursor` is not one this server gave")
+                })?,
+        ),
+    };
+    #[cfg(feature = "postgres")]
+    if let Some(cluster) = &state.cluster {
+        cluster.sync_catalog(&state.catalog).await?;
+    }
+    let (items, next) = state.catalog.list(limit, cursor);
+    Ok(reply(
+        StatusCode::OK,
+        &api::Page {
+            items: items.iter().map(|e| info(e)).collect(),
+            next_cursor: next.map(|n| format!("{n:x}")),
+        },
+    ))
+}
+
+pub(super) async fn get_workflow(State(state): St, Path(id): Path<String>) -> ApiResult<Response> {
+    let e = workflow(&state, &id).await?;
+    Ok(reply(
+        StatusCode::OK,
+        &api::WorkflowDetail {
+            info: info(&e),
+            document: e.document.clone(),
+        },
+    ))
+}
+
+pub(super) async fn get_plan(State(state): St, Path(id): Path<String>) -> ApiResult<Response> {
+    let e = workflow(&state, &id).await?;
+    let plan = &e.plan;
+    let name = |t: u32| plan.name(t).to_string();
+    Ok(reply(
+        StatusCode::OK,
+        &api::PlanDetail {
+            summary: e.summary.clone(),
+            stages: plan
+                .stages()
+                .map(|s| s.iter().map(|&t| name(t)).collect())
+                .collect(),
+            redundant_edges: plan
+                .redundancy()
+                .edges()
+                .iter()
+                .map(|&(a, b)| [name(a), name(b)])
+                .collect(),
+        },
+    ))
+}
+
+/// Refuses a workflow that defines agents the server's policy does not let
+/// callers define (`command`, `http`): 403 `agent-not-allowed`, each agent with
+/// the setting that would allow it.
+pub(super) fn admit(state: &AppState, checked: &baton_model::Checked) -> ApiResult<()> {
+    let refused = state
+        .options
+        .workflow_agents
+        .check(&checked.workflow, &state.options.agents);
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = refused.iter().map(|r| format!("`{}`", r.agent)).collect();
+    Err(ApiError::AgentNotAllowed {
+        detail: format!(
+            "the workflow defines agents this server does not let callers define: {}",
+            names.join(", ")
+        ),
+        errors: refused
+            .into_iter()
+            .map(|r| api::FieldError {
+                code: "agent-not-allowed".into(),
+                path: format!("$.agents.{}.type", r.agent),
+                hint: Some(match r.kind {
+                    "command" => format!(
+                        "use an agent the operator defined (`[agents.{}]` in the server's config replaces this one), or ask the operator to set `[server] allow_workflow_command_agents = true`",
+                        r.agent
+                    ),
+                    _ => format!(
+                        "use an agent the operator defined (`[agents.{}]` in the server's config replaces this one), or ask the operator to list the URL's prefix in `[server] allow_workflow_http_urls`",
+                        r.agent
+                    ),
+                }),
+                message: r.message,
+                location: None,
+            })
+            .collect(),
+    })
+}
