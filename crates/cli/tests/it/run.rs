@@ -713,6 +713,28 @@ impl Dag {
     }
 }
 
+/// Waits until no process has `needle` in its command line (the tasks' shells
+/// name their marks file), failing the test after `limit`.
+fn wait_until_gone(needle: &Path, limit: Duration) {
+    let needle = needle.as_os_str().as_encoded_bytes();
+    let running = || {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .any(|cmd| cmd.windows(needle.len()).any(|w| w == needle))
+    };
+    let deadline = Instant::now() + limit;
+    while running() {
+        assert!(
+            Instant::now() < deadline,
+            "the killed run's tasks still run after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// How many times each task id appears in the marks file (none if it is absent).
 fn marks(path: &Path) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
@@ -911,8 +933,8 @@ fn a_run_killed_as_it_starts_was_either_recorded_or_never_ran() {
             "round {round}: {}",
             stderr(&o)
         );
-        // Processes the killed run started outlive it: let them finish.
-        std::thread::sleep(Duration::from_millis(300));
+        // Processes the killed run started outlive it: wait until they are gone.
+        wait_until_gone(&marks_file, ROUND_LIMIT);
         let marks = marks(&marks_file);
         if stderr(&o).contains("nothing to resume") {
             lost += 1;
