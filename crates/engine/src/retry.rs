@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use baton_model::Backoff;
-use baton_model::generate::Rng;
+use baton_model::Rng;
 
 /// The delay before attempt `next_attempt` (2 for the first retry):
 /// `initial × multiplier^(next_attempt − 2)`, capped at `max`, then spread by

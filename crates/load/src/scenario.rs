@@ -25,7 +25,8 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use baton_model::generate::{Rng, Shape};
+use baton_model::Rng;
+use baton_model::generate::Shape;
 use serde::Deserialize;
 
 /// Something a user does in one iteration.

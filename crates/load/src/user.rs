@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use baton_model::generate::Rng;
+use baton_model::Rng;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 

@@ -34,6 +34,7 @@ mod graph;
 mod locate;
 mod names;
 mod raw;
+mod rng;
 mod source;
 mod suggest;
 mod validate;
@@ -45,6 +46,7 @@ use std::time::{Duration, Instant};
 pub use diag::{Diagnostic, Location, MAX_DIAGNOSTICS, Path, Report, Seg, Severity};
 pub use graph::Graph;
 pub use names::{Names, TooLarge};
+pub use rng::Rng;
 pub use source::{Format, Limits, Source};
 pub use suggest::{closest, did_you_mean};
 pub use workflow::{

@@ -14,7 +14,8 @@
 //! once, outside the timing).
 
 use baton_model::Checked;
-use baton_model::generate::{self, Rng, Shape};
+use baton_model::Rng;
+use baton_model::generate::{self, Shape};
 use baton_plan::{Options, PlanCache};
 
 use crate::{Config, Error, Record, Sink, time};

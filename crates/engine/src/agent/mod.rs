@@ -219,7 +219,7 @@ impl Simulate {
         let state = self
             .state
             .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
-        baton_model::generate::Rng(state).next_u64()
+        baton_model::Rng(state).next_u64()
     }
 
     fn unit(&self) -> f64 {

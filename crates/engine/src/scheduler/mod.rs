@@ -33,8 +33,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use baton_events::{Event, EventLog};
+use baton_model::Rng;
 use baton_model::expr::Reference;
-use baton_model::generate::Rng;
 use hdrhistogram::Histogram;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
