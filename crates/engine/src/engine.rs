@@ -24,7 +24,7 @@ pub struct Engine {
 /// A cheap, cloneable handle to a running engine.
 #[derive(Clone)]
 pub struct Handle {
-    tx: mpsc::UnboundedSender<Msg>,
+    tx: mpsc::Sender<Msg>,
     progress: Arc<Progress>,
     durable: bool,
 }
@@ -38,7 +38,7 @@ impl Engine {
         log: Arc<L>,
         store: Option<Arc<S>>,
     ) -> Result<(Engine, Handle), Error> {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(options.queue.max(1));
         let durable = store.is_some();
         let progress = Arc::new(Progress::default());
         let (scheduler, resumed) =
@@ -70,7 +70,7 @@ impl Engine {
 impl Handle {
     async fn ask<T>(&self, msg: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Result<T, Error> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(msg(reply)).map_err(|_| Error::Stopped)?;
+        self.tx.send(msg(reply)).await.map_err(|_| Error::Stopped)?;
         rx.await.map_err(|_| Error::Stopped)
     }
 
@@ -180,5 +180,41 @@ impl Handle {
     /// what was recorded is flushed to the store, the store is closed.
     pub async fn shutdown(&self) -> Result<(), Error> {
         self.ask(|reply| Msg::Shutdown { reply }).await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Embedded;
+    use baton_events::MemoryLog;
+
+    /// Requests beyond `Options::queue` wait for room instead of queueing without
+    /// bound; none is lost once the scheduler runs.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_full_request_queue_makes_callers_wait_and_loses_nothing() {
+        let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
+        let options = Options {
+            queue: 2,
+            ..Options::default()
+        };
+        let (engine, handle) = Engine::build::<_, Embedded>(options, log, None).unwrap();
+        let asks: Vec<_> = (0..5)
+            .map(|_| {
+                let h = handle.clone();
+                tokio::spawn(async move { h.stats().await })
+            })
+            .collect();
+        // Let every caller get as far as it can: two are queued, three wait.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(handle.tx.capacity(), 0, "the queue is full");
+        assert!(asks.iter().all(|a| !a.is_finished()));
+        tokio::spawn(engine.run());
+        for ask in asks {
+            ask.await.unwrap().unwrap();
+        }
+        handle.shutdown().await.unwrap();
     }
 }

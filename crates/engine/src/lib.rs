@@ -55,7 +55,7 @@ mod view;
 pub use breaker::State as BreakerState;
 pub use engine::{Engine, Handle};
 pub use error::Error;
-pub use options::Options;
+pub use options::{Options, SINK_BACKLOG};
 pub use overrides::{Overrides, SpecCache};
 pub use spec::{DEFAULT_AGENT, Error as SpecError, Spec};
 pub use view::{AgentStats, Percentiles, Progress, RunView, Stats, Summary, TaskCounts, TaskView};

@@ -1,5 +1,9 @@
 //! How an engine behaves: [`Options`].
 
+/// Turns of records and events the sink may have queued before the scheduler
+/// stops taking requests (see [`Options::queue`]).
+pub const SINK_BACKLOG: usize = 1024;
+
 /// How the engine behaves.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -20,6 +24,15 @@ pub struct Options {
     pub admit_below: usize,
     /// Finished runs kept in memory for status queries.
     pub keep_finished: usize,
+    /// Requests to the scheduler (submit, status, control, wait, ...) and batches
+    /// of signals that may queue for it. When the queue is full, callers wait for
+    /// room (`Handle::submit` and the others await), so a flood of submissions
+    /// slows its senders instead of growing memory. The scheduler also stops
+    /// taking requests while its sink (store and log) is more than
+    /// [`SINK_BACKLOG`](crate::SINK_BACKLOG) turns behind, so a slow store pushes
+    /// back on submissions the same way. Outcomes of calls in flight never wait:
+    /// there is at most one per call.
+    pub queue: usize,
     /// This instance's number among several sharing one state store (its low 10
     /// bits go into every run id it creates, so instances never mint the same id);
     /// `None` for a single instance.
@@ -52,6 +65,7 @@ impl Default for Options {
             signals_topic: "baton.signals".into(),
             admit_below: 1,
             keep_finished: 10_000,
+            queue: 4096,
             node: None,
             egress: crate::agent::Egress::Open,
             workers: Default::default(),

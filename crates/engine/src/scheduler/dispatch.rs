@@ -187,7 +187,7 @@ impl Scheduler {
             }),
             Started::Later(future) => {
                 let timeout = spec.workflow.tasks[job.task as usize].timeout;
-                let tx = self.tx.clone();
+                let tx = self.outcomes_tx.clone();
                 let handle = tokio::spawn(async move {
                     let outcome =
                         match timeout {

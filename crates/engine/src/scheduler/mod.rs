@@ -29,7 +29,7 @@ mod sink;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use baton_events::{Event, EventLog};
@@ -63,6 +63,8 @@ const NO_AGENT: u16 = u16::MAX;
 const PUMP_BUDGET: usize = 65_536;
 /// Transitions buffered before a flush in the middle of a turn.
 const FLUSH_EVERY: usize = 8192;
+/// How often a scheduler holding requests back looks whether its sink caught up.
+const SINK_WAIT: Duration = Duration::from_millis(1);
 
 pub(crate) enum Op {
     Pause,
@@ -294,8 +296,15 @@ enum Ack {
 
 pub(crate) struct Scheduler {
     options: Options,
-    rx: mpsc::UnboundedReceiver<Msg>,
-    tx: mpsc::UnboundedSender<Msg>,
+    /// Requests from handles and signal readers: bounded ([`Options::queue`]).
+    rx: mpsc::Receiver<Msg>,
+    tx: mpsc::Sender<Msg>,
+    /// Outcomes of the engine's own work (calls done, runs durable, the store
+    /// failing): never waits, at most one per call or submission in flight.
+    outcomes: mpsc::UnboundedReceiver<Msg>,
+    outcomes_tx: mpsc::UnboundedSender<Msg>,
+    /// Batches handed to the sink that it has not taken yet.
+    sink_behind: Arc<AtomicUsize>,
     log: Arc<dyn DynLog>,
     store: Option<Arc<dyn DynStore>>,
     progress: Arc<Progress>,
@@ -346,8 +355,8 @@ fn ns(d: Duration) -> u64 {
 impl Scheduler {
     pub(crate) fn new<L: EventLog, S: StateStore>(
         options: Options,
-        rx: mpsc::UnboundedReceiver<Msg>,
-        tx: mpsc::UnboundedSender<Msg>,
+        rx: mpsc::Receiver<Msg>,
+        tx: mpsc::Sender<Msg>,
         log: Arc<L>,
         store: Option<Arc<S>>,
         progress: Arc<Progress>,
@@ -357,10 +366,14 @@ impl Scheduler {
             None => Vec::new(),
         };
         let rng = Rng(options.seed);
+        let (outcomes_tx, outcomes) = mpsc::unbounded_channel();
         let mut s = Scheduler {
             options,
             rx,
             tx,
+            outcomes,
+            outcomes_tx,
+            sink_behind: Arc::new(AtomicUsize::new(0)),
             log,
             store: store.map(|s| s as Arc<dyn DynStore>),
             progress,
@@ -409,11 +422,12 @@ impl Scheduler {
         // the other workers at once), and its work (encoding, publishing) is what
         // runs in parallel with scheduling. A current-thread runtime (tests with
         // paused time) keeps everything on its one thread.
-        let (store, scheduler) = (self.store.clone(), self.tx.clone());
+        let (store, scheduler) = (self.store.clone(), self.outcomes_tx.clone());
+        let behind = self.sink_behind.clone();
         let runtime = tokio::runtime::Handle::current();
         let (ended, ended_rx) = oneshot::channel();
         let work = async move {
-            sink::run(rx, store, log, scheduler).await;
+            sink::run(rx, store, log, scheduler, behind).await;
             let _ = ended.send(());
         };
         if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
@@ -434,12 +448,17 @@ impl Scheduler {
                 tokio::task::yield_now().await;
             } else {
                 let next = self.timers.peek().map(|Reverse(t)| t.at);
+                let open = self.taking_requests();
                 let msg = tokio::select! {
-                    m = self.rx.recv() => match m {
+                    biased;
+                    Some(m) = self.outcomes.recv() => Some(m),
+                    m = self.rx.recv(), if open => match m {
                         Some(m) => Some(m),
                         None => break,
                     },
                     _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => None,
+                    // Requests wait while the sink catches up: look again soon.
+                    _ = tokio::time::sleep(SINK_WAIT), if !open => None,
                 };
                 if let Some(m) = msg
                     && let Err(reply) = self.handle(m)
@@ -448,15 +467,24 @@ impl Scheduler {
                     break;
                 }
             }
-            for _ in 0..4096 {
-                match self.rx.try_recv() {
-                    Ok(m) => {
-                        if let Err(reply) = self.handle(m) {
-                            shutdown = Some(reply);
-                            break 'outer;
+            // What the engine's own work produced goes first, then requests.
+            while let Ok(m) = self.outcomes.try_recv() {
+                if let Err(reply) = self.handle(m) {
+                    shutdown = Some(reply);
+                    break 'outer;
+                }
+            }
+            if self.taking_requests() {
+                for _ in 0..4096 {
+                    match self.rx.try_recv() {
+                        Ok(m) => {
+                            if let Err(reply) = self.handle(m) {
+                                shutdown = Some(reply);
+                                break 'outer;
+                            }
                         }
+                        Err(_) => break,
                     }
-                    Err(_) => break,
                 }
             }
             self.fire_timers();
@@ -479,6 +507,13 @@ impl Scheduler {
         if let Some(reply) = shutdown {
             let _ = reply.send(closed);
         }
+    }
+
+    /// Whether requests are taken: not while the sink is more than
+    /// [`SINK_BACKLOG`](crate::SINK_BACKLOG) turns behind (the bounded request
+    /// queue then makes senders wait).
+    fn taking_requests(&self) -> bool {
+        self.sink_behind.load(Ordering::Relaxed) <= crate::SINK_BACKLOG
     }
 
     /// Handles one message; `Err` carries the reply of a shutdown request.

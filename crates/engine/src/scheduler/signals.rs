@@ -92,6 +92,7 @@ impl Scheduler {
                                 topic: topic.clone(),
                                 events,
                             })
+                            .await
                             .is_err()
                         {
                             break;

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use baton_events::{Event, EventLog, Offset, Polled, SeekTo};
@@ -30,6 +30,7 @@ pub(super) async fn run(
     store: Option<Arc<dyn DynStore>>,
     log: Option<(Arc<dyn DynLog>, String)>,
     scheduler: mpsc::UnboundedSender<Msg>,
+    behind: Arc<AtomicUsize>,
 ) {
     let mut failed: Option<String> = None;
     while let Some(first) = rx.recv().await {
@@ -41,6 +42,7 @@ pub(super) async fn run(
                 Err(_) => break,
             }
         }
+        behind.fetch_sub(batches.len(), Ordering::Relaxed);
         let mut first_seq = None;
         if let Some(store) = &store
             && failed.is_none()
@@ -188,6 +190,7 @@ impl Scheduler {
             acks: std::mem::take(&mut self.acks),
         };
         if let Some((tx, _)) = &self.sink {
+            self.sink_behind.fetch_add(1, Ordering::Relaxed);
             let _ = tx.send(batch);
         }
     }
