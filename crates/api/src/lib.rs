@@ -1,20 +1,4 @@
-//! Baton's HTTP API types: what `baton serve` accepts and answers, shared by the
-//! server, the CLI and the load tester. Plain `serde` types, no HTTP stack.
-//!
-//! Every error is a [`Problem`] (`application/problem+json`, RFC 9457) with a
-//! stable [`Problem::code`].
-//!
-//! ```
-//! use baton_api::{ExecuteRequest, Problem};
-//!
-//! let req: ExecuteRequest = serde_json::from_str(
-//!     r#"{"input_data": {"q": 1}, "execution_options": {"timeout": "30s"}}"#,
-//! ).unwrap();
-//! assert_eq!(req.input_data["q"], 1);
-//!
-//! let p = Problem::new(404, "not-found", "no workflow 00000000000000ff");
-//! assert_eq!(serde_json::to_value(&p).unwrap()["type"], "https://baton.dev/problems/not-found");
-//! ```
+#![doc = include_str!("../README.md")]
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -1,25 +1,4 @@
-//! `baton-bench`: Baton's performance instrument, behind `baton bench`.
-//!
-//! Every suite drives the code the product runs: `baton_model::load` and
-//! `baton_plan::plan_checked` on the bytes of a generated file (`planning`),
-//! `PlanCache` (`cache`), `MemoryLog` and `DiskLog` through the `EventLog`
-//! trait (`events`), `baton_engine::Engine` with its own HDR histograms and
-//! per-run `Summary` (`coordination`). Each benchmark is warmed up once, then
-//! repeated ([`Config::repeats`]); the samples become a [`Record`] with
-//! min / median / p95 / p99 / max and the noise (median absolute deviation),
-//! flagged when it exceeds [`stats::NOISY`]. A [`Report`] holds the records,
-//! the environment (CPU, cores, load before and after, git sha, rustc,
-//! profile) and the scaling fits; [`targets`] and [`compare`] turn it into
-//! exit codes.
-//!
-//! ```
-//! use baton_bench::{Config, Suite};
-//!
-//! let config = Config { repeats: 2, ..Config::smoke() };
-//! let report = baton_bench::run(Suite::Planning, &config, &mut |_| {}).unwrap();
-//! let r = report.get("planning/random/10/total").unwrap();
-//! assert!(r.statistics.median > 0.0);
-//! ```
+#![doc = include_str!("../README.md")]
 
 pub mod compare;
 pub mod env;

@@ -1,14 +1,4 @@
-//! `baton`: the command-line face of Baton. Thin by design: it parses flags,
-//! calls the library crates and prints; exit codes mean something:
-//!
-//! | code | meaning |
-//! |------|---------|
-//! | 0 | success (a valid workflow; a completed run) |
-//! | 1 | the input is invalid (errors on stderr), or the run failed or was cancelled, or a `baton load` threshold was missed |
-//! | 2 | usage or I/O error |
-//! | 130 | `baton run` interrupted by Ctrl-C (what was recorded resumes with `--resume`) |
-//!
-//! Data goes to stdout, diagnostics to stderr.
+#![doc = include_str!("../README.md")]
 
 mod bench_cmd;
 mod config;

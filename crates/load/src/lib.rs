@@ -1,39 +1,4 @@
-//! `baton-load`: Baton's load generator, Locust-style. Simulated users run
-//! weighted tasks (create a workflow, execute it and follow it to the end,
-//! read a status, list workflows, publish event batches) against the HTTP
-//! API of a `baton serve` for a bounded time or number of iterations;
-//! per-endpoint HDR histograms give requests, failures by cause, requests/s
-//! and min/p50/p95/p99/max, plus events/s, end-to-end run time and the
-//! server-reported coordination overhead. [`threshold`] turns a report
-//! into pass/fail, [`report`] writes it as a table, JSON, Locust-compatible
-//! CSV and a self-contained HTML page; [`spawn`] starts a `baton serve` on a
-//! loopback port for a run.
-//!
-//! The user model is Locust's: each user is a closed loop (it sends its next
-//! request once the previous answered), so a slower server gets fewer
-//! requests. `Options::rate` switches to an open loop: iterations start at a
-//! constant rate whatever the server does, and latency counts from each
-//! iteration's scheduled start (no coordinated omission).
-//!
-//! ```no_run
-//! # async fn demo() -> Result<(), baton_load::Error> {
-//! use std::time::Duration;
-//! use baton_load::{Options, Scenario};
-//!
-//! let report = baton_load::run(
-//!     Options {
-//!         target: "http://127.0.0.1:8080".into(),
-//!         scenario: Scenario::high_throughput(),
-//!         users: 4,
-//!         run_time: Some(Duration::from_secs(5)),
-//!         ..Options::default()
-//!     },
-//!     |_progress| {},
-//! )
-//! .await?;
-//! println!("{}", baton_load::report::table(&report));
-//! # Ok(()) }
-//! ```
+#![doc = include_str!("../README.md")]
 
 pub mod client;
 pub mod cpu;

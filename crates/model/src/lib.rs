@@ -1,30 +1,4 @@
-//! The Baton workflow language.
-//!
-//! A workflow is a set of tasks, the agents that run them and the
-//! dependencies between them, written in YAML or JSON (see
-//! `docs/workflow-language.md`), or imported from a WfCommons WfFormat trace.
-//! This crate parses a document, validates it and reports **every** problem
-//! at once with its JSON path, file:line:column and a hint; the result is a
-//! [`Workflow`] plus its dependency [`Graph`] on integer ids, ready for the
-//! planner.
-//!
-//! ```
-//! use baton_model::{load, Format, Source};
-//!
-//! let src = Source::from_str("flow.yaml", "
-//! tasks:
-//!   - { id: fetch }
-//!   - { id: parse, depends_on: [fetch], estimate: 250ms }
-//! ", Format::Yaml);
-//! let checked = load(&src).unwrap();
-//! assert_eq!(checked.workflow.tasks.len(), 2);
-//! assert_eq!(checked.graph.preds(1), &[0]);
-//!
-//! let bad = Source::from_str("flow.yaml", "tasks:\n  - { id: a, depends_on: [b] }\n", Format::Yaml);
-//! let baton_model::Error::Invalid { report, .. } = load(&bad).unwrap_err() else { panic!() };
-//! assert_eq!(report.diagnostics[0].code, "unknown-dependency");
-//! assert_eq!(report.diagnostics[0].location.unwrap().line, 2);
-//! ```
+#![doc = include_str!("../README.md")]
 
 mod diag;
 pub mod duration;

@@ -1,25 +1,4 @@
-//! Baton's HTTP API server (`baton serve`): workflows, executions, a live event
-//! stream per execution (SSE), event publishing and consumer groups over HTTP,
-//! Prometheus metrics and an OpenAPI document, on axum.
-//!
-//! The server holds no business logic: it validates with `baton-model`, plans
-//! with `baton-plan`, runs with `baton-engine` and publishes with `baton-events`.
-//! Every error goes through one boundary ([`ApiError`]) and is answered as
-//! `application/problem+json` with a stable `code`. `docs/api.md` documents every
-//! route.
-//!
-//! ```no_run
-//! use baton_server::{Server, ServerOptions};
-//! use tokio_util::sync::CancellationToken;
-//!
-//! # async fn demo() -> Result<(), baton_server::Error> {
-//! let options = ServerOptions { bind: "127.0.0.1:0".parse().unwrap(), ..ServerOptions::default() };
-//! let server = Server::build(options).await?;
-//! println!("listening on {}", server.local_addr());
-//! let cancel = CancellationToken::new();
-//! server.run(cancel).await
-//! # }
-//! ```
+#![doc = include_str!("../README.md")]
 
 mod body;
 mod catalog;
