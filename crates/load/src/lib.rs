@@ -348,24 +348,8 @@ fn unix_now() -> u64 {
 
 /// Runs the load until its bound, calling `progress` about once a second.
 pub async fn run(o: Options, mut progress: impl FnMut(&Progress)) -> Result<Report, Error> {
-    if o.run_time.is_none() && o.iterations.is_none() {
-        return Err(Error::Unbounded);
-    }
-    if o.users == 0 {
-        return Err(Error::Invalid("--users must be at least 1".into()));
-    }
-    if o.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-        return Err(Error::Invalid("--rate must be above 0".into()));
-    }
-    o.scenario.check().map_err(Error::Invalid)?;
-    let targets = o
-        .target
-        .split(',')
-        .map(|t| Target::parse(t.trim()))
-        .collect::<Result<Vec<Target>, _>>()
-        .map_err(Error::Invalid)?;
+    let targets = Arc::new(check(&o)?);
     let loopback = targets.iter().all(|t| t.loopback);
-    let targets = Arc::new(targets);
     let work = Arc::new(Workload::prepare(&o));
     let start = Instant::now();
     let shared = Arc::new(Shared {
@@ -397,108 +381,35 @@ pub async fn run(o: Options, mut progress: impl FnMut(&Progress)) -> Result<Repo
     let cpu_start = cpu::process_seconds();
     let server_start = o.server_pid.and_then(cpu::pid_seconds);
 
-    let shards: Arc<Mutex<Vec<Arc<Mutex<stats::Window>>>>> = Arc::default();
-    let handles: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
-    let running = Arc::new(AtomicUsize::new(0));
-    let spawner = {
-        let (shards, handles, running, shared, work) = (
-            shards.clone(),
-            handles.clone(),
-            running.clone(),
-            shared.clone(),
-            work.clone(),
-        );
-        let (users, rate, seed, timeout) = (o.users, o.spawn_rate, o.seed, o.timeout);
-        let token = o.token.clone();
-        let targets = targets.clone();
-        tokio::spawn(async move {
-            for id in 0..users {
-                if rate > 0.0 && rate.is_finite() {
-                    let at = start + Duration::from_secs_f64(id as f64 / rate);
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(at.into()) => {}
-                        _ = shared.cancel.cancelled() => return,
-                    }
-                }
-                if shared.cancel.is_cancelled() {
-                    return;
-                }
-                let window = Arc::new(Mutex::new(stats::Window::default()));
-                shards.lock().expect("shards").push(window.clone());
-                let user = user::User::new(
-                    id,
-                    client::Conn::new(&targets[id % targets.len()], timeout)
-                        .with_token(token.as_deref()),
-                    seed,
-                    window,
-                    shared.clone(),
-                    work.clone(),
-                );
-                running.fetch_add(1, Ordering::SeqCst);
-                let running = running.clone();
-                let h = tokio::spawn(async move {
-                    user.run().await;
-                    running.fetch_sub(1, Ordering::SeqCst);
-                });
-                handles.lock().expect("handles").push(h);
-            }
-        })
-    };
+    let crowd = Arc::new(Crowd::default());
+    let spawner = tokio::spawn(
+        crowd
+            .clone()
+            .spawn(&o, targets, shared.clone(), work, start),
+    );
 
     let mut total = stats::Window::default();
     let mut history: Vec<Sample> = Vec::new();
     let mut last_sample = start;
-    let collect = |total: &mut stats::Window| {
-        let mut interval = stats::Window::default();
-        for shard in shards.lock().expect("shards").iter() {
-            let mut s = shard.lock().expect("stats");
-            interval.merge(&s.take());
-        }
-        total.merge(&interval);
-        interval
-    };
-    let sample =
-        |interval: &stats::Window, total: &stats::Window, t: f64, dt: f64, users: usize| {
-            let dt = dt.max(1e-9);
-            let agg = interval.aggregated();
-            let all = total.aggregated();
-            Sample {
-                t,
-                timestamp: unix_now(),
-                users,
-                requests_per_s: agg.requests as f64 / dt,
-                failures_per_s: agg.failed() as f64 / dt,
-                events_per_s: interval.events as f64 / dt,
-                latency: Latency::of(&agg.latency_us),
-                total_requests: all.requests,
-                total_failures: all.failed(),
-                total_latency: Latency::of(&all.latency_us),
-                total_avg_bytes: if all.requests == 0 {
-                    0.0
-                } else {
-                    all.bytes as f64 / all.requests as f64
-                },
-            }
-        };
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let now = Instant::now();
         let timed_out = o.run_time.is_some_and(|rt| now >= start + rt);
-        let all_done = spawner.is_finished() && running.load(Ordering::SeqCst) == 0;
+        let all_done = spawner.is_finished() && crowd.running() == 0;
         if timed_out || all_done {
             break;
         }
         if now.duration_since(last_sample) >= Duration::from_secs(1) {
-            let interval = collect(&mut total);
+            let interval = crowd.collect(&mut total);
             let dt = now.duration_since(last_sample).as_secs_f64();
             let s = sample(
                 &interval,
                 &total,
                 now.duration_since(start).as_secs_f64(),
                 dt,
-                running.load(Ordering::SeqCst),
+                crowd.running(),
             );
             last_sample = now;
             let all = total.aggregated();
@@ -517,12 +428,10 @@ pub async fn run(o: Options, mut progress: impl FnMut(&Progress)) -> Result<Repo
     // (not counted), as Locust does when its run time is up.
     shared.cancel.cancel();
     let end = Instant::now();
-    let users_at_end = running.load(Ordering::SeqCst);
+    let users_at_end = crowd.running();
     spawner.abort();
-    for h in handles.lock().expect("handles").drain(..) {
-        h.abort();
-    }
-    let interval = collect(&mut total);
+    crowd.abort();
+    let interval = crowd.collect(&mut total);
     let seconds = end.duration_since(start).as_secs_f64();
     if end.duration_since(last_sample) >= Duration::from_millis(200) || history.is_empty() {
         history.push(sample(
@@ -549,6 +458,133 @@ pub async fn run(o: Options, mut progress: impl FnMut(&Progress)) -> Result<Repo
         load_average: cpu::load_average(),
     };
     Ok(report)
+}
+
+/// The options' bound, users, rate and scenario checked; the targets parsed.
+fn check(o: &Options) -> Result<Vec<Target>, Error> {
+    if o.run_time.is_none() && o.iterations.is_none() {
+        return Err(Error::Unbounded);
+    }
+    if o.users == 0 {
+        return Err(Error::Invalid("--users must be at least 1".into()));
+    }
+    if o.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        return Err(Error::Invalid("--rate must be above 0".into()));
+    }
+    o.scenario.check().map_err(Error::Invalid)?;
+    o.target
+        .split(',')
+        .map(|t| Target::parse(t.trim()))
+        .collect::<Result<Vec<Target>, _>>()
+        .map_err(Error::Invalid)
+}
+
+/// The users of a run: each one's statistics (a shard, merged when sampled), its
+/// task, and how many are running.
+#[derive(Default)]
+struct Crowd {
+    shards: Mutex<Vec<Arc<Mutex<stats::Window>>>>,
+    handles: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    running: AtomicUsize,
+}
+
+impl Crowd {
+    /// Starts the users at the spawn rate (all at once without one); user `i`
+    /// talks to target `i mod targets`.
+    fn spawn(
+        self: Arc<Self>,
+        o: &Options,
+        targets: Arc<Vec<Target>>,
+        shared: Arc<Shared>,
+        work: Arc<Workload>,
+        start: Instant,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let (users, rate, seed, timeout) = (o.users, o.spawn_rate, o.seed, o.timeout);
+        let token = o.token.clone();
+        async move {
+            for id in 0..users {
+                if rate > 0.0 && rate.is_finite() {
+                    let at = start + Duration::from_secs_f64(id as f64 / rate);
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at.into()) => {}
+                        _ = shared.cancel.cancelled() => return,
+                    }
+                }
+                if shared.cancel.is_cancelled() {
+                    return;
+                }
+                let window = Arc::new(Mutex::new(stats::Window::default()));
+                self.shards.lock().expect("shards").push(window.clone());
+                let user = user::User::new(
+                    id,
+                    client::Conn::new(&targets[id % targets.len()], timeout)
+                        .with_token(token.as_deref()),
+                    seed,
+                    window,
+                    shared.clone(),
+                    work.clone(),
+                );
+                self.running.fetch_add(1, Ordering::SeqCst);
+                let crowd = self.clone();
+                let h = tokio::spawn(async move {
+                    user.run().await;
+                    crowd.running.fetch_sub(1, Ordering::SeqCst);
+                });
+                self.handles.lock().expect("handles").push(h);
+            }
+        }
+    }
+
+    fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// What the users measured since the last call, also merged into `total`.
+    fn collect(&self, total: &mut stats::Window) -> stats::Window {
+        let mut interval = stats::Window::default();
+        for shard in self.shards.lock().expect("shards").iter() {
+            let mut s = shard.lock().expect("stats");
+            interval.merge(&s.take());
+        }
+        total.merge(&interval);
+        interval
+    }
+
+    fn abort(&self) {
+        for h in self.handles.lock().expect("handles").drain(..) {
+            h.abort();
+        }
+    }
+}
+
+/// One history point: the interval's rates over `dt` seconds and the totals.
+fn sample(
+    interval: &stats::Window,
+    total: &stats::Window,
+    t: f64,
+    dt: f64,
+    users: usize,
+) -> Sample {
+    let dt = dt.max(1e-9);
+    let agg = interval.aggregated();
+    let all = total.aggregated();
+    Sample {
+        t,
+        timestamp: unix_now(),
+        users,
+        requests_per_s: agg.requests as f64 / dt,
+        failures_per_s: agg.failed() as f64 / dt,
+        events_per_s: interval.events as f64 / dt,
+        latency: Latency::of(&agg.latency_us),
+        total_requests: all.requests,
+        total_failures: all.failed(),
+        total_latency: Latency::of(&all.latency_us),
+        total_avg_bytes: if all.requests == 0 {
+            0.0
+        } else {
+            all.bytes as f64 / all.requests as f64
+        },
+    }
 }
 
 #[cfg(test)]

@@ -70,55 +70,61 @@ impl Scheduler {
         }
         let spec = run.spec.clone();
         let agents = run.agents.clone();
-        // Spec-local agent indices. A compensation action runs on its named agent,
-        // or on the candidates of the task it undoes.
-        let action =
-            !forward && matches!(spec.tasks[job.comp_of as usize].undo, Some(Undo::Action));
-        let named = match spec.workflow.tasks[job.comp_of.min(job.task) as usize]
-            .compensation
-            .as_deref()
-        {
-            Some(Compensation::Action {
-                agent: Some(name), ..
-            }) if action => spec
-                .agents
-                .iter()
-                .position(|a| &a.agent.name == name)
-                .map(|i| i as u16),
-            _ => None,
-        };
-        let one;
-        let candidates: &[u16] = match named {
-            Some(i) => {
-                one = [i];
-                &one
-            }
-            None if action => &spec.tasks[job.comp_of as usize].candidates,
-            None => &spec.tasks[job.task as usize].candidates,
-        };
-        let global = candidates.iter().map(|&local| agents[usize::from(local)]);
+        let candidates = Candidates::of(&spec, &job);
+        let global = candidates
+            .local()
+            .iter()
+            .map(|&local| agents[usize::from(local)]);
         let agent = match allocate(global, &self.agents, now) {
             Allocation::Agent(agent) => agent,
             Allocation::Wait(agent) => {
                 self.agents[usize::from(agent)].waiting.push_back(job);
                 return;
             }
-            Allocation::Refused => {
-                let names: Vec<&str> = candidates
-                    .iter()
-                    .map(|&l| spec.agents[usize::from(l)].agent.name.as_str())
-                    .collect();
-                let failure =
-                    Failure::retryable(format!("circuit breaker open for {}", names.join(", ")));
-                // Failing fast counts as an attempt.
-                if forward {
-                    let run = self.runs[job.slot as usize].as_mut().expect("live run");
-                    run.tasks[job.task as usize].attempt = job.attempt;
-                }
-                self.attempt_failed(job, failure, now);
-                return;
-            }
+            Allocation::Refused => return self.refuse(job, &spec, candidates.local(), now),
         };
+        let runner = self.start_call(job, agent, now);
+        if let Some(outcome) = runner.immediate() {
+            return self.complete(Done::of(&job, agent, false, now, outcome));
+        }
+        let run = self.runs[job.slot as usize].as_mut().expect("live run");
+        let call = Call {
+            run: run.id,
+            task: spec.ids[job.task as usize].clone(),
+            attempt: job.attempt,
+            input: if runner.reads_input() {
+                call_input(run, &job)
+            } else {
+                Value::Null
+            },
+            estimate: spec.workflow.tasks[job.task as usize].estimate,
+        };
+        match runner.start(call) {
+            Started::Done(outcome) => self.complete(Done::of(&job, agent, false, now, outcome)),
+            Started::Later(future) => {
+                let timeout = spec.workflow.tasks[job.task as usize].timeout;
+                self.spawn_call(job, agent, future, timeout);
+            }
+        }
+    }
+
+    /// Every candidate's breaker is open: the attempt fails at once (and counts).
+    fn refuse(&mut self, job: Job, spec: &Spec, candidates: &[u16], now: Instant) {
+        let names: Vec<&str> = candidates
+            .iter()
+            .map(|&l| spec.agents[usize::from(l)].agent.name.as_str())
+            .collect();
+        let failure = Failure::retryable(format!("circuit breaker open for {}", names.join(", ")));
+        if job.comp_of == FORWARD {
+            let run = self.runs[job.slot as usize].as_mut().expect("live run");
+            run.tasks[job.task as usize].attempt = job.attempt;
+        }
+        self.attempt_failed(job, failure, now);
+    }
+
+    /// Books the call on `agent` (load, breaker) and records the task's move to
+    /// running; returns the agent's runner.
+    fn start_call(&mut self, job: Job, agent: u16, now: Instant) -> Arc<dyn crate::agent::Runner> {
         let run = self.runs[job.slot as usize].as_mut().expect("live run");
         let a = &mut self.agents[usize::from(agent)];
         a.in_flight += 1;
@@ -128,7 +134,7 @@ impl Scheduler {
         }
         let runner = a.runner.clone();
         let at = Self::at_ns(run, now);
-        if forward {
+        if job.comp_of == FORWARD {
             let state = &mut run.tasks[job.task as usize];
             state.attempt = job.attempt;
             state.agent = agent;
@@ -148,77 +154,43 @@ impl Scheduler {
             state.dispatched_at = at;
             self.transition(job.slot, job.task, TaskStatus::Running, None, now);
         }
-        if let Some(outcome) = runner.immediate() {
-            return self.complete(Done {
-                run: job.run,
-                slot: job.slot,
-                task: job.task,
-                attempt: job.attempt,
-                comp_of: job.comp_of,
+        runner
+    }
+
+    /// Runs a call that completes later on its own task, under the task's
+    /// timeout; its outcome comes back as a [`Msg::Done`].
+    fn spawn_call(
+        &mut self,
+        job: Job,
+        agent: u16,
+        future: crate::agent::Pending,
+        timeout: Option<std::time::Duration>,
+    ) {
+        let tx = self.outcomes_tx.clone();
+        let handle = tokio::spawn(async move {
+            let outcome = match timeout {
+                Some(limit) => tokio::time::timeout(limit, future)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Failure::retryable(format!(
+                            "timed out after {}",
+                            baton_model::duration::format(limit)
+                        )))
+                    }),
+                None => future.await,
+            };
+            let _ = tx.send(Msg::Done(Done::of(
+                &job,
                 agent,
-                spawned: false,
-                finished: now,
+                true,
+                Instant::now(),
                 outcome,
-            });
-        }
-        let run = self.runs[job.slot as usize].as_mut().expect("live run");
-        let call = Call {
-            run: run.id,
-            task: spec.ids[job.task as usize].clone(),
-            attempt: job.attempt,
-            input: if runner.reads_input() {
-                call_input(run, &job)
-            } else {
-                Value::Null
-            },
-            estimate: spec.workflow.tasks[job.task as usize].estimate,
-        };
-        match runner.start(call) {
-            Started::Done(outcome) => self.complete(Done {
-                run: job.run,
-                slot: job.slot,
-                task: job.task,
-                attempt: job.attempt,
-                comp_of: job.comp_of,
-                agent,
-                spawned: false,
-                finished: now,
-                outcome,
-            }),
-            Started::Later(future) => {
-                let timeout = spec.workflow.tasks[job.task as usize].timeout;
-                let tx = self.outcomes_tx.clone();
-                let handle = tokio::spawn(async move {
-                    let outcome =
-                        match timeout {
-                            Some(limit) => tokio::time::timeout(limit, future)
-                                .await
-                                .unwrap_or_else(|_| {
-                                    Err(Failure::retryable(format!(
-                                        "timed out after {}",
-                                        baton_model::duration::format(limit)
-                                    )))
-                                }),
-                            None => future.await,
-                        };
-                    let _ = tx.send(Msg::Done(Done {
-                        run: job.run,
-                        slot: job.slot,
-                        task: job.task,
-                        attempt: job.attempt,
-                        comp_of: job.comp_of,
-                        agent,
-                        spawned: true,
-                        finished: Instant::now(),
-                        outcome,
-                    }));
-                });
-                self.inflight.insert(
-                    (job.run, job.task, job.comp_of),
-                    (handle.abort_handle(), agent),
-                );
-            }
-        }
+            )));
+        });
+        self.inflight.insert(
+            (job.run, job.task, job.comp_of),
+            (handle.abort_handle(), agent),
+        );
     }
 
     pub(super) fn release_agent(&mut self, agent: u16) {
@@ -436,6 +408,68 @@ impl Scheduler {
                     self.attempt_failed(job, failure, now);
                 }
             }
+        }
+    }
+}
+
+/// The spec-local agents a job may run on: a compensation action runs on its
+/// named agent, or on the candidates of the task it undoes.
+enum Candidates<'s> {
+    Named(u16),
+    Any(&'s [u16]),
+}
+
+impl<'s> Candidates<'s> {
+    fn of(spec: &'s Spec, job: &Job) -> Candidates<'s> {
+        let forward = job.comp_of == FORWARD;
+        let action =
+            !forward && matches!(spec.tasks[job.comp_of as usize].undo, Some(Undo::Action));
+        let named = match spec.workflow.tasks[job.comp_of.min(job.task) as usize]
+            .compensation
+            .as_deref()
+        {
+            Some(Compensation::Action {
+                agent: Some(name), ..
+            }) if action => spec
+                .agents
+                .iter()
+                .position(|a| &a.agent.name == name)
+                .map(|i| i as u16),
+            _ => None,
+        };
+        match named {
+            Some(i) => Candidates::Named(i),
+            None if action => Candidates::Any(&spec.tasks[job.comp_of as usize].candidates),
+            None => Candidates::Any(&spec.tasks[job.task as usize].candidates),
+        }
+    }
+
+    fn local(&self) -> &[u16] {
+        match self {
+            Candidates::Named(i) => std::slice::from_ref(i),
+            Candidates::Any(all) => all,
+        }
+    }
+}
+
+impl Done {
+    fn of(
+        job: &Job,
+        agent: u16,
+        spawned: bool,
+        finished: Instant,
+        outcome: crate::agent::Outcome,
+    ) -> Done {
+        Done {
+            run: job.run,
+            slot: job.slot,
+            task: job.task,
+            attempt: job.attempt,
+            comp_of: job.comp_of,
+            agent,
+            spawned,
+            finished,
+            outcome,
         }
     }
 }

@@ -16,6 +16,110 @@ use crate::Error;
 use crate::spec::Spec;
 use crate::store::{Record, RunId, RunStatus, TaskStatus};
 
+/// A run as its records tell it.
+struct Past {
+    key: u128,
+    input: String,
+    at_ms: u64,
+    status: RunStatus,
+    reason: Option<String>,
+    /// Task → its last status, attempt and detail.
+    tasks: HashMap<u32, (TaskStatus, u32, Option<String>)>,
+}
+
+/// Records folded into the workflows they name and the runs they tell, in the
+/// order the runs were created. Records of a run whose creation is not among
+/// them are ignored.
+fn fold(records: Vec<Record>) -> (HashMap<u128, String>, Vec<(RunId, Past)>) {
+    let mut documents: HashMap<u128, String> = HashMap::new();
+    let mut runs: Vec<(RunId, Past)> = Vec::new();
+    let mut index: HashMap<RunId, usize> = HashMap::new();
+    for record in records {
+        match record {
+            Record::Workflow { key, document } => {
+                documents.insert(key, document);
+            }
+            Record::RunCreated {
+                run,
+                workflow,
+                input,
+                at_ms,
+            } => {
+                index.insert(run, runs.len());
+                runs.push((
+                    run,
+                    Past {
+                        key: workflow,
+                        input,
+                        at_ms,
+                        status: RunStatus::Running,
+                        reason: None,
+                        tasks: HashMap::new(),
+                    },
+                ));
+            }
+            Record::Task {
+                run,
+                task,
+                status,
+                attempt,
+                agent: _,
+                detail,
+                ..
+            } => {
+                if let Some(&i) = index.get(&run) {
+                    runs[i].1.tasks.insert(task, (status, attempt, detail));
+                }
+            }
+            Record::Run {
+                run,
+                status,
+                reason,
+                ..
+            } => {
+                if let Some(&i) = index.get(&run) {
+                    runs[i].1.status = status;
+                    if reason.is_some() {
+                        runs[i].1.reason = reason;
+                    }
+                }
+            }
+        }
+    }
+    (documents, runs)
+}
+
+/// Puts the tasks' recorded states back: what had ended keeps its status (and a
+/// success its output); what was in flight or waiting runs again. `true` when a
+/// task that is not a failure handler had failed.
+fn restore_tasks(run: &mut super::Run, spec: &Spec, past: &Past) -> bool {
+    let mut failed = false;
+    for (&task, (status, attempt, detail)) in &past.tasks {
+        let state = &mut run.tasks[task as usize];
+        state.attempt = *attempt;
+        match status {
+            TaskStatus::Succeeded
+            | TaskStatus::Skipped
+            | TaskStatus::Compensated
+            | TaskStatus::Failed
+            | TaskStatus::Cancelled => {
+                state.status = *status;
+                if *status == TaskStatus::Succeeded {
+                    run.outputs[task as usize] = detail
+                        .as_deref()
+                        .map(|d| Arc::new(serde_json::from_str(d).unwrap_or(Value::Null)));
+                }
+                if *status == TaskStatus::Failed && !spec.plan.is_handler(task) {
+                    failed = true;
+                }
+            }
+            // In flight or waiting when the process stopped: run it again.
+            _ => state.status = TaskStatus::Pending,
+        }
+    }
+    failed
+}
+
 impl Scheduler {
     /// Rebuilds runs from their records: unfinished ones resume (`remember` false),
     /// or finished ones are kept for status queries (`remember` true). Runs this
@@ -25,69 +129,7 @@ impl Scheduler {
         records: Vec<Record>,
         remember: bool,
     ) -> Result<Vec<RunId>, Error> {
-        struct Past {
-            key: u128,
-            input: String,
-            at_ms: u64,
-            status: RunStatus,
-            reason: Option<String>,
-            tasks: HashMap<u32, (TaskStatus, u32, Option<String>)>,
-        }
-        let mut documents: HashMap<u128, String> = HashMap::new();
-        let mut runs: Vec<(RunId, Past)> = Vec::new();
-        let mut index: HashMap<RunId, usize> = HashMap::new();
-        for record in records {
-            match record {
-                Record::Workflow { key, document } => {
-                    documents.insert(key, document);
-                }
-                Record::RunCreated {
-                    run,
-                    workflow,
-                    input,
-                    at_ms,
-                } => {
-                    index.insert(run, runs.len());
-                    runs.push((
-                        run,
-                        Past {
-                            key: workflow,
-                            input,
-                            at_ms,
-                            status: RunStatus::Running,
-                            reason: None,
-                            tasks: HashMap::new(),
-                        },
-                    ));
-                }
-                Record::Task {
-                    run,
-                    task,
-                    status,
-                    attempt,
-                    agent: _,
-                    detail,
-                    ..
-                } => {
-                    if let Some(&i) = index.get(&run) {
-                        runs[i].1.tasks.insert(task, (status, attempt, detail));
-                    }
-                }
-                Record::Run {
-                    run,
-                    status,
-                    reason,
-                    ..
-                } => {
-                    if let Some(&i) = index.get(&run) {
-                        runs[i].1.status = status;
-                        if reason.is_some() {
-                            runs[i].1.reason = reason;
-                        }
-                    }
-                }
-            }
-        }
+        let (documents, runs) = fold(records);
         let mut specs: HashMap<u128, Arc<Spec>> = HashMap::new();
         let mut resumed = Vec::new();
         for (id, past) in runs {
@@ -100,10 +142,10 @@ impl Scheduler {
             {
                 continue;
             }
-            let resume_error = |message: String| Error::Resume { run: id, message };
             let spec = match specs.get(&past.key) {
                 Some(s) => s.clone(),
                 None => {
+                    let resume_error = |message: String| Error::Resume { run: id, message };
                     let document = documents.get(&past.key).ok_or_else(|| {
                         resume_error("its workflow is missing from the state store".into())
                     })?;
@@ -119,87 +161,77 @@ impl Scheduler {
             let slot = self.new_run(id, spec.clone(), Arc::new(input), past.at_ms);
             let run = self.runs[slot as usize].as_mut().expect("live run");
             run.status = past.status;
-            run.reason = past.reason;
-            let mut failed = false;
-            for (&task, (status, attempt, detail)) in &past.tasks {
-                let state = &mut run.tasks[task as usize];
-                state.attempt = *attempt;
-                match status {
-                    TaskStatus::Succeeded
-                    | TaskStatus::Skipped
-                    | TaskStatus::Compensated
-                    | TaskStatus::Failed
-                    | TaskStatus::Cancelled => {
-                        state.status = *status;
-                        if *status == TaskStatus::Succeeded {
-                            run.outputs[task as usize] = detail
-                                .as_deref()
-                                .map(|d| Arc::new(serde_json::from_str(d).unwrap_or(Value::Null)));
-                        }
-                        if *status == TaskStatus::Failed && !spec.plan.is_handler(task) {
-                            failed = true;
-                        }
-                    }
-                    // In flight or waiting when the process stopped: run it again.
-                    _ => state.status = TaskStatus::Pending,
-                }
-            }
+            run.reason = past.reason.clone();
+            let failed = restore_tasks(run, &spec, &past);
             if remember {
-                // Ended elsewhere: kept for status queries only (timing figures
-                // are not in the records, so they read zero).
-                let now = Instant::now();
-                run.status = past.status;
-                run.base = Some(now);
-                run.ended = Some(now);
-                run.unfinished = 0;
-                run.summary = Some(Arc::new(summarize(run)));
-                self.progress
-                    .total
-                    .fetch_sub(u64::from(spec.planned), Ordering::Relaxed);
-                self.retire(slot, id);
-                resumed.push(id);
-                continue;
+                self.remember_ended(slot, id, &spec, past.status);
+            } else {
+                let failing = failed
+                    || past.status == RunStatus::Compensating
+                    || past.status == RunStatus::Cancelled;
+                let unfinished = self.rearm(slot, &spec, failing);
+                tracing::info!(run = %id, unfinished, "resuming run");
+                self.admit.push_back(slot);
             }
-            let mut unfinished = 0;
-            for &t in spec.plan.order() {
-                let status = run.tasks[t as usize].status;
-                let c = &mut self.counts;
-                match status {
-                    TaskStatus::Succeeded | TaskStatus::Compensated => c.succeeded += 1,
-                    TaskStatus::Failed => c.failed += 1,
-                    TaskStatus::Skipped | TaskStatus::Cancelled => c.skipped += 1,
-                    _ => unfinished += 1,
-                }
-                if status == TaskStatus::Skipped {
-                    run.skipped_any = true;
-                }
-                run.tasks[t as usize].deps_left = spec
-                    .plan
-                    .preds(t)
-                    .iter()
-                    .filter(|&&p| {
-                        !matches!(
-                            run.tasks[p as usize].status,
-                            TaskStatus::Succeeded | TaskStatus::Skipped
-                        )
-                    })
-                    .count() as u32;
-            }
-            run.unfinished = unfinished;
-            if failed
-                || past.status == RunStatus::Compensating
-                || past.status == RunStatus::Cancelled
-            {
-                run.failed = true;
-                run.cancelled = run.reason.as_deref() == Some(CANCELLED);
-                run.undo_queue = undo_queue(run);
-                run.status = RunStatus::Compensating;
-            }
-            tracing::info!(run = %id, unfinished, "resuming run");
-            self.admit.push_back(slot);
             resumed.push(id);
         }
         Ok(resumed)
+    }
+
+    /// A run that ended elsewhere, kept for status queries only (timing figures
+    /// are not in the records, so they read zero).
+    fn remember_ended(&mut self, slot: u32, id: RunId, spec: &Spec, status: RunStatus) {
+        let run = self.runs[slot as usize].as_mut().expect("live run");
+        let now = Instant::now();
+        run.status = status;
+        run.base = Some(now);
+        run.ended = Some(now);
+        run.unfinished = 0;
+        run.summary = Some(Arc::new(summarize(run)));
+        self.progress
+            .total
+            .fetch_sub(u64::from(spec.planned), Ordering::Relaxed);
+        self.retire(slot, id);
+    }
+
+    /// Counts what the restored run has left and how many predecessors each task
+    /// still waits for; a run that was failing (or compensating, or cancelled)
+    /// goes on compensating. Returns the tasks left.
+    fn rearm(&mut self, slot: u32, spec: &Spec, failing: bool) -> u32 {
+        let run = self.runs[slot as usize].as_mut().expect("live run");
+        let mut unfinished = 0;
+        for &t in spec.plan.order() {
+            let status = run.tasks[t as usize].status;
+            let c = &mut self.counts;
+            match status {
+                TaskStatus::Succeeded | TaskStatus::Compensated => c.succeeded += 1,
+                TaskStatus::Failed => c.failed += 1,
+                TaskStatus::Skipped | TaskStatus::Cancelled => c.skipped += 1,
+                _ => unfinished += 1,
+            }
+            if status == TaskStatus::Skipped {
+                run.skipped_any = true;
+            }
+            run.tasks[t as usize].deps_left = spec
+                .plan
+                .preds(t)
+                .iter()
+                .filter(|&&p| {
+                    !matches!(
+                        run.tasks[p as usize].status,
+                        TaskStatus::Succeeded | TaskStatus::Skipped
+                    )
+                })
+                .count() as u32;
+        }
+        run.unfinished = unfinished;
+        if failing {
+            run.failed = true;
+            run.cancelled = run.reason.as_deref() == Some(CANCELLED);
+            run.undo_queue = undo_queue(run);
+            run.status = RunStatus::Compensating;
+        }
+        unfinished
     }
 }
 
@@ -213,4 +245,61 @@ pub(super) fn prepare_document(
     let plan = baton_plan::plan_checked(&checked, &baton_plan::Options::default())
         .map_err(|d| d.message.clone())?;
     Spec::build(checked, Arc::new(plan), agents).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(run: u64, task: u32, status: TaskStatus, attempt: u32) -> Record {
+        Record::Task {
+            run: RunId(run),
+            task,
+            status,
+            attempt,
+            agent: 0,
+            at_us: 0,
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn fold_keeps_the_last_state_of_each_task_and_the_last_reason_given() {
+        let records = vec![
+            Record::Workflow {
+                key: 7,
+                document: "{}".into(),
+            },
+            task(9, 0, TaskStatus::Running, 1), // a run whose creation is not here
+            Record::RunCreated {
+                run: RunId(1),
+                workflow: 7,
+                input: "null".into(),
+                at_ms: 5,
+            },
+            task(1, 0, TaskStatus::Running, 1),
+            task(1, 0, TaskStatus::Failed, 1),
+            task(1, 0, TaskStatus::Running, 2),
+            Record::Run {
+                run: RunId(1),
+                status: RunStatus::Compensating,
+                at_ms: 6,
+                reason: Some("task a failed".into()),
+            },
+            Record::Run {
+                run: RunId(1),
+                status: RunStatus::Failed,
+                at_ms: 7,
+                reason: None,
+            },
+        ];
+        let (documents, runs) = fold(records);
+        assert_eq!(documents.get(&7).map(String::as_str), Some("{}"));
+        assert_eq!(runs.len(), 1, "records of unknown runs are ignored");
+        let (id, past) = &runs[0];
+        assert_eq!((*id, past.key, past.at_ms), (RunId(1), 7, 5));
+        assert_eq!(past.status, RunStatus::Failed);
+        assert_eq!(past.reason.as_deref(), Some("task a failed"));
+        assert_eq!(past.tasks[&0], (TaskStatus::Running, 2, None));
+    }
 }
