@@ -13,6 +13,11 @@
    `y.rs` in the same bullet as its folder (`src/x/`, or `x/` for a nested
    folder); a folder named that way names its `mod.rs`. `crates/<crate>/src/...`
    anywhere in the document counts too.
+3. File circles: inside a crate, no two module files depend on each other,
+   directly or around a loop. A file depends on another when its code (not
+   its comments or its test module) names it: `use crate::a::b`, `super::b`,
+   `crate::a::b::f(..)`, a child module by name. Naming an ancestor is not a
+   dependency: a folder's `mod.rs` holds what its files share.
 
 Usage:
   python3 .ci/layers.py                   check (exit 1 on a violation, each one printed)
@@ -183,12 +188,141 @@ def check_codemap(text, files):
     return errors
 
 
+# File circles: module files of one crate that depend on each other.
+
+
+def module_of(rel):
+    """`src/a/b.rs` -> ("a", "b"); `src/a/mod.rs` and `src/a.rs` -> ("a",); lib/main -> ()."""
+    parts = rel.removeprefix("src/").removesuffix(".rs").split("/")
+    if parts[-1] == "mod" or (len(parts) == 1 and parts[0] in ("lib", "main")):
+        parts = parts[:-1]
+    return tuple(parts)
+
+
+def expand_use(tree):
+    """`a::{b, c::{d, e}}` -> ["a::b", "a::c::d", "a::c::e"]."""
+    tree = re.sub(r"\s+", "", tree)
+    i = tree.find("{")
+    if i < 0:
+        return [tree]
+    prefix, body = tree[:i], tree[i + 1:-1]
+    items, depth, start = [], 0, 0
+    for j, ch in enumerate(body):
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(body[start:j])
+            start = j + 1
+    items.append(body[start:])
+    return [p for item in items if item for p in expand_use(prefix + item)]
+
+
+def code_of(text):
+    """The text without comments, string literals and the trailing test module."""
+    cut = re.search(r"^#\[cfg\(test\)\]\s*\n\s*mod tests\b", text, re.M)
+    if cut:
+        text = text[:cut.start()]
+    text = re.sub(r'r#*"(?:.|\n)*?"#*|"(?:\\.|[^"\\])*"', '""', text)
+    return re.sub(r"//[^\n]*", "", text)
+
+
+def file_edges(crate_files):
+    """{file: {files it names}} within one crate; a file naming an ancestor
+    module (its parent's items, `super::`) is not an edge: a folder's `mod.rs`
+    holds what its files share."""
+    modules = {module_of(f): f for f in crate_files}
+    edges = {}
+    for rel, text in crate_files.items():
+        here = module_of(rel)
+        code = code_of(text)
+        paths = [p for tree in re.findall(r"\buse\s+([^;]+);", code) for p in expand_use(tree)]
+        rest = re.sub(r"\buse\s+[^;]+;", "", code)
+        paths += re.findall(r"\b(?:crate|super|self)(?:::\w+)+", rest)
+        children = {m[-1] for m in modules if len(m) == len(here) + 1 and m[:-1] == here}
+        paths += [m + "::x" for m in re.findall(r"(?<![:\w])(\w+)::", rest) if m in children]
+        targets = set()
+        for path in paths:
+            segs = [s for s in path.split("::") if s]
+            if not segs:
+                continue
+            if segs[0] == "crate":
+                base, segs = (), segs[1:]
+            elif segs[0] in ("super", "self"):
+                base = here
+                while segs and segs[0] in ("super", "self"):
+                    base = base[:-1] if segs[0] == "super" else base
+                    segs = segs[1:]
+            elif segs[0] in children:
+                base = here
+            else:
+                continue  # another crate, std, or a local item
+            full = base + tuple(segs)
+            for n in range(len(full), -1, -1):
+                if full[:n] in modules:
+                    target = full[:n]
+                    break
+            if target != here[:len(target)]:  # not an ancestor (nor the file itself)
+                targets.add(modules[target])
+        edges[rel] = targets
+    return edges
+
+
+def circles(edges):
+    """Strongly connected groups of more than one file (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in sorted(edges.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def check_circles(sources):
+    """sources: {crate: {rel: text}}."""
+    errors = []
+    for crate, files in sorted(sources.items()):
+        edges = file_edges(files)
+        for group in circles(edges):
+            detail = "; ".join(f"{a} -> {', '.join(sorted(edges[a] & set(group)))}" for a in group)
+            errors.append(f"circle: crates/{crate}: {' <-> '.join(group)} ({detail})")
+    return errors
+
+
 def source_files():
     files = {}
     for path in sorted((ROOT / "crates").glob("*/src/**/*.rs")):
         crate = path.relative_to(ROOT / "crates").parts[0]
         files.setdefault(crate, []).append(path.relative_to(ROOT / "crates" / crate).as_posix())
     return files
+
+
+def source_texts(files):
+    return {crate: {rel: (ROOT / "crates" / crate / rel).read_text() for rel in rels}
+            for crate, rels in files.items()}
 
 
 def self_test(metadata, text, files):
@@ -236,7 +370,24 @@ def self_test(metadata, text, files):
         "codemap: crates/x/src/f.rs is not named in ARCHITECTURE.md's codemap",
         "codemap: crates/x/src/g/b.rs is not named in ARCHITECTURE.md's codemap",
     ], got
-    print(f"layers self-test: ok ({len(cases)} planted dependency violations and 5 codemap omissions caught)")
+    # Circles: none today; a planted one between siblings, another around a loop
+    # through `crate::` paths and a child named from its parent's file; an
+    # ancestor named, a comment and a test module are no dependency.
+    planted = {"x": {
+        "src/lib.rs": "mod a;\nmod b;\nmod c;\n",
+        "src/a/mod.rs": "mod d;\nmod e;\nuse d::X;\n",
+        "src/a/d.rs": "use super::{e::Y, Shared};\n",
+        "src/a/e.rs": "pub fn f() { super::d::g() }\n",
+        "src/b.rs": "pub fn h() { crate::c::i() }\n// crate::a::d in a comment\n",
+        "src/c.rs": "use crate::{a::Shared, self as _};\n#[cfg(test)]\nmod tests {\n    use crate::a::d;\n}\n",
+    }}
+    got = check_circles(planted)
+    assert got == ["circle: crates/x: src/a/d.rs <-> src/a/e.rs (src/a/d.rs -> src/a/e.rs; src/a/e.rs -> src/a/d.rs)"], got
+    planted["x"]["src/a/mod.rs"] += "pub fn k() { crate::b::h() }\n"
+    planted["x"]["src/c.rs"] = "use crate::a::k;\n"
+    got = check_circles(planted)
+    assert any("src/a/mod.rs <-> src/b.rs <-> src/c.rs" in e for e in got), got
+    print(f"layers self-test: ok ({len(cases)} planted dependency violations, 5 codemap omissions and 2 file circles caught)")
 
 
 def main():
@@ -251,14 +402,14 @@ def main():
     if args.self_test:
         self_test(metadata, text, files)
         return 0
-    errors = check_layers(metadata) + check_codemap(text, files)
+    errors = check_layers(metadata) + check_codemap(text, files) + check_circles(source_texts(files))
     if errors:
         for e in errors:
             print(e, file=sys.stderr)
         print(f"layers: {len(errors)} violation(s) of ARCHITECTURE.md", file=sys.stderr)
         return 1
     count = sum(len(f) for f in files.values())
-    print(f"layers: dependencies point down, {API} is serde-only; the codemap names all {count} source files")
+    print(f"layers: dependencies point down, {API} is serde-only; the codemap names all {count} source files; no file circle")
     return 0
 
 

@@ -232,8 +232,9 @@ impl Report {
     /// The Prometheus text exposition format, for node_exporter's textfile
     /// collector: `baton_bench_value{benchmark, statistic, unit}` per
     /// statistic, `baton_bench_noise_ratio`, and `baton_bench_fit_slope` /
-    /// `baton_bench_fit_r2` per fit.
-    pub fn prometheus(&self, targets: &[crate::targets::Outcome]) -> String {
+    /// `baton_bench_fit_r2` per fit (the targets' lines are
+    /// [`targets::prometheus`](crate::targets::prometheus)).
+    pub fn prometheus(&self) -> String {
         let mut out = String::new();
         let e = &self.environment;
         let _ = writeln!(
@@ -280,20 +281,6 @@ impl Report {
                 );
             }
         }
-        if !targets.is_empty() {
-            out.push_str("# HELP baton_bench_target_met 1 when the target holds, 0 on a miss.\n# TYPE baton_bench_target_met gauge\n");
-            for t in targets {
-                if let Some(met) = t.met {
-                    let _ = writeln!(
-                        out,
-                        "baton_bench_target_met{{benchmark=\"{}\",statistic=\"{}\"}} {}",
-                        escape(&t.target.benchmark),
-                        escape(&t.target.statistic),
-                        u8::from(met)
-                    );
-                }
-            }
-        }
         let _ = writeln!(
             out,
             "# HELP baton_bench_load_average 1-minute load average at the end of the run.\n# TYPE baton_bench_load_average gauge\nbaton_bench_load_average {}",
@@ -313,7 +300,7 @@ fn prom_float(v: f64) -> String {
     }
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
@@ -434,7 +421,7 @@ pub(crate) mod tests {
         assert!(r.table().contains("15.00 µs"));
         let csv = r.csv();
         assert_eq!(csv.lines().count(), 2);
-        let prom = r.prometheus(&[]);
+        let prom = r.prometheus();
         assert!(prom.contains(
             "baton_bench_value{benchmark=\"planning/random/10/total\",statistic=\"median\""
         ));

@@ -13,11 +13,12 @@
 //! with a `k`, `M` or `G` suffix (`100k`, `1.5M`) otherwise. A target is
 //! never relaxed to pass: a miss exits 1 with the measured value.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::report::{Report, format_value};
+use crate::report::{Report, escape, format_value};
 
 /// One target.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -242,10 +243,59 @@ pub fn evaluate(targets: &[Target], report: &Report) -> Vec<Outcome> {
         .collect()
 }
 
+/// The targets' outcomes in the Prometheus text format, to follow
+/// [`Report::prometheus`]: `baton_bench_target_met{benchmark, statistic}`, 1 when
+/// the target holds, 0 on a miss (none for a target without a measurement).
+pub fn prometheus(targets: &[Outcome]) -> String {
+    let mut out = String::new();
+    if targets.is_empty() {
+        return out;
+    }
+    out.push_str("# HELP baton_bench_target_met 1 when the target holds, 0 on a miss.\n# TYPE baton_bench_target_met gauge\n");
+    for t in targets {
+        if let Some(met) = t.met {
+            let _ = writeln!(
+                out,
+                "baton_bench_target_met{{benchmark=\"{}\",statistic=\"{}\"}} {}",
+                escape(&t.target.benchmark),
+                escape(&t.target.statistic),
+                u8::from(met)
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::report::Record;
+
+    #[test]
+    fn outcomes_become_prometheus_lines_one_per_evaluated_target() {
+        let ts = parse(
+            "[[target]]\nbenchmark = \"a/b\"\nmax = 1\n[[target]]\nbenchmark = \"c\"\nstatistic = \"p95\"\nmin = 2\n[[target]]\nbenchmark = \"skipped\"\nmax = 3\n",
+        )
+        .unwrap();
+        let outcome = |t: &Target, met| Outcome {
+            target: t.clone(),
+            measured: None,
+            met,
+            message: String::new(),
+        };
+        let text = prometheus(&[
+            outcome(&ts[0], Some(true)),
+            outcome(&ts[1], Some(false)),
+            outcome(&ts[2], None),
+        ]);
+        assert!(text.starts_with("# HELP baton_bench_target_met"), "{text}");
+        assert!(
+            text.contains("baton_bench_target_met{benchmark=\"a/b\",statistic=\"median\"} 1\n")
+        );
+        assert!(text.contains("baton_bench_target_met{benchmark=\"c\",statistic=\"p95\"} 0\n"));
+        assert!(!text.contains("skipped"), "{text}");
+        assert_eq!(prometheus(&[]), "");
+    }
 
     #[test]
     fn bounds_parse_in_the_records_unit() {

@@ -195,7 +195,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         write_file(path, &baton_bench::html::render(&report))?;
     }
     if let Some(path) = &args.prometheus {
-        write_file(path, &report.prometheus(&outcomes))?;
+        let text = report.prometheus() + &baton_bench::targets::prometheus(&outcomes);
+        write_file(path, &text)?;
     }
     Ok(if failed {
         ExitCode::from(1)

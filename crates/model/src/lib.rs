@@ -142,7 +142,7 @@ pub fn load_timed(source: &Source) -> Result<(Checked, Timings), Error> {
             {
                 let mut de = serde_json::Deserializer::from_str(&source.text);
                 serde::de::DeserializeSeed::deserialize(
-                    raw::DocumentSeed::for_len(source.text.len()),
+                    raw::DocumentSeed::for_len(source.text.len(), validate::task),
                     &mut de,
                 )
                 .and_then(|doc| de.end().map(|()| doc))
@@ -169,7 +169,7 @@ pub fn load_timed(source: &Source) -> Result<(Checked, Timings), Error> {
                     options,
                     |de| {
                         serde::de::DeserializeSeed::deserialize(
-                            raw::DocumentSeed::for_len(source.text.len()),
+                            raw::DocumentSeed::for_len(source.text.len(), validate::task),
                             de,
                         )
                     },

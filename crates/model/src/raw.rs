@@ -11,7 +11,6 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::Value;
 
 use crate::diag::{Path, Report};
-use crate::validate;
 use crate::workflow::Task;
 
 /// Known task fields, in the order the docs list them.
@@ -197,6 +196,7 @@ fn workflow_fields<'de, A: MapAccess<'de>>(
     root: &Path,
     report: &mut Report,
     tasks_hint: usize,
+    convert: ConvertTask,
 ) -> Result<(), A::Error> {
     while let Some(k) = key {
         match k.as_str() {
@@ -206,6 +206,7 @@ fn workflow_fields<'de, A: MapAccess<'de>>(
             "agents" => w.agents = map.next_value()?,
             "tasks" => {
                 w.tasks = map.next_value_seed(TasksSeed {
+                    convert,
                     path: root.key("tasks"),
                     report: &mut *report,
                     capacity: tasks_hint,
@@ -222,8 +223,13 @@ fn workflow_fields<'de, A: MapAccess<'de>>(
     Ok(())
 }
 
+/// Turns a task as read into a task of the model (validation's `task`, passed
+/// in so that parsing does not depend on validation, which reads its types).
+pub(crate) type ConvertTask = fn(RawTask, &Path, usize, &mut Report) -> Task;
+
 /// Reads the task list, converting each task as soon as it is read.
 struct TasksSeed<'a> {
+    convert: ConvertTask,
     path: Path,
     report: &'a mut Report,
     /// Room to reserve up front when the format gives no length.
@@ -246,7 +252,7 @@ impl<'de> Visitor<'de> for TasksSeed<'_> {
         let mut tasks = Vec::with_capacity(seq.size_hint().unwrap_or(self.capacity));
         while let Some(raw) = seq.next_element::<RawTask>()? {
             let i = tasks.len();
-            tasks.push(validate::task(raw, &self.path, i, self.report));
+            tasks.push((self.convert)(raw, &self.path, i, self.report));
         }
         Ok(Some(tasks))
     }
@@ -259,6 +265,7 @@ impl<'de> Visitor<'de> for TasksSeed<'_> {
 }
 
 struct WorkflowSeed<'a> {
+    convert: ConvertTask,
     workflow: &'a mut RawWorkflow,
     root: Path,
     report: &'a mut Report,
@@ -286,6 +293,7 @@ impl<'de> Visitor<'de> for WorkflowSeed<'_> {
             &self.root,
             self.report,
             self.tasks_hint,
+            self.convert,
         )
     }
 }
@@ -297,15 +305,18 @@ pub(crate) struct DocumentSeed {
     /// again and again; reserving once avoids that, and pages reserved but
     /// never written cost nothing.
     pub tasks_hint: usize,
+    /// How each task is converted as soon as it is read.
+    pub convert: ConvertTask,
 }
 
 impl DocumentSeed {
     /// A seed for a document of `len` bytes: a task takes at least ~40 bytes
     /// as people and generators write them; if there are more, the list
     /// grows as usual.
-    pub(crate) fn for_len(len: usize) -> DocumentSeed {
+    pub(crate) fn for_len(len: usize, convert: ConvertTask) -> DocumentSeed {
         DocumentSeed {
             tasks_hint: len / 40,
+            convert,
         }
     }
 }
@@ -330,6 +341,7 @@ impl<'de> Visitor<'de> for DocumentSeed {
         if first == "workflow" {
             doc.wrapped = true;
             map.next_value_seed(WorkflowSeed {
+                convert: self.convert,
                 workflow: &mut doc.workflow,
                 root: Path::root().key("workflow"),
                 report: &mut doc.report,
@@ -348,6 +360,7 @@ impl<'de> Visitor<'de> for DocumentSeed {
                 &Path::root(),
                 &mut doc.report,
                 self.tasks_hint,
+                self.convert,
             )?;
         }
         Ok(doc)

@@ -5,6 +5,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use baton_api::{FieldError, PROBLEM_JSON, Problem};
 
+/// What a handler returns: a value, or the error answered as problem+json.
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
+
 /// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

@@ -6,8 +6,7 @@ use axum::response::Response;
 use baton_engine::store::RunId;
 
 use crate::AppState;
-use crate::error::ApiError;
-use crate::routes::ApiResult;
+use crate::error::{ApiError, ApiResult};
 
 /// A call about one run, kept so that it can be forwarded to the instance that
 /// drives the run.

@@ -24,10 +24,9 @@ use bytes::Bytes;
 use serde_json::json;
 
 use crate::AppState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
 
 pub(super) type St = State<Arc<AppState>>;
-pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// JSON with a status.
 pub(super) fn reply<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
