@@ -29,13 +29,12 @@ import argparse
 import copy
 import json
 import re
-import subprocess
 import sys
 import tomllib
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from workspace import ROOT, cargo_metadata
 POLICY = ROOT / ".ci" / "deps.toml"
 
 
@@ -196,14 +195,6 @@ def check(metadata, allowed, clarify, duplicates):
         if len(versions.get(name, [])) < 2:
             warnings.append(f"stale: {name} is listed under [[duplicates]] but appears in one version or none; remove the entry")
     return errors, warnings
-
-
-def cargo_metadata():
-    out = subprocess.run(
-        ["cargo", "metadata", "--format-version", "1", "--locked", "--all-features"],
-        cwd=ROOT, check=True, stdout=subprocess.PIPE,
-    ).stdout
-    return json.loads(out)
 
 
 def self_test(metadata, policy):

@@ -31,11 +31,10 @@ import argparse
 import copy
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from workspace import ROOT, cargo_metadata
 
 # Bottom to top; a crate may depend only on crates of lower layers.
 LAYERS = [
@@ -63,14 +62,6 @@ BINARIES = {"baton-cli"}
 API = "baton-api"
 API_ALLOWED = {"serde", "serde_json"}
 API_BANNED = {"axum", "hyper", "hyper-util", "http", "http-body", "tower", "tokio", "reqwest"}
-
-
-def cargo_metadata():
-    out = subprocess.run(
-        ["cargo", "metadata", "--format-version", "1", "--locked", "--all-features"],
-        cwd=ROOT, check=True, stdout=subprocess.PIPE,
-    ).stdout
-    return json.loads(out)
 
 
 def check_layers(metadata):
