@@ -117,6 +117,19 @@ pub enum Error {
     /// The log was closed.
     #[error("the event log is closed")]
     Closed,
+    /// An event log URL names no backend.
+    #[error(
+        "unknown event log `{0}`: expected `disk`, `memory`, `redis://HOST:PORT` or `nats://HOST:PORT`"
+    )]
+    UnknownBackend(String),
+    /// An event log URL names a backend this build does not include.
+    #[error("this build has no {backend} event log: build with `--features {feature}`")]
+    NotBuilt {
+        /// The backend (`Redis`, `NATS`).
+        backend: &'static str,
+        /// The cargo feature that compiles it in.
+        feature: &'static str,
+    },
     /// The Redis Streams backend failed (connection, server reply or a stored entry).
     #[cfg(feature = "redis")]
     #[error(transparent)]

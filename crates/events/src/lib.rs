@@ -48,7 +48,7 @@ mod options;
 pub mod redis;
 mod types;
 
-pub use crate::any::AnyLog;
+pub use crate::any::{AnyLog, Backend, OpenOptions};
 pub use crate::disk::{DiskLog, DiskOptions, Follower, Fsync};
 pub use crate::error::{Error, Result};
 pub use crate::event::{Event, EventId, Offset, key_hash};
