@@ -20,12 +20,12 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::error::check_name;
 use crate::event::key_hash;
+use crate::rules::{self, check_name};
 use crate::types::{Chunk, Slice};
 use crate::{
-    DEAD_LETTER_SUFFIX, Error, Event, GroupInfo, MemberInfo, Offset, Options, PartitionInfo,
-    PendingEntry, Polled, Record, Result, SeekTo, TopicInfo, TopicOptions,
+    Error, Event, GroupInfo, MemberInfo, Offset, Options, PartitionInfo, PendingEntry, Polled,
+    Record, Result, SeekTo, TopicInfo, TopicOptions,
 };
 
 /// Acknowledged offsets of one partition as `(first, count)` runs.
@@ -418,11 +418,7 @@ impl Topic {
     pub(crate) fn part(&self, partition: u32) -> Result<&Mutex<PartLog>> {
         self.parts
             .get(partition as usize)
-            .ok_or_else(|| Error::UnknownPartition {
-                topic: self.name.to_string(),
-                partition,
-                partitions: self.options.partitions,
-            })
+            .ok_or_else(|| rules::unknown_partition(&self.name, partition, self.options.partitions))
     }
 
     pub(crate) fn group(&self, name: &str) -> Option<Arc<Group>> {
@@ -685,15 +681,6 @@ impl<J: Journal> Core<J> {
             .ok_or_else(|| Error::UnknownTopic(name.to_owned()))
     }
 
-    fn defaults_for(&self, name: &str) -> TopicOptions {
-        let mut o = self.options.topic_defaults.clone();
-        if name.ends_with(DEAD_LETTER_SUFFIX) {
-            // Dead letters are kept for people to inspect, never dead-lettered again.
-            o.max_deliveries = 0;
-        }
-        o
-    }
-
     /// Installs a topic with a known id (disk backend, on open).
     pub(crate) fn restore_topic(&self, id: u32, name: &str, options: TopicOptions) -> Arc<Topic> {
         let mut topics = self.topics.write().unwrap_or_else(|e| e.into_inner());
@@ -711,7 +698,8 @@ impl<J: Journal> Core<J> {
     ) -> Result<Arc<Topic>> {
         check_name("topic", name)?;
         let explicit = options.is_some();
-        let options = options.unwrap_or_else(|| self.defaults_for(name));
+        let options =
+            options.unwrap_or_else(|| rules::topic_defaults(&self.options.topic_defaults, name));
         options.validate()?;
         if let Some(t) = self.topic(name) {
             return check_same(&t, &options, explicit);
@@ -758,33 +746,8 @@ impl<J: Journal> Core<J> {
             .clone()
     }
 
-    fn check_batch(&self, batch: &[Event]) -> Result<()> {
-        let l = &self.options.limits;
-        let mut total = 0usize;
-        for (index, e) in batch.iter().enumerate() {
-            let size = e.size();
-            if size > l.max_event_bytes {
-                return Err(Error::EventTooLarge {
-                    index,
-                    size,
-                    limit: l.max_event_bytes,
-                });
-            }
-            total += size;
-        }
-        if batch.len() > l.max_batch_events || total > l.max_batch_bytes {
-            return Err(Error::BatchTooLarge {
-                events: batch.len(),
-                bytes: total,
-                max_events: l.max_batch_events,
-                max_bytes: l.max_batch_bytes,
-            });
-        }
-        Ok(())
-    }
-
     pub(crate) async fn publish(&self, topic: &str, batch: Vec<Event>) -> Result<Vec<Offset>> {
-        self.check_batch(&batch)?;
+        rules::check_batch(&self.options.limits, &batch)?;
         let t = match self.topic(topic) {
             Some(t) => t,
             None => self.create_topic(topic, None)?,
@@ -1180,11 +1143,9 @@ impl<J: Journal> Core<J> {
         let mut i = 0;
         while i < ids.len() {
             let p = ids[i].partition;
-            let mut gp = g.part(p).ok_or_else(|| Error::UnknownPartition {
-                topic: topic.to_owned(),
-                partition: p,
-                partitions: t.options.partitions,
-            })?;
+            let mut gp = g
+                .part(p)
+                .ok_or_else(|| rules::unknown_partition(topic, p, t.options.partitions))?;
             let mut ranges = Vec::new();
             let mut cached: Option<(u64, u64)> = None;
             while i < ids.len() && ids[i].partition == p {
@@ -1248,11 +1209,9 @@ impl<J: Journal> Core<J> {
         let mut i = 0;
         while i < sorted.len() {
             let p = sorted[i].partition;
-            let mut gp = g.part(p).ok_or_else(|| Error::UnknownPartition {
-                topic: topic.to_owned(),
-                partition: p,
-                partitions: t.options.partitions,
-            })?;
+            let mut gp = g
+                .part(p)
+                .ok_or_else(|| rules::unknown_partition(topic, p, t.options.partitions))?;
             while i < sorted.len() && sorted[i].partition == p {
                 // A stretch of consecutive offsets inside one run becomes its own run.
                 let a = sorted[i].offset;
@@ -1484,11 +1443,11 @@ impl<J: Journal> Core<J> {
         if let SeekTo::Offsets(list) = &to
             && let Some(bad) = list.iter().find(|o| o.partition >= t.options.partitions)
         {
-            return Err(Error::UnknownPartition {
-                topic: topic.to_owned(),
-                partition: bad.partition,
-                partitions: t.options.partitions,
-            });
+            return Err(rules::unknown_partition(
+                topic,
+                bad.partition,
+                t.options.partitions,
+            ));
         }
         // All of the group's partitions are locked (in index order, like everywhere)
         // so the seek is journaled and applied as one step.
@@ -1538,12 +1497,7 @@ fn split_by_partition(batch: Vec<Event>, n: u32) -> Vec<(Vec<Event>, Vec<usize>)
 }
 
 fn check_same(t: &Arc<Topic>, requested: &TopicOptions, explicit: bool) -> Result<Arc<Topic>> {
-    if explicit && t.options != *requested {
-        return Err(Error::TopicMismatch {
-            topic: t.name.to_string(),
-            detail: format!("existing {:?}, requested {:?}", t.options, requested),
-        });
-    }
+    rules::check_same(&t.name, &t.options, explicit.then_some(requested))?;
     Ok(t.clone())
 }
 

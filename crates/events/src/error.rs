@@ -152,36 +152,3 @@ impl Error {
         }
     }
 }
-
-/// Checks a topic, group or member name.
-pub(crate) fn check_name(what: &'static str, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 200
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidName {
-            what,
-            name: name.to_owned(),
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        assert!(check_name("topic", "runs.task-1_x").is_ok());
-        assert!(check_name("topic", "").is_err());
-        assert!(check_name("topic", "../etc").is_err());
-        assert!(check_name("topic", ".hidden").is_err());
-        assert!(check_name("topic", "a/b").is_err());
-        assert!(check_name("topic", &"x".repeat(201)).is_err());
-    }
-}

@@ -46,6 +46,7 @@ pub mod nats;
 mod options;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod rules;
 mod types;
 
 pub use crate::any::{AnyLog, Backend, OpenOptions};

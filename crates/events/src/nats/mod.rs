@@ -104,12 +104,12 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::error::check_name;
 use crate::event::now_ms;
+use crate::rules::{self, check_name};
 use crate::{
-    Chunk, DEAD_LETTER_SUFFIX, Event, EventId, EventLog, GroupInfo, Limits, MemberInfo, Offset,
-    Options, PartitionInfo, PendingEntry, Polled, Record, Result, SeekTo, Slice, TopicInfo,
-    TopicOptions, dead_letter_topic, key_hash,
+    Chunk, Event, EventId, EventLog, GroupInfo, MemberInfo, Offset, Options, PartitionInfo,
+    PendingEntry, Polled, Record, Result, SeekTo, Slice, TopicInfo, TopicOptions,
+    dead_letter_topic, key_hash,
 };
 
 pub use self::api::ApiError;
@@ -365,30 +365,6 @@ fn check_prefix(prefix: &str) -> Result<()> {
     }
 }
 
-fn check_batch(l: &Limits, batch: &[Event]) -> Result<()> {
-    let mut total = 0usize;
-    for (index, e) in batch.iter().enumerate() {
-        let size = e.size();
-        if size > l.max_event_bytes {
-            return Err(crate::Error::EventTooLarge {
-                index,
-                size,
-                limit: l.max_event_bytes,
-            });
-        }
-        total += size;
-    }
-    if batch.len() > l.max_batch_events || total > l.max_batch_bytes {
-        return Err(crate::Error::BatchTooLarge {
-            events: batch.len(),
-            bytes: total,
-            max_events: l.max_batch_events,
-            max_bytes: l.max_batch_bytes,
-        });
-    }
-    Ok(())
-}
-
 fn api_error(what: impl Into<String>, error: ApiError) -> crate::Error {
     Error::Api {
         what: what.into(),
@@ -538,15 +514,6 @@ impl NatsLog {
             options,
             groups: Mutex::new(HashMap::new()),
         })
-    }
-
-    fn defaults_for(&self, name: &str) -> TopicOptions {
-        let mut o = self.inner.opts.log.topic_defaults.clone();
-        if name.ends_with(DEAD_LETTER_SUFFIX) {
-            // Dead letters are kept for people to inspect, never dead-lettered again.
-            o.max_deliveries = 0;
-        }
-        o
     }
 
     // ----- requests ----------------------------------------------------------------
@@ -771,7 +738,9 @@ impl NatsLog {
             if !create {
                 return Err(crate::Error::UnknownTopic(name.to_owned()));
             }
-            let options = explicit.cloned().unwrap_or_else(|| self.defaults_for(name));
+            let options = explicit.cloned().unwrap_or_else(|| {
+                rules::topic_defaults(&self.inner.opts.log.topic_defaults, name)
+            });
             let t = self.new_topic(name, options);
             // Partition 0 last: its stream is what marks the topic as complete.
             let created = match self
@@ -1492,13 +1461,7 @@ enum Received {
 }
 
 fn check_same(t: &Topic, requested: Option<&TopicOptions>) -> Result<()> {
-    match requested {
-        Some(o) if *o != t.options => Err(crate::Error::TopicMismatch {
-            topic: t.name.clone(),
-            detail: format!("existing {:?}, requested {:?}", t.options, o),
-        }),
-        _ => Ok(()),
-    }
+    rules::check_same(&t.name, &t.options, requested)
 }
 
 async fn advisory_loop(inner: Weak<Inner>, mut sub: Subscriber) {
@@ -1525,7 +1488,7 @@ impl EventLog for NatsLog {
     async fn publish(&self, topic: &str, batch: Vec<Event>) -> Result<Vec<Offset>> {
         self.check_open()?;
         check_name("topic", topic)?;
-        check_batch(&self.inner.opts.log.limits, &batch)?;
+        rules::check_batch(&self.inner.opts.log.limits, &batch)?;
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -1811,13 +1774,7 @@ impl EventLog for NatsLog {
     ) -> Result<Vec<Record>> {
         self.check_open()?;
         let t = self.topic(topic, None, false).await?;
-        if partition >= t.options.partitions {
-            return Err(crate::Error::UnknownPartition {
-                topic: topic.to_owned(),
-                partition,
-                partitions: t.options.partitions,
-            });
-        }
+        rules::check_partition(topic, partition, t.options.partitions)?;
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -1878,11 +1835,7 @@ impl EventLog for NatsLog {
                 .collect(),
             SeekTo::Offsets(offsets) => {
                 if let Some(bad) = offsets.iter().find(|o| o.partition >= n) {
-                    return Err(crate::Error::UnknownPartition {
-                        topic: topic.to_owned(),
-                        partition: bad.partition,
-                        partitions: n,
-                    });
+                    return Err(rules::unknown_partition(topic, bad.partition, n));
                 }
                 offsets
                     .iter()

@@ -106,11 +106,11 @@ use tokio::time::Instant;
 
 use self::codec::reply;
 use self::conn::{BLOCK_CAP, Connections, eval_cmd};
-use crate::error::check_name;
+use crate::rules::{self, check_name};
 use crate::{
-    Chunk, DEAD_LETTER_SUFFIX, Dedup, Event, EventId, EventLog, GroupInfo, MemberInfo, Offset,
-    Options, PartitionInfo, PendingEntry, Polled, Record, Result, Retention, SeekTo, Slice,
-    TopicInfo, TopicOptions, key_hash,
+    Chunk, Dedup, Event, EventId, EventLog, GroupInfo, MemberInfo, Offset, Options, PartitionInfo,
+    PendingEntry, Polled, Record, Result, Retention, SeekTo, Slice, TopicInfo, TopicOptions,
+    key_hash,
 };
 
 /// What can go wrong talking to Redis.
@@ -417,15 +417,7 @@ impl Topic {
     }
 
     fn check_partition(&self, partition: u32) -> Result<()> {
-        if partition < self.partitions() {
-            Ok(())
-        } else {
-            Err(crate::Error::UnknownPartition {
-                topic: self.name.clone(),
-                partition,
-                partitions: self.partitions(),
-            })
-        }
+        rules::check_partition(&self.name, partition, self.partitions())
     }
 }
 
@@ -648,22 +640,13 @@ impl RedisLog {
         Ok(stored.into())
     }
 
-    /// The options a topic gets when it is used before being created.
-    fn defaults_for(&self, name: &str) -> TopicOptions {
-        let mut o = self.inner.options.topic_defaults.clone();
-        if name.ends_with(DEAD_LETTER_SUFFIX) {
-            // Dead letters are kept for people to inspect, never dead-lettered again.
-            o.max_deliveries = 0;
-        }
-        o
-    }
-
     /// Creates the topic in Redis unless it exists; returns it as stored. With
     /// `explicit`, different stored options are an error.
     async fn create(&self, name: &str, options: Option<TopicOptions>) -> Result<Arc<Topic>> {
         check_name("topic", name)?;
         let explicit = options.is_some();
-        let options = options.unwrap_or_else(|| self.defaults_for(name));
+        let options = options
+            .unwrap_or_else(|| rules::topic_defaults(&self.inner.options.topic_defaults, name));
         options.validate()?;
         let existing = match self.cached(name) {
             Some(t) => t,
@@ -685,12 +668,7 @@ impl RedisLog {
                 self.remember(Topic::new(&self.inner.prefix, name, stored))
             }
         };
-        if explicit && existing.options != options {
-            return Err(crate::Error::TopicMismatch {
-                topic: name.to_owned(),
-                detail: format!("existing {:?}, requested {:?}", existing.options, options),
-            });
-        }
+        rules::check_same(name, &existing.options, explicit.then_some(&options))?;
         Ok(existing)
     }
 
@@ -719,29 +697,9 @@ impl RedisLog {
     }
 
     fn check_batch(&self, batch: &[Event]) -> Result<()> {
-        let l = &self.inner.options.limits;
-        let mut total = 0usize;
-        for (index, e) in batch.iter().enumerate() {
-            let size = e.size();
-            if size > l.max_event_bytes {
-                return Err(crate::Error::EventTooLarge {
-                    index,
-                    size,
-                    limit: l.max_event_bytes,
-                });
-            }
-            codec::check(e, index)?;
-            total += size;
-        }
-        if batch.len() > l.max_batch_events || total > l.max_batch_bytes {
-            return Err(crate::Error::BatchTooLarge {
-                events: batch.len(),
-                bytes: total,
-                max_events: l.max_batch_events,
-                max_bytes: l.max_batch_bytes,
-            });
-        }
-        Ok(())
+        rules::check_batch_with(&self.inner.options.limits, batch, |index, e| {
+            Ok(codec::check(e, index)?)
+        })
     }
 
     async fn publish_to(&self, t: &Topic, batch: &[Event]) -> Result<Vec<Offset>> {
