@@ -315,15 +315,14 @@ async fn sample(sc: Scenario) -> Result<Outcome, String> {
         let cleanup = AnyLog::open(&url, &options)
             .await
             .map_err(|e| e.to_string())?;
-        match &cleanup {
+        let deleted = match &cleanup {
             #[cfg(feature = "redis")]
-            AnyLog::Redis(log) => log.purge().await.map_err(|e| e.to_string())?,
+            AnyLog::Redis(log) => log.delete_all_topics().await,
             #[cfg(feature = "nats")]
-            AnyLog::Nats(log) => {
-                log.delete_all_topics().await.map_err(|e| e.to_string())?;
-            }
-            _ => {}
-        }
+            AnyLog::Nats(log) => log.delete_all_topics().await,
+            _ => Ok(0),
+        };
+        deleted.map_err(|e| e.to_string())?;
     }
     outcome
 }

@@ -459,18 +459,21 @@ impl NatsLog {
         Ok(found)
     }
 
-    /// Deletes every topic of the prefix; returns how many streams were deleted. Meant
-    /// for tests and for tearing a deployment down.
+    /// Deletes every topic of the prefix (their partition streams, and with them
+    /// their groups); returns how many topics were deleted. Meant for tests and for
+    /// tearing a deployment down.
     pub async fn delete_all_topics(&self) -> Result<usize> {
         self.check_open()?;
         lock(&self.inner.topics).clear();
-        let mut deleted = 0;
+        let mut deleted = std::collections::HashSet::new();
         for stream in self.stream_names().await? {
-            if self.parse_stream_name(&stream).is_some() && self.delete_stream(&stream).await? {
-                deleted += 1;
+            if let Some((topic, _)) = self.parse_stream_name(&stream)
+                && self.delete_stream(&stream).await?
+            {
+                deleted.insert(topic);
             }
         }
-        Ok(deleted)
+        Ok(deleted.len())
     }
 
     fn check_open(&self) -> Result<()> {

@@ -542,9 +542,10 @@ impl RedisLog {
     }
 
     /// Deletes every topic under the prefix: events, groups, dedup windows and the
-    /// topic list. Other processes using the prefix see the topics vanish (and
-    /// re-create them with their defaults on next use), so stop them first.
-    pub async fn purge(&self) -> Result<()> {
+    /// topic list; returns how many topics were deleted. Other processes using the
+    /// prefix see the topics vanish (and re-create them with their defaults on next
+    /// use), so stop them first. Meant for tests and for tearing a deployment down.
+    pub async fn delete_all_topics(&self) -> Result<usize> {
         const OP: &str = "deleting the log";
         self.check_open()?;
         let c = &self.inner.conns;
@@ -553,6 +554,7 @@ impl RedisLog {
         let mut smembers = redis::cmd("SMEMBERS");
         smembers.arg(&registry);
         let names = reply::array(c.query(OP, &smembers).await?, "topic names").map_err(err)?;
+        let deleted = names.len();
         for name in names {
             let name = reply::string(name, "a topic name").map_err(err)?;
             let tag = format!("{}:{{{name}}}", self.inner.prefix);
@@ -591,7 +593,7 @@ impl RedisLog {
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&name);
         }
-        Ok(())
+        Ok(deleted)
     }
 
     fn check_open(&self) -> Result<()> {

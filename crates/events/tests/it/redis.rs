@@ -81,11 +81,11 @@ impl Drop for Redis {
                 .expect("runtime");
             rt.block_on(async {
                 let log = RedisLog::open(options).await?;
-                log.purge().await
+                log.delete_all_topics().await
             })
         });
         match cleanup.join() {
-            Ok(Ok(())) => {}
+            Ok(Ok(_)) => {}
             Ok(Err(e)) => eprintln!("could not delete the test's keys: {e}"),
             Err(_) => eprintln!("could not delete the test's keys: the cleanup panicked"),
         }
@@ -342,7 +342,7 @@ async fn nack_delay_longer_than_the_visibility_timeout() {
 }
 
 #[tokio::test]
-async fn keys_live_under_the_prefix_and_purge_removes_them() {
+async fn keys_live_under_the_prefix_and_delete_all_topics_removes_them() {
     let mut f = Redis::new();
     if !f.available() {
         return;
@@ -362,7 +362,7 @@ async fn keys_live_under_the_prefix_and_purge_removes_them() {
     assert!(elsewhere.topics().await.unwrap().is_empty());
     elsewhere.publish("runs", vec![ev("k", 2)]).await.unwrap();
     assert_eq!(log.topics().await.unwrap()[0].events(), 1);
-    log.purge().await.unwrap();
+    assert_eq!(log.delete_all_topics().await.unwrap(), 1);
     assert!(log.topics().await.unwrap().is_empty());
     assert!(matches!(
         log.read("runs", 0, 0, 10).await,
