@@ -47,6 +47,8 @@ mod options;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod rules;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod types;
 
 pub use crate::any::{AnyLog, Backend, OpenOptions};

@@ -13,19 +13,9 @@ use baton_events::{Error, Event, EventLog, Options, RedisLog, RedisOptions, Topi
 use crate::Factory;
 
 /// The server's URL, or `None` (after saying so) when the tests should skip.
+/// Panics in CI, where a missing server is a configuration error.
 pub fn url() -> Option<String> {
-    match std::env::var("BATON_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("BATON_TEST_REDIS_URL is not set but CI is: the Redis tests need a server")
-        }
-        _ => {
-            eprintln!(
-                "skipped: set BATON_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379) to run the Redis tests"
-            );
-            None
-        }
-    }
+    baton_events::testing::server_url("BATON_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 }
 
 /// A prefix no other test (in this or another process) uses.
