@@ -315,7 +315,7 @@ async fn sample(sc: Scenario) -> Result<Outcome, String> {
         let cleanup = AnyLog::open(&url, &options)
             .await
             .map_err(|e| e.to_string())?;
-        let deleted = match &cleanup {
+        let deleted: baton_events::Result<usize> = match &cleanup {
             #[cfg(feature = "redis")]
             AnyLog::Redis(log) => log.delete_all_topics().await,
             #[cfg(feature = "nats")]

@@ -642,14 +642,10 @@ impl<J: Journal> Core<J> {
                 positions.push((p as u32, pos));
             }
         }
-        if let SeekTo::Offsets(list) = &to
-            && let Some(bad) = list.iter().find(|o| o.partition >= t.options.partitions)
-        {
-            return Err(rules::unknown_partition(
-                topic,
-                bad.partition,
-                t.options.partitions,
-            ));
+        if let SeekTo::Offsets(list) = &to {
+            for o in list {
+                rules::check_partition(topic, o.partition, t.options.partitions)?;
+            }
         }
         // All of the group's partitions are locked (in index order, like everywhere)
         // so the seek is journaled and applied as one step.
