@@ -6,7 +6,7 @@
 
 use std::hash::BuildHasher;
 
-use super::partition::PartLimits;
+use super::PartLimits;
 
 /// Recently published ids of one partition, in two generations: ids go into `cur`;
 /// when it holds half the window or is half the window's age old, it becomes `prev`

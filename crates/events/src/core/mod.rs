@@ -37,6 +37,16 @@ use crate::{
     Record, Result, SeekTo, TopicInfo, TopicOptions,
 };
 
+/// Per-partition shares of a topic's bounds (retention and dedup), shared by the
+/// partition logs and their dedup windows.
+pub(crate) struct PartLimits {
+    max_events: Option<u64>,
+    max_bytes: Option<u64>,
+    max_age: Option<Duration>,
+    dedup_ids: usize,
+    dedup_age: Duration,
+}
+
 /// Acknowledged offsets of one partition as `(first, count)` runs.
 pub(crate) type AckRanges = Vec<(u32, Vec<(u64, u32)>)>;
 

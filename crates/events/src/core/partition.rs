@@ -6,13 +6,12 @@
 use std::collections::VecDeque;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use super::dedup::DedupWindow;
 use super::group::Group;
-use super::{FastMap, lock};
+use super::{FastMap, PartLimits, lock};
 use crate::rules;
 use crate::types::{Chunk, Slice};
 use crate::{Error, Event, Polled, Result, TopicOptions};
@@ -119,15 +118,6 @@ impl PartLog {
         }
         removed
     }
-}
-
-/// Per-partition shares of a topic's bounds.
-pub(crate) struct PartLimits {
-    pub(super) max_events: Option<u64>,
-    pub(super) max_bytes: Option<u64>,
-    pub(super) max_age: Option<Duration>,
-    pub(super) dedup_ids: usize,
-    pub(super) dedup_age: Duration,
 }
 
 /// A topic.
