@@ -1,12 +1,101 @@
 //! [`AnyLog`]: one type over every backend, for programs that pick the backend at
-//! run time (`baton serve --events URL`).
+//! run time (`baton serve --events URL`), and [`AnyLog::open`], the one place a URL
+//! becomes a backend.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::{
-    DiskLog, Event, EventLog, GroupInfo, MemoryLog, Offset, PendingEntry, Polled, Record, Result,
-    SeekTo, TopicInfo, TopicOptions,
+    DiskLog, DiskOptions, Error, Event, EventLog, GroupInfo, MemoryLog, Offset, PendingEntry,
+    Polled, Record, Result, SeekTo, TopicInfo, TopicOptions,
 };
+
+/// A backend as an event log URL names it, before anything is opened.
+///
+/// | URL | backend |
+/// |---|---|
+/// | `memory` | [`MemoryLog`] |
+/// | `disk` | [`DiskLog`] in [`OpenOptions::dir`] |
+/// | `redis://HOST:PORT`, `redis+cluster://HOST:PORT,…` | `RedisLog` (feature `redis`) |
+/// | `nats://HOST:PORT` | `NatsLog` (feature `nats`) |
+///
+/// Only the scheme (the text before `://`, or the whole URL) is looked at here;
+/// the server backends read the rest when they connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// `memory`.
+    Memory,
+    /// `disk`.
+    Disk,
+    /// `redis://…` or `redis+cluster://…`, with the URL to connect to.
+    Redis(String),
+    /// `nats://…`, with the URL to connect to.
+    Nats(String),
+}
+
+impl Backend {
+    /// The backend `url` names.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownBackend`] for a URL that names none (the message lists the
+    /// accepted forms), [`Error::NotBuilt`] for a backend whose cargo feature this
+    /// build lacks.
+    pub fn parse(url: &str) -> Result<Backend> {
+        let scheme = url.split_once("://").map_or(url, |(s, _)| s);
+        let backend = match scheme {
+            "memory" => Backend::Memory,
+            "disk" => Backend::Disk,
+            "redis" | "redis+cluster" => Backend::Redis(url.to_owned()),
+            "nats" => Backend::Nats(url.to_owned()),
+            _ => return Err(Error::UnknownBackend(url.to_owned())),
+        };
+        match backend {
+            Backend::Redis(_) if !cfg!(feature = "redis") => Err(Error::NotBuilt {
+                backend: "Redis",
+                feature: "redis",
+            }),
+            Backend::Nats(_) if !cfg!(feature = "nats") => Err(Error::NotBuilt {
+                backend: "NATS",
+                feature: "nats",
+            }),
+            backend => Ok(backend),
+        }
+    }
+
+    /// The backend's name (`memory`, `disk`, `redis`, `nats`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Disk => "disk",
+            Backend::Redis(_) => "redis",
+            Backend::Nats(_) => "nats",
+        }
+    }
+}
+
+/// What [`AnyLog::open`] needs besides the URL.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Where the `disk` log keeps its files; the `disk` URL needs it.
+    pub dir: Option<PathBuf>,
+    /// The log's options (`disk.log`, used by every backend) and the disk
+    /// backend's own (fsync policy, segment size).
+    pub disk: DiskOptions,
+    /// Names this deployment on a shared server: the prefix of Redis keys and of
+    /// NATS streams (where `_`, which NATS names do not take, becomes `-`).
+    pub namespace: String,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            dir: None,
+            disk: DiskOptions::default(),
+            namespace: "baton".to_owned(),
+        }
+    }
+}
 
 /// Any backend's log, chosen at run time. Each call is forwarded to the backend
 /// (a `match`, no boxing), so it keeps that backend's guarantees and figures.
@@ -51,6 +140,65 @@ impl From<DiskLog> for AnyLog {
 }
 
 impl AnyLog {
+    /// Opens the log `url` names (see [`Backend`]): `memory`, `disk` (in
+    /// `options.dir`), `redis://HOST:PORT` or `nats://HOST:PORT`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> baton_events::Result<()> {
+    /// use baton_events::{AnyLog, OpenOptions};
+    ///
+    /// let log = AnyLog::open("memory", &OpenOptions::default()).await?;
+    /// assert_eq!(log.backend(), "memory");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Backend::parse`]; [`Error::InvalidOptions`] for `disk` without
+    /// a directory; otherwise the backend's own.
+    pub async fn open(url: &str, options: &OpenOptions) -> Result<AnyLog> {
+        match Backend::parse(url)? {
+            Backend::Memory => Ok(MemoryLog::new(options.disk.log.clone())?.into()),
+            Backend::Disk => {
+                let dir = options.dir.as_deref().ok_or_else(|| {
+                    Error::InvalidOptions(
+                        "the `disk` event log needs a directory (`OpenOptions::dir`)".to_owned(),
+                    )
+                })?;
+                Ok(DiskLog::open(dir, options.disk.clone()).await?.into())
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis(url) => {
+                let log = crate::RedisLog::open(crate::RedisOptions {
+                    url,
+                    prefix: options.namespace.clone(),
+                    log: options.disk.log.clone(),
+                    ..crate::RedisOptions::default()
+                })
+                .await?;
+                Ok(log.into())
+            }
+            #[cfg(feature = "nats")]
+            Backend::Nats(url) => {
+                let log = crate::NatsLog::open(crate::NatsOptions {
+                    url,
+                    prefix: options.namespace.replace('_', "-"),
+                    log: options.disk.log.clone(),
+                    ..crate::NatsOptions::default()
+                })
+                .await?;
+                Ok(log.into())
+            }
+            // `Backend::parse` refuses the backends this build lacks.
+            #[allow(unreachable_patterns)]
+            _ => unreachable!("Backend::parse accepted a backend this build lacks"),
+        }
+    }
+
     /// The backend's name (`memory`, `disk`, ...).
     pub fn backend(&self) -> &'static str {
         match self {
@@ -150,6 +298,74 @@ impl EventLog for AnyLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_name_backends() {
+        assert_eq!(Backend::parse("memory").unwrap(), Backend::Memory);
+        assert_eq!(Backend::parse("disk").unwrap(), Backend::Disk);
+        for url in [
+            "",
+            "mem",
+            "Disk",
+            "kafka://h:9092",
+            "postgres://u@h/db",
+            "://x",
+        ] {
+            let err = Backend::parse(url).unwrap_err();
+            assert!(
+                matches!(&err, Error::UnknownBackend(u) if u == url),
+                "{url}"
+            );
+            let text = err.to_string();
+            for form in [
+                "`disk`",
+                "`memory`",
+                "`redis://HOST:PORT`",
+                "`nats://HOST:PORT`",
+            ] {
+                assert!(text.contains(form), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn server_urls_need_their_feature() {
+        for (url, backend, feature) in [
+            ("redis://127.0.0.1:6379", "Redis", "redis"),
+            ("redis+cluster://h:7101,h:7102", "Redis", "redis"),
+            ("nats://127.0.0.1:4222", "NATS", "nats"),
+        ] {
+            let built = cfg!(feature = "redis") && feature == "redis"
+                || cfg!(feature = "nats") && feature == "nats";
+            match Backend::parse(url) {
+                Ok(Backend::Redis(u) | Backend::Nats(u)) if built => assert_eq!(u, url),
+                Err(e @ Error::NotBuilt { .. }) if !built => {
+                    let text = e.to_string();
+                    assert!(text.contains(backend), "{text}");
+                    assert!(text.contains(&format!("--features {feature}")), "{text}");
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn opens_local_backends() {
+        let log = AnyLog::open("memory", &OpenOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(log.backend(), "memory");
+        let err = AnyLog::open("disk", &OpenOptions::default()).await.err();
+        assert!(matches!(err, Some(Error::InvalidOptions(_))), "{err:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let options = OpenOptions {
+            dir: Some(dir.path().join("events")),
+            ..OpenOptions::default()
+        };
+        let log = AnyLog::open("disk", &options).await.unwrap();
+        assert_eq!(log.backend(), "disk");
+        log.close().await.unwrap();
+    }
 
     #[tokio::test]
     async fn forwards_to_the_backend() {

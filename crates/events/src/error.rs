@@ -117,6 +117,19 @@ pub enum Error {
     /// The log was closed.
     #[error("the event log is closed")]
     Closed,
+    /// An event log URL names no backend.
+    #[error(
+        "unknown event log `{0}`: expected `disk`, `memory`, `redis://HOST:PORT` or `nats://HOST:PORT`"
+    )]
+    UnknownBackend(String),
+    /// An event log URL names a backend this build does not include.
+    #[error("this build has no {backend} event log: build with `--features {feature}`")]
+    NotBuilt {
+        /// The backend (`Redis`, `NATS`).
+        backend: &'static str,
+        /// The cargo feature that compiles it in.
+        feature: &'static str,
+    },
     /// The Redis Streams backend failed (connection, server reply or a stored entry).
     #[cfg(feature = "redis")]
     #[error(transparent)]
@@ -137,38 +150,5 @@ impl Error {
             path: path.into(),
             source,
         }
-    }
-}
-
-/// Checks a topic, group or member name.
-pub(crate) fn check_name(what: &'static str, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 200
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidName {
-            what,
-            name: name.to_owned(),
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names() {
-        assert!(check_name("topic", "runs.task-1_x").is_ok());
-        assert!(check_name("topic", "").is_err());
-        assert!(check_name("topic", "../etc").is_err());
-        assert!(check_name("topic", ".hidden").is_err());
-        assert!(check_name("topic", "a/b").is_err());
-        assert!(check_name("topic", &"x".repeat(201)).is_err());
     }
 }

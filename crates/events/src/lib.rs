@@ -46,9 +46,12 @@ pub mod nats;
 mod options;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod rules;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod types;
 
-pub use crate::any::AnyLog;
+pub use crate::any::{AnyLog, Backend, OpenOptions};
 pub use crate::disk::{DiskLog, DiskOptions, Follower, Fsync};
 pub use crate::error::{Error, Result};
 pub use crate::event::{Event, EventId, Offset, key_hash};

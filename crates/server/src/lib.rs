@@ -18,7 +18,7 @@ use std::time::Duration;
 use axum::Router;
 use baton_engine::store::{Embedded, EmbeddedOptions};
 use baton_engine::{Engine, Handle};
-use baton_events::{AnyLog, DiskLog, DiskOptions, MemoryLog};
+use baton_events::{AnyLog, DiskOptions, OpenOptions};
 use baton_model::Agent;
 use tokio_util::sync::CancellationToken;
 
@@ -365,62 +365,16 @@ pub fn valid_namespace(name: &str) -> bool {
 /// Opens the event log `options.events` names.
 async fn open_log(options: &ServerOptions) -> Result<AnyLog, Error> {
     let url = options.events.as_deref().unwrap_or("disk");
-    let failed = |e: Box<dyn std::error::Error + Send + Sync>| Error::Backend {
+    let open = OpenOptions {
+        dir: Some(options.data_dir.join("events")),
+        disk: options.log.clone(),
+        namespace: options.namespace.clone(),
+    };
+    AnyLog::open(url, &open).await.map_err(|e| Error::Backend {
         what: "opening the event log",
         url: url.to_owned(),
-        source: e,
-    };
-    let scheme = url.split_once("://").map_or(url, |(s, _)| s);
-    match scheme {
-        "disk" => {
-            let log = DiskLog::open(&options.data_dir.join("events"), options.log.clone())
-                .await
-                .map_err(|e| failed(e.into()))?;
-            Ok(log.into())
-        }
-        "memory" => Ok(MemoryLog::new(options.log.log.clone())
-            .map_err(|e| failed(e.into()))?
-            .into()),
-        #[cfg(feature = "redis")]
-        "redis" | "redis+cluster" => {
-            let log = baton_events::RedisLog::open(baton_events::RedisOptions {
-                url: url.to_owned(),
-                prefix: options.namespace.clone(),
-                log: options.log.log.clone(),
-                ..baton_events::RedisOptions::default()
-            })
-            .await
-            .map_err(|e| failed(e.into()))?;
-            Ok(log.into())
-        }
-        #[cfg(feature = "nats")]
-        "nats" => {
-            let log = baton_events::NatsLog::open(baton_events::NatsOptions {
-                url: url.to_owned(),
-                // NATS names take `-`, not `_`; namespaces have no `-`, so this is one to one.
-                prefix: options.namespace.replace('_', "-"),
-                log: options.log.log.clone(),
-                ..baton_events::NatsOptions::default()
-            })
-            .await
-            .map_err(|e| failed(e.into()))?;
-            Ok(log.into())
-        }
-        #[cfg(not(feature = "redis"))]
-        "redis" | "redis+cluster" => Err(failed(
-            "this build has no Redis event log: build with `--features redis`".into(),
-        )),
-        #[cfg(not(feature = "nats"))]
-        "nats" => Err(failed(
-            "this build has no NATS event log: build with `--features nats`".into(),
-        )),
-        _ => Err(failed(
-            format!(
-                "unknown event log `{url}`: expected `disk`, `memory`, `redis://HOST:PORT` or `nats://HOST:PORT`"
-            )
-            .into(),
-        )),
-    }
+        source: e.into(),
+    })
 }
 
 #[cfg(feature = "postgres")]

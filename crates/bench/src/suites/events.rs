@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use baton_events::{
-    DiskLog, DiskOptions, Event, EventId, EventLog, Fsync, Limits, MemoryLog, Options, Retention,
+    AnyLog, DiskOptions, Event, EventId, EventLog, Fsync, Limits, OpenOptions, Options, Retention,
     TopicOptions,
 };
 use bytes::Bytes;
@@ -42,9 +42,7 @@ use crate::{Config, Error, Record, Sink};
 pub(crate) enum Backend {
     Memory,
     Disk(Fsync),
-    #[cfg(feature = "redis")]
     Redis,
-    #[cfg(feature = "nats")]
     Nats,
 }
 
@@ -55,11 +53,31 @@ impl Backend {
             Backend::Disk(Fsync::Always) => "disk-always",
             Backend::Disk(Fsync::Never) => "disk-never",
             Backend::Disk(_) => "disk-interval-10ms",
-            #[cfg(feature = "redis")]
             Backend::Redis => "redis",
-            #[cfg(feature = "nats")]
             Backend::Nats => "nats",
         }
+    }
+
+    /// The URL [`AnyLog::open`] opens it with: a server backend's from
+    /// `BATON_BENCH_REDIS_URL` / `BATON_BENCH_NATS_URL`, or one on this machine.
+    fn url(self) -> String {
+        let server = |var: &str, default: &str| {
+            std::env::var(var)
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        match self {
+            Backend::Memory => "memory".to_owned(),
+            Backend::Disk(_) => "disk".to_owned(),
+            Backend::Redis => server("BATON_BENCH_REDIS_URL", "redis://127.0.0.1:6379"),
+            Backend::Nats => server("BATON_BENCH_NATS_URL", "nats://127.0.0.1:4222"),
+        }
+    }
+
+    /// Whether the log lives on a server, shared with whoever else uses it.
+    fn on_server(self) -> bool {
+        matches!(self, Backend::Redis | Backend::Nats)
     }
 }
 
@@ -262,121 +280,51 @@ async fn drive<L: EventLog + Clone>(
     })
 }
 
+/// One sample on a fresh log: a fresh directory (disk) or a fresh namespace on
+/// the server, whose topics are deleted afterwards (not timed).
 async fn sample(sc: Scenario) -> Result<Outcome, String> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let epoch = Instant::now();
-    match sc.backend {
-        Backend::Memory => {
-            drive(
-                MemoryLog::new(options_for(&sc)).map_err(|e| e.to_string())?,
-                sc,
-                epoch,
-            )
-            .await
-        }
-        Backend::Disk(fsync) => {
-            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-            let log = DiskLog::open(
-                dir.path(),
-                DiskOptions {
-                    log: options_for(&sc),
-                    fsync,
-                    ..DiskOptions::default()
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            drive(log, sc, epoch).await
-        }
-        #[cfg(feature = "redis")]
-        Backend::Redis => redis::sample(sc, epoch).await,
-        #[cfg(feature = "nats")]
-        Backend::Nats => nats::sample(sc, epoch).await,
-    }
-}
-
-#[cfg(feature = "nats")]
-mod nats {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::time::Instant;
-
-    use baton_events::{NatsLog, NatsOptions};
-
-    use super::{Outcome, Scenario, drive, options_for};
-
-    /// The server: `BATON_BENCH_NATS_URL`, or one on this machine.
-    pub(super) fn url() -> String {
-        std::env::var("BATON_BENCH_NATS_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "nats://127.0.0.1:4222".into())
-    }
-
-    /// One sample on a fresh stream prefix, deleted afterwards (not timed).
-    pub(super) async fn sample(sc: Scenario, epoch: Instant) -> Result<Outcome, String> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let options = NatsOptions {
-            url: url(),
-            prefix: format!(
-                "baton-bench-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ),
+    let dir = match sc.backend {
+        Backend::Disk(_) => Some(tempfile::tempdir().map_err(|e| e.to_string())?),
+        _ => None,
+    };
+    let options = OpenOptions {
+        dir: dir.as_ref().map(|d| d.path().to_owned()),
+        disk: DiskOptions {
             log: options_for(&sc),
-            ..NatsOptions::default()
-        };
-        let log = NatsLog::open(options.clone())
-            .await
-            .map_err(|e| e.to_string())?;
-        let outcome = drive(log, sc, epoch).await;
+            fsync: match sc.backend {
+                Backend::Disk(fsync) => fsync,
+                _ => DiskOptions::default().fsync,
+            },
+            ..DiskOptions::default()
+        },
+        namespace: format!(
+            "baton-bench-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ),
+    };
+    let url = sc.backend.url();
+    let log = AnyLog::open(&url, &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let outcome = drive(log, sc, epoch).await;
+    if sc.backend.on_server() {
         // `drive` closed its log; another handle deletes what the sample stored.
-        let cleanup = NatsLog::open(options).await.map_err(|e| e.to_string())?;
-        cleanup
-            .delete_all_topics()
+        let cleanup = AnyLog::open(&url, &options)
             .await
             .map_err(|e| e.to_string())?;
-        outcome
-    }
-}
-
-#[cfg(feature = "redis")]
-mod redis {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::time::Instant;
-
-    use baton_events::{RedisLog, RedisOptions};
-
-    use super::{Outcome, Scenario, drive, options_for};
-
-    /// The server: `BATON_BENCH_REDIS_URL`, or one on this machine.
-    pub(super) fn url() -> String {
-        std::env::var("BATON_BENCH_REDIS_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "redis://127.0.0.1:6379".into())
-    }
-
-    /// One sample on a fresh key prefix, deleted afterwards (not timed).
-    pub(super) async fn sample(sc: Scenario, epoch: Instant) -> Result<Outcome, String> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let options = RedisOptions {
-            url: url(),
-            prefix: format!(
-                "baton-bench:{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ),
-            log: options_for(&sc),
-            ..RedisOptions::default()
+        let deleted: baton_events::Result<usize> = match &cleanup {
+            #[cfg(feature = "redis")]
+            AnyLog::Redis(log) => log.delete_all_topics().await,
+            #[cfg(feature = "nats")]
+            AnyLog::Nats(log) => log.delete_all_topics().await,
+            _ => Ok(0),
         };
-        let log = RedisLog::open(options.clone())
-            .await
-            .map_err(|e| e.to_string())?;
-        let outcome = drive(log, sc, epoch).await;
-        // `drive` closed its log; another handle deletes what the sample stored.
-        let cleanup = RedisLog::open(options).await.map_err(|e| e.to_string())?;
-        cleanup.purge().await.map_err(|e| e.to_string())?;
-        outcome
+        deleted.map_err(|e| e.to_string())?;
     }
+    outcome
 }
 
 /// Warm-up plus `repeats` samples; the throughput samples (events/s) and the
@@ -484,22 +432,21 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
         None => run_in_process(config, sink, |_| true),
         Some("memory") => run_in_process(config, sink, |b| b == Backend::Memory),
         Some("disk") => run_in_process(config, sink, |b| matches!(b, Backend::Disk(_))),
-        #[cfg(feature = "redis")]
-        Some("redis") => run_server(config, sink, Backend::Redis),
-        #[cfg(not(feature = "redis"))]
-        Some("redis") => Err(Error::Unavailable(
-            "the events suite's redis backend needs a build with the `redis` feature \
-             (cargo build --release -p baton-cli --features redis)"
-                .into(),
-        )),
-        #[cfg(feature = "nats")]
-        Some("nats") => run_server(config, sink, Backend::Nats),
-        #[cfg(not(feature = "nats"))]
-        Some("nats") => Err(Error::Unavailable(
-            "the events suite's nats backend needs a build with the `nats` feature \
-             (cargo build --release -p baton-cli --features nats)"
-                .into(),
-        )),
+        Some(name @ ("redis" | "nats")) => {
+            let backend = if name == "redis" {
+                Backend::Redis
+            } else {
+                Backend::Nats
+            };
+            // A backend this build lacks is refused before anything runs.
+            baton_events::Backend::parse(&backend.url()).map_err(|e| {
+                Error::Unavailable(format!(
+                    "the events suite's {name} backend: {e} \
+                     (e.g. cargo build --release -p baton-cli --features {name})"
+                ))
+            })?;
+            run_server(config, sink, backend)
+        }
         Some(other) => Err(Error::Unavailable(format!(
             "unknown events backend `{other}`: expected memory, disk, redis or nats"
         ))),
@@ -666,7 +613,6 @@ fn batch_sweep(
 
 /// A server backend's scenarios: group throughput by count (1 producer, 1
 /// member), the batch sweep, producers and members, and publish alone.
-#[cfg(any(feature = "redis", feature = "nats"))]
 fn run_server(config: &Config, sink: &mut Sink<'_>, backend: Backend) -> Result<(), Error> {
     let rt = runtime();
     let repeats = config.repeats;

@@ -339,7 +339,7 @@ impl Replay<'_> {
     fn apply(&mut self, rec: Rec, ends: &mut HashMap<(u32, u32), u64>) -> Result<(), String> {
         match rec {
             Rec::Topic { id, name, options } => {
-                crate::error::check_name("topic", &name).map_err(|e| e.to_string())?;
+                crate::rules::check_name("topic", &name).map_err(|e| e.to_string())?;
                 let t = self.core.restore_topic(id, &name, options);
                 if t.id != id {
                     return Err(format!("topic {name:?} has two ids, {} and {id}", t.id));
@@ -359,7 +359,7 @@ impl Replay<'_> {
                 *e = (*e).max(end);
             }
             Rec::Group { topic, group, name } => {
-                crate::error::check_name("group", &name).map_err(|e| e.to_string())?;
+                crate::rules::check_name("group", &name).map_err(|e| e.to_string())?;
                 let t = self.topic(topic)?.clone();
                 let fresh = t.group(&name).is_none();
                 let g = self.core.restore_group(&t, group, &name);

@@ -4,6 +4,7 @@
 //! server backends (see [`Factory::scale`]).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baton_events::{
@@ -696,24 +697,36 @@ pub async fn concurrent_producers_and_group<F: Factory>(mut f: F) {
             }
         }));
     }
+    // The members stop once every event has been delivered and acknowledged; one
+    // that is still waiting at the deadline fails the test instead of passing on
+    // whatever arrived.
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut consumers = Vec::new();
     for m in 0..4 {
-        let log = log.clone();
+        let (log, acked) = (log.clone(), acked.clone());
         consumers.push(tokio::spawn(async move {
             let mut got = Vec::new();
-            let mut idle = 0;
-            while idle < 5 {
+            loop {
+                let done = acked.lock().unwrap().len() as u64;
+                if done == PRODUCERS * PER {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{done} of {} events delivered and acknowledged after 60 s",
+                    PRODUCERS * PER
+                );
                 let p = log
                     .poll("t", "g", &format!("m{m}"), 250, Duration::from_millis(100))
                     .await
                     .unwrap();
                 if p.is_empty() {
-                    idle += 1;
                     continue;
                 }
-                idle = 0;
                 got.extend(p.iter().map(|d| (d.event.key.clone(), num(d.event))));
                 log.ack("t", "g", &p.offsets()).await.unwrap();
+                acked.lock().unwrap().extend(p.iter().map(|d| num(d.event)));
             }
             got
         }));

@@ -21,16 +21,7 @@ const URL_VAR: &str = "BATON_TEST_NATS_URL";
 /// The server's URL, or `None` (with a note on stderr) when the tests should skip.
 /// Panics in CI, where a missing server is a configuration error.
 pub fn server_url() -> Option<String> {
-    match std::env::var(URL_VAR) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("{URL_VAR} is not set but CI is: the NATS tests need a server")
-        }
-        _ => {
-            eprintln!("skipped: {URL_VAR} is not set (e.g. nats://127.0.0.1:4222)");
-            None
-        }
-    }
+    baton_events::testing::server_url(URL_VAR, "nats://127.0.0.1:4222")
 }
 
 /// A stream prefix no other test (in this or another process) uses.

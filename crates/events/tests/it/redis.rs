@@ -13,19 +13,9 @@ use baton_events::{Error, Event, EventLog, Options, RedisLog, RedisOptions, Topi
 use crate::Factory;
 
 /// The server's URL, or `None` (after saying so) when the tests should skip.
+/// Panics in CI, where a missing server is a configuration error.
 pub fn url() -> Option<String> {
-    match std::env::var("BATON_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("BATON_TEST_REDIS_URL is not set but CI is: the Redis tests need a server")
-        }
-        _ => {
-            eprintln!(
-                "skipped: set BATON_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379) to run the Redis tests"
-            );
-            None
-        }
-    }
+    baton_events::testing::server_url("BATON_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 }
 
 /// A prefix no other test (in this or another process) uses.
@@ -81,11 +71,11 @@ impl Drop for Redis {
                 .expect("runtime");
             rt.block_on(async {
                 let log = RedisLog::open(options).await?;
-                log.purge().await
+                log.delete_all_topics().await
             })
         });
         match cleanup.join() {
-            Ok(Ok(())) => {}
+            Ok(Ok(_)) => {}
             Ok(Err(e)) => eprintln!("could not delete the test's keys: {e}"),
             Err(_) => eprintln!("could not delete the test's keys: the cleanup panicked"),
         }
@@ -342,7 +332,7 @@ async fn nack_delay_longer_than_the_visibility_timeout() {
 }
 
 #[tokio::test]
-async fn keys_live_under_the_prefix_and_purge_removes_them() {
+async fn keys_live_under_the_prefix_and_delete_all_topics_removes_them() {
     let mut f = Redis::new();
     if !f.available() {
         return;
@@ -362,7 +352,7 @@ async fn keys_live_under_the_prefix_and_purge_removes_them() {
     assert!(elsewhere.topics().await.unwrap().is_empty());
     elsewhere.publish("runs", vec![ev("k", 2)]).await.unwrap();
     assert_eq!(log.topics().await.unwrap()[0].events(), 1);
-    log.purge().await.unwrap();
+    assert_eq!(log.delete_all_topics().await.unwrap(), 1);
     assert!(log.topics().await.unwrap().is_empty());
     assert!(matches!(
         log.read("runs", 0, 0, 10).await,

@@ -10,23 +10,17 @@ use sqlx::{AssertSqlSafe, Connection as _};
 use super::PostgresOptions;
 
 /// The test database's URL from `BATON_TEST_POSTGRES_URL`; `None` (after saying
-/// on stderr that the test is skipped) when it is unset outside CI. In CI (`CI`
+/// on stderr which test is skipped) when it is unset outside CI. In CI (`CI`
 /// set) a missing URL fails the test: the suite must not pass by skipping.
 ///
 /// # Panics
 ///
 /// When `CI` is set and the URL is not.
 pub fn postgres_url() -> Option<String> {
-    match std::env::var("BATON_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("BATON_TEST_POSTGRES_URL is not set, but CI is: the PostgreSQL tests must run")
-        }
-        _ => {
-            eprintln!("skipped: BATON_TEST_POSTGRES_URL is not set");
-            None
-        }
-    }
+    baton_events::testing::server_url(
+        "BATON_TEST_POSTGRES_URL",
+        "postgres://postgres@127.0.0.1:5432/test",
+    )
 }
 
 /// A schema of the test's own, dropped (with everything in it) when dropped.
