@@ -540,7 +540,7 @@ mod integral {
 
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
             // 2^64 is exactly representable; below it every integral f64 fits a u64.
-            if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
+            if v.fract() == 0.0 && (0.0..2f64.powi(64)).contains(&v) {
                 self.visit_u64(v as u64)
             } else {
                 Err(E::invalid_value(Unexpected::Float(v), &self))

@@ -156,6 +156,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     stdout.flush()?;
     // The process is about to exit: freeing millions of task strings one by
     // one would only delay it. The OS takes the memory back at once.
+    #[allow(clippy::mem_forget, reason = "nothing to release but memory, at exit")]
     std::mem::forget((checked, plan, source));
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,8 @@
 //! and published). Not timed: generating, validating and planning the workflow.
 //! Memory: resident set growth while the runs are alive, per task and per run.
 
+#![allow(clippy::unwrap_used, reason = "an example stops at the first failure")]
+
 use std::sync::Arc;
 use std::time::Instant;
 

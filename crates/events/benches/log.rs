@@ -7,6 +7,11 @@
 //! events would pass them. Dedup is on, as by default. For multi-producer figures and
 //! the disk fsync policies with concurrency, run `examples/throughput.rs`.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a benchmark that cannot set up has nothing to measure"
+)]
+
 use std::time::Duration;
 
 use baton_events::{

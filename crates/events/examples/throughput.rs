@@ -13,6 +13,8 @@
 //! latency is measured with producers paced at 50% of the measured peak (p50/p99).
 //! FILTER, if given, runs only scenarios whose name contains it.
 
+#![allow(clippy::unwrap_used, reason = "an example stops at the first failure")]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};

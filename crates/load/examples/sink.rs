@@ -12,6 +12,8 @@
 //! baton load --target http://127.0.0.1:8099 --scenario high-throughput --batch 10000 --users 4 --run-time 10s
 //! ```
 
+#![allow(clippy::unwrap_used, reason = "an example stops at the first failure")]
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 

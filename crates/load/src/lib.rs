@@ -348,7 +348,7 @@ fn unix_now() -> u64 {
 
 /// Runs the load until its bound, calling `progress` about once a second.
 pub async fn run(o: Options, mut progress: impl FnMut(&Progress)) -> Result<Report, Error> {
-    let targets = Arc::new(check(&o)?);
+    let targets: Arc<[Target]> = check(&o)?.into();
     let loopback = targets.iter().all(|t| t.loopback);
     let work = Arc::new(Workload::prepare(&o));
     let start = Instant::now();
@@ -494,7 +494,7 @@ impl Crowd {
     fn spawn(
         self: Arc<Self>,
         o: &Options,
-        targets: Arc<Vec<Target>>,
+        targets: Arc<[Target]>,
         shared: Arc<Shared>,
         work: Arc<Workload>,
         start: Instant,

@@ -455,7 +455,7 @@ mod tests {
 
     use super::*;
 
-    fn eval(text: &str, outputs: Value) -> bool {
+    fn eval(text: &str, outputs: &Value) -> bool {
         let expr = Expr::parse(text).unwrap();
         expr.eval(&|r: &Reference| match &r.field {
             Field::Status => Some(json!("succeeded")),
@@ -466,19 +466,13 @@ mod tests {
     #[test]
     fn evaluates_comparisons_and_logic() {
         let out = json!({"research": {"count": 3, "tags": ["a", "b"], "ok": true}});
-        assert!(eval("research.output.count > 2", out.clone()));
-        assert!(!eval("research.output.count >= 4", out.clone()));
-        assert!(eval("research.output.tags[1] == 'b'", out.clone()));
-        assert!(eval(
-            "research.output.ok && !research.output.missing",
-            out.clone()
-        ));
-        assert!(eval(
-            "research.status == \"succeeded\" || false",
-            out.clone()
-        ));
-        assert!(eval("(research.output.count == 3.0)", out.clone()));
-        assert!(!eval("research.output.missing > 1", out));
+        assert!(eval("research.output.count > 2", &out));
+        assert!(!eval("research.output.count >= 4", &out));
+        assert!(eval("research.output.tags[1] == 'b'", &out));
+        assert!(eval("research.output.ok && !research.output.missing", &out));
+        assert!(eval("research.status == \"succeeded\" || false", &out));
+        assert!(eval("(research.output.count == 3.0)", &out));
+        assert!(!eval("research.output.missing > 1", &out));
     }
 
     #[test]

@@ -125,7 +125,7 @@ pub struct Agent {
 /// `window` calls (and at least `min_calls` of them), the share that failed
 /// reaches `failure_rate`; after `cooldown` one probe call decides whether it
 /// closes again.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct BreakerPolicy {
     /// The share of failed calls that opens the breaker (in (0, 1]).
     pub failure_rate: f64,

@@ -16,6 +16,11 @@
 //! about 2.5 distinct, uniformly drawn earlier tasks) and `layered` (layers
 //! of ⌈√n⌉ tasks, each depending on 2 tasks of the layer before).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a benchmark that cannot set up has nothing to measure"
+)]
+
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,6 +9,8 @@
 //!
 //! `cargo run --release -p baton-server --example publish_load -- [BATCH] [CONNS] [SECS] [URL]`
 
+#![allow(clippy::unwrap_used, reason = "an example stops at the first failure")]
+
 use std::time::{Duration, Instant};
 
 use baton_server::{Server, ServerOptions};

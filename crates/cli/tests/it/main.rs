@@ -1,6 +1,8 @@
 //! End-to-end tests of the `baton` binary: exit codes, output contracts, and
 //! the examples in the repository.
 
+#![allow(clippy::unwrap_used, reason = "a test's panic is its failure report")]
+
 mod bench;
 #[cfg(feature = "distributed")]
 mod cluster;

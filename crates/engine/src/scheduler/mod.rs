@@ -537,7 +537,7 @@ impl Scheduler {
             Msg::Stats { reply } => {
                 let _ = reply.send(self.stats());
             }
-            Msg::Signals { topic, events } => self.signals(topic, events),
+            Msg::Signals { topic, events } => self.signals(&topic, events),
             Msg::StoreFailed(message) => self.store_failed = Some(message),
             Msg::Adopt {
                 records,
@@ -614,7 +614,7 @@ impl Scheduler {
                 None => {
                     let i = self.agents.len().min(usize::from(NO_AGENT) - 1) as u16;
                     let breaker = (decl.agent.kind != "noop")
-                        .then(|| Breaker::new(decl.agent.breaker.clone().unwrap_or_default()));
+                        .then(|| Breaker::new(decl.agent.breaker.unwrap_or_default()));
                     self.agents.push(AgentSlot {
                         name: decl.agent.name.clone(),
                         kind: decl.agent.kind.clone(),

@@ -109,7 +109,7 @@ impl Scheduler {
         }));
     }
 
-    pub(super) fn signals(&mut self, topic: Arc<str>, events: Vec<Event>) {
+    pub(super) fn signals(&mut self, topic: &Arc<str>, events: Vec<Event>) {
         for event in events {
             let mut signal = Signal {
                 payload: serde_json::from_slice(&event.payload).ok(),
@@ -119,7 +119,7 @@ impl Scheduler {
             let mut i = 0;
             while i < self.waiters.len() {
                 let w = &self.waiters[i];
-                if w.topic != topic {
+                if w.topic != *topic {
                     i += 1;
                     continue;
                 }

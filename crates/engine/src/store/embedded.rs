@@ -31,7 +31,7 @@ const TASK: u8 = 3;
 const RUN: u8 = 4;
 
 /// How an [`Embedded`] store behaves.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EmbeddedOptions {
     /// `fdatasync` after each group of records (default `true`). With `false`,
     /// [`StateStore::sync`] resolves once the records are written to the page

@@ -2,6 +2,8 @@
 //! store where durability is the point). Time-dependent behaviour runs under
 //! paused tokio time.
 
+#![allow(clippy::unwrap_used, reason = "a test's panic is its failure report")]
+
 mod control;
 mod events;
 mod faults;

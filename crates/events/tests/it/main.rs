@@ -1,6 +1,8 @@
 //! Integration tests of `baton-events`: one conformance suite run against every
 //! backend, plus a crash test of the disk backend with a real child process.
 
+#![allow(clippy::unwrap_used, reason = "a test's panic is its failure report")]
+
 mod conformance;
 mod crash;
 mod disk;

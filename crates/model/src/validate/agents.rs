@@ -31,7 +31,7 @@ const SPECIFIC: &[(&str, &str, Read)] = &[
         a.workdir = workdir(v, p, r)
     }),
     ("timeout", "command", |a, v, p, r| {
-        a.timeout = limit(v, p, r)
+        a.timeout = limit(&v, p, r)
     }),
     ("url", "http", |a, v, p, r| a.url = url(v, p, r)),
     ("headers", "http", |a, v, p, r| {
@@ -41,9 +41,9 @@ const SPECIFIC: &[(&str, &str, Read)] = &[
         a.latency = latency(v, p, r)
     }),
     ("failure_rate", "simulate", |a, v, p, r| {
-        a.failure_rate = probability(v, p, r)
+        a.failure_rate = probability(&v, p, r)
     }),
-    ("seed", "simulate", |a, v, p, r| a.seed = seed(v, p, r)),
+    ("seed", "simulate", |a, v, p, r| a.seed = seed(&v, p, r)),
 ];
 
 /// The field each built-in type cannot run without, and how to write it.
@@ -461,8 +461,8 @@ fn workdir(v: Value, path: &Path, report: &mut Report) -> Option<String> {
 }
 
 /// A duration above zero.
-fn limit(v: Value, path: &Path, report: &mut Report) -> Option<Duration> {
-    match duration_value(&v, || path.clone(), report)? {
+fn limit(v: &Value, path: &Path, report: &mut Report) -> Option<Duration> {
+    match duration_value(v, || path.clone(), report)? {
         d if d.is_zero() => {
             report.push(
                 Diagnostic::error(
@@ -752,7 +752,7 @@ fn latency(v: Value, path: &Path, report: &mut Report) -> Option<Latency> {
 }
 
 /// A probability: a number from 0 to 1.
-fn probability(v: Value, path: &Path, report: &mut Report) -> Option<f64> {
+fn probability(v: &Value, path: &Path, report: &mut Report) -> Option<f64> {
     match v.as_f64() {
         Some(r) if (0.0..=1.0).contains(&r) => Some(r),
         _ => {
@@ -769,7 +769,7 @@ fn probability(v: Value, path: &Path, report: &mut Report) -> Option<f64> {
     }
 }
 
-fn seed(v: Value, path: &Path, report: &mut Report) -> Option<u64> {
+fn seed(v: &Value, path: &Path, report: &mut Report) -> Option<u64> {
     let seed = v.as_u64();
     if seed.is_none() {
         report.push(Diagnostic::error(

@@ -1,6 +1,8 @@
 //! Integration tests of the workflow language: whole documents in, checked
 //! workflows or located diagnostics out.
 
+#![allow(clippy::unwrap_used, reason = "a test's panic is its failure report")]
+
 mod agents;
 mod errors;
 mod inputs;

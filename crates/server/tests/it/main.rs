@@ -1,5 +1,7 @@
 //! Integration tests of the server: handlers through the `Router`, end to end on port 0.
 
+#![allow(clippy::unwrap_used, reason = "a test's panic is its failure report")]
+
 mod e2e;
 mod fuzz_findings;
 mod handlers;
