@@ -502,13 +502,7 @@ impl<J: Journal> Core<J> {
 
     pub(crate) fn groups(&self, topic: &str) -> Result<Vec<GroupInfo>> {
         let t = self.existing(topic)?;
-        let groups: Vec<Arc<Group>> = t
-            .groups
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let groups = t.groups();
         let mut out = Vec::with_capacity(groups.len());
         for g in groups {
             let mut held: FastMap<Arc<str>, u64> = FastMap::default();

@@ -165,6 +165,16 @@ impl Topic {
             .ok_or_else(|| rules::unknown_partition(&self.name, partition, self.options.partitions))
     }
 
+    /// The topic's groups as they are now (the lock is not held after).
+    pub(crate) fn groups(&self) -> Vec<Arc<Group>> {
+        self.groups
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn group(&self, name: &str) -> Option<Arc<Group>> {
         self.groups
             .read()

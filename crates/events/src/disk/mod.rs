@@ -519,13 +519,7 @@ async fn compact(core: &Core<Writer>) -> Result<usize> {
             core.journal
                 .raw(|b| codec::put_start(b, t.id, p as u32, start))?;
         }
-        let groups: Vec<Arc<Group>> = t
-            .groups
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let groups = t.groups();
         for g in groups {
             core.journal.group_created(t.id, g.id, &g.name)?;
             let guards: Vec<_> = g
