@@ -298,6 +298,13 @@ pub struct TaskState {
     /// Its last error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why it was skipped, when a route decided it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A fan-out's instances while they run: `total`, `waiting`, `running`,
+    /// `succeeded`, `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Value>,
 }
 
 /// `POST /api/v1/events`.

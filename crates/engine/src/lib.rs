@@ -58,4 +58,6 @@ pub use error::Error;
 pub use options::{Options, SINK_BACKLOG};
 pub use overrides::{Overrides, SpecCache};
 pub use spec::{DEFAULT_AGENT, Error as SpecError, Spec};
-pub use view::{AgentStats, Percentiles, Progress, RunView, Stats, Summary, TaskCounts, TaskView};
+pub use view::{
+    AgentStats, ItemCounts, Percentiles, Progress, RunView, Stats, Summary, TaskCounts, TaskView,
+};

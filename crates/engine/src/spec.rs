@@ -33,11 +33,15 @@ pub enum Undo {
 pub const CONDITION: u8 = 1;
 /// [`TaskSpec::flags`]: the task has a `wait_for`.
 pub const WAIT_FOR: u8 = 2;
+/// [`TaskSpec::flags`]: the task has a `for_each` (or `parallel: true` over one dependency).
+pub const FAN_OUT: u8 = 4;
+/// [`TaskSpec::flags`]: a dependency of the task chooses among `routes` that name it.
+pub const ON_ROUTE: u8 = 8;
 
 /// Per task, what the scheduler reads on every step (the workflow's own `Task`
 /// is large and read only when a flag says so).
 pub struct TaskSpec {
-    /// [`CONDITION`], [`WAIT_FOR`].
+    /// [`CONDITION`], [`WAIT_FOR`], [`FAN_OUT`], [`ON_ROUTE`].
     pub flags: u8,
     /// Agents that may run the task (indices into the spec's agents); never empty.
     pub candidates: Box<[u16]>,
@@ -147,6 +151,15 @@ impl Spec {
             }
             Ok(list)
         };
+        let on_route: std::collections::HashSet<&str> = workflow
+            .tasks
+            .iter()
+            .filter_map(|t| t.routes.as_deref())
+            .flat_map(|r| {
+                r.0.iter()
+                    .flat_map(|(_, targets)| targets.iter().map(String::as_str))
+            })
+            .collect();
         let mut tasks = Vec::with_capacity(workflow.tasks.len());
         for (i, task) in workflow.tasks.iter().enumerate() {
             let undo = match task.compensation.as_deref() {
@@ -158,7 +171,13 @@ impl Spec {
                 CONDITION
             } else {
                 0
-            } | if task.wait_for.is_some() { WAIT_FOR } else { 0 };
+            } | if task.wait_for.is_some() { WAIT_FOR } else { 0 }
+                | if task.for_each.is_some() { FAN_OUT } else { 0 }
+                | if on_route.contains(&task.id.as_str()) {
+                    ON_ROUTE
+                } else {
+                    0
+                };
             tasks.push(TaskSpec {
                 flags,
                 candidates: candidates_for(task, task.agent.as_deref())?,

@@ -112,10 +112,31 @@ pub struct TaskView {
     pub attempt: u32,
     /// The agent of its last attempt.
     pub agent: Option<String>,
-    /// Its output (succeeded tasks).
+    /// Its output (succeeded tasks; a fan-out's is the list of its instances' outputs).
     pub output: Option<Value>,
     /// Its last error.
     pub error: Option<String>,
+    /// Why it was skipped, when a route decided it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A fan-out's instances while they run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<ItemCounts>,
+}
+
+/// A fan-out's instances by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ItemCounts {
+    /// Items in the list.
+    pub total: u32,
+    /// Not started yet, or waiting for a retry.
+    pub waiting: u32,
+    /// Queued or with an agent.
+    pub running: u32,
+    /// Ended with an output.
+    pub succeeded: u32,
+    /// Failed for good.
+    pub failed: u32,
 }
 
 /// A run's state with every task.

@@ -25,7 +25,7 @@ pub use source::{Format, Limits, Source};
 pub use suggest::{closest, did_you_mean};
 pub use workflow::{
     Agent, Backoff, BreakerPolicy, Command, Compensation, Condition, Coordination, EventFilter,
-    Latency, RetryPolicy, Task, Workflow,
+    ForEach, Latency, OnItemFailure, RetryPolicy, Routes, Task, Workflow,
 };
 
 /// A valid workflow with its graph.

@@ -27,6 +27,8 @@ pub(crate) const TASK_FIELDS: &[&str] = &[
     "condition",
     "wait_for",
     "input",
+    "for_each",
+    "routes",
 ];
 
 /// Known workflow fields.
@@ -78,6 +80,8 @@ pub(crate) struct RawTask {
     pub condition: Option<Value>,
     pub wait_for: Option<Value>,
     pub input: Option<Value>,
+    pub for_each: Option<Value>,
+    pub routes: Option<Value>,
     pub unknown: Vec<String>,
 }
 
@@ -165,6 +169,8 @@ impl<'de> de::Deserialize<'de> for RawTask {
                         "condition" => t.condition = map.next_value()?,
                         "wait_for" => t.wait_for = map.next_value()?,
                         "input" => t.input = map.next_value()?,
+                        "for_each" => t.for_each = map.next_value()?,
+                        "routes" => t.routes = map.next_value()?,
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                             t.unknown.push(key.0);

@@ -18,6 +18,7 @@ use crate::workflow::{
 use crate::{Checked, duration};
 
 mod agents;
+mod dynamic;
 
 pub(crate) use agents::agents;
 
@@ -182,6 +183,21 @@ fn string_list(v: Value, path: &Path, report: &mut Report) -> Vec<String> {
     }
 }
 
+/// A whole number from 1 to `u32::MAX`.
+fn count(value: &Value, path: &Path, field: &str) -> Result<u32, Diagnostic> {
+    value
+        .as_u64()
+        .filter(|&n| n >= 1)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| {
+            Diagnostic::error(
+                "bad-value",
+                path.clone(),
+                format!("`{field}` must be a whole number ≥ 1, found {value}"),
+            )
+        })
+}
+
 fn object(
     v: Value,
     path: &Path,
@@ -303,7 +319,17 @@ pub(crate) fn task(t: RawTask, tasks_path: &Path, i: usize, report: &mut Report)
             .and_then(|v| wait_for(v, &at().key("wait_for"), report))
             .map(Box::new),
         input: t.input.map(Box::new),
+        for_each: None,
+        routes: t
+            .routes
+            .and_then(|v| dynamic::routes(v, &at().key("routes"), report))
+            .map(Box::new),
     };
+    task.for_each = match t.for_each {
+        Some(v) => dynamic::for_each(v, &at().key("for_each"), report),
+        None => dynamic::implied(&task),
+    }
+    .map(Box::new);
     if task.timeout == Some(Duration::ZERO) {
         report.push(Diagnostic::error(
             "bad-value",
@@ -670,6 +696,7 @@ fn structure(wf: &Workflow, root: &Path, report: &mut Report) -> Option<(Graph, 
         handler,
     };
     conditions(wf, &graph, &ids, &tasks_path, report);
+    dynamic::structure(wf, &graph, &ids, &tasks_path, report);
     Some((graph, ids))
 }
 

@@ -119,6 +119,13 @@ pub struct Agent {
     /// seed and the agent's name).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// `simulate`: scripted outputs by task id (a task not listed gets
+    /// `{"latency_us": …}`).
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "values_as_map"
+    )]
+    pub outputs: Vec<(String, Value)>,
 }
 
 /// A circuit breaker's policy: the breaker opens when, among the last
@@ -254,6 +261,12 @@ pub struct Task {
     /// Input handed to the agent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input: Option<Box<Value>>,
+    /// Run once per item of an upstream output list (a fan-out).
+    #[serde(skip_serializing_if = "ForEach::is_implied")]
+    pub for_each: Option<Box<ForEach>>,
+    /// The successors this task's output chooses among, by route name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routes: Option<Box<Routes>>,
 }
 
 impl Task {
@@ -264,6 +277,87 @@ impl Task {
             depends_on: depends_on.iter().map(|d| d.to_string()).collect(),
             ..Task::default()
         }
+    }
+}
+
+/// A fan-out: the task runs once per item of a list an upstream task produced,
+/// and its output is the list of the instances' outputs, in item order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ForEach {
+    /// Where the list is: `TASK.output` or a path into it, as conditions write it.
+    #[serde(rename = "items")]
+    pub text: String,
+    /// The parsed reference.
+    #[serde(skip)]
+    pub items: crate::expr::Reference,
+    /// Instances running at once (none: as many as the agents take).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<u32>,
+    /// A longer list fails the task instead of running it.
+    pub max_items: u32,
+    /// What an instance's failure does.
+    pub on_failure: OnItemFailure,
+    /// Derived from `parallel: true`: a value that is not a list runs the task
+    /// once, as a task without a fan-out (not serialized: `parallel` says it).
+    #[serde(skip)]
+    pub implied: bool,
+}
+
+impl ForEach {
+    /// Items a fan-out accepts unless it says otherwise.
+    pub const DEFAULT_MAX_ITEMS: u32 = 10_000;
+    /// The largest `max_items` a workflow may ask for.
+    pub const MAX_ITEMS: u32 = 10_000_000;
+
+    fn is_implied(f: &Option<Box<ForEach>>) -> bool {
+        f.as_ref().is_none_or(|f| f.implied)
+    }
+}
+
+/// What a fan-out does when one of its instances fails for good.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnItemFailure {
+    /// The task fails at once; instances still running are cancelled.
+    #[default]
+    FailFast,
+    /// Every instance runs; the task then fails, naming the items that failed.
+    Collect,
+}
+
+impl OnItemFailure {
+    /// The policy's name in the language.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnItemFailure::FailFast => "fail_fast",
+            OnItemFailure::Collect => "collect",
+        }
+    }
+}
+
+/// Routes: each name with the successors it runs. The task's output names one
+/// (a string, or an object's `route`); successors on other routes are skipped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Routes(pub Vec<(String, Vec<String>)>);
+
+impl Routes {
+    /// The route named `name`, with its index.
+    pub fn get(&self, name: &str) -> Option<(usize, &[String])> {
+        self.0
+            .iter()
+            .position(|(n, _)| n == name)
+            .map(|i| (i, self.0[i].1.as_slice()))
+    }
+
+    /// The routes' names, in declaration order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(n, _)| n.as_str())
+    }
+}
+
+impl Serialize for Routes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
     }
 }
 
@@ -390,6 +484,10 @@ fn agents_as_map<S: serde::Serializer>(agents: &[Agent], s: S) -> Result<S::Ok, 
         map.serialize_entry(&agent.name, agent)?;
     }
     map.end()
+}
+
+fn values_as_map<S: serde::Serializer>(pairs: &[(String, Value)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
 }
 
 fn pairs_as_map<S: serde::Serializer>(pairs: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {

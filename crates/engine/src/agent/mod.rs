@@ -192,6 +192,8 @@ impl Runner for Noop {
 /// (or no time at all).
 pub struct Simulate {
     name: Arc<str>,
+    /// Scripted outputs by task id.
+    outputs: Vec<(Arc<str>, Value)>,
     latency: Option<Latency>,
     failure_rate: f64,
     /// SplitMix64 state; advancing it atomically keeps `start` lock-free.
@@ -208,6 +210,11 @@ impl Simulate {
         });
         Simulate {
             name: agent.name.as_str().into(),
+            outputs: agent
+                .outputs
+                .iter()
+                .map(|(task, v)| (Arc::from(task.as_str()), v.clone()))
+                .collect(),
             latency: agent.latency.clone(),
             failure_rate: agent.failure_rate.unwrap_or(0.0),
             state: AtomicU64::new(seed),
@@ -262,7 +269,12 @@ impl Runner for Simulate {
                 self.name, self.failure_rate
             )))
         } else {
-            Ok(serde_json::json!({ "latency_us": latency.as_micros() as u64 }))
+            Ok(
+                match self.outputs.iter().find(|(task, _)| *task == call.task) {
+                    Some((_, scripted)) => scripted.clone(),
+                    None => serde_json::json!({ "latency_us": latency.as_micros() as u64 }),
+                },
+            )
         };
         if latency.is_zero() {
             Started::Done(outcome)

@@ -14,12 +14,13 @@ use tokio::time::Instant;
 use super::allocation::{Allocation, allocate};
 use super::input::call_input;
 use super::{
-    Detail, Done, FLUSH_EVERY, FORWARD, Job, Msg, PUMP_BUDGET, Scheduler, Timer, TimerKind,
+    Detail, Done, FLUSH_EVERY, FORWARD, Job, Msg, NO_AGENT, NO_ITEM, PUMP_BUDGET, Scheduler, Timer,
+    TimerKind,
 };
 use crate::agent::{Call, Failure, Started};
 use crate::retry;
 use crate::spec::{Spec, Undo};
-use crate::store::{RunId, RunStatus, TaskStatus};
+use crate::store::{RunStatus, TaskStatus};
 
 impl Scheduler {
     /// Dispatches ready tasks; `true` when it stopped with work left (its budget
@@ -64,7 +65,12 @@ impl Scheduler {
                 }
                 _ => return,
             }
-            if run.tasks[job.task as usize].status != TaskStatus::Ready {
+            let wanted = if job.item == NO_ITEM {
+                run.tasks[job.task as usize].status == TaskStatus::Ready
+            } else {
+                Self::item_wanted(run, &job)
+            };
+            if !wanted {
                 return;
             }
         }
@@ -115,8 +121,12 @@ impl Scheduler {
             .map(|&l| spec.agents[usize::from(l)].agent.name.as_str())
             .collect();
         let failure = Failure::retryable(format!("circuit breaker open for {}", names.join(", ")));
+        let run = self.runs[job.slot as usize].as_mut().expect("live run");
+        if job.item != NO_ITEM {
+            Self::item_started(run, &job);
+            return self.item_failed(job, NO_AGENT, failure, now);
+        }
         if job.comp_of == FORWARD {
-            let run = self.runs[job.slot as usize].as_mut().expect("live run");
             run.tasks[job.task as usize].attempt = job.attempt;
         }
         self.attempt_failed(job, failure, now);
@@ -134,7 +144,12 @@ impl Scheduler {
         }
         let runner = a.runner.clone();
         let at = Self::at_ns(run, now);
-        if job.comp_of == FORWARD {
+        if job.item != NO_ITEM {
+            Self::item_started(run, &job);
+            if job.attempt > 1 {
+                self.progress.retries.fetch_add(1, Ordering::Relaxed);
+            }
+        } else if job.comp_of == FORWARD {
             let state = &mut run.tasks[job.task as usize];
             state.attempt = job.attempt;
             state.agent = agent;
@@ -188,7 +203,7 @@ impl Scheduler {
             )));
         });
         self.inflight.insert(
-            (job.run, job.task, job.comp_of),
+            (job.run, job.task, job.comp_of, job.item),
             (handle.abort_handle(), agent),
         );
     }
@@ -205,7 +220,7 @@ impl Scheduler {
         if done.spawned
             && self
                 .inflight
-                .remove(&(done.run, done.task, done.comp_of))
+                .remove(&(done.run, done.task, done.comp_of, done.item))
                 .is_none()
         {
             // Stopped already (its agent was released then).
@@ -230,6 +245,7 @@ impl Scheduler {
             task: done.task,
             attempt: done.attempt,
             comp_of: done.comp_of,
+            item: done.item,
         };
         let Some(run) = self.run_mut(done.slot, done.run) else {
             return;
@@ -237,6 +253,9 @@ impl Scheduler {
         if done.comp_of != FORWARD {
             self.compensation_done(job, done.outcome, done.finished);
             return;
+        }
+        if done.item != NO_ITEM {
+            return self.item_done(job, done.agent, done.outcome, done.finished);
         }
         let state = run.tasks[done.task as usize];
         if state.attempt != done.attempt
@@ -250,6 +269,10 @@ impl Scheduler {
                     (Value::Null, Some(event)) => event,
                     (value, _) => value,
                 };
+                let routes = run.spec.workflow.tasks[done.task as usize].routes.is_some();
+                if routes && let Err(failure) = Self::check_route(run, done.task, &value) {
+                    return self.attempt_failed(job, failure, done.finished);
+                }
                 // A null output is stored as none: no allocation for `noop`.
                 let detail = (!value.is_null()).then(|| Detail::Output(Arc::new(value)));
                 self.finish(
@@ -259,6 +282,9 @@ impl Scheduler {
                     detail,
                     done.finished,
                 );
+                if routes {
+                    self.route_taken(done.slot, done.task);
+                }
                 self.drain_newly_ready();
                 self.check_done(done.slot);
             }
@@ -295,15 +321,11 @@ impl Scheduler {
                 Some(Detail::Error(message)),
                 now,
             );
-            self.add_timer(
-                TimerKind::Retry,
-                now + delay,
-                job.run,
-                job.slot,
-                job.task,
-                job.attempt + 1,
-                FORWARD,
-            );
+            let retry = Job {
+                attempt: job.attempt + 1,
+                ..job
+            };
+            self.add_timer(TimerKind::Retry, now + delay, retry);
         } else {
             let attempts = if job.attempt > 1 {
                 format!(" after {} attempts", job.attempt)
@@ -325,27 +347,13 @@ impl Scheduler {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn add_timer(
-        &mut self,
-        kind: TimerKind,
-        at: Instant,
-        run: RunId,
-        slot: u32,
-        task: u32,
-        attempt: u32,
-        comp_of: u32,
-    ) {
+    pub(super) fn add_timer(&mut self, kind: TimerKind, at: Instant, job: Job) {
         self.timer_seq += 1;
         self.timers.push(Reverse(Timer {
             at,
             seq: self.timer_seq,
             kind,
-            run: run.0,
-            slot,
-            task,
-            attempt,
-            comp_of,
+            job,
         }));
     }
 
@@ -356,46 +364,41 @@ impl Scheduler {
                 break;
             }
             self.timers.pop();
-            let job = Job {
-                run: RunId(t.run),
-                slot: t.slot,
-                task: t.task,
-                attempt: t.attempt,
-                comp_of: t.comp_of,
-            };
-            let Some(run) = self.run_mut(t.slot, job.run) else {
+            let job = t.job;
+            let Some(run) = self.run_mut(job.slot, job.run) else {
                 continue;
             };
             match t.kind {
-                TimerKind::Retry if t.comp_of != FORWARD => self.ready.push_back(job),
+                TimerKind::Retry if job.comp_of != FORWARD => self.ready.push_back(job),
+                TimerKind::Retry if job.item != NO_ITEM => self.item_retry(job),
                 TimerKind::Retry => {
-                    let state = &run.tasks[t.task as usize];
-                    if state.status != TaskStatus::Pending || state.attempt + 1 != t.attempt {
+                    let state = &run.tasks[job.task as usize];
+                    if state.status != TaskStatus::Pending || state.attempt + 1 != job.attempt {
                         continue;
                     }
                     if !matches!(run.status, RunStatus::Running | RunStatus::Paused) {
                         continue;
                     }
                     let at = Self::at_ns(run, now);
-                    run.tasks[t.task as usize].ready_at = at;
-                    self.transition(t.slot, t.task, TaskStatus::Ready, None, now);
-                    let run = self.run_mut(t.slot, job.run).expect("live run");
+                    run.tasks[job.task as usize].ready_at = at;
+                    self.transition(job.slot, job.task, TaskStatus::Ready, None, now);
+                    let run = self.run_mut(job.slot, job.run).expect("live run");
                     let spec = run.spec.clone();
-                    match spec.workflow.tasks[t.task as usize].wait_for.as_deref() {
+                    match spec.workflow.tasks[job.task as usize].wait_for.as_deref() {
                         Some(filter) => self.wait_for(job, filter),
                         None => self.ready.push_back(job),
                     }
                 }
                 TimerKind::WaitTimeout => {
                     let Some(at) = self.waiters.iter().position(|w| {
-                        w.run == job.run && w.task == t.task && w.attempt == t.attempt
+                        w.run == job.run && w.task == job.task && w.attempt == job.attempt
                     }) else {
                         continue;
                     };
                     self.waiters.swap_remove(at);
-                    let run = self.runs[t.slot as usize].as_mut().expect("live run");
+                    let run = self.runs[job.slot as usize].as_mut().expect("live run");
                     let spec = run.spec.clone();
-                    let filter = spec.workflow.tasks[t.task as usize].wait_for.as_deref();
+                    let filter = spec.workflow.tasks[job.task as usize].wait_for.as_deref();
                     let failure = Failure::retryable(format!(
                         "no `{}` event arrived within {}",
                         filter.map_or("", |f| f.event_type.as_str()),
@@ -404,7 +407,7 @@ impl Scheduler {
                             .map_or_else(String::new, baton_model::duration::format)
                     ));
                     // The attempt number is the one the wait was for.
-                    run.tasks[t.task as usize].attempt = t.attempt;
+                    run.tasks[job.task as usize].attempt = job.attempt;
                     self.attempt_failed(job, failure, now);
                 }
             }
@@ -466,6 +469,7 @@ impl Done {
             task: job.task,
             attempt: job.attempt,
             comp_of: job.comp_of,
+            item: job.item,
             agent,
             spawned,
             finished,

@@ -5,7 +5,8 @@ use baton_model::Compensation;
 use baton_model::expr::{Field, Reference};
 use serde_json::{Map, Value};
 
-use super::{FORWARD, Job, Run};
+use super::dynamic::item_value;
+use super::{FORWARD, Job, NO_ITEM, Run};
 
 /// A condition's reference: an upstream task's status or (part of) its output.
 pub(super) fn resolve(run: &Run, r: &Reference) -> Option<Value> {
@@ -45,6 +46,10 @@ pub(super) fn call_input(run: &Run, job: &Job) -> Value {
     }
     m.insert("upstream".into(), Value::Object(upstream));
     m.insert("run_input".into(), (*run.input).clone());
+    if job.item != NO_ITEM {
+        m.insert("item".into(), item_value(run, job.task, job.item));
+        m.insert("index".into(), Value::from(job.item));
+    }
     if let Some(e) = run.events.get(&job.task) {
         m.insert("event".into(), e.clone());
     }

@@ -12,13 +12,15 @@
 //! timers, what a turn produced) and the loop with a run's life (submit,
 //! admit, ready, finish, end, control); each other concern has a file:
 //! `dispatch.rs` (the ready queue to agents, outcomes, retries on timers),
-//! `allocation.rs` (which agent takes a job: a pure function), `signals.rs`
+//! `allocation.rs` (which agent takes a job: a pure function), `dynamic.rs`
+//! (fan-outs and routes: what a run decides as it goes), `signals.rs`
 //! (`wait_for`), `saga.rs` (compensation), `sink.rs` (records and events off
 //! the loop), `recovery.rs` (runs rebuilt from records), `input.rs` (what a
 //! call and a condition see) and `report.rs` (views, summaries, statistics).
 
 mod allocation;
 mod dispatch;
+mod dynamic;
 mod input;
 mod recovery;
 mod report;
@@ -41,6 +43,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use self::dynamic::{FanOut, ItemEnd, off_route};
 use self::input::resolve;
 use self::report::{histogram, summarize};
 use self::sink::{DynLog, DynStore};
@@ -49,7 +52,7 @@ use crate::agent::Outcome;
 use crate::breaker::Breaker;
 use crate::clock::now_ms;
 use crate::options::Options;
-use crate::spec::{CONDITION, Spec, WAIT_FOR};
+use crate::spec::{CONDITION, FAN_OUT, ON_ROUTE, Spec, WAIT_FOR};
 use crate::store::{self, Record, RunId, RunStatus, StateStore, TaskStatus};
 use crate::view::{Progress, RunView, Stats, Summary};
 
@@ -59,6 +62,8 @@ const CANCELLED: &str = "cancelled by request";
 const FORWARD: u32 = u32::MAX;
 /// No agent.
 const NO_AGENT: u16 = u16::MAX;
+/// Not an instance of a fan-out: the task itself.
+const NO_ITEM: u32 = u32::MAX;
 /// Jobs dispatched in one turn of the loop before it yields.
 const PUMP_BUDGET: usize = 65_536;
 /// Transitions buffered before a flush in the middle of a turn.
@@ -141,6 +146,7 @@ pub(crate) struct Done {
     task: u32,
     attempt: u32,
     comp_of: u32,
+    item: u32,
     agent: u16,
     spawned: bool,
     finished: Instant,
@@ -149,14 +155,29 @@ pub(crate) struct Done {
 
 /// A unit of dispatch: a task attempt, or a compensation attempt (`comp_of` is the
 /// task being undone; `task` is then the compensation task, or `comp_of` itself for
-/// an action).
-#[derive(Debug, Clone, Copy)]
+/// an action). A fan-out's instances are jobs of their task with an `item`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Job {
     run: RunId,
     slot: u32,
     task: u32,
     attempt: u32,
     comp_of: u32,
+    item: u32,
+}
+
+impl Job {
+    /// A task's next forward attempt.
+    fn forward(run: RunId, slot: u32, task: u32, attempt: u32) -> Job {
+        Job {
+            run,
+            slot,
+            task,
+            attempt,
+            comp_of: FORWARD,
+            item: NO_ITEM,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -198,6 +219,11 @@ struct Run {
     waiters: Vec<oneshot::Sender<Result<Arc<Summary>, Error>>>,
     ended: Option<Instant>,
     summary: Option<Arc<Summary>>,
+    /// Fan-outs whose instances are running, by task (empty in static runs).
+    fanouts: HashMap<u32, FanOut>,
+    /// Instances that had ended when the run was rebuilt from its records, by
+    /// task: taken when the fan-out starts again.
+    recovered: HashMap<u32, Vec<ItemEnd>>,
 }
 
 struct AgentSlot {
@@ -223,11 +249,7 @@ struct Timer {
     at: Instant,
     seq: u64,
     kind: TimerKind,
-    run: u64,
-    slot: u32,
-    task: u32,
-    attempt: u32,
-    comp_of: u32,
+    job: Job,
 }
 
 struct Waiter {
@@ -256,11 +278,27 @@ enum Out {
         at_ms: u64,
     },
     Task(Transition),
+    /// A fan-out's instance ended.
+    Item {
+        run: RunId,
+        task: u32,
+        item: u32,
+        status: TaskStatus,
+        attempt: u32,
+        agent: u16,
+        at_us: u64,
+        detail: Option<Detail>,
+    },
     Run {
         run: RunId,
         status: RunStatus,
         at_ms: u64,
         reason: Option<String>,
+    },
+    /// What a run decided (a fan-out's size, a route): an event, not a record.
+    Decision {
+        run: RunId,
+        payload: String,
     },
 }
 
@@ -277,6 +315,16 @@ struct Transition {
 enum Detail {
     Output(Arc<Value>),
     Error(Arc<str>),
+}
+
+impl Detail {
+    /// As stored: the output's JSON text, or the error message.
+    fn text(&self) -> String {
+        match self {
+            Detail::Output(v) => v.to_string(),
+            Detail::Error(e) => e.to_string(),
+        }
+    }
 }
 
 /// A turn's output on its way to the sink.
@@ -322,7 +370,8 @@ pub(crate) struct Scheduler {
     written: foldhash::HashSet<u128>,
     timers: BinaryHeap<Reverse<Timer>>,
     timer_seq: u64,
-    inflight: HashMap<(RunId, u32, u32), (AbortHandle, u16)>,
+    /// Calls in flight by (run, task, compensated task, item).
+    inflight: HashMap<(RunId, u32, u32, u32), (AbortHandle, u16)>,
     waiters: Vec<Waiter>,
     signals: HashMap<Arc<str>, VecDeque<Signal>>,
     readers: Vec<tokio::task::JoinHandle<()>>,
@@ -682,6 +731,8 @@ impl Scheduler {
             waiters: Vec::new(),
             ended: None,
             summary: None,
+            fanouts: HashMap::new(),
+            recovered: HashMap::new(),
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -852,6 +903,21 @@ impl Scheduler {
             return;
         }
         let flags = run.spec.tasks[task as usize].flags;
+        let off_route = if flags & ON_ROUTE != 0 {
+            off_route(run, task)
+        } else {
+            None
+        };
+        if let Some(reason) = off_route {
+            self.finish(
+                slot,
+                task,
+                TaskStatus::Skipped,
+                Some(Detail::Error(reason.into())),
+                now,
+            );
+            return;
+        }
         let skip = if flags & CONDITION != 0 {
             let spec = run.spec.clone();
             let cond = spec.workflow.tasks[task as usize].condition.as_deref();
@@ -874,15 +940,12 @@ impl Scheduler {
         self.release_hist
             .saturating_record(ns(now.saturating_duration_since(since)).max(1));
         self.transition(slot, task, TaskStatus::Ready, None, now);
+        if flags & FAN_OUT != 0 && self.expand(slot, task, now) {
+            return;
+        }
         let run = self.runs[slot as usize].as_mut().expect("live run");
         let attempt = run.tasks[task as usize].attempt + 1;
-        let job = Job {
-            run: run.id,
-            slot,
-            task,
-            attempt,
-            comp_of: FORWARD,
-        };
+        let job = Job::forward(run.id, slot, task, attempt);
         if flags & WAIT_FOR != 0 {
             let spec = run.spec.clone();
             if let Some(filter) = spec.workflow.tasks[task as usize].wait_for.as_deref() {

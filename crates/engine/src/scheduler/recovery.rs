@@ -9,6 +9,7 @@ use baton_model::{Format, Source};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::dynamic::ItemEnd;
 use super::report::summarize;
 use super::saga::undo_queue;
 use super::{CANCELLED, Scheduler};
@@ -25,6 +26,8 @@ struct Past {
     reason: Option<String>,
     /// Task → its last status, attempt and detail.
     tasks: HashMap<u32, (TaskStatus, u32, Option<String>)>,
+    /// Fan-out task → its instances that ended.
+    items: HashMap<u32, Vec<ItemEnd>>,
 }
 
 /// Records folded into the workflows they name and the runs they tell, in the
@@ -55,6 +58,7 @@ fn fold(records: Vec<Record>) -> (HashMap<u128, String>, Vec<(RunId, Past)>) {
                         status: RunStatus::Running,
                         reason: None,
                         tasks: HashMap::new(),
+                        items: HashMap::new(),
                     },
                 ));
             }
@@ -69,6 +73,24 @@ fn fold(records: Vec<Record>) -> (HashMap<u128, String>, Vec<(RunId, Past)>) {
             } => {
                 if let Some(&i) = index.get(&run) {
                     runs[i].1.tasks.insert(task, (status, attempt, detail));
+                }
+            }
+            Record::Item {
+                run,
+                task,
+                item,
+                status,
+                attempt,
+                detail,
+                ..
+            } => {
+                if let Some(&i) = index.get(&run) {
+                    runs[i].1.items.entry(task).or_default().push(ItemEnd {
+                        item,
+                        ok: status == TaskStatus::Succeeded,
+                        attempt,
+                        detail,
+                    });
                 }
             }
             Record::Run {
@@ -132,7 +154,7 @@ impl Scheduler {
         let (documents, runs) = fold(records);
         let mut specs: HashMap<u128, Arc<Spec>> = HashMap::new();
         let mut resumed = Vec::new();
-        for (id, past) in runs {
+        for (id, mut past) in runs {
             if self.options.node.is_none() {
                 self.last_id = self.last_id.max(id.0);
             }
@@ -163,6 +185,7 @@ impl Scheduler {
             run.status = past.status;
             run.reason = past.reason.clone();
             let failed = restore_tasks(run, &spec, &past);
+            run.recovered = std::mem::take(&mut past.items);
             if remember {
                 self.remember_ended(slot, id, &spec, past.status);
             } else {

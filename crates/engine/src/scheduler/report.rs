@@ -8,8 +8,10 @@ use tokio::time::Instant;
 
 use super::{NO_AGENT, Run, Scheduler};
 use crate::Error;
-use crate::store::{RunId, RunStatus};
-use crate::view::{AgentStats, Percentiles, RunView, Stats, Summary, TaskCounts, TaskView};
+use crate::store::{RunId, RunStatus, TaskStatus};
+use crate::view::{
+    AgentStats, ItemCounts, Percentiles, RunView, Stats, Summary, TaskCounts, TaskView,
+};
 
 pub(super) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")
@@ -41,14 +43,29 @@ impl Scheduler {
             .tasks
             .iter()
             .enumerate()
-            .map(|(i, t)| TaskView {
-                id: run.spec.ids[i].to_string(),
-                status: t.status,
-                attempt: t.attempt,
-                agent: (t.agent != NO_AGENT)
-                    .then(|| self.agents[usize::from(t.agent)].name.clone()),
-                output: run.outputs[i].as_deref().cloned(),
-                error: run.errors.get(&(i as u32)).map(|e| e.to_string()),
+            .map(|(i, t)| {
+                let message = run.errors.get(&(i as u32)).map(|e| e.to_string());
+                let skipped = t.status == TaskStatus::Skipped;
+                TaskView {
+                    id: run.spec.ids[i].to_string(),
+                    status: t.status,
+                    attempt: t.attempt,
+                    agent: (t.agent != NO_AGENT)
+                        .then(|| self.agents[usize::from(t.agent)].name.clone()),
+                    output: run.outputs[i].as_deref().cloned(),
+                    items: run.fanouts.get(&(i as u32)).map(|f| {
+                        let [waiting, running, succeeded, failed] = f.counts();
+                        ItemCounts {
+                            total: waiting + running + succeeded + failed,
+                            waiting,
+                            running,
+                            succeeded,
+                            failed,
+                        }
+                    }),
+                    reason: message.clone().filter(|_| skipped),
+                    error: message.filter(|_| !skipped),
+                }
             })
             .collect();
         Ok(RunView {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::{Detail, FORWARD, Job, Out, Run, Scheduler, TimerKind};
+use super::{Detail, FORWARD, Job, NO_ITEM, Out, Run, Scheduler, TimerKind};
 use crate::agent::Outcome;
 use crate::clock::now_ms;
 use crate::retry;
@@ -46,17 +46,22 @@ impl Scheduler {
         let id = run.id;
         let started = run.base.is_some();
         // Stop forward calls in flight.
-        let stopped: Vec<(u32, u16)> = self
+        let stopped: Vec<_> = self
             .inflight
             .iter()
-            .filter(|((r, _, comp), _)| *r == id && *comp == FORWARD)
-            .map(|((_, t, _), (_, a))| (*t, *a))
+            .filter(|((r, _, comp, _), _)| *r == id && *comp == FORWARD)
+            .map(|(&key, &(_, a))| (key, a))
             .collect();
-        for (task, agent) in stopped {
-            if let Some((abort, _)) = self.inflight.remove(&(id, task, FORWARD)) {
+        for (key, agent) in stopped {
+            if let Some((abort, _)) = self.inflight.remove(&key) {
                 abort.abort();
                 self.release_agent(agent);
-                self.finish(slot, task, TaskStatus::Cancelled, None, now);
+                // A fan-out's task ends once, however many instances it had running.
+                let task = key.1;
+                let run = self.runs[slot as usize].as_ref().expect("live run");
+                if !run.tasks[task as usize].status.is_final() {
+                    self.finish(slot, task, TaskStatus::Cancelled, None, now);
+                }
             }
         }
         self.waiters.retain(|w| w.run != id);
@@ -92,6 +97,7 @@ impl Scheduler {
                     task,
                     attempt: 1,
                     comp_of: orig,
+                    item: NO_ITEM,
                 };
                 self.ready.push_back(job);
             }
@@ -123,15 +129,11 @@ impl Scheduler {
                 if failure.retryable && job.attempt < max {
                     let backoff = backoff.cloned().unwrap_or_default();
                     let delay = retry::delay(&backoff, job.attempt + 1, &mut self.rng);
-                    self.add_timer(
-                        TimerKind::Retry,
-                        now + delay,
-                        job.run,
-                        job.slot,
-                        job.task,
-                        job.attempt + 1,
-                        job.comp_of,
-                    );
+                    let retry = Job {
+                        attempt: job.attempt + 1,
+                        ..job
+                    };
+                    self.add_timer(TimerKind::Retry, now + delay, retry);
                     return;
                 }
                 let message: Arc<str> = failure.message.as_str().into();

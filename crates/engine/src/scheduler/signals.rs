@@ -11,7 +11,7 @@ use baton_model::EventFilter;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use super::{FORWARD, Job, Msg, Scheduler, Signal, TimerKind, Waiter};
+use super::{Job, Msg, Scheduler, Signal, TimerKind, Waiter};
 use crate::clock::now_ms;
 use crate::store::{RunId, RunStatus};
 
@@ -42,15 +42,7 @@ impl Scheduler {
             Some(value) => self.signalled(job, value),
             None => {
                 if let Some(timeout) = filter.timeout {
-                    self.add_timer(
-                        TimerKind::WaitTimeout,
-                        Instant::now() + timeout,
-                        job.run,
-                        job.slot,
-                        job.task,
-                        job.attempt,
-                        FORWARD,
-                    );
+                    self.add_timer(TimerKind::WaitTimeout, Instant::now() + timeout, job);
                 }
                 self.waiters.push(Waiter {
                     run: job.run,
@@ -136,16 +128,7 @@ impl Scheduler {
                 if filter.is_some_and(|f| matches(f, &signal, run.id, run.created_ms)) {
                     let w = self.waiters.swap_remove(i);
                     let value = signal_value(&signal);
-                    self.signalled(
-                        Job {
-                            run: w.run,
-                            slot: w.slot,
-                            task: w.task,
-                            attempt: w.attempt,
-                            comp_of: FORWARD,
-                        },
-                        value,
-                    );
+                    self.signalled(Job::forward(w.run, w.slot, w.task, w.attempt), value);
                 } else {
                     i += 1;
                 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::signals::SIGNAL_GROUP;
-use super::{Ack, Batch, Detail, FLUSH_EVERY, Msg, NO_AGENT, Out, Scheduler};
+use super::{Ack, Batch, Detail, FLUSH_EVERY, Msg, NO_AGENT, NO_ITEM, Out, Scheduler};
 use crate::Error;
 use crate::store::{self, Record, RunId, StateStore};
 
@@ -49,7 +49,7 @@ pub(super) async fn run(
         {
             let records: Vec<Record> = batches
                 .iter()
-                .flat_map(|b| b.out.iter().map(record))
+                .flat_map(|b| b.out.iter().filter_map(record))
                 .collect();
             let n = records.len() as u64;
             match store.append(records) {
@@ -63,7 +63,11 @@ pub(super) async fn run(
         }
         let mut offset = 0u64;
         for batch in &mut batches {
+            // An ack names its output's position; outputs that are events only
+            // (decisions) take no sequence number.
+            let stored = stored_before(&batch.out);
             for (index, ack) in batch.acks.drain(..) {
+                let index = stored.as_ref().map_or(index, |s| s[index]);
                 match (&store, first_seq) {
                     (Some(store), Some(first)) => {
                         let store = store.clone();
@@ -86,7 +90,10 @@ pub(super) async fn run(
                     (None, _) => answer(ack, Ok(())),
                 }
             }
-            offset += batch.out.len() as u64;
+            offset += stored
+                .as_ref()
+                .map_or(batch.out.len(), |s| s.last().map_or(0, |&n| n + 1))
+                as u64;
         }
         if let Some((log, topic)) = &log {
             let events: Vec<Event> = batches.iter().flat_map(|b| events(&b.out)).collect();
@@ -212,8 +219,30 @@ pub(super) fn answer(ack: Ack, synced: Result<(), Error>) {
     }
 }
 
-pub(super) fn record(out: &Out) -> Record {
-    match out {
+/// Per output, the position of its record among the batch's records, when some
+/// outputs have none (`None`: every output is a record).
+fn stored_before(out: &[Out]) -> Option<Vec<usize>> {
+    if !out.iter().any(|o| matches!(o, Out::Decision { .. })) {
+        return None;
+    }
+    let mut n = 0usize;
+    Some(
+        out.iter()
+            .map(|o| {
+                let at = n;
+                if !matches!(o, Out::Decision { .. }) {
+                    n += 1;
+                }
+                at
+            })
+            .collect(),
+    )
+}
+
+/// The record an output is stored as; decisions are events only (each is
+/// made again from recorded outputs when a run resumes).
+pub(super) fn record(out: &Out) -> Option<Record> {
+    Some(match out {
         Out::Workflow { key, document } => Record::Workflow {
             key: *key,
             document: document.to_string(),
@@ -236,10 +265,26 @@ pub(super) fn record(out: &Out) -> Record {
             attempt: t.attempt,
             agent: t.agent,
             at_us: t.at_us,
-            detail: t.detail.as_ref().map(|d| match d {
-                Detail::Output(v) => v.to_string(),
-                Detail::Error(e) => e.to_string(),
-            }),
+            detail: t.detail.as_ref().map(Detail::text),
+        },
+        Out::Item {
+            run,
+            task,
+            item,
+            status,
+            attempt,
+            agent,
+            at_us,
+            detail,
+        } => Record::Item {
+            run: *run,
+            task: *task,
+            item: *item,
+            status: *status,
+            attempt: *attempt,
+            agent: *agent,
+            at_us: *at_us,
+            detail: detail.as_ref().map(Detail::text),
         },
         Out::Run {
             run,
@@ -252,32 +297,64 @@ pub(super) fn record(out: &Out) -> Record {
             at_ms: *at_ms,
             reason: reason.clone(),
         },
-    }
+        Out::Decision { .. } => return None,
+    })
 }
 
 /// The turn's transitions as events: per run, `baton.transitions` events whose
 /// payload is `{"run": ID, "transitions": [[task, status, attempt, agent, at_us(, detail)], ...]}`
-/// (task as its index in the workflow, status as its name), and `baton.run` events
-/// for run status changes.
+/// (task as its index in the workflow, status as its name); per fan-out,
+/// `baton.items` events, `{"run": ID, "task": TASK, "items": [[item, status, attempt, agent, at_us(, detail)], ...]}`;
+/// `baton.decision` events for what a run decided (`{"run", "task", "decision":
+/// "for_each", "items": N}` or `{…, "decision": "route", "route": NAME}`), and
+/// `baton.run` events for run status changes.
 pub(super) fn events(out: &[Out]) -> Vec<Event> {
     use std::fmt::Write;
     let mut events = Vec::new();
-    let mut open: Vec<(RunId, String)> = Vec::new();
-    let close = |events: &mut Vec<Event>, run: RunId, mut body: String| {
+    // Bodies being filled: per run, its transitions (`NO_ITEM`) or a fan-out's items.
+    let mut open: Vec<(RunId, u32, String)> = Vec::new();
+    let close = |events: &mut Vec<Event>, (run, task, mut body): (RunId, u32, String)| {
         body.push_str("]}");
-        events.push(Event::new("baton.transitions", run.to_string(), body));
+        let kind = if task == NO_ITEM {
+            "baton.transitions"
+        } else {
+            "baton.items"
+        };
+        events.push(Event::new(kind, run.to_string(), body));
+    };
+    // The run's bodies go out before `what` (a decision, its end).
+    let flush_run = |events: &mut Vec<Event>, open: &mut Vec<(RunId, u32, String)>, run: RunId| {
+        while let Some(at) = open.iter().position(|(r, ..)| *r == run) {
+            close(events, open.swap_remove(at));
+        }
+    };
+    let entry = |body: &mut String, detail: &Option<Detail>| match detail {
+        Some(Detail::Output(v)) => {
+            let _ = write!(body, ",{}]", v);
+        }
+        Some(Detail::Error(e)) => {
+            let _ = write!(body, ",{}]", Value::String(e.to_string()));
+        }
+        None => body.push(']'),
     };
     for o in out {
         match o {
             Out::Task(t) => {
-                let at = match open.iter().position(|(r, _)| *r == t.run) {
+                let at = match open
+                    .iter()
+                    .position(|(r, k, _)| *r == t.run && *k == NO_ITEM)
+                {
                     Some(i) => i,
                     None => {
-                        open.push((t.run, format!("{{\"run\":\"{}\",\"transitions\":[", t.run)));
+                        open.push((
+                            t.run,
+                            NO_ITEM,
+                            format!("{{\"run\":\"{}\",\"transitions\":[", t.run),
+                        ));
                         open.len() - 1
                     }
                 };
-                let body = &mut open[at].1;
+                let body = &mut open[at].2;
                 if !body.ends_with('[') {
                     body.push(',');
                 }
@@ -295,18 +372,9 @@ pub(super) fn events(out: &[Out]) -> Vec<Event> {
                     agent,
                     t.at_us
                 );
-                match &t.detail {
-                    Some(Detail::Output(v)) => {
-                        let _ = write!(body, ",{}]", v);
-                    }
-                    Some(Detail::Error(e)) => {
-                        let _ = write!(body, ",{}]", Value::String(e.to_string()));
-                    }
-                    None => body.push(']'),
-                }
+                entry(body, &t.detail);
                 if body.len() >= EVENT_BYTES {
-                    let (run, body) = open.swap_remove(at);
-                    close(&mut events, run, body);
+                    close(&mut events, open.swap_remove(at));
                 }
             }
             Out::Run {
@@ -317,10 +385,7 @@ pub(super) fn events(out: &[Out]) -> Vec<Event> {
             } => {
                 // The run's transitions so far go first: consumers see a run end
                 // after its tasks.
-                if let Some(at) = open.iter().position(|(r, _)| r == run) {
-                    let (run, body) = open.swap_remove(at);
-                    close(&mut events, run, body);
-                }
+                flush_run(&mut events, &mut open, *run);
                 let payload = serde_json::json!({"run": run.to_string(), "status": status.as_str(), "reason": reason});
                 events.push(Event::new(
                     "baton.run",
@@ -336,11 +401,56 @@ pub(super) fn events(out: &[Out]) -> Vec<Event> {
                     payload.to_string(),
                 ));
             }
+            Out::Item {
+                run,
+                task,
+                item,
+                status,
+                attempt,
+                agent,
+                at_us,
+                detail,
+            } => {
+                let at = match open.iter().position(|(r, k, _)| r == run && k == task) {
+                    Some(i) => i,
+                    None => {
+                        open.push((
+                            *run,
+                            *task,
+                            format!("{{\"run\":\"{run}\",\"task\":{task},\"items\":["),
+                        ));
+                        open.len() - 1
+                    }
+                };
+                let body = &mut open[at].2;
+                if !body.ends_with('[') {
+                    body.push(',');
+                }
+                let _ = write!(
+                    body,
+                    "[{item},\"{}\",{attempt},{agent},{at_us}",
+                    status.as_str()
+                );
+                entry(body, detail);
+                if body.len() >= EVENT_BYTES {
+                    close(&mut events, open.swap_remove(at));
+                }
+            }
+            Out::Decision { run, payload } => {
+                // After the run's transitions so far: the decision follows
+                // the output it was made from.
+                flush_run(&mut events, &mut open, *run);
+                events.push(Event::new(
+                    "baton.decision",
+                    run.to_string(),
+                    payload.clone(),
+                ));
+            }
             Out::Workflow { .. } => {}
         }
     }
-    for (run, body) in open {
-        close(&mut events, run, body);
+    for body in open {
+        close(&mut events, body);
     }
     events
 }

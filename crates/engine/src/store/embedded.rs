@@ -29,6 +29,7 @@ const WORKFLOW: u8 = 1;
 const RUN_CREATED: u8 = 2;
 const TASK: u8 = 3;
 const RUN: u8 = 4;
+const ITEM: u8 = 5;
 
 /// How an [`Embedded`] store behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -599,6 +600,7 @@ fn too_large(journal: &Path, record: &Record, size: usize) -> Error {
         Record::Workflow { .. } => "workflow",
         Record::RunCreated { .. } => "run-created",
         Record::Task { .. } => "task",
+        Record::Item { .. } => "item",
         Record::Run { .. } => "run",
     };
     io_error(
@@ -726,6 +728,7 @@ fn body_size(record: &Record) -> usize {
         Record::Workflow { document, .. } => 1 + 16 + 4 + document.len(),
         Record::RunCreated { input, .. } => 1 + 8 + 16 + 8 + 4 + input.len(),
         Record::Task { detail, .. } => 28 + opt(detail),
+        Record::Item { detail, .. } => 32 + opt(detail),
         Record::Run { reason, .. } => 1 + 8 + 1 + 8 + opt(reason),
     }
 }
@@ -770,6 +773,28 @@ fn encode(record: &Record, buf: &mut Vec<u8>) {
             fixed[18..20].copy_from_slice(&agent.to_le_bytes());
             fixed[20..28].copy_from_slice(&at_us.to_le_bytes());
             buf.extend_from_slice(&fixed[..28]);
+            put_opt_str(buf, detail.as_deref());
+        }
+        Record::Item {
+            run,
+            task,
+            item,
+            status,
+            attempt,
+            agent,
+            at_us,
+            detail,
+        } => {
+            let mut fixed = [0u8; 32];
+            fixed[0] = ITEM;
+            fixed[1..9].copy_from_slice(&run.0.to_le_bytes());
+            fixed[9..13].copy_from_slice(&task.to_le_bytes());
+            fixed[13] = *status as u8;
+            fixed[14..18].copy_from_slice(&attempt.to_le_bytes());
+            fixed[18..20].copy_from_slice(&agent.to_le_bytes());
+            fixed[20..28].copy_from_slice(&at_us.to_le_bytes());
+            fixed[28..32].copy_from_slice(&item.to_le_bytes());
+            buf.extend_from_slice(&fixed);
             put_opt_str(buf, detail.as_deref());
         }
         Record::Run {
@@ -834,6 +859,24 @@ fn decode(body: &[u8]) -> Result<Record, String> {
             at_us: r.u64()?,
             detail: r.opt_str()?,
         },
+        ITEM => {
+            let run = RunId(r.u64()?);
+            let task = r.u32()?;
+            let code = r.u8()?;
+            let status =
+                TaskStatus::from_u8(code).ok_or_else(|| format!("unknown task status {code}"))?;
+            let (attempt, agent, at_us, item) = (r.u32()?, r.u16()?, r.u64()?, r.u32()?);
+            Record::Item {
+                run,
+                task,
+                item,
+                status,
+                attempt,
+                agent,
+                at_us,
+                detail: r.opt_str()?,
+            }
+        }
         RUN => Record::Run {
             run: RunId(r.u64()?),
             status: {
@@ -1092,6 +1135,20 @@ mod tests {
                 records.push(Record::Task {
                     run: RunId(u64::MAX - i as u64),
                     task: u32::MAX - i as u32,
+                    status,
+                    attempt: u32::MAX,
+                    agent: u16::MAX,
+                    at_us: u64::MAX,
+                    detail: detail.clone(),
+                });
+            }
+        }
+        for status in [TaskStatus::Succeeded, TaskStatus::Failed] {
+            for detail in &strings {
+                records.push(Record::Item {
+                    run: RunId(u64::MAX),
+                    task: u32::MAX,
+                    item: u32::MAX - 1,
                     status,
                     attempt: u32::MAX,
                     agent: u16::MAX,
@@ -1735,6 +1792,29 @@ mod tests {
                         detail,
                     }
                 }),
+            (
+                any::<u64>(),
+                any::<(u32, u32)>(),
+                0..9u8,
+                any::<u32>(),
+                any::<u16>(),
+                any::<u64>(),
+                opt.clone()
+            )
+                .prop_map(
+                    |(run, (task, item), status, attempt, agent, at_us, detail)| {
+                        Record::Item {
+                            run: RunId(run),
+                            task,
+                            item,
+                            status: TaskStatus::from_u8(status).unwrap(),
+                            attempt,
+                            agent,
+                            at_us,
+                            detail,
+                        }
+                    }
+                ),
             (any::<u64>(), 0..6u8, any::<u64>(), opt).prop_map(|(run, status, at_ms, reason)| {
                 Record::Run {
                     run: RunId(run),

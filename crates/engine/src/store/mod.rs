@@ -207,6 +207,27 @@ pub enum Record {
         /// (on `Failed`, or on `Pending` after a failed attempt).
         detail: Option<String>,
     },
+    /// An instance of a fan-out (a task's `for_each`) ended. Instances still
+    /// running are not recorded: they run again after a restart, while ended
+    /// ones keep their result and are not asked again.
+    Item {
+        /// The run.
+        run: RunId,
+        /// The fan-out task.
+        task: u32,
+        /// The item's index in the list the task runs over.
+        item: u32,
+        /// `Succeeded` or `Failed`.
+        status: TaskStatus,
+        /// The attempt that ended (1 for the first).
+        attempt: u32,
+        /// The agent (index in the run's agent table).
+        agent: u16,
+        /// Time since the run was created (or resumed), microseconds.
+        at_us: u64,
+        /// The instance's output as JSON text (on `Succeeded`), or its error.
+        detail: Option<String>,
+    },
     /// The run changed state.
     Run {
         /// The run.
@@ -225,9 +246,10 @@ impl Record {
     pub fn run(&self) -> Option<RunId> {
         match self {
             Record::Workflow { .. } => None,
-            Record::RunCreated { run, .. } | Record::Task { run, .. } | Record::Run { run, .. } => {
-                Some(*run)
-            }
+            Record::RunCreated { run, .. }
+            | Record::Task { run, .. }
+            | Record::Item { run, .. }
+            | Record::Run { run, .. } => Some(*run),
         }
     }
 }

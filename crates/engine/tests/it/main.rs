@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, reason = "a test's panic is its failure report")]
 
 mod control;
+mod dynamic;
 mod events;
 mod faults;
 mod props;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{duration_value, object, scalar_string, string_list, type_error, unknown_field};
+use super::{count, duration_value, object, scalar_string, string_list, type_error, unknown_field};
 use crate::diag::{Diagnostic, Path, Report, Severity};
 use crate::duration;
 use crate::suggest::{closest, did_you_mean};
@@ -44,6 +44,11 @@ const SPECIFIC: &[(&str, &str, Read)] = &[
         a.failure_rate = probability(&v, p, r)
     }),
     ("seed", "simulate", |a, v, p, r| a.seed = seed(&v, p, r)),
+    ("outputs", "simulate", |a, v, p, r| {
+        if let Some(map) = object(v, p, "a map of task ids to the outputs they return", r) {
+            a.outputs = map.into_iter().collect();
+        }
+    }),
 ];
 
 /// The field each built-in type cannot run without, and how to write it.
@@ -183,21 +188,6 @@ fn unknown(path: Path, key: &str, kind: Option<&str>) -> Diagnostic {
         )),
         None => diagnostic,
     }
-}
-
-/// A whole number from 1 to `u32::MAX`.
-fn count(value: &Value, path: &Path, field: &str) -> Result<u32, Diagnostic> {
-    value
-        .as_u64()
-        .filter(|&n| n >= 1)
-        .and_then(|n| u32::try_from(n).ok())
-        .ok_or_else(|| {
-            Diagnostic::error(
-                "bad-value",
-                path.clone(),
-                format!("`{field}` must be a whole number ≥ 1, found {value}"),
-            )
-        })
 }
 
 fn breaker(v: Value, path: &Path, report: &mut Report) -> Option<BreakerPolicy> {

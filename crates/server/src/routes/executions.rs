@@ -336,6 +336,8 @@ pub(crate) fn view(state: &AppState, run: RunId, v: RunView) -> api::ExecutionSt
                 agent: t.agent,
                 output: t.output,
                 error: t.error,
+                reason: t.reason,
+                items: t.items.and_then(|i| serde_json::to_value(i).ok()),
             })
             .collect(),
     }

@@ -52,7 +52,7 @@
 //!         document json)           -- workflows shared by `baton serve` instances
 //! ```
 //!
-//! `history` holds every [`Record::Task`] and [`Record::Run`] in append order
+//! `history` holds every [`Record::Task`], [`Record::Item`] and [`Record::Run`] in append order
 //! (`id` comes from a sequence without a cache, so it grows with every insert,
 //! across connections and instances); [`Record::RunCreated`] is the `runs` row and
 //! [`Record::Workflow`] the `workflows` row. Documents and inputs are `json`, not
@@ -867,7 +867,7 @@ fn check_json(record: &Record) -> Result<(), Error> {
     let (what, text) = match record {
         Record::Workflow { key, document } => (format!("workflow {key:032x}"), document),
         Record::RunCreated { run, input, .. } => (format!("the input of run {run}"), input),
-        Record::Task { .. } | Record::Run { .. } => return Ok(()),
+        Record::Task { .. } | Record::Item { .. } | Record::Run { .. } => return Ok(()),
     };
     serde_json::from_str::<serde::de::IgnoredAny>(text)
         .map(drop)

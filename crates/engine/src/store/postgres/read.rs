@@ -7,7 +7,7 @@ use sqlx::Row as _;
 use sqlx::postgres::{PgConnection, PgRow};
 
 use super::database;
-use super::schema::{KIND_RUN, KIND_TASK};
+use super::schema::{KIND_ITEM, KIND_RUN, KIND_TASK};
 use crate::store::{Error, Record, RunId, RunStatus, TaskStatus};
 
 /// The records of `runs` (sorted), workflow documents first, then each run's
@@ -110,6 +110,22 @@ fn history_record(row: &PgRow) -> Result<Record, Error> {
                 at_us: at,
                 detail,
             }),
+            KIND_ITEM => {
+                let packed = row.try_get::<i64, _>(2)? as u64;
+                Ok(Record::Item {
+                    run,
+                    task: packed as u32,
+                    item: (packed >> 32) as u32,
+                    status: TaskStatus::from_u8(code)
+                        .ok_or_else(|| bad(format!("item status code {status}")))?,
+                    attempt: u32::try_from(row.try_get::<i64, _>(4)?)
+                        .map_err(|e| bad(format!("attempt: {e}")))?,
+                    agent: u16::try_from(row.try_get::<i32, _>(5)?)
+                        .map_err(|e| bad(format!("agent: {e}")))?,
+                    at_us: at,
+                    detail,
+                })
+            }
             KIND_RUN => Ok(Record::Run {
                 run,
                 status: RunStatus::from_u8(code)

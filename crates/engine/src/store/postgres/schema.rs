@@ -96,6 +96,10 @@ CREATE INDEX IF NOT EXISTS catalog_created ON catalog (created_ms);
 pub(super) const KIND_TASK: i16 = 1;
 /// `history.kind` of a [`Record::Run`].
 pub(super) const KIND_RUN: i16 = 2;
+/// `history.kind` of a [`Record::Item`]: `task` holds `item << 32 | task`
+/// (the column is a `bigint`, both numbers are 32 bits), so the rows need no
+/// column of their own and `task_states` (kind 1) does not see them.
+pub(super) const KIND_ITEM: i16 = 3;
 
 /// Creates the schema if needed and applies the migrations it lacks, under an
 /// advisory lock so that instances starting together take turns.

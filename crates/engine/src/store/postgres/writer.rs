@@ -8,7 +8,7 @@ use std::sync::Arc;
 use sqlx::Row as _;
 use sqlx::postgres::PgPool;
 
-use super::schema::{KIND_RUN, KIND_TASK};
+use super::schema::{KIND_ITEM, KIND_RUN, KIND_TASK};
 use super::{Shared, State};
 use crate::store::{Record, RunId, RunStatus};
 
@@ -117,7 +117,7 @@ fn sort<'a>(chunk: &[&'a Record], dropped: &HashSet<RunId>) -> Sorted<'a> {
                 sorted.created_inputs.push(input);
                 sorted.created_at_ms.push(*at_ms as i64);
             }
-            Record::Task { run, .. } | Record::Run { run, .. }
+            Record::Task { run, .. } | Record::Item { run, .. } | Record::Run { run, .. }
                 if !dropped.contains(run) && seen_written.insert(*run) =>
             {
                 sorted.written.push(run.0 as i64);
@@ -172,6 +172,26 @@ fn history<'a>(
                 rows.run.push(run.0 as i64);
                 rows.kind.push(KIND_TASK);
                 rows.task.push(Some(i64::from(*task)));
+                rows.status.push(i16::from(*status as u8));
+                rows.attempt.push(Some(i64::from(*attempt)));
+                rows.agent.push(Some(i32::from(*agent)));
+                rows.at.push(*at_us as i64);
+                rows.detail.push(detail.as_deref().map(str::as_bytes));
+            }
+            Record::Item {
+                run,
+                task,
+                item,
+                status,
+                attempt,
+                agent,
+                at_us,
+                detail,
+            } if owned.contains(&(run.0 as i64)) => {
+                rows.run.push(run.0 as i64);
+                rows.kind.push(KIND_ITEM);
+                rows.task
+                    .push(Some(((u64::from(*item) << 32) | u64::from(*task)) as i64));
                 rows.status.push(i16::from(*status as u8));
                 rows.attempt.push(Some(i64::from(*attempt)));
                 rows.agent.push(Some(i32::from(*agent)));

@@ -1,0 +1,537 @@
+//! What a run decides as it goes: fan-outs (`for_each`: a task run once per item
+//! of an upstream output list, its output the instances' outputs in item order)
+//! and routes (the successors a task's output chooses; the others are skipped).
+//!
+//! Decisions are made from durable data only: a fan-out's list is its upstream
+//! task's recorded output, a route is the choosing task's recorded output. A
+//! resumed run therefore makes the same decisions without asking an agent
+//! again; an instance that ended is recorded ([`Record::Item`](crate::store::Record::Item))
+//! and keeps its result, so it is not run twice.
+
+use std::sync::Arc;
+
+use baton_model::expr::{Field, Segment, lookup};
+use baton_model::{ForEach, OnItemFailure};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::{Detail, FORWARD, Job, NO_AGENT, Out, Run, Scheduler};
+use crate::agent::{Failure, Outcome};
+use crate::retry;
+use crate::store::{RunId, RunStatus, TaskStatus};
+
+/// Where an instance is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ItemState {
+    /// Not started, or waiting for its next attempt.
+    Waiting,
+    /// In the ready queue or with an agent.
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// A fan-out in progress: one per task whose instances are running.
+pub(super) struct FanOut {
+    /// The upstream output that holds the list.
+    source: Arc<Value>,
+    len: u32,
+    /// The next item never started.
+    next: u32,
+    running: u32,
+    ended: u32,
+    limit: u32,
+    policy: OnItemFailure,
+    state: Vec<ItemState>,
+    attempts: Vec<u32>,
+    results: Vec<Option<Arc<Value>>>,
+    failures: Vec<(u32, Arc<str>)>,
+}
+
+impl FanOut {
+    /// Counts by state: waiting, running, succeeded, failed.
+    pub(super) fn counts(&self) -> [u32; 4] {
+        let done_ok = self.ended - self.failures.len() as u32;
+        let running = self.running;
+        [
+            self.len - running - self.ended,
+            running,
+            done_ok,
+            self.failures.len() as u32,
+        ]
+    }
+}
+
+/// An instance's end as its record tells it (a run resumed).
+pub(super) struct ItemEnd {
+    pub item: u32,
+    pub ok: bool,
+    pub attempt: u32,
+    pub detail: Option<String>,
+}
+
+/// What an instance sees as its `item`, and its index.
+pub(super) fn item_value(run: &Run, task: u32, item: u32) -> Value {
+    let Some(f) = run.fanouts.get(&task) else {
+        return Value::Null;
+    };
+    list(&run.spec.workflow.tasks[task as usize].for_each, &f.source)
+        .and_then(|l| l.as_array())
+        .and_then(|a| a.get(item as usize))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn path(for_each: &Option<Box<ForEach>>) -> &[Segment] {
+    match for_each.as_deref().map(|f| &f.items.field) {
+        Some(Field::Output(path)) => path,
+        _ => &[],
+    }
+}
+
+fn list<'v>(for_each: &Option<Box<ForEach>>, source: &'v Value) -> Option<&'v Value> {
+    lookup(source, path(for_each))
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
+    }
+}
+
+/// The route a task's output names: the output itself when it is a string, or
+/// its `route` when it is a map.
+pub(super) fn route_of(output: Option<&Value>) -> Option<&str> {
+    match output? {
+        Value::String(s) => Some(s),
+        Value::Object(m) => m.get("route").and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+impl Scheduler {
+    /// A fan-out task became ready: reads its list and starts its instances, or
+    /// ends the task at once (an empty list succeeds, a missing or oversized one
+    /// fails). `false` when the task runs as a plain task (`parallel: true` over
+    /// an output that is not a list).
+    pub(super) fn expand(&mut self, slot: u32, task: u32, now: Instant) -> bool {
+        let run = self.runs[slot as usize].as_mut().expect("live run");
+        let spec = run.spec.clone();
+        let Some(for_each) = spec.workflow.tasks[task as usize].for_each.as_deref() else {
+            return false;
+        };
+        let source = spec
+            .plan
+            .id(&for_each.items.task)
+            .and_then(|up| run.outputs[up as usize].clone());
+        let found = source
+            .as_deref()
+            .and_then(|s| list(&spec.workflow.tasks[task as usize].for_each, s));
+        let len = match found {
+            Some(Value::Array(items)) => items.len(),
+            _ if for_each.implied => return false,
+            other => {
+                let what = other.map_or("missing", kind);
+                let message = format!(
+                    "`for_each` of `{}`: `{}` is {what}, not a list",
+                    spec.ids[task as usize], for_each.text
+                );
+                self.fail_task(slot, task, message, now);
+                return true;
+            }
+        };
+        if len > for_each.max_items as usize {
+            let message = format!(
+                "`for_each` of `{}`: `{}` has {len} items, more than `max_items` ({}); raise `max_items` (up to {}) or split the list",
+                spec.ids[task as usize],
+                for_each.text,
+                for_each.max_items,
+                ForEach::MAX_ITEMS
+            );
+            self.fail_task(slot, task, message, now);
+            return true;
+        }
+        let len = len as u32;
+        let at = Self::at_ns(run, now);
+        let state = &mut run.tasks[task as usize];
+        state.attempt = 1;
+        state.dispatched_at = at;
+        let mut fan = FanOut {
+            source: source.unwrap_or_default(),
+            len,
+            next: 0,
+            running: 0,
+            ended: 0,
+            limit: for_each.max_parallel.unwrap_or(u32::MAX),
+            policy: for_each.on_failure,
+            state: vec![ItemState::Waiting; len as usize],
+            attempts: vec![0; len as usize],
+            results: vec![None; len as usize],
+            failures: Vec::new(),
+        };
+        for end in run.recovered.remove(&task).unwrap_or_default() {
+            let i = end.item as usize;
+            if i >= fan.state.len() || fan.state[i] != ItemState::Waiting {
+                continue;
+            }
+            fan.attempts[i] = end.attempt;
+            fan.ended += 1;
+            if end.ok {
+                fan.state[i] = ItemState::Succeeded;
+                fan.results[i] = end
+                    .detail
+                    .as_deref()
+                    .map(|d| Arc::new(serde_json::from_str(d).unwrap_or(Value::Null)));
+            } else {
+                fan.state[i] = ItemState::Failed;
+                fan.failures
+                    .push((end.item, end.detail.unwrap_or_default().into()));
+            }
+        }
+        let id = run.id;
+        run.fanouts.insert(task, fan);
+        self.out.push(Out::Decision {
+            run: id,
+            payload: serde_json::json!({
+                "run": id.to_string(),
+                "task": &*spec.ids[task as usize],
+                "decision": "for_each",
+                "items": len,
+            })
+            .to_string(),
+        });
+        self.transition(slot, task, TaskStatus::Dispatched, None, now);
+        self.transition(slot, task, TaskStatus::Running, None, now);
+        if !self.fan_in(slot, task, now) {
+            self.queue_items(slot, task);
+        }
+        true
+    }
+
+    /// Queues instances while the fan-out's `max_parallel` allows.
+    fn queue_items(&mut self, slot: u32, task: u32) {
+        let run = self.runs[slot as usize].as_mut().expect("live run");
+        let id = run.id;
+        let Some(fan) = run.fanouts.get_mut(&task) else {
+            return;
+        };
+        while fan.running < fan.limit && fan.next < fan.len {
+            let i = fan.next;
+            fan.next += 1;
+            if fan.state[i as usize] != ItemState::Waiting {
+                continue;
+            }
+            fan.state[i as usize] = ItemState::Running;
+            fan.running += 1;
+            self.ready.push_back(Job {
+                run: id,
+                slot,
+                task,
+                attempt: fan.attempts[i as usize] + 1,
+                comp_of: FORWARD,
+                item: i,
+            });
+        }
+    }
+
+    /// Whether an instance's job is still wanted (its run goes on, the attempt
+    /// is the one expected).
+    pub(super) fn item_wanted(run: &Run, job: &Job) -> bool {
+        run.fanouts.get(&job.task).is_some_and(|f| {
+            f.state[job.item as usize] == ItemState::Running
+                && f.attempts[job.item as usize] + 1 == job.attempt
+        }) && run.tasks[job.task as usize].status == TaskStatus::Running
+    }
+
+    /// An instance's attempt starts (its agent is booked by the caller).
+    pub(super) fn item_started(run: &mut Run, job: &Job) {
+        if let Some(f) = run.fanouts.get_mut(&job.task) {
+            f.attempts[job.item as usize] = job.attempt;
+        }
+        if job.attempt > 1 {
+            run.retries += 1;
+        }
+    }
+
+    /// An instance's attempt ended.
+    pub(super) fn item_done(&mut self, job: Job, agent: u16, outcome: Outcome, now: Instant) {
+        let Some(run) = self.run_mut(job.slot, job.run) else {
+            return;
+        };
+        let wanted = run.fanouts.get(&job.task).is_some_and(|f| {
+            f.state[job.item as usize] == ItemState::Running
+                && f.attempts[job.item as usize] == job.attempt
+        });
+        if !wanted || run.tasks[job.task as usize].status != TaskStatus::Running {
+            return;
+        }
+        match outcome {
+            Ok(value) => {
+                let value = (!value.is_null()).then(|| Arc::new(value));
+                self.item_ended(job, agent, value.map(Detail::Output), now);
+            }
+            Err(failure) => self.item_failed(job, agent, failure, now),
+        }
+    }
+
+    /// An instance's attempt failed: retried under the task's policy, or ends.
+    pub(super) fn item_failed(&mut self, job: Job, agent: u16, failure: Failure, now: Instant) {
+        let run = self.runs[job.slot as usize].as_mut().expect("live run");
+        let spec = run.spec.clone();
+        let (max, backoff) = Self::max_attempts(&spec, job.task);
+        let live = matches!(run.status, RunStatus::Running | RunStatus::Paused);
+        if failure.retryable && job.attempt < max && live {
+            if let Some(f) = run.fanouts.get_mut(&job.task) {
+                f.state[job.item as usize] = ItemState::Waiting;
+                f.running -= 1;
+            }
+            let backoff = backoff.cloned().unwrap_or_default();
+            let delay = retry::delay(&backoff, job.attempt + 1, &mut self.rng);
+            let retry = Job {
+                attempt: job.attempt + 1,
+                ..job
+            };
+            self.add_timer(super::TimerKind::Retry, now + delay, retry);
+            return;
+        }
+        let message: Arc<str> = failure.message.as_str().into();
+        self.item_ended(job, agent, Some(Detail::Error(message)), now);
+    }
+
+    /// A retry's time came: the instance runs again if it still waits.
+    pub(super) fn item_retry(&mut self, job: Job) {
+        let Some(run) = self.run_mut(job.slot, job.run) else {
+            return;
+        };
+        if run.tasks[job.task as usize].status != TaskStatus::Running {
+            return;
+        }
+        let Some(f) = run.fanouts.get_mut(&job.task) else {
+            return;
+        };
+        let i = job.item as usize;
+        if f.state[i] != ItemState::Waiting || f.attempts[i] + 1 != job.attempt {
+            return;
+        }
+        f.state[i] = ItemState::Running;
+        f.running += 1;
+        self.ready.push_back(job);
+    }
+
+    /// An instance ended for good (an output, or an error): recorded; the next
+    /// instance starts, or the fan-out ends.
+    fn item_ended(&mut self, job: Job, agent: u16, detail: Option<Detail>, now: Instant) {
+        let run = self.runs[job.slot as usize].as_mut().expect("live run");
+        let at = Self::at_ns(run, now);
+        let id = run.id;
+        let Some(f) = run.fanouts.get_mut(&job.task) else {
+            return;
+        };
+        let i = job.item as usize;
+        f.running -= 1;
+        f.ended += 1;
+        let failed = matches!(detail, Some(Detail::Error(_)));
+        match &detail {
+            Some(Detail::Error(e)) => {
+                f.state[i] = ItemState::Failed;
+                f.failures.push((job.item, e.clone()));
+            }
+            Some(Detail::Output(v)) => {
+                f.state[i] = ItemState::Succeeded;
+                f.results[i] = Some(v.clone());
+            }
+            None => f.state[i] = ItemState::Succeeded,
+        }
+        let fail_fast = failed && f.policy == OnItemFailure::FailFast;
+        self.transitions += 1;
+        self.out.push(Out::Item {
+            run: id,
+            task: job.task,
+            item: job.item,
+            status: if failed {
+                TaskStatus::Failed
+            } else {
+                TaskStatus::Succeeded
+            },
+            attempt: job.attempt,
+            agent,
+            at_us: at / 1000,
+            detail,
+        });
+        if fail_fast {
+            self.stop_items(job.slot, id, job.task);
+            let run = self.runs[job.slot as usize].as_mut().expect("live run");
+            let spec = run.spec.clone();
+            let f = run.fanouts.get(&job.task).expect("fan-out");
+            let (_, message) = f.failures.last().expect("a failure").clone();
+            let message = format!(
+                "item {} of {} failed: {message}",
+                job.item, spec.ids[job.task as usize]
+            );
+            self.fail_task(job.slot, job.task, message, now);
+            return;
+        }
+        if !self.fan_in(job.slot, job.task, now) {
+            self.queue_items(job.slot, job.task);
+        }
+    }
+
+    /// Stops a fan-out's instances in flight (the task failed fast).
+    fn stop_items(&mut self, slot: u32, id: RunId, task: u32) {
+        let stopped: Vec<_> = self
+            .inflight
+            .iter()
+            .filter(|((r, t, comp, _), _)| *r == id && *t == task && *comp == FORWARD)
+            .map(|(&key, &(_, agent))| (key, agent))
+            .collect();
+        for (key, agent) in stopped {
+            if let Some((abort, _)) = self.inflight.remove(&key) {
+                abort.abort();
+                self.release_agent(agent);
+            }
+        }
+        let run = self.runs[slot as usize].as_mut().expect("live run");
+        if let Some(f) = run.fanouts.get_mut(&task) {
+            f.running = 0;
+            f.next = f.len;
+        }
+    }
+
+    /// When every instance ended: the task succeeds with the outputs in item
+    /// order, or fails naming the items that failed. `true` when it ended.
+    fn fan_in(&mut self, slot: u32, task: u32, now: Instant) -> bool {
+        let run = self.runs[slot as usize].as_mut().expect("live run");
+        let Some(f) = run.fanouts.get(&task) else {
+            return false;
+        };
+        if f.ended < f.len {
+            return false;
+        }
+        let mut f = run.fanouts.remove(&task).expect("fan-out");
+        if f.failures.is_empty() {
+            let outputs = std::mem::take(&mut f.results)
+                .into_iter()
+                .map(|r| r.map_or(Value::Null, Arc::unwrap_or_clone))
+                .collect();
+            self.finish(
+                slot,
+                task,
+                TaskStatus::Succeeded,
+                Some(Detail::Output(Arc::new(Value::Array(outputs)))),
+                now,
+            );
+            self.drain_newly_ready();
+            self.check_done(slot);
+        } else {
+            f.failures.sort_by_key(|(i, _)| *i);
+            let shown: Vec<String> = f
+                .failures
+                .iter()
+                .take(5)
+                .map(|(i, e)| format!("item {i}: {e}"))
+                .collect();
+            let more = f.failures.len().saturating_sub(shown.len());
+            let message = format!(
+                "{} of {} items of {} failed ({}{})",
+                f.failures.len(),
+                f.len,
+                run.spec.ids[task as usize],
+                shown.join("; "),
+                if more > 0 {
+                    format!("; and {more} more")
+                } else {
+                    String::new()
+                }
+            );
+            self.fail_task(slot, task, message, now);
+        }
+        true
+    }
+
+    /// A task fails for good without an agent call of its own (a fan-out, or a
+    /// list it cannot run over); the run fails.
+    pub(super) fn fail_task(&mut self, slot: u32, task: u32, message: String, now: Instant) {
+        let run = self.runs[slot as usize].as_mut().expect("live run");
+        run.fanouts.remove(&task);
+        let state = &mut run.tasks[task as usize];
+        state.attempt = state.attempt.max(1);
+        state.agent = NO_AGENT;
+        let reason = format!("task `{}` failed: {message}", run.spec.ids[task as usize]);
+        self.finish(
+            slot,
+            task,
+            TaskStatus::Failed,
+            Some(Detail::Error(message.into())),
+            now,
+        );
+        self.fail_run(slot, reason, false);
+    }
+
+    /// A routing task's output must name one of its routes.
+    pub(super) fn check_route(run: &Run, task: u32, output: &Value) -> Result<(), Failure> {
+        let Some(routes) = run.spec.workflow.tasks[task as usize].routes.as_deref() else {
+            return Ok(());
+        };
+        let allowed = || routes.names().collect::<Vec<_>>().join(", ");
+        match route_of(Some(output)) {
+            Some(name) if routes.get(name).is_some() => Ok(()),
+            Some(name) => Err(Failure::permanent(format!(
+                "task `{}` chose route `{name}`, which it does not declare (routes: {})",
+                run.spec.ids[task as usize],
+                allowed()
+            ))),
+            None => Err(Failure::permanent(format!(
+                "task `{}` must choose a route: its output is {}, not a route name or a map with `route` (routes: {})",
+                run.spec.ids[task as usize],
+                kind(output),
+                allowed()
+            ))),
+        }
+    }
+
+    /// The decision event of a routing task that succeeded.
+    pub(super) fn route_taken(&mut self, slot: u32, task: u32) {
+        let run = self.runs[slot as usize].as_ref().expect("live run");
+        let Some(name) = route_of(run.outputs[task as usize].as_deref()) else {
+            return;
+        };
+        let payload = serde_json::json!({
+            "run": run.id.to_string(),
+            "task": &*run.spec.ids[task as usize],
+            "decision": "route",
+            "route": name,
+        })
+        .to_string();
+        self.out.push(Out::Decision {
+            run: run.id,
+            payload,
+        });
+    }
+}
+
+/// Why a task on a route is skipped: a task that chooses among routes took one
+/// this task is not on. `None` when every such choice includes it.
+pub(super) fn off_route(run: &Run, task: u32) -> Option<String> {
+    let spec = &run.spec;
+    let id = &spec.workflow.tasks[task as usize].id;
+    spec.plan.preds(task).iter().find_map(|&p| {
+        let routes = spec.workflow.tasks[p as usize].routes.as_deref()?;
+        if run.tasks[p as usize].status != TaskStatus::Succeeded {
+            return None;
+        }
+        let on_some = routes.0.iter().any(|(_, targets)| targets.contains(id));
+        let chosen = route_of(run.outputs[p as usize].as_deref())?;
+        let (_, taken) = routes.get(chosen)?;
+        (on_some && !taken.contains(id)).then(|| {
+            format!(
+                "not on route `{chosen}` chosen by `{}`",
+                spec.ids[p as usize]
+            )
+        })
+    })
+}

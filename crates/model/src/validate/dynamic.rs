@@ -1,0 +1,253 @@
+//! The dynamic parts of a task, decided at run time: `for_each` (a fan-out over
+//! an upstream output list) and `routes` (successors the task's output chooses
+//! among). Each is read as its task streams by, then checked against the graph.
+
+use serde_json::Value;
+
+use super::{count, object, string_list, suggest_id, type_error, unknown_field};
+use crate::diag::{Diagnostic, Path, Report};
+use crate::expr::{Expr, Field, Reference};
+use crate::graph::Graph;
+use crate::names::Names;
+use crate::workflow::{ForEach, OnItemFailure, Routes, Task, Workflow};
+
+const FOR_EACH_FIELDS: &[&str] = &["items", "max_parallel", "max_items", "on_failure"];
+const ITEMS_HINT: &str = "e.g. `for_each: decompose.output.questions`";
+
+/// `for_each: TASK.output…` or `for_each: {items, max_parallel, max_items, on_failure}`.
+pub(super) fn for_each(v: Value, path: &Path, report: &mut Report) -> Option<ForEach> {
+    let map = match v {
+        Value::String(text) => {
+            let mut m = serde_json::Map::new();
+            m.insert("items".into(), Value::String(text));
+            m
+        }
+        other => object(
+            other,
+            path,
+            "a fan-out (`TASK.output…`, or a map with `items`)",
+            report,
+        )?,
+    };
+    let mut items = None;
+    let mut has_items = false;
+    let mut max_parallel = None;
+    let mut max_items = ForEach::DEFAULT_MAX_ITEMS;
+    let mut on_failure = OnItemFailure::default();
+    for (key, value) in map {
+        let p = path.key(&key);
+        match key.as_str() {
+            "items" => {
+                has_items = true;
+                items = reference(value, &p, report);
+            }
+            "max_parallel" => match count(&value, &p, "max_parallel") {
+                Ok(n) => max_parallel = Some(n),
+                Err(d) => report.push(d.with_hint("leave it out to run as many as the agents take")),
+            },
+            "max_items" => match count(&value, &p, "max_items") {
+                Ok(n) if n <= ForEach::MAX_ITEMS => max_items = n,
+                Ok(_) | Err(_) => report.push(Diagnostic::error(
+                    "bad-value",
+                    p,
+                    format!(
+                        "`max_items` must be a whole number from 1 to {}, found {value}",
+                        ForEach::MAX_ITEMS
+                    ),
+                )),
+            },
+            "on_failure" => match value.as_str() {
+                Some("fail_fast") => on_failure = OnItemFailure::FailFast,
+                Some("collect") => on_failure = OnItemFailure::Collect,
+                _ => report.push(
+                    Diagnostic::error(
+                        "bad-value",
+                        p,
+                        format!("`on_failure` must be `fail_fast` or `collect`, found {value}"),
+                    )
+                    .with_hint(
+                        "`fail_fast` cancels the other items at the first failure; `collect` runs them all",
+                    ),
+                ),
+            },
+            _ => report.push(unknown_field(p, &key, "for_each", FOR_EACH_FIELDS)),
+        }
+    }
+    let Some((text, items)) = items else {
+        if !has_items {
+            report.push(
+                Diagnostic::error(
+                    "missing-field",
+                    path.clone(),
+                    "`for_each` needs `items`: the upstream output to run over",
+                )
+                .with_hint(ITEMS_HINT),
+            );
+        }
+        return None;
+    };
+    Some(ForEach {
+        text,
+        items,
+        max_parallel,
+        max_items,
+        on_failure,
+        implied: false,
+    })
+}
+
+/// The list a fan-out runs over: a reference to an upstream task's output.
+fn reference(v: Value, path: &Path, report: &mut Report) -> Option<(String, Reference)> {
+    let Value::String(text) = v else {
+        report.push(type_error(path.clone(), "a reference (`TASK.output…`)", &v));
+        return None;
+    };
+    let bad = |report: &mut Report, message: String| {
+        report.push(Diagnostic::error("bad-for-each", path.clone(), message).with_hint(ITEMS_HINT));
+        None
+    };
+    match Expr::parse(&text) {
+        Ok(Expr::Ref(r)) if matches!(r.field, Field::Output(_)) => Some((text, r)),
+        Ok(_) => bad(
+            report,
+            format!("`{text}` is not an upstream output: write `TASK.output` or a path into it"),
+        ),
+        Err(e) => bad(report, format!("invalid reference `{text}`: {e}")),
+    }
+}
+
+/// `parallel: true` on a task with one dependency is a fan-out over that
+/// dependency's whole output, run leniently: an output that is not a list runs
+/// the task once, as before.
+pub(super) fn implied(task: &Task) -> Option<ForEach> {
+    let [dep] = task.depends_on.as_slice() else {
+        return None;
+    };
+    task.parallel.then(|| ForEach {
+        text: format!("{dep}.output"),
+        items: Reference {
+            task: dep.clone(),
+            field: Field::Output(Vec::new()),
+            offset: 0,
+        },
+        max_parallel: None,
+        max_items: ForEach::DEFAULT_MAX_ITEMS,
+        on_failure: OnItemFailure::FailFast,
+        implied: true,
+    })
+}
+
+/// `routes: {NAME: [TASK, …], …}`.
+pub(super) fn routes(v: Value, path: &Path, report: &mut Report) -> Option<Routes> {
+    let map = object(
+        v,
+        path,
+        "routes (a map of route names to the tasks each runs)",
+        report,
+    )?;
+    if map.is_empty() {
+        report.push(
+            Diagnostic::error("bad-routes", path.clone(), "`routes` names no route")
+                .with_hint("e.g. `routes: { approve: [publish], revise: [edit] }`"),
+        );
+        return None;
+    }
+    let mut routes = Vec::with_capacity(map.len());
+    for (name, targets) in map {
+        let p = path.key(&name);
+        if name.is_empty() {
+            report.push(Diagnostic::error(
+                "bad-routes",
+                p,
+                "a route's name is empty",
+            ));
+            continue;
+        }
+        routes.push((name, string_list(targets, &p, report)));
+    }
+    Some(Routes(routes))
+}
+
+/// What needs the whole graph: a fan-out reads an upstream task, a route's
+/// tasks depend on the task that chooses.
+pub(super) fn structure(
+    wf: &Workflow,
+    graph: &Graph,
+    ids: &Names,
+    tasks_path: &Path,
+    report: &mut Report,
+) {
+    for (i, t) in wf.tasks.iter().enumerate() {
+        if let Some(f) = t.for_each.as_deref().filter(|f| !f.implied) {
+            let p = || tasks_path.index(i).key("for_each");
+            match ids.id(&f.items.task) {
+                None => report.push(
+                    Diagnostic::error(
+                        "unknown-task",
+                        p(),
+                        format!(
+                            "`for_each` of `{}` reads unknown task `{}`",
+                            t.id, f.items.task
+                        ),
+                    )
+                    .with_hint_opt(suggest_id(&f.items.task, wf, report)),
+                ),
+                Some(j) if !graph.ancestors(i as u32).contains(&j) => report.push(
+                    Diagnostic::error(
+                        "not-upstream",
+                        p(),
+                        format!(
+                            "`for_each` of `{}` reads `{}`, which is not one of its dependencies",
+                            t.id, f.items.task
+                        ),
+                    )
+                    .with_hint(format!(
+                        "add `{}` to `depends_on` of `{}`",
+                        f.items.task, t.id
+                    )),
+                ),
+                Some(_) => {}
+            }
+        }
+        if t.for_each.is_some() && t.wait_for.is_some() {
+            report.push(
+                Diagnostic::error(
+                    "bad-for-each",
+                    tasks_path.index(i).key("for_each"),
+                    format!("task `{}` has both `for_each` and `wait_for`", t.id),
+                )
+                .with_hint("wait in a task before the fan-out"),
+            );
+        }
+        let Some(routes) = t.routes.as_deref() else {
+            continue;
+        };
+        for (name, targets) in &routes.0 {
+            for (k, target) in targets.iter().enumerate() {
+                let p = || tasks_path.index(i).key("routes").key(name).index(k);
+                match ids.id(target) {
+                    None => report.push(
+                        Diagnostic::error(
+                            "unknown-task",
+                            p(),
+                            format!("route `{name}` of `{}` names unknown task `{target}`", t.id),
+                        )
+                        .with_hint_opt(suggest_id(target, wf, report)),
+                    ),
+                    Some(j) if !graph.preds(j).contains(&(i as u32)) => report.push(
+                        Diagnostic::error(
+                            "not-downstream",
+                            p(),
+                            format!(
+                                "route `{name}` of `{}` names `{target}`, which does not depend on `{}`",
+                                t.id, t.id
+                            ),
+                        )
+                        .with_hint(format!("add `{}` to `depends_on` of `{target}`", t.id)),
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+}
