@@ -1031,3 +1031,57 @@ fn recorded_before_its_first_task_starts(state: &[&str]) {
         "the interrupted attempt ran again"
     );
 }
+
+/// Every `baton` command in docs/workflow-language.md's ```sh blocks runs from
+/// the repository's root and succeeds.
+#[test]
+fn every_command_in_the_language_doc_runs() {
+    let doc = std::fs::read_to_string(repo().join("docs/workflow-language.md")).unwrap();
+    let mut in_block = false;
+    let mut ran = 0;
+    for line in doc.lines() {
+        if line.starts_with("```") {
+            in_block = line.trim() == "```sh";
+            continue;
+        }
+        let Some(cmd) = line.trim().strip_prefix("baton ").filter(|_| in_block) else {
+            continue;
+        };
+        let args: Vec<&str> = cmd
+            .split_whitespace()
+            .take_while(|w| !w.starts_with('#'))
+            .collect();
+        let o = baton(&args, None);
+        assert!(
+            o.status.success(),
+            "`baton {cmd}` exited {:?}\n{}\n{}",
+            o.status.code(),
+            stdout(&o),
+            stderr(&o)
+        );
+        ran += 1;
+    }
+    assert!(ran >= 2, "only {ran} commands found");
+}
+
+/// The fan-out example collects its instances in order and the routes example
+/// skips the branch not taken, as the summary counts show.
+#[test]
+fn the_dynamic_examples_run() {
+    let o = baton(
+        &["run", "examples/fan_out.yaml", "--in-memory", "--json"],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(summary["status"], "completed");
+    assert_eq!(summary["tasks"]["succeeded"], 3);
+    let o = baton(
+        &["run", "examples/routes.yaml", "--in-memory", "--json"],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(summary["tasks"]["succeeded"], 4);
+    assert_eq!(summary["tasks"]["skipped"], 1);
+}

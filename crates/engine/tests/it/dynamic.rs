@@ -140,7 +140,7 @@ tasks:
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_eq!(engine.wait(run).await.unwrap().status, RunStatus::Completed);
-    assert!(most >= 1 && most <= 2, "{most} instances at once");
+    assert!((1..=2).contains(&most), "{most} instances at once");
     // Six 200 ms instances two at a time take at least three rounds.
     assert!(started.elapsed() >= std::time::Duration::from_millis(600));
 }
@@ -322,7 +322,7 @@ tasks:
 
 #[tokio::test]
 async fn routes_run_the_chosen_branch_and_skip_the_others_with_a_reason() {
-    let (engine, log) = start();
+    let (engine, _log) = start();
     for (choice, ran, skipped) in [
         ("approve", &["publish"][..], &["edit", "recheck"][..]),
         (
@@ -362,8 +362,6 @@ async fn routes_run_the_chosen_branch_and_skip_the_others_with_a_reason() {
             "{choice}"
         );
     }
-    engine.shutdown().await.unwrap();
-    let _ = log;
 }
 
 #[tokio::test]

@@ -133,3 +133,22 @@ fn warnings_do_not_fail_validation() {
     assert_eq!(w[0].location.unwrap().line, 3);
     assert_eq!(c.graph.preds(1), &[0]);
 }
+
+#[test]
+fn fan_outs_and_routes_are_validated_with_their_locations() {
+    let text = r#"
+tasks:
+  - { id: split }
+  - { id: other }
+  - { id: a, depends_on: [split], for_each: split.status }
+  - { id: b, depends_on: [split], for_each: other.output.list }
+  - { id: c, depends_on: [split], for_each: { items: nope.output, max_parallel: 0, max_items: 20000000, on_failure: later, batch: 3 } }
+  - { id: d, depends_on: [split], for_each: { max_parallel: 2 } }
+  - { id: e, depends_on: [split], for_each: split.output, wait_for: ready }
+  - { id: r, depends_on: [split], routes: { yes: [t1, t2, t3], "": [t1] } }
+  - { id: t1, depends_on: [r] }
+  - { id: t2, depends_on: [split] }
+  - { id: s, routes: {} }
+"#;
+    insta::assert_snapshot!(rendered_errors("dynamic.yaml", text, Format::Yaml));
+}

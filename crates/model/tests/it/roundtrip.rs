@@ -29,6 +29,8 @@ fn the_examples_round_trip() {
     for file in [
         "examples/release_pipeline.yaml",
         "examples/research_and_analysis.yaml",
+        "examples/fan_out.yaml",
+        "examples/routes.yaml",
     ] {
         let src = Source::read(&repo_file(file), Limits::default()).unwrap();
         let wf = load(&src).unwrap().workflow;
@@ -48,6 +50,7 @@ agents:
   tail: { type: simulate, latency: { distribution: exponential, mean: 3h1s } }
   bell: { type: simulate, latency: { distribution: normal, mean: 20ms, stddev: 1.0000001s } }
   flat: { type: simulate, latency: { distribution: constant, mean: 0.000000001 } }
+  scripted: { type: simulate, outputs: { f: [1, "two", { three: 3 }], g: approve } }
   shell:
     type: command
     shell: true
@@ -82,13 +85,21 @@ tasks:
     compensation: undo_d
   - { id: undo_d, agent: remote }
   - { id: e, agent: argv, depends_on: [d], wait_for: approvals }
+  - { id: f, agent: scripted, depends_on: [e] }
+  - { id: each, agent: idle, depends_on: [f], for_each: f.output }
+  - id: each_bounded
+    agent: idle
+    depends_on: [f]
+    for_each: { items: "f.output[2].three", max_parallel: 3, max_items: 12, on_failure: collect }
+  - { id: g, agent: scripted, depends_on: [each], routes: { approve: [h], revise: [] } }
+  - { id: h, agent: idle, depends_on: [g] }
 coordination: { type: hybrid, event_driven: [data_updates, approvals], graph_based: [task_flow] }
 "#;
 
 #[test]
 fn every_field_round_trips() {
     let wf = yaml(EVERYTHING);
-    assert_eq!(wf.agents.len(), 10);
+    assert_eq!(wf.agents.len(), 11);
     assert_eq!(reload(&wf), wf);
     // Reloading is a fixed point: the stored text is stable too.
     let json = serde_json::to_string(&wf).unwrap();
