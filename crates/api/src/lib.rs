@@ -160,6 +160,28 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// An item of `GET /api/v1/executions`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionEntry {
+    /// The execution id.
+    pub execution_id: String,
+    /// The workflow id (runs started over the API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<String>,
+    /// The workflow's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// `executing` | `paused` | `completed` | `failed` | `cancelled`.
+    pub status: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at_ms: u64,
+    /// Why it failed or was cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Task counts by status.
+    pub task_counts: Value,
+}
+
 /// `GET /api/v1/workflows/{id}/plan`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanDetail {

@@ -13,7 +13,7 @@ use crate::options::Options;
 use crate::scheduler::{Msg, Op, Scheduler};
 use crate::spec::Spec;
 use crate::store::{self, RunId, StateStore};
-use crate::view::{Progress, RunView, Stats, Summary};
+use crate::view::{Progress, RunEntry, RunQuery, RunView, Stats, Summary};
 
 /// The engine: build it, spawn [`Engine::run`], talk to it through [`Handle`]s.
 pub struct Engine {
@@ -164,6 +164,14 @@ impl Handle {
     /// resumed at start, see [`Engine::resumed`].
     pub async fn active(&self) -> Result<Vec<RunId>, Error> {
         self.ask(|reply| Msg::Active { reply }).await
+    }
+
+    /// The runs this engine drives or remembers (the newest
+    /// [`Options::keep_finished`](crate::Options::keep_finished) that ended),
+    /// newest first, as `query` selects. With more than `query.limit`
+    /// matching, the last one returned is the cursor of the next page.
+    pub async fn list(&self, query: RunQuery) -> Result<Vec<RunEntry>, Error> {
+        self.ask(|reply| Msg::List { query, reply }).await
     }
 
     /// Engine-wide figures.

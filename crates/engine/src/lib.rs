@@ -59,5 +59,6 @@ pub use options::{Options, SINK_BACKLOG};
 pub use overrides::{Overrides, SpecCache};
 pub use spec::{DEFAULT_AGENT, Error as SpecError, Spec};
 pub use view::{
-    AgentStats, ItemCounts, Percentiles, Progress, RunView, Stats, Summary, TaskCounts, TaskView,
+    AgentStats, ItemCounts, Percentiles, Progress, RunEntry, RunQuery, RunView, Stats, Summary,
+    TaskCounts, TaskView,
 };

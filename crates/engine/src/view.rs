@@ -149,6 +149,44 @@ pub struct RunView {
     pub task_states: Vec<TaskView>,
 }
 
+/// Which runs [`Handle::list`](crate::Handle::list) returns: newest first, at
+/// most `limit`, older than `before` (the cursor: the last run of the previous
+/// page), matching every filter given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunQuery {
+    /// Only runs in one of these statuses (empty: any).
+    pub statuses: Vec<RunStatus>,
+    /// Only runs of the workflow with this name.
+    pub workflow: Option<String>,
+    /// Only runs created at or after this time (Unix milliseconds).
+    pub since_ms: Option<u64>,
+    /// Only runs created before this time (Unix milliseconds).
+    pub until_ms: Option<u64>,
+    /// Only runs older than this one.
+    pub before: Option<RunId>,
+    /// At most this many (at least 1).
+    pub limit: usize,
+}
+
+/// One run in a list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunEntry {
+    /// The run.
+    #[serde(serialize_with = "display")]
+    pub run: RunId,
+    /// The workflow's name.
+    pub workflow: Option<String>,
+    /// Its status.
+    #[serde(serialize_with = "display")]
+    pub status: RunStatus,
+    /// Creation time, Unix milliseconds.
+    pub created_ms: u64,
+    /// Why it failed or was cancelled.
+    pub reason: Option<String>,
+    /// Task counts by status.
+    pub tasks: TaskCounts,
+}
+
 /// Engine-wide figures.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stats {

@@ -89,6 +89,47 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/api/v1/executions",
+        summary: "List this instance's executions (those it drives, and the newest that ended), newest first",
+        query: &[
+            (
+                "limit",
+                r#"{"type": "integer", "minimum": 1, "maximum": 1000}"#,
+                "page size, 1..=1000 (default 50)",
+            ),
+            (
+                "cursor",
+                r#"{"type": "string", "pattern": "^[0-9a-f]{16}$"}"#,
+                "next_cursor of the previous page",
+            ),
+            (
+                "status",
+                r#"{"type": "string", "enum": ["executing", "paused", "completed", "failed", "cancelled"]}"#,
+                "only executions in this status",
+            ),
+            (
+                "workflow",
+                r#"{"type": "string"}"#,
+                "only executions of the workflow with this name",
+            ),
+            (
+                "since_ms",
+                r#"{"type": "integer", "minimum": 0}"#,
+                "only executions created at or after this time (Unix milliseconds)",
+            ),
+            (
+                "until_ms",
+                r#"{"type": "integer", "minimum": 0}"#,
+                "only executions created before this time (Unix milliseconds)",
+            ),
+        ],
+        body: None,
+        ok: (200, Some("ExecutionPage")),
+        errors: &[400, 422],
+        auth: true,
+    },
+    Route {
+        method: "get",
         path: "/api/v1/executions/{id}",
         summary: "An execution's status, agents, metrics and tasks",
         query: &[],
@@ -319,7 +360,16 @@ fn schemas() -> Value {
         "type": {"type": "string"}, "key": {"type": "string"}, "timestamp_ms": {"type": "integer"},
         "headers": {"type": "object", "additionalProperties": {"type": "string"}},
         "payload": {}, "deliveries": {"type": "integer"}}});
-    json!({
+    let task_state = json!({"type": "object", "required": ["id", "status", "attempt"], "properties": {
+        "id": {"type": "string"}, "status": {"type": "string"}, "attempt": {"type": "integer"},
+        "agent": {"type": "string"}, "output": {}, "error": {"type": "string"}, "reason": {"type": "string"},
+        "items": {"type": "object", "required": ["total", "waiting", "running", "succeeded", "failed"], "additionalProperties": {"type": "integer"}}}});
+    let execution_page = json!({"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"type": "object", "required": ["execution_id", "status", "created_at_ms", "task_counts"], "properties": {
+        "execution_id": {"type": "string"}, "workflow_id": {"type": "string"}, "workflow": {"type": "string"},
+        "status": {"type": "string", "enum": ["executing", "paused", "completed", "failed", "cancelled"]},
+        "created_at_ms": {"type": "integer"}, "reason": {"type": "string"},
+        "task_counts": {"type": "object", "additionalProperties": {"type": "integer"}}}}}, "next_cursor": {"type": "string"}}});
+    let mut all = json!({
         "Problem": {"type": "object", "required": ["type", "title", "status", "detail", "code"], "properties": {
             "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
             "detail": {"type": "string"}, "code": {"type": "string", "enum": ["invalid-workflow", "invalid-request", "bad-request", "not-found", "method-not-allowed", "conflict", "payload-too-large", "unsupported-media-type", "unauthorized", "timeout", "unavailable", "internal"]},
@@ -360,9 +410,10 @@ fn schemas() -> Value {
                 "total_runtime": {"type": "number"}, "agents_allocated": {"type": "integer"}, "tasks_completed": {"type": "integer"},
                 "coordination_overhead": {"type": "number"}, "dispatch_latency_us": {"type": "object"}, "retries": {"type": "integer"}}},
             "task_counts": {"type": "object", "additionalProperties": {"type": "integer"}},
-            "tasks": {"type": "array", "items": {"type": "object", "required": ["id", "status", "attempt"], "properties": {
-                "id": {"type": "string"}, "status": {"type": "string"}, "attempt": {"type": "integer"},
-                "agent": {"type": "string"}, "output": {}, "error": {"type": "string"}}}}}},
+            "tasks": {"type": "array", "items": task_state}}},
+        "ExecutionPage": execution_page,
+    });
+    let rest = json!({
         "ControlResponse": {"type": "object", "required": ["execution_id", "action"], "properties": {"execution_id": {"type": "string"}, "action": {"type": "string"}}},
         "PublishRequest": {"type": "object", "required": ["events"], "additionalProperties": false, "properties": {
             "topic": nullable(NAME),
@@ -387,7 +438,11 @@ fn schemas() -> Value {
         "Fail": {"type": "object", "required": ["message"], "additionalProperties": false, "properties": {"message": {"type": "string"}, "retryable": {"type": "boolean"}}},
         "LeaseResponse": {"type": "object", "required": ["id", "status"], "properties": {"id": {"type": "string"}, "status": {"type": "string"}}},
         "Status": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
-    })
+    });
+    if let (Some(all), Value::Object(rest)) = (all.as_object_mut(), rest) {
+        all.extend(rest);
+    }
+    all
 }
 
 fn status_text(s: u16) -> &'static str {

@@ -54,7 +54,7 @@ use crate::clock::now_ms;
 use crate::options::Options;
 use crate::spec::{CONDITION, FAN_OUT, ON_ROUTE, Spec, WAIT_FOR};
 use crate::store::{self, Record, RunId, RunStatus, StateStore, TaskStatus};
-use crate::view::{Progress, RunView, Stats, Summary};
+use crate::view::{Progress, RunEntry, RunQuery, RunView, Stats, Summary};
 
 /// The reason recorded for a run cancelled on request (recovery reads it back).
 const CANCELLED: &str = "cancelled by request";
@@ -109,6 +109,10 @@ pub(crate) enum Msg {
     },
     Active {
         reply: oneshot::Sender<Vec<RunId>>,
+    },
+    List {
+        query: RunQuery,
+        reply: oneshot::Sender<Vec<RunEntry>>,
     },
     Stats {
         reply: oneshot::Sender<Stats>,
@@ -582,6 +586,9 @@ impl Scheduler {
                 let mut ids: Vec<RunId> = self.by_id.keys().copied().collect();
                 ids.sort();
                 let _ = reply.send(ids);
+            }
+            Msg::List { query, reply } => {
+                let _ = reply.send(self.list(&query));
             }
             Msg::Stats { reply } => {
                 let _ = reply.send(self.stats());

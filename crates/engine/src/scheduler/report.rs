@@ -10,7 +10,8 @@ use super::{NO_AGENT, Run, Scheduler};
 use crate::Error;
 use crate::store::{RunId, RunStatus, TaskStatus};
 use crate::view::{
-    AgentStats, ItemCounts, Percentiles, RunView, Stats, Summary, TaskCounts, TaskView,
+    AgentStats, ItemCounts, Percentiles, RunEntry, RunQuery, RunView, Stats, Summary, TaskCounts,
+    TaskView,
 };
 
 pub(super) fn histogram() -> Histogram<u64> {
@@ -74,6 +75,44 @@ impl Scheduler {
         })
     }
 
+    /// The runs `query` selects, newest first.
+    pub(super) fn list(&self, query: &RunQuery) -> Vec<RunEntry> {
+        let live = self
+            .by_id
+            .values()
+            .filter_map(|&slot| self.runs[slot as usize].as_ref());
+        let matches = |run: &&Run| {
+            query.before.is_none_or(|b| run.id < b)
+                && (query.statuses.is_empty() || query.statuses.contains(&run.status))
+                && query.since_ms.is_none_or(|t| run.created_ms >= t)
+                && query.until_ms.is_none_or(|t| run.created_ms < t)
+                && query
+                    .workflow
+                    .as_deref()
+                    .is_none_or(|w| run.spec.workflow.name.as_deref() == Some(w))
+        };
+        let mut runs: Vec<&Run> = live.chain(self.finished.values()).filter(matches).collect();
+        let limit = query.limit.max(1);
+        if runs.len() > limit {
+            runs.select_nth_unstable_by_key(limit - 1, |r| std::cmp::Reverse(r.id));
+            runs.truncate(limit);
+        }
+        runs.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
+        runs.into_iter()
+            .map(|run| RunEntry {
+                run: run.id,
+                workflow: run.spec.workflow.name.clone(),
+                status: run.status,
+                created_ms: run.created_ms,
+                reason: run.reason.clone(),
+                tasks: match &run.summary {
+                    Some(s) => s.tasks,
+                    None => counts(run),
+                },
+            })
+            .collect()
+    }
+
     pub(super) fn stats(&self) -> Stats {
         let mut s = Stats {
             runs_completed: self.ended[0],
@@ -114,15 +153,21 @@ impl Scheduler {
     }
 }
 
-pub(super) fn summarize(run: &Run) -> Summary {
-    let spec = &run.spec;
+/// A run's tasks by status.
+fn counts(run: &Run) -> TaskCounts {
     let mut tasks = TaskCounts::default();
     for (i, t) in run.tasks.iter().enumerate() {
         // A compensation task counts only once it ran.
-        if t.attempt > 0 || !spec.plan.is_handler(i as u32) {
+        if t.attempt > 0 || !run.spec.plan.is_handler(i as u32) {
             tasks.add(t.status);
         }
     }
+    tasks
+}
+
+pub(super) fn summarize(run: &Run) -> Summary {
+    let spec = &run.spec;
+    let tasks = counts(run);
     let order = spec.plan.order();
     let mut latencies: Vec<u64> = order
         .iter()

@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use baton_api as api;
 use baton_engine::store::{RunId, RunStatus, TaskStatus};
-use baton_engine::{RunView, Spec};
+use baton_engine::{RunQuery, RunView, Spec};
 use baton_model::Format;
 use serde_json::{Value, json};
 
@@ -19,7 +20,7 @@ use crate::catalog::{Entry, Execution, now_ms};
 use crate::error::ApiError;
 
 use super::workflows::{admit, workflow};
-use super::{ApiResult, St, parse_id, reply};
+use super::{ApiResult, St, limit, parse_id, query, reply};
 use crate::forward::{Origin, on_owner};
 
 fn timeout_of(v: &Value) -> ApiResult<Duration> {
@@ -341,6 +342,83 @@ pub(crate) fn view(state: &AppState, run: RunId, v: RunView) -> api::ExecutionSt
             })
             .collect(),
     }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExecutionQuery {
+    limit: Option<usize>,
+    cursor: Option<String>,
+    status: Option<String>,
+    workflow: Option<String>,
+    since_ms: Option<u64>,
+    until_ms: Option<u64>,
+}
+
+/// `GET /api/v1/executions`: this instance's runs (those it drives and the
+/// newest that ended), newest first, filtered, a page at a time.
+pub(super) async fn list_executions(
+    State(state): St,
+    q: Result<Query<ExecutionQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let q = query(q)?;
+    let limit = limit(q.limit)?;
+    let before = match q.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(
+            c.parse::<RunId>()
+                .ok()
+                .filter(|_| c.len() == 16)
+                .ok_or_else(|| {
+                    ApiError::invalid("cursor", "`cursor` is not one this server gave")
+                })?,
+        ),
+    };
+    let statuses = match q.status.as_deref() {
+        None => Vec::new(),
+        Some("executing") => vec![RunStatus::Running, RunStatus::Compensating],
+        Some("paused") => vec![RunStatus::Paused],
+        Some("completed") => vec![RunStatus::Completed],
+        Some("failed") => vec![RunStatus::Failed],
+        Some("cancelled") => vec![RunStatus::Cancelled],
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "status",
+                format!(
+                    "unknown status `{other}`: use executing, paused, completed, failed or cancelled"
+                ),
+            ));
+        }
+    };
+    let mut runs = state
+        .engine
+        .list(RunQuery {
+            statuses,
+            workflow: q.workflow,
+            since_ms: q.since_ms,
+            until_ms: q.until_ms,
+            before,
+            limit: limit + 1,
+        })
+        .await?;
+    let more = runs.len() > limit;
+    runs.truncate(limit);
+    let next_cursor = more
+        .then(|| runs.last().map(|r| r.run.to_string()))
+        .flatten();
+    let items = runs
+        .into_iter()
+        .map(|r| api::ExecutionEntry {
+            execution_id: r.run.to_string(),
+            workflow_id: state.executions.get(r.run).map(|e| e.workflow),
+            workflow: r.workflow,
+            status: status_name(r.status).0.into(),
+            created_at_ms: r.created_ms,
+            reason: r.reason,
+            task_counts: serde_json::to_value(r.tasks).unwrap_or(Value::Null),
+        })
+        .collect();
+    Ok(reply(StatusCode::OK, &api::Page { items, next_cursor }))
 }
 
 pub(super) async fn get_execution(

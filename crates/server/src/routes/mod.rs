@@ -50,6 +50,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/workflows/{id}", get(workflows::get_workflow))
         .route("/api/v1/workflows/{id}/plan", get(workflows::get_plan))
         .route("/api/v1/workflows/{id}/execute", post(executions::execute))
+        .route("/api/v1/executions", get(executions::list_executions))
         .route("/api/v1/executions/{id}", get(executions::get_execution))
         .route("/api/v1/executions/{id}/pause", post(executions::pause))
         .route("/api/v1/executions/{id}/resume", post(executions::resume))
@@ -130,6 +131,18 @@ pub(super) fn parse_id(kind: &str, id: &str) -> ApiResult<u64> {
     }
     u64::from_str_radix(id, 16)
         .map_err(|_| ApiError::NotFound(format!("no {kind} {id}: ids are 16 hex digits")))
+}
+
+/// A list's `limit`: 50 unless given, from 1 to 1000.
+pub(super) fn limit(given: Option<usize>) -> ApiResult<usize> {
+    let limit = given.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            "`limit` must be between 1 and 1000",
+        ));
+    }
+    Ok(limit)
 }
 
 pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {

@@ -15,7 +15,7 @@ use crate::body::{self};
 use crate::catalog::Entry;
 use crate::error::ApiError;
 
-use super::{ApiResult, St, parse_id, query, reply};
+use super::{ApiResult, St, limit, parse_id, query, reply};
 
 pub(super) async fn workflow(state: &AppState, id: &str) -> ApiResult<Arc<Entry>> {
     let n = parse_id("workflow", id)?;
@@ -114,13 +114,7 @@ pub(super) async fn list_workflows(
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let q = query(q)?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            "`limit` must be between 1 and 1000",
-        ));
-    }
+    let limit = limit(q.limit)?;
     let cursor = match &q.cursor {
         None => None,
         // Only what `next_cursor` holds: lowercase hex digits (no sign, no case games).

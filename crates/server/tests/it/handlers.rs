@@ -508,3 +508,89 @@ async fn openapi_matches_the_committed_document() {
         assert!(routed, "{method} {path} is not routed: {}", r.text);
     }
 }
+
+#[tokio::test]
+async fn executions_are_listed_newest_first_filtered_and_paged() {
+    let app = app().await;
+    let diamond = app.create(DIAMOND).await;
+    let slow = app.create(SLOW).await;
+    let mut done = Vec::new();
+    for _ in 0..3 {
+        let r = app
+            .post(&format!("/api/v1/workflows/{diamond}/execute"), "{}")
+            .await;
+        let exec = r.json()["execution_id"].as_str().unwrap().to_string();
+        app.finish(&exec).await;
+        done.push(exec);
+    }
+    let running = app
+        .post(&format!("/api/v1/workflows/{slow}/execute"), "{}")
+        .await
+        .json()["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let all = app.get("/api/v1/executions").await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.text);
+    let all = all.json();
+    let ids: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["execution_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [&running, &done[2], &done[1], &done[0]]);
+    assert_eq!(all["items"][1]["workflow"], "diamond");
+    assert_eq!(all["items"][1]["workflow_id"], diamond.as_str());
+    assert_eq!(all["items"][1]["status"], "completed");
+    assert_eq!(all["items"][1]["task_counts"]["succeeded"], 4);
+    assert!(all.get("next_cursor").is_none());
+
+    // Pages of two, following the cursor.
+    let p1 = app.get("/api/v1/executions?limit=2").await.json();
+    assert_eq!(p1["items"].as_array().unwrap().len(), 2);
+    let cursor = p1["next_cursor"].as_str().unwrap();
+    assert_eq!(cursor, done[2]);
+    let p2 = app
+        .get(&format!("/api/v1/executions?limit=2&cursor={cursor}"))
+        .await
+        .json();
+    assert_eq!(p2["items"][0]["execution_id"], done[1].as_str());
+    assert_eq!(p2["items"][1]["execution_id"], done[0].as_str());
+    assert!(p2.get("next_cursor").is_none());
+
+    // Filters.
+    let f = app
+        .get("/api/v1/executions?status=executing&workflow=slow")
+        .await
+        .json();
+    assert_eq!(f["items"].as_array().unwrap().len(), 1);
+    assert_eq!(f["items"][0]["execution_id"], running.as_str());
+    let f = app
+        .get("/api/v1/executions?workflow=diamond&status=failed")
+        .await
+        .json();
+    assert!(f["items"].as_array().unwrap().is_empty());
+    let created = all["items"][2]["created_at_ms"].as_u64().unwrap();
+    let f = app
+        .get(&format!("/api/v1/executions?until_ms={}", created + 1))
+        .await
+        .json();
+    assert!(f["items"].as_array().unwrap().len() >= 2);
+    let f = app
+        .get("/api/v1/executions?since_ms=99999999999999")
+        .await
+        .json();
+    assert!(f["items"].as_array().unwrap().is_empty());
+
+    // Bad queries say what is wrong.
+    let bad = app.get("/api/v1/executions?status=done").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.json()["detail"].as_str().unwrap().contains("executing"));
+    let bad = app.get("/api/v1/executions?cursor=xyz").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let bad = app.get("/api/v1/executions?colour=red").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.content_type, PROBLEM);
+}
