@@ -180,6 +180,9 @@ pub struct ExecutionEntry {
     pub reason: Option<String>,
     /// Task counts by status.
     pub task_counts: Value,
+    /// The execution that started this one as a child run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
 }
 
 /// `GET /api/v1/workflows/{id}/plan`.
@@ -327,6 +330,9 @@ pub struct TaskState {
     /// `succeeded`, `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<Value>,
+    /// The child run a sub-workflow task waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<String>,
 }
 
 /// `POST /api/v1/events`.

@@ -256,6 +256,48 @@ fn state_flags(args: &Args) -> String {
     flags
 }
 
+/// Reads the workflow files that tasks run as sub-workflows (`workflow: {file:
+/// …}`, relative to the file that names them), at every depth, into the
+/// workflow: the run then holds every child it may start.
+fn resolve_files(
+    wf: &mut baton_model::Workflow,
+    file: &Path,
+    limits: Limits,
+) -> Result<(), String> {
+    let canonical = |p: &Path| {
+        p.canonicalize()
+            .map_err(|e| format!("cannot read `{}`: {e}", p.display()))
+    };
+    let top = canonical(file)?;
+    let dir = top.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut find = |sub: &baton_model::SubWorkflow, from: &PathBuf| match sub {
+        baton_model::SubWorkflow::File(rel) => {
+            let path = canonical(&from.join(rel))?;
+            let source = baton_model::Source::read(&path, limits).map_err(|e| e.to_string())?;
+            let checked = match baton_model::load(&source) {
+                Ok(checked) => checked,
+                Err(baton_model::Error::Invalid { report, .. }) => {
+                    return Err(format!("`{rel}` is invalid:\n{}", source.render(&report)));
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            Ok((path.display().to_string(), checked.workflow, dir))
+        }
+        other => Err(format!(
+            "its {} comes from a server's catalog; `baton run` reads sub-workflows from files (`workflow: {{ file: team.yaml }}`)",
+            other.describe()
+        )),
+    };
+    baton_model::resolve_children(
+        wf,
+        &top.display().to_string(),
+        &dir,
+        baton_engine::MAX_DEPTH,
+        &mut find,
+    )
+}
+
 /// Loads and plans the workflow, applies `--config` and `--stand-in`, builds the spec.
 fn prepare(args: &Args, file: &Path) -> anyhow::Result<Result<Arc<Spec>, ExitCode>> {
     let limits = Limits {
@@ -267,6 +309,16 @@ fn prepare(args: &Args, file: &Path) -> anyhow::Result<Result<Arc<Spec>, ExitCod
         Ok(loaded) => loaded,
         Err(code) => return Ok(Err(code)),
     };
+    if let Err(message) = resolve_files(&mut checked.workflow, file, limits) {
+        eprintln!("error: {}: {message}", file.display());
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"valid": false, "message": message, "errors": []})
+            );
+        }
+        return Ok(Err(ExitCode::from(1)));
+    }
     if let Some(config) = &args.config {
         let agents = match read_config(config)? {
             Ok(agents) => agents,

@@ -57,7 +57,7 @@ pub use engine::{Engine, Handle};
 pub use error::Error;
 pub use options::{Options, SINK_BACKLOG};
 pub use overrides::{Overrides, SpecCache};
-pub use spec::{DEFAULT_AGENT, Error as SpecError, Spec};
+pub use spec::{DEFAULT_AGENT, Error as SpecError, MAX_DEPTH, Spec};
 pub use view::{
     AgentStats, ItemCounts, Percentiles, Progress, RunEntry, RunQuery, RunView, Stats, Summary,
     TaskCounts, TaskView,

@@ -6,7 +6,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use baton_model::{Checked, Compensation, Task, Workflow};
+use baton_model::{Checked, Compensation, SubWorkflow, Task, Workflow};
 use baton_plan::Plan;
 
 use crate::agent::{self, Runner};
@@ -37,11 +37,13 @@ pub const WAIT_FOR: u8 = 2;
 pub const FAN_OUT: u8 = 4;
 /// [`TaskSpec::flags`]: a dependency of the task chooses among `routes` that name it.
 pub const ON_ROUTE: u8 = 8;
+/// [`TaskSpec::flags`]: the task runs a sub-workflow as a child run.
+pub const CHILD: u8 = 16;
 
 /// Per task, what the scheduler reads on every step (the workflow's own `Task`
 /// is large and read only when a flag says so).
 pub struct TaskSpec {
-    /// [`CONDITION`], [`WAIT_FOR`], [`FAN_OUT`], [`ON_ROUTE`].
+    /// [`CONDITION`], [`WAIT_FOR`], [`FAN_OUT`], [`ON_ROUTE`], [`CHILD`].
     pub flags: u8,
     /// Agents that may run the task (indices into the spec's agents); never empty.
     pub candidates: Box<[u16]>,
@@ -64,7 +66,12 @@ pub struct Spec {
     pub(crate) ids: Box<[Arc<str>]>,
     pub(crate) roots: Box<[u32]>,
     pub(crate) planned: u32,
+    /// The workflows of tasks that run a child run, by task.
+    pub(crate) children: std::collections::HashMap<u32, Arc<Spec>>,
 }
+
+/// How deeply sub-workflows may nest (a run's child's child … at most this far).
+pub const MAX_DEPTH: usize = 8;
 
 /// Why a workflow cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,6 +90,40 @@ pub enum Error {
     /// More agents than the engine can address.
     #[error("a workflow may declare at most 65,535 agents, this one declares {0}")]
     TooManyAgents(usize),
+    /// A task's sub-workflow cannot run.
+    #[error("task `{task}`: {message}")]
+    Child {
+        /// The task.
+        task: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The spec of a sub-workflow: only an inline one can run (files and catalog
+/// names are resolved into inline workflows before a run starts).
+fn child_spec(sub: &SubWorkflow, options: &agent::Options, depth: usize) -> Result<Spec, String> {
+    let SubWorkflow::Inline(wf) = sub else {
+        return Err(format!(
+            "its {} was not resolved: `baton run` reads workflow files next to the parent's, `baton serve` looks names up in its catalog",
+            sub.describe()
+        ));
+    };
+    if depth + 1 >= MAX_DEPTH {
+        return Err(format!(
+            "sub-workflows nest deeper than {MAX_DEPTH} levels (a workflow that runs itself?)"
+        ));
+    }
+    let checked = baton_model::validate((**wf).clone()).map_err(|r| {
+        format!(
+            "its {} is invalid: {} error(s)",
+            sub.describe(),
+            r.error_count
+        )
+    })?;
+    let plan = baton_plan::plan_checked(&checked, &Default::default())
+        .map_err(|d| format!("its {} cannot be planned: {}", sub.describe(), d.message))?;
+    Spec::build_at(checked, Arc::new(plan), options, depth + 1).map_err(|e| e.to_string())
 }
 
 /// The name of the agent tasks run on when a workflow declares none.
@@ -107,7 +148,26 @@ impl Spec {
         plan: Arc<Plan>,
         options: &agent::Options,
     ) -> Result<Spec, Error> {
+        Spec::build_at(checked, plan, options, 0)
+    }
+
+    fn build_at(
+        checked: Checked,
+        plan: Arc<Plan>,
+        options: &agent::Options,
+        depth: usize,
+    ) -> Result<Spec, Error> {
         let workflow = &checked.workflow;
+        let mut children = std::collections::HashMap::new();
+        for (i, task) in workflow.tasks.iter().enumerate() {
+            if let Some(sub) = task.workflow.as_deref() {
+                let child = child_spec(sub, options, depth).map_err(|message| Error::Child {
+                    task: task.id.clone(),
+                    message,
+                })?;
+                children.insert(i as u32, Arc::new(child));
+            }
+        }
         let mut declared = workflow.agents.clone();
         if declared.is_empty() {
             declared.push(baton_model::Agent {
@@ -173,6 +233,7 @@ impl Spec {
                 0
             } | if task.wait_for.is_some() { WAIT_FOR } else { 0 }
                 | if task.for_each.is_some() { FAN_OUT } else { 0 }
+                | if task.workflow.is_some() { CHILD } else { 0 }
                 | if on_route.contains(&task.id.as_str()) {
                     ON_ROUTE
                 } else {
@@ -207,6 +268,7 @@ impl Spec {
             plan,
             agents,
             tasks: tasks.into_boxed_slice(),
+            children,
         })
     }
 

@@ -122,6 +122,19 @@ pub struct TaskView {
     /// A fan-out's instances while they run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub items: Option<ItemCounts>,
+    /// The child run a sub-workflow task's attempt is waiting for.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "opt_display"
+    )]
+    pub child: Option<RunId>,
+}
+
+fn opt_display<S: serde::Serializer>(v: &Option<RunId>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(id) => s.collect_str(id),
+        None => s.serialize_none(),
+    }
 }
 
 /// A fan-out's instances by state.
@@ -164,6 +177,8 @@ pub struct RunQuery {
     pub until_ms: Option<u64>,
     /// Only runs older than this one.
     pub before: Option<RunId>,
+    /// Only child runs of this run.
+    pub parent: Option<RunId>,
     /// At most this many (at least 1).
     pub limit: usize,
 }
@@ -185,6 +200,9 @@ pub struct RunEntry {
     pub reason: Option<String>,
     /// Task counts by status.
     pub tasks: TaskCounts,
+    /// The run that started this one as its child.
+    #[serde(serialize_with = "opt_display")]
+    pub parent: Option<RunId>,
 }
 
 /// Engine-wide figures.

@@ -8,6 +8,7 @@ mod graph;
 mod locate;
 mod names;
 mod raw;
+mod resolve;
 mod rng;
 mod source;
 mod suggest;
@@ -20,12 +21,13 @@ use std::time::{Duration, Instant};
 pub use diag::{Diagnostic, Location, MAX_DIAGNOSTICS, Path, Report, Seg, Severity};
 pub use graph::Graph;
 pub use names::{Names, TooLarge};
+pub use resolve::{Find, resolve_children};
 pub use rng::Rng;
 pub use source::{Format, Limits, Source};
 pub use suggest::{closest, did_you_mean};
 pub use workflow::{
     Agent, Backoff, BreakerPolicy, Command, Compensation, Condition, Coordination, EventFilter,
-    ForEach, Latency, OnItemFailure, RetryPolicy, Routes, Task, Workflow,
+    ForEach, Latency, OnItemFailure, RetryPolicy, Routes, SubWorkflow, Task, Workflow,
 };
 
 /// A valid workflow with its graph.

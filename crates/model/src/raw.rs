@@ -29,6 +29,7 @@ pub(crate) const TASK_FIELDS: &[&str] = &[
     "input",
     "for_each",
     "routes",
+    "workflow",
 ];
 
 /// Known workflow fields.
@@ -82,6 +83,7 @@ pub(crate) struct RawTask {
     pub input: Option<Value>,
     pub for_each: Option<Value>,
     pub routes: Option<Value>,
+    pub workflow: Option<Value>,
     pub unknown: Vec<String>,
 }
 
@@ -171,6 +173,7 @@ impl<'de> de::Deserialize<'de> for RawTask {
                         "input" => t.input = map.next_value()?,
                         "for_each" => t.for_each = map.next_value()?,
                         "routes" => t.routes = map.next_value()?,
+                        "workflow" => t.workflow = map.next_value()?,
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                             t.unknown.push(key.0);

@@ -324,6 +324,10 @@ pub(crate) fn task(t: RawTask, tasks_path: &Path, i: usize, report: &mut Report)
             .routes
             .and_then(|v| dynamic::routes(v, &at().key("routes"), report))
             .map(Box::new),
+        workflow: t
+            .workflow
+            .and_then(|v| dynamic::sub_workflow(v, &at().key("workflow"), report))
+            .map(Box::new),
     };
     task.for_each = match t.for_each {
         Some(v) => dynamic::for_each(v, &at().key("for_each"), report),
@@ -779,6 +783,10 @@ fn agents_of_tasks(wf: &Workflow, tasks_path: &Path, report: &mut Report) {
     let by_name: HashMap<&str, &Agent> = wf.agents.iter().map(|a| (a.name.as_str(), a)).collect();
     for (i, t) in wf.tasks.iter().enumerate() {
         let at = || tasks_path.index(i);
+        if t.workflow.is_some() {
+            // A child run: no agent of its own (the structure check refuses one).
+            continue;
+        }
         match &t.agent {
             Some(name) => match by_name.get(name.as_str()) {
                 Some(agent) => {

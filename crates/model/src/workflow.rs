@@ -49,6 +49,13 @@ impl Workflow {
                 agent.concurrency = agent.concurrency.or(concurrency);
             }
         }
+        // Children run on the same agents: an operator's agent replaces a
+        // child's of the same name too.
+        for task in &mut self.tasks {
+            if let Some(SubWorkflow::Inline(child)) = task.workflow.as_deref_mut() {
+                child.override_agents(overrides);
+            }
+        }
     }
 }
 
@@ -267,6 +274,64 @@ pub struct Task {
     /// The successors this task's output chooses among, by route name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub routes: Option<Box<Routes>>,
+    /// Another workflow this task runs as a child run (instead of an agent call).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<Box<SubWorkflow>>,
+}
+
+/// The workflow a task runs as a child run. The engine runs only `Inline`
+/// ones: `baton run` reads `File`s (relative to the parent's file) and
+/// `baton serve` looks `Catalog` names up, each replacing the reference by
+/// the workflow it names before the run starts, so a run's stored document
+/// holds every child it may start.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SubWorkflow {
+    /// The child, written in the parent (checked with it).
+    Inline(Box<Workflow>),
+    /// A workflow file, relative to the parent's.
+    File(String),
+    /// A workflow of the server's catalog, by name (the newest version unless one is given).
+    Catalog {
+        /// Its name.
+        name: String,
+        /// Its version.
+        version: Option<u32>,
+    },
+}
+
+impl SubWorkflow {
+    /// How the child is referred to in messages (`inline`, `file team.yaml`, `research_team v2`).
+    pub fn describe(&self) -> String {
+        match self {
+            SubWorkflow::Inline(wf) => match &wf.name {
+                Some(name) => format!("inline workflow `{name}`"),
+                None => "inline workflow".into(),
+            },
+            SubWorkflow::File(path) => format!("workflow file `{path}`"),
+            SubWorkflow::Catalog { name, version } => match version {
+                Some(v) => format!("workflow `{name}` version {v}"),
+                None => format!("workflow `{name}`"),
+            },
+        }
+    }
+}
+
+impl Serialize for SubWorkflow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        match self {
+            SubWorkflow::Inline(wf) => map.serialize_entry("inline", wf)?,
+            SubWorkflow::File(path) => map.serialize_entry("file", path)?,
+            SubWorkflow::Catalog { name, version } => {
+                map.serialize_entry("name", name)?;
+                if let Some(v) = version {
+                    map.serialize_entry("version", v)?;
+                }
+            }
+        }
+        map.end()
+    }
 }
 
 impl Task {

@@ -350,6 +350,17 @@ impl Catalog {
     }
 
     /// A workflow by id.
+    /// The workflow named `name`: its `version`, or its newest.
+    pub fn find(&self, name: &str, version: Option<u32>) -> Option<Arc<Entry>> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner
+            .order
+            .iter()
+            .rev()
+            .find(|e| e.name.as_deref() == Some(name) && version.is_none_or(|v| e.version == v))
+            .cloned()
+    }
+
     pub fn get(&self, id: u64) -> Option<Arc<Entry>> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         inner.by_id.get(&id).cloned()

@@ -122,6 +122,11 @@ pub const ROUTES: &[Route] = &[
                 r#"{"type": "integer", "minimum": 0}"#,
                 "only executions created before this time (Unix milliseconds)",
             ),
+            (
+                "parent",
+                r#"{"type": "string", "pattern": "^[0-9a-f]{16}$"}"#,
+                "only child runs of this execution",
+            ),
         ],
         body: None,
         ok: (200, Some("ExecutionPage")),
@@ -362,12 +367,12 @@ fn schemas() -> Value {
         "payload": {}, "deliveries": {"type": "integer"}}});
     let task_state = json!({"type": "object", "required": ["id", "status", "attempt"], "properties": {
         "id": {"type": "string"}, "status": {"type": "string"}, "attempt": {"type": "integer"},
-        "agent": {"type": "string"}, "output": {}, "error": {"type": "string"}, "reason": {"type": "string"},
+        "agent": {"type": "string"}, "output": {}, "error": {"type": "string"}, "reason": {"type": "string"}, "child": {"type": "string"},
         "items": {"type": "object", "required": ["total", "waiting", "running", "succeeded", "failed"], "additionalProperties": {"type": "integer"}}}});
     let execution_page = json!({"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"type": "object", "required": ["execution_id", "status", "created_at_ms", "task_counts"], "properties": {
         "execution_id": {"type": "string"}, "workflow_id": {"type": "string"}, "workflow": {"type": "string"},
         "status": {"type": "string", "enum": ["executing", "paused", "completed", "failed", "cancelled"]},
-        "created_at_ms": {"type": "integer"}, "reason": {"type": "string"},
+        "created_at_ms": {"type": "integer"}, "reason": {"type": "string"}, "parent_id": {"type": "string"},
         "task_counts": {"type": "object", "additionalProperties": {"type": "integer"}}}}}, "next_cursor": {"type": "string"}}});
     let mut all = json!({
         "Problem": {"type": "object", "required": ["type", "title", "status", "detail", "code"], "properties": {

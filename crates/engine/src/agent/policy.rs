@@ -10,7 +10,7 @@
 //! per URL prefix or host. `noop`, `simulate` and `worker` agents run nothing
 //! and reach nothing: they are always allowed.
 
-use baton_model::{Agent, Workflow};
+use baton_model::{Agent, SubWorkflow, Workflow};
 use http::Uri;
 
 /// What a workflow from outside may define itself.
@@ -29,6 +29,9 @@ pub struct Policy {
 pub struct Refusal {
     /// The agent's name.
     pub agent: String,
+    /// Its type's JSON path in the document (`$.agents.NAME.type`, or under
+    /// `$.tasks[I].workflow.inline` for a sub-workflow's agent).
+    pub path: String,
     /// Its type (`command` or `http`).
     pub kind: &'static str,
     /// Why, for people.
@@ -38,19 +41,51 @@ pub struct Refusal {
 impl Policy {
     /// The agents of `workflow` it may not define, in declaration order; the
     /// agents named in `configured` (the operator's) are not its own.
+    /// Inline sub-workflows are checked too (the operator's agents replace
+    /// theirs of the same name as well).
     pub fn check(&self, workflow: &Workflow, configured: &[Agent]) -> Vec<Refusal> {
-        workflow
-            .agents
-            .iter()
-            .filter(|a| !configured.iter().any(|c| c.name == a.name))
-            .filter_map(|a| self.refusal(a))
-            .collect()
+        let mut refused = Vec::new();
+        self.check_at(workflow, configured, "$", &mut refused);
+        refused
     }
 
-    fn refusal(&self, agent: &Agent) -> Option<Refusal> {
+    fn check_at(
+        &self,
+        workflow: &Workflow,
+        configured: &[Agent],
+        at: &str,
+        out: &mut Vec<Refusal>,
+    ) {
+        out.extend(
+            workflow
+                .agents
+                .iter()
+                .filter(|a| !configured.iter().any(|c| c.name == a.name))
+                .filter_map(|a| self.refusal(a, at)),
+        );
+        for (i, task) in workflow.tasks.iter().enumerate() {
+            if let Some(SubWorkflow::Inline(child)) = task.workflow.as_deref() {
+                self.check_at(
+                    child,
+                    configured,
+                    &format!("{at}.tasks[{i}].workflow.inline"),
+                    out,
+                );
+            }
+        }
+    }
+
+    fn refusal(&self, agent: &Agent, at: &str) -> Option<Refusal> {
         let refuse = |kind, message: String| {
             Some(Refusal {
                 agent: agent.name.clone(),
+                path: format!(
+                    "{at}.agents{}.type",
+                    baton_model::Path::root()
+                        .key(&agent.name)
+                        .to_string()
+                        .trim_start_matches('$')
+                ),
                 kind,
                 message,
             })

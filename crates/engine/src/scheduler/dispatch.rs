@@ -19,7 +19,7 @@ use super::{
 };
 use crate::agent::{Call, Failure, Started};
 use crate::retry;
-use crate::spec::{Spec, Undo};
+use crate::spec::{CHILD, Spec, Undo};
 use crate::store::{RunStatus, TaskStatus};
 
 impl Scheduler {
@@ -75,6 +75,9 @@ impl Scheduler {
             }
         }
         let spec = run.spec.clone();
+        if forward && job.item == NO_ITEM && spec.tasks[job.task as usize].flags & CHILD != 0 {
+            return self.start_child(job, now);
+        }
         let agents = run.agents.clone();
         let candidates = Candidates::of(&spec, &job);
         let global = candidates

@@ -12,13 +12,15 @@
 //! timers, what a turn produced) and the loop with a run's life (submit,
 //! admit, ready, finish, end, control); each other concern has a file:
 //! `dispatch.rs` (the ready queue to agents, outcomes, retries on timers),
-//! `allocation.rs` (which agent takes a job: a pure function), `dynamic.rs`
+//! `allocation.rs` (which agent takes a job: a pure function), `children.rs`
+//! (tasks that run a sub-workflow as a child run), `dynamic.rs`
 //! (fan-outs and routes: what a run decides as it goes), `signals.rs`
 //! (`wait_for`), `saga.rs` (compensation), `sink.rs` (records and events off
 //! the loop), `recovery.rs` (runs rebuilt from records), `input.rs` (what a
 //! call and a condition see) and `report.rs` (views, summaries, statistics).
 
 mod allocation;
+mod children;
 mod dispatch;
 mod dynamic;
 mod input;
@@ -228,6 +230,10 @@ struct Run {
     /// Instances that had ended when the run was rebuilt from its records, by
     /// task: taken when the fan-out starts again.
     recovered: HashMap<u32, Vec<ItemEnd>>,
+    /// The task (and its attempt) of the run that started this one as its child.
+    parent: Option<(RunId, u32, u32)>,
+    /// Child runs in progress, by the task that started each.
+    children: HashMap<u32, RunId>,
 }
 
 struct AgentSlot {
@@ -740,6 +746,8 @@ impl Scheduler {
             summary: None,
             fanouts: HashMap::new(),
             recovered: HashMap::new(),
+            parent: None,
+            children: HashMap::new(),
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -761,11 +769,22 @@ impl Scheduler {
         input: Value,
         reply: oneshot::Sender<Result<RunId, Error>>,
     ) {
+        self.create(spec, input, reply);
+    }
+
+    /// Creates a run (recorded, then admitted once durable); `None` when the
+    /// store failed (the reply says so).
+    fn create(
+        &mut self,
+        spec: Arc<Spec>,
+        input: Value,
+        reply: oneshot::Sender<Result<RunId, Error>>,
+    ) -> Option<(RunId, u32)> {
         if let Some(message) = &self.store_failed {
             let _ = reply.send(Err(Error::Store(store::Error::Closed(Some(
                 message.clone(),
             )))));
-            return;
+            return None;
         }
         let id = self.next_id();
         let created_ms = now_ms();
@@ -793,6 +812,7 @@ impl Scheduler {
         if self.store.is_none() {
             self.admit.push_back(slot);
         }
+        Some((id, slot))
     }
 
     /// Starts an admitted run: its ready tasks enter the queue.
@@ -1050,16 +1070,23 @@ impl Scheduler {
         run.summary = Some(summary.clone());
         let waiters = std::mem::take(&mut run.waiters);
         let id = run.id;
+        let reason = run.reason.clone();
         self.ended[match status {
             RunStatus::Completed => 0,
             RunStatus::Failed => 1,
             _ => 2,
         }] += 1;
+        // A child's parent task ends first: once the child's end is durable,
+        // so is what its parent made of it.
+        if let Some(parent) = run.parent {
+            let end = children::child_end(run, status);
+            self.child_ended(parent, end, now);
+        }
         self.out.push(Out::Run {
             run: id,
             status,
             at_ms: now_ms(),
-            reason: run.reason.clone(),
+            reason,
         });
         self.acks
             .push((self.out.len() - 1, Ack::Finished(waiters, summary)));
@@ -1114,6 +1141,7 @@ impl Scheduler {
                     at_ms: now_ms(),
                     reason: None,
                 });
+                self.control_children(slot, || Op::Pause);
                 Ok(())
             }
             (Op::Pause, RunStatus::Paused) | (Op::Resume, RunStatus::Running) => Ok(()),
@@ -1127,6 +1155,7 @@ impl Scheduler {
                     at_ms: now_ms(),
                     reason: None,
                 });
+                self.control_children(slot, || Op::Resume);
                 self.check_done(slot);
                 Ok(())
             }

@@ -135,6 +135,17 @@ fn restore_tasks(run: &mut super::Run, spec: &Spec, past: &Past) -> bool {
                     failed = true;
                 }
             }
+            // A task whose attempt runs a child run: it waits for that child
+            // again (`relink_children`).
+            TaskStatus::Running if spec.children.contains_key(&task) => {
+                match super::children::named_child(detail.as_deref()) {
+                    Some(child) => {
+                        state.status = TaskStatus::Running;
+                        run.children.insert(task, child);
+                    }
+                    None => state.status = TaskStatus::Pending,
+                }
+            }
             // In flight or waiting when the process stopped: run it again.
             _ => state.status = TaskStatus::Pending,
         }
@@ -198,6 +209,9 @@ impl Scheduler {
             }
             resumed.push(id);
         }
+        if !remember {
+            self.relink_children(&resumed);
+        }
         Ok(resumed)
     }
 
@@ -230,6 +244,10 @@ impl Scheduler {
                 TaskStatus::Succeeded | TaskStatus::Compensated => c.succeeded += 1,
                 TaskStatus::Failed => c.failed += 1,
                 TaskStatus::Skipped | TaskStatus::Cancelled => c.skipped += 1,
+                TaskStatus::Running => {
+                    c.running += 1;
+                    unfinished += 1;
+                }
                 _ => unfinished += 1,
             }
             if status == TaskStatus::Skipped {

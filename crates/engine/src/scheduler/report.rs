@@ -64,6 +64,7 @@ impl Scheduler {
                             failed,
                         }
                     }),
+                    child: run.children.get(&(i as u32)).copied(),
                     reason: message.clone().filter(|_| skipped),
                     error: message.filter(|_| !skipped),
                 }
@@ -85,6 +86,9 @@ impl Scheduler {
             query.before.is_none_or(|b| run.id < b)
                 && (query.statuses.is_empty() || query.statuses.contains(&run.status))
                 && query.since_ms.is_none_or(|t| run.created_ms >= t)
+                && query
+                    .parent
+                    .is_none_or(|p| run.parent.is_some_and(|(id, ..)| id == p))
                 && query.until_ms.is_none_or(|t| run.created_ms < t)
                 && query
                     .workflow
@@ -109,6 +113,7 @@ impl Scheduler {
                     Some(s) => s.tasks,
                     None => counts(run),
                 },
+                parent: run.parent.map(|(id, ..)| id),
             })
             .collect()
     }

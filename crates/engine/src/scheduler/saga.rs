@@ -65,6 +65,7 @@ impl Scheduler {
             }
         }
         self.waiters.retain(|w| w.run != id);
+        self.stop_children(slot, if cancelled { "cancelled" } else { "failed" }, now);
         let run = self.runs[slot as usize].as_mut().expect("live run");
         run.undo_queue = undo_queue(run);
         if !run.undo_queue.is_empty() {

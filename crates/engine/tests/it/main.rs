@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, reason = "a test's panic is its failure report")]
 
+mod children;
 mod control;
 mod dynamic;
 mod events;

@@ -9,7 +9,7 @@ use crate::diag::{Diagnostic, Path, Report};
 use crate::expr::{Expr, Field, Reference};
 use crate::graph::Graph;
 use crate::names::Names;
-use crate::workflow::{ForEach, OnItemFailure, Routes, Task, Workflow};
+use crate::workflow::{ForEach, OnItemFailure, Routes, SubWorkflow, Task, Workflow};
 
 const FOR_EACH_FIELDS: &[&str] = &["items", "max_parallel", "max_items", "on_failure"];
 const ITEMS_HINT: &str = "e.g. `for_each: decompose.output.questions`";
@@ -123,6 +123,9 @@ pub(super) fn implied(task: &Task) -> Option<ForEach> {
     let [dep] = task.depends_on.as_slice() else {
         return None;
     };
+    if task.workflow.is_some() {
+        return None;
+    }
     task.parallel.then(|| ForEach {
         text: format!("{dep}.output"),
         items: Reference {
@@ -166,6 +169,114 @@ pub(super) fn routes(v: Value, path: &Path, report: &mut Report) -> Option<Route
         routes.push((name, string_list(targets, &p, report)));
     }
     Some(Routes(routes))
+}
+
+const SUB_WORKFLOW_FIELDS: &[&str] = &["inline", "file", "name", "version"];
+const SUB_WORKFLOW_HINT: &str = "e.g. `workflow: { file: team.yaml }`, `workflow: { name: research_team, version: 2 }` or `workflow: { inline: { tasks: [...] } }`";
+
+/// `workflow: {inline: WORKFLOW} | {file: PATH} | {name: NAME, version: N}`.
+/// An inline child is checked here, its findings reported at their place in
+/// the parent.
+pub(super) fn sub_workflow(v: Value, path: &Path, report: &mut Report) -> Option<SubWorkflow> {
+    let map = object(
+        v,
+        path,
+        "a sub-workflow (a map with `inline`, `file` or `name`)",
+        report,
+    )?;
+    let mut found: Vec<&str> = Vec::new();
+    let (mut inline, mut file, mut name, mut version) = (None, None, None, None);
+    for (key, value) in map {
+        let p = path.key(&key);
+        match key.as_str() {
+            "inline" => {
+                found.push("inline");
+                inline = Some(inline_workflow(value, &p, report));
+            }
+            "file" => {
+                found.push("file");
+                file = super::scalar_string(value, &p, report).filter(|f| !f.is_empty());
+            }
+            "name" => {
+                found.push("name");
+                name = super::scalar_string(value, &p, report).filter(|n| !n.is_empty());
+            }
+            "version" => match count(&value, &p, "version") {
+                Ok(n) => version = Some(n),
+                Err(d) => report.push(d),
+            },
+            _ => report.push(unknown_field(p, &key, "workflow", SUB_WORKFLOW_FIELDS)),
+        }
+    }
+    if found.len() != 1 {
+        report.push(
+            Diagnostic::error(
+                "bad-workflow",
+                path.clone(),
+                if found.is_empty() {
+                    "a sub-workflow needs one of `inline`, `file` or `name`".to_string()
+                } else {
+                    format!(
+                        "a sub-workflow takes one of `inline`, `file` or `name`, found {}",
+                        found.join(" and ")
+                    )
+                },
+            )
+            .with_hint(SUB_WORKFLOW_HINT),
+        );
+        return None;
+    }
+    if version.is_some() && name.is_none() {
+        report.push(Diagnostic::error(
+            "bad-workflow",
+            path.key("version"),
+            "`version` applies only to a workflow named from the catalog (`name`)",
+        ));
+    }
+    if let Some(child) = inline {
+        return child.map(|wf| SubWorkflow::Inline(Box::new(wf)));
+    }
+    if let Some(file) = file {
+        return Some(SubWorkflow::File(file));
+    }
+    name.map(|name| SubWorkflow::Catalog { name, version })
+}
+
+/// An inline child, validated as a document of its own; its findings are
+/// moved under `path`.
+fn inline_workflow(v: Value, path: &Path, report: &mut Report) -> Option<Workflow> {
+    let seed = crate::raw::DocumentSeed::for_len(0, super::task);
+    let doc = match serde::de::DeserializeSeed::deserialize(seed, v) {
+        Ok(doc) => doc,
+        Err(e) => {
+            report.push(Diagnostic::error(
+                "bad-workflow",
+                path.clone(),
+                format!("not a workflow: {e}"),
+            ));
+            return None;
+        }
+    };
+    let moved = |d: &mut Diagnostic| {
+        d.path = Path(path.0.iter().cloned().chain(d.path.0.drain(..)).collect());
+        d.location = None;
+    };
+    match super::document(doc) {
+        Ok(mut checked) => {
+            for d in &mut checked.warnings.diagnostics {
+                moved(d);
+                report.push(d.clone());
+            }
+            Some(checked.workflow)
+        }
+        Err(mut child) => {
+            for d in &mut child.diagnostics {
+                moved(d);
+                report.push(d.clone());
+            }
+            None
+        }
+    }
 }
 
 /// What needs the whole graph: a fan-out reads an upstream task, a route's
@@ -218,6 +329,32 @@ pub(super) fn structure(
                 )
                 .with_hint("wait in a task before the fan-out"),
             );
+        }
+        if t.workflow.is_some() {
+            let clash = [
+                ("agent", t.agent.is_some()),
+                ("requires", !t.requires.is_empty()),
+                (
+                    "for_each",
+                    t.for_each.as_deref().is_some_and(|f| !f.implied),
+                ),
+                ("wait_for", t.wait_for.is_some()),
+            ];
+            for (field, present) in clash {
+                if present {
+                    report.push(
+                        Diagnostic::error(
+                            "bad-workflow",
+                            tasks_path.index(i).key(field),
+                            format!(
+                                "task `{}` runs a sub-workflow and cannot also have `{field}`",
+                                t.id
+                            ),
+                        )
+                        .with_hint("the child's own tasks name their agents"),
+                    );
+                }
+            }
         }
         let Some(routes) = t.routes.as_deref() else {
             continue;

@@ -19,7 +19,7 @@ use crate::body::Json;
 use crate::catalog::{Entry, Execution, now_ms};
 use crate::error::ApiError;
 
-use super::workflows::{admit, workflow};
+use super::workflows::{admit, resolved, workflow};
 use super::{ApiResult, St, limit, parse_id, query, reply};
 use crate::forward::{Origin, on_owner};
 
@@ -114,8 +114,16 @@ fn build_spec(
             retry: retry.as_ref(),
             max_concurrency,
         };
+        // Sub-workflows named from the catalog run as they are now.
+        let checked = match resolved(state, &entry.checked.workflow)? {
+            Some(workflow) => std::borrow::Cow::Owned(baton_model::Checked {
+                workflow,
+                ..entry.checked.clone()
+            }),
+            None => std::borrow::Cow::Borrowed(&entry.checked),
+        };
         Spec::with_overrides(
-            &entry.checked,
+            &checked,
             entry.plan.clone(),
             &overrides,
             &state.options.engine.agents(),
@@ -339,6 +347,7 @@ pub(crate) fn view(state: &AppState, run: RunId, v: RunView) -> api::ExecutionSt
                 error: t.error,
                 reason: t.reason,
                 items: t.items.and_then(|i| serde_json::to_value(i).ok()),
+                child: t.child.map(|c| c.to_string()),
             })
             .collect(),
     }
@@ -353,6 +362,7 @@ pub(super) struct ExecutionQuery {
     workflow: Option<String>,
     since_ms: Option<u64>,
     until_ms: Option<u64>,
+    parent: Option<String>,
 }
 
 /// `GET /api/v1/executions`: this instance's runs (those it drives and the
@@ -373,6 +383,10 @@ pub(super) async fn list_executions(
                     ApiError::invalid("cursor", "`cursor` is not one this server gave")
                 })?,
         ),
+    };
+    let parent = match q.parent.as_deref() {
+        None => None,
+        Some(p) => Some(run_id(p)?),
     };
     let statuses = match q.status.as_deref() {
         None => Vec::new(),
@@ -398,6 +412,7 @@ pub(super) async fn list_executions(
             since_ms: q.since_ms,
             until_ms: q.until_ms,
             before,
+            parent,
             limit: limit + 1,
         })
         .await?;
@@ -416,6 +431,7 @@ pub(super) async fn list_executions(
             created_at_ms: r.created_ms,
             reason: r.reason,
             task_counts: serde_json::to_value(r.tasks).unwrap_or(Value::Null),
+            parent_id: r.parent.map(|p| p.to_string()),
         })
         .collect();
     Ok(reply(StatusCode::OK, &api::Page { items, next_cursor }))

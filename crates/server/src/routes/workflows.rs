@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use baton_api as api;
-use baton_model::Format;
+use baton_model::{Format, SubWorkflow};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -179,11 +179,51 @@ pub(super) async fn get_plan(State(state): St, Path(id): Path<String>) -> ApiRes
 /// Refuses a workflow that defines agents the server's policy does not let
 /// callers define (`command`, `http`): 403 `agent-not-allowed`, each agent with
 /// the setting that would allow it.
+/// The workflow with its `name:` sub-workflows replaced by the catalog's (the
+/// newest version unless one is given), at every depth; `None` when it runs
+/// none. `file:` sub-workflows are refused: they would read the server's disk.
+pub(super) fn resolved(
+    state: &AppState,
+    workflow: &baton_model::Workflow,
+) -> ApiResult<Option<baton_model::Workflow>> {
+    if !workflow.tasks.iter().any(|t| t.workflow.is_some()) {
+        return Ok(None);
+    }
+    let mut wf = workflow.clone();
+    let mut find = |sub: &SubWorkflow, _: &()| match sub {
+        SubWorkflow::Catalog { name, version } => state
+            .catalog
+            .find(name, *version)
+            .map(|e| {
+                (
+                    format!("{name} v{}", e.version),
+                    e.checked.workflow.clone(),
+                    (),
+                )
+            })
+            .ok_or_else(|| format!("the catalog has no {}", sub.describe())),
+        other => Err(format!(
+            "its {} would be read from the server's disk: post the child to the catalog and name it (`workflow: {{ name: … }}`), or write it inline",
+            other.describe()
+        )),
+    };
+    let top = workflow
+        .name
+        .clone()
+        .unwrap_or_else(|| "the workflow".into());
+    baton_model::resolve_children(&mut wf, &top, &(), baton_engine::MAX_DEPTH, &mut find)
+        .map_err(|e| ApiError::invalid("$.tasks", e))?;
+    Ok(Some(wf))
+}
+
+/// Whether the server runs `workflow` as posted: its sub-workflows can be
+/// found, and it (children included) defines only agents callers may define.
 pub(super) fn admit(state: &AppState, checked: &baton_model::Checked) -> ApiResult<()> {
-    let refused = state
-        .options
-        .workflow_agents
-        .check(&checked.workflow, &state.options.agents);
+    let resolved = resolved(state, &checked.workflow)?;
+    let refused = state.options.workflow_agents.check(
+        resolved.as_ref().unwrap_or(&checked.workflow),
+        &state.options.agents,
+    );
     if refused.is_empty() {
         return Ok(());
     }
@@ -197,7 +237,7 @@ pub(super) fn admit(state: &AppState, checked: &baton_model::Checked) -> ApiResu
             .into_iter()
             .map(|r| api::FieldError {
                 code: "agent-not-allowed".into(),
-                path: format!("$.agents.{}.type", r.agent),
+                path: r.path.clone(),
                 hint: Some(match r.kind {
                     "command" => format!(
                         "use an agent the operator defined (`[agents.{}]` in the server's config replaces this one), or ask the operator to set `[server] allow_workflow_command_agents = true`",

@@ -1,0 +1,191 @@
+//! Tasks that run a sub-workflow: each attempt starts a child run of the
+//! task's workflow with what an agent would have been given as its input; the
+//! child's end ends the attempt (success with the outputs of the child's last
+//! tasks, or a failure carrying the child's reason, retried under the task's
+//! policy with a new child). Pausing, resuming, cancelling and failing a run
+//! reach its children.
+//!
+//! Durability: the child's creation is recorded before the parent's task
+//! names it (`running`, detail `{"child": ID}`), and the parent's task ends
+//! before the child's end is recorded. A run resumed after a crash therefore
+//! finds its task's child among the resumed runs and waits for it again; it
+//! never starts a second child for an attempt that had one.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::input::call_input;
+use super::{Detail, Job, NO_AGENT, Op, Out, Run, Scheduler};
+use crate::agent::Failure;
+use crate::store::{RunId, RunStatus, TaskStatus};
+
+/// What a child's end hands to its parent's task.
+pub(super) struct ChildEnd {
+    pub child: RunId,
+    pub status: RunStatus,
+    pub reason: Option<String>,
+    /// The outputs of the child's tasks that nothing depends on, by task id.
+    pub outputs: Value,
+}
+
+/// The child run a task's record names (`{"child": ID}`).
+pub(super) fn named_child(detail: Option<&str>) -> Option<RunId> {
+    let v: Value = serde_json::from_str(detail?).ok()?;
+    v.get("child")?.as_str()?.parse().ok()
+}
+
+/// What a finished child hands back: the outputs of its last tasks.
+pub(super) fn child_end(run: &Run, status: RunStatus) -> ChildEnd {
+    let spec = &run.spec;
+    let mut outputs = Map::new();
+    for &t in spec.plan.order() {
+        if spec.plan.succs(t).is_empty() && run.tasks[t as usize].status == TaskStatus::Succeeded {
+            let out = run.outputs[t as usize].as_deref().cloned();
+            outputs.insert(spec.ids[t as usize].to_string(), out.unwrap_or(Value::Null));
+        }
+    }
+    ChildEnd {
+        child: run.id,
+        status,
+        reason: run.reason.clone(),
+        outputs: Value::Object(outputs),
+    }
+}
+
+impl Scheduler {
+    /// Starts the child run of a task's attempt.
+    pub(super) fn start_child(&mut self, job: Job, now: Instant) {
+        let run = self.runs[job.slot as usize].as_mut().expect("live run");
+        let spec = run.spec.clone();
+        let Some(child_spec) = spec.children.get(&job.task).cloned() else {
+            return;
+        };
+        let input = call_input(run, &job);
+        let at = Self::at_ns(run, now);
+        let state = &mut run.tasks[job.task as usize];
+        state.attempt = job.attempt;
+        state.agent = NO_AGENT;
+        state.dispatched_at = at;
+        self.dispatch_hist
+            .saturating_record(at.saturating_sub(state.ready_at).max(1));
+        if job.attempt > 1 {
+            run.retries += 1;
+        }
+        let parent = run.id;
+        // Nobody waits for the child's creation: its parent learns of its end.
+        let (reply, _) = oneshot::channel();
+        let Some((child, child_slot)) = self.create(child_spec, input, reply) else {
+            let failure = Failure::retryable("cannot start the child run: the state store failed");
+            return self.attempt_failed(job, failure, now);
+        };
+        let c = self.runs[child_slot as usize].as_mut().expect("live run");
+        c.parent = Some((parent, job.task, job.attempt));
+        let run = self.runs[job.slot as usize].as_mut().expect("live run");
+        run.children.insert(job.task, child);
+        self.transition(job.slot, job.task, TaskStatus::Dispatched, None, now);
+        let named = Detail::Output(Arc::new(serde_json::json!({ "child": child.to_string() })));
+        self.transition(job.slot, job.task, TaskStatus::Running, Some(named), now);
+        let payload = serde_json::json!({
+            "run": parent.to_string(),
+            "task": &*spec.ids[job.task as usize],
+            "decision": "child",
+            "child": child.to_string(),
+        })
+        .to_string();
+        self.out.push(Out::Decision {
+            run: parent,
+            payload,
+        });
+    }
+
+    /// A child run ended: its parent's task ends with it (before the child's
+    /// end is recorded).
+    pub(super) fn child_ended(&mut self, parent: (RunId, u32, u32), end: ChildEnd, now: Instant) {
+        let (id, task, attempt) = parent;
+        let Some(&slot) = self.by_id.get(&id) else {
+            return;
+        };
+        let run = self.runs[slot as usize].as_mut().expect("live run");
+        let state = run.tasks[task as usize];
+        if state.status != TaskStatus::Running
+            || state.attempt != attempt
+            || run.children.get(&task) != Some(&end.child)
+        {
+            return;
+        }
+        run.children.remove(&task);
+        let job = Job::forward(id, slot, task, attempt);
+        if end.status == RunStatus::Completed {
+            self.finish(
+                slot,
+                task,
+                TaskStatus::Succeeded,
+                Some(Detail::Output(Arc::new(end.outputs))),
+                now,
+            );
+            self.drain_newly_ready();
+            self.check_done(slot);
+        } else {
+            let why = end.reason.as_deref().unwrap_or("no reason given");
+            let failure =
+                Failure::retryable(format!("child run {} {}: {why}", end.child, end.status));
+            self.attempt_failed(job, failure, now);
+        }
+    }
+
+    /// A run stops: its children in progress are cancelled, and the tasks that
+    /// started them end cancelled.
+    pub(super) fn stop_children(&mut self, slot: u32, why: &str, now: Instant) {
+        let run = self.runs[slot as usize].as_mut().expect("live run");
+        let children: Vec<(u32, RunId)> = run.children.drain().collect();
+        let id = run.id;
+        for (task, child) in children {
+            let run = self.runs[slot as usize].as_ref().expect("live run");
+            if !run.tasks[task as usize].status.is_final() {
+                self.finish(slot, task, TaskStatus::Cancelled, None, now);
+            }
+            if let Some(&child_slot) = self.by_id.get(&child) {
+                self.fail_run(child_slot, format!("parent run {id} {why}"), true);
+            }
+        }
+    }
+
+    /// Pause and resume reach a run's children (and theirs).
+    pub(super) fn control_children(&mut self, slot: u32, op: fn() -> Op) {
+        let run = self.runs[slot as usize].as_ref().expect("live run");
+        let children: Vec<RunId> = run.children.values().copied().collect();
+        for child in children {
+            let _ = self.control(child, op());
+        }
+    }
+
+    /// After a restart: each resumed task that had started a child waits for
+    /// it again; one whose child is gone runs again.
+    pub(super) fn relink_children(&mut self, resumed: &[RunId]) {
+        for &id in resumed {
+            let Some(&slot) = self.by_id.get(&id) else {
+                continue;
+            };
+            let run = self.runs[slot as usize].as_mut().expect("live run");
+            let named: Vec<(u32, RunId)> = run.children.iter().map(|(&t, &c)| (t, c)).collect();
+            for (task, child) in named {
+                let run = self.runs[slot as usize].as_mut().expect("live run");
+                let attempt = run.tasks[task as usize].attempt;
+                match self.by_id.get(&child) {
+                    Some(&child_slot) => {
+                        let c = self.runs[child_slot as usize].as_mut().expect("live run");
+                        c.parent = Some((id, task, attempt));
+                    }
+                    None => {
+                        run.children.remove(&task);
+                        run.tasks[task as usize].status = TaskStatus::Pending;
+                        self.counts.running -= 1;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Sub-workflows: a task runs another workflow as a child run; its end ends
+//! the task; pause, cancel and failure reach children; a resumed parent waits
+//! for the child it had started instead of starting another.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_engine::store::{Embedded, EmbeddedOptions, RunStatus, TaskStatus};
+use baton_engine::{Engine, Options, RunQuery};
+use baton_events::MemoryLog;
+use serde_json::json;
+
+use crate::{eventually, id, spec, start};
+
+fn parent(child_tasks: &str) -> String {
+    format!(
+        r#"
+name: parent
+agents:
+  w: {{ type: noop }}
+tasks:
+  - {{ id: prepare, agent: w, input: {{ topic: rust }} }}
+  - id: team
+    depends_on: [prepare]
+    input: {{ depth: 2 }}
+    workflow:
+      inline:
+        name: team
+        agents:
+          cat: {{ type: command, command: cat }}
+          slow: {{ type: command, command: ["sh", "-c", "cat > /dev/null; sleep 30"] }}
+          bad: {{ type: command, command: ["sh", "-c", "echo nope >&2; exit 4"] }}
+        tasks:
+{child_tasks}
+  - {{ id: after, agent: w, depends_on: [team] }}
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_child_run_gets_the_tasks_input_and_returns_its_last_outputs() {
+    let (engine, _log) = start();
+    let spec = spec(&parent(
+        "          - { id: look, agent: cat }\n          - { id: write, agent: cat, depends_on: [look] }",
+    ));
+    let run = engine
+        .submit(spec.clone(), json!({"user": "ada"}))
+        .await
+        .unwrap();
+    let summary = engine.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    let view = engine.status(run).await.unwrap();
+    let team = &view.task_states[id(&spec, "team") as usize];
+    assert_eq!(team.status, TaskStatus::Succeeded);
+    // The output is the child's last tasks' outputs by id; `write` echoed its
+    // input, whose `run_input` is what the parent's task was given.
+    let output = team.output.clone().unwrap();
+    let given = &output["write"]["upstream"]["look"]["run_input"];
+    assert_eq!(given["input"], json!({"depth": 2}));
+    assert_eq!(given["task"], "team");
+    assert_eq!(given["run_input"], json!({"user": "ada"}));
+    // `prepare` (noop) had no output to pass on.
+    assert_eq!(given["upstream"], json!({}));
+    // The child is a run of its own, listed with its parent.
+    let children = engine
+        .list(RunQuery {
+            parent: Some(run),
+            limit: 10,
+            ..RunQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(children.len(), 1);
+    assert_eq!(children[0].workflow.as_deref(), Some("team"));
+    assert_eq!(children[0].status, RunStatus::Completed);
+    assert_eq!(children[0].parent, Some(run));
+    let child = engine.status(children[0].run).await.unwrap();
+    assert_eq!(child.summary.tasks.succeeded, 2);
+}
+
+#[tokio::test]
+async fn a_failed_child_fails_the_task_with_its_reason_and_a_retry_starts_a_new_child() {
+    let (engine, _log) = start();
+    let spec = spec(
+        &parent("          - { id: broken, agent: bad }")
+            .replace("    input: { depth: 2 }", "    input: { depth: 2 }\n    retry: { max_attempts: 2, backoff: { initial: 1ms, max: 1ms } }"),
+    );
+    let run = engine.submit(spec.clone(), json!({})).await.unwrap();
+    let summary = engine.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Failed);
+    let reason = summary.reason.clone().unwrap();
+    assert!(
+        reason.contains("task `team` failed after 2 attempts: child run"),
+        "{reason}"
+    );
+    assert!(reason.contains("failed: task `broken` failed"), "{reason}");
+    assert!(reason.contains("nope"), "{reason}");
+    let children = engine
+        .list(RunQuery {
+            parent: Some(run),
+            limit: 10,
+            ..RunQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(children.len(), 2, "one child per attempt");
+    assert!(children.iter().all(|c| c.status == RunStatus::Failed));
+}
+
+#[tokio::test]
+async fn pausing_and_cancelling_the_parent_reach_the_child() {
+    let (engine, _log) = start();
+    let spec = spec(&parent("          - { id: wait, agent: slow }"));
+    let run = engine.submit(spec.clone(), json!({})).await.unwrap();
+    let team = id(&spec, "team") as usize;
+    let child = eventually("the child to start", Duration::from_secs(30), || async {
+        engine.status(run).await.unwrap().task_states[team].child
+    })
+    .await;
+    engine.pause(run).await.unwrap();
+    assert_eq!(
+        engine.status(child).await.unwrap().summary.status,
+        RunStatus::Paused
+    );
+    engine.resume(run).await.unwrap();
+    assert_eq!(
+        engine.status(child).await.unwrap().summary.status,
+        RunStatus::Running
+    );
+    engine.cancel(run).await.unwrap();
+    let summary = engine.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Cancelled);
+    let child = engine.wait(child).await.unwrap();
+    assert_eq!(child.status, RunStatus::Cancelled);
+    let reason = child.reason.clone().unwrap();
+    assert!(
+        reason.contains(&format!("parent run {run} cancelled")),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_resumed_parent_waits_for_its_child_instead_of_starting_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let marks = dir.path().join("marks");
+    let spec = spec(&format!(
+        r#"
+tasks:
+  - id: team
+    workflow:
+      inline:
+        agents:
+          w: {{ type: command, command: ["sh", "-c", "cat > /dev/null; echo $BATON_TASK >> {0}; [ $BATON_TASK = two ] && sleep 2; echo 1"] }}
+        tasks:
+          - {{ id: one, agent: w }}
+          - {{ id: two, agent: w, depends_on: [one] }}
+  - {{ id: after, depends_on: [team] }}
+"#,
+        marks.display()
+    ));
+    let engine = || {
+        let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
+        let store = Embedded::open(&state, EmbeddedOptions::default()).unwrap();
+        let (engine, handle) =
+            Engine::build(Options::default(), log, Some(Arc::new(store))).unwrap();
+        (handle, tokio::spawn(engine.run()))
+    };
+    let (first, task) = engine();
+    let run = first.submit(spec, json!({})).await.unwrap();
+    let child = eventually(
+        "the child's second task",
+        Duration::from_secs(30),
+        || async {
+            let child = first.status(run).await.unwrap().task_states[0].child?;
+            let view = first.status(child).await.ok()?;
+            (view.task_states[1].status == TaskStatus::Running).then_some(child)
+        },
+    )
+    .await;
+    first.shutdown().await.unwrap();
+    task.await.unwrap();
+
+    let (second, task) = engine();
+    let mut active = second.active().await.unwrap();
+    active.sort();
+    assert_eq!(active, [run, child], "both resume");
+    let summary = second.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    // `one` ran once, `two` twice (interrupted), and no second child started.
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "one\ntwo\ntwo\n");
+    let children = second
+        .list(RunQuery {
+            parent: Some(run),
+            limit: 10,
+            ..RunQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(children.len(), 1);
+    assert_eq!(children[0].run, child);
+    second.shutdown().await.unwrap();
+    task.await.unwrap();
+}
+
+#[test]
+fn sub_workflows_nest_at_most_max_depth_levels() {
+    let mut doc = "tasks: [{ id: leaf }]".to_string();
+    for _ in 0..baton_engine::MAX_DEPTH {
+        doc = format!("tasks: [{{ id: t, workflow: {{ inline: {{ {doc} }} }} }}]");
+    }
+    let source = baton_model::Source::from_str("deep.yaml", &doc, baton_model::Format::Yaml);
+    let checked = baton_model::load(&source).unwrap();
+    let plan = baton_plan::plan_checked(&checked, &Default::default()).unwrap();
+    let err = baton_engine::Spec::new(checked, Arc::new(plan), 1)
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("nest deeper than 8 levels"),
+        "{err}"
+    );
+}
