@@ -13,7 +13,8 @@ use crate::names::Names;
 use crate::raw::{Document, RawTask, RawWorkflow, TASK_FIELDS, WORKFLOW_FIELDS};
 use crate::suggest::did_you_mean;
 use crate::workflow::{
-    Agent, Backoff, Compensation, Condition, Coordination, EventFilter, RetryPolicy, Task, Workflow,
+    Agent, Backoff, Compensation, Condition, Coordination, EventFilter, RetryPolicy, SubWorkflow,
+    Task, Workflow,
 };
 use crate::{Checked, duration};
 
@@ -324,10 +325,14 @@ pub(crate) fn task(t: RawTask, tasks_path: &Path, i: usize, report: &mut Report)
             .routes
             .and_then(|v| dynamic::routes(v, &at().key("routes"), report))
             .map(Box::new),
-        workflow: t
-            .workflow
-            .and_then(|v| dynamic::sub_workflow(v, &at().key("workflow"), report))
-            .map(Box::new),
+        workflow: t.workflow.map(|v| {
+            // One that cannot run was reported; an empty stand-in keeps the
+            // agent checks from reporting the task as having no agent.
+            Box::new(
+                dynamic::sub_workflow(v, &at().key("workflow"), report)
+                    .unwrap_or_else(|| SubWorkflow::Inline(Box::default())),
+            )
+        }),
     };
     task.for_each = match t.for_each {
         Some(v) => dynamic::for_each(v, &at().key("for_each"), report),

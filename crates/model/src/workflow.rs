@@ -564,6 +564,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn overrides_reach_inline_children() {
+        let command = Agent {
+            name: "builder".into(),
+            kind: "command".into(),
+            ..Agent::default()
+        };
+        let child = Workflow {
+            agents: vec![command],
+            tasks: vec![Task::new("x", &[])],
+            ..Workflow::default()
+        };
+        let mut outer = Task::new("outer", &[]);
+        outer.workflow = Some(Box::new(SubWorkflow::Inline(Box::new(child))));
+        let mut wf = Workflow {
+            tasks: vec![outer],
+            ..Workflow::default()
+        };
+        let operator = Agent {
+            name: "builder".into(),
+            kind: "worker".into(),
+            ..Agent::default()
+        };
+        wf.override_agents(&[operator]);
+        let Some(SubWorkflow::Inline(child)) = wf.tasks[0].workflow.as_deref() else {
+            panic!("inline");
+        };
+        assert_eq!(child.agents[0].kind, "worker");
+    }
+
+    #[test]
     fn overrides_replace_kind_and_settings_and_keep_what_they_leave_out() {
         let agent = |name: &str, kind: &str, caps: &[&str], concurrency| Agent {
             name: name.into(),

@@ -1085,3 +1085,51 @@ fn the_dynamic_examples_run() {
     assert_eq!(summary["tasks"]["succeeded"], 4);
     assert_eq!(summary["tasks"]["skipped"], 1);
 }
+
+/// `workflow: { file: … }` reads the child next to the parent, at any depth; a
+/// chain of files that comes back to itself is refused before anything runs.
+#[test]
+fn sub_workflow_files_are_read_next_to_their_parent_and_cycles_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("teams")).unwrap();
+    std::fs::write(
+        dir.path().join("parent.yaml"),
+        "tasks:\n  - { id: call, workflow: { file: teams/team.yaml } }\n  - { id: after, depends_on: [call] }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("teams/team.yaml"),
+        "tasks:\n  - { id: inner, workflow: { file: leaf.yaml } }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("teams/leaf.yaml"),
+        "agents:\n  s: { type: simulate, outputs: { x: 42 } }\ntasks:\n  - { id: x, agent: s }\n",
+    )
+    .unwrap();
+    let parent = dir.path().join("parent.yaml");
+    let o = baton(
+        &["run", parent.to_str().unwrap(), "--in-memory", "--json"],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(summary["tasks"]["succeeded"], 2);
+
+    // leaf.yaml now calls back into team.yaml.
+    std::fs::write(
+        dir.path().join("teams/leaf.yaml"),
+        "tasks:\n  - { id: again, workflow: { file: team.yaml } }\n",
+    )
+    .unwrap();
+    let o = baton(&["run", parent.to_str().unwrap(), "--in-memory"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("sub-workflows form a cycle"), "{err}");
+    assert!(err.contains("team.yaml → "), "{err}");
+    // A missing file is named.
+    std::fs::remove_file(dir.path().join("teams/leaf.yaml")).unwrap();
+    let o = baton(&["run", parent.to_str().unwrap(), "--in-memory"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("leaf.yaml"), "{}", stderr(&o));
+}

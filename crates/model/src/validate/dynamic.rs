@@ -195,11 +195,11 @@ pub(super) fn sub_workflow(v: Value, path: &Path, report: &mut Report) -> Option
             }
             "file" => {
                 found.push("file");
-                file = super::scalar_string(value, &p, report).filter(|f| !f.is_empty());
+                file = non_empty(value, &p, "file", report);
             }
             "name" => {
                 found.push("name");
-                name = super::scalar_string(value, &p, report).filter(|n| !n.is_empty());
+                name = non_empty(value, &p, "name", report);
             }
             "version" => match count(&value, &p, "version") {
                 Ok(n) => version = Some(n),
@@ -240,6 +240,19 @@ pub(super) fn sub_workflow(v: Value, path: &Path, report: &mut Report) -> Option
         return Some(SubWorkflow::File(file));
     }
     name.map(|name| SubWorkflow::Catalog { name, version })
+}
+
+fn non_empty(v: Value, path: &Path, field: &str, report: &mut Report) -> Option<String> {
+    let s = super::scalar_string(v, path, report)?;
+    if s.is_empty() {
+        report.push(Diagnostic::error(
+            "bad-workflow",
+            path.clone(),
+            format!("`{field}` is empty"),
+        ));
+        return None;
+    }
+    Some(s)
 }
 
 /// An inline child, validated as a document of its own; its findings are

@@ -344,7 +344,7 @@ fn the_documented_examples_load() {
     assert_eq!(
         kinds,
         [
-            "noop", "simulate", "simulate", "command", "command", "http", "worker"
+            "noop", "simulate", "simulate", "simulate", "command", "command", "http", "worker"
         ]
     );
 }

@@ -152,3 +152,24 @@ tasks:
 "#;
     insta::assert_snapshot!(rendered_errors("dynamic.yaml", text, Format::Yaml));
 }
+
+#[test]
+fn sub_workflows_are_validated_and_an_inline_childs_errors_point_into_the_parent() {
+    let text = r#"
+agents:
+  w: { type: noop }
+tasks:
+  - { id: a, agent: w }
+  - { id: none, workflow: {} }
+  - { id: both, workflow: { file: x.yaml, name: x } }
+  - { id: with_agent, agent: w, workflow: { name: x } }
+  - { id: version_alone, workflow: { file: x.yaml, version: 2 } }
+  - id: inline
+    workflow:
+      inline:
+        tasks:
+          - { id: c1 }
+          - { id: c2, depends_on: [c9], timeout: soon }
+"#;
+    insta::assert_snapshot!(rendered_errors("sub.yaml", text, Format::Yaml));
+}

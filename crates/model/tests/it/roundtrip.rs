@@ -31,6 +31,8 @@ fn the_examples_round_trip() {
         "examples/research_and_analysis.yaml",
         "examples/fan_out.yaml",
         "examples/routes.yaml",
+        "examples/sub_workflow.yaml",
+        "examples/teams/review_team.yaml",
     ] {
         let src = Source::read(&repo_file(file), Limits::default()).unwrap();
         let wf = load(&src).unwrap().workflow;
@@ -93,6 +95,11 @@ tasks:
     for_each: { items: "f.output[2].three", max_parallel: 3, max_items: 12, on_failure: collect }
   - { id: g, agent: scripted, depends_on: [each], routes: { approve: [h], revise: [] } }
   - { id: h, agent: idle, depends_on: [g] }
+  - { id: child_file, depends_on: [h], workflow: { file: teams/x.yaml } }
+  - { id: child_name, depends_on: [h], workflow: { name: team, version: 3 } }
+  - id: child_inline
+    depends_on: [h]
+    workflow: { inline: { name: inner, agents: { q: { type: noop } }, tasks: [{ id: i1, agent: q }, { id: i2, agent: q, depends_on: [i1], for_each: i1.output }] } }
 coordination: { type: hybrid, event_driven: [data_updates, approvals], graph_based: [task_flow] }
 "#;
 

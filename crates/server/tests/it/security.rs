@@ -203,3 +203,71 @@ async fn the_operators_http_agents_reach_private_addresses_only_when_listed() {
     let r = execute(&app, &id).await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
 }
+
+/// The same command agent, hidden in an inline sub-workflow, or named like an
+/// operator's agent there: refused, or replaced by the operator's.
+#[tokio::test]
+async fn a_command_agent_in_an_inline_child_is_refused_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let canary = dir.path().join("pwned.txt");
+    let child: serde_json::Value = serde_json::from_str(&command_workflow(&canary)).unwrap();
+    let doc = json!({"tasks": [{"id": "outer", "workflow": {"inline": child}}]}).to_string();
+    let app = app_with(|_| {}).await;
+    let r = app.post("/api/v1/workflows", &doc).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let p = r.json();
+    assert_eq!(
+        p["errors"][0]["path"],
+        "$.tasks[0].workflow.inline.agents.sh.type"
+    );
+    assert!(!canary.exists());
+}
+
+#[tokio::test]
+async fn sub_workflows_come_from_the_catalog_and_never_from_the_servers_files() {
+    let app = app_with(|_| {}).await;
+    let team = r#"{"name": "team", "agents": {"s": {"type": "simulate", "outputs": {"work": {"done": 1}}}},
+                   "tasks": [{"id": "work", "agent": "s"}]}"#;
+    app.create(team).await;
+    let parent = r#"{"name": "parent", "tasks": [{"id": "call", "workflow": {"name": "team"}}]}"#;
+    let id = app.create(parent).await;
+    let r = execute(&app, &id).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let exec = r.json()["execution_id"].as_str().unwrap().to_string();
+    let s = app.finish(&exec).await;
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["tasks"][0]["output"], json!({"work": {"done": 1}}));
+    // The child is listed under its parent.
+    let children = app
+        .get(&format!("/api/v1/executions?parent={exec}"))
+        .await
+        .json();
+    assert_eq!(children["items"][0]["workflow"], "team");
+    assert_eq!(children["items"][0]["parent_id"], exec.as_str());
+
+    // An unknown name, and a file on the server's disk, are refused at creation.
+    let r = app
+        .post(
+            "/api/v1/workflows",
+            r#"{"tasks": [{"id": "call", "workflow": {"name": "nobody"}}]}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(
+        r.text.contains("the catalog has no workflow `nobody`"),
+        "{}",
+        r.text
+    );
+    let r = app
+        .post(
+            "/api/v1/workflows",
+            r#"{"tasks": [{"id": "call", "workflow": {"file": "/etc/passwd"}}]}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(
+        r.text.contains("would be read from the server's disk"),
+        "{}",
+        r.text
+    );
+}
