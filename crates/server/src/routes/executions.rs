@@ -253,6 +253,16 @@ pub(super) fn run_id(id: &str) -> ApiResult<RunId> {
     parse_id("execution", id).map(RunId)
 }
 
+/// A run id given as a query parameter: exactly 16 hex digits, else a 422
+/// naming the parameter.
+fn id_param(name: &str, value: Option<&str>, what: &str) -> ApiResult<Option<RunId>> {
+    let Some(v) = value else { return Ok(None) };
+    match v.parse::<RunId>() {
+        Ok(id) if v.len() == 16 => Ok(Some(id)),
+        _ => Err(ApiError::invalid(name, format!("`{name}` {what}"))),
+    }
+}
+
 fn status_name(s: RunStatus) -> (&'static str, &'static str) {
     match s {
         RunStatus::Running => ("executing", "running"),
@@ -373,21 +383,12 @@ pub(super) async fn list_executions(
 ) -> ApiResult<Response> {
     let q = query(q)?;
     let limit = limit(q.limit)?;
-    let before = match q.cursor.as_deref() {
-        None => None,
-        Some(c) => Some(
-            c.parse::<RunId>()
-                .ok()
-                .filter(|_| c.len() == 16)
-                .ok_or_else(|| {
-                    ApiError::invalid("cursor", "`cursor` is not one this server gave")
-                })?,
-        ),
-    };
-    let parent = match q.parent.as_deref() {
-        None => None,
-        Some(p) => Some(run_id(p)?),
-    };
+    let before = id_param("cursor", q.cursor.as_deref(), "is not one this server gave")?;
+    let parent = id_param(
+        "parent",
+        q.parent.as_deref(),
+        "is an execution id: 16 hex digits",
+    )?;
     let statuses = match q.status.as_deref() {
         None => Vec::new(),
         Some("executing") => vec![RunStatus::Running, RunStatus::Compensating],

@@ -590,6 +590,19 @@ async fn executions_are_listed_newest_first_filtered_and_paged() {
     assert!(bad.json()["detail"].as_str().unwrap().contains("executing"));
     let bad = app.get("/api/v1/executions?cursor=xyz").await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    for q in ["parent=", "parent=12"] {
+        let bad = app.get(&format!("/api/v1/executions?{q}")).await;
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{q}");
+        assert!(
+            bad.json()["detail"].as_str().unwrap().contains("parent"),
+            "{q}"
+        );
+    }
+    // The largest time the API documents is read, not refused.
+    let late = app
+        .get("/api/v1/executions?since_ms=9223372036854775807")
+        .await;
+    assert_eq!(late.status, StatusCode::OK);
     let bad = app.get("/api/v1/executions?colour=red").await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad.content_type, PROBLEM);
