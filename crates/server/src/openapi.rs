@@ -114,12 +114,12 @@ pub const ROUTES: &[Route] = &[
             ),
             (
                 "since_ms",
-                r#"{"type": "integer", "minimum": 0, "maximum": 9223372036854775807}"#,
+                r#"{"type": "integer", "minimum": 0, "maximum": 18446744073709551615}"#,
                 "only executions created at or after this time (Unix milliseconds)",
             ),
             (
                 "until_ms",
-                r#"{"type": "integer", "minimum": 0, "maximum": 9223372036854775807}"#,
+                r#"{"type": "integer", "minimum": 0, "maximum": 18446744073709551615}"#,
                 "only executions created before this time (Unix milliseconds)",
             ),
             (
