@@ -204,8 +204,9 @@ async fn the_operators_http_agents_reach_private_addresses_only_when_listed() {
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
 }
 
-/// The same command agent, hidden in an inline sub-workflow, or named like an
-/// operator's agent there: refused, or replaced by the operator's.
+/// The same command agent, hidden in an inline sub-workflow: refused, with the
+/// path into the child. (Operator agents reaching inline children is
+/// `Workflow::override_agents`'s unit test.)
 #[tokio::test]
 async fn a_command_agent_in_an_inline_child_is_refused_too() {
     let dir = tempfile::tempdir().unwrap();
@@ -246,28 +247,19 @@ async fn sub_workflows_come_from_the_catalog_and_never_from_the_servers_files() 
     assert_eq!(children["items"][0]["parent_id"], exec.as_str());
 
     // An unknown name, and a file on the server's disk, are refused at creation.
-    let r = app
-        .post(
-            "/api/v1/workflows",
-            r#"{"tasks": [{"id": "call", "workflow": {"name": "nobody"}}]}"#,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
-    assert!(
-        r.text.contains("the catalog has no workflow `nobody`"),
-        "{}",
-        r.text
-    );
-    let r = app
-        .post(
-            "/api/v1/workflows",
-            r#"{"tasks": [{"id": "call", "workflow": {"file": "/etc/passwd"}}]}"#,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
-    assert!(
-        r.text.contains("would be read from the server's disk"),
-        "{}",
-        r.text
-    );
+    for (workflow, refusal) in [
+        (
+            r#"{"name": "nobody"}"#,
+            "the catalog has no workflow `nobody`",
+        ),
+        (
+            r#"{"file": "/etc/passwd"}"#,
+            "would be read from the server's disk",
+        ),
+    ] {
+        let doc = format!(r#"{{"tasks": [{{"id": "call", "workflow": {workflow}}}]}}"#);
+        let r = app.post("/api/v1/workflows", &doc).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+        assert!(r.text.contains(refusal), "{}", r.text);
+    }
 }
