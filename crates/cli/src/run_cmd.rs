@@ -556,6 +556,13 @@ fn text(s: &Summary) -> String {
         c.count
     );
     let _ = writeln!(out, "  retries       {}", s.retries);
+    if s.instances > 0 {
+        let _ = writeln!(
+            out,
+            "  instances     {} (fan-out items and loop iterations)",
+            s.instances
+        );
+    }
     let _ = writeln!(out, "  compensations {}", s.compensations);
     for f in &s.compensation_failures {
         let _ = writeln!(out, "  ! {f}");

@@ -33,7 +33,8 @@ pub enum Undo {
 pub const CONDITION: u8 = 1;
 /// [`TaskSpec::flags`]: the task has a `wait_for`.
 pub const WAIT_FOR: u8 = 2;
-/// [`TaskSpec::flags`]: the task has a `for_each` (or `parallel: true` over one dependency).
+/// [`TaskSpec::flags`]: the task has a `for_each` (or `parallel: true` over one
+/// dependency), or a `loop`: it runs as instances.
 pub const FAN_OUT: u8 = 4;
 /// [`TaskSpec::flags`]: a dependency of the task chooses among `routes` that name it.
 pub const ON_ROUTE: u8 = 8;
@@ -232,7 +233,11 @@ impl Spec {
             } else {
                 0
             } | if task.wait_for.is_some() { WAIT_FOR } else { 0 }
-                | if task.for_each.is_some() { FAN_OUT } else { 0 }
+                | if task.for_each.is_some() || task.repeat.is_some() {
+                    FAN_OUT
+                } else {
+                    0
+                }
                 | if task.workflow.is_some() { CHILD } else { 0 }
                 | if on_route.contains(&task.id.as_str()) {
                     ON_ROUTE

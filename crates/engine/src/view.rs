@@ -51,6 +51,9 @@ pub struct Summary {
     pub coordination_overhead: Percentiles,
     /// Attempts beyond the first.
     pub retries: u64,
+    /// Instances that ended: fan-out items and loop iterations (a task that
+    /// is neither counts none).
+    pub instances: u64,
     /// Compensations that ran successfully.
     pub compensations: u64,
     /// Compensations that failed for good, with their errors.

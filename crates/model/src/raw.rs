@@ -30,6 +30,7 @@ pub(crate) const TASK_FIELDS: &[&str] = &[
     "for_each",
     "routes",
     "workflow",
+    "loop",
 ];
 
 /// Known workflow fields.
@@ -84,6 +85,7 @@ pub(crate) struct RawTask {
     pub for_each: Option<Value>,
     pub routes: Option<Value>,
     pub workflow: Option<Value>,
+    pub repeat: Option<Value>,
     pub unknown: Vec<String>,
 }
 
@@ -174,6 +176,7 @@ impl<'de> de::Deserialize<'de> for RawTask {
                         "for_each" => t.for_each = map.next_value()?,
                         "routes" => t.routes = map.next_value()?,
                         "workflow" => t.workflow = map.next_value()?,
+                        "loop" => t.repeat = map.next_value()?,
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                             t.unknown.push(key.0);

@@ -333,6 +333,10 @@ pub(crate) fn task(t: RawTask, tasks_path: &Path, i: usize, report: &mut Report)
                     .unwrap_or_else(|| SubWorkflow::Inline(Box::default())),
             )
         }),
+        repeat: t
+            .repeat
+            .and_then(|v| dynamic::repeat(v, &at().key("loop"), report))
+            .map(Box::new),
     };
     task.for_each = match t.for_each {
         Some(v) => dynamic::for_each(v, &at().key("for_each"), report),

@@ -277,6 +277,42 @@ pub struct Task {
     /// Another workflow this task runs as a child run (instead of an agent call).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workflow: Option<Box<SubWorkflow>>,
+    /// Runs the task again, each iteration given the previous one's output,
+    /// until a condition holds or a bound is reached.
+    #[serde(rename = "loop", skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<Box<Loop>>,
+}
+
+/// A bounded loop: the task (an agent call, or a sub-workflow: a group of
+/// tasks) runs as iterations `0, 1, …`, each given the previous iteration's
+/// output, until `until` holds over an iteration's output or `max_iterations`
+/// ran. The task's output is the last iteration's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Loop {
+    /// Ends the loop when it holds; the task's own id in it refers to the
+    /// iteration that just ended (`review.output.approved == true`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<Condition>,
+    /// The bound: iterations that may run at most.
+    pub max_iterations: u32,
+    /// What reaching the bound with `until` still false does.
+    pub on_limit: OnLimit,
+}
+
+impl Loop {
+    /// The largest `max_iterations` a workflow may ask for.
+    pub const MAX_ITERATIONS: u32 = 10_000;
+}
+
+/// What a loop does when it ran `max_iterations` and `until` still does not hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnLimit {
+    /// The task fails, saying the bound was reached.
+    #[default]
+    Fail,
+    /// The task succeeds with the last iteration's output.
+    Continue,
 }
 
 /// The workflow a task runs as a child run. The engine runs only `Inline`

@@ -1064,8 +1064,9 @@ fn every_command_in_the_language_doc_runs() {
     assert!(ran >= 2, "only {ran} commands found");
 }
 
-/// The fan-out example collects its instances in order and the routes example
-/// skips the branch not taken, as the summary counts show.
+/// The fan-out example collects its instances in order, the routes example
+/// skips the branch not taken and the loop example iterates three times, as
+/// the summary counts show.
 #[test]
 fn the_dynamic_examples_run() {
     let o = baton(
@@ -1084,6 +1085,14 @@ fn the_dynamic_examples_run() {
     let summary: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(summary["tasks"]["succeeded"], 4);
     assert_eq!(summary["tasks"]["skipped"], 1);
+    let o = baton(
+        &["run", "examples/review_loop.yaml", "--in-memory", "--json"],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(summary["tasks"]["succeeded"], 3);
+    assert_eq!(summary["instances"], 3, "three iterations: {summary}");
 }
 
 /// `workflow: { file: … }` reads the child next to the parent, at any depth; a

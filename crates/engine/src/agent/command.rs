@@ -9,7 +9,8 @@
 //! [`baton_model::Command::Shell`]); the call's input reaches the process only
 //! on stdin, never on its command line. The process starts with an environment
 //! of its own: the agent's `env`, `BATON_RUN`, `BATON_TASK`, `BATON_ATTEMPT`
-//! (and `BATON_ITEM`, the item's index, for an instance of a fan-out) and the few harmless variables of [`INHERITED`], not the engine's (which
+//! (and `BATON_ITEM`, the item's index, for an instance of a fan-out;
+//! `BATON_ITERATION` for a loop's iteration) and the few harmless variables of [`INHERITED`], not the engine's (which
 //! holds the server's token and database passwords).
 //!
 //! Each call runs in a process group of its own, and the whole group is killed
@@ -143,6 +144,9 @@ async fn run(spec: Arc<Spec>, call: Call) -> Outcome {
         .env("BATON_ATTEMPT", call.attempt.to_string());
     if let Some(index) = call.input.get("index").and_then(Value::as_u64) {
         command.env("BATON_ITEM", index.to_string());
+    }
+    if let Some(iteration) = call.input.get("iteration").and_then(Value::as_u64) {
+        command.env("BATON_ITERATION", iteration.to_string());
     }
     if let Some(dir) = &spec.workdir {
         command.current_dir(dir);

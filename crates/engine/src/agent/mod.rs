@@ -192,8 +192,10 @@ impl Runner for Noop {
 /// (or no time at all).
 pub struct Simulate {
     name: Arc<str>,
-    /// Scripted outputs by task id.
+    /// Scripted outputs by task id, or by `TASK[N]` for iteration `N` of a loop.
     outputs: Vec<(Arc<str>, Value)>,
+    /// Some output is scripted per iteration: calls read their input.
+    by_iteration: bool,
     latency: Option<Latency>,
     failure_rate: f64,
     /// SplitMix64 state; advancing it atomically keeps `start` lock-free.
@@ -215,6 +217,7 @@ impl Simulate {
                 .iter()
                 .map(|(task, v)| (Arc::from(task.as_str()), v.clone()))
                 .collect(),
+            by_iteration: agent.outputs.iter().any(|(task, _)| task.ends_with(']')),
             latency: agent.latency.clone(),
             failure_rate: agent.failure_rate.unwrap_or(0.0),
             state: AtomicU64::new(seed),
@@ -227,6 +230,29 @@ impl Simulate {
             .state
             .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
         baton_model::Rng(state).next_u64()
+    }
+
+    /// The scripted output of a call: `TASK[N]` for the loop iteration `N` the
+    /// call belongs to (the loop's own task, or a task of an iteration's child
+    /// run), else `TASK`.
+    fn scripted(&self, call: &Call) -> Option<&Value> {
+        let find = |key: &str| {
+            self.outputs
+                .iter()
+                .find(|(t, _)| &**t == key)
+                .map(|(_, v)| v)
+        };
+        if self.by_iteration {
+            let iteration = call
+                .input
+                .get("iteration")
+                .or_else(|| call.input.get("run_input")?.get("iteration"))
+                .and_then(Value::as_u64);
+            if let Some(found) = iteration.and_then(|n| find(&format!("{}[{n}]", call.task))) {
+                return Some(found);
+            }
+        }
+        find(&call.task)
     }
 
     fn unit(&self) -> f64 {
@@ -257,7 +283,7 @@ impl Simulate {
 
 impl Runner for Simulate {
     fn reads_input(&self) -> bool {
-        false
+        self.by_iteration
     }
 
     fn start(&self, call: Call) -> Started {
@@ -269,12 +295,10 @@ impl Runner for Simulate {
                 self.name, self.failure_rate
             )))
         } else {
-            Ok(
-                match self.outputs.iter().find(|(task, _)| *task == call.task) {
-                    Some((_, scripted)) => scripted.clone(),
-                    None => serde_json::json!({ "latency_us": latency.as_micros() as u64 }),
-                },
-            )
+            Ok(match self.scripted(&call) {
+                Some(scripted) => scripted.clone(),
+                None => serde_json::json!({ "latency_us": latency.as_micros() as u64 }),
+            })
         };
         if latency.is_zero() {
             Started::Done(outcome)

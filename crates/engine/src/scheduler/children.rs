@@ -6,10 +6,11 @@
 //! reach its children.
 //!
 //! Durability: the child's creation is recorded before the parent's task
-//! names it (`running`, detail `{"child": ID}`), and the parent's task ends
-//! before the child's end is recorded. A run resumed after a crash therefore
-//! finds its task's child among the resumed runs and waits for it again; it
-//! never starts a second child for an attempt that had one.
+//! names it (`running`, detail `{"child": ID}`; for a loop's iteration, the
+//! iteration's record), and the parent's task ends before the child's end is
+//! recorded. A run resumed after a crash therefore finds its task's child
+//! among the resumed runs and waits for it again; it never starts a second
+//! child for an attempt that had one.
 
 use std::sync::Arc;
 
@@ -17,8 +18,9 @@ use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::dynamic::ItemEnd;
 use super::input::call_input;
-use super::{Detail, Job, NO_AGENT, Op, Out, Run, Scheduler};
+use super::{Detail, Job, NO_AGENT, NO_ITEM, Op, Out, Run, Scheduler};
 use crate::agent::Failure;
 use crate::store::{RunId, RunStatus, TaskStatus};
 
@@ -56,7 +58,7 @@ pub(super) fn child_end(run: &Run, status: RunStatus) -> ChildEnd {
 }
 
 impl Scheduler {
-    /// Starts the child run of a task's attempt.
+    /// Starts the child run of a task's attempt (or of a loop's iteration).
     pub(super) fn start_child(&mut self, job: Job, now: Instant) {
         let run = self.runs[job.slot as usize].as_mut().expect("live run");
         let spec = run.spec.clone();
@@ -65,63 +67,90 @@ impl Scheduler {
         };
         let input = call_input(run, &job);
         let at = Self::at_ns(run, now);
-        let state = &mut run.tasks[job.task as usize];
-        state.attempt = job.attempt;
-        state.agent = NO_AGENT;
-        state.dispatched_at = at;
-        self.dispatch_hist
-            .saturating_record(at.saturating_sub(state.ready_at).max(1));
-        if job.attempt > 1 {
-            run.retries += 1;
+        if job.item == NO_ITEM {
+            let state = &mut run.tasks[job.task as usize];
+            state.attempt = job.attempt;
+            state.agent = NO_AGENT;
+            state.dispatched_at = at;
+            self.dispatch_hist
+                .saturating_record(at.saturating_sub(state.ready_at).max(1));
+            if job.attempt > 1 {
+                run.retries += 1;
+            }
+        } else {
+            Self::item_started(run, &job);
         }
         let parent = run.id;
         // Nobody waits for the child's creation: its parent learns of its end.
         let (reply, _) = oneshot::channel();
         let Some((child, child_slot)) = self.create(child_spec, input, reply) else {
             let failure = Failure::retryable("cannot start the child run: the state store failed");
+            if job.item != NO_ITEM {
+                return self.item_failed(job, NO_AGENT, failure, now);
+            }
             return self.attempt_failed(job, failure, now);
         };
         let c = self.runs[child_slot as usize].as_mut().expect("live run");
-        c.parent = Some((parent, job.task, job.attempt));
+        c.parent = Some(job);
         let run = self.runs[job.slot as usize].as_mut().expect("live run");
         run.children.insert(job.task, child);
-        self.transition(job.slot, job.task, TaskStatus::Dispatched, None, now);
         let named = Detail::Output(Arc::new(serde_json::json!({ "child": child.to_string() })));
-        self.transition(job.slot, job.task, TaskStatus::Running, Some(named), now);
-        let payload = serde_json::json!({
+        if job.item == NO_ITEM {
+            self.transition(job.slot, job.task, TaskStatus::Dispatched, None, now);
+            self.transition(job.slot, job.task, TaskStatus::Running, Some(named), now);
+        } else {
+            self.transitions += 1;
+            self.out.push(Out::Item {
+                run: parent,
+                task: job.task,
+                item: job.item,
+                status: TaskStatus::Running,
+                attempt: job.attempt,
+                agent: NO_AGENT,
+                at_us: at / 1000,
+                detail: Some(named),
+            });
+        }
+        let mut payload = serde_json::json!({
             "run": parent.to_string(),
             "task": &*spec.ids[job.task as usize],
             "decision": "child",
             "child": child.to_string(),
-        })
-        .to_string();
+        });
+        if job.item != NO_ITEM {
+            payload["iteration"] = job.item.into();
+        }
         self.out.push(Out::Decision {
             run: parent,
-            payload,
+            payload: payload.to_string(),
         });
     }
 
-    /// A child run ended: its parent's task ends with it (before the child's
-    /// end is recorded).
-    pub(super) fn child_ended(&mut self, parent: (RunId, u32, u32), end: ChildEnd, now: Instant) {
-        let (id, task, attempt) = parent;
-        let Some(&slot) = self.by_id.get(&id) else {
+    /// A child run ended: its parent's task (or loop iteration) ends with it
+    /// (before the child's end is recorded).
+    pub(super) fn child_ended(&mut self, parent: Job, end: ChildEnd, now: Instant) {
+        let Some(&slot) = self.by_id.get(&parent.run) else {
             return;
         };
+        let job = Job { slot, ..parent };
         let run = self.runs[slot as usize].as_mut().expect("live run");
-        let state = run.tasks[task as usize];
-        if state.status != TaskStatus::Running
-            || state.attempt != attempt
-            || run.children.get(&task) != Some(&end.child)
+        if run.children.get(&job.task) != Some(&end.child) {
+            return self.child_ended_early(job, end, now);
+        }
+        let state = run.tasks[job.task as usize];
+        if job.item == NO_ITEM
+            && (state.status != TaskStatus::Running || state.attempt != job.attempt)
         {
             return;
         }
-        run.children.remove(&task);
-        let job = Job::forward(id, slot, task, attempt);
+        run.children.remove(&job.task);
         if end.status == RunStatus::Completed {
+            if job.item != NO_ITEM {
+                return self.item_done(job, NO_AGENT, Ok(end.outputs), now);
+            }
             self.finish(
                 slot,
-                task,
+                job.task,
                 TaskStatus::Succeeded,
                 Some(Detail::Output(Arc::new(end.outputs))),
                 now,
@@ -132,8 +161,43 @@ impl Scheduler {
             let why = end.reason.as_deref().unwrap_or("no reason given");
             let failure =
                 Failure::retryable(format!("child run {} {}: {why}", end.child, end.status));
+            if job.item != NO_ITEM {
+                return self.item_done(job, NO_AGENT, Err(failure), now);
+            }
             self.attempt_failed(job, failure, now);
         }
+    }
+
+    /// A resumed run's loop iteration whose child ended before the loop
+    /// started again: a success is recorded as the iteration's end and kept
+    /// for the loop; a failure is dropped, and the iteration runs again.
+    fn child_ended_early(&mut self, job: Job, end: ChildEnd, now: Instant) {
+        let run = self.runs[job.slot as usize].as_mut().expect("live run");
+        if job.item == NO_ITEM || run.fanouts.contains_key(&job.task) {
+            return;
+        }
+        if end.status != RunStatus::Completed {
+            return;
+        }
+        let detail = end.outputs.to_string();
+        let at = Self::at_ns(run, now);
+        run.recovered.entry(job.task).or_default().push(ItemEnd {
+            item: job.item,
+            status: TaskStatus::Succeeded,
+            attempt: job.attempt,
+            detail: Some(detail),
+        });
+        self.transitions += 1;
+        self.out.push(Out::Item {
+            run: job.run,
+            task: job.task,
+            item: job.item,
+            status: TaskStatus::Succeeded,
+            attempt: job.attempt,
+            agent: NO_AGENT,
+            at_us: at / 1000,
+            detail: Some(Detail::Output(Arc::new(end.outputs))),
+        });
     }
 
     /// A run stops: its children in progress are cancelled, and the tasks that
@@ -162,13 +226,14 @@ impl Scheduler {
         }
     }
 
-    /// After a restart: each resumed task that had started a child waits for
-    /// it again; one whose child is gone runs again.
+    /// After a restart: each resumed task (or loop iteration) that had started
+    /// a child waits for it again; one whose child is gone runs again.
     pub(super) fn relink_children(&mut self, resumed: &[RunId]) {
         for &id in resumed {
             let Some(&slot) = self.by_id.get(&id) else {
                 continue;
             };
+            self.relink_iterations(slot);
             let run = self.runs[slot as usize].as_mut().expect("live run");
             let named: Vec<(u32, RunId)> = run.children.iter().map(|(&t, &c)| (t, c)).collect();
             for (task, child) in named {
@@ -177,7 +242,7 @@ impl Scheduler {
                 match self.by_id.get(&child) {
                     Some(&child_slot) => {
                         let c = self.runs[child_slot as usize].as_mut().expect("live run");
-                        c.parent = Some((id, task, attempt));
+                        c.parent = Some(Job::forward(id, slot, task, attempt));
                     }
                     None => {
                         run.children.remove(&task);

@@ -75,7 +75,9 @@ impl Scheduler {
             }
         }
         let spec = run.spec.clone();
-        if forward && job.item == NO_ITEM && spec.tasks[job.task as usize].flags & CHILD != 0 {
+        // A task with a child run cannot fan out: its instances are a loop's
+        // iterations, each a child run too.
+        if forward && spec.tasks[job.task as usize].flags & CHILD != 0 {
             return self.start_child(job, now);
         }
         let agents = run.agents.clone();

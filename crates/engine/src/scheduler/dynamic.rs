@@ -31,24 +31,53 @@ pub(super) enum ItemState {
     Failed,
 }
 
-/// A fan-out in progress: one per task whose instances are running.
+/// A fan-out in progress: one per task whose instances are running. A loop is
+/// one too, its instances the iterations, added one at a time.
 pub(super) struct FanOut {
     /// The upstream output that holds the list.
     source: Arc<Value>,
-    len: u32,
+    pub(super) len: u32,
     /// The next item never started.
     next: u32,
-    running: u32,
-    ended: u32,
+    pub(super) running: u32,
+    pub(super) ended: u32,
     limit: u32,
     policy: OnItemFailure,
-    state: Vec<ItemState>,
-    attempts: Vec<u32>,
-    results: Vec<Option<Arc<Value>>>,
+    pub(super) state: Vec<ItemState>,
+    pub(super) attempts: Vec<u32>,
+    pub(super) results: Vec<Option<Arc<Value>>>,
     failures: Vec<(u32, Arc<str>)>,
+    /// A loop's iterations, not a fan-out's items.
+    repeat: bool,
 }
 
 impl FanOut {
+    /// A loop's iterations: the first one, waiting.
+    pub(super) fn sequence() -> FanOut {
+        FanOut {
+            source: Arc::default(),
+            len: 1,
+            next: 0,
+            running: 0,
+            ended: 0,
+            limit: 1,
+            policy: OnItemFailure::FailFast,
+            state: vec![ItemState::Waiting],
+            attempts: vec![0],
+            results: vec![None],
+            failures: Vec::new(),
+            repeat: true,
+        }
+    }
+
+    /// A loop's next iteration, waiting.
+    pub(super) fn push_waiting(&mut self) {
+        self.len += 1;
+        self.state.push(ItemState::Waiting);
+        self.attempts.push(0);
+        self.results.push(None);
+    }
+
     /// Counts by state: waiting, running, succeeded, failed.
     pub(super) fn counts(&self) -> [u32; 4] {
         let done_ok = self.ended - self.failures.len() as u32;
@@ -62,10 +91,20 @@ impl FanOut {
     }
 }
 
-/// An instance's end as its record tells it (a run resumed).
+impl Run {
+    /// A task's instances ended: its fan-out (or loop) goes, its counts stay.
+    pub(super) fn end_instances(&mut self, task: u32) -> Option<FanOut> {
+        let f = self.fanouts.remove(&task)?;
+        self.instances.insert(task, f.counts());
+        Some(f)
+    }
+}
+
+/// An instance's last record (a run resumed): how it ended, or, for a loop's
+/// iteration, that it runs a child.
 pub(super) struct ItemEnd {
     pub item: u32,
-    pub ok: bool,
+    pub status: TaskStatus,
     pub attempt: u32,
     pub detail: Option<String>,
 }
@@ -122,6 +161,10 @@ impl Scheduler {
     pub(super) fn expand(&mut self, slot: u32, task: u32, now: Instant) -> bool {
         let run = self.runs[slot as usize].as_mut().expect("live run");
         let spec = run.spec.clone();
+        if spec.workflow.tasks[task as usize].repeat.is_some() {
+            self.start_loop(slot, task, now);
+            return true;
+        }
         let Some(for_each) = spec.workflow.tasks[task as usize].for_each.as_deref() else {
             return false;
         };
@@ -173,15 +216,17 @@ impl Scheduler {
             attempts: vec![0; len as usize],
             results: vec![None; len as usize],
             failures: Vec::new(),
+            repeat: false,
         };
         for end in run.recovered.remove(&task).unwrap_or_default() {
             let i = end.item as usize;
-            if i >= fan.state.len() || fan.state[i] != ItemState::Waiting {
+            if i >= fan.state.len() || fan.state[i] != ItemState::Waiting || !end.status.is_final()
+            {
                 continue;
             }
             fan.attempts[i] = end.attempt;
             fan.ended += 1;
-            if end.ok {
+            if end.status == TaskStatus::Succeeded {
                 fan.state[i] = ItemState::Succeeded;
                 fan.results[i] = end
                     .detail
@@ -214,7 +259,7 @@ impl Scheduler {
     }
 
     /// Queues instances while the fan-out's `max_parallel` allows.
-    fn queue_items(&mut self, slot: u32, task: u32) {
+    pub(super) fn queue_items(&mut self, slot: u32, task: u32) {
         let run = self.runs[slot as usize].as_mut().expect("live run");
         let id = run.id;
         let Some(fan) = run.fanouts.get_mut(&task) else {
@@ -348,6 +393,7 @@ impl Scheduler {
             None => f.state[i] = ItemState::Succeeded,
         }
         let fail_fast = failed && f.policy == OnItemFailure::FailFast;
+        let repeat = f.repeat;
         self.transitions += 1;
         self.out.push(Out::Item {
             run: id,
@@ -370,10 +416,18 @@ impl Scheduler {
             let f = run.fanouts.get(&job.task).expect("fan-out");
             let (_, message) = f.failures.last().expect("a failure").clone();
             let message = format!(
-                "item {} of {} failed: {message}",
-                job.item, spec.ids[job.task as usize]
+                "{} {} of {} failed: {message}",
+                if repeat { "iteration" } else { "item" },
+                job.item,
+                spec.ids[job.task as usize]
             );
             self.fail_task(job.slot, job.task, message, now);
+            return;
+        }
+        if repeat {
+            if !self.iterate(job.slot, job.task, job.item, now, true) {
+                self.queue_items(job.slot, job.task);
+            }
             return;
         }
         if !self.fan_in(job.slot, job.task, now) {
@@ -412,7 +466,7 @@ impl Scheduler {
         if f.ended < f.len {
             return false;
         }
-        let mut f = run.fanouts.remove(&task).expect("fan-out");
+        let mut f = run.end_instances(task).expect("fan-out");
         if f.failures.is_empty() {
             let outputs = std::mem::take(&mut f.results)
                 .into_iter()
@@ -457,7 +511,7 @@ impl Scheduler {
     /// list it cannot run over); the run fails.
     pub(super) fn fail_task(&mut self, slot: u32, task: u32, message: String, now: Instant) {
         let run = self.runs[slot as usize].as_mut().expect("live run");
-        run.fanouts.remove(&task);
+        run.end_instances(task);
         let state = &mut run.tasks[task as usize];
         state.attempt = state.attempt.max(1);
         state.agent = NO_AGENT;

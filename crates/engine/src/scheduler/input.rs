@@ -20,6 +20,18 @@ pub(super) fn resolve(run: &Run, r: &Reference) -> Option<Value> {
     }
 }
 
+/// What the previous iteration of a loop handed on (`null` for the first).
+pub(super) fn previous(run: &Run, task: u32, iteration: u32) -> Value {
+    let Some(before) = iteration.checked_sub(1) else {
+        return Value::Null;
+    };
+    run.fanouts
+        .get(&task)
+        .and_then(|f| f.results.get(before as usize))
+        .and_then(|r| r.as_deref().cloned())
+        .unwrap_or(Value::Null)
+}
+
 /// What an agent is given for a call.
 pub(super) fn call_input(run: &Run, job: &Job) -> Value {
     let spec = &run.spec;
@@ -46,7 +58,10 @@ pub(super) fn call_input(run: &Run, job: &Job) -> Value {
     }
     m.insert("upstream".into(), Value::Object(upstream));
     m.insert("run_input".into(), (*run.input).clone());
-    if job.item != NO_ITEM {
+    if job.item != NO_ITEM && spec.workflow.tasks[job.task as usize].repeat.is_some() {
+        m.insert("iteration".into(), Value::from(job.item));
+        m.insert("previous".into(), previous(run, job.task, job.item));
+    } else if job.item != NO_ITEM {
         m.insert("item".into(), item_value(run, job.task, job.item));
         m.insert("index".into(), Value::from(job.item));
     }

@@ -24,6 +24,7 @@ mod children;
 mod dispatch;
 mod dynamic;
 mod input;
+mod loops;
 mod recovery;
 mod report;
 mod saga;
@@ -227,11 +228,15 @@ struct Run {
     summary: Option<Arc<Summary>>,
     /// Fan-outs whose instances are running, by task (empty in static runs).
     fanouts: HashMap<u32, FanOut>,
+    /// The counts of fan-outs and loops that ended (waiting, running,
+    /// succeeded, failed), by task, for status.
+    instances: HashMap<u32, [u32; 4]>,
     /// Instances that had ended when the run was rebuilt from its records, by
     /// task: taken when the fan-out starts again.
     recovered: HashMap<u32, Vec<ItemEnd>>,
-    /// The task (and its attempt) of the run that started this one as its child.
-    parent: Option<(RunId, u32, u32)>,
+    /// The job (task, attempt, and a loop's iteration) of the run that started
+    /// this one as its child.
+    parent: Option<Job>,
     /// Child runs in progress, by the task that started each.
     children: HashMap<u32, RunId>,
 }
@@ -745,6 +750,7 @@ impl Scheduler {
             ended: None,
             summary: None,
             fanouts: HashMap::new(),
+            instances: HashMap::new(),
             recovered: HashMap::new(),
             parent: None,
             children: HashMap::new(),

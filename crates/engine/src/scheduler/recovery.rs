@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::dynamic::ItemEnd;
 use super::report::summarize;
 use super::saga::undo_queue;
-use super::{CANCELLED, Scheduler};
+use super::{CANCELLED, Job, Scheduler};
 use crate::Error;
 use crate::spec::Spec;
 use crate::store::{Record, RunId, RunStatus, TaskStatus};
@@ -30,10 +30,26 @@ struct Past {
     items: HashMap<u32, Vec<ItemEnd>>,
 }
 
-/// Records folded into the workflows they name and the runs they tell, in the
-/// order the runs were created. Records of a run whose creation is not among
-/// them are ignored.
-fn fold(records: Vec<Record>) -> (HashMap<u128, String>, Vec<(RunId, Past)>) {
+/// What records fold into: the workflows they name, the runs they tell (in
+/// the order the runs were created), and each child run's parent job (read
+/// from the record that names the child).
+struct Folded {
+    documents: HashMap<u128, String>,
+    runs: Vec<(RunId, Past)>,
+    parents: HashMap<RunId, Job>,
+}
+
+/// The child a record's detail names (`{"child": ID}`), read only from a
+/// detail that starts so.
+fn child_named(detail: &Option<String>) -> Option<RunId> {
+    let d = detail.as_deref().filter(|d| d.starts_with("{\"child\""))?;
+    super::children::named_child(Some(d))
+}
+
+/// Records folded into what they tell. Records of a run whose creation is not
+/// among them are ignored.
+fn fold(records: Vec<Record>) -> Folded {
+    let mut parents: HashMap<RunId, Job> = HashMap::new();
     let mut documents: HashMap<u128, String> = HashMap::new();
     let mut runs: Vec<(RunId, Past)> = Vec::new();
     let mut index: HashMap<RunId, usize> = HashMap::new();
@@ -72,6 +88,9 @@ fn fold(records: Vec<Record>) -> (HashMap<u128, String>, Vec<(RunId, Past)>) {
                 ..
             } => {
                 if let Some(&i) = index.get(&run) {
+                    if let Some(child) = child_named(&detail) {
+                        parents.insert(child, Job::forward(run, 0, task, attempt));
+                    }
                     runs[i].1.tasks.insert(task, (status, attempt, detail));
                 }
             }
@@ -85,9 +104,13 @@ fn fold(records: Vec<Record>) -> (HashMap<u128, String>, Vec<(RunId, Past)>) {
                 ..
             } => {
                 if let Some(&i) = index.get(&run) {
+                    if let Some(child) = child_named(&detail) {
+                        let job = Job::forward(run, 0, task, attempt);
+                        parents.insert(child, Job { item, ..job });
+                    }
                     runs[i].1.items.entry(task).or_default().push(ItemEnd {
                         item,
-                        ok: status == TaskStatus::Succeeded,
+                        status,
                         attempt,
                         detail,
                     });
@@ -108,7 +131,11 @@ fn fold(records: Vec<Record>) -> (HashMap<u128, String>, Vec<(RunId, Past)>) {
             }
         }
     }
-    (documents, runs)
+    Folded {
+        documents,
+        runs,
+        parents,
+    }
 }
 
 /// Puts the tasks' recorded states back: what had ended keeps its status (and a
@@ -162,7 +189,11 @@ impl Scheduler {
         records: Vec<Record>,
         remember: bool,
     ) -> Result<Vec<RunId>, Error> {
-        let (documents, runs) = fold(records);
+        let Folded {
+            documents,
+            runs,
+            parents,
+        } = fold(records);
         let mut specs: HashMap<u128, Arc<Spec>> = HashMap::new();
         let mut resumed = Vec::new();
         for (id, mut past) in runs {
@@ -195,6 +226,8 @@ impl Scheduler {
             let run = self.runs[slot as usize].as_mut().expect("live run");
             run.status = past.status;
             run.reason = past.reason.clone();
+            // The parent's slot is looked up when the child ends.
+            run.parent = parents.get(&id).copied();
             let failed = restore_tasks(run, &spec, &past);
             run.recovered = std::mem::take(&mut past.items);
             if remember {
@@ -305,7 +338,7 @@ mod tests {
     }
 
     #[test]
-    fn fold_keeps_the_last_state_of_each_task_and_the_last_reason_given() {
+    fn fold_keeps_the_last_state_of_each_task_the_last_reason_given_and_each_childs_parent() {
         let records = vec![
             Record::Workflow {
                 key: 7,
@@ -321,6 +354,16 @@ mod tests {
             task(1, 0, TaskStatus::Running, 1),
             task(1, 0, TaskStatus::Failed, 1),
             task(1, 0, TaskStatus::Running, 2),
+            Record::Item {
+                run: RunId(1),
+                task: 3,
+                item: 4,
+                status: TaskStatus::Running,
+                attempt: 1,
+                agent: 0,
+                at_us: 0,
+                detail: Some(format!("{{\"child\":\"{}\"}}", RunId(77))),
+            },
             Record::Run {
                 run: RunId(1),
                 status: RunStatus::Compensating,
@@ -334,7 +377,11 @@ mod tests {
                 reason: None,
             },
         ];
-        let (documents, runs) = fold(records);
+        let Folded {
+            documents,
+            runs,
+            parents,
+        } = fold(records);
         assert_eq!(documents.get(&7).map(String::as_str), Some("{}"));
         assert_eq!(runs.len(), 1, "records of unknown runs are ignored");
         let (id, past) = &runs[0];
@@ -342,5 +389,11 @@ mod tests {
         assert_eq!(past.status, RunStatus::Failed);
         assert_eq!(past.reason.as_deref(), Some("task a failed"));
         assert_eq!(past.tasks[&0], (TaskStatus::Running, 2, None));
+        let parent = parents[&RunId(77)];
+        assert_eq!(
+            (parent.run, parent.task, parent.item),
+            (RunId(1), 3, 4),
+            "the loop iteration that started child 77"
+        );
     }
 }

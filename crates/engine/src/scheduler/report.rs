@@ -6,6 +6,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use tokio::time::Instant;
 
+use super::dynamic::FanOut;
 use super::{NO_AGENT, Run, Scheduler};
 use crate::Error;
 use crate::store::{RunId, RunStatus, TaskStatus};
@@ -54,16 +55,18 @@ impl Scheduler {
                     agent: (t.agent != NO_AGENT)
                         .then(|| self.agents[usize::from(t.agent)].name.clone()),
                     output: run.outputs[i].as_deref().cloned(),
-                    items: run.fanouts.get(&(i as u32)).map(|f| {
-                        let [waiting, running, succeeded, failed] = f.counts();
-                        ItemCounts {
+                    items: run
+                        .fanouts
+                        .get(&(i as u32))
+                        .map(FanOut::counts)
+                        .or_else(|| run.instances.get(&(i as u32)).copied())
+                        .map(|[waiting, running, succeeded, failed]| ItemCounts {
                             total: waiting + running + succeeded + failed,
                             waiting,
                             running,
                             succeeded,
                             failed,
-                        }
-                    }),
+                        }),
                     child: run.children.get(&(i as u32)).copied(),
                     reason: message.clone().filter(|_| skipped),
                     error: message.filter(|_| !skipped),
@@ -88,7 +91,7 @@ impl Scheduler {
                 && query.since_ms.is_none_or(|t| run.created_ms >= t)
                 && query
                     .parent
-                    .is_none_or(|p| run.parent.is_some_and(|(id, ..)| id == p))
+                    .is_none_or(|p| run.parent.is_some_and(|j| j.run == p))
                 && query.until_ms.is_none_or(|t| run.created_ms < t)
                 && query
                     .workflow
@@ -113,7 +116,7 @@ impl Scheduler {
                     Some(s) => s.tasks,
                     None => counts(run),
                 },
-                parent: run.parent.map(|(id, ..)| id),
+                parent: run.parent.map(|j| j.run),
             })
             .collect()
     }
@@ -236,6 +239,13 @@ pub(super) fn summarize(run: &Run) -> Summary {
         coordination_overhead_ms: makespan_ns.saturating_sub(agent_ns) as f64 / 1e6,
         coordination_overhead,
         retries: run.retries,
+        instances: run
+            .instances
+            .values()
+            .copied()
+            .chain(run.fanouts.values().map(FanOut::counts))
+            .map(|[_, _, ok, failed]| u64::from(ok + failed))
+            .sum(),
         compensations: run.compensations,
         compensation_failures: run.compensation_failures.clone(),
     }

@@ -84,7 +84,7 @@ tasks:
     assert_eq!(ends, ["ready", "dispatched", "running", "succeeded"]);
 }
 
-async fn run_events(log: &MemoryLog, key: &str) -> Vec<(String, Value)> {
+pub(crate) async fn run_events(log: &MemoryLog, key: &str) -> Vec<(String, Value)> {
     use baton_events::EventLog;
     let mut out = Vec::new();
     let topic = log

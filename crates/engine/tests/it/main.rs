@@ -9,6 +9,7 @@ mod control;
 mod dynamic;
 mod events;
 mod faults;
+mod loops;
 mod props;
 mod resume;
 mod saga;

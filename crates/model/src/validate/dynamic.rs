@@ -1,6 +1,8 @@
 //! The dynamic parts of a task, decided at run time: `for_each` (a fan-out over
-//! an upstream output list) and `routes` (successors the task's output chooses
-//! among). Each is read as its task streams by, then checked against the graph.
+//! an upstream output list), `routes` (successors the task's output chooses
+//! among), `workflow` (a child run) and `loop` (iterations until a condition
+//! holds, bounded). Each is read as its task streams by, then checked against
+//! the graph.
 
 use serde_json::Value;
 
@@ -9,7 +11,7 @@ use crate::diag::{Diagnostic, Path, Report};
 use crate::expr::{Expr, Field, Reference};
 use crate::graph::Graph;
 use crate::names::Names;
-use crate::workflow::{ForEach, OnItemFailure, Routes, SubWorkflow, Task, Workflow};
+use crate::workflow::{ForEach, Loop, OnItemFailure, OnLimit, Routes, SubWorkflow, Task, Workflow};
 
 const FOR_EACH_FIELDS: &[&str] = &["items", "max_parallel", "max_items", "on_failure"];
 const ITEMS_HINT: &str = "e.g. `for_each: decompose.output.questions`";
@@ -123,7 +125,7 @@ pub(super) fn implied(task: &Task) -> Option<ForEach> {
     let [dep] = task.depends_on.as_slice() else {
         return None;
     };
-    if task.workflow.is_some() {
+    if task.workflow.is_some() || task.repeat.is_some() {
         return None;
     }
     task.parallel.then(|| ForEach {
@@ -169,6 +171,77 @@ pub(super) fn routes(v: Value, path: &Path, report: &mut Report) -> Option<Route
         routes.push((name, string_list(targets, &p, report)));
     }
     Some(Routes(routes))
+}
+
+const LOOP_FIELDS: &[&str] = &["until", "max_iterations", "on_limit"];
+const LOOP_HINT: &str =
+    "e.g. `loop: { until: \"review.output.approved == true\", max_iterations: 5 }`";
+
+/// `loop: {until, max_iterations, on_limit}`.
+pub(super) fn repeat(v: Value, path: &Path, report: &mut Report) -> Option<Loop> {
+    let map = object(
+        v,
+        path,
+        "a loop (a map with `max_iterations` and `until`)",
+        report,
+    )?;
+    let mut until = None;
+    let mut max_iterations = None;
+    let mut on_limit = OnLimit::default();
+    for (key, value) in map {
+        let p = path.key(&key);
+        match key.as_str() {
+            "until" => until = super::condition(value, &p, report),
+            "max_iterations" => match count(&value, &p, "max_iterations") {
+                Ok(n) if n <= Loop::MAX_ITERATIONS => max_iterations = Some(n),
+                Ok(_) | Err(_) => report.push(Diagnostic::error(
+                    "bad-value",
+                    p,
+                    format!(
+                        "`max_iterations` must be a whole number from 1 to {}, found {value}",
+                        Loop::MAX_ITERATIONS
+                    ),
+                )),
+            },
+            "on_limit" => match value.as_str() {
+                Some("fail") => on_limit = OnLimit::Fail,
+                Some("continue") => on_limit = OnLimit::Continue,
+                _ => report.push(
+                    Diagnostic::error(
+                        "bad-value",
+                        p,
+                        format!("`on_limit` must be `fail` or `continue`, found {value}"),
+                    )
+                    .with_hint(
+                        "`fail` fails the task when the bound is reached; `continue` succeeds with the last iteration's output",
+                    ),
+                ),
+            },
+            _ => report.push(unknown_field(p, &key, "loop", LOOP_FIELDS)),
+        }
+    }
+    let Some(max_iterations) = max_iterations else {
+        if !report
+            .diagnostics
+            .iter()
+            .any(|d| d.path.0.starts_with(&path.key("max_iterations").0))
+        {
+            report.push(
+                Diagnostic::error(
+                    "missing-field",
+                    path.clone(),
+                    "a loop needs `max_iterations`: the most iterations it may run",
+                )
+                .with_hint(LOOP_HINT),
+            );
+        }
+        return None;
+    };
+    Some(Loop {
+        until,
+        max_iterations,
+        on_limit,
+    })
 }
 
 const SUB_WORKFLOW_FIELDS: &[&str] = &["inline", "file", "name", "version"];
@@ -293,7 +366,8 @@ fn inline_workflow(v: Value, path: &Path, report: &mut Report) -> Option<Workflo
 }
 
 /// What needs the whole graph: a fan-out reads an upstream task, a route's
-/// tasks depend on the task that chooses.
+/// tasks depend on the task that chooses, a loop's `until` reads the loop's
+/// task or its upstream tasks.
 pub(super) fn structure(
     wf: &Workflow,
     graph: &Graph,
@@ -369,6 +443,9 @@ pub(super) fn structure(
                 }
             }
         }
+        if let Some(l) = t.repeat.as_deref() {
+            repeat_structure(wf, graph, ids, i, l, &tasks_path.index(i), report);
+        }
         let Some(routes) = t.routes.as_deref() else {
             continue;
         };
@@ -398,6 +475,82 @@ pub(super) fn structure(
                     Some(_) => {}
                 }
             }
+        }
+    }
+}
+
+/// A loop's task cannot also fan out, wait for an event or choose a route
+/// (each is a task of its own before or after the loop); its `until` reads the
+/// loop's task (the iteration that ended) or the tasks upstream of it.
+fn repeat_structure(
+    wf: &Workflow,
+    graph: &Graph,
+    ids: &Names,
+    i: usize,
+    l: &Loop,
+    at: &Path,
+    report: &mut Report,
+) {
+    let t = &wf.tasks[i];
+    let clash = [
+        (
+            "for_each",
+            t.for_each.is_some(),
+            "fan out in a task before the loop",
+        ),
+        (
+            "wait_for",
+            t.wait_for.is_some(),
+            "wait in a task before the loop",
+        ),
+        (
+            "routes",
+            t.routes.is_some(),
+            "choose the route in a task after the loop",
+        ),
+    ];
+    for (field, present, hint) in clash {
+        if present {
+            report.push(
+                Diagnostic::error(
+                    "bad-loop",
+                    at.key(field),
+                    format!("task `{}` loops and cannot also have `{field}`", t.id),
+                )
+                .with_hint(hint),
+            );
+        }
+    }
+    let Some(until) = &l.until else {
+        return;
+    };
+    let upstream = graph.ancestors(i as u32);
+    for r in until.expr.references() {
+        let p = || at.key("loop").key("until");
+        match ids.id(&r.task) {
+            None => report.push(
+                Diagnostic::error(
+                    "unknown-task",
+                    p(),
+                    format!("`until` of `{}` refers to unknown task `{}`", t.id, r.task),
+                )
+                .with_hint_opt(suggest_id(&r.task, wf, report)),
+            ),
+            Some(j) if j as usize != i && !upstream.contains(&j) => report.push(
+                Diagnostic::error(
+                    "not-upstream",
+                    p(),
+                    format!(
+                        "`until` of `{}` reads `{}`, which is neither the loop's task nor one of its dependencies",
+                        t.id, r.task
+                    ),
+                )
+                .with_hint(format!(
+                    "`{}.output` is the iteration that just ended",
+                    t.id
+                )),
+            ),
+            Some(_) => {}
         }
     }
 }

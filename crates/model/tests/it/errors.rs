@@ -173,3 +173,21 @@ tasks:
 "#;
     insta::assert_snapshot!(rendered_errors("sub.yaml", text, Format::Yaml));
 }
+
+#[test]
+fn loops_are_validated_with_their_locations() {
+    let text = r#"
+tasks:
+  - { id: split }
+  - { id: other }
+  - { id: a, depends_on: [split], loop: { until: "a.output.done == true" } }
+  - { id: b, depends_on: [split], loop: { until: "other.output.ok", max_iterations: 3 } }
+  - { id: c, depends_on: [split], loop: { until: "c.output.ok ==", max_iterations: 0, on_limit: stop, every: 2 } }
+  - { id: d, depends_on: [split], loop: { until: "nope.output", max_iterations: 20000 } }
+  - { id: e, depends_on: [split], for_each: split.output, loop: { max_iterations: 2 } }
+  - { id: f, depends_on: [split], routes: { x: [g] }, wait_for: ready, loop: { max_iterations: 2 } }
+  - { id: g, depends_on: [f] }
+  - { id: h, loop: 3 }
+"#;
+    insta::assert_snapshot!(rendered_errors("loops.yaml", text, Format::Yaml));
+}

@@ -32,6 +32,7 @@ fn the_examples_round_trip() {
         "examples/fan_out.yaml",
         "examples/routes.yaml",
         "examples/sub_workflow.yaml",
+        "examples/review_loop.yaml",
         "examples/teams/review_team.yaml",
     ] {
         let src = Source::read(&repo_file(file), Limits::default()).unwrap();
@@ -100,6 +101,8 @@ tasks:
   - id: child_inline
     depends_on: [h]
     workflow: { inline: { name: inner, agents: { q: { type: noop } }, tasks: [{ id: i1, agent: q }, { id: i2, agent: q, depends_on: [i1], for_each: i1.output }] } }
+  - { id: looped, agent: scripted, depends_on: [h], loop: { until: "looped.output.ok == true && h.status == \"succeeded\"", max_iterations: 7, on_limit: continue } }
+  - { id: counted, depends_on: [h], loop: { max_iterations: 2 }, workflow: { inline: { tasks: [{ id: k }] } } }
 coordination: { type: hybrid, event_driven: [data_updates, approvals], graph_based: [task_flow] }
 "#;
 

@@ -1,0 +1,231 @@
+//! Bounded loops: a task with `loop` runs as iterations `0, 1, …`, one at a
+//! time, each given its number (`iteration`) and the previous iteration's
+//! output (`previous`). After each iteration `until` is evaluated (the task's
+//! own id in it names the iteration that just ended); the loop ends when it
+//! holds, or when `max_iterations` ran (`on_limit` says whether that fails
+//! the task). The task's output is the last iteration's.
+//!
+//! An iteration is an instance of its task (a [`FanOut`] that grows one item
+//! at a time), recorded like a fan-out's instances when it ends and, when the
+//! loop's body is a sub-workflow, when its child starts. The next iteration is
+//! decided from the recorded output alone, so a resumed run replays its
+//! decisions, waits for the child an iteration had started, and goes on from
+//! the first iteration that had not ended: no iteration that ended runs again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use baton_model::OnLimit;
+use baton_model::expr::{Field, Reference, lookup};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::dynamic::{FanOut, ItemEnd, ItemState};
+use super::input::resolve;
+use super::{Detail, Job, Out, Scheduler};
+use crate::store::{RunId, TaskStatus};
+
+/// The child an iteration's last record names, if that record says it runs.
+fn running_child(end: &ItemEnd) -> Option<RunId> {
+    (end.status == TaskStatus::Running)
+        .then(|| super::children::named_child(end.detail.as_deref()))
+        .flatten()
+}
+
+impl Scheduler {
+    /// A loop's task became ready: replays the iterations its records hold,
+    /// then starts the next one (or ends the task, when the records already
+    /// decide it).
+    pub(super) fn start_loop(&mut self, slot: u32, task: u32, now: Instant) {
+        let run = self.runs[slot as usize].as_mut().expect("live run");
+        let at = Self::at_ns(run, now);
+        let state = &mut run.tasks[task as usize];
+        state.attempt = 1;
+        state.dispatched_at = at;
+        let mut last: HashMap<u32, ItemEnd> = HashMap::new();
+        for end in run.recovered.remove(&task).unwrap_or_default() {
+            last.insert(end.item, end);
+        }
+        run.fanouts.insert(task, FanOut::sequence());
+        self.transition(slot, task, TaskStatus::Dispatched, None, now);
+        self.transition(slot, task, TaskStatus::Running, None, now);
+        let replaying = !last.is_empty();
+        loop {
+            let run = self.runs[slot as usize].as_mut().expect("live run");
+            let f = run.fanouts.get_mut(&task).expect("loop");
+            let i = f.len - 1;
+            let Some(end) = last.remove(&i) else { break };
+            f.attempts[i as usize] = end.attempt;
+            match end.status {
+                TaskStatus::Succeeded => {
+                    f.state[i as usize] = ItemState::Succeeded;
+                    f.ended += 1;
+                    f.results[i as usize] = end
+                        .detail
+                        .as_deref()
+                        .map(|d| Arc::new(serde_json::from_str(d).unwrap_or(Value::Null)));
+                    if self.iterate(slot, task, i, now, false) {
+                        return;
+                    }
+                }
+                TaskStatus::Failed => {
+                    let message = format!(
+                        "iteration {i} of {} failed: {}",
+                        run.spec.ids[task as usize],
+                        end.detail.unwrap_or_default()
+                    );
+                    return self.fail_task(slot, task, message, now);
+                }
+                _ => {
+                    // The iteration's child still runs: wait for it.
+                    let child = running_child(&end).filter(|c| self.by_id.contains_key(c));
+                    if let Some(child) = child {
+                        let run = self.runs[slot as usize].as_mut().expect("live run");
+                        let f = run.fanouts.get_mut(&task).expect("loop");
+                        f.state[i as usize] = ItemState::Running;
+                        f.running += 1;
+                        run.children.insert(task, child);
+                        let job = Job {
+                            item: i,
+                            ..Job::forward(run.id, slot, task, end.attempt)
+                        };
+                        self.link_child(child, job);
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+        if !replaying {
+            self.iteration_started(slot, task, 0);
+        }
+        self.queue_items(slot, task);
+    }
+
+    /// An iteration succeeded: the loop ends (`until` holds, or the bound is
+    /// reached) or the next iteration is added, waiting. `true` when the task
+    /// ended. `live` is false while a resumed run replays its records (the
+    /// decisions were published then).
+    pub(super) fn iterate(
+        &mut self,
+        slot: u32,
+        task: u32,
+        iteration: u32,
+        now: Instant,
+        live: bool,
+    ) -> bool {
+        let run = self.runs[slot as usize].as_mut().expect("live run");
+        let spec = run.spec.clone();
+        let l = spec.workflow.tasks[task as usize]
+            .repeat
+            .as_deref()
+            .expect("a loop");
+        let output = run.fanouts.get(&task).expect("loop").results[iteration as usize].clone();
+        let holds = l.until.as_ref().map(|u| {
+            u.expr.eval(&|r: &Reference| {
+                if spec.plan.id(&r.task) != Some(task) {
+                    return resolve(run, r);
+                }
+                match &r.field {
+                    Field::Status => Some(Value::String("succeeded".into())),
+                    Field::Output(path) => lookup(output.as_deref()?, path).cloned(),
+                }
+            })
+        });
+        let ran = iteration + 1;
+        let at_bound = ran >= l.max_iterations;
+        if holds != Some(true) && !at_bound {
+            let run = self.runs[slot as usize].as_mut().expect("live run");
+            run.fanouts.get_mut(&task).expect("loop").push_waiting();
+            if live {
+                self.iteration_started(slot, task, ran);
+            }
+            return false;
+        }
+        let run = self.runs[slot as usize].as_mut().expect("live run");
+        run.end_instances(task);
+        let id = run.id;
+        if live {
+            let payload = serde_json::json!({
+                "run": id.to_string(),
+                "task": &*spec.ids[task as usize],
+                "decision": "loop_end",
+                "iterations": ran,
+                "until": holds,
+            })
+            .to_string();
+            self.out.push(Out::Decision { run: id, payload });
+        }
+        if holds == Some(false) && l.on_limit == OnLimit::Fail {
+            let until = l.until.as_ref().map_or("", |u| u.text.as_str());
+            let message = format!(
+                "the loop ran `max_iterations` ({}) and `until` ({until}) still does not hold; raise `max_iterations`, or set `on_limit: continue` to go on with the last iteration's output",
+                l.max_iterations
+            );
+            self.fail_task(slot, task, message, now);
+            return true;
+        }
+        self.finish(
+            slot,
+            task,
+            TaskStatus::Succeeded,
+            output.map(Detail::Output),
+            now,
+        );
+        self.drain_newly_ready();
+        self.check_done(slot);
+        true
+    }
+
+    /// The decision that starts an iteration, on `baton.runs`.
+    fn iteration_started(&mut self, slot: u32, task: u32, iteration: u32) {
+        let run = self.runs[slot as usize].as_ref().expect("live run");
+        let payload = serde_json::json!({
+            "run": run.id.to_string(),
+            "task": &*run.spec.ids[task as usize],
+            "decision": "iteration",
+            "iteration": iteration,
+        })
+        .to_string();
+        self.out.push(Out::Decision {
+            run: run.id,
+            payload,
+        });
+    }
+
+    /// A resumed run's loop whose iteration had started a child: the child's
+    /// end reaches that iteration.
+    pub(super) fn link_child(&mut self, child: RunId, job: Job) {
+        if let Some(&child_slot) = self.by_id.get(&child) {
+            let c = self.runs[child_slot as usize].as_mut().expect("live run");
+            c.parent = Some(job);
+        }
+    }
+
+    /// After a restart, before the loops start again: the children their
+    /// iterations had started report to them (an end that comes before the
+    /// loop starts again is kept for it, see [`Scheduler::child_ended`]).
+    pub(super) fn relink_iterations(&mut self, slot: u32) {
+        let run = self.runs[slot as usize].as_ref().expect("live run");
+        let id = run.id;
+        let mut links = Vec::new();
+        for (&task, ends) in &run.recovered {
+            let mut last: HashMap<u32, &ItemEnd> = HashMap::new();
+            for end in ends {
+                last.insert(end.item, end);
+            }
+            for end in last.values() {
+                if let Some(child) = running_child(end) {
+                    let job = Job {
+                        item: end.item,
+                        ..Job::forward(id, slot, task, end.attempt)
+                    };
+                    links.push((child, job));
+                }
+            }
+        }
+        for (child, job) in links {
+            self.link_child(child, job);
+        }
+    }
+}
