@@ -183,6 +183,9 @@ pub struct ExecutionEntry {
     /// The execution that started this one as a child run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
+    /// The finished execution this one reran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<String>,
 }
 
 /// `GET /api/v1/workflows/{id}/plan`.
@@ -206,6 +209,14 @@ pub struct ExecuteRequest {
     /// How this execution runs.
     #[serde(default)]
     pub execution_options: ExecutionOptions,
+}
+
+/// `POST /api/v1/executions/{id}/rerun`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RerunRequest {
+    /// The task to run again, with everything downstream of it.
+    pub from: String,
 }
 
 /// Options of one execution.
@@ -264,6 +275,9 @@ pub struct ExecutionStatus {
     /// Why it failed or was cancelled (`timed out` when `execution_options.timeout` hit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The finished execution this one reran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<String>,
     /// The agents that ran or run its tasks.
     pub agents: Vec<AgentState>,
     /// Figures.

@@ -1,5 +1,7 @@
 //! `baton run FILE`: execute a workflow locally, with a progress line and a
-//! summary; `baton run --resume` continues the runs a stopped process left. Runs
+//! summary; `baton run --resume` continues the runs a stopped process left;
+//! `baton run --rerun RUN --from TASK` runs a finished run again from a task,
+//! reusing the outputs of the tasks that succeeded before it. Runs
 //! are recorded in the embedded store under the data directory, or with
 //! `--state postgres://…` (feature `postgres`) in a PostgreSQL schema.
 
@@ -23,8 +25,8 @@ use crate::plan_cmd::{self, Loaded};
 /// Flags of `baton run`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The workflow: YAML, JSON or WfFormat (not needed with `--resume`).
-    #[arg(required_unless_present = "resume")]
+    /// The workflow: YAML, JSON or WfFormat (not needed with `--resume` or `--rerun`).
+    #[arg(required_unless_present_any = ["resume", "rerun"])]
     file: Option<PathBuf>,
     /// The run's input: JSON text, or `@FILE` to read it from a file.
     #[arg(long, value_name = "JSON")]
@@ -57,6 +59,14 @@ pub struct Args {
     /// Continue the runs left unfinished in the state store, and wait for them.
     #[arg(long, conflicts_with_all = ["in_memory", "input"])]
     resume: bool,
+    /// Run this finished run again as a new run (same workflow and input),
+    /// reusing the outputs of the tasks that succeeded except `--from` and
+    /// every task downstream of it.
+    #[arg(long, value_name = "RUN", requires = "from", conflicts_with_all = ["in_memory", "input", "resume", "file"])]
+    rerun: Option<RunId>,
+    /// With `--rerun`: the task to run again, with everything downstream of it.
+    #[arg(long, value_name = "TASK", requires = "rerun")]
+    from: Option<String>,
     /// Agent definitions (`[agents.NAME]` tables) that replace the workflow's.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -94,14 +104,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
-    if args.resume && postgres.is_none() && !args.data_dir.join("state").exists() {
+    if (args.resume || args.rerun.is_some())
+        && postgres.is_none()
+        && !args.data_dir.join("state").exists()
+    {
+        if let Some(run) = args.rerun {
+            eprintln!(
+                "error: no run {run} in {}: it holds no runs",
+                args.data_dir.display()
+            );
+            return Ok(ExitCode::from(1));
+        }
         // Opening the store would create the directory: a mistyped `--data-dir`
         // should not leave an empty data directory behind.
         eprintln!("nothing to resume in {}", args.data_dir.display());
         return Ok(ExitCode::SUCCESS);
     }
     let spec = match &args.file {
-        Some(file) if !args.resume => match prepare(&args, file)? {
+        Some(file) if !args.resume && args.rerun.is_none() => match prepare(&args, file)? {
             Ok(spec) => Some(spec),
             Err(code) => return Ok(code),
         },
@@ -393,12 +413,42 @@ async fn execute<L: EventLog, S: StateStore, F: Future<Output = anyhow::Error>>(
     spec: Option<Arc<Spec>>,
     input: Value,
 ) -> anyhow::Result<ExitCode> {
+    // A rerun needs the finished run: the engine learns it from the records.
+    let records = match (&args.rerun, &store) {
+        (Some(_), Some(store)) => Some(store.load()?),
+        _ => None,
+    };
     let (engine, handle) = Engine::build(options, log, store)?;
     // Taken before the engine runs: a resumed run may end before a question
     // sent to the running engine (`active`) is answered.
     let resumed = engine.resumed().to_vec();
     let engine = tokio::spawn(engine.run());
     let runs: Vec<RunId> = match spec {
+        None if args.rerun.is_some() => {
+            let (of, from) = (
+                args.rerun.expect("checked"),
+                args.from.as_deref().unwrap_or(""),
+            );
+            handle.remember(records.unwrap_or_default()).await?;
+            match handle.rerun(of, from).await {
+                Ok(run) => {
+                    eprintln!("run {run}: a rerun of {of} from `{from}`");
+                    vec![run]
+                }
+                Err(e) => {
+                    let e = match e {
+                        baton_engine::Error::UnknownRun(_) => {
+                            format!("no finished run {of} in {}", state_place(args))
+                        }
+                        other => other.to_string(),
+                    };
+                    eprintln!("error: {e}");
+                    handle.shutdown().await?;
+                    let _ = engine.await;
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
         Some(spec) => {
             if !resumed.is_empty() {
                 eprintln!(

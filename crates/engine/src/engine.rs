@@ -152,6 +152,17 @@ impl Handle {
         .await?
     }
 
+    /// Starts a new run of the finished run `run` (its workflow and input) that
+    /// reuses the outputs of the tasks that succeeded, except `from` and every
+    /// task downstream of it, which run again with the tasks that had not
+    /// succeeded. Returns the new run's id once its creation is recorded.
+    /// The run must be known here: run here, or learned with
+    /// [`Handle::remember`].
+    pub async fn rerun(&self, run: RunId, from: &str) -> Result<RunId, Error> {
+        let from = from.to_string();
+        self.ask(|reply| Msg::Rerun { run, from, reply }).await?
+    }
+
     /// Stops driving runs another instance now owns (fencing rejected our writes):
     /// they are forgotten here without further records; their waiters get
     /// [`Error::Moved`]. Returns how many were live here.

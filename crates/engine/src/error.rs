@@ -29,6 +29,16 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// A task the run's workflow does not have.
+    #[error("run {run} has no task `{task}`{}", hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    UnknownTask {
+        /// The run.
+        run: RunId,
+        /// The task asked for.
+        task: String,
+        /// The closest task id.
+        hint: Option<String>,
+    },
     /// The engine has stopped.
     #[error("the engine has stopped")]
     Stopped,

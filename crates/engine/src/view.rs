@@ -49,6 +49,9 @@ pub struct Summary {
     pub coordination_overhead_ms: f64,
     /// Ready → dispatched latency over the run's tasks.
     pub coordination_overhead: Percentiles,
+    /// The finished run this one reran.
+    #[serde(serialize_with = "opt_display")]
+    pub rerun_of: Option<RunId>,
     /// Attempts beyond the first.
     pub retries: u64,
     /// Instances that ended: fan-out items and loop iterations (a task that
@@ -206,6 +209,9 @@ pub struct RunEntry {
     /// The run that started this one as its child.
     #[serde(serialize_with = "opt_display")]
     pub parent: Option<RunId>,
+    /// The finished run this one reran (`Handle::rerun`).
+    #[serde(serialize_with = "opt_display")]
+    pub rerun_of: Option<RunId>,
 }
 
 /// Engine-wide figures.

@@ -174,6 +174,16 @@ pub const ROUTES: &[Route] = &[
         auth: true,
     },
     Route {
+        method: "post",
+        path: "/api/v1/executions/{id}/rerun",
+        summary: "Rerun a finished execution from a task: a new execution reusing the outputs of the tasks that succeeded, except the task and those downstream of it",
+        query: &[],
+        body: Some("RerunRequest"),
+        ok: (202, Some("ExecuteResponse")),
+        errors: &[400, 403, 404, 409, 413, 415, 422],
+        auth: true,
+    },
+    Route {
         method: "get",
         path: "/api/v1/executions/{id}/events",
         summary: "The execution's events as Server-Sent Events (id = log offset; resume with Last-Event-ID)",
@@ -372,7 +382,7 @@ fn schemas() -> Value {
     let execution_page = json!({"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"type": "object", "required": ["execution_id", "status", "created_at_ms", "task_counts"], "properties": {
         "execution_id": {"type": "string"}, "workflow_id": {"type": "string"}, "workflow": {"type": "string"},
         "status": {"type": "string", "enum": ["executing", "paused", "completed", "failed", "cancelled"]},
-        "created_at_ms": {"type": "integer"}, "reason": {"type": "string"}, "parent_id": {"type": "string"},
+        "created_at_ms": {"type": "integer"}, "reason": {"type": "string"}, "parent_id": {"type": "string"}, "rerun_of": {"type": "string"},
         "task_counts": {"type": "object", "additionalProperties": {"type": "integer"}}}}}, "next_cursor": {"type": "string"}}});
     let mut all = json!({
         "Problem": {"type": "object", "required": ["type", "title", "status", "detail", "code"], "properties": {
@@ -401,13 +411,15 @@ fn schemas() -> Value {
                 "timeout": {"oneOf": [{"type": "null"}, schema(DURATION), {"type": "number", "minimum": 0.001, "exclusiveMaximum": 1e9}]},
                 "retry_policy": retry,
                 "resource_constraints": {"type": ["object", "null"], "additionalProperties": false, "properties": {"max_concurrency": {"type": ["integer", "null"], "minimum": 1, "maximum": u32::MAX}}}}}}},
+        "RerunRequest": {"type": "object", "required": ["from"], "additionalProperties": false, "properties": {
+            "from": {"type": "string", "description": "the task to run again, with everything downstream of it"}}},
         "ExecuteResponse": {"type": "object", "required": ["execution_id", "status", "workflow_id"], "properties": {
             "execution_id": {"type": "string"}, "status": {"type": "string"}, "workflow_id": {"type": "string"}}},
         "ExecutionStatus": {"type": "object", "required": ["execution_id", "status", "current_phase", "agents", "performance_metrics", "task_counts", "tasks"], "properties": {
             "execution_id": {"type": "string"}, "workflow_id": {"type": ["string", "null"]}, "workflow": {"type": ["string", "null"]},
             "status": {"type": "string", "enum": ["planning", "executing", "paused", "completed", "failed", "cancelled"]},
             "current_phase": {"type": "string", "enum": ["running", "compensating", "paused", "done"]},
-            "reason": {"type": "string"},
+            "reason": {"type": "string"}, "rerun_of": {"type": "string"},
             "agents": {"type": "array", "items": {"type": "object", "required": ["agent_id", "status", "current_task", "progress"], "properties": {
                 "agent_id": {"type": "string"}, "status": {"type": "string", "enum": ["busy", "idle"]},
                 "current_task": {"type": ["string", "null"]}, "progress": {"type": "number"}}}},

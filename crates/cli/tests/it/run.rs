@@ -1142,3 +1142,97 @@ fn sub_workflow_files_are_read_next_to_their_parent_and_cycles_refused() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("leaf.yaml"), "{}", stderr(&o));
 }
+
+/// `baton run --rerun RUN --from TASK` in a later process: the failed run's
+/// succeeded tasks are reused from the state store, the task runs again.
+#[test]
+fn a_failed_run_is_rerun_from_its_failed_task_in_a_new_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let marks = dir.path().join("marks");
+    let broken = dir.path().join("broken");
+    std::fs::write(&broken, "").unwrap();
+    let wf = dir.path().join("wf.yaml");
+    std::fs::write(
+        &wf,
+        format!(
+            r#"
+agents:
+  w: {{ type: command, command: ["sh", "-c", "cat > /dev/null; echo $BATON_TASK >> {}; [ $BATON_TASK = check ] && [ -e {} ] && exit 3; echo 1"] }}
+tasks:
+  - {{ id: fetch, agent: w }}
+  - {{ id: check, agent: w, depends_on: [fetch] }}
+  - {{ id: publish, agent: w, depends_on: [check] }}
+"#,
+            marks.display(),
+            broken.display()
+        ),
+    )
+    .unwrap();
+    let o = baton(&["run", arg(&wf), "--data-dir", arg(&data), "--json"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let first: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let run = first["run"].as_str().unwrap().to_string();
+    assert_eq!(std::fs::read_to_string(&marks).unwrap(), "fetch\ncheck\n");
+
+    std::fs::remove_file(&broken).unwrap();
+    let o = baton(
+        &[
+            "run",
+            "--rerun",
+            &run,
+            "--from",
+            "chek",
+            "--data-dir",
+            arg(&data),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("has no task `chek` (did you mean `check`?)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = baton(
+        &[
+            "run",
+            "--rerun",
+            &run,
+            "--from",
+            "check",
+            "--data-dir",
+            arg(&data),
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let second: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(second["status"], "completed");
+    assert_eq!(second["rerun_of"], json!(run));
+    assert_ne!(second["run"], json!(run));
+    assert_eq!(
+        std::fs::read_to_string(&marks).unwrap(),
+        "fetch\ncheck\ncheck\npublish\n",
+        "fetch was reused"
+    );
+    let o = baton(
+        &[
+            "run",
+            "--rerun",
+            "00000000000000aa",
+            "--from",
+            "check",
+            "--data-dir",
+            arg(&data),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no finished run 00000000000000aa"),
+        "{}",
+        stderr(&o)
+    );
+}

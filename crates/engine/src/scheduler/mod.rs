@@ -27,6 +27,7 @@ mod input;
 mod loops;
 mod recovery;
 mod report;
+mod rerun;
 mod saga;
 mod signals;
 mod sink;
@@ -130,6 +131,12 @@ pub(crate) enum Msg {
         records: Vec<Record>,
         remember: bool,
         reply: oneshot::Sender<Result<Vec<RunId>, Error>>,
+    },
+    /// A new run of a finished one from a task on.
+    Rerun {
+        run: RunId,
+        from: String,
+        reply: oneshot::Sender<Result<RunId, Error>>,
     },
     /// Runs another instance now owns.
     Release {
@@ -239,6 +246,8 @@ struct Run {
     parent: Option<Job>,
     /// Child runs in progress, by the task that started each.
     children: HashMap<u32, RunId>,
+    /// The finished run this one reran.
+    rerun_of: Option<RunId>,
 }
 
 struct AgentSlot {
@@ -613,6 +622,7 @@ impl Scheduler {
             } => {
                 let _ = reply.send(self.recover(records, remember));
             }
+            Msg::Rerun { run, from, reply } => self.rerun(run, &from, reply),
             Msg::Release { runs, reply } => {
                 let _ = reply.send(self.release(&runs));
             }
@@ -751,6 +761,7 @@ impl Scheduler {
             summary: None,
             fanouts: HashMap::new(),
             instances: HashMap::new(),
+            rerun_of: None,
             recovered: HashMap::new(),
             parent: None,
             children: HashMap::new(),

@@ -117,6 +117,7 @@ impl Scheduler {
                     None => counts(run),
                 },
                 parent: run.parent.map(|j| j.run),
+                rerun_of: run.rerun_of,
             })
             .collect()
     }
@@ -238,6 +239,7 @@ pub(super) fn summarize(run: &Run) -> Summary {
         critical_path_agent_ms: agent_ns as f64 / 1e6,
         coordination_overhead_ms: makespan_ns.saturating_sub(agent_ns) as f64 / 1e6,
         coordination_overhead,
+        rerun_of: run.rerun_of,
         retries: run.retries,
         instances: run
             .instances

@@ -111,8 +111,10 @@ impl Default for EmbeddedOptions {
 /// # Compaction
 ///
 /// With [`EmbeddedOptions::compact_at_open`], a finished run (its last
-/// [`Record::Run`] has a final status) keeps only its first [`Record::RunCreated`]
-/// and that final [`Record::Run`]; finished runs older than the newest
+/// [`Record::Run`] has a final status) keeps only its first [`Record::RunCreated`],
+/// the last [`Record::Task`] of each of its tasks (how it ended, with its output
+/// or error: what a status query and a rerun read) and that final
+/// [`Record::Run`]; finished runs older than the newest
 /// [`EmbeddedOptions::keep_finished_runs`] (by the position of their first record,
 /// normally their `RunCreated`) are dropped entirely, and [`Record::Workflow`]s no
 /// retained `RunCreated` refers to are dropped too. Unfinished runs keep every
@@ -971,6 +973,11 @@ fn compact(records: Vec<Record>, keep_finished_runs: usize) -> Vec<Record> {
         /// The last `Record::Run` and whether its status is final.
         last_status: Option<(usize, bool)>,
     }
+    impl Run {
+        fn finished(&self) -> bool {
+            matches!(self.last_status, Some((_, true)))
+        }
+    }
     let mut runs: HashMap<RunId, Run> = HashMap::new();
     for (i, record) in records.iter().enumerate() {
         let Some(id) = record.run() else { continue };
@@ -988,7 +995,7 @@ fn compact(records: Vec<Record>, keep_finished_runs: usize) -> Vec<Record> {
     // Finished runs, newest first by creation; beyond the limit they go entirely.
     let mut finished: Vec<(usize, RunId)> = runs
         .iter()
-        .filter(|(_, run)| matches!(run.last_status, Some((_, true))))
+        .filter(|(_, run)| run.finished())
         .map(|(id, run)| (run.created.unwrap_or(run.first), *id))
         .collect();
     finished.sort_unstable_by(|a, b| b.cmp(a));
@@ -998,21 +1005,28 @@ fn compact(records: Vec<Record>, keep_finished_runs: usize) -> Vec<Record> {
         .map(|&(_, id)| id)
         .collect();
 
+    // Backwards, so that the first task record met is the task's last.
+    let mut ended_tasks: HashSet<(RunId, u32)> = HashSet::new();
     let mut keep: Vec<bool> = records
         .iter()
         .enumerate()
+        .rev()
         .map(|(i, record)| {
             let Some(id) = record.run() else { return true };
             if dropped.contains(&id) {
                 return false;
             }
             let run = &runs[&id];
-            match run.last_status {
-                Some((last, true)) => run.created == Some(i) || last == i,
+            match (run.last_status, record) {
+                (Some(_), Record::Task { task, .. }) if run.finished() => {
+                    ended_tasks.insert((id, *task))
+                }
+                (Some((last, true)), _) => run.created == Some(i) || last == i,
                 _ => true,
             }
         })
         .collect();
+    keep.reverse();
     let referenced: HashSet<u128> = records
         .iter()
         .zip(&keep)
@@ -1534,12 +1548,14 @@ mod tests {
             created(1, 10),
             created(2, 20),
             task(2, 0, TaskStatus::Ready, None),
+            task(1, 0, TaskStatus::Succeeded, Some("{}")),
             run_status(2, RunStatus::Running),
             run_status(1, RunStatus::Completed),
             workflow(30),
             created(3, 30),
             task(2, 0, TaskStatus::Failed, Some("boom")),
             run_status(2, RunStatus::Paused),
+            task(3, 0, TaskStatus::Failed, Some("bad")),
             run_status(3, RunStatus::Failed),
             created(4, 30),
             run_status(4, RunStatus::Cancelled),
@@ -1579,6 +1595,7 @@ mod tests {
             created(3, 30),
             task(2, 0, TaskStatus::Failed, Some("boom")),
             run_status(2, RunStatus::Paused),
+            task(3, 0, TaskStatus::Failed, Some("bad")),
             run_status(3, RunStatus::Failed),
             created(4, 30),
             run_status(4, RunStatus::Cancelled),

@@ -174,7 +174,9 @@ tasks:
         || async {
             let child = first.status(run).await.unwrap().task_states[0].child?;
             let view = first.status(child).await.ok()?;
-            (view.task_states[1].status == TaskStatus::Running).then_some(child)
+            // Running, and its process has started (it marks first).
+            let marked = std::fs::read_to_string(&marks).ok()? == "one\ntwo\n";
+            (view.task_states[1].status == TaskStatus::Running && marked).then_some(child)
         },
     )
     .await;

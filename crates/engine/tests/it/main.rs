@@ -11,6 +11,7 @@ mod events;
 mod faults;
 mod loops;
 mod props;
+mod rerun;
 mod resume;
 mod saga;
 mod store;

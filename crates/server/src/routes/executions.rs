@@ -1,5 +1,5 @@
 //! `/api/v1/workflows/{id}/execute` and `/api/v1/executions/{id}`: start runs,
-//! their status, pause, resume and cancel, and the deadlines of runs.
+//! their status, pause, resume, cancel and rerun, and the deadlines of runs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -208,6 +208,53 @@ pub(super) async fn execute(
     Ok(res)
 }
 
+/// A new execution of a finished one from a task on: the tasks that
+/// succeeded upstream (and beside) keep their outputs.
+pub(super) async fn rerun(
+    State(state): St,
+    Path(id): Path<String>,
+    origin: Origin,
+    Json(req): Json<api::RerunRequest>,
+) -> ApiResult<Response> {
+    let of = run_id(&id)?;
+    let original = state.executions.get(of);
+    // The workflow is admitted again: the server's policy may have changed
+    // since the execution ran.
+    if let Some(exec) = &original
+        && let Ok(entry) = workflow(&state, &exec.workflow).await
+    {
+        admit(&state, &entry.checked)?;
+    }
+    let from = req.from.clone();
+    let started = on_owner(&state, of, origin, || state.engine.rerun(of, &from)).await?;
+    let run = match started {
+        Ok(run) => run,
+        Err(forwarded) => return Ok(forwarded),
+    };
+    let workflow_id = original.map(|e| e.workflow).unwrap_or_default();
+    state.executions.record(
+        run,
+        Execution {
+            run: run.to_string(),
+            workflow: workflow_id.clone(),
+            created_ms: now_ms(),
+            deadline_ms: None,
+        },
+    );
+    let mut res = reply(
+        StatusCode::ACCEPTED,
+        &api::ExecuteResponse {
+            execution_id: run.to_string(),
+            status: "executing".into(),
+            workflow_id,
+        },
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&format!("/api/v1/executions/{run}")) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
 /// Cancels `run` after `after` unless it ended.
 fn arm(state: &Arc<AppState>, run: RunId, after: Duration) {
     let state = state.clone();
@@ -334,6 +381,7 @@ pub(crate) fn view(state: &AppState, run: RunId, v: RunView) -> api::ExecutionSt
         status: status.into(),
         current_phase: phase.into(),
         reason,
+        rerun_of: s.rerun_of.map(|r| r.to_string()),
         performance_metrics: api::PerformanceMetrics {
             total_runtime: s.makespan_ms / 1e3,
             agents_allocated: agents.len(),
@@ -433,6 +481,7 @@ pub(super) async fn list_executions(
             reason: r.reason,
             task_counts: serde_json::to_value(r.tasks).unwrap_or(Value::Null),
             parent_id: r.parent.map(|p| p.to_string()),
+            rerun_of: r.rerun_of.map(|p| p.to_string()),
         })
         .collect();
     Ok(reply(StatusCode::OK, &api::Page { items, next_cursor }))

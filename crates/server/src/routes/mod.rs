@@ -55,6 +55,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/executions/{id}/pause", post(executions::pause))
         .route("/api/v1/executions/{id}/resume", post(executions::resume))
         .route("/api/v1/executions/{id}/cancel", post(executions::cancel))
+        .route("/api/v1/executions/{id}/rerun", post(executions::rerun))
         .route("/api/v1/executions/{id}/events", get(stream::stream))
         .route("/api/v1/events", post(events::publish))
         .route(

@@ -607,3 +607,75 @@ async fn executions_are_listed_newest_first_filtered_and_paged() {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad.content_type, PROBLEM);
 }
+
+#[tokio::test]
+async fn rerun_starts_a_new_execution_linked_to_the_finished_one() {
+    let app = app().await;
+    let id = app
+        .create(r#"{"agents": {"s": {"type": "simulate", "outputs": {"a": {"n": 1}}}}, "tasks": [{"id": "a", "agent": "s"}, {"id": "b", "agent": "s", "depends_on": ["a"]}]}"#)
+        .await;
+    let first = app
+        .post(&format!("/api/v1/workflows/{id}/execute"), "{}")
+        .await
+        .json()["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(app.finish(&first).await["status"], "completed");
+    let base = format!("/api/v1/executions/{first}/rerun");
+    let r = app.post(&base, r#"{"from": "b"}"#).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let second = r.json()["execution_id"].as_str().unwrap().to_string();
+    assert_eq!(r.json()["workflow_id"], json!(id));
+    assert_ne!(second, first);
+    let s = app.finish(&second).await;
+    assert_eq!(s["status"], "completed", "{s}");
+    assert_eq!(s["rerun_of"], json!(first));
+    assert_eq!(
+        s["tasks"][0]["output"],
+        json!({"n": 1}),
+        "a's output reused"
+    );
+    let page = app.get("/api/v1/executions?limit=1").await.json();
+    assert_eq!(page["items"][0]["rerun_of"], json!(first));
+
+    // Unknown task: 422 at `$.from`, with the closest id.
+    let r = app.post(&base, r#"{"from": "bb"}"#).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    let p = r.json();
+    assert_eq!(p["errors"][0]["path"], "$.from");
+    assert_eq!(p["errors"][0]["hint"], "did you mean `b`?");
+    // `from` is required; unknown fields are refused.
+    for body in ["{}", r#"{"from": "b", "force": true}"#] {
+        let r = app.post(&base, body).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {}",
+            r.text
+        );
+    }
+    let r = app
+        .post(
+            "/api/v1/executions/00000000000000aa/rerun",
+            r#"{"from": "a"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // A run still going cannot be rerun.
+    let slow = app.create(SLOW).await;
+    let running = app
+        .post(&format!("/api/v1/workflows/{slow}/execute"), "{}")
+        .await
+        .json()["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = app
+        .post(
+            &format!("/api/v1/executions/{running}/rerun"),
+            r#"{"from": "a"}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+}
