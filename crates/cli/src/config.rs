@@ -56,6 +56,10 @@ pub struct Server {
     pub allow_workflow_http_urls: Option<Vec<String>>,
     /// Hosts `http` agents may reach at addresses that are not public.
     pub allow_private_hosts: Option<Vec<String>>,
+    /// How deeply child runs may nest (the top run is level 1).
+    pub max_depth: Option<usize>,
+    /// The most fan-out items and loop iterations one run may start.
+    pub max_instances_per_run: Option<u64>,
 }
 
 /// Reads a `baton.toml`; invalid content is reported on stderr and becomes exit code 1.

@@ -55,7 +55,8 @@ pub struct Args {
     /// body_limit, max_batch_events, request_timeout_secs, long_poll_max_ms, events,
     /// state, instance, advertise, lease_ttl_secs, namespace,
     /// allow_workflow_command_agents, allow_workflow_http_urls,
-    /// allow_private_hosts) and `[agents.NAME]` (docs/security.md).
+    /// allow_private_hosts, max_depth, max_instances_per_run) and
+    /// `[agents.NAME]` (docs/security.md).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
@@ -95,6 +96,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             egress: baton_engine::agent::Egress::Public {
                 private_hosts: s.allow_private_hosts.unwrap_or_default(),
             },
+            max_depth: s.max_depth.unwrap_or(defaults.engine.max_depth),
+            max_instances: s
+                .max_instances_per_run
+                .unwrap_or(defaults.engine.max_instances),
             ..defaults.engine.clone()
         },
         events: args.events.or_else(|| env("BATON_EVENTS")).or(s.events),
@@ -125,6 +130,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "error: --namespace `{}`: expected 1 to 32 characters, lowercase letters, digits and `_`, starting with a letter",
             options.namespace
         );
+        return Ok(ExitCode::from(2));
+    }
+    if !(1..=baton_engine::MAX_DEPTH).contains(&options.engine.max_depth) {
+        eprintln!(
+            "error: [server] max_depth must be from 1 to {}",
+            baton_engine::MAX_DEPTH
+        );
+        return Ok(ExitCode::from(2));
+    }
+    if options.engine.max_instances == 0 {
+        eprintln!("error: [server] max_instances_per_run must be at least 1");
         return Ok(ExitCode::from(2));
     }
     if options.cluster.lease_ttl < Duration::from_secs(1) {

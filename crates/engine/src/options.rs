@@ -37,6 +37,14 @@ pub struct Options {
     /// bits go into every run id it creates, so instances never mint the same id);
     /// `None` for a single instance.
     pub node: Option<u16>,
+    /// How deeply child runs may nest: a sub-workflow that would start a run at
+    /// a deeper level (the top run is level 1) fails its task. At most
+    /// [`MAX_DEPTH`](crate::MAX_DEPTH).
+    pub max_depth: usize,
+    /// The most task instances (fan-out items and loop iterations) one run may
+    /// start: a fan-out or an iteration beyond it fails its task, so one
+    /// runaway workflow cannot take the server's memory.
+    pub max_instances: u64,
     /// Where `http` agents may connect, in runs it starts and resumes.
     pub egress: crate::agent::Egress,
     /// Where its `worker` agents' calls wait for workers to poll (each default
@@ -67,6 +75,8 @@ impl Default for Options {
             keep_finished: 10_000,
             queue: 4096,
             node: None,
+            max_depth: 8,
+            max_instances: 1_000_000,
             egress: crate::agent::Egress::Open,
             workers: Default::default(),
         }

@@ -71,8 +71,10 @@ pub struct Spec {
     pub(crate) children: std::collections::HashMap<u32, Arc<Spec>>,
 }
 
-/// How deeply sub-workflows may nest (a run's child's child … at most this far).
-pub const MAX_DEPTH: usize = 8;
+/// How deeply sub-workflows may nest in a workflow (a run's child's child … at
+/// most this far); an engine's [`Options::max_depth`](crate::Options::max_depth)
+/// bounds the runs it starts, at most this.
+pub const MAX_DEPTH: usize = 16;
 
 /// Why a workflow cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

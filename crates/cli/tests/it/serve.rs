@@ -100,3 +100,32 @@ fn sigterm_stops_serve_even_when_nobody_reads_its_stderr() {
     let status = sigterm(&mut child);
     assert!(status.success(), "{status:?}");
 }
+
+/// The run budgets in `[server]` are range-checked before anything starts.
+#[test]
+fn out_of_range_run_budgets_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (setting, message) in [
+        ("max_depth = 0", "max_depth must be from 1 to 16"),
+        ("max_depth = 17", "max_depth must be from 1 to 16"),
+        (
+            "max_instances_per_run = 0",
+            "max_instances_per_run must be at least 1",
+        ),
+    ] {
+        let config = dir.path().join("baton.toml");
+        std::fs::write(&config, format!("[server]\n{setting}\n")).unwrap();
+        let o = crate::baton(
+            &[
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--config",
+                config.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_eq!(o.status.code(), Some(2), "{setting}");
+        assert!(crate::stderr(&o).contains(message), "{}", crate::stderr(&o));
+    }
+}

@@ -65,6 +65,22 @@ impl Scheduler {
         let Some(child_spec) = spec.children.get(&job.task).cloned() else {
             return;
         };
+        let level = self.level(job.slot) + 1;
+        if level > self.options.max_depth {
+            let failure = Failure::permanent(format!(
+                "the child run would be at level {level}, deeper than this engine's `max_depth` ({}): the top run is level 1; the server's `[server] max_depth` raises it (up to {})",
+                self.options.max_depth,
+                crate::MAX_DEPTH
+            ));
+            let run = self.runs[job.slot as usize].as_mut().expect("live run");
+            if job.item != NO_ITEM {
+                Self::item_started(run, &job);
+                return self.item_failed(job, NO_AGENT, failure, now);
+            }
+            run.tasks[job.task as usize].attempt = job.attempt;
+            return self.attempt_failed(job, failure, now);
+        }
+        let run = self.runs[job.slot as usize].as_mut().expect("live run");
         let input = call_input(run, &job);
         let at = Self::at_ns(run, now);
         if job.item == NO_ITEM {
@@ -124,6 +140,20 @@ impl Scheduler {
             run: parent,
             payload: payload.to_string(),
         });
+    }
+
+    /// The run's level: 1 for a top run, its parent's level + 1 for a child.
+    fn level(&self, slot: u32) -> usize {
+        let mut level = 1;
+        let mut run = self.runs[slot as usize].as_ref();
+        while let Some(parent) = run.and_then(|r| r.parent) {
+            level += 1;
+            run = self
+                .by_id
+                .get(&parent.run)
+                .and_then(|&s| self.runs[s as usize].as_ref());
+        }
+        level
     }
 
     /// A child run ended: its parent's task (or loop iteration) ends with it

@@ -200,6 +200,10 @@ impl Scheduler {
             return true;
         }
         let len = len as u32;
+        if !self.book_instances(slot, task, len, now) {
+            return true;
+        }
+        let run = self.runs[slot as usize].as_mut().expect("live run");
         let at = Self::at_ns(run, now);
         let state = &mut run.tasks[task as usize];
         state.attempt = 1;
@@ -256,6 +260,23 @@ impl Scheduler {
             self.queue_items(slot, task);
         }
         true
+    }
+
+    /// Counts `n` more instances against the engine's `max_instances` for the
+    /// run; beyond it the task fails (`false`).
+    pub(super) fn book_instances(&mut self, slot: u32, task: u32, n: u32, now: Instant) -> bool {
+        let max = self.options.max_instances;
+        let run = self.runs[slot as usize].as_mut().expect("live run");
+        let total = run.started_instances + u64::from(n);
+        if total <= max {
+            run.started_instances = total;
+            return true;
+        }
+        let message = format!(
+            "the run would start {total} task instances (fan-out items and loop iterations), more than this engine's `max_instances` ({max}); the server's `[server] max_instances_per_run` raises it"
+        );
+        self.fail_task(slot, task, message, now);
+        false
     }
 
     /// Queues instances while the fan-out's `max_parallel` allows.

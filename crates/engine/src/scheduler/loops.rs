@@ -50,6 +50,9 @@ impl Scheduler {
         self.transition(slot, task, TaskStatus::Dispatched, None, now);
         self.transition(slot, task, TaskStatus::Running, None, now);
         let replaying = !last.is_empty();
+        if !self.book_instances(slot, task, 1, now) {
+            return;
+        }
         loop {
             let run = self.runs[slot as usize].as_mut().expect("live run");
             let f = run.fanouts.get_mut(&task).expect("loop");
@@ -135,6 +138,9 @@ impl Scheduler {
         let ran = iteration + 1;
         let at_bound = ran >= l.max_iterations;
         if holds != Some(true) && !at_bound {
+            if !self.book_instances(slot, task, 1, now) {
+                return true;
+            }
             let run = self.runs[slot as usize].as_mut().expect("live run");
             run.fanouts.get_mut(&task).expect("loop").push_waiting();
             if live {

@@ -248,6 +248,9 @@ struct Run {
     children: HashMap<u32, RunId>,
     /// The finished run this one reran.
     rerun_of: Option<RunId>,
+    /// Fan-out items and loop iterations started (bounded by
+    /// `Options::max_instances`).
+    started_instances: u64,
 }
 
 struct AgentSlot {
@@ -762,6 +765,7 @@ impl Scheduler {
             fanouts: HashMap::new(),
             instances: HashMap::new(),
             rerun_of: None,
+            started_instances: 0,
             recovered: HashMap::new(),
             parent: None,
             children: HashMap::new(),

@@ -207,18 +207,49 @@ tasks:
 
 #[test]
 fn sub_workflows_nest_at_most_max_depth_levels() {
-    let mut doc = "tasks: [{ id: leaf }]".to_string();
+    let mut doc = r#"{"tasks": [{"id": "leaf"}]}"#.to_string();
     for _ in 0..baton_engine::MAX_DEPTH {
-        doc = format!("tasks: [{{ id: t, workflow: {{ inline: {{ {doc} }} }} }}]");
+        doc = format!(r#"{{"tasks": [{{"id": "t", "workflow": {{"inline": {doc}}}}}]}}"#);
     }
-    let source = baton_model::Source::from_str("deep.yaml", &doc, baton_model::Format::Yaml);
+    let source = baton_model::Source::from_str("deep.json", &doc, baton_model::Format::Json);
     let checked = baton_model::load(&source).unwrap();
     let plan = baton_plan::plan_checked(&checked, &Default::default()).unwrap();
     let err = baton_engine::Spec::new(checked, Arc::new(plan), 1)
         .err()
         .unwrap();
     assert!(
-        err.to_string().contains("nest deeper than 8 levels"),
+        err.to_string().contains("nest deeper than 16 levels"),
         "{err}"
     );
+}
+
+/// An engine's `max_depth` bounds the levels of runs it starts: the child that
+/// would be too deep fails its task, and the failure reaches the top.
+#[tokio::test]
+async fn the_engines_max_depth_fails_a_child_that_would_be_too_deep() {
+    let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
+    let options = Options {
+        max_depth: 2,
+        ..Options::default()
+    };
+    let (engine, handle) = Engine::build(options, log, None::<Arc<Embedded>>).unwrap();
+    let task = tokio::spawn(engine.run());
+    let two = spec("tasks: [{ id: t, workflow: { inline: { tasks: [{ id: leaf }] } } }]");
+    let run = handle.submit(two, json!({})).await.unwrap();
+    assert_eq!(handle.wait(run).await.unwrap().status, RunStatus::Completed);
+    let three = spec(
+        "tasks: [{ id: t, workflow: { inline: { tasks: [{ id: u, workflow: { inline: { tasks: [{ id: leaf }] } } }] } } }]",
+    );
+    let run = handle.submit(three, json!({})).await.unwrap();
+    let summary = handle.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Failed);
+    let reason = summary.reason.clone().unwrap();
+    assert!(
+        reason.contains(
+            "the child run would be at level 3, deeper than this engine's `max_depth` (2)"
+        ),
+        "{reason}"
+    );
+    handle.shutdown().await.unwrap();
+    task.await.unwrap();
 }

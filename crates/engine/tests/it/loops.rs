@@ -271,3 +271,38 @@ async fn a_resumed_loop_waits_for_the_child_its_iteration_had_started() {
     second.shutdown().await.unwrap();
     task.await.unwrap();
 }
+
+/// An engine's `max_instances` bounds the fan-out items and iterations one run
+/// starts: beyond it the task fails, naming the setting.
+#[tokio::test]
+async fn the_engines_max_instances_fails_a_run_that_would_start_more() {
+    let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
+    let options = Options {
+        max_instances: 4,
+        ..Options::default()
+    };
+    let (engine, handle) = Engine::build(options, log, None::<Arc<Embedded>>).unwrap();
+    let task = tokio::spawn(engine.run());
+    let fan_out = |n: usize| {
+        spec(&format!(
+            "agents: {{ s: {{ type: simulate, outputs: {{ split: {:?} }} }} }}\ntasks:\n  - {{ id: split, agent: s }}\n  - {{ id: each, agent: s, depends_on: [split], for_each: split.output }}\n",
+            (0..n).collect::<Vec<_>>()
+        ))
+    };
+    let run = handle.submit(fan_out(4), json!({})).await.unwrap();
+    assert_eq!(handle.wait(run).await.unwrap().status, RunStatus::Completed);
+    let too_many = [fan_out(5), spec(&review("max_iterations: 5"))];
+    for spec in too_many {
+        let run = handle.submit(spec, json!({})).await.unwrap();
+        let summary = handle.wait(run).await.unwrap();
+        assert_eq!(summary.status, RunStatus::Failed);
+        let reason = summary.reason.clone().unwrap();
+        assert!(
+            reason.contains("the run would start 5 task instances")
+                && reason.contains("`max_instances` (4)"),
+            "{reason}"
+        );
+    }
+    handle.shutdown().await.unwrap();
+    task.await.unwrap();
+}
