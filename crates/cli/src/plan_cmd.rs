@@ -209,6 +209,8 @@ fn json_contract(
         warnings: &'a [Diagnostic],
         timings_ms: Timings,
         #[serde(skip_serializing_if = "Option::is_none")]
+        bounds: Option<BoundsOut<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
         stages: Option<Vec<Vec<&'a str>>>,
         #[serde(skip_serializing_if = "Option::is_none")]
         schedule: Option<Vec<Scheduled<'a>>>,
@@ -226,7 +228,22 @@ fn json_contract(
         length: f64,
         tasks: Vec<&'a str>,
     }
+    #[derive(Serialize)]
+    struct BoundsOut<'a> {
+        tasks: u64,
+        critical_path: CriticalPath<'a>,
+        depth: u32,
+        dynamic: Vec<Dynamic<'a>>,
+        unresolved: usize,
+    }
+    #[derive(Serialize)]
+    struct Dynamic<'a> {
+        task: &'a str,
+        kind: &'static str,
+        instances: u64,
+    }
     let summary = plan.summary();
+    let bounds = baton_plan::bounds(&checked.workflow, plan);
     let names = |ids: &[u32]| ids.iter().map(|&t| plan.name(t)).collect::<Vec<_>>();
     let contract = Contract {
         valid: true,
@@ -252,6 +269,24 @@ fn json_contract(
         compensation_tasks: names(plan.handlers()),
         warnings: &checked.warnings.diagnostics,
         timings_ms: timings,
+        bounds: bounds.as_ref().map(|b| BoundsOut {
+            tasks: b.tasks,
+            critical_path: CriticalPath {
+                length: secs(b.critical_length),
+                tasks: names(&b.critical_path),
+            },
+            depth: b.depth,
+            dynamic: b
+                .dynamic
+                .iter()
+                .map(|d| Dynamic {
+                    task: plan.name(d.task),
+                    kind: d.kind,
+                    instances: d.instances,
+                })
+                .collect(),
+            unresolved: b.unresolved,
+        }),
         stages: stages.then(|| plan.stages().map(names).collect()),
         schedule: schedule.then(|| {
             plan.timings()
@@ -336,6 +371,56 @@ fn text(checked: &Checked, plan: &Plan, all_stages: bool, schedule: bool) -> Str
             out.push_str(", removed");
         }
         out.push('\n');
+    }
+    if let Some(b) = baton_plan::bounds(&checked.workflow, plan) {
+        // One entry per task: its kinds, and its instances at most.
+        let mut per_task: Vec<(u32, Vec<&str>, u64)> = Vec::new();
+        for d in &b.dynamic {
+            match per_task.last_mut() {
+                Some((t, kinds, n)) if *t == d.task => {
+                    kinds.push(d.kind);
+                    *n = (*n).max(d.instances);
+                }
+                _ => per_task.push((d.task, vec![d.kind], d.instances)),
+            }
+        }
+        let shown: Vec<String> = per_task
+            .iter()
+            .take(SHOW)
+            .map(|(t, kinds, n)| format!("{} ({} ≤ {n})", plan.name(*t), kinds.join(" + ")))
+            .collect();
+        let more = per_task.len().saturating_sub(SHOW);
+        let _ = writeln!(
+            out,
+            "dynamic    {}{}",
+            shown.join(", "),
+            if more > 0 {
+                format!(", … (+{more} more)")
+            } else {
+                String::new()
+            }
+        );
+        let _ = writeln!(
+            out,
+            "bounds     at most {} task instances, {} level{} of runs; critical path at most {}: {}",
+            b.tasks,
+            b.depth,
+            if b.depth == 1 { "" } else { "s" },
+            fmt_us(b.critical_length),
+            list(plan, &b.critical_path, " → ", all_stages)
+        );
+        let _ = writeln!(
+            out,
+            "           (fan-outs at max_items, loops at max_iterations, every route taken{})",
+            if b.unresolved > 0 {
+                format!(
+                    "; {} sub-workflow file or catalog reference(s) counted as one task",
+                    b.unresolved
+                )
+            } else {
+                String::new()
+            }
+        );
     }
     out.push_str("\nstages:\n");
     let stages: Vec<&[u32]> = plan.stages().collect();

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod bounds;
 mod cache;
 mod cycle;
 mod plan;
@@ -8,6 +9,7 @@ mod summary;
 
 use baton_model::{Checked, Diagnostic};
 
+pub use bounds::{Bounds, DynamicTask, bounds};
 pub use cache::{Key, PlanCache, Stats};
 pub use cycle::diagnostic as cycle_diagnostic;
 pub use plan::{Plan, Timing};

@@ -1093,6 +1093,38 @@ fn the_dynamic_examples_run() {
     let summary: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(summary["tasks"]["succeeded"], 3);
     assert_eq!(summary["instances"], 3, "three iterations: {summary}");
+    let o = baton(
+        &[
+            "run",
+            "examples/research_review.yaml",
+            "--in-memory",
+            "--json",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(summary["tasks"]["succeeded"], 4);
+    assert_eq!(
+        summary["instances"], 6,
+        "4 sub-questions, 2 reviews: {summary}"
+    );
+    // The spec's example, on examples/baton.toml: `research` fans out over
+    // the four sub-questions `decompose` returns.
+    let o = baton(
+        &[
+            "run",
+            "examples/research_and_analysis.yaml",
+            "--config",
+            "examples/baton.toml",
+            "--in-memory",
+            "--json",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(summary["instances"], 4, "{summary}");
 }
 
 /// `workflow: { file: … }` reads the child next to the parent, at any depth; a

@@ -33,6 +33,7 @@ fn the_examples_round_trip() {
         "examples/routes.yaml",
         "examples/sub_workflow.yaml",
         "examples/review_loop.yaml",
+        "examples/research_review.yaml",
         "examples/teams/review_team.yaml",
     ] {
         let src = Source::read(&repo_file(file), Limits::default()).unwrap();
