@@ -239,6 +239,13 @@ pub struct Stats {
     pub dispatch_latency: Percentiles,
     /// A task's end → its successors ready, over every such edge since start.
     pub release_latency: Percentiles,
+    /// A decision made at run time → what it started dispatched: a routing
+    /// task's end → the chosen successor dispatched, a loop's iteration end →
+    /// the next iteration dispatched.
+    pub decision_latency: Percentiles,
+    /// A child run started by its parent's task → the child's first task
+    /// dispatched.
+    pub child_start_latency: Percentiles,
     /// Agents: name, calls in flight, breaker state.
     pub agents: Vec<AgentStats>,
 }

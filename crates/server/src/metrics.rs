@@ -185,6 +185,16 @@ pub(crate) async fn render(State(state): State<std::sync::Arc<AppState>>) -> Res
                 "A task's end to its successors ready, over every edge since start.",
                 s.release_latency,
             ),
+            (
+                "baton_decision_latency_seconds",
+                "A decision made at run time (route chosen, loop iteration ended) to what it started dispatched.",
+                s.decision_latency,
+            ),
+            (
+                "baton_child_start_latency_seconds",
+                "A child run started by its parent's task to its first task dispatched.",
+                s.child_start_latency,
+            ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} summary");

@@ -21,6 +21,8 @@
 //! Latencies (`dispatch`: ready → dispatched, `release`: finished →
 //! successors ready) are the engine's HDR histograms (`Handle::stats`), p50,
 //! p99 and max per sample. Not timed: generating, validating and planning.
+//! Fan-outs, routes, loops and child runs: `coordination/dynamic/*`
+//! ([`super::dynamic`]).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -334,7 +336,7 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
             &[("runs", runs), ("tasks_per_run", 100)],
         );
     }
-    Ok(())
+    crate::suites::dynamic::run(&rt, config, sink)
 }
 
 /// The PostgreSQL case: a fresh schema per sample, dropped after it.

@@ -3,6 +3,7 @@
 
 pub(crate) mod cache;
 pub(crate) mod coordination;
+pub(crate) mod dynamic;
 pub(crate) mod events;
 pub(crate) mod http;
 pub(crate) mod memory;

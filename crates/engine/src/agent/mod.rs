@@ -193,7 +193,7 @@ impl Runner for Noop {
 pub struct Simulate {
     name: Arc<str>,
     /// Scripted outputs by task id, or by `TASK[N]` for iteration `N` of a loop.
-    outputs: Vec<(Arc<str>, Value)>,
+    outputs: foldhash::HashMap<Box<str>, Value>,
     /// Some output is scripted per iteration: calls read their input.
     by_iteration: bool,
     latency: Option<Latency>,
@@ -215,7 +215,7 @@ impl Simulate {
             outputs: agent
                 .outputs
                 .iter()
-                .map(|(task, v)| (Arc::from(task.as_str()), v.clone()))
+                .map(|(task, v)| (Box::from(task.as_str()), v.clone()))
                 .collect(),
             by_iteration: agent.outputs.iter().any(|(task, _)| task.ends_with(']')),
             latency: agent.latency.clone(),
@@ -236,12 +236,7 @@ impl Simulate {
     /// call belongs to (the loop's own task, or a task of an iteration's child
     /// run), else `TASK`.
     fn scripted(&self, call: &Call) -> Option<&Value> {
-        let find = |key: &str| {
-            self.outputs
-                .iter()
-                .find(|(t, _)| &**t == key)
-                .map(|(_, v)| v)
-        };
+        let find = |key: &str| self.outputs.get(key);
         if self.by_iteration {
             let iteration = call
                 .input

@@ -80,6 +80,7 @@ impl Scheduler {
             run.tasks[job.task as usize].attempt = job.attempt;
             return self.attempt_failed(job, failure, now);
         }
+        self.dispatched(&job, now);
         let run = self.runs[job.slot as usize].as_mut().expect("live run");
         let input = call_input(run, &job);
         let at = Self::at_ns(run, now);
@@ -108,6 +109,7 @@ impl Scheduler {
         };
         let c = self.runs[child_slot as usize].as_mut().expect("live run");
         c.parent = Some(job);
+        c.child_from = Some(now);
         let run = self.runs[job.slot as usize].as_mut().expect("live run");
         run.children.insert(job.task, child);
         let named = Detail::Output(Arc::new(serde_json::json!({ "child": child.to_string() })));
@@ -140,6 +142,9 @@ impl Scheduler {
             run: parent,
             payload: payload.to_string(),
         });
+        // Part of a run already admitted: it starts now, not behind the runs
+        // waiting for admission (its records follow its creation's either way).
+        self.start(child_slot);
     }
 
     /// The run's level: 1 for a top run, its parent's level + 1 for a child.

@@ -15,11 +15,11 @@ use super::allocation::{Allocation, allocate};
 use super::input::call_input;
 use super::{
     Detail, Done, FLUSH_EVERY, FORWARD, Job, Msg, NO_AGENT, NO_ITEM, PUMP_BUDGET, Scheduler, Timer,
-    TimerKind,
+    TimerKind, ns,
 };
 use crate::agent::{Call, Failure, Started};
 use crate::retry;
-use crate::spec::{CHILD, Spec, Undo};
+use crate::spec::{CHILD, ON_ROUTE, Spec, Undo};
 use crate::store::{RunStatus, TaskStatus};
 
 impl Scheduler {
@@ -137,9 +137,48 @@ impl Scheduler {
         self.attempt_failed(job, failure, now);
     }
 
+    /// What a dispatch closes, for the engine's figures: a child run's start
+    /// (its first dispatch), and a decision (a loop's next iteration, the
+    /// first attempt of a task a route chose).
+    pub(super) fn dispatched(&mut self, job: &Job, now: Instant) {
+        let run = self.runs[job.slot as usize].as_mut().expect("live run");
+        if let Some(from) = run.child_from.take() {
+            self.child_hist
+                .saturating_record(ns(now.saturating_duration_since(from)).max(1));
+        }
+        if job.item != NO_ITEM {
+            if let Some(decided) = run
+                .fanouts
+                .get_mut(&job.task)
+                .and_then(|f| f.decided.take())
+            {
+                self.decision_hist
+                    .saturating_record(ns(now.saturating_duration_since(decided)).max(1));
+            }
+        } else if job.comp_of == FORWARD
+            && job.attempt == 1
+            && run.spec.tasks[job.task as usize].flags & ON_ROUTE != 0
+        {
+            let spec = &run.spec;
+            let chosen_at = spec
+                .plan
+                .preds(job.task)
+                .iter()
+                .filter(|&&p| spec.workflow.tasks[p as usize].routes.is_some())
+                .map(|&p| run.tasks[p as usize].finished_at)
+                .max();
+            if let Some(end) = chosen_at {
+                let at = Self::at_ns(run, now);
+                self.decision_hist
+                    .saturating_record(at.saturating_sub(end).max(1));
+            }
+        }
+    }
+
     /// Books the call on `agent` (load, breaker) and records the task's move to
     /// running; returns the agent's runner.
     fn start_call(&mut self, job: Job, agent: u16, now: Instant) -> Arc<dyn crate::agent::Runner> {
+        self.dispatched(&job, now);
         let run = self.runs[job.slot as usize].as_mut().expect("live run");
         let a = &mut self.agents[usize::from(agent)];
         a.in_flight += 1;

@@ -49,6 +49,9 @@ pub(super) struct FanOut {
     failures: Vec<(u32, Arc<str>)>,
     /// A loop's iterations, not a fan-out's items.
     repeat: bool,
+    /// When a loop decided its next iteration, until that iteration is
+    /// dispatched.
+    pub(super) decided: Option<Instant>,
 }
 
 impl FanOut {
@@ -67,6 +70,7 @@ impl FanOut {
             results: vec![None],
             failures: Vec::new(),
             repeat: true,
+            decided: None,
         }
     }
 
@@ -221,6 +225,7 @@ impl Scheduler {
             results: vec![None; len as usize],
             failures: Vec::new(),
             repeat: false,
+            decided: None,
         };
         for end in run.recovered.remove(&task).unwrap_or_default() {
             let i = end.item as usize;

@@ -142,7 +142,11 @@ impl Scheduler {
                 return true;
             }
             let run = self.runs[slot as usize].as_mut().expect("live run");
-            run.fanouts.get_mut(&task).expect("loop").push_waiting();
+            let f = run.fanouts.get_mut(&task).expect("loop");
+            f.push_waiting();
+            if live {
+                f.decided = Some(now);
+            }
             if live {
                 self.iteration_started(slot, task, ran);
             }

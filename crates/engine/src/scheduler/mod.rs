@@ -251,6 +251,9 @@ struct Run {
     /// Fan-out items and loop iterations started (bounded by
     /// `Options::max_instances`).
     started_instances: u64,
+    /// For a child run, when its parent started it, until its first task is
+    /// dispatched (the child start figure).
+    child_from: Option<Instant>,
 }
 
 struct AgentSlot {
@@ -409,6 +412,11 @@ pub(crate) struct Scheduler {
     last_id: u64,
     dispatch_hist: Histogram<u64>,
     release_hist: Histogram<u64>,
+    /// A decision (route chosen, loop iteration decided) → the task or
+    /// iteration it started dispatched.
+    decision_hist: Histogram<u64>,
+    /// A task's child run started → the child's first task dispatched.
+    child_hist: Histogram<u64>,
     transitions: u64,
     ended: [u64; 3],
     store_failed: Option<String>,
@@ -478,6 +486,8 @@ impl Scheduler {
             last_id: 0,
             dispatch_hist: histogram(),
             release_hist: histogram(),
+            decision_hist: histogram(),
+            child_hist: histogram(),
             transitions: 0,
             ended: [0; 3],
             store_failed: None,
@@ -766,6 +776,7 @@ impl Scheduler {
             instances: HashMap::new(),
             rerun_of: None,
             started_instances: 0,
+            child_from: None,
             recovered: HashMap::new(),
             parent: None,
             children: HashMap::new(),
@@ -842,7 +853,9 @@ impl Scheduler {
         let Some(run) = self.runs[slot as usize].as_mut() else {
             return;
         };
-        if run.status.is_final() {
+        // A child run starts at once (see `start_child`); its admission
+        // afterwards finds it started.
+        if run.status.is_final() || run.base.is_some() {
             return;
         }
         run.base = Some(now);

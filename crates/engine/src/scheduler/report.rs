@@ -132,6 +132,8 @@ impl Scheduler {
             runs_queued: self.admit.len() as u64,
             dispatch_latency: percentiles(&self.dispatch_hist),
             release_latency: percentiles(&self.release_hist),
+            decision_latency: percentiles(&self.decision_hist),
+            child_start_latency: percentiles(&self.child_hist),
             ..Stats::default()
         };
         for run in self.runs.iter().flatten() {

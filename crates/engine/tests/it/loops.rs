@@ -306,3 +306,30 @@ async fn the_engines_max_instances_fails_a_run_that_would_start_more() {
     handle.shutdown().await.unwrap();
     task.await.unwrap();
 }
+
+/// The engine's figures for decisions: each loop iteration after the first,
+/// each task a route chose and each child run's start is measured once.
+#[tokio::test]
+async fn decisions_and_child_starts_are_measured() {
+    let (engine, _log) = start();
+    let looped = spec(&review("max_iterations: 4"));
+    let run = engine.submit(looped, json!({})).await.unwrap();
+    engine.wait(run).await.unwrap();
+    let stats = engine.stats().await.unwrap();
+    assert_eq!(stats.decision_latency.count, 3, "iterations 1 to 3");
+    assert_eq!(stats.child_start_latency.count, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let run = engine
+        .submit(spec(&group(&dir.path().join("marks"), 99)), json!({}))
+        .await
+        .unwrap();
+    engine.wait(run).await.unwrap();
+    let stats = engine.stats().await.unwrap();
+    assert_eq!(
+        stats.child_start_latency.count, 3,
+        "one child per iteration"
+    );
+    assert_eq!(stats.decision_latency.count, 3 + 2);
+    assert!(stats.child_start_latency.p99_us > 0.0);
+    engine.shutdown().await.unwrap();
+}

@@ -1,0 +1,300 @@
+//! `coordination/dynamic/*`: what the engine's run-time decisions cost, part
+//! of the `coordination` suite. Each sample builds a fresh engine on a
+//! `MemoryLog` (every transition published), with `noop` agents except the
+//! scripted `simulate` ones that make the decisions:
+//!
+//! * `fan_out/<n>/wall` (and `durable_wall`, with the embedded state store,
+//!   fsync on): one run `split → each → merge` whose `each` fans out over the
+//!   n items `split` returns; submit → `wait`.
+//! * `routes/<n>/decision_*`: a chain of n routing tasks, each choosing the
+//!   route to the next (the other branch skipped); the engine's histogram of
+//!   a routing task's end → the chosen task dispatched.
+//! * `loop/<n>/decision_*`: one loop of n iterations; a loop iteration's end
+//!   → the next iteration dispatched. `wall` derives iterations per second.
+//! * `children/<r>/child_start_*`: r runs submitted at once, each a task that
+//!   runs a one-task child workflow; the engine's histogram of the child run
+//!   started → its first task dispatched.
+//!
+//! Not timed: writing, validating and planning the workflows.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use baton_engine::store::Embedded;
+use baton_engine::{Engine, Options, Percentiles, Spec, Stats};
+use baton_events::MemoryLog;
+use baton_model::{Format, Source};
+
+use crate::{Config, Error, Record, Sink};
+
+fn spec(name: &str, text: &str) -> Arc<Spec> {
+    let source = Source::from_str(name, text, Format::Json);
+    let checked = baton_model::load(&source).expect("the benchmark's workflows are valid");
+    let plan = baton_plan::plan_checked(&checked, &Default::default()).expect("acyclic");
+    Arc::new(Spec::new(checked, Arc::new(plan), 1).expect("runnable"))
+}
+
+/// `split → each (for_each over n items) → merge`.
+fn fan_out(n: usize) -> Arc<Spec> {
+    let items: Vec<usize> = (0..n).collect();
+    let doc = serde_json::json!({
+        "name": "fan_out",
+        "agents": {"split": {"type": "simulate", "outputs": {"split": items}}, "w": {"type": "noop"}},
+        "tasks": [
+            {"id": "split", "agent": "split"},
+            {"id": "each", "agent": "w", "depends_on": ["split"], "for_each": {"items": "split.output", "max_items": n.max(1)}},
+            {"id": "merge", "agent": "w", "depends_on": ["each"]},
+        ],
+    });
+    spec("fan_out.json", &doc.to_string())
+}
+
+/// n routing tasks in a chain: `r{i}` chooses `next` (to `r{i+1}`), the
+/// branch `x{i}` is skipped.
+fn routes(n: usize) -> Arc<Spec> {
+    let mut tasks = Vec::with_capacity(2 * n);
+    let mut outputs = serde_json::Map::new();
+    for i in 0..n {
+        let deps: Vec<String> = if i == 0 {
+            vec![]
+        } else {
+            vec![format!("r{}", i - 1)]
+        };
+        let mut task =
+            serde_json::json!({"id": format!("r{i}"), "agent": "chooser", "depends_on": deps});
+        if i + 1 < n {
+            task["routes"] =
+                serde_json::json!({"next": [format!("r{}", i + 1)], "other": [format!("x{i}")]});
+            outputs.insert(format!("r{i}"), "next".into());
+            tasks.push(task);
+            tasks.push(serde_json::json!({"id": format!("x{i}"), "agent": "w", "depends_on": [format!("r{i}")]}));
+        } else {
+            tasks.push(task);
+        }
+    }
+    let doc = serde_json::json!({
+        "name": "routes",
+        "agents": {"chooser": {"type": "simulate", "outputs": outputs}, "w": {"type": "noop"}},
+        "tasks": tasks,
+    });
+    spec("routes.json", &doc.to_string())
+}
+
+/// One task looping n times.
+fn repeat(n: usize) -> Arc<Spec> {
+    let doc = serde_json::json!({
+        "name": "loop",
+        "agents": {"w": {"type": "noop"}},
+        "tasks": [{"id": "again", "agent": "w", "loop": {"max_iterations": n}}],
+    });
+    spec("loop.json", &doc.to_string())
+}
+
+/// A task that runs a one-task child workflow.
+fn child() -> Arc<Spec> {
+    let doc = serde_json::json!({
+        "name": "parent",
+        "tasks": [{"id": "team", "workflow": {"inline": {"name": "child", "agents": {"w": {"type": "noop"}}, "tasks": [{"id": "work", "agent": "w"}]}}}],
+    });
+    spec("parent.json", &doc.to_string())
+}
+
+struct Sample {
+    wall: f64,
+    stats: Stats,
+}
+
+/// `runs` runs of `spec` at once on a fresh engine (durable: the embedded
+/// store in a fresh directory); every run must complete.
+fn sample(
+    rt: &tokio::runtime::Runtime,
+    spec: &Arc<Spec>,
+    runs: usize,
+    durable: bool,
+) -> Result<Sample, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let store = if durable {
+        Some(Arc::new(
+            Embedded::open(dir.path(), Default::default()).map_err(|e| e.to_string())?,
+        ))
+    } else {
+        None
+    };
+    rt.block_on(async {
+        let log = Arc::new(MemoryLog::new(Default::default()).map_err(|e| e.to_string())?);
+        let options = Options {
+            max_instances: u64::MAX,
+            // Parents and children stay answerable until they are waited for.
+            keep_finished: 2 * runs + 10,
+            ..Options::default()
+        };
+        let (engine, handle) = Engine::build(options, log, store).map_err(|e| e.to_string())?;
+        let task = tokio::spawn(engine.run());
+        let started = Instant::now();
+        let mut submits = tokio::task::JoinSet::new();
+        for _ in 0..runs {
+            let (handle, spec) = (handle.clone(), spec.clone());
+            submits.spawn(async move { handle.submit(spec, serde_json::Value::Null).await });
+        }
+        let mut ids = Vec::with_capacity(runs);
+        while let Some(done) = submits.join_next().await {
+            ids.push(
+                done.map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        for id in ids {
+            let s = handle.wait(id).await.map_err(|e| e.to_string())?;
+            if s.status != baton_engine::store::RunStatus::Completed {
+                return Err(format!("run ended {}: {:?}", s.status, s.reason));
+            }
+        }
+        let wall = started.elapsed().as_secs_f64();
+        let stats = handle.stats().await.map_err(|e| e.to_string())?;
+        handle.shutdown().await.map_err(|e| e.to_string())?;
+        task.await.map_err(|e| e.to_string())?;
+        Ok(Sample { wall, stats })
+    })
+}
+
+/// A warm-up, then `config.repeats` samples.
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    config: &Config,
+    name: &str,
+    spec: &Arc<Spec>,
+    runs: usize,
+    durable: bool,
+) -> Result<Vec<Sample>, Error> {
+    let failed = |message| Error::Failed {
+        benchmark: name.to_string(),
+        message,
+    };
+    sample(rt, spec, runs, durable).map_err(failed)?;
+    (0..config.repeats.max(1))
+        .map(|_| sample(rt, spec, runs, durable).map_err(failed))
+        .collect()
+}
+
+fn percentiles(
+    sink: &mut Sink<'_>,
+    prefix: &str,
+    what: &str,
+    description: &str,
+    samples: &[Sample],
+    of: fn(&Stats) -> Percentiles,
+    param: (&str, usize),
+) {
+    for label in ["p50", "p99", "max"] {
+        let values = samples
+            .iter()
+            .map(|s| {
+                let p = of(&s.stats);
+                match label {
+                    "p50" => p.p50_us,
+                    "p99" => p.p99_us,
+                    _ => p.max_us,
+                }
+            })
+            .collect();
+        sink.push(
+            Record::new(
+                format!("{prefix}/{what}_{label}"),
+                description,
+                "us",
+                false,
+                values,
+            )
+            .param(param.0, param.1),
+        );
+    }
+}
+
+pub(crate) fn run(
+    rt: &tokio::runtime::Runtime,
+    config: &Config,
+    sink: &mut Sink<'_>,
+) -> Result<(), Error> {
+    for n in config.pick(&[1_000_000], &[100_000], &[1_000]) {
+        let spec = fan_out(n);
+        let prefix = format!("coordination/dynamic/fan_out/{n}");
+        for (what, durable, description) in [
+            (
+                "wall",
+                false,
+                "one run whose task fans out over n items (noop agents, in memory): submit → wait",
+            ),
+            (
+                "durable_wall",
+                true,
+                "the same with the embedded state store (fsync on): every instance's end recorded before wait returns",
+            ),
+        ] {
+            let samples = measure(rt, config, &prefix, &spec, 1, durable)?;
+            let walls: Vec<f64> = samples.iter().map(|s| s.wall).collect();
+            sink.push(
+                Record::new(
+                    format!("{prefix}/{what}"),
+                    description,
+                    "s",
+                    false,
+                    walls.clone(),
+                )
+                .param("items", n)
+                .derive("items_per_s", n as f64 / crate::stats::median(&walls)),
+            );
+        }
+    }
+    for n in config.pick(&[10_000], &[1_000], &[100]) {
+        let prefix = format!("coordination/dynamic/routes/{n}");
+        let samples = measure(rt, config, &prefix, &routes(n), 1, false)?;
+        percentiles(
+            sink,
+            &prefix,
+            "decision",
+            "a routing task's end → the task its route chose dispatched (engine histogram over a chain of n routing tasks)",
+            &samples,
+            |s| s.decision_latency,
+            ("routing_tasks", n),
+        );
+    }
+    for n in config.pick(&[10_000], &[10_000], &[100]) {
+        let prefix = format!("coordination/dynamic/loop/{n}");
+        let samples = measure(rt, config, &prefix, &repeat(n), 1, false)?;
+        percentiles(
+            sink,
+            &prefix,
+            "decision",
+            "a loop iteration's end → the next iteration dispatched (engine histogram over one loop of n iterations)",
+            &samples,
+            |s| s.decision_latency,
+            ("iterations", n),
+        );
+        let walls: Vec<f64> = samples.iter().map(|s| s.wall).collect();
+        sink.push(
+            Record::new(
+                format!("{prefix}/wall"),
+                "one loop of n noop iterations: submit → wait",
+                "s",
+                false,
+                walls.clone(),
+            )
+            .param("iterations", n)
+            .derive("iterations_per_s", n as f64 / crate::stats::median(&walls)),
+        );
+    }
+    for runs in config.pick(&[10_000], &[1_000], &[10]) {
+        let prefix = format!("coordination/dynamic/children/{runs}");
+        let samples = measure(rt, config, &prefix, &child(), runs, false)?;
+        percentiles(
+            sink,
+            &prefix,
+            "child_start",
+            "a task's child run started → the child's first task dispatched (engine histogram; r runs submitted at once, each with one child)",
+            &samples,
+            |s| s.child_start_latency,
+            ("runs", runs),
+        );
+    }
+    Ok(())
+}
