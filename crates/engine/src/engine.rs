@@ -54,7 +54,8 @@ impl Engine {
     }
 
     /// The unfinished runs read from the state store that this engine resumes
-    /// when it runs, by id (empty without a store). Unlike [`Handle::active`],
+    /// when it runs, by id (empty without a store); child runs, which resume
+    /// with them, are not listed. Unlike [`Handle::active`],
     /// asked once the engine runs, this still lists the resumed runs that end
     /// before anyone asks ([`Handle::wait`] answers for those too).
     pub fn resumed(&self) -> &[RunId] {

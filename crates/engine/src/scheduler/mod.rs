@@ -493,7 +493,15 @@ impl Scheduler {
             store_failed: None,
             counts: Counts::default(),
         };
-        let resumed = s.recover(records, false)?;
+        let mut resumed = s.recover(records, false)?;
+        // Child runs resume with their parents: callers wait for the parents.
+        resumed.retain(|id| {
+            let run = s
+                .by_id
+                .get(id)
+                .and_then(|&slot| s.runs[slot as usize].as_ref());
+            run.is_none_or(|r| r.parent.is_none())
+        });
         Ok((s, resumed))
     }
 

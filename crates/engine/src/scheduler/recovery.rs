@@ -180,6 +180,32 @@ fn restore_tasks(run: &mut super::Run, spec: &Spec, past: &Past) -> bool {
     failed
 }
 
+/// The instances of tasks that had ended (a fan-out or loop finished before
+/// the restart) are counted from their records, for status and the summary;
+/// only the unfinished tasks' instances are kept to replay.
+fn count_ended_instances(run: &mut super::Run) {
+    let ended: Vec<u32> = run
+        .recovered
+        .keys()
+        .copied()
+        .filter(|&t| run.tasks[t as usize].status.is_final())
+        .collect();
+    for task in ended {
+        let ends = run.recovered.remove(&task).unwrap_or_default();
+        let mut last: HashMap<u32, TaskStatus> = HashMap::new();
+        for end in ends {
+            last.insert(end.item, end.status);
+        }
+        let ok = last
+            .values()
+            .filter(|&&s| s == TaskStatus::Succeeded)
+            .count() as u32;
+        let failed = last.values().filter(|&&s| s == TaskStatus::Failed).count() as u32;
+        run.started_instances += u64::from(ok + failed);
+        run.instances.insert(task, [0, 0, ok, failed]);
+    }
+}
+
 impl Scheduler {
     /// Rebuilds runs from their records: unfinished ones resume (`remember` false),
     /// or finished ones are kept for status queries (`remember` true). Runs this
@@ -230,6 +256,7 @@ impl Scheduler {
             run.parent = parents.get(&id).copied();
             let failed = restore_tasks(run, &spec, &past);
             run.recovered = std::mem::take(&mut past.items);
+            count_ended_instances(run);
             if remember {
                 self.remember_ended(slot, id, &spec, past.status);
             } else {
