@@ -13,7 +13,7 @@ use crate::options::Options;
 use crate::scheduler::{Msg, Op, Scheduler};
 use crate::spec::Spec;
 use crate::store::{self, RunId, StateStore};
-use crate::view::{Progress, RunEntry, RunQuery, RunView, Stats, Summary};
+use crate::view::{InstancePage, Progress, RunEntry, RunQuery, RunView, Stats, Summary};
 
 /// The engine: build it, spawn [`Engine::run`], talk to it through [`Handle`]s.
 pub struct Engine {
@@ -184,6 +184,27 @@ impl Handle {
     /// matching, the last one returned is the cursor of the next page.
     pub async fn list(&self, query: RunQuery) -> Result<Vec<RunEntry>, Error> {
         self.ask(|reply| Msg::List { query, reply }).await
+    }
+
+    /// The instances of a run's fan-out or loop task, `limit` (at least 1)
+    /// from `offset` on, in index order: running or ended, with their
+    /// attempts, outputs and errors.
+    pub async fn instances(
+        &self,
+        run: RunId,
+        task: &str,
+        offset: u32,
+        limit: u32,
+    ) -> Result<InstancePage, Error> {
+        let task = task.to_string();
+        self.ask(|reply| Msg::Instances {
+            run,
+            task,
+            offset,
+            limit,
+            reply,
+        })
+        .await?
     }
 
     /// Engine-wide figures.

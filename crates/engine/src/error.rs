@@ -39,6 +39,14 @@ pub enum Error {
         /// The closest task id.
         hint: Option<String>,
     },
+    /// The task has no instances to list: it neither fans out nor loops.
+    #[error("task `{task}` of run {run} is neither a fan-out nor a loop: it has no instances")]
+    NoInstances {
+        /// The run.
+        run: RunId,
+        /// The task.
+        task: String,
+    },
     /// The engine has stopped.
     #[error("the engine has stopped")]
     Stopped,

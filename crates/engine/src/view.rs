@@ -143,6 +143,38 @@ fn opt_display<S: serde::Serializer>(v: &Option<RunId>, s: S) -> Result<S::Ok, S
     }
 }
 
+/// One instance of a fan-out (an item) or of a loop (an iteration).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceView {
+    /// The item's index, or the iteration's number.
+    pub index: u32,
+    /// `waiting`, `running`, `succeeded` or `failed`.
+    pub status: &'static str,
+    /// Its attempts so far (0 when it never started).
+    pub attempt: u32,
+    /// Its output, once it succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A page of a task's instances, in index order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstancePage {
+    /// The task.
+    pub task: String,
+    /// `for_each` or `loop`.
+    pub kind: &'static str,
+    /// Its instances so far (items of the list, iterations started).
+    pub total: u32,
+    /// Those from the page's offset on.
+    pub items: Vec<InstanceView>,
+    /// Where the next page starts, when there is one.
+    pub next_offset: Option<u32>,
+}
+
 /// A fan-out's instances by state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ItemCounts {

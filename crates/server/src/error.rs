@@ -145,19 +145,7 @@ impl From<baton_engine::Error> for ApiError {
         match e {
             E::UnknownRun(run) => ApiError::NotFound(format!("no execution {run}")),
             E::Conflict { .. } => ApiError::Conflict(e.to_string()),
-            E::UnknownTask { run, task, hint } => {
-                let message = format!("execution {run} has no task `{task}`");
-                ApiError::InvalidRequest {
-                    detail: format!("{message} (at $.from)"),
-                    errors: vec![FieldError {
-                        code: "unknown-task".into(),
-                        message,
-                        path: "$.from".into(),
-                        location: None,
-                        hint,
-                    }],
-                }
-            }
+            E::UnknownTask { .. } | E::NoInstances { .. } => ApiError::NotFound(e.to_string()),
             E::Stopped => ApiError::Unavailable("the engine has stopped".into()),
             E::Moved(_) => ApiError::Unavailable(format!("{e}: retry, any instance answers")),
             E::Store(_) => ApiError::Unavailable(e.to_string()),

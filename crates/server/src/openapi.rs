@@ -185,6 +185,27 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/api/v1/executions/{id}/tasks/{task}/instances",
+        summary: "A page of a fan-out's items or a loop's iterations, in index order, with their status, attempts, outputs and errors",
+        query: &[
+            (
+                "offset",
+                r#"{"type": "integer", "minimum": 0, "maximum": 4294967295}"#,
+                "the first instance's index (default 0)",
+            ),
+            (
+                "limit",
+                r#"{"type": "integer", "minimum": 1, "maximum": 1000}"#,
+                "page size, 1..=1000 (default 100)",
+            ),
+        ],
+        body: None,
+        ok: (200, Some("InstancePage")),
+        errors: &[400, 404, 422],
+        auth: true,
+    },
+    Route {
+        method: "get",
         path: "/api/v1/executions/{id}/events",
         summary: "The execution's events as Server-Sent Events (id = log offset; resume with Last-Event-ID)",
         query: &[],
@@ -411,6 +432,12 @@ fn schemas() -> Value {
                 "timeout": {"oneOf": [{"type": "null"}, schema(DURATION), {"type": "number", "minimum": 0.001, "exclusiveMaximum": 1e9}]},
                 "retry_policy": retry,
                 "resource_constraints": {"type": ["object", "null"], "additionalProperties": false, "properties": {"max_concurrency": {"type": ["integer", "null"], "minimum": 1, "maximum": u32::MAX}}}}}}},
+        "InstancePage": {"type": "object", "required": ["task", "kind", "total", "items", "next_offset"], "properties": {
+            "task": {"type": "string"}, "kind": {"type": "string", "enum": ["for_each", "loop"]}, "total": {"type": "integer"},
+            "next_offset": {"type": ["integer", "null"]},
+            "items": {"type": "array", "items": {"type": "object", "required": ["index", "status", "attempt"], "properties": {
+                "index": {"type": "integer"}, "status": {"type": "string", "enum": ["waiting", "running", "succeeded", "failed"]},
+                "attempt": {"type": "integer"}, "output": {}, "error": {"type": "string"}}}}}},
         "RerunRequest": {"type": "object", "required": ["from"], "additionalProperties": false, "properties": {
             "from": {"type": "string", "description": "the task to run again, with everything downstream of it"}}},
         "ExecuteResponse": {"type": "object", "required": ["execution_id", "status", "workflow_id"], "properties": {

@@ -46,7 +46,7 @@ pub(super) struct FanOut {
     pub(super) state: Vec<ItemState>,
     pub(super) attempts: Vec<u32>,
     pub(super) results: Vec<Option<Arc<Value>>>,
-    failures: Vec<(u32, Arc<str>)>,
+    pub(super) failures: Vec<(u32, Arc<str>)>,
     /// A loop's iterations, not a fan-out's items.
     repeat: bool,
     /// When a loop decided its next iteration, until that iteration is
@@ -74,6 +74,51 @@ impl FanOut {
         }
     }
 
+    /// The instances of a task that had ended before a restart, as their
+    /// records tell (a loop's outputs with them; a fan-out's are in the task's
+    /// output).
+    pub(super) fn recorded(ends: Vec<ItemEnd>, repeat: bool) -> FanOut {
+        let len = ends.iter().map(|e| e.item + 1).max().unwrap_or(0);
+        let mut f = FanOut {
+            next: len,
+            ended: 0,
+            limit: 0,
+            repeat,
+            state: vec![ItemState::Waiting; len as usize],
+            attempts: vec![0; len as usize],
+            results: vec![None; len as usize],
+            len,
+            ..FanOut::sequence()
+        };
+        for end in ends {
+            let i = end.item as usize;
+            f.attempts[i] = end.attempt;
+            match end.status {
+                TaskStatus::Succeeded => {
+                    f.state[i] = ItemState::Succeeded;
+                    if repeat {
+                        f.results[i] = end
+                            .detail
+                            .as_deref()
+                            .map(|d| Arc::new(serde_json::from_str(d).unwrap_or(Value::Null)));
+                    }
+                }
+                TaskStatus::Failed => {
+                    f.state[i] = ItemState::Failed;
+                    f.failures
+                        .push((end.item, end.detail.unwrap_or_default().into()));
+                }
+                _ => {}
+            }
+        }
+        f.ended = f
+            .state
+            .iter()
+            .filter(|s| matches!(s, ItemState::Succeeded | ItemState::Failed))
+            .count() as u32;
+        f
+    }
+
     /// A loop's next iteration, waiting.
     pub(super) fn push_waiting(&mut self) {
         self.len += 1;
@@ -96,11 +141,11 @@ impl FanOut {
 }
 
 impl Run {
-    /// A task's instances ended: its fan-out (or loop) goes, its counts stay.
-    pub(super) fn end_instances(&mut self, task: u32) -> Option<FanOut> {
+    /// A task's instances ended: its fan-out (or loop) moves to the ended
+    /// ones, for status and instance pages.
+    pub(super) fn end_instances(&mut self, task: u32) -> Option<&mut FanOut> {
         let f = self.fanouts.remove(&task)?;
-        self.instances.insert(task, f.counts());
-        Some(f)
+        Some(self.ended_fanouts.entry(task).insert_entry(f).into_mut())
     }
 }
 
@@ -492,7 +537,8 @@ impl Scheduler {
         if f.ended < f.len {
             return false;
         }
-        let mut f = run.end_instances(task).expect("fan-out");
+        let name = run.spec.ids[task as usize].clone();
+        let f = run.end_instances(task).expect("fan-out");
         if f.failures.is_empty() {
             let outputs = std::mem::take(&mut f.results)
                 .into_iter()
@@ -517,10 +563,9 @@ impl Scheduler {
                 .collect();
             let more = f.failures.len().saturating_sub(shown.len());
             let message = format!(
-                "{} of {} items of {} failed ({}{})",
+                "{} of {} items of {name} failed ({}{})",
                 f.failures.len(),
                 f.len,
-                run.spec.ids[task as usize],
                 shown.join("; "),
                 if more > 0 {
                     format!("; and {more} more")

@@ -58,7 +58,7 @@ use crate::clock::now_ms;
 use crate::options::Options;
 use crate::spec::{CONDITION, FAN_OUT, ON_ROUTE, Spec, WAIT_FOR};
 use crate::store::{self, Record, RunId, RunStatus, StateStore, TaskStatus};
-use crate::view::{Progress, RunEntry, RunQuery, RunView, Stats, Summary};
+use crate::view::{InstancePage, Progress, RunEntry, RunQuery, RunView, Stats, Summary};
 
 /// The reason recorded for a run cancelled on request (recovery reads it back).
 const CANCELLED: &str = "cancelled by request";
@@ -131,6 +131,14 @@ pub(crate) enum Msg {
         records: Vec<Record>,
         remember: bool,
         reply: oneshot::Sender<Result<Vec<RunId>, Error>>,
+    },
+    /// A page of a fan-out's or loop's instances.
+    Instances {
+        run: RunId,
+        task: String,
+        offset: u32,
+        limit: u32,
+        reply: oneshot::Sender<Result<InstancePage, Error>>,
     },
     /// A new run of a finished one from a task on.
     Rerun {
@@ -235,9 +243,9 @@ struct Run {
     summary: Option<Arc<Summary>>,
     /// Fan-outs whose instances are running, by task (empty in static runs).
     fanouts: HashMap<u32, FanOut>,
-    /// The counts of fan-outs and loops that ended (waiting, running,
-    /// succeeded, failed), by task, for status.
-    instances: HashMap<u32, [u32; 4]>,
+    /// Fan-outs and loops that ended, by task, kept for status and instance
+    /// pages (a fan-out that succeeded keeps its outputs in the task's output).
+    ended_fanouts: HashMap<u32, FanOut>,
     /// Instances that had ended when the run was rebuilt from its records, by
     /// task: taken when the fan-out starts again.
     recovered: HashMap<u32, Vec<ItemEnd>>,
@@ -644,6 +652,15 @@ impl Scheduler {
                 let _ = reply.send(self.recover(records, remember));
             }
             Msg::Rerun { run, from, reply } => self.rerun(run, &from, reply),
+            Msg::Instances {
+                run,
+                task,
+                offset,
+                limit,
+                reply,
+            } => {
+                let _ = reply.send(self.instances(run, &task, offset, limit));
+            }
             Msg::Release { runs, reply } => {
                 let _ = reply.send(self.release(&runs));
             }
@@ -781,7 +798,7 @@ impl Scheduler {
             ended: None,
             summary: None,
             fanouts: HashMap::new(),
-            instances: HashMap::new(),
+            ended_fanouts: HashMap::new(),
             rerun_of: None,
             started_instances: 0,
             child_from: None,

@@ -9,7 +9,7 @@ use baton_model::{Format, Source};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::dynamic::ItemEnd;
+use super::dynamic::{FanOut, ItemEnd};
 use super::report::summarize;
 use super::saga::undo_queue;
 use super::{CANCELLED, Job, Scheduler};
@@ -181,9 +181,9 @@ fn restore_tasks(run: &mut super::Run, spec: &Spec, past: &Past) -> bool {
 }
 
 /// The instances of tasks that had ended (a fan-out or loop finished before
-/// the restart) are counted from their records, for status and the summary;
-/// only the unfinished tasks' instances are kept to replay.
-fn count_ended_instances(run: &mut super::Run) {
+/// the restart) are rebuilt from their records, for status and instance
+/// pages; only the unfinished tasks' instances are kept to replay.
+fn restore_ended_instances(run: &mut super::Run) {
     let ended: Vec<u32> = run
         .recovered
         .keys()
@@ -192,17 +192,10 @@ fn count_ended_instances(run: &mut super::Run) {
         .collect();
     for task in ended {
         let ends = run.recovered.remove(&task).unwrap_or_default();
-        let mut last: HashMap<u32, TaskStatus> = HashMap::new();
-        for end in ends {
-            last.insert(end.item, end.status);
-        }
-        let ok = last
-            .values()
-            .filter(|&&s| s == TaskStatus::Succeeded)
-            .count() as u32;
-        let failed = last.values().filter(|&&s| s == TaskStatus::Failed).count() as u32;
-        run.started_instances += u64::from(ok + failed);
-        run.instances.insert(task, [0, 0, ok, failed]);
+        let repeat = run.spec.workflow.tasks[task as usize].repeat.is_some();
+        let f = FanOut::recorded(ends, repeat);
+        run.started_instances += u64::from(f.len);
+        run.ended_fanouts.insert(task, f);
     }
 }
 
@@ -256,7 +249,7 @@ impl Scheduler {
             run.parent = parents.get(&id).copied();
             let failed = restore_tasks(run, &spec, &past);
             run.recovered = std::mem::take(&mut past.items);
-            count_ended_instances(run);
+            restore_ended_instances(run);
             if remember {
                 self.remember_ended(slot, id, &spec, past.status);
             } else {

@@ -1,9 +1,11 @@
 //! Reporting: a run's view and summary (actual critical path, coordination
 //! overhead), the engine's statistics.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use serde_json::Value;
 use tokio::time::Instant;
 
 use super::dynamic::FanOut;
@@ -11,8 +13,8 @@ use super::{NO_AGENT, Run, Scheduler};
 use crate::Error;
 use crate::store::{RunId, RunStatus, TaskStatus};
 use crate::view::{
-    AgentStats, ItemCounts, Percentiles, RunEntry, RunQuery, RunView, Stats, Summary, TaskCounts,
-    TaskView,
+    AgentStats, InstancePage, InstanceView, ItemCounts, Percentiles, RunEntry, RunQuery, RunView,
+    Stats, Summary, TaskCounts, TaskView,
 };
 
 pub(super) fn histogram() -> Histogram<u64> {
@@ -59,7 +61,7 @@ impl Scheduler {
                         .fanouts
                         .get(&(i as u32))
                         .map(FanOut::counts)
-                        .or_else(|| run.instances.get(&(i as u32)).copied())
+                        .or_else(|| run.ended_fanouts.get(&(i as u32)).map(FanOut::counts))
                         .map(|[waiting, running, succeeded, failed]| ItemCounts {
                             total: waiting + running + succeeded + failed,
                             waiting,
@@ -76,6 +78,91 @@ impl Scheduler {
         Ok(RunView {
             summary,
             task_states,
+        })
+    }
+
+    /// A page of a fan-out's or loop's instances: from the running fan-out,
+    /// or the ended one (a fan-out that succeeded has its outputs in the
+    /// task's output).
+    pub(super) fn instances(
+        &self,
+        id: RunId,
+        task: &str,
+        offset: u32,
+        limit: u32,
+    ) -> Result<InstancePage, Error> {
+        use super::dynamic::ItemState;
+        let run = match self.by_id.get(&id) {
+            Some(&slot) => self.runs[slot as usize].as_ref().expect("live run"),
+            None => self.finished.get(&id).ok_or(Error::UnknownRun(id))?,
+        };
+        let spec = &run.spec;
+        let Some(t) = spec.plan.id(task) else {
+            return Err(Error::UnknownTask {
+                run: id,
+                task: task.into(),
+                hint: baton_model::did_you_mean(task, spec.ids.iter().map(|s| &**s)),
+            });
+        };
+        let declared = &spec.workflow.tasks[t as usize];
+        let kind = match (declared.for_each.is_some(), declared.repeat.is_some()) {
+            (true, _) => "for_each",
+            (_, true) => "loop",
+            _ => {
+                return Err(Error::NoInstances {
+                    run: id,
+                    task: task.into(),
+                });
+            }
+        };
+        let Some(f) = run.fanouts.get(&t).or_else(|| run.ended_fanouts.get(&t)) else {
+            return Ok(InstancePage {
+                task: task.into(),
+                kind,
+                total: 0,
+                items: Vec::new(),
+                next_offset: None,
+            });
+        };
+        let collected = run.outputs[t as usize].as_deref().and_then(Value::as_array);
+        let end = offset.saturating_add(limit.max(1)).min(f.len);
+        let errors: HashMap<u32, &str> = f
+            .failures
+            .iter()
+            .filter(|(i, _)| (offset..end).contains(i))
+            .map(|(i, e)| (*i, &**e))
+            .collect();
+        let items = (offset..end)
+            .map(|i| {
+                let at = i as usize;
+                let status = match f.state[at] {
+                    ItemState::Waiting => "waiting",
+                    ItemState::Running => "running",
+                    ItemState::Succeeded => "succeeded",
+                    ItemState::Failed => "failed",
+                };
+                let output = (f.state[at] == ItemState::Succeeded)
+                    .then(|| match f.results.get(at).and_then(Option::as_deref) {
+                        Some(v) => Some(v.clone()),
+                        None if kind == "for_each" => collected.and_then(|c| c.get(at).cloned()),
+                        None => None,
+                    })
+                    .flatten();
+                InstanceView {
+                    index: i,
+                    status,
+                    attempt: f.attempts[at],
+                    output,
+                    error: errors.get(&i).map(|e| e.to_string()),
+                }
+            })
+            .collect();
+        Ok(InstancePage {
+            task: task.into(),
+            kind,
+            total: f.len,
+            items,
+            next_offset: (end < f.len).then_some(end),
         })
     }
 
@@ -244,10 +331,10 @@ pub(super) fn summarize(run: &Run) -> Summary {
         rerun_of: run.rerun_of,
         retries: run.retries,
         instances: run
-            .instances
+            .ended_fanouts
             .values()
-            .copied()
-            .chain(run.fanouts.values().map(FanOut::counts))
+            .chain(run.fanouts.values())
+            .map(FanOut::counts)
             .map(|[_, _, ok, failed]| u64::from(ok + failed))
             .sum(),
         compensations: run.compensations,

@@ -439,3 +439,65 @@ tasks:
     second.shutdown().await.unwrap();
     task.await.unwrap();
 }
+
+/// A fan-out's or loop's instances, a page at a time: status, attempts,
+/// outputs (a finished fan-out's from its collected output) and errors.
+#[tokio::test]
+async fn instances_are_paged_with_their_outputs_and_errors() {
+    let (engine, _log) = start();
+    let spec = spec(&format!(
+        r#"
+agents:
+  plan: {{ type: simulate, outputs: {{ split: {} }} }}
+  w: {{ type: command, command: ["sh", "-c", "cat > /dev/null; [ $BATON_ITEM = 3 ] && {{ echo three is bad >&2; exit 4; }}; echo $BATON_ITEM"] }}
+  cat: {{ type: command, command: cat }}
+tasks:
+  - {{ id: split, agent: plan }}
+  - {{ id: some, agent: w, depends_on: [split], for_each: {{ items: split.output, on_failure: collect }} }}
+"#,
+        list(5)
+    ));
+
+    let run = engine.submit(spec.clone(), json!({})).await.unwrap();
+    engine.wait(run).await.unwrap();
+
+    let page = engine.instances(run, "some", 0, 2).await.unwrap();
+    assert_eq!(
+        (page.kind, page.total, page.next_offset),
+        ("for_each", 5, Some(2))
+    );
+    assert_eq!(page.items.len(), 2);
+    assert_eq!(page.items[1].index, 1);
+    let page = engine.instances(run, "some", 2, 10).await.unwrap();
+    assert_eq!(page.next_offset, None);
+    let three = &page.items[1];
+    assert_eq!((three.index, three.status, three.attempt), (3, "failed", 1));
+    assert!(
+        three.error.as_deref().unwrap().contains("three is bad"),
+        "{three:?}"
+    );
+    assert_eq!(page.items[0].output, Some(json!(2)));
+
+    let looping = crate::spec(
+        "agents: { cat: { type: command, command: cat } }\ntasks: [{ id: again, agent: cat, loop: { max_iterations: 3 } }]",
+    );
+    let run2 = engine.submit(looping, json!({})).await.unwrap();
+    engine.wait(run2).await.unwrap();
+    let looped = engine.instances(run2, "again", 0, 10).await.unwrap();
+    assert_eq!((looped.kind, looped.total), ("loop", 3));
+    assert_eq!(looped.items[2].output.as_ref().unwrap()["iteration"], 2);
+    assert_eq!(
+        looped.items[2].output.as_ref().unwrap()["previous"]["iteration"],
+        1
+    );
+
+    assert!(matches!(
+        engine.instances(run, "split", 0, 10).await,
+        Err(baton_engine::Error::NoInstances { .. })
+    ));
+    assert!(matches!(
+        engine.instances(run, "som", 0, 10).await,
+        Err(baton_engine::Error::UnknownTask { hint: Some(_), .. })
+    ));
+    engine.shutdown().await.unwrap();
+}

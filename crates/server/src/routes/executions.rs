@@ -208,12 +208,40 @@ pub(super) async fn execute(
     Ok(res)
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct InstanceQuery {
+    offset: Option<u32>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/executions/{id}/tasks/{task}/instances`: a page of a fan-out's
+/// items or a loop's iterations, in index order.
+pub(super) async fn instances(
+    State(state): St,
+    Path((id, task)): Path<(String, String)>,
+    q: Result<Query<InstanceQuery>, QueryRejection>,
+    origin: Origin,
+) -> ApiResult<Response> {
+    let run = run_id(&id)?;
+    let q = query(q)?;
+    let limit = limit(q.limit.or(Some(100)))? as u32;
+    let offset = q.offset.unwrap_or(0);
+    let page = on_owner(&state, run, origin, || {
+        state.engine.instances(run, &task, offset, limit)
+    })
+    .await?;
+    match page {
+        Ok(page) => Ok(reply(StatusCode::OK, &page)),
+        Err(forwarded) => Ok(forwarded),
+    }
+}
+
 /// A new execution of a finished one from a task on: the tasks that
 /// succeeded upstream (and beside) keep their outputs.
 pub(super) async fn rerun(
     State(state): St,
     Path(id): Path<String>,
-    origin: Origin,
     Json(req): Json<api::RerunRequest>,
 ) -> ApiResult<Response> {
     let of = run_id(&id)?;
@@ -225,11 +253,23 @@ pub(super) async fn rerun(
     {
         admit(&state, &entry.checked)?;
     }
-    let from = req.from.clone();
-    let started = on_owner(&state, of, origin, || state.engine.rerun(of, &from)).await?;
-    let run = match started {
-        Ok(run) => run,
-        Err(forwarded) => return Ok(forwarded),
+    // Not forwarded: the execution must be known here (run here, or
+    // remembered after it ended elsewhere).
+    let run = match state.engine.rerun(of, &req.from).await {
+        Err(baton_engine::Error::UnknownTask { run, task, hint }) => {
+            let message = format!("execution {run} has no task `{task}`");
+            return Err(ApiError::InvalidRequest {
+                detail: format!("{message} (at $.from)"),
+                errors: vec![api::FieldError {
+                    code: "unknown-task".into(),
+                    message,
+                    path: "$.from".into(),
+                    location: None,
+                    hint,
+                }],
+            });
+        }
+        other => other?,
     };
     let workflow_id = original.map(|e| e.workflow).unwrap_or_default();
     state.executions.record(

@@ -56,6 +56,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/executions/{id}/resume", post(executions::resume))
         .route("/api/v1/executions/{id}/cancel", post(executions::cancel))
         .route("/api/v1/executions/{id}/rerun", post(executions::rerun))
+        .route(
+            "/api/v1/executions/{id}/tasks/{task}/instances",
+            get(executions::instances),
+        )
         .route("/api/v1/executions/{id}/events", get(stream::stream))
         .route("/api/v1/events", post(events::publish))
         .route(

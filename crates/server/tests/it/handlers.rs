@@ -679,3 +679,41 @@ async fn rerun_starts_a_new_execution_linked_to_the_finished_one() {
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
 }
+
+#[tokio::test]
+async fn a_fan_outs_instances_are_paged() {
+    let app = app().await;
+    let id = app
+        .create(r#"{"agents": {"s": {"type": "simulate", "outputs": {"split": [10, 11, 12, 13, 14]}}, "n": {"type": "noop"}}, "tasks": [{"id": "split", "agent": "s"}, {"id": "each", "agent": "n", "depends_on": ["split"], "for_each": "split.output"}]}"#)
+        .await;
+    let exec = app
+        .post(&format!("/api/v1/workflows/{id}/execute"), "{}")
+        .await
+        .json()["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(app.finish(&exec).await["status"], "completed");
+    let base = format!("/api/v1/executions/{exec}/tasks");
+    let r = app
+        .get(&format!("{base}/each/instances?limit=2&offset=3"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let page = r.json();
+    assert_eq!(page["kind"], "for_each");
+    assert_eq!(page["total"], 5);
+    assert_eq!(page["next_offset"], json!(null));
+    assert_eq!(page["items"][0]["index"], 3);
+    assert_eq!(page["items"][0]["status"], "succeeded");
+    let r = app.get(&format!("{base}/each/instances?limit=2")).await;
+    assert_eq!(r.json()["next_offset"], 2);
+    for (path, status) in [
+        ("split/instances", StatusCode::NOT_FOUND),
+        ("nope/instances", StatusCode::NOT_FOUND),
+        ("each/instances?limit=0", StatusCode::UNPROCESSABLE_ENTITY),
+        ("each/instances?page=2", StatusCode::BAD_REQUEST),
+    ] {
+        let r = app.get(&format!("{base}/{path}")).await;
+        assert_eq!(r.status, status, "{path}: {}", r.text);
+    }
+}
