@@ -548,8 +548,15 @@ fn show_progress(p: Arc<Progress>) -> Option<tokio::task::JoinHandle<()>> {
             } else {
                 "-".into()
             };
+            // Instances are discovered as fan-outs and loops decide them.
+            let (instances, instances_done) = (get(&p.instances), get(&p.instances_done));
+            let dynamic = if instances > 0 {
+                format!(" · {instances_done}/{instances} instances")
+            } else {
+                String::new()
+            };
             eprint!(
-                "\r\x1b[2K{done}/{total} done · {running} running · {failed} failed · {rate:.0} tasks/s · ETA {eta}"
+                "\r\x1b[2K{done}/{total} done · {running} running · {failed} failed{dynamic} · {rate:.0} tasks/s · ETA {eta}"
             );
         }
     }))

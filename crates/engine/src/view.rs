@@ -314,6 +314,10 @@ pub struct Progress {
     pub running: AtomicU64,
     /// Attempts beyond the first.
     pub retries: AtomicU64,
+    /// Instances (fan-out items, loop iterations) decided so far.
+    pub instances: AtomicU64,
+    /// Instances that ended.
+    pub instances_done: AtomicU64,
 }
 
 impl Progress {

@@ -179,6 +179,20 @@ impl Scheduler {
             return;
         }
         run.children.remove(&job.task);
+        let mut payload = serde_json::json!({
+            "run": job.run.to_string(),
+            "task": &*run.spec.ids[job.task as usize],
+            "decision": "child_end",
+            "child": end.child.to_string(),
+            "status": end.status.as_str(),
+        });
+        if job.item != NO_ITEM {
+            payload["iteration"] = job.item.into();
+        }
+        self.out.push(Out::Decision {
+            run: job.run,
+            payload: payload.to_string(),
+        });
         if end.status == RunStatus::Completed {
             if job.item != NO_ITEM {
                 return self.item_done(job, NO_AGENT, Ok(end.outputs), now);

@@ -320,6 +320,7 @@ impl Scheduler {
         let total = run.started_instances + u64::from(n);
         if total <= max {
             run.started_instances = total;
+            self.counts.instances += u64::from(n);
             return true;
         }
         let message = format!(
@@ -466,6 +467,7 @@ impl Scheduler {
         let fail_fast = failed && f.policy == OnItemFailure::FailFast;
         let repeat = f.repeat;
         self.transitions += 1;
+        self.counts.instances_done += 1;
         self.out.push(Out::Item {
             run: id,
             task: job.task,

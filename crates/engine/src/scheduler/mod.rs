@@ -438,6 +438,8 @@ struct Counts {
     succeeded: u64,
     failed: u64,
     skipped: u64,
+    instances: u64,
+    instances_done: u64,
 }
 
 fn ns(d: Duration) -> u64 {

@@ -189,6 +189,11 @@ impl Scheduler {
         p.succeeded.fetch_add(c.succeeded, Ordering::Relaxed);
         p.failed.fetch_add(c.failed, Ordering::Relaxed);
         p.skipped.fetch_add(c.skipped, Ordering::Relaxed);
+        if c.instances + c.instances_done > 0 {
+            p.instances.fetch_add(c.instances, Ordering::Relaxed);
+            p.instances_done
+                .fetch_add(c.instances_done, Ordering::Relaxed);
+        }
         if self.out.is_empty() {
             return;
         }

@@ -171,7 +171,7 @@ async fn children(engine: &Handle, run: RunId) -> Vec<RunId> {
 async fn a_loop_over_a_sub_workflow_runs_one_child_per_iteration() {
     let dir = tempfile::tempdir().unwrap();
     let marks = dir.path().join("marks");
-    let (engine, _log) = start();
+    let (engine, log) = start();
     let spec = spec(&group(&marks, 99));
     let run = engine.submit(spec.clone(), json!({})).await.unwrap();
     let summary = engine.wait(run).await.unwrap();
@@ -186,6 +186,24 @@ async fn a_loop_over_a_sub_workflow_runs_one_child_per_iteration() {
     assert_eq!(children(&engine, run).await.len(), 3);
     assert_eq!(std::fs::read_to_string(&marks).unwrap(), "0\n1\n2\n");
     engine.shutdown().await.unwrap();
+    // Each child's start and end are decisions of the parent, by iteration.
+    let decisions: Vec<(String, u64)> = run_events(&log, &run.to_string())
+        .await
+        .into_iter()
+        .filter(|(kind, v)| {
+            kind == "baton.decision" && v["decision"].as_str().unwrap().starts_with("child")
+        })
+        .map(|(_, v)| {
+            (
+                v["decision"].as_str().unwrap().to_string(),
+                v["iteration"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, u64)> = (0..3)
+        .flat_map(|i| [("child".to_string(), i), ("child_end".to_string(), i)])
+        .collect();
+    assert_eq!(decisions, expected);
 }
 
 fn durable(state: &std::path::Path) -> (Handle, tokio::task::JoinHandle<()>) {
