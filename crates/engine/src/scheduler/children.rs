@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::dynamic::ItemEnd;
 use super::input::call_input;
-use super::{Detail, Job, NO_AGENT, NO_ITEM, Op, Out, Run, Scheduler};
+use super::{Detail, FORWARD, Job, NO_AGENT, NO_ITEM, Op, Out, Run, Scheduler, saga};
 use crate::agent::Failure;
 use crate::store::{RunId, RunStatus, TaskStatus};
 
@@ -31,6 +31,8 @@ pub(super) struct ChildEnd {
     pub reason: Option<String>,
     /// The outputs of the child's tasks that nothing depends on, by task id.
     pub outputs: Value,
+    /// Its compensations that failed for good.
+    pub compensation_failures: Vec<String>,
 }
 
 /// The child run a task's record names (`{"child": ID}`).
@@ -54,6 +56,7 @@ pub(super) fn child_end(run: &Run, status: RunStatus) -> ChildEnd {
         status,
         reason: run.reason.clone(),
         outputs: Value::Object(outputs),
+        compensation_failures: run.compensation_failures.clone(),
     }
 }
 
@@ -168,6 +171,9 @@ impl Scheduler {
             return;
         };
         let job = Job { slot, ..parent };
+        if job.comp_of != FORWARD {
+            return self.child_compensated(job, end, now);
+        }
         let run = self.runs[slot as usize].as_mut().expect("live run");
         if run.children.get(&job.task) != Some(&end.child) {
             return self.child_ended_early(job, end, now);
@@ -197,6 +203,8 @@ impl Scheduler {
             if job.item != NO_ITEM {
                 return self.item_done(job, NO_AGENT, Ok(end.outputs), now);
             }
+            let run = self.runs[slot as usize].as_mut().expect("live run");
+            run.done_children.insert(job.task, end.child);
             self.finish(
                 slot,
                 job.task,
@@ -247,6 +255,79 @@ impl Scheduler {
             at_us: at / 1000,
             detail: Some(Detail::Output(Arc::new(end.outputs))),
         });
+    }
+
+    /// The parent's compensation of `task` reaches the child run it completed:
+    /// the child is taken back from the ended runs and runs its own
+    /// compensations, newest first; its end ends the compensation of `task`.
+    /// `false` when nothing runs: the child is no longer known here (recorded
+    /// as a failed compensation) or has nothing to undo.
+    pub(super) fn compensate_child(&mut self, slot: u32, task: u32) -> bool {
+        let run = self.runs[slot as usize].as_mut().expect("live run");
+        let Some(child) = run.done_children.remove(&task) else {
+            return false;
+        };
+        let parent = run.id;
+        let Some(mut c) = self.finished.remove(&child) else {
+            run.compensation_failures.push(format!(
+                "compensation of `{}`: its child run {child} is no longer known here, its compensations did not run",
+                run.spec.ids[task as usize]
+            ));
+            return false;
+        };
+        self.finished_order.retain(|&r| r != child);
+        c.undo_queue = saga::undo_queue(&c);
+        if c.undo_queue.is_empty() {
+            self.finished.insert(child, c);
+            self.finished_order.push_back(child);
+            return false;
+        }
+        let reason = format!("parent run {parent} failed: its compensations run");
+        c.status = RunStatus::Compensating;
+        c.failed = true;
+        c.cancelled = true;
+        c.reason = Some(reason.clone());
+        c.ended = None;
+        c.summary = None;
+        c.parent = Some(Job {
+            comp_of: task,
+            ..Job::forward(parent, slot, task, 1)
+        });
+        // It is counted again when it ends.
+        self.ended[0] = self.ended[0].saturating_sub(1);
+        let child_slot = self.place(c);
+        self.out.push(Out::Run {
+            run: child,
+            status: RunStatus::Compensating,
+            at_ms: crate::clock::now_ms(),
+            reason: Some(reason),
+        });
+        self.next_compensation(child_slot);
+        true
+    }
+
+    /// A child reopened to compensate ended: the parent's task is
+    /// compensated (or its compensation failed, with the child's failures),
+    /// and the parent's next compensation runs.
+    fn child_compensated(&mut self, job: Job, end: ChildEnd, now: Instant) {
+        let run = self.runs[job.slot as usize].as_mut().expect("live run");
+        if run.status != RunStatus::Compensating {
+            return;
+        }
+        let task = job.comp_of;
+        if end.compensation_failures.is_empty() {
+            run.compensations += 1;
+            self.transition(job.slot, task, TaskStatus::Compensated, None, now);
+        } else {
+            let name = run.spec.ids[task as usize].clone();
+            for f in end.compensation_failures {
+                run.compensation_failures.push(format!(
+                    "compensation of `{name}` (child run {}): {f}",
+                    end.child
+                ));
+            }
+        }
+        self.next_compensation(job.slot);
     }
 
     /// A run stops: its children in progress are cancelled, and the tasks that

@@ -254,6 +254,9 @@ struct Run {
     parent: Option<Job>,
     /// Child runs in progress, by the task that started each.
     children: HashMap<u32, RunId>,
+    /// Child runs that completed, by the task they ended: a compensation of
+    /// the run reopens them to run theirs.
+    done_children: HashMap<u32, RunId>,
     /// The finished run this one reran.
     rerun_of: Option<RunId>,
     /// Fan-out items and loop iterations started (bounded by
@@ -807,7 +810,14 @@ impl Scheduler {
             recovered: HashMap::new(),
             parent: None,
             children: HashMap::new(),
+            done_children: HashMap::new(),
         };
+        self.place(run)
+    }
+
+    /// Puts a run in a free slot (or a new one) and indexes it.
+    fn place(&mut self, run: Run) -> u32 {
+        let id = run.id;
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.runs[slot as usize] = Some(run);

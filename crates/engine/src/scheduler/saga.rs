@@ -14,7 +14,8 @@ use crate::spec::Undo;
 use crate::store::{RunStatus, TaskStatus};
 
 /// What a failed or cancelled run undoes: its succeeded tasks that have a
-/// compensation, latest in topological order first.
+/// compensation, or whose child run completed (the child's compensations undo
+/// it), latest in topological order first.
 pub(super) fn undo_queue(run: &Run) -> VecDeque<u32> {
     let spec = &run.spec;
     spec.plan
@@ -24,7 +25,7 @@ pub(super) fn undo_queue(run: &Run) -> VecDeque<u32> {
         .copied()
         .filter(|&t| {
             run.tasks[t as usize].status == TaskStatus::Succeeded
-                && spec.tasks[t as usize].undo.is_some()
+                && (spec.tasks[t as usize].undo.is_some() || run.done_children.contains_key(&t))
         })
         .collect()
 }
@@ -87,6 +88,13 @@ impl Scheduler {
     pub(super) fn next_compensation(&mut self, slot: u32) {
         let run = self.runs[slot as usize].as_mut().expect("live run");
         match run.undo_queue.pop_front() {
+            // A task that ran a child (and declares no compensation of its
+            // own): the child runs its compensations.
+            Some(orig) if run.spec.tasks[orig as usize].undo.is_none() => {
+                if !self.compensate_child(slot, orig) {
+                    self.next_compensation(slot);
+                }
+            }
             Some(orig) => {
                 let task = match run.spec.tasks[orig as usize].undo {
                     Some(Undo::Task(h)) => h,

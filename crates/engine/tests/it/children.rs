@@ -253,3 +253,63 @@ async fn the_engines_max_depth_fails_a_child_that_would_be_too_deep() {
     handle.shutdown().await.unwrap();
     task.await.unwrap();
 }
+
+/// A parent that fails after a child completed undoes the child: the child is
+/// reopened, runs its own compensations, ends cancelled, and the parent's task
+/// is compensated.
+#[tokio::test]
+async fn a_failed_parent_runs_the_compensations_of_a_child_that_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    let marks = dir.path().join("marks");
+    let (engine, _log) = start();
+    let spec = spec(&format!(
+        r#"
+agents:
+  bad: {{ type: command, command: ["sh", "-c", "cat > /dev/null; exit 3"] }}
+tasks:
+  - id: book
+    workflow:
+      inline:
+        agents:
+          w: {{ type: noop }}
+          undo: {{ type: command, command: ["sh", "-c", "cat >> {}; echo >> {}"] }}
+        tasks:
+          - {{ id: reserve, agent: w, compensation: {{ action: release, agent: undo }} }}
+          - {{ id: confirm, agent: w, depends_on: [reserve] }}
+  - {{ id: pay, agent: bad, depends_on: [book] }}
+"#,
+        marks.display(),
+        marks.display()
+    ));
+    let run = engine.submit(spec, json!({})).await.unwrap();
+    let summary = engine.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Failed, "{summary:?}");
+    assert!(summary.compensation_failures.is_empty(), "{summary:?}");
+    assert_eq!(summary.compensations, 1);
+    let view = engine.status(run).await.unwrap();
+    assert_eq!(view.task_states[0].status, TaskStatus::Compensated);
+    let undone = std::fs::read_to_string(&marks).unwrap();
+    assert!(undone.contains(r#""compensate":"reserve""#), "{undone}");
+    assert!(undone.contains(r#""action":"release""#), "{undone}");
+    let children = engine
+        .list(RunQuery {
+            parent: Some(run),
+            limit: 10,
+            ..RunQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(children.len(), 1);
+    assert_eq!(children[0].status, RunStatus::Cancelled);
+    let child = engine.wait(children[0].run).await.unwrap();
+    assert_eq!(child.compensations, 1);
+    assert!(
+        child
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("failed: its compensations run"),
+        "{child:?}"
+    );
+    engine.shutdown().await.unwrap();
+}
