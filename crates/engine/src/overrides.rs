@@ -42,20 +42,29 @@ impl Spec {
     ) -> Result<Spec, Error> {
         let mut checked = checked.clone();
         checked.workflow.override_agents(overrides.agents);
-        if let Some(policy) = overrides.retry {
-            for task in &mut checked.workflow.tasks {
-                if task.retry.is_none() {
-                    task.retry = Some(Box::new(policy.clone()));
-                }
-            }
-        }
-        if let Some(n) = overrides.max_concurrency {
-            let n = n.get();
-            for agent in &mut checked.workflow.agents {
-                agent.concurrency = Some(agent.concurrency.map_or(n, |c| c.min(n)));
-            }
-        }
+        apply(&mut checked.workflow, overrides);
         Spec::build(checked, plan, options)
+    }
+}
+
+/// The retry policy and the concurrency cap, on a workflow and on the inline
+/// children its tasks run (an execution's options reach its child runs).
+fn apply(workflow: &mut baton_model::Workflow, overrides: &Overrides<'_>) {
+    for task in &mut workflow.tasks {
+        if let Some(policy) = overrides.retry
+            && task.retry.is_none()
+        {
+            task.retry = Some(Box::new(policy.clone()));
+        }
+        if let Some(baton_model::SubWorkflow::Inline(child)) = task.workflow.as_deref_mut() {
+            apply(child, overrides);
+        }
+    }
+    if let Some(n) = overrides.max_concurrency {
+        let n = n.get();
+        for agent in &mut workflow.agents {
+            agent.concurrency = Some(agent.concurrency.map_or(n, |c| c.min(n)));
+        }
     }
 }
 
@@ -217,6 +226,32 @@ tasks:
         );
         // The checked workflow itself is unchanged.
         assert_eq!(checked.workflow.agents[1].kind, "noop");
+    }
+
+    #[test]
+    fn retries_and_the_concurrency_cap_reach_inline_children() {
+        let (parent, plan) = checked(
+            "agents: { a: { type: noop } }\ntasks:\n  - { id: team, workflow: { inline: { agents: { c: { type: noop, concurrency: 9 } }, tasks: [{ id: inner, agent: c }] } } }\n",
+        );
+        let policy: RetryPolicy = checked("tasks: [{ id: t, retry: 4 }]").0.workflow.tasks[0]
+            .retry
+            .as_deref()
+            .cloned()
+            .unwrap();
+        let overrides = Overrides {
+            agents: &[],
+            retry: Some(&policy),
+            max_concurrency: NonZeroU32::new(2),
+        };
+        let spec =
+            Spec::with_overrides(&parent, plan, &overrides, &agent::Options::default()).unwrap();
+        let Some(baton_model::SubWorkflow::Inline(child)) =
+            spec.workflow().tasks[0].workflow.as_deref()
+        else {
+            panic!("an inline child");
+        };
+        assert_eq!(child.tasks[0].retry.as_ref().unwrap().max_attempts, 4);
+        assert_eq!(child.agents[0].concurrency, Some(2));
     }
 
     #[test]
