@@ -125,10 +125,11 @@ pub struct TaskView {
     /// Why it was skipped, when a route decided it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// A fan-out's instances while they run.
+    /// A fan-out's or loop's instances by state.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub items: Option<ItemCounts>,
-    /// The child run a sub-workflow task's attempt is waiting for.
+    /// The child run a sub-workflow task's attempt is waiting for, or the one
+    /// it completed with.
     #[serde(
         skip_serializing_if = "Option::is_none",
         serialize_with = "opt_display"

@@ -69,7 +69,11 @@ impl Scheduler {
                             succeeded,
                             failed,
                         }),
-                    child: run.children.get(&(i as u32)).copied(),
+                    child: run
+                        .children
+                        .get(&(i as u32))
+                        .or_else(|| run.done_children.get(&(i as u32)))
+                        .copied(),
                     reason: message.clone().filter(|_| skipped),
                     error: message.filter(|_| !skipped),
                 }

@@ -74,6 +74,17 @@ async fn a_child_run_gets_the_tasks_input_and_returns_its_last_outputs() {
     assert_eq!(children[0].workflow.as_deref(), Some("team"));
     assert_eq!(children[0].status, RunStatus::Completed);
     assert_eq!(children[0].parent, Some(run));
+    let parent_view = engine.status(run).await.unwrap();
+    let team = parent_view
+        .task_states
+        .iter()
+        .find(|t| t.id == "team")
+        .unwrap();
+    assert_eq!(
+        team.child,
+        Some(children[0].run),
+        "the completed task names its child"
+    );
     let child = engine.status(children[0].run).await.unwrap();
     assert_eq!(child.summary.tasks.succeeded, 2);
 }
@@ -288,6 +299,10 @@ tasks:
     assert_eq!(summary.compensations, 1);
     let view = engine.status(run).await.unwrap();
     assert_eq!(view.task_states[0].status, TaskStatus::Compensated);
+    assert_eq!(
+        view.task_states[0].child, None,
+        "undone: the child is no longer its output"
+    );
     let undone = std::fs::read_to_string(&marks).unwrap();
     assert!(undone.contains(r#""compensate":"reserve""#), "{undone}");
     assert!(undone.contains(r#""action":"release""#), "{undone}");
