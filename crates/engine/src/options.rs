@@ -24,6 +24,11 @@ pub struct Options {
     pub admit_below: usize,
     /// Finished runs kept in memory for status queries.
     pub keep_finished: usize,
+    /// At start, also read the finished runs the state store holds (the
+    /// newest `keep_finished` are kept), so that status queries, lists and
+    /// reruns answer for them after a restart (`baton serve` does; `baton
+    /// run` reads one only for `--rerun`).
+    pub remember_finished: bool,
     /// Requests to the scheduler (submit, status, control, wait, ...) and batches
     /// of signals that may queue for it. When the queue is full, callers wait for
     /// room (`Handle::submit` and the others await), so a flood of submissions
@@ -73,6 +78,7 @@ impl Default for Options {
             signals_topic: "baton.signals".into(),
             admit_below: 1,
             keep_finished: 10_000,
+            remember_finished: false,
             queue: 4096,
             node: None,
             max_depth: 8,

@@ -111,11 +111,13 @@ impl Default for ServerOptions {
             long_poll_max: Duration::from_secs(60),
             agents: Vec::new(),
             workflow_agents: baton_engine::agent::Policy::default(),
-            // `http` agents reach public addresses only.
+            // `http` agents reach public addresses only; finished runs are
+            // answered for after a restart.
             engine: baton_engine::Options {
                 egress: baton_engine::agent::Egress::Public {
                     private_hosts: Vec::new(),
                 },
+                remember_finished: true,
                 ..baton_engine::Options::default()
             },
             log: DiskOptions::default(),

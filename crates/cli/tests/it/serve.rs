@@ -129,3 +129,59 @@ fn out_of_range_run_budgets_are_refused_at_start() {
         assert!(crate::stderr(&o).contains(message), "{}", crate::stderr(&o));
     }
 }
+
+/// A run that completed before a restart is still answered for: its status,
+/// its tasks' outputs, the list, and a rerun.
+#[test]
+fn finished_runs_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = serve(dir.path());
+    let created = request(
+        &addr,
+        "POST",
+        "/api/v1/workflows",
+        r#"{"name": "kept", "agents": {"s": {"type": "simulate", "outputs": {"a": {"n": 7}}}}, "tasks": [{"id": "a", "agent": "s"}, {"id": "b", "agent": "s", "depends_on": ["a"]}]}"#,
+    );
+    let body = created.split("\r\n\r\n").nth(1).unwrap();
+    let id = serde_json::from_str::<serde_json::Value>(body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let executed = request(
+        &addr,
+        "POST",
+        &format!("/api/v1/workflows/{id}/execute"),
+        "{}",
+    );
+    let body = executed.split("\r\n\r\n").nth(1).unwrap();
+    let run = serde_json::from_str::<serde_json::Value>(body).unwrap()["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !request(&addr, "GET", &format!("/api/v1/executions/{run}"), "").contains("\"completed\"")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run did not complete"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(sigterm(&mut child).success());
+
+    let (mut child, addr) = serve(dir.path());
+    let status = request(&addr, "GET", &format!("/api/v1/executions/{run}"), "");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(status.contains("\"completed\""), "{status}");
+    assert!(status.contains(r#""output":{"n":7}"#), "{status}");
+    let listed = request(&addr, "GET", "/api/v1/executions", "");
+    assert!(listed.contains(&run), "{listed}");
+    let rerun = request(
+        &addr,
+        "POST",
+        &format!("/api/v1/executions/{run}/rerun"),
+        r#"{"from": "b"}"#,
+    );
+    assert!(rerun.starts_with("HTTP/1.1 202"), "{rerun}");
+    assert!(sigterm(&mut child).success());
+}

@@ -506,7 +506,12 @@ impl Scheduler {
             store_failed: None,
             counts: Counts::default(),
         };
-        let mut resumed = s.recover(records, false)?;
+        let which = if s.options.remember_finished {
+            recovery::Rebuild::All
+        } else {
+            recovery::Rebuild::Unfinished
+        };
+        let mut resumed = s.recover(records, which)?;
         // Child runs resume with their parents: callers wait for the parents.
         resumed.retain(|id| {
             let run = s
@@ -654,7 +659,12 @@ impl Scheduler {
                 remember,
                 reply,
             } => {
-                let _ = reply.send(self.recover(records, remember));
+                let which = if remember {
+                    recovery::Rebuild::Finished
+                } else {
+                    recovery::Rebuild::Unfinished
+                };
+                let _ = reply.send(self.recover(records, which));
             }
             Msg::Rerun { run, from, reply } => self.rerun(run, &from, reply),
             Msg::Instances {

@@ -199,14 +199,27 @@ fn restore_ended_instances(run: &mut super::Run) {
     }
 }
 
+/// Which runs [`Scheduler::recover`] rebuilds from records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rebuild {
+    /// The unfinished ones, to resume them.
+    Unfinished,
+    /// The finished ones, to answer for them.
+    Finished,
+    /// Both (an engine starting on its own store): a finished run whose
+    /// workflow cannot be prepared again is skipped with a warning.
+    All,
+}
+
 impl Scheduler {
-    /// Rebuilds runs from their records: unfinished ones resume (`remember` false),
-    /// or finished ones are kept for status queries (`remember` true). Runs this
-    /// engine already knows are skipped. Returns the ids of the runs rebuilt.
+    /// Rebuilds runs from their records: unfinished ones resume, finished
+    /// ones are kept for status queries, as `which` says. Runs this engine
+    /// already knows are skipped. Returns the ids of the runs rebuilt (with
+    /// [`Rebuild::All`], of those resumed).
     pub(super) fn recover(
         &mut self,
         records: Vec<Record>,
-        remember: bool,
+        which: Rebuild,
     ) -> Result<Vec<RunId>, Error> {
         let Folded {
             documents,
@@ -219,22 +232,31 @@ impl Scheduler {
             if self.options.node.is_none() {
                 self.last_id = self.last_id.max(id.0);
             }
-            if past.status.is_final() != remember
-                || self.by_id.contains_key(&id)
-                || self.finished.contains_key(&id)
-            {
+            let remember = past.status.is_final();
+            let wanted = match which {
+                Rebuild::Unfinished => !remember,
+                Rebuild::Finished => remember,
+                Rebuild::All => true,
+            };
+            if !wanted || self.by_id.contains_key(&id) || self.finished.contains_key(&id) {
                 continue;
             }
             let spec = match specs.get(&past.key) {
                 Some(s) => s.clone(),
                 None => {
                     let resume_error = |message: String| Error::Resume { run: id, message };
-                    let document = documents.get(&past.key).ok_or_else(|| {
-                        resume_error("its workflow is missing from the state store".into())
-                    })?;
-                    let spec = Arc::new(
-                        prepare_document(document, &self.options.agents()).map_err(resume_error)?,
-                    );
+                    let prepared = documents
+                        .get(&past.key)
+                        .ok_or_else(|| "its workflow is missing from the state store".to_string())
+                        .and_then(|document| prepare_document(document, &self.options.agents()));
+                    let spec = match prepared {
+                        Ok(spec) => Arc::new(spec),
+                        Err(message) if remember && which == Rebuild::All => {
+                            tracing::warn!(run = %id, %message, "a finished run is not kept for status queries");
+                            continue;
+                        }
+                        Err(message) => return Err(resume_error(message)),
+                    };
                     specs.insert(past.key, spec.clone());
                     spec
                 }
@@ -260,9 +282,11 @@ impl Scheduler {
                 tracing::info!(run = %id, unfinished, "resuming run");
                 self.admit.push_back(slot);
             }
-            resumed.push(id);
+            if which != Rebuild::All || !remember {
+                resumed.push(id);
+            }
         }
-        if !remember {
+        if which != Rebuild::Finished {
             self.relink_children(&resumed);
         }
         Ok(resumed)
