@@ -616,7 +616,7 @@ fn text(s: &Summary) -> String {
     if s.instances > 0 {
         let _ = writeln!(
             out,
-            "  instances     {} (fan-out items and loop iterations)",
+            "  instances     {} (fan-out items, loop iterations, pattern turns)",
             s.instances
         );
     }

@@ -235,7 +235,7 @@ impl Spec {
             } else {
                 0
             } | if task.wait_for.is_some() { WAIT_FOR } else { 0 }
-                | if task.for_each.is_some() || task.repeat.is_some() {
+                | if task.for_each.is_some() || task.looping().is_some() {
                     FAN_OUT
                 } else {
                     0

@@ -31,6 +31,7 @@ pub(crate) const TASK_FIELDS: &[&str] = &[
     "routes",
     "workflow",
     "loop",
+    "pattern",
 ];
 
 /// Known workflow fields.
@@ -86,6 +87,7 @@ pub(crate) struct RawTask {
     pub routes: Option<Value>,
     pub workflow: Option<Value>,
     pub repeat: Option<Value>,
+    pub pattern: Option<Value>,
     pub unknown: Vec<String>,
 }
 
@@ -177,6 +179,7 @@ impl<'de> de::Deserialize<'de> for RawTask {
                         "routes" => t.routes = map.next_value()?,
                         "workflow" => t.workflow = map.next_value()?,
                         "loop" => t.repeat = map.next_value()?,
+                        "pattern" => t.pattern = map.next_value()?,
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                             t.unknown.push(key.0);

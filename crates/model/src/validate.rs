@@ -13,8 +13,8 @@ use crate::names::Names;
 use crate::raw::{Document, RawTask, RawWorkflow, TASK_FIELDS, WORKFLOW_FIELDS};
 use crate::suggest::did_you_mean;
 use crate::workflow::{
-    Agent, Backoff, Compensation, Condition, Coordination, EventFilter, RetryPolicy, SubWorkflow,
-    Task, Workflow,
+    Agent, Backoff, Compensation, Condition, Coordination, EventFilter, Pattern, RetryPolicy,
+    SubWorkflow, Task, Workflow,
 };
 use crate::{Checked, duration};
 
@@ -337,6 +337,17 @@ pub(crate) fn task(t: RawTask, tasks_path: &Path, i: usize, report: &mut Report)
             .repeat
             .and_then(|v| dynamic::repeat(v, &at().key("loop"), report))
             .map(Box::new),
+        pattern: t.pattern.map(|v| {
+            // One that cannot run was reported; a stand-in with no agents keeps
+            // the agent checks from reporting the task as having no agent.
+            Box::new(dynamic::pattern(v, &at().key("pattern"), report).unwrap_or(
+                Pattern::Handoff {
+                    agents: Vec::new(),
+                    start: None,
+                    max_handoffs: 1,
+                },
+            ))
+        }),
     };
     task.for_each = match t.for_each {
         Some(v) => dynamic::for_each(v, &at().key("for_each"), report),
@@ -842,6 +853,8 @@ fn agents_of_tasks(wf: &Workflow, tasks_path: &Path, report: &mut Report) {
                 ),
             },
             None if wf.agents.is_empty() => {}
+            // A pattern's agents take the turns (checked with the pattern).
+            None if t.pattern.is_some() => {}
             None if t.requires.is_empty() => report.push(
                 Diagnostic::error(
                     "missing-agent",

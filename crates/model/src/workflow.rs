@@ -281,6 +281,62 @@ pub struct Task {
     /// until a condition holds or a bound is reached.
     #[serde(rename = "loop", skip_serializing_if = "Option::is_none")]
     pub repeat: Option<Box<Loop>>,
+    /// A multi-agent pattern the task runs (docs/patterns.md), compiled to a
+    /// loop whose iterations the pattern's agents take turns at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<Box<Pattern>>,
+}
+
+/// A multi-agent pattern: how a task's agents cooperate, run as a bounded
+/// loop ([`Pattern::as_loop`]) whose iterations are the agents' turns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Pattern {
+    /// The active agent answers, or hands control to another of `agents`
+    /// (`{"handoff": {"to": AGENT, "input": …}}`); at most `max_handoffs`
+    /// handoffs.
+    Handoff {
+        /// The agents that may hold control.
+        agents: Vec<String>,
+        /// The agent that holds it first (the first of `agents` when absent).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        start: Option<String>,
+        /// The bound: handoffs at most.
+        max_handoffs: u32,
+    },
+}
+
+impl Pattern {
+    /// The largest `max_handoffs` a workflow may ask for.
+    pub const MAX_HANDOFFS: u32 = 1_000;
+
+    /// The bounded loop the pattern runs as: one iteration per turn, failing
+    /// at the bound.
+    pub fn as_loop(&self) -> Loop {
+        match self {
+            Pattern::Handoff { max_handoffs, .. } => Loop {
+                until: None,
+                max_iterations: max_handoffs + 1,
+                on_limit: OnLimit::Fail,
+            },
+        }
+    }
+
+    /// The agent that takes the first turn.
+    pub fn start(&self) -> Option<&str> {
+        match self {
+            Pattern::Handoff { agents, start, .. } => {
+                start.as_deref().or(agents.first().map(String::as_str))
+            }
+        }
+    }
+
+    /// The pattern's name in the language.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Pattern::Handoff { .. } => "handoff",
+        }
+    }
 }
 
 /// A bounded loop: the task (an agent call, or a sub-workflow: a group of
@@ -371,6 +427,15 @@ impl Serialize for SubWorkflow {
 }
 
 impl Task {
+    /// The loop the task runs as: its `loop`, or its pattern's.
+    pub fn looping(&self) -> Option<std::borrow::Cow<'_, Loop>> {
+        match (self.repeat.as_deref(), self.pattern.as_deref()) {
+            (Some(l), _) => Some(std::borrow::Cow::Borrowed(l)),
+            (None, Some(p)) => Some(std::borrow::Cow::Owned(p.as_loop())),
+            (None, None) => None,
+        }
+    }
+
     /// A task with an id and dependencies, everything else defaulted.
     pub fn new(id: impl Into<String>, depends_on: &[&str]) -> Task {
         Task {

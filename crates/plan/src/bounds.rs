@@ -46,7 +46,7 @@ pub struct Bounds {
 /// is decided at run time.
 pub fn bounds(workflow: &Workflow, plan: &Plan) -> Option<Bounds> {
     let dynamic = |t: &Task| {
-        t.for_each.is_some() || t.repeat.is_some() || t.workflow.is_some() || t.routes.is_some()
+        t.for_each.is_some() || t.looping().is_some() || t.workflow.is_some() || t.routes.is_some()
     };
     if !workflow.tasks.iter().any(dynamic) {
         return None;
@@ -97,13 +97,13 @@ fn of(workflow: &Workflow, plan: &Plan) -> Bounds {
                 instances: items,
             });
         }
-        if let Some(l) = t.repeat.as_deref() {
+        if let Some(l) = t.looping() {
             let iterations = u64::from(l.max_iterations);
             count[i] = count[i].saturating_mul(iterations);
             time[i] = time[i].saturating_mul(iterations);
             dynamic.push(DynamicTask {
                 task,
-                kind: "loop",
+                kind: t.pattern.as_deref().map_or("loop", |p| p.name()),
                 instances: count[i],
             });
         }

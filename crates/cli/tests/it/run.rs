@@ -1032,11 +1032,13 @@ fn recorded_before_its_first_task_starts(state: &[&str]) {
     );
 }
 
-/// Every `baton` command in docs/workflow-language.md's ```sh blocks runs from
-/// the repository's root and succeeds.
+/// Every `baton` command in the ```sh blocks of docs/workflow-language.md and
+/// docs/patterns.md runs from the repository's root and succeeds.
 #[test]
 fn every_command_in_the_language_doc_runs() {
-    let doc = std::fs::read_to_string(repo().join("docs/workflow-language.md")).unwrap();
+    let doc = ["docs/workflow-language.md", "docs/patterns.md"]
+        .map(|d| std::fs::read_to_string(repo().join(d)).unwrap())
+        .join("\n");
     let mut in_block = false;
     let mut ran = 0;
     for line in doc.lines() {
@@ -1061,7 +1063,7 @@ fn every_command_in_the_language_doc_runs() {
         );
         ran += 1;
     }
-    assert!(ran >= 2, "only {ran} commands found");
+    assert!(ran >= 8, "only {ran} commands found");
 }
 
 /// The fan-out example collects its instances in order, the routes example
@@ -1342,7 +1344,10 @@ tasks:
         assert_eq!(s["instances"], 12 + 4, "12 items and 4 iterations: {s}");
     }
     std::thread::sleep(Duration::from_millis(300));
-    let marks = marks(&marks_file);
+    // An agent whose input the kill cut short marks `edit-` with no number:
+    // it ran with nothing to work on, and its output went nowhere.
+    let mut marks = marks(&marks_file);
+    marks.remove("edit-");
     for i in 0..12 {
         assert!(
             marks.contains_key(&format!("item-{i}")),

@@ -81,7 +81,11 @@ impl Scheduler {
             return self.start_child(job, now);
         }
         let agents = run.agents.clone();
-        let candidates = Candidates::of(&spec, &job);
+        // A pattern's turn runs on the agent the previous turn handed it to.
+        let turn = (forward && job.item != NO_ITEM)
+            .then(|| super::loops::turn_agent(run, job.task, job.item))
+            .flatten();
+        let candidates = Candidates::of(&spec, &job, turn);
         let global = candidates
             .local()
             .iter()
@@ -459,15 +463,19 @@ impl Scheduler {
     }
 }
 
-/// The spec-local agents a job may run on: a compensation action runs on its
-/// named agent, or on the candidates of the task it undoes.
+/// The spec-local agents a job may run on: a pattern's turn on the agent whose
+/// turn it is, a compensation action on its named agent, or on the
+/// candidates of the task it undoes.
 enum Candidates<'s> {
     Named(u16),
     Any(&'s [u16]),
 }
 
 impl<'s> Candidates<'s> {
-    fn of(spec: &'s Spec, job: &Job) -> Candidates<'s> {
+    fn of(spec: &'s Spec, job: &Job, turn: Option<u16>) -> Candidates<'s> {
+        if let Some(agent) = turn {
+            return Candidates::Named(agent);
+        }
         let forward = job.comp_of == FORWARD;
         let action =
             !forward && matches!(spec.tasks[job.comp_of as usize].undo, Some(Undo::Action));

@@ -210,7 +210,7 @@ impl Scheduler {
     pub(super) fn expand(&mut self, slot: u32, task: u32, now: Instant) -> bool {
         let run = self.runs[slot as usize].as_mut().expect("live run");
         let spec = run.spec.clone();
-        if spec.workflow.tasks[task as usize].repeat.is_some() {
+        if spec.workflow.tasks[task as usize].looping().is_some() {
             self.start_loop(slot, task, now);
             return true;
         }

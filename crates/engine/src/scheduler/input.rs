@@ -58,7 +58,7 @@ pub(super) fn call_input(run: &Run, job: &Job) -> Value {
     }
     m.insert("upstream".into(), Value::Object(upstream));
     m.insert("run_input".into(), (*run.input).clone());
-    if job.item != NO_ITEM && spec.workflow.tasks[job.task as usize].repeat.is_some() {
+    if job.item != NO_ITEM && spec.workflow.tasks[job.task as usize].looping().is_some() {
         m.insert("iteration".into(), Value::from(job.item));
         m.insert("previous".into(), previous(run, job.task, job.item));
     } else if job.item != NO_ITEM {

@@ -15,15 +15,49 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use baton_model::OnLimit;
 use baton_model::expr::{Field, Reference, lookup};
+use baton_model::{OnLimit, Pattern};
 use serde_json::Value;
 use tokio::time::Instant;
 
 use super::dynamic::{FanOut, ItemEnd, ItemState};
 use super::input::resolve;
-use super::{Detail, Job, Out, Scheduler};
+use super::{Detail, Job, Out, Run, Scheduler};
 use crate::store::{RunId, TaskStatus};
+
+/// The agent a handoff names in a turn's output: `{"handoff": {"to": AGENT}}`.
+/// `Err` for a `handoff` that names none.
+fn handed_to(output: Option<&Value>) -> Result<Option<&str>, String> {
+    let Some(handoff) = output.and_then(|o| o.get("handoff")) else {
+        return Ok(None);
+    };
+    match handoff.get("to").and_then(Value::as_str) {
+        Some(to) => Ok(Some(to)),
+        None => Err(format!(
+            "a handoff needs `to`, the agent to hand control to (`{{\"handoff\": {{\"to\": AGENT, \"input\": …}}}}`), found {handoff}"
+        )),
+    }
+}
+
+/// The spec-local agent whose turn iteration `iteration` of a pattern task
+/// is: its `start` first, then the one the previous turn handed off to.
+/// `None` for a task without a pattern.
+pub(super) fn turn_agent(run: &Run, task: u32, iteration: u32) -> Option<u16> {
+    let spec = &run.spec;
+    let pattern = spec.workflow.tasks[task as usize].pattern.as_deref()?;
+    let name = match iteration.checked_sub(1) {
+        None => pattern.start()?.to_string(),
+        Some(before) => {
+            let f = run.fanouts.get(&task)?;
+            let previous = f.results.get(before as usize)?.as_deref();
+            handed_to(previous).ok()??.to_string()
+        }
+    };
+    spec.agents
+        .iter()
+        .position(|a| a.agent.name == name)
+        .map(|i| i as u16)
+}
 
 /// The child an iteration's last record names, if that record says it runs.
 fn running_child(end: &ItemEnd) -> Option<RunId> {
@@ -119,11 +153,12 @@ impl Scheduler {
     ) -> bool {
         let run = self.runs[slot as usize].as_mut().expect("live run");
         let spec = run.spec.clone();
-        let l = spec.workflow.tasks[task as usize]
-            .repeat
-            .as_deref()
-            .expect("a loop");
+        let declared = &spec.workflow.tasks[task as usize];
+        let l = declared.looping().expect("a loop");
         let output = run.fanouts.get(&task).expect("loop").results[iteration as usize].clone();
+        if let Some(pattern) = declared.pattern.as_deref() {
+            return self.handoff_turn(slot, task, iteration, pattern, output, now, live);
+        }
         let holds = l.until.as_ref().map(|u| {
             u.expr.eval(&|r: &Reference| {
                 if spec.plan.id(&r.task) != Some(task) {
@@ -185,6 +220,104 @@ impl Scheduler {
         self.drain_newly_ready();
         self.check_done(slot);
         true
+    }
+
+    /// A handoff pattern's turn ended: its agent answered (the task succeeds
+    /// with the answer: the output's `finish`, or the output itself) or
+    /// handed control to another of the pattern's agents (the next turn is
+    /// theirs). `true` when the task ended.
+    #[allow(clippy::too_many_arguments)]
+    fn handoff_turn(
+        &mut self,
+        slot: u32,
+        task: u32,
+        iteration: u32,
+        pattern: &Pattern,
+        output: Option<std::sync::Arc<Value>>,
+        now: Instant,
+        live: bool,
+    ) -> bool {
+        let Pattern::Handoff {
+            agents,
+            max_handoffs,
+            ..
+        } = pattern;
+        let run = self.runs[slot as usize].as_ref().expect("live run");
+        let from = turn_agent(run, task, iteration)
+            .map(|a| run.spec.agents[usize::from(a)].agent.name.clone())
+            .unwrap_or_default();
+        let to = match handed_to(output.as_deref()) {
+            Err(message) => {
+                self.fail_task(
+                    slot,
+                    task,
+                    format!("turn {iteration} ({from}): {message}"),
+                    now,
+                );
+                return true;
+            }
+            Ok(to) => to.map(str::to_string),
+        };
+        let id = run.id;
+        let name = run.spec.ids[task as usize].clone();
+        let Some(to) = to else {
+            // The answer: `finish` when the output says so, else the output.
+            let answer = output.map(|o| match o.get("finish") {
+                Some(f) => std::sync::Arc::new(f.clone()),
+                None => o,
+            });
+            let run = self.runs[slot as usize].as_mut().expect("live run");
+            run.end_instances(task);
+            if live {
+                let payload = serde_json::json!({
+                    "run": id.to_string(), "task": &*name, "decision": "answer",
+                    "agent": from, "turns": iteration + 1,
+                })
+                .to_string();
+                self.out.push(Out::Decision { run: id, payload });
+            }
+            self.finish(
+                slot,
+                task,
+                TaskStatus::Succeeded,
+                answer.map(Detail::Output),
+                now,
+            );
+            self.drain_newly_ready();
+            self.check_done(slot);
+            return true;
+        };
+        if !agents.contains(&to) {
+            let message = format!(
+                "turn {iteration} ({from}) hands control to `{to}`, which is not one of the handoff's agents ({})",
+                agents.join(", ")
+            );
+            self.fail_task(slot, task, message, now);
+            return true;
+        }
+        if iteration >= *max_handoffs {
+            let message = format!(
+                "control was handed off `max_handoffs` ({max_handoffs}) times without an answer (last to `{to}`); raise `max_handoffs`, or have an agent answer"
+            );
+            self.fail_task(slot, task, message, now);
+            return true;
+        }
+        if !self.book_instances(slot, task, 1, now) {
+            return true;
+        }
+        let run = self.runs[slot as usize].as_mut().expect("live run");
+        let f = run.fanouts.get_mut(&task).expect("loop");
+        f.push_waiting();
+        if live {
+            f.decided = Some(now);
+            let payload = serde_json::json!({
+                "run": id.to_string(), "task": &*name, "decision": "handoff",
+                "from": from, "to": to, "iteration": iteration + 1,
+            })
+            .to_string();
+            self.out.push(Out::Decision { run: id, payload });
+        }
+        false
     }
 
     /// The decision that starts an iteration, on `baton.runs`.

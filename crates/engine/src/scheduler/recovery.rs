@@ -192,7 +192,7 @@ fn restore_ended_instances(run: &mut super::Run) {
         .collect();
     for task in ended {
         let ends = run.recovered.remove(&task).unwrap_or_default();
-        let repeat = run.spec.workflow.tasks[task as usize].repeat.is_some();
+        let repeat = run.spec.workflow.tasks[task as usize].looping().is_some();
         let f = FanOut::recorded(ends, repeat);
         run.started_instances += u64::from(f.len);
         run.ended_fanouts.insert(task, f);

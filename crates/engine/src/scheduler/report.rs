@@ -109,7 +109,7 @@ impl Scheduler {
             });
         };
         let declared = &spec.workflow.tasks[t as usize];
-        let kind = match (declared.for_each.is_some(), declared.repeat.is_some()) {
+        let kind = match (declared.for_each.is_some(), declared.looping().is_some()) {
             (true, _) => "for_each",
             (_, true) => "loop",
             _ => {

@@ -10,6 +10,7 @@ mod dynamic;
 mod events;
 mod faults;
 mod loops;
+mod patterns;
 mod props;
 mod rerun;
 mod resume;

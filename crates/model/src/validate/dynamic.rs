@@ -11,7 +11,9 @@ use crate::diag::{Diagnostic, Path, Report};
 use crate::expr::{Expr, Field, Reference};
 use crate::graph::Graph;
 use crate::names::Names;
-use crate::workflow::{ForEach, Loop, OnItemFailure, OnLimit, Routes, SubWorkflow, Task, Workflow};
+use crate::workflow::{
+    ForEach, Loop, OnItemFailure, OnLimit, Pattern, Routes, SubWorkflow, Task, Workflow,
+};
 
 const FOR_EACH_FIELDS: &[&str] = &["items", "max_parallel", "max_items", "on_failure"];
 const ITEMS_HINT: &str = "e.g. `for_each: decompose.output.questions`";
@@ -125,7 +127,7 @@ pub(super) fn implied(task: &Task) -> Option<ForEach> {
     let [dep] = task.depends_on.as_slice() else {
         return None;
     };
-    if task.workflow.is_some() || task.repeat.is_some() {
+    if task.workflow.is_some() || task.repeat.is_some() || task.pattern.is_some() {
         return None;
     }
     task.parallel.then(|| ForEach {
@@ -241,6 +243,97 @@ pub(super) fn repeat(v: Value, path: &Path, report: &mut Report) -> Option<Loop>
         until,
         max_iterations,
         on_limit,
+    })
+}
+
+const PATTERN_TYPES: &[&str] = &["handoff"];
+const HANDOFF_FIELDS: &[&str] = &["type", "agents", "start", "max_handoffs"];
+const HANDOFF_HINT: &str =
+    "e.g. `pattern: { type: handoff, agents: [triage, billing], max_handoffs: 4 }`";
+
+/// `pattern: {type: handoff, agents, start, max_handoffs}`.
+pub(super) fn pattern(v: Value, path: &Path, report: &mut Report) -> Option<Pattern> {
+    let map = object(v, path, "a pattern (a map with `type`)", report)?;
+    match map.get("type").and_then(Value::as_str) {
+        Some("handoff") => {}
+        Some(other) => {
+            report.push(
+                Diagnostic::error(
+                    "bad-pattern",
+                    path.key("type"),
+                    format!(
+                        "unknown pattern `{other}`: this version runs {}",
+                        PATTERN_TYPES.join(", ")
+                    ),
+                )
+                .with_hint_opt(crate::did_you_mean(other, PATTERN_TYPES.iter().copied())),
+            );
+            return None;
+        }
+        None => {
+            report.push(
+                Diagnostic::error("missing-field", path.clone(), "a pattern needs `type`")
+                    .with_hint(HANDOFF_HINT),
+            );
+            return None;
+        }
+    }
+    let mut agents = None;
+    let mut start = None;
+    let mut max_handoffs = None;
+    for (key, value) in map {
+        let p = path.key(&key);
+        match key.as_str() {
+            "type" => {}
+            "agents" => agents = Some(string_list(value, &p, report)),
+            "start" => start = super::scalar_string(value, &p, report),
+            "max_handoffs" => match count(&value, &p, "max_handoffs") {
+                Ok(n) if n <= Pattern::MAX_HANDOFFS => max_handoffs = Some(n),
+                Ok(_) | Err(_) => report.push(Diagnostic::error(
+                    "bad-value",
+                    p,
+                    format!(
+                        "`max_handoffs` must be a whole number from 1 to {}, found {value}",
+                        Pattern::MAX_HANDOFFS
+                    ),
+                )),
+            },
+            _ => report.push(unknown_field(p, &key, "handoff pattern", HANDOFF_FIELDS)),
+        }
+    }
+    let agents = agents.unwrap_or_default();
+    if agents.is_empty() {
+        report.push(
+            Diagnostic::error(
+                "bad-pattern",
+                path.key("agents"),
+                "a handoff needs `agents`: the agents that may hold control",
+            )
+            .with_hint(HANDOFF_HINT),
+        );
+        return None;
+    }
+    let Some(max_handoffs) = max_handoffs else {
+        if !report
+            .diagnostics
+            .iter()
+            .any(|d| d.path.0.starts_with(&path.key("max_handoffs").0))
+        {
+            report.push(
+                Diagnostic::error(
+                    "missing-field",
+                    path.clone(),
+                    "a handoff needs `max_handoffs`: the most handoffs before it must answer",
+                )
+                .with_hint(HANDOFF_HINT),
+            );
+        }
+        return None;
+    };
+    Some(Pattern::Handoff {
+        agents,
+        start,
+        max_handoffs,
     })
 }
 
@@ -446,6 +539,9 @@ pub(super) fn structure(
         if let Some(l) = t.repeat.as_deref() {
             repeat_structure(wf, graph, ids, i, l, &tasks_path.index(i), report);
         }
+        if let Some(p) = t.pattern.as_deref() {
+            pattern_structure(wf, i, p, &tasks_path.index(i), report);
+        }
         let Some(routes) = t.routes.as_deref() else {
             continue;
         };
@@ -552,5 +648,71 @@ fn repeat_structure(
             ),
             Some(_) => {}
         }
+    }
+}
+
+/// A pattern's agents are declared ones, its `start` one of them; the task
+/// has no agent, fan-out, loop, sub-workflow, route or wait of its own.
+fn pattern_structure(wf: &Workflow, i: usize, p: &Pattern, at: &Path, report: &mut Report) {
+    let t = &wf.tasks[i];
+    let clash = [
+        ("agent", t.agent.is_some()),
+        ("requires", !t.requires.is_empty()),
+        ("for_each", t.for_each.is_some()),
+        ("loop", t.repeat.is_some()),
+        ("workflow", t.workflow.is_some()),
+        ("routes", t.routes.is_some()),
+        ("wait_for", t.wait_for.is_some()),
+    ];
+    for (field, present) in clash {
+        if present {
+            report.push(
+                Diagnostic::error(
+                    "bad-pattern",
+                    at.key(field),
+                    format!(
+                        "task `{}` runs a {} pattern and cannot also have `{field}`",
+                        t.id,
+                        p.name()
+                    ),
+                )
+                .with_hint(
+                    "the pattern's agents take the turns; put the rest in tasks of their own",
+                ),
+            );
+        }
+    }
+    let Pattern::Handoff { agents, start, .. } = p;
+    let declared = || wf.agents.iter().map(|a| a.name.as_str());
+    let mut seen = std::collections::HashSet::new();
+    for (k, name) in agents.iter().enumerate() {
+        if !seen.insert(name.as_str()) {
+            report.push(Diagnostic::error(
+                "bad-pattern",
+                at.key("pattern").key("agents").index(k),
+                format!("agent `{name}` is listed twice"),
+            ));
+        } else if !declared().any(|a| a == name) {
+            report.push(
+                Diagnostic::error(
+                    "unknown-agent",
+                    at.key("pattern").key("agents").index(k),
+                    format!("the handoff of `{}` names unknown agent `{name}`", t.id),
+                )
+                .with_hint_opt(crate::did_you_mean(name, declared())),
+            );
+        }
+    }
+    if let Some(start) = start
+        && !agents.contains(start)
+    {
+        report.push(
+            Diagnostic::error(
+                "bad-pattern",
+                at.key("pattern").key("start"),
+                format!("`start` is `{start}`, which is not one of the handoff's agents"),
+            )
+            .with_hint(format!("one of: {}", agents.join(", "))),
+        );
     }
 }

@@ -191,3 +191,21 @@ tasks:
 "#;
     insta::assert_snapshot!(rendered_errors("loops.yaml", text, Format::Yaml));
 }
+
+#[test]
+fn patterns_are_validated_with_their_locations() {
+    let text = r#"
+agents:
+  triage: { type: noop }
+  billing: { type: noop }
+tasks:
+  - { id: a, pattern: { type: handoff, agents: [triage, biling, triage], start: tech, max_handoffs: 3 } }
+  - { id: b, pattern: { type: handof, agents: [triage] } }
+  - { id: c, pattern: { type: handoff, agents: [], max_handoffs: 2 } }
+  - { id: d, pattern: { type: handoff, agents: [triage], max_handoffs: 0, turns: 3 } }
+  - { id: e, pattern: { type: handoff, agents: [triage] } }
+  - { id: f, agent: billing, loop: { max_iterations: 2 }, pattern: { type: handoff, agents: [triage], max_handoffs: 1 } }
+  - { id: g, pattern: handoff }
+"#;
+    insta::assert_snapshot!(rendered_errors("patterns.yaml", text, Format::Yaml));
+}

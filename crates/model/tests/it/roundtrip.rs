@@ -34,6 +34,7 @@ fn the_examples_round_trip() {
         "examples/sub_workflow.yaml",
         "examples/review_loop.yaml",
         "examples/research_review.yaml",
+        "examples/patterns/handoff.yaml",
         "examples/teams/review_team.yaml",
     ] {
         let src = Source::read(&repo_file(file), Limits::default()).unwrap();
@@ -104,6 +105,7 @@ tasks:
     workflow: { inline: { name: inner, agents: { q: { type: noop } }, tasks: [{ id: i1, agent: q }, { id: i2, agent: q, depends_on: [i1], for_each: i1.output }] } }
   - { id: looped, agent: scripted, depends_on: [h], loop: { until: "looped.output.ok == true && h.status == \"succeeded\"", max_iterations: 7, on_limit: continue } }
   - { id: counted, depends_on: [h], loop: { max_iterations: 2 }, workflow: { inline: { tasks: [{ id: k }] } } }
+  - { id: handed, depends_on: [h], pattern: { type: handoff, agents: [idle, fast], start: fast, max_handoffs: 9 } }
 coordination: { type: hybrid, event_driven: [data_updates, approvals], graph_based: [task_flow] }
 "#;
 
