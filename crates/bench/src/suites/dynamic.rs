@@ -14,6 +14,10 @@
 //! * `children/<r>/child_start_*`: r runs submitted at once, each a task that
 //!   runs a one-task child workflow; the engine's histogram of the child run
 //!   started → its first task dispatched.
+//! * `handoff/<r>x<h>/*`: r runs at once, each a handoff pattern whose two
+//!   scripted agents hand control back and forth h times before answering;
+//!   `decision_*`: a turn's end → the next agent's turn dispatched; `wall`
+//!   derives handoffs per second.
 //!
 //! Not timed: writing, validating and planning the workflows.
 
@@ -88,6 +92,31 @@ fn repeat(n: usize) -> Arc<Spec> {
         "tasks": [{"id": "again", "agent": "w", "loop": {"max_iterations": n}}],
     });
     spec("loop.json", &doc.to_string())
+}
+
+/// A handoff between two scripted agents, `h` handoffs then an answer.
+fn handoff(h: usize) -> Arc<Spec> {
+    let mut ping = serde_json::Map::new();
+    let mut pong = serde_json::Map::new();
+    for i in 0..=h {
+        let (mine, other) = if i % 2 == 0 {
+            (&mut ping, "pong")
+        } else {
+            (&mut pong, "ping")
+        };
+        let decision = if i == h {
+            serde_json::json!({"finish": i})
+        } else {
+            serde_json::json!({"handoff": {"to": other}})
+        };
+        mine.insert(format!("chat[{i}]"), decision);
+    }
+    let doc = serde_json::json!({
+        "name": "handoff",
+        "agents": {"ping": {"type": "simulate", "outputs": ping}, "pong": {"type": "simulate", "outputs": pong}},
+        "tasks": [{"id": "chat", "pattern": {"type": "handoff", "agents": ["ping", "pong"], "max_handoffs": h}}],
+    });
+    spec("handoff.json", &doc.to_string())
 }
 
 /// A task that runs a one-task child workflow.
@@ -294,6 +323,35 @@ pub(crate) fn run(
             &samples,
             |s| s.child_start_latency,
             ("runs", runs),
+        );
+    }
+    for (runs, h) in config.pick(&[(10_000, 10)], &[(1_000, 10)], &[(10, 10)]) {
+        let prefix = format!("coordination/dynamic/handoff/{runs}x{h}");
+        let samples = measure(rt, config, &prefix, &handoff(h), runs, false)?;
+        percentiles(
+            sink,
+            &prefix,
+            "decision",
+            "a handoff turn's end → the next agent's turn dispatched (engine histogram; r runs at once, h handoffs each)",
+            &samples,
+            |s| s.decision_latency,
+            ("runs", runs),
+        );
+        let walls: Vec<f64> = samples.iter().map(|s| s.wall).collect();
+        sink.push(
+            Record::new(
+                format!("{prefix}/wall"),
+                "r handoff chains of h handoffs, submitted at once: first submit to the last run's end",
+                "s",
+                false,
+                walls.clone(),
+            )
+            .param("runs", runs)
+            .param("handoffs", h)
+            .derive(
+                "handoffs_per_s",
+                (runs * h) as f64 / crate::stats::median(&walls),
+            ),
         );
     }
     Ok(())
