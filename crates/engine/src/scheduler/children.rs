@@ -200,11 +200,14 @@ impl Scheduler {
             payload: payload.to_string(),
         });
         if end.status == RunStatus::Completed {
+            let run = self.runs[slot as usize].as_mut().expect("live run");
+            run.done_children
+                .entry(job.task)
+                .or_default()
+                .push(end.child);
             if job.item != NO_ITEM {
                 return self.item_done(job, NO_AGENT, Ok(end.outputs), now);
             }
-            let run = self.runs[slot as usize].as_mut().expect("live run");
-            run.done_children.insert(job.task, end.child);
             self.finish(
                 slot,
                 job.task,
@@ -257,75 +260,88 @@ impl Scheduler {
         });
     }
 
-    /// The parent's compensation of `task` reaches the child run it completed:
-    /// the child is taken back from the ended runs and runs its own
-    /// compensations, newest first; its end ends the compensation of `task`.
-    /// `false` when nothing runs: the child is no longer known here (recorded
-    /// as a failed compensation) or has nothing to undo.
+    /// The parent's compensation of `task` reaches the child runs it
+    /// completed (one, or one per loop iteration), newest first: the next one
+    /// with something to undo is taken back from the ended runs and runs its
+    /// own compensations; its end goes on with the next. `false` when none is
+    /// left to run: the rest were no longer known here (each recorded as a
+    /// failed compensation) or had nothing to undo.
     pub(super) fn compensate_child(&mut self, slot: u32, task: u32) -> bool {
-        let run = self.runs[slot as usize].as_mut().expect("live run");
-        let Some(child) = run.done_children.remove(&task) else {
-            return false;
-        };
-        let parent = run.id;
-        let Some(mut c) = self.finished.remove(&child) else {
-            run.compensation_failures.push(format!(
-                "compensation of `{}`: its child run {child} is no longer known here, its compensations did not run",
-                run.spec.ids[task as usize]
-            ));
-            return false;
-        };
-        self.finished_order.retain(|&r| r != child);
-        c.undo_queue = saga::undo_queue(&c);
-        if c.undo_queue.is_empty() {
-            self.finished.insert(child, c);
-            self.finished_order.push_back(child);
-            return false;
+        loop {
+            let run = self.runs[slot as usize].as_mut().expect("live run");
+            let Some(child) = run.done_children.get_mut(&task).and_then(Vec::pop) else {
+                run.done_children.remove(&task);
+                return false;
+            };
+            let parent = run.id;
+            let Some(mut c) = self.finished.remove(&child) else {
+                run.compensation_failures.push(format!(
+                    "compensation of `{}`: its child run {child} is no longer known here, its compensations did not run",
+                    run.spec.ids[task as usize]
+                ));
+                continue;
+            };
+            self.finished_order.retain(|&r| r != child);
+            c.undo_queue = saga::undo_queue(&c);
+            if c.undo_queue.is_empty() {
+                self.finished.insert(child, c);
+                self.finished_order.push_back(child);
+                continue;
+            }
+            let reason = format!("parent run {parent} failed: its compensations run");
+            c.status = RunStatus::Compensating;
+            c.failed = true;
+            c.cancelled = true;
+            c.reason = Some(reason.clone());
+            c.ended = None;
+            c.summary = None;
+            c.parent = Some(Job {
+                comp_of: task,
+                ..Job::forward(parent, slot, task, 1)
+            });
+            // It is counted again when it ends.
+            self.ended[0] = self.ended[0].saturating_sub(1);
+            let child_slot = self.place(c);
+            self.out.push(Out::Run {
+                run: child,
+                status: RunStatus::Compensating,
+                at_ms: crate::clock::now_ms(),
+                reason: Some(reason),
+            });
+            self.next_compensation(child_slot);
+            return true;
         }
-        let reason = format!("parent run {parent} failed: its compensations run");
-        c.status = RunStatus::Compensating;
-        c.failed = true;
-        c.cancelled = true;
-        c.reason = Some(reason.clone());
-        c.ended = None;
-        c.summary = None;
-        c.parent = Some(Job {
-            comp_of: task,
-            ..Job::forward(parent, slot, task, 1)
-        });
-        // It is counted again when it ends.
-        self.ended[0] = self.ended[0].saturating_sub(1);
-        let child_slot = self.place(c);
-        self.out.push(Out::Run {
-            run: child,
-            status: RunStatus::Compensating,
-            at_ms: crate::clock::now_ms(),
-            reason: Some(reason),
-        });
-        self.next_compensation(child_slot);
-        true
     }
 
-    /// A child reopened to compensate ended: the parent's task is
-    /// compensated (or its compensation failed, with the child's failures),
-    /// and the parent's next compensation runs.
+    /// A child reopened to compensate ended: the task's next child
+    /// compensates, or, the last one done, the task is compensated (unless a
+    /// compensation failed: the child's failures are the task's) and the
+    /// parent's next compensation runs.
     fn child_compensated(&mut self, job: Job, end: ChildEnd, now: Instant) {
         let run = self.runs[job.slot as usize].as_mut().expect("live run");
         if run.status != RunStatus::Compensating {
             return;
         }
         let task = job.comp_of;
-        if end.compensation_failures.is_empty() {
+        let name = run.spec.ids[task as usize].clone();
+        for f in end.compensation_failures {
+            run.compensation_failures.push(format!(
+                "compensation of `{name}` (child run {}): {f}",
+                end.child
+            ));
+        }
+        if self.compensate_child(job.slot, task) {
+            return;
+        }
+        let run = self.runs[job.slot as usize].as_mut().expect("live run");
+        let prefix = format!("compensation of `{name}`");
+        if !run
+            .compensation_failures
+            .iter()
+            .any(|f| f.starts_with(&prefix))
+        {
             run.compensations += 1;
             self.transition(job.slot, task, TaskStatus::Compensated, None, now);
-        } else {
-            let name = run.spec.ids[task as usize].clone();
-            for f in end.compensation_failures {
-                run.compensation_failures.push(format!(
-                    "compensation of `{name}` (child run {}): {f}",
-                    end.child
-                ));
-            }
         }
         self.next_compensation(job.slot);
     }

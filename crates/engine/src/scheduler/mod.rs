@@ -254,9 +254,10 @@ struct Run {
     parent: Option<Job>,
     /// Child runs in progress, by the task that started each.
     children: HashMap<u32, RunId>,
-    /// Child runs that completed, by the task they ended: a compensation of
-    /// the run reopens them to run theirs.
-    done_children: HashMap<u32, RunId>,
+    /// Child runs that completed, by the task that started them (one per
+    /// loop iteration), oldest first: a compensation of the run reopens them
+    /// to run theirs.
+    done_children: HashMap<u32, Vec<RunId>>,
     /// The finished run this one reran.
     rerun_of: Option<RunId>,
     /// Fan-out items and loop iterations started (bounded by

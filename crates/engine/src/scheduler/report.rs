@@ -72,7 +72,7 @@ impl Scheduler {
                     child: run
                         .children
                         .get(&(i as u32))
-                        .or_else(|| run.done_children.get(&(i as u32)))
+                        .or_else(|| run.done_children.get(&(i as u32)).and_then(|c| c.last()))
                         .copied(),
                     reason: message.clone().filter(|_| skipped),
                     error: message.filter(|_| !skipped),

@@ -328,3 +328,42 @@ tasks:
     );
     engine.shutdown().await.unwrap();
 }
+
+/// A loop's iterations each completed a child: a later failure undoes them
+/// all, newest first, before the task counts as compensated.
+#[tokio::test]
+async fn a_failed_parent_undoes_every_child_of_a_loop_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let marks = dir.path().join("marks");
+    let (engine, _log) = start();
+    let spec = spec(&format!(
+        r#"
+agents:
+  bad: {{ type: command, command: ["sh", "-c", "cat > /dev/null; exit 3"] }}
+tasks:
+  - id: rounds
+    loop: {{ max_iterations: 3 }}
+    workflow:
+      inline:
+        agents:
+          w: {{ type: noop }}
+          undo: {{ type: command, command: ["sh", "-c", "grep -o '\"iteration\":[0-9]*' | head -n1 >> {}"] }}
+        tasks:
+          - {{ id: book, agent: w, compensation: {{ action: release, agent: undo }} }}
+  - {{ id: pay, agent: bad, depends_on: [rounds] }}
+"#,
+        marks.display()
+    ));
+    let run = engine.submit(spec, json!({})).await.unwrap();
+    let summary = engine.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Failed, "{summary:?}");
+    assert!(summary.compensation_failures.is_empty(), "{summary:?}");
+    let view = engine.status(run).await.unwrap();
+    assert_eq!(view.task_states[0].status, TaskStatus::Compensated);
+    assert_eq!(
+        std::fs::read_to_string(&marks).unwrap(),
+        "\"iteration\":2\n\"iteration\":1\n\"iteration\":0\n",
+        "each iteration's child undone, newest first"
+    );
+    engine.shutdown().await.unwrap();
+}
