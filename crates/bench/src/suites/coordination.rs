@@ -51,12 +51,23 @@ pub(crate) struct Sample {
     pub peak_growth: u64,
 }
 
-/// Runs `runs` runs of `spec` at once on a fresh engine.
+/// Runs `runs` runs of `spec` at once on a fresh default engine.
 pub(crate) fn sample(
     rt: &tokio::runtime::Runtime,
     spec: &Arc<Spec>,
     runs: usize,
     durable: bool,
+) -> Result<Sample, String> {
+    sample_with(rt, spec, runs, durable, &Options::default())
+}
+
+/// [`sample`] on an engine built with `options`.
+pub(crate) fn sample_with(
+    rt: &tokio::runtime::Runtime,
+    spec: &Arc<Spec>,
+    runs: usize,
+    durable: bool,
+    options: &Options,
 ) -> Result<Sample, String> {
     // A fresh directory per sample: the store replays what it holds at open.
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -65,20 +76,22 @@ pub(crate) fn sample(
     } else {
         None
     };
-    sample_on(rt, spec, runs, store)
+    sample_on(rt, spec, runs, store, options)
 }
 
-/// Runs `runs` runs of `spec` at once on a fresh engine over `store`.
+/// Runs `runs` runs of `spec` at once on a fresh engine over `store`; every
+/// run must complete.
 pub(crate) fn sample_on<S: StateStore>(
     rt: &tokio::runtime::Runtime,
     spec: &Arc<Spec>,
     runs: usize,
     store: Option<S>,
+    options: &Options,
 ) -> Result<Sample, String> {
     rt.block_on(async {
         let log = Arc::new(MemoryLog::new(Default::default()).map_err(|e| e.to_string())?);
-        let (engine, handle) = Engine::build(Options::default(), log, store.map(Arc::new))
-            .map_err(|e| e.to_string())?;
+        let (engine, handle) =
+            Engine::build(options.clone(), log, store.map(Arc::new)).map_err(|e| e.to_string())?;
         let task = tokio::spawn(engine.run());
         crate::env::reset_peak_rss();
         let before = crate::env::rss_bytes();
@@ -96,8 +109,11 @@ pub(crate) fn sample_on<S: StateStore>(
         let mut summaries = Vec::with_capacity(runs);
         for id in ids.into_iter().flatten() {
             let s = handle.wait(id).await.map_err(|e| e.to_string())?;
-            if s.tasks.succeeded != u64::from(spec.planned()) {
-                return Err(format!("run ended with {:?}", s.tasks));
+            if s.status != baton_engine::store::RunStatus::Completed {
+                return Err(format!(
+                    "run ended {} ({:?}): {:?}",
+                    s.status, s.reason, s.tasks
+                ));
             }
             summaries.push(s);
         }
@@ -123,10 +139,11 @@ pub(crate) fn measure(
     runs: usize,
     repeats: usize,
 ) -> Result<Vec<Sample>, Error> {
-    measure_with(rt, name, spec, runs, repeats, false)
+    measure_with(rt, name, spec, runs, repeats, false, &Options::default())
 }
 
-/// [`measure`], optionally with the embedded state store (fsync on).
+/// [`measure`], optionally with the embedded state store (fsync on), on
+/// engines built with `options`.
 pub(crate) fn measure_with(
     rt: &tokio::runtime::Runtime,
     name: &str,
@@ -134,14 +151,15 @@ pub(crate) fn measure_with(
     runs: usize,
     repeats: usize,
     durable: bool,
+    options: &Options,
 ) -> Result<Vec<Sample>, Error> {
     let failed = |message| Error::Failed {
         benchmark: name.to_string(),
         message,
     };
-    sample(rt, spec, runs, durable).map_err(failed)?;
+    sample_with(rt, spec, runs, durable, options).map_err(failed)?;
     (0..repeats.max(1))
-        .map(|_| sample(rt, spec, runs, durable).map_err(failed))
+        .map(|_| sample_with(rt, spec, runs, durable, options).map_err(failed))
         .collect()
 }
 
@@ -245,7 +263,15 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
     for n in config.pick(&[1_000_000], &[100_000], &[1_000]) {
         let spec = spec(n);
         let prefix = format!("coordination/durable/{n}");
-        let samples = measure_with(&rt, &prefix, &spec, 1, config.repeats, true)?;
+        let samples = measure_with(
+            &rt,
+            &prefix,
+            &spec,
+            1,
+            config.repeats,
+            true,
+            &Options::default(),
+        )?;
         sink.push(
             Record::new(
                 format!("{prefix}/transitions"),
@@ -367,7 +393,7 @@ mod postgres {
         let store = rt
             .block_on(Postgres::open(options.clone()))
             .map_err(|e| e.to_string())?;
-        let sampled = super::sample_on(rt, spec, 1, Some(store));
+        let sampled = super::sample_on(rt, spec, 1, Some(store), &Default::default());
         // The engine closed the store: drop the schema on a connection of its own.
         let dropped = rt.block_on(async {
             use sqlx::Connection as _;

@@ -22,13 +22,11 @@
 //! Not timed: writing, validating and planning the workflows.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use baton_engine::store::Embedded;
-use baton_engine::{Engine, Options, Percentiles, Spec, Stats};
-use baton_events::MemoryLog;
+use baton_engine::{Options, Percentiles, Spec, Stats};
 use baton_model::{Format, Source};
 
+use super::coordination::{self, Sample};
 use crate::{Config, Error, Record, Sink};
 
 fn spec(name: &str, text: &str) -> Arc<Spec> {
@@ -128,65 +126,9 @@ fn child() -> Arc<Spec> {
     spec("parent.json", &doc.to_string())
 }
 
-struct Sample {
-    wall: f64,
-    stats: Stats,
-}
-
-/// `runs` runs of `spec` at once on a fresh engine (durable: the embedded
-/// store in a fresh directory); every run must complete.
-fn sample(
-    rt: &tokio::runtime::Runtime,
-    spec: &Arc<Spec>,
-    runs: usize,
-    durable: bool,
-) -> Result<Sample, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let store = if durable {
-        Some(Arc::new(
-            Embedded::open(dir.path(), Default::default()).map_err(|e| e.to_string())?,
-        ))
-    } else {
-        None
-    };
-    rt.block_on(async {
-        let log = Arc::new(MemoryLog::new(Default::default()).map_err(|e| e.to_string())?);
-        let options = Options {
-            max_instances: u64::MAX,
-            // Parents and children stay answerable until they are waited for.
-            keep_finished: 2 * runs + 10,
-            ..Options::default()
-        };
-        let (engine, handle) = Engine::build(options, log, store).map_err(|e| e.to_string())?;
-        let task = tokio::spawn(engine.run());
-        let started = Instant::now();
-        let mut submits = tokio::task::JoinSet::new();
-        for _ in 0..runs {
-            let (handle, spec) = (handle.clone(), spec.clone());
-            submits.spawn(async move { handle.submit(spec, serde_json::Value::Null).await });
-        }
-        let mut ids = Vec::with_capacity(runs);
-        while let Some(done) = submits.join_next().await {
-            ids.push(
-                done.map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?,
-            );
-        }
-        for id in ids {
-            let s = handle.wait(id).await.map_err(|e| e.to_string())?;
-            if s.status != baton_engine::store::RunStatus::Completed {
-                return Err(format!("run ended {}: {:?}", s.status, s.reason));
-            }
-        }
-        let wall = started.elapsed().as_secs_f64();
-        let stats = handle.stats().await.map_err(|e| e.to_string())?;
-        handle.shutdown().await.map_err(|e| e.to_string())?;
-        task.await.map_err(|e| e.to_string())?;
-        Ok(Sample { wall, stats })
-    })
-}
-
-/// A warm-up, then `config.repeats` samples.
+/// A warm-up, then `config.repeats` samples of `runs` runs at once, on
+/// engines that let the runs start any number of instances and keep every
+/// run answerable (children included) until it is waited for.
 fn measure(
     rt: &tokio::runtime::Runtime,
     config: &Config,
@@ -195,14 +137,12 @@ fn measure(
     runs: usize,
     durable: bool,
 ) -> Result<Vec<Sample>, Error> {
-    let failed = |message| Error::Failed {
-        benchmark: name.to_string(),
-        message,
+    let options = Options {
+        max_instances: u64::MAX,
+        keep_finished: 2 * runs + 10,
+        ..Options::default()
     };
-    sample(rt, spec, runs, durable).map_err(failed)?;
-    (0..config.repeats.max(1))
-        .map(|_| sample(rt, spec, runs, durable).map_err(failed))
-        .collect()
+    coordination::measure_with(rt, name, spec, runs, config.repeats, durable, &options)
 }
 
 fn percentiles(

@@ -75,13 +75,7 @@ impl Scheduler {
                 self.options.max_depth,
                 crate::MAX_DEPTH
             ));
-            let run = self.runs[job.slot as usize].as_mut().expect("live run");
-            if job.item != NO_ITEM {
-                Self::item_started(run, &job);
-                return self.item_failed(job, NO_AGENT, failure, now);
-            }
-            run.tasks[job.task as usize].attempt = job.attempt;
-            return self.attempt_failed(job, failure, now);
+            return self.fail_unstarted(job, failure, now);
         }
         self.dispatched(&job, now);
         let run = self.runs[job.slot as usize].as_mut().expect("live run");
@@ -132,19 +126,11 @@ impl Scheduler {
                 detail: Some(named),
             });
         }
-        let mut payload = serde_json::json!({
-            "run": parent.to_string(),
-            "task": &*spec.ids[job.task as usize],
-            "decision": "child",
-            "child": child.to_string(),
-        });
+        let mut extra = serde_json::json!({ "child": child.to_string() });
         if job.item != NO_ITEM {
-            payload["iteration"] = job.item.into();
+            extra["iteration"] = job.item.into();
         }
-        self.out.push(Out::Decision {
-            run: parent,
-            payload: payload.to_string(),
-        });
+        self.decide(job.slot, Some(job.task), "child", extra);
         // Part of a run already admitted: it starts now, not behind the runs
         // waiting for admission (its records follow its creation's either way).
         self.start(child_slot);
@@ -185,20 +171,14 @@ impl Scheduler {
             return;
         }
         run.children.remove(&job.task);
-        let mut payload = serde_json::json!({
-            "run": job.run.to_string(),
-            "task": &*run.spec.ids[job.task as usize],
-            "decision": "child_end",
+        let mut extra = serde_json::json!({
             "child": end.child.to_string(),
             "status": end.status.as_str(),
         });
         if job.item != NO_ITEM {
-            payload["iteration"] = job.item.into();
+            extra["iteration"] = job.item.into();
         }
-        self.out.push(Out::Decision {
-            run: job.run,
-            payload: payload.to_string(),
-        });
+        self.decide(slot, Some(job.task), "child_end", extra);
         if end.status == RunStatus::Completed {
             let run = self.runs[slot as usize].as_mut().expect("live run");
             run.done_children

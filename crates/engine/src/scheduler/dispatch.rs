@@ -130,6 +130,11 @@ impl Scheduler {
             .map(|&l| spec.agents[usize::from(l)].agent.name.as_str())
             .collect();
         let failure = Failure::retryable(format!("circuit breaker open for {}", names.join(", ")));
+        self.fail_unstarted(job, failure, now);
+    }
+
+    /// A job fails before anything ran it (its attempt counts).
+    pub(super) fn fail_unstarted(&mut self, job: Job, failure: Failure, now: Instant) {
         let run = self.runs[job.slot as usize].as_mut().expect("live run");
         if job.item != NO_ITEM {
             Self::item_started(run, &job);

@@ -292,18 +292,13 @@ impl Scheduler {
                     .push((end.item, end.detail.unwrap_or_default().into()));
             }
         }
-        let id = run.id;
         run.fanouts.insert(task, fan);
-        self.out.push(Out::Decision {
-            run: id,
-            payload: serde_json::json!({
-                "run": id.to_string(),
-                "task": &*spec.ids[task as usize],
-                "decision": "for_each",
-                "items": len,
-            })
-            .to_string(),
-        });
+        self.decide(
+            slot,
+            Some(task),
+            "for_each",
+            serde_json::json!({ "items": len }),
+        );
         self.transition(slot, task, TaskStatus::Dispatched, None, now);
         self.transition(slot, task, TaskStatus::Running, None, now);
         if !self.fan_in(slot, task, now) {
@@ -627,16 +622,26 @@ impl Scheduler {
         let Some(name) = route_of(run.outputs[task as usize].as_deref()) else {
             return;
         };
-        let payload = serde_json::json!({
-            "run": run.id.to_string(),
-            "task": &*run.spec.ids[task as usize],
-            "decision": "route",
-            "route": name,
-        })
-        .to_string();
+        let extra = serde_json::json!({ "route": name });
+        self.decide(slot, Some(task), "route", extra);
+    }
+
+    /// Publishes a decision of the run in `slot` (about `task`, if given) on
+    /// `baton.runs`: `{"run", "task", "decision", …extra}`.
+    pub(super) fn decide(&mut self, slot: u32, task: Option<u32>, decision: &str, extra: Value) {
+        let run = self.runs[slot as usize].as_ref().expect("live run");
+        let mut payload = match extra {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        payload.insert("run".into(), run.id.to_string().into());
+        if let Some(t) = task {
+            payload.insert("task".into(), (*run.spec.ids[t as usize]).into());
+        }
+        payload.insert("decision".into(), decision.into());
         self.out.push(Out::Decision {
             run: run.id,
-            payload,
+            payload: Value::Object(payload).to_string(),
         });
     }
 }

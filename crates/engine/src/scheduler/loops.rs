@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use super::dynamic::{FanOut, ItemEnd, ItemState};
 use super::input::resolve;
-use super::{Detail, Job, Out, Run, Scheduler};
+use super::{Detail, Job, Run, Scheduler};
 use crate::store::{RunId, TaskStatus};
 
 /// The agent a handoff names in a turn's output: `{"handoff": {"to": AGENT}}`.
@@ -189,17 +189,9 @@ impl Scheduler {
         }
         let run = self.runs[slot as usize].as_mut().expect("live run");
         run.end_instances(task);
-        let id = run.id;
         if live {
-            let payload = serde_json::json!({
-                "run": id.to_string(),
-                "task": &*spec.ids[task as usize],
-                "decision": "loop_end",
-                "iterations": ran,
-                "until": holds,
-            })
-            .to_string();
-            self.out.push(Out::Decision { run: id, payload });
+            let extra = serde_json::json!({ "iterations": ran, "until": holds });
+            self.decide(slot, Some(task), "loop_end", extra);
         }
         if holds == Some(false) && l.on_limit == OnLimit::Fail {
             let until = l.until.as_ref().map_or("", |u| u.text.as_str());
@@ -258,8 +250,6 @@ impl Scheduler {
             }
             Ok(to) => to.map(str::to_string),
         };
-        let id = run.id;
-        let name = run.spec.ids[task as usize].clone();
         let Some(to) = to else {
             // The answer: `finish` when the output says so, else the output.
             let answer = output.map(|o| match o.get("finish") {
@@ -269,12 +259,8 @@ impl Scheduler {
             let run = self.runs[slot as usize].as_mut().expect("live run");
             run.end_instances(task);
             if live {
-                let payload = serde_json::json!({
-                    "run": id.to_string(), "task": &*name, "decision": "answer",
-                    "agent": from, "turns": iteration + 1,
-                })
-                .to_string();
-                self.out.push(Out::Decision { run: id, payload });
+                let extra = serde_json::json!({ "agent": from, "turns": iteration + 1 });
+                self.decide(slot, Some(task), "answer", extra);
             }
             self.finish(
                 slot,
@@ -310,30 +296,16 @@ impl Scheduler {
         f.push_waiting();
         if live {
             f.decided = Some(now);
-            let payload = serde_json::json!({
-                "run": id.to_string(), "task": &*name, "decision": "handoff",
-                "from": from, "to": to, "iteration": iteration + 1,
-            })
-            .to_string();
-            self.out.push(Out::Decision { run: id, payload });
+            let extra = serde_json::json!({ "from": from, "to": to, "iteration": iteration + 1 });
+            self.decide(slot, Some(task), "handoff", extra);
         }
         false
     }
 
     /// The decision that starts an iteration, on `baton.runs`.
     fn iteration_started(&mut self, slot: u32, task: u32, iteration: u32) {
-        let run = self.runs[slot as usize].as_ref().expect("live run");
-        let payload = serde_json::json!({
-            "run": run.id.to_string(),
-            "task": &*run.spec.ids[task as usize],
-            "decision": "iteration",
-            "iteration": iteration,
-        })
-        .to_string();
-        self.out.push(Out::Decision {
-            run: run.id,
-            payload,
-        });
+        let extra = serde_json::json!({ "iteration": iteration });
+        self.decide(slot, Some(task), "iteration", extra);
     }
 
     /// A resumed run's loop whose iteration had started a child: the child's

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{Detail, Out, Scheduler};
+use super::{Detail, Scheduler};
 use crate::Error;
 use crate::store::{RunId, TaskStatus};
 
@@ -67,7 +67,7 @@ impl Scheduler {
             })
             .collect();
         let input = (*original.input).clone();
-        let Some((id, slot)) = self.create(spec.clone(), input, reply) else {
+        let Some((_, slot)) = self.create(spec.clone(), input, reply) else {
             return;
         };
         let now = Instant::now();
@@ -89,14 +89,11 @@ impl Scheduler {
         }
         run.unfinished -= reused.len() as u32;
         run.rerun_of = Some(of);
-        let payload = serde_json::json!({
-            "run": id.to_string(),
-            "decision": "rerun",
+        let extra = serde_json::json!({
             "of": of.to_string(),
             "from": from,
             "reused": reused.len(),
-        })
-        .to_string();
-        self.out.push(Out::Decision { run: id, payload });
+        });
+        self.decide(slot, None, "rerun", extra);
     }
 }

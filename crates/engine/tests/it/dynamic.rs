@@ -84,6 +84,16 @@ tasks:
     assert_eq!(ends, ["ready", "dispatched", "running", "succeeded"]);
 }
 
+/// The payloads of a run's `baton.decision` events, in order.
+pub(crate) async fn decisions(log: &MemoryLog, run: baton_engine::store::RunId) -> Vec<Value> {
+    run_events(log, &run.to_string())
+        .await
+        .into_iter()
+        .filter(|(kind, _)| kind == "baton.decision")
+        .map(|(_, v)| v)
+        .collect()
+}
+
 pub(crate) async fn run_events(log: &MemoryLog, key: &str) -> Vec<(String, Value)> {
     use baton_events::EventLog;
     let mut out = Vec::new();

@@ -11,7 +11,7 @@ use baton_engine::{Engine, Handle, Options, RunQuery};
 use baton_events::MemoryLog;
 use serde_json::json;
 
-use crate::dynamic::run_events;
+use crate::dynamic::decisions;
 use crate::{eventually, id, spec, start};
 
 /// A workflow whose `review` task loops with `cat` (each iteration's output
@@ -55,12 +55,7 @@ async fn a_loop_runs_until_its_condition_holds_each_iteration_given_the_previous
         .unwrap();
     assert_eq!(publish["upstream"]["review"]["iteration"], 2);
     engine.shutdown().await.unwrap();
-    let decisions: Vec<_> = run_events(&log, &run.to_string())
-        .await
-        .into_iter()
-        .filter(|(kind, _)| kind == "baton.decision")
-        .map(|(_, v)| v)
-        .collect();
+    let decisions = decisions(&log, run).await;
     let iterations: Vec<_> = decisions
         .iter()
         .filter(|d| d["decision"] == "iteration")
@@ -187,13 +182,11 @@ async fn a_loop_over_a_sub_workflow_runs_one_child_per_iteration() {
     assert_eq!(std::fs::read_to_string(&marks).unwrap(), "0\n1\n2\n");
     engine.shutdown().await.unwrap();
     // Each child's start and end are decisions of the parent, by iteration.
-    let decisions: Vec<(String, u64)> = run_events(&log, &run.to_string())
+    let decisions: Vec<(String, u64)> = decisions(&log, run)
         .await
         .into_iter()
-        .filter(|(kind, v)| {
-            kind == "baton.decision" && v["decision"].as_str().unwrap().starts_with("child")
-        })
-        .map(|(_, v)| {
+        .filter(|v| v["decision"].as_str().unwrap().starts_with("child"))
+        .map(|v| {
             (
                 v["decision"].as_str().unwrap().to_string(),
                 v["iteration"].as_u64().unwrap(),

@@ -4,7 +4,7 @@
 use baton_engine::store::RunStatus;
 use serde_json::json;
 
-use crate::dynamic::run_events;
+use crate::dynamic::decisions;
 use crate::{spec, start};
 
 fn support(billing_says: &str, max_handoffs: u32) -> String {
@@ -47,12 +47,7 @@ async fn control_moves_to_the_agent_handed_to_until_one_answers() {
         "billing"
     );
     engine.shutdown().await.unwrap();
-    let decisions: Vec<_> = run_events(&log, &run.to_string())
-        .await
-        .into_iter()
-        .filter(|(kind, _)| kind == "baton.decision")
-        .map(|(_, v)| v)
-        .collect();
+    let decisions = decisions(&log, run).await;
     let handoff = decisions
         .iter()
         .find(|d| d["decision"] == "handoff")
