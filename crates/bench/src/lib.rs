@@ -260,7 +260,10 @@ pub fn run(suite: Suite, config: &Config, progress: &mut dyn FnMut(&str)) -> Res
             Suite::Planning => suites::planning::run(config, &mut sink)?,
             Suite::Cache => suites::cache::run(config, &mut sink)?,
             Suite::Events => suites::events::run(config, &mut sink)?,
-            Suite::Coordination => suites::coordination::run(config, &mut sink)?,
+            Suite::Coordination => {
+                suites::coordination::run(config, &mut sink)?;
+                suites::dynamic::run(config, &mut sink)?;
+            }
             Suite::Scaling => suites::scaling::run(config, &mut sink)?,
             Suite::Memory => suites::memory::run(config, &mut sink)?,
             Suite::Http => match suites::http::run(config, &mut sink) {

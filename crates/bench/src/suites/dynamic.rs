@@ -179,11 +179,8 @@ fn percentiles(
     }
 }
 
-pub(crate) fn run(
-    rt: &tokio::runtime::Runtime,
-    config: &Config,
-    sink: &mut Sink<'_>,
-) -> Result<(), Error> {
+pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
+    let rt = &crate::suites::events::runtime();
     for n in config.pick(&[1_000_000], &[100_000], &[1_000]) {
         let spec = fan_out(n);
         let prefix = format!("coordination/dynamic/fan_out/{n}");
