@@ -488,6 +488,7 @@ fn a_resumed_run_that_ends_at_once_is_reported() {
             workflow: 1,
             input: "null".into(),
             at_ms: 1,
+            rerun_of: None,
         },
         Record::Task {
             run,

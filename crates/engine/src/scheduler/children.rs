@@ -97,7 +97,7 @@ impl Scheduler {
         let parent = run.id;
         // Nobody waits for the child's creation: its parent learns of its end.
         let (reply, _) = oneshot::channel();
-        let Some((child, child_slot)) = self.create(child_spec, input, reply) else {
+        let Some((child, child_slot)) = self.create(child_spec, input, None, reply) else {
             let failure = Failure::retryable("cannot start the child run: the state store failed");
             if job.item != NO_ITEM {
                 return self.item_failed(job, NO_AGENT, failure, now);

@@ -318,6 +318,7 @@ enum Out {
         key: u128,
         input: Arc<Value>,
         at_ms: u64,
+        rerun_of: Option<RunId>,
     },
     Task(Transition),
     /// A fan-out's instance ended.
@@ -849,15 +850,16 @@ impl Scheduler {
         input: Value,
         reply: oneshot::Sender<Result<RunId, Error>>,
     ) {
-        self.create(spec, input, reply);
+        self.create(spec, input, None, reply);
     }
 
-    /// Creates a run (recorded, then admitted once durable); `None` when the
-    /// store failed (the reply says so).
+    /// Creates a run (recorded, then admitted once durable), a rerun of
+    /// `rerun_of` when given; `None` when the store failed (the reply says so).
     fn create(
         &mut self,
         spec: Arc<Spec>,
         input: Value,
+        rerun_of: Option<RunId>,
         reply: oneshot::Sender<Result<RunId, Error>>,
     ) -> Option<(RunId, u32)> {
         if let Some(message) = &self.store_failed {
@@ -885,8 +887,12 @@ impl Scheduler {
             key,
             input: input.clone(),
             at_ms: created_ms,
+            rerun_of,
         });
         let slot = self.new_run(id, spec, input, created_ms);
+        if let Some(run) = self.runs[slot as usize].as_mut() {
+            run.rerun_of = rerun_of;
+        }
         self.acks
             .push((self.out.len() - 1, Ack::Submitted(reply, id, slot)));
         if self.store.is_none() {

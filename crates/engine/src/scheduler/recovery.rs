@@ -1,7 +1,7 @@
 //! Recovery: runs rebuilt from their records, to resume them (after a restart,
 //! or when taking over another instance's runs) or to answer for them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -22,6 +22,7 @@ struct Past {
     key: u128,
     input: String,
     at_ms: u64,
+    rerun_of: Option<RunId>,
     status: RunStatus,
     reason: Option<String>,
     /// Task → its last status, attempt and detail.
@@ -63,6 +64,7 @@ fn fold(records: Vec<Record>) -> Folded {
                 workflow,
                 input,
                 at_ms,
+                rerun_of,
             } => {
                 index.insert(run, runs.len());
                 runs.push((
@@ -71,6 +73,7 @@ fn fold(records: Vec<Record>) -> Folded {
                         key: workflow,
                         input,
                         at_ms,
+                        rerun_of,
                         status: RunStatus::Running,
                         reason: None,
                         tasks: HashMap::new(),
@@ -191,7 +194,13 @@ fn restore_ended_instances(run: &mut super::Run) {
         .filter(|&t| run.tasks[t as usize].status.is_final())
         .collect();
     for task in ended {
-        let ends = run.recovered.remove(&task).unwrap_or_default();
+        // Only the instances' ends: a finished run keeps the records that
+        // named its instances' children, not what they said while running.
+        let mut ends = run.recovered.remove(&task).unwrap_or_default();
+        ends.retain(|e| e.status.is_final());
+        if ends.is_empty() {
+            continue;
+        }
         let repeat = run.spec.workflow.tasks[task as usize].looping().is_some();
         let f = FanOut::recorded(ends, repeat);
         run.started_instances += u64::from(f.len);
@@ -202,7 +211,8 @@ fn restore_ended_instances(run: &mut super::Run) {
 /// Which runs [`Scheduler::recover`] rebuilds from records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Rebuild {
-    /// The unfinished ones, to resume them.
+    /// The unfinished ones, to resume them, and the finished children of
+    /// those (a parent that fails undoes them).
     Unfinished,
     /// The finished ones, to answer for them.
     Finished,
@@ -228,13 +238,17 @@ impl Scheduler {
         } = fold(records);
         let mut specs: HashMap<u128, Arc<Spec>> = HashMap::new();
         let mut resumed = Vec::new();
+        // The runs rebuilt here: a finished child of one of them is rebuilt
+        // too (a parent that fails later undoes it, see `link_done_child`).
+        let mut rebuilt: HashSet<RunId> = HashSet::new();
         for (id, mut past) in runs {
             if self.options.node.is_none() {
                 self.last_id = self.last_id.max(id.0);
             }
             let remember = past.status.is_final();
+            let child_of_rebuilt = parents.get(&id).is_some_and(|p| rebuilt.contains(&p.run));
             let wanted = match which {
-                Rebuild::Unfinished => !remember,
+                Rebuild::Unfinished => !remember || child_of_rebuilt,
                 Rebuild::Finished => remember,
                 Rebuild::All => true,
             };
@@ -251,7 +265,7 @@ impl Scheduler {
                         .and_then(|document| prepare_document(document, &self.options.agents()));
                     let spec = match prepared {
                         Ok(spec) => Arc::new(spec),
-                        Err(message) if remember && which == Rebuild::All => {
+                        Err(message) if remember && which != Rebuild::Finished => {
                             tracing::warn!(run = %id, %message, "a finished run is not kept for status queries");
                             continue;
                         }
@@ -267,13 +281,21 @@ impl Scheduler {
             let run = self.runs[slot as usize].as_mut().expect("live run");
             run.status = past.status;
             run.reason = past.reason.clone();
+            run.rerun_of = past.rerun_of;
             // The parent's slot is looked up when the child ends.
             run.parent = parents.get(&id).copied();
             let failed = restore_tasks(run, &spec, &past);
             run.recovered = std::mem::take(&mut past.items);
             restore_ended_instances(run);
+            rebuilt.insert(id);
             if remember {
                 self.remember_ended(slot, id, &spec, past.status);
+                if past.status == RunStatus::Completed {
+                    self.link_done_child(id, parents.get(&id).copied());
+                }
+                if which == Rebuild::Unfinished {
+                    continue;
+                }
             } else {
                 let failing = failed
                     || past.status == RunStatus::Compensating
@@ -288,8 +310,37 @@ impl Scheduler {
         }
         if which != Rebuild::Finished {
             self.relink_children(&resumed);
+            // A run that was failing undoes its completed children too (they
+            // were linked to it after its queue was first made).
+            for id in &resumed {
+                let Some(&slot) = self.by_id.get(id) else {
+                    continue;
+                };
+                let run = self.runs[slot as usize].as_mut().expect("live run");
+                if run.failed {
+                    run.undo_queue = undo_queue(run);
+                }
+            }
         }
         Ok(resumed)
+    }
+
+    /// A child run that completed, rebuilt from its records: its parent (live
+    /// or ended) counts it among the children its task completed, in the
+    /// order they were created, so compensating the task undoes it as it
+    /// would have before the restart.
+    fn link_done_child(&mut self, child: RunId, parent: Option<Job>) {
+        let Some(parent) = parent else { return };
+        let run = match self.by_id.get(&parent.run) {
+            Some(&slot) => self.runs[slot as usize].as_mut(),
+            None => self.finished.get_mut(&parent.run),
+        };
+        if let Some(run) = run {
+            run.done_children
+                .entry(parent.task)
+                .or_default()
+                .push(child);
+        }
     }
 
     /// A run that ended elsewhere, kept for status queries only (timing figures
@@ -394,6 +445,7 @@ mod tests {
                 workflow: 7,
                 input: "null".into(),
                 at_ms: 5,
+                rerun_of: None,
             },
             task(1, 0, TaskStatus::Running, 1),
             task(1, 0, TaskStatus::Failed, 1),

@@ -67,7 +67,7 @@ impl Scheduler {
             })
             .collect();
         let input = (*original.input).clone();
-        let Some((_, slot)) = self.create(spec.clone(), input, reply) else {
+        let Some((_, slot)) = self.create(spec.clone(), input, Some(of), reply) else {
             return;
         };
         let now = Instant::now();
@@ -88,7 +88,6 @@ impl Scheduler {
                 .count() as u32;
         }
         run.unfinished -= reused.len() as u32;
-        run.rerun_of = Some(of);
         let extra = serde_json::json!({
             "of": of.to_string(),
             "from": from,

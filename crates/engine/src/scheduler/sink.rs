@@ -257,11 +257,13 @@ pub(super) fn record(out: &Out) -> Option<Record> {
             key,
             input,
             at_ms,
+            rerun_of,
         } => Record::RunCreated {
             run: *run,
             workflow: *key,
             input: input.to_string(),
             at_ms: *at_ms,
+            rerun_of: *rerun_of,
         },
         Out::Task(t) => Record::Task {
             run: t.run,

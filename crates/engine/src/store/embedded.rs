@@ -76,6 +76,7 @@ impl Default for EmbeddedOptions {
 /// body    kind: u8, then by kind:
 ///   1 Workflow    key u128 | document str
 ///   2 RunCreated  run u64 | workflow u128 | at_ms u64 | input str
+///                 | rerun_of u64                        (only on a rerun)
 ///   3 Task        run u64 | task u32 | status u8 | attempt u32 | agent u16 | at_us u64
 ///                 | detail opt-str                      (32 bytes + detail)
 ///   4 Run         run u64 | status u8 | at_ms u64 | reason opt-str
@@ -113,8 +114,9 @@ impl Default for EmbeddedOptions {
 /// With [`EmbeddedOptions::compact_at_open`], a finished run (its last
 /// [`Record::Run`] has a final status) keeps only its first [`Record::RunCreated`],
 /// the last [`Record::Task`] of each of its tasks (how it ended, with its output
-/// or error: what a status query and a rerun read) and that final
-/// [`Record::Run`]; finished runs older than the newest
+/// or error: what a status query and a rerun read), the records that named a
+/// child run its tasks started (so a parent that fails later still finds the
+/// children to undo) and that final [`Record::Run`]; finished runs older than the newest
 /// [`EmbeddedOptions::keep_finished_runs`] (by the position of their first record,
 /// normally their `RunCreated`) are dropped entirely, and [`Record::Workflow`]s no
 /// retained `RunCreated` refers to are dropped too. Unfinished runs keep every
@@ -728,7 +730,9 @@ fn body_size(record: &Record) -> usize {
     let opt = |s: &Option<String>| 4 + s.as_ref().map_or(0, String::len);
     match record {
         Record::Workflow { document, .. } => 1 + 16 + 4 + document.len(),
-        Record::RunCreated { input, .. } => 1 + 8 + 16 + 8 + 4 + input.len(),
+        Record::RunCreated {
+            input, rerun_of, ..
+        } => 1 + 8 + 16 + 8 + 4 + input.len() + rerun_of.map_or(0, |_| 8),
         Record::Task { detail, .. } => 28 + opt(detail),
         Record::Item { detail, .. } => 32 + opt(detail),
         Record::Run { reason, .. } => 1 + 8 + 1 + 8 + opt(reason),
@@ -750,12 +754,16 @@ fn encode(record: &Record, buf: &mut Vec<u8>) {
             workflow,
             input,
             at_ms,
+            rerun_of,
         } => {
             buf.push(RUN_CREATED);
             buf.extend_from_slice(&run.0.to_le_bytes());
             buf.extend_from_slice(&workflow.to_le_bytes());
             buf.extend_from_slice(&at_ms.to_le_bytes());
             put_str(buf, input);
+            if let Some(of) = rerun_of {
+                buf.extend_from_slice(&of.0.to_le_bytes());
+            }
         }
         Record::Task {
             run,
@@ -848,6 +856,12 @@ fn decode(body: &[u8]) -> Result<Record, String> {
             workflow: r.u128()?,
             at_ms: r.u64()?,
             input: r.str()?,
+            // Present only on a rerun (journals written before it have none).
+            rerun_of: if r.0.is_empty() {
+                None
+            } else {
+                Some(RunId(r.u64()?))
+            },
         },
         TASK => Record::Task {
             run: RunId(r.u64()?),
@@ -964,6 +978,18 @@ impl<'a> Reader<'a> {
 // ---------------------------------------------------------------------------
 // Compaction
 
+/// Whether a task or item record names the child run its attempt started
+/// (`{"child": ID}`): compaction keeps it, so a finished child stays linked
+/// to its parent (a parent that fails later undoes the child's work).
+fn names_child(record: &Record) -> bool {
+    match record {
+        Record::Task { detail, .. } | Record::Item { detail, .. } => detail
+            .as_deref()
+            .is_some_and(|d| d.starts_with("{\"child\"")),
+        _ => false,
+    }
+}
+
 /// What compaction keeps of `records`, in order.
 fn compact(records: Vec<Record>, keep_finished_runs: usize) -> Vec<Record> {
     #[derive(Default)]
@@ -1019,9 +1045,11 @@ fn compact(records: Vec<Record>, keep_finished_runs: usize) -> Vec<Record> {
             let run = &runs[&id];
             match (run.last_status, record) {
                 (Some(_), Record::Task { task, .. }) if run.finished() => {
-                    ended_tasks.insert((id, *task))
+                    ended_tasks.insert((id, *task)) || names_child(record)
                 }
-                (Some((last, true)), _) => run.created == Some(i) || last == i,
+                (Some((last, true)), _) => {
+                    run.created == Some(i) || last == i || names_child(record)
+                }
                 _ => true,
             }
         })
@@ -1087,6 +1115,7 @@ mod tests {
             workflow,
             input: format!("{{\"run\":{run}}}"),
             at_ms: run,
+            rerun_of: None,
         }
     }
 
@@ -1136,12 +1165,14 @@ mod tests {
                 workflow: u128::MAX,
                 input: String::new(),
                 at_ms: u64::MAX,
+                rerun_of: None,
             },
             Record::RunCreated {
                 run: RunId(0),
                 workflow: 0,
                 input: "ü\0\n".into(),
                 at_ms: 0,
+                rerun_of: Some(RunId(u64::MAX)),
             },
         ];
         for (i, status) in TaskStatus::ALL.into_iter().enumerate() {
@@ -1781,14 +1812,20 @@ mod tests {
         prop_oneof![
             (any::<u128>(), any::<String>())
                 .prop_map(|(key, document)| Record::Workflow { key, document }),
-            (any::<u64>(), any::<u128>(), any::<String>(), any::<u64>()).prop_map(
-                |(run, workflow, input, at_ms)| Record::RunCreated {
+            (
+                any::<u64>(),
+                any::<u128>(),
+                any::<String>(),
+                any::<u64>(),
+                proptest::option::of(any::<u64>())
+            )
+                .prop_map(|(run, workflow, input, at_ms, of)| Record::RunCreated {
                     run: RunId(run),
                     workflow,
                     input,
                     at_ms,
-                }
-            ),
+                    rerun_of: of.map(RunId),
+                }),
             (
                 any::<u64>(),
                 any::<u32>(),

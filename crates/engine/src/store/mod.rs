@@ -188,6 +188,8 @@ pub enum Record {
         input: String,
         /// Wall-clock creation time, Unix milliseconds.
         at_ms: u64,
+        /// The finished run this one reruns (see `Handle::rerun`), if any.
+        rerun_of: Option<RunId>,
     },
     /// A task changed state.
     Task {

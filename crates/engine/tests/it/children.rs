@@ -367,3 +367,74 @@ tasks:
     );
     engine.shutdown().await.unwrap();
 }
+
+/// A parent resumed after a restart that then fails still undoes the child
+/// (and grandchild) runs that had completed before the restart: the finished
+/// children are read back from the store (the journal compacted at open keeps
+/// the records naming them) and reopened to run their compensations, newest
+/// first, and nothing is reported as not run.
+#[tokio::test]
+async fn a_parent_resumed_after_a_restart_undoes_children_that_completed_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let marks = dir.path().join("marks");
+    let flag = dir.path().join("fail-now");
+    let spec = spec(&format!(
+        r#"
+agents:
+  pay: {{ type: command, command: ["sh", "-c", "cat > /dev/null; [ -f {flag} ] && exit 3; sleep 30"] }}
+tasks:
+  - id: book
+    workflow:
+      inline:
+        agents:
+          w: {{ type: noop }}
+          undo: {{ type: command, command: ["sh", "-c", "grep -o '\"compensate\":\"[a-z]*\"' >> {marks}"] }}
+        tasks:
+          - id: reserve
+            workflow:
+              inline:
+                agents:
+                  w: {{ type: noop }}
+                  undo: {{ type: command, command: ["sh", "-c", "grep -o '\"compensate\":\"[a-z]*\"' >> {marks}"] }}
+                tasks:
+                  - {{ id: hold, agent: w, compensation: {{ action: release, agent: undo }} }}
+          - {{ id: confirm, agent: w, depends_on: [reserve], compensation: {{ action: unconfirm, agent: undo }} }}
+  - {{ id: charge, agent: pay, depends_on: [book] }}
+"#,
+        flag = flag.display(),
+        marks = marks.display(),
+    ));
+    let engine = || {
+        let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
+        let store = Embedded::open(&state, EmbeddedOptions::default()).unwrap();
+        let (engine, handle) =
+            Engine::build(Options::default(), log, Some(Arc::new(store))).unwrap();
+        (handle, tokio::spawn(engine.run()))
+    };
+    let (first, task) = engine();
+    let run = first.submit(spec, json!({})).await.unwrap();
+    eventually("the charge running", Duration::from_secs(30), || async {
+        let view = first.status(run).await.ok()?;
+        (view.task_states[1].status == TaskStatus::Running).then_some(())
+    })
+    .await;
+    first.shutdown().await.unwrap();
+    task.await.unwrap();
+
+    std::fs::write(&flag, "").unwrap();
+    let (second, task) = engine();
+    let summary = second.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Failed, "{summary:?}");
+    assert!(summary.compensation_failures.is_empty(), "{summary:?}");
+    assert_eq!(summary.compensations, 1, "{summary:?}");
+    assert_eq!(
+        std::fs::read_to_string(&marks).unwrap(),
+        "\"compensate\":\"confirm\"\n\"compensate\":\"hold\"\n",
+        "the child's work undone newest first, the grandchild's with it"
+    );
+    let view = second.status(run).await.unwrap();
+    assert_eq!(view.task_states[0].status, TaskStatus::Compensated);
+    second.shutdown().await.unwrap();
+    task.await.unwrap();
+}

@@ -271,14 +271,16 @@ async fn a_resumed_loop_waits_for_the_child_its_iteration_had_started() {
     let summary = second.wait(run).await.unwrap();
     assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
     // Iteration 1's child resumed (its `edit` ran again, interrupted), and no
-    // second child started for it: this engine knows it and iteration 2's.
+    // second child started for it: this engine knows it, iteration 2's, and
+    // iteration 0's (finished before the restart, kept to be undone).
     assert_eq!(std::fs::read_to_string(&marks).unwrap(), "0\n1\n1\n2\n");
     let after = children(&second, run).await;
-    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(after.len(), 3, "{after:?}");
     assert_eq!(
         after[1], before[0],
         "iteration 1's child is the one that resumed"
     );
+    assert_eq!(after[2], before[1], "iteration 0's child, read back");
     second.shutdown().await.unwrap();
     task.await.unwrap();
 }

@@ -114,3 +114,46 @@ tasks:
     assert!(e.to_string().contains("cannot rerun"), "{e}");
     engine.shutdown().await.unwrap();
 }
+
+/// The link from a rerun to the run it reran is recorded with the rerun's
+/// creation: a later engine on the same store still shows it.
+#[tokio::test]
+async fn a_rerun_names_the_run_it_reran_after_a_restart() {
+    use std::sync::Arc;
+
+    use baton_engine::store::{Embedded, EmbeddedOptions};
+    use baton_engine::{Engine, Options};
+    use baton_events::MemoryLog;
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let engine = || {
+        let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
+        let store = Embedded::open(&state, EmbeddedOptions::default()).unwrap();
+        let options = Options {
+            remember_finished: true,
+            ..Options::default()
+        };
+        let (engine, handle) = Engine::build(options, log, Some(Arc::new(store))).unwrap();
+        (handle, tokio::spawn(engine.run()))
+    };
+    let (first_engine, task) = engine();
+    let first = first_engine
+        .submit(spec(&chain(dir.path())), json!({}))
+        .await
+        .unwrap();
+    first_engine.wait(first).await.unwrap();
+    let second = first_engine.rerun(first, "c").await.unwrap();
+    first_engine.wait(second).await.unwrap();
+    first_engine.shutdown().await.unwrap();
+    task.await.unwrap();
+
+    let (later, task) = engine();
+    assert_eq!(
+        later.status(second).await.unwrap().summary.rerun_of,
+        Some(first)
+    );
+    assert_eq!(later.status(first).await.unwrap().summary.rerun_of, None);
+    later.shutdown().await.unwrap();
+    task.await.unwrap();
+}

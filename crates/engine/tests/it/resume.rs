@@ -118,6 +118,7 @@ async fn a_resumed_run_that_ends_at_once_is_listed_as_resumed() {
                 workflow: 1,
                 input: "null".into(),
                 at_ms: 1,
+                rerun_of: None,
             },
             Record::Task {
                 run,

@@ -29,6 +29,7 @@ pub fn created(run: u64, workflow: u128) -> Record {
         workflow,
         input: format!("{{\"run\":{run},\"text\":\"naïve ☃\"}}"),
         at_ms: 1_700_000_000_000 + run,
+        rerun_of: None,
     }
 }
 

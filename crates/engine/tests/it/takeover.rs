@@ -131,6 +131,7 @@ async fn a_run_that_ended_elsewhere_is_reported_from_its_records() {
             workflow: spec.key(),
             input: "{}".into(),
             at_ms: 1_700_000_000_000,
+            rerun_of: None,
         },
     ];
     for task in 0..3 {

@@ -42,7 +42,8 @@
 //!           document json, created_at timestamptz)
 //! runs(run_id bigint pk             -- RunId's bits (it fits: 42 bits of ms + 22)
 //!      workflow text, input json, created_at_ms bigint, status text, reason text,
-//!      finished_at_ms bigint, owner bigint, updated_at timestamptz)
+//!      finished_at_ms bigint, owner bigint, updated_at timestamptz,
+//!      rerun_of bigint              -- the run a rerun was made from)
 //! history(id bigint identity, run_id bigint, kind smallint (1 task, 2 run),
 //!         task bigint, status smallint (the status's code), attempt bigint,
 //!         agent integer, at bigint (µs since the run started for a task, Unix ms

@@ -18,7 +18,7 @@ pub(super) async fn read_runs(conn: &mut PgConnection, runs: &[i64]) -> Result<V
     }
     let what = "reading runs";
     let created = sqlx::query(
-        "SELECT run_id, workflow, input::text, created_at_ms FROM runs
+        "SELECT run_id, workflow, input::text, created_at_ms, rerun_of FROM runs
           WHERE run_id = ANY($1) ORDER BY run_id",
     )
     .bind(runs)
@@ -72,6 +72,10 @@ pub(super) async fn read_runs(conn: &mut PgConnection, runs: &[i64]) -> Result<V
             workflow: workflow_key(&workflow)?,
             input: row.try_get(2).map_err(database(what))?,
             at_ms: row.try_get::<i64, _>(3).map_err(database(what))? as u64,
+            rerun_of: row
+                .try_get::<Option<i64>, _>(4)
+                .map_err(database(what))?
+                .map(|of| RunId(of as u64)),
         });
         while let Some(row) = history.next_if(|h| h.try_get::<i64, _>(0).ok() == Some(run)) {
             out.push(history_record(row)?);

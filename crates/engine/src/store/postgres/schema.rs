@@ -90,6 +90,11 @@ ALTER TABLE catalog ALTER COLUMN document TYPE json USING document::json;
 CREATE INDEX IF NOT EXISTS catalog_created ON catalog (created_ms);
 "#,
     },
+    Migration {
+        version: 3,
+        description: "the run a rerun was made from",
+        sql: "ALTER TABLE runs ADD COLUMN IF NOT EXISTS rerun_of bigint;",
+    },
 ];
 
 /// `history.kind` of a [`Record::Task`].

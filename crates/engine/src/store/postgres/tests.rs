@@ -53,6 +53,7 @@ fn created(run: u64, workflow: u128) -> Record {
         workflow,
         input: format!("{{\"run\":{run}}}"),
         at_ms: run,
+        rerun_of: None,
     }
 }
 
@@ -225,6 +226,7 @@ async fn values_round_trip_exactly_and_bad_json_is_refused_up_front() {
             workflow: u128::MAX,
             input: "\"ü\"".into(),
             at_ms: u64::MAX,
+            rerun_of: None,
         },
         Record::Task {
             run: RunId(run),
@@ -262,12 +264,14 @@ async fn values_round_trip_exactly_and_bad_json_is_refused_up_front() {
             workflow: 1,
             input: String::new(),
             at_ms: 0,
+            rerun_of: None,
         },
         Record::RunCreated {
             run: RunId(9),
             workflow: 1,
             input: "\"a\0\"".into(),
             at_ms: 0,
+            rerun_of: None,
         },
     ] {
         let err = store.append(vec![bad]).unwrap_err();

@@ -90,6 +90,7 @@ struct Sorted<'a> {
     created_workflows: Vec<String>,
     created_inputs: Vec<&'a str>,
     created_at_ms: Vec<i64>,
+    created_rerun_of: Vec<Option<i64>>,
     /// The runs with task or run records, each once, in order of appearance.
     written: Vec<i64>,
 }
@@ -111,11 +112,13 @@ fn sort<'a>(chunk: &[&'a Record], dropped: &HashSet<RunId>) -> Sorted<'a> {
                 workflow,
                 input,
                 at_ms,
+                rerun_of,
             } if !dropped.contains(run) => {
                 sorted.created_runs.push(run.0 as i64);
                 sorted.created_workflows.push(format!("{workflow:032x}"));
                 sorted.created_inputs.push(input);
                 sorted.created_at_ms.push(*at_ms as i64);
+                sorted.created_rerun_of.push(rerun_of.map(|of| of.0 as i64));
             }
             Record::Task { run, .. } | Record::Item { run, .. } | Record::Run { run, .. }
                 if !dropped.contains(run) && seen_written.insert(*run) =>
@@ -336,9 +339,10 @@ async fn insert_runs(
     instance: i64,
 ) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query(
-        "INSERT INTO runs (run_id, workflow, input, created_at_ms, status, owner)
-         SELECT r, w, i::json, a, 'running', $5
-           FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[]) AS t(r, w, i, a)
+        "INSERT INTO runs (run_id, workflow, input, created_at_ms, status, owner, rerun_of)
+         SELECT r, w, i::json, a, 'running', $5, o
+           FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[], $6::bigint[])
+             AS t(r, w, i, a, o)
          ON CONFLICT (run_id) DO NOTHING
          RETURNING run_id",
     )
@@ -347,6 +351,7 @@ async fn insert_runs(
     .bind(&sorted.created_inputs)
     .bind(&sorted.created_at_ms)
     .bind(instance)
+    .bind(&sorted.created_rerun_of)
     .fetch_all(&mut **tx)
     .await
     .and_then(|rows| rows.iter().map(|r| r.try_get(0)).collect())
@@ -465,12 +470,14 @@ mod tests {
                 workflow: 1,
                 input: "null".into(),
                 at_ms: 3,
+                rerun_of: None,
             },
             Record::RunCreated {
                 run: RunId(8),
                 workflow: 1,
                 input: "1".into(),
                 at_ms: 4,
+                rerun_of: None,
             },
             task(7, TaskStatus::Ready),
             task(8, TaskStatus::Ready),
