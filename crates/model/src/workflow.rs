@@ -304,21 +304,57 @@ pub enum Pattern {
         /// The bound: handoffs at most.
         max_handoffs: u32,
     },
+    /// A coordinator agent is called each turn with the conversation so far
+    /// and answers with the workers to call next, run in parallel
+    /// (`{"delegate": [{"agent": WORKER, "input": …}, …]}`), or with the
+    /// result (`{"finish": …}`); at most `max_turns` supervisor turns.
+    Supervisor {
+        /// The coordinator: it takes every other turn.
+        supervisor: String,
+        /// The agents it may delegate to.
+        workers: Vec<String>,
+        /// The bound: supervisor turns at most.
+        max_turns: u32,
+        /// Calls one delegation may ask for at most (they run in parallel).
+        max_delegates: u32,
+    },
 }
 
 impl Pattern {
     /// The largest `max_handoffs` a workflow may ask for.
     pub const MAX_HANDOFFS: u32 = 1_000;
+    /// The largest `max_turns` a workflow may ask for.
+    pub const MAX_TURNS: u32 = 1_000;
+    /// The largest `max_delegates` a workflow may ask for.
+    pub const MAX_DELEGATES: u32 = 1_000;
+    /// `max_delegates` when a supervisor does not say.
+    pub const DEFAULT_DELEGATES: u32 = 10;
 
-    /// The bounded loop the pattern runs as: one iteration per turn, failing
-    /// at the bound.
+    /// The bounded loop the pattern runs as: one iteration per turn (a
+    /// supervisor's delegated calls are iterations too), failing at the
+    /// bound.
     pub fn as_loop(&self) -> Loop {
+        let max_iterations = match self {
+            Pattern::Handoff { max_handoffs, .. } => max_handoffs + 1,
+            Pattern::Supervisor {
+                max_turns,
+                max_delegates,
+                ..
+            } => max_turns.saturating_mul(max_delegates.saturating_add(1)),
+        };
+        Loop {
+            until: None,
+            max_iterations,
+            on_limit: OnLimit::Fail,
+        }
+    }
+
+    /// The most turns that follow one another (a supervisor's delegated calls
+    /// run side by side): what bounds the pattern's time.
+    pub fn longest_turns(&self) -> u32 {
         match self {
-            Pattern::Handoff { max_handoffs, .. } => Loop {
-                until: None,
-                max_iterations: max_handoffs + 1,
-                on_limit: OnLimit::Fail,
-            },
+            Pattern::Handoff { max_handoffs, .. } => max_handoffs + 1,
+            Pattern::Supervisor { max_turns, .. } => max_turns.saturating_mul(2).saturating_sub(1),
         }
     }
 
@@ -328,6 +364,7 @@ impl Pattern {
             Pattern::Handoff { agents, start, .. } => {
                 start.as_deref().or(agents.first().map(String::as_str))
             }
+            Pattern::Supervisor { supervisor, .. } => Some(supervisor),
         }
     }
 
@@ -335,6 +372,7 @@ impl Pattern {
     pub fn name(&self) -> &'static str {
         match self {
             Pattern::Handoff { .. } => "handoff",
+            Pattern::Supervisor { .. } => "supervisor",
         }
     }
 }

@@ -99,8 +99,14 @@ fn of(workflow: &Workflow, plan: &Plan) -> Bounds {
         }
         if let Some(l) = t.looping() {
             let iterations = u64::from(l.max_iterations);
+            // A supervisor's delegated calls run side by side: its time is
+            // that of its longest chain of turns.
+            let sequential = t
+                .pattern
+                .as_deref()
+                .map_or(iterations, |p| u64::from(p.longest_turns()));
             count[i] = count[i].saturating_mul(iterations);
-            time[i] = time[i].saturating_mul(iterations);
+            time[i] = time[i].saturating_mul(sequential);
             dynamic.push(DynamicTask {
                 task,
                 kind: t.pattern.as_deref().map_or("loop", |p| p.name()),

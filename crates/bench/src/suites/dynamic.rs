@@ -18,6 +18,11 @@
 //!   scripted agents hand control back and forth h times before answering;
 //!   `decision_*`: a turn's end → the next agent's turn dispatched; `wall`
 //!   derives handoffs per second.
+//! * `supervisor/<r>x<t>/*`: r runs at once, each a supervisor pattern whose
+//!   scripted supervisor takes t turns, each but the last delegating two
+//!   calls to a `noop` worker; `decision_*`: a turn's end (the supervisor's,
+//!   or the last call of its delegation) → what it decided dispatched;
+//!   `wall` derives supervisor turns per second.
 //!
 //! Not timed: writing, validating and planning the workflows.
 
@@ -115,6 +120,27 @@ fn handoff(h: usize) -> Arc<Spec> {
         "tasks": [{"id": "chat", "pattern": {"type": "handoff", "agents": ["ping", "pong"], "max_handoffs": h}}],
     });
     spec("handoff.json", &doc.to_string())
+}
+
+/// A scripted supervisor that takes `t` turns, each but the last delegating
+/// two calls to a `noop` worker.
+fn supervisor(t: usize) -> Arc<Spec> {
+    let mut boss = serde_json::Map::new();
+    for turn in 0..t {
+        let decision = if turn + 1 == t {
+            serde_json::json!({"finish": turn})
+        } else {
+            serde_json::json!({"delegate": [{"agent": "w", "input": turn}, {"agent": "w"}]})
+        };
+        // Each turn after the first follows its predecessor's two calls.
+        boss.insert(format!("study[{}]", 3 * turn), decision);
+    }
+    let doc = serde_json::json!({
+        "name": "supervisor",
+        "agents": {"boss": {"type": "simulate", "outputs": boss}, "w": {"type": "noop"}},
+        "tasks": [{"id": "study", "pattern": {"type": "supervisor", "supervisor": "boss", "workers": ["w"], "max_turns": t}}],
+    });
+    spec("supervisor.json", &doc.to_string())
 }
 
 /// A task that runs a one-task child workflow.
@@ -288,6 +314,35 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
             .derive(
                 "handoffs_per_s",
                 (runs * h) as f64 / crate::stats::median(&walls),
+            ),
+        );
+    }
+    for (runs, t) in config.pick(&[(10_000, 10)], &[(1_000, 10)], &[(10, 10)]) {
+        let prefix = format!("coordination/dynamic/supervisor/{runs}x{t}");
+        let samples = measure(rt, config, &prefix, &supervisor(t), runs, false)?;
+        percentiles(
+            sink,
+            &prefix,
+            "decision",
+            "a supervisor's turn (or its delegation's last call) ended → what it decided dispatched (engine histogram; r runs at once, t turns each, two calls per turn)",
+            &samples,
+            |s| s.decision_latency,
+            ("runs", runs),
+        );
+        let walls: Vec<f64> = samples.iter().map(|s| s.wall).collect();
+        sink.push(
+            Record::new(
+                format!("{prefix}/wall"),
+                "r supervisor runs of t turns (two calls each), submitted at once: first submit to the last run's end",
+                "s",
+                false,
+                walls.clone(),
+            )
+            .param("runs", runs)
+            .param("turns", t)
+            .derive(
+                "turns_per_s",
+                (runs * t) as f64 / crate::stats::median(&walls),
             ),
         );
     }

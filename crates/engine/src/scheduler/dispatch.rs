@@ -83,7 +83,7 @@ impl Scheduler {
         let agents = run.agents.clone();
         // A pattern's turn runs on the agent the previous turn handed it to.
         let turn = (forward && job.item != NO_ITEM)
-            .then(|| super::loops::turn_agent(run, job.task, job.item))
+            .then(|| super::patterns::turn_agent(run, job.task, job.item))
             .flatten();
         let candidates = Candidates::of(&spec, &job, turn);
         let global = candidates

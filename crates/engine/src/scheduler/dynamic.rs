@@ -119,6 +119,12 @@ impl FanOut {
         f
     }
 
+    /// Up to `limit` of its instances run at once (a loop's run one by one).
+    pub(super) fn side_by_side(mut self, limit: u32) -> FanOut {
+        self.limit = limit.max(1);
+        self
+    }
+
     /// A loop's next iteration, waiting.
     pub(super) fn push_waiting(&mut self) {
         self.len += 1;

@@ -11,6 +11,8 @@
 //! decided from the recorded output alone, so a resumed run replays its
 //! decisions, waits for the child an iteration had started, and goes on from
 //! the first iteration that had not ended: no iteration that ended runs again.
+//! A multi-agent pattern (`patterns.rs`) is a loop whose iterations are its
+//! agents' turns.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,42 +24,8 @@ use tokio::time::Instant;
 
 use super::dynamic::{FanOut, ItemEnd, ItemState};
 use super::input::resolve;
-use super::{Detail, Job, Run, Scheduler};
+use super::{Detail, Job, Scheduler};
 use crate::store::{RunId, TaskStatus};
-
-/// The agent a handoff names in a turn's output: `{"handoff": {"to": AGENT}}`.
-/// `Err` for a `handoff` that names none.
-fn handed_to(output: Option<&Value>) -> Result<Option<&str>, String> {
-    let Some(handoff) = output.and_then(|o| o.get("handoff")) else {
-        return Ok(None);
-    };
-    match handoff.get("to").and_then(Value::as_str) {
-        Some(to) => Ok(Some(to)),
-        None => Err(format!(
-            "a handoff needs `to`, the agent to hand control to (`{{\"handoff\": {{\"to\": AGENT, \"input\": …}}}}`), found {handoff}"
-        )),
-    }
-}
-
-/// The spec-local agent whose turn iteration `iteration` of a pattern task
-/// is: its `start` first, then the one the previous turn handed off to.
-/// `None` for a task without a pattern.
-pub(super) fn turn_agent(run: &Run, task: u32, iteration: u32) -> Option<u16> {
-    let spec = &run.spec;
-    let pattern = spec.workflow.tasks[task as usize].pattern.as_deref()?;
-    let name = match iteration.checked_sub(1) {
-        None => pattern.start()?.to_string(),
-        Some(before) => {
-            let f = run.fanouts.get(&task)?;
-            let previous = f.results.get(before as usize)?.as_deref();
-            handed_to(previous).ok()??.to_string()
-        }
-    };
-    spec.agents
-        .iter()
-        .position(|a| a.agent.name == name)
-        .map(|i| i as u16)
-}
 
 /// The child an iteration's last record names, if that record says it runs.
 fn running_child(end: &ItemEnd) -> Option<RunId> {
@@ -80,18 +48,34 @@ impl Scheduler {
         for end in run.recovered.remove(&task).unwrap_or_default() {
             last.insert(end.item, end);
         }
-        run.fanouts.insert(task, FanOut::sequence());
+        // A supervisor's delegated calls run side by side.
+        let side_by_side = match run.spec.workflow.tasks[task as usize].pattern.as_deref() {
+            Some(Pattern::Supervisor { max_delegates, .. }) => *max_delegates,
+            _ => 1,
+        };
+        run.fanouts
+            .insert(task, FanOut::sequence().side_by_side(side_by_side));
         self.transition(slot, task, TaskStatus::Dispatched, None, now);
         self.transition(slot, task, TaskStatus::Running, None, now);
         let replaying = !last.is_empty();
         if !self.book_instances(slot, task, 1, now) {
             return;
         }
+        // Each recorded end in order, as it happened: a decision made from it
+        // adds the instances that follow (a supervisor's calls may have ended
+        // in any order; one not ended is left waiting, and runs again).
+        let mut next = 0;
         loop {
             let run = self.runs[slot as usize].as_mut().expect("live run");
             let f = run.fanouts.get_mut(&task).expect("loop");
-            let i = f.len - 1;
-            let Some(end) = last.remove(&i) else { break };
+            if next >= f.len {
+                break;
+            }
+            let i = next;
+            next += 1;
+            let Some(end) = last.remove(&i) else {
+                continue;
+            };
             f.attempts[i as usize] = end.attempt;
             match end.status {
                 TaskStatus::Succeeded => {
@@ -157,7 +141,7 @@ impl Scheduler {
         let l = declared.looping().expect("a loop");
         let output = run.fanouts.get(&task).expect("loop").results[iteration as usize].clone();
         if let Some(pattern) = declared.pattern.as_deref() {
-            return self.handoff_turn(slot, task, iteration, pattern, output, now, live);
+            return self.pattern_turn(slot, task, iteration, pattern, output, now, live);
         }
         let holds = l.until.as_ref().map(|u| {
             u.expr.eval(&|r: &Reference| {
@@ -212,94 +196,6 @@ impl Scheduler {
         self.drain_newly_ready();
         self.check_done(slot);
         true
-    }
-
-    /// A handoff pattern's turn ended: its agent answered (the task succeeds
-    /// with the answer: the output's `finish`, or the output itself) or
-    /// handed control to another of the pattern's agents (the next turn is
-    /// theirs). `true` when the task ended.
-    #[allow(clippy::too_many_arguments)]
-    fn handoff_turn(
-        &mut self,
-        slot: u32,
-        task: u32,
-        iteration: u32,
-        pattern: &Pattern,
-        output: Option<std::sync::Arc<Value>>,
-        now: Instant,
-        live: bool,
-    ) -> bool {
-        let Pattern::Handoff {
-            agents,
-            max_handoffs,
-            ..
-        } = pattern;
-        let run = self.runs[slot as usize].as_ref().expect("live run");
-        let from = turn_agent(run, task, iteration)
-            .map(|a| run.spec.agents[usize::from(a)].agent.name.clone())
-            .unwrap_or_default();
-        let to = match handed_to(output.as_deref()) {
-            Err(message) => {
-                self.fail_task(
-                    slot,
-                    task,
-                    format!("turn {iteration} ({from}): {message}"),
-                    now,
-                );
-                return true;
-            }
-            Ok(to) => to.map(str::to_string),
-        };
-        let Some(to) = to else {
-            // The answer: `finish` when the output says so, else the output.
-            let answer = output.map(|o| match o.get("finish") {
-                Some(f) => std::sync::Arc::new(f.clone()),
-                None => o,
-            });
-            let run = self.runs[slot as usize].as_mut().expect("live run");
-            run.end_instances(task);
-            if live {
-                let extra = serde_json::json!({ "agent": from, "turns": iteration + 1 });
-                self.decide(slot, Some(task), "answer", extra);
-            }
-            self.finish(
-                slot,
-                task,
-                TaskStatus::Succeeded,
-                answer.map(Detail::Output),
-                now,
-            );
-            self.drain_newly_ready();
-            self.check_done(slot);
-            return true;
-        };
-        if !agents.contains(&to) {
-            let message = format!(
-                "turn {iteration} ({from}) hands control to `{to}`, which is not one of the handoff's agents ({})",
-                agents.join(", ")
-            );
-            self.fail_task(slot, task, message, now);
-            return true;
-        }
-        if iteration >= *max_handoffs {
-            let message = format!(
-                "control was handed off `max_handoffs` ({max_handoffs}) times without an answer (last to `{to}`); raise `max_handoffs`, or have an agent answer"
-            );
-            self.fail_task(slot, task, message, now);
-            return true;
-        }
-        if !self.book_instances(slot, task, 1, now) {
-            return true;
-        }
-        let run = self.runs[slot as usize].as_mut().expect("live run");
-        let f = run.fanouts.get_mut(&task).expect("loop");
-        f.push_waiting();
-        if live {
-            f.decided = Some(now);
-            let extra = serde_json::json!({ "from": from, "to": to, "iteration": iteration + 1 });
-            self.decide(slot, Some(task), "handoff", extra);
-        }
-        false
     }
 
     /// The decision that starts an iteration, on `baton.runs`.

@@ -25,6 +25,7 @@ mod dispatch;
 mod dynamic;
 mod input;
 mod loops;
+mod patterns;
 mod recovery;
 mod report;
 mod rerun;

@@ -1,11 +1,18 @@
 //! Multi-agent patterns: a handoff task's turns run on the agent the previous
-//! turn handed control to, until one answers, within `max_handoffs`.
+//! turn handed control to, until one answers, within `max_handoffs`; a
+//! supervisor's turns delegate calls to its workers, run side by side, until
+//! it answers, within `max_turns`.
 
-use baton_engine::store::RunStatus;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_engine::store::{Embedded, EmbeddedOptions, RunStatus};
+use baton_engine::{Engine, Options};
+use baton_events::MemoryLog;
 use serde_json::json;
 
 use crate::dynamic::decisions;
-use crate::{spec, start};
+use crate::{eventually, spec, start};
 
 fn support(billing_says: &str, max_handoffs: u32) -> String {
     format!(
@@ -118,4 +125,247 @@ async fn handoffs_beyond_the_bound_or_the_agents_fail_clearly() {
         assert!(reason.contains(expected), "{billing}: {reason}");
     }
     engine.shutdown().await.unwrap();
+}
+
+/// A supervisor written in Python that decides from what it is given: on its
+/// first turn it asks `researcher` about each topic of the task's input (side
+/// by side) and `critic` to wait for them; on the next it finishes with what
+/// the researchers said, in the conversation's order. Each call appends the
+/// turn to `marks`.
+fn supervisor_script(dir: &std::path::Path) -> std::path::PathBuf {
+    let script = dir.join("supervisor.py");
+    let marks = dir.join("marks");
+    std::fs::write(
+        &script,
+        format!(
+            r#"
+import json, sys
+call = json.load(sys.stdin)
+with open({marks:?}, "a") as f:
+    f.write("supervisor %d\n" % call["turn"])
+if call["turn"] == 0:
+    calls = [{{"agent": "researcher", "input": {{"topic": t}}}} for t in call["input"]["topics"]]
+    print(json.dumps({{"delegate": calls}}))
+else:
+    said = [c["output"]["input"]["topic"] for c in call["conversation"] if c["agent"] == "researcher"]
+    print(json.dumps({{"finish": {{"found": said, "turns": call["turn"] + 1}}}}))
+"#,
+            marks = marks.display().to_string()
+        ),
+    )
+    .unwrap();
+    script
+}
+
+fn team(script: &std::path::Path, researcher: &str, max_turns: u32) -> String {
+    format!(
+        r#"
+agents:
+  planner: {{ type: command, command: ["python3", "{script}"] }}
+  researcher: {researcher}
+  writer: {{ type: command, command: cat }}
+tasks:
+  - id: study
+    input: {{ topics: [rust, go, zig] }}
+    pattern: {{ type: supervisor, supervisor: planner, workers: [researcher, writer], max_turns: {max_turns} }}
+  - {{ id: report, agent: writer, depends_on: [study] }}
+"#,
+        script = script.display()
+    )
+}
+
+#[tokio::test]
+async fn a_supervisor_delegates_calls_and_finishes_from_the_conversation() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = supervisor_script(dir.path());
+    let (engine, log) = start();
+    let spec = spec(&team(&script, "{ type: command, command: cat }", 4));
+    let run = engine.submit(spec, json!({})).await.unwrap();
+    let summary = engine.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    let view = engine.status(run).await.unwrap();
+    assert_eq!(
+        view.task_states[0].output,
+        Some(json!({"found": ["rust", "go", "zig"], "turns": 2})),
+        "the supervisor's answer, from the workers' outputs in order"
+    );
+    let turns = engine.instances(run, "study", 0, 10).await.unwrap();
+    assert_eq!(turns.total, 5, "two supervisor turns and three calls");
+    let worker = turns.items[2].output.as_ref().unwrap();
+    assert_eq!(worker["input"], json!({"topic": "go"}), "{worker}");
+    assert_eq!(worker["turn"], 0);
+    assert!(worker.get("previous").is_none(), "{worker}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("marks")).unwrap(),
+        "supervisor 0\nsupervisor 1\n"
+    );
+    engine.shutdown().await.unwrap();
+    let decisions = decisions(&log, run).await;
+    let delegate = decisions
+        .iter()
+        .find(|d| d["decision"] == "delegate")
+        .unwrap();
+    assert_eq!(
+        delegate["agents"],
+        json!(["researcher", "researcher", "researcher"])
+    );
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d["decision"] == "turn" && d["turn"] == 1)
+    );
+    let answer = decisions
+        .iter()
+        .find(|d| d["decision"] == "answer")
+        .unwrap();
+    assert_eq!(
+        (answer["agent"].clone(), answer["turns"].clone()),
+        (json!("planner"), json!(2))
+    );
+}
+
+/// The calls of one turn run at the same time: each researcher waits (up to
+/// 20 s) until all three have started, so calls made one by one would fail.
+#[tokio::test]
+async fn a_supervisors_calls_run_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = supervisor_script(dir.path());
+    let started = dir.path().join("started");
+    let researcher = format!(
+        r#"{{ type: command, command: ["sh", "-c", "cat > /dev/null; echo x >> {0}; for i in $(seq 200); do [ $(wc -l < {0}) -ge 3 ] && exec echo '{{\"input\": {{\"topic\": \"t\"}}}}'; sleep 0.1; done; exit 1"] }}"#,
+        started.display()
+    );
+    let (engine, _log) = start();
+    let run = engine
+        .submit(spec(&team(&script, &researcher, 4)), json!({}))
+        .await
+        .unwrap();
+    let summary = engine.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_supervisors_decisions_outside_its_bounds_fail_clearly() {
+    let (engine, _log) = start();
+    let flow = |first: &str, max_turns: u32| {
+        spec(&format!(
+            r#"
+agents:
+  boss: {{ type: simulate, outputs: {{ "work[0]": {first} }} }}
+  a: {{ type: noop }}
+tasks:
+  - id: work
+    pattern: {{ type: supervisor, supervisor: boss, workers: [a], max_turns: {max_turns}, max_delegates: 2 }}
+"#
+        ))
+    };
+    for (first, max_turns, expected) in [
+        (
+            r#"{ delegate: [{ agent: b }] }"#,
+            3,
+            "turn 0 (boss): `delegate[0]` calls `b`, which is not one of the supervisor's workers (a)",
+        ),
+        (
+            r#"{ delegate: [{ agent: a }, { agent: a }, { agent: a }] }"#,
+            3,
+            "more than `max_delegates` (2)",
+        ),
+        (
+            r#"{ delegate: { agent: a } }"#,
+            3,
+            "`delegate` must be a non-empty list of calls",
+        ),
+        (
+            r#"{ handoff: { to: a } }"#,
+            3,
+            "a supervisor delegates (`delegate`) or answers (`finish`), it does not hand off",
+        ),
+        (
+            r#"{ delegate: [{ agent: a }] }"#,
+            1,
+            "the supervisor (`boss`) delegated on its last turn (`max_turns` is 1)",
+        ),
+    ] {
+        let run = engine
+            .submit(flow(first, max_turns), json!({}))
+            .await
+            .unwrap();
+        let summary = engine.wait(run).await.unwrap();
+        assert_eq!(summary.status, RunStatus::Failed, "{first}");
+        let reason = summary.reason.clone().unwrap();
+        assert!(reason.contains(expected), "{first}: {reason}");
+    }
+    engine.shutdown().await.unwrap();
+}
+
+/// Killed while one of a turn's calls runs (the others ended), a resumed
+/// supervisor is not asked its first turn again, the calls that ended do not
+/// run again, and the interrupted one does.
+#[tokio::test]
+async fn a_resumed_supervisor_is_not_asked_again_and_ended_calls_do_not_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = supervisor_script(dir.path());
+    let state = dir.path().join("state");
+    let calls = dir.path().join("calls");
+    // `zig` takes 30 s the first time; the others answer at once.
+    let researcher = format!(
+        r#"{{ type: command, command: ["sh", "-c", "read -r line; echo \"$line\" | grep -o 'topic\":\"[a-z]*' >> {0}; case \"$line\" in *zig*) [ $(grep -c zig {0}) -eq 1 ] && sleep 30;; esac; echo \"$line\""] }}"#,
+        calls.display()
+    );
+    let flow = spec(&team(&script, &researcher, 4));
+    let durable = || {
+        let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
+        let store = Embedded::open(&state, EmbeddedOptions::default()).unwrap();
+        let (engine, handle) =
+            Engine::build(Options::default(), log, Some(Arc::new(store))).unwrap();
+        (handle, tokio::spawn(engine.run()))
+    };
+    let (first, task) = durable();
+    let run = first.submit(flow, json!({})).await.unwrap();
+    eventually(
+        "rust and go answered, zig running",
+        Duration::from_secs(30),
+        || async {
+            let page = first.instances(run, "study", 0, 10).await.ok()?;
+            let zig = std::fs::read_to_string(&calls).ok()?.contains("zig");
+            let ended = page.items.iter().filter(|i| i.output.is_some()).count();
+            (zig && ended == 3).then_some(())
+        },
+    )
+    .await;
+    first.shutdown().await.unwrap();
+    task.await.unwrap();
+
+    let (second, task) = durable();
+    let summary = second.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    let view = second.status(run).await.unwrap();
+    assert_eq!(
+        view.task_states[0].output,
+        Some(json!({"found": ["rust", "go", "zig"], "turns": 2}))
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("marks")).unwrap(),
+        "supervisor 0\nsupervisor 1\n",
+        "the supervisor's first turn was not asked again"
+    );
+    let mut asked: Vec<String> = std::fs::read_to_string(&calls)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    asked.sort();
+    assert_eq!(
+        asked,
+        [
+            "topic\":\"go",
+            "topic\":\"rust",
+            "topic\":\"zig",
+            "topic\":\"zig"
+        ],
+        "only the interrupted call ran again"
+    );
+    second.shutdown().await.unwrap();
+    task.await.unwrap();
 }

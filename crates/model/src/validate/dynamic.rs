@@ -246,16 +246,26 @@ pub(super) fn repeat(v: Value, path: &Path, report: &mut Report) -> Option<Loop>
     })
 }
 
-const PATTERN_TYPES: &[&str] = &["handoff"];
+const PATTERN_TYPES: &[&str] = &["handoff", "supervisor"];
 const HANDOFF_FIELDS: &[&str] = &["type", "agents", "start", "max_handoffs"];
 const HANDOFF_HINT: &str =
     "e.g. `pattern: { type: handoff, agents: [triage, billing], max_handoffs: 4 }`";
+const SUPERVISOR_FIELDS: &[&str] = &[
+    "type",
+    "supervisor",
+    "workers",
+    "max_turns",
+    "max_delegates",
+];
+const SUPERVISOR_HINT: &str = "e.g. `pattern: { type: supervisor, supervisor: planner, workers: [researcher, analyst], max_turns: 12 }`";
 
-/// `pattern: {type: handoff, agents, start, max_handoffs}`.
+/// `pattern: {type: handoff, agents, start, max_handoffs}` or
+/// `{type: supervisor, supervisor, workers, max_turns, max_delegates}`.
 pub(super) fn pattern(v: Value, path: &Path, report: &mut Report) -> Option<Pattern> {
     let map = object(v, path, "a pattern (a map with `type`)", report)?;
-    match map.get("type").and_then(Value::as_str) {
-        Some("handoff") => {}
+    let (fields, hint) = match map.get("type").and_then(Value::as_str) {
+        Some("handoff") => (HANDOFF_FIELDS, HANDOFF_HINT),
+        Some("supervisor") => (SUPERVISOR_FIELDS, SUPERVISOR_HINT),
         Some(other) => {
             report.push(
                 Diagnostic::error(
@@ -277,64 +287,126 @@ pub(super) fn pattern(v: Value, path: &Path, report: &mut Report) -> Option<Patt
             );
             return None;
         }
-    }
+    };
+    let kind = if fields == HANDOFF_FIELDS {
+        "handoff"
+    } else {
+        "supervisor"
+    };
     let mut agents = None;
     let mut start = None;
-    let mut max_handoffs = None;
+    let mut bound = None;
+    let mut max_delegates = None;
     for (key, value) in map {
         let p = path.key(&key);
-        match key.as_str() {
-            "type" => {}
-            "agents" => agents = Some(string_list(value, &p, report)),
-            "start" => start = super::scalar_string(value, &p, report),
-            "max_handoffs" => match count(&value, &p, "max_handoffs") {
-                Ok(n) if n <= Pattern::MAX_HANDOFFS => max_handoffs = Some(n),
-                Ok(_) | Err(_) => report.push(Diagnostic::error(
-                    "bad-value",
-                    p,
-                    format!(
-                        "`max_handoffs` must be a whole number from 1 to {}, found {value}",
-                        Pattern::MAX_HANDOFFS
-                    ),
-                )),
-            },
-            _ => report.push(unknown_field(p, &key, "handoff pattern", HANDOFF_FIELDS)),
+        match (kind, key.as_str()) {
+            (_, "type") => {}
+            ("handoff", "agents") | ("supervisor", "workers") => {
+                agents = Some(string_list(value, &p, report))
+            }
+            ("handoff", "start") | ("supervisor", "supervisor") => {
+                start = super::scalar_string(value, &p, report)
+            }
+            ("handoff", "max_handoffs") => {
+                bound = bounded(&value, &p, "max_handoffs", Pattern::MAX_HANDOFFS, report)
+            }
+            ("supervisor", "max_turns") => {
+                bound = bounded(&value, &p, "max_turns", Pattern::MAX_TURNS, report)
+            }
+            ("supervisor", "max_delegates") => {
+                max_delegates = bounded(&value, &p, "max_delegates", Pattern::MAX_DELEGATES, report)
+            }
+            _ => report.push(unknown_field(p, &key, &format!("{kind} pattern"), fields)),
         }
     }
+    let (list, what, bound_name, bound_what) = match kind {
+        "handoff" => (
+            "agents",
+            "the agents that may hold control",
+            "max_handoffs",
+            "the most handoffs before it must answer",
+        ),
+        _ => (
+            "workers",
+            "the agents the supervisor may delegate to",
+            "max_turns",
+            "the most supervisor turns before it must finish",
+        ),
+    };
     let agents = agents.unwrap_or_default();
     if agents.is_empty() {
         report.push(
             Diagnostic::error(
                 "bad-pattern",
-                path.key("agents"),
-                "a handoff needs `agents`: the agents that may hold control",
+                path.key(list),
+                format!("a {kind} needs `{list}`: {what}"),
             )
-            .with_hint(HANDOFF_HINT),
+            .with_hint(hint),
         );
         return None;
     }
-    let Some(max_handoffs) = max_handoffs else {
+    if kind == "supervisor" && start.is_none() {
         if !report
             .diagnostics
             .iter()
-            .any(|d| d.path.0.starts_with(&path.key("max_handoffs").0))
+            .any(|d| d.path.0.starts_with(&path.key("supervisor").0))
         {
             report.push(
                 Diagnostic::error(
                     "missing-field",
                     path.clone(),
-                    "a handoff needs `max_handoffs`: the most handoffs before it must answer",
+                    "a supervisor pattern needs `supervisor`: the agent that coordinates",
                 )
-                .with_hint(HANDOFF_HINT),
+                .with_hint(hint),
+            );
+        }
+        return None;
+    }
+    let Some(bound) = bound else {
+        if !report
+            .diagnostics
+            .iter()
+            .any(|d| d.path.0.starts_with(&path.key(bound_name).0))
+        {
+            report.push(
+                Diagnostic::error(
+                    "missing-field",
+                    path.clone(),
+                    format!("a {kind} needs `{bound_name}`: {bound_what}"),
+                )
+                .with_hint(hint),
             );
         }
         return None;
     };
-    Some(Pattern::Handoff {
-        agents,
-        start,
-        max_handoffs,
+    Some(match kind {
+        "handoff" => Pattern::Handoff {
+            agents,
+            start,
+            max_handoffs: bound,
+        },
+        _ => Pattern::Supervisor {
+            supervisor: start.unwrap_or_default(),
+            workers: agents,
+            max_turns: bound,
+            max_delegates: max_delegates.unwrap_or(Pattern::DEFAULT_DELEGATES),
+        },
     })
+}
+
+/// A pattern's bound: a whole number from 1 to `max`.
+fn bounded(value: &Value, p: &Path, name: &str, max: u32, report: &mut Report) -> Option<u32> {
+    match count(value, p, name) {
+        Ok(n) if n <= max => Some(n),
+        Ok(_) | Err(_) => {
+            report.push(Diagnostic::error(
+                "bad-value",
+                p.clone(),
+                format!("`{name}` must be a whole number from 1 to {max}, found {value}"),
+            ));
+            None
+        }
+    }
 }
 
 const SUB_WORKFLOW_FIELDS: &[&str] = &["inline", "file", "name", "version"];
@@ -682,37 +754,64 @@ fn pattern_structure(wf: &Workflow, i: usize, p: &Pattern, at: &Path, report: &m
             );
         }
     }
-    let Pattern::Handoff { agents, start, .. } = p;
+    let (list, agents, lead, lead_name) = match p {
+        Pattern::Handoff { agents, start, .. } => ("agents", agents, "start", start.as_deref()),
+        Pattern::Supervisor {
+            supervisor,
+            workers,
+            ..
+        } => ("workers", workers, "supervisor", Some(supervisor.as_str())),
+    };
+    let kind = p.name();
     let declared = || wf.agents.iter().map(|a| a.name.as_str());
     let mut seen = std::collections::HashSet::new();
     for (k, name) in agents.iter().enumerate() {
         if !seen.insert(name.as_str()) {
             report.push(Diagnostic::error(
                 "bad-pattern",
-                at.key("pattern").key("agents").index(k),
+                at.key("pattern").key(list).index(k),
                 format!("agent `{name}` is listed twice"),
             ));
         } else if !declared().any(|a| a == name) {
             report.push(
                 Diagnostic::error(
                     "unknown-agent",
-                    at.key("pattern").key("agents").index(k),
-                    format!("the handoff of `{}` names unknown agent `{name}`", t.id),
+                    at.key("pattern").key(list).index(k),
+                    format!(
+                        "the {kind} pattern of `{}` names unknown agent `{name}`",
+                        t.id
+                    ),
                 )
                 .with_hint_opt(crate::did_you_mean(name, declared())),
             );
         }
     }
-    if let Some(start) = start
-        && !agents.contains(start)
-    {
-        report.push(
+    let Some(lead_name) = lead_name else { return };
+    match p {
+        Pattern::Handoff { .. } if !agents.iter().any(|a| a == lead_name) => report.push(
             Diagnostic::error(
                 "bad-pattern",
-                at.key("pattern").key("start"),
-                format!("`start` is `{start}`, which is not one of the handoff's agents"),
+                at.key("pattern").key(lead),
+                format!("`start` is `{lead_name}`, which is not one of the handoff's agents"),
             )
             .with_hint(format!("one of: {}", agents.join(", "))),
-        );
+        ),
+        Pattern::Supervisor { .. } if agents.iter().any(|a| a == lead_name) => report.push(
+            Diagnostic::error(
+                "bad-pattern",
+                at.key("pattern").key(lead),
+                format!("`{lead_name}` is the supervisor and one of its own workers"),
+            )
+            .with_hint("the supervisor takes every other turn; list only the agents it delegates to in `workers`"),
+        ),
+        Pattern::Supervisor { .. } if !declared().any(|a| a == lead_name) => report.push(
+            Diagnostic::error(
+                "unknown-agent",
+                at.key("pattern").key(lead),
+                format!("the supervisor of `{}` is unknown agent `{lead_name}`", t.id),
+            )
+            .with_hint_opt(crate::did_you_mean(lead_name, declared())),
+        ),
+        _ => {}
     }
 }

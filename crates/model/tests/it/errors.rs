@@ -209,3 +209,20 @@ tasks:
 "#;
     insta::assert_snapshot!(rendered_errors("patterns.yaml", text, Format::Yaml));
 }
+
+#[test]
+fn supervisor_patterns_are_validated_with_their_locations() {
+    let text = r#"
+agents:
+  planner: { type: noop }
+  researcher: { type: noop }
+tasks:
+  - { id: a, pattern: { type: supervisor, supervisor: planer, workers: [researcher, reseacher], max_turns: 3 } }
+  - { id: b, pattern: { type: supervisor, supervisor: planner, workers: [], max_turns: 3 } }
+  - { id: c, pattern: { type: supervisor, supervisor: planner, workers: [researcher] } }
+  - { id: d, pattern: { type: supervisor, workers: [researcher], max_turns: 3 } }
+  - { id: e, pattern: { type: supervisor, supervisor: planner, workers: [planner, researcher], max_turns: 2 } }
+  - { id: f, pattern: { type: supervisor, supervisor: planner, workers: [researcher], max_turns: 1001, max_delegates: 0, agents: [x] } }
+"#;
+    insta::assert_snapshot!(rendered_errors("supervisor.yaml", text, Format::Yaml));
+}

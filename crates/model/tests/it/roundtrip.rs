@@ -35,6 +35,8 @@ fn the_examples_round_trip() {
         "examples/review_loop.yaml",
         "examples/research_review.yaml",
         "examples/patterns/handoff.yaml",
+        "examples/patterns/supervisor.yaml",
+        "examples/patterns/supervisor_python.yaml",
         "examples/teams/review_team.yaml",
     ] {
         let src = Source::read(&repo_file(file), Limits::default()).unwrap();
@@ -106,6 +108,7 @@ tasks:
   - { id: looped, agent: scripted, depends_on: [h], loop: { until: "looped.output.ok == true && h.status == \"succeeded\"", max_iterations: 7, on_limit: continue } }
   - { id: counted, depends_on: [h], loop: { max_iterations: 2 }, workflow: { inline: { tasks: [{ id: k }] } } }
   - { id: handed, depends_on: [h], pattern: { type: handoff, agents: [idle, fast], start: fast, max_handoffs: 9 } }
+  - { id: supervised, depends_on: [h], pattern: { type: supervisor, supervisor: scripted, workers: [idle, fast], max_turns: 5, max_delegates: 3 } }
 coordination: { type: hybrid, event_driven: [data_updates, approvals], graph_based: [task_flow] }
 "#;
 
