@@ -153,6 +153,9 @@ pub struct InstanceView {
     pub status: &'static str,
     /// Its attempts so far (0 when it never started).
     pub attempt: u32,
+    /// The agent whose turn it is, for a pattern's iteration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     /// Its output, once it succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,

@@ -437,7 +437,8 @@ fn schemas() -> Value {
             "next_offset": {"type": ["integer", "null"]},
             "items": {"type": "array", "items": {"type": "object", "required": ["index", "status", "attempt"], "properties": {
                 "index": {"type": "integer"}, "status": {"type": "string", "enum": ["waiting", "running", "succeeded", "failed"]},
-                "attempt": {"type": "integer"}, "output": {}, "error": {"type": "string"}}}}}},
+                "attempt": {"type": "integer"}, "agent": {"type": "string", "description": "the agent whose turn it is (a pattern's iterations)"},
+                "output": {}, "error": {"type": "string"}}}}}},
         "RerunRequest": {"type": "object", "required": ["from"], "additionalProperties": false, "properties": {
             "from": {"type": "string", "description": "the task to run again, with everything downstream of it"}}},
         "ExecuteResponse": {"type": "object", "required": ["execution_id", "status", "workflow_id"], "properties": {

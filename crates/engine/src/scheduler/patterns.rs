@@ -77,7 +77,13 @@ pub(super) fn supervisor_turn(results: &[Option<Arc<Value>>], i: u32) -> Option<
 pub(super) fn turn_agent(run: &Run, task: u32, iteration: u32) -> Option<u16> {
     let spec = &run.spec;
     let pattern = spec.workflow.tasks[task as usize].pattern.as_deref()?;
-    let results = || run.fanouts.get(&task).map(|f| f.results.as_slice());
+    let results = || {
+        let f = run
+            .fanouts
+            .get(&task)
+            .or_else(|| run.ended_fanouts.get(&task));
+        f.map(|f| f.results.as_slice())
+    };
     let name = match pattern {
         Pattern::Handoff { .. } => match iteration.checked_sub(1) {
             None => pattern.start()?,

@@ -9,6 +9,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::dynamic::FanOut;
+use super::patterns::turn_agent;
 use super::{NO_AGENT, Run, Scheduler};
 use crate::Error;
 use crate::store::{RunId, RunStatus, TaskStatus};
@@ -156,6 +157,8 @@ impl Scheduler {
                     index: i,
                     status,
                     attempt: f.attempts[at],
+                    agent: turn_agent(run, t, i)
+                        .map(|a| run.spec.agents[usize::from(a)].agent.name.clone()),
                     output,
                     error: errors.get(&i).map(|e| e.to_string()),
                 }

@@ -49,6 +49,8 @@ async fn control_moves_to_the_agent_handed_to_until_one_answers() {
     let turns = engine.instances(run, "support", 0, 10).await.unwrap();
     assert_eq!(turns.kind, "loop");
     assert_eq!(turns.total, 2);
+    let chain: Vec<_> = turns.items.iter().map(|i| i.agent.as_deref()).collect();
+    assert_eq!(chain, [Some("triage"), Some("billing")], "the chain, in order");
     assert_eq!(
         turns.items[0].output.as_ref().unwrap()["handoff"]["to"],
         "billing"
@@ -191,6 +193,17 @@ async fn a_supervisor_delegates_calls_and_finishes_from_the_conversation() {
     );
     let turns = engine.instances(run, "study", 0, 10).await.unwrap();
     assert_eq!(turns.total, 5, "two supervisor turns and three calls");
+    let agents: Vec<_> = turns.items.iter().map(|i| i.agent.as_deref()).collect();
+    assert_eq!(
+        agents,
+        [
+            Some("planner"),
+            Some("researcher"),
+            Some("researcher"),
+            Some("researcher"),
+            Some("planner")
+        ]
+    );
     let worker = turns.items[2].output.as_ref().unwrap();
     assert_eq!(worker["input"], json!({"topic": "go"}), "{worker}");
     assert_eq!(worker["turn"], 0);
