@@ -318,6 +318,23 @@ pub enum Pattern {
         /// Calls one delegation may ask for at most (they run in parallel).
         max_delegates: u32,
     },
+    /// Agents message each other directly (`{"send": [{"to": AGENT,
+    /// "message": …}, …]}`), in rounds: every message a round sends is a turn
+    /// of the next round, all run side by side. The task ends on `finish`,
+    /// when a round sends nothing (quiescence), or at `max_messages`
+    /// (`on_limit` says whether that fails it).
+    Network {
+        /// The agents that may send and receive.
+        agents: Vec<String>,
+        /// The agent that takes the first turn (the first of `agents` when
+        /// absent).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        start: Option<String>,
+        /// The bound: messages sent at most.
+        max_messages: u32,
+        /// What reaching the bound does.
+        on_limit: OnLimit,
+    },
 }
 
 impl Pattern {
@@ -329,6 +346,8 @@ impl Pattern {
     pub const MAX_DELEGATES: u32 = 1_000;
     /// `max_delegates` when a supervisor does not say.
     pub const DEFAULT_DELEGATES: u32 = 10;
+    /// The largest `max_messages` a workflow may ask for.
+    pub const MAX_MESSAGES: u32 = 10_000_000;
 
     /// The bounded loop the pattern runs as: one iteration per turn (a
     /// supervisor's delegated calls are iterations too), failing at the
@@ -341,6 +360,7 @@ impl Pattern {
                 max_delegates,
                 ..
             } => max_turns.saturating_mul(max_delegates.saturating_add(1)),
+            Pattern::Network { max_messages, .. } => max_messages.saturating_add(1),
         };
         Loop {
             until: None,
@@ -355,13 +375,14 @@ impl Pattern {
         match self {
             Pattern::Handoff { max_handoffs, .. } => max_handoffs + 1,
             Pattern::Supervisor { max_turns, .. } => max_turns.saturating_mul(2).saturating_sub(1),
+            Pattern::Network { max_messages, .. } => max_messages.saturating_add(1),
         }
     }
 
     /// The agent that takes the first turn.
     pub fn start(&self) -> Option<&str> {
         match self {
-            Pattern::Handoff { agents, start, .. } => {
+            Pattern::Handoff { agents, start, .. } | Pattern::Network { agents, start, .. } => {
                 start.as_deref().or(agents.first().map(String::as_str))
             }
             Pattern::Supervisor { supervisor, .. } => Some(supervisor),
@@ -373,6 +394,7 @@ impl Pattern {
         match self {
             Pattern::Handoff { .. } => "handoff",
             Pattern::Supervisor { .. } => "supervisor",
+            Pattern::Network { .. } => "network",
         }
     }
 }

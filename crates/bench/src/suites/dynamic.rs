@@ -23,6 +23,13 @@
 //!   calls to a `noop` worker; `decision_*`: a turn's end (the supervisor's,
 //!   or the last call of its delegation) → what it decided dispatched;
 //!   `wall` derives supervisor turns per second.
+//! * `network/<a>x<m>/*`: one network pattern of a scripted agents, each
+//!   answering every message with two messages to two other agents, so each
+//!   round doubles the last, up to m messages; on the embedded state store
+//!   (fsync on) where each turn is recorded; `decision_*`: a round decided →
+//!   each of its turns dispatched (the whole round waits for its last turn:
+//!   a large round's last message waits for every one before it); `wall`
+//!   derives messages per second.
 //!
 //! Not timed: writing, validating and planning the workflows.
 
@@ -141,6 +148,36 @@ fn supervisor(t: usize) -> Arc<Spec> {
         "tasks": [{"id": "study", "pattern": {"type": "supervisor", "supervisor": "boss", "workers": ["w"], "max_turns": t}}],
     });
     spec("supervisor.json", &doc.to_string())
+}
+
+/// A network of `agents` scripted agents, agent i answering every message
+/// with one to agent i+1 and one to i+2 (mod `agents`): rounds of 1, 2, 4, …
+/// turns; `max_messages` is the sum of the rounds up to the first that would
+/// pass `messages`, so the network ends there (`on_limit: continue`).
+fn network(agents: usize, messages: usize) -> (Arc<Spec>, usize) {
+    let mut declared = serde_json::Map::new();
+    let names: Vec<String> = (0..agents).map(|i| format!("a{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let send = serde_json::json!({"send": [
+            {"to": names[(i + 1) % agents], "message": i},
+            {"to": names[(i + 2) % agents], "message": i},
+        ]});
+        declared.insert(
+            name.clone(),
+            serde_json::json!({"type": "simulate", "outputs": {"talk": send}}),
+        );
+    }
+    let (mut sent, mut round) = (0usize, 2usize);
+    while sent + round <= messages {
+        sent += round;
+        round *= 2;
+    }
+    let doc = serde_json::json!({
+        "name": "network",
+        "agents": declared,
+        "tasks": [{"id": "talk", "pattern": {"type": "network", "agents": names, "max_messages": sent, "on_limit": "continue"}}],
+    });
+    (spec("network.json", &doc.to_string()), sent)
 }
 
 /// A task that runs a one-task child workflow.
@@ -343,6 +380,36 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
             .derive(
                 "turns_per_s",
                 (runs * t) as f64 / crate::stats::median(&walls),
+            ),
+        );
+    }
+    for (agents, wanted) in config.pick(&[(100, 1_048_576)], &[(100, 16_384)], &[(10, 64)]) {
+        let (spec, messages) = network(agents, wanted);
+        let prefix = format!("coordination/dynamic/network/{agents}x{messages}");
+        let samples = measure(rt, config, &prefix, &spec, 1, true)?;
+        percentiles(
+            sink,
+            &prefix,
+            "decision",
+            "a round decided → each of its turns dispatched (engine histogram; one network on the embedded store, rounds doubling up to m messages)",
+            &samples,
+            |s| s.decision_latency,
+            ("agents", agents),
+        );
+        let walls: Vec<f64> = samples.iter().map(|s| s.wall).collect();
+        sink.push(
+            Record::new(
+                format!("{prefix}/wall"),
+                "one network of a agents exchanging m messages on the embedded store: submit to its end",
+                "s",
+                false,
+                walls.clone(),
+            )
+            .param("agents", agents)
+            .param("messages", messages)
+            .derive(
+                "messages_per_s",
+                messages as f64 / crate::stats::median(&walls),
             ),
         );
     }

@@ -510,7 +510,7 @@ impl Scheduler {
     }
 
     /// Stops a fan-out's instances in flight (the task failed fast).
-    fn stop_items(&mut self, slot: u32, id: RunId, task: u32) {
+    pub(super) fn stop_items(&mut self, slot: u32, id: RunId, task: u32) {
         let stopped: Vec<_> = self
             .inflight
             .iter()

@@ -6,7 +6,7 @@ use baton_model::expr::{Field, Reference};
 use serde_json::{Map, Value};
 
 use super::dynamic::item_value;
-use super::patterns::supervisor_input;
+use super::patterns::pattern_input;
 use super::{FORWARD, Job, NO_ITEM, Run};
 
 /// A condition's reference: an upstream task's status or (part of) its output.
@@ -62,7 +62,7 @@ pub(super) fn call_input(run: &Run, job: &Job) -> Value {
     if job.item != NO_ITEM && spec.workflow.tasks[job.task as usize].looping().is_some() {
         m.insert("iteration".into(), Value::from(job.item));
         m.insert("previous".into(), previous(run, job.task, job.item));
-        supervisor_input(run, job.task, job.item, &mut m);
+        pattern_input(run, job.task, job.item, &mut m);
     } else if job.item != NO_ITEM {
         m.insert("item".into(), item_value(run, job.task, job.item));
         m.insert("index".into(), Value::from(job.item));

@@ -48,11 +48,16 @@ impl Scheduler {
         for end in run.recovered.remove(&task).unwrap_or_default() {
             last.insert(end.item, end);
         }
-        // A supervisor's delegated calls run side by side.
+        // A supervisor's delegated calls run side by side, as do a network
+        // round's messages.
         let side_by_side = match run.spec.workflow.tasks[task as usize].pattern.as_deref() {
             Some(Pattern::Supervisor { max_delegates, .. }) => *max_delegates,
+            Some(Pattern::Network { .. }) => u32::MAX,
             _ => 1,
         };
+        if let Some(rounds) = super::patterns::Rounds::of(&run.spec, task) {
+            run.rounds.insert(task, rounds);
+        }
         run.fanouts
             .insert(task, FanOut::sequence().side_by_side(side_by_side));
         self.transition(slot, task, TaskStatus::Dispatched, None, now);

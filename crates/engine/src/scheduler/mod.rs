@@ -267,6 +267,8 @@ struct Run {
     /// For a child run, when its parent started it, until its first task is
     /// dispatched (the child start figure).
     child_from: Option<Instant>,
+    /// Network patterns in progress, by task: who takes each turn.
+    rounds: HashMap<u32, patterns::Rounds>,
 }
 
 struct AgentSlot {
@@ -824,6 +826,7 @@ impl Scheduler {
             parent: None,
             children: HashMap::new(),
             done_children: HashMap::new(),
+            rounds: HashMap::new(),
         };
         self.place(run)
     }

@@ -11,6 +11,12 @@
 //!   by side as the following iterations; once all have ended the supervisor
 //!   takes the next turn, given the conversation so far; its answer
 //!   (`{"finish": …}`, or any other output) ends the task.
+//! - **network**: agents message each other (`{"send": [{"to": AGENT,
+//!   "message": …}]}`) in rounds: the messages a round sends, in iteration
+//!   order, are the next round's turns, run side by side once the whole round
+//!   has ended (so the order of turns follows from the recorded outputs, not
+//!   from when calls happened to end). `finish` ends the task; so does a round
+//!   that sends nothing, or reaching `max_messages`.
 
 use std::sync::Arc;
 
@@ -19,7 +25,90 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use super::{Detail, Run, Scheduler};
+use crate::spec::Spec;
 use crate::store::TaskStatus;
+
+/// Where a network's turn came from.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    /// The spec-local agent that takes it.
+    agent: u16,
+    /// The iteration that sent the message (`u32::MAX` for the first turn).
+    from: u32,
+    /// Which of that iteration's messages.
+    k: u32,
+}
+
+/// A network pattern's turns so far, decided a round at a time.
+pub(super) struct Rounds {
+    turns: Vec<Sent>,
+    /// The first iteration of the round in progress.
+    start: u32,
+    round: u32,
+    messages: u32,
+}
+
+impl Rounds {
+    /// A network task's first round: its `start` agent's turn. `None` for
+    /// another task.
+    pub(super) fn of(spec: &Spec, task: u32) -> Option<Rounds> {
+        let pattern = spec.workflow.tasks[task as usize].pattern.as_deref()?;
+        if !matches!(pattern, Pattern::Network { .. }) {
+            return None;
+        }
+        let start = pattern.start()?;
+        let agent = spec.agents.iter().position(|a| a.agent.name == start)? as u16;
+        Some(Rounds {
+            turns: vec![Sent {
+                agent,
+                from: u32::MAX,
+                k: 0,
+            }],
+            start: 0,
+            round: 0,
+            messages: 0,
+        })
+    }
+}
+
+/// The messages a network turn sends (`{"send": [...]}`), empty when none.
+fn sent(output: Option<&Value>) -> &[Value] {
+    output
+        .and_then(|o| o.get("send"))
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// Why a network turn's `send` cannot be delivered, if it cannot: a list of
+/// `{"to": AGENT, "message": …}`, each `to` one of the network's agents.
+fn check_sends(output: Option<&Value>, agents: &[String]) -> Result<(), String> {
+    let shape = "`{\"send\": [{\"to\": AGENT, \"message\": …}, …]}`";
+    let Some(send) = output.and_then(|o| o.get("send")) else {
+        return Ok(());
+    };
+    let Some(list) = send.as_array() else {
+        return Err(format!(
+            "`send` must be a list of messages ({shape}), found {send}"
+        ));
+    };
+    for (k, message) in list.iter().enumerate() {
+        match message.get("to").and_then(Value::as_str) {
+            None => {
+                return Err(format!(
+                    "`send[{k}]` needs `to`, the agent to message ({shape}), found {message}"
+                ));
+            }
+            Some(to) if !agents.iter().any(|a| a == to) => {
+                return Err(format!(
+                    "`send[{k}]` is to `{to}`, which is not one of the network's agents ({})",
+                    agents.join(", ")
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
 
 /// The agent a handoff names in a turn's output: `{"handoff": {"to": AGENT}}`.
 /// `Err` for a `handoff` that names none.
@@ -93,6 +182,13 @@ pub(super) fn turn_agent(run: &Run, task: u32, iteration: u32) -> Option<u16> {
             Turn::Supervisor { .. } => supervisor.as_str(),
             Turn::Worker { call, .. } => call.get("agent")?.as_str()?,
         },
+        Pattern::Network { .. } => {
+            return run
+                .rounds
+                .get(&task)
+                .and_then(|r| r.turns.get(iteration as usize))
+                .map(|s| s.agent);
+        }
     };
     spec.agents
         .iter()
@@ -100,17 +196,21 @@ pub(super) fn turn_agent(run: &Run, task: u32, iteration: u32) -> Option<u16> {
         .map(|i| i as u16)
 }
 
-/// What a supervisor pattern's iteration is given beside the task's usual
-/// input: the supervisor its `turn` and the `conversation` so far (every
-/// earlier turn and call with its output, in order); a worker its `turn`
-/// and, as `input`, what the supervisor gave it. Neither gets `previous`.
-pub(super) fn supervisor_input(run: &Run, task: u32, iteration: u32, m: &mut Map<String, Value>) {
+/// What a pattern's iteration is given beside the task's usual input. A
+/// supervisor: its `turn` and the `conversation` so far (every earlier turn
+/// and call with its output, in order); a worker its `turn` and, as `input`,
+/// what the supervisor gave it. A network's turn: see [`network_input`].
+/// Neither gets `previous`.
+pub(super) fn pattern_input(run: &Run, task: u32, iteration: u32, m: &mut Map<String, Value>) {
     let Some(f) = run.fanouts.get(&task) else {
         return;
     };
     let Some(pattern) = run.spec.workflow.tasks[task as usize].pattern.as_deref() else {
         return;
     };
+    if let Pattern::Network { .. } = pattern {
+        return network_input(run, task, iteration, m);
+    }
     let Pattern::Supervisor { supervisor, .. } = pattern else {
         return;
     };
@@ -147,6 +247,40 @@ pub(super) fn supervisor_input(run: &Run, task: u32, iteration: u32, m: &mut Map
         }
         None => {}
     }
+}
+
+/// What a network's turn is given: its `round`, the `message` it was sent
+/// and who sent it (`from`; `null` and no message for the first turn, which
+/// has the task's `input`).
+fn network_input(run: &Run, task: u32, iteration: u32, m: &mut Map<String, Value>) {
+    m.remove("previous");
+    let (Some(f), Some(rounds)) = (run.fanouts.get(&task), run.rounds.get(&task)) else {
+        return;
+    };
+    let Some(turn) = rounds.turns.get(iteration as usize) else {
+        return;
+    };
+    // Only the round in progress is dispatched.
+    m.insert("round".into(), rounds.round.into());
+    if turn.from == u32::MAX {
+        m.insert("from".into(), Value::Null);
+        return;
+    }
+    let sender = rounds.turns[turn.from as usize].agent;
+    m.insert(
+        "from".into(),
+        run.spec.agents[usize::from(sender)]
+            .agent
+            .name
+            .clone()
+            .into(),
+    );
+    let message = sent(f.results[turn.from as usize].as_deref())
+        .get(turn.k as usize)
+        .and_then(|s| s.get("message"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    m.insert("message".into(), message);
 }
 
 /// Why a supervisor's delegation cannot run, if it cannot: it must be a
@@ -228,7 +362,148 @@ impl Scheduler {
                 now,
                 live,
             ),
+            Pattern::Network {
+                agents,
+                max_messages,
+                on_limit,
+                ..
+            } => self.network_step(
+                slot,
+                task,
+                iteration,
+                (agents, *max_messages, *on_limit),
+                output,
+                now,
+                live,
+            ),
         }
+    }
+
+    /// A network's turn ended: `finish` ends the task (the round's other
+    /// turns are stopped); the round's last turn to end delivers the
+    /// messages the round sent as the next round's turns, or ends the task
+    /// when it sent none (quiescence) or they would pass `max_messages`.
+    #[allow(clippy::too_many_arguments)]
+    fn network_step(
+        &mut self,
+        slot: u32,
+        task: u32,
+        iteration: u32,
+        (agents, max_messages, on_limit): (&[String], u32, baton_model::OnLimit),
+        output: Option<Arc<Value>>,
+        now: Instant,
+        live: bool,
+    ) -> bool {
+        let from = self.turn_name(slot, task, iteration);
+        if let Err(message) = check_sends(output.as_deref(), agents) {
+            self.fail_task(
+                slot,
+                task,
+                format!("turn {iteration} ({from}): {message}"),
+                now,
+            );
+            return true;
+        }
+        if output.as_deref().is_some_and(|o| o.get("finish").is_some()) {
+            let run = self.runs[slot as usize].as_ref().expect("live run");
+            let id = run.id;
+            self.stop_items(slot, id, task);
+            self.answer(slot, task, &from, iteration + 1, output, now, live);
+            return true;
+        }
+        let run = self.runs[slot as usize].as_mut().expect("live run");
+        let f = run.fanouts.get(&task).expect("pattern");
+        if f.ended < f.len {
+            return false;
+        }
+        // The round ended: its messages, in iteration order, are the next.
+        let spec = run.spec.clone();
+        let rounds = run.rounds.get_mut(&task).expect("network");
+        let mut next = Vec::new();
+        for i in rounds.start..f.len {
+            for (k, message) in sent(f.results[i as usize].as_deref()).iter().enumerate() {
+                let to = message
+                    .get("to")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let agent = spec.agents.iter().position(|a| a.agent.name == to);
+                next.push(Sent {
+                    agent: agent.map_or(u16::MAX, |a| a as u16),
+                    from: i,
+                    k: k as u32,
+                });
+            }
+        }
+        let (round, messages) = (rounds.round, rounds.messages);
+        let over = u64::from(messages) + next.len() as u64 > u64::from(max_messages);
+        if next.is_empty() || over {
+            if over && on_limit == baton_model::OnLimit::Fail {
+                let message = format!(
+                    "round {} would send {} messages, beyond `max_messages` ({max_messages}, {messages} sent so far); raise `max_messages`, have an agent `finish`, or set `on_limit: continue` to end with what the agents said last",
+                    round + 1,
+                    next.len()
+                );
+                self.fail_task(slot, task, message, now);
+                return true;
+            }
+            let why = if over { "message_limit" } else { "quiescent" };
+            self.network_end(slot, task, why, now, live);
+            return true;
+        }
+        let n = next.len() as u32;
+        let start = f.len;
+        rounds.turns.extend(next);
+        rounds.start = start;
+        rounds.round += 1;
+        rounds.messages += n;
+        if !self.next_turns(slot, task, n, now, live) {
+            return true;
+        }
+        if live {
+            let extra = json!({ "round": round + 1, "messages": n });
+            self.decide(slot, Some(task), "round", extra);
+        }
+        false
+    }
+
+    /// A network that ended without `finish`: the task's output is what
+    /// each agent said last, with the rounds and messages it took.
+    fn network_end(&mut self, slot: u32, task: u32, why: &str, now: Instant, live: bool) {
+        let run = self.runs[slot as usize].as_mut().expect("live run");
+        // The rounds stay: instance pages name each turn's agent.
+        let (Some(f), Some(rounds)) = (run.fanouts.get(&task), run.rounds.get(&task)) else {
+            return;
+        };
+        // Each agent's last turn, newest first, then in declaration order.
+        let mut latest: Vec<Option<usize>> = vec![None; run.spec.agents.len()];
+        for (i, turn) in rounds.turns.iter().enumerate().rev() {
+            if let Some(l) = latest.get_mut(usize::from(turn.agent)) {
+                l.get_or_insert(i);
+            }
+        }
+        let mut last = Map::new();
+        for (agent, turn) in latest.iter().enumerate() {
+            if let Some(i) = turn {
+                let output = f.results[*i].as_deref().cloned().unwrap_or(Value::Null);
+                last.insert(run.spec.agents[agent].agent.name.clone(), output);
+            }
+        }
+        let (rounds, messages) = (rounds.round + 1, rounds.messages);
+        let output = json!({ "rounds": rounds, "messages": messages, "outputs": last });
+        run.end_instances(task);
+        if live {
+            let extra = json!({ "rounds": rounds, "messages": messages });
+            self.decide(slot, Some(task), why, extra);
+        }
+        self.finish(
+            slot,
+            task,
+            TaskStatus::Succeeded,
+            Some(Detail::Output(Arc::new(output))),
+            now,
+        );
+        self.drain_newly_ready();
+        self.check_done(slot);
     }
 
     /// A handoff's turn ended: its agent answered or handed control to

@@ -50,7 +50,11 @@ async fn control_moves_to_the_agent_handed_to_until_one_answers() {
     assert_eq!(turns.kind, "loop");
     assert_eq!(turns.total, 2);
     let chain: Vec<_> = turns.items.iter().map(|i| i.agent.as_deref()).collect();
-    assert_eq!(chain, [Some("triage"), Some("billing")], "the chain, in order");
+    assert_eq!(
+        chain,
+        [Some("triage"), Some("billing")],
+        "the chain, in order"
+    );
     assert_eq!(
         turns.items[0].output.as_ref().unwrap()["handoff"]["to"],
         "billing"
@@ -379,6 +383,238 @@ async fn a_resumed_supervisor_is_not_asked_again_and_ended_calls_do_not_rerun() 
         ],
         "only the interrupted call ran again"
     );
+    second.shutdown().await.unwrap();
+    task.await.unwrap();
+}
+
+/// A buyer and a seller written in Python negotiate by messages: the buyer
+/// offers, the seller counters, until the buyer accepts and finishes.
+#[tokio::test]
+async fn a_network_runs_until_an_agent_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = |name: &str, body: &str| {
+        let path = dir.path().join(format!("{name}.py"));
+        std::fs::write(
+            &path,
+            format!("import json, sys\ncall = json.load(sys.stdin)\n{body}"),
+        )
+        .unwrap();
+        path
+    };
+    let buyer = agent(
+        "buyer",
+        r#"
+if call["from"] is None:
+    print(json.dumps({"send": [{"to": "seller", "message": {"offer": 50}}]}))
+elif call["message"]["counter"] <= 80:
+    print(json.dumps({"finish": {"deal": call["message"]["counter"], "round": call["round"]}}))
+else:
+    offer = 160 - call["message"]["counter"]
+    print(json.dumps({"send": [{"to": "seller", "message": {"offer": offer}}]}))
+"#,
+    );
+    let seller = agent(
+        "seller",
+        r#"
+print(json.dumps({"send": [{"to": call["from"], "message": {"counter": 150 - call["message"]["offer"]}}]}))
+"#,
+    );
+    let flow = spec(&format!(
+        r#"
+agents:
+  buyer: {{ type: command, command: ["python3", "{}"] }}
+  seller: {{ type: command, command: ["python3", "{}"] }}
+tasks:
+  - id: haggle
+    pattern: {{ type: network, agents: [buyer, seller], max_messages: 20 }}
+"#,
+        buyer.display(),
+        seller.display()
+    ));
+    let (engine, log) = start();
+    let run = engine.submit(flow, json!({})).await.unwrap();
+    let summary = engine.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    let view = engine.status(run).await.unwrap();
+    // 50 → 100, 60 → 90, 70 → 80: accepted on the seventh turn.
+    assert_eq!(
+        view.task_states[0].output,
+        Some(json!({"deal": 80, "round": 6}))
+    );
+    let turns = engine.instances(run, "haggle", 0, 10).await.unwrap();
+    let agents: Vec<_> = turns
+        .items
+        .iter()
+        .map(|i| i.agent.as_deref().unwrap())
+        .collect();
+    assert_eq!(
+        agents,
+        [
+            "buyer", "seller", "buyer", "seller", "buyer", "seller", "buyer"
+        ]
+    );
+    engine.shutdown().await.unwrap();
+    let rounds = decisions(&log, run)
+        .await
+        .into_iter()
+        .filter(|d| d["decision"] == "round")
+        .count();
+    assert_eq!(rounds, 6);
+}
+
+fn broadcast(hub_says: &str, max_messages: u32, on_limit: &str) -> String {
+    format!(
+        r#"
+agents:
+  hub: {{ type: simulate, outputs: {{ talk: {hub_says} }} }}
+  a: {{ type: command, command: cat }}
+  b: {{ type: command, command: cat }}
+tasks:
+  - id: talk
+    input: {{ topic: rust }}
+    pattern: {{ type: network, agents: [hub, a, b], max_messages: {max_messages}, on_limit: {on_limit} }}
+"#
+    )
+}
+
+/// A round that sends nothing ends the network: its output is what each
+/// agent said last. Every message of a round is a turn given the message and
+/// its sender.
+#[tokio::test]
+async fn a_network_ends_when_a_round_sends_nothing() {
+    let (engine, _log) = start();
+    let hub = r#"{ send: [{ to: a, message: { part: 1 } }, { to: b, message: { part: 2 } }] }"#;
+    let run = engine
+        .submit(spec(&broadcast(hub, 10, "fail")), json!({}))
+        .await
+        .unwrap();
+    let summary = engine.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    let output = engine.status(run).await.unwrap().task_states[0]
+        .output
+        .clone()
+        .unwrap();
+    assert_eq!(output["rounds"], 2);
+    assert_eq!(output["messages"], 2);
+    // `cat` answers with what it was given.
+    assert_eq!(output["outputs"]["a"]["message"], json!({"part": 1}));
+    assert_eq!(output["outputs"]["b"]["from"], "hub");
+    assert_eq!(output["outputs"]["b"]["round"], 1);
+    assert!(output["outputs"]["a"].get("previous").is_none(), "{output}");
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_networks_bound_and_malformed_messages_are_clear_outcomes() {
+    let (engine, _log) = start();
+    // The hub messages itself forever: one message a round.
+    let forever = r#"{ send: [{ to: hub }] }"#;
+    for (hub, on_limit, expected) in [
+        (
+            forever,
+            "fail",
+            Err("round 4 would send 1 messages, beyond `max_messages` (3, 3 sent so far)"),
+        ),
+        (forever, "continue", Ok(json!(3))),
+        (
+            r#"{ send: [{ to: c }] }"#,
+            "fail",
+            Err(
+                "turn 0 (hub): `send[0]` is to `c`, which is not one of the network's agents (hub, a, b)",
+            ),
+        ),
+        (
+            r#"{ send: { to: a } }"#,
+            "fail",
+            Err("`send` must be a list of messages"),
+        ),
+    ] {
+        let run = engine
+            .submit(spec(&broadcast(hub, 3, on_limit)), json!({}))
+            .await
+            .unwrap();
+        let summary = engine.wait(run).await.unwrap();
+        match expected {
+            Ok(messages) => {
+                assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+                let view = engine.status(run).await.unwrap();
+                let output = view.task_states[0].output.clone().unwrap();
+                assert_eq!(output["messages"], messages, "{output}");
+            }
+            Err(says) => {
+                assert_eq!(summary.status, RunStatus::Failed, "{hub}");
+                let reason = summary.reason.clone().unwrap();
+                assert!(reason.contains(says), "{hub}: {reason}");
+            }
+        }
+    }
+    engine.shutdown().await.unwrap();
+}
+
+/// Killed while one message of a round is being answered, a resumed network
+/// does not ask the turns that ended again and answers only the interrupted
+/// message again.
+#[tokio::test]
+async fn a_resumed_network_asks_no_ended_turn_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let calls = dir.path().join("calls");
+    // Each call notes who it is; `b` takes 30 s the first time.
+    let worker = format!(
+        r#"{{ type: command, command: ["sh", "-c", "cat > /dev/null; echo $0 >> {0}; [ $0 = b ] && [ $(grep -cx b {0}) -eq 1 ] && sleep 30; echo '\"done\"'", "WHO"] }}"#,
+        calls.display()
+    );
+    let flow = spec(&format!(
+        r#"
+agents:
+  hub: {{ type: command, command: ["sh", "-c", "cat > /dev/null; echo hub >> {calls}; echo '{{\"send\": [{{\"to\": \"a\"}}, {{\"to\": \"b\"}}]}}'"] }}
+  a: {a}
+  b: {b}
+tasks:
+  - id: talk
+    pattern: {{ type: network, agents: [hub, a, b], max_messages: 10 }}
+"#,
+        calls = calls.display(),
+        a = worker.replace("WHO", "a"),
+        b = worker.replace("WHO", "b"),
+    ));
+    let durable = || {
+        let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
+        let store = Embedded::open(&state, EmbeddedOptions::default()).unwrap();
+        let (engine, handle) =
+            Engine::build(Options::default(), log, Some(Arc::new(store))).unwrap();
+        (handle, tokio::spawn(engine.run()))
+    };
+    let (first, task) = durable();
+    let run = first.submit(flow, json!({})).await.unwrap();
+    eventually("a answered, b running", Duration::from_secs(30), || async {
+        let page = first.instances(run, "talk", 0, 10).await.ok()?;
+        let b = std::fs::read_to_string(&calls)
+            .ok()?
+            .lines()
+            .any(|l| l == "b");
+        let ended = page.items.iter().filter(|i| i.output.is_some()).count();
+        (b && ended == 2).then_some(())
+    })
+    .await;
+    first.shutdown().await.unwrap();
+    task.await.unwrap();
+
+    let (second, task) = durable();
+    let summary = second.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    let mut asked: Vec<String> = std::fs::read_to_string(&calls)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    asked.sort();
+    assert_eq!(asked, ["a", "b", "b", "hub"], "only b answered again");
+    let output = second.status(run).await.unwrap().task_states[0]
+        .output
+        .clone()
+        .unwrap();
+    assert_eq!(output["messages"], 2, "{output}");
     second.shutdown().await.unwrap();
     task.await.unwrap();
 }

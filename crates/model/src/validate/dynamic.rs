@@ -246,150 +246,196 @@ pub(super) fn repeat(v: Value, path: &Path, report: &mut Report) -> Option<Loop>
     })
 }
 
-const PATTERN_TYPES: &[&str] = &["handoff", "supervisor"];
-const HANDOFF_FIELDS: &[&str] = &["type", "agents", "start", "max_handoffs"];
-const HANDOFF_HINT: &str =
-    "e.g. `pattern: { type: handoff, agents: [triage, billing], max_handoffs: 4 }`";
-const SUPERVISOR_FIELDS: &[&str] = &[
-    "type",
-    "supervisor",
-    "workers",
-    "max_turns",
-    "max_delegates",
-];
-const SUPERVISOR_HINT: &str = "e.g. `pattern: { type: supervisor, supervisor: planner, workers: [researcher, analyst], max_turns: 12 }`";
+const PATTERN_TYPES: &[&str] = &["handoff", "supervisor", "network"];
 
-/// `pattern: {type: handoff, agents, start, max_handoffs}` or
-/// `{type: supervisor, supervisor, workers, max_turns, max_delegates}`.
+/// What the language says of one kind of pattern.
+struct Kind {
+    name: &'static str,
+    fields: &'static [&'static str],
+    hint: &'static str,
+    /// The field listing its agents, and what they are.
+    list: (&'static str, &'static str),
+    /// The field naming the lead agent, required or not.
+    lead: (&'static str, bool),
+    /// The bound: its field, largest value and what it bounds.
+    bound: (&'static str, u32, &'static str),
+}
+
+const KINDS: &[Kind] = &[
+    Kind {
+        name: "handoff",
+        fields: &["type", "agents", "start", "max_handoffs"],
+        hint: "e.g. `pattern: { type: handoff, agents: [triage, billing], max_handoffs: 4 }`",
+        list: ("agents", "the agents that may hold control"),
+        lead: ("start", false),
+        bound: (
+            "max_handoffs",
+            Pattern::MAX_HANDOFFS,
+            "the most handoffs before it must answer",
+        ),
+    },
+    Kind {
+        name: "supervisor",
+        fields: &[
+            "type",
+            "supervisor",
+            "workers",
+            "max_turns",
+            "max_delegates",
+        ],
+        hint: "e.g. `pattern: { type: supervisor, supervisor: planner, workers: [researcher, analyst], max_turns: 12 }`",
+        list: ("workers", "the agents the supervisor may delegate to"),
+        lead: ("supervisor", true),
+        bound: (
+            "max_turns",
+            Pattern::MAX_TURNS,
+            "the most supervisor turns before it must finish",
+        ),
+    },
+    Kind {
+        name: "network",
+        fields: &["type", "agents", "start", "max_messages", "on_limit"],
+        hint: "e.g. `pattern: { type: network, agents: [buyer, seller, broker], start: buyer, max_messages: 50 }`",
+        list: ("agents", "the agents that message each other"),
+        lead: ("start", false),
+        bound: (
+            "max_messages",
+            Pattern::MAX_MESSAGES,
+            "the most messages its agents may send",
+        ),
+    },
+];
+
+/// `pattern: {type: handoff, agents, start, max_handoffs}`,
+/// `{type: supervisor, supervisor, workers, max_turns, max_delegates}` or
+/// `{type: network, agents, start, max_messages, on_limit}`.
 pub(super) fn pattern(v: Value, path: &Path, report: &mut Report) -> Option<Pattern> {
     let map = object(v, path, "a pattern (a map with `type`)", report)?;
-    let (fields, hint) = match map.get("type").and_then(Value::as_str) {
-        Some("handoff") => (HANDOFF_FIELDS, HANDOFF_HINT),
-        Some("supervisor") => (SUPERVISOR_FIELDS, SUPERVISOR_HINT),
-        Some(other) => {
-            report.push(
-                Diagnostic::error(
-                    "bad-pattern",
-                    path.key("type"),
-                    format!(
-                        "unknown pattern `{other}`: this version runs {}",
-                        PATTERN_TYPES.join(", ")
-                    ),
-                )
-                .with_hint_opt(crate::did_you_mean(other, PATTERN_TYPES.iter().copied())),
-            );
-            return None;
-        }
+    let kind = match map.get("type").and_then(Value::as_str) {
+        Some(name) => match KINDS.iter().find(|k| k.name == name) {
+            Some(kind) => kind,
+            None => {
+                report.push(
+                    Diagnostic::error(
+                        "bad-pattern",
+                        path.key("type"),
+                        format!(
+                            "unknown pattern `{name}`: this version runs {}",
+                            PATTERN_TYPES.join(", ")
+                        ),
+                    )
+                    .with_hint_opt(crate::did_you_mean(name, PATTERN_TYPES.iter().copied())),
+                );
+                return None;
+            }
+        },
         None => {
             report.push(
                 Diagnostic::error("missing-field", path.clone(), "a pattern needs `type`")
-                    .with_hint(HANDOFF_HINT),
+                    .with_hint(KINDS[0].hint),
             );
             return None;
         }
     };
-    let kind = if fields == HANDOFF_FIELDS {
-        "handoff"
-    } else {
-        "supervisor"
-    };
     let mut agents = None;
-    let mut start = None;
+    let mut lead = None;
     let mut bound = None;
     let mut max_delegates = None;
+    let mut on_limit = OnLimit::Fail;
     for (key, value) in map {
         let p = path.key(&key);
-        match (kind, key.as_str()) {
-            (_, "type") => {}
-            ("handoff", "agents") | ("supervisor", "workers") => {
-                agents = Some(string_list(value, &p, report))
-            }
-            ("handoff", "start") | ("supervisor", "supervisor") => {
-                start = super::scalar_string(value, &p, report)
-            }
-            ("handoff", "max_handoffs") => {
-                bound = bounded(&value, &p, "max_handoffs", Pattern::MAX_HANDOFFS, report)
-            }
-            ("supervisor", "max_turns") => {
-                bound = bounded(&value, &p, "max_turns", Pattern::MAX_TURNS, report)
-            }
-            ("supervisor", "max_delegates") => {
+        match key.as_str() {
+            "type" => {}
+            k if k == kind.list.0 => agents = Some(string_list(value, &p, report)),
+            k if k == kind.lead.0 => lead = super::scalar_string(value, &p, report),
+            k if k == kind.bound.0 => bound = bounded(&value, &p, k, kind.bound.1, report),
+            "max_delegates" if kind.name == "supervisor" => {
                 max_delegates = bounded(&value, &p, "max_delegates", Pattern::MAX_DELEGATES, report)
             }
-            _ => report.push(unknown_field(p, &key, &format!("{kind} pattern"), fields)),
+            "on_limit" if kind.name == "network" => match value.as_str() {
+                Some("fail") => on_limit = OnLimit::Fail,
+                Some("continue") => on_limit = OnLimit::Continue,
+                _ => report.push(Diagnostic::error(
+                    "bad-value",
+                    p,
+                    format!("`on_limit` must be `fail` or `continue`, found {value}"),
+                )),
+            },
+            _ => report.push(unknown_field(
+                p,
+                &key,
+                &format!("{} pattern", kind.name),
+                kind.fields,
+            )),
         }
     }
-    let (list, what, bound_name, bound_what) = match kind {
-        "handoff" => (
-            "agents",
-            "the agents that may hold control",
-            "max_handoffs",
-            "the most handoffs before it must answer",
-        ),
-        _ => (
-            "workers",
-            "the agents the supervisor may delegate to",
-            "max_turns",
-            "the most supervisor turns before it must finish",
-        ),
-    };
     let agents = agents.unwrap_or_default();
+    let (list, what) = kind.list;
     if agents.is_empty() {
         report.push(
             Diagnostic::error(
                 "bad-pattern",
                 path.key(list),
-                format!("a {kind} needs `{list}`: {what}"),
+                format!("a {} needs `{list}`: {what}", kind.name),
             )
-            .with_hint(hint),
+            .with_hint(kind.hint),
         );
         return None;
     }
-    if kind == "supervisor" && start.is_none() {
-        if !report
+    let reported = |report: &Report, field: &str| {
+        report
             .diagnostics
             .iter()
-            .any(|d| d.path.0.starts_with(&path.key("supervisor").0))
-        {
+            .any(|d| d.path.0.starts_with(&path.key(field).0))
+    };
+    let (lead_field, lead_required) = kind.lead;
+    if lead_required && lead.is_none() {
+        if !reported(report, lead_field) {
             report.push(
                 Diagnostic::error(
                     "missing-field",
                     path.clone(),
-                    "a supervisor pattern needs `supervisor`: the agent that coordinates",
+                    format!(
+                        "a {} pattern needs `{lead_field}`: the agent that coordinates",
+                        kind.name
+                    ),
                 )
-                .with_hint(hint),
+                .with_hint(kind.hint),
             );
         }
         return None;
     }
+    let (bound_field, _, bound_what) = kind.bound;
     let Some(bound) = bound else {
-        if !report
-            .diagnostics
-            .iter()
-            .any(|d| d.path.0.starts_with(&path.key(bound_name).0))
-        {
+        if !reported(report, bound_field) {
             report.push(
                 Diagnostic::error(
                     "missing-field",
                     path.clone(),
-                    format!("a {kind} needs `{bound_name}`: {bound_what}"),
+                    format!("a {} needs `{bound_field}`: {bound_what}", kind.name),
                 )
-                .with_hint(hint),
+                .with_hint(kind.hint),
             );
         }
         return None;
     };
-    Some(match kind {
+    Some(match kind.name {
         "handoff" => Pattern::Handoff {
             agents,
-            start,
+            start: lead,
             max_handoffs: bound,
         },
-        _ => Pattern::Supervisor {
-            supervisor: start.unwrap_or_default(),
+        "supervisor" => Pattern::Supervisor {
+            supervisor: lead.unwrap_or_default(),
             workers: agents,
             max_turns: bound,
             max_delegates: max_delegates.unwrap_or(Pattern::DEFAULT_DELEGATES),
+        },
+        _ => Pattern::Network {
+            agents,
+            start: lead,
+            max_messages: bound,
+            on_limit,
         },
     })
 }
@@ -755,7 +801,9 @@ fn pattern_structure(wf: &Workflow, i: usize, p: &Pattern, at: &Path, report: &m
         }
     }
     let (list, agents, lead, lead_name) = match p {
-        Pattern::Handoff { agents, start, .. } => ("agents", agents, "start", start.as_deref()),
+        Pattern::Handoff { agents, start, .. } | Pattern::Network { agents, start, .. } => {
+            ("agents", agents, "start", start.as_deref())
+        }
         Pattern::Supervisor {
             supervisor,
             workers,
@@ -788,14 +836,18 @@ fn pattern_structure(wf: &Workflow, i: usize, p: &Pattern, at: &Path, report: &m
     }
     let Some(lead_name) = lead_name else { return };
     match p {
-        Pattern::Handoff { .. } if !agents.iter().any(|a| a == lead_name) => report.push(
+        Pattern::Handoff { .. } | Pattern::Network { .. }
+            if !agents.iter().any(|a| a == lead_name) =>
+        {
+            report.push(
             Diagnostic::error(
                 "bad-pattern",
                 at.key("pattern").key(lead),
-                format!("`start` is `{lead_name}`, which is not one of the handoff's agents"),
+                format!("`start` is `{lead_name}`, which is not one of the {kind}'s agents"),
             )
             .with_hint(format!("one of: {}", agents.join(", "))),
-        ),
+        );
+        }
         Pattern::Supervisor { .. } if agents.iter().any(|a| a == lead_name) => report.push(
             Diagnostic::error(
                 "bad-pattern",

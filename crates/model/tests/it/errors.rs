@@ -226,3 +226,17 @@ tasks:
 "#;
     insta::assert_snapshot!(rendered_errors("supervisor.yaml", text, Format::Yaml));
 }
+
+#[test]
+fn network_patterns_are_validated_with_their_locations() {
+    let text = r#"
+agents:
+  buyer: { type: noop }
+  seller: { type: noop }
+tasks:
+  - { id: a, pattern: { type: network, agents: [buyer, seler], start: broker, max_messages: 10 } }
+  - { id: b, pattern: { type: network, agents: [buyer, seller] } }
+  - { id: c, pattern: { type: network, agents: [buyer], max_messages: 10000001, on_limit: stop } }
+"#;
+    insta::assert_snapshot!(rendered_errors("network.yaml", text, Format::Yaml));
+}

@@ -37,6 +37,8 @@ fn the_examples_round_trip() {
         "examples/patterns/handoff.yaml",
         "examples/patterns/supervisor.yaml",
         "examples/patterns/supervisor_python.yaml",
+        "examples/patterns/network.yaml",
+        "examples/patterns/negotiation.yaml",
         "examples/teams/review_team.yaml",
     ] {
         let src = Source::read(&repo_file(file), Limits::default()).unwrap();
@@ -109,6 +111,7 @@ tasks:
   - { id: counted, depends_on: [h], loop: { max_iterations: 2 }, workflow: { inline: { tasks: [{ id: k }] } } }
   - { id: handed, depends_on: [h], pattern: { type: handoff, agents: [idle, fast], start: fast, max_handoffs: 9 } }
   - { id: supervised, depends_on: [h], pattern: { type: supervisor, supervisor: scripted, workers: [idle, fast], max_turns: 5, max_delegates: 3 } }
+  - { id: networked, depends_on: [h], pattern: { type: network, agents: [idle, fast], start: fast, max_messages: 40, on_limit: continue } }
 coordination: { type: hybrid, event_driven: [data_updates, approvals], graph_based: [task_flow] }
 "#;
 
