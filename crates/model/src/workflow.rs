@@ -335,6 +335,27 @@ pub enum Pattern {
         /// What reaching the bound does.
         on_limit: OnLimit,
     },
+    /// Agents hand control to one another (`{"handoff": {"to": AGENT,
+    /// "input": …}}`, or a list of them: those turns run side by side) and
+    /// share a blackboard: keys with versions, written with compare-and-set
+    /// (`{"context": {"set": {KEY: VALUE}, "expect": {KEY: VERSION}}}`). Runs
+    /// in rounds like a network; ends on `finish`, when `until` holds over
+    /// the blackboard after a round, when a round hands off to nobody, or
+    /// fails past `max_handoffs`.
+    Swarm {
+        /// The agents of the swarm.
+        agents: Vec<String>,
+        /// The agent that takes the first turn (the first of `agents` when
+        /// absent).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        start: Option<String>,
+        /// The bound: handoffs at most.
+        max_handoffs: u32,
+        /// Ends the swarm when it holds after a round; the task's own id in
+        /// it reads the blackboard (`TASK.output.context.KEY`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        until: Option<Condition>,
+    },
 }
 
 impl Pattern {
@@ -361,6 +382,7 @@ impl Pattern {
                 ..
             } => max_turns.saturating_mul(max_delegates.saturating_add(1)),
             Pattern::Network { max_messages, .. } => max_messages.saturating_add(1),
+            Pattern::Swarm { max_handoffs, .. } => max_handoffs.saturating_add(1),
         };
         Loop {
             until: None,
@@ -376,13 +398,16 @@ impl Pattern {
             Pattern::Handoff { max_handoffs, .. } => max_handoffs + 1,
             Pattern::Supervisor { max_turns, .. } => max_turns.saturating_mul(2).saturating_sub(1),
             Pattern::Network { max_messages, .. } => max_messages.saturating_add(1),
+            Pattern::Swarm { max_handoffs, .. } => max_handoffs.saturating_add(1),
         }
     }
 
     /// The agent that takes the first turn.
     pub fn start(&self) -> Option<&str> {
         match self {
-            Pattern::Handoff { agents, start, .. } | Pattern::Network { agents, start, .. } => {
+            Pattern::Handoff { agents, start, .. }
+            | Pattern::Network { agents, start, .. }
+            | Pattern::Swarm { agents, start, .. } => {
                 start.as_deref().or(agents.first().map(String::as_str))
             }
             Pattern::Supervisor { supervisor, .. } => Some(supervisor),
@@ -395,6 +420,7 @@ impl Pattern {
             Pattern::Handoff { .. } => "handoff",
             Pattern::Supervisor { .. } => "supervisor",
             Pattern::Network { .. } => "network",
+            Pattern::Swarm { .. } => "swarm",
         }
     }
 }

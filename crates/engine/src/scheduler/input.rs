@@ -1,25 +1,11 @@
-//! What a task sees: the input of an agent call, and the values a condition
-//! refers to.
+//! What a task sees: the input of an agent call.
 
 use baton_model::Compensation;
-use baton_model::expr::{Field, Reference};
 use serde_json::{Map, Value};
 
 use super::dynamic::item_value;
 use super::patterns::pattern_input;
 use super::{FORWARD, Job, NO_ITEM, Run};
-
-/// A condition's reference: an upstream task's status or (part of) its output.
-pub(super) fn resolve(run: &Run, r: &Reference) -> Option<Value> {
-    let id = run.spec.plan.id(&r.task)?;
-    match &r.field {
-        Field::Status => Some(Value::String(run.tasks[id as usize].status.as_str().into())),
-        Field::Output(path) => {
-            let output = run.outputs[id as usize].as_deref()?;
-            baton_model::expr::lookup(output, path).cloned()
-        }
-    }
-}
 
 /// What the previous iteration of a loop handed on (`null` for the first).
 pub(super) fn previous(run: &Run, task: u32, iteration: u32) -> Value {

@@ -23,8 +23,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::dynamic::{FanOut, ItemEnd, ItemState};
-use super::input::resolve;
-use super::{Detail, Job, Scheduler};
+use super::{Detail, Job, Scheduler, resolve};
 use crate::store::{RunId, TaskStatus};
 
 /// The child an iteration's last record names, if that record says it runs.

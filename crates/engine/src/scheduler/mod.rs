@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use baton_events::{Event, EventLog};
 use baton_model::Rng;
-use baton_model::expr::Reference;
+use baton_model::expr::{Field, Reference};
 use hdrhistogram::Histogram;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -49,7 +49,6 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use self::dynamic::{FanOut, ItemEnd, off_route};
-use self::input::resolve;
 use self::report::{histogram, summarize};
 use self::sink::{DynLog, DynStore};
 use crate::Error;
@@ -1283,6 +1282,18 @@ impl Scheduler {
     // ----- output -----------------------------------------------------------
 
     // ----- recovery ---------------------------------------------------------
+}
+
+/// A condition's reference: an upstream task's status or (part of) its output.
+fn resolve(run: &Run, r: &Reference) -> Option<Value> {
+    let id = run.spec.plan.id(&r.task)?;
+    match &r.field {
+        Field::Status => Some(Value::String(run.tasks[id as usize].status.as_str().into())),
+        Field::Output(path) => {
+            let output = run.outputs[id as usize].as_deref()?;
+            baton_model::expr::lookup(output, path).cloned()
+        }
+    }
 }
 
 #[cfg(test)]

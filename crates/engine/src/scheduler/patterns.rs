@@ -17,14 +17,21 @@
 //!   has ended (so the order of turns follows from the recorded outputs, not
 //!   from when calls happened to end). `finish` ends the task; so does a round
 //!   that sends nothing, or reaching `max_messages`.
+//! - **swarm**: rounds like a network's, whose turns are handoffs (one or
+//!   several at once), and a blackboard the agents share: each round's
+//!   writes are applied when it ends, in iteration order, with
+//!   compare-and-set (a write whose expected version is not the key's is
+//!   refused, and the next round is told). It also ends when `until` holds
+//!   over the blackboard.
 
 use std::sync::Arc;
 
 use baton_model::Pattern;
+use baton_model::expr::{Field, Reference, lookup};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
-use super::{Detail, Run, Scheduler};
+use super::{Detail, Run, Scheduler, resolve};
 use crate::spec::Spec;
 use crate::store::TaskStatus;
 
@@ -39,23 +46,80 @@ struct Sent {
     k: u32,
 }
 
-/// A network pattern's turns so far, decided a round at a time.
+/// A network's or swarm's turns so far, decided a round at a time.
 pub(super) struct Rounds {
     turns: Vec<Sent>,
     /// The first iteration of the round in progress.
     start: u32,
     round: u32,
+    /// Messages sent (a network) or handoffs made (a swarm).
     messages: u32,
+    /// A swarm's blackboard.
+    board: Option<Board>,
+}
+
+/// A swarm's shared context: each key's value and version (the number of
+/// writes applied to it), and the writes the last round had refused.
+#[derive(Default)]
+struct Board {
+    values: Map<String, Value>,
+    versions: Map<String, Value>,
+    conflicts: Vec<Value>,
+}
+
+impl Board {
+    fn version(&self, key: &str) -> u64 {
+        self.versions.get(key).and_then(Value::as_u64).unwrap_or(0)
+    }
+
+    /// Applies one turn's `context` write, whole or not at all: refused when
+    /// a version it `expect`s is not the key's (each such key becomes a
+    /// conflict, told to the next round).
+    fn write(&mut self, agent: &str, iteration: u32, context: &Value) {
+        let mut refused = false;
+        if let Some(expect) = context.get("expect").and_then(Value::as_object) {
+            for (key, expected) in expect {
+                let actual = self.version(key);
+                if expected.as_u64() != Some(actual) {
+                    refused = true;
+                    self.conflicts.push(json!({
+                        "agent": agent,
+                        "iteration": iteration,
+                        "key": key,
+                        "expected": expected,
+                        "actual": actual,
+                    }));
+                }
+            }
+        }
+        if refused {
+            return;
+        }
+        if let Some(set) = context.get("set").and_then(Value::as_object) {
+            for (key, value) in set {
+                let version = self.version(key) + 1;
+                self.values.insert(key.clone(), value.clone());
+                self.versions.insert(key.clone(), version.into());
+            }
+        }
+    }
+
+    /// What `until` and the task's output read: `{"context", "versions"}`.
+    fn view(&self) -> Value {
+        json!({ "context": self.values, "versions": self.versions })
+    }
 }
 
 impl Rounds {
-    /// A network task's first round: its `start` agent's turn. `None` for
-    /// another task.
+    /// A network's or swarm's first round: its `start` agent's turn. `None`
+    /// for another task.
     pub(super) fn of(spec: &Spec, task: u32) -> Option<Rounds> {
         let pattern = spec.workflow.tasks[task as usize].pattern.as_deref()?;
-        if !matches!(pattern, Pattern::Network { .. }) {
-            return None;
-        }
+        let board = match pattern {
+            Pattern::Network { .. } => None,
+            Pattern::Swarm { .. } => Some(Board::default()),
+            _ => return None,
+        };
         let start = pattern.start()?;
         let agent = spec.agents.iter().position(|a| a.agent.name == start)? as u16;
         Some(Rounds {
@@ -67,16 +131,90 @@ impl Rounds {
             start: 0,
             round: 0,
             messages: 0,
+            board,
         })
     }
 }
 
-/// The messages a network turn sends (`{"send": [...]}`), empty when none.
-fn sent(output: Option<&Value>) -> &[Value] {
-    output
-        .and_then(|o| o.get("send"))
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
+/// The turns a network's or swarm's turn asks for: a network's messages
+/// (`{"send": [...]}`), a swarm's handoffs (`{"handoff": {…}}` or a list);
+/// empty when none.
+fn sent(output: Option<&Value>, swarm: bool) -> Vec<&Value> {
+    let field = if swarm { "handoff" } else { "send" };
+    match output.and_then(|o| o.get(field)) {
+        Some(Value::Array(list)) => list.iter().collect(),
+        Some(one) if swarm => vec![one],
+        _ => Vec::new(),
+    }
+}
+
+/// Why a swarm's turn cannot be followed, if it cannot: each handoff needs
+/// `to`, one of the swarm's agents; a `context` write is `{"set": {…},
+/// "expect": {KEY: VERSION}}`.
+fn check_swarm(output: Option<&Value>, agents: &[String]) -> Result<(), String> {
+    let shape = "`{\"handoff\": {\"to\": AGENT, \"input\": …}}` or a list of them";
+    if let Some(handoff) = output.and_then(|o| o.get("handoff")) {
+        for (k, h) in sent(output, true).iter().enumerate() {
+            match h.get("to").and_then(Value::as_str) {
+                None => {
+                    return Err(format!(
+                        "a handoff needs `to`, the agent to hand control to ({shape}), found {handoff}"
+                    ));
+                }
+                Some(to) if !agents.iter().any(|a| a == to) => {
+                    return Err(format!(
+                        "handoff {k} is to `{to}`, which is not one of the swarm's agents ({})",
+                        agents.join(", ")
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    let Some(context) = output.and_then(|o| o.get("context")) else {
+        return Ok(());
+    };
+    let shape = "`{\"context\": {\"set\": {KEY: VALUE}, \"expect\": {KEY: VERSION}}}`";
+    let Some(map) = context.as_object() else {
+        return Err(format!(
+            "`context` must be a map ({shape}), found {context}"
+        ));
+    };
+    for (key, value) in map {
+        match key.as_str() {
+            "set" if value.is_object() => {}
+            "expect"
+                if value
+                    .as_object()
+                    .is_some_and(|m| m.values().all(|v| v.as_u64().is_some())) => {}
+            "set" | "expect" => {
+                return Err(format!(
+                    "`context.{key}` must be a map{} ({shape}), found {value}",
+                    if key == "expect" {
+                        " of versions (whole numbers)"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "`context` takes `set` and `expect`, found `{other}` ({shape})"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What ends a network or a swarm, besides `finish`.
+#[derive(Clone, Copy)]
+struct Bound<'a> {
+    agents: &'a [String],
+    /// Messages (a network) or handoffs (a swarm) at most.
+    max: u32,
+    on_limit: baton_model::OnLimit,
+    until: Option<&'a baton_model::Condition>,
 }
 
 /// Why a network turn's `send` cannot be delivered, if it cannot: a list of
@@ -182,7 +320,7 @@ pub(super) fn turn_agent(run: &Run, task: u32, iteration: u32) -> Option<u16> {
             Turn::Supervisor { .. } => supervisor.as_str(),
             Turn::Worker { call, .. } => call.get("agent")?.as_str()?,
         },
-        Pattern::Network { .. } => {
+        Pattern::Network { .. } | Pattern::Swarm { .. } => {
             return run
                 .rounds
                 .get(&task)
@@ -208,8 +346,8 @@ pub(super) fn pattern_input(run: &Run, task: u32, iteration: u32, m: &mut Map<St
     let Some(pattern) = run.spec.workflow.tasks[task as usize].pattern.as_deref() else {
         return;
     };
-    if let Pattern::Network { .. } = pattern {
-        return network_input(run, task, iteration, m);
+    if let Pattern::Network { .. } | Pattern::Swarm { .. } = pattern {
+        return round_input(run, task, iteration, m);
     }
     let Pattern::Supervisor { supervisor, .. } = pattern else {
         return;
@@ -249,10 +387,12 @@ pub(super) fn pattern_input(run: &Run, task: u32, iteration: u32, m: &mut Map<St
     }
 }
 
-/// What a network's turn is given: its `round`, the `message` it was sent
-/// and who sent it (`from`; `null` and no message for the first turn, which
-/// has the task's `input`).
-fn network_input(run: &Run, task: u32, iteration: u32, m: &mut Map<String, Value>) {
+/// What a network's or swarm's turn is given: its `round` and who sent it
+/// (`from`; `null` for the first turn, which has the task's `input`); a
+/// network's turn the `message` it was sent, a swarm's turn the handoff's
+/// `input` and the blackboard (`context`, `versions`, and the `conflicts`
+/// of the writes the last round had refused).
+fn round_input(run: &Run, task: u32, iteration: u32, m: &mut Map<String, Value>) {
     m.remove("previous");
     let (Some(f), Some(rounds)) = (run.fanouts.get(&task), run.rounds.get(&task)) else {
         return;
@@ -262,6 +402,11 @@ fn network_input(run: &Run, task: u32, iteration: u32, m: &mut Map<String, Value
     };
     // Only the round in progress is dispatched.
     m.insert("round".into(), rounds.round.into());
+    if let Some(board) = &rounds.board {
+        m.insert("context".into(), Value::Object(board.values.clone()));
+        m.insert("versions".into(), Value::Object(board.versions.clone()));
+        m.insert("conflicts".into(), Value::Array(board.conflicts.clone()));
+    }
     if turn.from == u32::MAX {
         m.insert("from".into(), Value::Null);
         return;
@@ -275,12 +420,14 @@ fn network_input(run: &Run, task: u32, iteration: u32, m: &mut Map<String, Value
             .clone()
             .into(),
     );
-    let message = sent(f.results[turn.from as usize].as_deref())
+    let swarm = rounds.board.is_some();
+    let what = if swarm { "input" } else { "message" };
+    let given = sent(f.results[turn.from as usize].as_deref(), swarm)
         .get(turn.k as usize)
-        .and_then(|s| s.get("message"))
+        .and_then(|s| s.get(what))
         .cloned()
         .unwrap_or(Value::Null);
-    m.insert("message".into(), message);
+    m.insert(what.into(), given);
 }
 
 /// Why a supervisor's delegation cannot run, if it cannot: it must be a
@@ -367,35 +514,57 @@ impl Scheduler {
                 max_messages,
                 on_limit,
                 ..
-            } => self.network_step(
-                slot,
-                task,
-                iteration,
-                (agents, *max_messages, *on_limit),
-                output,
-                now,
-                live,
-            ),
+            } => {
+                let bound = Bound {
+                    agents,
+                    max: *max_messages,
+                    on_limit: *on_limit,
+                    until: None,
+                };
+                self.round_step(slot, task, iteration, bound, output, now, live)
+            }
+            Pattern::Swarm {
+                agents,
+                max_handoffs,
+                until,
+                ..
+            } => {
+                let bound = Bound {
+                    agents,
+                    max: *max_handoffs,
+                    on_limit: baton_model::OnLimit::Fail,
+                    until: until.as_ref(),
+                };
+                self.round_step(slot, task, iteration, bound, output, now, live)
+            }
         }
     }
 
-    /// A network's turn ended: `finish` ends the task (the round's other
-    /// turns are stopped); the round's last turn to end delivers the
-    /// messages the round sent as the next round's turns, or ends the task
-    /// when it sent none (quiescence) or they would pass `max_messages`.
+    /// A network's or swarm's turn ended: `finish` ends the task (the
+    /// round's other turns are stopped); the round's last turn to end applies
+    /// a swarm's blackboard writes, then ends the task (`until` holds, no turn
+    /// was asked for, or the next round would pass the bound) or adds the
+    /// next round: the turns asked for, in iteration order.
     #[allow(clippy::too_many_arguments)]
-    fn network_step(
+    fn round_step(
         &mut self,
         slot: u32,
         task: u32,
         iteration: u32,
-        (agents, max_messages, on_limit): (&[String], u32, baton_model::OnLimit),
+        bound: Bound<'_>,
         output: Option<Arc<Value>>,
         now: Instant,
         live: bool,
     ) -> bool {
         let from = self.turn_name(slot, task, iteration);
-        if let Err(message) = check_sends(output.as_deref(), agents) {
+        let run = self.runs[slot as usize].as_ref().expect("live run");
+        let swarm = run.rounds.get(&task).is_some_and(|r| r.board.is_some());
+        let checked = if swarm {
+            check_swarm(output.as_deref(), bound.agents)
+        } else {
+            check_sends(output.as_deref(), bound.agents)
+        };
+        if let Err(message) = checked {
             self.fail_task(
                 slot,
                 task,
@@ -405,27 +574,39 @@ impl Scheduler {
             return true;
         }
         if output.as_deref().is_some_and(|o| o.get("finish").is_some()) {
-            let run = self.runs[slot as usize].as_ref().expect("live run");
             let id = run.id;
             self.stop_items(slot, id, task);
             self.answer(slot, task, &from, iteration + 1, output, now, live);
             return true;
         }
         let run = self.runs[slot as usize].as_mut().expect("live run");
-        let f = run.fanouts.get(&task).expect("pattern");
-        if f.ended < f.len {
-            return false;
-        }
-        // The round ended: its messages, in iteration order, are the next.
         let spec = run.spec.clone();
-        let rounds = run.rounds.get_mut(&task).expect("network");
+        let Some(f) = run.fanouts.get(&task).filter(|f| f.ended == f.len) else {
+            return false;
+        };
+        let len = f.len;
+        // The round ended: a swarm's writes, then the turns asked for, in
+        // iteration order.
+        let rounds = run.rounds.get_mut(&task).expect("rounds");
+        let name = |agent: u16| spec.agents[usize::from(agent)].agent.name.as_str();
+        if let Some(board) = &mut rounds.board {
+            board.conflicts.clear();
+            for i in rounds.start..f.len {
+                let context = f.results[i as usize]
+                    .as_deref()
+                    .and_then(|o| o.get("context"));
+                if let Some(context) = context {
+                    board.write(name(rounds.turns[i as usize].agent), i, context);
+                }
+            }
+        }
         let mut next = Vec::new();
         for i in rounds.start..f.len {
-            for (k, message) in sent(f.results[i as usize].as_deref()).iter().enumerate() {
-                let to = message
-                    .get("to")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
+            for (k, asked) in sent(f.results[i as usize].as_deref(), swarm)
+                .iter()
+                .enumerate()
+            {
+                let to = asked.get("to").and_then(Value::as_str).unwrap_or_default();
                 let agent = spec.agents.iter().position(|a| a.agent.name == to);
                 next.push(Sent {
                     agent: agent.map_or(u16::MAX, |a| a as u16),
@@ -434,41 +615,75 @@ impl Scheduler {
                 });
             }
         }
+        let board = rounds.board.as_ref().map(Board::view).unwrap_or_default();
+        let run = self.runs[slot as usize].as_ref().expect("live run");
+        let holds = bound.until.is_some_and(|until| {
+            until.expr.eval(&|r: &Reference| {
+                if spec.plan.id(&r.task) != Some(task) {
+                    return resolve(run, r);
+                }
+                match &r.field {
+                    Field::Status => Some(Value::String("running".into())),
+                    Field::Output(path) => lookup(&board, path).cloned(),
+                }
+            })
+        });
+        let run = self.runs[slot as usize].as_mut().expect("live run");
+        let rounds = run.rounds.get_mut(&task).expect("rounds");
         let (round, messages) = (rounds.round, rounds.messages);
-        let over = u64::from(messages) + next.len() as u64 > u64::from(max_messages);
-        if next.is_empty() || over {
-            if over && on_limit == baton_model::OnLimit::Fail {
-                let message = format!(
-                    "round {} would send {} messages, beyond `max_messages` ({max_messages}, {messages} sent so far); raise `max_messages`, have an agent `finish`, or set `on_limit: continue` to end with what the agents said last",
-                    round + 1,
-                    next.len()
-                );
+        let over = u64::from(messages) + next.len() as u64 > u64::from(bound.max);
+        if holds || next.is_empty() || over {
+            if over && !holds && bound.on_limit == baton_model::OnLimit::Fail {
+                let (n, max) = (next.len(), bound.max);
+                let message = if swarm {
+                    format!(
+                        "round {} would hand off {n} more time(s), beyond `max_handoffs` ({max}; {messages} so far); raise `max_handoffs`, or have an agent `finish`",
+                        round + 1
+                    )
+                } else {
+                    format!(
+                        "round {} would send {n} more message(s), beyond `max_messages` ({max}; {messages} sent so far); raise `max_messages`, have an agent `finish`, or set `on_limit: continue` to end with what the agents said last",
+                        round + 1
+                    )
+                };
                 self.fail_task(slot, task, message, now);
                 return true;
             }
-            let why = if over { "message_limit" } else { "quiescent" };
-            self.network_end(slot, task, why, now, live);
+            let why = match (holds, over) {
+                (true, _) => "until",
+                (false, true) => "limit",
+                (false, false) => "quiescent",
+            };
+            self.rounds_end(slot, task, why, now, live);
             return true;
         }
         let n = next.len() as u32;
-        let start = f.len;
         rounds.turns.extend(next);
-        rounds.start = start;
+        rounds.start = len;
         rounds.round += 1;
         rounds.messages += n;
+        let writes = rounds
+            .board
+            .as_ref()
+            .map(|b| (b.versions.clone(), b.conflicts.clone()));
         if !self.next_turns(slot, task, n, now, live) {
             return true;
         }
         if live {
-            let extra = json!({ "round": round + 1, "messages": n });
+            let mut extra = json!({ "round": round + 1, "turns": n });
+            if let Some((versions, conflicts)) = writes {
+                extra["versions"] = Value::Object(versions);
+                extra["conflicts"] = Value::Array(conflicts);
+            }
             self.decide(slot, Some(task), "round", extra);
         }
         false
     }
 
-    /// A network that ended without `finish`: the task's output is what
-    /// each agent said last, with the rounds and messages it took.
-    fn network_end(&mut self, slot: u32, task: u32, why: &str, now: Instant, live: bool) {
+    /// A network or swarm that ended without `finish`: the task's output is
+    /// what each agent said last, with the rounds it took, the messages (or
+    /// handoffs) made and a swarm's blackboard.
+    fn rounds_end(&mut self, slot: u32, task: u32, why: &str, now: Instant, live: bool) {
         let run = self.runs[slot as usize].as_mut().expect("live run");
         // The rounds stay: instance pages name each turn's agent.
         let (Some(f), Some(rounds)) = (run.fanouts.get(&task), run.rounds.get(&task)) else {
@@ -488,11 +703,20 @@ impl Scheduler {
                 last.insert(run.spec.agents[agent].agent.name.clone(), output);
             }
         }
-        let (rounds, messages) = (rounds.round + 1, rounds.messages);
-        let output = json!({ "rounds": rounds, "messages": messages, "outputs": last });
+        let counted = if rounds.board.is_some() {
+            "handoffs"
+        } else {
+            "messages"
+        };
+        let mut output = json!({ "rounds": rounds.round + 1, counted: rounds.messages });
+        if let Some(board) = &rounds.board {
+            output["context"] = Value::Object(board.values.clone());
+            output["versions"] = Value::Object(board.versions.clone());
+        }
+        let extra = json!({ "rounds": rounds.round + 1, counted: rounds.messages });
+        output["outputs"] = Value::Object(last);
         run.end_instances(task);
         if live {
-            let extra = json!({ "rounds": rounds, "messages": messages });
             self.decide(slot, Some(task), why, extra);
         }
         self.finish(

@@ -513,7 +513,7 @@ async fn a_networks_bound_and_malformed_messages_are_clear_outcomes() {
         (
             forever,
             "fail",
-            Err("round 4 would send 1 messages, beyond `max_messages` (3, 3 sent so far)"),
+            Err("round 4 would send 1 more message(s), beyond `max_messages` (3; 3 sent so far)"),
         ),
         (forever, "continue", Ok(json!(3))),
         (
@@ -615,6 +615,246 @@ tasks:
         .clone()
         .unwrap();
     assert_eq!(output["messages"], 2, "{output}");
+    second.shutdown().await.unwrap();
+    task.await.unwrap();
+}
+
+/// A swarm's agents, one Python program playing each by name: `triage`
+/// writes the ticket to the blackboard and hands off to `coder` with a hint;
+/// `coder` reads both, writes a patch (compare-and-set on its version) and
+/// hands off to `reviewer`, who approves; `until` ends the swarm.
+#[tokio::test]
+async fn a_swarm_shares_a_blackboard_until_its_condition_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("agent.py");
+    std::fs::write(
+        &script,
+        r#"
+import json, sys
+call, me = json.load(sys.stdin), sys.argv[1]
+if me == "triage":
+    out = {"context": {"set": {"ticket": "bug 7"}}, "handoff": {"to": "coder", "input": {"hint": "null check"}}}
+elif me == "coder":
+    patch = "fix %s: %s" % (call["context"]["ticket"], call["input"]["hint"])
+    out = {"context": {"set": {"patch": patch}, "expect": {"patch": call["versions"].get("patch", 0)}},
+           "handoff": {"to": "reviewer"}}
+else:
+    out = {"context": {"set": {"approved": "patch" in call["context"]}}}
+print(json.dumps(out))
+"#,
+    )
+    .unwrap();
+    let agent = |name: &str| {
+        format!(
+            r#"{{ type: command, command: ["python3", "{}", "{name}"] }}"#,
+            script.display()
+        )
+    };
+    let flow = spec(&format!(
+        r#"
+agents:
+  triage: {}
+  coder: {}
+  reviewer: {}
+  w: {{ type: noop }}
+tasks:
+  - id: fix
+    pattern: {{ type: swarm, agents: [triage, coder, reviewer], max_handoffs: 10, until: "fix.output.context.approved == true" }}
+  - {{ id: ship, agent: w, depends_on: [fix] }}
+"#,
+        agent("triage"),
+        agent("coder"),
+        agent("reviewer")
+    ));
+    let (engine, log) = start();
+    let run = engine.submit(flow, json!({})).await.unwrap();
+    let summary = engine.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    let output = engine.status(run).await.unwrap().task_states[0]
+        .output
+        .clone()
+        .unwrap();
+    assert_eq!(
+        output["context"],
+        json!({"ticket": "bug 7", "patch": "fix bug 7: null check", "approved": true})
+    );
+    assert_eq!(
+        output["versions"],
+        json!({"ticket": 1, "patch": 1, "approved": 1})
+    );
+    assert_eq!(
+        (output["rounds"].clone(), output["handoffs"].clone()),
+        (json!(3), json!(2))
+    );
+    engine.shutdown().await.unwrap();
+    let ended = decisions(&log, run).await;
+    assert!(ended.iter().any(|d| d["decision"] == "until"), "{ended:?}");
+}
+
+/// Two agents handed control at once write the same key, each expecting the
+/// version both saw: the first in iteration order wins, the second's write
+/// is refused whole and the next round is told of the conflict.
+#[tokio::test]
+async fn a_swarms_compare_and_set_refuses_the_second_of_two_concurrent_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let judge = dir.path().join("judge.py");
+    std::fs::write(
+        &judge,
+        "import json, sys\ncall = json.load(sys.stdin)\nprint(json.dumps({\"saw\": call[\"conflicts\"], \"owner\": call[\"context\"].get(\"owner\")}))\n",
+    )
+    .unwrap();
+    let claim = |me: &str| {
+        format!(
+            r#"{{ type: simulate, outputs: {{ claim: {{ context: {{ set: {{ owner: {me}, note: {me} }}, expect: {{ owner: 0 }} }}, handoff: {{ to: judge }} }} }} }}"#
+        )
+    };
+    let flow = spec(&format!(
+        r#"
+agents:
+  hub: {{ type: simulate, outputs: {{ claim: {{ handoff: [{{ to: a }}, {{ to: b }}] }} }} }}
+  a: {}
+  b: {}
+  judge: {{ type: command, command: ["python3", "{}"] }}
+tasks:
+  - id: claim
+    pattern: {{ type: swarm, agents: [hub, a, b, judge], max_handoffs: 10 }}
+"#,
+        claim("a"),
+        claim("b"),
+        judge.display()
+    ));
+    let (engine, _log) = start();
+    let run = engine.submit(flow, json!({})).await.unwrap();
+    let summary = engine.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    let output = engine.status(run).await.unwrap().task_states[0]
+        .output
+        .clone()
+        .unwrap();
+    assert_eq!(
+        output["context"],
+        json!({"owner": "a", "note": "a"}),
+        "b's write refused whole"
+    );
+    assert_eq!(output["versions"], json!({"owner": 1, "note": 1}));
+    let judged = &output["outputs"]["judge"];
+    assert_eq!(judged["owner"], "a");
+    assert_eq!(
+        judged["saw"],
+        json!([{"agent": "b", "iteration": 2, "key": "owner", "expected": 0, "actual": 1}])
+    );
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_swarms_malformed_decisions_and_bound_fail_clearly() {
+    let (engine, _log) = start();
+    for (first, expected) in [
+        (
+            r#"{ handoff: { to: nobody } }"#,
+            "turn 0 (a): handoff 0 is to `nobody`, which is not one of the swarm's agents (a, b)",
+        ),
+        (
+            r#"{ context: { set: 1 } }"#,
+            "turn 0 (a): `context.set` must be a map",
+        ),
+        (
+            r#"{ context: { expect: { k: "one" } } }"#,
+            "`context.expect` must be a map of versions",
+        ),
+        (
+            r#"{ context: { put: {} } }"#,
+            "`context` takes `set` and `expect`, found `put`",
+        ),
+        (
+            r#"{ handoff: { to: a } }"#,
+            "round 3 would hand off 1 more time(s), beyond `max_handoffs` (2; 2 so far)",
+        ),
+    ] {
+        let flow = spec(&format!(
+            r#"
+agents:
+  a: {{ type: simulate, outputs: {{ s: {first} }} }}
+  b: {{ type: noop }}
+tasks:
+  - id: s
+    pattern: {{ type: swarm, agents: [a, b], max_handoffs: 2 }}
+"#
+        ));
+        let run = engine.submit(flow, json!({})).await.unwrap();
+        let summary = engine.wait(run).await.unwrap();
+        assert_eq!(summary.status, RunStatus::Failed, "{first}");
+        let reason = summary.reason.clone().unwrap();
+        assert!(reason.contains(expected), "{first}: {reason}");
+    }
+    engine.shutdown().await.unwrap();
+}
+
+/// Killed while one of a round's turns runs, a resumed swarm makes its
+/// blackboard again from the recorded turns: the same write wins, the turns
+/// that ended are not asked again, and only the interrupted one runs again.
+#[tokio::test]
+async fn a_resumed_swarm_makes_the_same_blackboard_without_asking_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let calls = dir.path().join("calls");
+    // Each writes `owner` if nobody has; `b` takes 30 s the first time.
+    let worker = format!(
+        r#"{{ type: command, command: ["sh", "-c", "cat > /dev/null; echo $0 >> {0}; [ $0 = b ] && [ $(grep -cx b {0}) -eq 1 ] && sleep 30; echo '{{\"context\": {{\"set\": {{\"owner\": \"'$0'\"}}, \"expect\": {{\"owner\": 0}}}}}}'", "WHO"] }}"#,
+        calls.display()
+    );
+    let flow = spec(&format!(
+        r#"
+agents:
+  hub: {{ type: command, command: ["sh", "-c", "cat > /dev/null; echo hub >> {calls}; echo '{{\"handoff\": [{{\"to\": \"a\"}}, {{\"to\": \"b\"}}]}}'"] }}
+  a: {a}
+  b: {b}
+tasks:
+  - id: claim
+    pattern: {{ type: swarm, agents: [hub, a, b], max_handoffs: 10 }}
+"#,
+        calls = calls.display(),
+        a = worker.replace("WHO", "a"),
+        b = worker.replace("WHO", "b"),
+    ));
+    let durable = || {
+        let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
+        let store = Embedded::open(&state, EmbeddedOptions::default()).unwrap();
+        let (engine, handle) =
+            Engine::build(Options::default(), log, Some(Arc::new(store))).unwrap();
+        (handle, tokio::spawn(engine.run()))
+    };
+    let (first, task) = durable();
+    let run = first.submit(flow, json!({})).await.unwrap();
+    eventually("a answered, b running", Duration::from_secs(30), || async {
+        let page = first.instances(run, "claim", 0, 10).await.ok()?;
+        let b = std::fs::read_to_string(&calls)
+            .ok()?
+            .lines()
+            .any(|l| l == "b");
+        let ended = page.items.iter().filter(|i| i.output.is_some()).count();
+        (b && ended == 2).then_some(())
+    })
+    .await;
+    first.shutdown().await.unwrap();
+    task.await.unwrap();
+
+    let (second, task) = durable();
+    let summary = second.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    let mut asked: Vec<String> = std::fs::read_to_string(&calls)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    asked.sort();
+    assert_eq!(asked, ["a", "b", "b", "hub"], "only b answered again");
+    let output = second.status(run).await.unwrap().task_states[0]
+        .output
+        .clone()
+        .unwrap();
+    assert_eq!(output["context"], json!({"owner": "a"}), "{output}");
+    assert_eq!(output["versions"], json!({"owner": 1}), "{output}");
     second.shutdown().await.unwrap();
     task.await.unwrap();
 }

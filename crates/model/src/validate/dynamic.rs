@@ -12,7 +12,7 @@ use crate::expr::{Expr, Field, Reference};
 use crate::graph::Graph;
 use crate::names::Names;
 use crate::workflow::{
-    ForEach, Loop, OnItemFailure, OnLimit, Pattern, Routes, SubWorkflow, Task, Workflow,
+    Condition, ForEach, Loop, OnItemFailure, OnLimit, Pattern, Routes, SubWorkflow, Task, Workflow,
 };
 
 const FOR_EACH_FIELDS: &[&str] = &["items", "max_parallel", "max_items", "on_failure"];
@@ -246,7 +246,7 @@ pub(super) fn repeat(v: Value, path: &Path, report: &mut Report) -> Option<Loop>
     })
 }
 
-const PATTERN_TYPES: &[&str] = &["handoff", "supervisor", "network"];
+const PATTERN_TYPES: &[&str] = &["handoff", "supervisor", "network", "swarm"];
 
 /// What the language says of one kind of pattern.
 struct Kind {
@@ -304,6 +304,18 @@ const KINDS: &[Kind] = &[
             "the most messages its agents may send",
         ),
     },
+    Kind {
+        name: "swarm",
+        fields: &["type", "agents", "start", "max_handoffs", "until"],
+        hint: "e.g. `pattern: { type: swarm, agents: [triage, coder, reviewer], max_handoffs: 20, until: \"fix.output.context.approved == true\" }`",
+        list: ("agents", "the agents that hand control to one another"),
+        lead: ("start", false),
+        bound: (
+            "max_handoffs",
+            Pattern::MAX_HANDOFFS,
+            "the most handoffs before it must end",
+        ),
+    },
 ];
 
 /// `pattern: {type: handoff, agents, start, max_handoffs}`,
@@ -342,6 +354,7 @@ pub(super) fn pattern(v: Value, path: &Path, report: &mut Report) -> Option<Patt
     let mut bound = None;
     let mut max_delegates = None;
     let mut on_limit = OnLimit::Fail;
+    let mut until = None;
     for (key, value) in map {
         let p = path.key(&key);
         match key.as_str() {
@@ -352,6 +365,7 @@ pub(super) fn pattern(v: Value, path: &Path, report: &mut Report) -> Option<Patt
             "max_delegates" if kind.name == "supervisor" => {
                 max_delegates = bounded(&value, &p, "max_delegates", Pattern::MAX_DELEGATES, report)
             }
+            "until" if kind.name == "swarm" => until = super::condition(value, &p, report),
             "on_limit" if kind.name == "network" => match value.as_str() {
                 Some("fail") => on_limit = OnLimit::Fail,
                 Some("continue") => on_limit = OnLimit::Continue,
@@ -431,11 +445,17 @@ pub(super) fn pattern(v: Value, path: &Path, report: &mut Report) -> Option<Patt
             max_turns: bound,
             max_delegates: max_delegates.unwrap_or(Pattern::DEFAULT_DELEGATES),
         },
-        _ => Pattern::Network {
+        "network" => Pattern::Network {
             agents,
             start: lead,
             max_messages: bound,
             on_limit,
+        },
+        _ => Pattern::Swarm {
+            agents,
+            start: lead,
+            max_handoffs: bound,
+            until,
         },
     })
 }
@@ -659,6 +679,14 @@ pub(super) fn structure(
         }
         if let Some(p) = t.pattern.as_deref() {
             pattern_structure(wf, i, p, &tasks_path.index(i), report);
+            if let Pattern::Swarm {
+                until: Some(until), ..
+            } = p
+            {
+                let at = tasks_path.index(i).key("pattern").key("until");
+                let own = "the blackboard after a round (`.output.context.KEY`)";
+                until_structure(wf, graph, ids, (i, own), until, &at, report);
+            }
         }
         let Some(routes) = t.routes.as_deref() else {
             continue;
@@ -735,12 +763,28 @@ fn repeat_structure(
             );
         }
     }
-    let Some(until) = &l.until else {
-        return;
-    };
+    if let Some(until) = &l.until {
+        let own = "the iteration that just ended";
+        let at = at.key("loop").key("until");
+        until_structure(wf, graph, ids, (i, own), until, &at, report);
+    }
+}
+
+/// `until` reads the task itself (`own` says what its output is there) or
+/// its dependencies.
+fn until_structure(
+    wf: &Workflow,
+    graph: &Graph,
+    ids: &Names,
+    (i, own): (usize, &str),
+    until: &Condition,
+    at: &Path,
+    report: &mut Report,
+) {
+    let t = &wf.tasks[i];
     let upstream = graph.ancestors(i as u32);
     for r in until.expr.references() {
-        let p = || at.key("loop").key("until");
+        let p = || at.clone();
         match ids.id(&r.task) {
             None => report.push(
                 Diagnostic::error(
@@ -755,14 +799,11 @@ fn repeat_structure(
                     "not-upstream",
                     p(),
                     format!(
-                        "`until` of `{}` reads `{}`, which is neither the loop's task nor one of its dependencies",
+                        "`until` of `{}` reads `{}`, which is neither the task itself nor one of its dependencies",
                         t.id, r.task
                     ),
                 )
-                .with_hint(format!(
-                    "`{}.output` is the iteration that just ended",
-                    t.id
-                )),
+                .with_hint(format!("`{}.output` is {own}", t.id)),
             ),
             Some(_) => {}
         }
@@ -801,9 +842,9 @@ fn pattern_structure(wf: &Workflow, i: usize, p: &Pattern, at: &Path, report: &m
         }
     }
     let (list, agents, lead, lead_name) = match p {
-        Pattern::Handoff { agents, start, .. } | Pattern::Network { agents, start, .. } => {
-            ("agents", agents, "start", start.as_deref())
-        }
+        Pattern::Handoff { agents, start, .. }
+        | Pattern::Network { agents, start, .. }
+        | Pattern::Swarm { agents, start, .. } => ("agents", agents, "start", start.as_deref()),
         Pattern::Supervisor {
             supervisor,
             workers,
@@ -836,7 +877,7 @@ fn pattern_structure(wf: &Workflow, i: usize, p: &Pattern, at: &Path, report: &m
     }
     let Some(lead_name) = lead_name else { return };
     match p {
-        Pattern::Handoff { .. } | Pattern::Network { .. }
+        Pattern::Handoff { .. } | Pattern::Network { .. } | Pattern::Swarm { .. }
             if !agents.iter().any(|a| a == lead_name) =>
         {
             report.push(

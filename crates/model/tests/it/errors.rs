@@ -240,3 +240,18 @@ tasks:
 "#;
     insta::assert_snapshot!(rendered_errors("network.yaml", text, Format::Yaml));
 }
+
+#[test]
+fn swarm_patterns_are_validated_with_their_locations() {
+    let text = r#"
+agents:
+  triage: { type: noop }
+  coder: { type: noop }
+tasks:
+  - { id: up, agent: triage }
+  - { id: a, pattern: { type: swarm, agents: [triage, coder], start: tester, max_handoffs: 5, until: "b.output.ok" } }
+  - { id: b, depends_on: [up], pattern: { type: swarm, agents: [triage, coder], max_handoffs: 5, until: "b.output.context.done == true && up.output.ok" } }
+  - { id: c, pattern: { type: swarm, agents: [triage], until: "c.output.context.x ==" } }
+"#;
+    insta::assert_snapshot!(rendered_errors("swarm.yaml", text, Format::Yaml));
+}
