@@ -56,8 +56,10 @@ fn apply(workflow: &mut baton_model::Workflow, overrides: &Overrides<'_>) {
         {
             task.retry = Some(Box::new(policy.clone()));
         }
-        if let Some(baton_model::SubWorkflow::Inline(child)) = task.workflow.as_deref_mut() {
-            apply(child, overrides);
+        for (_, sub) in task.sub_workflows_mut() {
+            if let baton_model::SubWorkflow::Inline(child) = sub {
+                apply(child, overrides);
+            }
         }
     }
     if let Some(n) = overrides.max_concurrency {

@@ -68,7 +68,10 @@ pub struct Spec {
     pub(crate) roots: Box<[u32]>,
     pub(crate) planned: u32,
     /// The workflows of tasks that run a child run, by task.
-    pub(crate) children: std::collections::HashMap<u32, Arc<Spec>>,
+    /// The child workflows, by task and by place in the task
+    /// ([`baton_model::Task::sub_workflows`]: 0 its `workflow`, or a
+    /// hierarchical supervisor's teams in order).
+    pub(crate) children: std::collections::HashMap<(u32, u16), Arc<Spec>>,
 }
 
 /// How deeply sub-workflows may nest in a workflow (a run's child's child … at
@@ -163,12 +166,15 @@ impl Spec {
         let workflow = &checked.workflow;
         let mut children = std::collections::HashMap::new();
         for (i, task) in workflow.tasks.iter().enumerate() {
-            if let Some(sub) = task.workflow.as_deref() {
+            for (k, (place, sub)) in task.sub_workflows().into_iter().enumerate() {
                 let child = child_spec(sub, options, depth).map_err(|message| Error::Child {
                     task: task.id.clone(),
-                    message,
+                    message: match place.strip_prefix("pattern.teams.") {
+                        Some(team) => format!("team `{team}`: {message}"),
+                        None => message,
+                    },
                 })?;
-                children.insert(i as u32, Arc::new(child));
+                children.insert((i as u32, k as u16), Arc::new(child));
             }
         }
         let mut declared = workflow.agents.clone();

@@ -153,7 +153,8 @@ pub struct InstanceView {
     pub status: &'static str,
     /// Its attempts so far (0 when it never started).
     pub attempt: u32,
-    /// The agent whose turn it is, for a pattern's iteration.
+    /// The agent whose turn it is, for a pattern's iteration (or the team a
+    /// hierarchical supervisor's call runs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     /// Its output, once it succeeded.

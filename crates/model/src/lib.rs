@@ -28,7 +28,7 @@ pub use suggest::{closest, did_you_mean};
 pub use workflow::{
     Agent, Backoff, BreakerPolicy, Command, Compensation, Condition, Coordination, EventFilter,
     ForEach, Latency, Loop, OnItemFailure, OnLimit, Pattern, RetryPolicy, Routes, SubWorkflow,
-    Task, Workflow,
+    Task, Team, Workflow,
 };
 
 /// A valid workflow with its graph.

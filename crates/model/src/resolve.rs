@@ -33,35 +33,48 @@ fn walk<C>(
     chain: &mut Vec<String>,
 ) -> Result<(), String> {
     for task in &mut wf.tasks {
-        let Some(sub) = task.workflow.as_deref_mut() else {
-            continue;
-        };
-        let place = chain.last().cloned().unwrap_or_default();
-        let at = |e: String| format!("task `{}` of {place}: {e}", task.id);
-        if let SubWorkflow::Inline(child) = sub {
-            walk(child, from, max_depth, find, chain)?;
-            continue;
+        let id = task.id.clone();
+        for (_, sub) in task.sub_workflows_mut() {
+            resolve_one(&id, sub, from, max_depth, find, chain)?;
         }
-        let (identity, mut child, child_from) = find(sub, from).map_err(at)?;
-        if chain.contains(&identity) {
-            let mut path = chain.clone();
-            path.push(identity);
-            return Err(at(format!(
-                "sub-workflows form a cycle: {}",
-                path.join(" → ")
-            )));
-        }
-        if chain.len() >= max_depth {
-            return Err(at(format!(
-                "sub-workflows nest deeper than {max_depth} levels: {} → {identity}",
-                chain.join(" → ")
-            )));
-        }
-        chain.push(identity);
-        walk(&mut child, &child_from, max_depth, find, chain)?;
-        chain.pop();
-        *sub = SubWorkflow::Inline(Box::new(child));
     }
+    Ok(())
+}
+
+/// One sub-workflow of task `id`: an inline one's children resolved, a
+/// reference replaced by what it names.
+fn resolve_one<C>(
+    id: &str,
+    sub: &mut SubWorkflow,
+    from: &C,
+    max_depth: usize,
+    find: &mut Find<'_, C>,
+    chain: &mut Vec<String>,
+) -> Result<(), String> {
+    let place = chain.last().cloned().unwrap_or_default();
+    let at = |e: String| format!("task `{id}` of {place}: {e}");
+    if let SubWorkflow::Inline(child) = sub {
+        return walk(child, from, max_depth, find, chain);
+    }
+    let (identity, mut child, child_from) = find(sub, from).map_err(at)?;
+    if chain.contains(&identity) {
+        let mut path = chain.clone();
+        path.push(identity);
+        return Err(at(format!(
+            "sub-workflows form a cycle: {}",
+            path.join(" → ")
+        )));
+    }
+    if chain.len() >= max_depth {
+        return Err(at(format!(
+            "sub-workflows nest deeper than {max_depth} levels: {} → {identity}",
+            chain.join(" → ")
+        )));
+    }
+    chain.push(identity);
+    walk(&mut child, &child_from, max_depth, find, chain)?;
+    chain.pop();
+    *sub = SubWorkflow::Inline(Box::new(child));
     Ok(())
 }
 

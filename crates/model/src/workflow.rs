@@ -52,8 +52,10 @@ impl Workflow {
         // Children run on the same agents: an operator's agent replaces a
         // child's of the same name too.
         for task in &mut self.tasks {
-            if let Some(SubWorkflow::Inline(child)) = task.workflow.as_deref_mut() {
-                child.override_agents(overrides);
+            for (_, sub) in task.sub_workflows_mut() {
+                if let SubWorkflow::Inline(child) = sub {
+                    child.override_agents(overrides);
+                }
             }
         }
     }
@@ -317,6 +319,10 @@ pub enum Pattern {
         max_turns: u32,
         /// Calls one delegation may ask for at most (they run in parallel).
         max_delegates: u32,
+        /// Teams it may delegate to as well (`type: hierarchical`): each call
+        /// to one runs the team's workflow as a child run.
+        #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "teams_map")]
+        teams: Vec<Team>,
     },
     /// Agents message each other directly (`{"send": [{"to": AGENT,
     /// "message": …}, …]}`), in rounds: every message a round sends is a turn
@@ -356,6 +362,27 @@ pub enum Pattern {
         #[serde(skip_serializing_if = "Option::is_none")]
         until: Option<Condition>,
     },
+}
+
+/// A team of a hierarchical supervisor: the name its delegations call it by,
+/// and the workflow each call runs as a child run (a supervisor of its own,
+/// for a deeper hierarchy).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Team {
+    /// Its name, unique among the supervisor's workers and teams.
+    pub name: String,
+    /// What a call to it runs.
+    pub workflow: SubWorkflow,
+}
+
+/// Teams are written as a map, name → sub-workflow.
+fn teams_map<S: serde::Serializer>(teams: &[Team], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(teams.len()))?;
+    for team in teams {
+        map.serialize_entry(&team.name, &team.workflow)?;
+    }
+    map.end()
 }
 
 impl Pattern {
@@ -418,6 +445,7 @@ impl Pattern {
     pub fn name(&self) -> &'static str {
         match self {
             Pattern::Handoff { .. } => "handoff",
+            Pattern::Supervisor { teams, .. } if !teams.is_empty() => "hierarchical",
             Pattern::Supervisor { .. } => "supervisor",
             Pattern::Network { .. } => "network",
             Pattern::Swarm { .. } => "swarm",
@@ -513,6 +541,36 @@ impl Serialize for SubWorkflow {
 }
 
 impl Task {
+    /// The sub-workflows the task may run as child runs, each with where it
+    /// is in the task (`workflow`, `pattern.teams.NAME`): its own `workflow`,
+    /// or a hierarchical supervisor's teams, in order.
+    pub fn sub_workflows(&self) -> Vec<(String, &SubWorkflow)> {
+        let mut found = Vec::new();
+        if let Some(sub) = self.workflow.as_deref() {
+            found.push(("workflow".to_string(), sub));
+        }
+        if let Some(Pattern::Supervisor { teams, .. }) = self.pattern.as_deref() {
+            for team in teams {
+                found.push((format!("pattern.teams.{}", team.name), &team.workflow));
+            }
+        }
+        found
+    }
+
+    /// [`Task::sub_workflows`], to change them.
+    pub fn sub_workflows_mut(&mut self) -> Vec<(String, &mut SubWorkflow)> {
+        let mut found = Vec::new();
+        if let Some(sub) = self.workflow.as_deref_mut() {
+            found.push(("workflow".to_string(), sub));
+        }
+        if let Some(Pattern::Supervisor { teams, .. }) = self.pattern.as_deref_mut() {
+            for team in teams {
+                found.push((format!("pattern.teams.{}", team.name), &mut team.workflow));
+            }
+        }
+        found
+    }
+
     /// The loop the task runs as: its `loop`, or its pattern's.
     pub fn looping(&self) -> Option<std::borrow::Cow<'_, Loop>> {
         match (self.repeat.as_deref(), self.pattern.as_deref()) {

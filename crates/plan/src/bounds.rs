@@ -3,7 +3,7 @@
 //! bounds, every route taken. A static workflow has no bounds (its plan is
 //! exact).
 
-use baton_model::{SubWorkflow, Task, Workflow};
+use baton_model::{Pattern, SubWorkflow, Task, Workflow};
 use serde::Serialize;
 
 use crate::Plan;
@@ -107,6 +107,36 @@ fn of(workflow: &Workflow, plan: &Plan) -> Bounds {
                 .map_or(iterations, |p| u64::from(p.longest_turns()));
             count[i] = count[i].saturating_mul(iterations);
             time[i] = time[i].saturating_mul(sequential);
+            // A hierarchical supervisor's calls to teams are child runs: each
+            // at the worst team's bounds.
+            if let Some(Pattern::Supervisor {
+                teams,
+                max_turns,
+                max_delegates,
+                ..
+            }) = t.pattern.as_deref()
+                && !teams.is_empty()
+            {
+                let (mut tasks, mut length) = (0u64, 0u64);
+                for team in teams {
+                    match &team.workflow {
+                        SubWorkflow::Inline(child) => match child_bounds(child) {
+                            Some(b) => {
+                                tasks = tasks.max(b.tasks);
+                                length = length.max(b.critical_length);
+                                depth = depth.max(1 + b.depth);
+                                unresolved += b.unresolved;
+                            }
+                            None => unresolved += 1,
+                        },
+                        _ => unresolved += 1,
+                    }
+                }
+                let calls = u64::from(*max_turns) * u64::from(*max_delegates);
+                count[i] = count[i].saturating_add(calls.saturating_mul(tasks));
+                let turn = plan.weight(task).max(length);
+                time[i] = turn.saturating_mul(sequential);
+            }
             dynamic.push(DynamicTask {
                 task,
                 kind: t.pattern.as_deref().map_or("loop", |p| p.name()),

@@ -63,14 +63,14 @@ impl Policy {
                 .filter(|a| !configured.iter().any(|c| c.name == a.name))
                 .filter_map(|a| self.refusal(a, at)),
         );
+        // Inline children: a task's `workflow` and a hierarchical
+        // supervisor's teams.
         for (i, task) in workflow.tasks.iter().enumerate() {
-            if let Some(SubWorkflow::Inline(child)) = task.workflow.as_deref() {
-                self.check_at(
-                    child,
-                    configured,
-                    &format!("{at}.tasks[{i}].workflow.inline"),
-                    out,
-                );
+            for (place, sub) in task.sub_workflows() {
+                if let SubWorkflow::Inline(child) = sub {
+                    let at = format!("{at}.tasks[{i}].{place}.inline");
+                    self.check_at(child, configured, &at, out);
+                }
             }
         }
     }

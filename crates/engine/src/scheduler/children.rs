@@ -65,7 +65,12 @@ impl Scheduler {
     pub(super) fn start_child(&mut self, job: Job, now: Instant) {
         let run = self.runs[job.slot as usize].as_mut().expect("live run");
         let spec = run.spec.clone();
-        let Some(child_spec) = spec.children.get(&job.task).cloned() else {
+        // The task's own workflow, or the team a supervisor's call names.
+        let place = (job.item != NO_ITEM)
+            .then(|| super::patterns::team_of(run, job.task, job.item))
+            .flatten()
+            .unwrap_or(0);
+        let Some(child_spec) = spec.children.get(&(job.task, place)).cloned() else {
             return;
         };
         let level = self.level(job.slot) + 1;
@@ -108,7 +113,7 @@ impl Scheduler {
         c.parent = Some(job);
         c.child_from = Some(now);
         let run = self.runs[job.slot as usize].as_mut().expect("live run");
-        run.children.insert(job.task, child);
+        run.children.insert((job.task, job.item), child);
         let named = Detail::Output(Arc::new(serde_json::json!({ "child": child.to_string() })));
         if job.item == NO_ITEM {
             self.transition(job.slot, job.task, TaskStatus::Dispatched, None, now);
@@ -161,7 +166,7 @@ impl Scheduler {
             return self.child_compensated(job, end, now);
         }
         let run = self.runs[slot as usize].as_mut().expect("live run");
-        if run.children.get(&job.task) != Some(&end.child) {
+        if run.children.get(&(job.task, job.item)) != Some(&end.child) {
             return self.child_ended_early(job, end, now);
         }
         let state = run.tasks[job.task as usize];
@@ -170,7 +175,7 @@ impl Scheduler {
         {
             return;
         }
-        run.children.remove(&job.task);
+        run.children.remove(&(job.task, job.item));
         let mut extra = serde_json::json!({
             "child": end.child.to_string(),
             "status": end.status.as_str(),
@@ -330,9 +335,9 @@ impl Scheduler {
     /// started them end cancelled.
     pub(super) fn stop_children(&mut self, slot: u32, why: &str, now: Instant) {
         let run = self.runs[slot as usize].as_mut().expect("live run");
-        let children: Vec<(u32, RunId)> = run.children.drain().collect();
+        let children: Vec<((u32, u32), RunId)> = run.children.drain().collect();
         let id = run.id;
-        for (task, child) in children {
+        for ((task, _), child) in children {
             let run = self.runs[slot as usize].as_ref().expect("live run");
             if !run.tasks[task as usize].status.is_final() {
                 self.finish(slot, task, TaskStatus::Cancelled, None, now);
@@ -361,7 +366,10 @@ impl Scheduler {
             };
             self.relink_iterations(slot);
             let run = self.runs[slot as usize].as_mut().expect("live run");
-            let named: Vec<(u32, RunId)> = run.children.iter().map(|(&t, &c)| (t, c)).collect();
+            // Only tasks' own children are named here (iterations' are linked
+            // when their loops start again).
+            let named: Vec<(u32, RunId)> =
+                run.children.iter().map(|(&(t, _), &c)| (t, c)).collect();
             for (task, child) in named {
                 let run = self.runs[slot as usize].as_mut().expect("live run");
                 let attempt = run.tasks[task as usize].attempt;
@@ -371,7 +379,7 @@ impl Scheduler {
                         c.parent = Some(Job::forward(id, slot, task, attempt));
                     }
                     None => {
-                        run.children.remove(&task);
+                        run.children.remove(&(task, NO_ITEM));
                         run.tasks[task as usize].status = TaskStatus::Pending;
                         self.counts.running -= 1;
                     }

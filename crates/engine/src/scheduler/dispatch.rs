@@ -80,6 +80,13 @@ impl Scheduler {
         if forward && spec.tasks[job.task as usize].flags & CHILD != 0 {
             return self.start_child(job, now);
         }
+        // A hierarchical supervisor's call to a team runs the team as a child.
+        if forward
+            && job.item != NO_ITEM
+            && super::patterns::team_of(run, job.task, job.item).is_some()
+        {
+            return self.start_child(job, now);
+        }
         let agents = run.agents.clone();
         // A pattern's turn runs on the agent the previous turn handed it to.
         let turn = (forward && job.item != NO_ITEM)

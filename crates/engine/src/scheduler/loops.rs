@@ -109,15 +109,16 @@ impl Scheduler {
                         let f = run.fanouts.get_mut(&task).expect("loop");
                         f.state[i as usize] = ItemState::Running;
                         f.running += 1;
-                        run.children.insert(task, child);
+                        run.children.insert((task, i), child);
                         let job = Job {
                             item: i,
                             ..Job::forward(run.id, slot, task, end.attempt)
                         };
                         self.link_child(child, job);
-                        return;
                     }
-                    break;
+                    // Without a child still running, it runs again. Either way
+                    // the iterations after it are replayed too (a supervisor's
+                    // other calls may have ended).
                 }
             }
         }

@@ -252,8 +252,11 @@ struct Run {
     /// The job (task, attempt, and a loop's iteration) of the run that started
     /// this one as its child.
     parent: Option<Job>,
-    /// Child runs in progress, by the task that started each.
-    children: HashMap<u32, RunId>,
+    /// Child runs in progress, by the task that started each and the
+    /// instance that did (`NO_ITEM` for the task itself; otherwise a loop's
+    /// iteration, or a hierarchical supervisor's call to a team, several of
+    /// which may run at once).
+    children: HashMap<(u32, u32), RunId>,
     /// Child runs that completed, by the task that started them (one per
     /// loop iteration), oldest first: a compensation of the run reopens them
     /// to run theirs.

@@ -318,6 +318,7 @@ pub(super) fn turn_agent(run: &Run, task: u32, iteration: u32) -> Option<u16> {
         },
         Pattern::Supervisor { supervisor, .. } => match supervisor_turn(results()?, iteration)? {
             Turn::Supervisor { .. } => supervisor.as_str(),
+            // A team's call names no agent: `None` below.
             Turn::Worker { call, .. } => call.get("agent")?.as_str()?,
         },
         Pattern::Network { .. } | Pattern::Swarm { .. } => {
@@ -332,6 +333,40 @@ pub(super) fn turn_agent(run: &Run, task: u32, iteration: u32) -> Option<u16> {
         .iter()
         .position(|a| a.agent.name == name)
         .map(|i| i as u16)
+}
+
+/// Who takes iteration `iteration` of a pattern task, for people: the
+/// agent, or the team a hierarchical supervisor's call runs.
+pub(super) fn turn_label(run: &Run, task: u32, iteration: u32) -> Option<String> {
+    if let Some(agent) = turn_agent(run, task, iteration) {
+        return Some(run.spec.agents[usize::from(agent)].agent.name.clone());
+    }
+    let k = team_of(run, task, iteration)?;
+    match run.spec.workflow.tasks[task as usize].pattern.as_deref()? {
+        Pattern::Supervisor { teams, .. } => teams.get(usize::from(k)).map(|t| t.name.clone()),
+        _ => None,
+    }
+}
+
+/// The team (its place among the task's sub-workflows) iteration
+/// `iteration` of a hierarchical supervisor calls, if it calls one.
+pub(super) fn team_of(run: &Run, task: u32, iteration: u32) -> Option<u16> {
+    let pattern = run.spec.workflow.tasks[task as usize].pattern.as_deref()?;
+    let Pattern::Supervisor { teams, .. } = pattern else {
+        return None;
+    };
+    if teams.is_empty() {
+        return None;
+    }
+    let f = run
+        .fanouts
+        .get(&task)
+        .or_else(|| run.ended_fanouts.get(&task))?;
+    let Turn::Worker { call, .. } = supervisor_turn(&f.results, iteration)? else {
+        return None;
+    };
+    let name = call.get("agent")?.as_str()?;
+    teams.iter().position(|t| t.name == name).map(|k| k as u16)
 }
 
 /// What a pattern's iteration is given beside the task's usual input. A
@@ -433,7 +468,11 @@ fn round_input(run: &Run, task: u32, iteration: u32, m: &mut Map<String, Value>)
 /// Why a supervisor's delegation cannot run, if it cannot: it must be a
 /// non-empty list of `{"agent": WORKER, "input": …}`, at most
 /// `max_delegates` long, each agent one of `workers`.
-fn check_delegation(calls: &Value, workers: &[String], max_delegates: u32) -> Result<(), String> {
+fn check_delegation(
+    calls: &Value,
+    (workers, teams): (&[String], &[baton_model::Team]),
+    max_delegates: u32,
+) -> Result<(), String> {
     let shape = "`{\"delegate\": [{\"agent\": WORKER, \"input\": …}, …]}`";
     let Some(list) = calls.as_array().filter(|l| !l.is_empty()) else {
         return Err(format!(
@@ -453,10 +492,16 @@ fn check_delegation(calls: &Value, workers: &[String], max_delegates: u32) -> Re
                     "`delegate[{k}]` needs `agent`, the worker to call ({shape}), found {call}"
                 ));
             }
-            Some(agent) if !workers.iter().any(|w| w == agent) => {
+            Some(agent)
+                if !workers.iter().any(|w| w == agent)
+                    && !teams.iter().any(|t| t.name == agent) =>
+            {
+                let known: Vec<&str> = (workers.iter().map(String::as_str))
+                    .chain(teams.iter().map(|t| t.name.as_str()))
+                    .collect();
                 return Err(format!(
                     "`delegate[{k}]` calls `{agent}`, which is not one of the supervisor's workers ({})",
-                    workers.join(", ")
+                    known.join(", ")
                 ));
             }
             Some(_) => {}
@@ -497,6 +542,7 @@ impl Scheduler {
             ),
             Pattern::Supervisor {
                 workers,
+                teams,
                 max_turns,
                 max_delegates,
                 ..
@@ -504,7 +550,7 @@ impl Scheduler {
                 slot,
                 task,
                 iteration,
-                (workers, *max_turns, *max_delegates),
+                ((workers, teams), *max_turns, *max_delegates),
                 output,
                 now,
                 live,
@@ -794,7 +840,7 @@ impl Scheduler {
         slot: u32,
         task: u32,
         iteration: u32,
-        (workers, max_turns, max_delegates): (&[String], u32, u32),
+        (workers, max_turns, max_delegates): ((&[String], &[baton_model::Team]), u32, u32),
         output: Option<Arc<Value>>,
         now: Instant,
         live: bool,
@@ -950,21 +996,26 @@ mod tests {
     #[test]
     fn a_delegation_names_workers_within_the_bound() {
         let workers = ["a".to_string(), "b".to_string()];
-        assert!(check_delegation(&json!([{"agent": "a"}]), &workers, 2).is_ok());
+        let teams = [baton_model::Team {
+            name: "t".into(),
+            workflow: baton_model::SubWorkflow::File("t.yaml".into()),
+        }];
+        let known = (&workers[..], &teams[..]);
+        assert!(check_delegation(&json!([{"agent": "a"}, {"agent": "t"}]), known, 2).is_ok());
         for (calls, says) in [
             (json!([]), "non-empty list"),
             (json!({"agent": "a"}), "non-empty list"),
             (json!([{"input": 1}]), "`delegate[0]` needs `agent`"),
             (
                 json!([{"agent": "a"}, {"agent": "c"}]),
-                "`delegate[1]` calls `c`",
+                "`delegate[1]` calls `c`, which is not one of the supervisor's workers (a, b, t)",
             ),
             (
                 json!([{"agent": "a"}, {"agent": "a"}, {"agent": "b"}]),
                 "more than `max_delegates` (2)",
             ),
         ] {
-            let message = check_delegation(&calls, &workers, 2).unwrap_err();
+            let message = check_delegation(&calls, known, 2).unwrap_err();
             assert!(message.contains(says), "{calls}: {message}");
         }
     }

@@ -167,11 +167,11 @@ fn restore_tasks(run: &mut super::Run, spec: &Spec, past: &Past) -> bool {
             }
             // A task whose attempt runs a child run: it waits for that child
             // again (`relink_children`).
-            TaskStatus::Running if spec.children.contains_key(&task) => {
+            TaskStatus::Running if spec.children.contains_key(&(task, 0)) => {
                 match super::children::named_child(detail.as_deref()) {
                     Some(child) => {
                         state.status = TaskStatus::Running;
-                        run.children.insert(task, child);
+                        run.children.insert((task, super::NO_ITEM), child);
                     }
                     None => state.status = TaskStatus::Pending,
                 }

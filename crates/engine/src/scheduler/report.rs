@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::dynamic::FanOut;
-use super::patterns::turn_agent;
+use super::patterns::turn_label;
 use super::{NO_AGENT, Run, Scheduler};
 use crate::Error;
 use crate::store::{RunId, RunStatus, TaskStatus};
@@ -72,7 +72,10 @@ impl Scheduler {
                         }),
                     child: run
                         .children
-                        .get(&(i as u32))
+                        .iter()
+                        .filter(|((t, _), _)| *t == i as u32)
+                        .max_by_key(|((_, item), _)| *item)
+                        .map(|(_, c)| c)
                         .or_else(|| run.done_children.get(&(i as u32)).and_then(|c| c.last()))
                         .copied(),
                     reason: message.clone().filter(|_| skipped),
@@ -157,8 +160,7 @@ impl Scheduler {
                     index: i,
                     status,
                     attempt: f.attempts[at],
-                    agent: turn_agent(run, t, i)
-                        .map(|a| run.spec.agents[usize::from(a)].agent.name.clone()),
+                    agent: turn_label(run, t, i),
                     output,
                     error: errors.get(&i).map(|e| e.to_string()),
                 }

@@ -858,3 +858,160 @@ tasks:
     second.shutdown().await.unwrap();
     task.await.unwrap();
 }
+
+/// A lead (Python, deciding from the conversation) delegates to a team twice
+/// and to a worker, side by side; each call to the team is a child run of
+/// the team's workflow, itself a supervisor. The lead finishes with what the
+/// team's runs returned.
+fn hierarchy(dir: &std::path::Path, team_worker: &str) -> Arc<baton_engine::Spec> {
+    let lead = dir.join("lead.py");
+    std::fs::write(
+        &lead,
+        r#"
+import json, sys
+call = json.load(sys.stdin)
+if call["turn"] == 0:
+    print(json.dumps({"delegate": [
+        {"agent": "research", "input": {"q": 1}},
+        {"agent": "research", "input": {"q": 2}},
+        {"agent": "writer", "input": {"draft": True}}]}))
+else:
+    print(json.dumps({"finish": [c["output"] for c in call["conversation"] if c["agent"] == "research"]}))
+"#,
+    )
+    .unwrap();
+    spec(&format!(
+        r#"
+agents:
+  lead: {{ type: command, command: ["python3", "{}"] }}
+  writer: {{ type: command, command: cat }}
+tasks:
+  - id: org
+    pattern:
+      type: hierarchical
+      supervisor: lead
+      workers: [writer]
+      max_turns: 3
+      teams:
+        research:
+          inline:
+            agents:
+              boss: {{ type: simulate, outputs: {{ "s[0]": {{ delegate: [{{ agent: w }}] }}, "s[2]": {{ finish: {{ found: 42 }} }} }} }}
+              w: {team_worker}
+            tasks:
+              - id: s
+                pattern: {{ type: supervisor, supervisor: boss, workers: [w], max_turns: 2 }}
+"#,
+        lead.display()
+    ))
+}
+
+#[tokio::test]
+async fn a_hierarchical_supervisors_calls_to_a_team_are_child_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, _log) = start();
+    let run = engine
+        .submit(hierarchy(dir.path(), "{ type: noop }"), json!({}))
+        .await
+        .unwrap();
+    let summary = engine.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    let view = engine.status(run).await.unwrap();
+    assert_eq!(
+        view.task_states[0].output,
+        Some(json!([{"s": {"found": 42}}, {"s": {"found": 42}}])),
+        "each team run's last outputs, in the conversation's order"
+    );
+    let children = engine
+        .list(baton_engine::RunQuery {
+            parent: Some(run),
+            limit: 10,
+            ..baton_engine::RunQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(children.len(), 2, "one child run per call to the team");
+    assert!(children.iter().all(|c| c.status == RunStatus::Completed));
+    let turns = engine.instances(run, "org", 0, 10).await.unwrap();
+    let who: Vec<_> = turns.items.iter().map(|i| i.agent.as_deref()).collect();
+    assert_eq!(
+        who,
+        [
+            Some("lead"),
+            Some("research"),
+            Some("research"),
+            Some("writer"),
+            Some("lead")
+        ]
+    );
+    engine.shutdown().await.unwrap();
+}
+
+/// Killed while one call to the team runs (the other call and the worker had
+/// ended), a resumed hierarchy waits for that team's child run, does not
+/// start another, and runs none of the ended calls again.
+#[tokio::test]
+async fn a_resumed_hierarchy_waits_for_the_team_run_it_had_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let calls = dir.path().join("calls");
+    // The team's worker notes each call; the one for `q: 2` takes 30 s the
+    // first time.
+    let worker = format!(
+        r#"{{ type: command, command: ["sh", "-c", "read -r line; q=$(echo \"$line\" | grep -o '\"q\":[0-9]' | head -n1); echo $q >> {0}; [ \"$q\" = '\"q\":2' ] && [ $(grep -c 2 {0}) -eq 1 ] && sleep 30; echo 1"] }}"#,
+        calls.display()
+    );
+    let flow = hierarchy(dir.path(), &worker);
+    let durable = || {
+        let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
+        let store = Embedded::open(&state, EmbeddedOptions::default()).unwrap();
+        let (engine, handle) =
+            Engine::build(Options::default(), log, Some(Arc::new(store))).unwrap();
+        (handle, tokio::spawn(engine.run()))
+    };
+    let (first, task) = durable();
+    let run = first.submit(flow, json!({})).await.unwrap();
+    eventually(
+        "q 1 and the writer answered, q 2 running",
+        Duration::from_secs(30),
+        || async {
+            let page = first.instances(run, "org", 0, 10).await.ok()?;
+            let two = std::fs::read_to_string(&calls).ok()?.contains('2');
+            let ended = page.items.iter().filter(|i| i.output.is_some()).count();
+            (two && ended == 3).then_some(())
+        },
+    )
+    .await;
+    first.shutdown().await.unwrap();
+    task.await.unwrap();
+
+    let (second, task) = durable();
+    let summary = second.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    let mut asked: Vec<String> = std::fs::read_to_string(&calls)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    asked.sort();
+    assert_eq!(
+        asked,
+        ["\"q\":1", "\"q\":2", "\"q\":2"],
+        "only the interrupted team call's worker ran again"
+    );
+    let children = second
+        .list(baton_engine::RunQuery {
+            parent: Some(run),
+            limit: 10,
+            ..baton_engine::RunQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        children.len(),
+        2,
+        "no second child for the interrupted call"
+    );
+    second.shutdown().await.unwrap();
+    task.await.unwrap();
+}

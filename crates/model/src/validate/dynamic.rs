@@ -12,7 +12,8 @@ use crate::expr::{Expr, Field, Reference};
 use crate::graph::Graph;
 use crate::names::Names;
 use crate::workflow::{
-    Condition, ForEach, Loop, OnItemFailure, OnLimit, Pattern, Routes, SubWorkflow, Task, Workflow,
+    Condition, ForEach, Loop, OnItemFailure, OnLimit, Pattern, Routes, SubWorkflow, Task, Team,
+    Workflow,
 };
 
 const FOR_EACH_FIELDS: &[&str] = &["items", "max_parallel", "max_items", "on_failure"];
@@ -246,7 +247,7 @@ pub(super) fn repeat(v: Value, path: &Path, report: &mut Report) -> Option<Loop>
     })
 }
 
-const PATTERN_TYPES: &[&str] = &["handoff", "supervisor", "network", "swarm"];
+const PATTERN_TYPES: &[&str] = &["handoff", "supervisor", "hierarchical", "network", "swarm"];
 
 /// What the language says of one kind of pattern.
 struct Kind {
@@ -280,11 +281,34 @@ const KINDS: &[Kind] = &[
             "type",
             "supervisor",
             "workers",
+            "teams",
             "max_turns",
             "max_delegates",
         ],
         hint: "e.g. `pattern: { type: supervisor, supervisor: planner, workers: [researcher, analyst], max_turns: 12 }`",
         list: ("workers", "the agents the supervisor may delegate to"),
+        lead: ("supervisor", true),
+        bound: (
+            "max_turns",
+            Pattern::MAX_TURNS,
+            "the most supervisor turns before it must finish",
+        ),
+    },
+    Kind {
+        name: "hierarchical",
+        fields: &[
+            "type",
+            "supervisor",
+            "workers",
+            "teams",
+            "max_turns",
+            "max_delegates",
+        ],
+        hint: "e.g. `pattern: { type: hierarchical, supervisor: lead, teams: { research: { file: research_team.yaml } }, max_turns: 8 }`",
+        list: (
+            "teams",
+            "the teams (sub-workflows) the supervisor may delegate to",
+        ),
         lead: ("supervisor", true),
         bound: (
             "max_turns",
@@ -355,10 +379,14 @@ pub(super) fn pattern(v: Value, path: &Path, report: &mut Report) -> Option<Patt
     let mut max_delegates = None;
     let mut on_limit = OnLimit::Fail;
     let mut until = None;
+    let mut teams: Option<Vec<Team>> = None;
+    let leads = kind.lead.1;
     for (key, value) in map {
         let p = path.key(&key);
         match key.as_str() {
             "type" => {}
+            "teams" if leads => teams = Some(team_map(value, &p, report)),
+            "workers" if leads => agents = Some(string_list(value, &p, report)),
             k if k == kind.list.0 => agents = Some(string_list(value, &p, report)),
             k if k == kind.lead.0 => lead = super::scalar_string(value, &p, report),
             k if k == kind.bound.0 => bound = bounded(&value, &p, k, kind.bound.1, report),
@@ -384,8 +412,14 @@ pub(super) fn pattern(v: Value, path: &Path, report: &mut Report) -> Option<Patt
         }
     }
     let agents = agents.unwrap_or_default();
+    let teams = teams.unwrap_or_default();
     let (list, what) = kind.list;
-    if agents.is_empty() {
+    let none = match kind.name {
+        "supervisor" => agents.is_empty() && teams.is_empty(),
+        "hierarchical" => teams.is_empty(),
+        _ => agents.is_empty(),
+    };
+    if none && !reported_at(report, path, list) {
         report.push(
             Diagnostic::error(
                 "bad-pattern",
@@ -396,12 +430,10 @@ pub(super) fn pattern(v: Value, path: &Path, report: &mut Report) -> Option<Patt
         );
         return None;
     }
-    let reported = |report: &Report, field: &str| {
-        report
-            .diagnostics
-            .iter()
-            .any(|d| d.path.0.starts_with(&path.key(field).0))
-    };
+    if none {
+        return None;
+    }
+    let reported = |report: &Report, field: &str| reported_at(report, path, field);
     let (lead_field, lead_required) = kind.lead;
     if lead_required && lead.is_none() {
         if !reported(report, lead_field) {
@@ -439,11 +471,12 @@ pub(super) fn pattern(v: Value, path: &Path, report: &mut Report) -> Option<Patt
             start: lead,
             max_handoffs: bound,
         },
-        "supervisor" => Pattern::Supervisor {
+        "supervisor" | "hierarchical" => Pattern::Supervisor {
             supervisor: lead.unwrap_or_default(),
             workers: agents,
             max_turns: bound,
             max_delegates: max_delegates.unwrap_or(Pattern::DEFAULT_DELEGATES),
+            teams,
         },
         "network" => Pattern::Network {
             agents,
@@ -458,6 +491,28 @@ pub(super) fn pattern(v: Value, path: &Path, report: &mut Report) -> Option<Patt
             until,
         },
     })
+}
+
+/// Whether a finding was already reported at `path.field` or under it.
+fn reported_at(report: &Report, path: &Path, field: &str) -> bool {
+    report
+        .diagnostics
+        .iter()
+        .any(|d| d.path.0.starts_with(&path.key(field).0))
+}
+
+/// `teams: {NAME: SUB_WORKFLOW}`, each checked like a task's `workflow`
+/// (an inline team in place).
+fn team_map(v: Value, path: &Path, report: &mut Report) -> Vec<Team> {
+    let Some(map) = object(v, path, "a map of teams (name → sub-workflow)", report) else {
+        return Vec::new();
+    };
+    map.into_iter()
+        .filter_map(|(name, value)| {
+            let workflow = sub_workflow(value, &path.key(&name), report)?;
+            Some(Team { name, workflow })
+        })
+        .collect()
 }
 
 /// A pattern's bound: a whole number from 1 to `max`.
@@ -906,5 +961,30 @@ fn pattern_structure(wf: &Workflow, i: usize, p: &Pattern, at: &Path, report: &m
             .with_hint_opt(crate::did_you_mean(lead_name, declared())),
         ),
         _ => {}
+    }
+    // A delegation names a worker or a team: one name, one of them.
+    if let Pattern::Supervisor { teams, workers, .. } = p {
+        for team in teams {
+            if workers.contains(&team.name) || team.name == lead_name {
+                report.push(
+                    Diagnostic::error(
+                        "bad-pattern",
+                        at.key("pattern").key("teams").key(&team.name),
+                        format!(
+                            "team `{}` has the name of {}",
+                            team.name,
+                            if team.name == lead_name {
+                                "the supervisor"
+                            } else {
+                                "one of the workers"
+                            }
+                        ),
+                    )
+                    .with_hint(
+                        "a delegation calls a worker or a team by name: give the team another",
+                    ),
+                );
+            }
+        }
     }
 }

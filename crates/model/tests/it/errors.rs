@@ -255,3 +255,25 @@ tasks:
 "#;
     insta::assert_snapshot!(rendered_errors("swarm.yaml", text, Format::Yaml));
 }
+
+#[test]
+fn hierarchical_patterns_are_validated_with_their_locations() {
+    let text = r#"
+agents:
+  lead: { type: noop }
+  writer: { type: noop }
+tasks:
+  - id: a
+    pattern:
+      type: hierarchical
+      supervisor: lead
+      workers: [writer]
+      max_turns: 3
+      teams:
+        writer: { file: writer.yaml }
+        research: { inline: { tasks: [{ id: dig, agent: digger }] } }
+        review: { name: "" }
+  - { id: b, pattern: { type: hierarchical, supervisor: lead, max_turns: 3 } }
+"#;
+    insta::assert_snapshot!(rendered_errors("hierarchical.yaml", text, Format::Yaml));
+}

@@ -40,6 +40,8 @@ fn the_examples_round_trip() {
         "examples/patterns/network.yaml",
         "examples/patterns/negotiation.yaml",
         "examples/patterns/swarm.yaml",
+        "examples/patterns/hierarchical.yaml",
+        "examples/teams/research_team.yaml",
         "examples/teams/review_team.yaml",
     ] {
         let src = Source::read(&repo_file(file), Limits::default()).unwrap();
@@ -113,6 +115,7 @@ tasks:
   - { id: handed, depends_on: [h], pattern: { type: handoff, agents: [idle, fast], start: fast, max_handoffs: 9 } }
   - { id: supervised, depends_on: [h], pattern: { type: supervisor, supervisor: scripted, workers: [idle, fast], max_turns: 5, max_delegates: 3 } }
   - { id: networked, depends_on: [h], pattern: { type: network, agents: [idle, fast], start: fast, max_messages: 40, on_limit: continue } }
+  - { id: org, depends_on: [h], pattern: { type: hierarchical, supervisor: scripted, workers: [idle], max_turns: 3, teams: { t1: { file: teams/t1.yaml }, t2: { inline: { tasks: [{ id: x }] } } } } }
   - { id: swarmed, depends_on: [h], pattern: { type: swarm, agents: [idle, fast], max_handoffs: 8, until: "swarmed.output.context.done == true && h.status == \"succeeded\"" } }
 coordination: { type: hybrid, event_driven: [data_updates, approvals], graph_based: [task_flow] }
 "#;

@@ -186,7 +186,7 @@ pub(super) fn resolved(
     state: &AppState,
     workflow: &baton_model::Workflow,
 ) -> ApiResult<Option<baton_model::Workflow>> {
-    if !workflow.tasks.iter().any(|t| t.workflow.is_some()) {
+    if workflow.tasks.iter().all(|t| t.sub_workflows().is_empty()) {
         return Ok(None);
     }
     let mut wf = workflow.clone();

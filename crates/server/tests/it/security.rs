@@ -204,23 +204,32 @@ async fn the_operators_http_agents_reach_private_addresses_only_when_listed() {
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
 }
 
-/// The same command agent, hidden in an inline sub-workflow: refused, with the
-/// path into the child. (Operator agents reaching inline children is
+/// The same command agent, hidden in an inline sub-workflow or in a
+/// hierarchical supervisor's inline team: refused, with the path into the
+/// child. (Operator agents reaching inline children is
 /// `Workflow::override_agents`'s unit test.)
 #[tokio::test]
 async fn a_command_agent_in_an_inline_child_is_refused_too() {
     let dir = tempfile::tempdir().unwrap();
     let canary = dir.path().join("pwned.txt");
     let child: serde_json::Value = serde_json::from_str(&command_workflow(&canary)).unwrap();
-    let doc = json!({"tasks": [{"id": "outer", "workflow": {"inline": child}}]}).to_string();
     let app = app_with(|_| {}).await;
-    let r = app.post("/api/v1/workflows", &doc).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
-    let p = r.json();
-    assert_eq!(
-        p["errors"][0]["path"],
-        "$.tasks[0].workflow.inline.agents.sh.type"
-    );
+    for (task, path) in [
+        (
+            json!({"id": "outer", "workflow": {"inline": child}}),
+            "$.tasks[0].workflow.inline.agents.sh.type",
+        ),
+        (
+            json!({"id": "outer", "pattern": {"type": "hierarchical", "supervisor": "lead",
+                   "teams": {"t": {"inline": child}}, "max_turns": 2}}),
+            "$.tasks[0].pattern.teams.t.inline.agents.sh.type",
+        ),
+    ] {
+        let doc = json!({"agents": {"lead": {"type": "noop"}}, "tasks": [task]}).to_string();
+        let r = app.post("/api/v1/workflows", &doc).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+        assert_eq!(r.json()["errors"][0]["path"], path);
+    }
     assert!(!canary.exists());
 }
 
@@ -258,6 +267,13 @@ async fn sub_workflows_come_from_the_catalog_and_never_from_the_servers_files() 
         ),
     ] {
         let doc = format!(r#"{{"tasks": [{{"id": "call", "workflow": {workflow}}}]}}"#);
+        let r = app.post("/api/v1/workflows", &doc).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+        assert!(r.text.contains(refusal), "{}", r.text);
+        // The same as a hierarchical supervisor's team.
+        let doc = format!(
+            r#"{{"agents": {{"lead": {{"type": "noop"}}}}, "tasks": [{{"id": "call", "pattern": {{"type": "hierarchical", "supervisor": "lead", "teams": {{"t": {workflow}}}, "max_turns": 2}}}}]}}"#
+        );
         let r = app.post("/api/v1/workflows", &doc).await;
         assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
         assert!(r.text.contains(refusal), "{}", r.text);
