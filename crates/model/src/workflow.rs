@@ -135,6 +135,26 @@ pub struct Agent {
         serialize_with = "values_as_map"
     )]
     pub outputs: Vec<(String, Value)>,
+    /// An `llm` agent's OpenAI-compatible API: the base URL its
+    /// `/chat/completions` is under (`http://127.0.0.1:11434/v1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The model an `llm` agent asks for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The system prompt of an `llm` agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// An `llm` agent's sampling temperature (0 to 2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// The most tokens an `llm` agent's answer may take.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// The environment variable holding an `llm` agent's API key (the key
+    /// itself never appears in a workflow).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key_env: Option<String>,
 }
 
 /// A circuit breaker's policy: the breaker opens when, among the last

@@ -402,6 +402,7 @@ mod tests {
             attempt: 2,
             input,
             estimate: None,
+            decisions: None,
         }
     }
 

@@ -179,11 +179,13 @@ const EXCERPT: usize = 200;
 /// An agent reached over HTTP with JSON-RPC `message/send`.
 #[derive(Debug, Clone)]
 pub struct Http {
-    inner: Arc<Inner>,
+    inner: Arc<Endpoint>,
 }
 
+/// A URL that JSON is posted to, with one pooled HTTP/1.1 client, under an
+/// [`Egress`] policy: what the `http` and `llm` agents share.
 #[derive(Debug)]
-struct Inner {
+pub(super) struct Endpoint {
     client: Client<HttpConnector<Resolve>, Full<Bytes>>,
     url: Uri,
     /// Sent with every request: the configured ones plus the JSON content type.
@@ -197,6 +199,19 @@ impl Http {
     /// (`https://` included: TLS is not built in), a header that is not valid
     /// HTTP, or an address that `egress` refuses.
     pub fn new(url: &str, headers: &[(String, String)], egress: &Egress) -> Result<Http, String> {
+        Ok(Http {
+            inner: Arc::new(Endpoint::new(url, headers, egress)?),
+        })
+    }
+}
+
+impl Endpoint {
+    /// See [`Http::new`]: the same checks, the same messages.
+    pub(super) fn new(
+        url: &str,
+        headers: &[(String, String)],
+        egress: &Egress,
+    ) -> Result<Endpoint, String> {
         let uri: Uri = url
             .parse()
             .map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
@@ -270,14 +285,64 @@ impl Http {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
-        Ok(Http {
-            inner: Arc::new(Inner {
-                client,
-                url: uri,
-                headers: map,
-            }),
+        Ok(Endpoint {
+            client,
+            url: uri,
+            headers: map,
         })
     }
+
+    /// The URL posted to.
+    pub(super) fn url(&self) -> &Uri {
+        &self.url
+    }
+
+    /// Posts `body` and reads the answer (at most 16 MiB): its status, its
+    /// headers and its body. A connection that cannot be made is retryable,
+    /// unless egress refused it.
+    pub(super) async fn post(
+        &self,
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), Failure> {
+        let url = &self.url;
+        let mut request = Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = url.clone();
+        *request.headers_mut() = self.headers.clone();
+        let response = self.client.request(request).await.map_err(|e| Failure {
+            message: format!("cannot reach {url}: {}", chain(&e)),
+            retryable: !refused(&e),
+        })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = Limited::new(response.into_body(), BODY_LIMIT)
+            .collect()
+            .await
+            .map(|collected| collected.to_bytes())
+            .map_err(|e| {
+                if e.downcast_ref::<LengthLimitError>().is_some() {
+                    Failure::permanent(format!(
+                        "the answer from {url} is larger than {} MiB",
+                        BODY_LIMIT >> 20
+                    ))
+                } else {
+                    Failure::retryable(format!(
+                        "the answer from {url} broke off: {}",
+                        chain(e.as_ref())
+                    ))
+                }
+            })?;
+        Ok((status, headers, body))
+    }
+}
+
+/// A failure for an answer that is not 2xx: retryable for 5xx, 408 and 429.
+pub(super) fn status_failure(url: &Uri, status: StatusCode, body: &[u8]) -> Failure {
+    let message = format!("{url} answered HTTP {status}: {}", excerpt(body));
+    let retryable = status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT;
+    Failure { message, retryable }
 }
 
 impl Runner for Http {
@@ -311,37 +376,11 @@ fn request_body(call: &Call) -> Value {
 }
 
 /// Sends one call and interprets the answer.
-async fn send(inner: Arc<Inner>, call: Call) -> Outcome {
+async fn send(inner: Arc<Endpoint>, call: Call) -> Outcome {
     let url = &inner.url;
     let body = serde_json::to_vec(&request_body(&call))
         .map_err(|e| Failure::permanent(format!("cannot encode the input as JSON: {e}")))?;
-    let mut request = Request::new(Full::new(Bytes::from(body)));
-    *request.method_mut() = Method::POST;
-    *request.uri_mut() = url.clone();
-    *request.headers_mut() = inner.headers.clone();
-
-    let response = inner.client.request(request).await.map_err(|e| Failure {
-        message: format!("cannot reach {url}: {}", chain(&e)),
-        retryable: !refused(&e),
-    })?;
-    let status = response.status();
-    let body = Limited::new(response.into_body(), BODY_LIMIT)
-        .collect()
-        .await
-        .map(|collected| collected.to_bytes())
-        .map_err(|e| {
-            if e.downcast_ref::<LengthLimitError>().is_some() {
-                Failure::permanent(format!(
-                    "the answer from {url} is larger than {} MiB",
-                    BODY_LIMIT >> 20
-                ))
-            } else {
-                Failure::retryable(format!(
-                    "the answer from {url} broke off: {}",
-                    chain(e.as_ref())
-                ))
-            }
-        })?;
+    let (status, _, body) = inner.post(body).await?;
     tracing::debug!(
         run = %call.run,
         task = %call.task,
@@ -353,11 +392,7 @@ async fn send(inner: Arc<Inner>, call: Call) -> Outcome {
     );
 
     if !status.is_success() {
-        let message = format!("{url} answered HTTP {status}: {}", excerpt(&body));
-        let retryable = status.is_server_error()
-            || status == StatusCode::TOO_MANY_REQUESTS
-            || status == StatusCode::REQUEST_TIMEOUT;
-        return Err(Failure { message, retryable });
+        return Err(status_failure(url, status, &body));
     }
     let answer: Value = serde_json::from_slice(&body).map_err(|e| {
         Failure::permanent(format!(
@@ -468,7 +503,7 @@ fn parts_value<'a>(parts: impl Iterator<Item = &'a Value>) -> Value {
 }
 
 /// The start of a body, for messages.
-fn excerpt(body: &[u8]) -> String {
+pub(super) fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
     if text.is_empty() {
@@ -617,6 +652,7 @@ mod tests {
             attempt: 3,
             input,
             estimate: None,
+            decisions: None,
         }
     }
 

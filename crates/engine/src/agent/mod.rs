@@ -1,9 +1,10 @@
-//! Agents: what runs a task. Built-in kinds: `noop`, `simulate`, `command` and
-//! `http`; the registry (in the scheduler) adds capabilities, concurrency limits
-//! and circuit breakers on top.
+//! Agents: what runs a task. Built-in kinds: `noop`, `simulate`, `command`,
+//! `http` and `llm`; the registry (in the scheduler) adds capabilities,
+//! concurrency limits and circuit breakers on top.
 
 mod command;
 mod http;
+mod llm;
 mod policy;
 pub mod worker;
 
@@ -67,6 +68,35 @@ pub struct Call {
     pub input: Value,
     /// The task's estimate, if it has one.
     pub estimate: Option<Duration>,
+    /// What the call may decide besides answering, for agents that offer
+    /// decisions themselves ([`Runner::offers_decisions`]); `None` otherwise.
+    pub decisions: Option<Decisions>,
+}
+
+/// What a call may decide besides answering: the decisions of its task's
+/// pattern at this turn, and its task's routes (docs/patterns.md). An `llm`
+/// agent offers them to the model as tools.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decisions {
+    /// Agents control may be handed to (a handoff's, a swarm's).
+    pub handoff: Vec<String>,
+    /// Whether several may be handed control at once (a swarm).
+    pub handoff_many: bool,
+    /// Workers and teams a supervisor's turn may delegate to.
+    pub delegate: Vec<String>,
+    /// Agents a network's turn may message.
+    pub send: Vec<String>,
+    /// Routes the task's output may choose.
+    pub routes: Vec<String>,
+    /// Whether the turn may write a swarm's blackboard.
+    pub context: bool,
+}
+
+impl Decisions {
+    /// Whether there is nothing to decide but the answer.
+    pub fn is_empty(&self) -> bool {
+        *self == Decisions::default()
+    }
 }
 
 /// A call that has not finished when `start` returns.
@@ -93,6 +123,12 @@ pub trait Runner: Send + Sync + 'static {
         None
     }
 
+    /// Whether calls should carry their [`Decisions`] (agents that offer
+    /// them, as an `llm` agent does as tools).
+    fn offers_decisions(&self) -> bool {
+        false
+    }
+
     /// Starts a call. Called on the scheduler's thread: must not block.
     fn start(&self, call: Call) -> Started;
 }
@@ -102,7 +138,7 @@ pub trait Runner: Send + Sync + 'static {
 pub enum Error {
     /// The agent's type is none of the built-in kinds.
     #[error(
-        "agent `{name}` has type `{kind}`, which Baton cannot run by itself (built-in types: noop, simulate, command, http, worker)"
+        "agent `{name}` has type `{kind}`, which Baton cannot run by itself (built-in types: noop, simulate, command, http, llm, worker)"
     )]
     UnknownKind {
         /// The agent.
@@ -121,7 +157,7 @@ pub enum Error {
 }
 
 /// The built-in agent kinds.
-pub const KINDS: [&str; 5] = ["noop", "simulate", "command", "http", "worker"];
+pub const KINDS: [&str; 6] = ["noop", "simulate", "command", "http", "llm", "worker"];
 
 /// How agents are built.
 #[derive(Debug, Clone, Default)]
@@ -161,6 +197,7 @@ pub fn runner(agent: &Agent, options: &Options) -> Result<Arc<dyn Runner>, Error
             )
             .map_err(|m| settings(&m))?,
         ),
+        "llm" => Arc::new(llm::Llm::new(agent, &options.egress).map_err(|m| settings(&m))?),
         other => {
             return Err(Error::UnknownKind {
                 name: agent.name.clone(),
@@ -325,6 +362,7 @@ mod tests {
             attempt: 1,
             input: Value::Null,
             estimate: None,
+            decisions: None,
         }
     }
 
@@ -335,7 +373,7 @@ mod tests {
             .unwrap();
         assert!(
             err.to_string()
-                .contains("noop, simulate, command, http, worker")
+                .contains("noop, simulate, command, http, llm, worker")
         );
     }
 

@@ -98,15 +98,20 @@ impl Policy {
                     agent.name
                 ),
             ),
-            "http" => {
-                let url = agent.url.as_deref().unwrap_or_default();
+            // An `llm` agent reaches the network as an `http` agent does.
+            "http" | "llm" => {
+                let (kind, url) = match agent.kind.as_str() {
+                    "http" => ("http", agent.url.as_deref()),
+                    _ => ("llm", agent.base_url.as_deref()),
+                };
+                let url = url.unwrap_or_default();
                 if self.http.iter().any(|allowed| matches(allowed, url)) {
                     return None;
                 }
                 refuse(
-                    "http",
+                    kind,
                     format!(
-                        "agent `{}` is an `http` agent calling `{url}`, which this server does not let workflows call",
+                        "agent `{}` is an `{kind}` agent calling `{url}`, which this server does not let workflows call",
                         agent.name
                     ),
                 )
@@ -193,11 +198,23 @@ mod tests {
             agent("s", "simulate", None),
             agent("w", "worker", None),
             agent("r", "research_agent", None),
+            Agent {
+                base_url: Some("http://10.0.0.9:11434/v1".into()),
+                ..agent("model", "llm", None)
+            },
         ]);
         let refused = Policy::default().check(&wf, &[]);
         let names: Vec<_> = refused.iter().map(|r| (r.agent.as_str(), r.kind)).collect();
-        assert_eq!(names, [("sh", "command"), ("web", "http")]);
+        assert_eq!(
+            names,
+            [("sh", "command"), ("web", "http"), ("model", "llm")]
+        );
         assert!(refused[1].message.contains("169.254.169.254"));
+        assert!(
+            refused[2]
+                .message
+                .contains("`llm` agent calling `http://10.0.0.9:11434/v1`")
+        );
     }
 
     #[test]

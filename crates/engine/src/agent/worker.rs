@@ -281,6 +281,7 @@ mod tests {
             attempt: 1,
             input: serde_json::json!({"task": task}),
             estimate: None,
+            decisions: None,
         }
     }
 

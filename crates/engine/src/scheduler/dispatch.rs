@@ -120,6 +120,9 @@ impl Scheduler {
                 Value::Null
             },
             estimate: spec.workflow.tasks[job.task as usize].estimate,
+            decisions: runner
+                .offers_decisions()
+                .then(|| super::patterns::decisions(run, job.task, job.item)),
         };
         match runner.start(call) {
             Started::Done(outcome) => self.complete(Done::of(&job, agent, false, now, outcome)),

@@ -335,6 +335,40 @@ pub(super) fn turn_agent(run: &Run, task: u32, iteration: u32) -> Option<u16> {
         .map(|i| i as u16)
 }
 
+/// What the call of `task` (iteration `iteration` of its pattern, or
+/// `NO_ITEM`) may decide besides answering: its pattern's decisions at this
+/// turn (a supervisor's workers answer only) and the task's routes.
+pub(super) fn decisions(run: &Run, task: u32, iteration: u32) -> crate::agent::Decisions {
+    let declared = &run.spec.workflow.tasks[task as usize];
+    let mut d = crate::agent::Decisions {
+        routes: declared
+            .routes
+            .as_deref()
+            .map(|r| r.0.iter().map(|(name, _)| name.clone()).collect())
+            .unwrap_or_default(),
+        ..Default::default()
+    };
+    match declared.pattern.as_deref() {
+        Some(Pattern::Handoff { agents, .. }) => d.handoff = agents.clone(),
+        Some(Pattern::Swarm { agents, .. }) => {
+            d.handoff = agents.clone();
+            d.handoff_many = true;
+            d.context = true;
+        }
+        Some(Pattern::Network { agents, .. }) => d.send = agents.clone(),
+        Some(Pattern::Supervisor { workers, teams, .. }) => {
+            let results = run.fanouts.get(&task).map(|f| f.results.as_slice());
+            let turn = results.and_then(|r| supervisor_turn(r, iteration));
+            if matches!(turn, Some(Turn::Supervisor { .. })) {
+                d.delegate = workers.clone();
+                d.delegate.extend(teams.iter().map(|t| t.name.clone()));
+            }
+        }
+        None => {}
+    }
+    d
+}
+
 /// Who takes iteration `iteration` of a pattern task, for people: the
 /// agent, or the team a hierarchical supervisor's call runs.
 pub(super) fn turn_label(run: &Run, task: u32, iteration: u32) -> Option<String> {

@@ -9,6 +9,7 @@ mod control;
 mod dynamic;
 mod events;
 mod faults;
+mod llm;
 mod loops;
 mod patterns;
 mod props;

@@ -1,6 +1,6 @@
 //! Agents: the fields every agent takes, and the settings of the built-in
-//! kinds (`noop`, `simulate`, `command`, `http`), each checked against the
-//! agent's type.
+//! kinds (`noop`, `simulate`, `command`, `http`, `llm`), each checked against
+//! the agent's type.
 
 use std::time::Duration;
 
@@ -44,6 +44,27 @@ const SPECIFIC: &[(&str, &str, Read)] = &[
         a.failure_rate = probability(&v, p, r)
     }),
     ("seed", "simulate", |a, v, p, r| a.seed = seed(&v, p, r)),
+    ("base_url", "llm", |a, v, p, r| a.base_url = url(v, p, r)),
+    ("model", "llm", |a, v, p, r| a.model = text(v, p, r)),
+    ("system", "llm", |a, v, p, r| a.system = text(v, p, r)),
+    ("temperature", "llm", |a, v, p, r| {
+        a.temperature = temperature(&v, p, r)
+    }),
+    ("max_tokens", "llm", |a, v, p, r| {
+        match count(&v, p, "max_tokens") {
+            Ok(n) => a.max_tokens = Some(n),
+            Err(d) => r.push(d),
+        }
+    }),
+    ("api_key_env", "llm", |a, v, p, r| {
+        a.api_key_env = text(v, p, r).filter(|name| match env_var(name, "") {
+            Ok(()) => true,
+            Err(why) => {
+                r.push(Diagnostic::error("bad-value", p.clone(), why));
+                false
+            }
+        })
+    }),
     ("outputs", "simulate", |a, v, p, r| {
         if let Some(map) = object(v, p, "a map of task ids to the outputs they return", r) {
             a.outputs = map.into_iter().collect();
@@ -63,6 +84,12 @@ const REQUIRED: &[(&str, &str, &str)] = &[
         "url",
         "the URL that receives JSON-RPC `message/send` requests (`url: http://127.0.0.1:8080/`)",
     ),
+    (
+        "llm",
+        "base_url",
+        "the base URL of an OpenAI-compatible API (`base_url: http://127.0.0.1:11434/v1` for a local Ollama)",
+    ),
+    ("llm", "model", "the model to ask (`model: llama3.2`)"),
 ];
 
 /// Reads a map of agent names to agents, in declaration order.
@@ -98,9 +125,10 @@ fn agent(
     let kind = fields
         .get("type")
         .and_then(|v| scalar_string(v.clone(), &at.key("type"), report));
-    let required = REQUIRED
+    let required: Vec<_> = REQUIRED
         .iter()
-        .find(|(owner, field, _)| kind.as_deref() == Some(*owner) && !fields.contains_key(*field));
+        .filter(|(owner, field, _)| kind.as_deref() == Some(*owner) && !fields.contains_key(*field))
+        .collect();
     for (key, value) in fields {
         let p = at.key(&key);
         match key.as_str() {
@@ -141,13 +169,13 @@ fn agent(
             .with_hint("add `type:`, e.g. `type: noop`"),
         );
     }
-    if let Some((kind, field, what)) = required {
+    for (kind, field, what) in required {
         report.push(
             Diagnostic {
                 severity: missing,
                 ..Diagnostic::error(
                     "missing-field",
-                    at,
+                    at.clone(),
                     format!("agent `{}` of type `{kind}` has no `{field}`", agent.name),
                 )
             }
@@ -525,8 +553,11 @@ fn url(v: Value, path: &Path, report: &mut Report) -> Option<String> {
     match check_url(&url) {
         Ok(()) => Some(url),
         Err(why) => {
+            // `url` or `base_url`: the field's own name.
+            let at = path.to_string();
+            let field = at.rsplit('.').next().unwrap_or("url");
             report.push(
-                Diagnostic::error("bad-value", path.clone(), format!("invalid `url` `{url}`: {why}"))
+                Diagnostic::error("bad-value", path.clone(), format!("invalid `{field}` `{url}`: {why}"))
                     .with_hint("expected an http:// or https:// URL with a host, e.g. `http://127.0.0.1:8080/`"),
             );
             None
@@ -742,6 +773,20 @@ fn latency(v: Value, path: &Path, report: &mut Report) -> Option<Latency> {
 }
 
 /// A probability: a number from 0 to 1.
+fn temperature(v: &Value, path: &Path, report: &mut Report) -> Option<f64> {
+    match v.as_f64() {
+        Some(t) if (0.0..=2.0).contains(&t) => Some(t),
+        _ => {
+            report.push(Diagnostic::error(
+                "bad-value",
+                path.clone(),
+                format!("`temperature` must be a number from 0 to 2, found {v}"),
+            ));
+            None
+        }
+    }
+}
+
 fn probability(v: &Value, path: &Path, report: &mut Report) -> Option<f64> {
     match v.as_f64() {
         Some(r) if (0.0..=1.0).contains(&r) => Some(r),

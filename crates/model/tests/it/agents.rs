@@ -117,6 +117,32 @@ fn http_agents_take_a_url_and_headers() {
 }
 
 #[test]
+fn llm_agents_take_an_api_a_model_and_a_key_by_reference() {
+    let a = agents(
+        "  m: { type: llm, base_url: \"http://127.0.0.1:11434/v1\", model: llama3.2, system: Be brief., temperature: 0.5, max_tokens: 200, api_key_env: OPENAI_API_KEY }\n",
+    );
+    assert_eq!(a[0].base_url.as_deref(), Some("http://127.0.0.1:11434/v1"));
+    assert_eq!(a[0].model.as_deref(), Some("llama3.2"));
+    assert_eq!(a[0].system.as_deref(), Some("Be brief."));
+    assert_eq!(a[0].temperature, Some(0.5));
+    assert_eq!(a[0].max_tokens, Some(200));
+    assert_eq!(a[0].api_key_env.as_deref(), Some("OPENAI_API_KEY"));
+}
+
+#[test]
+fn llm_agent_settings_are_checked() {
+    let text = r#"
+agents:
+  a: { type: llm, base_url: "ftp://x", model: m, temperature: 3, max_tokens: 0, api_key_env: "A=B" }
+  b: { type: llm }
+  c: { type: noop, model: m }
+tasks:
+  - { id: t, agent: a }
+"#;
+    insta::assert_snapshot!(rendered_errors("llm.yaml", text, Format::Yaml));
+}
+
+#[test]
 fn simulate_agents_draw_latency_from_a_distribution() {
     let a = agents(concat!(
         "  c: { type: simulate, latency: 20ms, failure_rate: 0.1, seed: 42 }\n",

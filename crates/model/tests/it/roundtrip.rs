@@ -41,6 +41,7 @@ fn the_examples_round_trip() {
         "examples/patterns/negotiation.yaml",
         "examples/patterns/swarm.yaml",
         "examples/patterns/hierarchical.yaml",
+        "examples/patterns/llm_supervisor.yaml",
         "examples/teams/research_team.yaml",
         "examples/teams/review_team.yaml",
     ] {
@@ -63,6 +64,7 @@ agents:
   bell: { type: simulate, latency: { distribution: normal, mean: 20ms, stddev: 1.0000001s } }
   flat: { type: simulate, latency: { distribution: constant, mean: 0.000000001 } }
   scripted: { type: simulate, outputs: { f: [1, "two", { three: 3 }], g: approve } }
+  model: { type: llm, base_url: "http://127.0.0.1:11434/v1", model: llama3.2, system: "Be brief.", temperature: 0.25, max_tokens: 300, api_key_env: OPENAI_API_KEY }
   shell:
     type: command
     shell: true
@@ -123,7 +125,7 @@ coordination: { type: hybrid, event_driven: [data_updates, approvals], graph_bas
 #[test]
 fn every_field_round_trips() {
     let wf = yaml(EVERYTHING);
-    assert_eq!(wf.agents.len(), 11);
+    assert_eq!(wf.agents.len(), 12);
     assert_eq!(reload(&wf), wf);
     // Reloading is a fixed point: the stored text is stable too.
     let json = serde_json::to_string(&wf).unwrap();
