@@ -208,6 +208,37 @@ fn measure(
     coordination::measure_with(rt, name, spec, runs, config.repeats, durable, &options)
 }
 
+/// What a pattern's benchmark reports: its decision latency and its wall
+/// time, with the rate derived from `rate`'s count per sample.
+struct Rows<'a> {
+    decision: &'a str,
+    wall: &'a str,
+    params: [(&'a str, usize); 2],
+    rate: (&'a str, usize),
+}
+
+fn pattern_rows(sink: &mut Sink<'_>, prefix: &str, samples: &[Sample], rows: Rows<'_>) {
+    let [first, second] = rows.params;
+    let what = |s: &Stats| s.decision_latency;
+    percentiles(
+        sink,
+        prefix,
+        "decision",
+        rows.decision,
+        samples,
+        what,
+        first,
+    );
+    let walls: Vec<f64> = samples.iter().map(|s| s.wall).collect();
+    let (rate, count) = rows.rate;
+    let median = crate::stats::median(&walls);
+    let record = Record::new(format!("{prefix}/wall"), rows.wall, "s", false, walls)
+        .param(first.0, first.1)
+        .param(second.0, second.1)
+        .derive(rate, count as f64 / median);
+    sink.push(record);
+}
+
 fn percentiles(
     sink: &mut Sink<'_>,
     prefix: &str,
@@ -328,90 +359,36 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
     for (runs, h) in config.pick(&[(10_000, 10)], &[(1_000, 10)], &[(10, 10)]) {
         let prefix = format!("coordination/dynamic/handoff/{runs}x{h}");
         let samples = measure(rt, config, &prefix, &handoff(h), runs, false)?;
-        percentiles(
-            sink,
-            &prefix,
-            "decision",
-            "a handoff turn's end → the next agent's turn dispatched (engine histogram; r runs at once, h handoffs each)",
-            &samples,
-            |s| s.decision_latency,
-            ("runs", runs),
-        );
-        let walls: Vec<f64> = samples.iter().map(|s| s.wall).collect();
-        sink.push(
-            Record::new(
-                format!("{prefix}/wall"),
-                "r handoff chains of h handoffs, submitted at once: first submit to the last run's end",
-                "s",
-                false,
-                walls.clone(),
-            )
-            .param("runs", runs)
-            .param("handoffs", h)
-            .derive(
-                "handoffs_per_s",
-                (runs * h) as f64 / crate::stats::median(&walls),
-            ),
-        );
+        let rows = Rows {
+            decision: "a handoff turn's end → the next agent's turn dispatched (engine histogram; r runs at once, h handoffs each)",
+            wall: "r handoff chains of h handoffs, submitted at once: first submit to the last run's end",
+            params: [("runs", runs), ("handoffs", h)],
+            rate: ("handoffs_per_s", runs * h),
+        };
+        pattern_rows(sink, &prefix, &samples, rows);
     }
     for (runs, t) in config.pick(&[(10_000, 10)], &[(1_000, 10)], &[(10, 10)]) {
         let prefix = format!("coordination/dynamic/supervisor/{runs}x{t}");
         let samples = measure(rt, config, &prefix, &supervisor(t), runs, false)?;
-        percentiles(
-            sink,
-            &prefix,
-            "decision",
-            "a supervisor's turn (or its delegation's last call) ended → what it decided dispatched (engine histogram; r runs at once, t turns each, two calls per turn)",
-            &samples,
-            |s| s.decision_latency,
-            ("runs", runs),
-        );
-        let walls: Vec<f64> = samples.iter().map(|s| s.wall).collect();
-        sink.push(
-            Record::new(
-                format!("{prefix}/wall"),
-                "r supervisor runs of t turns (two calls each), submitted at once: first submit to the last run's end",
-                "s",
-                false,
-                walls.clone(),
-            )
-            .param("runs", runs)
-            .param("turns", t)
-            .derive(
-                "turns_per_s",
-                (runs * t) as f64 / crate::stats::median(&walls),
-            ),
-        );
+        let rows = Rows {
+            decision: "a supervisor's turn (or its delegation's last call) ended → what it decided dispatched (engine histogram; r runs at once, t turns each, two calls per turn)",
+            wall: "r supervisor runs of t turns (two calls each), submitted at once: first submit to the last run's end",
+            params: [("runs", runs), ("turns", t)],
+            rate: ("turns_per_s", runs * t),
+        };
+        pattern_rows(sink, &prefix, &samples, rows);
     }
     for (agents, wanted) in config.pick(&[(100, 1_048_576)], &[(100, 16_384)], &[(10, 64)]) {
         let (spec, messages) = network(agents, wanted);
         let prefix = format!("coordination/dynamic/network/{agents}x{messages}");
         let samples = measure(rt, config, &prefix, &spec, 1, true)?;
-        percentiles(
-            sink,
-            &prefix,
-            "decision",
-            "a round decided → each of its turns dispatched (engine histogram; one network on the embedded store, rounds doubling up to m messages)",
-            &samples,
-            |s| s.decision_latency,
-            ("agents", agents),
-        );
-        let walls: Vec<f64> = samples.iter().map(|s| s.wall).collect();
-        sink.push(
-            Record::new(
-                format!("{prefix}/wall"),
-                "one network of a agents exchanging m messages on the embedded store: submit to its end",
-                "s",
-                false,
-                walls.clone(),
-            )
-            .param("agents", agents)
-            .param("messages", messages)
-            .derive(
-                "messages_per_s",
-                messages as f64 / crate::stats::median(&walls),
-            ),
-        );
+        let rows = Rows {
+            decision: "a round decided → its first turn dispatched (engine histogram; one network on the embedded store, rounds doubling up to m messages)",
+            wall: "one network of a agents exchanging m messages on the embedded store: submit to its end",
+            params: [("agents", agents), ("messages", messages)],
+            rate: ("messages_per_s", messages),
+        };
+        pattern_rows(sink, &prefix, &samples, rows);
     }
     Ok(())
 }

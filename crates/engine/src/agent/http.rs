@@ -336,6 +336,16 @@ impl Endpoint {
     }
 }
 
+/// A 2xx answer's body as JSON; a permanent failure quoting it otherwise.
+pub(super) fn json_answer(url: &Uri, body: &[u8]) -> Result<Value, Failure> {
+    serde_json::from_slice(body).map_err(|e| {
+        Failure::permanent(format!(
+            "{url} answered with something that is not JSON ({e}): {}",
+            excerpt(body)
+        ))
+    })
+}
+
 /// A failure for an answer that is not 2xx: retryable for 5xx, 408 and 429.
 pub(super) fn status_failure(url: &Uri, status: StatusCode, body: &[u8]) -> Failure {
     let message = format!("{url} answered HTTP {status}: {}", excerpt(body));
@@ -394,12 +404,7 @@ async fn send(inner: Arc<Endpoint>, call: Call) -> Outcome {
     if !status.is_success() {
         return Err(status_failure(url, status, &body));
     }
-    let answer: Value = serde_json::from_slice(&body).map_err(|e| {
-        Failure::permanent(format!(
-            "{url} answered with something that is not JSON ({e}): {}",
-            excerpt(&body)
-        ))
-    })?;
+    let answer = json_answer(url, &body)?;
     if let Some(error) = answer.get("error") {
         let code = error.get("code").map_or(Value::Null, Value::clone);
         let message = error

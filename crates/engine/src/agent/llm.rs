@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::http::{Egress, Endpoint, excerpt, status_failure};
+use super::http::{Egress, Endpoint, excerpt, json_answer, status_failure};
 use super::{Call, Decisions, Failure, Outcome, Runner, Started};
 
 /// An agent answering through a chat-completions API.
@@ -90,12 +90,7 @@ async fn ask(inner: Arc<Inner>, call: Call) -> Outcome {
     if !status.is_success() {
         return Err(status_failure(url, status, &body));
     }
-    let answer: Value = serde_json::from_slice(&body).map_err(|e| {
-        Failure::permanent(format!(
-            "{url} answered with something that is not JSON ({e}): {}",
-            excerpt(&body)
-        ))
-    })?;
+    let answer = json_answer(url, &body)?;
     if let Some(usage) = answer.get("usage") {
         let tokens = |k: &str| usage.get(k).and_then(serde_json::Value::as_u64);
         let (prompt, completion) = (tokens("prompt_tokens"), tokens("completion_tokens"));

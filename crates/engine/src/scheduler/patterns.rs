@@ -154,22 +154,16 @@ fn sent(output: Option<&Value>, swarm: bool) -> Vec<&Value> {
 fn check_swarm(output: Option<&Value>, agents: &[String]) -> Result<(), String> {
     let shape = "`{\"handoff\": {\"to\": AGENT, \"input\": …}}` or a list of them";
     if let Some(handoff) = output.and_then(|o| o.get("handoff")) {
-        for (k, h) in sent(output, true).iter().enumerate() {
-            match h.get("to").and_then(Value::as_str) {
-                None => {
-                    return Err(format!(
-                        "a handoff needs `to`, the agent to hand control to ({shape}), found {handoff}"
-                    ));
-                }
-                Some(to) if !agents.iter().any(|a| a == to) => {
-                    return Err(format!(
-                        "handoff {k} is to `{to}`, which is not one of the swarm's agents ({})",
-                        agents.join(", ")
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
+        check_to(
+            &sent(output, true),
+            agents,
+            |_, _| {
+                format!(
+                    "a handoff needs `to`, the agent to hand control to ({shape}), found {handoff}"
+                )
+            },
+            |k, to| format!("handoff {k} is to `{to}`, which is not one of the swarm's agents"),
+        )?;
     }
     let Some(context) = output.and_then(|o| o.get("context")) else {
         return Ok(());
@@ -229,18 +223,30 @@ fn check_sends(output: Option<&Value>, agents: &[String]) -> Result<(), String> 
             "`send` must be a list of messages ({shape}), found {send}"
         ));
     };
-    for (k, message) in list.iter().enumerate() {
-        match message.get("to").and_then(Value::as_str) {
-            None => {
-                return Err(format!(
-                    "`send[{k}]` needs `to`, the agent to message ({shape}), found {message}"
-                ));
-            }
+    check_to(
+        &list.iter().collect::<Vec<_>>(),
+        agents,
+        |k, message| {
+            format!("`send[{k}]` needs `to`, the agent to message ({shape}), found {message}")
+        },
+        |k, to| format!("`send[{k}]` is to `{to}`, which is not one of the network's agents"),
+    )
+}
+
+/// Each of `list` names `to`, one of `agents`; else why not, from `missing`
+/// (the entry's index and the entry) or `outside` (its index and its `to`,
+/// the agents allowed added).
+fn check_to(
+    list: &[&Value],
+    agents: &[String],
+    missing: impl Fn(usize, &Value) -> String,
+    outside: impl Fn(usize, &str) -> String,
+) -> Result<(), String> {
+    for (k, entry) in list.iter().enumerate() {
+        match entry.get("to").and_then(Value::as_str) {
+            None => return Err(missing(k, entry)),
             Some(to) if !agents.iter().any(|a| a == to) => {
-                return Err(format!(
-                    "`send[{k}]` is to `{to}`, which is not one of the network's agents ({})",
-                    agents.join(", ")
-                ));
+                return Err(format!("{} ({})", outside(k, to), agents.join(", ")));
             }
             Some(_) => {}
         }

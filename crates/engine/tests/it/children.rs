@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_engine::store::{Embedded, EmbeddedOptions, RunStatus, TaskStatus};
+use baton_engine::store::{Embedded, RunStatus, TaskStatus};
 use baton_engine::{Engine, Options, RunQuery};
 use baton_events::MemoryLog;
 use serde_json::json;
 
-use crate::{eventually, id, spec, start};
+use crate::{durable, eventually, id, spec, start};
 
 fn parent(child_tasks: &str) -> String {
     format!(
@@ -170,14 +170,7 @@ tasks:
 "#,
         marks.display()
     ));
-    let engine = || {
-        let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
-        let store = Embedded::open(&state, EmbeddedOptions::default()).unwrap();
-        let (engine, handle) =
-            Engine::build(Options::default(), log, Some(Arc::new(store))).unwrap();
-        (handle, tokio::spawn(engine.run()))
-    };
-    let (first, task) = engine();
+    let (first, task) = durable(&state);
     let run = first.submit(spec, json!({})).await.unwrap();
     let child = eventually(
         "the child's second task",
@@ -194,7 +187,7 @@ tasks:
     first.shutdown().await.unwrap();
     task.await.unwrap();
 
-    let (second, task) = engine();
+    let (second, task) = durable(&state);
     let mut active = second.active().await.unwrap();
     active.sort();
     assert_eq!(active, [run, child], "both resume");
@@ -405,14 +398,7 @@ tasks:
         flag = flag.display(),
         marks = marks.display(),
     ));
-    let engine = || {
-        let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
-        let store = Embedded::open(&state, EmbeddedOptions::default()).unwrap();
-        let (engine, handle) =
-            Engine::build(Options::default(), log, Some(Arc::new(store))).unwrap();
-        (handle, tokio::spawn(engine.run()))
-    };
-    let (first, task) = engine();
+    let (first, task) = durable(&state);
     let run = first.submit(spec, json!({})).await.unwrap();
     eventually("the charge running", Duration::from_secs(30), || async {
         let view = first.status(run).await.ok()?;
@@ -423,7 +409,7 @@ tasks:
     task.await.unwrap();
 
     std::fs::write(&flag, "").unwrap();
-    let (second, task) = engine();
+    let (second, task) = durable(&state);
     let summary = second.wait(run).await.unwrap();
     assert_eq!(summary.status, RunStatus::Failed, "{summary:?}");
     assert!(summary.compensation_failures.is_empty(), "{summary:?}");

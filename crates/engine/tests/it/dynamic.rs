@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
-use baton_engine::store::{Embedded, EmbeddedOptions, RunStatus, TaskStatus};
-use baton_engine::{Engine, Options};
+use baton_engine::store::{RunStatus, TaskStatus};
 use baton_events::MemoryLog;
 use serde_json::{Value, json};
 
-use crate::{id, spec, start, steps};
+use crate::{durable, id, spec, start, steps};
 
 /// A command agent that prints `{"item": …, "index": …}` back for an instance.
 const ECHO_ITEM: &str = r#"echo: { type: command, command: ["sh", "-c", "cat > /dev/null; echo \"{\\\"index\\\": $BATON_ITEM}\""] }"#;
@@ -411,14 +410,7 @@ tasks:
         list(5),
         marks.display()
     ));
-    let engine = || {
-        let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
-        let store = Embedded::open(&state, EmbeddedOptions::default()).unwrap();
-        let (engine, handle) =
-            Engine::build(Options::default(), log, Some(Arc::new(store))).unwrap();
-        (handle, tokio::spawn(engine.run()))
-    };
-    let (first, task) = engine();
+    let (first, task) = durable(&state);
     let run = first.submit(spec, json!({})).await.unwrap();
     crate::eventually(
         "item 3 to start",
@@ -436,7 +428,7 @@ tasks:
     task.await.unwrap();
     assert_eq!(std::fs::read_to_string(&marks).unwrap(), "0\n1\n2\n");
 
-    let (second, task) = engine();
+    let (second, task) = durable(&state);
     let summary = second.wait(run).await.unwrap();
     assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
     assert_eq!(

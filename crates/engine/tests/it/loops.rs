@@ -6,13 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_engine::store::{Embedded, EmbeddedOptions, RunId, RunStatus};
+use baton_engine::store::{Embedded, RunId, RunStatus};
 use baton_engine::{Engine, Handle, Options, RunQuery};
 use baton_events::MemoryLog;
 use serde_json::json;
 
 use crate::dynamic::decisions;
-use crate::{eventually, id, spec, start};
+use crate::{durable, eventually, id, spec, start};
 
 /// A workflow whose `review` task loops with `cat` (each iteration's output
 /// is what it was given), under the loop fields `fields`.
@@ -197,13 +197,6 @@ async fn a_loop_over_a_sub_workflow_runs_one_child_per_iteration() {
         .flat_map(|i| [("child".to_string(), i), ("child_end".to_string(), i)])
         .collect();
     assert_eq!(decisions, expected);
-}
-
-fn durable(state: &std::path::Path) -> (Handle, tokio::task::JoinHandle<()>) {
-    let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
-    let store = Embedded::open(state, EmbeddedOptions::default()).unwrap();
-    let (engine, handle) = Engine::build(Options::default(), log, Some(Arc::new(store))).unwrap();
-    (handle, tokio::spawn(engine.run()))
 }
 
 #[tokio::test]

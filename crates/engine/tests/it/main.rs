@@ -21,7 +21,7 @@ mod takeover;
 
 use std::sync::Arc;
 
-use baton_engine::store::{Embedded, RunId, TaskStatus};
+use baton_engine::store::{Embedded, EmbeddedOptions, RunId, TaskStatus};
 use baton_engine::{Engine, Handle, Options, Spec};
 use baton_events::{EventLog, MemoryLog};
 use baton_model::{Format, Source};
@@ -54,6 +54,25 @@ pub fn start() -> (Handle, Arc<MemoryLog>) {
         Engine::build::<_, Embedded>(Options::default(), log.clone(), None).unwrap();
     tokio::spawn(engine.run());
     (handle, log)
+}
+
+/// The lines of a file the agents of a test append to, sorted (empty when
+/// none ran).
+pub fn sorted_lines(path: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    lines.sort();
+    lines
+}
+
+/// An engine on an in-memory log and the embedded store in `state`, running:
+/// the way the resume tests start one, stop it and start another on the same
+/// store.
+pub fn durable(state: &std::path::Path) -> (Handle, tokio::task::JoinHandle<()>) {
+    let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
+    let store = Embedded::open(state, EmbeddedOptions::default()).unwrap();
+    let (engine, handle) = Engine::build(Options::default(), log, Some(Arc::new(store))).unwrap();
+    (handle, tokio::spawn(engine.run()))
 }
 
 /// One task transition as published: (task index, status, attempt).

@@ -6,13 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_engine::store::{Embedded, EmbeddedOptions, RunStatus};
-use baton_engine::{Engine, Options};
-use baton_events::MemoryLog;
-use serde_json::json;
+use baton_engine::store::RunStatus;
+use serde_json::{Value, json};
 
 use crate::dynamic::decisions;
-use crate::{eventually, spec, start};
+use crate::{durable, eventually, sorted_lines, spec, start};
 
 fn support(billing_says: &str, max_handoffs: u32) -> String {
     format!(
@@ -331,14 +329,7 @@ async fn a_resumed_supervisor_is_not_asked_again_and_ended_calls_do_not_rerun() 
         calls.display()
     );
     let flow = spec(&team(&script, &researcher, 4));
-    let durable = || {
-        let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
-        let store = Embedded::open(&state, EmbeddedOptions::default()).unwrap();
-        let (engine, handle) =
-            Engine::build(Options::default(), log, Some(Arc::new(store))).unwrap();
-        (handle, tokio::spawn(engine.run()))
-    };
-    let (first, task) = durable();
+    let (first, task) = durable(&state);
     let run = first.submit(flow, json!({})).await.unwrap();
     eventually(
         "rust and go answered, zig running",
@@ -354,7 +345,7 @@ async fn a_resumed_supervisor_is_not_asked_again_and_ended_calls_do_not_rerun() 
     first.shutdown().await.unwrap();
     task.await.unwrap();
 
-    let (second, task) = durable();
+    let (second, task) = durable(&state);
     let summary = second.wait(run).await.unwrap();
     assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
     let view = second.status(run).await.unwrap();
@@ -367,12 +358,7 @@ async fn a_resumed_supervisor_is_not_asked_again_and_ended_calls_do_not_rerun() 
         "supervisor 0\nsupervisor 1\n",
         "the supervisor's first turn was not asked again"
     );
-    let mut asked: Vec<String> = std::fs::read_to_string(&calls)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect();
-    asked.sort();
+    let asked = sorted_lines(&calls);
     assert_eq!(
         asked,
         [
@@ -387,49 +373,24 @@ async fn a_resumed_supervisor_is_not_asked_again_and_ended_calls_do_not_rerun() 
     task.await.unwrap();
 }
 
-/// A buyer and a seller written in Python negotiate by messages: the buyer
-/// offers, the seller counters, until the buyer accepts and finishes.
+/// The buyer and the seller of examples/patterns/negotiation.yaml (Python
+/// programs) negotiate by messages: the buyer offers, the seller counters,
+/// until the buyer accepts and finishes.
 #[tokio::test]
 async fn a_network_runs_until_an_agent_finishes() {
-    let dir = tempfile::tempdir().unwrap();
-    let agent = |name: &str, body: &str| {
-        let path = dir.path().join(format!("{name}.py"));
-        std::fs::write(
-            &path,
-            format!("import json, sys\ncall = json.load(sys.stdin)\n{body}"),
-        )
-        .unwrap();
-        path
-    };
-    let buyer = agent(
-        "buyer",
-        r#"
-if call["from"] is None:
-    print(json.dumps({"send": [{"to": "seller", "message": {"offer": 50}}]}))
-elif call["message"]["counter"] <= 80:
-    print(json.dumps({"finish": {"deal": call["message"]["counter"], "round": call["round"]}}))
-else:
-    offer = 160 - call["message"]["counter"]
-    print(json.dumps({"send": [{"to": "seller", "message": {"offer": offer}}]}))
-"#,
-    );
-    let seller = agent(
-        "seller",
-        r#"
-print(json.dumps({"send": [{"to": call["from"], "message": {"counter": 150 - call["message"]["offer"]}}]}))
-"#,
+    let agents = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/patterns/agents"
     );
     let flow = spec(&format!(
         r#"
 agents:
-  buyer: {{ type: command, command: ["python3", "{}"] }}
-  seller: {{ type: command, command: ["python3", "{}"] }}
+  buyer: {{ type: command, command: ["python3", "{agents}/buyer.py"] }}
+  seller: {{ type: command, command: ["python3", "{agents}/seller.py"] }}
 tasks:
   - id: haggle
     pattern: {{ type: network, agents: [buyer, seller], max_messages: 20 }}
-"#,
-        buyer.display(),
-        seller.display()
+"#
     ));
     let (engine, log) = start();
     let run = engine.submit(flow, json!({})).await.unwrap();
@@ -556,43 +517,47 @@ async fn a_networks_bound_and_malformed_messages_are_clear_outcomes() {
 /// message again.
 #[tokio::test]
 async fn a_resumed_network_asks_no_ended_turn_again() {
+    let output = killed_mid_round(
+        "network",
+        "max_messages",
+        r#"{\"send\": [{\"to\": \"a\"}, {\"to\": \"b\"}]}"#,
+        r#"\"done\""#,
+    )
+    .await;
+    assert_eq!(output["messages"], 2, "{output}");
+}
+
+/// A round of two turns (`a` and `b`, sent by `hub`, each answering
+/// `answer`) whose `b` is killed with the engine; a second engine on the
+/// same store resumes it: only `b` is asked again. Returns the task's output.
+async fn killed_mid_round(kind: &str, bound: &str, hub_says: &str, answer: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let calls = dir.path().join("calls");
     // Each call notes who it is; `b` takes 30 s the first time.
     let worker = format!(
-        r#"{{ type: command, command: ["sh", "-c", "cat > /dev/null; echo $0 >> {0}; [ $0 = b ] && [ $(grep -cx b {0}) -eq 1 ] && sleep 30; echo '\"done\"'", "WHO"] }}"#,
+        r#"{{ type: command, command: ["sh", "-c", "cat > /dev/null; echo $0 >> {0}; [ $0 = b ] && [ $(grep -cx b {0}) -eq 1 ] && sleep 30; echo '{answer}'", "WHO"] }}"#,
         calls.display()
     );
     let flow = spec(&format!(
         r#"
 agents:
-  hub: {{ type: command, command: ["sh", "-c", "cat > /dev/null; echo hub >> {calls}; echo '{{\"send\": [{{\"to\": \"a\"}}, {{\"to\": \"b\"}}]}}'"] }}
+  hub: {{ type: command, command: ["sh", "-c", "cat > /dev/null; echo hub >> {calls}; echo '{hub_says}'"] }}
   a: {a}
   b: {b}
 tasks:
   - id: talk
-    pattern: {{ type: network, agents: [hub, a, b], max_messages: 10 }}
+    pattern: {{ type: {kind}, agents: [hub, a, b], {bound}: 10 }}
 "#,
         calls = calls.display(),
         a = worker.replace("WHO", "a"),
         b = worker.replace("WHO", "b"),
     ));
-    let durable = || {
-        let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
-        let store = Embedded::open(&state, EmbeddedOptions::default()).unwrap();
-        let (engine, handle) =
-            Engine::build(Options::default(), log, Some(Arc::new(store))).unwrap();
-        (handle, tokio::spawn(engine.run()))
-    };
-    let (first, task) = durable();
+    let (first, task) = durable(&state);
     let run = first.submit(flow, json!({})).await.unwrap();
     eventually("a answered, b running", Duration::from_secs(30), || async {
         let page = first.instances(run, "talk", 0, 10).await.ok()?;
-        let b = std::fs::read_to_string(&calls)
-            .ok()?
-            .lines()
-            .any(|l| l == "b");
+        let b = sorted_lines(&calls).iter().any(|l| l == "b");
         let ended = page.items.iter().filter(|i| i.output.is_some()).count();
         (b && ended == 2).then_some(())
     })
@@ -600,23 +565,18 @@ tasks:
     first.shutdown().await.unwrap();
     task.await.unwrap();
 
-    let (second, task) = durable();
+    let (second, task) = durable(&state);
     let summary = second.wait(run).await.unwrap();
     assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
-    let mut asked: Vec<String> = std::fs::read_to_string(&calls)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect();
-    asked.sort();
-    assert_eq!(asked, ["a", "b", "b", "hub"], "only b answered again");
-    let output = second.status(run).await.unwrap().task_states[0]
-        .output
-        .clone()
-        .unwrap();
-    assert_eq!(output["messages"], 2, "{output}");
+    assert_eq!(
+        sorted_lines(&calls),
+        ["a", "b", "b", "hub"],
+        "only b answered again"
+    );
+    let view = second.status(run).await.unwrap();
     second.shutdown().await.unwrap();
     task.await.unwrap();
+    view.task_states[0].output.clone().unwrap()
 }
 
 /// A swarm's agents, one Python program playing each by name: `triage`
@@ -795,68 +755,16 @@ tasks:
 /// that ended are not asked again, and only the interrupted one runs again.
 #[tokio::test]
 async fn a_resumed_swarm_makes_the_same_blackboard_without_asking_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let calls = dir.path().join("calls");
-    // Each writes `owner` if nobody has; `b` takes 30 s the first time.
-    let worker = format!(
-        r#"{{ type: command, command: ["sh", "-c", "cat > /dev/null; echo $0 >> {0}; [ $0 = b ] && [ $(grep -cx b {0}) -eq 1 ] && sleep 30; echo '{{\"context\": {{\"set\": {{\"owner\": \"'$0'\"}}, \"expect\": {{\"owner\": 0}}}}}}'", "WHO"] }}"#,
-        calls.display()
-    );
-    let flow = spec(&format!(
-        r#"
-agents:
-  hub: {{ type: command, command: ["sh", "-c", "cat > /dev/null; echo hub >> {calls}; echo '{{\"handoff\": [{{\"to\": \"a\"}}, {{\"to\": \"b\"}}]}}'"] }}
-  a: {a}
-  b: {b}
-tasks:
-  - id: claim
-    pattern: {{ type: swarm, agents: [hub, a, b], max_handoffs: 10 }}
-"#,
-        calls = calls.display(),
-        a = worker.replace("WHO", "a"),
-        b = worker.replace("WHO", "b"),
-    ));
-    let durable = || {
-        let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
-        let store = Embedded::open(&state, EmbeddedOptions::default()).unwrap();
-        let (engine, handle) =
-            Engine::build(Options::default(), log, Some(Arc::new(store))).unwrap();
-        (handle, tokio::spawn(engine.run()))
-    };
-    let (first, task) = durable();
-    let run = first.submit(flow, json!({})).await.unwrap();
-    eventually("a answered, b running", Duration::from_secs(30), || async {
-        let page = first.instances(run, "claim", 0, 10).await.ok()?;
-        let b = std::fs::read_to_string(&calls)
-            .ok()?
-            .lines()
-            .any(|l| l == "b");
-        let ended = page.items.iter().filter(|i| i.output.is_some()).count();
-        (b && ended == 2).then_some(())
-    })
+    // Each writes `owner` if nobody has.
+    let output = killed_mid_round(
+        "swarm",
+        "max_handoffs",
+        r#"{\"handoff\": [{\"to\": \"a\"}, {\"to\": \"b\"}]}"#,
+        r#"{\"context\": {\"set\": {\"owner\": \"'$0'\"}, \"expect\": {\"owner\": 0}}}"#,
+    )
     .await;
-    first.shutdown().await.unwrap();
-    task.await.unwrap();
-
-    let (second, task) = durable();
-    let summary = second.wait(run).await.unwrap();
-    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
-    let mut asked: Vec<String> = std::fs::read_to_string(&calls)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect();
-    asked.sort();
-    assert_eq!(asked, ["a", "b", "b", "hub"], "only b answered again");
-    let output = second.status(run).await.unwrap().task_states[0]
-        .output
-        .clone()
-        .unwrap();
     assert_eq!(output["context"], json!({"owner": "a"}), "{output}");
     assert_eq!(output["versions"], json!({"owner": 1}), "{output}");
-    second.shutdown().await.unwrap();
-    task.await.unwrap();
 }
 
 /// A lead (Python, deciding from the conversation) delegates to a team twice
@@ -962,14 +870,7 @@ async fn a_resumed_hierarchy_waits_for_the_team_run_it_had_started() {
         calls.display()
     );
     let flow = hierarchy(dir.path(), &worker);
-    let durable = || {
-        let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
-        let store = Embedded::open(&state, EmbeddedOptions::default()).unwrap();
-        let (engine, handle) =
-            Engine::build(Options::default(), log, Some(Arc::new(store))).unwrap();
-        (handle, tokio::spawn(engine.run()))
-    };
-    let (first, task) = durable();
+    let (first, task) = durable(&state);
     let run = first.submit(flow, json!({})).await.unwrap();
     eventually(
         "q 1 and the writer answered, q 2 running",
@@ -985,15 +886,10 @@ async fn a_resumed_hierarchy_waits_for_the_team_run_it_had_started() {
     first.shutdown().await.unwrap();
     task.await.unwrap();
 
-    let (second, task) = durable();
+    let (second, task) = durable(&state);
     let summary = second.wait(run).await.unwrap();
     assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
-    let mut asked: Vec<String> = std::fs::read_to_string(&calls)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect();
-    asked.sort();
+    let asked = sorted_lines(&calls);
     assert_eq!(
         asked,
         ["\"q\":1", "\"q\":2", "\"q\":2"],

@@ -5,7 +5,7 @@ use baton_engine::Error;
 use baton_engine::store::{RunStatus, TaskStatus};
 use serde_json::json;
 
-use crate::{id, spec, start};
+use crate::{id, sorted_lines, spec, start};
 
 /// `a → b → c → d` and `a → e`: each task appends its id to `marks`; `c`
 /// fails while `broken` exists.
@@ -29,10 +29,7 @@ tasks:
 }
 
 fn marks(dir: &std::path::Path) -> Vec<String> {
-    let text = std::fs::read_to_string(dir.join("marks")).unwrap_or_default();
-    let mut lines: Vec<String> = text.lines().map(String::from).collect();
-    lines.sort();
-    lines
+    sorted_lines(&dir.join("marks"))
 }
 
 #[tokio::test]
