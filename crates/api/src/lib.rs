@@ -529,6 +529,14 @@ pub struct Complete {
     pub output: Value,
 }
 
+/// `POST /api/v1/tasks/{id}/progress`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressReport {
+    /// What the call has so far: partial output, a percentage, a status line.
+    pub progress: Value,
+}
+
 /// `POST /api/v1/tasks/{id}/fail`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -403,6 +403,7 @@ mod tests {
             input,
             estimate: None,
             decisions: None,
+            progress: None,
         }
     }
 

@@ -658,6 +658,7 @@ mod tests {
             input,
             estimate: None,
             decisions: None,
+            progress: None,
         }
     }
 

@@ -71,6 +71,34 @@ pub struct Call {
     /// What the call may decide besides answering, for agents that offer
     /// decisions themselves ([`Runner::offers_decisions`]); `None` otherwise.
     pub decisions: Option<Decisions>,
+    /// Where the agent may report what it has so far while the call runs
+    /// (`None` where nobody listens).
+    pub progress: Option<Progress>,
+}
+
+/// Where an agent reports progress and partial output while a call runs:
+/// carried on the run's event stream (`baton.progress` on `baton.runs`,
+/// coalesced so that a chatty agent cannot flood it), never recorded: the
+/// call's final output is what is durable.
+#[derive(Clone)]
+pub struct Progress(Arc<dyn Fn(Value) + Send + Sync>);
+
+impl Progress {
+    /// A reporter that hands each report to `report`.
+    pub fn new(report: impl Fn(Value) + Send + Sync + 'static) -> Progress {
+        Progress(Arc::new(report))
+    }
+
+    /// Reports what the call has so far.
+    pub fn report(&self, progress: Value) {
+        (self.0)(progress)
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
 }
 
 /// What a call may decide besides answering: the decisions of its task's
@@ -126,6 +154,12 @@ pub trait Runner: Send + Sync + 'static {
     /// Whether calls should carry their [`Decisions`] (agents that offer
     /// them, as an `llm` agent does as tools).
     fn offers_decisions(&self) -> bool {
+        false
+    }
+
+    /// Whether calls should carry a [`Progress`] reporter (agents that may
+    /// report partial output while a call runs).
+    fn reports_progress(&self) -> bool {
         false
     }
 
@@ -363,6 +397,7 @@ mod tests {
             input: Value::Null,
             estimate: None,
             decisions: None,
+            progress: None,
         }
     }
 

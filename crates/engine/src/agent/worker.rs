@@ -208,6 +208,18 @@ impl Workers {
         Ok(())
     }
 
+    /// Reports what a leased call has so far (see [`super::Progress`]); the
+    /// lease is not extended.
+    pub fn progress(&self, id: &str, progress: Value) -> Result<(), Error> {
+        let l = self.settle(id)?;
+        if let Some(p) = &l.waiting.call.progress {
+            p.report(progress);
+        }
+        let key = u64::from_str_radix(id, 16).unwrap_or_default();
+        self.pool().leased.insert(key, l);
+        Ok(())
+    }
+
     /// Reports a call done with `output`.
     pub fn complete(&self, id: &str, output: Value) -> Result<(), Error> {
         let l = self.settle(id)?;
@@ -258,6 +270,10 @@ impl Worker {
 }
 
 impl Runner for Worker {
+    fn reports_progress(&self) -> bool {
+        true
+    }
+
     fn start(&self, call: Call) -> Started {
         let (reply, outcome) = oneshot::channel();
         self.pool.enqueue(&self.name, Waiting { call, reply });
@@ -282,6 +298,7 @@ mod tests {
             input: serde_json::json!({"task": task}),
             estimate: None,
             decisions: None,
+            progress: None,
         }
     }
 

@@ -17,7 +17,7 @@ use super::{
     Detail, Done, FLUSH_EVERY, FORWARD, Job, Msg, NO_AGENT, NO_ITEM, PUMP_BUDGET, Scheduler, Timer,
     TimerKind, ns,
 };
-use crate::agent::{Call, Failure, Started};
+use crate::agent::{Call, Failure, Progress, Started};
 use crate::retry;
 use crate::spec::{CHILD, ON_ROUTE, Spec, Undo};
 use crate::store::{RunStatus, TaskStatus};
@@ -123,6 +123,12 @@ impl Scheduler {
             decisions: runner
                 .offers_decisions()
                 .then(|| super::patterns::decisions(run, job.task, job.item)),
+            progress: runner.reports_progress().then(|| {
+                let tx = self.outcomes_tx.clone();
+                Progress::new(move |value| {
+                    let _ = tx.send(Msg::Progress { job, value });
+                })
+            }),
         };
         match runner.start(call) {
             Started::Done(outcome) => self.complete(Done::of(&job, agent, false, now, outcome)),
@@ -428,6 +434,10 @@ impl Scheduler {
             }
             self.timers.pop();
             let job = t.job;
+            if t.kind == TimerKind::Progress {
+                self.progress_window_ended(job, now);
+                continue;
+            }
             let Some(run) = self.run_mut(job.slot, job.run) else {
                 continue;
             };
@@ -473,6 +483,8 @@ impl Scheduler {
                     run.tasks[job.task as usize].attempt = job.attempt;
                     self.attempt_failed(job, failure, now);
                 }
+                // Handled before: a window outlives its run.
+                TimerKind::Progress => {}
             }
         }
     }

@@ -645,8 +645,9 @@ impl Scheduler {
             payload.insert("task".into(), (*run.spec.ids[t as usize]).into());
         }
         payload.insert("decision".into(), decision.into());
-        self.out.push(Out::Decision {
+        self.out.push(Out::Event {
             run: run.id,
+            kind: "baton.decision",
             payload: Value::Object(payload).to_string(),
         });
     }

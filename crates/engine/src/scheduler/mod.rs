@@ -26,6 +26,7 @@ mod dynamic;
 mod input;
 mod loops;
 mod patterns;
+mod progress;
 mod recovery;
 mod report;
 mod rerun;
@@ -126,6 +127,11 @@ pub(crate) enum Msg {
         events: Vec<Event>,
     },
     StoreFailed(String),
+    /// An agent's progress report for a call.
+    Progress {
+        job: Job,
+        value: Value,
+    },
     /// Runs taken over from another instance.
     Adopt {
         records: Vec<Record>,
@@ -179,7 +185,7 @@ pub(crate) struct Done {
 /// task being undone; `task` is then the compensation task, or `comp_of` itself for
 /// an action). A fan-out's instances are jobs of their task with an `item`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Job {
+pub(crate) struct Job {
     run: RunId,
     slot: u32,
     task: u32,
@@ -289,6 +295,8 @@ struct AgentSlot {
 enum TimerKind {
     Retry,
     WaitTimeout,
+    /// A call's coalescing window for progress ended.
+    Progress,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -343,9 +351,12 @@ enum Out {
         at_ms: u64,
         reason: Option<String>,
     },
-    /// What a run decided (a fan-out's size, a route): an event, not a record.
-    Decision {
+    /// An event about a run that is not a record: what it decided (a
+    /// fan-out's size, a route: `baton.decision`), or what an agent has so
+    /// far (`baton.progress`).
+    Event {
         run: RunId,
+        kind: &'static str,
         payload: String,
     },
 }
@@ -399,6 +410,8 @@ pub(crate) struct Scheduler {
     /// failing): never waits, at most one per call or submission in flight.
     outcomes: mpsc::UnboundedReceiver<Msg>,
     outcomes_tx: mpsc::UnboundedSender<Msg>,
+    /// Calls whose progress reports are being coalesced.
+    windows: HashMap<progress::CallKey, progress::Window>,
     /// Batches handed to the sink that it has not taken yet.
     sink_behind: Arc<AtomicUsize>,
     log: Arc<dyn DynLog>,
@@ -477,6 +490,7 @@ impl Scheduler {
             tx,
             outcomes,
             outcomes_tx,
+            windows: HashMap::new(),
             sink_behind: Arc::new(AtomicUsize::new(0)),
             log,
             store: store.map(|s| s as Arc<dyn DynStore>),
@@ -660,6 +674,7 @@ impl Scheduler {
                 let _ = reply.send(self.stats());
             }
             Msg::Signals { topic, events } => self.signals(&topic, events),
+            Msg::Progress { job, value } => self.progress(job, value, Instant::now()),
             Msg::StoreFailed(message) => self.store_failed = Some(message),
             Msg::Adopt {
                 records,

@@ -227,7 +227,7 @@ pub(super) fn answer(ack: Ack, synced: Result<(), Error>) {
 /// Per output, the position of its record among the batch's records, when some
 /// outputs have none (`None`: every output is a record).
 fn stored_before(out: &[Out]) -> Option<Vec<usize>> {
-    if !out.iter().any(|o| matches!(o, Out::Decision { .. })) {
+    if !out.iter().any(|o| matches!(o, Out::Event { .. })) {
         return None;
     }
     let mut n = 0usize;
@@ -235,7 +235,7 @@ fn stored_before(out: &[Out]) -> Option<Vec<usize>> {
         out.iter()
             .map(|o| {
                 let at = n;
-                if !matches!(o, Out::Decision { .. }) {
+                if !matches!(o, Out::Event { .. }) {
                     n += 1;
                 }
                 at
@@ -304,7 +304,7 @@ pub(super) fn record(out: &Out) -> Option<Record> {
             at_ms: *at_ms,
             reason: reason.clone(),
         },
-        Out::Decision { .. } => return None,
+        Out::Event { .. } => return None,
     })
 }
 
@@ -443,15 +443,11 @@ pub(super) fn events(out: &[Out]) -> Vec<Event> {
                     close(&mut events, open.swap_remove(at));
                 }
             }
-            Out::Decision { run, payload } => {
-                // After the run's transitions so far: the decision follows
-                // the output it was made from.
+            Out::Event { run, kind, payload } => {
+                // After the run's transitions so far: a decision follows the
+                // output it was made from.
                 flush_run(&mut events, &mut open, *run);
-                events.push(Event::new(
-                    "baton.decision",
-                    run.to_string(),
-                    payload.clone(),
-                ));
+                events.push(Event::new(*kind, run.to_string(), payload.clone()));
             }
             Out::Workflow { .. } => {}
         }

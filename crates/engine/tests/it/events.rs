@@ -132,3 +132,60 @@ async fn a_run_is_announced_before_its_transitions_and_ended_after_them() {
         "{kinds:?}"
     );
 }
+
+/// A worker's progress reports reach the run's events as `baton.progress`,
+/// coalesced: the first at once, then at most one per 100 ms window, the
+/// newest of the window; a report after the call ended is dropped. None is
+/// recorded.
+#[tokio::test(start_paused = true)]
+async fn progress_reports_are_coalesced_onto_the_runs_events() {
+    use std::sync::Arc;
+
+    use baton_engine::store::Embedded;
+    use baton_engine::{Engine, Options};
+    use baton_events::MemoryLog;
+
+    let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
+    let options = Options::default();
+    let workers = options.workers.clone();
+    let (engine, handle) =
+        Engine::build::<_, Embedded>(options.clone(), log.clone(), None).unwrap();
+    tokio::spawn(engine.run());
+    // The spec's worker agent waits in the engine's pool.
+    let flow = crate::spec_with(
+        r#"
+agents:
+  w: { type: worker }
+tasks:
+  - { id: transcribe, agent: w }
+"#,
+        &options.agents(),
+    );
+    let run = handle.submit(flow, json!({})).await.unwrap();
+    let lease = Duration::from_secs(30);
+    let got = workers.poll("w", 1, Duration::from_secs(10), lease).await;
+    let id = got[0].id.clone();
+    // Sent at one instant (time is paused): one window takes the three.
+    for pct in [10, 20, 30] {
+        workers.progress(&id, json!({"pct": pct})).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    workers.progress(&id, json!({"pct": 90})).unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    workers.complete(&id, json!({"text": "done"})).unwrap();
+    let summary = handle.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    handle.shutdown().await.unwrap();
+    let progress: Vec<Value> = crate::dynamic::run_events(&log, &run.to_string())
+        .await
+        .into_iter()
+        .filter(|(kind, _)| kind == "baton.progress")
+        .map(|(_, v)| v["progress"]["pct"].clone())
+        .collect();
+    assert_eq!(
+        progress,
+        [json!(10), json!(30), json!(90)],
+        "10 at once, 30 the newest of its window, 90 at once in a window of its own; the 20 coalesced away"
+    );
+}

@@ -72,6 +72,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/agents/{name}/poll", post(workers::worker_poll))
         .route("/api/v1/tasks/{id}/heartbeat", post(workers::heartbeat))
+        .route("/api/v1/tasks/{id}/progress", post(workers::progress))
         .route("/api/v1/tasks/{id}/complete", post(workers::complete))
         .route("/api/v1/tasks/{id}/fail", post(workers::fail))
         .route_layer(from_fn_with_state(state.clone(), middleware::auth));

@@ -87,6 +87,20 @@ pub(super) async fn heartbeat(
     Ok(leased(id, "extended"))
 }
 
+pub(super) async fn progress(
+    State(state): St,
+    Path(id): Path<String>,
+    Json(req): Json<api::ProgressReport>,
+) -> ApiResult<Response> {
+    state
+        .options
+        .engine
+        .workers
+        .progress(&id, req.progress)
+        .map_err(lease_error)?;
+    Ok(leased(id, "reported"))
+}
+
 pub(super) async fn complete(
     State(state): St,
     Path(id): Path<String>,

@@ -110,6 +110,14 @@ impl Http {
                 let (code, r) = self
                     .call(
                         "POST",
+                        &format!("/api/v1/tasks/{id}/progress"),
+                        Some(json!({"progress": {"pct": 50}})),
+                    )
+                    .await;
+                assert_eq!((code, r["status"].as_str()), (200, Some("reported")), "{r}");
+                let (code, r) = self
+                    .call(
+                        "POST",
                         &format!("/api/v1/tasks/{id}/complete"),
                         Some(json!({"output": {"done": a["task"]}})),
                     )
