@@ -4,6 +4,9 @@
 //! process prints on stdout is the task's output (JSON if it parses, else a
 //! string). A non-zero exit is a retryable failure carrying the end of stderr;
 //! a program that cannot be started (not found, not executable) a permanent one.
+//! A line on stderr that starts with `BATON_PROGRESS ` reports progress: the
+//! rest of the line (JSON when it parses, else text) goes to the call's
+//! [`Progress`].
 //!
 //! No shell reads the command unless the agent asks for one (`shell: true`,
 //! [`baton_model::Command::Shell`]); the call's input reaches the process only
@@ -30,7 +33,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::{Call, Failure, Outcome, Runner, Started};
+use super::{Call, Failure, Outcome, Progress, Runner, Started};
 
 /// The most of stdout kept; a process that prints more fails permanently
 /// (its output would not fit in the run's state anyway).
@@ -114,6 +117,10 @@ impl Command {
 }
 
 impl Runner for Command {
+    fn reports_progress(&self) -> bool {
+        true
+    }
+
     fn start(&self, call: Call) -> Started {
         if self.spec.program.is_empty() {
             return Started::Done(Err(Failure::permanent(
@@ -186,7 +193,7 @@ async fn run(spec: Arc<Spec>, call: Call) -> Outcome {
         tokio::join!(
             write_input(stdin, &input),
             read_capped(stdout, STDOUT_LIMIT),
-            read_tail(stderr, STDERR_TAIL),
+            read_tail(stderr, STDERR_TAIL, call.progress.as_ref()),
             exited,
         )
     };
@@ -327,12 +334,20 @@ async fn read_capped(
 }
 
 /// Reads everything, keeping the last `tail` bytes.
-async fn read_tail(pipe: Option<impl AsyncRead + Unpin>, tail: usize) -> io::Result<Vec<u8>> {
+async fn read_tail(
+    pipe: Option<impl AsyncRead + Unpin>,
+    tail: usize,
+    progress: Option<&Progress>,
+) -> io::Result<Vec<u8>> {
     let mut kept = Vec::new();
     let Some(mut pipe) = pipe else {
         return Ok(kept);
     };
     let mut buf = vec![0; 16 << 10];
+    let mut lines = progress.map(|p| Lines {
+        progress: p,
+        line: Vec::new(),
+    });
     loop {
         let n = pipe.read(&mut buf).await?;
         if n == 0 {
@@ -340,11 +355,56 @@ async fn read_tail(pipe: Option<impl AsyncRead + Unpin>, tail: usize) -> io::Res
             kept.drain(..cut);
             return Ok(kept);
         }
+        if let Some(lines) = &mut lines {
+            lines.scan(&buf[..n]);
+        }
         kept.extend_from_slice(&buf[..n]);
         // Trim in batches, not on every read.
         if kept.len() > 2 * tail + buf.len() {
             let cut = kept.len() - tail;
             kept.drain(..cut);
+        }
+    }
+}
+
+/// The prefix of a stderr line that reports progress.
+const PROGRESS: &[u8] = b"BATON_PROGRESS ";
+/// The longest progress line read; a longer one is skipped.
+const PROGRESS_LINE: usize = 64 << 10;
+
+/// Stderr cut into lines, the progress lines reported.
+struct Lines<'p> {
+    progress: &'p Progress,
+    /// The line so far (only while it may be a progress line).
+    line: Vec<u8>,
+}
+
+impl Lines<'_> {
+    fn scan(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let end = bytes.iter().position(|&b| b == b'\n');
+            let (part, rest) = match end {
+                Some(i) => (&bytes[..i], &bytes[i + 1..]),
+                None => (bytes, &[][..]),
+            };
+            if self.line.len() + part.len() <= PROGRESS_LINE {
+                self.line.extend_from_slice(part);
+            } else {
+                // Too long to be reported: drop it whole.
+                self.line.clear();
+                self.line.push(0);
+            }
+            if end.is_some() {
+                if let Some(report) = self.line.strip_prefix(PROGRESS) {
+                    let text = String::from_utf8_lossy(report);
+                    let text = text.trim_end_matches('\r');
+                    let value = serde_json::from_str(text)
+                        .unwrap_or_else(|_| Value::String(text.to_string()));
+                    self.progress.report(value);
+                }
+                self.line.clear();
+            }
+            bytes = rest;
         }
     }
 }
@@ -416,6 +476,34 @@ mod tests {
             Started::Done(outcome) => outcome,
             Started::Later(pending) => pending.await,
         }
+    }
+
+    #[tokio::test]
+    async fn progress_lines_on_stderr_are_reported_and_the_rest_is_not() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let agent = shell(
+            "echo 'BATON_PROGRESS {\"pct\": 50}' >&2; echo noise >&2; printf 'BATON_PROGRESS half' >&2; printf 'way\\n' >&2; echo 1",
+        );
+        let mut c = call(json!({}));
+        c.progress = Some(Progress::new(move |v| log.lock().unwrap().push(v)));
+        let Started::Later(f) = agent.start(c) else {
+            panic!("a process is started later");
+        };
+        assert_eq!(f.await, Ok(json!(1)));
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen, [json!({"pct": 50}), json!("halfway")]);
+        let mut lines = Lines {
+            progress: &Progress::new(|v| panic!("reported {v}")),
+            line: Vec::new(),
+        };
+        let long = [
+            b"BATON_PROGRESS ".as_slice(),
+            &vec![b'x'; PROGRESS_LINE],
+            b"\n",
+        ]
+        .concat();
+        lines.scan(&long);
     }
 
     #[tokio::test]
