@@ -289,6 +289,7 @@ fn spawn_failure(spec: &Spec, error: &io::Error) -> Failure {
     Failure {
         message,
         retryable: transient,
+        retry_after: None,
     }
 }
 

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | 2xx, JSON-RPC `result` | the output: data and text parts of the message or of the task's artifacts |
 //! | 2xx, JSON-RPC `error` | permanent failure with its code and message |
-//! | 5xx, 408, 429, connection error | retryable failure |
+//! | 5xx, 408, 429, connection error | retryable failure (after the answer's `Retry-After`, in seconds, when it gives one) |
 //! | other 4xx and 1xx/3xx | permanent failure |
 //! | a body that is not JSON, or larger than 16 MiB | permanent failure |
 //!
@@ -312,6 +312,7 @@ impl Endpoint {
         let response = self.client.request(request).await.map_err(|e| Failure {
             message: format!("cannot reach {url}: {}", chain(&e)),
             retryable: !refused(&e),
+            retry_after: None,
         })?;
         let status = response.status();
         let headers = response.headers().clone();
@@ -346,13 +347,28 @@ pub(super) fn json_answer(url: &Uri, body: &[u8]) -> Result<Value, Failure> {
     })
 }
 
-/// A failure for an answer that is not 2xx: retryable for 5xx, 408 and 429.
-pub(super) fn status_failure(url: &Uri, status: StatusCode, body: &[u8]) -> Failure {
+/// A failure for an answer that is not 2xx: retryable for 5xx, 408 and 429,
+/// after the answer's `Retry-After` (in seconds) when it gives one.
+pub(super) fn status_failure(
+    url: &Uri,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Failure {
     let message = format!("{url} answered HTTP {status}: {}", excerpt(body));
     let retryable = status.is_server_error()
         || status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT;
-    Failure { message, retryable }
+    let retry_after = headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    Failure {
+        message,
+        retryable,
+        retry_after,
+    }
 }
 
 impl Runner for Http {
@@ -390,7 +406,7 @@ async fn send(inner: Arc<Endpoint>, call: Call) -> Outcome {
     let url = &inner.url;
     let body = serde_json::to_vec(&request_body(&call))
         .map_err(|e| Failure::permanent(format!("cannot encode the input as JSON: {e}")))?;
-    let (status, _, body) = inner.post(body).await?;
+    let (status, headers, body) = inner.post(body).await?;
     tracing::debug!(
         run = %call.run,
         task = %call.task,
@@ -402,7 +418,7 @@ async fn send(inner: Arc<Endpoint>, call: Call) -> Outcome {
     );
 
     if !status.is_success() {
-        return Err(status_failure(url, status, &body));
+        return Err(status_failure(url, status, &headers, &body));
     }
     let answer = json_answer(url, &body)?;
     if let Some(error) = answer.get("error") {

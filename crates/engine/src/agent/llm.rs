@@ -85,10 +85,10 @@ async fn ask(inner: Arc<Inner>, call: Call) -> Outcome {
     let decisions = call.decisions.clone().unwrap_or_default();
     let body = serde_json::to_vec(&request_body(&inner, &call, &decisions))
         .map_err(|e| Failure::permanent(format!("cannot encode the request as JSON: {e}")))?;
-    let (status, _, body) = inner.endpoint.post(body).await?;
+    let (status, headers, body) = inner.endpoint.post(body).await?;
     let url = inner.endpoint.url();
     if !status.is_success() {
-        return Err(status_failure(url, status, &body));
+        return Err(status_failure(url, status, &headers, &body));
     }
     let answer = json_answer(url, &body)?;
     if let Some(usage) = answer.get("usage") {

@@ -34,14 +34,22 @@ pub struct Failure {
     /// Whether another attempt may succeed (a timeout, a crashed process or a 5xx
     /// response may; a rejected request will not).
     pub retryable: bool,
+    /// How long the agent asked to be left alone before another attempt (an
+    /// HTTP `Retry-After`): the next attempt waits at least that long (at
+    /// most [`Failure::MAX_RETRY_AFTER`]), whatever the task's backoff says.
+    pub retry_after: Option<Duration>,
 }
 
 impl Failure {
+    /// The longest `retry_after` honoured.
+    pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
     /// A failure that another attempt may not repeat.
     pub fn retryable(message: impl Into<String>) -> Failure {
         Failure {
             message: message.into(),
             retryable: true,
+            retry_after: None,
         }
     }
 
@@ -50,6 +58,7 @@ impl Failure {
         Failure {
             message: message.into(),
             retryable: false,
+            retry_after: None,
         }
     }
 }

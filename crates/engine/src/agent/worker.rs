@@ -230,7 +230,11 @@ impl Workers {
     /// Reports a call failed.
     pub fn fail(&self, id: &str, message: String, retryable: bool) -> Result<(), Error> {
         let l = self.settle(id)?;
-        let _ = l.waiting.reply.send(Err(Failure { message, retryable }));
+        let _ = l.waiting.reply.send(Err(Failure {
+            message,
+            retryable,
+            retry_after: None,
+        }));
         Ok(())
     }
 

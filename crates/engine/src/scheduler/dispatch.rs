@@ -381,8 +381,7 @@ impl Scheduler {
         let message: Arc<str> = failure.message.as_str().into();
         let live = matches!(run.status, RunStatus::Running | RunStatus::Paused);
         if failure.retryable && job.attempt < max && live {
-            let backoff = backoff.cloned().unwrap_or_default();
-            let delay = retry::delay(&backoff, job.attempt + 1, &mut self.rng);
+            let delay = self.retry_delay(backoff, job.attempt + 1, &failure);
             self.transition(
                 job.slot,
                 job.task,
@@ -414,6 +413,21 @@ impl Scheduler {
             );
             self.fail_run(job.slot, reason, false);
         }
+    }
+
+    /// How long before attempt `attempt`: the task's backoff, or longer when
+    /// the failure asked for it (`Retry-After`, up to
+    /// [`Failure::MAX_RETRY_AFTER`]).
+    pub(super) fn retry_delay(
+        &mut self,
+        backoff: Option<&baton_model::Backoff>,
+        attempt: u32,
+        failure: &Failure,
+    ) -> std::time::Duration {
+        let backoff = backoff.cloned().unwrap_or_default();
+        let delay = retry::delay(&backoff, attempt, &mut self.rng);
+        let asked = failure.retry_after.unwrap_or_default();
+        delay.max(asked.min(Failure::MAX_RETRY_AFTER))
     }
 
     pub(super) fn add_timer(&mut self, kind: TimerKind, at: Instant, job: Job) {

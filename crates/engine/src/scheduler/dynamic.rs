@@ -17,7 +17,6 @@ use tokio::time::Instant;
 
 use super::{Detail, FORWARD, Job, NO_AGENT, Out, Run, Scheduler};
 use crate::agent::{Failure, Outcome};
-use crate::retry;
 use crate::store::{RunId, RunStatus, TaskStatus};
 
 /// Where an instance is.
@@ -408,8 +407,7 @@ impl Scheduler {
                 f.state[job.item as usize] = ItemState::Waiting;
                 f.running -= 1;
             }
-            let backoff = backoff.cloned().unwrap_or_default();
-            let delay = retry::delay(&backoff, job.attempt + 1, &mut self.rng);
+            let delay = self.retry_delay(backoff, job.attempt + 1, &failure);
             let retry = Job {
                 attempt: job.attempt + 1,
                 ..job

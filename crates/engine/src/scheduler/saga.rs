@@ -9,7 +9,6 @@ use tokio::time::Instant;
 use super::{Detail, FORWARD, Job, NO_ITEM, Out, Run, Scheduler, TimerKind};
 use crate::agent::Outcome;
 use crate::clock::now_ms;
-use crate::retry;
 use crate::spec::Undo;
 use crate::store::{RunStatus, TaskStatus};
 
@@ -136,8 +135,7 @@ impl Scheduler {
             Err(failure) => {
                 let (max, backoff) = Self::max_attempts(&spec, job.task);
                 if failure.retryable && job.attempt < max {
-                    let backoff = backoff.cloned().unwrap_or_default();
-                    let delay = retry::delay(&backoff, job.attempt + 1, &mut self.rng);
+                    let delay = self.retry_delay(backoff, job.attempt + 1, &failure);
                     let retry = Job {
                         attempt: job.attempt + 1,
                         ..job

@@ -20,7 +20,8 @@ struct Seen {
 }
 
 /// A chat-completions stand-in on 127.0.0.1 answering each request with the
-/// next of `answers` (status, body), then 500s. Returns its base URL.
+/// next of `answers` (status, body; a 429 says `Retry-After: 1`), then 500s.
+/// Returns its base URL.
 async fn stand_in(answers: Vec<(u16, Value)>) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/v1", listener.local_addr().unwrap());
@@ -68,8 +69,13 @@ async fn stand_in(answers: Vec<(u16, Value)>) -> (String, Arc<Mutex<Vec<Seen>>>)
             log.lock().unwrap().push(Seen { headers, body });
             let (status, answer) = answers.next().unwrap_or((500, json!({"error": "no more"})));
             let text = answer.to_string();
+            let wait = if status == 429 {
+                "retry-after: 1\r\n"
+            } else {
+                ""
+            };
             let response = format!(
-                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{wait}content-length: {}\r\nconnection: close\r\n\r\n{text}",
                 text.len()
             );
             let _ = stream.write_all(response.as_bytes()).await;
@@ -199,11 +205,13 @@ tasks:
         view.task_states[0].output,
         Some(json!({"verdict": "approve"}))
     );
-    // A 429 is retried; the words that follow are a string output.
+    // A 429 is retried, after its `Retry-After` (1 s) rather than the
+    // task's 1 ms backoff; the words that follow are a string output.
     let run = engine.submit(flow(2), json!({})).await.unwrap();
     let summary = engine.wait(run).await.unwrap();
     assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
     assert_eq!(summary.retries, 1);
+    assert!(summary.makespan_ms >= 1000.0, "{summary:?}");
     let view = engine.status(run).await.unwrap();
     assert_eq!(
         view.task_states[0].output,
