@@ -65,18 +65,39 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
-/// Checks the media type (JSON, or none) and reads the body.
+/// What a 415 suggests.
+pub const SEND_JSON: &str =
+    "send `Content-Type: application/json` (with curl: `-H 'Content-Type: application/json'`)";
+
+/// Whether `media` is the form type curl's `-d` sends when nobody says
+/// otherwise: its body is taken as the JSON (or YAML) it almost always is.
+pub fn curl_default(media: &str) -> bool {
+    media.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+}
+
+/// Checks the media type (JSON, or none) and reads the body. A body sent as
+/// curl's default form type is read as JSON when it is JSON.
 pub async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
-    {
-        if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
-            let ct = ct.to_str().unwrap_or_default();
-            let media = ct.split(';').next().unwrap_or_default().trim();
-            if !(media.eq_ignore_ascii_case("application/json") || media.ends_with("+json")) {
-                return Err(ApiError::UnsupportedMediaType(format!(
-                    "expected `Content-Type: application/json`, got `{ct}`"
-                )));
-            }
+    let mut form = None;
+    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or_default();
+        let media = ct.split(';').next().unwrap_or_default().trim();
+        if curl_default(media) {
+            form = Some(ct.to_string());
+        } else if !(media.eq_ignore_ascii_case("application/json") || media.ends_with("+json")) {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "expected `Content-Type: application/json`, got `{ct}`: {SEND_JSON}"
+            )));
         }
-        bytes(req, state).await
     }
+    let body = bytes(req, state).await?;
+    if let Some(ct) = form {
+        let empty = body.iter().all(u8::is_ascii_whitespace);
+        if !empty && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "the body was sent as `{ct}` and is not JSON: {SEND_JSON}"
+            )));
+        }
+    }
+    Ok(body)
 }

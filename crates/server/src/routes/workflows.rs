@@ -62,9 +62,12 @@ pub(super) async fn create_workflow(
         "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
             Some(Format::Yaml)
         }
+        // curl's `-d` without a content type: JSON or YAML, told by the content.
+        m if body::curl_default(m) => None,
         _ => {
             return Err(ApiError::UnsupportedMediaType(format!(
-                "expected `Content-Type: application/json` or `application/yaml`, got `{ct}`"
+                "expected `Content-Type: application/json` or `application/yaml`, got `{ct}`: {}",
+                body::SEND_JSON
             )));
         }
     };

@@ -288,6 +288,47 @@ async fn errors_are_problem_json() {
         )
         .await;
     assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(
+        r.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("-H 'Content-Type: application/json'"),
+        "the 415 names the header to send"
+    );
+}
+
+/// `curl -d '{…}'` without `-H 'Content-Type: application/json'` sends
+/// `application/x-www-form-urlencoded`: a body that is JSON is taken as
+/// JSON (a workflow's, as JSON or YAML); one that is not is a 415 naming
+/// the header to send.
+#[tokio::test]
+async fn curls_default_form_type_is_read_as_json() {
+    let app = app().await;
+    let form = |path: &str, body: &str| {
+        Request::post(path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let r = app
+        .send(form(
+            "/api/v1/events?topic=orders",
+            r#"{"events": [{"type": "created", "payload": {"id": 1}}]}"#,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = app
+        .send(form(
+            "/api/v1/workflows",
+            "name: form\ntasks:\n  - { id: a }\n",
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = app
+        .send(form("/api/v1/events?topic=orders", "a=1&b=2"))
+        .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(r.json()["detail"].as_str().unwrap().contains("is not JSON"));
 }
 
 #[tokio::test]
