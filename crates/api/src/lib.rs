@@ -316,6 +316,18 @@ pub struct PerformanceMetrics {
     pub dispatch_latency_us: Value,
     /// Attempts beyond the first.
     pub retries: u64,
+    /// Tokens its `llm` agents' models used, when any did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<Tokens>,
+}
+
+/// Tokens models used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokens {
+    /// Of the prompts.
+    pub prompt: u64,
+    /// Of the answers.
+    pub completion: u64,
 }
 
 /// One task of an execution.

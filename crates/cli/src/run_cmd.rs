@@ -620,6 +620,15 @@ fn text(s: &Summary) -> String {
             s.instances
         );
     }
+    if let Some(t) = s.tokens {
+        let _ = writeln!(
+            out,
+            "  tokens        {} prompt, {} completion ({} in all)",
+            t.prompt,
+            t.completion,
+            t.prompt + t.completion
+        );
+    }
     let _ = writeln!(out, "  compensations {}", s.compensations);
     for f in &s.compensation_failures {
         let _ = writeln!(out, "  ! {f}");

@@ -60,5 +60,5 @@ pub use overrides::{Overrides, SpecCache};
 pub use spec::{DEFAULT_AGENT, Error as SpecError, MAX_DEPTH, Spec};
 pub use view::{
     AgentStats, InstancePage, InstanceView, ItemCounts, Percentiles, Progress, RunEntry, RunQuery,
-    RunView, Stats, Summary, TaskCounts, TaskView,
+    RunView, Stats, Summary, TaskCounts, TaskView, Tokens,
 };

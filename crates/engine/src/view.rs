@@ -61,6 +61,20 @@ pub struct Summary {
     pub compensations: u64,
     /// Compensations that failed for good, with their errors.
     pub compensation_failures: Vec<String>,
+    /// Tokens its `llm` agents' models used, when any did (counted by the
+    /// process that ran the calls; not recorded, so a run resumed elsewhere
+    /// counts from there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<Tokens>,
+}
+
+/// Tokens models used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Tokens {
+    /// Of the prompts.
+    pub prompt: u64,
+    /// Of the answers.
+    pub completion: u64,
 }
 
 /// Task counts by status.

@@ -415,6 +415,9 @@ fn schemas() -> Value {
         "status": {"type": "string", "enum": ["executing", "paused", "completed", "failed", "cancelled"]},
         "created_at_ms": {"type": "integer"}, "reason": {"type": "string"}, "parent_id": {"type": "string"}, "rerun_of": {"type": "string"},
         "task_counts": {"type": "object", "additionalProperties": {"type": "integer"}}}}}, "next_cursor": {"type": "string"}}});
+    // Apart: one `json!` this deep would pass the macro recursion limit.
+    let tokens = json!({"type": "object", "required": ["prompt", "completion"],
+        "properties": {"prompt": {"type": "integer"}, "completion": {"type": "integer"}}});
     let mut all = json!({
         "Problem": {"type": "object", "required": ["type", "title", "status", "detail", "code"], "properties": {
             "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
@@ -463,7 +466,8 @@ fn schemas() -> Value {
                 "current_task": {"type": ["string", "null"]}, "progress": {"type": "number"}}}},
             "performance_metrics": {"type": "object", "required": ["total_runtime", "agents_allocated", "tasks_completed", "coordination_overhead"], "properties": {
                 "total_runtime": {"type": "number"}, "agents_allocated": {"type": "integer"}, "tasks_completed": {"type": "integer"},
-                "coordination_overhead": {"type": "number"}, "dispatch_latency_us": {"type": "object"}, "retries": {"type": "integer"}}},
+                "coordination_overhead": {"type": "number"}, "dispatch_latency_us": {"type": "object"}, "retries": {"type": "integer"},
+                "tokens": tokens}},
             "task_counts": {"type": "object", "additionalProperties": {"type": "integer"}},
             "tasks": {"type": "array", "items": task_state}}},
         "ExecutionPage": execution_page,

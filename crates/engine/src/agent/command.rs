@@ -487,7 +487,11 @@ mod tests {
             "echo 'BATON_PROGRESS {\"pct\": 50}' >&2; echo noise >&2; printf 'BATON_PROGRESS half' >&2; printf 'way\\n' >&2; echo 1",
         );
         let mut c = call(json!({}));
-        c.progress = Some(Progress::new(move |v| log.lock().unwrap().push(v)));
+        c.progress = Some(Progress::new(move |r| {
+            if let crate::agent::Report::Progress(v) = r {
+                log.lock().unwrap().push(v)
+            }
+        }));
         let Started::Later(f) = agent.start(c) else {
             panic!("a process is started later");
         };
@@ -495,7 +499,7 @@ mod tests {
         let seen = seen.lock().unwrap().clone();
         assert_eq!(seen, [json!({"pct": 50}), json!("halfway")]);
         let mut lines = Lines {
-            progress: &Progress::new(|v| panic!("reported {v}")),
+            progress: &Progress::new(|r| panic!("reported {r:?}")),
             line: Vec::new(),
         };
         let long = [

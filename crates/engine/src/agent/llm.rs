@@ -75,6 +75,11 @@ impl Runner for Llm {
         true
     }
 
+    /// The tokens each answer used (counted per run).
+    fn reports_progress(&self) -> bool {
+        true
+    }
+
     fn start(&self, call: Call) -> Started {
         Started::Later(Box::pin(ask(Arc::clone(&self.inner), call)))
     }
@@ -94,6 +99,9 @@ async fn ask(inner: Arc<Inner>, call: Call) -> Outcome {
     if let Some(usage) = answer.get("usage") {
         let tokens = |k: &str| usage.get(k).and_then(serde_json::Value::as_u64);
         let (prompt, completion) = (tokens("prompt_tokens"), tokens("completion_tokens"));
+        if let Some(p) = &call.progress {
+            p.tokens(prompt.unwrap_or(0), completion.unwrap_or(0));
+        }
         tracing::info!(
             run = %call.run,
             task = %call.task,

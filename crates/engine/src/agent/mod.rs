@@ -89,18 +89,38 @@ pub struct Call {
 /// carried on the run's event stream (`baton.progress` on `baton.runs`,
 /// coalesced so that a chatty agent cannot flood it), never recorded: the
 /// call's final output is what is durable.
+/// It also takes the tokens a model used for the call (an `llm` agent's).
 #[derive(Clone)]
-pub struct Progress(Arc<dyn Fn(Value) + Send + Sync>);
+pub struct Progress(Arc<dyn Fn(Report) + Send + Sync>);
+
+/// What an agent reports while (or as) a call runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Report {
+    /// What the call has so far.
+    Progress(Value),
+    /// Tokens a model used for the call.
+    Tokens {
+        /// Tokens of the prompt.
+        prompt: u64,
+        /// Tokens of the answer.
+        completion: u64,
+    },
+}
 
 impl Progress {
     /// A reporter that hands each report to `report`.
-    pub fn new(report: impl Fn(Value) + Send + Sync + 'static) -> Progress {
+    pub fn new(report: impl Fn(Report) + Send + Sync + 'static) -> Progress {
         Progress(Arc::new(report))
     }
 
     /// Reports what the call has so far.
     pub fn report(&self, progress: Value) {
-        (self.0)(progress)
+        (self.0)(Report::Progress(progress))
+    }
+
+    /// Reports the tokens a model used for the call.
+    pub fn tokens(&self, prompt: u64, completion: u64) {
+        (self.0)(Report::Tokens { prompt, completion })
     }
 }
 

@@ -125,8 +125,8 @@ impl Scheduler {
                 .then(|| super::patterns::decisions(run, job.task, job.item)),
             progress: runner.reports_progress().then(|| {
                 let tx = self.outcomes_tx.clone();
-                Progress::new(move |value| {
-                    let _ = tx.send(Msg::Progress { job, value });
+                Progress::new(move |report| {
+                    let _ = tx.send(Msg::Report { job, report });
                 })
             }),
         };

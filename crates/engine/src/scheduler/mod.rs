@@ -127,10 +127,10 @@ pub(crate) enum Msg {
         events: Vec<Event>,
     },
     StoreFailed(String),
-    /// An agent's progress report for a call.
-    Progress {
+    /// What an agent reported for a call (progress, tokens used).
+    Report {
         job: Job,
-        value: Value,
+        report: crate::agent::Report,
     },
     /// Runs taken over from another instance.
     Adopt {
@@ -277,6 +277,8 @@ struct Run {
     child_from: Option<Instant>,
     /// Network patterns in progress, by task: who takes each turn.
     rounds: HashMap<u32, patterns::Rounds>,
+    /// Tokens its calls' models used: prompt, answer.
+    tokens: [u64; 2],
 }
 
 struct AgentSlot {
@@ -674,7 +676,7 @@ impl Scheduler {
                 let _ = reply.send(self.stats());
             }
             Msg::Signals { topic, events } => self.signals(&topic, events),
-            Msg::Progress { job, value } => self.progress(job, value, Instant::now()),
+            Msg::Report { job, report } => self.report(job, report, Instant::now()),
             Msg::StoreFailed(message) => self.store_failed = Some(message),
             Msg::Adopt {
                 records,
@@ -844,6 +846,7 @@ impl Scheduler {
             children: HashMap::new(),
             done_children: HashMap::new(),
             rounds: HashMap::new(),
+            tokens: [0; 2],
         };
         self.place(run)
     }

@@ -1,4 +1,6 @@
-//! Progress and partial output that agents report while a call runs: carried
+//! What agents report while a call runs. The tokens a model used are counted
+//! per run (its summary) and published as `baton.usage` events. Progress and
+//! partial output are carried
 //! on `baton.runs` as `baton.progress` events, never recorded (the call's
 //! final output is what is durable). Reports are coalesced per call: the
 //! first goes out at once, later ones at most once per [`WINDOW`], each
@@ -11,6 +13,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::{Job, NO_ITEM, Out, Scheduler, TimerKind};
+use crate::agent::Report;
 use crate::store::{RunId, TaskStatus};
 
 /// The shortest time between two progress events of one call.
@@ -33,8 +36,43 @@ fn key(job: &Job) -> CallKey {
 }
 
 impl Scheduler {
+    /// An agent reported something for `job`'s call.
+    pub(super) fn report(&mut self, job: Job, report: Report, now: Instant) {
+        match report {
+            Report::Progress(value) => self.progress(job, value, now),
+            Report::Tokens { prompt, completion } => self.tokens(job, prompt, completion),
+        }
+    }
+
+    /// A model's tokens for `job`'s call: counted for the run (its summary)
+    /// and published as a `baton.usage` event, whether or not the call is
+    /// still wanted (the tokens were spent).
+    fn tokens(&mut self, job: Job, prompt: u64, completion: u64) {
+        let Some(&slot) = self.by_id.get(&job.run) else {
+            return;
+        };
+        let run = self.runs[slot as usize].as_mut().expect("live run");
+        run.tokens[0] += prompt;
+        run.tokens[1] += completion;
+        let mut payload = json!({
+            "run": job.run.to_string(),
+            "task": &*run.spec.ids[job.task as usize],
+            "attempt": job.attempt,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+        });
+        if job.item != NO_ITEM {
+            payload["instance"] = job.item.into();
+        }
+        self.out.push(Out::Event {
+            run: job.run,
+            kind: "baton.usage",
+            payload: payload.to_string(),
+        });
+    }
+
     /// An agent reported progress for `job`'s call.
-    pub(super) fn progress(&mut self, job: Job, value: Value, now: Instant) {
+    fn progress(&mut self, job: Job, value: Value, now: Instant) {
         if !self.call_running(&job) {
             return;
         }

@@ -348,5 +348,9 @@ pub(super) fn summarize(run: &Run) -> Summary {
             .sum(),
         compensations: run.compensations,
         compensation_failures: run.compensation_failures.clone(),
+        tokens: (run.tokens != [0, 0]).then_some(crate::view::Tokens {
+            prompt: run.tokens[0],
+            completion: run.tokens[1],
+        }),
     }
 }

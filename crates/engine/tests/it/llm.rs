@@ -130,7 +130,7 @@ tasks:
     pattern: {{ type: supervisor, supervisor: planner, workers: [researcher], max_turns: 3 }}
 "#
     ));
-    let (engine, _log) = start();
+    let (engine, log) = start();
     let run = engine.submit(flow, json!({})).await.unwrap();
     let summary = engine.wait(run).await.unwrap();
     assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
@@ -139,7 +139,20 @@ tasks:
         view.task_states[0].output,
         Some(json!({"summary": "rust it is"}))
     );
+    // Both answers used 10 + 5 tokens: counted for the run, one event each.
+    let tokens = summary.tokens.expect("tokens counted");
+    assert_eq!((tokens.prompt, tokens.completion), (20, 10));
     engine.shutdown().await.unwrap();
+    let usage: Vec<_> = crate::dynamic::run_events(&log, &run.to_string())
+        .await
+        .into_iter()
+        .filter(|(kind, _)| kind == "baton.usage")
+        .map(|(_, v)| (v["task"].clone(), v["prompt_tokens"].clone()))
+        .collect();
+    assert_eq!(
+        usage,
+        [(json!("study"), json!(10)), (json!("study"), json!(10))]
+    );
 
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 2, "one completion per supervisor turn");

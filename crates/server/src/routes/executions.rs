@@ -430,6 +430,10 @@ pub(crate) fn view(state: &AppState, run: RunId, v: RunView) -> api::ExecutionSt
             dispatch_latency_us: serde_json::to_value(s.coordination_overhead)
                 .unwrap_or(Value::Null),
             retries: s.retries,
+            tokens: s.tokens.map(|t| api::Tokens {
+                prompt: t.prompt,
+                completion: t.completion,
+            }),
         },
         agents,
         task_counts: serde_json::to_value(s.tasks).unwrap_or(Value::Null),
