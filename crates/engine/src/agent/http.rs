@@ -7,7 +7,7 @@
 //!
 //! | answer | outcome |
 //! |---|---|
-//! | 2xx, JSON-RPC `result` | the output: data and text parts of the message or of the task's artifacts |
+//! | 2xx, JSON-RPC `result` | the output: data and text parts of the message or of the task's artifacts; a task still `submitted` or `working` is asked after with `tasks/get` (after 0.2 s, doubling up to 5 s) until it ends |
 //! | 2xx, JSON-RPC `error` | permanent failure with its code and message |
 //! | 5xx, 408, 429, connection error | retryable failure (after the answer's `Retry-After`, in seconds, when it gives one) |
 //! | other 4xx and 1xx/3xx | permanent failure |
@@ -401,10 +401,48 @@ fn request_body(call: &Call) -> Value {
     })
 }
 
-/// Sends one call and interprets the answer.
+/// The first wait before asking how an A2A task that has not finished is
+/// doing; each next wait doubles, up to [`POLL_MAX`].
+const POLL_FIRST: Duration = Duration::from_millis(200);
+const POLL_MAX: Duration = Duration::from_secs(5);
+
+/// Sends one call and interprets the answer. An A2A task that is
+/// `submitted` or `working` is asked after (`tasks/get`) until it ends; the
+/// task's `timeout` bounds the wait.
 async fn send(inner: Arc<Endpoint>, call: Call) -> Outcome {
+    let mut result = rpc(&inner, &call, request_body(&call)).await?;
+    let mut wait = POLL_FIRST;
+    loop {
+        let Some(id) = unfinished(&result) else {
+            return output(&result);
+        };
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(POLL_MAX);
+        let id_of = format!("{}/{}/{}", call.run, call.task, call.attempt);
+        let ask =
+            json!({"jsonrpc": "2.0", "id": id_of, "method": "tasks/get", "params": {"id": id}});
+        result = rpc(&inner, &call, ask).await?;
+    }
+}
+
+/// The id of an A2A task that has not finished yet (`submitted`, `working`).
+fn unfinished(result: &Value) -> Option<String> {
+    if result.get("kind").and_then(Value::as_str) != Some("task") {
+        return None;
+    }
+    let state = result.pointer("/status/state").and_then(Value::as_str);
+    match state {
+        Some("submitted" | "working") => {
+            result.get("id").and_then(Value::as_str).map(str::to_string)
+        }
+        _ => None,
+    }
+}
+
+/// One JSON-RPC request and its `result`.
+async fn rpc(inner: &Endpoint, call: &Call, request: Value) -> Result<Value, Failure> {
     let url = &inner.url;
-    let body = serde_json::to_vec(&request_body(&call))
+    let body = serde_json::to_vec(&request)
         .map_err(|e| Failure::permanent(format!("cannot encode the input as JSON: {e}")))?;
     let (status, headers, body) = inner.post(body).await?;
     tracing::debug!(
@@ -434,7 +472,7 @@ async fn send(inner: Arc<Endpoint>, call: Call) -> Outcome {
         return Err(Failure::permanent(text));
     }
     match answer.get("result") {
-        Some(result) => output(result),
+        Some(result) => Ok(result.clone()),
         None => Err(Failure::permanent(format!(
             "{url} answered without a JSON-RPC `result` or `error`: {}",
             excerpt(&body)
@@ -445,8 +483,8 @@ async fn send(inner: Arc<Endpoint>, call: Call) -> Outcome {
 /// The task's output from a JSON-RPC `result`:
 /// - a message (`kind: "message"`): its parts;
 /// - a task (`kind: "task"`): the parts of its artifacts, or a permanent failure
-///   if the task `failed`, was `rejected` or `canceled`, or has not finished
-///   (Baton does not poll A2A tasks);
+///   if the task `failed`, was `rejected` or `canceled`, or waits for
+///   something Baton does not give (`input-required`, `auth-required`);
 /// - anything else: the result as is.
 ///
 /// Parts become values: a data part its `data`, a text part its `text` as a
@@ -485,8 +523,8 @@ fn output(result: &Value) -> Outcome {
                 }
                 Some(state) => {
                     return Err(Failure::permanent(format!(
-                        "the agent's task is `{state}`, not finished: Baton needs the final \
-                         answer in the response (it does not poll A2A tasks)"
+                        "the agent's task is `{state}`: Baton does not answer an A2A agent's \
+                         requests for input yet; have the agent finish with what it has"
                     )));
                 }
             }
@@ -776,16 +814,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unfinished_task_is_permanent() {
+    async fn a_task_waiting_for_input_is_permanent() {
         let server = serve(
             "200 OK",
-            r#"{"jsonrpc":"2.0","id":"x","result":{"kind":"task","id":"t9","status":{"state":"working"}}}"#,
+            r#"{"jsonrpc":"2.0","id":"x","result":{"kind":"task","id":"t9","status":{"state":"input-required"}}}"#,
         )
         .await;
         let agent = Http::new(&server.url, &[], &Egress::Open).unwrap();
         let failure = outcome(&agent, Value::Null).await.unwrap_err();
         assert!(!failure.retryable);
-        assert!(failure.message.contains("`working`"), "{}", failure.message);
+        assert!(
+            failure.message.contains("`input-required`"),
+            "{}",
+            failure.message
+        );
     }
 
     #[tokio::test]

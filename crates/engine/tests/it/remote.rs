@@ -1,7 +1,8 @@
-//! `llm` agents against a stand-in for an OpenAI-compatible server (a test
-//! double: it answers scripted chat completions and records the requests):
-//! the pattern's decisions are offered as tools, the model's tool calls are
-//! the decisions, and its key comes from the environment.
+//! Agents over HTTP against a stand-in server (a test double answering
+//! scripted JSON and recording the requests): `llm` agents on an
+//! OpenAI-compatible API (the pattern's decisions offered as tools, the
+//! model's tool calls the decisions, the key from the environment, tokens
+//! counted) and `http` agents on an A2A agent whose task takes a while.
 
 use std::sync::{Arc, Mutex};
 
@@ -19,7 +20,7 @@ struct Seen {
     body: Value,
 }
 
-/// A chat-completions stand-in on 127.0.0.1 answering each request with the
+/// A stand-in on 127.0.0.1 answering each request with the
 /// next of `answers` (status, body; a 429 says `Retry-After: 1`), then 500s.
 /// Returns its base URL.
 async fn stand_in(answers: Vec<(u16, Value)>) -> (String, Arc<Mutex<Vec<Seen>>>) {
@@ -237,4 +238,49 @@ tasks:
     assert_eq!(summary.retries, 0);
     assert!(summary.reason.clone().unwrap().contains("unknown model"));
     engine.shutdown().await.unwrap();
+}
+
+/// An A2A agent that answers `message/send` with a task still `working` is
+/// asked after with `tasks/get` until the task completes; its artifacts are
+/// the output.
+#[tokio::test]
+async fn an_http_agents_unfinished_a2a_task_is_polled_until_it_ends() {
+    let task = |state: &str, artifacts: Value| {
+        json!({"jsonrpc": "2.0", "id": "x", "result": {
+            "kind": "task", "id": "t-7", "status": {"state": state}, "artifacts": artifacts}})
+    };
+    let done = json!([{"parts": [{"kind": "data", "data": {"transcript": "hello"}}]}]);
+    let (base, seen) = stand_in(vec![
+        (200, task("submitted", json!([]))),
+        (200, task("working", json!([]))),
+        (200, task("completed", done)),
+    ])
+    .await;
+    let flow = spec(&format!(
+        "agents:\n  a2a: {{ type: http, url: \"{base}/a2a\" }}\ntasks:\n  - {{ id: listen, agent: a2a }}\n"
+    ));
+    let (engine, _log) = start();
+    let run = engine.submit(flow, json!({})).await.unwrap();
+    let summary = engine.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    let view = engine.status(run).await.unwrap();
+    assert_eq!(
+        view.task_states[0].output,
+        Some(json!({"transcript": "hello"}))
+    );
+    engine.shutdown().await.unwrap();
+    let methods: Vec<Value> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| json!([s.body["method"], s.body["params"]["id"]]))
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            json!(["message/send", null]),
+            json!(["tasks/get", "t-7"]),
+            json!(["tasks/get", "t-7"])
+        ]
+    );
 }
