@@ -54,21 +54,8 @@ impl Scheduler {
         let run = self.runs[slot as usize].as_mut().expect("live run");
         run.tokens[0] += prompt;
         run.tokens[1] += completion;
-        let mut payload = json!({
-            "run": job.run.to_string(),
-            "task": &*run.spec.ids[job.task as usize],
-            "attempt": job.attempt,
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-        });
-        if job.item != NO_ITEM {
-            payload["instance"] = job.item.into();
-        }
-        self.out.push(Out::Event {
-            run: job.run,
-            kind: "baton.usage",
-            payload: payload.to_string(),
-        });
+        let extra = json!({ "prompt_tokens": prompt, "completion_tokens": completion });
+        self.call_event(&job, "baton.usage", extra);
     }
 
     /// An agent reported progress for `job`'s call.
@@ -132,6 +119,12 @@ impl Scheduler {
     }
 
     fn publish_progress(&mut self, job: &Job, value: Value) {
+        self.call_event(job, "baton.progress", json!({ "progress": value }));
+    }
+
+    /// An event about `job`'s call: `extra`'s fields with the run, the task,
+    /// the attempt and the instance (for a fan-out's or a pattern's).
+    fn call_event(&mut self, job: &Job, kind: &'static str, extra: Value) {
         let Some(&slot) = self.by_id.get(&job.run) else {
             return;
         };
@@ -140,14 +133,16 @@ impl Scheduler {
             "run": job.run.to_string(),
             "task": &*run.spec.ids[job.task as usize],
             "attempt": job.attempt,
-            "progress": value,
         });
         if job.item != NO_ITEM {
             payload["instance"] = job.item.into();
         }
+        if let (Some(p), Value::Object(extra)) = (payload.as_object_mut(), extra) {
+            p.extend(extra);
+        }
         self.out.push(Out::Event {
             run: job.run,
-            kind: "baton.progress",
+            kind,
             payload: payload.to_string(),
         });
     }
