@@ -651,13 +651,7 @@ impl Scheduler {
             check_sends(output.as_deref(), bound.agents)
         };
         if let Err(message) = checked {
-            self.fail_task(
-                slot,
-                task,
-                format!("turn {iteration} ({from}): {message}"),
-                now,
-            );
-            return true;
+            return self.fail_turn(slot, task, (iteration, &from), message, now);
         }
         if output.as_deref().is_some_and(|o| o.get("finish").is_some()) {
             let id = run.id;
@@ -832,13 +826,7 @@ impl Scheduler {
         let from = self.turn_name(slot, task, iteration);
         let to = match handed_to(output.as_deref()) {
             Err(message) => {
-                self.fail_task(
-                    slot,
-                    task,
-                    format!("turn {iteration} ({from}): {message}"),
-                    now,
-                );
-                return true;
+                return self.fail_turn(slot, task, (iteration, &from), message, now);
             }
             Ok(to) => to.map(str::to_string),
         };
@@ -908,17 +896,15 @@ impl Scheduler {
         let Some(calls) = delegated(output.as_deref()) else {
             if let Some(handoff) = output.as_deref().and_then(|o| o.get("handoff")) {
                 let message = format!(
-                    "turn {turn} ({from}): a supervisor delegates (`delegate`) or answers (`finish`), it does not hand off, found {{\"handoff\": {handoff}}}"
+                    "a supervisor delegates (`delegate`) or answers (`finish`), it does not hand off, found {{\"handoff\": {handoff}}}"
                 );
-                self.fail_task(slot, task, message, now);
-                return true;
+                return self.fail_turn(slot, task, (turn, &from), message, now);
             }
             self.answer(slot, task, &from, turn + 1, output, now, live);
             return true;
         };
         if let Err(message) = check_delegation(calls, workers, max_delegates) {
-            self.fail_task(slot, task, format!("turn {turn} ({from}): {message}"), now);
-            return true;
+            return self.fail_turn(slot, task, (turn, &from), message, now);
         }
         if turn + 1 >= max_turns {
             let message = format!(
@@ -939,6 +925,20 @@ impl Scheduler {
             self.decide(slot, Some(task), "delegate", extra);
         }
         false
+    }
+
+    /// A turn's decision cannot be followed: the task fails (not retried),
+    /// the message naming the turn and its agent. Always `true` (ended).
+    fn fail_turn(
+        &mut self,
+        slot: u32,
+        task: u32,
+        (turn, from): (u32, &str),
+        message: String,
+        now: Instant,
+    ) -> bool {
+        self.fail_task(slot, task, format!("turn {turn} ({from}): {message}"), now);
+        true
     }
 
     /// The name of the agent whose turn iteration `iteration` is.

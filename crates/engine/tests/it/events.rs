@@ -170,8 +170,8 @@ tasks:
         workers.progress(&id, json!({"pct": pct})).unwrap();
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // The report and the call's end reach the engine in this order.
     workers.progress(&id, json!({"pct": 90})).unwrap();
-    tokio::time::sleep(Duration::from_millis(10)).await;
     workers.complete(&id, json!({"text": "done"})).unwrap();
     let summary = handle.wait(run).await.unwrap();
     assert_eq!(summary.status, RunStatus::Completed);
