@@ -61,7 +61,14 @@ where
         };
         return match cluster.route(&state.engine, run, call).await? {
             Routed::Response(r) => Ok(Err(r)),
-            Routed::Local => Ok(Ok(ask().await?)),
+            Routed::Local => match ask().await {
+                // The store already names this instance, the engine has not
+                // adopted the run yet: a takeover in progress, not a 404.
+                Err(baton_engine::Error::UnknownRun(_)) => Err(ApiError::Unavailable(format!(
+                    "execution {run} is being taken over by this instance; retry in a second"
+                ))),
+                other => Ok(Ok(other?)),
+            },
         };
     }
     let _ = (state, origin);
