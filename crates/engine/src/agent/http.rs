@@ -13,8 +13,10 @@
 //! | other 4xx and 1xx/3xx | permanent failure |
 //! | a body that is not JSON, or larger than 16 MiB | permanent failure |
 //!
-//! Only `http://` is supported: there is no TLS stack in Baton. An `https://`
-//! agent is reached through a local proxy that terminates TLS.
+//! `https://` URLs are reached over TLS (rustls, TLS 1.2 and 1.3) with the
+//! system's trusted roots (`SSL_CERT_FILE` or `SSL_CERT_DIR` add an internal
+//! certificate authority); a certificate that does not verify is a permanent
+//! failure.
 //!
 //! Where an agent may connect is its [`Egress`]: with [`Egress::Public`] (what
 //! `baton serve` uses) an address that is not public (loopback, private,
@@ -28,7 +30,7 @@
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,6 +38,7 @@ use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_rustls::{ConfigBuilderExt, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
@@ -186,7 +189,7 @@ pub struct Http {
 /// [`Egress`] policy: what the `http` and `llm` agents share.
 #[derive(Debug)]
 pub(super) struct Endpoint {
-    client: Client<HttpConnector<Resolve>, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector<Resolve>>, Full<Bytes>>,
     url: Uri,
     /// Sent with every request: the configured ones plus the JSON content type.
     headers: HeaderMap,
@@ -195,9 +198,10 @@ pub(super) struct Endpoint {
 impl Http {
     /// An agent posting to `url` with `headers` added to each request.
     ///
-    /// Fails, with a message for people, on a URL that is not `http://host[:port]/...`
-    /// (`https://` included: TLS is not built in), a header that is not valid
-    /// HTTP, or an address that `egress` refuses.
+    /// Fails, with a message for people, on a URL that is not
+    /// `http[s]://host[:port]/...`, a header that is not valid HTTP, an address
+    /// that `egress` refuses, or an `https://` URL on a system without trusted
+    /// roots.
     pub fn new(url: &str, headers: &[(String, String)], egress: &Egress) -> Result<Http, String> {
         Ok(Http {
             inner: Arc::new(Endpoint::new(url, headers, egress)?),
@@ -212,32 +216,40 @@ impl Endpoint {
         headers: &[(String, String)],
         egress: &Egress,
     ) -> Result<Endpoint, String> {
+        let tls = match url.get(..8) {
+            Some(scheme) if scheme.eq_ignore_ascii_case("https://") => system_tls()?,
+            _ => OFF_TLS.get_or_init(untrusting_tls).clone(),
+        };
+        Endpoint::with_tls(url, headers, egress, tls)
+    }
+
+    /// [`Endpoint::new`] with the TLS configuration given (the system's
+    /// roots, or a test's own).
+    pub(super) fn with_tls(
+        url: &str,
+        headers: &[(String, String)],
+        egress: &Egress,
+        tls: rustls::ClientConfig,
+    ) -> Result<Endpoint, String> {
         let uri: Uri = url
             .parse()
             .map_err(|e| format!("`{url}` is not a valid URL: {e}"))?;
         match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(format!(
-                    "`{url}`: https is not supported, Baton has no TLS built in; \
-                     run a local TLS proxy (for example stunnel or nginx) and point the agent \
-                     at its http:// address"
-                ));
-            }
+            Some("http" | "https") => {}
             Some(other) => {
                 return Err(format!(
-                    "`{url}`: unsupported scheme `{other}`, expected http://host:port/path"
+                    "`{url}`: unsupported scheme `{other}`, expected http[s]://host[:port]/path"
                 ));
             }
             None => {
                 return Err(format!(
-                    "`{url}` is not an absolute URL: expected http://host:port/path"
+                    "`{url}` is not an absolute URL: expected http[s]://host[:port]/path"
                 ));
             }
         }
         let Some(host) = uri.host().filter(|h| !h.is_empty()) else {
             return Err(format!(
-                "`{url}` has no host: expected http://host:port/path"
+                "`{url}` has no host: expected http[s]://host[:port]/path"
             ));
         };
         let anywhere = egress.anywhere(host);
@@ -281,6 +293,13 @@ impl Endpoint {
         // Requests are small and latency matters more than packet count.
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        // The TLS layer sees `https://` URLs; plain ones pass through.
+        connector.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
@@ -335,6 +354,45 @@ impl Endpoint {
             })?;
         Ok((status, headers, body))
     }
+}
+
+/// The TLS configuration of `https://` agents: the system's trusted roots,
+/// read once per process.
+fn system_tls() -> Result<rustls::ClientConfig, String> {
+    static SYSTEM: OnceLock<Result<rustls::ClientConfig, String>> = OnceLock::new();
+    SYSTEM
+        .get_or_init(|| {
+            tls_builder()
+                .with_native_roots()
+                .map(|b| b.with_no_client_auth())
+                .map_err(|e| {
+                    format!(
+                        "https needs trusted certificate authorities and none were found \
+                         ({e}): install the system's CA certificates (Debian: ca-certificates) \
+                         or name a PEM bundle in SSL_CERT_FILE"
+                    )
+                })
+        })
+        .clone()
+}
+
+/// What a plain `http://` endpoint's connector holds: it never makes a TLS
+/// connection, so it trusts no one.
+static OFF_TLS: OnceLock<rustls::ClientConfig> = OnceLock::new();
+
+fn untrusting_tls() -> rustls::ClientConfig {
+    tls_builder()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth()
+}
+
+/// rustls on ring (named, not the process default: several providers may be
+/// built in) with the safe protocol versions.
+pub(super) fn tls_builder()
+-> rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier> {
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
 }
 
 /// A 2xx answer's body as JSON; a permanent failure quoting it otherwise.
@@ -574,15 +632,19 @@ pub(super) fn excerpt(body: &[u8]) -> String {
     }
 }
 
-/// Whether [`Egress`] refused the connection somewhere in the error's causes.
+/// Whether the connection failed in a way trying again does not change:
+/// [`Egress`] refused it, or TLS did (a certificate that does not verify, no
+/// protocol in common), somewhere in the error's causes.
 fn refused(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(error);
     while let Some(e) = source {
-        if e.downcast_ref::<Refused>().is_some() {
+        if e.is::<Refused>() || e.is::<rustls::Error>() {
             return true;
         }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io.get_ref().is_some_and(|inner| inner.is::<Refused>())
+        // An I/O error's `source` skips the error it wraps: look at it too
+        // (the TLS layer wraps one I/O error in another).
+        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
+            && refused(inner)
         {
             return true;
         }
@@ -611,7 +673,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-    use tokio::net::{TcpListener, TcpStream};
+    use tokio::net::TcpListener;
     use tokio::sync::mpsc;
 
     use super::*;
@@ -662,8 +724,96 @@ mod tests {
         }
     }
 
+    /// [`serve`] over TLS, with the test certificate of `localhost` and
+    /// 127.0.0.1 (tests/fixtures/tls, signed by the test CA).
+    async fn serve_tls(status: &'static str, body: &'static str) -> Server {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_slice_iter(SERVER_CERT)
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(SERVER_KEY).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("https://localhost:{}/a2a", listener.local_addr().unwrap().port());
+        let (tx, seen) = mpsc::unbounded_channel();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&connections);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    // A client that does not trust the certificate hangs up.
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        connection(stream, status, body, tx).await;
+                    }
+                });
+            }
+        });
+        Server {
+            url,
+            seen,
+            connections,
+        }
+    }
+
+    const CA_CERT: &[u8] = include_bytes!("../../tests/fixtures/tls/ca.pem");
+    const SERVER_CERT: &[u8] = include_bytes!("../../tests/fixtures/tls/server.pem");
+    const SERVER_KEY: &[u8] = include_bytes!("../../tests/fixtures/tls/server.key");
+
+    /// A client configuration that trusts the test CA only.
+    fn trusting_the_test_ca() -> rustls::ClientConfig {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(CA_CERT) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        tls_builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth()
+    }
+
+    #[tokio::test]
+    async fn https_agents_verify_the_certificate_and_talk_over_tls() {
+        let mut server = serve_tls("200 OK", MESSAGE).await;
+        let agent = Http {
+            inner: Arc::new(
+                Endpoint::with_tls(&server.url, &[], &Egress::Open, trusting_the_test_ca())
+                    .unwrap(),
+            ),
+        };
+        let output = outcome(&agent, json!({"q": 1})).await.unwrap();
+        assert_eq!(output, json!({"summary": "short", "words": 2}));
+        let seen = server.seen.recv().await.unwrap();
+        assert_eq!(seen.request_line, "POST /a2a HTTP/1.1");
+        assert_eq!(seen.body["params"]["message"]["parts"][0]["data"], json!({"q": 1}));
+
+        // The system's roots do not include the test CA: a permanent failure
+        // that says why, and nothing was sent.
+        let stranger = Http::new(&server.url, &[], &Egress::Open).unwrap();
+        let failure = outcome(&stranger, json!({})).await.unwrap_err();
+        assert!(!failure.retryable, "{failure:?}");
+        assert!(
+            failure.message.contains("certificate"),
+            "{}",
+            failure.message
+        );
+        assert!(server.seen.try_recv().is_err());
+    }
+
     async fn connection(
-        stream: TcpStream,
+        stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
         status: &str,
         body: &str,
         seen: mpsc::UnboundedSender<Seen>,
@@ -701,6 +851,7 @@ mod tests {
                 body.len()
             );
             stream.get_mut().write_all(answer.as_bytes()).await.unwrap();
+            stream.get_mut().flush().await.unwrap();
         }
     }
 
@@ -930,8 +1081,7 @@ mod tests {
 
     #[test]
     fn bad_urls_and_headers_are_refused() {
-        let https = Http::new("https://agents.example/a2a", &[], &Egress::Open).unwrap_err();
-        assert!(https.contains("TLS") && https.contains("proxy"), "{https}");
+        assert!(Http::new("https://agents.example/a2a", &[], &Egress::Open).is_ok());
         assert!(
             Http::new("ftp://host/", &[], &Egress::Open)
                 .unwrap_err()
