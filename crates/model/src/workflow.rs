@@ -155,6 +155,11 @@ pub struct Agent {
     /// itself never appears in a workflow).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
+    /// Whether an `http` or `llm` agent asks for its answer as a stream
+    /// (`message/stream`; `stream: true`), whose parts are reported as
+    /// progress while the call runs.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stream: bool,
 }
 
 /// A circuit breaker's policy: the breaker opens when, among the last

@@ -179,10 +179,13 @@ impl tower_service::Service<Name> for Resolve {
 /// How much of an unexpected body a failure message quotes.
 const EXCERPT: usize = 200;
 
-/// An agent reached over HTTP with JSON-RPC `message/send`.
+/// An agent reached over HTTP with JSON-RPC `message/send` (or
+/// `message/stream`).
 #[derive(Debug, Clone)]
 pub struct Http {
     inner: Arc<Endpoint>,
+    /// Whether calls use `message/stream`.
+    stream: bool,
 }
 
 /// A URL that JSON is posted to, with one pooled HTTP/1.1 client, under an
@@ -205,7 +208,14 @@ impl Http {
     pub fn new(url: &str, headers: &[(String, String)], egress: &Egress) -> Result<Http, String> {
         Ok(Http {
             inner: Arc::new(Endpoint::new(url, headers, egress)?),
+            stream: false,
         })
+    }
+
+    /// The same agent asking with `message/stream` (`true`) or
+    /// `message/send`.
+    pub fn streaming(self, stream: bool) -> Http {
+        Http { stream, ..self }
     }
 }
 
@@ -388,11 +398,137 @@ fn untrusting_tls() -> rustls::ClientConfig {
 
 /// rustls on ring (named, not the process default: several providers may be
 /// built in) with the safe protocol versions.
-pub(super) fn tls_builder()
--> rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier> {
+pub(super) fn tls_builder() -> rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier> {
     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .expect("ring supports the default TLS versions")
+}
+
+/// What a streaming request was answered with.
+pub(super) enum Streamed {
+    /// A server-sent event stream, whose events were handed over one by one.
+    Events,
+    /// A plain body (a server that does not stream this request).
+    Body(Bytes),
+}
+
+impl Endpoint {
+    /// Posts `body` asking for a server-sent event stream, and hands the
+    /// `data` of each event to `on_data` as it arrives (several `data` lines
+    /// joined with newlines), up to 16 MiB in all; an error from `on_data`
+    /// ends the stream with it. A 2xx answer that is not `text/event-stream`
+    /// is read whole and returned; a non-2xx one is the failure
+    /// [`status_failure`] makes of it.
+    pub(super) async fn post_stream(
+        &self,
+        body: Vec<u8>,
+        mut on_data: impl FnMut(&str) -> Result<(), Failure>,
+    ) -> Result<Streamed, Failure> {
+        let url = &self.url;
+        let mut request = Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = url.clone();
+        *request.headers_mut() = self.headers.clone();
+        request
+            .headers_mut()
+            .insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+        let response = self.client.request(request).await.map_err(|e| Failure {
+            message: format!("cannot reach {url}: {}", chain(&e)),
+            retryable: !refused(&e),
+            retry_after: None,
+        })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let events = headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+        let broke = |e: &(dyn std::error::Error + 'static)| {
+            Failure::retryable(format!("the answer from {url} broke off: {}", chain(e)))
+        };
+        if !status.is_success() || !events {
+            let body = Limited::new(response.into_body(), BODY_LIMIT)
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .map_err(|e| match e.downcast_ref::<LengthLimitError>() {
+                    Some(_) => Failure::permanent(format!(
+                        "the answer from {url} is larger than {} MiB",
+                        BODY_LIMIT >> 20
+                    )),
+                    None => broke(e.as_ref()),
+                })?;
+            if !status.is_success() {
+                return Err(status_failure(url, status, &headers, &body));
+            }
+            return Ok(Streamed::Body(body));
+        }
+        let mut body = response.into_body();
+        let mut sse = Sse::default();
+        let mut read = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| broke(&e))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            read += data.len();
+            if read > BODY_LIMIT {
+                return Err(Failure::permanent(format!(
+                    "the event stream from {url} is larger than {} MiB",
+                    BODY_LIMIT >> 20
+                )));
+            }
+            sse.feed(&data, &mut on_data)?;
+        }
+        sse.feed(b"\n\n", &mut on_data)?;
+        Ok(Streamed::Events)
+    }
+}
+
+/// A server-sent event stream cut into events: only `data` lines count
+/// (`event`, `id`, `retry` and comments are skipped).
+#[derive(Default)]
+struct Sse {
+    /// The start of a line not ended yet.
+    line: Vec<u8>,
+    /// The data of the event not ended yet.
+    data: String,
+    /// Whether the event has a `data` line (an empty one counts).
+    has_data: bool,
+}
+
+impl Sse {
+    fn feed(
+        &mut self,
+        mut bytes: &[u8],
+        on_data: &mut impl FnMut(&str) -> Result<(), Failure>,
+    ) -> Result<(), Failure> {
+        while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
+            self.line.extend_from_slice(&bytes[..end]);
+            bytes = &bytes[end + 1..];
+            let mut line = std::mem::take(&mut self.line);
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if line.is_empty() {
+                if std::mem::take(&mut self.has_data) {
+                    let data = std::mem::take(&mut self.data);
+                    on_data(&data)?;
+                }
+                continue;
+            }
+            let text = String::from_utf8_lossy(&line);
+            if let Some(value) = text.strip_prefix("data:") {
+                if self.has_data {
+                    self.data.push('\n');
+                }
+                self.data.push_str(value.strip_prefix(' ').unwrap_or(value));
+                self.has_data = true;
+            }
+        }
+        self.line.extend_from_slice(bytes);
+        Ok(())
+    }
 }
 
 /// A 2xx answer's body as JSON; a permanent failure quoting it otherwise.
@@ -430,33 +566,49 @@ pub(super) fn status_failure(
 }
 
 impl Runner for Http {
+    /// Streamed answers are reported as they arrive, and a task that needs
+    /// input asks for it through the reporter.
+    fn reports_progress(&self) -> bool {
+        true
+    }
+
     fn start(&self, call: Call) -> Started {
-        Started::Later(Box::pin(send(Arc::clone(&self.inner), call)))
+        Started::Later(Box::pin(send(self.clone(), call)))
     }
 }
 
-/// The JSON-RPC request for a call.
-fn request_body(call: &Call) -> Value {
+/// The JSON-RPC request for a call: `method` (`message/send` or
+/// `message/stream`) with `input` as the message's data part, in the A2A
+/// task `resume` names (its id and context) when it continues one.
+fn request_body(call: &Call, method: &str, input: &Value, resume: Option<&Value>) -> Value {
     let id = format!("{}/{}/{}", call.run, call.task, call.attempt);
-    json!({
-        "jsonrpc": "2.0",
-        "id": id,
-        "method": "message/send",
-        "params": {
-            "message": {
-                "role": "user",
-                "messageId": id,
-                "parts": [{"kind": "data", "data": call.input}],
-                "metadata": {
-                    "baton": {
-                        "run": call.run.to_string(),
-                        "task": &*call.task,
-                        "attempt": call.attempt,
-                    }
-                }
+    let mut message = json!({
+        "role": "user",
+        "messageId": id,
+        "parts": [{"kind": "data", "data": input}],
+        "metadata": {
+            "baton": {
+                "run": call.run.to_string(),
+                "task": &*call.task,
+                "attempt": call.attempt,
             }
         }
-    })
+    });
+    if let Some(task) = resume {
+        message["messageId"] = format!("{id}/{}", now_ns()).into();
+        message["taskId"] = task.get("id").cloned().unwrap_or(Value::Null);
+        if let Some(context) = task.get("contextId") {
+            message["contextId"] = context.clone();
+        }
+    }
+    json!({"jsonrpc": "2.0", "id": id, "method": method, "params": {"message": message}})
+}
+
+/// A unique enough suffix for the id of a message that continues a task.
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 /// The first wait before asking how an A2A task that has not finished is
@@ -465,35 +617,151 @@ const POLL_FIRST: Duration = Duration::from_millis(200);
 const POLL_MAX: Duration = Duration::from_secs(5);
 
 /// Sends one call and interprets the answer. An A2A task that is
-/// `submitted` or `working` is asked after (`tasks/get`) until it ends; the
-/// task's `timeout` bounds the wait.
-async fn send(inner: Arc<Endpoint>, call: Call) -> Outcome {
-    let mut result = rpc(&inner, &call, request_body(&call)).await?;
+/// `submitted` or `working` is asked after (`tasks/get`) until it ends; one
+/// that is `input-required` gets its input from a person through the run's
+/// events (see [`super::Progress::ask`]) and goes on; the task's `timeout`
+/// bounds it all.
+async fn send(agent: Http, call: Call) -> Outcome {
+    let mut result = message(&agent, &call, &call.input, None).await?;
     let mut wait = POLL_FIRST;
     loop {
-        let Some(id) = unfinished(&result) else {
-            return output(&result);
-        };
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(POLL_MAX);
-        let id_of = format!("{}/{}/{}", call.run, call.task, call.attempt);
-        let ask =
-            json!({"jsonrpc": "2.0", "id": id_of, "method": "tasks/get", "params": {"id": id}});
-        result = rpc(&inner, &call, ask).await?;
+        match state(&result) {
+            Some("submitted" | "working") => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(POLL_MAX);
+                let id_of = format!("{}/{}/{}", call.run, call.task, call.attempt);
+                let id = result.get("id").cloned().unwrap_or(Value::Null);
+                let ask = json!({"jsonrpc": "2.0", "id": id_of, "method": "tasks/get", "params": {"id": id}});
+                result = rpc(&agent.inner, &call, ask).await?;
+            }
+            Some("input-required") if call.progress.is_some() => {
+                let question = result
+                    .pointer("/status/message/parts")
+                    .and_then(Value::as_array)
+                    .map_or(Value::Null, |parts| parts_value(parts.iter()));
+                let Some(progress) = &call.progress else {
+                    return output(&result);
+                };
+                let answer = progress.ask(question).await?;
+                result = message(&agent, &call, &answer, Some(&result)).await?;
+                wait = POLL_FIRST;
+            }
+            _ => return output(&result),
+        }
     }
 }
 
-/// The id of an A2A task that has not finished yet (`submitted`, `working`).
-fn unfinished(result: &Value) -> Option<String> {
+/// The state of an A2A task (`None` for a message or another result).
+fn state(result: &Value) -> Option<&str> {
     if result.get("kind").and_then(Value::as_str) != Some("task") {
         return None;
     }
-    let state = result.pointer("/status/state").and_then(Value::as_str);
-    match state {
-        Some("submitted" | "working") => {
-            result.get("id").and_then(Value::as_str).map(str::to_string)
+    result.pointer("/status/state").and_then(Value::as_str)
+}
+
+/// Sends `input` as a message (continuing the task `resume`, if given),
+/// with `message/stream` or `message/send` as the agent does.
+async fn message(
+    agent: &Http,
+    call: &Call,
+    input: &Value,
+    resume: Option<&Value>,
+) -> Result<Value, Failure> {
+    if !agent.stream {
+        return rpc(
+            &agent.inner,
+            call,
+            request_body(call, "message/send", input, resume),
+        )
+        .await;
+    }
+    let request = request_body(call, "message/stream", input, resume);
+    let body = serde_json::to_vec(&request)
+        .map_err(|e| Failure::permanent(format!("cannot encode the input as JSON: {e}")))?;
+    let url = &agent.inner.url;
+    let mut task: Option<Value> = resume.cloned();
+    let mut answer: Option<Value> = None;
+    let streamed = agent
+        .inner
+        .post_stream(body, |data| {
+            let result = rpc_result(url, data.as_bytes())?;
+            follow(&mut task, &mut answer, result, call.progress.as_ref());
+            Ok(())
+        })
+        .await?;
+    if let Streamed::Body(body) = streamed {
+        return rpc_result(url, &body);
+    }
+    answer.or(task).ok_or_else(|| {
+        Failure::retryable(format!(
+            "the event stream from {url} ended without a task or a message"
+        ))
+    })
+}
+
+/// One result of a `message/stream`: a message is the answer; a task is the
+/// task as it is now; a status or an artifact update changes it, and is
+/// reported as progress (`{"state", "message"}` or `{"artifact"}`).
+fn follow(
+    task: &mut Option<Value>,
+    answer: &mut Option<Value>,
+    result: Value,
+    progress: Option<&super::Progress>,
+) {
+    match result.get("kind").and_then(Value::as_str) {
+        Some("status-update") => {
+            let current = task.get_or_insert_with(|| json!({"kind": "task", "artifacts": []}));
+            current["kind"] = "task".into();
+            for (from, to) in [("taskId", "id"), ("contextId", "contextId")] {
+                if let Some(v) = result.get(from) {
+                    current[to] = v.clone();
+                }
+            }
+            let status = result.get("status").cloned().unwrap_or(Value::Null);
+            if let Some(p) = progress {
+                let mut report = json!({"state": status.get("state")});
+                if let Some(parts) = status.pointer("/message/parts").and_then(Value::as_array) {
+                    report["message"] = parts_value(parts.iter());
+                }
+                p.report(report);
+            }
+            current["status"] = status;
         }
-        _ => None,
+        Some("artifact-update") => {
+            let current = task.get_or_insert_with(|| json!({"kind": "task", "artifacts": []}));
+            let artifact = result.get("artifact").cloned().unwrap_or(Value::Null);
+            let parts = artifact
+                .get("parts")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if let Some(p) = progress {
+                p.report(json!({"artifact": parts_value(parts.iter())}));
+            }
+            let append = result.get("append").and_then(Value::as_bool) == Some(true);
+            let id = artifact.get("artifactId").cloned();
+            if !current.get("artifacts").is_some_and(Value::is_array) {
+                current["artifacts"] = json!([]);
+            }
+            let Some(list) = current.get_mut("artifacts").and_then(Value::as_array_mut) else {
+                return;
+            };
+            let same = list
+                .iter_mut()
+                .find(|a| id.is_some() && a.get("artifactId") == id.as_ref());
+            match same {
+                Some(existing) if append => {
+                    if let Some(existing) = existing.get_mut("parts").and_then(Value::as_array_mut)
+                    {
+                        existing.extend(parts);
+                    }
+                }
+                Some(existing) => *existing = artifact,
+                None => list.push(artifact),
+            }
+        }
+        Some("task") => *task = Some(result),
+        _ => *answer = Some(result),
     }
 }
 
@@ -512,11 +780,15 @@ async fn rpc(inner: &Endpoint, call: &Call, request: Value) -> Result<Value, Fai
         bytes = body.len(),
         "http agent answered"
     );
-
     if !status.is_success() {
         return Err(status_failure(url, status, &headers, &body));
     }
-    let answer = json_answer(url, &body)?;
+    rpc_result(url, &body)
+}
+
+/// The `result` of a JSON-RPC answer; its `error` as a permanent failure.
+fn rpc_result(url: &Uri, body: &[u8]) -> Result<Value, Failure> {
+    let answer = json_answer(url, body)?;
     if let Some(error) = answer.get("error") {
         let code = error.get("code").map_or(Value::Null, Value::clone);
         let message = error
@@ -533,7 +805,7 @@ async fn rpc(inner: &Endpoint, call: &Call, request: Value) -> Result<Value, Fai
         Some(result) => Ok(result.clone()),
         None => Err(Failure::permanent(format!(
             "{url} answered without a JSON-RPC `result` or `error`: {}",
-            excerpt(&body)
+            excerpt(body)
         ))),
     }
 }
@@ -542,7 +814,7 @@ async fn rpc(inner: &Endpoint, call: &Call, request: Value) -> Result<Value, Fai
 /// - a message (`kind: "message"`): its parts;
 /// - a task (`kind: "task"`): the parts of its artifacts, or a permanent failure
 ///   if the task `failed`, was `rejected` or `canceled`, or waits for
-///   something Baton does not give (`input-required`, `auth-required`);
+///   something Baton does not give (`auth-required`);
 /// - anything else: the result as is.
 ///
 /// Parts become values: a data part its `data`, a text part its `text` as a
@@ -581,8 +853,9 @@ fn output(result: &Value) -> Outcome {
                 }
                 Some(state) => {
                     return Err(Failure::permanent(format!(
-                        "the agent's task is `{state}`: Baton does not answer an A2A agent's \
-                         requests for input yet; have the agent finish with what it has"
+                        "the agent's task ended `{state}`, which Baton cannot answer \
+                         (an `input-required` task is answered through the run's events \
+                         when the call can report; see docs/patterns.md)"
                     )));
                 }
             }
@@ -643,7 +916,9 @@ fn refused(error: &(dyn std::error::Error + 'static)) -> bool {
         }
         // An I/O error's `source` skips the error it wraps: look at it too
         // (the TLS layer wraps one I/O error in another).
-        if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
             && refused(inner)
         {
             return true;
@@ -743,7 +1018,10 @@ mod tests {
         .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("https://localhost:{}/a2a", listener.local_addr().unwrap().port());
+        let url = format!(
+            "https://localhost:{}/a2a",
+            listener.local_addr().unwrap().port()
+        );
         let (tx, seen) = mpsc::unbounded_channel();
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&connections);
@@ -792,12 +1070,16 @@ mod tests {
                 Endpoint::with_tls(&server.url, &[], &Egress::Open, trusting_the_test_ca())
                     .unwrap(),
             ),
+            stream: false,
         };
         let output = outcome(&agent, json!({"q": 1})).await.unwrap();
         assert_eq!(output, json!({"summary": "short", "words": 2}));
         let seen = server.seen.recv().await.unwrap();
         assert_eq!(seen.request_line, "POST /a2a HTTP/1.1");
-        assert_eq!(seen.body["params"]["message"]["parts"][0]["data"], json!({"q": 1}));
+        assert_eq!(
+            seen.body["params"]["message"]["parts"][0]["data"],
+            json!({"q": 1})
+        );
 
         // The system's roots do not include the test CA: a permanent failure
         // that says why, and nothing was sent.
@@ -1077,6 +1359,29 @@ mod tests {
             failure.message
         );
         assert!(failure.message.contains("refused"), "{}", failure.message);
+    }
+
+    #[test]
+    fn server_sent_events_are_cut_wherever_the_bytes_break() {
+        let stream = b": a comment\r\nevent: x\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\nid: 7\ndata:[DONE]\n\ndata\n\n";
+        // Every way of cutting the stream in two gives the same events.
+        for cut in 0..=stream.len() {
+            let mut sse = Sse::default();
+            let mut seen = Vec::new();
+            let mut on = |d: &str| {
+                seen.push(d.to_owned());
+                Ok(())
+            };
+            sse.feed(&stream[..cut], &mut on).unwrap();
+            sse.feed(&stream[cut..], &mut on).unwrap();
+            assert_eq!(seen, ["{\"a\":\n1}", "[DONE]"], "cut at {cut}");
+        }
+        // An error from the handler ends the stream with it.
+        let mut sse = Sse::default();
+        let failed = sse.feed(b"data: 1\n\ndata: 2\n\n", &mut |_| {
+            Err(Failure::permanent("no"))
+        });
+        assert_eq!(failed.unwrap_err().message, "no");
     }
 
     #[test]

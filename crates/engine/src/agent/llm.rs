@@ -11,6 +11,10 @@
 //! …). Without a tool call, the answer's text is the output: parsed as JSON
 //! when it is JSON, else a string.
 //!
+//! With `stream: true` the answer is asked for as a stream of chunks: the
+//! text so far is reported as progress while it arrives (`{"text": …}`),
+//! and the whole answer is then taken as a non-streamed one would be.
+//!
 //! The API key is read from the environment variable `api_key_env` names when
 //! the agent is built, and sent as a bearer token; it is never part of a
 //! workflow, a record or an event. Answers are judged like the `http`
@@ -21,7 +25,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::http::{Egress, Endpoint, excerpt, json_answer, status_failure};
+use super::http::{Egress, Endpoint, Streamed, excerpt, json_answer, status_failure};
 use super::{Call, Decisions, Failure, Outcome, Runner, Started};
 
 /// An agent answering through a chat-completions API.
@@ -37,6 +41,7 @@ struct Inner {
     system: Option<String>,
     temperature: Option<f64>,
     max_tokens: Option<u32>,
+    stream: bool,
 }
 
 impl Llm {
@@ -65,6 +70,7 @@ impl Llm {
                 system: agent.system.clone(),
                 temperature: agent.temperature,
                 max_tokens: agent.max_tokens,
+                stream: agent.stream,
             }),
         })
     }
@@ -90,12 +96,26 @@ async fn ask(inner: Arc<Inner>, call: Call) -> Outcome {
     let decisions = call.decisions.clone().unwrap_or_default();
     let body = serde_json::to_vec(&request_body(&inner, &call, &decisions))
         .map_err(|e| Failure::permanent(format!("cannot encode the request as JSON: {e}")))?;
-    let (status, headers, body) = inner.endpoint.post(body).await?;
     let url = inner.endpoint.url();
-    if !status.is_success() {
-        return Err(status_failure(url, status, &headers, &body));
-    }
-    let answer = json_answer(url, &body)?;
+    let answer = if inner.stream {
+        let mut streamed = Stream::default();
+        match inner
+            .endpoint
+            .post_stream(body, |data| {
+                streamed.chunk(url, data, call.progress.as_ref())
+            })
+            .await?
+        {
+            Streamed::Events => streamed.answer(),
+            Streamed::Body(body) => json_answer(url, &body)?,
+        }
+    } else {
+        let (status, headers, body) = inner.endpoint.post(body).await?;
+        if !status.is_success() {
+            return Err(status_failure(url, status, &headers, &body));
+        }
+        json_answer(url, &body)?
+    };
     if let Some(usage) = answer.get("usage") {
         let tokens = |k: &str| usage.get(k).and_then(serde_json::Value::as_u64);
         let (prompt, completion) = (tokens("prompt_tokens"), tokens("completion_tokens"));
@@ -114,10 +134,112 @@ async fn ask(inner: Arc<Inner>, call: Call) -> Outcome {
     let Some(message) = answer.pointer("/choices/0/message") else {
         return Err(Failure::permanent(format!(
             "{url} answered without `choices[0].message`: {}",
-            excerpt(&body)
+            excerpt(answer.to_string().as_bytes())
         )));
     };
     output(message, &decisions)
+}
+
+/// A streamed answer (`stream: true`) put together from its chunks: the
+/// text and the tool calls, whose arguments arrive in pieces, and the usage
+/// of the last chunk.
+#[derive(Default)]
+struct Stream {
+    text: String,
+    /// Tool calls by their `index`: the name and the arguments so far.
+    calls: Vec<(String, String)>,
+    usage: Option<Value>,
+    chunks: usize,
+}
+
+impl Stream {
+    /// One `data:` of the stream. The text so far is reported as progress
+    /// (`{"text": …}`), so that the newest report, which is what coalescing
+    /// keeps, always has all of it.
+    fn chunk(
+        &mut self,
+        url: &http::Uri,
+        data: &str,
+        progress: Option<&super::Progress>,
+    ) -> Result<(), Failure> {
+        if data.trim() == "[DONE]" {
+            return Ok(());
+        }
+        let chunk: Value = serde_json::from_str(data).map_err(|e| {
+            Failure::permanent(format!(
+                "{url} streamed a chunk that is not JSON ({e}): {}",
+                excerpt(data.as_bytes())
+            ))
+        })?;
+        if let Some(error) = chunk.get("error") {
+            return Err(Failure::permanent(format!(
+                "{url} streamed an error: {}",
+                excerpt(error.to_string().as_bytes())
+            )));
+        }
+        self.chunks += 1;
+        if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+            self.usage = Some(usage.clone());
+        }
+        let Some(delta) = chunk.pointer("/choices/0/delta") else {
+            return Ok(());
+        };
+        if let Some(text) = delta.get("content").and_then(Value::as_str)
+            && !text.is_empty()
+        {
+            self.text.push_str(text);
+            if let Some(p) = progress {
+                p.report(json!({"text": self.text}));
+            }
+        }
+        for call in delta
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let index = call.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+            if index >= 64 {
+                return Err(Failure::permanent(format!(
+                    "{url} streamed a tool call at index {index}: more than 64 in one answer"
+                )));
+            }
+            if self.calls.len() <= index {
+                self.calls.resize_with(index + 1, Default::default);
+            }
+            let (name, arguments) = &mut self.calls[index];
+            if let Some(n) = call.pointer("/function/name").and_then(Value::as_str) {
+                name.push_str(n);
+            }
+            if let Some(a) = call.pointer("/function/arguments").and_then(Value::as_str) {
+                arguments.push_str(a);
+            }
+        }
+        Ok(())
+    }
+
+    /// The answer as a non-streamed one would have been.
+    fn answer(self) -> Value {
+        let mut message = json!({"role": "assistant", "content": self.text});
+        if !self.calls.is_empty() {
+            let calls: Vec<Value> = self
+                .calls
+                .into_iter()
+                .map(|(name, arguments)| {
+                    json!({"type": "function", "function": {"name": name, "arguments": arguments}})
+                })
+                .collect();
+            message["tool_calls"] = Value::Array(calls);
+        }
+        let mut answer = json!({"choices": [{"message": message}]});
+        if self.chunks == 0 {
+            answer = json!({});
+        }
+        if let Some(usage) = self.usage {
+            answer["usage"] = usage;
+        }
+        answer
+    }
 }
 
 /// The chat-completions request of a call.
@@ -133,6 +255,10 @@ fn request_body(inner: &Inner, call: &Call, decisions: &Decisions) -> Value {
     }
     if let Some(n) = inner.max_tokens {
         body["max_tokens"] = n.into();
+    }
+    if inner.stream {
+        body["stream"] = true.into();
+        body["stream_options"] = json!({"include_usage": true});
     }
     let tools = tools(decisions);
     if !tools.is_empty() {

@@ -94,7 +94,7 @@ pub struct Call {
 pub struct Progress(Arc<dyn Fn(Report) + Send + Sync>);
 
 /// What an agent reports while (or as) a call runs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Report {
     /// What the call has so far.
     Progress(Value),
@@ -104,6 +104,15 @@ pub enum Report {
         prompt: u64,
         /// Tokens of the answer.
         completion: u64,
+    },
+    /// The call needs a person's input to go on (an A2A task's
+    /// `input-required`): `question` is published on the run's event stream
+    /// and the answer, a `baton.input` event, is sent on `reply`.
+    Input {
+        /// What the agent asks.
+        question: Value,
+        /// Where the answer goes; dropped if the call is no longer wanted.
+        reply: tokio::sync::oneshot::Sender<Value>,
     },
 }
 
@@ -121,6 +130,18 @@ impl Progress {
     /// Reports the tokens a model used for the call.
     pub fn tokens(&self, prompt: u64, completion: u64) {
         (self.0)(Report::Tokens { prompt, completion })
+    }
+
+    /// Asks a person for what the call needs to go on, and waits for the
+    /// answer (a `baton.input` event; docs/patterns.md). Fails (retryable)
+    /// when the call is no longer wanted; the task's `timeout` bounds the
+    /// wait.
+    pub async fn ask(&self, question: Value) -> Result<Value, Failure> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        (self.0)(Report::Input { question, reply });
+        answer
+            .await
+            .map_err(|_| Failure::retryable("the question was withdrawn: the call is over"))
     }
 }
 
@@ -258,7 +279,8 @@ pub fn runner(agent: &Agent, options: &Options) -> Result<Arc<dyn Runner>, Error
                 &agent.headers,
                 &options.egress,
             )
-            .map_err(|m| settings(&m))?,
+            .map_err(|m| settings(&m))?
+            .streaming(agent.stream),
         ),
         "llm" => Arc::new(llm::Llm::new(agent, &options.egress).map_err(|m| settings(&m))?),
         other => {

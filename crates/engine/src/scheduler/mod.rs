@@ -317,6 +317,16 @@ struct Waiter {
     topic: Arc<str>,
 }
 
+/// A call waiting for a person's answer: a `baton.input` event with its
+/// `key` on `topic`, published after the question was asked.
+struct Question {
+    job: Job,
+    topic: Arc<str>,
+    key: String,
+    asked_ms: u64,
+    reply: oneshot::Sender<Value>,
+}
+
 struct Signal {
     event: Event,
     payload: Option<Value>,
@@ -436,6 +446,7 @@ pub(crate) struct Scheduler {
     /// Calls in flight by (run, task, compensated task, item).
     inflight: HashMap<(RunId, u32, u32, u32), (AbortHandle, u16)>,
     waiters: Vec<Waiter>,
+    questions: Vec<Question>,
     signals: HashMap<Arc<str>, VecDeque<Signal>>,
     readers: Vec<tokio::task::JoinHandle<()>>,
     out: Vec<Out>,
@@ -513,6 +524,7 @@ impl Scheduler {
             timer_seq: 0,
             inflight: HashMap::new(),
             waiters: Vec::new(),
+            questions: Vec::new(),
             signals: HashMap::new(),
             readers: Vec::new(),
             out: Vec::new(),

@@ -41,6 +41,7 @@ impl Scheduler {
         match report {
             Report::Progress(value) => self.progress(job, value, now),
             Report::Tokens { prompt, completion } => self.tokens(job, prompt, completion),
+            Report::Input { question, reply } => self.ask(job, question, reply),
         }
     }
 
@@ -99,7 +100,7 @@ impl Scheduler {
 
     /// Whether `job`'s call still runs (its run goes on and its task, or
     /// instance, is at that attempt).
-    fn call_running(&self, job: &Job) -> bool {
+    pub(super) fn call_running(&self, job: &Job) -> bool {
         let Some(&slot) = self.by_id.get(&job.run) else {
             return false;
         };
@@ -124,7 +125,7 @@ impl Scheduler {
 
     /// An event about `job`'s call: `extra`'s fields with the run, the task,
     /// the attempt and the instance (for a fan-out's or a pattern's).
-    fn call_event(&mut self, job: &Job, kind: &'static str, extra: Value) {
+    pub(super) fn call_event(&mut self, job: &Job, kind: &'static str, extra: Value) {
         let Some(&slot) = self.by_id.get(&job.run) else {
             return;
         };

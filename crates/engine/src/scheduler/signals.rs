@@ -1,6 +1,9 @@
 //! Signals: tasks with `wait_for` wait for a matching event, read from their
 //! topic by one reader per topic and matched against the waiting tasks; events
 //! that arrive before their task is ready are kept (up to a bound) for it.
+//! Calls that need a person's input (an A2A task's `input-required`) wait
+//! here too, for a `baton.input` event on the signals topic with the key
+//! their `baton.input_required` event gave.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -8,10 +11,11 @@ use std::time::Duration;
 
 use baton_events::{Event, SeekTo};
 use baton_model::EventFilter;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{Job, Msg, Scheduler, Signal, TimerKind, Waiter};
+use super::{Job, Msg, NO_ITEM, Question, Scheduler, Signal, TimerKind, Waiter};
 use crate::clock::now_ms;
 use crate::store::{RunId, RunStatus};
 
@@ -21,7 +25,67 @@ pub(super) const SIGNAL_GROUP: &str = "baton-engine";
 /// Signals kept per topic for tasks that become ready after their event arrived.
 pub(super) const SIGNAL_BUFFER: usize = 10_000;
 
+/// The type of the event that answers a call's question.
+pub(super) const INPUT_EVENT: &str = "baton.input";
+
 impl Scheduler {
+    /// `job`'s call asks a person for input: the question goes out as a
+    /// `baton.input_required` event on the run's stream, naming the event
+    /// that answers it; the answer is sent on `reply`. A call that is no
+    /// longer running asks nothing (`reply` is dropped).
+    pub(super) fn ask(&mut self, job: Job, question: Value, reply: oneshot::Sender<Value>) {
+        if !self.call_running(&job) {
+            return;
+        }
+        let topic: Arc<str> = self.options.signals_topic.as_str().into();
+        if !self.signals.contains_key(&topic) {
+            self.signals.insert(topic.clone(), VecDeque::new());
+            self.spawn_reader(topic.clone());
+        }
+        let run = self.run_mut(job.slot, job.run).expect("live run");
+        let label = &run.spec.ids[job.task as usize];
+        let key = match job.item {
+            NO_ITEM => format!("{}/{label}", job.run),
+            item => format!("{}/{label}[{item}]", job.run),
+        };
+        let answer = json!({"topic": &*topic, "type": INPUT_EVENT, "key": &key});
+        self.call_event(
+            &job,
+            "baton.input_required",
+            json!({"question": question, "answer": answer}),
+        );
+        self.questions.push(Question {
+            job,
+            topic,
+            key,
+            asked_ms: now_ms(),
+            reply,
+        });
+    }
+
+    /// Hands a `baton.input` event to the call whose question it answers.
+    fn answer_question(&mut self, topic: &Arc<str>, signal: &Signal) {
+        // Questions of calls that ended (a timeout, a cancel) go.
+        self.questions.retain(|q| !q.reply.is_closed());
+        let event = &signal.event;
+        let Some(at) = self.questions.iter().position(|q| {
+            q.topic == *topic
+                && event.key.as_ref() == q.key.as_bytes()
+                && event.timestamp_ms >= q.asked_ms
+                && event
+                    .header("baton.run")
+                    .is_none_or(|r| r.as_ref() == q.job.run.to_string().as_bytes())
+        }) else {
+            return;
+        };
+        let question = self.questions.swap_remove(at);
+        let payload = signal_value(signal)
+            .get_mut("payload")
+            .map(Value::take)
+            .unwrap_or(Value::Null);
+        let _ = question.reply.send(payload);
+    }
+
     pub(super) fn wait_for(&mut self, job: Job, filter: &EventFilter) {
         let topic: Arc<str> = filter
             .topic
@@ -107,6 +171,9 @@ impl Scheduler {
                 payload: serde_json::from_slice(&event.payload).ok(),
                 event,
             };
+            if &*signal.event.kind == INPUT_EVENT {
+                self.answer_question(topic, &signal);
+            }
             // Hand the event to every task waiting for it.
             let mut i = 0;
             while i < self.waiters.len() {

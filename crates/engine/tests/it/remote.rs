@@ -20,6 +20,15 @@ struct Seen {
     body: Value,
 }
 
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// A stand-in on 127.0.0.1 answering each request with the
 /// next of `answers` (status, body; a 429 says `Retry-After: 1`), then 500s.
 /// Returns its base URL.
@@ -69,6 +78,21 @@ async fn stand_in(answers: Vec<(u16, Value)>) -> (String, Arc<Mutex<Vec<Seen>>>)
             let body = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
             log.lock().unwrap().push(Seen { headers, body });
             let (status, answer) = answers.next().unwrap_or((500, json!({"error": "no more"})));
+            // A streamed answer: each event written (and flushed) on its own.
+            if let Some(events) = answer.get(STREAM).and_then(Value::as_array) {
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+                let _ = stream.write_all(head.as_bytes()).await;
+                for event in events {
+                    let data = event
+                        .as_str()
+                        .map_or_else(|| event.to_string(), String::from);
+                    let _ = stream
+                        .write_all(format!("data: {data}\r\n\r\n").as_bytes())
+                        .await;
+                    let _ = stream.flush().await;
+                }
+                continue;
+            }
             let text = answer.to_string();
             let wait = if status == 429 {
                 "retry-after: 1\r\n"
@@ -83,6 +107,14 @@ async fn stand_in(answers: Vec<(u16, Value)>) -> (String, Arc<Mutex<Vec<Seen>>>)
         }
     });
     (base, seen)
+}
+
+/// The key of an answer the stand-in streams as server-sent events, one
+/// `data:` per element (strings as they are, other values as JSON).
+const STREAM: &str = "stand-in: stream these events";
+
+fn streamed(events: Vec<Value>) -> Value {
+    json!({ STREAM: events })
 }
 
 /// A chat completion whose message calls `tool` with `arguments`.
@@ -282,5 +314,181 @@ async fn an_http_agents_unfinished_a2a_task_is_polled_until_it_ends() {
             json!(["tasks/get", "t-7"]),
             json!(["tasks/get", "t-7"])
         ]
+    );
+}
+
+#[tokio::test]
+async fn a_streaming_llm_reports_its_text_as_it_comes_and_its_tool_call_decides() {
+    let chunk = |delta: Value| json!({"choices": [{"index": 0, "delta": delta}]});
+    let (base, seen) = stand_in(vec![(
+        200,
+        streamed(vec![
+            chunk(json!({"role": "assistant", "content": "Thinking"})),
+            chunk(json!({"content": " it over"})),
+            // The tool call's arguments arrive in pieces.
+            chunk(
+                json!({"tool_calls": [{"index": 0, "id": "c1", "type": "function",
+                "function": {"name": "handoff", "arguments": "{\"to\": \"wri"}}]}),
+            ),
+            chunk(json!({"tool_calls": [{"index": 0, "function": {"arguments": "ter\"}"}}]})),
+            json!({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 3}}),
+            json!("[DONE]"),
+        ]),
+    )])
+    .await;
+    let flow = spec(&format!(
+        r#"
+agents:
+  triage: {{ type: llm, base_url: {base}, model: tiny, stream: true }}
+  writer: {{ type: simulate, outputs: {{ answer: "done" }} }}
+tasks:
+  - id: answer
+    pattern: {{ type: handoff, agents: [triage, writer], start: triage, max_handoffs: 2 }}
+"#
+    ));
+    let (engine, log) = start();
+    let run = engine.submit(flow, json!({})).await.unwrap();
+    let summary = engine.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    let tokens = summary.tokens.expect("tokens counted");
+    assert_eq!((tokens.prompt, tokens.completion), (7, 3));
+    let view = engine.status(run).await.unwrap();
+    assert_eq!(view.task_states[0].output, Some(json!("done")));
+    engine.shutdown().await.unwrap();
+    let request = seen.lock().unwrap()[0].clone();
+    assert_eq!(request.body["stream"], json!(true));
+    assert_eq!(
+        request.body["stream_options"],
+        json!({"include_usage": true})
+    );
+    assert_eq!(request.header("accept"), Some("text/event-stream"));
+    // The first text goes out at once; the rest within the call's window.
+    let texts: Vec<Value> = crate::dynamic::run_events(&log, &run.to_string())
+        .await
+        .into_iter()
+        .filter(|(kind, _)| kind == "baton.progress")
+        .map(|(_, v)| v["progress"]["text"].clone())
+        .collect();
+    assert_eq!(texts.first(), Some(&json!("Thinking")), "{texts:?}");
+}
+
+#[tokio::test]
+async fn a_streaming_a2a_agent_reports_status_and_artifacts_and_its_artifacts_are_the_output() {
+    let event = |result: Value| json!({"jsonrpc": "2.0", "id": "x", "result": result});
+    let (base, seen) = stand_in(vec![(
+        200,
+        streamed(vec![
+            event(json!({"kind": "task", "id": "t-1", "contextId": "c-1", "status": {"state": "submitted"}})),
+            event(json!({"kind": "status-update", "taskId": "t-1", "contextId": "c-1",
+                "status": {"state": "working", "message": {"role": "agent", "parts": [{"kind": "text", "text": "transcribing"}]}}, "final": false})),
+            event(json!({"kind": "artifact-update", "taskId": "t-1",
+                "artifact": {"artifactId": "a", "parts": [{"kind": "text", "text": "hello"}]}})),
+            event(json!({"kind": "artifact-update", "taskId": "t-1", "append": true,
+                "artifact": {"artifactId": "a", "parts": [{"kind": "text", "text": "world"}]}})),
+            event(json!({"kind": "status-update", "taskId": "t-1", "contextId": "c-1",
+                "status": {"state": "completed"}, "final": true})),
+        ]),
+    )])
+    .await;
+    let flow = spec(&format!(
+        "agents:\n  a2a: {{ type: http, url: \"{base}/a2a\", stream: true }}\ntasks:\n  - {{ id: listen, agent: a2a }}\n"
+    ));
+    let (engine, log) = start();
+    let run = engine.submit(flow, json!({})).await.unwrap();
+    let summary = engine.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    let view = engine.status(run).await.unwrap();
+    assert_eq!(view.task_states[0].output, Some(json!(["hello", "world"])));
+    engine.shutdown().await.unwrap();
+    assert_eq!(
+        seen.lock().unwrap()[0].body["method"],
+        json!("message/stream")
+    );
+    let first: Vec<Value> = crate::dynamic::run_events(&log, &run.to_string())
+        .await
+        .into_iter()
+        .filter(|(kind, _)| kind == "baton.progress")
+        .map(|(_, v)| v["progress"].clone())
+        .take(1)
+        .collect();
+    assert_eq!(
+        first,
+        [json!({"state": "working", "message": "transcribing"})]
+    );
+}
+
+/// An A2A task that needs input waits for a person: the question is a
+/// `baton.input_required` event naming the answer's key, the answer a
+/// `baton.input` event, and the agent's task goes on with it.
+#[tokio::test]
+async fn an_a2a_task_that_requires_input_gets_it_from_an_event() {
+    use baton_events::{Event, EventLog};
+    let task = |state: &str, extra: Value| {
+        let mut t =
+            json!({"kind": "task", "id": "t-9", "contextId": "c-9", "status": {"state": state}});
+        if let (Some(t), Value::Object(extra)) = (t.as_object_mut(), extra) {
+            t.extend(extra);
+        }
+        json!({"jsonrpc": "2.0", "id": "x", "result": t})
+    };
+    let question = json!({"state": "input-required", "message": {"role": "agent",
+        "parts": [{"kind": "text", "text": "Approve the refund of 40 EUR?"}]}});
+    let (base, seen) = stand_in(vec![
+        (200, task("input-required", json!({"status": question}))),
+        (
+            200,
+            task(
+                "completed",
+                json!({"artifacts": [{"parts": [{"kind": "data", "data": {"refunded": true}}]}]}),
+            ),
+        ),
+    ])
+    .await;
+    let flow = spec(&format!(
+        "agents:\n  desk: {{ type: http, url: \"{base}/a2a\" }}\ntasks:\n  - {{ id: refund, agent: desk, timeout: 30s }}\n"
+    ));
+    let (engine, log) = start();
+    let run = engine.submit(flow, json!({})).await.unwrap();
+    // Wait for the question.
+    let asked = loop {
+        let events = crate::dynamic::run_events(&log, &run.to_string()).await;
+        if let Some((_, v)) = events
+            .into_iter()
+            .find(|(k, _)| k == "baton.input_required")
+        {
+            break v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(asked["question"], json!("Approve the refund of 40 EUR?"));
+    let key = format!("{run}/refund");
+    assert_eq!(
+        asked["answer"],
+        json!({"topic": "baton.signals", "type": "baton.input", "key": key})
+    );
+    // An answer for another call is passed over.
+    let other = Event::new(
+        "baton.input",
+        format!("{run}/other"),
+        r#"{"approve": false}"#,
+    );
+    log.publish("baton.signals", vec![other]).await.unwrap();
+    let answer = Event::new("baton.input", key, r#"{"approve": true, "by": "ana"}"#);
+    log.publish("baton.signals", vec![answer]).await.unwrap();
+    let summary = tokio::time::timeout(std::time::Duration::from_secs(10), engine.wait(run))
+        .await
+        .expect("the answer lets the task go on")
+        .unwrap();
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    let view = engine.status(run).await.unwrap();
+    assert_eq!(view.task_states[0].output, Some(json!({"refunded": true})));
+    engine.shutdown().await.unwrap();
+    // The answer continued the same A2A task, in its context.
+    let second = &seen.lock().unwrap()[1].body["params"]["message"];
+    assert_eq!(second["taskId"], json!("t-9"));
+    assert_eq!(second["contextId"], json!("c-9"));
+    assert_eq!(
+        second["parts"],
+        json!([{"kind": "data", "data": {"approve": true, "by": "ana"}}])
     );
 }

@@ -65,6 +65,8 @@ const SPECIFIC: &[(&str, &str, Read)] = &[
             }
         })
     }),
+    ("stream", "http", |a, v, p, r| a.stream = flag(v, p, r)),
+    ("stream", "llm", |a, v, p, r| a.stream = flag(v, p, r)),
     ("outputs", "simulate", |a, v, p, r| {
         if let Some(map) = object(v, p, "a map of task ids to the outputs they return", r) {
             a.outputs = map.into_iter().collect();
@@ -139,22 +141,35 @@ fn agent(
                 Err(d) => report.push(d.with_hint("leave it out for no limit")),
             },
             "breaker" => agent.breaker = breaker(value, &p, report),
-            _ => match SPECIFIC.iter().find(|(field, ..)| *field == key) {
-                Some((_, owner, _)) if kind.as_deref().is_some_and(|k| k != *owner) => report.push(
-                    Diagnostic::error(
-                        "unknown-field",
-                        p,
-                        format!(
-                            "agent `{}` of type `{}` takes no `{key}`",
-                            agent.name,
-                            kind.as_deref().unwrap_or_default()
-                        ),
-                    )
-                    .with_hint(format!("`{key}` applies to agents of type `{owner}`")),
-                ),
-                Some((.., read)) => read(&mut agent, value, &p, report),
-                None => report.push(unknown(p, &key, kind.as_deref())),
-            },
+            _ => {
+                let owners: Vec<&str> = SPECIFIC
+                    .iter()
+                    .filter(|(field, ..)| *field == key)
+                    .map(|(_, owner, _)| *owner)
+                    .collect();
+                let own = SPECIFIC.iter().find(|(field, owner, _)| {
+                    *field == key && kind.as_deref().is_none_or(|k| k == *owner)
+                });
+                match own {
+                    Some((.., read)) => read(&mut agent, value, &p, report),
+                    None if !owners.is_empty() => report.push(
+                        Diagnostic::error(
+                            "unknown-field",
+                            p,
+                            format!(
+                                "agent `{}` of type `{}` takes no `{key}`",
+                                agent.name,
+                                kind.as_deref().unwrap_or_default()
+                            ),
+                        )
+                        .with_hint(format!(
+                            "`{key}` applies to agents of type `{}`",
+                            owners.join("` or `")
+                        )),
+                    ),
+                    None => report.push(unknown(p, &key, kind.as_deref())),
+                }
+            }
         }
     }
     agent.kind = kind.unwrap_or_default();
@@ -197,7 +212,11 @@ fn known(kind: Option<&str>) -> Vec<&'static str> {
         .iter()
         .filter(|(_, owner, _)| kind.is_none_or(|k| k == *owner))
         .map(|(field, ..)| *field);
-    GENERIC.iter().copied().chain(specific).collect()
+    let mut fields: Vec<&str> = GENERIC.iter().copied().chain(specific).collect();
+    // A field more than one type takes is listed once.
+    let mut seen = std::collections::HashSet::new();
+    fields.retain(|f| seen.insert(*f));
+    fields
 }
 
 /// An unknown field, with the closest field of this type, or else the closest
