@@ -3,6 +3,7 @@
 mod bench_cmd;
 mod config;
 mod events_cmd;
+mod follow;
 mod gen_cmd;
 mod load_cmd;
 mod plan_cmd;

@@ -79,6 +79,11 @@ pub struct Args {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// Print what the calls report while they run on stderr, a line each:
+    /// progress and partial output (streamed model text, an agent's
+    /// `BATON_PROGRESS` lines), questions for a person, decisions.
+    #[arg(long)]
+    follow: bool,
     /// Largest workflow file accepted, in bytes.
     #[arg(long, default_value_t = Limits::default().max_bytes)]
     max_size: u64,
@@ -418,7 +423,14 @@ async fn execute<L: EventLog, S: StateStore, F: Future<Output = anyhow::Error>>(
         (Some(_), Some(store)) => Some(store.load()?),
         _ => None,
     };
-    let (engine, handle) = Engine::build(options, log, store)?;
+    let topic = options.topic.clone();
+    // What `--follow` reads starts here (a second early: clocks of the
+    // log's appends and this process's may differ by a little).
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+        .saturating_sub(1_000);
+    let (engine, handle) = Engine::build(options, log.clone(), store)?;
     // Taken before the engine runs: a resumed run may end before a question
     // sent to the running engine (`active`) is answered.
     let resumed = engine.resumed().to_vec();
@@ -470,6 +482,16 @@ async fn execute<L: EventLog, S: StateStore, F: Future<Output = anyhow::Error>>(
         }
     };
     let progress = show_progress(handle.progress().clone());
+    let (stop_following, followed) = if args.follow {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let runs = runs.clone();
+        let follower = tokio::spawn(async move {
+            crate::follow::follow(log, topic, &runs, started_ms, stopped).await
+        });
+        (Some(stop), Some(follower))
+    } else {
+        (None, None)
+    };
     let lost = lost(handle.clone());
     let waited = tokio::select! {
         all = wait_all(&handle, &runs) => Some(all?),
@@ -486,6 +508,10 @@ async fn execute<L: EventLog, S: StateStore, F: Future<Output = anyhow::Error>>(
     if let Some(p) = progress {
         p.abort();
         eprint!("\r\x1b[2K");
+    }
+    if let (Some(stop), Some(followed)) = (stop_following, followed) {
+        let _ = stop.send(());
+        let _ = followed.await;
     }
     handle.shutdown().await?;
     let _ = engine.await;

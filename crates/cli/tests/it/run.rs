@@ -1376,3 +1376,41 @@ tasks:
     );
     eprintln!("{kills} kills, {duplicates} repeated attempts");
 }
+
+/// `--follow` prints, on stderr, the decisions of a pattern's turns and the
+/// progress its agents report (a Python worker's `BATON_PROGRESS` lines),
+/// while stdout keeps the summary alone.
+#[test]
+fn follow_prints_decisions_and_progress_on_stderr() {
+    let o = baton(
+        &[
+            "run",
+            "examples/patterns/supervisor_python.yaml",
+            "--in-memory",
+            "--json",
+            "--follow",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&o)["status"], "completed");
+    let err = stderr(&o);
+    for line in [
+        r#"choose · delegate {"turn":0,"agents":["researcher","researcher","researcher"]}"#,
+        r#"{"reading":"rust"}"#,
+        r#"choose · answer {"agent":"planner","turns":2}"#,
+    ] {
+        assert!(err.contains(line), "no `{line}` in:\n{err}");
+    }
+    // Without `--follow`, none of it.
+    let quiet = baton(
+        &[
+            "run",
+            "examples/patterns/supervisor_python.yaml",
+            "--in-memory",
+            "--json",
+        ],
+        None,
+    );
+    assert!(!stderr(&quiet).contains("reading"), "{}", stderr(&quiet));
+}
