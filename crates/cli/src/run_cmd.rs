@@ -368,6 +368,28 @@ fn prepare(args: &Args, file: &Path) -> anyhow::Result<Result<Arc<Spec>, ExitCod
             }
         }
     }
+    // Agents given an A2A card's URL: read it now, so that their skills are
+    // capabilities tasks may require.
+    if checked.workflow.agents.iter().any(|a| {
+        a.kind == "http"
+            && a.url
+                .as_deref()
+                .is_some_and(baton_engine::agent::is_card_url)
+    }) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        let egress = Options::default().egress;
+        if let Err(e) = runtime.block_on(baton_engine::agent::discover(
+            &mut checked.workflow.agents,
+            &egress,
+        )) {
+            eprintln!(
+                "warning: {e}; it is read again at the agent's first call, and its skills are not capabilities"
+            );
+        }
+    }
     match Spec::new(checked, Arc::new(plan), args.seed) {
         Ok(spec) => Ok(Ok(Arc::new(spec))),
         Err(e) => {

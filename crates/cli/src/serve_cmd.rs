@@ -157,6 +157,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
+        let mut options = options;
+        // Agents given an A2A card's URL: their skills become capabilities.
+        if let Err(e) =
+            baton_engine::agent::discover(&mut options.agents, &options.engine.egress).await
+        {
+            say(&format!(
+                "baton serve: warning: {e}; it is read again at the agent's first call, \
+                 and its skills are not capabilities until a restart reads it"
+            ));
+        }
         let data_dir = options.data_dir.clone();
         let auth = options.auth_token.is_some();
         let events = options.events.clone().unwrap_or_else(|| "disk".into());

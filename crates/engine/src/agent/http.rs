@@ -186,6 +186,30 @@ pub struct Http {
     inner: Arc<Endpoint>,
     /// Whether calls use `message/stream`.
     stream: bool,
+    /// For an agent given its card's URL (`inner` gets the card): the agent
+    /// the card describes, once read.
+    card: Option<Arc<tokio::sync::OnceCell<Http>>>,
+    /// The headers and the egress the described agent is built with.
+    built_with: Arc<BuiltWith>,
+}
+
+/// What an agent was built with, for the agent its card describes.
+struct BuiltWith {
+    headers: Vec<(String, String)>,
+    egress: Egress,
+}
+
+impl std::fmt::Debug for BuiltWith {
+    /// Header values often carry credentials: only their names are shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltWith")
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("egress", &self.egress)
+            .finish()
+    }
 }
 
 /// A URL that JSON is posted to, with one pooled HTTP/1.1 client, under an
@@ -209,7 +233,29 @@ impl Http {
         Ok(Http {
             inner: Arc::new(Endpoint::new(url, headers, egress)?),
             stream: false,
+            card: super::card::is_card_url(url).then(Default::default),
+            built_with: Arc::new(BuiltWith {
+                headers: headers.to_vec(),
+                egress: egress.clone(),
+            }),
         })
+    }
+
+    /// The agent calls go to: this one, or the one its card describes (the
+    /// card read at the first call; a card that cannot be read fails the
+    /// call, and the next call reads it again).
+    async fn target(&self) -> Result<Http, Failure> {
+        let Some(cell) = &self.card else {
+            return Ok(self.clone());
+        };
+        cell.get_or_try_init(|| async {
+            let card = super::card::fetch(&self.inner).await?;
+            let BuiltWith { headers, egress } = &*self.built_with;
+            let agent = Http::new(&card.url, headers, egress).map_err(Failure::permanent)?;
+            Ok(agent.streaming(self.stream || card.streaming))
+        })
+        .await
+        .cloned()
     }
 
     /// The same agent asking with `message/stream` (`true`) or
@@ -326,6 +372,15 @@ impl Endpoint {
         &self.url
     }
 
+    /// A request to the URL with the agent's headers.
+    fn request(&self, method: Method, body: Vec<u8>) -> Request<Full<Bytes>> {
+        let mut request = Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = method;
+        *request.uri_mut() = self.url.clone();
+        *request.headers_mut() = self.headers.clone();
+        request
+    }
+
     /// Posts `body` and reads the answer (at most 16 MiB): its status, its
     /// headers and its body. A connection that cannot be made is retryable,
     /// unless egress refused it.
@@ -333,11 +388,21 @@ impl Endpoint {
         &self,
         body: Vec<u8>,
     ) -> Result<(StatusCode, HeaderMap, Bytes), Failure> {
+        self.answer(self.request(Method::POST, body)).await
+    }
+
+    /// Gets the URL (an A2A agent card), as [`Endpoint::post`] posts.
+    pub(super) async fn get(&self) -> Result<(StatusCode, HeaderMap, Bytes), Failure> {
+        let mut request = self.request(Method::GET, Vec::new());
+        request.headers_mut().remove(CONTENT_TYPE);
+        self.answer(request).await
+    }
+
+    async fn answer(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), Failure> {
         let url = &self.url;
-        let mut request = Request::new(Full::new(Bytes::from(body)));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = url.clone();
-        *request.headers_mut() = self.headers.clone();
         let response = self.client.request(request).await.map_err(|e| Failure {
             message: format!("cannot reach {url}: {}", chain(&e)),
             retryable: !refused(&e),
@@ -425,10 +490,7 @@ impl Endpoint {
         mut on_data: impl FnMut(&str) -> Result<(), Failure>,
     ) -> Result<Streamed, Failure> {
         let url = &self.url;
-        let mut request = Request::new(Full::new(Bytes::from(body)));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = url.clone();
-        *request.headers_mut() = self.headers.clone();
+        let mut request = self.request(Method::POST, body);
         request
             .headers_mut()
             .insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
@@ -622,6 +684,7 @@ const POLL_MAX: Duration = Duration::from_secs(5);
 /// events (see [`super::Progress::ask`]) and goes on; the task's `timeout`
 /// bounds it all.
 async fn send(agent: Http, call: Call) -> Outcome {
+    let agent = agent.target().await?;
     let mut result = message(&agent, &call, &call.input, None).await?;
     let mut wait = POLL_FIRST;
     loop {
@@ -1071,6 +1134,11 @@ mod tests {
                     .unwrap(),
             ),
             stream: false,
+            card: None,
+            built_with: Arc::new(BuiltWith {
+                headers: Vec::new(),
+                egress: Egress::Open,
+            }),
         };
         let output = outcome(&agent, json!({"q": 1})).await.unwrap();
         assert_eq!(output, json!({"summary": "short", "words": 2}));

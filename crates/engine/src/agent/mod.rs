@@ -2,12 +2,14 @@
 //! `http` and `llm`; the registry (in the scheduler) adds capabilities,
 //! concurrency limits and circuit breakers on top.
 
+mod card;
 mod command;
 mod http;
 mod llm;
 mod policy;
 pub mod worker;
 
+pub use card::{discover, is_card_url};
 pub use command::INHERITED;
 pub use http::{Egress, is_public};
 pub use policy::{Policy, Refusal};

@@ -105,13 +105,29 @@ impl Policy {
                     _ => ("llm", agent.base_url.as_deref()),
                 };
                 let url = url.unwrap_or_default();
-                if self.http.iter().any(|allowed| matches(allowed, url)) {
+                // An agent card may send calls anywhere on its origin: the
+                // whole origin must be allowed.
+                let card = kind == "http" && super::card::is_card_url(url);
+                let reaches = match url.parse::<Uri>() {
+                    Ok(u) if card => format!(
+                        "{}://{}/",
+                        u.scheme_str().unwrap_or("http"),
+                        u.authority().map_or("", |a| a.as_str())
+                    ),
+                    _ => url.to_owned(),
+                };
+                if self.http.iter().any(|allowed| matches(allowed, &reaches)) {
                     return None;
                 }
+                let why = if card {
+                    " (an agent card's URL: its agent may be anywhere on that host, which must be allowed as a whole)"
+                } else {
+                    ""
+                };
                 refuse(
                     kind,
                     format!(
-                        "agent `{}` is an `{kind}` agent calling `{url}`, which this server does not let workflows call",
+                        "agent `{}` is an `{kind}` agent calling `{url}`{why}, which this server does not let workflows call",
                         agent.name
                     ),
                 )
@@ -232,6 +248,30 @@ mod tests {
             ..Policy::default()
         };
         assert!(policy.check(&wf, &[]).is_empty());
+    }
+
+    #[test]
+    fn an_agent_cards_url_needs_its_whole_origin_allowed() {
+        let card = "https://agents.example.com/.well-known/agent-card.json";
+        let wf = workflow(vec![agent("a2a", "http", Some(card))]);
+        let prefix = Policy {
+            http: vec!["https://agents.example.com/.well-known/".into()],
+            ..Policy::default()
+        };
+        let refused = prefix.check(&wf, &[]);
+        assert_eq!(refused.len(), 1);
+        assert!(
+            refused[0].message.contains("agent card"),
+            "{}",
+            refused[0].message
+        );
+        for allowed in ["agents.example.com", "https://agents.example.com/"] {
+            let whole = Policy {
+                http: vec![allowed.into()],
+                ..Policy::default()
+            };
+            assert!(whole.check(&wf, &[]).is_empty(), "{allowed}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::{spec, start};
 /// One request the stand-in saw: its headers (lower-case names) and body.
 #[derive(Debug, Clone)]
 struct Seen {
+    request_line: String,
     headers: Vec<(String, String)>,
     body: Value,
 }
@@ -33,8 +34,16 @@ impl Seen {
 /// next of `answers` (status, body; a 429 says `Retry-After: 1`), then 500s.
 /// Returns its base URL.
 async fn stand_in(answers: Vec<(u16, Value)>) -> (String, Arc<Mutex<Vec<Seen>>>) {
+    stand_in_with(|_| answers).await
+}
+
+/// [`stand_in`] with answers that may name its base URL.
+async fn stand_in_with(
+    answers: impl FnOnce(&str) -> Vec<(u16, Value)>,
+) -> (String, Arc<Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/v1", listener.local_addr().unwrap());
+    let answers = answers(&base);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
     tokio::spawn(async move {
@@ -76,7 +85,12 @@ async fn stand_in(answers: Vec<(u16, Value)>) -> (String, Arc<Mutex<Vec<Seen>>>)
                 .map(|(n, v)| (n.trim().to_lowercase(), v.trim().to_string()))
                 .collect();
             let body = serde_json::from_slice(&buf[head_end..]).unwrap_or(Value::Null);
-            log.lock().unwrap().push(Seen { headers, body });
+            let request_line = head.lines().next().unwrap_or("").to_string();
+            log.lock().unwrap().push(Seen {
+                request_line,
+                headers,
+                body,
+            });
             let (status, answer) = answers.next().unwrap_or((500, json!({"error": "no more"})));
             // A streamed answer: each event written (and flushed) on its own.
             if let Some(events) = answer.get(STREAM).and_then(Value::as_array) {
@@ -491,4 +505,59 @@ async fn an_a2a_task_that_requires_input_gets_it_from_an_event() {
         second["parts"],
         json!([{"kind": "data", "data": {"approve": true, "by": "ana"}}])
     );
+}
+
+/// An agent given its card's URL reads the card at its first call, calls
+/// the interface it names, and streams because the card says it can;
+/// `discover` reads it ahead of time and makes its skills capabilities.
+#[tokio::test]
+async fn an_agent_card_names_the_interface_its_streaming_and_its_skills() {
+    let card = |base: &str| {
+        json!({"name": "Transcriber", "url": format!("{base}/a2a"),
+               "capabilities": {"streaming": true},
+               "skills": [{"id": "transcribe"}, {"id": "translate"}]})
+    };
+    let message = json!({"jsonrpc": "2.0", "id": "x", "result": {
+        "kind": "message", "role": "agent", "messageId": "m", "parts": [{"kind": "text", "text": "hi"}]}});
+    let (base, seen) = stand_in_with(|base| {
+        vec![
+            (200, card(base)),
+            (200, streamed(vec![message])),
+            (200, card(base)),
+        ]
+    })
+    .await;
+    let flow = spec(&format!(
+        "agents:\n  a2a: {{ type: http, url: \"{base}/.well-known/agent-card.json\" }}\ntasks:\n  - {{ id: listen, agent: a2a }}\n"
+    ));
+    let (engine, _log) = start();
+    let run = engine.submit(flow, json!({})).await.unwrap();
+    let summary = engine.wait(run).await.unwrap();
+    assert_eq!(summary.status, RunStatus::Completed, "{summary:?}");
+    let view = engine.status(run).await.unwrap();
+    assert_eq!(view.task_states[0].output, Some(json!("hi")));
+    engine.shutdown().await.unwrap();
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen[0].request_line,
+            "GET /v1/.well-known/agent-card.json HTTP/1.1"
+        );
+        assert_eq!(seen[1].request_line, "POST /v1/a2a HTTP/1.1");
+        assert_eq!(seen[1].body["method"], json!("message/stream"));
+    }
+
+    let mut agents = vec![baton_model::Agent {
+        name: "a2a".into(),
+        kind: "http".into(),
+        url: Some(format!("{base}/.well-known/agent-card.json")),
+        capabilities: vec!["translate".into()],
+        ..Default::default()
+    }];
+    baton_engine::agent::discover(&mut agents, &baton_engine::agent::Egress::Open)
+        .await
+        .unwrap();
+    assert_eq!(agents[0].url, Some(format!("{base}/a2a")));
+    assert!(agents[0].stream);
+    assert_eq!(agents[0].capabilities, ["translate", "transcribe"]);
 }
