@@ -18,7 +18,12 @@ const BATCH: usize = 512;
 /// The pause when every partition is caught up.
 const IDLE: Duration = Duration::from_millis(50);
 
-/// Follows `runs` on `topic` until `stop` fires, then prints what is left.
+/// How long, once the runs ended, their last events may take to reach the
+/// log (they are published off the engine's loop).
+const GRACE: Duration = Duration::from_secs(3);
+
+/// Follows `runs` on `topic` until `stop` fires, then prints what is left:
+/// up to each run's final `baton.run` event.
 pub async fn follow<L: EventLog>(
     log: Arc<L>,
     topic: String,
@@ -28,31 +33,31 @@ pub async fn follow<L: EventLog>(
 ) {
     let mut f = Follower {
         keys: runs.iter().map(|r| r.to_string()).collect(),
+        ended: HashSet::new(),
         from: Vec::new(),
         texts: HashMap::new(),
         terminal: std::io::stderr().is_terminal(),
     };
     loop {
-        let read = f.step(&*log, &topic, since_ms).await;
-        if stop.try_recv().is_ok() {
-            // The runs ended: their last events are in the log by now.
-            while f.step(&*log, &topic, since_ms).await > 0 {}
-            return;
-        }
-        if read == 0 {
+        if f.step(&*log, &topic, since_ms).await == 0 {
             tokio::select! {
                 _ = tokio::time::sleep(IDLE) => {}
-                _ = &mut stop => {
-                    while f.step(&*log, &topic, since_ms).await > 0 {}
-                    return;
-                }
+                _ = &mut stop => break,
             }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + GRACE;
+    while f.ended.len() < f.keys.len() && tokio::time::Instant::now() < deadline {
+        if f.step(&*log, &topic, since_ms).await == 0 {
+            tokio::time::sleep(IDLE).await;
         }
     }
 }
 
 struct Follower {
     keys: HashSet<String>,
+    /// The runs whose final `baton.run` event was read.
+    ended: HashSet<String>,
     /// The next offset to read, per partition (empty until the topic exists).
     from: Vec<u64>,
     /// The text a call last reported (run, task, instance, attempt), so that
@@ -94,6 +99,15 @@ impl Follower {
                 let Ok(payload) = serde_json::from_slice::<Value>(&r.event.payload) else {
                     continue;
                 };
+                if &*r.event.kind == "baton.run"
+                    && matches!(
+                        payload.get("status").and_then(Value::as_str),
+                        Some("completed" | "failed" | "cancelled")
+                    )
+                {
+                    self.ended.insert(key.into_owned());
+                    continue;
+                }
                 if let Some(line) = self.line(&r.event.kind, &payload) {
                     if self.terminal {
                         // Over the progress line, which is drawn again.
@@ -177,6 +191,7 @@ mod tests {
     fn follower() -> Follower {
         Follower {
             keys: HashSet::new(),
+            ended: HashSet::new(),
             from: Vec::new(),
             texts: HashMap::new(),
             terminal: false,
