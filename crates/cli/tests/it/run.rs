@@ -1414,3 +1414,132 @@ fn follow_prints_decisions_and_progress_on_stderr() {
     );
     assert!(!stderr(&quiet).contains("reading"), "{}", stderr(&quiet));
 }
+
+/// The crash test on a pattern: a supervisor (a Python program) delegating
+/// two calls a turn for six turns, then finishing; SIGKILL at random
+/// moments, resume, again, until a resumed run ends. Every turn and every
+/// delegated call ran, and only those in flight at a kill ran twice: no
+/// decision that was made was asked for again.
+#[test]
+fn a_supervisor_killed_with_sigkill_resumes_without_asking_a_decision_twice() {
+    const MAX_ROUNDS: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let (data, marks_file) = (dir.path().join("data"), dir.path().join("marks"));
+    let boss = dir.path().join("boss.py");
+    let worker = dir.path().join("worker.py");
+    std::fs::write(
+        &boss,
+        format!(
+            r#"import json, sys, time
+call = json.load(sys.stdin)
+turn = call["turn"]
+time.sleep(0.03)
+with open({marks:?}, "a") as m:
+    m.write(f"boss-{{turn}}\n")
+if turn < 6:
+    print(json.dumps({{"delegate": [{{"agent": "worker", "input": {{"turn": turn, "i": i}}}} for i in range(2)]}}))
+else:
+    print(json.dumps({{"finish": {{"turns": turn + 1}}}}))
+"#,
+            marks = marks_file.display().to_string()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &worker,
+        format!(
+            r#"import json, sys, time
+call = json.load(sys.stdin)["input"]
+time.sleep(0.03)
+with open({marks:?}, "a") as m:
+    m.write(f"work-{{call['turn']}}-{{call['i']}}\n")
+print(json.dumps({{"ok": True}}))
+"#,
+            marks = marks_file.display().to_string()
+        ),
+    )
+    .unwrap();
+    let flow = dir.path().join("flow.yaml");
+    std::fs::write(
+        &flow,
+        format!(
+            r#"
+agents:
+  boss: {{ type: command, command: [python3, "{}"] }}
+  worker: {{ type: command, command: [python3, "{}"] }}
+tasks:
+  - id: lead
+    pattern: {{ type: supervisor, supervisor: boss, workers: [worker], max_turns: 8 }}
+"#,
+            boss.display(),
+            worker.display()
+        ),
+    )
+    .unwrap();
+    let mut rng = Rng(0x5a9e_0001);
+    let mut kills = 0;
+    let mut finished = None;
+    for round in 0..MAX_ROUNDS {
+        let mut args = vec!["run"];
+        if round == 0 {
+            args.push(arg(&flow));
+        } else {
+            args.push("--resume");
+        }
+        args.extend(["--data-dir", arg(&data), "--json"]);
+        let mut child = spawn(&args);
+        if round == 0 {
+            let deadline = Instant::now() + ROUND_LIMIT;
+            while marks(&marks_file).is_empty() && child.try_wait().unwrap().is_none() {
+                assert!(Instant::now() < deadline, "no turn finished");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        // A turn takes a Python start or two (about 0.1 s each here).
+        match wait_for(&mut child, Duration::from_millis(rng.range(250, 800))) {
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+            }
+            Some(_) => {
+                finished = Some(child.wait_with_output().unwrap());
+                break;
+            }
+        }
+    }
+    let o = finished.unwrap_or_else(|| panic!("not finished after {MAX_ROUNDS} rounds"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    if !stdout(&o).trim().is_empty() {
+        let s = summary(&o);
+        assert_eq!(s["status"], "completed", "{s}");
+    }
+    // Agents of a killed `baton` may still finish: let them write their marks.
+    std::thread::sleep(Duration::from_millis(300));
+    let marks = marks(&marks_file);
+    for turn in 0..=6 {
+        assert!(
+            marks.contains_key(&format!("boss-{turn}")),
+            "turn {turn}: {marks:?}"
+        );
+    }
+    for turn in 0..6 {
+        for i in 0..2 {
+            let call = format!("work-{turn}-{i}");
+            assert!(marks.contains_key(&call), "{call}: {marks:?}");
+        }
+    }
+    assert_eq!(marks.len(), 7 + 12, "no turn past `finish`: {marks:?}");
+    // In flight at a kill: a turn or its two calls, and at most one more
+    // whose end the journal had not made durable yet.
+    let duplicates: usize = marks.values().map(|c| c - 1).sum();
+    assert!(
+        duplicates <= 3 * kills,
+        "{duplicates} repeated marks after {kills} kills: {marks:?}"
+    );
+    assert!(
+        kills > 0,
+        "no round was ever killed: the test proved nothing"
+    );
+    eprintln!("{kills} kills, {duplicates} repeated calls");
+}
