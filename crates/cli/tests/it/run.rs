@@ -820,8 +820,8 @@ fn crash_and_resume_on(seed: u64, state: &[&str]) -> usize {
         }
     }
 
-    // A killed `baton` leaves its agents' processes running (nothing kills them):
-    // give the last ones time to write their marks.
+    // The agents of a killed `baton` die with it, the one that was writing
+    // its mark perhaps just after: give the file a moment.
     std::thread::sleep(Duration::from_millis(300));
     let marks = marks(&marks_file);
     for i in 0..n {
@@ -1514,7 +1514,8 @@ tasks:
         let s = summary(&o);
         assert_eq!(s["status"], "completed", "{s}");
     }
-    // Agents of a killed `baton` may still finish: let them write their marks.
+    // The agents of a killed `baton` die with it, the one that was writing
+    // its mark perhaps just after: give the file a moment.
     std::thread::sleep(Duration::from_millis(300));
     let marks = marks(&marks_file);
     for turn in 0..=6 {
@@ -1542,4 +1543,57 @@ tasks:
         "no round was ever killed: the test proved nothing"
     );
     eprintln!("{kills} kills, {duplicates} repeated calls");
+}
+
+/// An agent's process dies with `baton`, even when `baton` is killed with
+/// SIGKILL (nothing of its own runs then): a resumed run never has the same
+/// call running twice.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_agent_process_dies_when_baton_is_killed_with_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let flow = dir.path().join("flow.yaml");
+    std::fs::write(
+        &flow,
+        format!(
+            "agents:\n  slow: {{ type: command, command: [sh, -c, \"echo $$ > {}.tmp; mv {0}.tmp {0}; exec sleep 30\"] }}\ntasks:\n  - {{ id: wait, agent: slow }}\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let child = spawn(&["run", arg(&flow), "--data-dir", arg(&data)]);
+    let mut baton = Killed(child);
+    let deadline = Instant::now() + ROUND_LIMIT;
+    let pid: i32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the agent never started");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let alive = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            // A zombie (`Z`) is dead, waiting for its new parent to reap it.
+            .is_ok_and(|stat| {
+                stat.rsplit(')')
+                    .next()
+                    .is_some_and(|s| !s.trim_start().starts_with('Z'))
+            })
+    };
+    assert!(alive(pid), "the agent runs while baton does");
+    baton.0.kill().unwrap(); // SIGKILL
+    baton.0.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the agent (pid {pid}) outlived baton killed with SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -21,7 +21,9 @@
 //! engine cancels a call and applies a task's timeout), when the agent's own
 //! `timeout` passes, and when the process exits, so that nothing a call started
 //! in the background outlives it. (A program that leaves its group on purpose,
-//! with `setsid`, is beyond reach.)
+//! with `setsid`, is beyond reach.) On Linux the process also dies with the
+//! engine, even one killed with SIGKILL (`PR_SET_PDEATHSIG`), so that a
+//! resumed run never has the same call running twice.
 
 use std::io;
 use std::path::PathBuf;
@@ -158,6 +160,7 @@ async fn run(spec: Arc<Spec>, call: Call) -> Outcome {
     if let Some(dir) = &spec.workdir {
         command.current_dir(dir);
     }
+    die_with_the_engine(&mut command);
     let mut child = command
         .process_group(0)
         .stdin(Stdio::piped())
@@ -237,6 +240,40 @@ async fn run(spec: Arc<Spec>, call: Call) -> Outcome {
         )));
     }
     Ok(parse_output(&stdout))
+}
+
+/// Has the process killed (SIGKILL) when the engine's thread that started it
+/// dies, `baton` killed with SIGKILL included, where nothing of ours runs to
+/// kill the group (Linux's `PR_SET_PDEATHSIG`; elsewhere nothing changes).
+/// Only the process itself: what it started in the background is not (a
+/// call's group is killed whenever the engine lives to do it). The engine
+/// starts processes on its runtime's worker threads, which live as long as
+/// the engine.
+fn die_with_the_engine(command: &mut tokio::process::Command) {
+    #[cfg(target_os = "linux")]
+    {
+        let parent = std::process::id();
+        // SAFETY: the closure runs in the child between fork and exec, where
+        // only async-signal-safe calls are allowed: it makes three system
+        // calls (prctl(2), getppid(2), _exit(2)), allocates nothing, takes no
+        // lock and captures a plain integer. Checking the parent after
+        // prctl closes the window where the engine died before it: the
+        // process would then have been adopted already.
+        #[allow(unsafe_code)]
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::getppid() as u32 != parent {
+                    libc::_exit(137);
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
 }
 
 /// A call's process group (its id is the leader's pid), killed when dropped.
