@@ -1,8 +1,10 @@
-//! `baton events publish|tail|groups|pending|dlq`: operate an embedded (disk) event log.
+//! `baton events publish|tail|groups|pending|dlq|check|repair`: operate an embedded
+//! (disk) event log.
 //!
 //! `tail` and `dlq` read the segments without taking the log's lock, so they work while
 //! a server owns the directory. `publish`, `groups` and `pending` open the log and so
-//! need it to be free (error otherwise, exit code 2).
+//! need it to be free (error otherwise, exit code 2), as do `check` and `repair` (a log
+//! being written would look torn at its tail).
 //!
 //! Data goes to stdout (text, or JSON lines with `--json`), diagnostics to stderr.
 
@@ -38,6 +40,12 @@ enum Command {
     Pending(PendingArgs),
     /// Print a topic's dead letters with the reason each was moved.
     Dlq(DlqArgs),
+    /// Read every segment and report what it holds and where it is damaged
+    /// (exit 1 if anything but a torn tail is).
+    Check(Common),
+    /// Truncate the log at its first damage, keeping what is cut off in
+    /// DIR/damaged/ (for a log that does not open: see `check`).
+    Repair(Common),
 }
 
 #[derive(clap::Args)]
@@ -138,6 +146,8 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Tail(a) => tail(a),
         Command::Dlq(a) => dlq(a),
+        Command::Check(a) => check(&a),
+        Command::Repair(a) => repair(&a),
         other => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -148,11 +158,109 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
                     Command::Publish(a) => publish(a).await,
                     Command::Groups(a) => groups(a).await,
                     Command::Pending(a) => pending(a).await,
-                    Command::Tail(_) | Command::Dlq(_) => unreachable!("handled above"),
+                    Command::Tail(_) | Command::Dlq(_) | Command::Check(_) | Command::Repair(_) => {
+                        unreachable!("handled above")
+                    }
                 }
             })
         }
     }
+}
+
+/// `baton events check`: one line per segment, the damage under it.
+fn check(a: &Common) -> anyhow::Result<ExitCode> {
+    check_dir(&a.data_dir)?;
+    let reports = baton_events::disk::check(&a.data_dir)
+        .with_context(|| format!("checking the event log in {}", a.data_dir.display()))?;
+    let newest = reports.len().saturating_sub(1);
+    let mut out = std::io::stdout().lock();
+    let mut damaged = false;
+    for (i, r) in reports.iter().enumerate() {
+        let torn = r
+            .damage
+            .as_ref()
+            .is_some_and(|d| i == newest && d.is_torn_tail());
+        damaged |= r.damage.is_some() && !torn;
+        let name = r
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if a.json {
+            let damage = r.damage.as_ref().map(|d| {
+                json!({"position": d.position, "reason": d.reason, "torn_tail": torn,
+                       "next_valid": d.next_valid, "records_after": d.records_after,
+                       "events_after": d.events_after})
+            });
+            writeln!(
+                out,
+                "{}",
+                json!({"segment": name, "bytes": r.bytes, "records": r.records,
+                       "events": r.events, "damage": damage})
+            )?;
+            continue;
+        }
+        writeln!(
+            out,
+            "{name}	{} bytes	{} records	{} events	{}",
+            r.bytes,
+            r.records,
+            r.events,
+            match (&r.damage, torn) {
+                (None, _) => "ok",
+                (Some(_), true) => "torn tail (cut when the log opens: never acknowledged)",
+                (Some(_), false) => "DAMAGED",
+            }
+        )?;
+        if let Some(d) = &r.damage {
+            write!(out, "  at byte {}: {}", d.position, d.reason)?;
+            match d.next_valid {
+                Some(n) => writeln!(
+                    out,
+                    "; valid records follow at byte {n}: {} records, {} events",
+                    d.records_after, d.events_after
+                )?,
+                None => writeln!(out)?,
+            }
+        }
+    }
+    if damaged {
+        eprintln!(
+            "the log is damaged: `baton events repair --data-dir {}` truncates it at the damage and keeps what it cuts off in {}/damaged/ (or restore the directory from a backup)",
+            a.data_dir.display(),
+            a.data_dir.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `baton events repair`: truncates at the first damage, keeping the rest.
+fn repair(a: &Common) -> anyhow::Result<ExitCode> {
+    check_dir(&a.data_dir)?;
+    let repaired = baton_events::disk::repair(&a.data_dir)
+        .with_context(|| format!("repairing the event log in {}", a.data_dir.display()))?;
+    let Some(r) = repaired else {
+        eprintln!("nothing to repair in {}", a.data_dir.display());
+        return Ok(ExitCode::SUCCESS);
+    };
+    let saved: Vec<String> = r.saved.iter().map(|p| p.display().to_string()).collect();
+    if a.json {
+        println!(
+            "{}",
+            json!({"segment": r.segment.display().to_string(), "position": r.position,
+                   "events_cut": r.events_cut, "saved": saved})
+        );
+    } else {
+        println!(
+            "cut {} at byte {}: {} valid events after the damage are no longer in the log; what was cut off is kept in {}",
+            r.segment.display(),
+            r.position,
+            r.events_cut,
+            saved.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn open(dir: &Path, fsync: Fsync) -> anyhow::Result<DiskLog> {

@@ -27,11 +27,14 @@
 //!
 //! # Recovery
 //!
-//! On open every segment is read and checked. In the newest segment, the first record
-//! that is incomplete or fails its checksum starts a torn tail: it and everything after
-//! it were never acknowledged, and are cut off. Damage in an older segment is not a
-//! torn write; opening fails with [`Error::Corrupt`] naming the file and byte position,
-//! and no record is served from a damaged log.
+//! On open every segment is read and checked. In the newest segment, a record that is
+//! incomplete or fails its checksum with nothing valid after it is a torn tail: it was
+//! never acknowledged, and is cut off. A bad record followed by valid ones, or one in
+//! an older segment, is damage, not a torn write: opening fails with
+//! [`Error::Corrupt`] naming the file, the byte position and the records that follow,
+//! and no record is served from a damaged log. [`check`] and [`repair`] (`baton events
+//! check|repair`) inspect such a log and truncate it at the damage, keeping what they
+//! cut off.
 //!
 //! Retained events are held in memory (bounded by each topic's [`Retention`]) and
 //! served from there; segments are the durable copy. A background task drops segments
@@ -40,10 +43,12 @@
 //!
 //! [`Retention`]: crate::Retention
 
+mod check;
 mod codec;
 mod follow;
 mod writer;
 
+pub use self::check::{Damage, Repaired, SegmentReport, check, repair};
 pub use self::follow::Follower;
 
 use std::collections::HashMap;
@@ -262,9 +267,18 @@ fn recover(dir: &Path, options: DiskOptions) -> Result<(Core<Writer>, File)> {
                     }
                     at = next;
                 }
-                Scan::Bad(reason) if last => {
+                Scan::Bad(reason) => {
+                    let damage = check::damage(&data, at, reason);
+                    if !last || !damage.is_torn_tail() {
+                        return Err(Error::Corrupt {
+                            path: path.clone(),
+                            position: at as u64,
+                            reason: damaged(&damage, dir),
+                        });
+                    }
                     tracing::warn!(
-                        path = %path.display(), position = at, dropped = data.len() - at, %reason,
+                        path = %path.display(), position = at, dropped = data.len() - at,
+                        reason = %damage.reason,
                         "cutting off the torn tail of the newest segment (never acknowledged)"
                     );
                     let f = OpenOptions::new()
@@ -275,13 +289,6 @@ fn recover(dir: &Path, options: DiskOptions) -> Result<(Core<Writer>, File)> {
                         .and_then(|()| f.sync_all())
                         .map_err(|e| Error::io("truncating torn segment", path, e))?;
                     break;
-                }
-                Scan::Bad(reason) => {
-                    return Err(Error::Corrupt {
-                        path: path.clone(),
-                        position: at as u64,
-                        reason,
-                    });
                 }
             }
         }
@@ -313,6 +320,25 @@ fn recover(dir: &Path, options: DiskOptions) -> Result<(Core<Writer>, File)> {
     );
     *core.topics.write().unwrap_or_else(|e| e.into_inner()) = topics;
     Ok((core, lock))
+}
+
+/// Why a log with `damage` does not open, and what to do.
+fn damaged(damage: &Damage, dir: &Path) -> String {
+    let dir = dir.display();
+    let follows = match damage.next_valid {
+        Some(at) => format!(
+            "valid records follow at byte {at} ({} records, {} events), so this is damage, \
+             not a torn write, and those were acknowledged",
+            damage.records_after, damage.events_after
+        ),
+        None => "this is not the newest segment, so it is damage, not a torn write".into(),
+    };
+    format!(
+        "{}; {follows}. `baton events check {dir}` shows the log's state; \
+         `baton events repair {dir}` truncates the log at the damage and keeps \
+         what it cuts off in {dir}/damaged/ (or restore the directory from a backup)",
+        damage.reason
+    )
 }
 
 struct Replay<'a> {

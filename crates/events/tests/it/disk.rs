@@ -105,6 +105,67 @@ async fn damage_in_an_older_segment_is_reported_with_file_and_position() {
     }
 }
 
+/// One flipped byte in the newest segment, with acknowledged records after
+/// it, is damage, not a torn write: the log refuses to open (it used to cut
+/// the file there and drop them silently). `check` shows it, `repair`
+/// truncates the log there and keeps what it cut off.
+#[tokio::test]
+async fn a_flipped_byte_in_the_newest_segment_is_damage_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = DiskOptions {
+        segment_bytes: 64 << 20,
+        ..options()
+    };
+    let log = DiskLog::open(dir.path(), big.clone()).await.unwrap();
+    fill(&log, 50).await;
+    log.close().await.unwrap();
+    drop(log);
+    let segs = segments(dir.path());
+    let newest = segs.last().unwrap().clone();
+    let mut bytes = fs::read(&newest).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x01;
+    fs::write(&newest, &bytes).unwrap();
+
+    let err = DiskLog::open(dir.path(), big.clone()).await.err().unwrap();
+    let Error::Corrupt {
+        path,
+        position,
+        reason,
+    } = &err
+    else {
+        panic!("unexpected error {err}");
+    };
+    assert_eq!(path, &newest);
+    assert!(*position as usize <= at, "{position} vs {at}");
+    assert!(reason.contains("valid records follow"), "{reason}");
+    assert!(reason.contains("baton events repair"), "{reason}");
+    assert_eq!(fs::read(&newest).unwrap(), bytes, "nothing was cut");
+
+    let reports = baton_events::disk::check(dir.path()).unwrap();
+    let damage = reports.last().unwrap().damage.clone().unwrap();
+    assert_eq!(damage.position, *position);
+    assert!(!damage.is_torn_tail());
+    // 1,000 events were published, in records of at most 20: the damaged
+    // one holds what is neither before nor after it.
+    let before = reports.last().unwrap().events;
+    let in_damaged = 1000 - before - damage.events_after;
+    assert!((1..=20).contains(&in_damaged), "{before} {damage:?}");
+
+    let repaired = baton_events::disk::repair(dir.path()).unwrap().unwrap();
+    assert_eq!(repaired.position, *position);
+    assert_eq!(repaired.events_cut, damage.events_after);
+    let saved = fs::read(&repaired.saved[0]).unwrap();
+    assert_eq!(saved, bytes[*position as usize..], "what was cut is kept");
+    let log = DiskLog::open(dir.path(), big.clone()).await.unwrap();
+    assert_eq!(count(&log).await, before);
+    // Nothing left to repair, and the log goes on.
+    fill(&log, 1).await;
+    log.close().await.unwrap();
+    drop(log);
+    assert_eq!(baton_events::disk::repair(dir.path()).unwrap(), None);
+}
+
 #[tokio::test]
 async fn a_directory_is_opened_once() {
     let dir = tempfile::tempdir().unwrap();
