@@ -143,7 +143,7 @@ fn a_damaged_log_is_checked_and_repaired() {
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     }
     // Each command writes a segment of its own: damage the first.
-    let segment = std::fs::read_dir(&d)
+    let segment = std::fs::read_dir(d)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "log"))

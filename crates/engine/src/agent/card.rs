@@ -16,7 +16,7 @@ use http::Uri;
 use serde_json::Value;
 
 use super::Failure;
-use super::http::{Egress, Endpoint, json_answer, status_failure};
+use super::endpoint::{Egress, Endpoint, json_answer, status_failure};
 
 /// Where A2A agents publish their card; `agent.json` is the name earlier
 /// versions of the protocol used.

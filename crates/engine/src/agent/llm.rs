@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::http::{Egress, Endpoint, Streamed, excerpt, json_answer, status_failure};
+use super::endpoint::{Egress, Endpoint, Streamed, excerpt, json_answer, status_failure};
 use super::{Call, Decisions, Failure, Outcome, Runner, Started};
 
 /// An agent answering through a chat-completions API.

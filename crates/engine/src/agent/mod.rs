@@ -4,6 +4,7 @@
 
 mod card;
 mod command;
+mod endpoint;
 mod http;
 mod llm;
 mod policy;
@@ -11,7 +12,7 @@ pub mod worker;
 
 pub use card::{discover, is_card_url};
 pub use command::INHERITED;
-pub use http::{Egress, is_public};
+pub use endpoint::{Egress, is_public};
 pub use policy::{Policy, Refusal};
 
 use std::future::Future;
