@@ -23,6 +23,10 @@ pub struct Problem {
     /// Every finding, for `invalid-workflow` and `invalid-request`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// The id of the request this answers (its `x-request-id`), to find it in
+    /// the server's log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl Problem {
@@ -35,6 +39,7 @@ impl Problem {
             detail: detail.into(),
             code: code.into(),
             errors: Vec::new(),
+            request_id: None,
         }
     }
 }

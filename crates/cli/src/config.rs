@@ -30,6 +30,8 @@ pub struct Server {
     pub auth_token: Option<String>,
     /// Whether `/metrics` needs the token.
     pub metrics_requires_auth: Option<bool>,
+    /// Whether every request is logged (`baton::access`).
+    pub access_log: Option<bool>,
     /// Largest request body, bytes.
     pub body_limit: Option<usize>,
     /// Most events per `POST /api/v1/events`.

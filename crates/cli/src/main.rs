@@ -6,6 +6,7 @@ mod events_cmd;
 mod follow;
 mod gen_cmd;
 mod load_cmd;
+mod logging;
 mod plan_cmd;
 mod run_cmd;
 mod serve_cmd;
@@ -24,6 +25,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// What the log on stderr shows: a level (error, warn, info, debug,
+    /// trace, off) or directives (`warn,baton::access=info`). Without it:
+    /// BATON_LOG, then RUST_LOG, then `info` for `serve` and `warn` for the
+    /// rest.
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// How log lines are written: text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    log_format: logging::Format,
 }
 
 #[derive(Subcommand)]
@@ -49,6 +59,14 @@ const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    if let Err(err) = logging::install(cli.log_level.as_deref(), cli.log_format, default_level) {
+        eprintln!("error: {err:#}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let result = match cli.command {
         Command::Plan(args) => plan_cmd::run(args),
         Command::Run(args) => run_cmd::run(args),

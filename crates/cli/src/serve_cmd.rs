@@ -51,7 +51,12 @@ pub struct Args {
     /// the others take them over, seconds [default: 10].
     #[arg(long, value_name = "SECS")]
     lease_ttl: Option<u64>,
+    /// Log every request (method, route, status, latency, request id; never a
+    /// token or a body) at level info, target `baton::access`.
+    #[arg(long)]
+    access_log: bool,
     /// `baton.toml`: `[server]` (bind, data_dir, auth_token, metrics_requires_auth,
+    /// access_log,
     /// body_limit, max_batch_events, request_timeout_secs, long_poll_max_ms, events,
     /// state, instance, advertise, lease_ttl_secs, namespace,
     /// allow_workflow_command_agents, allow_workflow_http_urls,
@@ -79,6 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or(defaults.data_dir.clone()),
         auth_token: s.auth_token,
         metrics_requires_auth: s.metrics_requires_auth.unwrap_or(false),
+        access_log: args.access_log || s.access_log.unwrap_or(false),
         body_limit: s.body_limit.unwrap_or(defaults.body_limit),
         max_batch_events: s.max_batch_events.unwrap_or(defaults.max_batch_events),
         request_timeout: s
@@ -175,7 +181,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // Listening before the banner: a supervisor may signal as soon as it reads it.
         let signalled = shutdown_signal();
         eprintln!(
-            "baton serve: listening on http://{} (data in {}, events {}, state {}{})",
+            "baton serve {}: listening on http://{} (data in {}, events {}, state {}{})",
+            env!("CARGO_PKG_VERSION"),
             server.local_addr(),
             data_dir.display(),
             redact(&events),

@@ -157,6 +157,11 @@ impl Cluster {
         if let Some(v) = call.headers.get("last-event-id") {
             request = request.header("last-event-id", v);
         }
+        // One id for the request on both instances, to follow it in both logs.
+        use crate::request_id::{CURRENT, REQUEST_ID};
+        if let Ok(id) = CURRENT.try_with(|id| id.clone()) {
+            request = request.header(REQUEST_ID, &*id);
+        }
         let request = request
             .body(Full::new(call.body))
             .map_err(|e| ApiError::Internal(format!("forwarding to {url}: {e}")))?;

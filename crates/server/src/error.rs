@@ -176,16 +176,31 @@ impl From<baton_events::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let ApiError::Internal(detail) = &self {
-            tracing::error!(detail, "internal error");
+            let request_id = current_request_id();
+            tracing::error!(detail, request_id = request_id.as_deref(), "internal error");
         }
         problem_response(&self.problem())
     }
 }
 
-/// A problem as a response.
+/// The id of the request being answered, if any.
+fn current_request_id() -> Option<String> {
+    crate::request_id::CURRENT
+        .try_with(|id| id.to_string())
+        .ok()
+}
+
+/// A problem as a response, with the id of the request it answers.
 pub fn problem_response(p: &Problem) -> Response {
     let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = serde_json::to_vec(p).unwrap_or_default();
+    let body = match current_request_id() {
+        Some(id) if p.request_id.is_none() => serde_json::to_vec(&Problem {
+            request_id: Some(id),
+            ..p.clone()
+        }),
+        _ => serde_json::to_vec(p),
+    }
+    .unwrap_or_default();
     let mut res = (status, body).into_response();
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));

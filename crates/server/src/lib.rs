@@ -8,6 +8,7 @@ mod error;
 mod forward;
 mod metrics;
 pub mod openapi;
+mod request_id;
 mod routes;
 
 use std::net::SocketAddr;
@@ -38,6 +39,10 @@ pub struct ServerOptions {
     pub auth_token: Option<String>,
     /// Whether `/metrics` needs the token too.
     pub metrics_requires_auth: bool,
+    /// Whether every request is logged (target `baton::access`, level info):
+    /// method, route template, status, latency and request id, never the
+    /// token or a body.
+    pub access_log: bool,
     /// Largest request body, bytes.
     pub body_limit: usize,
     /// Most events in one `POST /api/v1/events`.
@@ -105,6 +110,7 @@ impl Default for ServerOptions {
             data_dir: PathBuf::from("baton-data"),
             auth_token: None,
             metrics_requires_auth: false,
+            access_log: false,
             body_limit: 64 << 20,
             max_batch_events: 10_000,
             request_timeout: Duration::from_secs(30),

@@ -422,7 +422,8 @@ fn schemas() -> Value {
         "Problem": {"type": "object", "required": ["type", "title", "status", "detail", "code"], "properties": {
             "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
             "detail": {"type": "string"}, "code": {"type": "string", "enum": ["invalid-workflow", "invalid-request", "bad-request", "not-found", "method-not-allowed", "conflict", "payload-too-large", "unsupported-media-type", "unauthorized", "timeout", "unavailable", "internal"]},
-            "errors": {"type": "array", "items": r("FieldError")}}},
+            "errors": {"type": "array", "items": r("FieldError")},
+            "request_id": {"type": "string", "description": "the request's id, as in its `x-request-id` answer header: find it in the server's log"}}},
         "FieldError": field_error,
         "Location": location,
         "Workflow": {"type": "object", "description": "A workflow document (docs/workflow-language.md): `tasks` and optionally `name`, `agents`, `coordination`. Beyond this shape it is checked by the workflow language (task references, cycles, agent types): 422 `invalid-workflow` with every finding.", "required": ["tasks"], "properties": {

@@ -185,3 +185,78 @@ fn finished_runs_survive_a_restart() {
     assert!(rerun.starts_with("HTTP/1.1 202"), "{rerun}");
     assert!(sigterm(&mut child).success());
 }
+
+/// `--access-log` writes a line per request (here as JSON lines: method,
+/// route template, status, latency, request id) and never the token; the
+/// startup banner names the version.
+#[test]
+fn the_access_log_names_the_route_and_request_id_and_never_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--access-log",
+            "--log-format",
+            "json",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("BATON_AUTH_TOKEN", "s3cret-token")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("serve exited early").unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            assert!(line.contains(env!("CARGO_PKG_VERSION")), "{line}");
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let mut s = TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "GET /api/v1/executions/0000000000000007 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret-token\r\nx-request-id: follow-me\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("x-request-id: follow-me"),
+        "{answer}"
+    );
+    assert!(sigterm(&mut child).success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let access: Vec<serde_json::Value> = rest
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "baton::access")
+        .collect();
+    assert_eq!(access.len(), 1, "{rest:?}");
+    let fields = &access[0]["fields"];
+    assert_eq!(fields["method"], "GET");
+    assert_eq!(fields["route"], "/api/v1/executions/{id}");
+    assert_eq!(fields["status"], 404);
+    assert_eq!(fields["request_id"], "follow-me");
+    assert!(fields["latency_us"].is_u64(), "{fields}");
+    assert!(!rest.iter().any(|l| l.contains("s3cret")), "{rest:?}");
+}
+
+/// A log level that is not one (a typo would otherwise log nothing) is a
+/// usage error that says what is expected.
+#[test]
+fn a_log_level_that_is_not_one_is_refused() {
+    let o = crate::baton(&["--log-level", "verbose", "serve"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        crate::stderr(&o).contains("is not a log level"),
+        "{}",
+        crate::stderr(&o)
+    );
+}

@@ -1,13 +1,16 @@
-//! The middleware: bearer-token auth, and the request metrics and timeout.
+//! The middleware: request ids and the access log, bearer-token auth, and
+//! the request metrics and timeout.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
+use crate::request_id::{CURRENT, REQUEST_ID, given_id, new_id};
 
 use super::St;
 
@@ -39,6 +42,35 @@ pub(super) async fn auth(State(state): St, req: Request, next: Next) -> Response
     next.run(req).await
 }
 
+/// The route template a matched request took, for the access log.
+#[derive(Clone)]
+struct Route(Arc<str>);
+
+/// Gives every request an id (the caller's `x-request-id`, or a new one),
+/// answers it in `x-request-id`, makes it the id problem+json bodies carry,
+/// and writes the access log line when it is on.
+pub(super) async fn request_id(State(state): St, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = given_id(&req).unwrap_or_else(new_id);
+    let method = req.method().clone();
+    let mut res = CURRENT.scope(id.clone(), next.run(req)).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, value);
+    }
+    if state.options.access_log {
+        let route = res.extensions().get::<Route>().map(|r| r.0.clone());
+        tracing::info!(
+            target: "baton::access",
+            method = %method,
+            route = route.as_deref().unwrap_or("unmatched"),
+            status = res.status().as_u16(),
+            latency_us = started.elapsed().as_micros() as u64,
+            request_id = &*id,
+        );
+    }
+    res
+}
+
 /// Counts and times every matched request; applies the request timeout.
 pub(super) async fn track(State(state): St, req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -62,5 +94,7 @@ pub(super) async fn track(State(state): St, req: Request, next: Next) -> Respons
     state
         .metrics
         .request(&key, res.status().as_u16(), started.elapsed());
+    let mut res = res;
+    res.extensions_mut().insert(Route(route.into()));
     res
 }

@@ -92,6 +92,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.options.body_limit))
+        .layer(from_fn_with_state(state.clone(), middleware::request_id))
         .with_state(state)
 }
 

@@ -331,6 +331,44 @@ async fn curls_default_form_type_is_read_as_json() {
     assert!(r.json()["detail"].as_str().unwrap().contains("is not JSON"));
 }
 
+/// Every answer has a request id (the caller's `x-request-id` when it sends
+/// a sensible one), and a problem+json body carries it, so that a 500's
+/// "see the server log" leads to the line.
+#[tokio::test]
+async fn every_answer_has_a_request_id_and_problems_carry_it() {
+    let app = app().await;
+    let a = app.get("/healthz").await;
+    let b = app.get("/healthz").await;
+    let (a, b) = (a.request_id.unwrap(), b.request_id.unwrap());
+    assert_eq!(a.len(), 16, "{a}");
+    assert_ne!(a, b);
+    let r = app
+        .send(
+            Request::get("/api/v1/executions/0000000000000001")
+                .header("x-request-id", "client-chosen-7")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.request_id.as_deref(), Some("client-chosen-7"));
+    assert_eq!(r.json()["request_id"], "client-chosen-7");
+    // Unmatched routes too; an id with control characters or spaces is
+    // replaced.
+    let r = app
+        .send(
+            Request::get("/nowhere")
+                .header("x-request-id", "two words")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let id = r.request_id.clone().unwrap();
+    assert_ne!(id, "two words");
+    assert_eq!(r.json()["request_id"], id.as_str());
+}
+
 #[tokio::test]
 async fn limits_are_413() {
     let app = app_with(|o| {

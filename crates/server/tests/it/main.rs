@@ -49,6 +49,8 @@ pub(crate) struct Reply {
     pub(crate) status: StatusCode,
     pub(crate) content_type: String,
     pub(crate) text: String,
+    /// The answer's `x-request-id`.
+    pub(crate) request_id: Option<String>,
 }
 
 impl Reply {
@@ -66,11 +68,16 @@ impl App {
             .get("content-type")
             .map(|v| v.to_str().unwrap().to_string())
             .unwrap_or_default();
+        let request_id = res
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_string());
         let bytes = res.into_body().collect().await.unwrap().to_bytes();
         Reply {
             status,
             content_type,
             text: String::from_utf8_lossy(&bytes).into_owned(),
+            request_id,
         }
     }
 
