@@ -106,35 +106,5 @@ pub fn read(path: &Path) -> anyhow::Result<Result<Config, ExitCode>> {
     }
 }
 
-/// A URL without its password, for logs.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let user = &url[scheme + 3..at];
-            match user.split_once(':') {
-                Some((name, _)) => format!("{}{name}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_stay_out_of_the_logs() {
-        assert_eq!(
-            redact("postgres://baton:s3cret@db:5432/baton"),
-            "postgres://baton:***@db:5432/baton"
-        );
-        assert_eq!(
-            redact("postgres://baton@db/baton"),
-            "postgres://baton@db/baton"
-        );
-        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
-        assert_eq!(redact("disk"), "disk");
-    }
-}
+/// A URL (or a text quoting URLs) without passwords, for what is printed.
+pub use baton_server::redact;

@@ -338,6 +338,23 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Event content as a field of a text line: control characters escaped
+/// (`\n`, `\t`, `\u{1b}`), so that an event cannot break the line, forge
+/// fields, or send escape sequences to the terminal.
+fn shown(b: &[u8]) -> String {
+    let mut out = String::with_capacity(b.len());
+    for c in String::from_utf8_lossy(b).chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn record_json(r: &Record) -> Value {
     let e = &r.event;
     let headers: BTreeMap<&str, String> = e
@@ -369,9 +386,9 @@ fn print_record(out: &mut impl Write, r: &Record, json: bool) -> std::io::Result
             out,
             "{}\t{}\t{}\t{}",
             r.offset,
-            e.kind,
-            text(&e.key),
-            text(&e.payload).replace('\n', "\\n")
+            shown(e.kind.as_bytes()),
+            shown(&e.key),
+            shown(&e.payload)
         )
     }
 }
@@ -426,7 +443,7 @@ fn dlq(a: DlqArgs) -> anyhow::Result<ExitCode> {
         }
         for r in records.iter().take((a.count - printed) as usize) {
             let e = &r.event;
-            let h = |n: &str| e.header(n).map(|v| text(v)).unwrap_or_default();
+            let h = |n: &str| e.header(n).map(|v| shown(v)).unwrap_or_default();
             if a.common.json {
                 writeln!(out, "{}", record_json(r))?;
             } else {
@@ -438,8 +455,8 @@ fn dlq(a: DlqArgs) -> anyhow::Result<ExitCode> {
                     h("dlq.group"),
                     h("dlq.deliveries"),
                     h("dlq.reason"),
-                    e.kind,
-                    text(&e.payload).replace('\n', "\\n")
+                    shown(e.kind.as_bytes()),
+                    shown(&e.payload)
                 )?;
             }
             printed += 1;
@@ -527,4 +544,15 @@ async fn pending(a: PendingArgs) -> anyhow::Result<ExitCode> {
     }
     log.close().await?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown;
+
+    #[test]
+    fn control_characters_are_escaped_in_text_lines() {
+        assert_eq!(shown(b"a\tb\nc\x1b[2Jd\x00"), "a\\tb\\nc\\u{1b}[2Jd\\u{0}");
+        assert_eq!(shown("é ok".as_bytes()), "é ok");
+    }
 }

@@ -87,7 +87,8 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // Backends' errors may quote their URLs, passwords included.
+            eprintln!("error: {}", config::redact(&format!("{err:#}")));
             ExitCode::from(EXIT_USAGE)
         }
     }

@@ -55,6 +55,10 @@ pub struct Args {
     /// token or a body) at level info, target `baton::access`.
     #[arg(long)]
     access_log: bool,
+    /// Serve without an auth token on an address other hosts can reach
+    /// (refused otherwise).
+    #[arg(long)]
+    insecure_no_auth: bool,
     /// `baton.toml`: `[server]` (bind, data_dir, auth_token, metrics_requires_auth,
     /// access_log,
     /// body_limit, max_batch_events, request_timeout_secs, long_poll_max_ms, events,
@@ -85,6 +89,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         auth_token: s.auth_token,
         metrics_requires_auth: s.metrics_requires_auth.unwrap_or(false),
         access_log: args.access_log || s.access_log.unwrap_or(false),
+        insecure_no_auth: args.insecure_no_auth,
         body_limit: s.body_limit.unwrap_or(defaults.body_limit),
         max_batch_events: s.max_batch_events.unwrap_or(defaults.max_batch_events),
         request_timeout: s

@@ -274,6 +274,18 @@ pub(crate) fn task(t: RawTask, tasks_path: &Path, i: usize, report: &mut Report)
         report.push(unknown_field(at().key(key), key, "task", TASK_FIELDS));
     }
     let id = match t.id {
+        // Ids reach logs, terminals, file names and URLs: no control characters.
+        Some(id) if id.chars().any(char::is_control) => {
+            report.push(
+                Diagnostic::error(
+                    "bad-id",
+                    at().key("id"),
+                    format!("task id {:?} contains a control character", id),
+                )
+                .with_hint("use letters, digits and punctuation"),
+            );
+            String::new()
+        }
         Some(id) if !id.is_empty() => id,
         Some(_) => {
             report.push(Diagnostic::error(

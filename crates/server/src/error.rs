@@ -56,6 +56,9 @@ pub enum ApiError {
     /// No or a wrong bearer token.
     #[error("a valid bearer token is required: send `Authorization: Bearer <token>`")]
     Unauthorized,
+    /// What the caller asks is the server's alone (its own topics).
+    #[error("{0}")]
+    Forbidden(String),
     /// The request took longer than the server's request timeout.
     #[error("the request took longer than {0:?}")]
     Timeout(std::time::Duration),
@@ -81,7 +84,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::AgentNotAllowed { .. } => StatusCode::FORBIDDEN,
+            ApiError::AgentNotAllowed { .. } | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -101,6 +104,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Unauthorized => "unauthorized",
             ApiError::AgentNotAllowed { .. } => "agent-not-allowed",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",

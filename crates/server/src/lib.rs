@@ -8,6 +8,7 @@ mod error;
 mod forward;
 mod metrics;
 pub mod openapi;
+mod redact;
 mod request_id;
 mod routes;
 
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::{Catalog, Executions};
 pub use crate::error::ApiError;
 use crate::metrics::Metrics;
+pub use crate::redact::redact;
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -36,7 +38,11 @@ pub struct ServerOptions {
     /// `workflows/` and `executions.jsonl`.
     pub data_dir: PathBuf,
     /// When set, every `/api` route needs `Authorization: Bearer <token>`.
+    /// An empty one is refused at start.
     pub auth_token: Option<String>,
+    /// Serve without a token on an address other hosts can reach
+    /// (`--insecure-no-auth`); without it such a server refuses to start.
+    pub insecure_no_auth: bool,
     /// Whether `/metrics` needs the token too.
     pub metrics_requires_auth: bool,
     /// Whether every request is logged (target `baton::access`, level info):
@@ -109,6 +115,7 @@ impl Default for ServerOptions {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("baton-data"),
             auth_token: None,
+            insecure_no_auth: false,
             metrics_requires_auth: false,
             access_log: false,
             body_limit: 64 << 20,
@@ -169,6 +176,9 @@ pub enum Error {
         /// Why.
         source: baton_engine::agent::Error,
     },
+    /// The options leave the server open to anyone who can reach it.
+    #[error("{0}")]
+    Insecure(String),
     /// The address could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -183,6 +193,28 @@ pub enum Error {
     /// Serving failed.
     #[error("serving: {0}")]
     Serve(std::io::Error),
+}
+
+/// Refuses an empty token (the API would look protected and be open), and
+/// no token at all on an address other hosts can reach, unless the operator
+/// says so (Redis's protected mode is the model).
+fn check_auth(options: &ServerOptions) -> Result<(), Error> {
+    match &options.auth_token {
+        Some(token) if token.trim().is_empty() => Err(Error::Insecure(
+            "the auth token is empty: set a real one (`[server] auth_token` or BATON_AUTH_TOKEN), \
+             or leave it out"
+                .into(),
+        )),
+        None if !options.bind.ip().is_loopback() && !options.insecure_no_auth => {
+            Err(Error::Insecure(format!(
+                "{} can be reached from other hosts and no auth token is set: set one \
+                 (`[server] auth_token` or BATON_AUTH_TOKEN), bind a loopback address, or \
+                 pass --insecure-no-auth to serve anyone who can reach it",
+                options.bind
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// What every handler shares.
@@ -216,6 +248,7 @@ impl Server {
     /// Opens the data directory (event log, state store, workflows), builds the
     /// engine (which resumes unfinished runs once running) and binds the address.
     pub async fn build(mut options: ServerOptions) -> Result<Server, Error> {
+        check_auth(&options)?;
         let listener = tokio::net::TcpListener::bind(options.bind)
             .await
             .map_err(|source| Error::Bind {
@@ -380,7 +413,7 @@ async fn open_log(options: &ServerOptions) -> Result<AnyLog, Error> {
     };
     AnyLog::open(url, &open).await.map_err(|e| Error::Backend {
         what: "opening the event log",
-        url: url.to_owned(),
+        url: redact(url),
         source: e.into(),
     })
 }
@@ -402,7 +435,7 @@ async fn open_shared_state(
     let failed = |what: &'static str| {
         move |e: Box<dyn std::error::Error + Send + Sync>| Error::Backend {
             what,
-            url: url.to_owned(),
+            url: redact(url),
             source: e,
         }
     };
@@ -441,7 +474,7 @@ async fn open_shared_state(
 ) -> Result<SharedState, Error> {
     Err(Error::Backend {
         what: "opening the state store",
-        url: url.to_owned(),
+        url: redact(url),
         source: "this build has no `postgres` state store: build with `--features postgres`".into(),
     })
 }

@@ -14,6 +14,9 @@ use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
 
+/// The label of the agents workflows declare themselves, summed.
+const WORKFLOW_AGENTS: &str = "(workflow)";
+
 /// Upper bounds of the latency buckets, seconds.
 const BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -129,10 +132,26 @@ pub(crate) async fn render(State(state): State<std::sync::Arc<AppState>>) -> Res
         "baton_uptime_seconds {}",
         m.started.elapsed().as_secs_f64()
     );
-    let depths = state.options.engine.workers.depths();
+    // Agent labels are the operator's agents' names; the agents workflows
+    // declare themselves are summed under `(workflow)`: a caller must not be
+    // able to add series (or two workflows print one series twice).
+    let operator = |name: &str| state.options.agents.iter().any(|a| a.name == name);
+    let bounded = |name: &str| {
+        if operator(name) {
+            name.to_owned()
+        } else {
+            WORKFLOW_AGENTS.to_owned()
+        }
+    };
+    let mut depths: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (agent, waiting, leased) in state.options.engine.workers.depths() {
+        let d = depths.entry(bounded(&agent)).or_default();
+        d.0 += waiting;
+        d.1 += leased;
+    }
     out.push_str("# HELP baton_worker_queue_depth Task calls waiting for a worker, by agent.\n");
     out.push_str("# TYPE baton_worker_queue_depth gauge\n");
-    for (agent, waiting, _) in &depths {
+    for (agent, (waiting, _)) in &depths {
         let _ = writeln!(
             out,
             "baton_worker_queue_depth{{agent=\"{}\"}} {waiting}",
@@ -141,7 +160,7 @@ pub(crate) async fn render(State(state): State<std::sync::Arc<AppState>>) -> Res
     }
     out.push_str("# HELP baton_worker_leased Task calls leased to workers, by agent.\n");
     out.push_str("# TYPE baton_worker_leased gauge\n");
-    for (agent, _, leased) in &depths {
+    for (agent, (_, leased)) in &depths {
         let _ = writeln!(
             out,
             "baton_worker_leased{{agent=\"{}\"}} {leased}",
@@ -203,25 +222,37 @@ pub(crate) async fn render(State(state): State<std::sync::Arc<AppState>>) -> Res
             let _ = writeln!(out, "{name}{{quantile=\"1\"}} {}", p.max_us / 1e6);
             let _ = writeln!(out, "{name}_count {}", p.count);
         }
+        let mut agents: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+        for a in &s.agents {
+            let key = match operator(&a.name) {
+                true => (a.name.clone(), a.kind.clone()),
+                false => (WORKFLOW_AGENTS.to_owned(), WORKFLOW_AGENTS.to_owned()),
+            };
+            let e = agents.entry(key).or_default();
+            e.0 += a.in_flight as u64;
+            e.1 += a.calls;
+        }
         out.push_str("# HELP baton_agent_in_flight Agent calls in flight.\n");
         out.push_str("# TYPE baton_agent_in_flight gauge\n");
-        for a in &s.agents {
+        for ((name, kind), (in_flight, _)) in &agents {
             let _ = writeln!(
                 out,
-                "baton_agent_in_flight{{agent=\"{}\",kind=\"{}\"}} {}",
-                label(&a.name),
-                label(&a.kind),
-                a.in_flight
+                "baton_agent_in_flight{{agent=\"{}\",kind=\"{}\"}} {in_flight}",
+                label(name),
+                label(kind),
             );
         }
         out.push_str("# HELP baton_agent_calls_total Agent calls since start.\n");
         out.push_str("# TYPE baton_agent_calls_total counter\n");
-        for a in &s.agents {
+        let mut calls: BTreeMap<&str, u64> = BTreeMap::new();
+        for ((name, _), (_, n)) in &agents {
+            *calls.entry(name).or_default() += n;
+        }
+        for (name, n) in &calls {
             let _ = writeln!(
                 out,
-                "baton_agent_calls_total{{agent=\"{}\"}} {}",
-                label(&a.name),
-                a.calls
+                "baton_agent_calls_total{{agent=\"{}\"}} {n}",
+                label(name),
             );
         }
     }

@@ -57,10 +57,34 @@ struct Leased {
 #[derive(Default)]
 struct Pool {
     queues: HashMap<String, VecDeque<Waiting>>,
-    leased: HashMap<u64, Leased>,
+    leased: HashMap<u128, Leased>,
     /// Recently expired leases, to tell a late worker why it was refused.
-    expired: VecDeque<u64>,
+    expired: VecDeque<u128>,
     next: u64,
+}
+
+/// Lease ids: 128 bits no one can guess from the ids they were given, two
+/// keyed SipHash values of a counter (std seeds each `RandomState` from the
+/// operating system's random source), written as 32 hex digits.
+struct LeaseIds([std::hash::RandomState; 2]);
+
+impl LeaseIds {
+    fn get() -> &'static LeaseIds {
+        static IDS: std::sync::OnceLock<LeaseIds> = std::sync::OnceLock::new();
+        IDS.get_or_init(|| LeaseIds([std::hash::RandomState::new(), std::hash::RandomState::new()]))
+    }
+
+    fn make(&self, n: u64) -> u128 {
+        use std::hash::BuildHasher as _;
+        (u128::from(self.0[0].hash_one(n)) << 64) | u128::from(self.0[1].hash_one(n))
+    }
+}
+
+/// The key of a lease id as given out (exactly 32 hex digits).
+fn key_of(id: &str) -> Option<u128> {
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| u128::from_str_radix(id, 16).ok())
+        .flatten()
 }
 
 /// Expired lease ids remembered for late reports.
@@ -102,7 +126,7 @@ impl Workers {
 
     /// Returns expired leases to their queues (front first: they waited longest).
     fn expire(pool: &mut Pool, now: Instant) {
-        let expired: Vec<u64> = pool
+        let expired: Vec<u128> = pool
             .leased
             .iter()
             .filter(|(_, l)| l.expires <= now)
@@ -136,10 +160,10 @@ impl Workers {
                 continue;
             }
             pool.next += 1;
-            let id = pool.next;
+            let id = LeaseIds::get().make(pool.next);
             let lease_expires_ms = crate::clock::now_ms() + lease.as_millis() as u64;
             out.push(Assignment {
-                id: format!("{id:016x}"),
+                id: format!("{id:032x}"),
                 run: waiting.call.run.to_string(),
                 task: waiting.call.task.to_string(),
                 attempt: waiting.call.attempt,
@@ -188,7 +212,7 @@ impl Workers {
 
     fn settle(&self, id: &str) -> Result<Leased, Error> {
         let unknown = || Error::UnknownLease(id.to_string());
-        let key = u64::from_str_radix(id, 16).map_err(|_| unknown())?;
+        let key = key_of(id).ok_or_else(unknown)?;
         let now = Instant::now();
         let mut pool = self.pool();
         Self::expire(&mut pool, now);
@@ -203,8 +227,9 @@ impl Workers {
     pub fn heartbeat(&self, id: &str, lease: Duration) -> Result<(), Error> {
         let mut l = self.settle(id)?;
         l.expires = Instant::now() + lease;
-        let key = u64::from_str_radix(id, 16).unwrap_or_default();
-        self.pool().leased.insert(key, l);
+        if let Some(key) = key_of(id) {
+            self.pool().leased.insert(key, l);
+        }
         Ok(())
     }
 
@@ -215,8 +240,9 @@ impl Workers {
         if let Some(p) = &l.waiting.call.progress {
             p.report(progress);
         }
-        let key = u64::from_str_radix(id, 16).unwrap_or_default();
-        self.pool().leased.insert(key, l);
+        if let Some(key) = key_of(id) {
+            self.pool().leased.insert(key, l);
+        }
         Ok(())
     }
 

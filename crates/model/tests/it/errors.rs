@@ -105,6 +105,18 @@ fn error_kinds_have_stable_codes() {
     assert_eq!(r.error_count, 4);
 }
 
+/// A control character in a task id (a NUL, an escape sequence) is refused:
+/// ids reach logs, terminals and URLs.
+#[test]
+fn control_characters_in_task_ids_are_refused() {
+    let r = report(
+        r#"{"tasks": [{"id": "a\u0000b"}, {"id": "x\u001b[2J"}, {"id": "ok-1 é"}]}"#,
+        Format::Json,
+    );
+    assert_eq!(codes(&r), ["bad-id", "bad-id"]);
+    assert_eq!(r.diagnostics[0].path.to_string(), "$.tasks[0].id");
+}
+
 #[test]
 fn many_errors_are_capped_and_counted() {
     let mut text = String::from("tasks:\n");

@@ -65,6 +65,13 @@ pub(super) async fn publish(
         (Some(t), _) | (None, Some(t)) => t,
         (None, None) => state.options.engine.signals_topic.clone(),
     };
+    if let Some(why) = reserved(&topic, &state.options.engine) {
+        return Err(ApiError::Forbidden(format!(
+            "`{topic}` is {why}, which only the server publishes to; publish to `{}` (the \
+             signals `wait_for` tasks and questions wait for) or a topic of your own",
+            state.options.engine.signals_topic
+        )));
+    }
     let n = req.events.len();
     if n == 0 {
         return Err(ApiError::invalid(
@@ -176,4 +183,21 @@ pub(super) async fn ack(
         .collect();
     let acknowledged = state.log.ack(&topic, &group, &ids).await?;
     Ok(reply(StatusCode::OK, &api::AckResponse { acknowledged }))
+}
+
+/// Why a caller may not publish to `topic`: it is the engine's run events
+/// (which streams and run state trust), a dead-letter topic, or another of
+/// the `baton.` namespace; the signals topic is open to callers.
+fn reserved(topic: &str, engine: &baton_engine::Options) -> Option<&'static str> {
+    if topic == engine.signals_topic {
+        None
+    } else if topic == engine.topic {
+        Some("the engine's run events")
+    } else if topic.ends_with(".dlq") {
+        Some("a dead-letter topic")
+    } else if topic.starts_with("baton.") {
+        Some("in the server's `baton.` namespace")
+    } else {
+        None
+    }
 }

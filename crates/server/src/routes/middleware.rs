@@ -24,12 +24,14 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 pub(super) async fn auth(State(state): St, req: Request, next: Next) -> Response {
     if let Some(token) = &state.options.auth_token {
+        // The scheme is case-insensitive (RFC 6750, RFC 9110).
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, token)| token.trim_start());
         if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
             let mut res = ApiError::Unauthorized.into_response();
             res.headers_mut().insert(

@@ -152,7 +152,7 @@ pub(super) async fn get_workflow(State(state): St, Path(id): Path<String>) -> Ap
         StatusCode::OK,
         &api::WorkflowDetail {
             info: info(&e),
-            document: e.document.clone(),
+            document: redacted(e.document.clone()),
         },
     ))
 }
@@ -256,4 +256,32 @@ pub(super) fn admit(state: &AppState, checked: &baton_model::Checked) -> ApiResu
             })
             .collect(),
     })
+}
+
+/// A workflow document as it is shown: the values of every agent's
+/// `headers` and `env` (credentials live there) replaced by `***`, in
+/// inline sub-workflows and teams too.
+fn redacted(mut document: serde_json::Value) -> serde_json::Value {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Object(agents)) = map.get_mut("agents") {
+                    for agent in agents.values_mut() {
+                        for secret in ["headers", "env"] {
+                            if let Some(serde_json::Value::Object(pairs)) = agent.get_mut(secret) {
+                                for value in pairs.values_mut() {
+                                    *value = serde_json::Value::String("***".into());
+                                }
+                            }
+                        }
+                    }
+                }
+                map.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    walk(&mut document);
+    document
 }

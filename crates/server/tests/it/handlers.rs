@@ -504,6 +504,27 @@ async fn bearer_auth() {
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(app.send(with("s3cret")).await.status, StatusCode::OK);
+    // The scheme is case-insensitive (RFC 6750); the token is not.
+    for header in ["bearer s3cret", "BEARER s3cret", "Bearer  s3cret"] {
+        let r = app
+            .send(
+                Request::get("/api/v1/workflows")
+                    .header("authorization", header)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{header}");
+    }
+    assert_eq!(
+        app.send(with("S3CRET")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let basic = Request::get("/api/v1/workflows")
+        .header("authorization", "Basic s3cret")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.send(basic).await.status, StatusCode::UNAUTHORIZED);
     // Health and metrics stay open unless configured.
     assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
     assert_eq!(app.get("/metrics").await.status, StatusCode::OK);
@@ -545,6 +566,8 @@ async fn metrics_health_ready() {
         "baton_runs_finished_total{state=\"completed\"} 1",
         "baton_coordination_overhead_seconds{quantile=\"0.99\"}",
         "baton_ready_queue_depth",
+        // DIAMOND's own agents are not the operator's: summed, not named.
+        "baton_agent_calls_total{agent=\"(workflow)\"} 4",
     ] {
         assert!(m.text.contains(family), "{family} missing from\n{}", m.text);
     }

@@ -279,3 +279,172 @@ async fn sub_workflows_come_from_the_catalog_and_never_from_the_servers_files() 
         assert!(r.text.contains(refusal), "{}", r.text);
     }
 }
+
+/// An empty token would look like protection and be none; no token on an
+/// address other hosts reach serves anyone: both refuse to start, unless
+/// the operator says `insecure_no_auth`.
+#[tokio::test]
+async fn an_empty_token_or_an_open_address_without_one_refuses_to_start() {
+    use baton_server::{Error, Server, ServerOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let options = |bind: &str, token: Option<&str>, insecure: bool| ServerOptions {
+        bind: bind.parse().unwrap(),
+        data_dir: dir.path().join("data"),
+        auth_token: token.map(str::to_owned),
+        insecure_no_auth: insecure,
+        ..ServerOptions::default()
+    };
+    for (bind, token) in [
+        ("127.0.0.1:0", Some("")),
+        ("127.0.0.1:0", Some("  ")),
+        ("0.0.0.0:0", None),
+    ] {
+        match Server::build(options(bind, token, false)).await {
+            Err(Error::Insecure(why)) => assert!(why.contains("token"), "{why}"),
+            Err(e) => panic!("{bind} {token:?}: {e}"),
+            Ok(_) => panic!("{bind} {token:?} started"),
+        }
+    }
+    assert!(!dir.path().join("data").exists(), "nothing was created");
+    for (bind, token, insecure) in [
+        ("0.0.0.0:0", Some("t"), false),
+        ("0.0.0.0:0", None, true),
+        ("127.0.0.1:0", None, false),
+    ] {
+        let server = Server::build(options(bind, token, insecure)).await;
+        assert!(server.is_ok(), "{bind} {token:?} {insecure}");
+        drop(server);
+    }
+}
+
+/// The engine's run events, dead letters and the rest of `baton.` are the
+/// server's: a forged `completed` on `baton.runs` used to end a live run's
+/// event stream. The signals topic stays open (wait_for, questions).
+#[tokio::test]
+async fn the_servers_own_topics_cannot_be_published_to() {
+    let app = app_with(|_| {}).await;
+    let forged = r#"{"events": [{"type": "baton.run", "key": "0000000000000001", "payload": {"status": "completed"}}]}"#;
+    for topic in ["baton.runs", "orders.dlq", "baton.audit"] {
+        let r = app
+            .post(&format!("/api/v1/events?topic={topic}"), forged)
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{topic}: {}", r.text);
+        assert_eq!(r.json()["code"], "forbidden");
+        assert!(
+            r.json()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("baton.signals")
+        );
+    }
+    let body_topic = r#"{"topic": "baton.runs", "events": [{"type": "x"}]}"#;
+    assert_eq!(
+        app.post("/api/v1/events", body_topic).await.status,
+        StatusCode::FORBIDDEN
+    );
+    for topic in ["baton.signals", "orders", "baton-runs"] {
+        let r = app
+            .post(
+                &format!("/api/v1/events?topic={topic}"),
+                r#"{"events": [{"type": "x"}]}"#,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{topic}: {}", r.text);
+    }
+}
+
+/// Lease ids cannot be guessed: 128 bits in 32 hex digits, nothing else
+/// (the sequential `0000000000000001`, and `1` for it, let a client report
+/// another worker's task).
+#[tokio::test]
+async fn lease_ids_are_unguessable() {
+    let app = app_with(|_| {}).await;
+    let wf = app
+        .create(r#"{"agents": {"w": {"type": "worker"}}, "tasks": [{"id": "a", "agent": "w"}, {"id": "b", "agent": "w"}]}"#)
+        .await;
+    app.post(&format!("/api/v1/workflows/{wf}/execute"), "{}")
+        .await;
+    let r = app
+        .post("/api/v1/agents/w/poll", r#"{"max": 2, "wait_ms": 5000}"#)
+        .await;
+    let ids: Vec<String> = r.json()["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2, "{}", r.text);
+    for id in &ids {
+        assert_eq!(id.len(), 32, "{id}");
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    }
+    // Neighbours of a real id, and short forms, are unknown.
+    let mut near = ids[0].clone().into_bytes();
+    near[31] = if near[31] == b'0' { b'1' } else { b'0' };
+    for guess in [
+        String::from_utf8(near).unwrap(),
+        "1".into(),
+        "0000000000000001".into(),
+        format!("0{}", ids[0]),
+    ] {
+        let r = app
+            .post(
+                &format!("/api/v1/tasks/{guess}/complete"),
+                r#"{"output": 1}"#,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{guess}: {}", r.text);
+    }
+    let r = app
+        .post(
+            &format!("/api/v1/tasks/{}/complete", ids[0]),
+            r#"{"output": 1}"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+/// Agent headers and environments hold credentials: reading a workflow back
+/// shows `***` for their values, in inline sub-workflows too.
+#[tokio::test]
+async fn a_workflows_agent_secrets_are_not_read_back() {
+    let app = app_with(|o| {
+        o.workflow_agents = Policy {
+            http: vec!["agents.example.com".into()],
+            command: true,
+        }
+    })
+    .await;
+    let doc = json!({
+        "agents": {
+            "a2a": {"type": "http", "url": "https://agents.example.com/a2a",
+                    "headers": {"Authorization": "Bearer planted-secret-1"}},
+            "sh": {"type": "command", "command": ["true"], "env": {"TOKEN": "planted-secret-2"}},
+        },
+        "tasks": [
+            {"id": "a", "agent": "a2a"},
+            {"id": "b", "agent": "sh", "depends_on": ["a"]},
+            {"id": "c", "depends_on": ["b"], "workflow": {"inline": {
+                "agents": {"in": {"type": "http", "url": "https://agents.example.com/x",
+                                  "headers": {"X-Key": "planted-secret-3"}}},
+                "tasks": [{"id": "x", "agent": "in"}]}}},
+        ],
+    });
+    let id = app.create(&doc.to_string()).await;
+    let r = app.get(&format!("/api/v1/workflows/{id}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!r.text.contains("planted-secret"), "{}", r.text);
+    let document = &r.json()["document"];
+    assert_eq!(document["agents"]["a2a"]["headers"]["Authorization"], "***");
+    assert_eq!(document["agents"]["sh"]["env"]["TOKEN"], "***");
+    assert_eq!(
+        document["agents"]["a2a"]["url"],
+        "https://agents.example.com/a2a"
+    );
+    for path in ["/api/v1/workflows", &format!("/api/v1/workflows/{id}/plan")] {
+        assert!(
+            !app.get(path).await.text.contains("planted-secret"),
+            "{path}"
+        );
+    }
+}
