@@ -40,6 +40,10 @@ pub struct Server {
     pub request_timeout_secs: Option<u64>,
     /// Longest wait of a long poll, milliseconds.
     pub long_poll_max_ms: Option<u64>,
+    /// Most connections open at once.
+    pub max_connections: Option<usize>,
+    /// Seconds a connection may wait for its next request's headers.
+    pub idle_timeout_secs: Option<u64>,
     /// The event log (`disk`, `memory`, `redis://…`, `nats://…`).
     pub events: Option<String>,
     /// The state store (`embedded`, `postgres://…`).

@@ -61,7 +61,8 @@ pub struct Args {
     insecure_no_auth: bool,
     /// `baton.toml`: `[server]` (bind, data_dir, auth_token, metrics_requires_auth,
     /// access_log,
-    /// body_limit, max_batch_events, request_timeout_secs, long_poll_max_ms, events,
+    /// body_limit, max_batch_events, request_timeout_secs, long_poll_max_ms,
+    /// max_connections, idle_timeout_secs, events,
     /// state, instance, advertise, lease_ttl_secs, namespace,
     /// allow_workflow_command_agents, allow_workflow_http_urls,
     /// allow_private_hosts, max_depth, max_instances_per_run) and
@@ -98,6 +99,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         long_poll_max: s
             .long_poll_max_ms
             .map_or(defaults.long_poll_max, Duration::from_millis),
+        max_connections: s.max_connections.unwrap_or(defaults.max_connections),
+        idle_timeout: s
+            .idle_timeout_secs
+            .map_or(defaults.idle_timeout, Duration::from_secs),
         agents: config.agents,
         workflow_agents: baton_engine::agent::Policy {
             command: s.allow_workflow_command_agents.unwrap_or(false),
@@ -152,6 +157,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if options.engine.max_instances == 0 {
         eprintln!("error: [server] max_instances_per_run must be at least 1");
+        return Ok(ExitCode::from(2));
+    }
+    if options.max_connections == 0 || options.idle_timeout.is_zero() {
+        eprintln!("error: [server] max_connections and idle_timeout_secs must be at least 1");
         return Ok(ExitCode::from(2));
     }
     if options.cluster.lease_ttl < Duration::from_secs(1) {

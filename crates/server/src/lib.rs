@@ -6,6 +6,7 @@ mod catalog;
 mod cluster;
 mod error;
 mod forward;
+mod listen;
 mod metrics;
 pub mod openapi;
 mod redact;
@@ -58,6 +59,11 @@ pub struct ServerOptions {
     pub request_timeout: Duration,
     /// Longest a long poll (`…/poll`) waits, whatever `wait_ms` asks for.
     pub long_poll_max: Duration,
+    /// Most connections open at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A connection whose next request's headers have not all arrived this
+    /// long after it became idle (or after they started) is closed.
+    pub idle_timeout: Duration,
     /// Agent definitions (`[agents.NAME]` of `baton.toml`) that replace a
     /// workflow's agents of the same name when it runs.
     pub agents: Vec<Agent>,
@@ -122,6 +128,8 @@ impl Default for ServerOptions {
             max_batch_events: 10_000,
             request_timeout: Duration::from_secs(30),
             long_poll_max: Duration::from_secs(60),
+            max_connections: 512,
+            idle_timeout: Duration::from_secs(75),
             agents: Vec::new(),
             workflow_agents: baton_engine::agent::Policy::default(),
             // `http` agents reach public addresses only; finished runs are
@@ -297,18 +305,22 @@ impl Server {
             .clone()
             .map(|c| tokio::spawn(c.run(state.engine.clone(), state.stopping.clone())));
         let app = router(state.clone());
+        // Event streams and long polls end when the server stops.
         let stopping = state.stopping.clone();
-        let shutdown = {
-            let cancel = cancel.clone();
-            async move {
-                cancel.cancelled().await;
-                stopping.cancel();
-            }
-        };
+        let ended = cancel.clone();
+        tokio::spawn(async move {
+            ended.cancelled().await;
+            stopping.cancel();
+        });
         tracing::info!(addr = %listener.local_addr().map_err(Error::Serve)?, "serving");
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        listen::serve(
+            listener,
+            app,
+            state.options.max_connections,
+            state.options.idle_timeout,
+            cancel,
+        )
+        .await;
         state.stopping.cancel();
         #[cfg(feature = "postgres")]
         if let Some(task) = cluster_task {
@@ -320,7 +332,6 @@ impl Server {
         if let Err(e) = state.log.close().await {
             tracing::warn!(error = %e, "closing the event log");
         }
-        served.map_err(Error::Serve)?;
         match stopped {
             Ok(()) | Err(baton_engine::Error::Stopped) => Ok(()),
             Err(e) => Err(e.into()),

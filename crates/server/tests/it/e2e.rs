@@ -226,3 +226,64 @@ async fn a_run_resumes_after_a_restart() {
     assert_eq!(s["tasks"][0]["output"], 1, "fetch is not run again: {s}");
     server.stop().await;
 }
+
+/// Connections are capped and idle ones closed: a client that opens
+/// sockets and sends nothing (or half a request) can no longer keep them
+/// open for ever, and past the cap new clients wait instead of exhausting
+/// the server's file descriptors.
+#[tokio::test]
+async fn idle_connections_are_closed_and_connections_capped() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let options = ServerOptions {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        max_connections: 2,
+        idle_timeout: Duration::from_millis(500),
+        ..ServerOptions::default()
+    };
+    let server = Server::build(options).await.unwrap();
+    let addr = server.local_addr();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(server.run(cancel.clone()));
+
+    // Two connections take the cap: one idle, one sending half a request.
+    let idle = TcpStream::connect(addr).await.unwrap();
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // A third waits: no answer while the two hold the cap...
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let early =
+        tokio::time::timeout(Duration::from_millis(200), third.read_to_end(&mut answer)).await;
+    assert!(
+        early.is_err(),
+        "answered past the cap: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    // ...and is answered once the idle ones are closed.
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut answer))
+        .await
+        .expect("answered after the idle connections closed")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    for mut closed in [idle, slow] {
+        let mut buf = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(2), closed.read_to_end(&mut buf))
+            .await
+            .expect("the server closed it");
+        // Closed by the server: EOF (a 408 may come first) or a reset.
+        let _ = n;
+    }
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
