@@ -142,6 +142,40 @@ fn parse_wait(s: &str) -> Result<(Duration, Duration), String> {
 const EXIT_MISSED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
+/// The threshold a run gets when none is about failures: none at all.
+const DEFAULT_FAILURES: &str = "failure_rate==0%";
+
+/// Whether `target` (`http://host:port`) answers `GET /healthz` with 200
+/// within 5 s.
+async fn answers(target: &str) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let t = baton_load::Target::parse(target).map_err(|e| e.to_string())?;
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(t.authority.as_str())
+            .await
+            .map_err(|e| e.to_string())?;
+        let request = format!(
+            "GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            t.authority
+        );
+        s.write_all(request.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).await.map_err(|e| e.to_string())?;
+        match &head[9..12] {
+            b"200" => Ok(()),
+            code => Err(format!(
+                "it answered HTTP {}",
+                String::from_utf8_lossy(code)
+            )),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), probe)
+        .await
+        .map_err(|_| "no answer within 5 s".to_string())?
+}
+
 fn usage(msg: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
     eprintln!("error: {msg}");
     Ok(ExitCode::from(EXIT_USAGE))
@@ -195,6 +229,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(e) => return usage(e),
         }
     }
+    // As Locust: a run with failures exits 1, unless the user says how many
+    // are fine.
+    if !thresholds.iter().any(|t| t.metric == "failure_rate") {
+        match DEFAULT_FAILURES.parse::<Threshold>() {
+            Ok(t) => thresholds.push(t),
+            Err(e) => return usage(e),
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -214,6 +256,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             (None, Some(t)) => t.clone(),
             (None, None) => unreachable!("checked above"),
         };
+        // A target that does not answer is a usage error, found before any
+        // load (it used to count every refused connection as a failed request).
+        if server.is_none() {
+            for t in target.split(',').map(str::trim) {
+                if let Err(why) = answers(t).await {
+                    eprintln!(
+                        "error: the target {t} does not answer GET /healthz ({why}): is `baton serve` running there?"
+                    );
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+            }
+        }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let loopback = target
             .split(',')

@@ -259,10 +259,34 @@ fn several_targets_share_the_users() {
         assert!(served >= 10, "{addr} served {served} health checks");
         total += served;
     }
-    // A request in flight when the run time is up is abandoned, not counted
-    // (as Locust does): at most one per user.
+    // Each target got one health check before the load (is it up?), not
+    // counted; a request in flight when the run time is up is abandoned, not
+    // counted either (as Locust does): at most one per user.
     assert!(
-        (reported..=reported + 4).contains(&total),
-        "the servers counted {total}, the report {reported} (4 users)"
+        (reported + 2..=reported + 2 + 4).contains(&total),
+        "the servers counted {total}, the report {reported} (2 probes, 4 users)"
     );
+}
+
+/// A target that does not answer is found before any load: exit 2 with a
+/// message, not thousands of failed requests and exit 0.
+#[test]
+fn a_target_that_does_not_answer_exits_2_at_once() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let started = std::time::Instant::now();
+    let out = baton(
+        &[
+            "load",
+            "--target",
+            &format!("http://{addr}"),
+            "--run-time",
+            "30s",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not answer"), "{}", stderr(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
