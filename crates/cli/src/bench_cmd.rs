@@ -47,7 +47,8 @@ pub struct Args {
     /// `nats` feature and a server at BATON_BENCH_NATS_URL (default nats://127.0.0.1:4222).
     #[arg(long, value_name = "BACKEND", value_parser = ["memory", "disk", "redis", "nats"])]
     backend: Option<String>,
-    /// Write the report as JSON (schema 1, see docs/performance.md).
+    /// Write the report as JSON (schema 1, see docs/performance.md); `-` for
+    /// stdout (the tables then go to stderr).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Write one CSV row per benchmark.
@@ -157,18 +158,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .transpose()?;
 
     let report = baton_bench::run(suite, &config, &mut |line| eprintln!("{line}"))?;
-    print!("{}", report.table());
+    // With `--json -` stdout is the JSON report alone; what people read goes
+    // to stderr.
+    let json_out = args.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    let say = |text: &str| {
+        if json_out {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+    };
+    say(&report.table());
 
     let mut failed = false;
     let outcomes = if args.check || args.targets.is_some() {
         let outcomes = targets::evaluate(&targets, &report);
-        println!();
+        say("\n");
         for o in &outcomes {
-            println!("{}", o.message);
+            say(&format!("{}\n", o.message));
         }
         let missed = outcomes.iter().filter(|o| o.met == Some(false)).count();
         let met = outcomes.iter().filter(|o| o.met == Some(true)).count();
-        println!("targets: {met} met, {missed} missed");
+        say(&format!("targets: {met} met, {missed} missed\n"));
         failed |= missed > 0;
         outcomes
     } else {
@@ -176,12 +187,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     if let Some(base) = &baseline {
         let c = compare::compare(base, &report, args.max_regression);
-        println!();
-        print!("{}", c.table());
+        say("\n");
+        say(&c.table());
         failed |= c.regressed();
     }
     if let Some(path) = &args.json {
-        report.save(path)?;
+        if json_out {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            report.save(path)?;
+        }
     }
     if let Some(name) = &args.save_baseline {
         let path = args.baseline_dir.join(format!("{name}.json"));

@@ -274,6 +274,14 @@ async fn open(dir: &Path, fsync: Fsync) -> anyhow::Result<DiskLog> {
         },
     )
     .await
+    .map_err(|e| match e {
+        // The usual reason: a server owns the log.
+        baton_events::Error::Locked(_) => anyhow::anyhow!(
+            "{e}: a running `baton serve` owns this log; publish through its API instead \
+             (`POST /api/v1/events`), or read it with `baton events tail`, which needs no lock"
+        ),
+        other => anyhow::Error::new(other),
+    })
     .with_context(|| format!("opening the event log in {}", dir.display()))
 }
 

@@ -97,6 +97,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             std::fs::rename(&tmp, path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
+            let edges: usize = wf.tasks.iter().map(|t| t.depends_on.len()).sum();
+            eprintln!(
+                "wrote {}: {} tasks, {edges} dependencies ({})",
+                path.display(),
+                wf.tasks.len(),
+                match format {
+                    OutFormat::Json => "JSON",
+                    OutFormat::Yaml => "YAML",
+                }
+            );
         }
         None => {
             let stdout = std::io::stdout();

@@ -79,7 +79,8 @@ pub struct Args {
     /// 'failure_rate<0.1%', 'http_req_p99{POST /api/v1/events}<250ms' (repeatable).
     #[arg(long = "threshold", value_name = "EXPR")]
     thresholds: Vec<String>,
-    /// Write the report as JSON.
+    /// Write the report as JSON; `-` for stdout (the table then goes to
+    /// stderr).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Write Locust-compatible PREFIX_stats.csv, PREFIX_stats_history.csv, PREFIX_failures.csv.
@@ -349,11 +350,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         for c in report::caveats(&report) {
             eprintln!("warning: {c}");
         }
-        print!("{}", report::table(&report));
+        // With `--json -` stdout is the JSON report alone.
+        let json_out = args.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
+        if json_out {
+            eprint!("{}", report::table(&report));
+        } else {
+            print!("{}", report::table(&report));
+        }
         if let Some(path) = &args.json {
             let text = serde_json::to_string_pretty(&report)?;
-            std::fs::write(path, text + "\n")
-                .with_context(|| format!("writing {}", path.display()))?;
+            if json_out {
+                println!("{text}");
+            } else {
+                std::fs::write(path, text + "\n")
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
         }
         if let Some(prefix) = &args.csv {
             for (suffix, text) in [

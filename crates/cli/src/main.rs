@@ -21,7 +21,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Workflow orchestration for multi-agent systems, that proves its own speed.
 #[derive(Parser)]
-#[command(name = "baton", version, about, propagate_version = true)]
+#[command(name = "baton", version = env!("BATON_VERSION_LONG"), about, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

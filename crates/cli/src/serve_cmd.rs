@@ -19,10 +19,11 @@ use crate::config::{self, redact};
 /// Flags of `baton serve` (flags win over `baton.toml`, which wins over defaults).
 #[derive(clap::Args)]
 pub struct Args {
-    /// Where to listen [default: 127.0.0.1:8080].
+    /// Where to listen [env: BATON_BIND] [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     bind: Option<SocketAddr>,
-    /// Where workflows, runs and events are kept [default: ./baton-data].
+    /// Where workflows, runs and events are kept [env: BATON_DATA_DIR]
+    /// [default: ./baton-data].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
     /// The event log: `disk` (under the data directory), `memory`,
@@ -59,32 +60,51 @@ pub struct Args {
     /// (refused otherwise).
     #[arg(long)]
     insecure_no_auth: bool,
-    /// `baton.toml`: `[server]` (bind, data_dir, auth_token, metrics_requires_auth,
-    /// access_log,
-    /// body_limit, max_batch_events, request_timeout_secs, long_poll_max_ms,
-    /// max_connections, idle_timeout_secs, events,
-    /// state, instance, advertise, lease_ttl_secs, namespace,
-    /// allow_workflow_command_agents, allow_workflow_http_urls,
+    /// `baton.toml`: `[server]` (bind, data_dir, auth_token,
+    /// metrics_requires_auth, access_log, body_limit, max_batch_events,
+    /// request_timeout_secs, long_poll_max_ms, max_connections,
+    /// idle_timeout_secs, events, state, instance, advertise, lease_ttl_secs,
+    /// namespace, allow_workflow_command_agents, allow_workflow_http_urls,
     /// allow_private_hosts, max_depth, max_instances_per_run) and
-    /// `[agents.NAME]` (docs/security.md).
+    /// `[agents.NAME]` (docs/security.md) [env: BATON_CONFIG] [default:
+    /// ./baton.toml if there is one].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = match &args.config {
+    // Each setting: the flag, else the environment, else the config file,
+    // else the default (docs/operations.md).
+    let config_path = args
+        .config
+        .clone()
+        .or_else(|| env("BATON_CONFIG").map(PathBuf::from))
+        .or_else(|| {
+            let here = PathBuf::from("baton.toml");
+            here.is_file().then_some(here)
+        });
+    let config = match &config_path {
         None => config::Config::default(),
         Some(path) => match config::read(path)? {
             Ok(c) => c,
             Err(code) => return Ok(code),
         },
     };
+    let bind_env = match env("BATON_BIND").map(|b| b.parse::<SocketAddr>()) {
+        Some(Ok(addr)) => Some(addr),
+        Some(Err(e)) => {
+            eprintln!("error: BATON_BIND: {e} (expected an address such as 127.0.0.1:8080)");
+            return Ok(ExitCode::from(2));
+        }
+        None => None,
+    };
     let defaults = ServerOptions::default();
     let s = config.server;
     let mut options = ServerOptions {
-        bind: args.bind.or(s.bind).unwrap_or(defaults.bind),
+        bind: args.bind.or(bind_env).or(s.bind).unwrap_or(defaults.bind),
         data_dir: args
             .data_dir
+            .or_else(|| env("BATON_DATA_DIR").map(PathBuf::from))
             .or(s.data_dir)
             .unwrap_or(defaults.data_dir.clone()),
         auth_token: s.auth_token,
@@ -195,12 +215,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         // Listening before the banner: a supervisor may signal as soon as it reads it.
         let signalled = shutdown_signal();
         eprintln!(
-            "baton serve {}: listening on http://{} (data in {}, events {}, state {}{})",
+            "baton serve {}: listening on http://{} (data in {}, events {}, state {}{}{})",
             env!("CARGO_PKG_VERSION"),
             server.local_addr(),
             data_dir.display(),
             redact(&events),
             redact(&state),
+            config_path
+                .as_ref()
+                .map_or_else(String::new, |p| format!(", config {}", p.display())),
             if auth { ", bearer auth on" } else { "" }
         );
         let cancel = CancellationToken::new();

@@ -345,3 +345,22 @@ fn every_load_gen_and_run_command_in_the_performance_doc_runs() {
     }
     assert!(ran >= 8, "only {ran} commands found in docs/performance.md");
 }
+
+/// `--json -` is the report on stdout, alone (the table goes to stderr), not
+/// a file named `-`.
+#[test]
+fn json_dash_is_stdout_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = baton_in(
+        dir.path(),
+        &[
+            "bench", "planning", "--quick", "--sizes", "100", "--shapes", "chain", "--json", "-",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout(&o)).expect("stdout is the JSON report");
+    assert_eq!(report["suite"], "planning");
+    assert!(!dir.path().join("-").exists());
+    assert!(stderr(&o).contains("planning/"), "the table goes to stderr");
+}

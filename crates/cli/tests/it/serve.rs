@@ -260,3 +260,69 @@ fn a_log_level_that_is_not_one_is_refused() {
         crate::stderr(&o)
     );
 }
+
+/// Without `--config`, `./baton.toml` is read (the startup line names it),
+/// and `BATON_DATA_DIR` is where the data goes; a bad `BATON_BIND` is a
+/// usage error.
+#[test]
+fn baton_toml_in_the_working_directory_and_the_environment_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("baton.toml"),
+        "[server]\nbind = \"127.0.0.1:0\"\nmax_depth = 3\n",
+    )
+    .unwrap();
+    let data = dir.path().join("elsewhere");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("BATON_DATA_DIR", &data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let line = loop {
+        let line = lines.next().expect("serve exited early").unwrap();
+        if line.contains("listening on") {
+            break line;
+        }
+    };
+    assert!(line.contains("config baton.toml"), "{line}");
+    assert!(
+        line.contains(&format!("data in {}", data.display())),
+        "{line}"
+    );
+    std::thread::spawn(move || for _ in lines {});
+    assert!(sigterm(&mut child).success());
+    assert!(data.join("events").is_dir());
+
+    let o = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env("BATON_BIND", "not-an-address")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("BATON_BIND"));
+}
+
+/// `--version` says which build this is: the version, the commit (in a git
+/// checkout) and the features.
+#[test]
+fn version_names_the_commit_and_the_features() {
+    let o = crate::baton(&["--version"], None);
+    assert!(o.status.success());
+    let v = crate::stdout(&o);
+    assert!(
+        v.starts_with(&format!("baton {}", env!("CARGO_PKG_VERSION"))),
+        "{v}"
+    );
+    assert!(v.contains("features: "), "{v}");
+    let in_git = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(crate::repo())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert_eq!(v.contains("commit "), in_git, "{v}");
+}
