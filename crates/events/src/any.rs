@@ -140,6 +140,16 @@ impl From<DiskLog> for AnyLog {
 }
 
 impl AnyLog {
+    /// Why the log stopped accepting writes, if it did (the disk log after
+    /// a failed write or sync; see [`DiskLog::failure`]). Other backends
+    /// report their errors call by call.
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            AnyLog::Disk(d) => d.failure(),
+            _ => None,
+        }
+    }
+
     /// Opens the log `url` names (see [`Backend`]): `memory`, `disk` (in
     /// `options.dir`), `redis://HOST:PORT` or `nats://HOST:PORT`.
     ///

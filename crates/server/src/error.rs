@@ -62,9 +62,12 @@ pub enum ApiError {
     /// The request took longer than the server's request timeout.
     #[error("the request took longer than {0:?}")]
     Timeout(std::time::Duration),
-    /// The engine has stopped (shutting down).
+    /// The engine has stopped (shutting down), or a run is changing hands.
     #[error("{0}")]
     Unavailable(String),
+    /// Storage stopped accepting writes (a full disk, an I/O error).
+    #[error("{0}")]
+    Storage(String),
     /// A failure of the server; the detail is logged, not sent.
     #[error("{0}")]
     Internal(String),
@@ -86,7 +89,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::AgentNotAllowed { .. } | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -106,7 +109,7 @@ impl ApiError {
             ApiError::AgentNotAllowed { .. } => "agent-not-allowed",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::Timeout(_) => "timeout",
-            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unavailable(_) | ApiError::Storage(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -172,6 +175,10 @@ impl From<baton_events::Error> for ApiError {
                 ApiError::NotFound(e.to_string())
             }
             E::Closed => ApiError::Unavailable("the event log is closed".into()),
+            E::Failed(why) => ApiError::Storage(format!(
+                "the event log stopped accepting writes ({why}); nothing it acknowledged was lost. \
+                 Free space (or fix the disk), then restart the server"
+            )),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -183,7 +190,19 @@ impl IntoResponse for ApiError {
             let request_id = current_request_id();
             tracing::error!(detail, request_id = request_id.as_deref(), "internal error");
         }
-        problem_response(&self.problem())
+        let mut res = problem_response(&self.problem());
+        // When to try again: a moment for what passes by itself (a takeover,
+        // a timeout), longer for storage, which needs an operator.
+        let after = match &self {
+            ApiError::Unavailable(_) | ApiError::Timeout(_) => Some("1"),
+            ApiError::Storage(_) => Some("30"),
+            _ => None,
+        };
+        if let Some(after) = after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(after));
+        }
+        res
     }
 }
 
@@ -209,4 +228,34 @@ pub fn problem_response(p: &Problem) -> Response {
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::response::IntoResponse as _;
+
+    use super::*;
+
+    /// A log that stopped accepting writes (a full disk) is 503 with a
+    /// Retry-After and what to do, not a 500 that points at an empty log.
+    #[test]
+    fn a_failed_log_is_503_with_retry_after() {
+        let e = ApiError::from(baton_events::Error::Failed(
+            "writing segment: No space left on device".into(),
+        ));
+        let p = e.problem();
+        assert_eq!(p.status, 503);
+        assert_eq!(p.code, "unavailable");
+        assert!(
+            p.detail.contains("No space left") && p.detail.contains("restart"),
+            "{}",
+            p.detail
+        );
+        let res = e.into_response();
+        assert_eq!(res.headers()[header::RETRY_AFTER], "30");
+        let busy = ApiError::Unavailable("taking over".into()).into_response();
+        assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
+        let bad = ApiError::NotFound("x".into()).into_response();
+        assert!(bad.headers().get(header::RETRY_AFTER).is_none());
+    }
 }

@@ -163,6 +163,14 @@ impl DiskLog {
         &self.inner.dir
     }
 
+    /// Why the log stopped accepting writes (a write or a sync failed: a
+    /// full disk, an I/O error), if it did. It stays so until it is opened
+    /// again: after a failed sync what is on disk cannot be trusted, and the
+    /// events of the failed write already have offsets in memory.
+    pub fn failure(&self) -> Option<String> {
+        self.inner.core.journal.failure().map(|f| f.to_string())
+    }
+
     /// Runs one maintenance pass now: applies retention and deletes segments it emptied.
     /// Returns the number of segments deleted.
     pub async fn compact(&self) -> Result<usize> {

@@ -174,6 +174,11 @@ impl Writer {
         Ok(())
     }
 
+    /// Why the log stopped accepting writes, if it did.
+    pub(crate) fn failure(&self) -> Option<Arc<str>> {
+        lock(&self.shared.state).failed.clone()
+    }
+
     /// Appends an arbitrary encoded record.
     pub(crate) fn raw(&self, encode: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
         self.append(|st| encode(&mut st.buf))
@@ -470,8 +475,11 @@ mod tests {
             .build()
             .unwrap();
         let chunk = Chunk::new(0, 0, vec![crate::Event::new("t", "k", "v")]);
+        assert!(w.failure().is_none());
         w.batch(0, 0, &chunk).unwrap();
         let err = rt.block_on(w.barrier()).unwrap_err();
+        // What health checks read (`/readyz`).
+        assert!(w.failure().is_some_and(|f| f.contains("writing segment")));
         assert!(matches!(err, Error::Failed(_)), "{err}");
         assert!(err.to_string().contains("writing segment"), "{err}");
         // Nothing is accepted after a failure, so nothing can be acknowledged that is

@@ -113,6 +113,13 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(state): St) -> ApiResult<Response> {
+    // Storage that refuses writes is not ready: a load balancer should send
+    // the traffic elsewhere.
+    if let Some(why) = state.log.failure() {
+        return Err(ApiError::Storage(format!(
+            "the event log stopped accepting writes: {why}"
+        )));
+    }
     match tokio::time::timeout(Duration::from_secs(2), state.engine.stats()).await {
         Ok(Ok(_)) => Ok(reply(StatusCode::OK, &json!({"status": "ready"}))),
         Ok(Err(e)) => Err(ApiError::Unavailable(format!(
