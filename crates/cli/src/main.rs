@@ -9,6 +9,7 @@ mod load_cmd;
 mod logging;
 mod plan_cmd;
 mod run_cmd;
+mod runs_cmd;
 mod serve_cmd;
 
 use std::process::ExitCode;
@@ -44,6 +45,8 @@ enum Command {
     Run(run_cmd::Args),
     /// Serve the HTTP API: workflows, executions, events, workers, metrics.
     Serve(serve_cmd::Args),
+    /// Look at a running server's runs: list, show, cancel, follow their events.
+    Runs(runs_cmd::Args),
     /// Generate synthetic workflows.
     Gen(gen_cmd::Args),
     /// Operate an event log on disk: publish, tail, groups, pending, dead letters.
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => plan_cmd::run(args),
         Command::Run(args) => run_cmd::run(args),
         Command::Serve(args) => serve_cmd::run(args),
+        Command::Runs(args) => runs_cmd::run(args),
         Command::Gen(args) => gen_cmd::run(args),
         Command::Events(args) => events_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),

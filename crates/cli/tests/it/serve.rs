@@ -326,3 +326,95 @@ fn version_names_the_commit_and_the_features() {
         .is_ok_and(|o| o.status.success());
     assert_eq!(v.contains("commit "), in_git, "{v}");
 }
+
+/// `baton runs` looks at a running server without curl: list, show, events
+/// (until the run ends), cancel; errors from the server exit 1 with its
+/// detail, no server exits 2.
+#[test]
+fn baton_runs_lists_shows_follows_and_cancels() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = serve(dir.path());
+    let created = request(
+        &addr,
+        "POST",
+        "/api/v1/workflows",
+        r#"{"name": "pair", "tasks": [{"id": "a"}, {"id": "b", "depends_on": ["a"]}]}"#,
+    );
+    let wf = created
+        .split("\"id\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let executed = request(
+        &addr,
+        "POST",
+        &format!("/api/v1/workflows/{wf}/execute"),
+        "{}",
+    );
+    let run = executed
+        .split("\"execution_id\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let server = format!("http://{addr}");
+    let runs = |args: &[&str]| crate::baton(&[&["runs", "--server", &server], args].concat(), None);
+
+    let events = runs(&["events", &run]);
+    assert!(events.status.success(), "{}", crate::stderr(&events));
+    assert!(
+        crate::stdout(&events).contains("baton.run "),
+        "{}",
+        crate::stdout(&events)
+    );
+
+    let list = runs(&["list"]);
+    assert!(list.status.success(), "{}", crate::stderr(&list));
+    let text = crate::stdout(&list);
+    assert!(
+        text.contains(&run)
+            && text.contains("completed")
+            && text.contains("pair")
+            && text.contains("2/2"),
+        "{text}"
+    );
+    let json = runs(&["list", "--json", "--status", "completed"]);
+    let v: serde_json::Value = serde_json::from_str(&crate::stdout(&json)).unwrap();
+    assert_eq!(v["items"][0]["execution_id"], run.as_str());
+
+    let show = runs(&["show", &run]);
+    let text = crate::stdout(&show);
+    assert!(
+        text.contains(&format!("run {run}  completed  (pair)")),
+        "{text}"
+    );
+    assert!(
+        text.contains("  a ") && text.contains("succeeded"),
+        "{text}"
+    );
+
+    // Cancelling a finished run is the server's 409, with its detail.
+    let cancel = runs(&["cancel", &run]);
+    assert_eq!(cancel.status.code(), Some(1));
+    assert!(
+        crate::stderr(&cancel).contains("409"),
+        "{}",
+        crate::stderr(&cancel)
+    );
+    let unknown = runs(&["show", "0000000000000001"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(sigterm(&mut child).success());
+
+    let gone = runs(&["list"]);
+    assert_eq!(gone.status.code(), Some(2));
+    assert!(
+        crate::stderr(&gone).contains("is `baton serve` running"),
+        "{}",
+        crate::stderr(&gone)
+    );
+}
