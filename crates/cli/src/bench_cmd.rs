@@ -4,6 +4,7 @@
 //! Exit codes: 0 all good; 1 a target missed (`--check`) or a regression
 //! against the baseline; 2 usage or I/O error.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -157,7 +158,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         })
         .transpose()?;
 
-    let report = baton_bench::run(suite, &config, &mut |line| eprintln!("{line}"))?;
+    // On a terminal each result shows while the suite runs and gives way to
+    // the next (the table has them all); notes stay. Elsewhere (CI logs) every
+    // line stays.
+    let live = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
+    let report = baton_bench::run(suite, &config, &mut |line| {
+        if !live {
+            eprintln!("{line}");
+        } else if line.starts_with("note ") {
+            eprintln!("\r\x1b[2K{line}");
+        } else {
+            eprint!("\r\x1b[2K{line}");
+        }
+    })?;
+    if live {
+        eprint!("\r\x1b[2K");
+    }
     // With `--json -` stdout is the JSON report alone; what people read goes
     // to stderr.
     let json_out = args.json.as_deref().is_some_and(|p| p.as_os_str() == "-");

@@ -55,6 +55,12 @@ enum Command {
     Bench(bench_cmd::Args),
     /// Load-test a Baton server over HTTP: Locust-style users, thresholds, reports.
     Load(load_cmd::Args),
+    /// Print a shell completion script: `baton completions bash > /etc/bash_completion.d/baton`,
+    /// `baton completions zsh > "${fpath[1]}/_baton"`, `baton completions fish > ~/.config/fish/completions/baton.fish`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Exit code for usage and I/O errors.
@@ -79,6 +85,11 @@ fn main() -> ExitCode {
         Command::Events(args) => events_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),
         Command::Load(args) => load_cmd::run(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "baton", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

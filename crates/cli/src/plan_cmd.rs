@@ -355,6 +355,19 @@ fn text(checked: &Checked, plan: &Plan, all_stages: bool, schedule: bool) -> Str
         s.critical_path.tasks.len(),
         list(plan, s.critical_path.tasks, " → ", all_stages)
     );
+    let untimed = checked
+        .workflow
+        .tasks
+        .iter()
+        .filter(|t| t.estimate.is_none())
+        .count();
+    if untimed > 0 {
+        let _ = writeln!(
+            out,
+            "           ({untimed} of {} tasks have no `estimate`: each counts as 1s here)",
+            checked.workflow.tasks.len()
+        );
+    }
     let _ = writeln!(
         out,
         "work       {} in all, parallelism {:.2}",

@@ -418,3 +418,27 @@ fn baton_runs_lists_shows_follows_and_cancels() {
         crate::stderr(&gone)
     );
 }
+
+/// `baton completions SHELL` prints a script that knows the commands; bash
+/// accepts it.
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = crate::baton(&["completions", shell], None);
+        assert!(o.status.success(), "{shell}: {}", crate::stderr(&o));
+        let script = crate::stdout(&o);
+        for word in ["serve", "runs", "log-level"] {
+            assert!(script.contains(word), "{shell} lacks {word}");
+        }
+    }
+    let bash = crate::stdout(&crate::baton(&["completions", "bash"], None));
+    let checked = Command::new("bash")
+        .args(["-n", "-c", &bash])
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
