@@ -89,6 +89,17 @@ pub fn read(path: &Path) -> anyhow::Result<Result<Config, ExitCode>> {
             }
         },
     };
+    let mut server = server;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    if let Some(token) = &server.auth_token {
+        match secret(token, dir) {
+            Ok(t) => server.auth_token = Some(t),
+            Err(why) => {
+                eprintln!("error: {}: [server] auth_token: {why}", path.display());
+                return Ok(Err(ExitCode::from(1)));
+            }
+        }
+    }
     let Some(agents) = value.get("agents").cloned() else {
         return Ok(Ok(Config {
             agents: Vec::new(),
@@ -97,7 +108,26 @@ pub fn read(path: &Path) -> anyhow::Result<Result<Config, ExitCode>> {
     };
     let root = baton_model::Path::root().key("agents");
     match baton_model::agents_from_value(agents, &root) {
-        Ok(agents) => Ok(Ok(Config { agents, server })),
+        Ok(mut agents) => {
+            for agent in &mut agents {
+                let name = agent.name.clone();
+                for (field, pairs) in [("headers", &mut agent.headers), ("env", &mut agent.env)] {
+                    for (key, value) in pairs.iter_mut() {
+                        match secret(value, dir) {
+                            Ok(v) => *value = v,
+                            Err(why) => {
+                                eprintln!(
+                                    "error: {}: [agents.{name}] {field} `{key}`: {why}",
+                                    path.display()
+                                );
+                                return Ok(Err(ExitCode::from(1)));
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(Ok(Config { agents, server }))
+        }
         Err(report) => {
             for d in &report.diagnostics {
                 eprintln!("error: {}: {} (at {})", path.display(), d.message, d.path);
@@ -108,6 +138,33 @@ pub fn read(path: &Path) -> anyhow::Result<Result<Config, ExitCode>> {
             Ok(Err(ExitCode::from(1)))
         }
     }
+}
+
+/// A setting that may name its secret instead of holding it: `env:NAME`
+/// (the environment variable) or `file:PATH` (the file's content without its
+/// last line break; a relative path from the config file's directory).
+/// Anything else is the value itself. The secret is never printed.
+fn secret(value: &str, dir: &Path) -> Result<String, String> {
+    if let Some(var) = value.strip_prefix("env:") {
+        return std::env::var(var).map_err(|_| {
+            format!("names the environment variable `{var}`, which is not set (or not UTF-8)")
+        });
+    }
+    if let Some(file) = value.strip_prefix("file:") {
+        let path = dir.join(file);
+        return std::fs::read_to_string(&path)
+            .map(|s| {
+                s.strip_suffix('\n')
+                    .map_or(s.clone(), |t| t.strip_suffix('\r').unwrap_or(t).to_owned())
+            })
+            .map_err(|e| {
+                format!(
+                    "names the file {}, which cannot be read: {e}",
+                    path.display()
+                )
+            });
+    }
+    Ok(value.to_owned())
 }
 
 /// A URL (or a text quoting URLs) without passwords, for what is printed.

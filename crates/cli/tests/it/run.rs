@@ -1597,3 +1597,53 @@ fn an_agent_process_dies_when_baton_is_killed_with_sigkill() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A config file names its secrets instead of holding them: `env:NAME` and
+/// `file:PATH` (relative to the file) in agents' `env` and `headers` and in
+/// `auth_token`; a missing one is an error that names it, not its value.
+#[test]
+fn config_secrets_are_read_from_the_environment_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("key.txt"), "from-a-file\n").unwrap();
+    let config = dir.path().join("baton.toml");
+    std::fs::write(
+        &config,
+        r#"[agents.show]
+type = "command"
+command = ["sh", "-c", "cat > /dev/null; [ \"$A\" = from-the-env ] && [ \"$B\" = from-a-file ]"]
+env = { A = "env:BATON_TEST_PLANTED", B = "file:key.txt" }
+"#,
+    )
+    .unwrap();
+    let flow = dir.path().join("flow.yaml");
+    std::fs::write(&flow, "agents:\n  show: { type: command, command: [\"false\"] }\ntasks:\n  - { id: a, agent: show }\n").unwrap();
+    let run = |env: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
+        cmd.args([
+            "run",
+            arg(&flow),
+            "--in-memory",
+            "--json",
+            "--config",
+            arg(&config),
+        ]);
+        match env {
+            Some(v) => cmd.env("BATON_TEST_PLANTED", v),
+            None => cmd.env_remove("BATON_TEST_PLANTED"),
+        };
+        cmd.output().unwrap()
+    };
+    let o = run(Some("from-the-env"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = summary(&o);
+    assert_eq!(s["status"], "completed", "{s}");
+    // The values reached the process: another value fails the task.
+    assert_eq!(summary(&run(Some("something-else")))["status"], "failed");
+    let o = run(None);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("[agents.show] env `A`") && err.contains("BATON_TEST_PLANTED"),
+        "{err}"
+    );
+}
