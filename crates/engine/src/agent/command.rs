@@ -500,6 +500,7 @@ mod tests {
             attempt: 2,
             input,
             estimate: None,
+            iteration: None,
             decisions: None,
             progress: None,
         }

@@ -636,6 +636,7 @@ mod tests {
             attempt: 3,
             input,
             estimate: None,
+            iteration: None,
             decisions: None,
             progress: None,
         }

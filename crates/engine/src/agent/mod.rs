@@ -80,6 +80,11 @@ pub struct Call {
     pub input: Value,
     /// The task's estimate, if it has one.
     pub estimate: Option<Duration>,
+    /// The iteration the call belongs to: its task's own (a loop's, a
+    /// pattern's turn), else that of the loop whose child run it is in (the
+    /// run input's `iteration`); what the `input` says too, known without
+    /// building it.
+    pub iteration: Option<u64>,
     /// What the call may decide besides answering, for agents that offer
     /// decisions themselves ([`Runner::offers_decisions`]); `None` otherwise.
     pub decisions: Option<Decisions>,
@@ -362,15 +367,12 @@ impl Simulate {
     /// run), else `TASK`.
     fn scripted(&self, call: &Call) -> Option<&Value> {
         let find = |key: &str| self.outputs.get(key);
-        if self.by_iteration {
-            let iteration = call
-                .input
-                .get("iteration")
-                .or_else(|| call.input.get("run_input")?.get("iteration"))
-                .and_then(Value::as_u64);
-            if let Some(found) = iteration.and_then(|n| find(&format!("{}[{n}]", call.task))) {
-                return Some(found);
-            }
+        if self.by_iteration
+            && let Some(found) = call
+                .iteration
+                .and_then(|n| find(&format!("{}[{n}]", call.task)))
+        {
+            return Some(found);
         }
         find(&call.task)
     }
@@ -403,7 +405,7 @@ impl Simulate {
 
 impl Runner for Simulate {
     fn reads_input(&self) -> bool {
-        self.by_iteration
+        false
     }
 
     fn start(&self, call: Call) -> Started {
@@ -450,6 +452,7 @@ mod tests {
             attempt: 1,
             input: Value::Null,
             estimate: None,
+            iteration: None,
             decisions: None,
             progress: None,
         }

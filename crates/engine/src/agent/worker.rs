@@ -327,6 +327,7 @@ mod tests {
             attempt: 1,
             input: serde_json::json!({"task": task}),
             estimate: None,
+            iteration: None,
             decisions: None,
             progress: None,
         }

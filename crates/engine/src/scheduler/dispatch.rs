@@ -120,6 +120,13 @@ impl Scheduler {
                 Value::Null
             },
             estimate: spec.workflow.tasks[job.task as usize].estimate,
+            iteration: if job.item != NO_ITEM
+                && spec.workflow.tasks[job.task as usize].looping().is_some()
+            {
+                Some(u64::from(job.item))
+            } else {
+                run.input.get("iteration").and_then(Value::as_u64)
+            },
             decisions: runner
                 .offers_decisions()
                 .then(|| super::patterns::decisions(run, job.task, job.item)),
