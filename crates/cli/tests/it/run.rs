@@ -750,6 +750,55 @@ fn marks(path: &Path) -> BTreeMap<String, usize> {
 /// Longest a round may run by itself before the test gives up on it.
 const ROUND_LIMIT: Duration = Duration::from_secs(30);
 
+/// Runs `flow` with `baton run --data-dir DATA --json EXTRA`, SIGKILLs it
+/// after a delay drawn from `delays` (ms), resumes it (`--resume`), again,
+/// until a round ends by itself; the first kill waits until `marks` has a
+/// line (a task ended, so the run is recorded). Returns the kills and the
+/// last round's output; panics after 40 rounds.
+fn kill_and_resume(
+    flow: &Path,
+    data: &Path,
+    marks_file: &Path,
+    extra: &[&str],
+    rng: &mut Rng,
+    delays: (u64, u64),
+) -> (usize, Output) {
+    const MAX_ROUNDS: usize = 40;
+    let mut kills = 0;
+    for round in 0..MAX_ROUNDS {
+        let mut args = vec!["run"];
+        if round == 0 {
+            args.push(arg(flow));
+        } else {
+            args.push("--resume");
+        }
+        args.extend(["--data-dir", arg(data), "--json"]);
+        args.extend(extra);
+        let mut child = spawn(&args);
+        if round == 0 {
+            // Until a task has finished, the run may not be recorded yet:
+            // `--resume` would rightly find nothing.
+            let deadline = Instant::now() + ROUND_LIMIT;
+            while marks(marks_file).is_empty() && child.try_wait().unwrap().is_none() {
+                assert!(Instant::now() < deadline, "no task finished");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        match wait_for(
+            &mut child,
+            Duration::from_millis(rng.range(delays.0, delays.1)),
+        ) {
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+            }
+            Some(_) => return (kills, child.wait_with_output().unwrap()),
+        }
+    }
+    panic!("not finished after {MAX_ROUNDS} rounds ({kills} kills)")
+}
+
 /// One scenario of the crash test: run, SIGKILL at a random moment, resume,
 /// SIGKILL again, ... until a resumed run ends by itself. Returns the kills.
 fn crash_and_resume(seed: u64) -> usize {
@@ -759,7 +808,6 @@ fn crash_and_resume(seed: u64) -> usize {
 /// [`crash_and_resume`] with `state` (flags choosing the state store) added to
 /// every `baton run`.
 fn crash_and_resume_on(seed: u64, state: &[&str]) -> usize {
-    const MAX_ROUNDS: usize = 40;
     let mut rng = Rng(seed);
     let dag = Dag::new(&[3, 3, 3, 3, 3, 2, 2, 2, 2, 3, 2, 2], &mut rng);
     let n = dag.deps.len();
@@ -768,43 +816,7 @@ fn crash_and_resume_on(seed: u64, state: &[&str]) -> usize {
     let flow = dir.path().join("flow.json");
     std::fs::write(&flow, dag.workflow(&marks_file).to_string()).unwrap();
 
-    let mut kills = 0;
-    let mut finished: Option<Output> = None;
-    for round in 0..MAX_ROUNDS {
-        let mut args = vec!["run"];
-        if round == 0 {
-            args.push(arg(&flow));
-        } else {
-            args.push("--resume");
-        }
-        args.extend(["--data-dir", arg(&data), "--json"]);
-        args.extend(state);
-        let mut child = spawn(&args);
-        if round == 0 {
-            // Until a task has finished, the run may not be recorded yet (that case
-            // is the test below): `--resume` would rightly find nothing.
-            let deadline = Instant::now() + ROUND_LIMIT;
-            while marks(&marks_file).is_empty() && child.try_wait().unwrap().is_none() {
-                assert!(Instant::now() < deadline, "seed {seed}: no task finished");
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-        let delay = Duration::from_millis(rng.range(50, 400));
-        match wait_for(&mut child, delay) {
-            None => {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
-            }
-            Some(_) => {
-                finished = Some(child.wait_with_output().unwrap());
-                break;
-            }
-        }
-    }
-    let o = finished.unwrap_or_else(|| {
-        panic!("seed {seed}: not finished after {MAX_ROUNDS} rounds ({kills} kills)")
-    });
+    let (kills, o) = kill_and_resume(&flow, &data, &marks_file, state, &mut rng, (50, 400));
     assert_eq!(o.status.code(), Some(0), "seed {seed}: {}", stderr(&o));
     if stdout(&o).trim().is_empty() {
         // The kill came after the run's end was recorded, before its summary was
@@ -1278,7 +1290,6 @@ tasks:
 /// and only those in flight at a kill ran twice: nothing that ended ran again.
 #[test]
 fn a_dynamic_run_killed_with_sigkill_resumes_without_repeating_what_ended() {
-    const MAX_ROUNDS: usize = 40;
     let dir = tempfile::tempdir().unwrap();
     let (data, marks_file) = (dir.path().join("data"), dir.path().join("marks"));
     let flow = dir.path().join("flow.yaml");
@@ -1307,37 +1318,7 @@ tasks:
     )
     .unwrap();
     let mut rng = Rng(0xd1a_0001);
-    let mut kills = 0;
-    let mut finished = None;
-    for round in 0..MAX_ROUNDS {
-        let mut args = vec!["run"];
-        if round == 0 {
-            args.push(arg(&flow));
-        } else {
-            args.push("--resume");
-        }
-        args.extend(["--data-dir", arg(&data), "--json"]);
-        let mut child = spawn(&args);
-        if round == 0 {
-            let deadline = Instant::now() + ROUND_LIMIT;
-            while marks(&marks_file).is_empty() && child.try_wait().unwrap().is_none() {
-                assert!(Instant::now() < deadline, "no item finished");
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-        match wait_for(&mut child, Duration::from_millis(rng.range(50, 300))) {
-            None => {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
-            }
-            Some(_) => {
-                finished = Some(child.wait_with_output().unwrap());
-                break;
-            }
-        }
-    }
-    let o = finished.unwrap_or_else(|| panic!("not finished after {MAX_ROUNDS} rounds"));
+    let (kills, o) = kill_and_resume(&flow, &data, &marks_file, &[], &mut rng, (50, 300));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     if !stdout(&o).trim().is_empty() {
         let s = summary(&o);
@@ -1422,7 +1403,6 @@ fn follow_prints_decisions_and_progress_on_stderr() {
 /// decision that was made was asked for again.
 #[test]
 fn a_supervisor_killed_with_sigkill_resumes_without_asking_a_decision_twice() {
-    const MAX_ROUNDS: usize = 40;
     let dir = tempfile::tempdir().unwrap();
     let (data, marks_file) = (dir.path().join("data"), dir.path().join("marks"));
     let boss = dir.path().join("boss.py");
@@ -1477,38 +1457,8 @@ tasks:
     )
     .unwrap();
     let mut rng = Rng(0x5a9e_0001);
-    let mut kills = 0;
-    let mut finished = None;
-    for round in 0..MAX_ROUNDS {
-        let mut args = vec!["run"];
-        if round == 0 {
-            args.push(arg(&flow));
-        } else {
-            args.push("--resume");
-        }
-        args.extend(["--data-dir", arg(&data), "--json"]);
-        let mut child = spawn(&args);
-        if round == 0 {
-            let deadline = Instant::now() + ROUND_LIMIT;
-            while marks(&marks_file).is_empty() && child.try_wait().unwrap().is_none() {
-                assert!(Instant::now() < deadline, "no turn finished");
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-        // A turn takes a Python start or two (about 0.1 s each here).
-        match wait_for(&mut child, Duration::from_millis(rng.range(250, 800))) {
-            None => {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
-            }
-            Some(_) => {
-                finished = Some(child.wait_with_output().unwrap());
-                break;
-            }
-        }
-    }
-    let o = finished.unwrap_or_else(|| panic!("not finished after {MAX_ROUNDS} rounds"));
+    // A turn takes a Python start or two (about 0.1 s each here).
+    let (kills, o) = kill_and_resume(&flow, &data, &marks_file, &[], &mut rng, (250, 800));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     if !stdout(&o).trim().is_empty() {
         let s = summary(&o);

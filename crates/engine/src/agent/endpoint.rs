@@ -320,15 +320,31 @@ impl Endpoint {
         &self,
         request: Request<Full<Bytes>>,
     ) -> Result<(StatusCode, HeaderMap, Bytes), Failure> {
+        let response = self.send(request).await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = self.whole(response.into_body()).await?;
+        Ok((status, headers, body))
+    }
+
+    /// Sends a request: a connection that cannot be made is retryable,
+    /// unless egress or TLS refused it.
+    async fn send(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<http::Response<hyper::body::Incoming>, Failure> {
         let url = &self.url;
-        let response = self.client.request(request).await.map_err(|e| Failure {
+        self.client.request(request).await.map_err(|e| Failure {
             message: format!("cannot reach {url}: {}", chain(&e)),
             retryable: !refused(&e),
             retry_after: None,
-        })?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = Limited::new(response.into_body(), BODY_LIMIT)
+        })
+    }
+
+    /// An answer's whole body, up to 16 MiB.
+    async fn whole(&self, body: hyper::body::Incoming) -> Result<Bytes, Failure> {
+        let url = &self.url;
+        Limited::new(body, BODY_LIMIT)
             .collect()
             .await
             .map(|collected| collected.to_bytes())
@@ -344,8 +360,7 @@ impl Endpoint {
                         chain(e.as_ref())
                     ))
                 }
-            })?;
-        Ok((status, headers, body))
+            })
     }
 }
 
@@ -412,11 +427,7 @@ impl Endpoint {
         request
             .headers_mut()
             .insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
-        let response = self.client.request(request).await.map_err(|e| Failure {
-            message: format!("cannot reach {url}: {}", chain(&e)),
-            retryable: !refused(&e),
-            retry_after: None,
-        })?;
+        let response = self.send(request).await?;
         let status = response.status();
         let headers = response.headers().clone();
         let events = headers
@@ -427,17 +438,7 @@ impl Endpoint {
             Failure::retryable(format!("the answer from {url} broke off: {}", chain(e)))
         };
         if !status.is_success() || !events {
-            let body = Limited::new(response.into_body(), BODY_LIMIT)
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .map_err(|e| match e.downcast_ref::<LengthLimitError>() {
-                    Some(_) => Failure::permanent(format!(
-                        "the answer from {url} is larger than {} MiB",
-                        BODY_LIMIT >> 20
-                    )),
-                    None => broke(e.as_ref()),
-                })?;
+            let body = self.whole(response.into_body()).await?;
             if !status.is_success() {
                 return Err(status_failure(url, status, &headers, &body));
             }

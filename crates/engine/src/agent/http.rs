@@ -468,22 +468,7 @@ mod tests {
     }
 
     async fn serve(status: &'static str, body: &'static str) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/a2a", listener.local_addr().unwrap());
-        let (tx, seen) = mpsc::unbounded_channel();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&connections);
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(connection(stream, status, body, tx.clone()));
-            }
-        });
-        Server {
-            url,
-            seen,
-            connections,
-        }
+        serve_with(status, body, None).await
     }
 
     /// [`serve`] over TLS, with the test certificate of `localhost` and
@@ -504,23 +489,36 @@ mod tests {
         .with_single_cert(certs, key)
         .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        serve_with(status, body, Some(acceptor)).await
+    }
+
+    async fn serve_with(
+        status: &'static str,
+        body: &'static str,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!(
-            "https://localhost:{}/a2a",
-            listener.local_addr().unwrap().port()
-        );
+        let port = listener.local_addr().unwrap().port();
+        let url = match tls {
+            Some(_) => format!("https://localhost:{port}/a2a"),
+            None => format!("http://127.0.0.1:{port}/a2a"),
+        };
         let (tx, seen) = mpsc::unbounded_channel();
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&connections);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 counter.fetch_add(1, Ordering::SeqCst);
-                let acceptor = acceptor.clone();
-                let tx = tx.clone();
+                let (tls, tx) = (tls.clone(), tx.clone());
                 tokio::spawn(async move {
-                    // A client that does not trust the certificate hangs up.
-                    if let Ok(stream) = acceptor.accept(stream).await {
-                        connection(stream, status, body, tx).await;
+                    match tls {
+                        // A client that does not trust the certificate hangs up.
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                connection(stream, status, body, tx).await;
+                            }
+                        }
+                        None => connection(stream, status, body, tx).await,
                     }
                 });
             }
