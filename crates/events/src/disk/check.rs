@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use super::codec::{self, Scan};
-use super::list_segments;
+use super::{list_segments, lock_dir};
 use crate::{Error, Result};
 
 /// Where a damaged record is, and what follows it.
@@ -155,23 +155,6 @@ fn scan_segment(path: &Path) -> Result<SegmentReport> {
     }
 }
 
-/// Holds the log's lock while it is checked or repaired: a log that is open
-/// elsewhere is being written, and its tail would look torn.
-fn lock(dir: &Path) -> Result<File> {
-    let path = dir.join("LOCK");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io("opening lock file", &path, e))?;
-    match lock.try_lock() {
-        Ok(()) => Ok(lock),
-        Err(fs::TryLockError::WouldBlock) => Err(Error::Locked(dir.to_owned())),
-        Err(fs::TryLockError::Error(e)) => Err(Error::io("locking", &path, e)),
-    }
-}
-
 /// Reads every segment of the log in `dir` (which must not be open) and
 /// reports what each holds and where it is damaged.
 pub fn check(dir: &Path) -> Result<Vec<SegmentReport>> {
@@ -182,7 +165,8 @@ pub fn check(dir: &Path) -> Result<Vec<SegmentReport>> {
             std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory"),
         ));
     }
-    let _lock = lock(dir)?;
+    // A log being written would look torn at its tail.
+    let _lock = lock_dir(dir)?;
     list_segments(dir)?
         .iter()
         .map(|(_, path)| scan_segment(path))
@@ -196,7 +180,8 @@ pub fn check(dir: &Path) -> Result<Vec<SegmentReport>> {
 /// it (a torn tail is cut by opening the log).
 pub fn repair(dir: &Path) -> Result<Option<Repaired>> {
     let reports = check(dir)?;
-    let _lock = lock(dir)?;
+    // A log being written would look torn at its tail.
+    let _lock = lock_dir(dir)?;
     let newest = reports.len().saturating_sub(1);
     let Some((i, report, damage)) = reports.iter().enumerate().find_map(|(i, r)| {
         let d = r.damage.as_ref()?;

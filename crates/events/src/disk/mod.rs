@@ -196,6 +196,23 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(segs)
 }
 
+/// Takes the directory's `LOCK` (held while the returned file is open): one
+/// process at a time opens, checks or repairs a log.
+fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join("LOCK");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io("opening lock file", &path, e))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::Locked(dir.to_owned())),
+        Err(fs::TryLockError::Error(e)) => Err(Error::io("locking", &path, e)),
+    }
+}
+
 /// Replays the segments into memory and starts the writer on a fresh segment.
 fn recover(dir: &Path, options: DiskOptions) -> Result<(Core<Writer>, File)> {
     options.log.topic_defaults.validate()?;
@@ -205,18 +222,7 @@ fn recover(dir: &Path, options: DiskOptions) -> Result<(Core<Writer>, File)> {
         ));
     }
     fs::create_dir_all(dir).map_err(|e| Error::io("creating data directory", dir, e))?;
-    let lock_path = dir.join("LOCK");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| Error::io("opening lock file", &lock_path, e))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked(dir.to_owned())),
-        Err(fs::TryLockError::Error(e)) => return Err(Error::io("locking", &lock_path, e)),
-    }
+    let lock = lock_dir(dir)?;
 
     let staging = Core::new(options.log.clone(), NoJournal)?;
     let mut replay = Replay {
