@@ -44,6 +44,11 @@ pub struct Server {
     pub max_connections: Option<usize>,
     /// Seconds a connection may wait for its next request's headers.
     pub idle_timeout_secs: Option<u64>,
+    /// Event ids remembered per topic for dedup (0: off), for topics
+    /// created from now on.
+    pub dedup_ids: Option<usize>,
+    /// How long an event id is remembered for dedup, seconds.
+    pub dedup_window_secs: Option<u64>,
     /// The event log (`disk`, `memory`, `redis://…`, `nats://…`).
     pub events: Option<String>,
     /// The state store (`embedded`, `postgres://…`).

@@ -63,7 +63,7 @@ pub struct Args {
     /// `baton.toml`: `[server]` (bind, data_dir, auth_token,
     /// metrics_requires_auth, access_log, body_limit, max_batch_events,
     /// request_timeout_secs, long_poll_max_ms, max_connections,
-    /// idle_timeout_secs, events, state, instance, advertise, lease_ttl_secs,
+    /// idle_timeout_secs, dedup_ids, dedup_window_secs, events, state, instance, advertise, lease_ttl_secs,
     /// namespace, allow_workflow_command_agents, allow_workflow_http_urls,
     /// allow_private_hosts, max_depth, max_instances_per_run) and
     /// `[agents.NAME]` (docs/security.md) [env: BATON_CONFIG] [default:
@@ -100,6 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let defaults = ServerOptions::default();
     let s = config.server;
+    let (s_dedup_ids, s_dedup_window) = (s.dedup_ids, s.dedup_window_secs);
     let mut options = ServerOptions {
         bind: args.bind.or(bind_env).or(s.bind).unwrap_or(defaults.bind),
         data_dir: args
@@ -178,6 +179,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if options.engine.max_instances == 0 {
         eprintln!("error: [server] max_instances_per_run must be at least 1");
         return Ok(ExitCode::from(2));
+    }
+    let dedup = &mut options.log.log.topic_defaults.dedup;
+    if let Some(n) = s_dedup_ids {
+        dedup.max_ids = n;
+    }
+    if let Some(secs) = s_dedup_window {
+        if secs == 0 {
+            eprintln!(
+                "error: [server] dedup_window_secs must be at least 1 (dedup_ids = 0 turns dedup off)"
+            );
+            return Ok(ExitCode::from(2));
+        }
+        dedup.max_age = Duration::from_secs(secs);
     }
     if options.max_connections == 0 || options.idle_timeout.is_zero() {
         eprintln!("error: [server] max_connections and idle_timeout_secs must be at least 1");

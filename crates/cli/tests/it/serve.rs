@@ -442,3 +442,49 @@ fn completions_are_printed_for_each_shell() {
         String::from_utf8_lossy(&checked.stderr)
     );
 }
+
+/// `[server] dedup_ids = 0` turns dedup off for new topics: the same event
+/// id published twice is stored twice (by default the second returns the
+/// first's offset).
+#[test]
+fn the_dedup_window_is_configured_from_baton_toml() {
+    let offsets = |config: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("baton.toml"), config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("serve exited early").unwrap();
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.split_whitespace().next().unwrap().to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        let event =
+            r#"{"events": [{"type": "x", "key": "k", "id": "0123456789abcdef0123456789abcdef"}]}"#;
+        let a = request(&addr, "POST", "/api/v1/events?topic=dedup", event);
+        let b = request(&addr, "POST", "/api/v1/events?topic=dedup", event);
+        assert!(sigterm(&mut child).success());
+        let offset = |r: &str| {
+            r.split("\"offset\":")
+                .nth(1)
+                .unwrap()
+                .split('}')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        (offset(&a), offset(&b))
+    };
+    let (a, b) = offsets("[server]\n");
+    assert_eq!(a, b, "deduplicated by default");
+    let (a, b) = offsets("[server]\ndedup_ids = 0\n");
+    assert_ne!(a, b, "stored twice with dedup off");
+}
