@@ -8,6 +8,35 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
+/// When stderr gets colors: `auto` on a terminal unless `NO_COLOR` is set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Color {
+    /// On a terminal, unless `NO_COLOR` is set.
+    #[default]
+    Auto,
+    /// Always (a pager that keeps colors, say).
+    Always,
+    /// Never.
+    Never,
+}
+
+static COLOR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Decides, once, whether what goes to stderr is colored.
+pub fn set_color(choice: Color) {
+    let on = match choice {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let _ = COLOR.set(on);
+}
+
+/// Whether what goes to stderr is colored (diagnostics, the log).
+pub fn color() -> bool {
+    COLOR.get().copied().unwrap_or(false)
+}
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -20,7 +49,7 @@ pub enum Format {
 
 /// Installs the log: `level` (a level such as `info`, or directives such as
 /// `warn,baton::access=info`), else `BATON_LOG`, else `RUST_LOG`, else
-/// `default`. Colors only on a terminal, and never with `NO_COLOR` set.
+/// `default`. Colors as [`color`] says.
 pub fn install(level: Option<&str>, format: Format, default: &str) -> anyhow::Result<()> {
     let from_env = |name| {
         std::env::var(name)
@@ -52,7 +81,7 @@ pub fn install(level: Option<&str>, format: Format, default: &str) -> anyhow::Re
                  or directives such as `warn,baton_server=debug`"
             )
         })?;
-    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let ansi = color();
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(ansi);

@@ -35,6 +35,10 @@ struct Cli {
     /// How log lines are written: text, or one JSON object per line.
     #[arg(long, global = true, value_enum, default_value_t)]
     log_format: logging::Format,
+    /// Colors on stderr (diagnostics, the log): auto is on a terminal unless
+    /// NO_COLOR is set.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    color: logging::Color,
 }
 
 #[derive(Subcommand)]
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         Command::Serve(_) => "info",
         _ => "warn",
     };
+    logging::set_color(cli.color);
     if let Err(err) = logging::install(cli.log_level.as_deref(), cli.log_format, default_level) {
         eprintln!("error: {err:#}");
         return ExitCode::from(EXIT_USAGE);

@@ -80,7 +80,7 @@ pub(crate) fn load(
         Ok(loaded) => loaded,
         Err(Error::Invalid { report, .. }) => {
             return Ok(Err(invalid(
-                &source.render(&report),
+                &source.render_styled(&report, crate::logging::color()),
                 &report.diagnostics,
                 json,
             )));
@@ -95,7 +95,7 @@ pub(crate) fn load(
             report.push(diagnostic);
             source.locate(&mut report);
             return Ok(Err(invalid(
-                &source.render(&report),
+                &source.render_styled(&report, crate::logging::color()),
                 &report.diagnostics,
                 json,
             )));
@@ -103,7 +103,10 @@ pub(crate) fn load(
     };
     let plan_time = started.elapsed();
     if !checked.warnings.diagnostics.is_empty() {
-        eprint!("{}", source.render(&checked.warnings));
+        eprint!(
+            "{}",
+            source.render_styled(&checked.warnings, crate::logging::color())
+        );
     }
     Ok(Ok(Loaded {
         source,
@@ -169,10 +172,30 @@ pub(crate) fn invalid(rendered: &str, diagnostics: &[Diagnostic], json: bool) ->
         eprintln!();
     }
     if json {
-        let body = json!({ "valid": false, "message": rendered.lines().next().unwrap_or(""), "errors": diagnostics });
+        let first = without_colors(rendered.lines().next().unwrap_or(""));
+        let body = json!({ "valid": false, "message": first, "errors": diagnostics });
         println!("{body}");
     }
     ExitCode::from(1)
+}
+
+/// A line without its ANSI color codes (`ESC [ … m`), for machine output.
+fn without_colors(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // Skip to the end of the sequence.
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[derive(Serialize)]

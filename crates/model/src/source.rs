@@ -188,28 +188,37 @@ impl Source {
     ///    = hint: did you mean `research`?
     /// ```
     pub fn render(&self, report: &Report) -> String {
+        self.render_styled(report, false)
+    }
+
+    /// [`Source::render`], with ANSI colors when `color` is set (for a
+    /// terminal): the level in red or yellow, locations in blue, hints in
+    /// cyan.
+    pub fn render_styled(&self, report: &Report, color: bool) -> String {
+        let paint = |code: &'static str| if color { code } else { "" };
+        let (blue, cyan, reset) = (paint("\x1b[34m"), paint("\x1b[36m"), paint("\x1b[0m"));
         let mut out = String::new();
         for d in &report.diagnostics {
-            let level = match d.severity {
-                Severity::Error => "error",
-                Severity::Warning => "warning",
+            let (level, hue) = match d.severity {
+                Severity::Error => ("error", paint("\x1b[1;31m")),
+                Severity::Warning => ("warning", paint("\x1b[1;33m")),
             };
-            let _ = writeln!(out, "{level}[{}]: {}", d.code, d.message);
+            let _ = writeln!(out, "{hue}{level}[{}]{reset}: {}", d.code, d.message);
             match d.location {
                 Some(loc) => {
                     let _ = writeln!(
                         out,
-                        "  --> {}:{}:{} ({})",
+                        "  {blue}-->{reset} {}:{}:{} ({})",
                         self.name, loc.line, loc.column, d.path
                     );
-                    out.push_str(&self.snippet(loc));
+                    out.push_str(&self.snippet(loc, (blue, hue, reset)));
                 }
                 None => {
-                    let _ = writeln!(out, "  --> {} ({})", self.name, d.path);
+                    let _ = writeln!(out, "  {blue}-->{reset} {} ({})", self.name, d.path);
                 }
             }
             if let Some(hint) = &d.hint {
-                let _ = writeln!(out, "   = hint: {hint}");
+                let _ = writeln!(out, "   {cyan}= hint:{reset} {hint}");
             }
         }
         if report.omitted > 0 {
@@ -220,7 +229,10 @@ impl Source {
 
     /// The source line at `loc` with a caret under the column; long lines are
     /// cut to a window around it.
-    fn snippet(&self, loc: Location) -> String {
+    /// The line at `loc` and a caret under its column; `paint` is the
+    /// gutter's, the caret's and the reset's escape codes (empty: plain).
+    fn snippet(&self, loc: Location, paint: (&str, &str, &str)) -> String {
+        let (gutter_hue, caret_hue, reset) = paint;
         let Some(line) = self.text.lines().nth(loc.line - 1) else {
             return String::new();
         };
@@ -237,7 +249,7 @@ impl Source {
         let prefix = if start > 0 { "…" } else { "" };
         let gutter = loc.line.to_string().len();
         format!(
-            "{:gutter$} |\n{} | {prefix}{}\n{:gutter$} | {}{}^\n",
+            "{gutter_hue}{:gutter$} |{reset}\n{gutter_hue}{} |{reset} {prefix}{}\n{gutter_hue}{:gutter$} |{reset} {}{}{caret_hue}^{reset}\n",
             "",
             loc.line,
             shown.trim_end(),

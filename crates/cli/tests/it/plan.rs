@@ -238,3 +238,34 @@ fn the_seed_target_holds_with_room_to_spare() {
         assert!(v["timings_ms"]["plan"].as_f64().unwrap() < 1000.0, "{v}");
     }
 }
+
+/// `--color always` colors the diagnostics (the level, the locations, the
+/// caret); `never` and output that is not a terminal do not; JSON output
+/// never has colors.
+#[test]
+fn diagnostics_are_colored_on_demand_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "tasks:\n  - { id: a, depends_on: [zz] }\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    let colored = crate::baton(&["plan", bad, "--color", "always"], None);
+    assert!(
+        crate::stderr(&colored).contains("\u{1b}[1;31merror[unknown-dependency]"),
+        "{}",
+        crate::stderr(&colored)
+    );
+    for args in [vec!["plan", bad, "--color", "never"], vec!["plan", bad]] {
+        let plain = crate::baton(&args, None);
+        assert!(!crate::stderr(&plain).contains('\u{1b}'), "{args:?}");
+        assert!(crate::stderr(&plain).contains("error[unknown-dependency]"));
+    }
+    let json = crate::baton(
+        &["plan", bad, "--color", "always", "--format", "json"],
+        None,
+    );
+    assert!(
+        !crate::stdout(&json).contains('\u{1b}'),
+        "{}",
+        crate::stdout(&json)
+    );
+}
