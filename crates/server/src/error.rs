@@ -45,6 +45,12 @@ pub enum ApiError {
     /// The body's media type is not one the route reads.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The request's URI is longer than the server reads.
+    #[error("{0}")]
+    UriTooLong(String),
+    /// The request's headers are larger than the server reads.
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// The workflow defines agents the server does not let callers define.
     #[error("{detail}")]
     AgentNotAllowed {
@@ -86,6 +92,8 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::AgentNotAllowed { .. } | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -105,6 +113,8 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
+            ApiError::UriTooLong(_) => "uri-too-long",
+            ApiError::HeadersTooLarge(_) => "headers-too-large",
             ApiError::Unauthorized => "unauthorized",
             ApiError::AgentNotAllowed { .. } => "agent-not-allowed",
             ApiError::Forbidden(_) => "forbidden",

@@ -72,9 +72,13 @@ pub(crate) async fn serve(
         tokio::spawn(async move {
             let _permit = permit;
             let mut builder = http1::Builder::new();
+            // Room for heads past the server's own limits (URI 8 KiB, headers
+            // 64 KiB), so that the middleware answers those with problem+json
+            // rather than hyper with a bare 431.
             builder
                 .timer(TokioTimer::new())
                 .header_read_timeout(idle_timeout)
+                .max_buf_size(1 << 20)
                 .keep_alive(true);
             let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), service));
             tokio::select! {

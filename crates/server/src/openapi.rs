@@ -421,7 +421,7 @@ fn schemas() -> Value {
     let mut all = json!({
         "Problem": {"type": "object", "required": ["type", "title", "status", "detail", "code"], "properties": {
             "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-            "detail": {"type": "string"}, "code": {"type": "string", "enum": ["invalid-workflow", "invalid-request", "bad-request", "not-found", "method-not-allowed", "conflict", "payload-too-large", "unsupported-media-type", "unauthorized", "forbidden", "agent-not-allowed", "timeout", "unavailable", "internal"]},
+            "detail": {"type": "string"}, "code": {"type": "string", "enum": ["invalid-workflow", "invalid-request", "bad-request", "not-found", "method-not-allowed", "conflict", "payload-too-large", "unsupported-media-type", "uri-too-long", "headers-too-large", "unauthorized", "forbidden", "agent-not-allowed", "timeout", "unavailable", "internal"]},
             "errors": {"type": "array", "items": r("FieldError")},
             "request_id": {"type": "string", "description": "the request's id, as in its `x-request-id` answer header: find it in the server's log"}}},
         "FieldError": field_error,

@@ -48,6 +48,11 @@ pub(super) async fn auth(State(state): St, req: Request, next: Next) -> Response
 #[derive(Clone)]
 struct Route(Arc<str>);
 
+/// The longest URI read; longer is 414 (as problem+json).
+const MAX_URI: usize = 8 << 10;
+/// The most header bytes read (names and values); more is 431.
+const MAX_HEADERS: usize = 64 << 10;
+
 /// Gives every request an id (the caller's `x-request-id`, or a new one),
 /// answers it in `x-request-id`, makes it the id problem+json bodies carry,
 /// and writes the access log line when it is on.
@@ -55,7 +60,28 @@ pub(super) async fn request_id(State(state): St, req: Request, next: Next) -> Re
     let started = Instant::now();
     let id = given_id(&req).unwrap_or_else(new_id);
     let method = req.method().clone();
-    let mut res = CURRENT.scope(id.clone(), next.run(req)).await;
+    let uri_len = req.uri().path().len() + req.uri().query().map_or(0, |q| q.len() + 1);
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum();
+    let handled = async {
+        if uri_len > MAX_URI {
+            return ApiError::UriTooLong(format!(
+                "the URI is {uri_len} bytes, over the {MAX_URI} this server reads"
+            ))
+            .into_response();
+        }
+        if header_bytes > MAX_HEADERS {
+            return ApiError::HeadersTooLarge(format!(
+                "the headers are {header_bytes} bytes, over the {MAX_HEADERS} this server reads"
+            ))
+            .into_response();
+        }
+        next.run(req).await
+    };
+    let mut res = CURRENT.scope(id.clone(), handled).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         res.headers_mut().insert(REQUEST_ID, value);
     }

@@ -287,3 +287,50 @@ async fn idle_connections_are_closed_and_connections_capped() {
     cancel.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// A URI or headers over the server's limits are answered with problem+json
+/// (414 `uri-too-long`, 431 `headers-too-large`), through a real socket, not
+/// with the bare answers hyper would give.
+#[tokio::test]
+async fn oversized_heads_are_problems_too() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let addr = running.addr;
+    let ask = |head: String| async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let long_uri = format!(
+        "GET /api/v1/workflows?x={} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n",
+        "a".repeat(9000)
+    );
+    let answer = ask(long_uri).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 414"),
+        "{}",
+        &answer[..80.min(answer.len())]
+    );
+    assert!(
+        answer.contains("application/problem+json") && answer.contains("\"code\":\"uri-too-long\""),
+        "{answer}"
+    );
+    let big_headers = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "b".repeat(70 << 10)
+    );
+    let answer = ask(big_headers).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 431"),
+        "{}",
+        &answer[..80.min(answer.len())]
+    );
+    assert!(
+        answer.contains("\"code\":\"headers-too-large\""),
+        "{answer}"
+    );
+    running.stop().await;
+}
