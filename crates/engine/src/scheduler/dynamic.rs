@@ -634,21 +634,57 @@ impl Scheduler {
     /// `baton.runs`: `{"run", "task", "decision", …extra}`.
     pub(super) fn decide(&mut self, slot: u32, task: Option<u32>, decision: &str, extra: Value) {
         let run = self.runs[slot as usize].as_ref().expect("live run");
-        let mut payload = match extra {
-            Value::Object(m) => m,
-            _ => serde_json::Map::new(),
-        };
-        payload.insert("run".into(), run.id.to_string().into());
-        if let Some(t) = task {
-            payload.insert("task".into(), (*run.spec.ids[t as usize]).into());
+        // Written straight to text (`extra`'s fields, then `run`, `task`,
+        // `decision`): one a turn, so no map is built for it.
+        let mut payload = String::with_capacity(96);
+        payload.push('{');
+        if let Value::Object(fields) = &extra {
+            for (k, v) in fields {
+                push_json(&mut payload, k);
+                payload.push(':');
+                payload.push_str(&v.to_string());
+                payload.push(',');
+            }
         }
-        payload.insert("decision".into(), decision.into());
+        payload.push_str("\"run\":\"");
+        payload.push_str(&run.id.to_string());
+        payload.push('"');
+        if let Some(t) = task {
+            payload.push_str(",\"task\":");
+            push_json(&mut payload, &run.spec.ids[t as usize]);
+        }
+        payload.push_str(",\"decision\":");
+        push_json(&mut payload, decision);
+        payload.push('}');
         self.out.push(Out::Event {
             run: run.id,
             kind: "baton.decision",
-            payload: Value::Object(payload).to_string(),
+            payload,
         });
     }
+}
+
+/// Appends `text` as a JSON string (quotes, backslashes and control
+/// characters escaped).
+fn push_json(out: &mut String, text: &str) {
+    use std::fmt::Write as _;
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// Why a task on a route is skipped: a task that chooses among routes took one
@@ -671,4 +707,24 @@ pub(super) fn off_route(run: &Run, task: u32) -> Option<String> {
             )
         })
     })
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::push_json;
+
+    #[test]
+    fn strings_are_escaped_as_json_does() {
+        for text in [
+            "plain",
+            "with \"quotes\" and \\",
+            "tab\tnew\nline\r",
+            "nul\u{0}esc\u{1b}bs\u{8}ff\u{c}",
+            "é ✓",
+        ] {
+            let mut ours = String::new();
+            push_json(&mut ours, text);
+            assert_eq!(ours, serde_json::Value::from(text).to_string(), "{text:?}");
+        }
+    }
 }
