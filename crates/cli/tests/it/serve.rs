@@ -21,22 +21,37 @@ pub(crate) fn request(addr: &str, method: &str, path: &str, body: &str) -> Strin
     out
 }
 
-/// Starts `baton serve` on an ephemeral port; returns the child and its address.
-pub(crate) fn serve(data: &std::path::Path) -> (std::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
+/// The rest of a server's stderr.
+type Stderr = std::io::Lines<BufReader<std::process::ChildStderr>>;
+
+/// Spawns `cmd` (a `baton serve`) with stderr piped and reads it up to the
+/// startup line: the child, its address, the line, and the rest of stderr.
+fn until_listening(cmd: &mut Command) -> (std::process::Child, String, String, Stderr) {
+    let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("serve exited early").unwrap();
+    loop {
+        let Some(Ok(line)) = lines.next() else {
+            let status = child.wait();
+            panic!("serve exited early: {status:?}");
+        };
         if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
+            let addr = rest.split_whitespace().next().unwrap().to_string();
+            return (child, addr, line, lines);
         }
-    };
+    }
+}
+
+/// Starts `baton serve` on an ephemeral port; returns the child and its address.
+pub(crate) fn serve(data: &std::path::Path) -> (std::process::Child, String) {
+    let (child, addr, _, lines) = until_listening(
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(data),
+    );
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     (child, addr)
@@ -192,30 +207,21 @@ fn finished_runs_survive_a_restart() {
 #[test]
 fn the_access_log_names_the_route_and_request_id_and_never_the_token() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--access-log",
-            "--log-format",
-            "json",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("BATON_AUTH_TOKEN", "s3cret-token")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("serve exited early").unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            assert!(line.contains(env!("CARGO_PKG_VERSION")), "{line}");
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let (mut child, addr, line, lines) = until_listening(
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--access-log",
+                "--log-format",
+                "json",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .env("BATON_AUTH_TOKEN", "s3cret-token"),
+    );
+    assert!(line.contains(env!("CARGO_PKG_VERSION")), "{line}");
     let mut s = TcpStream::connect(&addr).unwrap();
     write!(
         s,
@@ -273,21 +279,12 @@ fn baton_toml_in_the_working_directory_and_the_environment_are_read() {
     )
     .unwrap();
     let data = dir.path().join("elsewhere");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-        .arg("serve")
-        .current_dir(dir.path())
-        .env("BATON_DATA_DIR", &data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let line = loop {
-        let line = lines.next().expect("serve exited early").unwrap();
-        if line.contains("listening on") {
-            break line;
-        }
-    };
+    let (mut child, _, line, lines) = until_listening(
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .arg("serve")
+            .current_dir(dir.path())
+            .env("BATON_DATA_DIR", &data),
+    );
     assert!(line.contains("config baton.toml"), "{line}");
     assert!(
         line.contains(&format!("data in {}", data.display())),
@@ -451,21 +448,12 @@ fn the_dedup_window_is_configured_from_baton_toml() {
     let offsets = |config: &str| {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("baton.toml"), config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("serve exited early").unwrap();
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
+        let (mut child, addr, _, lines) = until_listening(
+            Command::new(env!("CARGO_BIN_EXE_baton"))
+                .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+                .arg(dir.path().join("data"))
+                .current_dir(dir.path()),
+        );
         std::thread::spawn(move || for _ in lines {});
         let event =
             r#"{"events": [{"type": "x", "key": "k", "id": "0123456789abcdef0123456789abcdef"}]}"#;
