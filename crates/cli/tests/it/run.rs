@@ -832,9 +832,6 @@ fn crash_and_resume_on(seed: u64, state: &[&str]) -> usize {
         }
     }
 
-    // The agents of a killed `baton` die with it, the one that was writing
-    // its mark perhaps just after: give the file a moment.
-    std::thread::sleep(Duration::from_millis(300));
     let marks = marks(&marks_file);
     for i in 0..n {
         assert!(
@@ -1325,7 +1322,6 @@ tasks:
         assert_eq!(s["status"], "completed", "{s}");
         assert_eq!(s["instances"], 12 + 4, "12 items and 4 iterations: {s}");
     }
-    std::thread::sleep(Duration::from_millis(300));
     // An agent whose input the kill cut short marks `edit-` with no number:
     // it ran with nothing to work on, and its output went nowhere.
     let mut marks = marks(&marks_file);
@@ -1464,9 +1460,6 @@ tasks:
         let s = summary(&o);
         assert_eq!(s["status"], "completed", "{s}");
     }
-    // The agents of a killed `baton` die with it, the one that was writing
-    // its mark perhaps just after: give the file a moment.
-    std::thread::sleep(Duration::from_millis(300));
     let marks = marks(&marks_file);
     for turn in 0..=6 {
         assert!(
