@@ -569,6 +569,41 @@ fn yes() -> bool {
     true
 }
 
+/// `POST /api/v1/tasks/report`: many leased calls reported in one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskReports {
+    /// 1 to 1,000 reports, applied in order.
+    pub reports: Vec<TaskReport>,
+}
+
+/// One report of a batch: the lease, and exactly one of `complete`, `fail`
+/// and `heartbeat` (the bodies of the single-call routes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskReport {
+    /// The lease.
+    pub id: String,
+    /// The call's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete: Option<Complete>,
+    /// The call's failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail: Option<Fail>,
+    /// A longer lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat: Option<Heartbeat>,
+}
+
+/// `POST /api/v1/tasks/report` → 200: a result per report, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskReportResults {
+    /// `{"id", "status"}`: `completed`, `failed`, `extended`, or `expired`
+    /// (the lease expired: the result is not taken) or `unknown` (already
+    /// reported, or never given).
+    pub results: Vec<LeaseResponse>,
+}
+
 /// `POST /api/v1/executions/{id}/pause|resume|cancel` → 200.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ControlResponse {

@@ -268,6 +268,16 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        path: "/api/v1/tasks/report",
+        summary: "Report many leased calls at once: outputs, failures and heartbeats, a result each",
+        query: &[],
+        body: Some("TaskReports"),
+        ok: (200, Some("TaskReportResults")),
+        errors: &[400, 413, 415, 422],
+        auth: true,
+    },
+    Route {
+        method: "post",
         path: "/api/v1/tasks/{id}/heartbeat",
         summary: "Extend a lease from now",
         query: &[],
@@ -498,6 +508,13 @@ fn schemas() -> Value {
         "ProgressReport": {"type": "object", "required": ["progress"], "additionalProperties": false, "properties": {"progress": {}}},
         "Fail": {"type": "object", "required": ["message"], "additionalProperties": false, "properties": {"message": {"type": "string"}, "retryable": {"type": "boolean"}}},
         "LeaseResponse": {"type": "object", "required": ["id", "status"], "properties": {"id": {"type": "string"}, "status": {"type": "string"}}},
+        "TaskReports": {"type": "object", "required": ["reports"], "additionalProperties": false, "properties": {"reports": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {
+            "type": "object", "required": ["id"], "additionalProperties": false,
+            "description": "exactly one of complete, fail and heartbeat",
+            "minProperties": 2, "maxProperties": 2,
+            "properties": {"id": {"type": "string"}, "complete": r("Complete"), "fail": r("Fail"), "heartbeat": r("Heartbeat")}}}}},
+        "TaskReportResults": {"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": {"type": "object", "required": ["id", "status"], "properties": {
+            "id": {"type": "string"}, "status": {"type": "string", "enum": ["completed", "failed", "extended", "expired", "unknown"]}}}}}},
         "Status": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
     });
     if let (Some(all), Value::Object(rest)) = (all.as_object_mut(), rest) {

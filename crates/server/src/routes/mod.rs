@@ -71,6 +71,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             post(events::ack),
         )
         .route("/api/v1/agents/{name}/poll", post(workers::worker_poll))
+        .route("/api/v1/tasks/report", post(workers::report))
         .route("/api/v1/tasks/{id}/heartbeat", post(workers::heartbeat))
         .route("/api/v1/tasks/{id}/progress", post(workers::progress))
         .route("/api/v1/tasks/{id}/complete", post(workers::complete))

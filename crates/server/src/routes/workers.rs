@@ -128,3 +128,63 @@ pub(super) async fn fail(
         .map_err(lease_error)?;
     Ok(leased(id, "failed"))
 }
+
+/// Many reports in one request, so that a worker finishing thousands of
+/// calls a second does not pay a round trip for each. Every report is
+/// checked before any is applied: a 422 applies none.
+pub(super) async fn report(
+    State(state): St,
+    Json(req): Json<api::TaskReports>,
+) -> ApiResult<Response> {
+    if !(1..=1000).contains(&req.reports.len()) {
+        return Err(ApiError::invalid(
+            "$.reports",
+            "`reports` must hold between 1 and 1000 reports",
+        ));
+    }
+    let mut leases = Vec::with_capacity(req.reports.len());
+    for (i, r) in req.reports.iter().enumerate() {
+        let given = [
+            r.complete.is_some(),
+            r.fail.is_some(),
+            r.heartbeat.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err(ApiError::invalid(
+                &format!("$.reports[{i}]"),
+                "a report has exactly one of `complete`, `fail` and `heartbeat`",
+            ));
+        }
+        let ms = r
+            .heartbeat
+            .as_ref()
+            .and_then(|h| h.lease_ms)
+            .unwrap_or(30_000);
+        leases.push(lease_of(ms, &format!("$.reports[{i}].heartbeat.lease_ms"))?);
+    }
+    let workers = &state.options.engine.workers;
+    let results = req
+        .reports
+        .into_iter()
+        .zip(leases)
+        .map(|(r, lease)| {
+            let (done, status) = if let Some(c) = r.complete {
+                (workers.complete(&r.id, c.output), "completed")
+            } else if let Some(f) = r.fail {
+                (workers.fail(&r.id, f.message, f.retryable), "failed")
+            } else {
+                (workers.heartbeat(&r.id, lease), "extended")
+            };
+            let status = match done {
+                Ok(()) => status,
+                Err(worker::Error::Expired(_)) => "expired",
+                Err(worker::Error::UnknownLease(_)) => "unknown",
+            };
+            api::LeaseResponse {
+                id: r.id,
+                status: status.into(),
+            }
+        })
+        .collect();
+    Ok(reply(StatusCode::OK, &api::TaskReportResults { results }))
+}

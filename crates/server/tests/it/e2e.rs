@@ -174,6 +174,81 @@ async fn a_workflow_from_creation_to_completion_with_a_worker() {
     server.stop().await;
 }
 
+/// `POST /api/v1/tasks/report`: outputs, failures and heartbeats of many
+/// leases in one request, a result each; a bad report applies nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_leases_are_reported_in_one_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let http = Http::new(server.addr);
+    let flow = json!({"name": "batch", "agents": {"w": {"type": "worker", "concurrency": 8}},
+        "tasks": [{"id": "a", "agent": "w"}, {"id": "b", "agent": "w"},
+                  {"id": "c", "agent": "w", "retry": 2}, {"id": "d", "agent": "w"}]});
+    let (_, created) = http.call("POST", "/api/v1/workflows", Some(flow)).await;
+    let id = created["id"].as_str().unwrap();
+    let (_, started) = http
+        .call("POST", &format!("/api/v1/workflows/{id}/execute"), None)
+        .await;
+    let exec = started["execution_id"].as_str().unwrap();
+    let mut leases = std::collections::BTreeMap::new();
+    while leases.len() < 4 {
+        let (_, got) = http
+            .call(
+                "POST",
+                "/api/v1/agents/w/poll",
+                Some(json!({"max": 4, "wait_ms": 2000})),
+            )
+            .await;
+        for a in got["assignments"].as_array().unwrap() {
+            leases.insert(a["task"].as_str().unwrap().to_string(), a["id"].clone());
+        }
+    }
+    let bad = json!({"reports": [{"id": leases["a"], "complete": {"output": 1}},
+                                 {"id": leases["b"]}]});
+    let (code, p) = http.call("POST", "/api/v1/tasks/report", Some(bad)).await;
+    assert_eq!(
+        (code, p["errors"][0]["path"].as_str()),
+        (422, Some("$.reports[1]")),
+        "{p}"
+    );
+
+    let batch = json!({"reports": [
+        {"id": leases["a"], "complete": {"output": {"n": 1}}},
+        {"id": leases["b"], "heartbeat": {"lease_ms": 60000}},
+        {"id": leases["c"], "fail": {"message": "no", "retryable": true}},
+        {"id": leases["a"], "complete": {"output": {"n": 2}}},
+        {"id": "0".repeat(32), "complete": {}}]});
+    let (code, r) = http.call("POST", "/api/v1/tasks/report", Some(batch)).await;
+    assert_eq!(code, 200, "{r}");
+    let statuses: Vec<&str> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["completed", "extended", "failed", "unknown", "unknown"]
+    );
+    let batch = json!({"reports": [{"id": leases["b"], "complete": {"output": 2}},
+                                   {"id": leases["d"], "complete": {"output": 4}}]});
+    let (code, r) = http.call("POST", "/api/v1/tasks/report", Some(batch)).await;
+    assert_eq!(code, 200, "{r}");
+    let s = http.work_until_done("w", exec).await;
+    assert_eq!(s["status"], "completed", "{s}");
+    let outputs: Vec<&Value> = s["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| &t["output"])
+        .collect();
+    assert_eq!(outputs[0], &json!({"n": 1}), "the first report wins: {s}");
+    assert_eq!(outputs[1], &json!(2), "{s}");
+    assert_eq!(s["tasks"][2]["attempt"], 2, "c failed once: {s}");
+    assert_eq!(outputs[3], &json!(4), "{s}");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_resumes_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
