@@ -4,6 +4,7 @@ mod body;
 mod catalog;
 #[cfg(feature = "postgres")]
 mod cluster;
+mod console;
 mod error;
 mod forward;
 mod listen;

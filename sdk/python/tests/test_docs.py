@@ -66,3 +66,21 @@ def test_the_benchmark_command_runs_scaled_down(server: Server) -> None:
     assert done.returncode == 0, done.stderr
     assert re.search(r"worker: [0-9,]+ tasks/s", done.stdout), done.stdout
     assert re.search(r"publish: [0-9,]+ events/s", done.stdout), done.stdout
+
+
+def test_the_console_benchmark_runs_scaled_down(server: Server) -> None:
+    """docs/console.md's measurement command, on 2,000 tasks."""
+    doc = (REPO / "docs" / "console.md").read_text()
+    [script] = re.findall(r"^python (sdk/python/benchmarks/console_scale\.py) --server", doc, re.M)
+    env = dict(os.environ, PYTHONPATH=str(REPO / "sdk" / "python" / "src"))
+    done = subprocess.run(
+        [sys.executable, script, "--server", server.url, "--tasks", "2000"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "opened a finished 2000-task run in" in done.stdout, done.stdout
+    assert re.search(r"p99 gap [0-9]+ ms", done.stdout), done.stdout

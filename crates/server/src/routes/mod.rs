@@ -89,6 +89,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .merge(api)
         .merge(metrics)
         .merge(open)
+        .merge(crate::console::router())
         .route_layer(from_fn_with_state(state.clone(), middleware::track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

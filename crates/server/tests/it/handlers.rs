@@ -819,3 +819,58 @@ async fn a_fan_outs_instances_are_paged() {
         assert_eq!(r.status, status, "{path}: {}", r.text);
     }
 }
+
+/// The console: `/` redirects to `/ui/`; its files need no token (the page
+/// asks for one), carry an `ETag` (304 when it matches), a
+/// Content-Security-Policy and `nosniff`; the API behind it still needs the token.
+#[tokio::test]
+async fn the_console_is_served_without_a_token() {
+    use tower::ServiceExt as _;
+    let app = app_with(|o| o.auth_token = Some("s3cret".into())).await;
+    let get = |path: &str, etag: Option<&str>| {
+        let mut req = Request::get(path);
+        if let Some(tag) = etag {
+            req = req.header("if-none-match", tag);
+        }
+        app.router.clone().oneshot(req.body(Body::empty()).unwrap())
+    };
+    let root = get("/", None).await.unwrap();
+    assert!(root.status().is_redirection(), "{}", root.status());
+    assert_eq!(root.headers()["location"], "/ui/");
+    let page = get("/ui/", None).await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'")
+    );
+    assert_eq!(page.headers()["x-content-type-options"], "nosniff");
+    let tag = page.headers()["etag"].to_str().unwrap().to_string();
+    for (path, kind) in [
+        ("/ui/console.js", "text/javascript"),
+        ("/ui/console.css", "text/css"),
+    ] {
+        let r = get(path, None).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind),
+            "{path}"
+        );
+        let again = get(path, Some(&tag)).await.unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
+    }
+    assert_eq!(
+        app.get("/api/v1/workflows").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
