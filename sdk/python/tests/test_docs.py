@@ -15,6 +15,21 @@ from .conftest import REPO, Server
 README = REPO / "sdk" / "python" / "README.md"
 
 
+def run_script(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """A script of the repository, run from its root with this SDK."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "sdk" / "python" / "src"))
+    done = subprocess.run(
+        [sys.executable, script, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_the_readme_quick_start_runs(server: Server) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
     assert len(blocks) == 1, "the README's quick start is one python block"
@@ -29,17 +44,7 @@ def test_the_readme_quick_start_runs(server: Server) -> None:
 def test_the_example_application_runs(server: Server) -> None:
     lines = re.findall(r"^python (examples/python/\S+) --server \S+$", README.read_text(), re.M)
     assert lines == ["examples/python/research_team.py"]
-    env = dict(os.environ, PYTHONPATH=str(REPO / "sdk" / "python" / "src"))
-    done = subprocess.run(
-        [sys.executable, lines[0], "--server", server.url],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
+    out = run_script(lines[0], "--server", server.url).stdout
     assert "progress: looking into rust" in out, out
     assert "'decision': 'delegate'" in out and "'decision': 'answer'" in out, out
     assert out.strip().splitlines()[-1].startswith("completed {'answer': 'rust'"), out
@@ -53,17 +58,8 @@ def test_the_benchmark_command_runs_scaled_down(server: Server) -> None:
             re.findall(r"^python (sdk/python/benchmarks/\S+) --server", doc.read_text(), re.M)
         )
     assert commands == {"sdk/python/benchmarks/throughput.py"}
-    env = dict(os.environ, PYTHONPATH=str(REPO / "sdk" / "python" / "src"))
     small = ["--tasks", "200", "--events", "20000", "--batch", "1000", "--repeat", "1"]
-    done = subprocess.run(
-        [sys.executable, commands.pop(), "--server", server.url, *small],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_script(commands.pop(), "--server", server.url, *small)
     assert re.search(r"worker: [0-9,]+ tasks/s", done.stdout), done.stdout
     assert re.search(r"publish: [0-9,]+ events/s", done.stdout), done.stdout
 
@@ -72,15 +68,6 @@ def test_the_console_benchmark_runs_scaled_down(server: Server) -> None:
     """docs/console.md's measurement command, on 2,000 tasks."""
     doc = (REPO / "docs" / "console.md").read_text()
     [script] = re.findall(r"^python (sdk/python/benchmarks/console_scale\.py) --server", doc, re.M)
-    env = dict(os.environ, PYTHONPATH=str(REPO / "sdk" / "python" / "src"))
-    done = subprocess.run(
-        [sys.executable, script, "--server", server.url, "--tasks", "2000"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_script(script, "--server", server.url, "--tasks", "2000")
     assert "opened a finished 2000-task run in" in done.stdout, done.stdout
     assert re.search(r"p99 gap [0-9]+ ms", done.stdout), done.stdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import httpx
@@ -98,24 +98,25 @@ class AsyncClient(Operations[Awaitable[dict[str, Any]]]):
         except ApiError:
             return False
 
-    async def iter_workflows(self, *, page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
+    def iter_workflows(self, *, page_size: int = 100) -> AsyncIterator[dict[str, Any]]:
         """Every workflow, newest first, following the pages' cursors."""
-        cursor: str | None = None
-        while True:
-            page = await self.list_workflows(limit=page_size, cursor=cursor)
-            for item in page["items"]:
-                yield item
-            cursor = page.get("next_cursor")
-            if not cursor:
-                return
+        return self._pages(lambda cursor: self.list_workflows(limit=page_size, cursor=cursor))
 
-    async def iter_executions(
+    def iter_executions(
         self, *, page_size: int = 100, **filters: Any
     ) -> AsyncIterator[dict[str, Any]]:
         """Every run that `list_executions`' filters select, newest first."""
+        return self._pages(
+            lambda cursor: self.list_executions(limit=page_size, cursor=cursor, **filters)
+        )
+
+    @staticmethod
+    async def _pages(
+        fetch: Callable[[str | None], Awaitable[dict[str, Any]]],
+    ) -> AsyncIterator[dict[str, Any]]:
         cursor: str | None = None
         while True:
-            page = await self.list_executions(limit=page_size, cursor=cursor, **filters)
+            page = await fetch(cursor)
             for item in page["items"]:
                 yield item
             cursor = page.get("next_cursor")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import httpx
@@ -98,19 +98,21 @@ class Client(Operations[dict[str, Any]]):
 
     def iter_workflows(self, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
         """Every workflow, newest first, following the pages' cursors."""
-        cursor: str | None = None
-        while True:
-            page = self.list_workflows(limit=page_size, cursor=cursor)
-            yield from page["items"]
-            cursor = page.get("next_cursor")
-            if not cursor:
-                return
+        return self._pages(lambda cursor: self.list_workflows(limit=page_size, cursor=cursor))
 
     def iter_executions(self, *, page_size: int = 100, **filters: Any) -> Iterator[dict[str, Any]]:
         """Every run that `list_executions`' filters select, newest first."""
+        return self._pages(
+            lambda cursor: self.list_executions(limit=page_size, cursor=cursor, **filters)
+        )
+
+    @staticmethod
+    def _pages(
+        fetch: Callable[[str | None], dict[str, Any]],
+    ) -> Iterator[dict[str, Any]]:
         cursor: str | None = None
         while True:
-            page = self.list_executions(limit=page_size, cursor=cursor, **filters)
+            page = fetch(cursor)
             yield from page["items"]
             cursor = page.get("next_cursor")
             if not cursor:
