@@ -451,6 +451,75 @@ pub struct PollResponse {
     pub events: Vec<EventOut>,
 }
 
+/// `GET /api/v1/topics` → 200.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Topics {
+    /// Every topic, by name.
+    pub topics: Vec<Topic>,
+}
+
+/// A topic: its partitions and consumer groups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Topic {
+    /// Its name (`X.dlq` holds the dead letters of `X`).
+    pub name: String,
+    /// Retained events over all partitions.
+    pub events: u64,
+    /// Retained bytes over all partitions.
+    pub bytes: u64,
+    /// Its partitions, by number.
+    pub partitions: Vec<Partition>,
+    /// Its consumer groups.
+    pub groups: Vec<Group>,
+}
+
+/// A partition of a topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Partition {
+    /// Its number.
+    pub partition: u32,
+    /// The oldest retained offset.
+    pub start: u64,
+    /// One past the newest offset.
+    pub end: u64,
+    /// Retained bytes.
+    pub bytes: u64,
+}
+
+/// A consumer group of a topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    /// Its name.
+    pub name: String,
+    /// Published events not yet delivered to it.
+    pub lag: u64,
+    /// Delivered, unacknowledged events.
+    pub pending: u64,
+    /// Its members seen since the log was opened.
+    pub members: Vec<Member>,
+}
+
+/// A member of a consumer group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    /// Its name.
+    pub name: String,
+    /// Its last poll, ms since the Unix epoch.
+    pub last_seen_ms: u64,
+    /// Events it holds unacknowledged.
+    pub pending: u64,
+}
+
+/// `GET /api/v1/topics/{topic}/events` → 200.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadResponse {
+    /// The events read, in offset order.
+    pub events: Vec<EventOut>,
+    /// Where the next page starts (`from`), absent once the partition's end was reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_from: Option<u64>,
+}
+
 /// `POST /api/v1/topics/{topic}/groups/{group}/ack`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -226,6 +226,42 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/api/v1/topics",
+        summary: "Every topic with its partitions, and each consumer group's lag, pending events and members",
+        query: &[],
+        body: None,
+        ok: (200, Some("Topics")),
+        errors: &[],
+        auth: true,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/topics/{topic}/events",
+        summary: "Read retained events of one partition from an offset, outside any group (dead letters, replay)",
+        query: &[
+            (
+                "partition",
+                r#"{"type": "integer", "minimum": 0}"#,
+                "the partition (default 0)",
+            ),
+            (
+                "from",
+                r#"{"type": "integer", "minimum": 0}"#,
+                "the first offset (default 0: the oldest retained)",
+            ),
+            (
+                "max",
+                r#"{"type": "integer", "minimum": 1, "maximum": 1000}"#,
+                "most events, 1..=1000 (default 100)",
+            ),
+        ],
+        body: None,
+        ok: (200, Some("ReadResponse")),
+        errors: &[400, 404, 422],
+        auth: true,
+    },
+    Route {
+        method: "get",
         path: "/api/v1/topics/{topic}/groups/{group}/poll",
         summary: "Deliver events to a member of a consumer group (long poll)",
         query: &[
@@ -508,17 +544,37 @@ fn schemas() -> Value {
         "ProgressReport": {"type": "object", "required": ["progress"], "additionalProperties": false, "properties": {"progress": {}}},
         "Fail": {"type": "object", "required": ["message"], "additionalProperties": false, "properties": {"message": {"type": "string"}, "retryable": {"type": "boolean"}}},
         "LeaseResponse": {"type": "object", "required": ["id", "status"], "properties": {"id": {"type": "string"}, "status": {"type": "string"}}},
-        "TaskReports": {"type": "object", "required": ["reports"], "additionalProperties": false, "properties": {"reports": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {
-            "type": "object", "required": ["id"], "additionalProperties": false,
-            "description": "exactly one of complete, fail and heartbeat",
-            "minProperties": 2, "maxProperties": 2,
-            "properties": {"id": {"type": "string"}, "complete": r("Complete"), "fail": r("Fail"), "heartbeat": r("Heartbeat")}}}}},
-        "TaskReportResults": {"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": {"type": "object", "required": ["id", "status"], "properties": {
-            "id": {"type": "string"}, "status": {"type": "string", "enum": ["completed", "failed", "extended", "expired", "unknown"]}}}}}},
         "Status": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
     });
-    if let (Some(all), Value::Object(rest)) = (all.as_object_mut(), rest) {
-        all.extend(rest);
+    // Split in three: one `json!` this size passes the macro recursion limit.
+    let workers_and_topics = json!({
+        "TaskReports": {"type": "object", "required": ["reports"], "additionalProperties": false, "properties": {"reports": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {
+            "type": "object", "required": ["id"], "additionalProperties": false,
+            "description": "exactly one of complete, fail and heartbeat (null is the same as absent)",
+            "properties": {"id": {"type": "string"},
+                "complete": {"anyOf": [r("Complete"), {"type": "null"}]},
+                "fail": {"anyOf": [r("Fail"), {"type": "null"}]},
+                "heartbeat": {"anyOf": [r("Heartbeat"), {"type": "null"}]}},
+            "oneOf": [
+                {"required": ["complete"], "properties": {"complete": r("Complete"), "fail": {"type": "null"}, "heartbeat": {"type": "null"}}},
+                {"required": ["fail"], "properties": {"fail": r("Fail"), "complete": {"type": "null"}, "heartbeat": {"type": "null"}}},
+                {"required": ["heartbeat"], "properties": {"heartbeat": r("Heartbeat"), "complete": {"type": "null"}, "fail": {"type": "null"}}}]}}}},
+        "TaskReportResults": {"type": "object", "required": ["results"], "properties": {"results": {"type": "array", "items": {"type": "object", "required": ["id", "status"], "properties": {
+            "id": {"type": "string"}, "status": {"type": "string", "enum": ["completed", "failed", "extended", "expired", "unknown"]}}}}}},
+        "Topics": {"type": "object", "required": ["topics"], "properties": {"topics": {"type": "array", "items": {"type": "object", "required": ["name", "events", "bytes", "partitions", "groups"], "properties": {
+            "name": {"type": "string"}, "events": {"type": "integer"}, "bytes": {"type": "integer"},
+            "partitions": {"type": "array", "items": {"type": "object", "required": ["partition", "start", "end", "bytes"], "properties": {
+                "partition": {"type": "integer"}, "start": {"type": "integer"}, "end": {"type": "integer"}, "bytes": {"type": "integer"}}}},
+            "groups": {"type": "array", "items": {"type": "object", "required": ["name", "lag", "pending", "members"], "properties": {
+                "name": {"type": "string"}, "lag": {"type": "integer"}, "pending": {"type": "integer"},
+                "members": {"type": "array", "items": {"type": "object", "required": ["name", "last_seen_ms", "pending"], "properties": {
+                    "name": {"type": "string"}, "last_seen_ms": {"type": "integer"}, "pending": {"type": "integer"}}}}}}}}}}}},
+        "ReadResponse": {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": r("EventOut")}, "next_from": {"type": "integer"}}},
+    });
+    for more in [rest, workers_and_topics] {
+        if let (Some(all), Value::Object(more)) = (all.as_object_mut(), more) {
+            all.extend(more);
+        }
     }
     all
 }

@@ -1,4 +1,5 @@
-//! `/api/v1/events` and `/api/v1/topics/...`: publish, and consumer-group poll and ack.
+//! `/api/v1/events` and `/api/v1/topics/...`: publish, consumer-group poll
+//! and ack, and what the log holds (topics, groups, a partition's events).
 
 use std::time::Duration;
 
@@ -183,6 +184,112 @@ pub(super) async fn ack(
         .collect();
     let acknowledged = state.log.ack(&topic, &group, &ids).await?;
     Ok(reply(StatusCode::OK, &api::AckResponse { acknowledged }))
+}
+
+/// `GET /api/v1/topics`: every topic with its partitions, and each group's
+/// lag, pending events and members.
+pub(super) async fn topics(State(state): St) -> ApiResult<Response> {
+    let mut topics = Vec::new();
+    for t in state.log.topics().await? {
+        let groups = state
+            .log
+            .groups(&t.name)
+            .await?
+            .into_iter()
+            .map(|g| api::Group {
+                name: g.name,
+                lag: g.lag,
+                pending: g.pending,
+                members: g
+                    .members
+                    .into_iter()
+                    .map(|m| api::Member {
+                        name: m.name,
+                        last_seen_ms: m.last_seen_ms,
+                        pending: m.pending,
+                    })
+                    .collect(),
+            })
+            .collect();
+        topics.push(api::Topic {
+            events: t.events(),
+            bytes: t.partitions.iter().map(|p| p.bytes).sum(),
+            partitions: t
+                .partitions
+                .iter()
+                .zip(0u32..)
+                .map(|(p, partition)| api::Partition {
+                    partition,
+                    start: p.start,
+                    end: p.end,
+                    bytes: p.bytes,
+                })
+                .collect(),
+            name: t.name,
+            groups,
+        });
+    }
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(reply(StatusCode::OK, &api::Topics { topics }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReadQuery {
+    partition: Option<u32>,
+    from: Option<u64>,
+    max: Option<usize>,
+}
+
+/// `GET /api/v1/topics/{topic}/events`: retained events of one partition
+/// from an offset, outside any group (nothing is delivered or acknowledged):
+/// what a dead-letter topic holds, say.
+pub(super) async fn read(
+    State(state): St,
+    Path(topic): Path<String>,
+    q: Result<Query<ReadQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let q = query(q)?;
+    let max = q.max.unwrap_or(100);
+    if !(1..=1000).contains(&max) {
+        return Err(ApiError::invalid("max", "`max` must be between 1 and 1000"));
+    }
+    let partition = q.partition.unwrap_or(0);
+    let info = state
+        .log
+        .topics()
+        .await?
+        .into_iter()
+        .find(|t| t.name == topic)
+        .ok_or_else(|| ApiError::NotFound(format!("no topic `{topic}`")))?;
+    let Some(p) = info.partitions.get(partition as usize) else {
+        return Err(ApiError::invalid(
+            "partition",
+            format!(
+                "topic `{topic}` has {} partition(s), numbered from 0",
+                info.partitions.len()
+            ),
+        ));
+    };
+    let records = state
+        .log
+        .read(&topic, partition, q.from.unwrap_or(0), max)
+        .await?;
+    let next = records
+        .last()
+        .map(|r| r.offset.offset + 1)
+        .filter(|n| *n < p.end);
+    let events = records
+        .iter()
+        .map(|r| event_out(r.offset, &r.event, None))
+        .collect();
+    Ok(reply(
+        StatusCode::OK,
+        &api::ReadResponse {
+            events,
+            next_from: next,
+        },
+    ))
 }
 
 /// Why a caller may not publish to `topic`: it is the engine's run events

@@ -874,3 +874,80 @@ async fn the_console_is_served_without_a_token() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// `GET /api/v1/topics`: partitions, and a group's lag and pending events;
+/// `GET /api/v1/topics/{topic}/events`: a partition's events in pages,
+/// without delivering them.
+#[tokio::test]
+async fn topics_and_their_events_are_listed() {
+    let app = app().await;
+    let events: Vec<Value> = (0..10)
+        .map(|i| json!({"type": "order", "key": "k", "payload": {"n": i}}))
+        .collect();
+    let r = app
+        .post(
+            "/api/v1/events?topic=orders",
+            &json!({"events": events}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let partition = r.json()["offsets"][0]["partition"].as_u64().unwrap();
+    let r = app
+        .get("/api/v1/topics/orders/groups/billing/poll?max=3&member=m1")
+        .await;
+    assert_eq!(r.json()["events"].as_array().unwrap().len(), 3);
+
+    let topics = app.get("/api/v1/topics").await.json();
+    let orders = topics["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "orders")
+        .unwrap()
+        .clone();
+    assert_eq!(orders["events"], 10, "{orders}");
+    let billing = &orders["groups"][0];
+    assert_eq!(
+        (&billing["name"], &billing["lag"], &billing["pending"]),
+        (&json!("billing"), &json!(7), &json!(3)),
+        "{orders}"
+    );
+    assert_eq!(billing["members"][0]["name"], "m1");
+
+    let page = app
+        .get(&format!(
+            "/api/v1/topics/orders/events?partition={partition}&max=4"
+        ))
+        .await
+        .json();
+    let ns: Vec<&Value> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["payload"]["n"])
+        .collect();
+    assert_eq!(ns, [&json!(0), &json!(1), &json!(2), &json!(3)], "{page}");
+    assert_eq!(page["next_from"], 4);
+    let last = app
+        .get(&format!(
+            "/api/v1/topics/orders/events?partition={partition}&from=8"
+        ))
+        .await
+        .json();
+    assert_eq!(last["events"].as_array().unwrap().len(), 2);
+    assert!(last.get("next_from").is_none(), "{last}");
+    // Reading delivered nothing: the group still has 7 to go.
+    let again = app.get("/api/v1/topics").await.json();
+    assert!(again.to_string().contains("\"lag\":7"), "{again}");
+
+    assert_eq!(
+        app.get("/api/v1/topics/nope/events").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let bad = app.get("/api/v1/topics/orders/events?partition=999").await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
+    assert_eq!(
+        app.get("/api/v1/topics/orders/events?max=0").await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+}
