@@ -189,9 +189,10 @@ async function route() {
   teardown();
   teardown = () => {};
   const app = document.getElementById("app");
-  const [, page, id] = (location.hash.replace(/^#\/?/, "") || "runs").match(/^([^/]*)\/?(.*)$/) || [];
+  const path = location.hash.replace(/^#\/?/, "").split("?")[0] || "runs";
+  const [, page, id] = path.match(/^([^/]*)\/?(.*)$/) || [];
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === page);
-  const views = { runs: id ? runView : runsView, workflows: id ? workflowView : workflowsView, new: newWorkflowView };
+  const views = { runs: id ? runView : runsView, workflows: id ? workflowView : workflowsView, events: id ? topicView : eventsView, new: newWorkflowView };
   const view = views[page] || runsView;
   app.replaceChildren(h("p", { class: "muted" }, "Loading…"));
   try {
@@ -514,6 +515,61 @@ function drawTimeline(box, timeline, state, t0, clockNow) {
   });
   box.replaceChildren(root);
 }
+
+// Topics, their partitions and consumer groups (lag, pending, members), and
+// a topic's newest events: a dead-letter topic (`X.dlq`) shows each letter's
+// reason, group and deliveries from its `dlq.*` headers.
+async function eventsView(app) {
+  const body = h("tbody");
+  app.replaceChildren(h("h1", {}, "Events"),
+    h("p", { class: "muted" }, "Topics of the event log; ", h("code", {}, "X.dlq"), " holds the dead letters of ", h("code", {}, "X"),
+      ". Lag: published, not yet delivered to the group; pending: delivered, not acknowledged."),
+    h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, ["Topic", "Partitions", "Events", "Size", "Groups (lag / pending)"].map((t) => h("th", {}, t)))), body)));
+  const load = async () => {
+    const { topics } = await api.get("/api/v1/topics");
+    body.replaceChildren(...topics.map((t) => h("tr", { class: "clickable", onclick: () => { location.hash = "#/events/" + encodeURIComponent(t.name); } },
+      h("td", { class: "mono" }, link("#/events/" + encodeURIComponent(t.name), t.name), t.name.endsWith(".dlq") ? [" ", h("span", { class: "badge s-failed" }, "dead letters")] : ""),
+      h("td", {}, t.partitions.length), h("td", {}, t.events), h("td", {}, fmtBytes(t.bytes)),
+      h("td", { style: "white-space:normal" }, t.groups.length ? t.groups.map((g) => `${g.name}: ${g.lag} / ${g.pending}`).join(", ") : h("span", { class: "muted" }, "none")))));
+    if (!topics.length) body.replaceChildren(h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No topics yet.")));
+  };
+  await load();
+  const timer = setInterval(() => { if (!document.hidden) load().catch(() => {}); }, 2000);
+  teardown = () => clearInterval(timer);
+}
+
+async function topicView(app, name) {
+  const { topics } = await api.get("/api/v1/topics");
+  const topic = topics.find((t) => t.name === name);
+  if (!topic) throw new ApiError(404, { title: "Not found", detail: `no topic ${name}` });
+  const dlq = name.endsWith(".dlq");
+  const latest = await Promise.all(topic.partitions.filter((p) => p.end > p.start).map((p) =>
+    api.get(`/api/v1/topics/${encodeURIComponent(name)}/events?partition=${p.partition}&from=${Math.max(p.start, p.end - 20)}&max=20`)));
+  const events = latest.flatMap((r) => r.events).sort((a, b) => b.timestamp_ms - a.timestamp_ms).slice(0, 50);
+  const detail = h("div", { class: "panel detail", id: "event-detail" }, h("p", { class: "muted" }, "Select an event to see its headers and payload."));
+  const show = (e) => detail.replaceChildren(h("h3", { class: "mono", style: "margin:0 0 8px" }, `${e.partition}:${e.offset}`),
+    h("dl", {}, [["type", e.type], ["key", e.key], ["id", e.id], ["published", fmtTime(e.timestamp_ms)]].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]),
+      h("dt", {}, "headers"), h("dd", {}, h("pre", {}, JSON.stringify(e.headers || {}, null, 2))),
+      h("dt", {}, "payload"), h("dd", {}, h("pre", {}, JSON.stringify(e.payload, null, 2)))));
+  const head = dlq ? ["Where", "Type", "Key", "Reason", "From", "Deliveries", "Published"] : ["Where", "Type", "Key", "Published"];
+  app.replaceChildren(h("h1", {}, "Topic ", h("span", { class: "mono" }, name), dlq ? h("span", { class: "badge s-failed" }, "dead letters") : ""),
+    h("div", { class: "figures" }, [["events", topic.events], ["size", fmtBytes(topic.bytes)], ["partitions", topic.partitions.length], ["groups", topic.groups.length]].map(([k, v]) => h("div", {}, h("span", {}, k), String(v)))),
+    h("h2", {}, "Consumer groups"),
+    topic.groups.length ? h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, ["Group", "Lag", "Pending", "Members (pending, last poll)"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, topic.groups.map((g) => h("tr", {}, h("td", { class: "mono" }, g.name), h("td", {}, g.lag), h("td", {}, g.pending),
+        h("td", { style: "white-space:normal" }, g.members.map((m) => `${m.name} (${m.pending}, ${fmtTime(m.last_seen_ms)})`).join(", "))))))) : h("p", { class: "muted" }, "No consumer group reads this topic."),
+    h("div", { class: "grid2" },
+      h("div", {}, h("h2", {}, "Newest events"), h("div", { class: "table-wrap" }, h("table", { id: "events-table" }, h("thead", {}, h("tr", {}, head.map((t) => h("th", {}, t)))),
+        h("tbody", {}, events.length ? events.map((e) => {
+          const hd = e.headers || {};
+          const cells = dlq ? [hd["dlq.reason"] || "", `${hd["dlq.topic"] || ""} / ${hd["dlq.group"] || ""}`, hd["dlq.deliveries"] || ""] : [];
+          return h("tr", { class: "clickable", onclick: () => show(e) }, h("td", { class: "mono" }, `${e.partition}:${e.offset}`), h("td", {}, e.type), h("td", { class: "mono" }, e.key),
+            cells.map((c, i) => h("td", i === 0 ? { style: "white-space:normal" } : {}, c)), h("td", {}, fmtTime(e.timestamp_ms)));
+        }) : h("tr", {}, h("td", { colspan: head.length, class: "muted" }, "No events retained.")))))),
+      h("div", {}, h("h2", {}, "Event"), detail)));
+}
+
+const fmtBytes = (n) => (n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`);
 
 async function workflowsView(app) {
   const body = h("tbody");

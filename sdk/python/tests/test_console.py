@@ -187,3 +187,29 @@ def test_the_token_prompt(secured: Server, browser: Any, shots: Path) -> None:
     page.wait_for_selector("tbody td")
     w.check()
     page.close()
+
+
+def test_the_events_pages(server: Server, browser: Any, shots: Path) -> None:
+    """Topics with their groups' lag and pending events, and a topic's
+    events with their payload."""
+    with Client(server.url) as client:
+        client.publish(
+            [{"type": "order.created", "key": f"o{i}", "payload": {"n": i}} for i in range(30)],
+            topic="orders",
+        )
+        held = client.poll("orders", "billing", max=3, wait_ms=1000)
+        assert len(held) == 3
+    w = Watched(browser)
+    page = w.page
+    page.goto(server.url + "/ui/#/events")
+    row = page.locator("tbody tr", has_text="orders")
+    sync_api.expect(row).to_contain_text("billing: 27 / 3")
+    page.screenshot(path=str(shots / "events.png"))
+    row.click()
+    page.wait_for_selector("#events-table tbody tr.clickable")
+    sync_api.expect(page.locator("h2 + .table-wrap").first).to_contain_text("billing")
+    page.locator("#events-table tbody tr.clickable", has_text="o7").click()
+    sync_api.expect(page.locator("#event-detail")).to_contain_text('"n": 7')
+    page.screenshot(path=str(shots / "topic.png"), full_page=True)
+    w.check()
+    page.close()
