@@ -241,12 +241,12 @@ pub const ROUTES: &[Route] = &[
         query: &[
             (
                 "partition",
-                r#"{"type": "integer", "minimum": 0}"#,
+                r#"{"type": "integer", "minimum": 0, "maximum": 4294967295}"#,
                 "the partition (default 0)",
             ),
             (
                 "from",
-                r#"{"type": "integer", "minimum": 0}"#,
+                r#"{"type": "integer", "minimum": 0, "maximum": 18446744073709551615}"#,
                 "the first offset (default 0: the oldest retained)",
             ),
             (
@@ -273,7 +273,7 @@ pub const ROUTES: &[Route] = &[
             ),
             (
                 "wait_ms",
-                r#"{"type": "integer", "minimum": 0}"#,
+                r#"{"type": "integer", "minimum": 0, "maximum": 18446744073709551615}"#,
                 "longest wait for events, ms (default 0; at most 30000 and the server's long_poll_max_ms)",
             ),
         ],
@@ -535,7 +535,7 @@ fn schemas() -> Value {
         "AckResponse": {"type": "object", "required": ["acknowledged"], "properties": {"acknowledged": {"type": "integer"}}},
         "WorkerPoll": {"type": "object", "additionalProperties": false, "properties": {
             "max": {"type": "integer", "minimum": 1, "maximum": 1000},
-            "wait_ms": {"type": "integer", "minimum": 0, "description": "default 20000; at most 60000 and the server's long_poll_max_ms"},
+            "wait_ms": {"type": "integer", "minimum": 0, "maximum": u64::MAX, "description": "default 20000; at most 60000 and the server's long_poll_max_ms"},
             "lease_ms": lease_ms}},
         "Assignments": {"type": "object", "required": ["assignments"], "properties": {"assignments": {"type": "array", "items": {"type": "object", "required": ["id", "run", "task", "attempt", "input", "lease_expires_ms"], "properties": {
             "id": {"type": "string"}, "run": {"type": "string"}, "task": {"type": "string"}, "attempt": {"type": "integer"}, "input": {}, "lease_expires_ms": {"type": "integer"}}}}}},

@@ -263,13 +263,10 @@ pub(super) async fn read(
         .find(|t| t.name == topic)
         .ok_or_else(|| ApiError::NotFound(format!("no topic `{topic}`")))?;
     let Some(p) = info.partitions.get(partition as usize) else {
-        return Err(ApiError::invalid(
-            "partition",
-            format!(
-                "topic `{topic}` has {} partition(s), numbered from 0",
-                info.partitions.len()
-            ),
-        ));
+        return Err(ApiError::NotFound(format!(
+            "topic `{topic}` has no partition {partition}: it has {}, numbered from 0",
+            info.partitions.len()
+        )));
     };
     let records = state
         .log

@@ -945,7 +945,7 @@ async fn topics_and_their_events_are_listed() {
         StatusCode::NOT_FOUND
     );
     let bad = app.get("/api/v1/topics/orders/events?partition=999").await;
-    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
+    assert_eq!(bad.status, StatusCode::NOT_FOUND, "{}", bad.text);
     assert_eq!(
         app.get("/api/v1/topics/orders/events?max=0").await.status,
         StatusCode::UNPROCESSABLE_ENTITY
