@@ -1,12 +1,14 @@
 //! `GET /metrics`: Prometheus text exposition, written by hand (a few families,
-//! no exporter dependency): requests and latencies per route, events published,
-//! runs by state, dispatch latency, ready-queue depth.
+//! no exporter dependency): requests and latencies by method and route, events
+//! published, runs by state, dispatch latency, ready-queue depth, the build, and
+//! the process (CPU, memory, file descriptors, start time) by the conventions
+//! of Prometheus' client libraries.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header;
@@ -34,7 +36,8 @@ struct Route {
 pub struct Metrics {
     routes: Mutex<BTreeMap<String, Route>>,
     published: AtomicU64,
-    started: Instant,
+    /// When the server started, seconds since the Unix epoch.
+    started_unix: f64,
 }
 
 impl Default for Metrics {
@@ -42,7 +45,9 @@ impl Default for Metrics {
         Metrics {
             routes: Mutex::default(),
             published: AtomicU64::new(0),
-            started: Instant::now(),
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
         }
     }
 }
@@ -70,6 +75,83 @@ impl Metrics {
     }
 }
 
+/// A route's key (`METHOD /path/{template}`) as its two labels, escaped.
+fn method_and_route(key: &str) -> (String, String) {
+    match key.split_once(' ') {
+        Some((method, route)) => (label(method), label(route)),
+        None => (String::new(), label(key)),
+    }
+}
+
+/// The process' figures by Prometheus' conventions (`process_*`), read from
+/// `/proc/self` (Linux); a family whose source cannot be read is left out.
+fn process(out: &mut String, started_unix: f64) {
+    let mut family = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        let _ = writeln!(out, "{name} {value}");
+    };
+    family(
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since the Unix epoch in seconds.",
+        started_unix,
+    );
+    // Fields 14 and 15 of /proc/self/stat (after the command in parentheses):
+    // user and system time in clock ticks, which the kernel's ABI fixes at
+    // 100 a second for /proc (USER_HZ).
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
+        && let Some((_, rest)) = stat.rsplit_once(')')
+    {
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+        // `rest` starts at field 3 (the state): field N is at index N - 3.
+        if let (Some(user), Some(system)) = (ticks(11), ticks(12)) {
+            family(
+                "process_cpu_seconds_total",
+                "counter",
+                "Total user and system CPU time spent in seconds.",
+                (user + system) / 100.0,
+            );
+        }
+    }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status")
+        && let Some(kb) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+    {
+        family(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            kb * 1024.0,
+        );
+    }
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        family(
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            dir.count() as f64,
+        );
+    }
+    if let Ok(limits) = std::fs::read_to_string("/proc/self/limits")
+        && let Some(max) = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|v| v.parse::<f64>().ok())
+    {
+        family(
+            "process_max_fds",
+            "gauge",
+            "Maximum number of open file descriptors.",
+            max,
+        );
+    }
+}
+
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -81,42 +163,47 @@ pub(crate) async fn render(State(state): State<std::sync::Arc<AppState>>) -> Res
     let m = &state.metrics;
     {
         let routes = m.routes.lock().unwrap_or_else(|e| e.into_inner());
-        out.push_str("# HELP baton_http_requests_total HTTP requests by route and status.\n");
+        out.push_str(
+            "# HELP baton_http_requests_total HTTP requests by method, route and status.\n",
+        );
         out.push_str("# TYPE baton_http_requests_total counter\n");
-        for (route, r) in routes.iter() {
+        for (key, r) in routes.iter() {
+            let (method, route) = method_and_route(key);
             for (status, n) in &r.by_status {
                 let _ = writeln!(
                     out,
-                    "baton_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                    label(route)
+                    "baton_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
                 );
             }
         }
-        out.push_str("# HELP baton_http_request_duration_seconds HTTP request latency by route.\n");
+        out.push_str(
+            "# HELP baton_http_request_duration_seconds HTTP request latency by method and route.\n",
+        );
         out.push_str("# TYPE baton_http_request_duration_seconds histogram\n");
-        for (route, r) in routes.iter() {
-            let route = label(route);
+        for (key, r) in routes.iter() {
+            let (method, route) = method_and_route(key);
+            let labels = format!("method=\"{method}\",route=\"{route}\"");
             let mut cumulative = 0;
             for (b, n) in BUCKETS.iter().zip(r.buckets) {
                 cumulative += n;
                 let _ = writeln!(
                     out,
-                    "baton_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {cumulative}"
+                    "baton_http_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {cumulative}"
                 );
             }
             let _ = writeln!(
                 out,
-                "baton_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                "baton_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
                 r.count
             );
             let _ = writeln!(
                 out,
-                "baton_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                "baton_http_request_duration_seconds_sum{{{labels}}} {}",
                 r.sum
             );
             let _ = writeln!(
                 out,
-                "baton_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                "baton_http_request_duration_seconds_count{{{labels}}} {}",
                 r.count
             );
         }
@@ -125,13 +212,14 @@ pub(crate) async fn render(State(state): State<std::sync::Arc<AppState>>) -> Res
     out.push_str("# HELP baton_events_published_total Events published through the API.\n");
     out.push_str("# TYPE baton_events_published_total counter\n");
     let _ = writeln!(out, "baton_events_published_total {published}");
-    out.push_str("# HELP baton_uptime_seconds Seconds since the server started.\n");
-    out.push_str("# TYPE baton_uptime_seconds gauge\n");
+    out.push_str("# HELP baton_build_info The server's version.\n");
+    out.push_str("# TYPE baton_build_info gauge\n");
     let _ = writeln!(
         out,
-        "baton_uptime_seconds {}",
-        m.started.elapsed().as_secs_f64()
+        "baton_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
     );
+    process(&mut out, m.started_unix);
     // Agent labels are the operator's agents' names; the agents workflows
     // declare themselves are summed under `(workflow)`: a caller must not be
     // able to add series (or two workflows print one series twice).

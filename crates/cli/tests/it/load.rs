@@ -253,7 +253,9 @@ fn several_targets_share_the_users() {
         let metrics = crate::serve::request(addr, "GET", "/metrics", "");
         let served: u64 = metrics
             .lines()
-            .filter(|l| l.starts_with("baton_http_requests_total{route=\"GET /healthz\""))
+            .filter(|l| {
+                l.starts_with("baton_http_requests_total{method=\"GET\",route=\"/healthz\"")
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum();
         assert!(served >= 10, "{addr} served {served} health checks");

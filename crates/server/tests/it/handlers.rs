@@ -559,8 +559,15 @@ async fn metrics_health_ready() {
     assert_eq!(m.status, StatusCode::OK);
     assert!(m.content_type.starts_with("text/plain"));
     for family in [
-        "baton_http_requests_total{route=\"POST /api/v1/workflows\",status=\"201\"} 1",
-        "baton_http_request_duration_seconds_bucket{route=\"POST /api/v1/workflows/{id}/execute\",le=\"+Inf\"} 1",
+        "baton_http_requests_total{method=\"POST\",route=\"/api/v1/workflows\",status=\"201\"} 1",
+        "baton_http_request_duration_seconds_bucket{method=\"POST\",route=\"/api/v1/workflows/{id}/execute\",le=\"+Inf\"} 1",
+        "baton_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/workflows/{id}/execute\"} 1",
+        "baton_build_info{version=\"",
+        "process_start_time_seconds ",
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_max_fds ",
         "baton_events_published_total 1",
         "baton_runs{state=\"running\"}",
         "baton_runs_finished_total{state=\"completed\"} 1",
