@@ -70,7 +70,8 @@ pub struct Args {
     /// Agent definitions (`[agents.NAME]` tables) that replace the workflow's.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Run agents of types Baton does not know (e.g. `research_agent`) as this built-in.
+    /// Run the agents Baton cannot run as declared (a type it does not know, such
+    /// as `research_agent`, or a `command` agent without its command) as this built-in.
     #[arg(long, value_name = "KIND")]
     stand_in: Option<StandIn>,
     /// Seed for jitter and simulated agents.
@@ -356,13 +357,21 @@ fn prepare(args: &Args, file: &Path) -> anyhow::Result<Result<Arc<Spec>, ExitCod
             StandIn::Noop => "noop",
             StandIn::Simulate => "simulate",
         };
+        let options = baton_engine::agent::Options::default();
         for agent in &mut checked.workflow.agents {
-            if !baton_engine::agent::KINDS.contains(&agent.kind.as_str()) {
+            if let Err(e) = baton_engine::agent::runner(agent, &options) {
+                eprintln!("note: {e}: it runs as `{kind}` (--stand-in)");
                 *agent = Agent {
                     name: std::mem::take(&mut agent.name),
                     kind: kind.into(),
                     capabilities: std::mem::take(&mut agent.capabilities),
                     concurrency: agent.concurrency,
+                    // A try, not a simulation of the estimates (`baton plan
+                    // --schedule` gives those): each call takes 1–10 ms.
+                    latency: Some(baton_model::Latency::Uniform {
+                        min: std::time::Duration::from_millis(1),
+                        max: std::time::Duration::from_millis(10),
+                    }),
                     ..Agent::default()
                 };
             }

@@ -6,6 +6,7 @@
 mod bench;
 #[cfg(feature = "distributed")]
 mod cluster;
+mod docs;
 mod events;
 mod generate;
 mod load;

@@ -171,7 +171,7 @@ fn wfformat_traces_are_detected() {
     let o = baton(
         &[
             "plan",
-            "crates/model/tests/fixtures/srasearch-chameleon-10a-001.json",
+            "examples/traces/srasearch-chameleon-10a-001.json",
             "--format",
             "json",
         ],

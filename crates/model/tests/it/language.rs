@@ -128,11 +128,11 @@ fn format_is_chosen_by_extension_then_content() {
 fn wfformat_traces_import_with_runtimes_as_estimates() {
     for (file, tasks) in [
         (
-            "crates/model/tests/fixtures/blast-chameleon-small-001.json",
+            "examples/traces/blast-chameleon-small-001.json",
             43,
         ),
         (
-            "crates/model/tests/fixtures/srasearch-chameleon-10a-001.json",
+            "examples/traces/srasearch-chameleon-10a-001.json",
             22,
         ),
     ] {
@@ -151,7 +151,7 @@ fn wfformat_traces_import_with_runtimes_as_estimates() {
         );
     }
     let src = Source::read(
-        &repo_file("crates/model/tests/fixtures/blast-chameleon-small-001.json"),
+        &repo_file("examples/traces/blast-chameleon-small-001.json"),
         Limits::default(),
     )
     .unwrap();

@@ -153,7 +153,7 @@ fn durations_are_stored_exactly() {
 #[test]
 fn workflows_read_from_wfformat_round_trip() {
     let src = Source::read(
-        &repo_file("crates/model/tests/fixtures/blast-chameleon-small-001.json"),
+        &repo_file("examples/traces/blast-chameleon-small-001.json"),
         Limits::default(),
     )
     .unwrap();
