@@ -28,6 +28,12 @@ pub struct Server {
     pub data_dir: Option<std::path::PathBuf>,
     /// Bearer token for `/api` routes.
     pub auth_token: Option<String>,
+    /// The API tokens with scopes (`baton token`) [default: DATA_DIR/tokens.json].
+    pub tokens_file: Option<std::path::PathBuf>,
+    /// Which calls go to the audit trail: control (default), all, off.
+    pub audit: Option<baton_server::audit::Level>,
+    /// How long the audit trail keeps a record, days [default: 90].
+    pub audit_retention_days: Option<u64>,
     /// Whether `/metrics` needs the token.
     pub metrics_requires_auth: Option<bool>,
     /// Whether every request is logged (`baton::access`).

@@ -349,7 +349,7 @@ fn text(b: &[u8]) -> String {
 /// Event content as a field of a text line: control characters escaped
 /// (`\n`, `\t`, `\u{1b}`), so that an event cannot break the line, forge
 /// fields, or send escape sequences to the terminal.
-fn shown(b: &[u8]) -> String {
+pub(crate) fn shown(b: &[u8]) -> String {
     let mut out = String::with_capacity(b.len());
     for c in String::from_utf8_lossy(b).chars() {
         match c {

@@ -91,8 +91,8 @@ pub struct Args {
     html: Option<PathBuf>,
 }
 
-/// `30s`, `5m`, `1h30m`, `250ms`, `1.5s`; a bare number is seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// `30s`, `5m`, `1h30m`, `250ms`, `1.5s`, `30d`; a bare number is seconds.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("`{s}` is not a duration: e.g. 30s, 5m, 1h30m, 250ms");
     let t = s.trim();
     if let Ok(secs) = t.parse::<f64>() {
@@ -117,6 +117,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
                 "s" => 1.0,
                 "m" => 60.0,
                 "h" => 3600.0,
+                "d" => 86_400.0,
                 _ => return Err(bad()),
             };
         rest = &rest[u..];

@@ -11,6 +11,7 @@ mod plan_cmd;
 mod run_cmd;
 mod runs_cmd;
 mod serve_cmd;
+mod token_cmd;
 
 use std::process::ExitCode;
 
@@ -51,6 +52,10 @@ enum Command {
     Serve(serve_cmd::Args),
     /// Look at a running server's runs: list, show, cancel, follow their events.
     Runs(runs_cmd::Args),
+    /// The server's API tokens, with scopes: create, list, revoke.
+    Token(token_cmd::Args),
+    /// A running server's audit trail: who did what, when, with what outcome (admins).
+    Audit(runs_cmd::AuditArgs),
     /// Generate synthetic workflows.
     Gen(gen_cmd::Args),
     /// Operate an event log on disk: publish, tail, groups, pending, dead letters.
@@ -86,6 +91,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run_cmd::run(args),
         Command::Serve(args) => serve_cmd::run(args),
         Command::Runs(args) => runs_cmd::run(args),
+        Command::Token(args) => token_cmd::run(args),
+        Command::Audit(args) => runs_cmd::audit(args),
         Command::Gen(args) => gen_cmd::run(args),
         Command::Events(args) => events_cmd::run(args),
         Command::Bench(args) => bench_cmd::run(args),

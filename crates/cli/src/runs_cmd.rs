@@ -66,11 +66,26 @@ enum Command {
 /// Exit code when no server answers, or for bad flags.
 const EXIT_USAGE: u8 = 2;
 
-/// Runs `baton runs ...`.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let server = args
-        .server
-        .clone()
+/// Flags of `baton audit`.
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    /// The server [env: BATON_SERVER] [default: http://127.0.0.1:8080].
+    #[arg(long, value_name = "URL")]
+    server: Option<String>,
+    /// The first record (`next_from` of the previous page).
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+    /// How many (1 to 1000).
+    #[arg(long, default_value_t = 100)]
+    max: u32,
+    /// Print the server's JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The client of `--server`, with the token of `BATON_AUTH_TOKEN`.
+fn api(server: Option<String>) -> Result<Api, ExitCode> {
+    let server = server
         .or_else(|| std::env::var("BATON_SERVER").ok().filter(|s| !s.is_empty()))
         .unwrap_or_else(|| "http://127.0.0.1:8080".into());
     let server = server.trim_end_matches('/').to_owned();
@@ -78,19 +93,73 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!(
             "error: --server {server}: expected http://HOST:PORT (the API speaks plain HTTP; put TLS in front of it)"
         );
-        return Ok(ExitCode::from(EXIT_USAGE));
+        return Err(ExitCode::from(EXIT_USAGE));
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    Ok(Api {
+        client: Client::builder(TokioExecutor::new()).build_http(),
+        server,
+        token: std::env::var("BATON_AUTH_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the runtime")?;
-    runtime.block_on(async move {
-        let api = Api {
-            client: Client::builder(TokioExecutor::new()).build_http(),
-            server,
-            token: std::env::var("BATON_AUTH_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty()),
+        .context("starting the runtime")
+}
+
+/// Runs `baton audit`: the server's audit trail, a page at a time (an
+/// admin token in `BATON_AUTH_TOKEN`).
+pub fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async move {
+        let api = match api(args.server) {
+            Ok(api) => api,
+            Err(code) => return Ok(code),
+        };
+        let path = format!("/api/v1/audit?from={}&max={}", args.from, args.max);
+        let body = match api.call("GET", &path).await? {
+            Ok(body) => body,
+            Err(code) => return Ok(code),
+        };
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            writeln!(out, "{body}")?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let events = body["events"].as_array().map_or(&[][..], Vec::as_slice);
+        if events.is_empty() {
+            eprintln!("no audit records from {}", args.from);
+        }
+        for e in events {
+            let r = &e["payload"];
+            writeln!(
+                out,
+                "{:>6}  {}  {:<16}  {:<4} {:<40}  {}  {}",
+                e["offset"].as_u64().unwrap_or(0),
+                r["at_ms"].as_u64().unwrap_or(0),
+                crate::events_cmd::shown(r["caller"].as_str().unwrap_or("?").as_bytes()),
+                r["method"].as_str().unwrap_or("?"),
+                crate::events_cmd::shown(r["path"].as_str().unwrap_or("?").as_bytes()),
+                r["status"].as_u64().unwrap_or(0),
+                r["request_id"].as_str().unwrap_or(""),
+            )?;
+        }
+        if let Some(next) = body["next_from"].as_u64() {
+            eprintln!("more: --from {next}");
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Runs `baton runs ...`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async move {
+        let api = match api(args.server.clone()) {
+            Ok(api) => api,
+            Err(code) => return Ok(code),
         };
         let answer = match &args.command {
             Command::List {

@@ -60,7 +60,8 @@ pub struct Args {
     /// (refused otherwise).
     #[arg(long)]
     insecure_no_auth: bool,
-    /// `baton.toml`: `[server]` (bind, data_dir, auth_token,
+    /// `baton.toml`: `[server]` (bind, data_dir, auth_token, tokens_file, audit,
+    /// audit_retention_days,
     /// metrics_requires_auth, access_log, body_limit, max_batch_events,
     /// request_timeout_secs, long_poll_max_ms, max_connections,
     /// idle_timeout_secs, dedup_ids, dedup_window_secs, events, state, instance, advertise, lease_ttl_secs,
@@ -109,6 +110,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .or(s.data_dir)
             .unwrap_or(defaults.data_dir.clone()),
         auth_token: s.auth_token,
+        tokens_file: s.tokens_file,
+        audit: s.audit.unwrap_or(defaults.audit),
+        audit_retention: s
+            .audit_retention_days
+            .map_or(defaults.audit_retention, |d| {
+                Duration::from_secs(d.saturating_mul(86_400))
+            }),
         metrics_requires_auth: s.metrics_requires_auth.unwrap_or(false),
         access_log: args.access_log || s.access_log.unwrap_or(false),
         insecure_no_auth: args.insecure_no_auth,
@@ -222,7 +230,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ));
         }
         let data_dir = options.data_dir.clone();
-        let auth = options.auth_token.is_some();
+        let auth = options.auth_token.is_some() || options.tokens_path().exists();
         let events = options.events.clone().unwrap_or_else(|| "disk".into());
         let state = options.state.clone().unwrap_or_else(|| "embedded".into());
         let server = Server::build(options).await?;

@@ -62,6 +62,12 @@ pub enum ApiError {
     /// No or a wrong bearer token.
     #[error("a valid bearer token is required: send `Authorization: Bearer <token>`")]
     Unauthorized,
+    /// The token is valid but lacks the scope the operation needs.
+    #[error(
+        "this token lacks the `{0}` scope this operation needs: use a token created with \
+         `baton token create --scope {0}` (or `admin`)"
+    )]
+    InsufficientScope(crate::tokens::Scope),
     /// What the caller asks is the server's alone (its own topics).
     #[error("{0}")]
     Forbidden(String),
@@ -95,7 +101,9 @@ impl ApiError {
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::AgentNotAllowed { .. } | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::AgentNotAllowed { .. }
+            | ApiError::Forbidden(_)
+            | ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unavailable(_) | ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -118,6 +126,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::AgentNotAllowed { .. } => "agent-not-allowed",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::InsufficientScope(_) => "insufficient-scope",
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable(_) | ApiError::Storage(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -267,5 +276,33 @@ mod tests {
         assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
         let bad = ApiError::NotFound("x".into()).into_response();
         assert!(bad.headers().get(header::RETRY_AFTER).is_none());
+    }
+
+    /// Every code has its own title: "Internal error" is the 500's alone.
+    #[test]
+    fn every_code_has_a_title() {
+        let every = [
+            ApiError::BadRequest(String::new()),
+            ApiError::NotFound(String::new()),
+            ApiError::MethodNotAllowed(String::new()),
+            ApiError::Conflict(String::new()),
+            ApiError::PayloadTooLarge(String::new()),
+            ApiError::UnsupportedMediaType(String::new()),
+            ApiError::UriTooLong(String::new()),
+            ApiError::HeadersTooLarge(String::new()),
+            ApiError::Unauthorized,
+            ApiError::InsufficientScope(crate::tokens::Scope::Admin),
+            ApiError::Forbidden(String::new()),
+            ApiError::AgentNotAllowed {
+                detail: String::new(),
+                errors: Vec::new(),
+            },
+            ApiError::Timeout(std::time::Duration::ZERO),
+            ApiError::Unavailable(String::new()),
+            ApiError::invalid("$", ""),
+        ];
+        for e in every {
+            assert_ne!(baton_api::title(e.code()), "Internal error", "{}", e.code());
+        }
     }
 }

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod audit;
 mod body;
 mod catalog;
 #[cfg(feature = "postgres")]
@@ -13,6 +14,7 @@ pub mod openapi;
 mod redact;
 mod request_id;
 mod routes;
+pub mod tokens;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,6 +44,14 @@ pub struct ServerOptions {
     /// When set, every `/api` route needs `Authorization: Bearer <token>`.
     /// An empty one is refused at start.
     pub auth_token: Option<String>,
+    /// The API tokens with scopes (`baton token create`): default
+    /// `data_dir/tokens.json`. Once it exists, every `/api` route needs a
+    /// token (its own or `auth_token`, the admin's).
+    pub tokens_file: Option<PathBuf>,
+    /// Which calls go to the audit trail (`baton.audit`).
+    pub audit: audit::Level,
+    /// How long the audit trail keeps a record.
+    pub audit_retention: Duration,
     /// Serve without a token on an address other hosts can reach
     /// (`--insecure-no-auth`); without it such a server refuses to start.
     pub insecure_no_auth: bool,
@@ -122,6 +132,9 @@ impl Default for ServerOptions {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("baton-data"),
             auth_token: None,
+            tokens_file: None,
+            audit: audit::Level::Control,
+            audit_retention: Duration::from_secs(90 * 24 * 3600),
             insecure_no_auth: false,
             metrics_requires_auth: false,
             access_log: false,
@@ -185,6 +198,9 @@ pub enum Error {
         /// Why.
         source: baton_engine::agent::Error,
     },
+    /// The token file could not be read.
+    #[error("reading the API tokens")]
+    Tokens(#[source] tokens::Error),
     /// The options leave the server open to anyone who can reach it.
     #[error("{0}")]
     Insecure(String),
@@ -204,6 +220,16 @@ pub enum Error {
     Serve(std::io::Error),
 }
 
+impl ServerOptions {
+    /// Where the API tokens are: `tokens_file`, or `tokens.json` in the data
+    /// directory.
+    pub fn tokens_path(&self) -> PathBuf {
+        self.tokens_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("tokens.json"))
+    }
+}
+
 /// Refuses an empty token (the API would look protected and be open), and
 /// no token at all on an address other hosts can reach, unless the operator
 /// says so (Redis's protected mode is the model).
@@ -214,7 +240,10 @@ fn check_auth(options: &ServerOptions) -> Result<(), Error> {
              or leave it out"
                 .into(),
         )),
-        None if !options.bind.ip().is_loopback() && !options.insecure_no_auth => {
+        None if !options.bind.ip().is_loopback()
+            && !options.insecure_no_auth
+            && !options.tokens_path().exists() =>
+        {
             Err(Error::Insecure(format!(
                 "{} can be reached from other hosts and no auth token is set: set one \
                  (`[server] auth_token` or BATON_AUTH_TOKEN), bind a loopback address, or \
@@ -237,9 +266,20 @@ pub struct AppState {
     pub(crate) executions: Executions,
     pub(crate) specs: baton_engine::SpecCache<(u64, String)>,
     pub(crate) metrics: Metrics,
+    /// The admin token and the token file's, reloaded as it changes.
+    pub(crate) tokens: Arc<tokens::Tokens>,
+    /// The audit trail's queue.
+    pub(crate) audit: audit::Audit,
     pub(crate) options: ServerOptions,
     /// Cancelled on shutdown: ends event streams and long polls.
     pub(crate) stopping: CancellationToken,
+}
+
+impl AppState {
+    /// The tokens it checks (reloaded each second while serving).
+    pub fn tokens(&self) -> &tokens::Tokens {
+        &self.tokens
+    }
 }
 
 /// A built server: bound, engine ready, not yet serving.
@@ -300,6 +340,7 @@ impl Server {
         } = self;
         let engine_task = tokio::spawn(engine.run());
         routes::arm_deadlines(&state);
+        tokio::spawn(state.tokens.clone().watch(state.stopping.clone()));
         #[cfg(feature = "postgres")]
         let cluster_task = state
             .cluster
@@ -328,6 +369,7 @@ impl Server {
             let _ = task.await;
         }
         let stopped = state.engine.shutdown().await;
+        state.audit.flush().await;
         let _ = engine_task.await;
         use baton_events::EventLog as _;
         if let Err(e) = state.log.close().await {
@@ -388,6 +430,17 @@ pub async fn state(options: ServerOptions) -> Result<(Arc<AppState>, Engine), Er
     };
     #[cfg(not(feature = "postgres"))]
     let None::<std::convert::Infallible> = cluster;
+    let tokens = Arc::new(
+        tokens::Tokens::open(options.auth_token.clone(), Some(options.tokens_path()))
+            .map_err(Error::Tokens)?,
+    );
+    let audit = audit::Audit::start(log.clone(), options.audit, options.audit_retention)
+        .await
+        .map_err(|e| Error::Data {
+            what: "creating the audit trail's topic",
+            dir: options.data_dir.clone(),
+            source: Box::new(e),
+        })?;
     let state = Arc::new(AppState {
         engine: handle,
         log,
@@ -397,6 +450,8 @@ pub async fn state(options: ServerOptions) -> Result<(Arc<AppState>, Engine), Er
         executions,
         specs: baton_engine::SpecCache::new(SPEC_CACHE),
         metrics: Metrics::default(),
+        tokens,
+        audit,
         options,
         stopping: CancellationToken::new(),
     });

@@ -212,6 +212,11 @@ pub(crate) async fn render(State(state): State<std::sync::Arc<AppState>>) -> Res
     out.push_str("# HELP baton_events_published_total Events published through the API.\n");
     out.push_str("# TYPE baton_events_published_total counter\n");
     let _ = writeln!(out, "baton_events_published_total {published}");
+    out.push_str(
+        "# HELP baton_audit_dropped_total Audit records dropped because the audit trail's queue was full.\n",
+    );
+    out.push_str("# TYPE baton_audit_dropped_total counter\n");
+    let _ = writeln!(out, "baton_audit_dropped_total {}", state.audit.dropped());
     out.push_str("# HELP baton_build_info The server's version.\n");
     out.push_str("# TYPE baton_build_info gauge\n");
     let _ = writeln!(

@@ -4,6 +4,8 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::tokens::Scope;
+
 /// One operation.
 pub struct Route {
     /// `get`, `post`.
@@ -20,8 +22,9 @@ pub struct Route {
     pub ok: (u16, Option<&'static str>),
     /// Error statuses besides 401/500.
     pub errors: &'static [u16],
-    /// Whether it is under `/api` (bearer auth applies).
-    pub auth: bool,
+    /// The scope a token needs for it (`None`: open to anyone; `/metrics`
+    /// needs `metrics` when the server says so, `metrics_requires_auth`).
+    pub scope: Option<Scope>,
 }
 
 /// Every route the server answers.
@@ -34,7 +37,7 @@ pub const ROUTES: &[Route] = &[
         body: Some("Workflow"),
         ok: (201, Some("WorkflowCreated")),
         errors: &[400, 403, 413, 415, 422],
-        auth: true,
+        scope: Some(Scope::WorkflowsWrite),
     },
     Route {
         method: "get",
@@ -55,7 +58,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: (200, Some("WorkflowPage")),
         errors: &[400, 422],
-        auth: true,
+        scope: Some(Scope::WorkflowsRead),
     },
     Route {
         method: "get",
@@ -65,7 +68,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: (200, Some("WorkflowDetail")),
         errors: &[404],
-        auth: true,
+        scope: Some(Scope::WorkflowsRead),
     },
     Route {
         method: "get",
@@ -75,7 +78,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: (200, Some("PlanDetail")),
         errors: &[404],
-        auth: true,
+        scope: Some(Scope::WorkflowsRead),
     },
     Route {
         method: "post",
@@ -85,7 +88,7 @@ pub const ROUTES: &[Route] = &[
         body: Some("ExecuteRequest"),
         ok: (202, Some("ExecuteResponse")),
         errors: &[400, 403, 404, 413, 415, 422, 503],
-        auth: true,
+        scope: Some(Scope::RunsWrite),
     },
     Route {
         method: "get",
@@ -131,7 +134,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: (200, Some("ExecutionPage")),
         errors: &[400, 422],
-        auth: true,
+        scope: Some(Scope::RunsRead),
     },
     Route {
         method: "get",
@@ -141,7 +144,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: (200, Some("ExecutionStatus")),
         errors: &[404],
-        auth: true,
+        scope: Some(Scope::RunsRead),
     },
     Route {
         method: "post",
@@ -151,7 +154,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: (200, Some("ControlResponse")),
         errors: &[404, 409],
-        auth: true,
+        scope: Some(Scope::RunsWrite),
     },
     Route {
         method: "post",
@@ -161,7 +164,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: (200, Some("ControlResponse")),
         errors: &[404, 409],
-        auth: true,
+        scope: Some(Scope::RunsWrite),
     },
     Route {
         method: "post",
@@ -171,7 +174,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: (200, Some("ControlResponse")),
         errors: &[404, 409],
-        auth: true,
+        scope: Some(Scope::RunsWrite),
     },
     Route {
         method: "post",
@@ -181,7 +184,7 @@ pub const ROUTES: &[Route] = &[
         body: Some("RerunRequest"),
         ok: (202, Some("ExecuteResponse")),
         errors: &[400, 403, 404, 409, 413, 415, 422],
-        auth: true,
+        scope: Some(Scope::RunsWrite),
     },
     Route {
         method: "get",
@@ -202,7 +205,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: (200, Some("InstancePage")),
         errors: &[400, 404, 422],
-        auth: true,
+        scope: Some(Scope::RunsRead),
     },
     Route {
         method: "get",
@@ -212,7 +215,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: (200, None),
         errors: &[404],
-        auth: true,
+        scope: Some(Scope::RunsRead),
     },
     Route {
         method: "post",
@@ -222,7 +225,28 @@ pub const ROUTES: &[Route] = &[
         body: Some("PublishRequest"),
         ok: (200, Some("PublishResponse")),
         errors: &[400, 413, 415, 422],
-        auth: true,
+        scope: Some(Scope::EventsPublish),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/audit",
+        summary: "The audit trail, oldest first: who (token id), what (method, route, path), when and the outcome of each audited call (admin only)",
+        query: &[
+            (
+                "from",
+                r#"{"type": "integer", "minimum": 0, "maximum": 18446744073709551615}"#,
+                "first offset (next_from of the previous page; default 0)",
+            ),
+            (
+                "max",
+                r#"{"type": "integer", "minimum": 1, "maximum": 1000}"#,
+                "most records, 1..=1000 (default 100)",
+            ),
+        ],
+        body: None,
+        ok: (200, Some("ReadResponse")),
+        errors: &[400, 404, 422],
+        scope: Some(Scope::Admin),
     },
     Route {
         method: "get",
@@ -232,7 +256,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: (200, Some("Topics")),
         errors: &[],
-        auth: true,
+        scope: Some(Scope::EventsConsume),
     },
     Route {
         method: "get",
@@ -258,7 +282,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: (200, Some("ReadResponse")),
         errors: &[400, 404, 422],
-        auth: true,
+        scope: Some(Scope::EventsConsume),
     },
     Route {
         method: "get",
@@ -280,7 +304,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: (200, Some("PollResponse")),
         errors: &[400, 422],
-        auth: true,
+        scope: Some(Scope::EventsConsume),
     },
     Route {
         method: "post",
@@ -290,7 +314,7 @@ pub const ROUTES: &[Route] = &[
         body: Some("AckRequest"),
         ok: (200, Some("AckResponse")),
         errors: &[400, 404, 413, 415, 422],
-        auth: true,
+        scope: Some(Scope::EventsConsume),
     },
     Route {
         method: "post",
@@ -300,7 +324,7 @@ pub const ROUTES: &[Route] = &[
         body: Some("WorkerPoll"),
         ok: (200, Some("Assignments")),
         errors: &[400, 413, 415, 422],
-        auth: true,
+        scope: Some(Scope::Workers),
     },
     Route {
         method: "post",
@@ -310,7 +334,7 @@ pub const ROUTES: &[Route] = &[
         body: Some("TaskReports"),
         ok: (200, Some("TaskReportResults")),
         errors: &[400, 413, 415, 422],
-        auth: true,
+        scope: Some(Scope::Workers),
     },
     Route {
         method: "post",
@@ -320,7 +344,7 @@ pub const ROUTES: &[Route] = &[
         body: Some("Heartbeat"),
         ok: (200, Some("LeaseResponse")),
         errors: &[400, 404, 409, 413, 415, 422],
-        auth: true,
+        scope: Some(Scope::Workers),
     },
     Route {
         method: "post",
@@ -330,7 +354,7 @@ pub const ROUTES: &[Route] = &[
         body: Some("ProgressReport"),
         ok: (200, Some("LeaseResponse")),
         errors: &[400, 404, 409, 413, 415, 422],
-        auth: true,
+        scope: Some(Scope::Workers),
     },
     Route {
         method: "post",
@@ -340,7 +364,7 @@ pub const ROUTES: &[Route] = &[
         body: Some("Complete"),
         ok: (200, Some("LeaseResponse")),
         errors: &[400, 404, 409, 413, 415, 422],
-        auth: true,
+        scope: Some(Scope::Workers),
     },
     Route {
         method: "post",
@@ -350,7 +374,7 @@ pub const ROUTES: &[Route] = &[
         body: Some("Fail"),
         ok: (200, Some("LeaseResponse")),
         errors: &[400, 404, 409, 413, 415, 422],
-        auth: true,
+        scope: Some(Scope::Workers),
     },
     Route {
         method: "get",
@@ -360,7 +384,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: (200, None),
         errors: &[],
-        auth: false,
+        scope: None,
     },
     Route {
         method: "get",
@@ -370,7 +394,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: (200, Some("Status")),
         errors: &[],
-        auth: false,
+        scope: None,
     },
     Route {
         method: "get",
@@ -380,7 +404,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: (200, Some("Status")),
         errors: &[503],
-        auth: false,
+        scope: None,
     },
     Route {
         method: "get",
@@ -390,7 +414,7 @@ pub const ROUTES: &[Route] = &[
         body: None,
         ok: (200, None),
         errors: &[],
-        auth: false,
+        scope: None,
     },
 ];
 
@@ -587,7 +611,7 @@ fn status_text(s: u16) -> &'static str {
         400 => "Malformed request (bad-request)",
         401 => "Missing or wrong bearer token (unauthorized)",
         403 => {
-            "The workflow defines agents the server does not let callers define (agent-not-allowed)"
+            "The token lacks the operation's scope (insufficient-scope, see x-baton-scope), or what is asked is not allowed (forbidden; agent-not-allowed: the workflow defines agents the server does not let callers define)"
         }
         404 => "Not found (not-found)",
         405 => "Not a method this path takes (method-not-allowed)",
@@ -636,8 +660,8 @@ pub fn document() -> Value {
             json!({"description": status_text(route.ok.0), "content": ok_content}),
         );
         let mut errors: Vec<u16> = route.errors.to_vec();
-        if route.auth {
-            errors.push(401);
+        if route.scope.is_some() {
+            errors.extend([401, 403]);
         }
         // Every path answers other methods 405 (with `Allow`).
         errors.push(405);
@@ -672,8 +696,9 @@ pub fn document() -> Value {
             );
             op["requestBody"] = json!({"required": !optional, "content": content});
         }
-        if !route.auth {
-            op["security"] = json!([]);
+        match route.scope {
+            Some(scope) => op["x-baton-scope"] = json!(scope.name()),
+            None => op["security"] = json!([]),
         }
         let item = paths
             .entry(route.path.to_string())

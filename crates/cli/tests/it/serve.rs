@@ -476,3 +476,90 @@ fn the_dedup_window_is_configured_from_baton_toml() {
     let (a, b) = offsets("[server]\ndedup_ids = 0\n");
     assert_ne!(a, b, "stored twice with dedup off");
 }
+
+/// `baton token create` makes a token a running server takes within a
+/// second, scoped; `baton audit` shows what it did, to an admin.
+#[test]
+fn tokens_from_the_cli_work_on_a_running_server_and_the_audit_shows_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token_cmd = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["token"])
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let o = token_cmd(&["create", "--scope", "workflows:write", "--name", "ci"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let writer = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    let (mut child, addr, line, lines) = until_listening(
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .env("BATON_AUTH_TOKEN", "the-admin-token"),
+    );
+    std::thread::spawn(move || for _ in lines {});
+    assert!(line.contains("bearer auth on"), "{line}");
+    let call = |method: &str, path: &str, token: &str, body: &str| {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let flow = r#"{"name": "t", "tasks": [{"id": "a"}]}"#;
+    assert!(call("POST", "/api/v1/workflows", &writer, flow).starts_with("HTTP/1.1 201"));
+    assert!(call("GET", "/api/v1/executions", &writer, "").starts_with("HTTP/1.1 403"));
+    // A token created while it runs is taken within a second.
+    let o = token_cmd(&["create", "--scope", "runs:read", "--json"]);
+    let created: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let reader = created["token"].as_str().unwrap();
+    let mut answered = String::new();
+    for _ in 0..30 {
+        answered = call("GET", "/api/v1/executions", reader, "");
+        if answered.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    let list = token_cmd(&["list"]);
+    let listed = String::from_utf8(list.stdout).unwrap();
+    assert!(
+        listed.contains("ci") && listed.contains("runs:read"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&writer[15..]), "list never shows a token");
+    let audit = |token: &str| {
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["audit", "--server", &format!("http://{addr}")])
+            .env("BATON_AUTH_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let o = audit("the-admin-token");
+    let shown = String::from_utf8(o.stdout).unwrap();
+    let writer_id = &writer[6..14];
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.contains(writer_id) && l.contains("/api/v1/workflows") && l.contains("201")),
+        "{shown}"
+    );
+    assert!(
+        shown.lines().any(|l| l.contains(writer_id)
+            && l.contains("/api/v1/executions")
+            && l.contains("403")),
+        "{shown}"
+    );
+    assert_eq!(audit(&writer).status.code(), Some(1), "not an admin");
+    assert!(sigterm(&mut child).success());
+}

@@ -127,14 +127,8 @@ fn format_is_chosen_by_extension_then_content() {
 #[test]
 fn wfformat_traces_import_with_runtimes_as_estimates() {
     for (file, tasks) in [
-        (
-            "examples/traces/blast-chameleon-small-001.json",
-            43,
-        ),
-        (
-            "examples/traces/srasearch-chameleon-10a-001.json",
-            22,
-        ),
+        ("examples/traces/blast-chameleon-small-001.json", 43),
+        ("examples/traces/srasearch-chameleon-10a-001.json", 22),
     ] {
         let src = Source::read(&repo_file(file), Limits::default()).unwrap();
         assert_eq!(src.format, Format::WfFormat, "{file}");

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
@@ -13,8 +14,10 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::AppState;
 use crate::body::{self, Json};
 use crate::error::ApiError;
+use crate::tokens::Caller;
 
 use super::{ApiResult, St, query, reply};
 
@@ -148,8 +151,10 @@ pub(super) struct PollQuery {
 pub(super) async fn poll(
     State(state): St,
     Path((topic, group)): Path<(String, String)>,
+    caller: Option<Extension<Caller>>,
     q: Result<Query<PollQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
+    audit_is_the_admins(&topic, caller.as_deref())?;
     let q = query(q)?;
     let max = q.max.unwrap_or(100);
     if !(1..=10_000).contains(&max) {
@@ -175,8 +180,10 @@ pub(super) async fn poll(
 pub(super) async fn ack(
     State(state): St,
     Path((topic, group)): Path<(String, String)>,
+    caller: Option<Extension<Caller>>,
     Json(req): Json<api::AckRequest>,
 ) -> ApiResult<Response> {
+    audit_is_the_admins(&topic, caller.as_deref())?;
     let ids: Vec<Offset> = req
         .offsets
         .iter()
@@ -247,14 +254,59 @@ pub(super) struct ReadQuery {
 pub(super) async fn read(
     State(state): St,
     Path(topic): Path<String>,
+    caller: Option<Extension<Caller>>,
     q: Result<Query<ReadQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
+    audit_is_the_admins(&topic, caller.as_deref())?;
     let q = query(q)?;
-    let max = q.max.unwrap_or(100);
+    read_partition(&state, &topic, q.partition.unwrap_or(0), q.from, q.max).await
+}
+
+/// `GET /api/v1/audit`: the audit trail from an offset (admins only, by the
+/// route's scope).
+pub(super) async fn audit(
+    State(state): St,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let q = query(q)?;
+    if state.audit.level() == crate::audit::Level::Off {
+        return Err(ApiError::NotFound(
+            "the audit trail is off (`[server] audit = \"off\"`)".into(),
+        ));
+    }
+    read_partition(&state, crate::audit::TOPIC, 0, q.from, q.max).await
+}
+
+/// Query of `GET /api/v1/audit`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuditQuery {
+    from: Option<u64>,
+    max: Option<usize>,
+}
+
+/// The audit trail (a topic of the log) is read by admins only, whatever
+/// route reaches it.
+fn audit_is_the_admins(topic: &str, caller: Option<&Caller>) -> ApiResult<()> {
+    if topic == crate::audit::TOPIC && !caller.is_none_or(Caller::is_admin) {
+        return Err(ApiError::Forbidden(
+            "the audit trail is read with `GET /api/v1/audit` and an admin token".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn read_partition(
+    state: &AppState,
+    topic: &str,
+    partition: u32,
+    from: Option<u64>,
+    max: Option<usize>,
+) -> ApiResult<Response> {
+    let max = max.unwrap_or(100);
     if !(1..=1000).contains(&max) {
         return Err(ApiError::invalid("max", "`max` must be between 1 and 1000"));
     }
-    let partition = q.partition.unwrap_or(0);
     let info = state
         .log
         .topics()
@@ -270,7 +322,7 @@ pub(super) async fn read(
     };
     let records = state
         .log
-        .read(&topic, partition, q.from.unwrap_or(0), max)
+        .read(topic, partition, from.unwrap_or(0), max)
         .await?;
     let next = records
         .last()

@@ -63,6 +63,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/executions/{id}/events", get(stream::stream))
         .route("/api/v1/events", post(events::publish))
         .route("/api/v1/topics", get(events::topics))
+        .route("/api/v1/audit", get(events::audit))
         .route("/api/v1/topics/{topic}/events", get(events::read))
         .route(
             "/api/v1/topics/{topic}/groups/{group}/poll",

@@ -448,3 +448,220 @@ async fn a_workflows_agent_secrets_are_not_read_back() {
         );
     }
 }
+
+/// A route's path with its parameters filled in.
+fn concrete(path: &str) -> String {
+    path.replace("{id}", "0000000000000001")
+        .replace("{task}", "t")
+        .replace("{topic}", "orders")
+        .replace("{group}", "g")
+        .replace("{name}", "transcriber")
+}
+
+/// Every route of the table (the router's own, checked elsewhere) needs the
+/// scope it names: a token with every other scope is 403 `insufficient-scope`
+/// naming it, a token with only it gets past auth (to a 404 or 422 of the
+/// made-up ids), none at all is 401. A new route cannot be forgotten: its
+/// table entry must name a scope, and this test then tries it.
+#[tokio::test]
+async fn every_route_needs_its_scope_and_no_other() {
+    use baton_server::tokens::{Scope, create};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let mut only = std::collections::HashMap::new();
+    let mut all_but = std::collections::HashMap::new();
+    for scope in Scope::ALL {
+        only.insert(scope, create(&file, "only", &[scope], None).unwrap().1);
+        let others: Vec<Scope> = Scope::ALL
+            .into_iter()
+            .filter(|s| *s != scope && *s != Scope::Admin)
+            .collect();
+        all_but.insert(scope, create(&file, "all-but", &others, None).unwrap().1);
+    }
+    let app = app_with(|o| {
+        o.tokens_file = Some(file.clone());
+        o.metrics_requires_auth = true;
+        o.long_poll_max = std::time::Duration::from_millis(10);
+    })
+    .await;
+    let send = |method: &str, path: &str, token: Option<&str>| {
+        let mut req = axum::http::Request::builder()
+            .method(method.to_ascii_uppercase().as_str())
+            .uri(path)
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let body = if method == "post" { "{}" } else { "" };
+        app.send(req.body(axum::body::Body::from(body)).unwrap())
+    };
+    let mut tried = 0;
+    let routes = baton_server::openapi::ROUTES
+        .iter()
+        .filter_map(|r| r.scope.map(|s| (r.method, r.path, s)))
+        .chain([("get", "/metrics", Scope::Metrics)]);
+    for (method, path, scope) in routes {
+        let uri = concrete(path);
+        let refused = send(method, &uri, Some(&all_but[&scope])).await;
+        assert_eq!(refused.status, 403, "{method} {path}: {}", refused.text);
+        assert_eq!(refused.json()["code"], "insufficient-scope");
+        assert!(refused.text.contains(scope.name()), "{}", refused.text);
+        let allowed = send(method, &uri, Some(&only[&scope])).await;
+        assert!(
+            ![401, 403].contains(&allowed.status.as_u16()),
+            "{method} {path} with `{scope}`: {} {}",
+            allowed.status,
+            allowed.text
+        );
+        let anonymous = send(method, &uri, None).await;
+        assert_eq!(anonymous.status, 401, "{method} {path}");
+        tried += 1;
+    }
+    assert!(tried >= 25, "{tried} routes");
+    // The open routes stay open.
+    for path in ["/healthz", "/readyz", "/openapi.json"] {
+        assert_eq!(send("get", path, None).await.status, 200, "{path}");
+    }
+}
+
+/// A token created while the server runs works within a second, and stops
+/// working within a second of its revocation; `auth_token` is still the
+/// admin's.
+#[tokio::test]
+async fn tokens_are_taken_and_revoked_without_a_restart() {
+    use baton_server::tokens::{Scope, create, revoke};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let app = app_with(|o| {
+        o.tokens_file = Some(file.clone());
+        o.auth_token = Some("the-admin-token".into());
+    })
+    .await;
+    // The watcher runs with the server's accept loop; a router alone reloads here.
+    let get = |token: String| {
+        app.send(
+            axum::http::Request::get("/api/v1/executions")
+                .header("authorization", format!("Bearer {token}"))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+    };
+    assert_eq!(get("the-admin-token".into()).await.status, 200);
+    let (info, token) = create(&file, "reader", &[Scope::RunsRead], None).unwrap();
+    assert_eq!(get(token.clone()).await.status, 401, "not read yet");
+    app.state.tokens().reload().unwrap();
+    assert_eq!(get(token.clone()).await.status, 200);
+    revoke(&file, &info.id).unwrap();
+    app.state.tokens().reload().unwrap();
+    assert_eq!(get(token).await.status, 401);
+    assert_eq!(get("the-admin-token".into()).await.status, 200);
+}
+
+/// Who did what, when and with what outcome: a workflow created with a
+/// token, a call that token may not make, a call without a token. Admins
+/// read it at `GET /api/v1/audit`; no one else, by any route; reads and the
+/// data plane are not recorded at the default level.
+#[tokio::test]
+async fn mutating_and_refused_calls_are_in_the_audit_trail_for_admins_only() {
+    use baton_server::tokens::{Scope, create};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let (writer_info, writer) = create(&file, "writer", &[Scope::WorkflowsWrite], None).unwrap();
+    let (_, consumer) = create(&file, "consumer", &[Scope::EventsConsume], None).unwrap();
+    let (_, ops) = create(&file, "ops", &[Scope::Admin], None).unwrap();
+    let app = app_with(|o| o.tokens_file = Some(file.clone())).await;
+    let call = |method: &str, path: &str, token: Option<&str>, body: &str| {
+        let mut req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .header("x-request-id", format!("audit-{method}-{}", path.len()));
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        app.send(req.body(axum::body::Body::from(body.to_string())).unwrap())
+    };
+    let flow = r#"{"name": "audited", "tasks": [{"id": "a"}]}"#;
+    assert_eq!(
+        call("POST", "/api/v1/workflows", Some(&writer), flow)
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        call("GET", "/api/v1/workflows", Some(&writer), "")
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        call("POST", "/api/v1/workflows", None, flow).await.status,
+        401
+    );
+    assert_eq!(
+        call("GET", "/api/v1/workflows", Some(&ops), "")
+            .await
+            .status,
+        200
+    );
+    // Only admins read it, whatever the route.
+    for path in [
+        "/api/v1/audit",
+        "/api/v1/topics/baton.audit/events",
+        "/api/v1/topics/baton.audit/groups/g/poll",
+    ] {
+        let refused = call("GET", path, Some(&consumer), "").await;
+        assert_eq!(refused.status, 403, "{path}: {}", refused.text);
+    }
+    let mut records = Vec::new();
+    for _ in 0..100 {
+        let page = call("GET", "/api/v1/audit", Some(&ops), "").await;
+        assert_eq!(page.status, 200, "{}", page.text);
+        records = page.json()["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["payload"].clone())
+            .collect();
+        if records.len() >= 6 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let seen: Vec<(String, String, u64)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["caller"].as_str().unwrap().to_string(),
+                format!(
+                    "{} {}",
+                    r["method"].as_str().unwrap(),
+                    r["route"].as_str().unwrap()
+                ),
+                r["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expect = |caller: &str, what: &str, status: u64| {
+        assert!(
+            seen.contains(&(caller.to_string(), what.to_string(), status)),
+            "({caller}, {what}, {status}) not in {seen:#?}"
+        );
+    };
+    expect(&writer_info.id, "POST /api/v1/workflows", 201);
+    expect(&writer_info.id, "GET /api/v1/workflows", 403);
+    expect("unauthenticated", "POST /api/v1/workflows", 401);
+    assert!(
+        !seen
+            .iter()
+            .any(|(_, what, status)| what == "GET /api/v1/workflows" && *status == 200),
+        "an allowed read is not audited: {seen:#?}"
+    );
+    let created = records.iter().find(|r| r["status"] == 201).unwrap();
+    assert_eq!(created["request_id"], "audit-POST-17");
+    assert_eq!(created["path"], "/api/v1/workflows");
+    assert!(created["at_ms"].as_u64().unwrap() > 1_700_000_000_000);
+    // Nothing of a token's secret is in the trail.
+    let text = serde_json::to_string(&records).unwrap();
+    assert!(!text.contains(&writer[15..]) && !text.contains(&ops[15..]));
+}

@@ -93,12 +93,13 @@ class BadRequest(ApiError):
 
 
 class Unauthorized(ApiError):
-    """401: the bearer token is missing or wrong."""
+    """401: the bearer token is missing, wrong, revoked or expired."""
 
 
 class Forbidden(ApiError):
-    """403: a server's own topic, or agents the server does not let callers
-    define (`errors` names each)."""
+    """403: the token lacks the operation's scope (`code` is
+    `insufficient-scope` and `detail` names it), a server's own topic, or
+    agents the server does not let callers define (`errors` names each)."""
 
 
 class NotFound(ApiError):
