@@ -30,6 +30,10 @@ pub struct Server {
     pub auth_token: Option<String>,
     /// The API tokens with scopes (`baton token`) [default: DATA_DIR/tokens.json].
     pub tokens_file: Option<std::path::PathBuf>,
+    /// HTTPS: the certificate chain (PEM).
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// HTTPS: the certificate's private key (PEM).
+    pub tls_key: Option<std::path::PathBuf>,
     /// Which calls go to the audit trail: control (default), all, off.
     pub audit: Option<baton_server::audit::Level>,
     /// How long the audit trail keeps a record, days [default: 90].
@@ -109,6 +113,19 @@ pub fn read(path: &Path) -> anyhow::Result<Result<Config, ExitCode>> {
                 eprintln!("error: {}: [server] auth_token: {why}", path.display());
                 return Ok(Err(ExitCode::from(1)));
             }
+        }
+    }
+    // Files the server reads, like `file:` secrets, from the config's directory.
+    for file in [
+        &mut server.tls_cert,
+        &mut server.tls_key,
+        &mut server.tokens_file,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if file.is_relative() {
+            *file = dir.join(&*file);
         }
     }
     let Some(agents) = value.get("agents").cloned() else {

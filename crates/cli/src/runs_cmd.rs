@@ -89,14 +89,37 @@ fn api(server: Option<String>) -> Result<Api, ExitCode> {
         .or_else(|| std::env::var("BATON_SERVER").ok().filter(|s| !s.is_empty()))
         .unwrap_or_else(|| "http://127.0.0.1:8080".into());
     let server = server.trim_end_matches('/').to_owned();
-    if !server.starts_with("http://") {
-        eprintln!(
-            "error: --server {server}: expected http://HOST:PORT (the API speaks plain HTTP; put TLS in front of it)"
-        );
+    if !server.starts_with("http://") && !server.starts_with("https://") {
+        eprintln!("error: --server {server}: expected http://HOST:PORT or https://HOST:PORT");
         return Err(ExitCode::from(EXIT_USAGE));
     }
+    // https: the system's trusted roots (`SSL_CERT_FILE` names a bundle with
+    // a private CA), rustls on ring.
+    let roots = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| {
+        eprintln!("error: TLS: {e}");
+        ExitCode::from(EXIT_USAGE)
+    })?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(
+            hyper_rustls::ConfigBuilderExt::with_native_roots(roots)
+                .map_err(|e| {
+                    eprintln!(
+                        "error: https needs trusted certificate authorities and none were found ({e}): \
+                         install the system's CA certificates or name a PEM bundle in SSL_CERT_FILE"
+                    );
+                    ExitCode::from(EXIT_USAGE)
+                })?
+                .with_no_client_auth(),
+        )
+        .https_or_http()
+        .enable_http1()
+        .build();
     Ok(Api {
-        client: Client::builder(TokioExecutor::new()).build_http(),
+        client: Client::builder(TokioExecutor::new()).build(connector),
         server,
         token: std::env::var("BATON_AUTH_TOKEN")
             .ok()
@@ -211,7 +234,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 struct Api {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
     server: String,
     token: Option<String>,
 }

@@ -60,7 +60,14 @@ pub struct Args {
     /// (refused otherwise).
     #[arg(long)]
     insecure_no_auth: bool,
-    /// `baton.toml`: `[server]` (bind, data_dir, auth_token, tokens_file, audit,
+    /// Serve HTTPS with this certificate chain (PEM; `[server] tls_cert`);
+    /// it and `--tls-key` are read again on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM; `[server] tls_key`).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// `baton.toml`: `[server]` (bind, data_dir, auth_token, tokens_file, tls_cert, tls_key, audit,
     /// audit_retention_days,
     /// metrics_requires_auth, access_log, body_limit, max_batch_events,
     /// request_timeout_secs, long_poll_max_ms, max_connections,
@@ -111,6 +118,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or(defaults.data_dir.clone()),
         auth_token: s.auth_token,
         tokens_file: s.tokens_file,
+        tls: match (args.tls_cert.or(s.tls_cert), args.tls_key.or(s.tls_key)) {
+            (Some(cert), Some(key)) => Some(baton_server::TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => {
+                eprintln!("error: [server] tls_cert and tls_key go together: set both or neither");
+                return Ok(ExitCode::from(2));
+            }
+        },
         audit: s.audit.unwrap_or(defaults.audit),
         audit_retention: s
             .audit_retention_days
@@ -231,13 +246,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let data_dir = options.data_dir.clone();
         let auth = options.auth_token.is_some() || options.tokens_path().exists();
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let events = options.events.clone().unwrap_or_else(|| "disk".into());
         let state = options.state.clone().unwrap_or_else(|| "embedded".into());
         let server = Server::build(options).await?;
         // Listening before the banner: a supervisor may signal as soon as it reads it.
         let signalled = shutdown_signal();
         eprintln!(
-            "baton serve {}: listening on http://{} (data in {}, events {}, state {}{}{})",
+            "baton serve {}: listening on {scheme}://{} (data in {}, events {}, state {}{}{})",
             env!("CARGO_PKG_VERSION"),
             server.local_addr(),
             data_dir.display(),

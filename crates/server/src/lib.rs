@@ -14,6 +14,7 @@ pub mod openapi;
 mod redact;
 mod request_id;
 mod routes;
+mod tls;
 pub mod tokens;
 
 use std::net::SocketAddr;
@@ -32,6 +33,7 @@ use crate::catalog::{Catalog, Executions};
 pub use crate::error::ApiError;
 use crate::metrics::Metrics;
 pub use crate::redact::redact;
+pub use crate::tls::TlsFiles;
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -48,6 +50,8 @@ pub struct ServerOptions {
     /// `data_dir/tokens.json`. Once it exists, every `/api` route needs a
     /// token (its own or `auth_token`, the admin's).
     pub tokens_file: Option<PathBuf>,
+    /// Serve HTTPS with this certificate and key (read again on SIGHUP).
+    pub tls: Option<TlsFiles>,
     /// Which calls go to the audit trail (`baton.audit`).
     pub audit: audit::Level,
     /// How long the audit trail keeps a record.
@@ -133,6 +137,7 @@ impl Default for ServerOptions {
             data_dir: PathBuf::from("baton-data"),
             auth_token: None,
             tokens_file: None,
+            tls: None,
             audit: audit::Level::Control,
             audit_retention: Duration::from_secs(90 * 24 * 3600),
             insecure_no_auth: false,
@@ -198,6 +203,9 @@ pub enum Error {
         /// Why.
         source: baton_engine::agent::Error,
     },
+    /// The TLS certificate or key could not be used.
+    #[error("loading the TLS certificate")]
+    Tls(#[source] tls::Error),
     /// The token file could not be read.
     #[error("reading the API tokens")]
     Tokens(#[source] tokens::Error),
@@ -227,6 +235,27 @@ impl ServerOptions {
         self.tokens_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("tokens.json"))
+    }
+}
+
+/// Reads the certificate and key again on each SIGHUP until `stop`.
+async fn reload_on_sighup(tls: Arc<tls::Tls>, stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("SIGHUP cannot be watched: the TLS certificate is read at start only");
+        return;
+    };
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            got = hangups.recv() => if got.is_none() { return },
+        }
+        match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: the TLS certificate was read again"),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: the TLS certificate did not load; the current one stays")
+            }
+        }
     }
 }
 
@@ -287,6 +316,7 @@ pub struct Server {
     state: Arc<AppState>,
     engine: Engine,
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<tls::Tls>>,
 }
 
 /// The most specs built with per-execution options that are kept (the least
@@ -298,6 +328,10 @@ impl Server {
     /// engine (which resumes unfinished runs once running) and binds the address.
     pub async fn build(mut options: ServerOptions) -> Result<Server, Error> {
         check_auth(&options)?;
+        let tls = match &options.tls {
+            Some(files) => Some(Arc::new(tls::Tls::load(files.clone()).map_err(Error::Tls)?)),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(options.bind)
             .await
             .map_err(|source| Error::Bind {
@@ -307,13 +341,15 @@ impl Server {
         if options.cluster.advertise.is_none()
             && let Ok(addr) = listener.local_addr()
         {
-            options.cluster.advertise = Some(format!("http://{addr}"));
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            options.cluster.advertise = Some(format!("{scheme}://{addr}"));
         }
         let (state, engine) = state(options).await?;
         Ok(Server {
             state,
             engine,
             listener,
+            tls,
         })
     }
 
@@ -337,7 +373,11 @@ impl Server {
             state,
             engine,
             listener,
+            tls,
         } = self;
+        if let Some(tls) = &tls {
+            tokio::spawn(reload_on_sighup(tls.clone(), state.stopping.clone()));
+        }
         let engine_task = tokio::spawn(engine.run());
         routes::arm_deadlines(&state);
         tokio::spawn(state.tokens.clone().watch(state.stopping.clone()));
@@ -358,6 +398,7 @@ impl Server {
         listen::serve(
             listener,
             app,
+            tls,
             state.options.max_connections,
             state.options.idle_timeout,
             cancel,

@@ -5,7 +5,8 @@
 //! within `idle_timeout` is closed, whether it is idle between requests or
 //! sending them a byte at a time (slowloris). Accept errors (out of file
 //! descriptors) are logged and retried, never fatal. On shutdown each
-//! connection finishes its request in flight and closes.
+//! connection finishes its request in flight and closes. With TLS, the
+//! handshake must end within `idle_timeout` too.
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -19,6 +20,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::tls::Tls;
+
 /// How often a limit reached (or an accept failing) is logged, at most.
 const SAY_EVERY: Duration = Duration::from_secs(10);
 
@@ -27,6 +30,7 @@ const SAY_EVERY: Duration = Duration::from_secs(10);
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
+    tls: Option<Arc<Tls>>,
     max_connections: usize,
     idle_timeout: Duration,
     stop: CancellationToken,
@@ -68,24 +72,20 @@ pub(crate) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let mut closed = closed.clone();
+        let closed = closed.clone();
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
         tokio::spawn(async move {
             let _permit = permit;
-            let mut builder = http1::Builder::new();
-            // Room for heads past the server's own limits (URI 8 KiB, headers
-            // 64 KiB), so that the middleware answers those with problem+json
-            // rather than hyper with a bare 431.
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(idle_timeout)
-                .max_buf_size(1 << 20)
-                .keep_alive(true);
-            let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), service));
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = closed.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            match acceptor {
+                None => connection(TokioIo::new(stream), service, idle_timeout, closed).await,
+                Some(acceptor) => {
+                    // A client that does not finish its handshake in time, or
+                    // does not trust the certificate, is dropped.
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout(idle_timeout, acceptor.accept(stream)).await
+                    {
+                        connection(TokioIo::new(stream), service, idle_timeout, closed).await;
+                    }
                 }
             }
         });
@@ -94,4 +94,32 @@ pub(crate) async fn serve(
     let _ = closing.send(true);
     // Every permit back: every connection has closed.
     let _ = permits.acquire_many(max as u32).await;
+}
+
+/// Serves HTTP/1.1 on one connection until it closes or the server stops.
+async fn connection<I>(
+    io: TokioIo<I>,
+    service: TowerToHyperService<Router>,
+    idle_timeout: Duration,
+    mut closed: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = http1::Builder::new();
+    // Room for heads past the server's own limits (URI 8 KiB, headers
+    // 64 KiB), so that the middleware answers those with problem+json
+    // rather than hyper with a bare 431.
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle_timeout)
+        .max_buf_size(1 << 20)
+        .keep_alive(true);
+    let mut conn = pin!(builder.serve_connection(io, service));
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = closed.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }

@@ -38,7 +38,11 @@ fn until_listening(cmd: &mut Command) -> (std::process::Child, String, String, S
             let status = child.wait();
             panic!("serve exited early: {status:?}");
         };
-        if let Some(rest) = line.split("listening on http://").nth(1) {
+        if let Some(rest) = line
+            .split("listening on http://")
+            .nth(1)
+            .or_else(|| line.split("listening on https://").nth(1))
+        {
             let addr = rest.split_whitespace().next().unwrap().to_string();
             return (child, addr, line, lines);
         }
@@ -561,5 +565,79 @@ fn tokens_from_the_cli_work_on_a_running_server_and_the_audit_shows_them() {
         "{shown}"
     );
     assert_eq!(audit(&writer).status.code(), Some(1), "not an admin");
+    assert!(sigterm(&mut child).success());
+}
+
+/// `--tls-cert`/`--tls-key`: the API over HTTPS, which `baton runs` reaches
+/// trusting the CA in `SSL_CERT_FILE`; plain HTTP gets nothing; a
+/// certificate that no longer loads on SIGHUP leaves the current one serving.
+#[test]
+fn serve_speaks_https_and_keeps_its_certificate_when_a_reload_fails() {
+    let fixtures = crate::repo().join("crates/engine/tests/fixtures/tls");
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("server.pem");
+    std::fs::copy(fixtures.join("server.pem"), &cert).unwrap();
+    let (mut child, addr, line, lines) = until_listening(
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--tls-cert"])
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(fixtures.join("server.key"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data")),
+    );
+    std::thread::spawn(move || for _ in lines {});
+    assert!(line.contains("listening on https://"), "{line}");
+    let port = addr.rsplit(':').next().unwrap();
+    let runs = || {
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args([
+                "runs",
+                "list",
+                "--server",
+                &format!("https://localhost:{port}"),
+            ])
+            .env("SSL_CERT_FILE", fixtures.join("ca.pem"))
+            .output()
+            .unwrap()
+    };
+    let o = runs();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Plain HTTP on the TLS port: no HTTP answer.
+    let plain = std::panic::catch_unwind(|| request(&addr, "GET", "/healthz", ""));
+    assert!(
+        plain.map_or(true, |answer| !answer.starts_with("HTTP/1.1 200")),
+        "plain HTTP was answered"
+    );
+    // Without the CA, the client refuses the certificate.
+    let o = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args([
+            "runs",
+            "list",
+            "--server",
+            &format!("https://localhost:{port}"),
+        ])
+        .env("SSL_CERT_FILE", fixtures.join("server.key"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // A broken certificate on SIGHUP: the current one keeps serving.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let o = runs();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(sigterm(&mut child).success());
 }
