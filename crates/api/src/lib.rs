@@ -58,6 +58,7 @@ pub fn title(code: &str) -> &'static str {
         "unauthorized" => "Authentication required",
         "insufficient-scope" => "The token lacks the scope this operation needs",
         "forbidden" => "Forbidden",
+        "rate-limited" => "Too many requests",
         "agent-not-allowed" => "The workflow defines agents the server does not allow",
         "uri-too-long" => "The URI is too long",
         "headers-too-large" => "The headers are too large",

@@ -30,6 +30,10 @@ pub struct Server {
     pub auth_token: Option<String>,
     /// The API tokens with scopes (`baton token`) [default: DATA_DIR/tokens.json].
     pub tokens_file: Option<std::path::PathBuf>,
+    /// Requests per second of a caller whose token sets no limit.
+    pub rate_limit_rps: Option<f64>,
+    /// Events published per second of a caller whose token sets no limit.
+    pub rate_limit_events_per_sec: Option<f64>,
     /// HTTPS: the certificate chain (PEM).
     pub tls_cert: Option<std::path::PathBuf>,
     /// HTTPS: the certificate's private key (PEM).

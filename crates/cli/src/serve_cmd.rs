@@ -67,7 +67,8 @@ pub struct Args {
     /// The certificate's private key (PEM; `[server] tls_key`).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// `baton.toml`: `[server]` (bind, data_dir, auth_token, tokens_file, tls_cert, tls_key, audit,
+    /// `baton.toml`: `[server]` (bind, data_dir, auth_token, tokens_file, tls_cert, tls_key, rate_limit_rps,
+    /// rate_limit_events_per_sec, audit,
     /// audit_retention_days,
     /// metrics_requires_auth, access_log, body_limit, max_batch_events,
     /// request_timeout_secs, long_poll_max_ms, max_connections,
@@ -125,6 +126,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 eprintln!("error: [server] tls_cert and tls_key go together: set both or neither");
                 return Ok(ExitCode::from(2));
             }
+        },
+        rate_limit: baton_server::tokens::Rate {
+            requests_per_sec: s.rate_limit_rps,
+            events_per_sec: s.rate_limit_events_per_sec,
         },
         audit: s.audit.unwrap_or(defaults.audit),
         audit_retention: s
@@ -215,6 +220,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
         dedup.max_age = Duration::from_secs(secs);
+    }
+    let rates = [
+        options.rate_limit.requests_per_sec,
+        options.rate_limit.events_per_sec,
+    ];
+    if rates.iter().flatten().any(|r| !(r.is_finite() && *r > 0.0)) {
+        eprintln!("error: [server] rate_limit_rps and rate_limit_events_per_sec must be above 0");
+        return Ok(ExitCode::from(2));
     }
     if options.max_connections == 0 || options.idle_timeout.is_zero() {
         eprintln!("error: [server] max_connections and idle_timeout_secs must be at least 1");

@@ -43,6 +43,14 @@ enum Command {
         /// Stops working after this long (`30d`, `12h`); never by default.
         #[arg(long, value_name = "DURATION", value_parser = crate::load_cmd::parse_duration)]
         expires: Option<std::time::Duration>,
+        /// At most this many requests per second (429 beyond); the server's
+        /// `rate_limit_rps` when unset.
+        #[arg(long, value_name = "N", value_parser = positive)]
+        rps: Option<f64>,
+        /// At most this many events published per second; the server's
+        /// `rate_limit_events_per_sec` when unset.
+        #[arg(long, value_name = "N", value_parser = positive)]
+        events_per_sec: Option<f64>,
     },
     /// The tokens: id, name, scopes, creation and expiry (never the token).
     List,
@@ -72,8 +80,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             scopes,
             name,
             expires,
+            rps,
+            events_per_sec,
         } => {
-            let (info, token) = match tokens::create(&path, &name, &scopes, expires) {
+            let rate = baton_server::tokens::Rate {
+                requests_per_sec: rps,
+                events_per_sec,
+            };
+            let (info, token) = match tokens::create(&path, &name, &scopes, expires, rate) {
                 Ok(created) => created,
                 Err(e) => return fail(e),
             };
@@ -142,6 +156,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A rate: a number above zero.
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(n) if n > 0.0 && n.is_finite() => Ok(n),
+        _ => Err(format!("`{s}` is not a rate: a number above 0")),
+    }
 }
 
 fn scope_list(t: &TokenInfo) -> String {

@@ -68,6 +68,14 @@ pub enum ApiError {
          `baton token create --scope {0}` (or `admin`)"
     )]
     InsufficientScope(crate::tokens::Scope),
+    /// The caller is over its rate limit.
+    #[error("{detail}")]
+    RateLimited {
+        /// Which limit, and what to do.
+        detail: String,
+        /// When a retry would pass.
+        retry_after: std::time::Duration,
+    },
     /// What the caller asks is the server's alone (its own topics).
     #[error("{0}")]
     Forbidden(String),
@@ -83,6 +91,31 @@ pub enum ApiError {
     /// A failure of the server; the detail is logged, not sent.
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<crate::limits::Over> for ApiError {
+    fn from(over: crate::limits::Over) -> ApiError {
+        use crate::limits::Over;
+        match over {
+            Over::Wait { what, rate, after } => ApiError::RateLimited {
+                detail: format!(
+                    "over this caller's limit of {rate} {what}/s: retry after {:.1} s (a token's \
+                     own limit: `baton token create --rps`/`--events-per-sec`; the server's: \
+                     `[server] rate_limit_rps`/`rate_limit_events_per_sec`)",
+                    after.as_secs_f64()
+                ),
+                retry_after: after,
+            },
+            Over::Never { rate } => ApiError::invalid(
+                "$.events",
+                format!(
+                    "more events than this caller's limit of {rate} events/s allows in one \
+                     publish: send batches of at most {}",
+                    rate.floor()
+                ),
+            ),
+        }
+    }
 }
 
 impl ApiError {
@@ -104,6 +137,7 @@ impl ApiError {
             ApiError::AgentNotAllowed { .. }
             | ApiError::Forbidden(_)
             | ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unavailable(_) | ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -127,6 +161,7 @@ impl ApiError {
             ApiError::AgentNotAllowed { .. } => "agent-not-allowed",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::InsufficientScope(_) => "insufficient-scope",
+            ApiError::RateLimited { .. } => "rate-limited",
             ApiError::Timeout(_) => "timeout",
             ApiError::Unavailable(_) | ApiError::Storage(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -221,6 +256,12 @@ impl IntoResponse for ApiError {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static(after));
         }
+        if let ApiError::RateLimited { retry_after, .. } = &self {
+            // Whole seconds, rounded up (RFC 9110).
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
         res
     }
 }
@@ -274,6 +315,13 @@ mod tests {
         assert_eq!(res.headers()[header::RETRY_AFTER], "30");
         let busy = ApiError::Unavailable("taking over".into()).into_response();
         assert_eq!(busy.headers()[header::RETRY_AFTER], "1");
+        let limited = ApiError::RateLimited {
+            detail: String::new(),
+            retry_after: std::time::Duration::from_millis(1500),
+        }
+        .into_response();
+        assert_eq!(limited.status(), 429);
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "2", "rounded up");
         let bad = ApiError::NotFound("x".into()).into_response();
         assert!(bad.headers().get(header::RETRY_AFTER).is_none());
     }
@@ -298,6 +346,10 @@ mod tests {
                 errors: Vec::new(),
             },
             ApiError::Timeout(std::time::Duration::ZERO),
+            ApiError::RateLimited {
+                detail: String::new(),
+                retry_after: std::time::Duration::ZERO,
+            },
             ApiError::Unavailable(String::new()),
             ApiError::invalid("$", ""),
         ];

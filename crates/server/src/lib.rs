@@ -8,6 +8,7 @@ mod cluster;
 mod console;
 mod error;
 mod forward;
+pub mod limits;
 mod listen;
 mod metrics;
 pub mod openapi;
@@ -52,6 +53,9 @@ pub struct ServerOptions {
     pub tokens_file: Option<PathBuf>,
     /// Serve HTTPS with this certificate and key (read again on SIGHUP).
     pub tls: Option<TlsFiles>,
+    /// Rate limits of callers whose token sets none (and of everyone on a
+    /// server without auth); the admin token is never limited.
+    pub rate_limit: tokens::Rate,
     /// Which calls go to the audit trail (`baton.audit`).
     pub audit: audit::Level,
     /// How long the audit trail keeps a record.
@@ -138,6 +142,7 @@ impl Default for ServerOptions {
             auth_token: None,
             tokens_file: None,
             tls: None,
+            rate_limit: tokens::Rate::default(),
             audit: audit::Level::Control,
             audit_retention: Duration::from_secs(90 * 24 * 3600),
             insecure_no_auth: false,
@@ -299,6 +304,8 @@ pub struct AppState {
     pub(crate) tokens: Arc<tokens::Tokens>,
     /// The audit trail's queue.
     pub(crate) audit: audit::Audit,
+    /// Callers' rate limits.
+    pub(crate) limits: limits::Limits,
     pub(crate) options: ServerOptions,
     /// Cancelled on shutdown: ends event streams and long polls.
     pub(crate) stopping: CancellationToken,
@@ -493,6 +500,7 @@ pub async fn state(options: ServerOptions) -> Result<(Arc<AppState>, Engine), Er
         metrics: Metrics::default(),
         tokens,
         audit,
+        limits: limits::Limits::new(options.rate_limit),
         options,
         stopping: CancellationToken::new(),
     });

@@ -619,6 +619,7 @@ fn status_text(s: u16) -> &'static str {
         413 => "Over a size limit (payload-too-large)",
         415 => "Unsupported media type",
         422 => "Invalid request or workflow (invalid-request, invalid-workflow)",
+        429 => "Over the caller's rate limit (rate-limited; Retry-After says when to try again)",
         503 => "Unavailable (stopping) or over the request timeout (unavailable, timeout)",
         _ => "Internal error",
     }
@@ -661,7 +662,7 @@ pub fn document() -> Value {
         );
         let mut errors: Vec<u16> = route.errors.to_vec();
         if route.scope.is_some() {
-            errors.extend([401, 403]);
+            errors.extend([401, 403, 429]);
         }
         // Every path answers other methods 405 (with `Allow`).
         errors.push(405);

@@ -102,8 +102,27 @@ impl std::fmt::Display for Scope {
     }
 }
 
+/// A caller's limits; `None` is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// Requests per second (every `/api` route).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_sec: Option<f64>,
+    /// Events per second published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_per_sec: Option<f64>,
+}
+
+impl Rate {
+    /// Whether it limits anything.
+    pub fn is_unlimited(&self) -> bool {
+        self.requests_per_sec.is_none() && self.events_per_sec.is_none()
+    }
+}
+
 /// A token as stored: everything but the secret.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TokenInfo {
     /// 8 hex digits, unique in the file.
@@ -118,6 +137,9 @@ pub struct TokenInfo {
     pub expires_ms: Option<u64>,
     /// SHA-256 of the whole token, hex.
     pub sha256: String,
+    /// Its own rate limits (the server's defaults where unset).
+    #[serde(default, skip_serializing_if = "Rate::is_unlimited")]
+    pub rate: Rate,
 }
 
 impl TokenInfo {
@@ -250,6 +272,7 @@ pub fn create(
     name: &str,
     scopes: &[Scope],
     ttl: Option<Duration>,
+    rate: Rate,
 ) -> Result<(TokenInfo, String), Error> {
     if scopes.is_empty() {
         return Err(Error::Invalid(
@@ -279,6 +302,7 @@ pub fn create(
         expires_ms: ttl
             .map(|t| created_ms.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))),
         sha256: sha256(&token),
+        rate,
     };
     tokens.push(info.clone());
     write(path, tokens)?;
@@ -466,7 +490,7 @@ mod tests {
     fn a_created_token_grants_its_scopes_and_only_those() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.json");
-        let (info, token) = create(&path, "ci", &[Scope::RunsRead], None).unwrap();
+        let (info, token) = create(&path, "ci", &[Scope::RunsRead], None, Rate::default()).unwrap();
         assert!(token.starts_with(&format!("baton_{}_", info.id)));
         assert_eq!(token.len(), "baton_".len() + 8 + 1 + 64);
         let text = std::fs::read_to_string(&path).unwrap();
@@ -501,7 +525,7 @@ mod tests {
     fn admin_grants_everything_and_the_admin_token_still_works() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.json");
-        let (_, token) = create(&path, "ops", &[Scope::Admin], None).unwrap();
+        let (_, token) = create(&path, "ops", &[Scope::Admin], None, Rate::default()).unwrap();
         let tokens = Tokens::open(Some("the-admin-token".into()), Some(path)).unwrap();
         for scope in Scope::ALL {
             assert!(tokens.check(Some(&token), scope).is_ok());
@@ -516,8 +540,15 @@ mod tests {
     fn revoked_and_expired_tokens_stop_working_without_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.json");
-        let (info, token) = create(&path, "a", &[Scope::Workers], None).unwrap();
-        let (_, short) = create(&path, "b", &[Scope::Workers], Some(Duration::ZERO)).unwrap();
+        let (info, token) = create(&path, "a", &[Scope::Workers], None, Rate::default()).unwrap();
+        let (_, short) = create(
+            &path,
+            "b",
+            &[Scope::Workers],
+            Some(Duration::ZERO),
+            Rate::default(),
+        )
+        .unwrap();
         let tokens = Tokens::open(None, Some(path.clone())).unwrap();
         assert!(tokens.check(Some(&token), Scope::Workers).is_ok());
         assert!(
@@ -554,7 +585,7 @@ mod tests {
             Err(Error::Format { .. })
         ));
         assert!(matches!(
-            create(&dir.path().join("t.json"), "x", &[], None),
+            create(&dir.path().join("t.json"), "x", &[], None, Rate::default()),
             Err(Error::Invalid(_))
         ));
     }

@@ -49,6 +49,9 @@ def test_retry_waits_grow_with_jitter_and_honour_retry_after() -> None:
     request.idempotent = True
     assert _core.should_retry(request, down, 1, retry) == 1.0
     assert _core.should_retry(request, down, 4, retry) is None
+    limited = api_error(429, {"code": "rate-limited"}, None, "1")
+    assert isinstance(limited, baton.RateLimited)
+    assert _core.should_retry(request, limited, 1, retry) == 1.0
     missing = api_error(404, {"code": "not-found"}, None, None)
     assert _core.should_retry(request, missing, 1, retry) is None
 

@@ -53,6 +53,7 @@ struct EventRaw<'a> {
 
 pub(super) async fn publish(
     State(state): St,
+    caller: Option<Extension<Caller>>,
     q: Result<Query<TopicQuery>, QueryRejection>,
     req: Request,
 ) -> ApiResult<Response> {
@@ -88,6 +89,9 @@ pub(super) async fn publish(
             "{n} events in one batch, over the limit of {}; publish in smaller batches",
             state.options.max_batch_events
         )));
+    }
+    if let Some(Extension(caller)) = &caller {
+        state.limits.events(caller, n)?;
     }
     let mut batch = Vec::with_capacity(n);
     for (i, e) in req.events.into_iter().enumerate() {

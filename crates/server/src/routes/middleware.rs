@@ -43,6 +43,11 @@ pub(super) async fn auth(State(state): St, mut req: Request, next: Next) -> Resp
         .map(|(_, token)| token.trim_start());
     match state.tokens.check(given, scope) {
         Ok(caller) => {
+            if let Err(over) = state.limits.request(&caller) {
+                let mut res = ApiError::from(over).into_response();
+                res.extensions_mut().insert(caller);
+                return res;
+            }
             req.extensions_mut().insert(caller.clone());
             let mut res = next.run(req).await;
             res.extensions_mut().insert(caller);

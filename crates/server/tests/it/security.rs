@@ -465,18 +465,29 @@ fn concrete(path: &str) -> String {
 /// table entry must name a scope, and this test then tries it.
 #[tokio::test]
 async fn every_route_needs_its_scope_and_no_other() {
+    use baton_server::tokens::Rate;
     use baton_server::tokens::{Scope, create};
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tokens.json");
     let mut only = std::collections::HashMap::new();
     let mut all_but = std::collections::HashMap::new();
     for scope in Scope::ALL {
-        only.insert(scope, create(&file, "only", &[scope], None).unwrap().1);
+        only.insert(
+            scope,
+            create(&file, "only", &[scope], None, Rate::default())
+                .unwrap()
+                .1,
+        );
         let others: Vec<Scope> = Scope::ALL
             .into_iter()
             .filter(|s| *s != scope && *s != Scope::Admin)
             .collect();
-        all_but.insert(scope, create(&file, "all-but", &others, None).unwrap().1);
+        all_but.insert(
+            scope,
+            create(&file, "all-but", &others, None, Rate::default())
+                .unwrap()
+                .1,
+        );
     }
     let app = app_with(|o| {
         o.tokens_file = Some(file.clone());
@@ -529,6 +540,7 @@ async fn every_route_needs_its_scope_and_no_other() {
 /// admin's.
 #[tokio::test]
 async fn tokens_are_taken_and_revoked_without_a_restart() {
+    use baton_server::tokens::Rate;
     use baton_server::tokens::{Scope, create, revoke};
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tokens.json");
@@ -547,7 +559,7 @@ async fn tokens_are_taken_and_revoked_without_a_restart() {
         )
     };
     assert_eq!(get("the-admin-token".into()).await.status, 200);
-    let (info, token) = create(&file, "reader", &[Scope::RunsRead], None).unwrap();
+    let (info, token) = create(&file, "reader", &[Scope::RunsRead], None, Rate::default()).unwrap();
     assert_eq!(get(token.clone()).await.status, 401, "not read yet");
     app.state.tokens().reload().unwrap();
     assert_eq!(get(token.clone()).await.status, 200);
@@ -563,12 +575,27 @@ async fn tokens_are_taken_and_revoked_without_a_restart() {
 /// data plane are not recorded at the default level.
 #[tokio::test]
 async fn mutating_and_refused_calls_are_in_the_audit_trail_for_admins_only() {
+    use baton_server::tokens::Rate;
     use baton_server::tokens::{Scope, create};
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("tokens.json");
-    let (writer_info, writer) = create(&file, "writer", &[Scope::WorkflowsWrite], None).unwrap();
-    let (_, consumer) = create(&file, "consumer", &[Scope::EventsConsume], None).unwrap();
-    let (_, ops) = create(&file, "ops", &[Scope::Admin], None).unwrap();
+    let (writer_info, writer) = create(
+        &file,
+        "writer",
+        &[Scope::WorkflowsWrite],
+        None,
+        Rate::default(),
+    )
+    .unwrap();
+    let (_, consumer) = create(
+        &file,
+        "consumer",
+        &[Scope::EventsConsume],
+        None,
+        Rate::default(),
+    )
+    .unwrap();
+    let (_, ops) = create(&file, "ops", &[Scope::Admin], None, Rate::default()).unwrap();
     let app = app_with(|o| o.tokens_file = Some(file.clone())).await;
     let call = |method: &str, path: &str, token: Option<&str>, body: &str| {
         let mut req = axum::http::Request::builder()
@@ -664,4 +691,78 @@ async fn mutating_and_refused_calls_are_in_the_audit_trail_for_admins_only() {
     // Nothing of a token's secret is in the trail.
     let text = serde_json::to_string(&records).unwrap();
     assert!(!text.contains(&writer[15..]) && !text.contains(&ops[15..]));
+}
+
+/// A token's own limits: the fourth request in a second is 429 with
+/// `Retry-After`, a publish over its events per second is 429, one that
+/// could never pass is 422; the admin token is never limited.
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after_and_never_limit_the_admin() {
+    use baton_server::tokens::Rate;
+    use baton_server::tokens::{Scope, create};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    let slow = Rate {
+        requests_per_sec: Some(3.0),
+        events_per_sec: Some(5.0),
+    };
+    let (_, token) = create(&file, "slow", &[Scope::Admin], None, slow).unwrap();
+    let app = app_with(|o| {
+        o.tokens_file = Some(file.clone());
+        o.auth_token = Some("the-admin-token".into());
+    })
+    .await;
+    let call = |token: &str, method: &str, path: &str, body: &str| {
+        app.send(
+            axum::http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.to_string()))
+                .unwrap(),
+        )
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            call(&token, "GET", "/api/v1/executions", "").await.status,
+            200
+        );
+    }
+    let over = call(&token, "GET", "/api/v1/executions", "").await;
+    assert_eq!(over.status, 429, "{}", over.text);
+    assert_eq!(over.json()["code"], "rate-limited");
+    assert!(over.text.contains("3 requests/s"), "{}", over.text);
+    for _ in 0..50 {
+        assert_eq!(
+            call("the-admin-token", "GET", "/api/v1/executions", "")
+                .await
+                .status,
+            200
+        );
+    }
+    // Events: a fresh second of requests, then 5 events pass, a 6th waits.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let events = |n: usize| {
+        let list: Vec<String> = (0..n)
+            .map(|i| format!(r#"{{"type": "t", "key": "{i}"}}"#))
+            .collect();
+        format!(r#"{{"topic": "orders", "events": [{}]}}"#, list.join(","))
+    };
+    let never = call(&token, "POST", "/api/v1/events", &events(6)).await;
+    assert_eq!(never.status, 422, "{}", never.text);
+    assert!(
+        never.text.contains("batches of at most 5"),
+        "{}",
+        never.text
+    );
+    assert_eq!(
+        call(&token, "POST", "/api/v1/events", &events(5))
+            .await
+            .status,
+        200
+    );
+    let wait = call(&token, "POST", "/api/v1/events", &events(1)).await;
+    assert_eq!(wait.status, 429, "{}", wait.text);
+    assert!(wait.text.contains("events/s"), "{}", wait.text);
 }

@@ -22,7 +22,7 @@ except ImportError:  # optional: the `fast` extra
     orjson = None  # type: ignore[assignment]
 
 from ._sse import RunEvent
-from .errors import TransportError, Unavailable, api_error
+from .errors import RateLimited, TransportError, Unavailable, api_error
 
 log = logging.getLogger("baton")
 
@@ -129,7 +129,7 @@ def should_retry(
     must not be tried again."""
     if not request.idempotent or attempt >= retry.attempts:
         return None
-    if isinstance(error, Unavailable):
+    if isinstance(error, (Unavailable, RateLimited)):
         return retry.delay(attempt, error.retry_after)
     if isinstance(error, RETRYABLE_TRANSPORT):
         return retry.delay(attempt)
