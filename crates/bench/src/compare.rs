@@ -1,16 +1,51 @@
-//! Comparing two reports: the noise-aware regression rule.
+//! Comparing two reports: the regression rule.
 //!
-//! A benchmark regresses when it got worse by more than **both** the
-//! threshold (`--max-regression PCT`, default 10 %) and its measured noise,
-//! taken as twice the larger of the two runs' MAD/median. A change inside
-//! the noise is reported, never counted.
+//! Between two runs of the same binary on one machine, medians move by
+//! 15–30 % (frequency, caches, what else runs), far more than the spread
+//! of one run's repeats. A rule that trusts that spread calls regressions
+//! on every rerun. A benchmark **regresses** here only when all hold:
+//!
+//! 1. its median is worse than the baseline's by more than the threshold
+//!    (`--max-regression PCT`, 10 % by default);
+//! 2. by more than the noise: twice the larger within-run MAD/median of the
+//!    two runs, and the **between-run noise**: twice the range of the
+//!    medians the baseline holds (`--save-baseline` keeps those of its last
+//!    [`HISTORY`] saves; twice, because a few runs' range understates the
+//!    spread of the next: for normal noise three runs span 1.7 σ on
+//!    average, while two runs differ by up to 3.6 σ 99 % of the time), or
+//!    [`BETWEEN_RUNS_PCT`] while it holds fewer than [`MIN_HISTORY`];
+//! 3. the samples agree: the low end of a 95 % bootstrap interval of the
+//!    change (2,000 resamples of each run's samples, seeded by the
+//!    benchmark's name, so a comparison is repeatable) is worse than the
+//!    threshold too.
+//!
+//! An improvement is the same with the signs turned. `baton bench
+//! --baseline` then measures the suites of the regressions it found again
+//! (`--confirm`, once by default) and keeps only those every run shows:
+//! a spike of the machine (another process, a stall of the disk) does not
+//! last through a rerun, a slower build does ([`Comparison::confirm`]).
 
 use std::fmt::Write as _;
 
 use crate::report::{Report, format_value};
 
+/// Between-run noise assumed while a baseline holds fewer than
+/// [`MIN_HISTORY`] runs, in percent: above the 15–30 % seen between runs of
+/// one binary on one machine, so that a baseline saved once calls only
+/// what no rerun explains (a 2× slowdown), never noise.
+pub const BETWEEN_RUNS_PCT: f64 = 50.0;
+
+/// How many runs' medians a baseline keeps.
+pub const HISTORY: usize = 5;
+
+/// Runs a baseline needs before its own range replaces [`BETWEEN_RUNS_PCT`].
+pub const MIN_HISTORY: usize = 3;
+
+/// Bootstrap resamples per benchmark.
+const RESAMPLES: usize = 2_000;
+
 /// One benchmark present in both reports.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Change {
     /// The benchmark.
     pub name: String,
@@ -23,16 +58,25 @@ pub struct Change {
     /// How much worse, in percent (negative: better), whatever the unit's
     /// direction.
     pub worse_pct: f64,
-    /// The noise band, in percent: 2 × max(MAD/median) of the two runs.
+    /// The 95 % bootstrap interval of `worse_pct`.
+    pub interval_pct: (f64, f64),
+    /// The noise band, in percent: the larger of twice the within-run
+    /// MAD/median and the between-run noise.
     pub noise_pct: f64,
-    /// Worse beyond both the threshold and the noise.
+    /// The between-run noise, in percent, and whether it was measured (the
+    /// baseline's own range) or assumed ([`BETWEEN_RUNS_PCT`]).
+    pub between_runs: (f64, bool),
+    /// Worse beyond the threshold and the noise, and the samples agree.
     pub regression: bool,
-    /// Better beyond both.
+    /// Better beyond both, and the samples agree.
     pub improvement: bool,
+    /// A regression the rerun of its suite did not show again: counted as
+    /// noise, shown as transient.
+    pub transient: bool,
 }
 
 /// The comparison of a new report against a baseline.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Comparison {
     /// Benchmarks in both.
     pub changes: Vec<Change>,
@@ -44,10 +88,55 @@ pub struct Comparison {
     pub max_regression: f64,
 }
 
+impl Change {
+    /// What the table and the report call it.
+    pub fn verdict(&self) -> &'static str {
+        if self.regression {
+            "REGRESSION"
+        } else if self.transient {
+            "transient (not on a rerun)"
+        } else if self.improvement {
+            "improved"
+        } else if self.worse_pct.abs() <= self.noise_pct {
+            "within noise"
+        } else {
+            "within threshold"
+        }
+    }
+}
+
 impl Comparison {
     /// Whether any benchmark regressed.
     pub fn regressed(&self) -> bool {
         self.changes.iter().any(|c| c.regression)
+    }
+
+    /// The suites of the regressions, for a rerun.
+    pub fn regressed_suites(&self) -> Vec<String> {
+        let mut suites: Vec<String> = self
+            .changes
+            .iter()
+            .filter(|c| c.regression)
+            .map(|c| c.name.split('/').next().unwrap_or("").to_string())
+            .collect();
+        suites.sort();
+        suites.dedup();
+        suites
+    }
+
+    /// Keeps the regressions `rerun` (the same baseline against a new run
+    /// of their suites) shows again; the others become transient.
+    pub fn confirm(&mut self, rerun: &Comparison) {
+        for c in self.changes.iter_mut().filter(|c| c.regression) {
+            let again = rerun
+                .changes
+                .iter()
+                .any(|r| r.name == c.name && r.regression);
+            if !again {
+                c.regression = false;
+                c.transient = true;
+            }
+        }
     }
 
     /// The human table.
@@ -62,28 +151,22 @@ impl Comparison {
             .max(9);
         let _ = writeln!(
             out,
-            "{:<width$}  {:>12} {:>12} {:>9} {:>8}  verdict (regression: worse by > {}% and > noise)",
-            "benchmark", "baseline", "now", "change", "noise", self.max_regression
+            "{:<width$}  {:>12} {:>12} {:>9} {:>17} {:>8}  verdict (regression: worse by > {}% and > noise, and the 95% interval agrees)",
+            "benchmark", "baseline", "now", "change", "95% interval", "noise", self.max_regression
         );
         for c in &self.changes {
-            let verdict = if c.regression {
-                "REGRESSION"
-            } else if c.improvement {
-                "improved"
-            } else if c.worse_pct.abs() <= c.noise_pct {
-                "within noise"
-            } else {
-                "within threshold"
-            };
+            let verdict = c.verdict();
             let _ = writeln!(
                 out,
-                "{:<width$}  {:>12} {:>12} {:>+8.1}% {:>7.1}%  {verdict}",
+                "{:<width$}  {:>12} {:>12} {:>+8.1}% {:>17} {:>7.1}%{}  {verdict}",
                 c.name,
                 format_value(c.before, &c.unit),
                 format_value(c.after, &c.unit),
                 // Shown as "worse" so that + always means slower/less.
                 c.worse_pct,
+                format!("[{:+.1}, {:+.1}]%", c.interval_pct.0, c.interval_pct.1),
                 c.noise_pct,
+                if c.between_runs.1 { " " } else { "*" },
             );
         }
         for m in &self.missing {
@@ -100,8 +183,89 @@ impl Comparison {
             n,
             if n == 1 { "" } else { "s" }
         );
+        if self.changes.iter().any(|c| !c.between_runs.1) {
+            let _ = writeln!(
+                out,
+                "* between-run noise assumed ({BETWEEN_RUNS_PCT}%): the baseline holds fewer than \
+                 {MIN_HISTORY} runs; save it again (--save-baseline) to measure its own"
+            );
+        }
         out
     }
+}
+
+/// How much worse `after` is than `before`, in percent.
+fn worse(before: f64, after: f64, higher_is_better: bool) -> f64 {
+    let raw = if before != 0.0 {
+        (after - before) / before.abs() * 100.0
+    } else {
+        0.0
+    };
+    if higher_is_better { -raw } else { raw }
+}
+
+/// A small seeded generator (SplitMix64): repeatable resamples without a
+/// dependency.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z % n as u64) as usize
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    crate::stats::percentile_sorted(values, 50.0)
+}
+
+/// The 95 % bootstrap interval of the change from `before` to `after`.
+fn interval(name: &str, before: &[f64], after: &[f64], higher_is_better: bool) -> (f64, f64) {
+    if before.is_empty() || after.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    // FNV-1a of the name: the same comparison gives the same interval.
+    let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let mut rng = SplitMix(seed);
+    let (mut b, mut a) = (before.to_vec(), after.to_vec());
+    let mut changes: Vec<f64> = (0..RESAMPLES)
+        .map(|_| {
+            for x in &mut b {
+                *x = before[rng.below(before.len())];
+            }
+            for x in &mut a {
+                *x = after[rng.below(after.len())];
+            }
+            worse(median(&mut b), median(&mut a), higher_is_better)
+        })
+        .collect();
+    changes.sort_by(f64::total_cmp);
+    (
+        crate::stats::percentile_sorted(&changes, 2.5),
+        crate::stats::percentile_sorted(&changes, 97.5),
+    )
+}
+
+/// The between-run noise of a baseline record, in percent, and whether it
+/// was measured.
+fn between_runs(medians: &[f64]) -> (f64, bool) {
+    if medians.len() < MIN_HISTORY {
+        return (BETWEEN_RUNS_PCT, false);
+    }
+    let mut sorted = medians.to_vec();
+    let center = median(&mut sorted);
+    let range = sorted[sorted.len() - 1] - sorted[0];
+    if center == 0.0 {
+        return (0.0, true);
+    }
+    ((2.0 * range / center.abs() * 100.0).abs(), true)
 }
 
 /// Compares `after` against `baseline` with a threshold of `max_regression`
@@ -115,22 +279,31 @@ pub fn compare(baseline: &Report, after: &Report, max_regression: f64) -> Compar
             continue;
         };
         let (before, now) = (b.statistics.median, a.statistics.median);
-        let raw = if before != 0.0 {
-            (now - before) / before.abs() * 100.0
+        let worse_pct = worse(before, now, b.higher_is_better);
+        let between = between_runs(&b.baseline_medians);
+        let within = 2.0 * b.statistics.noise.max(a.statistics.noise) * 100.0;
+        let noise_pct = within.max(between.0);
+        let interval_pct = interval(&b.name, &b.samples, &a.samples, b.higher_is_better);
+        // Without samples (hand-made reports), the medians speak alone.
+        let (low, high) = if interval_pct.0.is_nan() {
+            (worse_pct, worse_pct)
         } else {
-            0.0
+            interval_pct
         };
-        let worse_pct = if b.higher_is_better { -raw } else { raw };
-        let noise_pct = 2.0 * b.statistics.noise.max(a.statistics.noise) * 100.0;
         changes.push(Change {
             name: b.name.clone(),
             unit: b.unit.clone(),
             before,
             after: now,
             worse_pct,
+            interval_pct: (low, high),
             noise_pct,
-            regression: worse_pct > max_regression && worse_pct > noise_pct,
-            improvement: -worse_pct > max_regression && -worse_pct > noise_pct,
+            between_runs: between,
+            regression: worse_pct > max_regression && worse_pct > noise_pct && low > max_regression,
+            improvement: -worse_pct > max_regression
+                && -worse_pct > noise_pct
+                && -high > max_regression,
+            transient: false,
         });
     }
     let added = after
@@ -145,6 +318,28 @@ pub fn compare(baseline: &Report, after: &Report, max_regression: f64) -> Compar
         added,
         max_regression,
     }
+}
+
+/// `report` as a baseline to save over `previous` (the same name's last
+/// save, if any): each record keeps the medians of the last [`HISTORY`]
+/// saves, its own included, for the between-run noise.
+pub fn as_baseline(mut report: Report, previous: Option<&Report>) -> Report {
+    for r in &mut report.records {
+        let mut medians = previous
+            .and_then(|p| p.get(&r.name))
+            .map(|p| {
+                if p.baseline_medians.is_empty() {
+                    vec![p.statistics.median]
+                } else {
+                    p.baseline_medians.clone()
+                }
+            })
+            .unwrap_or_default();
+        medians.push(r.statistics.median);
+        let skip = medians.len().saturating_sub(HISTORY);
+        r.baseline_medians = medians.split_off(skip);
+    }
+    report
 }
 
 #[cfg(test)]
@@ -166,21 +361,36 @@ mod tests {
         Record::new(name, "", "events/s", true, samples.to_vec())
     }
 
+    /// A baseline saved three times with these medians.
+    fn saved(mut record: Record, medians: &[f64]) -> Record {
+        record.baseline_medians = medians.to_vec();
+        record
+    }
+
     #[test]
-    fn a_regression_needs_both_threshold_and_noise() {
+    fn a_regression_needs_threshold_noise_and_agreeing_samples() {
         let base = report(vec![
-            time("quiet", &[1.0, 1.0, 1.0, 1.0, 1.0]),
-            time("noisy", &[1.0, 0.7, 1.3, 1.0, 1.25]),
-            rate("rate", &[100.0, 100.0, 100.0]),
+            saved(
+                time("quiet", &[1.0, 1.0, 1.0, 1.0, 1.0]),
+                &[1.0, 1.01, 0.99],
+            ),
+            saved(time("noisy", &[1.0, 0.7, 1.3, 1.0, 1.25]), &[1.0, 1.0, 1.0]),
+            saved(rate("rate", &[100.0, 100.0, 100.0]), &[100.0, 101.0, 99.0]),
+            // Its saves moved by a third: a 30 % change is within them.
+            saved(time("drifty", &[1.0, 1.0, 1.0]), &[1.0, 1.4, 1.2]),
+            time("once", &[1.0, 1.0, 1.0]),
             time("gone", &[1.0]),
         ]);
         let after = report(vec![
-            // +20 %, no noise: a regression.
+            // +20 %, quiet, the saves within 2 %: a regression.
             time("quiet", &[1.2, 1.2, 1.2, 1.2, 1.2]),
             // +20 %, but noise 2 × 25 % = 50 %: not one.
             time("noisy", &[1.2, 0.9, 1.5, 1.2, 1.45]),
             // −20 % of a rate is worse by 20 %.
             rate("rate", &[80.0, 80.0, 80.0]),
+            time("drifty", &[1.3, 1.3, 1.3]),
+            // +20 % against a baseline saved once: within the assumed 50 %.
+            time("once", &[1.2, 1.2, 1.2]),
             time("new", &[1.0]),
         ]);
         let c = compare(&base, &after, 10.0);
@@ -190,16 +400,75 @@ mod tests {
         assert!(!by("noisy").regression, "{:?}", by("noisy"));
         assert!(by("noisy").noise_pct >= 40.0);
         assert!(by("rate").regression);
+        assert!(!by("drifty").regression, "{:?}", by("drifty"));
+        let (drift, measured) = by("drifty").between_runs;
+        assert!(measured && (drift - 200.0 / 3.0).abs() < 1e-9, "{drift}");
+        assert!(!by("once").regression);
+        assert_eq!(by("once").between_runs, (BETWEEN_RUNS_PCT, false));
         assert!(c.regressed());
         assert_eq!(c.missing, ["gone"]);
         assert_eq!(c.added, ["new"]);
         assert!(c.table().contains("REGRESSION"));
+        assert!(c.table().contains("between-run noise assumed"));
         // A higher threshold lets the same changes through.
         assert!(!compare(&base, &after, 25.0).regressed());
+        // Twice as slow is a regression even against a baseline saved once.
+        let slow = report(vec![time("once", &[2.0, 2.1, 1.9])]);
+        assert!(compare(&base, &slow, 10.0).regressed());
         // Faster is never a regression.
         let faster = report(vec![time("quiet", &[0.5; 5])]);
         let c = compare(&base, &faster, 10.0);
         assert!(!c.regressed());
         assert!(c.changes[0].improvement);
+    }
+
+    /// Medians that moved past the threshold while the samples overlap:
+    /// the interval's low end is under the threshold, so not a regression.
+    #[test]
+    fn overlapping_samples_are_not_a_regression() {
+        let base = report(vec![saved(time("t", &[1.0, 1.0, 1.3]), &[1.0, 1.0, 1.0])]);
+        let after = report(vec![time("t", &[1.0, 1.3, 1.3])]);
+        let c = compare(&base, &after, 10.0);
+        let t = &c.changes[0];
+        assert!(t.worse_pct > 10.0, "{t:?}");
+        assert!(t.interval_pct.0 <= 10.0, "{t:?}");
+        assert!(!t.regression);
+        // The interval is repeatable.
+        assert_eq!(compare(&base, &after, 10.0), c);
+    }
+
+    #[test]
+    fn only_regressions_a_rerun_shows_again_are_kept() {
+        let base = report(vec![
+            saved(time("planning/a", &[1.0; 3]), &[1.0; 3]),
+            saved(time("http/b", &[1.0; 3]), &[1.0; 3]),
+        ]);
+        let spiked = report(vec![
+            time("planning/a", &[2.0; 3]),
+            time("http/b", &[2.0; 3]),
+        ]);
+        let mut c = compare(&base, &spiked, 10.0);
+        assert_eq!(c.regressed_suites(), ["http", "planning"]);
+        let rerun = report(vec![
+            time("planning/a", &[2.0; 3]),
+            time("http/b", &[1.0; 3]),
+        ]);
+        c.confirm(&compare(&base, &rerun, 10.0));
+        let by = |n: &str| c.changes.iter().find(|x| x.name == n).unwrap().clone();
+        assert!(by("planning/a").regression);
+        assert!(!by("http/b").regression && by("http/b").transient);
+        assert_eq!(by("http/b").verdict(), "transient (not on a rerun)");
+        assert!(c.regressed());
+    }
+
+    #[test]
+    fn a_baseline_keeps_the_medians_of_its_last_saves() {
+        let mut previous = None;
+        for i in 0..7 {
+            let run = report(vec![time("t", &[f64::from(i)])]);
+            previous = Some(as_baseline(run, previous.as_ref()));
+        }
+        let kept = &previous.unwrap().records[0].baseline_medians;
+        assert_eq!(kept, &[2.0, 3.0, 4.0, 5.0, 6.0]);
     }
 }

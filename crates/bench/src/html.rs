@@ -399,17 +399,110 @@ fn charts(report: &Report) -> Vec<Chart> {
     out
 }
 
-/// The page.
-pub fn render(report: &Report) -> String {
-    let e = &report.environment;
-    let mut h = String::new();
-    h.push_str(
-        "<!doctype html><html lang=en><head><meta charset=utf-8><title>baton bench</title><style>\
+/// The head of every page, with its style.
+const HEAD: &str = "<!doctype html><html lang=en><head><meta charset=utf-8><title>baton bench</title><style>\
 body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}\
 table{border-collapse:collapse;font-size:12px}td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:right}\
 td:first-child,th:first-child{text-align:left;font-family:monospace}.noisy{color:#b00}\
-svg{margin:1em 0;border:1px solid #ddd}</style></head><body>",
+.regression{color:#b00;font-weight:bold}.improved{color:#070}.quiet{color:#888}\
+.banner{padding:.6em 1em;border-radius:4px;margin:1em 0}.red{background:#fde8e8;color:#900}.green{background:#e6f4e6;color:#060}\
+svg{margin:1em 0;border:1px solid #ddd}</style></head><body>";
+
+/// The page of `baton bench compare A B --html`: a verdict banner, both
+/// runs' machines, and every change with its interval, noise and verdict.
+pub fn render_comparison(
+    c: &crate::compare::Comparison,
+    baseline: &Report,
+    now: &Report,
+) -> String {
+    let mut h = String::from(HEAD);
+    let n = c.changes.iter().filter(|x| x.regression).count();
+    let _ = write!(
+        h,
+        "<h1>baton bench compare</h1><div class=\"banner {}\">{}</div>",
+        if n > 0 { "red" } else { "green" },
+        if n > 0 {
+            format!(
+                "{n} regression{} of {} compared",
+                if n == 1 { "" } else { "s" },
+                c.changes.len()
+            )
+        } else {
+            format!("no regression in {} compared", c.changes.len())
+        }
     );
+    for (label, r) in [("baseline", baseline), ("now", now)] {
+        let e = &r.environment;
+        let _ = write!(
+            h,
+            "<p><b>{label}</b>: baton {} ({} build) on {} ({} cores), git <code>{}</code>, load average {:.2}, {} repeats{}.</p>",
+            esc(&e.baton_version),
+            esc(&e.profile),
+            esc(&e.cpu),
+            e.cores,
+            esc(&e.git_sha),
+            e.load_before[0],
+            r.repeats,
+            if r.quick { ", quick sizes" } else { "" }
+        );
+    }
+    let _ = write!(
+        h,
+        "<p>A regression is worse by more than {}% and by more than the noise (within and between runs), with the low end of the 95% bootstrap interval beyond {}% too; + is worse.</p>",
+        c.max_regression, c.max_regression
+    );
+    h.push_str("<table><tr><th>benchmark</th><th>baseline</th><th>now</th><th>change</th><th>95% interval</th><th>noise</th><th>verdict</th></tr>");
+    // Regressions first, then what a rerun did not show, improvements, the rest.
+    let rank = |x: &&crate::compare::Change| match x.verdict() {
+        "REGRESSION" => 0,
+        "improved" => 2,
+        v if v.starts_with("transient") => 1,
+        _ => 3,
+    };
+    let mut changes: Vec<&crate::compare::Change> = c.changes.iter().collect();
+    changes.sort_by_key(rank);
+    for x in changes {
+        let class = match x.verdict() {
+            "REGRESSION" => "regression",
+            "improved" => "improved",
+            _ => "quiet",
+        };
+        let _ = write!(
+            h,
+            "<tr class={class}><td>{}</td><td>{}</td><td>{}</td><td>{:+.1}%</td><td>[{:+.1}, {:+.1}]%</td><td>{:.1}%{}</td><td>{}</td></tr>",
+            esc(&x.name),
+            esc(&format_value(x.before, &x.unit)),
+            esc(&format_value(x.after, &x.unit)),
+            x.worse_pct,
+            x.interval_pct.0,
+            x.interval_pct.1,
+            x.noise_pct,
+            if x.between_runs.1 { "" } else { " (assumed)" },
+            x.verdict()
+        );
+    }
+    for m in &c.missing {
+        let _ = write!(
+            h,
+            "<tr class=quiet><td>{}</td><td colspan=6>only in the baseline</td></tr>",
+            esc(m)
+        );
+    }
+    for a in &c.added {
+        let _ = write!(
+            h,
+            "<tr class=quiet><td>{}</td><td colspan=6>new (no baseline)</td></tr>",
+            esc(a)
+        );
+    }
+    h.push_str("</table></body></html>\n");
+    h
+}
+
+/// The page.
+pub fn render(report: &Report) -> String {
+    let e = &report.environment;
+    let mut h = String::from(HEAD);
     let _ = write!(
         h,
         "<h1>baton bench {}</h1><p>baton {} ({} build, {}) on {} ({} cores, {}); git <code>{}</code>; load average {:.2} before, {:.2} after; {} repeats after a warm-up{}.</p>",
@@ -466,6 +559,30 @@ svg{margin:1em 0;border:1px solid #ddd}</style></head><body>",
 mod tests {
     use super::*;
     use crate::report::Record;
+
+    #[test]
+    fn a_comparison_leads_with_its_verdict_and_its_regressions() {
+        let mut base = crate::report::tests::sample();
+        let mut now = base.clone();
+        for (name, before, after) in [("a/fine", 1.0, 1.0), ("b/<slow>", 1.0, 3.0)] {
+            base.records
+                .push(Record::new(name, "", "s", false, vec![before; 3]));
+            now.records
+                .push(Record::new(name, "", "s", false, vec![after; 3]));
+        }
+        let c = crate::compare::compare(&base, &now, 10.0);
+        let page = render_comparison(&c, &base, &now);
+        assert!(
+            page.contains("banner red\">1 regression of 3 compared"),
+            "{page}"
+        );
+        assert!(page.contains("b/&lt;slow&gt;"), "names are escaped");
+        assert!(
+            page.find("b/&lt;slow&gt;") < page.find("a/fine"),
+            "regressions first"
+        );
+        assert!(page.contains("(assumed)"));
+    }
 
     #[test]
     fn self_contained_with_charts() {

@@ -41,6 +41,11 @@ pub struct Record {
     pub derived: BTreeMap<String, f64>,
     /// The machine, load and build this record was measured with.
     pub environment: Environment,
+    /// In a saved baseline: the medians of its last saves, oldest first
+    /// (this one's last), from which the regression gate measures the
+    /// between-run noise (`compare`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baseline_medians: Vec<f64>,
 }
 
 impl Record {
@@ -64,6 +69,7 @@ impl Record {
             samples,
             derived: BTreeMap::new(),
             environment: Environment::capture_cached(),
+            baseline_medians: Vec::new(),
         }
     }
 

@@ -79,6 +79,11 @@ pub struct Args {
     /// A regression is worse by more than this percentage and than the measured noise.
     #[arg(long, value_name = "PCT", default_value_t = 10.0)]
     max_regression: f64,
+    /// With `--baseline`: measure the suites of the regressions found this
+    /// many times again, and keep only those every run shows (0: trust the
+    /// first run).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    confirm: u32,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -86,9 +91,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let [a, b] = args.files.as_slice() else {
             bail!("usage: baton bench compare BASELINE.json NEW.json");
         };
+        if args.csv.is_some() || args.prometheus.is_some() {
+            bail!(
+                "`compare` writes --json and --html; --csv and --prometheus are for a run's report"
+            );
+        }
         let (a, b) = (Report::load(a)?, Report::load(b)?);
         let c = compare::compare(&a, &b, args.max_regression);
-        print!("{}", c.table());
+        match args.json.as_deref() {
+            Some(p) if p.as_os_str() == "-" => {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            }
+            Some(p) => {
+                write_file(p, &serde_json::to_string_pretty(&c)?)?;
+                print!("{}", c.table());
+            }
+            None => print!("{}", c.table()),
+        }
+        if let Some(path) = &args.html {
+            write_file(path, &baton_bench::html::render_comparison(&c, &a, &b))?;
+        }
         return Ok(if c.regressed() {
             ExitCode::from(1)
         } else {
@@ -202,7 +224,38 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Vec::new()
     };
     if let Some(base) = &baseline {
-        let c = compare::compare(base, &report, args.max_regression);
+        let mut c = compare::compare(base, &report, args.max_regression);
+        // A regression must show again when its suite is measured again: a
+        // spike of the machine does not last through a rerun, a slower
+        // build does.
+        for round in 1..=args.confirm {
+            if !c.regressed() {
+                break;
+            }
+            let suites = c.regressed_suites();
+            say(&format!(
+                "\nconfirming {} candidate regression{}: measuring {} again ({round} of {})\n",
+                c.changes.iter().filter(|x| x.regression).count(),
+                if c.changes.iter().filter(|x| x.regression).count() == 1 {
+                    ""
+                } else {
+                    "s"
+                },
+                suites.join(", "),
+                args.confirm
+            ));
+            let mut rerun = Report {
+                records: Vec::new(),
+                ..report.clone()
+            };
+            for name in &suites {
+                let suite: Suite = name.parse().map_err(anyhow::Error::msg)?;
+                rerun
+                    .records
+                    .extend(baton_bench::run(suite, &config, &mut |_| {})?.records);
+            }
+            c.confirm(&compare::compare(base, &rerun, args.max_regression));
+        }
         say("\n");
         say(&c.table());
         failed |= c.regressed();
@@ -216,8 +269,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(name) = &args.save_baseline {
         let path = args.baseline_dir.join(format!("{name}.json"));
-        report.save(&path)?;
-        eprintln!("baseline `{name}` saved to {}", path.display());
+        // The same name saved again keeps the medians of its last saves:
+        // the gate measures the between-run noise from them.
+        let previous = path.exists().then(|| Report::load(&path)).transpose();
+        let previous = previous.with_context(|| format!("baseline `{name}`"))?;
+        let runs = previous.as_ref().map_or(0, |p| {
+            p.records
+                .first()
+                .map_or(1, |r| r.baseline_medians.len().max(1))
+        });
+        compare::as_baseline(report.clone(), previous.as_ref()).save(&path)?;
+        eprintln!(
+            "baseline `{name}` saved to {} ({} run{} kept for the between-run noise)",
+            path.display(),
+            (runs + 1).min(compare::HISTORY),
+            if runs == 0 { "" } else { "s" }
+        );
     }
     if let Some(path) = &args.csv {
         write_file(path, &report.csv())?;

@@ -89,6 +89,18 @@ fn once(name: &str, bytes: Vec<u8>) -> Result<(baton_model::Checked, Phases), Er
     ))
 }
 
+/// `BATON_BENCH_SLOWDOWN=NAME` (a workload, `planning/random/1000`) makes
+/// that workload do all its work twice per iteration: a real 2× slowdown
+/// through the same code, with which the regression gate is shown to call
+/// exactly what it must (docs/performance.md, `.ci/run`).
+fn rounds(name: &str) -> usize {
+    if std::env::var("BATON_BENCH_SLOWDOWN").is_ok_and(|s| s == name) {
+        2
+    } else {
+        1
+    }
+}
+
 /// Warm-up, calibration and `repeats` samples of `workload`.
 pub(crate) fn measure(
     name: &str,
@@ -97,10 +109,11 @@ pub(crate) fn measure(
 ) -> Result<(Vec<Phases>, usize), Error> {
     let (_, warm) = once(name, workload.bytes.clone())?;
     let iterations = ((MIN_SAMPLE_SECONDS / warm.total.max(1e-9)).ceil() as usize).clamp(1, 10_000);
+    let rounds = rounds(name);
     let mut samples = Vec::with_capacity(repeats);
     for _ in 0..repeats.max(1) {
         let mut sum = Phases::default();
-        for _ in 0..iterations {
+        for _ in 0..iterations * rounds {
             let bytes = workload.bytes.clone();
             let (checked, p) = once(name, bytes)?;
             drop(checked);

@@ -126,13 +126,15 @@ fn baselines_save_compare_and_flag_regressions() {
     // The same report against itself: no change at all.
     let o = baton_in(dir.path(), &["bench", "compare", "a.json", "a.json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
-    // Make every figure 3× slower and perfectly quiet: a regression.
+    // Make every sample 3× slower: a regression.
     let mut v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("a.json")).unwrap()).unwrap();
     for r in v["records"].as_array_mut().unwrap() {
         let m = r["statistics"]["median"].as_f64().unwrap();
         r["statistics"]["median"] = (m * 3.0).into();
-        r["statistics"]["noise"] = 0.0.into();
+        for s in r["samples"].as_array_mut().unwrap() {
+            *s = (s.as_f64().unwrap() * 3.0).into();
+        }
     }
     std::fs::write(dir.path().join("b.json"), v.to_string()).unwrap();
     let o = baton_in(dir.path(), &["bench", "compare", "a.json", "b.json"]);
