@@ -19,6 +19,14 @@
 //!    benchmark's name, so a comparison is repeatable) is worse than the
 //!    threshold too.
 //!
+//! Before any of this, times and rates are put on the same machine: each
+//! record carries the seconds a fixed piece of CPU work took right after it
+//! was measured (`reference_s`), and the new figure is scaled by how much
+//! slower or faster that reference got (`machine` in the table). A machine
+//! that slowed down as a whole, a throttled CPU or a noisy neighbour, then
+//! does not read as slower code; the baseline's saved medians are put on
+//! one machine the same way before their range is taken.
+//!
 //! An improvement is the same with the signs turned. `baton bench
 //! --baseline` then measures the suites of the regressions it found again
 //! (`--confirm`, once by default) and keeps only those every run shows:
@@ -58,6 +66,10 @@ pub struct Change {
     /// How much worse, in percent (negative: better), whatever the unit's
     /// direction.
     pub worse_pct: f64,
+    /// How much slower the machine was for the new figure than for the
+    /// baseline's (the ratio of their references; 1 without them). The new
+    /// figure and samples are scaled by it before anything is compared.
+    pub machine: f64,
     /// The 95 % bootstrap interval of `worse_pct`.
     pub interval_pct: (f64, f64),
     /// The noise band, in percent: the larger of twice the within-run
@@ -73,6 +85,8 @@ pub struct Change {
     /// A regression the rerun of its suite did not show again: counted as
     /// noise, shown as transient.
     pub transient: bool,
+    /// Whether both runs have the samples to judge it ([`MIN_SAMPLES`]).
+    pub judged: bool,
 }
 
 /// The comparison of a new report against a baseline.
@@ -95,6 +109,8 @@ impl Change {
             "REGRESSION"
         } else if self.transient {
             "transient (not on a rerun)"
+        } else if !self.judged {
+            "not judged (one sample)"
         } else if self.improvement {
             "improved"
         } else if self.worse_pct.abs() <= self.noise_pct {
@@ -151,17 +167,25 @@ impl Comparison {
             .max(9);
         let _ = writeln!(
             out,
-            "{:<width$}  {:>12} {:>12} {:>9} {:>17} {:>8}  verdict (regression: worse by > {}% and > noise, and the 95% interval agrees)",
-            "benchmark", "baseline", "now", "change", "95% interval", "noise", self.max_regression
+            "{:<width$}  {:>12} {:>12} {:>8} {:>9} {:>17} {:>8}  verdict (regression: worse by > {}% and > noise, and the 95% interval agrees)",
+            "benchmark",
+            "baseline",
+            "now",
+            "machine",
+            "change",
+            "95% interval",
+            "noise",
+            self.max_regression
         );
         for c in &self.changes {
             let verdict = c.verdict();
             let _ = writeln!(
                 out,
-                "{:<width$}  {:>12} {:>12} {:>+8.1}% {:>17} {:>7.1}%{}  {verdict}",
+                "{:<width$}  {:>12} {:>12} {:>7.2}× {:>+8.1}% {:>17} {:>7.1}%{}  {verdict}",
                 c.name,
                 format_value(c.before, &c.unit),
                 format_value(c.after, &c.unit),
+                c.machine,
                 // Shown as "worse" so that + always means slower/less.
                 c.worse_pct,
                 format!("[{:+.1}, {:+.1}]%", c.interval_pct.0, c.interval_pct.1),
@@ -178,7 +202,7 @@ impl Comparison {
         let n = self.changes.iter().filter(|c| c.regression).count();
         let _ = writeln!(
             out,
-            "{} compared, {} regression{} (change: + is worse)",
+            "{} compared, {} regression{} (change: + is worse; now and change are on the baseline's machine: machine = how much slower it ran now)",
             self.changes.len(),
             n,
             if n == 1 { "" } else { "s" }
@@ -253,13 +277,49 @@ fn interval(name: &str, before: &[f64], after: &[f64], higher_is_better: bool) -
     )
 }
 
+/// Whether a record's figure follows the reference's CPU speed: the
+/// single-threaded CPU work of planning and the plan cache. Figures of
+/// threads, disks and sockets (events, the engine, HTTP) and bytes do not
+/// scale with it, and are compared as measured.
+fn speed_bound(r: &crate::report::Record) -> bool {
+    let cpu = ["planning/", "cache/", "scaling/planning/"]
+        .iter()
+        .any(|p| r.name.starts_with(p));
+    cpu && !matches!(r.unit.as_str(), "bytes" | "ratio")
+}
+
+/// Fewest samples a run needs for its record to be judged: one sample says
+/// nothing of its noise.
+const MIN_SAMPLES: usize = 2;
+
+/// `value`, measured on a machine `factor` times slower than the baseline's,
+/// as the baseline's machine would have measured it.
+fn on_baseline_machine(value: f64, factor: f64, higher_is_better: bool) -> f64 {
+    if higher_is_better {
+        value * factor
+    } else {
+        value / factor
+    }
+}
+
 /// The between-run noise of a baseline record, in percent, and whether it
-/// was measured.
-fn between_runs(medians: &[f64]) -> (f64, bool) {
+/// was measured: the range of its saves' medians, each put on the first
+/// save's machine when every save has its reference.
+fn between_runs(b: &crate::report::Record) -> (f64, bool) {
+    let medians = &b.baseline_medians;
     if medians.len() < MIN_HISTORY {
         return (BETWEEN_RUNS_PCT, false);
     }
-    let mut sorted = medians.to_vec();
+    let refs = &b.baseline_references;
+    let mut sorted: Vec<f64> = if refs.len() == medians.len() && speed_bound(b) {
+        medians
+            .iter()
+            .zip(refs)
+            .map(|(m, r)| on_baseline_machine(*m, r / refs[0], b.higher_is_better))
+            .collect()
+    } else {
+        medians.clone()
+    };
     let center = median(&mut sorted);
     let range = sorted[sorted.len() - 1] - sorted[0];
     if center == 0.0 {
@@ -278,12 +338,20 @@ pub fn compare(baseline: &Report, after: &Report, max_regression: f64) -> Compar
             missing.push(b.name.clone());
             continue;
         };
-        let (before, now) = (b.statistics.median, a.statistics.median);
+        let machine = match (b.reference_s, a.reference_s) {
+            (Some(rb), Some(ra)) if rb > 0.0 && ra > 0.0 && speed_bound(b) => ra / rb,
+            _ => 1.0,
+        };
+        let adjust = |x: f64| on_baseline_machine(x, machine, b.higher_is_better);
+        let before = b.statistics.median;
+        let now = adjust(a.statistics.median);
+        let after_samples: Vec<f64> = a.samples.iter().map(|&x| adjust(x)).collect();
         let worse_pct = worse(before, now, b.higher_is_better);
-        let between = between_runs(&b.baseline_medians);
+        let between = between_runs(b);
         let within = 2.0 * b.statistics.noise.max(a.statistics.noise) * 100.0;
         let noise_pct = within.max(between.0);
-        let interval_pct = interval(&b.name, &b.samples, &a.samples, b.higher_is_better);
+        let interval_pct = interval(&b.name, &b.samples, &after_samples, b.higher_is_better);
+        let judged = b.samples.len().min(a.samples.len()) >= MIN_SAMPLES;
         // Without samples (hand-made reports), the medians speak alone.
         let (low, high) = if interval_pct.0.is_nan() {
             (worse_pct, worse_pct)
@@ -296,14 +364,20 @@ pub fn compare(baseline: &Report, after: &Report, max_regression: f64) -> Compar
             before,
             after: now,
             worse_pct,
+            machine,
             interval_pct: (low, high),
             noise_pct,
             between_runs: between,
-            regression: worse_pct > max_regression && worse_pct > noise_pct && low > max_regression,
-            improvement: -worse_pct > max_regression
+            regression: judged
+                && worse_pct > max_regression
+                && worse_pct > noise_pct
+                && low > max_regression,
+            improvement: judged
+                && -worse_pct > max_regression
                 && -worse_pct > noise_pct
                 && -high > max_regression,
             transient: false,
+            judged,
         });
     }
     let added = after
@@ -336,8 +410,24 @@ pub fn as_baseline(mut report: Report, previous: Option<&Report>) -> Report {
             })
             .unwrap_or_default();
         medians.push(r.statistics.median);
+        let mut refs = previous
+            .and_then(|p| p.get(&r.name))
+            .map(
+                |p| match (p.baseline_references.is_empty(), p.reference_s) {
+                    (true, Some(x)) if p.baseline_medians.is_empty() => vec![x],
+                    _ => p.baseline_references.clone(),
+                },
+            )
+            .unwrap_or_default();
+        refs.extend(r.reference_s);
         let skip = medians.len().saturating_sub(HISTORY);
         r.baseline_medians = medians.split_off(skip);
+        // References only when every kept save has one.
+        r.baseline_references = if refs.len() >= r.baseline_medians.len() {
+            refs.split_off(refs.len() - r.baseline_medians.len())
+        } else {
+            Vec::new()
+        };
     }
     report
 }
@@ -461,6 +551,51 @@ mod tests {
         assert!(c.regressed());
     }
 
+    /// Everything twice as slow, the reference too: the machine, not the
+    /// code. Four times as slow with the reference twice: the code.
+    #[test]
+    fn a_slower_machine_is_not_slower_code() {
+        let with_reference = |mut r: Record, reference: f64| {
+            r.reference_s = Some(reference);
+            r
+        };
+        let base = report(vec![
+            with_reference(saved(time("planning/t", &[1.0; 3]), &[1.0; 3]), 0.001),
+            with_reference(saved(rate("cache/r", &[100.0; 3]), &[100.0; 3]), 0.001),
+            with_reference(
+                Record::new("planning/m", "", "bytes", false, vec![100.0; 3]),
+                0.001,
+            ),
+            with_reference(saved(time("events/e", &[1.0; 3]), &[1.0; 3]), 0.001),
+        ]);
+        let slow_machine = report(vec![
+            with_reference(time("planning/t", &[2.0; 3]), 0.002),
+            with_reference(rate("cache/r", &[50.0; 3]), 0.002),
+            with_reference(
+                Record::new("planning/m", "", "bytes", false, vec![200.0; 3]),
+                0.002,
+            ),
+            with_reference(time("events/e", &[2.0; 3]), 0.002),
+        ]);
+        let c = compare(&base, &slow_machine, 10.0);
+        let by = |n: &str| c.changes.iter().find(|x| x.name == n).unwrap().clone();
+        let (t, r) = (by("planning/t"), by("cache/r"));
+        assert!(!t.regression && t.worse_pct.abs() < 1e-9, "{t:?}");
+        assert!(!r.regression && r.worse_pct.abs() < 1e-9, "{r:?}");
+        assert!((t.machine - 2.0).abs() < 1e-9);
+        // Bytes, and figures of threads and disks, are compared as measured.
+        assert!(by("planning/m").regression && by("planning/m").machine == 1.0);
+        assert!(by("events/e").regression && by("events/e").machine == 1.0);
+        let slow_code = report(vec![with_reference(time("planning/t", &[4.0; 3]), 0.002)]);
+        let c = compare(&base, &slow_code, 10.0);
+        assert!(c.changes[0].regression);
+        assert!((c.changes[0].worse_pct - 100.0).abs() < 1e-9);
+        // Saves on machines of different speeds: their range is taken on one.
+        let mut drifted = saved(time("planning/t", &[1.0; 3]), &[1.0, 2.0, 1.5]);
+        drifted.baseline_references = vec![0.001, 0.002, 0.0015];
+        assert_eq!(between_runs(&drifted), (0.0, true));
+    }
+
     #[test]
     fn a_baseline_keeps_the_medians_of_its_last_saves() {
         let mut previous = None;
@@ -468,7 +603,16 @@ mod tests {
             let run = report(vec![time("t", &[f64::from(i)])]);
             previous = Some(as_baseline(run, previous.as_ref()));
         }
-        let kept = &previous.unwrap().records[0].baseline_medians;
+        let kept = &previous.as_ref().unwrap().records[0].baseline_medians;
         assert_eq!(kept, &[2.0, 3.0, 4.0, 5.0, 6.0]);
+        // References, when every save has one, are kept alongside.
+        let mut previous: Option<Report> = None;
+        for i in 0..7 {
+            let mut record = time("t", &[f64::from(i)]);
+            record.reference_s = Some(f64::from(i) * 10.0);
+            previous = Some(as_baseline(report(vec![record]), previous.as_ref()));
+        }
+        let r = &previous.unwrap().records[0];
+        assert_eq!(r.baseline_references, [20.0, 30.0, 40.0, 50.0, 60.0]);
     }
 }

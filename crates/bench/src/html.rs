@@ -448,10 +448,10 @@ pub fn render_comparison(
     }
     let _ = write!(
         h,
-        "<p>A regression is worse by more than {}% and by more than the noise (within and between runs), with the low end of the 95% bootstrap interval beyond {}% too; + is worse.</p>",
+        "<p>A regression is worse by more than {}% and by more than the noise (within and between runs), with the low end of the 95% bootstrap interval beyond {}% too; + is worse. <i>now</i> and <i>change</i> are on the baseline's machine: <i>machine</i> is how much slower a fixed piece of CPU work ran now.</p>",
         c.max_regression, c.max_regression
     );
-    h.push_str("<table><tr><th>benchmark</th><th>baseline</th><th>now</th><th>change</th><th>95% interval</th><th>noise</th><th>verdict</th></tr>");
+    h.push_str("<table><tr><th>benchmark</th><th>baseline</th><th>now</th><th>machine</th><th>change</th><th>95% interval</th><th>noise</th><th>verdict</th></tr>");
     // Regressions first, then what a rerun did not show, improvements, the rest.
     let rank = |x: &&crate::compare::Change| match x.verdict() {
         "REGRESSION" => 0,
@@ -469,10 +469,11 @@ pub fn render_comparison(
         };
         let _ = write!(
             h,
-            "<tr class={class}><td>{}</td><td>{}</td><td>{}</td><td>{:+.1}%</td><td>[{:+.1}, {:+.1}]%</td><td>{:.1}%{}</td><td>{}</td></tr>",
+            "<tr class={class}><td>{}</td><td>{}</td><td>{}</td><td>{:.2}×</td><td>{:+.1}%</td><td>[{:+.1}, {:+.1}]%</td><td>{:.1}%{}</td><td>{}</td></tr>",
             esc(&x.name),
             esc(&format_value(x.before, &x.unit)),
             esc(&format_value(x.after, &x.unit)),
+            x.machine,
             x.worse_pct,
             x.interval_pct.0,
             x.interval_pct.1,
@@ -484,14 +485,14 @@ pub fn render_comparison(
     for m in &c.missing {
         let _ = write!(
             h,
-            "<tr class=quiet><td>{}</td><td colspan=6>only in the baseline</td></tr>",
+            "<tr class=quiet><td>{}</td><td colspan=7>only in the baseline</td></tr>",
             esc(m)
         );
     }
     for a in &c.added {
         let _ = write!(
             h,
-            "<tr class=quiet><td>{}</td><td colspan=6>new (no baseline)</td></tr>",
+            "<tr class=quiet><td>{}</td><td colspan=7>new (no baseline)</td></tr>",
             esc(a)
         );
     }

@@ -204,16 +204,48 @@ impl Config {
     }
 }
 
+/// The machine's speed now: the seconds a fixed piece of CPU work takes
+/// (parsing a generated 1,000-task workflow as JSON values, the fastest of
+/// 15 tries). Every record carries the one measured just after it, so that
+/// `compare` can tell a machine that got slower (a noisy neighbour, a
+/// throttled CPU: everything slows alike) from code that did.
+pub fn reference_seconds() -> f64 {
+    static DOCUMENT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let bytes = DOCUMENT.get_or_init(|| suites::planning::generated(Shape::Random, 1_000).bytes);
+    (0..15)
+        .map(|_| {
+            let started = Instant::now();
+            let value = serde_json::from_slice::<serde_json::Value>(bytes);
+            std::hint::black_box(value).ok();
+            started.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// How often the reference is measured again while records come in.
+const REFERENCE_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Collects records as a suite produces them, reporting progress.
 pub(crate) struct Sink<'a> {
     pub(crate) records: Vec<Record>,
     pub(crate) fits: Vec<Fit>,
     pub(crate) notes: Vec<String>,
     progress: &'a mut dyn FnMut(&str),
+    /// The latest reference and when it was measured.
+    reference: Option<(f64, Instant)>,
 }
 
 impl Sink<'_> {
-    pub(crate) fn push(&mut self, record: Record) {
+    pub(crate) fn push(&mut self, mut record: Record) {
+        let reference = match self.reference {
+            Some((r, at)) if at.elapsed() < REFERENCE_EVERY => r,
+            _ => {
+                let r = reference_seconds();
+                self.reference = Some((r, Instant::now()));
+                r
+            }
+        };
+        record.reference_s.get_or_insert(reference);
         let s = &record.statistics;
         (self.progress)(&format!(
             "{:<48} {:>12}  (noise {:.1}%{})",
@@ -246,6 +278,7 @@ pub fn run(suite: Suite, config: &Config, progress: &mut dyn FnMut(&str)) -> Res
         fits: Vec::new(),
         notes: Vec::new(),
         progress,
+        reference: None,
     };
     let suites: Vec<Suite> = if suite == Suite::All {
         Suite::EVERY.to_vec()

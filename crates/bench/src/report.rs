@@ -41,11 +41,19 @@ pub struct Record {
     pub derived: BTreeMap<String, f64>,
     /// The machine, load and build this record was measured with.
     pub environment: Environment,
+    /// The machine's speed when this record was measured: the seconds a
+    /// fixed piece of CPU work took (`baton_bench::reference_seconds`), so
+    /// that a comparison can tell a slower machine from slower code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_s: Option<f64>,
     /// In a saved baseline: the medians of its last saves, oldest first
     /// (this one's last), from which the regression gate measures the
     /// between-run noise (`compare`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub baseline_medians: Vec<f64>,
+    /// The `reference_s` of each of those saves, when all had one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baseline_references: Vec<f64>,
 }
 
 impl Record {
@@ -69,7 +77,9 @@ impl Record {
             samples,
             derived: BTreeMap::new(),
             environment: Environment::capture_cached(),
+            reference_s: None,
             baseline_medians: Vec::new(),
+            baseline_references: Vec::new(),
         }
     }
 

@@ -9,6 +9,7 @@ mod control;
 mod dynamic;
 mod events;
 mod faults;
+mod fuzz;
 mod loops;
 mod patterns;
 mod props;

@@ -6,6 +6,7 @@
 mod conformance;
 mod crash;
 mod disk;
+mod fuzz;
 #[cfg(feature = "nats")]
 mod nats;
 #[cfg(feature = "redis")]

@@ -5,6 +5,7 @@
 
 mod agents;
 mod errors;
+mod fuzz;
 mod inputs;
 mod language;
 mod roundtrip;

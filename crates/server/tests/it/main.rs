@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, reason = "a test's panic is its failure report")]
 
 mod e2e;
+mod fuzz;
 mod fuzz_findings;
 mod handlers;
 mod security;
