@@ -89,13 +89,18 @@ fn once(name: &str, bytes: Vec<u8>) -> Result<(baton_model::Checked, Phases), Er
     ))
 }
 
-/// `BATON_BENCH_SLOWDOWN=NAME` (a workload, `planning/random/1000`) makes
-/// that workload do all its work twice per iteration: a real 2× slowdown
-/// through the same code, with which the regression gate is shown to call
-/// exactly what it must (docs/performance.md, `.ci/run`).
+/// `BATON_BENCH_SLOWDOWN=NAME:N` (a workload, `planning/random/1000:4`; `N`
+/// is 2 when left out) makes that workload do all its work `N` times per
+/// iteration: a real slowdown through the same code, with which the
+/// regression gate is shown to call exactly what it must (docs/performance.md,
+/// `.ci/run`).
 fn rounds(name: &str) -> usize {
-    if std::env::var("BATON_BENCH_SLOWDOWN").is_ok_and(|s| s == name) {
-        2
+    let Ok(spec) = std::env::var("BATON_BENCH_SLOWDOWN") else {
+        return 1;
+    };
+    let (workload, factor) = spec.split_once(':').unwrap_or((&spec, "2"));
+    if workload == name {
+        factor.parse().unwrap_or(2).max(1)
     } else {
         1
     }

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use baton_events::disk::check;
+use baton_events::testing::mutate::{Edit, apply, cases, edit};
 use baton_events::{DiskLog, DiskOptions, Event, EventLog as _, Fsync};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -44,55 +45,23 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-#[derive(Debug, Clone)]
-enum Edit {
-    Flip(Index, u8),
-    Delete(Index),
-    Insert(Index, u8),
-    Cut(Index),
-}
-
-fn edit() -> impl Strategy<Value = Edit> {
-    prop_oneof![
-        4 => (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Edit::Flip(i, b)),
-        1 => any::<Index>().prop_map(Edit::Delete),
-        1 => (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Edit::Insert(i, b)),
-        1 => any::<Index>().prop_map(Edit::Cut),
-    ]
-}
-
 fn damage(path: &Path, edits: &[Edit]) {
     let mut bytes = std::fs::read(path).unwrap();
-    for e in edits {
-        if bytes.is_empty() {
-            break;
-        }
-        match *e {
-            Edit::Flip(i, b) => {
-                let at = i.index(bytes.len());
-                bytes[at] ^= b | 1;
-            }
-            Edit::Delete(i) => {
-                bytes.remove(i.index(bytes.len()));
-            }
-            Edit::Insert(i, b) => bytes.insert(i.index(bytes.len() + 1), b),
-            Edit::Cut(i) => bytes.truncate(i.index(bytes.len())),
-        }
-    }
+    apply(&mut bytes, edits);
     std::fs::write(path, bytes).unwrap();
 }
 
 proptest! {
     #![proptest_config(ProptestConfig {
         // Each case writes and reopens a log: fewer than the default 256.
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64),
+        cases: cases(64),
         ..ProptestConfig::default()
     })]
 
     #[test]
     fn damaged_segments_are_reported_or_refused_never_a_panic(
         which in any::<Index>(),
-        edits in prop::collection::vec(edit(), 1..6),
+        edits in prop::collection::vec(edit(&[0, 0xff]), 1..6),
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let dir = tempfile::tempdir().unwrap();

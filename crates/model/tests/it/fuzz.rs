@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use baton_events::testing::mutate::{apply, edit};
 use baton_model::expr::Expr;
 use baton_model::{Limits, Source};
 use proptest::prelude::*;
@@ -65,45 +66,6 @@ fn load(name: &str, bytes: Vec<u8>) {
     }
 }
 
-/// An edit: flip a byte, delete it, or insert one there.
-#[derive(Debug, Clone)]
-enum Edit {
-    Flip(Index, u8),
-    Delete(Index),
-    Insert(Index, u8),
-}
-
-fn edit() -> impl Strategy<Value = Edit> {
-    // Inserted bytes favour what matters to YAML and JSON.
-    let byte = prop_oneof![
-        any::<u8>(),
-        prop::sample::select(b"{}[]:,\"'-#&*!|>\n\t \\".to_vec()),
-    ];
-    prop_oneof![
-        (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Edit::Flip(i, b)),
-        any::<Index>().prop_map(Edit::Delete),
-        (any::<Index>(), byte).prop_map(|(i, b)| Edit::Insert(i, b)),
-    ]
-}
-
-fn apply(bytes: &mut Vec<u8>, edits: &[Edit]) {
-    for e in edits {
-        if bytes.is_empty() {
-            bytes.push(b'x');
-        }
-        match *e {
-            Edit::Flip(i, b) => {
-                let at = i.index(bytes.len());
-                bytes[at] ^= b | 1;
-            }
-            Edit::Delete(i) => {
-                bytes.remove(i.index(bytes.len()));
-            }
-            Edit::Insert(i, b) => bytes.insert(i.index(bytes.len() + 1), b),
-        }
-    }
-}
-
 /// Conditions built from the language's own tokens, so that most of them
 /// get past the lexer and exercise the parser and the evaluator.
 fn condition() -> impl Strategy<Value = String> {
@@ -154,7 +116,7 @@ proptest! {
     #[test]
     fn mutated_examples_are_refused_or_loaded_never_a_panic(
         pick in any::<Index>(),
-        edits in prop::collection::vec(edit(), 1..8),
+        edits in prop::collection::vec(edit(b"{}[]:,\"'-#&*!|>\n\t \\"), 1..8),
     ) {
         thread_local! {
             static EXAMPLES: Vec<(String, Vec<u8>)> = examples();

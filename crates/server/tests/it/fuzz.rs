@@ -6,6 +6,7 @@
 
 use axum::body::Body;
 use axum::http::Request;
+use baton_events::testing::mutate::{apply, cases, edit};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
@@ -56,25 +57,6 @@ const BODIES: &[(&str, &str)] = &[
     ),
 ];
 
-#[derive(Debug, Clone)]
-enum Edit {
-    Flip(Index, u8),
-    Delete(Index),
-    Insert(Index, u8),
-}
-
-fn edit() -> impl Strategy<Value = Edit> {
-    let byte = prop_oneof![
-        any::<u8>(),
-        prop::sample::select(b"{}[]:,\"\\-0e.".to_vec())
-    ];
-    prop_oneof![
-        (any::<Index>(), any::<u8>()).prop_map(|(i, b)| Edit::Flip(i, b)),
-        any::<Index>().prop_map(Edit::Delete),
-        (any::<Index>(), byte).prop_map(|(i, b)| Edit::Insert(i, b)),
-    ]
-}
-
 #[test]
 fn no_request_body_gets_a_500_or_a_panic() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -82,15 +64,11 @@ fn no_request_body_gets_a_500_or_a_panic() {
     let app = runtime.block_on(app_with(|o| {
         o.long_poll_max = std::time::Duration::from_millis(5);
     }));
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(256);
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(cases));
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(cases(256)));
     // A route, edits of its valid body or random bytes, a content type.
     let strategy = (
         any::<Index>(),
-        prop::collection::vec(edit(), 0..6),
+        prop::collection::vec(edit(b"{}[]:,\"\\-0e."), 0..6),
         prop::collection::vec(any::<u8>(), 0..256),
         any::<bool>(),
         prop::sample::select(vec![
@@ -105,21 +83,7 @@ fn no_request_body_gets_a_500_or_a_panic() {
             let (path, valid) = BODIES[route.index(BODIES.len())];
             let bytes = if mutate {
                 let mut bytes = valid.as_bytes().to_vec();
-                for e in &edits {
-                    if bytes.is_empty() {
-                        bytes.push(b'{');
-                    }
-                    match *e {
-                        Edit::Flip(i, b) => {
-                            let at = i.index(bytes.len());
-                            bytes[at] ^= b | 1;
-                        }
-                        Edit::Delete(i) => {
-                            bytes.remove(i.index(bytes.len()));
-                        }
-                        Edit::Insert(i, b) => bytes.insert(i.index(bytes.len() + 1), b),
-                    }
-                }
+                apply(&mut bytes, &edits);
                 bytes
             } else {
                 random
