@@ -301,6 +301,18 @@ fn listening(line: &str) -> Option<String> {
     Some(rest.split_whitespace().next()?.to_string())
 }
 
+/// Spawns a `baton serve` (`what` names it in a failure) and waits up to a
+/// minute for the address it says it listens on; its log is drained from
+/// then on, so it never blocks on a full pipe.
+fn listening_server(cmd: &mut Command, what: &str) -> (Group, String) {
+    let mut group = Group::spawn(cmd.stdout(Stdio::null()).stderr(Stdio::piped()));
+    let log = lines_of(group.0.stderr.take().unwrap());
+    let addr = wait_for(&log, Duration::from_secs(60), listening)
+        .unwrap_or_else(|seen| panic!("{what} did not start:\n{seen}"));
+    std::thread::spawn(move || for _ in log {});
+    (group, addr)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -341,18 +353,12 @@ impl Session {
             bin_dir.display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        let mut server = Group::spawn(
+        let (server, addr) = listening_server(
             Command::new(env!("CARGO_BIN_EXE_baton"))
                 .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-                .arg(dir.path().join("server-data"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped()),
+                .arg(dir.path().join("server-data")),
+            "the docs' server",
         );
-        let log = lines_of(server.0.stderr.take().unwrap());
-        let addr = wait_for(&log, Duration::from_secs(30), listening)
-            .unwrap_or_else(|seen| panic!("the docs' server did not start:\n{seen}"));
-        // Keep draining its log so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in log {});
         let mut session = Session {
             dir,
             path,
@@ -615,16 +621,10 @@ fn every_shell_block_of_the_readme_and_docs_runs() {
 /// Starts a `baton serve` command; it must say where it listens and answer
 /// `/readyz` there. Stopped at the end of its block.
 fn serve(session: &Session, line: &str) -> Group {
-    let mut group = Group::spawn(
-        session
-            .bash_command(&format!("exec {line}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
+    let (group, addr) = listening_server(
+        &mut session.bash_command(&format!("exec {line}")),
+        &format!("`{line}`"),
     );
-    let log = lines_of(group.0.stderr.take().unwrap());
-    let addr = wait_for(&log, Duration::from_secs(60), listening)
-        .unwrap_or_else(|seen| panic!("`{line}` did not start:\n{seen}"));
-    std::thread::spawn(move || for _ in log {});
     let ready = super::serve::request(&addr, "GET", "/readyz", "");
     assert!(ready.starts_with("HTTP/1.1 200"), "`{line}`: {ready}");
     group

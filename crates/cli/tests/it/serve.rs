@@ -8,11 +8,23 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 pub(crate) fn request(addr: &str, method: &str, path: &str, body: &str) -> String {
+    request_as(addr, None, method, path, body)
+}
+
+/// [`request`] with `Authorization: Bearer TOKEN` when a token is given.
+pub(crate) fn request_as(
+    addr: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -508,16 +520,7 @@ fn tokens_from_the_cli_work_on_a_running_server_and_the_audit_shows_them() {
     std::thread::spawn(move || for _ in lines {});
     assert!(line.contains("bearer auth on"), "{line}");
     let call = |method: &str, path: &str, token: &str, body: &str| {
-        let mut s = TcpStream::connect(&addr).unwrap();
-        write!(
-            s,
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
+        request_as(&addr, Some(token), method, path, body)
     };
     let flow = r#"{"name": "t", "tasks": [{"id": "a"}]}"#;
     assert!(call("POST", "/api/v1/workflows", &writer, flow).starts_with("HTTP/1.1 201"));
@@ -586,7 +589,13 @@ fn serve_speaks_https_and_keeps_its_certificate_when_a_reload_fails() {
             .arg("--data-dir")
             .arg(dir.path().join("data")),
     );
-    std::thread::spawn(move || for _ in lines {});
+    // The log, read on a thread: the reload says what it did there.
+    let (log, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = log.send(line);
+        }
+    });
     assert!(line.contains("listening on https://"), "{line}");
     let port = addr.rsplit(':').next().unwrap();
     let runs = || {
@@ -636,7 +645,17 @@ fn serve_speaks_https_and_keeps_its_certificate_when_a_reload_fails() {
             .unwrap()
             .success()
     );
-    std::thread::sleep(Duration::from_millis(300));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = said
+            .recv_timeout(left)
+            .expect("no word of the reload within 10 s");
+        if line.contains("SIGHUP") {
+            assert!(line.contains("did not load"), "{line}");
+            break;
+        }
+    }
     let o = runs();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(sigterm(&mut child).success());

@@ -18,7 +18,12 @@ use super::St;
 /// Checks the bearer token against the scope of the route the request
 /// matched (`/metrics`: `metrics`), and hands the caller on for the audit
 /// trail.
-pub(super) async fn auth(State(state): St, mut req: Request, next: Next) -> Response {
+pub(super) async fn auth(State(state): St, req: Request, next: Next) -> Response {
+    // Without tokens there is nothing to look up: a server without auth
+    // pays no more per request than it did before scopes.
+    if !state.tokens.required() {
+        return with_caller(&state, Caller::Anonymous, req, next).await;
+    }
     let scope = match req
         .extensions()
         .get::<MatchedPath>()
@@ -42,17 +47,7 @@ pub(super) async fn auth(State(state): St, mut req: Request, next: Next) -> Resp
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim_start());
     match state.tokens.check(given, scope) {
-        Ok(caller) => {
-            if let Err(over) = state.limits.request(&caller) {
-                let mut res = ApiError::from(over).into_response();
-                res.extensions_mut().insert(caller);
-                return res;
-            }
-            req.extensions_mut().insert(caller.clone());
-            let mut res = next.run(req).await;
-            res.extensions_mut().insert(caller);
-            res
-        }
+        Ok(caller) => with_caller(&state, caller, req, next).await,
         Err(Refusal::Unauthenticated) => {
             let mut res = ApiError::Unauthorized.into_response();
             res.headers_mut()
@@ -70,6 +65,26 @@ pub(super) async fn auth(State(state): St, mut req: Request, next: Next) -> Resp
             res
         }
     }
+}
+
+/// Answers an authenticated request within the caller's rate limit, with
+/// the caller on the request (for handlers) and on the response (for the
+/// audit trail).
+async fn with_caller(
+    state: &crate::AppState,
+    caller: Caller,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    if let Err(over) = state.limits.request(&caller) {
+        let mut res = ApiError::from(over).into_response();
+        res.extensions_mut().insert(caller);
+        return res;
+    }
+    req.extensions_mut().insert(caller.clone());
+    let mut res = next.run(req).await;
+    res.extensions_mut().insert(caller);
+    res
 }
 
 /// The route template a matched request took, for the access log.
@@ -136,7 +151,8 @@ pub(super) async fn track(State(state): St, req: Request, next: Next) -> Respons
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    // A cheap clone (shared bytes): the path is copied only when audited.
+    let uri = req.uri().clone();
     let long = crate::openapi::is_long(method.as_str(), &route);
     let res = if long {
         next.run(req).await
@@ -163,7 +179,7 @@ pub(super) async fn track(State(state): St, req: Request, next: Next) -> Respons
             caller,
             method: method.to_string(),
             route: route.clone(),
-            path,
+            path: uri.path().to_string(),
             status,
             request_id: CURRENT.try_with(|id| id.to_string()).unwrap_or_default(),
         });

@@ -42,6 +42,23 @@ pub(crate) async fn app_with(f: impl FnOnce(&mut ServerOptions)) -> App {
     }
 }
 
+/// A request with a JSON content type, sent as `token`'s bearer (no
+/// `Authorization` without one); add headers, then the body.
+pub(crate) fn as_caller(
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> axum::http::request::Builder {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json");
+    match token {
+        Some(token) => req.header("authorization", format!("Bearer {token}")),
+        None => req,
+    }
+}
+
 pub(crate) async fn app() -> App {
     app_with(|_| {}).await
 }

@@ -496,14 +496,8 @@ async fn every_route_needs_its_scope_and_no_other() {
     })
     .await;
     let send = |method: &str, path: &str, token: Option<&str>| {
-        let mut req = axum::http::Request::builder()
-            .method(method.to_ascii_uppercase().as_str())
-            .uri(path)
-            .header("content-type", "application/json");
-        if let Some(token) = token {
-            req = req.header("authorization", format!("Bearer {token}"));
-        }
         let body = if method == "post" { "{}" } else { "" };
+        let req = crate::as_caller(&method.to_ascii_uppercase(), path, token);
         app.send(req.body(axum::body::Body::from(body)).unwrap())
     };
     let mut tried = 0;
@@ -551,12 +545,8 @@ async fn tokens_are_taken_and_revoked_without_a_restart() {
     .await;
     // The watcher runs with the server's accept loop; a router alone reloads here.
     let get = |token: String| {
-        app.send(
-            axum::http::Request::get("/api/v1/executions")
-                .header("authorization", format!("Bearer {token}"))
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
+        let req = crate::as_caller("GET", "/api/v1/executions", Some(&token));
+        app.send(req.body(axum::body::Body::empty()).unwrap())
     };
     assert_eq!(get("the-admin-token".into()).await.status, 200);
     let (info, token) = create(&file, "reader", &[Scope::RunsRead], None, Rate::default()).unwrap();
@@ -598,14 +588,8 @@ async fn mutating_and_refused_calls_are_in_the_audit_trail_for_admins_only() {
     let (_, ops) = create(&file, "ops", &[Scope::Admin], None, Rate::default()).unwrap();
     let app = app_with(|o| o.tokens_file = Some(file.clone())).await;
     let call = |method: &str, path: &str, token: Option<&str>, body: &str| {
-        let mut req = axum::http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("content-type", "application/json")
+        let req = crate::as_caller(method, path, token)
             .header("x-request-id", format!("audit-{method}-{}", path.len()));
-        if let Some(token) = token {
-            req = req.header("authorization", format!("Bearer {token}"));
-        }
         app.send(req.body(axum::body::Body::from(body.to_string())).unwrap())
     };
     let flow = r#"{"name": "audited", "tasks": [{"id": "a"}]}"#;
@@ -713,15 +697,8 @@ async fn rate_limits_answer_429_with_retry_after_and_never_limit_the_admin() {
     })
     .await;
     let call = |token: &str, method: &str, path: &str, body: &str| {
-        app.send(
-            axum::http::Request::builder()
-                .method(method)
-                .uri(path)
-                .header("authorization", format!("Bearer {token}"))
-                .header("content-type", "application/json")
-                .body(axum::body::Body::from(body.to_string()))
-                .unwrap(),
-        )
+        let req = crate::as_caller(method, path, Some(token));
+        app.send(req.body(axum::body::Body::from(body.to_string())).unwrap())
     };
     for _ in 0..3 {
         assert_eq!(
