@@ -541,6 +541,184 @@ pub struct AckResponse {
     pub acknowledged: usize,
 }
 
+/// `POST /api/v1/topics/{topic}/redrive`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveRequest {
+    /// Most letters moved, oldest first (default 10,000, at most 100,000).
+    #[serde(default = "ten_thousand", deserialize_with = "integral::value")]
+    pub max: usize,
+}
+
+fn ten_thousand() -> usize {
+    10_000
+}
+
+/// `redrive` → 200.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RedriveResponse {
+    /// The topic the letters went back to.
+    pub topic: String,
+    /// Letters moved.
+    pub moved: u64,
+    /// Letters not redriven yet.
+    pub remaining: u64,
+}
+
+/// `GET /api/v1/agents` → 200: the agents the engine has called, the remote
+/// workers seen in the last minutes and the calls leased to them, and, with
+/// several instances, the instances.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentsResponse {
+    /// Agents by name (the operator's `[agents.*]` and those of workflows).
+    pub agents: Vec<AgentOut>,
+    /// Whether agents were left out (more than 1,000).
+    pub truncated: bool,
+    /// Remote workers by the name they poll with.
+    pub workers: Vec<WorkerOut>,
+    /// Leased calls, the soonest to expire first (at most 200).
+    pub leases: Vec<LeaseOut>,
+    /// Leased calls in all.
+    pub leased: u64,
+    /// The instances sharing the state store, when there are several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<Vec<InstanceOut>>,
+}
+
+/// One agent's load and health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentOut {
+    /// Its name.
+    pub name: String,
+    /// Its type (`worker`, `command`, `http`, `llm`, `simulate`, `noop`).
+    pub kind: String,
+    /// Whether the server's config defines it (`[agents.NAME]`).
+    pub operator: bool,
+    /// Calls in flight.
+    pub in_flight: u32,
+    /// Calls it may have in flight at once; absent: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// Calls waiting for one of those slots.
+    pub queued: u64,
+    /// Calls since the server started.
+    pub calls: u64,
+    /// Calls that failed.
+    pub failures: u64,
+    /// Its circuit breaker: `closed`, `open` or `half_open`.
+    pub breaker: String,
+    /// For `worker` agents: calls waiting for a worker to poll.
+    pub waiting: u64,
+    /// For `worker` agents: calls leased to workers.
+    pub leased: u64,
+}
+
+/// A remote worker, by the name it polls with (`worker` of the poll).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerOut {
+    /// Its name (`(unnamed)` for workers that poll without one).
+    pub name: String,
+    /// The agents it polls for.
+    pub agents: Vec<String>,
+    /// Its polls waiting now: a connected worker keeps one open.
+    pub polling: u32,
+    /// Calls it holds.
+    pub leases: u32,
+    /// When it last polled, ms since the Unix epoch.
+    pub last_seen_ms: u64,
+}
+
+/// A call leased to a worker (its lease id is not shown: it lets whoever holds
+/// it report the call).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaseOut {
+    /// The agent.
+    pub agent: String,
+    /// The worker holding it.
+    pub worker: String,
+    /// The run.
+    pub run: String,
+    /// The task.
+    pub task: String,
+    /// The attempt.
+    pub attempt: u32,
+    /// When the lease expires unless extended, ms since the Unix epoch.
+    pub expires_ms: u64,
+}
+
+/// One instance of several sharing a PostgreSQL state store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceOut {
+    /// Its id (also its fencing epoch).
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// Where the others reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// When it registered, ms since the Unix epoch (database clock).
+    pub started_at_ms: i64,
+    /// What its lease has left, ms (negative: expired, its runs move).
+    pub lease_left_ms: i64,
+    /// Unfinished runs it owns.
+    pub runs: u64,
+    /// Whether it is the instance that answered.
+    pub this: bool,
+}
+
+/// `GET /api/v1/stats` → 200: the server's figures, sampled every
+/// `interval_ms` over the last minutes, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsResponse {
+    /// Time between two samples, ms.
+    pub interval_ms: u64,
+    /// The samples, oldest first (rates come from two in a row).
+    pub samples: Vec<Sample>,
+}
+
+/// The server's figures at one time. Counters count since the server started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// When, ms since the Unix epoch.
+    pub t_ms: u64,
+    /// Events published through the API (counter).
+    pub events_published: u64,
+    /// Task transitions (counter).
+    pub transitions: u64,
+    /// Runs in progress.
+    pub runs_running: u64,
+    /// Runs paused.
+    pub runs_paused: u64,
+    /// Runs running compensations.
+    pub runs_compensating: u64,
+    /// Runs waiting for admission.
+    pub runs_queued: u64,
+    /// Runs completed (counter).
+    pub runs_completed: u64,
+    /// Runs failed (counter).
+    pub runs_failed: u64,
+    /// Runs cancelled (counter).
+    pub runs_cancelled: u64,
+    /// Tasks ready and waiting for an agent.
+    pub ready_queue: u64,
+    /// Coordination overhead (ready → dispatched) of the tasks dispatched
+    /// since the previous sample.
+    pub dispatch: Latency,
+}
+
+/// Latency percentiles over some samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Samples.
+    pub count: u64,
+    /// Median, µs.
+    pub p50_us: f64,
+    /// 99th percentile, µs.
+    pub p99_us: f64,
+    /// Largest, µs.
+    pub max_us: f64,
+}
+
 /// `POST /api/v1/agents/{name}/poll`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -554,6 +732,10 @@ pub struct WorkerPoll {
     /// Lease of each assignment, ms (default 30,000): heartbeat before it expires.
     #[serde(default = "thirty_s", deserialize_with = "integral::value")]
     pub lease_ms: u64,
+    /// The polling worker's name (for example `host:pid`), shown with its
+    /// leases in `GET /api/v1/agents`; at most 200 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
 }
 
 fn one() -> usize {

@@ -63,6 +63,12 @@ pub struct Server {
     pub dedup_ids: Option<usize>,
     /// How long an event id is remembered for dedup, seconds.
     pub dedup_window_secs: Option<u64>,
+    /// How long a delivered event may stay unacknowledged before it is
+    /// delivered again, ms (topics created from now on).
+    pub visibility_timeout_ms: Option<u64>,
+    /// Deliveries before an event goes to the topic's dead letters (0: never;
+    /// topics created from now on).
+    pub max_deliveries: Option<u32>,
     /// The event log (`disk`, `memory`, `redis://…`, `nats://…`).
     pub events: Option<String>,
     /// The state store (`embedded`, `postgres://…`).

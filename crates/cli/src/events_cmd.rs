@@ -40,6 +40,8 @@ enum Command {
     Pending(PendingArgs),
     /// Print a topic's dead letters with the reason each was moved.
     Dlq(DlqArgs),
+    /// Move a topic's dead letters, oldest first, back to the topic.
+    Redrive(RedriveArgs),
     /// Read every segment and report what it holds and where it is damaged
     /// (exit 1 if anything but a torn tail is).
     Check(Common),
@@ -141,6 +143,18 @@ struct DlqArgs {
     count: u64,
 }
 
+#[derive(clap::Args)]
+struct RedriveArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The topic whose dead letters (in TOPIC.dlq) go back to it.
+    #[arg(long)]
+    topic: String,
+    /// Most letters moved.
+    #[arg(long, default_value_t = 10_000)]
+    max: usize,
+}
+
 /// Runs `baton events ...`.
 pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
@@ -158,6 +172,7 @@ pub fn run(args: EventsArgs) -> anyhow::Result<ExitCode> {
                     Command::Publish(a) => publish(a).await,
                     Command::Groups(a) => groups(a).await,
                     Command::Pending(a) => pending(a).await,
+                    Command::Redrive(a) => redrive(a).await,
                     Command::Tail(_) | Command::Dlq(_) | Command::Check(_) | Command::Repair(_) => {
                         unreachable!("handled above")
                     }
@@ -508,6 +523,29 @@ async fn groups(a: TopicArgs) -> anyhow::Result<ExitCode> {
         eprintln!("topic {:?} has no consumer groups", a.topic);
     }
     log.close().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `baton events redrive`: [`baton_events::redrive`] on the disk log.
+async fn redrive(a: RedriveArgs) -> anyhow::Result<ExitCode> {
+    check_dir(&a.common.data_dir)?;
+    let log = open(&a.common.data_dir, Fsync::Always).await?;
+    let dlq = dead_letter_topic(&a.topic);
+    // Polling a topic creates it: look first, so that a topic without dead
+    // letters gets none.
+    let done = if log.topics().await?.iter().any(|t| t.name == dlq) {
+        baton_events::redrive(&log, &dlq, a.max).await?.moved
+    } else {
+        0
+    };
+    log.close().await?;
+    if a.common.json {
+        println!("{}", json!({"topic": a.topic, "moved": done}));
+    } else if done == 0 {
+        eprintln!("no dead letters to redrive for topic {:?}", a.topic);
+    } else {
+        println!("{done} dead letters moved back to {}", a.topic);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

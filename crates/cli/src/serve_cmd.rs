@@ -72,7 +72,8 @@ pub struct Args {
     /// audit_retention_days,
     /// metrics_requires_auth, access_log, body_limit, max_batch_events,
     /// request_timeout_secs, long_poll_max_ms, max_connections,
-    /// idle_timeout_secs, dedup_ids, dedup_window_secs, events, state, instance, advertise, lease_ttl_secs,
+    /// idle_timeout_secs, dedup_ids, dedup_window_secs, visibility_timeout_ms,
+    /// max_deliveries, events, state, instance, advertise, lease_ttl_secs,
     /// namespace, allow_workflow_command_agents, allow_workflow_http_urls,
     /// allow_private_hosts, max_depth, max_instances_per_run) and
     /// `[agents.NAME]` (docs/security.md) [env: BATON_CONFIG] [default:
@@ -110,6 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let defaults = ServerOptions::default();
     let s = config.server;
     let (s_dedup_ids, s_dedup_window) = (s.dedup_ids, s.dedup_window_secs);
+    let (s_visibility, s_deliveries) = (s.visibility_timeout_ms, s.max_deliveries);
     let mut options = ServerOptions {
         bind: args.bind.or(bind_env).or(s.bind).unwrap_or(defaults.bind),
         data_dir: args
@@ -207,6 +209,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if options.engine.max_instances == 0 {
         eprintln!("error: [server] max_instances_per_run must be at least 1");
         return Ok(ExitCode::from(2));
+    }
+    let topics = &mut options.log.log.topic_defaults;
+    if let Some(ms) = s_visibility {
+        if ms == 0 {
+            eprintln!("error: [server] visibility_timeout_ms must be at least 1");
+            return Ok(ExitCode::from(2));
+        }
+        topics.visibility_timeout = Duration::from_millis(ms);
+    }
+    if let Some(n) = s_deliveries {
+        topics.max_deliveries = n;
     }
     let dedup = &mut options.log.log.topic_defaults.dedup;
     if let Some(n) = s_dedup_ids {

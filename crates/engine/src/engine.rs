@@ -209,7 +209,22 @@ impl Handle {
 
     /// Engine-wide figures.
     pub async fn stats(&self) -> Result<Stats, Error> {
-        self.ask(|reply| Msg::Stats { reply }).await
+        self.ask(|reply| Msg::Stats {
+            with_latencies: false,
+            reply,
+        })
+        .await
+    }
+
+    /// [`Handle::stats`] with [`Stats::dispatch_histogram`]: a sampler that
+    /// keeps the previous one gets the coordination overhead of each interval
+    /// (`Histogram::subtract`).
+    pub async fn sample(&self) -> Result<Stats, Error> {
+        self.ask(|reply| Msg::Stats {
+            with_latencies: true,
+            reply,
+        })
+        .await
     }
 
     /// Live counters (no round trip to the scheduler).

@@ -299,6 +299,10 @@ pub struct Stats {
     pub child_start_latency: Percentiles,
     /// Agents: name, calls in flight, breaker state.
     pub agents: Vec<AgentStats>,
+    /// Ready → dispatched latencies since start, nanoseconds
+    /// ([`Handle::sample`](crate::Handle::sample) only).
+    #[serde(skip)]
+    pub dispatch_histogram: Option<hdrhistogram::Histogram<u64>>,
 }
 
 /// One agent's figures.
@@ -310,6 +314,10 @@ pub struct AgentStats {
     pub kind: String,
     /// Calls in flight.
     pub in_flight: u32,
+    /// Calls it may have in flight at once (`None`: no limit).
+    pub concurrency: Option<u32>,
+    /// Calls waiting for one of those slots.
+    pub queued: u64,
     /// Calls started since start.
     pub calls: u64,
     /// Calls that failed.

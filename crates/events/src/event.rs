@@ -56,6 +56,16 @@ impl EventId {
         });
         EventId(((a as u128) << 64) | b as u128)
     }
+
+    /// An id derived from `key`: the same in every process, so that the dedup
+    /// window stores what `key` names once however often it is published.
+    pub fn derived(key: &[u8]) -> Self {
+        let hi = key_hash(key);
+        let mut salted = Vec::with_capacity(key.len() + 1);
+        salted.push(0xff);
+        salted.extend_from_slice(key);
+        EventId((u128::from(hi) << 64) | u128::from(key_hash(&salted)))
+    }
 }
 
 impl fmt::Display for EventId {

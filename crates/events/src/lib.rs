@@ -46,6 +46,7 @@ pub mod nats;
 mod options;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod redrive;
 mod rules;
 #[cfg(feature = "test-util")]
 pub mod testing;
@@ -64,6 +65,7 @@ pub use crate::options::{
 };
 #[cfg(feature = "redis")]
 pub use crate::redis::{RedisLog, RedisOptions};
+pub use crate::redrive::{REDRIVE_GROUP, Redriven, redrive};
 pub use crate::types::{
     Chunk, Delivery, GroupInfo, MemberInfo, PartitionInfo, PendingEntry, Polled, Record, SeekTo,
     Slice, TopicInfo,

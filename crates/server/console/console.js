@@ -192,7 +192,8 @@ async function route() {
   const path = location.hash.replace(/^#\/?/, "").split("?")[0] || "runs";
   const [, page, id] = path.match(/^([^/]*)\/?(.*)$/) || [];
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === page);
-  const views = { runs: id ? runView : runsView, workflows: id ? workflowView : workflowsView, events: id ? topicView : eventsView, new: newWorkflowView };
+  const views = { runs: id ? runView : runsView, workflows: id ? workflowView : workflowsView, events: id ? topicView : eventsView,
+    agents: agentsView, live: liveView, bench: benchView, new: newWorkflowView };
   const view = views[page] || runsView;
   app.replaceChildren(h("p", { class: "muted" }, "Loading…"));
   try {
@@ -552,7 +553,26 @@ async function topicView(app, name) {
       h("dt", {}, "headers"), h("dd", {}, h("pre", {}, JSON.stringify(e.headers || {}, null, 2))),
       h("dt", {}, "payload"), h("dd", {}, h("pre", {}, JSON.stringify(e.payload, null, 2)))));
   const head = dlq ? ["Where", "Type", "Key", "Reason", "From", "Deliveries", "Published"] : ["Where", "Type", "Key", "Published"];
+  // A dead-letter topic's letters go back to their topic through the group
+  // `baton.redrive`: what it has not read or acknowledged is still to redrive.
+  let redrive = "";
+  if (dlq) {
+    const g = topic.groups.find((x) => x.name === "baton.redrive");
+    const left = g ? g.lag + g.pending : topic.events;
+    const target = name.slice(0, -".dlq".length);
+    const status = h("span", { class: "muted", id: "redrive-status" }, left ? `${left} not redriven yet` : "Every letter has been redriven.");
+    const button = h("button", { type: "button", id: "redrive", disabled: !left, onclick: async () => {
+      if (!confirm(`Move ${left} dead letters back to ${target}? Every consumer group of ${target} receives them again.`)) return;
+      button.disabled = true;
+      try {
+        const r = await api.post(`/api/v1/topics/${encodeURIComponent(name)}/redrive`, { max: 100000 });
+        status.textContent = `${r.moved} moved back to ${r.topic}; ${r.remaining} left.`;
+      } catch (e) { status.replaceChildren(errorBox(e)); button.disabled = false; }
+    } }, `Redrive to ${target}`);
+    redrive = h("div", { class: "row", style: "margin:0 0 12px" }, button, status);
+  }
   app.replaceChildren(h("h1", {}, "Topic ", h("span", { class: "mono" }, name), dlq ? h("span", { class: "badge s-failed" }, "dead letters") : ""),
+    redrive,
     h("div", { class: "figures" }, [["events", topic.events], ["size", fmtBytes(topic.bytes)], ["partitions", topic.partitions.length], ["groups", topic.groups.length]].map(([k, v]) => h("div", {}, h("span", {}, k), String(v)))),
     h("h2", {}, "Consumer groups"),
     topic.groups.length ? h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, ["Group", "Lag", "Pending", "Members (pending, last poll)"].map((t) => h("th", {}, t)))),
@@ -567,6 +587,144 @@ async function topicView(app, name) {
             cells.map((c, i) => h("td", i === 0 ? { style: "white-space:normal" } : {}, c)), h("td", {}, fmtTime(e.timestamp_ms)));
         }) : h("tr", {}, h("td", { colspan: head.length, class: "muted" }, "No events retained.")))))),
       h("div", {}, h("h2", {}, "Event"), detail)));
+}
+
+// -- agents and workers --------------------------------------------------------
+//
+// `GET /api/v1/agents`: each agent's load (in flight against its concurrency,
+// calls waiting for a slot), its circuit breaker, and for `worker` agents the
+// calls waiting for a worker and leased; the remote workers by the name they
+// poll with, and their leases; with several instances, the instances.
+async function agentsView(app) {
+  const body = h("div");
+  app.replaceChildren(h("h1", {}, "Agents and workers"),
+    h("p", { class: "muted" }, "Load and health of every agent the engine has called; remote workers seen in the last five minutes and the calls they hold. Refreshed every 2 s."), body);
+  const breaker = (b) => h("span", { class: `badge ${b === "closed" ? "s-succeeded" : b === "open" ? "s-failed" : "s-paused"}` }, b.replace("_", "-"));
+  const load = async () => {
+    const d = await api.get("/api/v1/agents");
+    const now = Date.now();
+    const ago = (ms) => { const s = Math.max(0, Math.round((now - ms) / 1000)); return s < 60 ? `${s} s ago` : `${Math.round(s / 60)} min ago`; };
+    const left = (ms) => { const s = Math.round((ms - now) / 1000); return s >= 0 ? `in ${s} s` : `${-s} s ago`; };
+    const parts = [
+      h("h2", {}, "Agents"),
+      d.agents.length ? h("div", { class: "table-wrap" }, h("table", { id: "agents-table" },
+        h("thead", {}, h("tr", {}, ["Agent", "Type", "In flight", "Waiting for a slot", "Calls", "Failures", "Breaker", "Worker queue / leased"].map((t) => h("th", {}, t)))),
+        h("tbody", {}, d.agents.map((a) => h("tr", {},
+          h("td", { class: "mono" }, a.name, a.operator ? [" ", h("span", { class: "badge s-ready", title: "defined in the server's config" }, "operator")] : ""),
+          h("td", {}, a.kind),
+          h("td", {}, a.concurrency ? `${a.in_flight} / ${a.concurrency}` : String(a.in_flight)),
+          h("td", {}, a.queued), h("td", {}, a.calls),
+          h("td", { class: a.failures ? "bad" : "" }, a.calls ? `${a.failures} (${((a.failures / a.calls) * 100).toFixed(1)}%)` : "0"),
+          h("td", {}, breaker(a.breaker)),
+          h("td", {}, a.kind === "worker" ? `${a.waiting} / ${a.leased}` : h("span", { class: "muted" }, "—"))))))) : h("p", { class: "muted" }, "No agent has been called since the server started."),
+      d.truncated ? h("p", { class: "muted" }, "The first 1,000 agents by name are shown.") : "",
+      h("h2", {}, "Workers"),
+      d.workers.length ? h("div", { class: "table-wrap" }, h("table", { id: "workers-table" },
+        h("thead", {}, h("tr", {}, ["Worker", "Agents", "Connected", "Leases", "Last poll"].map((t) => h("th", {}, t)))),
+        h("tbody", {}, d.workers.map((w) => h("tr", {}, h("td", { class: "mono" }, w.name), h("td", { class: "mono", style: "white-space:normal" }, w.agents.join(", ")),
+          h("td", {}, h("span", { class: "live" + (w.polling ? "" : " off") }), w.polling ? `polling (${w.polling})` : "idle"),
+          h("td", {}, w.leases), h("td", {}, ago(w.last_seen_ms))))))) : h("p", { class: "muted" }, "No worker has polled in the last five minutes (workers poll POST /api/v1/agents/{name}/poll; see docs/api.md)."),
+      h("h2", {}, `Leases (${d.leased})`),
+      d.leases.length ? h("div", { class: "table-wrap" }, h("table", { id: "leases-table" },
+        h("thead", {}, h("tr", {}, ["Run", "Task", "Attempt", "Agent", "Worker", "Expires"].map((t) => h("th", {}, t)))),
+        h("tbody", {}, d.leases.map((l) => h("tr", {}, h("td", { class: "mono" }, link("#/runs/" + l.run, l.run)), h("td", { class: "mono" }, l.task), h("td", {}, l.attempt),
+          h("td", { class: "mono" }, l.agent), h("td", { class: "mono" }, l.worker), h("td", {}, left(l.expires_ms))))))) : h("p", { class: "muted" }, "No call is leased."),
+      d.leased > d.leases.length ? h("p", { class: "muted" }, `The ${d.leases.length} soonest to expire are shown.`) : "",
+    ];
+    if (d.instances) {
+      parts.push(h("h2", {}, "Instances"), h("div", { class: "table-wrap" }, h("table", { id: "instances-table" },
+        h("thead", {}, h("tr", {}, ["Instance", "Address", "Started", "Lease", "Runs owned"].map((t) => h("th", {}, t)))),
+        h("tbody", {}, d.instances.map((i) => h("tr", {}, h("td", { class: "mono" }, i.name, i.this ? [" ", h("span", { class: "badge s-running" }, "this one")] : ""),
+          h("td", { class: "mono" }, i.address || ""), h("td", {}, fmtTime(i.started_at_ms)),
+          h("td", {}, i.lease_left_ms >= 0 ? `${(i.lease_left_ms / 1000).toFixed(1)} s left` : h("span", { class: "badge s-failed" }, "expired")),
+          h("td", {}, i.runs)))))));
+    }
+    body.replaceChildren(...parts);
+  };
+  await load();
+  const timer = setInterval(() => { if (!document.hidden) load().catch(() => {}); }, 2000);
+  teardown = () => clearInterval(timer);
+}
+
+// -- live metrics ----------------------------------------------------------------
+//
+// `GET /api/v1/stats`: the server samples its figures every `interval_ms`
+// and keeps the last minutes; rates come from two samples in a row.
+async function liveView(app) {
+  const body = h("div", { class: "live-grid" });
+  const figures = h("div", { class: "figures" });
+  app.replaceChildren(h("h1", {}, h("span", { class: "live" }), "Live"),
+    h("p", { class: "muted" }, "The server's figures over the last minutes, sampled by the server (so the history is there when the page opens). Refreshed every 2 s."),
+    figures, body);
+  const load = async () => {
+    const { interval_ms: every, samples } = await api.get("/api/v1/stats");
+    if (samples.length < 2) {
+      body.replaceChildren(h("p", { class: "muted", id: "live-empty" }, `Collecting: the server samples every ${every / 1000} s; rates need two samples.`));
+      return;
+    }
+    const t = samples.map((s) => s.t_ms);
+    const rate = (key) => samples.map((s, i) => (i ? ((s[key] - samples[i - 1][key]) * 1000) / Math.max(1, s.t_ms - samples[i - 1].t_ms) : NaN));
+    const events = rate("events_published"), transitions = rate("transitions");
+    const finished = samples.map((s, i) => (i ? ((s.runs_completed + s.runs_failed + s.runs_cancelled) - (samples[i - 1].runs_completed + samples[i - 1].runs_failed + samples[i - 1].runs_cancelled)) * 1000 / Math.max(1, s.t_ms - samples[i - 1].t_ms) : NaN));
+    const last = samples[samples.length - 1];
+    const recent = (xs) => xs[xs.length - 1];
+    const withData = samples.filter((s) => s.dispatch.count);
+    const lastOverhead = withData.length ? withData[withData.length - 1].dispatch : null;
+    figures.replaceChildren(...[
+      ["events/s", fmtRate(recent(events))], ["transitions/s", fmtRate(recent(transitions))],
+      ["runs running", last.runs_running], ["runs queued", last.runs_queued], ["ready tasks", last.ready_queue],
+      ["overhead p50", lastOverhead ? fmtUs(lastOverhead.p50_us) : "—"], ["overhead p99", lastOverhead ? fmtUs(lastOverhead.p99_us) : "—"],
+    ].map(([k, v]) => h("div", {}, h("span", {}, k), String(v))));
+    const nan = (s, f) => (s.dispatch.count ? f(s.dispatch) : NaN);
+    body.replaceChildren(
+      liveChart("Events published /s", t, [{ name: "events/s", color: "#2f5bd3", points: events }], fmtRate),
+      liveChart("Task transitions /s", t, [{ name: "transitions/s", color: "#27a35f", points: transitions }], fmtRate),
+      liveChart("Runs", t, [
+        { name: "running", color: "#2f5bd3", points: samples.map((s) => s.runs_running), fmt: String },
+        { name: "paused", color: "#a15c00", points: samples.map((s) => s.runs_paused), fmt: String },
+        { name: "queued", color: "#8a8f99", points: samples.map((s) => s.runs_queued), fmt: String },
+        { name: "finished /s", color: "#27a35f", points: finished, dashed: true },
+      ], fmtRate),
+      liveChart("Coordination overhead (ready → dispatched)", t, [
+        { name: "p50", color: "#2f5bd3", points: samples.map((s) => nan(s, (d) => d.p50_us)) },
+        { name: "p99", color: "#d8452f", points: samples.map((s) => nan(s, (d) => d.p99_us)) },
+      ], fmtUs));
+  };
+  await load();
+  const timer = setInterval(() => { if (!document.hidden) load().catch(() => {}); }, 2000);
+  teardown = () => clearInterval(timer);
+}
+
+const fmtRate = (v) => (!Number.isFinite(v) ? "—" : v >= 1e6 ? `${(v / 1e6).toFixed(2)}M` : v >= 1e3 ? `${(v / 1e3).toFixed(1)}k` : v >= 10 ? v.toFixed(0) : v.toFixed(1));
+const fmtUs = (v) => (!Number.isFinite(v) ? "—" : v >= 1e6 ? `${(v / 1e6).toFixed(2)} s` : v >= 1e3 ? `${(v / 1e3).toFixed(1)} ms` : `${v.toFixed(v >= 10 ? 0 : 1)} µs`);
+
+// A line chart of series over time: the y axis from 0, the x axis in minutes
+// before the last sample, a legend with each series' latest value.
+function liveChart(title, times, series, fmt) {
+  const W = 560, H = 190, L = 58, R = 10, T = 10, B = 24;
+  const t0 = times[0], t1 = times[times.length - 1], span = Math.max(1, t1 - t0);
+  const values = series.flatMap((s) => s.points).filter(Number.isFinite);
+  const hi = Math.max(1e-9, ...values) * 1.1;
+  const x = (t) => L + ((t - t0) / span) * (W - L - R);
+  const y = (v) => T + (1 - v / hi) * (H - T - B);
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": title });
+  for (const f of [0, 0.5, 1]) {
+    root.append(svg("line", { x1: L, x2: W - R, y1: y(hi * f / 1.1).toFixed(1), y2: y(hi * f / 1.1).toFixed(1), class: "bench-grid" }),
+      svg("text", { x: L - 6, y: (y(hi * f / 1.1) + 4).toFixed(1), "text-anchor": "end" }, fmt(hi * f / 1.1)));
+  }
+  const minutes = span / 60000;
+  const step = minutes > 6 ? 2 : minutes > 2 ? 1 : 0.5;
+  for (let m = 0; m <= minutes + 1e-9; m += step) {
+    const tx = x(t1 - m * 60000);
+    root.append(svg("text", { x: tx.toFixed(1), y: H - 6, "text-anchor": m === 0 ? "end" : "middle" }, m === 0 ? "now" : `−${m} min`));
+  }
+  for (const s of series) {
+    const pts = s.points.map((v, i) => [times[i], v]).filter(([, v]) => Number.isFinite(v));
+    if (pts.length) root.append(svg("polyline", { points: pts.map(([tt, v]) => `${x(tt).toFixed(1)},${y(v).toFixed(1)}`).join(" "), fill: "none", stroke: s.color, "stroke-width": 1.8, "stroke-dasharray": s.dashed ? "5 3" : null }));
+  }
+  const latest = (s) => { const v = s.points.filter(Number.isFinite); return v.length ? (s.fmt || fmt)(v[v.length - 1]) : "—"; };
+  return h("div", { class: "panel live-chart" }, h("h3", {}, title),
+    h("div", { class: "legend" }, series.map((s) => h("span", {}, h("i", { style: `background:${s.color}` }), `${s.name} `, h("b", {}, latest(s))))), root);
 }
 
 const fmtBytes = (n) => (n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`);
@@ -654,3 +812,656 @@ document.getElementById("token-button").addEventListener("click", () => askForTo
 window.addEventListener("hashchange", route);
 fetch("/healthz").then((r) => r.json()).then((s) => { document.getElementById("server-state").textContent = "server " + s.status; }).catch(() => {});
 route();
+// -- benchmarks ----------------------------------------------------------------------
+//
+// Reports saved on disk, opened in this tab only: nothing is sent to the
+// server, and the files are kept in memory until the tab closes (or "Clear").
+// Four kinds are read, each by its shape (docs/performance.md):
+//  - a bench report, `baton bench … --json FILE` (baton_bench::report::Report);
+//  - a baseline, `.baton/baselines/NAME.json` from `--save-baseline NAME`: the
+//    same document whose records also keep `baseline_medians` (and
+//    `baseline_references`) of the last saves, oldest first;
+//  - a comparison, `baton bench compare A B --json FILE` (compare::Comparison);
+//  - a load report, `baton load … --json FILE` (baton_load::Report).
+// Everything a file contains is inserted as text.
+
+// Only function declarations at the top level: console.js calls route() while
+// it loads, so this code works wherever it sits in the file (a top-level const
+// appended after that call would not be initialized yet).
+function benchState() {
+  if (!benchState.s) {
+    benchState.s = {
+      schema: 1, // the reports' schema this page reads
+      neutralPct: 5, // a change within ±5 % is shown as neither worse nor better
+      expected: "a `baton bench --json` report (schema, suite, records), a baseline (.baton/baselines/NAME.json), " +
+        "a `baton bench compare --json` comparison (changes, missing, added) or a `baton load --json` report (schema, meta, endpoints, total)",
+      // Kept while the tab lives, so that leaving the page and coming back keeps the files.
+      files: [], a: null, b: null, shown: null, loadA: null, loadB: null, trendFile: null, trendRecord: null, filter: "", fromZero: true,
+    };
+  }
+  return benchState.s;
+}
+
+// A value in its unit, scaled for reading (report.rs `format_value`).
+function benchFmt(v, unit) {
+  if (typeof v !== "number" || !Number.isFinite(v)) return v === null || v === undefined ? "—" : String(v);
+  if (unit === "s" || unit === "us") {
+    const s = unit === "us" ? v / 1e6 : v, a = Math.abs(s);
+    return a >= 1 ? `${s.toFixed(3)} s` : a >= 1e-3 ? `${(s * 1e3).toFixed(3)} ms` : a >= 1e-6 ? `${(s * 1e6).toFixed(2)} µs` : `${(s * 1e9).toFixed(0)} ns`;
+  }
+  if (unit === "bytes") return v >= 1e9 ? `${(v / 1e9).toFixed(2)} GB` : v >= 1e6 ? `${(v / 1e6).toFixed(1)} MB` : v >= 1e3 ? `${(v / 1e3).toFixed(1)} KB` : `${v.toFixed(0)} B`;
+  if (unit === "ratio") return v.toFixed(3);
+  if (unit && unit.endsWith("/s")) {
+    const short = unit.slice(0, -2) === "events" ? "ev" : unit.slice(0, -2);
+    return v >= 1e6 ? `${(v / 1e6).toFixed(2)} M${short}/s` : v >= 1e3 ? `${(v / 1e3).toFixed(1)} k${short}/s` : `${v.toFixed(0)} ${short}/s`;
+  }
+  return `${v.toFixed(3)} ${unit || ""}`.trim();
+}
+
+// Milliseconds as the load table prints them (load/src/report.rs `ms`).
+function benchMs(v) {
+  return typeof v !== "number" || !Number.isFinite(v) ? "—" : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
+}
+function benchSigned(v, digits = 1) {
+  return Number.isFinite(v) ? `${v > 0 ? "+" : v < 0 ? "-" : "±"}${Math.abs(v).toFixed(digits)}` : "—";
+}
+function benchCount(n) {
+  return typeof n === "number" ? n.toLocaleString("en-US", { maximumFractionDigits: 1 }) : "—";
+}
+function benchShortSha(s) {
+  return String(s || "unknown").slice(0, 12);
+}
+
+// Whether a larger value is better: the record says so (`higher_is_better`);
+// a record without the field is judged by its unit (rates and ratios up).
+function benchHigherIsBetter(r) {
+  if (typeof r.higher_is_better === "boolean") return r.higher_is_better;
+  return /\/s$/.test(r.unit || "") || r.unit === "ratio";
+}
+
+// How much worse `after` is than `before`, in percent, whatever the unit's
+// direction (compare.rs `worse`): + is worse.
+function benchWorsePct(before, after, higherIsBetter) {
+  if (!Number.isFinite(before) || !Number.isFinite(after) || before === 0) return NaN;
+  const raw = ((after - before) / Math.abs(before)) * 100;
+  return higherIsBetter ? -raw : raw;
+}
+
+// The class and badge of a change: worse / better beyond ±benchState().neutralPct.
+function benchVerdict(worse) {
+  if (!Number.isFinite(worse)) return { cls: "", badge: h("span", { class: "badge s-skipped" }, "n/a") };
+  if (worse > benchState().neutralPct) return { cls: "bench-worse", badge: h("span", { class: "badge s-failed" }, "worse") };
+  if (worse < -benchState().neutralPct) return { cls: "bench-better", badge: h("span", { class: "badge s-succeeded" }, "better") };
+  return { cls: "", badge: h("span", { class: "badge s-pending" }, `within ±${benchState().neutralPct}%`) };
+}
+
+// Whether a record's figure follows the machine's CPU speed (compare.rs
+// `speed_bound`): `baton bench compare` scales those by the references.
+function benchSpeedBound(r) {
+  return ["planning/", "cache/", "scaling/planning/"].some((p) => String(r.name).startsWith(p)) && r.unit !== "bytes" && r.unit !== "ratio";
+}
+
+// -- reading the files ---------------------------------------------------------------
+
+function benchClassify(name, text) {
+  const bad = (why) => ({ name, kind: null, error: `${name}: ${why}. Expected ${benchState().expected}.` });
+  let data;
+  try {
+    data = JSON.parse(text);
+  } catch (e) {
+    const t = text.trimStart();
+    if (/^<(!doctype|html)/i.test(t)) return bad("an HTML page (an --html report?), not JSON");
+    if (/^(Type,Name|name,suite|Timestamp,|Method,Name)/.test(t)) return bad("a CSV file (a --csv report?), not JSON");
+    return bad(`not JSON (${e.message})`);
+  }
+  if (!data || typeof data !== "object" || Array.isArray(data)) return bad(`JSON, but a ${Array.isArray(data) ? "list" : typeof data}, not an object`);
+  const isBench = Array.isArray(data.records) && "suite" in data;
+  const isLoad = data.meta && typeof data.meta === "object" && Array.isArray(data.endpoints) && data.total && typeof data.total === "object";
+  const isCompare = Array.isArray(data.changes) && Array.isArray(data.missing) && Array.isArray(data.added);
+  if ((isBench || isLoad) && data.schema !== benchState().schema) {
+    return { name, kind: null, error: `${name}: a ${isBench ? "bench" : "load"} report of schema ${JSON.stringify(data.schema === undefined ? null : data.schema)}; this console reads schema ${benchState().schema}: re-run the ${isBench ? "benchmark" : "load test"} to refresh it.` };
+  }
+  if (isBench) {
+    const i = data.records.findIndex((r) => !r || typeof r.name !== "string" || typeof r.unit !== "string" || !r.statistics || typeof r.statistics !== "object");
+    if (i >= 0) return bad(`record ${i + 1} of ${data.records.length} lacks its name, unit or statistics`);
+    const baseline = data.records.some((r) => Array.isArray(r.baseline_medians) && r.baseline_medians.length > 0);
+    return { name, kind: baseline ? "baseline" : "bench", data };
+  }
+  if (isLoad) {
+    const i = data.endpoints.findIndex((e) => !e || typeof e.name !== "string" || !e.latency);
+    if (i >= 0 || !data.total.latency) return bad(`endpoint ${i + 1} lacks its name or latency`);
+    return { name, kind: "load", data };
+  }
+  if (isCompare) {
+    // serde_json writes a NaN as null: a change's figures may be null.
+    const i = data.changes.findIndex((c) => !c || typeof c.name !== "string");
+    if (i >= 0) return bad(`change ${i + 1} lacks its name`);
+    return { name, kind: "comparison", data };
+  }
+  const keys = Object.keys(data).slice(0, 6).join(", ");
+  return bad(`a JSON object with ${keys ? `the keys ${keys}${Object.keys(data).length > 6 ? ", …" : ""}` : "no keys"}, not a report`);
+}
+
+async function benchRead(fileList) {
+  const read = await Promise.all([...fileList].map(async (f) => {
+    try {
+      return Object.assign(benchClassify(f.name, await f.text()), { size: f.size, modified: f.lastModified });
+    } catch (e) {
+      return { name: f.name, kind: null, error: `${f.name}: could not be read (${e.message}).` };
+    }
+  }));
+  for (const r of read) {
+    // The same file opened again replaces the first.
+    const at = benchState().files.findIndex((x) => x.name === r.name && x.size === r.size && x.modified === r.modified);
+    if (at >= 0) benchState().files[at] = r; else benchState().files.push(r);
+  }
+}
+
+function benchOfKind(...kinds) {
+  return benchState().files.filter((f) => kinds.includes(f.kind));
+}
+function benchLabel(f) {
+  return `${f.name} (${f.kind})`;
+}
+
+// A benchmark's name, breakable after each `/` on a narrow screen.
+function benchName(name) {
+  return String(name).split("/").flatMap((part, i, all) => (i < all.length - 1 ? [part + "/", h("wbr")] : [part]));
+}
+
+// Numeric columns' headings aligned like their cells (those of the first row
+// that has a cell per heading).
+function benchAlign(root) {
+  for (const table of root.querySelectorAll("table.bench-table")) {
+    const heads = table.tHead ? [...table.tHead.rows[0].cells] : [];
+    const row = [...(table.tBodies[0] || { rows: [] }).rows].find((r) => r.cells.length === heads.length);
+    if (row) heads.forEach((th, i) => th.classList.toggle("bench-num", row.cells[i].classList.contains("bench-num")));
+  }
+}
+
+// A <select> of `files`, `current` selected; `onpick(file)`.
+function benchPicker(label, files, current, onpick, id) {
+  const sel = h("select", { "aria-label": label, id }, files.map((f, i) => h("option", { value: String(i), selected: f === current }, benchLabel(f))));
+  sel.addEventListener("change", () => onpick(files[Number(sel.value)]));
+  return h("label", { class: "bench-pick" }, h("span", { class: "muted" }, label + " "), sel);
+}
+
+// Whether `text` (name, suite, unit, description) matches every word of the filter.
+function benchMatches(...fields) {
+  const words = benchState().filter.toLowerCase().split(/\s+/).filter(Boolean);
+  const hay = fields.filter((x) => typeof x === "string").join(" ").toLowerCase();
+  return words.every((w) => hay.includes(w));
+}
+
+// -- the page ------------------------------------------------------------------------
+
+async function benchView(app) {
+  const input = h("input", { type: "file", id: "bench-files", multiple: true, accept: ".json,application/json", "aria-label": "report files" });
+  const filter = h("input", { id: "bench-filter", type: "search", placeholder: "filter benchmarks (name, suite, unit)", value: benchState().filter, "aria-label": "filter benchmarks" });
+  const body = h("div", { id: "bench-body" });
+  const drop = h("div", { class: "panel bench-drop" },
+    h("div", { class: "row" }, h("label", { for: "bench-files" }, h("b", {}, "Open reports")), input,
+      h("button", { type: "button", id: "bench-clear", onclick: () => { benchState().files = []; render(); } }, "Clear")),
+    h("p", { class: "muted", style: "margin:8px 0 0" }, "Or drop them here. The files are read in this tab only: nothing is uploaded."));
+  app.replaceChildren(h("h1", {}, "Benchmarks"),
+    h("p", { class: "muted" }, "Saved reports of ", h("code", {}, "baton bench … --json FILE"), ", baselines (",
+      h("code", {}, ".baton/baselines/NAME.json"), " from ", h("code", {}, "--save-baseline NAME"), "), ",
+      h("code", {}, "baton bench compare A B --json FILE"), " and ", h("code", {}, "baton load … --json FILE"),
+      ". Two bench reports (or a report and a baseline) are compared; a baseline saved several times shows its trend."),
+    drop, body);
+
+  const open = async (list) => {
+    if (!list || !list.length) return;
+    await benchRead(list);
+    render();
+  };
+  input.addEventListener("change", () => { open(input.files).finally(() => { input.value = ""; }); });
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); open(e.dataTransfer && e.dataTransfer.files); });
+  let typing = null;
+  filter.addEventListener("input", () => {
+    clearTimeout(typing);
+    typing = setTimeout(() => { benchState().filter = filter.value; renderTables(); }, 120);
+  });
+
+  // Sections that depend on the filter are redrawn alone while typing.
+  let renderTables = () => {};
+  let drawTrend = () => {};
+  const render = () => {
+    const benches = benchOfKind("bench", "baseline");
+    const loads = benchOfKind("load");
+    const baselines = benchOfKind("baseline");
+    const comparisons = benchOfKind("comparison");
+    // Default pairs: A a baseline (what the other is judged against) or the first opened, B the last opened.
+    if (!benches.includes(benchState().a)) benchState().a = baselines[0] || benches[0] || null;
+    if (!benches.includes(benchState().b) || benchState().b === benchState().a) benchState().b = [...benches].reverse().find((f) => f !== benchState().a) || null;
+    if (!benches.includes(benchState().shown)) benchState().shown = benchState().b || benchState().a;
+    if (!loads.includes(benchState().loadA)) benchState().loadA = loads[0] || null;
+    if (!loads.includes(benchState().loadB) || benchState().loadB === benchState().loadA) benchState().loadB = [...loads].reverse().find((f) => f !== benchState().loadA) || null;
+    if (!baselines.includes(benchState().trendFile)) benchState().trendFile = baselines[0] || null;
+
+    const parts = [benchFileList(render)];
+    if (!benchState().files.length) {
+      parts.push(h("div", { class: "panel muted", id: "bench-empty" },
+        h("p", { style: "margin-top:0" }, "No report open yet. To make some:"),
+        h("pre", { class: "doc" }, [
+          "baton bench all --quick --json all.json",
+          "baton bench planning --quick --save-baseline main      # .baton/baselines/main.json",
+          "baton bench compare .baton/baselines/main.json all.json --json compare.json",
+          "baton load --spawn-server --scenario mixed --users 4 --run-time 10s --json load.json",
+        ].join("\n"))));
+    }
+    const compareBox = h("div"), resultsBox = h("div"), trendBox = h("div"), savedBox = h("div"), loadCmpBox = h("div");
+    if (benches.length || comparisons.length) parts.push(h("div", { class: "row bench-toolbar" }, filter));
+    if (benches.length >= 2) {
+      const swap = h("button", { type: "button", id: "bench-swap", onclick: () => { [benchState().a, benchState().b] = [benchState().b, benchState().a]; render(); } }, "Swap");
+      parts.push(h("h2", {}, "Comparison ", h("span", { class: "muted" }, "(B against A)")),
+        h("div", { class: "row" }, benchPicker("A", benches, benchState().a, (f) => { benchState().a = f; render(); }, "bench-a"),
+          benchPicker("B", benches, benchState().b, (f) => { benchState().b = f; render(); }, "bench-b"), swap),
+        compareBox);
+    }
+    if (baselines.length) {
+      parts.push(h("h2", {}, "Baseline trend ", h("span", { class: "muted" }, "(the medians of its last saves, oldest first)")), trendBox);
+    }
+    if (benches.length) {
+      parts.push(h("h2", {}, "Results"),
+        benches.length > 1 ? h("div", { class: "row" }, benchPicker("Report", benches, benchState().shown, (f) => { benchState().shown = f; render(); }, "bench-shown")) : "",
+        resultsBox);
+    }
+    if (comparisons.length) parts.push(h("h2", {}, "Saved comparisons ", h("span", { class: "muted" }, "(baton bench compare --json)")), savedBox);
+    if (loads.length) {
+      parts.push(h("h2", {}, "Load tests"));
+      if (loads.length >= 2) parts.push(benchLoadOverview(loads));
+      for (const f of loads) parts.push(benchLoadReport(f));
+      if (loads.length >= 2) {
+        const swap = h("button", { type: "button", id: "load-swap", onclick: () => { [benchState().loadA, benchState().loadB] = [benchState().loadB, benchState().loadA]; render(); } }, "Swap");
+        parts.push(h("h2", {}, "Load comparison ", h("span", { class: "muted" }, "(B against A)")),
+          h("div", { class: "row" }, benchPicker("A", loads, benchState().loadA, (f) => { benchState().loadA = f; render(); }, "load-a"),
+            benchPicker("B", loads, benchState().loadB, (f) => { benchState().loadB = f; render(); }, "load-b"), swap),
+          loadCmpBox);
+      }
+    }
+    body.replaceChildren(...parts);
+
+    renderTables = () => {
+      if (benches.length >= 2) compareBox.replaceChildren(benchComparison(benchState().a, benchState().b));
+      if (benches.length) resultsBox.replaceChildren(benchResults(benchState().shown));
+      if (comparisons.length) savedBox.replaceChildren(...comparisons.map(benchSavedComparison));
+      if (baselines.length) drawTrend();
+      if (loads.length >= 2) loadCmpBox.replaceChildren(benchLoadComparison(benchState().loadA, benchState().loadB));
+      benchAlign(body);
+    };
+    drawTrend = baselines.length ? () => { trendBox.replaceChildren(benchTrend(baselines, () => drawTrend())); benchAlign(trendBox); } : () => {};
+    renderTables();
+  };
+  render();
+
+  // The chart is drawn to its box's width: drawn again when the window resizes.
+  let frame = 0;
+  const onResize = () => { cancelAnimationFrame(frame); frame = requestAnimationFrame(() => drawTrend()); };
+  window.addEventListener("resize", onResize);
+  teardown = () => { window.removeEventListener("resize", onResize); clearTimeout(typing); cancelAnimationFrame(frame); };
+}
+
+// The files opened: their kind and what they hold, or why they were not read.
+function benchFileList(rerender) {
+  const files = benchState().files;
+  if (!files.length) return h("div", { id: "bench-file-list" });
+  const kindBadge = { bench: "s-running", baseline: "s-compensated", comparison: "s-dispatched", load: "s-succeeded" };
+  const summary = (f) => {
+    const d = f.data;
+    if (f.kind === "bench" || f.kind === "baseline") {
+      const e = d.environment || {};
+      const saves = Math.max(0, ...d.records.map((r) => (r.baseline_medians || []).length));
+      return `suite ${d.suite}, ${d.records.length} benchmarks, git ${benchShortSha(e.git_sha)}, ${e.profile || "?"} build${d.quick ? ", quick sizes" : ""}` +
+        (f.kind === "baseline" ? `, ${saves} save${saves === 1 ? "" : "s"} kept` : "");
+    }
+    if (f.kind === "comparison") {
+      const n = d.changes.filter((c) => c.regression).length;
+      return `${d.changes.length} compared, ${n} regression${n === 1 ? "" : "s"} (threshold ${d.max_regression}%)`;
+    }
+    const m = d.meta;
+    return `scenario ${m.scenario}, ${m.users} users (${m.mode}), ${Number(d.seconds).toFixed(1)} s, ${benchCount(d.total.requests)} requests` +
+      (m.started ? `, started ${fmtTime(m.started * 1000)}` : "");
+  };
+  const remove = (f) => h("button", { type: "button", class: "bench-remove", title: `close ${f.name}`, "aria-label": `close ${f.name}`,
+    onclick: () => { benchState().files = benchState().files.filter((x) => x !== f); rerender(); } }, "×");
+  const good = files.filter((f) => f.kind);
+  const bad = files.filter((f) => !f.kind);
+  return h("div", { id: "bench-file-list" },
+    bad.map((f) => h("div", { class: "row bench-rejected" },
+      errorBox({ message: f.error, problem: { title: "Not a report:" } }), remove(f))),
+    good.length ? h("div", { class: "table-wrap", style: "margin-top:12px" }, h("table", {},
+      h("thead", {}, h("tr", {}, ["File", "Kind", "Holds", ""].map((t) => h("th", {}, t)))),
+      h("tbody", {}, good.map((f) => h("tr", { "data-kind": f.kind },
+        h("td", { class: "mono" }, f.name), h("td", {}, h("span", { class: `badge ${kindBadge[f.kind]}` }, f.kind)),
+        h("td", { class: "bench-wrap" }, summary(f)), h("td", {}, remove(f))))))) : "");
+}
+
+// -- one bench report ----------------------------------------------------------------
+
+function benchEnvironment(label, f) {
+  const d = f.data, e = d.environment || {};
+  const lb = (e.load_before || [])[0], la = (e.load_after || [])[0];
+  return h("p", { class: "bench-env" }, h("b", {}, label), " ", h("span", { class: "mono" }, f.name), ": baton ", e.baton_version || "?",
+    ` (${e.profile || "?"} build) on ${e.cpu || "?"} (${e.cores || "?"} cores, ${e.os || "?"}), git `, h("code", {}, benchShortSha(e.git_sha)),
+    `, load ${Number.isFinite(lb) ? lb.toFixed(2) : "?"} → ${Number.isFinite(la) ? la.toFixed(2) : "?"}, ${d.repeats} repeats${d.quick ? ", quick sizes" : ""}.`);
+}
+
+function benchResults(f) {
+  const d = f.data;
+  const bySuite = new Map();
+  for (const r of d.records) {
+    if (!benchMatches(r.name, r.suite, r.unit, r.description)) continue;
+    const suite = r.suite || String(r.name).split("/")[0];
+    if (!bySuite.has(suite)) bySuite.set(suite, []);
+    bySuite.get(suite).push(r);
+  }
+  const shown = [...bySuite.values()].reduce((n, l) => n + l.length, 0);
+  const head = ["Benchmark", "Median", "Min", "p95", "Max", "Noise", "n", "Unit", "Better"];
+  const rows = [];
+  for (const [suite, records] of bySuite) {
+    rows.push(h("tr", { class: "bench-suite" }, h("th", { colspan: head.length, scope: "rowgroup" }, `${suite} `, h("span", { class: "muted" }, `(${records.length})`))));
+    for (const r of records) {
+      const s = r.statistics, hib = benchHigherIsBetter(r);
+      const params = r.parameters && Object.keys(r.parameters).length ? `\nparameters: ${JSON.stringify(r.parameters)}` : "";
+      const derived = r.derived && Object.keys(r.derived).length ? `\nderived: ${Object.entries(r.derived).map(([k, v]) => `${k} ${v}`).join(", ")}` : "";
+      const name = String(r.name).startsWith(suite + "/") ? String(r.name).slice(suite.length + 1) : r.name;
+      rows.push(h("tr", { title: `${r.name}\n${r.description || ""}${params}${derived}`, "data-name": r.name },
+        h("td", { class: "mono" }, benchName(name)), h("td", { class: "bench-num" }, h("b", {}, benchFmt(s.median, r.unit))),
+        h("td", { class: "bench-num" }, benchFmt(s.min, r.unit)), h("td", { class: "bench-num" }, benchFmt(s.p95, r.unit)), h("td", { class: "bench-num" }, benchFmt(s.max, r.unit)),
+        h("td", { class: "bench-num" }, Number.isFinite(s.noise) ? `${(s.noise * 100).toFixed(1)}%` : "—", s.noisy ? [" ", h("span", { class: "badge s-paused", title: "MAD over median above 10 %: do not draw conclusions from it" }, "noisy")] : ""),
+        h("td", { class: "bench-num" }, s.n ?? (r.samples || []).length), h("td", {}, r.unit), h("td", { class: "muted" }, hib ? "↑ higher" : "↓ lower")));
+    }
+  }
+  if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: head.length, class: "muted" }, d.records.length ? "No benchmark matches the filter." : "This report holds no benchmark.")));
+  const e = d.environment || {};
+  const extra = [...(d.fits || []).map((x) => `fit ${x.name}: slope ${Number(x.slope).toFixed(2)}, R² ${Number(x.r2).toFixed(3)}: ${x.verdict}`), ...(d.notes || []).map((n) => `note ${n}`)];
+  return h("div", {},
+    benchEnvironment(f.kind === "baseline" ? "Baseline (its latest save)" : "Report", f),
+    e.profile === "debug" ? h("div", { class: "error-box" }, "A debug build: figures are 10–50× slower than release.") : "",
+    h("p", { class: "muted" }, `${shown} of ${d.records.length} benchmarks, grouped by suite. Noise: median absolute deviation over the median; hover a row for its description and parameters.`),
+    h("div", { class: "table-wrap" }, h("table", { id: "bench-results", class: "bench-table" },
+      h("thead", {}, h("tr", {}, head.map((t) => h("th", {}, t)))), h("tbody", {}, rows))),
+    extra.length ? [h("h3", {}, "Verdicts and notes"), h("ul", { class: "bench-notes" }, extra.map((t) => h("li", {}, t)))] : "");
+}
+
+// -- two bench reports ---------------------------------------------------------------
+
+function benchComparison(fa, fb) {
+  if (!fa || !fb) return h("p", { class: "muted" }, "Open two bench reports (or a report and a baseline) to compare them.");
+  if (fa === fb) return h("p", { class: "muted" }, "A and B are the same file: pick another.");
+  const A = fa.data, B = fb.data;
+  const inB = new Map(B.records.map((r) => [r.name, r]));
+  const inA = new Set(A.records.map((r) => r.name));
+  const rows = [];
+  for (const ra of A.records) {
+    const rb = inB.get(ra.name);
+    if (!rb || !benchMatches(ra.name, ra.suite, ra.unit, ra.description)) continue;
+    const hib = benchHigherIsBetter(ra);
+    const before = ra.statistics.median, after = rb.statistics.median;
+    const raw = Number.isFinite(before) && Number.isFinite(after) && before !== 0 ? ((after - before) / Math.abs(before)) * 100 : NaN;
+    const noise = 2 * Math.max(ra.statistics.noise || 0, rb.statistics.noise || 0) * 100;
+    const machine = ra.reference_s > 0 && rb.reference_s > 0 && benchSpeedBound(ra) ? rb.reference_s / ra.reference_s : null;
+    const judged = Math.min(ra.statistics.n ?? 0, rb.statistics.n ?? 0) >= 2;
+    rows.push({ r: ra, hib, before, after, raw, worse: benchWorsePct(before, after, hib), noise, machine, judged });
+  }
+  // Largest regressions first; changes that cannot be computed last.
+  rows.sort((x, y) => (Number.isFinite(y.worse) ? y.worse : -Infinity) - (Number.isFinite(x.worse) ? x.worse : -Infinity) || x.r.name.localeCompare(y.r.name));
+  const onlyA = A.records.filter((r) => !inB.has(r.name) && benchMatches(r.name, r.suite, r.unit, r.description)).map((r) => r.name);
+  const onlyB = B.records.filter((r) => !inA.has(r.name) && benchMatches(r.name, r.suite, r.unit, r.description)).map((r) => r.name);
+  const worse = rows.filter((x) => x.worse > benchState().neutralPct).length, better = rows.filter((x) => x.worse < -benchState().neutralPct).length;
+  const ea = A.environment || {}, eb = B.environment || {};
+  const differs = [["CPU", ea.cpu, eb.cpu], ["cores", ea.cores, eb.cores], ["build profile", ea.profile, eb.profile], ["sizes (--quick)", A.quick, B.quick]]
+    .filter(([, x, y]) => x !== y).map(([k]) => k);
+  // The change first: on a narrow screen it is what shows without scrolling.
+  const head = ["Benchmark", "Change", "", "A median", "B median", "Unit", "Noise", "Machine"];
+  const body = rows.map((x) => {
+    const v = benchVerdict(x.worse);
+    return h("tr", { class: v.cls, "data-name": x.r.name, title: x.r.description || "" },
+      h("td", { class: "mono" }, benchName(x.r.name)),
+      h("td", { class: "bench-num bench-change" }, Number.isFinite(x.raw) ? `${benchSigned(x.raw)}%` : "—"),
+      h("td", {}, v.badge, x.judged ? "" : h("span", { class: "muted", title: "one sample in a run: shown, not judged by baton bench compare" }, " one sample")),
+      h("td", { class: "bench-num" }, benchFmt(x.before, x.r.unit)), h("td", { class: "bench-num" }, benchFmt(x.after, x.r.unit)),
+      h("td", {}, x.r.unit, h("span", { class: "muted" }, x.hib ? " ↑ higher is better" : " ↓ lower is better")),
+      h("td", { class: "bench-num muted", title: "twice the larger within-run MAD/median" }, `±${x.noise.toFixed(1)}%`),
+      h("td", { class: "bench-num muted", title: "how much slower a fixed piece of CPU work ran for B than for A (reference_s)" }, x.machine ? `${x.machine.toFixed(2)}×` : ""));
+  });
+  for (const n of onlyA) body.push(h("tr", { class: "muted" }, h("td", { class: "mono" }, benchName(n)), h("td", { colspan: head.length - 1 }, "only in A")));
+  for (const n of onlyB) body.push(h("tr", { class: "muted" }, h("td", { class: "mono" }, benchName(n)), h("td", { colspan: head.length - 1 }, "only in B (new)")));
+  if (!body.length) body.push(h("tr", {}, h("td", { colspan: head.length, class: "muted" }, "No benchmark in common matches the filter.")));
+  return h("div", {},
+    h("div", { class: "figures", id: "bench-compare-figures" }, [["compared", rows.length], ["worse", worse], ["better", better],
+      [`within ±${benchState().neutralPct}%`, rows.length - worse - better], ["only in A", onlyA.length], ["only in B", onlyB.length]].map(([k, v]) => h("div", {}, h("span", {}, k), String(v)))),
+    benchEnvironment("A", fa), benchEnvironment("B", fb),
+    differs.length ? h("div", { class: "error-box" }, `A and B differ in ${differs.join(", ")}: a change may be the machine's or the build's, not the code's.`) : "",
+    h("p", { class: "muted" }, `Change: B's median against A's, as measured. Red is worse and green better by more than ${benchState().neutralPct}% in the unit's direction (times, latencies and bytes: lower is better; rates and ratios: higher is better, as each record's higher_is_better says). `,
+      "This is not the regression gate: ", h("code", {}, "baton bench compare A B"), " also weighs the noise between runs, a bootstrap interval and the machine's speed (the Machine column)."),
+    h("div", { class: "table-wrap" }, h("table", { id: "bench-compare", class: "bench-table" },
+      h("thead", {}, h("tr", {}, head.map((t) => h("th", {}, t)))), h("tbody", {}, body))));
+}
+
+// A `baton bench compare --json` file (compare::Comparison), as its HTML page shows it.
+function benchSavedComparison(f) {
+  const c = f.data;
+  const verdict = (x) => (x.regression ? "REGRESSION" : x.transient ? "transient (not on a rerun)" : x.judged === false ? "not judged (one sample)"
+    : x.improvement ? "improved" : Number.isFinite(x.worse_pct) && Math.abs(x.worse_pct) <= x.noise_pct ? "within noise" : "within threshold");
+  const rank = (x) => ({ REGRESSION: 0, improved: 2 })[verdict(x)] ?? (verdict(x).startsWith("transient") ? 1 : 3);
+  const changes = c.changes.filter((x) => benchMatches(x.name, x.unit)).sort((x, y) => rank(x) - rank(y) || y.worse_pct - x.worse_pct);
+  const n = c.changes.filter((x) => x.regression).length;
+  const pair = (p) => (Array.isArray(p) ? `[${benchSigned(p[0])}, ${benchSigned(p[1])}]%` : "");
+  const head = ["Benchmark", "Baseline", "Now", "Machine", "Change (+ worse)", "95% interval", "Noise", "Verdict"];
+  return h("div", { class: "bench-saved" },
+    h("h3", {}, h("span", { class: "mono" }, f.name), " ", h("span", { class: `badge ${n ? "s-failed" : "s-succeeded"}` }, n ? `${n} regression${n === 1 ? "" : "s"} of ${c.changes.length}` : `no regression in ${c.changes.length}`)),
+    h("p", { class: "muted" }, `A regression is worse by more than ${c.max_regression}% and than the noise, with the 95% interval agreeing. Now and change are on the baseline's machine.`),
+    h("div", { class: "table-wrap" }, h("table", { class: "bench-table" }, h("thead", {}, h("tr", {}, head.map((t) => h("th", {}, t)))),
+      h("tbody", {}, changes.map((x) => {
+        const v = verdict(x);
+        return h("tr", { class: v === "REGRESSION" ? "bench-worse" : v === "improved" ? "bench-better" : "" },
+          h("td", { class: "mono" }, benchName(x.name)), h("td", { class: "bench-num" }, benchFmt(x.before, x.unit)), h("td", { class: "bench-num" }, benchFmt(x.after, x.unit)),
+          h("td", { class: "bench-num" }, Number.isFinite(x.machine) ? `${x.machine.toFixed(2)}×` : ""), h("td", { class: "bench-num" }, Number.isFinite(x.worse_pct) ? `${benchSigned(x.worse_pct)}%` : "—"),
+          h("td", { class: "bench-num" }, pair(x.interval_pct)),
+          h("td", { class: "bench-num" }, Number.isFinite(x.noise_pct) ? `${x.noise_pct.toFixed(1)}%` : "", Array.isArray(x.between_runs) && x.between_runs[1] === false ? h("span", { class: "muted", title: "between-run noise assumed: the baseline holds fewer than 3 saves" }, " *") : ""),
+          h("td", {}, v));
+      }), (c.missing || []).filter((m) => benchMatches(m)).map((m) => h("tr", { class: "muted" }, h("td", { class: "mono" }, m), h("td", { colspan: 7 }, "only in the baseline"))),
+      (c.added || []).filter((m) => benchMatches(m)).map((m) => h("tr", { class: "muted" }, h("td", { class: "mono" }, m), h("td", { colspan: 7 }, "new (no baseline)")))))));
+}
+
+// -- a baseline's trend --------------------------------------------------------------
+
+function benchTrend(baselines, redraw) {
+  const f = benchState().trendFile;
+  if (!f) return h("p", { class: "muted" }, "Open a baseline to see its trend.");
+  const records = f.data.records.filter((r) => Array.isArray(r.baseline_medians) && r.baseline_medians.length && benchMatches(r.name, r.suite, r.unit, r.description));
+  if (!records.includes(benchState().trendRecord)) {
+    benchState().trendRecord = records.reduce((best, r) => (!best || r.baseline_medians.length > best.baseline_medians.length ? r : best), null);
+  }
+  const r = benchState().trendRecord;
+  const pickFile = baselines.length > 1 ? benchPicker("Baseline", baselines, f, (x) => { benchState().trendFile = x; benchState().trendRecord = null; redraw(); }, "trend-file") : "";
+  if (!r) return h("div", {}, h("div", { class: "row" }, pickFile), h("p", { class: "muted" }, "No benchmark of this baseline matches the filter."));
+  const sel = h("select", { id: "trend-metric", "aria-label": "benchmark" }, records.map((x, i) => h("option", { value: String(i), selected: x === r }, `${x.name} (${x.unit})`)));
+  sel.addEventListener("change", () => { benchState().trendRecord = records[Number(sel.value)]; redraw(); });
+  const zero = h("input", { type: "checkbox", id: "trend-zero", checked: benchState().fromZero });
+  zero.addEventListener("change", () => { benchState().fromZero = zero.checked; redraw(); });
+
+  const medians = r.baseline_medians.map(Number);
+  const refs = Array.isArray(r.baseline_references) ? r.baseline_references.map(Number) : [];
+  const hib = benchHigherIsBetter(r);
+  // On the first save's machine (compare.rs `between_runs`): only for CPU-bound figures with every reference.
+  const adjusted = refs.length === medians.length && refs[0] > 0 && benchSpeedBound(r)
+    ? medians.map((m, i) => (hib ? m * (refs[i] / refs[0]) : m / (refs[i] / refs[0]))) : null;
+  const series = [{ name: "median as saved", color: "#2f5bd3", points: medians, dashed: false }];
+  if (adjusted) series.push({ name: "on the first save's machine", color: "#b57b14", points: adjusted, dashed: true });
+  const chartBox = h("div", { class: "bench-chart", id: "bench-trend" });
+  const finite = medians.filter(Number.isFinite);
+  const range = finite.length > 1 ? (Math.max(...finite) - Math.min(...finite)) / Math.abs(finite.reduce((a, b) => a + b, 0) / finite.length) * 100 : NaN;
+  const out = h("div", {},
+    h("div", { class: "row" }, pickFile, h("label", { class: "bench-pick" }, h("span", { class: "muted" }, "Benchmark "), sel),
+      h("label", { for: "trend-zero", class: "bench-pick" }, zero, " y axis from 0")),
+    h("p", { class: "muted" }, `${medians.length} save${medians.length === 1 ? "" : "s"} kept (at most 5). `, hib ? "Higher is better." : "Lower is better.",
+      Number.isFinite(range) ? ` Range of the saved medians: ${range.toFixed(1)}% of their mean (baton bench compare counts twice that as between-run noise${medians.length < 3 ? " once 3 saves are kept" : ""}).` : " Saved once: save the baseline again to see a trend."),
+    h("div", { class: "legend" }, series.map((s) => h("span", {}, h("i", { style: `background:${s.color}` }), s.name))),
+    h("div", { class: "bench-trend-wrap" }, chartBox,
+    h("div", { class: "table-wrap", style: "margin-top:8px" }, h("table", { class: "bench-table", id: "trend-table" },
+      h("thead", {}, h("tr", {}, ["Save", "Median", "Reference (s)", adjusted ? "On the first save's machine" : null].filter(Boolean).map((t) => h("th", {}, t)))),
+      h("tbody", {}, medians.map((m, i) => h("tr", {}, h("td", {}, `${i + 1}${i === medians.length - 1 ? " (latest)" : i === 0 ? " (oldest)" : ""}`),
+        h("td", { class: "bench-num" }, benchFmt(m, r.unit)), h("td", { class: "bench-num" }, Number.isFinite(refs[i]) ? refs[i].toPrecision(4) : "—"),
+        adjusted ? h("td", { class: "bench-num" }, benchFmt(adjusted[i], r.unit)) : null)))))));
+  // Drawn once in the page, to the box's width.
+  requestAnimationFrame(() => {
+    if (!chartBox.isConnected) return;
+    chartBox.replaceChildren(benchLineChart(series, { width: chartBox.parentNode.clientWidth, unit: r.unit, title: r.name, xLabel: "save (oldest → latest)", yLabel: `median (${r.unit})`, fromZero: benchState().fromZero }));
+  });
+  return out;
+}
+
+// Round tick values between lo and hi (about `count` of them).
+function benchTicks(lo, hi, count) {
+  const span = hi - lo || Math.abs(hi) || 1;
+  const raw = span / count, mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw;
+  const ticks = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) ticks.push(Math.abs(v) < step * 1e-9 ? 0 : v);
+  return ticks;
+}
+
+// A line chart of `series` ({name, color, points: [y per x index], dashed})
+// over x = 1…N, as inline SVG with labeled axes.
+function benchLineChart(series, o) {
+  const W = Math.max(300, Math.min(818, (o.width || 640) - 2)), H = W < 480 ? 220 : 260;
+  const LEFT = W < 480 ? 66 : 84, RIGHT = 16, TOP = 26, BOTTOM = 44;
+  const n = Math.max(...series.map((s) => s.points.length));
+  const ys = series.flatMap((s) => s.points).filter(Number.isFinite);
+  let lo = Math.min(...ys), hi = Math.max(...ys);
+  if (!ys.length) { lo = 0; hi = 1; }
+  if (o.fromZero) lo = Math.min(0, lo);
+  if (hi === lo) { hi = hi === 0 ? 1 : hi * 1.1; lo = o.fromZero ? lo : lo * 0.9; }
+  const pad = (hi - lo) * 0.08;
+  hi += pad;
+  if (!o.fromZero || lo < 0) lo -= pad;
+  const pw = W - LEFT - RIGHT, ph = H - TOP - BOTTOM;
+  const px = (i) => LEFT + (n <= 1 ? pw / 2 : (i / (n - 1)) * pw);
+  const py = (v) => TOP + (1 - (v - lo) / (hi - lo)) * ph;
+  const root = svg("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `${o.title}: ${o.yLabel} by ${o.xLabel}` },
+    svg("title", {}, `${o.title}: ${o.yLabel} by ${o.xLabel}`),
+    svg("text", { x: LEFT, y: 16, class: "bench-chart-title" }, o.title.length > W / 7 ? "…" + o.title.slice(-Math.floor(W / 7)) : o.title),
+    svg("rect", { x: LEFT, y: TOP, width: pw, height: ph, class: "bench-frame" }));
+  for (const t of benchTicks(lo, hi, 4)) {
+    if (t < lo || t > hi) continue;
+    root.append(svg("line", { x1: LEFT, x2: LEFT + pw, y1: py(t).toFixed(1), y2: py(t).toFixed(1), class: "bench-grid" }),
+      svg("text", { x: LEFT - 5, y: (py(t) + 4).toFixed(1), "text-anchor": "end" }, benchFmt(t, o.unit)));
+  }
+  const every = Math.max(1, Math.ceil(n / Math.floor(pw / 40)));
+  for (let i = 0; i < n; i += every) {
+    root.append(svg("line", { x1: px(i).toFixed(1), x2: px(i).toFixed(1), y1: TOP + ph, y2: TOP + ph + 4, class: "bench-axis" }),
+      svg("text", { x: px(i).toFixed(1), y: TOP + ph + 16, "text-anchor": "middle" }, String(i + 1)));
+  }
+  root.append(svg("text", { x: (LEFT + pw / 2).toFixed(1), y: H - 8, "text-anchor": "middle", class: "bench-axis-label" }, o.xLabel),
+    svg("text", { transform: `translate(13 ${(TOP + ph / 2).toFixed(1)}) rotate(-90)`, "text-anchor": "middle", class: "bench-axis-label" }, o.yLabel));
+  for (const s of series) {
+    const pts = s.points.map((v, i) => [i, v]).filter(([, v]) => Number.isFinite(v));
+    root.append(svg("polyline", { points: pts.map(([i, v]) => `${px(i).toFixed(1)},${py(v).toFixed(1)}`).join(" "), fill: "none", stroke: s.color, "stroke-width": 2, "stroke-dasharray": s.dashed ? "5 3" : null }));
+    for (const [i, v] of pts) {
+      root.append(svg("circle", { cx: px(i).toFixed(1), cy: py(v).toFixed(1), r: 3.5, fill: s.color }, svg("title", {}, `save ${i + 1}: ${benchFmt(v, o.unit)} (${s.name})`)));
+    }
+  }
+  return root;
+}
+
+// -- load reports --------------------------------------------------------------------
+
+function benchLoadOverview(loads) {
+  const head = ["File", "Scenario", "Users", "Seconds", "Requests", "req/s", "Failures", "p50 ms", "p95 ms", "p99 ms", "Thresholds"];
+  return h("div", { class: "table-wrap", style: "margin-bottom:12px" }, h("table", { id: "load-overview", class: "bench-table" },
+    h("thead", {}, h("tr", {}, head.map((t) => h("th", {}, t)))),
+    h("tbody", {}, loads.map((f) => {
+      const d = f.data, t = d.total, l = t.latency, missed = (d.thresholds || []).filter((x) => !x.passed).length;
+      return h("tr", {}, h("td", { class: "mono" }, f.name), h("td", {}, d.meta.scenario), h("td", { class: "bench-num" }, `${d.meta.users} (${d.meta.mode})`),
+        h("td", { class: "bench-num" }, Number(d.seconds).toFixed(1)), h("td", { class: "bench-num" }, benchCount(t.requests)), h("td", { class: "bench-num" }, Number(t.requests_per_s).toFixed(1)),
+        h("td", { class: "bench-num" + (t.failures ? " bench-worse" : "") }, benchCount(t.failures)),
+        h("td", { class: "bench-num" }, benchMs(l.p50_ms)), h("td", { class: "bench-num" }, benchMs(l.p95_ms)), h("td", { class: "bench-num" }, benchMs(l.p99_ms)),
+        h("td", {}, (d.thresholds || []).length ? h("span", { class: `badge ${missed ? "s-failed" : "s-succeeded"}` }, missed ? `${missed} missed` : "all held") : h("span", { class: "muted" }, "none")));
+    }))));
+}
+
+function benchLoadReport(f) {
+  const d = f.data, m = d.meta, t = d.total, runs = d.runs || {}, cpu = d.cpu || {};
+  const failRate = (e) => (e.requests ? (e.failures / e.requests) * 100 : 0);
+  const row = (e, total) => h("tr", total ? { class: "bench-total" } : {},
+    h("td", {}, e.method), h("td", { class: "mono" }, e.name), h("td", { class: "bench-num" }, benchCount(e.requests)),
+    h("td", { class: "bench-num" + (e.failures ? " bench-worse" : "") }, benchCount(e.failures)), h("td", { class: "bench-num" }, `${failRate(e).toFixed(2)}%`),
+    h("td", { class: "bench-num" }, Number(e.requests_per_s).toFixed(1)),
+    ["min_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms"].map((k) => h("td", { class: "bench-num" }, benchMs(e.latency[k]))));
+  const figures = [["scenario", m.scenario], ["users", `${m.users} (${m.mode} loop${m.rate ? `, ${m.rate}/s` : ""})`], ["duration", `${Number(d.seconds).toFixed(1)} s`],
+    ["iterations", benchCount(d.iterations)], ["requests/s", Number(t.requests_per_s).toFixed(1)], ["failures", `${benchCount(t.failures)} (${failRate(t).toFixed(2)}%)`]];
+  if (d.events) figures.push(["events/s", benchCount(Math.round(d.events_per_s))]);
+  if (runs.completed || runs.failed) {
+    figures.push(["runs completed / failed", `${benchCount(runs.completed)} / ${benchCount(runs.failed)}`], ["runs/s", Number(runs.per_s).toFixed(1)],
+      ["run end to end p50 / p99", `${benchMs(runs.end_to_end && runs.end_to_end.p50_ms)} / ${benchMs(runs.end_to_end && runs.end_to_end.p99_ms)} ms`],
+      ["coordination p99", `${benchMs(runs.coordination_overhead && runs.coordination_overhead.p99_ms)} ms`]);
+  }
+  figures.push(["cpu", `client ${Math.round((cpu.client_cores || 0) * 100)}%${Number.isFinite(cpu.server_cores) ? `, server ${Math.round(cpu.server_cores * 100)}%` : ""} of a core, ${cpu.cores || "?"} cores`]);
+  const causes = d.endpoints.flatMap((e) => Object.entries(e.failures_by_cause || {}).map(([c, n]) => `${e.method} ${e.name}: ${c}: ${n}`));
+  const head = ["Type", "Name", "# reqs", "# fails", "fail%", "req/s", "min ms", "p50 ms", "p95 ms", "p99 ms", "max ms"];
+  return h("section", { class: "bench-load", "data-file": f.name },
+    h("h3", {}, h("span", { class: "mono" }, f.name), h("span", { class: "muted" }, ` · ${m.target}${m.started ? ` · ${fmtTime(m.started * 1000)}` : ""}`)),
+    h("div", { class: "figures" }, figures.map(([k, v]) => h("div", {}, h("span", {}, k), String(v)))),
+    h("div", { class: "table-wrap", style: "margin-top:8px" }, h("table", { class: "bench-table load-table" },
+      h("thead", {}, h("tr", {}, head.map((x) => h("th", {}, x)))),
+      h("tbody", {}, d.endpoints.map((e) => row(e, false)), row(t, true)))),
+    causes.length ? h("ul", { class: "bench-notes" }, causes.map((c) => h("li", { class: "bench-worse" }, c))) : "",
+    (d.thresholds || []).length ? h("ul", { class: "bench-notes" }, d.thresholds.map((x) => h("li", {},
+      h("span", { class: `badge ${x.passed ? "s-succeeded" : "s-failed"}` }, x.passed ? "ok" : "MISS"), " ", h("code", {}, x.threshold),
+      ` measured ${x.measured_text} (bound ${x.bound_text})${x.note ? `: ${x.note}` : ""}`))) : "");
+}
+
+function benchLoadComparison(fa, fb) {
+  if (!fa || !fb || fa === fb) return h("p", { class: "muted" }, "Pick two different load reports.");
+  const A = fa.data, B = fb.data;
+  const key = (e) => (e.method ? `${e.method} ${e.name}` : e.name);
+  const byKey = (d) => new Map([...d.endpoints, d.total].map((e) => [key(e), e]));
+  const ea = byKey(A), eb = byKey(B);
+  const rows = [];
+  const add = (what, metric, a, b, hib, fmt) => {
+    const worse = benchWorsePct(a, b, hib);
+    rows.push({ what, metric, a, b, hib, fmt, worse, raw: Number.isFinite(a) && Number.isFinite(b) && a !== 0 ? ((b - a) / Math.abs(a)) * 100 : NaN });
+  };
+  const ms = (v) => `${benchMs(v)} ms`;
+  const rate = (v) => (Number.isFinite(v) ? `${v.toFixed(1)}/s` : "—");
+  const names = [...new Set([...ea.keys(), ...eb.keys()])];
+  const onlyOne = [];
+  for (const k of names) {
+    const a = ea.get(k), b = eb.get(k);
+    if (!a || !b) { onlyOne.push(`${k}: only in ${a ? "A" : "B"}`); continue; }
+    if (!benchMatches(k)) continue;
+    add(k, "requests/s", a.requests_per_s, b.requests_per_s, true, rate);
+    for (const p of ["p50", "p95", "p99"]) add(k, `${p} latency`, a.latency[`${p}_ms`], b.latency[`${p}_ms`], false, ms);
+    // Failure rates compare in points: any rise is worse, from zero too.
+    const fa2 = a.requests ? (a.failures / a.requests) * 100 : 0, fb2 = b.requests ? (b.failures / b.requests) * 100 : 0;
+    rows.push({ what: k, metric: "failure rate", a: fa2, b: fb2, fmt: (v) => `${v.toFixed(2)}%`, hib: false, points: true,
+      raw: fb2 - fa2, worse: fb2 > fa2 ? 1e9 + (fb2 - fa2) : fb2 < fa2 ? -1e9 + (fb2 - fa2) : 0 });
+  }
+  if ((A.events || B.events) && benchMatches("events")) add("events", "events/s", A.events_per_s, B.events_per_s, true, rate);
+  const ra = A.runs || {}, rb = B.runs || {};
+  if ((ra.completed || rb.completed) && benchMatches("runs")) {
+    add("runs", "runs/s", ra.per_s, rb.per_s, true, rate);
+    for (const p of ["p50", "p99"]) add("runs", `end to end ${p}`, (ra.end_to_end || {})[`${p}_ms`], (rb.end_to_end || {})[`${p}_ms`], false, ms);
+    add("runs", "coordination p99", (ra.coordination_overhead || {}).p99_ms, (rb.coordination_overhead || {}).p99_ms, false, ms);
+  }
+  rows.sort((x, y) => (Number.isFinite(y.worse) ? y.worse : -Infinity) - (Number.isFinite(x.worse) ? x.worse : -Infinity) || x.what.localeCompare(y.what) || x.metric.localeCompare(y.metric));
+  const differs = [["scenario", A.meta.scenario, B.meta.scenario], ["users", A.meta.users, B.meta.users], ["mode", A.meta.mode, B.meta.mode], ["rate", A.meta.rate, B.meta.rate]]
+    .filter(([, x, y]) => x !== y).map(([k, x, y]) => `${k} (${x ?? "none"} vs ${y ?? "none"})`);
+  const head = ["Endpoint", "Metric", "Change", "", "A", "B"];
+  return h("div", {},
+    differs.length ? h("div", { class: "error-box" }, `A and B differ in ${differs.join(", ")}: their rates and latencies are not like for like.`) : "",
+    h("p", { class: "muted" }, `Largest regressions first. Requests/s, events/s and runs/s: higher is better; latencies and failure rates: lower is better. Within ±${benchState().neutralPct}% is neutral; a failure rate that rose is worse whatever its size (its change is in points).`),
+    h("div", { class: "table-wrap" }, h("table", { id: "load-compare", class: "bench-table" },
+      h("thead", {}, h("tr", {}, head.map((t) => h("th", {}, t)))),
+      h("tbody", {}, rows.map((x) => {
+        const v = benchVerdict(x.points ? Math.sign(x.b - x.a) * 100 : x.worse);
+        return h("tr", { class: v.cls }, h("td", { class: "mono" }, x.what), h("td", {}, x.metric, h("span", { class: "muted" }, x.hib ? " ↑" : " ↓")),
+          h("td", { class: "bench-num bench-change" }, x.points ? `${benchSigned(x.raw, 2)} pt` : Number.isFinite(x.raw) ? `${benchSigned(x.raw)}%` : "—"), h("td", {}, v.badge),
+          h("td", { class: "bench-num" }, x.fmt(x.a)), h("td", { class: "bench-num" }, x.fmt(x.b)));
+      }), onlyOne.map((t) => h("tr", { class: "muted" }, h("td", { colspan: head.length }, t)))))));
+}

@@ -87,6 +87,27 @@ impl Cluster {
         self.member.store()
     }
 
+    /// The instances sharing the store, this one marked.
+    pub(crate) async fn instances(&self) -> Result<Vec<baton_api::InstanceOut>, ApiError> {
+        let this = self.store().instance();
+        let all =
+            self.store().instances().await.map_err(|e| {
+                ApiError::Unavailable(format!("the state store is not answering: {e}"))
+            })?;
+        Ok(all
+            .into_iter()
+            .map(|i| baton_api::InstanceOut {
+                this: i.id == this,
+                id: i.id,
+                name: i.name,
+                address: i.address,
+                started_at_ms: i.started_at_ms,
+                lease_left_ms: i.lease_left_ms,
+                runs: i.runs,
+            })
+            .collect())
+    }
+
     /// Keeps this instance's lease, releases runs lost to fencing and takes over
     /// the runs of instances whose lease expired, until `cancel`. A lease found
     /// gone is logged and tried again at the next tick.

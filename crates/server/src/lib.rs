@@ -8,6 +8,7 @@ mod cluster;
 mod console;
 mod error;
 mod forward;
+mod history;
 pub mod limits;
 mod listen;
 mod metrics;
@@ -105,6 +106,9 @@ pub struct ServerOptions {
     pub state: Option<String>,
     /// How this instance takes part when several share a `postgres` state store.
     pub cluster: ClusterOptions,
+    /// How often the figures of `GET /api/v1/stats` are sampled (10 minutes
+    /// of them are kept at the default 2 s).
+    pub sample_interval: Duration,
     /// Names this deployment in shared servers: the PostgreSQL schema of the state
     /// store and the prefix of Redis keys and NATS streams, so that several
     /// deployments (or test runs) share one server without meeting.
@@ -169,6 +173,7 @@ impl Default for ServerOptions {
             events: None,
             state: None,
             cluster: ClusterOptions::default(),
+            sample_interval: Duration::from_secs(2),
             namespace: "baton".into(),
         }
     }
@@ -300,6 +305,8 @@ pub struct AppState {
     pub(crate) executions: Executions,
     pub(crate) specs: baton_engine::SpecCache<(u64, String)>,
     pub(crate) metrics: Metrics,
+    /// The figures of the last minutes (`GET /api/v1/stats`).
+    pub(crate) history: history::History,
     /// The admin token and the token file's, reloaded as it changes.
     pub(crate) tokens: Arc<tokens::Tokens>,
     /// The audit trail's queue.
@@ -388,6 +395,7 @@ impl Server {
         let engine_task = tokio::spawn(engine.run());
         routes::arm_deadlines(&state);
         tokio::spawn(state.tokens.clone().watch(state.stopping.clone()));
+        tokio::spawn(history::sample(state.clone()));
         #[cfg(feature = "postgres")]
         let cluster_task = state
             .cluster
@@ -498,6 +506,7 @@ pub async fn state(options: ServerOptions) -> Result<(Arc<AppState>, Engine), Er
         executions,
         specs: baton_engine::SpecCache::new(SPEC_CACHE),
         metrics: Metrics::default(),
+        history: history::History::default(),
         tokens,
         audit,
         limits: limits::Limits::new(options.rate_limit),

@@ -73,6 +73,11 @@ impl Metrics {
     pub fn published(&self, n: u64) {
         self.published.fetch_add(n, Ordering::Relaxed);
     }
+
+    /// Events published through the API since start.
+    pub fn published_total(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
 }
 
 /// A route's key (`METHOD /path/{template}`) as its two labels, escaped.
@@ -208,7 +213,7 @@ pub(crate) async fn render(State(state): State<std::sync::Arc<AppState>>) -> Res
             );
         }
     }
-    let published = m.published.load(Ordering::Relaxed);
+    let published = m.published_total();
     out.push_str("# HELP baton_events_published_total Events published through the API.\n");
     out.push_str("# TYPE baton_events_published_total counter\n");
     let _ = writeln!(out, "baton_events_published_total {published}");

@@ -285,6 +285,16 @@ pub const ROUTES: &[Route] = &[
         scope: Some(Scope::EventsConsume),
     },
     Route {
+        method: "post",
+        path: "/api/v1/topics/{topic}/redrive",
+        summary: "Move the oldest letters of a dead-letter topic (`X.dlq`) back to `X`",
+        query: &[],
+        body: Some("RedriveRequest"),
+        ok: (200, Some("RedriveResponse")),
+        errors: &[400, 403, 404, 413, 415, 422],
+        scope: Some(Scope::EventsPublish),
+    },
+    Route {
         method: "get",
         path: "/api/v1/topics/{topic}/groups/{group}/poll",
         summary: "Deliver events to a member of a consumer group (long poll)",
@@ -315,6 +325,26 @@ pub const ROUTES: &[Route] = &[
         ok: (200, Some("AckResponse")),
         errors: &[400, 404, 413, 415, 422],
         scope: Some(Scope::EventsConsume),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/agents",
+        summary: "Agents (load, concurrency, breaker), remote workers and their leases, and the instances when there are several",
+        query: &[],
+        body: None,
+        ok: (200, Some("Agents")),
+        errors: &[503],
+        scope: Some(Scope::RunsRead),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/stats",
+        summary: "The server's figures sampled over the last minutes: events, transitions, runs by state, coordination overhead",
+        query: &[],
+        body: None,
+        ok: (200, Some("Stats")),
+        errors: &[],
+        scope: Some(Scope::Metrics),
     },
     Route {
         method: "post",
@@ -543,6 +573,28 @@ fn schemas() -> Value {
             "tasks": {"type": "array", "items": task_state}}},
         "ExecutionPage": execution_page,
     });
+    let agents = json!({"type": "object", "required": ["agents", "truncated", "workers", "leases", "leased"], "properties": {
+            "agents": {"type": "array", "items": {"type": "object", "required": ["name", "kind", "operator", "in_flight", "queued", "calls", "failures", "breaker", "waiting", "leased"], "properties": {
+                "name": {"type": "string"}, "kind": {"type": "string"}, "operator": {"type": "boolean", "description": "defined in the server's config"},
+                "in_flight": {"type": "integer"}, "concurrency": {"type": "integer", "description": "absent: no limit"}, "queued": {"type": "integer", "description": "calls waiting for a concurrency slot"},
+                "calls": {"type": "integer"}, "failures": {"type": "integer"}, "breaker": {"enum": ["closed", "open", "half_open"]},
+                "waiting": {"type": "integer", "description": "worker agents: calls waiting for a worker"}, "leased": {"type": "integer", "description": "worker agents: calls leased"}}}},
+            "truncated": {"type": "boolean", "description": "more than 1000 agents: the rest are left out"},
+            "workers": {"type": "array", "items": {"type": "object", "required": ["name", "agents", "polling", "leases", "last_seen_ms"], "properties": {
+                "name": {"type": "string"}, "agents": {"type": "array", "items": {"type": "string"}}, "polling": {"type": "integer", "description": "polls waiting now"}, "leases": {"type": "integer"}, "last_seen_ms": {"type": "integer"}}}},
+            "leases": {"type": "array", "description": "the 200 soonest to expire", "items": {"type": "object", "required": ["agent", "worker", "run", "task", "attempt", "expires_ms"], "properties": {
+                "agent": {"type": "string"}, "worker": {"type": "string"}, "run": {"type": "string"}, "task": {"type": "string"}, "attempt": {"type": "integer"}, "expires_ms": {"type": "integer"}}}},
+            "leased": {"type": "integer"},
+            "instances": {"type": "array", "description": "with several instances sharing a PostgreSQL state store", "items": {"type": "object", "required": ["id", "name", "started_at_ms", "lease_left_ms", "runs", "this"], "properties": {
+                "id": {"type": "integer"}, "name": {"type": "string"}, "address": {"type": "string"}, "started_at_ms": {"type": "integer"}, "lease_left_ms": {"type": "integer"}, "runs": {"type": "integer"}, "this": {"type": "boolean"}}}}}});
+    let stats = json!({"type": "object", "required": ["interval_ms", "samples"], "properties": {
+            "interval_ms": {"type": "integer"},
+            "samples": {"type": "array", "description": "oldest first; counters count since start", "items": {"type": "object", "required": ["t_ms", "events_published", "transitions", "runs_running", "runs_paused", "runs_compensating", "runs_queued", "runs_completed", "runs_failed", "runs_cancelled", "ready_queue", "dispatch"], "properties": {
+                "t_ms": {"type": "integer"}, "events_published": {"type": "integer"}, "transitions": {"type": "integer"},
+                "runs_running": {"type": "integer"}, "runs_paused": {"type": "integer"}, "runs_compensating": {"type": "integer"}, "runs_queued": {"type": "integer"},
+                "runs_completed": {"type": "integer"}, "runs_failed": {"type": "integer"}, "runs_cancelled": {"type": "integer"}, "ready_queue": {"type": "integer"},
+                "dispatch": {"type": "object", "description": "ready to dispatched, over the tasks dispatched since the previous sample", "required": ["count", "p50_us", "p99_us", "max_us"], "properties": {
+                    "count": {"type": "integer"}, "p50_us": {"type": "number"}, "p99_us": {"type": "number"}, "max_us": {"type": "number"}}}}}}}});
     let rest = json!({
         "ControlResponse": {"type": "object", "required": ["execution_id", "action"], "properties": {"execution_id": {"type": "string"}, "action": {"type": "string"}}},
         "PublishRequest": {"type": "object", "required": ["events"], "additionalProperties": false, "properties": {
@@ -557,10 +609,15 @@ fn schemas() -> Value {
         "PollResponse": {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": r("EventOut")}}},
         "AckRequest": {"type": "object", "required": ["offsets"], "additionalProperties": false, "properties": {"offsets": {"type": "array", "items": r("Offset")}}},
         "AckResponse": {"type": "object", "required": ["acknowledged"], "properties": {"acknowledged": {"type": "integer"}}},
+        "RedriveRequest": {"type": "object", "additionalProperties": false, "properties": {"max": {"type": "integer", "minimum": 1, "maximum": 100000, "default": 10000, "description": "most letters moved, oldest first"}}},
+        "Agents": agents,
+        "Stats": stats,
+        "RedriveResponse": {"type": "object", "required": ["topic", "moved", "remaining"], "properties": {"topic": {"type": "string", "description": "where the letters went back"}, "moved": {"type": "integer"}, "remaining": {"type": "integer", "description": "letters not redriven yet"}}},
         "WorkerPoll": {"type": "object", "additionalProperties": false, "properties": {
             "max": {"type": "integer", "minimum": 1, "maximum": 1000},
             "wait_ms": {"type": "integer", "minimum": 0, "maximum": u64::MAX, "description": "default 20000; at most 60000 and the server's long_poll_max_ms"},
-            "lease_ms": lease_ms}},
+            "lease_ms": lease_ms,
+            "worker": {"type": "string", "minLength": 1, "maxLength": 200, "description": "the polling worker's name (e.g. host:pid), shown in GET /api/v1/agents"}}},
         "Assignments": {"type": "object", "required": ["assignments"], "properties": {"assignments": {"type": "array", "items": {"type": "object", "required": ["id", "run", "task", "attempt", "input", "lease_expires_ms"], "properties": {
             "id": {"type": "string"}, "run": {"type": "string"}, "task": {"type": "string"}, "attempt": {"type": "integer"}, "input": {}, "lease_expires_ms": {"type": "integer"}}}}}},
         "Heartbeat": {"type": "object", "additionalProperties": false, "properties": {"lease_ms": {"type": ["integer", "null"], "minimum": 100, "maximum": 3_600_000}}},
@@ -693,7 +750,7 @@ pub fn document() -> Value {
             // Bodies whose fields all have defaults may be left out.
             let optional = matches!(
                 body,
-                "ExecuteRequest" | "WorkerPoll" | "Heartbeat" | "Complete"
+                "ExecuteRequest" | "WorkerPoll" | "Heartbeat" | "Complete" | "RedriveRequest"
             );
             op["requestBody"] = json!({"required": !optional, "content": content});
         }

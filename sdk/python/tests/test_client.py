@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +183,36 @@ def test_publish_in_chunks_and_consume_with_and_without_acks(client: Client) -> 
     assert len(polled) == 5 and all(p.topic == "orders" for p in polled)
     assert client.ack("orders", "manual", polled) == 5
     assert client.ack("orders", "manual", []) == 0
+
+
+def test_topics_reading_and_redriving_dead_letters(tmp_path: Path) -> None:
+    """Dead letters (after one unacknowledged delivery, as configured) are
+    read outside any group and moved back to their topic, once."""
+    server = Server(tmp_path / "data", config="visibility_timeout_ms = 100\nmax_deliveries = 1\n")
+    try:
+        with Client(server.url) as client:
+            client.publish(
+                [{"type": "order", "key": "k", "payload": {"n": i}} for i in range(3)],
+                topic="orders",
+            )
+            assert len(client.poll("orders", "billing", max=10, wait_ms=500)) == 3
+            time.sleep(0.3)
+            assert client.poll("orders", "billing", max=10, wait_ms=0) == []
+            topics = {t["name"]: t for t in client.topics()["topics"]}
+            assert topics["orders.dlq"]["events"] == 3
+            partition = next(p["partition"] for p in topics["orders.dlq"]["partitions"] if p["end"])
+            letters = client.read_events("orders.dlq", partition=partition)["events"]
+            assert letters and all(e["headers"]["dlq.group"] == "billing" for e in letters)
+
+            assert client.redrive("orders", max=2) == {
+                "topic": "orders",
+                "moved": 2,
+                "remaining": 1,
+            }
+            assert client.redrive("orders") == {"topic": "orders", "moved": 1, "remaining": 0}
+            back = client.poll("orders", "billing", max=10, wait_ms=500)
+            assert sorted(d.payload["n"] for d in back) == [0, 1, 2]
+            with pytest.raises(baton.InvalidRequest):
+                client.redrive("orders", max=0)
+    finally:
+        server.stop()

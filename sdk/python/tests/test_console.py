@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import pytest
 
 from baton import Client
 
-from .conftest import Server
+from .conftest import Server, binary
 
 if os.environ.get("CI"):
     from playwright import sync_api  # in CI the browser tests must run
@@ -211,5 +213,148 @@ def test_the_events_pages(server: Server, browser: Any, shots: Path) -> None:
     page.locator("#events-table tbody tr.clickable", has_text="o7").click()
     sync_api.expect(page.locator("#event-detail")).to_contain_text('"n": 7')
     page.screenshot(path=str(shots / "topic.png"), full_page=True)
+    w.check()
+    page.close()
+
+
+def test_dead_letters_are_opened_and_redriven(tmp_path: Path, browser: Any, shots: Path) -> None:
+    """A dead letter's reason and payload, then "Redrive" moves every letter
+    back to its topic, where the group that gave up on it receives it again."""
+    server = Server(tmp_path / "data", config="visibility_timeout_ms = 100\nmax_deliveries = 1\n")
+    try:
+        with Client(server.url) as client:
+            client.publish(
+                [{"type": "invoice", "key": f"i{i}", "payload": {"invoice": i}} for i in range(4)],
+                topic="invoices",
+            )
+            assert len(client.poll("invoices", "mailer", max=10, wait_ms=1000)) == 4
+            time.sleep(0.3)
+            assert client.poll("invoices", "mailer", max=10, wait_ms=0) == []
+        w = Watched(browser)
+        page = w.page
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.goto(server.url + "/ui/#/events/invoices.dlq")
+        page.wait_for_selector("#events-table tbody tr.clickable")
+        sync_api.expect(page.locator("#redrive-status")).to_contain_text("4 not redriven yet")
+        page.locator("#events-table tbody tr.clickable", has_text="i2").click()
+        detail = page.locator("#event-detail")
+        sync_api.expect(detail).to_contain_text("not acknowledged after 1 deliveries")
+        sync_api.expect(detail).to_contain_text('"invoice": 2')
+        page.screenshot(path=str(shots / "dead-letters.png"), full_page=True)
+        page.locator("#redrive").click()
+        sync_api.expect(page.locator("#redrive-status")).to_contain_text(
+            "4 moved back to invoices; 0 left."
+        )
+        sync_api.expect(page.locator("#redrive")).to_be_disabled()
+        w.check()
+        page.close()
+        with Client(server.url) as client:
+            back = client.poll("invoices", "mailer", max=10, wait_ms=1000)
+            assert sorted(d.payload["invoice"] for d in back) == [0, 1, 2, 3]
+    finally:
+        server.stop()
+
+
+AWAITING_REVIEW = """name: awaiting_review
+agents:
+  quick: { type: simulate, latency: 5ms, concurrency: 4 }
+  reviewer: { type: worker }
+tasks:
+  - id: draft
+    agent: quick
+  - id: review
+    agent: reviewer
+    depends_on: [draft]
+"""
+
+
+def test_the_agents_and_live_pages(server: Server, browser: Any, shots: Path) -> None:
+    """An agent's load, a worker by its name holding a lease, then the live
+    figures the server sampled (two samples, 2 s apart, are needed)."""
+    with Client(server.url) as client:
+        wf = client.create_workflow(AWAITING_REVIEW)
+        runs = [client.execute(wf["id"])["execution_id"] for _ in range(3)]
+        leased = client.poll_tasks("reviewer", max=2, wait_ms=5000, worker="review-desk:7")
+        assert len(leased) >= 1
+    w = Watched(browser)
+    page = w.page
+    page.goto(server.url + "/ui/#/agents")
+    agents = page.locator("#agents-table tbody tr", has_text="reviewer")
+    sync_api.expect(agents).to_contain_text("worker")
+    sync_api.expect(page.locator("#agents-table tbody tr", has_text="quick")).to_contain_text("/ 4")
+    sync_api.expect(page.locator("#workers-table")).to_contain_text("review-desk:7")
+    lease_rows = page.locator("#leases-table tbody tr")
+    sync_api.expect(lease_rows).to_have_count(len(leased))
+    sync_api.expect(lease_rows.first).to_contain_text("review")
+    assert any(run in page.locator("#leases-table").inner_text() for run in runs)
+    page.screenshot(path=str(shots / "agents.png"), full_page=True)
+
+    page.goto(server.url + "/ui/#/live")
+    page.wait_for_selector(".live-chart svg polyline", state="attached", timeout=15_000)
+    sync_api.expect(page.locator(".live-chart")).to_have_count(4)
+    sync_api.expect(page.locator(".figures")).to_contain_text("transitions/s")
+    page.screenshot(path=str(shots / "live.png"), full_page=True)
+    w.check()
+    page.close()
+
+
+def test_the_benchmarks_page(server: Server, browser: Any, shots: Path, tmp_path: Path) -> None:
+    """Reports written by this build's `baton bench` and `baton load`, opened
+    from disk (nothing is uploaded): a real 4x slowdown is the worst change,
+    a file of another kind is named, a baseline's trend is drawn, two load
+    reports are compared; no sideways scroll at 390 px."""
+    bench = [binary(), "bench", "planning", "--quick", "--sizes", "100", "--shapes", "chain,random"]
+
+    def run(args: list[str], **env: str) -> None:
+        done = subprocess.run(
+            args, cwd=tmp_path, env={**os.environ, **env}, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+
+    for _ in range(3):
+        run([*bench, "--json", "a.json", "--save-baseline", "main"])
+    run([*bench, "--json", "b.json"], BATON_BENCH_SLOWDOWN="planning/chain/100:4")
+    for name, users in (("load-a.json", "2"), ("load-b.json", "4")):
+        load = ["load", "--target", server.url, "--scenario", "health", "-u", users, "-i", "200"]
+        run([binary(), *load, "--json", name])
+    (tmp_path / "workflow.json").write_text('{"name": "hello", "tasks": [{"id": "a"}]}')
+    first = [str(tmp_path / n) for n in ("a.json", "b.json", "workflow.json")]
+    then = [str(tmp_path / ".baton" / "baselines" / "main.json")] + [
+        str(tmp_path / n) for n in ("load-a.json", "load-b.json")
+    ]
+
+    w = Watched(browser)
+    page = w.page
+    page.goto(server.url + "/ui/#/bench")
+    page.wait_for_selector("h1:has-text('Benchmarks')")
+    page.set_input_files("#bench-files", first)
+    rows = page.locator("#bench-compare tbody tr")
+    sync_api.expect(rows.first).to_contain_text("planning/chain/100")
+    sync_api.expect(rows.first).to_have_attribute("class", "bench-worse")
+    sync_api.expect(page.locator(".error-box")).to_contain_text("workflow.json")
+    page.fill("#bench-filter", "random")
+    sync_api.expect(rows.first).to_contain_text("planning/random/100")
+    page.fill("#bench-filter", "")
+    sync_api.expect(rows.first).to_contain_text("planning/chain/100")
+
+    page.set_input_files("#bench-files", then)
+    page.wait_for_selector("#bench-trend svg polyline", state="attached")
+    load_rows = page.locator("#load-compare tbody tr")
+    sync_api.expect(load_rows.first).to_be_visible()
+    # The filter narrows the load comparison too.
+    page.fill("#bench-filter", "healthz")
+    sync_api.expect(page.locator("#load-compare")).not_to_contain_text("Aggregated")
+    page.fill("#bench-filter", "")
+    sync_api.expect(page.locator("#load-compare")).to_contain_text("Aggregated")
+    page.screenshot(path=str(shots / "benchmarks.png"), full_page=True)
+
+    narrow = Watched(browser, width=390, height=800)
+    narrow.page.goto(server.url + "/ui/#/bench")
+    narrow.page.set_input_files("#bench-files", first + then)
+    narrow.page.wait_for_selector("#bench-trend svg polyline", state="attached")
+    assert narrow.page.evaluate("document.documentElement.scrollWidth") <= 390
+    narrow.page.screenshot(path=str(shots / "benchmarks-narrow.png"), full_page=True)
+    narrow.page.close()
+    narrow.check()
     w.check()
     page.close()

@@ -52,7 +52,7 @@ def chain_of(n: int, width: int, agent: str = "py") -> dict[str, Any]:
 def test_a_pool_of_workers_completes_a_100_task_workflow(server: Server) -> None:
     ran: dict[str, list[int]] = {}
     lock = threading.Lock()
-    workers = [Worker(server.url, wait_ms=500) for _ in range(3)]
+    workers = [Worker(server.url, wait_ms=500, name=f"pool-{i}") for i in range(3)]
     for n, worker in enumerate(workers):
 
         def handle(task: Task, n: int = n) -> dict[str, Any]:
@@ -67,6 +67,9 @@ def test_a_pool_of_workers_completes_a_100_task_workflow(server: Server) -> None
         with serving(workers[0]), serving(workers[1]), serving(workers[2]):
             run = client.execute(wf["id"])
             done = client.wait(run["execution_id"], timeout=60)
+            # The server lists each worker by its name, with the agent it serves.
+            seen = {w["name"]: w["agents"] for w in client.agents()["workers"]}
+            assert seen == {f"pool-{i}": ["py"] for i in range(3)}, seen
     assert done["status"] == "completed", done
     assert sorted(ran) == sorted(f"t{i}" for i in range(100))
     assert all(len(who) == 1 for who in ran.values()), "a task ran twice"

@@ -177,3 +177,75 @@ fn a_damaged_log_is_checked_and_repaired() {
     let o = events("repair", d, &[], None);
     assert!(stderr(&o).contains("nothing to repair"), "{}", stderr(&o));
 }
+
+/// `baton events redrive`: a topic's dead letters go back to it, once; the
+/// letters stay in `TOPIC.dlq` for the record.
+#[test]
+fn dead_letters_are_redriven() {
+    use baton_events::{DiskLog, DiskOptions, Event, EventLog as _, TopicOptions};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("events");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let log = DiskLog::open(&d, DiskOptions::default()).await.unwrap();
+        let options = TopicOptions {
+            visibility_timeout: Duration::from_millis(20),
+            max_deliveries: 1,
+            ..TopicOptions::default()
+        };
+        log.create_topic("orders", options).await.unwrap();
+        let batch = (0..3).map(|i| Event::new("order", "k", format!("{i}")));
+        log.publish("orders", batch.collect()).await.unwrap();
+        assert_eq!(
+            log.poll("orders", "billing", "m", 10, Duration::ZERO)
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        // The second delivery would be one too many: dead letters.
+        assert!(
+            log.poll("orders", "billing", "m", 10, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        log.close().await.unwrap();
+    });
+    let d = d.to_str().unwrap();
+    let o = events("redrive", d, &["--topic", "orders", "--json"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let done: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(done, serde_json::json!({"topic": "orders", "moved": 3}));
+    let o = events("redrive", d, &["--topic", "orders"], None);
+    assert!(
+        stderr(&o).contains("no dead letters to redrive"),
+        "{}",
+        stderr(&o)
+    );
+    let o = events("dlq", d, &["--topic", "orders"], None);
+    assert_eq!(stdout(&o).lines().count(), 3, "{}", stdout(&o));
+    let o = events(
+        "tail",
+        d,
+        &["--topic", "orders", "--from-start", "--no-follow", "--json"],
+        None,
+    );
+    let back: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &Value| e["headers"]["redrive.group"] == "billing")
+        .collect();
+    assert_eq!(back.len(), 3, "{}", stdout(&o));
+    // A topic without dead letters has nothing to redrive, and gets no `.dlq`.
+    let o = events("redrive", d, &["--topic", "quiet"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = events("groups", d, &["--topic", "quiet.dlq"], None);
+    assert!(stderr(&o).contains("no topic named"), "{}", stderr(&o));
+}

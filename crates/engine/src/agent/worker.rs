@@ -50,14 +50,34 @@ struct Waiting {
 
 struct Leased {
     agent: String,
+    worker: Arc<str>,
     expires: Instant,
     waiting: Waiting,
 }
+
+/// What the pool knows of a worker (by the name it polls with).
+struct Seen {
+    /// The agents it polled for (the first [`AGENTS_PER_WORKER`]).
+    agents: Vec<String>,
+    /// Its polls waiting now.
+    polling: u32,
+    /// When it last polled (or a poll of it returned).
+    last_seen: Instant,
+    last_seen_ms: u64,
+}
+
+/// Workers not seen for this long (and not polling) are forgotten.
+const FORGET_WORKERS_AFTER: Duration = Duration::from_secs(300);
+/// Workers remembered at most (the oldest forgotten first).
+const REMEMBER_WORKERS: usize = 1024;
+/// Agents listed per worker.
+const AGENTS_PER_WORKER: usize = 32;
 
 #[derive(Default)]
 struct Pool {
     queues: HashMap<String, VecDeque<Waiting>>,
     leased: HashMap<u128, Leased>,
+    workers: HashMap<Arc<str>, Seen>,
     /// Recently expired leases, to tell a late worker why it was refused.
     expired: VecDeque<u128>,
     next: u64,
@@ -146,7 +166,7 @@ impl Workers {
         }
     }
 
-    fn take(&self, agent: &str, max: usize, lease: Duration) -> Vec<Assignment> {
+    fn take(&self, agent: &str, worker: &Arc<str>, max: usize, lease: Duration) -> Vec<Assignment> {
         let now = Instant::now();
         let mut pool = self.pool();
         Self::expire(&mut pool, now);
@@ -174,6 +194,7 @@ impl Workers {
                 id,
                 Leased {
                     agent: agent.to_string(),
+                    worker: worker.clone(),
                     expires: now + lease,
                     waiting,
                 },
@@ -183,18 +204,23 @@ impl Workers {
     }
 
     /// Up to `max` calls for `agent`, waiting up to `wait` for one to arrive; each
-    /// is leased for `lease`.
+    /// is leased for `lease` to `worker` (the name a worker process polls
+    /// with, shown in [`Workers::snapshot`]).
     pub async fn poll(
         &self,
         agent: &str,
+        worker: &str,
         max: usize,
         wait: Duration,
         lease: Duration,
     ) -> Vec<Assignment> {
+        let worker = self.polling(agent, worker);
+        // Counted out however the poll ends (a dropped request included).
+        let _done = PollDone(self, worker.clone());
         let deadline = Instant::now() + wait;
         loop {
             let arrived = self.arrived.notified();
-            let got = self.take(agent, max.max(1), lease);
+            let got = self.take(agent, &worker, max.max(1), lease);
             if !got.is_empty() {
                 return got;
             }
@@ -205,8 +231,104 @@ impl Workers {
                 _ = tokio::time::sleep_until(deadline.min(tick)) => {}
             }
             if Instant::now() >= deadline {
-                return self.take(agent, max.max(1), lease);
+                return self.take(agent, &worker, max.max(1), lease);
             }
+        }
+    }
+
+    /// Records a poll of `worker` for `agent` starting; answers its shared name.
+    fn polling(&self, agent: &str, worker: &str) -> Arc<str> {
+        let now = Instant::now();
+        let mut pool = self.pool();
+        if pool.workers.len() >= REMEMBER_WORKERS && !pool.workers.contains_key(worker) {
+            Self::forget_workers(&mut pool, now);
+        }
+        let name: Arc<str> = match pool.workers.get_key_value(worker) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(worker),
+        };
+        let seen = pool.workers.entry(name.clone()).or_insert_with(|| Seen {
+            agents: Vec::new(),
+            polling: 0,
+            last_seen: now,
+            last_seen_ms: 0,
+        });
+        seen.polling += 1;
+        seen.last_seen = now;
+        seen.last_seen_ms = crate::clock::now_ms();
+        if seen.agents.len() < AGENTS_PER_WORKER && !seen.agents.iter().any(|a| a == agent) {
+            seen.agents.push(agent.to_string());
+        }
+        name
+    }
+
+    /// Forgets workers idle for [`FORGET_WORKERS_AFTER`], then, if there are
+    /// still too many, the idle ones seen longest ago.
+    fn forget_workers(pool: &mut Pool, now: Instant) {
+        pool.workers
+            .retain(|_, s| s.polling > 0 || now.duration_since(s.last_seen) < FORGET_WORKERS_AFTER);
+        if pool.workers.len() >= REMEMBER_WORKERS {
+            let mut idle: Vec<(Instant, Arc<str>)> = pool
+                .workers
+                .iter()
+                .filter(|(_, s)| s.polling == 0)
+                .map(|(n, s)| (s.last_seen, n.clone()))
+                .collect();
+            idle.sort_unstable();
+            let excess = pool.workers.len() + 1 - REMEMBER_WORKERS;
+            for (_, name) in idle.into_iter().take(excess) {
+                pool.workers.remove(&name);
+            }
+        }
+    }
+
+    /// The pool as people look at it: per agent, calls waiting and leased; the
+    /// workers seen in the last minutes; and up to `max_leases` leases, the
+    /// soonest to expire first. Lease ids are not shown: they let whoever holds
+    /// one report the call.
+    pub fn snapshot(&self, max_leases: usize) -> Snapshot {
+        let now = Instant::now();
+        let now_ms = crate::clock::now_ms();
+        let mut pool = self.pool();
+        Self::expire(&mut pool, now);
+        Self::forget_workers(&mut pool, now);
+        let agents = Self::depths_of(&pool);
+        let mut held: HashMap<&str, u32> = HashMap::new();
+        for l in pool.leased.values() {
+            *held.entry(&l.worker).or_default() += 1;
+        }
+        let mut workers: Vec<WorkerView> = pool
+            .workers
+            .iter()
+            .map(|(name, s)| WorkerView {
+                name: name.to_string(),
+                agents: s.agents.clone(),
+                polling: s.polling,
+                leases: held.get(&**name).copied().unwrap_or(0),
+                last_seen_ms: s.last_seen_ms,
+            })
+            .collect();
+        workers.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut leases: Vec<(Instant, &Leased)> =
+            pool.leased.values().map(|l| (l.expires, l)).collect();
+        leases.sort_unstable_by_key(|(expires, _)| *expires);
+        let leases = leases
+            .into_iter()
+            .take(max_leases)
+            .map(|(expires, l)| LeaseView {
+                agent: l.agent.clone(),
+                worker: l.worker.to_string(),
+                run: l.waiting.call.run.to_string(),
+                task: l.waiting.call.task.to_string(),
+                attempt: l.waiting.call.attempt,
+                expires_ms: now_ms + expires.saturating_duration_since(now).as_millis() as u64,
+            })
+            .collect();
+        Snapshot {
+            agents,
+            workers,
+            leases,
+            leased: pool.leased.len(),
         }
     }
 
@@ -266,7 +388,10 @@ impl Workers {
 
     /// Per agent: calls waiting for a worker, and calls leased.
     pub fn depths(&self) -> Vec<(String, usize, usize)> {
-        let pool = self.pool();
+        Self::depths_of(&self.pool())
+    }
+
+    fn depths_of(pool: &Pool) -> Vec<(String, usize, usize)> {
         let mut out: HashMap<&str, (usize, usize)> = HashMap::new();
         for (agent, q) in &pool.queues {
             out.entry(agent).or_default().0 += q.len();
@@ -281,6 +406,65 @@ impl Workers {
         out.sort();
         out
     }
+}
+
+/// Counts a worker's poll out when it ends.
+struct PollDone<'a>(&'a Workers, Arc<str>);
+
+impl Drop for PollDone<'_> {
+    fn drop(&mut self) {
+        let mut pool = self.0.pool();
+        if let Some(s) = pool.workers.get_mut(&self.1) {
+            s.polling = s.polling.saturating_sub(1);
+            s.last_seen = Instant::now();
+            s.last_seen_ms = crate::clock::now_ms();
+        }
+    }
+}
+
+/// [`Workers::snapshot`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    /// Per agent: its name, calls waiting for a worker, calls leased.
+    pub agents: Vec<(String, usize, usize)>,
+    /// Workers seen in the last minutes, by name.
+    pub workers: Vec<WorkerView>,
+    /// Leases, the soonest to expire first (at most as many as asked).
+    pub leases: Vec<LeaseView>,
+    /// Leases in all.
+    pub leased: usize,
+}
+
+/// A worker process, by the name it polls with.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerView {
+    /// Its name.
+    pub name: String,
+    /// The agents it polls for.
+    pub agents: Vec<String>,
+    /// Its polls waiting now (a connected worker keeps one open).
+    pub polling: u32,
+    /// Calls it holds.
+    pub leases: u32,
+    /// When it last polled, Unix milliseconds.
+    pub last_seen_ms: u64,
+}
+
+/// A call leased to a worker.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaseView {
+    /// The agent.
+    pub agent: String,
+    /// The worker holding it.
+    pub worker: String,
+    /// The run.
+    pub run: String,
+    /// The task.
+    pub task: String,
+    /// The attempt.
+    pub attempt: u32,
+    /// When the lease expires unless extended, Unix milliseconds.
+    pub expires_ms: u64,
 }
 
 /// The runner of one `worker` agent: its calls go to the pool under its name.
@@ -346,7 +530,13 @@ mod tests {
         let w = Worker::new("w", pool.clone());
         let pending = tokio::spawn(later(w.start(call("a"))));
         let got = pool
-            .poll("w", 10, Duration::from_secs(1), Duration::from_secs(30))
+            .poll(
+                "w",
+                "tester",
+                10,
+                Duration::from_secs(1),
+                Duration::from_secs(30),
+            )
             .await;
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].task, "a");
@@ -361,14 +551,65 @@ mod tests {
         ));
     }
 
+    /// The snapshot names each worker, what it polls for, its open polls and
+    /// its leases (without their ids); idle workers are forgotten.
+    #[tokio::test(start_paused = true)]
+    async fn the_snapshot_shows_workers_and_their_leases() {
+        let pool = Arc::new(Workers::default());
+        let w = Worker::new("w", pool.clone());
+        let _calls: Vec<_> = ["a", "b", "c"]
+            .into_iter()
+            .map(|t| tokio::spawn(later(w.start(call(t)))))
+            .collect();
+        let lease = Duration::from_secs(30);
+        let got = pool.poll("w", "host-1", 2, Duration::ZERO, lease).await;
+        assert_eq!(got.len(), 2);
+        let waiting = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                pool.poll("other", "host-2", 1, Duration::from_secs(60), lease)
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        let s = pool.snapshot(10);
+        assert_eq!(s.agents, [("w".to_string(), 1, 2)]);
+        let names: Vec<(&str, u32, u32)> = s
+            .workers
+            .iter()
+            .map(|w| (w.name.as_str(), w.polling, w.leases))
+            .collect();
+        assert_eq!(names, [("host-1", 0, 2), ("host-2", 1, 0)]);
+        assert_eq!(s.workers[1].agents, ["other"]);
+        assert_eq!((s.leased, s.leases.len()), (2, 2));
+        assert_eq!(s.leases[0].worker, "host-1");
+        assert_eq!(s.leases[0].run, "0000000000000007");
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(!json.contains(&got[0].id), "lease ids are secrets: {json}");
+        assert_eq!(pool.snapshot(1).leases.len(), 1);
+        // Idle for five minutes: forgotten; its leases expired long before.
+        waiting.abort();
+        let _ = waiting.await;
+        tokio::time::advance(FORGET_WORKERS_AFTER + Duration::from_secs(1)).await;
+        let s = pool.snapshot(10);
+        assert!(s.workers.is_empty(), "{:?}", s.workers);
+        assert_eq!(s.agents, [("w".to_string(), 3, 0)]);
+    }
+
     #[tokio::test]
     async fn a_long_poll_wakes_when_a_call_arrives() {
         let pool = Arc::new(Workers::default());
         let poller = {
             let pool = pool.clone();
             tokio::spawn(async move {
-                pool.poll("w", 1, Duration::from_secs(5), Duration::from_secs(5))
-                    .await
+                pool.poll(
+                    "w",
+                    "tester",
+                    1,
+                    Duration::from_secs(5),
+                    Duration::from_secs(5),
+                )
+                .await
             })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -386,11 +627,11 @@ mod tests {
         let w = Worker::new("w", pool.clone());
         let _pending = later(w.start(call("c")));
         let first = pool
-            .poll("w", 1, Duration::ZERO, Duration::from_secs(10))
+            .poll("w", "tester", 1, Duration::ZERO, Duration::from_secs(10))
             .await;
         assert_eq!(first.len(), 1);
         assert!(
-            pool.poll("w", 1, Duration::ZERO, Duration::from_secs(10))
+            pool.poll("w", "tester", 1, Duration::ZERO, Duration::from_secs(10))
                 .await
                 .is_empty()
         );
@@ -400,14 +641,14 @@ mod tests {
             .unwrap();
         tokio::time::advance(Duration::from_secs(8)).await;
         assert!(
-            pool.poll("w", 1, Duration::ZERO, Duration::from_secs(10))
+            pool.poll("w", "tester", 1, Duration::ZERO, Duration::from_secs(10))
                 .await
                 .is_empty()
         );
         // Then it expires and goes to the next poll; the old lease is void.
         tokio::time::advance(Duration::from_secs(3)).await;
         let second = pool
-            .poll("w", 1, Duration::ZERO, Duration::from_secs(10))
+            .poll("w", "tester", 1, Duration::ZERO, Duration::from_secs(10))
             .await;
         assert_eq!(second.len(), 1);
         assert_ne!(first[0].id, second[0].id);
@@ -424,7 +665,7 @@ mod tests {
         let w = Worker::new("w", pool.clone());
         drop(later(w.start(call("d"))));
         assert!(
-            pool.poll("w", 1, Duration::ZERO, Duration::from_secs(1))
+            pool.poll("w", "tester", 1, Duration::ZERO, Duration::from_secs(1))
                 .await
                 .is_empty()
         );

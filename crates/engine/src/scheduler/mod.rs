@@ -120,6 +120,9 @@ pub(crate) enum Msg {
         reply: oneshot::Sender<Vec<RunEntry>>,
     },
     Stats {
+        /// Whether to add the ready → dispatched histogram (a copy of a few
+        /// hundred KiB: for samplers, not for every probe).
+        with_latencies: bool,
         reply: oneshot::Sender<Stats>,
     },
     Signals {
@@ -684,8 +687,15 @@ impl Scheduler {
             Msg::List { query, reply } => {
                 let _ = reply.send(self.list(&query));
             }
-            Msg::Stats { reply } => {
-                let _ = reply.send(self.stats());
+            Msg::Stats {
+                with_latencies,
+                reply,
+            } => {
+                let mut stats = self.stats();
+                if with_latencies {
+                    stats.dispatch_histogram = Some(self.dispatch_hist.clone());
+                }
+                let _ = reply.send(stats);
             }
             Msg::Signals { topic, events } => self.signals(&topic, events),
             Msg::Report { job, report } => self.report(job, report, Instant::now()),

@@ -248,6 +248,8 @@ impl Scheduler {
                 name: a.name.clone(),
                 kind: a.kind.clone(),
                 in_flight: a.in_flight,
+                concurrency: (a.concurrency != u32::MAX).then_some(a.concurrency),
+                queued: a.waiting.len() as u64,
                 calls: a.calls,
                 failures: a.failures,
                 breaker: a

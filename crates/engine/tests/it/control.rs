@@ -178,6 +178,7 @@ tasks:
         .workers
         .poll(
             "remote_it",
+            "tester",
             10,
             Duration::from_millis(300),
             Duration::from_secs(30),
@@ -189,6 +190,7 @@ tasks:
         let got = pool
             .poll(
                 "remote_it",
+                "tester",
                 10,
                 Duration::from_secs(5),
                 Duration::from_secs(30),

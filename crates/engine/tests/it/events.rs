@@ -163,7 +163,9 @@ tasks:
     );
     let run = handle.submit(flow, json!({})).await.unwrap();
     let lease = Duration::from_secs(30);
-    let got = workers.poll("w", 1, Duration::from_secs(10), lease).await;
+    let got = workers
+        .poll("w", "tester", 1, Duration::from_secs(10), lease)
+        .await;
     let id = got[0].id.clone();
     // Sent at one instant (time is paused): one window takes the three.
     for pct in [10, 20, 30] {

@@ -562,10 +562,7 @@ struct Fetched {
 /// The id of the dead letter of one event in one group: the same in every process,
 /// so that the dead-letter topic's dedup window stores it once.
 fn dead_letter_id(topic: &str, group: &str, partition: u32, seq: u64) -> EventId {
-    let key = format!("{topic}\0{group}\0{partition}\0{seq}");
-    let hi = key_hash(key.as_bytes());
-    let lo = key_hash(format!("dlq\0{key}").as_bytes());
-    EventId((u128::from(hi) << 64) | u128::from(lo))
+    EventId::derived(format!("dlq\0{topic}\0{group}\0{partition}\0{seq}").as_bytes())
 }
 
 /// An acknowledgement subject for a message this process has no delivery of. The

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baton_events::{
-    Dedup, Error, Event, EventId, EventLog, Offset, Options, Retention, SeekTo, TopicOptions,
-    dead_letter_topic,
+    Dedup, Error, Event, EventId, EventLog, Offset, Options, REDRIVE_GROUP, Retention, SeekTo,
+    TopicOptions, dead_letter_topic, redrive,
 };
 
 use crate::Factory;
@@ -262,6 +262,101 @@ pub async fn dead_letters_after_max_deliveries<F: Factory>(mut f: F) {
             1
         );
     }
+}
+
+/// Polls `t` through `g` until every event is dead-lettered (three deliveries).
+async fn exhaust<F: Factory>(f: &F, log: &F::Log, t: &str, g: &str) {
+    for _ in 1..=3 {
+        let p = log.poll(t, g, "m", 10, NO_WAIT).await.unwrap();
+        assert!(!p.is_empty());
+        f.advance(Duration::from_secs(11)).await;
+    }
+    assert!(log.poll(t, g, "m", 10, NO_WAIT).await.unwrap().is_empty());
+}
+
+pub async fn redrive_moves_dead_letters_back<F: Factory>(mut f: F) {
+    let log = f.open(options(&f)).await;
+    log.create_topic("t", topic(&f, 2)).await.unwrap();
+    log.publish("t", vec![ev("a", 1), ev("b", 2), ev("c", 3)])
+        .await
+        .unwrap();
+    exhaust(&f, &log, "t", "g").await;
+    let dlq = dead_letter_topic("t");
+    let group = |name: &'static str| {
+        let log = log.clone();
+        let dlq = dlq.clone();
+        async move {
+            log.groups(&dlq)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|g| g.name == name)
+                .unwrap()
+        }
+    };
+    // The oldest letter first, then the rest; the group's lag is what is left.
+    let first = redrive(&log, &dlq, 1).await.unwrap();
+    assert_eq!(first.moved, 1);
+    assert_eq!(first.topic, "t");
+    let left = group(REDRIVE_GROUP).await;
+    assert_eq!((left.lag, left.pending), (2, 0));
+    assert_eq!(redrive(&log, &dlq, 100).await.unwrap().moved, 2);
+    assert_eq!(redrive(&log, &dlq, 100).await.unwrap().moved, 0);
+    let done = group(REDRIVE_GROUP).await;
+    assert_eq!((done.lag, done.pending), (0, 0));
+    // The letters stay in the dead-letter topic for the record.
+    let retained: u64 = log
+        .topics()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|t| t.name == dlq)
+        .map(|t| t.events())
+        .sum();
+    assert_eq!(retained, 3);
+    // Back in the topic: new events, delivered afresh to the group that gave up
+    // on them, with the letter's place instead of the dlq.* headers.
+    let again = log.poll("t", "g", "m", 10, NO_WAIT).await.unwrap();
+    let mut got: Vec<u64> = again.iter().map(|d| num(d.event)).collect();
+    got.sort_unstable();
+    assert_eq!(got, vec![1, 2, 3]);
+    for d in again.iter() {
+        assert_eq!(d.deliveries, 1);
+        assert_eq!(d.event.header("redrive.group").unwrap(), "g");
+        assert!(d.event.header("redrive.from").is_some());
+        assert!(d.event.headers.iter().all(|(n, _)| !n.starts_with("dlq.")));
+    }
+    log.ack("t", "g", &again.offsets()).await.unwrap();
+    // Only dead-letter topics can be redriven.
+    assert!(matches!(
+        redrive(&log, "t", 10).await,
+        Err(Error::InvalidOptions(_))
+    ));
+}
+
+/// A redrive that stopped between its publish and its acknowledgement runs again
+/// without storing a letter twice: the copy's id is the same every time.
+pub async fn redrive_again_is_deduplicated<F: Factory>(mut f: F) {
+    let log = f.open(options(&f)).await;
+    log.create_topic("t", topic(&f, 1)).await.unwrap();
+    log.publish("t", vec![ev("a", 1)]).await.unwrap();
+    exhaust(&f, &log, "t", "g").await;
+    let dlq = dead_letter_topic("t");
+    assert_eq!(redrive(&log, &dlq, 10).await.unwrap().moved, 1);
+    // As if the acknowledgement had been lost: the redrive group reads it again.
+    log.seek(&dlq, REDRIVE_GROUP, SeekTo::Earliest)
+        .await
+        .unwrap();
+    assert_eq!(redrive(&log, &dlq, 10).await.unwrap().moved, 1);
+    let stored: u64 = log
+        .topics()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|t| t.name == "t")
+        .map(|t| t.events())
+        .sum();
+    assert_eq!(stored, 2, "the original and one copy");
 }
 
 pub async fn dedup_window<F: Factory>(mut f: F) {

@@ -146,6 +146,8 @@ macro_rules! conformance {
             case!(redelivery_after_visibility_timeout);
             case!(nack_redelivers_after_delay);
             case!(dead_letters_after_max_deliveries);
+            case!(redrive_moves_dead_letters_back);
+            case!(redrive_again_is_deduplicated);
             case!(dedup_window);
             case!(retention_by_count_bytes_and_age);
             case!(restart_keeps_events_and_committed_offsets);

@@ -197,6 +197,55 @@ pub(super) async fn ack(
     Ok(reply(StatusCode::OK, &api::AckResponse { acknowledged }))
 }
 
+/// `POST /api/v1/topics/{topic}/redrive`: the oldest letters of a dead-letter
+/// topic back to their topic ([`baton_events::redrive`]).
+pub(super) async fn redrive(
+    State(state): St,
+    Path(dlq): Path<String>,
+    Json(req): Json<api::RedriveRequest>,
+) -> ApiResult<Response> {
+    if !(1..=100_000).contains(&req.max) {
+        return Err(ApiError::invalid(
+            "$.max",
+            "`max` must be between 1 and 100000",
+        ));
+    }
+    let Some(topic) = dlq.strip_suffix(baton_events::DEAD_LETTER_SUFFIX) else {
+        return Err(ApiError::invalid(
+            "topic",
+            format!(
+                "`{dlq}` is not a dead-letter topic: only `X.dlq` topics are redriven (to `X`)"
+            ),
+        ));
+    };
+    if let Some(why) = reserved(topic, &state.options.engine) {
+        return Err(ApiError::Forbidden(format!(
+            "`{topic}` is {why}, which only the server publishes to: its dead letters stay where they are"
+        )));
+    }
+    if !state.log.topics().await?.iter().any(|t| t.name == dlq) {
+        return Err(ApiError::NotFound(format!("no topic named `{dlq}`")));
+    }
+    let done = baton_events::redrive(&*state.log, &dlq, req.max).await?;
+    state.metrics.published(done.moved);
+    let remaining = state
+        .log
+        .groups(&dlq)
+        .await?
+        .into_iter()
+        .find(|g| g.name == baton_events::REDRIVE_GROUP)
+        .map_or(0, |g| g.lag + g.pending);
+    tracing::info!(topic = %dlq, moved = done.moved, remaining, "dead letters redriven");
+    Ok(reply(
+        StatusCode::OK,
+        &api::RedriveResponse {
+            topic: done.topic,
+            moved: done.moved,
+            remaining,
+        },
+    ))
+}
+
 /// `GET /api/v1/topics`: every topic with its partitions, and each group's
 /// lag, pending events and members.
 pub(super) async fn topics(State(state): St) -> ApiResult<Response> {

@@ -1,8 +1,10 @@
 //! The routes: one module per section of the API (workflows, executions and their
-//! event stream, events, workers), the middleware, and the helpers they share.
+//! event stream, events, workers, what the server is doing now), the
+//! middleware, and the helpers they share.
 
 mod events;
 mod executions;
+mod live;
 mod middleware;
 mod stream;
 mod workers;
@@ -65,6 +67,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/topics", get(events::topics))
         .route("/api/v1/audit", get(events::audit))
         .route("/api/v1/topics/{topic}/events", get(events::read))
+        .route("/api/v1/topics/{topic}/redrive", post(events::redrive))
         .route(
             "/api/v1/topics/{topic}/groups/{group}/poll",
             get(events::poll),
@@ -73,6 +76,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
             "/api/v1/topics/{topic}/groups/{group}/ack",
             post(events::ack),
         )
+        .route("/api/v1/agents", get(live::agents))
+        .route("/api/v1/stats", get(live::stats))
         .route("/api/v1/agents/{name}/poll", post(workers::worker_poll))
         .route("/api/v1/tasks/report", post(workers::report))
         .route("/api/v1/tasks/{id}/heartbeat", post(workers::heartbeat))

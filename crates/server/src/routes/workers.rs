@@ -43,9 +43,19 @@ pub(super) async fn worker_poll(
         ));
     }
     let lease = lease_of(req.lease_ms, "$.lease_ms")?;
+    let worker = match &req.worker {
+        Some(w) if w.is_empty() || w.len() > 200 || w.chars().any(char::is_control) => {
+            return Err(ApiError::invalid(
+                "$.worker",
+                "`worker` must be 1 to 200 characters, without control characters",
+            ));
+        }
+        Some(w) => w.as_str(),
+        None => "(unnamed)",
+    };
     let wait = Duration::from_millis(req.wait_ms.min(60_000)).min(state.options.long_poll_max);
     let got = tokio::select! {
-        got = state.options.engine.workers.poll(&name, req.max, wait, lease) => got,
+        got = state.options.engine.workers.poll(&name, worker, req.max, wait, lease) => got,
         _ = state.stopping.cancelled() => Vec::new(),
     };
     let assignments = got

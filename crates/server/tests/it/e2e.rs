@@ -20,11 +20,16 @@ struct Running {
 }
 
 async fn start(dir: &Path) -> Running {
-    let options = ServerOptions {
+    start_with(dir, |_| {}).await
+}
+
+async fn start_with(dir: &Path, f: impl FnOnce(&mut ServerOptions)) -> Running {
+    let mut options = ServerOptions {
         bind: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
         ..ServerOptions::default()
     };
+    f(&mut options);
     let server = Server::build(options).await.unwrap();
     let addr = server.local_addr();
     let cancel = CancellationToken::new();
@@ -408,4 +413,113 @@ async fn oversized_heads_are_problems_too() {
         "{answer}"
     );
     running.stop().await;
+}
+
+/// `GET /api/v1/agents`: a worker agent's queue, the worker holding its call
+/// (by the name it polls with) and the lease, without the lease's id;
+/// `GET /api/v1/stats`: samples with the run's transitions and overhead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_workers_leases_and_live_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(dir.path(), |o| {
+        o.sample_interval = Duration::from_millis(100);
+    })
+    .await;
+    let http = Http::new(server.addr);
+    let (code, created) = http
+        .call("POST", "/api/v1/workflows", Some(workflow("e2e-live")))
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let (code, started) = http
+        .call("POST", &format!("/api/v1/workflows/{id}/execute"), None)
+        .await;
+    assert_eq!(code, 202, "{started}");
+    let exec = started["execution_id"].as_str().unwrap();
+    let (code, got) = http
+        .call(
+            "POST",
+            "/api/v1/agents/e2e-live/poll",
+            Some(json!({"max": 5, "wait_ms": 5000, "lease_ms": 60000, "worker": "host-a:41"})),
+        )
+        .await;
+    assert_eq!(code, 200, "{got}");
+    let lease = got["assignments"][0]["id"].as_str().unwrap().to_owned();
+
+    let (code, agents) = http.call("GET", "/api/v1/agents", None).await;
+    assert_eq!(code, 200, "{agents}");
+    assert!(
+        !agents.to_string().contains(&lease),
+        "lease ids stay secret: {agents}"
+    );
+    let agent = agents["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "e2e-live")
+        .unwrap_or_else(|| panic!("{agents}"));
+    assert_eq!(
+        (
+            &agent["kind"],
+            &agent["leased"],
+            &agent["in_flight"],
+            &agent["operator"]
+        ),
+        (&json!("worker"), &json!(1), &json!(1), &json!(false)),
+        "{agent}"
+    );
+    assert_eq!(agents["workers"][0]["name"], "host-a:41", "{agents}");
+    assert_eq!(agents["workers"][0]["leases"], 1, "{agents}");
+    assert_eq!(agents["workers"][0]["agents"], json!(["e2e-live"]));
+    assert_eq!(agents["leases"][0]["task"], "fetch", "{agents}");
+    assert_eq!(agents["leases"][0]["run"], exec, "{agents}");
+    assert!(agents.get("instances").is_none(), "one instance: {agents}");
+    let (code, bad) = http
+        .call(
+            "POST",
+            "/api/v1/agents/e2e-live/poll",
+            Some(json!({"wait_ms": 0, "worker": ""})),
+        )
+        .await;
+    assert_eq!(code, 422, "{bad}");
+
+    let (code, r) = http
+        .call(
+            "POST",
+            &format!("/api/v1/tasks/{lease}/complete"),
+            Some(json!({"output": 1})),
+        )
+        .await;
+    assert_eq!(code, 200, "{r}");
+    let s = http.work_until_done("e2e-live", exec).await;
+    assert_eq!(s["status"], "completed", "{s}");
+    // The samples of the next few intervals see the finished run.
+    let mut stats = Value::Null;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stats = http.call("GET", "/api/v1/stats", None).await.1;
+        let samples = stats["samples"].as_array().unwrap();
+        if samples.last().is_some_and(|s| s["runs_completed"] == 1) {
+            break;
+        }
+    }
+    assert_eq!(stats["interval_ms"], 100);
+    let samples = stats["samples"].as_array().unwrap();
+    let last = samples.last().unwrap();
+    assert_eq!(last["runs_completed"], 1, "{stats}");
+    assert!(last["transitions"].as_u64().unwrap() >= 16, "{last}");
+    let dispatched: u64 = samples
+        .iter()
+        .map(|s| s["dispatch"]["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        dispatched, 4,
+        "each task's dispatch in one interval: {stats}"
+    );
+    assert!(
+        samples
+            .windows(2)
+            .all(|w| w[0]["t_ms"].as_u64() <= w[1]["t_ms"].as_u64())
+    );
+    server.stop().await;
 }

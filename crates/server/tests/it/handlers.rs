@@ -958,3 +958,84 @@ async fn topics_and_their_events_are_listed() {
         StatusCode::UNPROCESSABLE_ENTITY
     );
 }
+
+/// `POST /api/v1/topics/{topic}/redrive`: dead letters go back to their topic,
+/// oldest first, and the redrive group's lag says how many are left.
+#[tokio::test]
+async fn dead_letters_are_redriven_to_their_topic() {
+    let app = app_with(|o| {
+        let d = &mut o.log.log.topic_defaults;
+        d.visibility_timeout = std::time::Duration::from_millis(50);
+        d.max_deliveries = 2;
+    })
+    .await;
+    let events: Vec<Value> = (0..3)
+        .map(|i| json!({"type": "order", "key": format!("k{i}"), "payload": {"n": i}}))
+        .collect();
+    let r = app
+        .post(
+            "/api/v1/events?topic=orders",
+            &json!({"events": events}).to_string(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // Two deliveries without an ack, then the third poll dead-letters them.
+    for _ in 0..3 {
+        app.get("/api/v1/topics/orders/groups/billing/poll?max=10")
+            .await;
+        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+    }
+    let topics = app.get("/api/v1/topics").await.json();
+    let dlq = topics["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "orders.dlq")
+        .unwrap_or_else(|| panic!("no dead letters: {topics}"));
+    assert_eq!(dlq["events"], 3, "{dlq}");
+
+    let r = app
+        .post("/api/v1/topics/orders.dlq/redrive", r#"{"max": 2}"#)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.json(),
+        json!({"topic": "orders", "moved": 2, "remaining": 1})
+    );
+    let r = app.post("/api/v1/topics/orders.dlq/redrive", "{}").await;
+    assert_eq!(
+        r.json(),
+        json!({"topic": "orders", "moved": 1, "remaining": 0})
+    );
+    let back = app
+        .get("/api/v1/topics/orders/groups/billing/poll?max=10")
+        .await
+        .json();
+    let back = back["events"].as_array().unwrap();
+    assert_eq!(back.len(), 3, "{back:?}");
+    for e in back {
+        assert_eq!(e["deliveries"], 1);
+        assert_eq!(e["headers"]["redrive.group"], "billing");
+        assert!(e["headers"].get("dlq.reason").is_none(), "{e}");
+    }
+
+    // Only `X.dlq` topics, not the server's own, and only existing ones.
+    for (path, status) in [
+        (
+            "/api/v1/topics/orders/redrive",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "/api/v1/topics/baton.runs.dlq/redrive",
+            StatusCode::FORBIDDEN,
+        ),
+        ("/api/v1/topics/nope.dlq/redrive", StatusCode::NOT_FOUND),
+    ] {
+        let r = app.post(path, "{}").await;
+        assert_eq!(r.status, status, "{path}: {}", r.text);
+    }
+    let r = app
+        .post("/api/v1/topics/orders.dlq/redrive", r#"{"max": 0}"#)
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+}

@@ -259,8 +259,13 @@ def ack_request(topic: str, name: str, deliveries: Iterable[Delivery]) -> Reques
     return Request("POST", f"{group(topic, name)}/ack", body=body, idempotent=True)
 
 
-def lease_request(agent: str, max: int, wait_ms: int, lease_ms: int) -> Request:
-    body = dumps({"max": max, "wait_ms": wait_ms, "lease_ms": lease_ms})
+def lease_request(
+    agent: str, max: int, wait_ms: int, lease_ms: int, worker: str | None = None
+) -> Request:
+    fields: dict[str, Any] = {"max": max, "wait_ms": wait_ms, "lease_ms": lease_ms}
+    if worker is not None:
+        fields["worker"] = worker
+    body = dumps(fields)
     return Request("POST", f"/api/v1/agents/{segment(agent)}/poll", body=body)
 
 

@@ -125,6 +125,42 @@ class Operations(Generic[R]):
         path = f"{_core.execution(execution_id)}/tasks/{_core.segment(task)}/instances"
         return self._get(path, {"offset": offset, "limit": limit})
 
+    # -- what the server is doing now ---------------------------------------
+
+    def agents(self) -> R:
+        """The agents (load, concurrency, breaker), the remote workers seen
+        in the last minutes with their leases, and the instances when there
+        are several."""
+        return self._get("/api/v1/agents")
+
+    def stats(self) -> R:
+        """`{"interval_ms", "samples": [...]}`: the server's figures sampled
+        over the last minutes, oldest first."""
+        return self._get("/api/v1/stats")
+
+    # -- what the event log holds -------------------------------------------
+
+    def topics(self) -> R:
+        """`{"topics": [...]}`: every topic, its partitions, and each consumer
+        group's `lag`, `pending` and members."""
+        return self._get("/api/v1/topics")
+
+    def read_events(
+        self, topic: str, *, partition: int = 0, from_offset: int = 0, max: int = 100
+    ) -> R:
+        """Up to `max` retained events of one partition from `from_offset`,
+        outside any group (nothing is delivered); `next_from` is where the
+        next page starts."""
+        params = {"partition": partition, "from": from_offset, "max": max}
+        return self._get(f"/api/v1/topics/{_core.segment(topic)}/events", params)
+
+    def redrive(self, topic: str, *, max: int = 10_000) -> R:
+        """Moves the oldest `max` dead letters of `topic` (they live in
+        `topic.dlq`) back to `topic`: `{"topic", "moved", "remaining"}`. Safe
+        to repeat: a letter is moved once."""
+        path = f"/api/v1/topics/{_core.segment(topic + '.dlq')}/redrive"
+        return self._post(path, {"max": max}, idempotent=True)
+
     # -- reports of a leased call (what `Worker` sends) --------------------
 
     def complete_task(self, lease: str, output: JSON) -> R:

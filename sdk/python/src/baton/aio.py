@@ -221,10 +221,16 @@ class AsyncClient(Operations[Awaitable[dict[str, Any]]]):
                 await self.ack(topic, group, batch)
 
     async def poll_tasks(
-        self, agent: str, *, max: int = 1, wait_ms: int = 20_000, lease_ms: int = 30_000
+        self,
+        agent: str,
+        *,
+        max: int = 1,
+        wait_ms: int = 20_000,
+        lease_ms: int = 30_000,
+        worker: str | None = None,
     ) -> list[dict[str, Any]]:
         """See `Client.poll_tasks`."""
-        request = _core.lease_request(agent, max, wait_ms, lease_ms)
+        request = _core.lease_request(agent, max, wait_ms, lease_ms, worker)
         answer = await self._send(request, timeout=_core.long(wait_ms))
         assignments: list[dict[str, Any]] = answer["assignments"]
         return assignments

@@ -216,11 +216,17 @@ class Client(Operations[dict[str, Any]]):
                 self.ack(topic, group, batch)
 
     def poll_tasks(
-        self, agent: str, *, max: int = 1, wait_ms: int = 20_000, lease_ms: int = 30_000
+        self,
+        agent: str,
+        *,
+        max: int = 1,
+        wait_ms: int = 20_000,
+        lease_ms: int = 30_000,
+        worker: str | None = None,
     ) -> list[dict[str, Any]]:
         """Leases up to `max` calls of a `worker` agent (`baton.Worker` runs
-        the whole loop)."""
-        request = _core.lease_request(agent, max, wait_ms, lease_ms)
+        the whole loop); `worker` names the polling process in `agents()`."""
+        request = _core.lease_request(agent, max, wait_ms, lease_ms, worker)
         assignments: list[dict[str, Any]] = self._send(request, timeout=_core.long(wait_ms))[
             "assignments"
         ]

@@ -25,8 +25,10 @@ import concurrent.futures
 import inspect
 import json
 import logging
+import os
 import queue
 import signal
+import socket
 import threading
 import time
 from collections.abc import Awaitable
@@ -216,8 +218,11 @@ class Worker:
         wait_ms: int = 20_000,
         shutdown_timeout: float = 30.0,
         retry: Retry = Retry(attempts=8, initial=0.2, maximum=10.0),
+        name: str | None = None,
     ) -> None:
         self.url = url
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        """How the server lists this worker (`GET /api/v1/agents`)."""
         self.token = token
         self.lease_ms = lease_ms
         self.wait_ms = wait_ms
@@ -352,7 +357,11 @@ class Worker:
                 continue
             try:
                 assignments = await self._client.poll_tasks(
-                    agent.name, max=min(room, 1000), wait_ms=self.wait_ms, lease_ms=agent.lease_ms
+                    agent.name,
+                    max=min(room, 1000),
+                    wait_ms=self.wait_ms,
+                    lease_ms=agent.lease_ms,
+                    worker=self.name,
                 )
                 failures = 0
             except (BatonError, OSError) as error:
