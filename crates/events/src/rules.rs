@@ -62,6 +62,14 @@ pub(crate) fn check_batch_with(
     Ok(())
 }
 
+/// The `dlq.reason` of an event that used up its deliveries.
+pub(crate) fn dead_letter_reason(max_deliveries: u32) -> String {
+    match max_deliveries {
+        1 => "not acknowledged after 1 delivery".to_owned(),
+        n => format!("not acknowledged after {n} deliveries"),
+    }
+}
+
 /// The options topic `name` gets when it is used before being created: the log's
 /// defaults, except that a dead-letter topic never dead-letters again (its events
 /// are kept for people to inspect).

@@ -192,6 +192,9 @@ async function route() {
   const path = location.hash.replace(/^#\/?/, "").split("?")[0] || "runs";
   const [, page, id] = path.match(/^([^/]*)\/?(.*)$/) || [];
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.toggle("active", a.dataset.nav === page);
+  // On a narrow window the links scroll sideways: keep the current one in view.
+  const active = document.querySelector("[data-nav].active");
+  if (active) active.scrollIntoView({ block: "nearest", inline: "nearest" });
   const views = { runs: id ? runView : runsView, workflows: id ? workflowView : workflowsView, events: id ? topicView : eventsView,
     agents: agentsView, live: liveView, bench: benchView, new: newWorkflowView };
   const view = views[page] || runsView;

@@ -238,7 +238,7 @@ def test_dead_letters_are_opened_and_redriven(tmp_path: Path, browser: Any, shot
         sync_api.expect(page.locator("#redrive-status")).to_contain_text("4 not redriven yet")
         page.locator("#events-table tbody tr.clickable", has_text="i2").click()
         detail = page.locator("#event-detail")
-        sync_api.expect(detail).to_contain_text("not acknowledged after 1 deliveries")
+        sync_api.expect(detail).to_contain_text("not acknowledged after 1 delivery")
         sync_api.expect(detail).to_contain_text('"invoice": 2')
         page.screenshot(path=str(shots / "dead-letters.png"), full_page=True)
         page.locator("#redrive").click()

@@ -149,10 +149,7 @@ impl<J: Journal> Core<J> {
             Some(d) => d,
             None => self.create_topic(&dlq_name, None)?,
         };
-        let reason = Bytes::from(format!(
-            "not acknowledged after {} deliveries",
-            t.options.max_deliveries
-        ));
+        let reason = Bytes::from(crate::rules::dead_letter_reason(t.options.max_deliveries));
         let mut batch = Vec::with_capacity(dead.len());
         for d in dead {
             let Some(mut e) = d.event else {

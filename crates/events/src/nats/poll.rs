@@ -439,10 +439,7 @@ impl NatsLog {
                     );
                     let original = e.id;
                     e.id = dead_letter_id(&t.name, group, p, seq);
-                    let reason = format!(
-                        "not acknowledged after {} deliveries",
-                        t.options.max_deliveries
-                    );
+                    let reason = crate::rules::dead_letter_reason(t.options.max_deliveries);
                     e.headers.extend([
                         ("dlq.reason".to_owned(), Bytes::from(reason)),
                         ("dlq.topic".to_owned(), Bytes::from(t.name.clone())),

@@ -237,10 +237,7 @@ impl RedisLog {
     ) -> Result<()> {
         let dlq_name = crate::dead_letter_topic(&t.name);
         let dlq = self.topic_or_create(&dlq_name).await?;
-        let reason = Bytes::from(format!(
-            "not acknowledged after {} deliveries",
-            t.options.max_deliveries
-        ));
+        let reason = Bytes::from(crate::rules::dead_letter_reason(t.options.max_deliveries));
         let mut batch = Vec::with_capacity(dead.len());
         let mut offsets = Vec::with_capacity(dead.len());
         for (p, o, deliveries, mut e) in dead {
