@@ -210,6 +210,15 @@ pub struct PlanDetail {
     pub redundant_edges: Vec<[String; 2]>,
 }
 
+/// `GET /api/v1/executions/{id}/workflow`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunWorkflow {
+    /// The workflow the run runs (as the engine holds it: defaults filled in).
+    pub document: Value,
+    /// Its plan.
+    pub plan: PlanDetail,
+}
+
 /// `POST /api/v1/workflows/{id}/execute`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -289,6 +298,9 @@ pub struct ExecutionStatus {
     /// The finished execution this one reran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rerun_of: Option<String>,
+    /// The execution whose task started this one (a sub-workflow, a team).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
     /// The agents that ran or run its tasks.
     pub agents: Vec<AgentState>,
     /// Figures.

@@ -95,6 +95,12 @@ impl Handle {
         self.ask(|reply| Msg::Status { run, reply }).await?
     }
 
+    /// The workflow a run runs, planned (a child run's is its parent's
+    /// sub-workflow).
+    pub async fn spec(&self, run: RunId) -> Result<Arc<Spec>, Error> {
+        self.ask(|reply| Msg::Spec { run, reply }).await?
+    }
+
     /// Pauses a run: tasks in flight finish, nothing new is dispatched.
     pub async fn pause(&self, run: RunId) -> Result<(), Error> {
         self.ask(|reply| Msg::Control {

@@ -52,6 +52,9 @@ pub struct Summary {
     /// The finished run this one reran.
     #[serde(serialize_with = "opt_display")]
     pub rerun_of: Option<RunId>,
+    /// The run whose task started this one as its child.
+    #[serde(serialize_with = "opt_display")]
+    pub parent: Option<RunId>,
     /// Attempts beyond the first.
     pub retries: u64,
     /// Instances that ended: fan-out items and loop iterations (a task that

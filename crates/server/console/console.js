@@ -270,11 +270,8 @@ async function runsView(app) {
 // A run: the DAG by stages (live), the timeline, the tasks' details, actions.
 async function runView(app, runId) {
   const status = await api.get(`/api/v1/executions/${encodeURIComponent(runId)}`);
-  const [wf, plan] = await Promise.all([
-    api.get(`/api/v1/workflows/${status.workflow_id}`),
-    api.get(`/api/v1/workflows/${status.workflow_id}/plan`),
-  ]);
-  const doc = wf.document || {};
+  // The run's own workflow: a child run's is not in the catalog.
+  const { document: doc, plan } = await api.get(`/api/v1/executions/${encodeURIComponent(runId)}/workflow`);
   const declared = (doc.tasks || []).map((t) => String(t.id));
   const taskDoc = new Map((doc.tasks || []).map((t) => [String(t.id), t]));
   const state = new Map(status.tasks.map((t) => [t.id, t]));
@@ -291,12 +288,15 @@ async function runView(app, runId) {
   const detail = h("div", { class: "panel detail", id: "task-detail" }, h("p", { class: "muted" }, "Select a task to see its input, output and attempts."));
   const timelineBox = h("div", { class: "timeline" });
   const liveDot = h("span", { class: "live off", title: "live updates" });
+  const instances = instancesPanel(runId);
+  const children = childRuns(runId);
   const notice = h("div");
   app.replaceChildren(header, notice, actions, h("h2", {}, "Figures"), figures,
     h("div", { class: "grid2" },
       h("div", {}, h("h2", {}, "Tasks by stage ", h("span", { class: "muted" }, "(critical path outlined)")), legend(), dagBox),
       h("div", {}, h("h2", {}, "Task"), detail)),
-    h("h2", {}, "Timeline ", h("span", { class: "muted" }, "(waiting light, running dark, one bar per attempt)")), timelineBox);
+    h("h2", {}, "Timeline ", h("span", { class: "muted" }, "(waiting light, running dark, one bar per attempt)")), timelineBox,
+    children.box);
 
   const act = (what) => h("button", { class: what === "cancel" ? "danger" : "", id: "action-" + what, onclick: async () => {
     notice.replaceChildren();
@@ -309,8 +309,9 @@ async function runView(app, runId) {
     const c = {};
     for (const t of state.values()) c[t.status] = (c[t.status] || 0) + 1;
     header.replaceChildren(liveDot, "Run ", h("span", { class: "mono" }, runId), badge(current.status),
-      h("span", { class: "muted", style: "font-size:13px;font-weight:400" }, "of ", link("#/workflows/" + current.workflow_id, current.workflow || current.workflow_id),
-        current.rerun_of ? [" · rerun of ", link("#/runs/" + current.rerun_of, current.rerun_of)] : ""));
+      h("span", { class: "muted", style: "font-size:13px;font-weight:400" }, "of ", current.workflow_id ? link("#/workflows/" + current.workflow_id, current.workflow || current.workflow_id) : current.workflow || "",
+        current.rerun_of ? [" · rerun of ", link("#/runs/" + current.rerun_of, current.rerun_of)] : "",
+        current.parent_id ? [" · child of ", link("#/runs/" + current.parent_id, current.parent_id)] : ""));
     const ended = FINAL.has(current.status);
     actions.replaceChildren(...(ended ? [] : [current.status === "paused" ? act("resume") : act("pause"), act("cancel")]),
       current.reason ? h("span", { class: "muted" }, "Reason: " + current.reason) : "");
@@ -344,8 +345,9 @@ async function runView(app, runId) {
       try { const r = await api.post(`/api/v1/executions/${runId}/rerun`, { from: selected }); location.hash = "#/runs/" + r.execution_id; }
       catch (e) { detail.append(errorBox(e)); }
     } }, "Rerun from this task") : "";
+    if (t.items) instances.show(selected); else instances.hide();
     detail.replaceChildren(h("h3", { class: "mono", style: "margin:0 0 8px" }, selected),
-      h("dl", {}, rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]), blocks), h("div", { style: "margin-top:10px" }, rerun));
+      h("dl", {}, rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]), blocks), instances.box, h("div", { style: "margin-top:10px" }, rerun));
   };
   const t0 = () => { let m = Infinity; for (const v of timeline.values()) if (v.length && v[0][1] < m) m = v[0][1]; return m === Infinity ? 0 : m; };
 
@@ -413,7 +415,88 @@ async function runView(app, runId) {
     return true;
   }, abort.signal, (on) => liveDot.classList.toggle("off", !on));
   const tick = setInterval(() => { if (!FINAL.has(current.status)) schedule(); }, 500);
-  teardown = () => { abort.abort(); clearInterval(tick); if (refreshing) clearTimeout(refreshing); };
+  // While the run is live: the selected task's instances, and the child runs
+  // (unless a branch of their tree is open), read again every 2 s.
+  children.load().catch(() => {});
+  let wasFinal = FINAL.has(current.status);
+  const slow = setInterval(() => {
+    if (document.hidden || wasFinal) return;
+    wasFinal = FINAL.has(current.status);
+    const t = selected && state.get(selected);
+    if (t && t.items) instances.refresh();
+    if (!children.box.querySelector('[aria-expanded="true"]')) children.load().catch(() => {});
+  }, 2000);
+  teardown = () => { abort.abort(); clearInterval(tick); clearInterval(slow); if (refreshing) clearTimeout(refreshing); };
+}
+
+// A fan-out's items, a loop's or a pattern's iterations: a page at a time
+// (`GET …/tasks/{task}/instances`), kept while the task stays selected.
+function instancesPanel(runId) {
+  const box = h("div", { id: "instances" });
+  const PAGE = 50;
+  let task = null, offset = 0, loading = false;
+  const load = async () => {
+    if (!task || loading) return;
+    loading = true;
+    try {
+      const p = await api.get(`/api/v1/executions/${encodeURIComponent(runId)}/tasks/${encodeURIComponent(task)}/instances?offset=${offset}&limit=${PAGE}`);
+      const pager = h("div", { class: "pager" },
+        h("span", { class: "muted" }, p.items.length ? `${offset + 1}–${offset + p.items.length} of ${p.total}` : `0 of ${p.total}`),
+        h("button", { type: "button", id: "instances-prev", disabled: offset === 0, onclick: () => { offset = Math.max(0, offset - PAGE); load(); } }, "Previous"),
+        h("button", { type: "button", id: "instances-next", disabled: p.next_offset === null || p.next_offset === undefined, onclick: () => { offset = p.next_offset; load(); } }, "Next"));
+      const shown = (v) => { const s = JSON.stringify(v); return s.length > 80 ? s.slice(0, 79) + "…" : s; };
+      const agents = p.items.some((i) => i.agent);
+      box.replaceChildren(h("h4", { style: "margin:12px 0 6px" }, p.kind === "for_each" ? "Items" : "Iterations"),
+        h("div", { class: "table-wrap" }, h("table", { id: "instances-table" },
+          h("thead", {}, h("tr", {}, ["#", "Status", "Attempt", agents ? "Agent" : null, "Output or error"].filter(Boolean).map((c) => h("th", {}, c)))),
+          h("tbody", {}, p.items.map((i) => h("tr", {}, h("td", {}, i.index), h("td", {}, i.status === "waiting" ? h("span", { class: "badge s-pending" }, "waiting") : badge(i.status)), h("td", {}, i.attempt),
+            agents ? h("td", { class: "mono" }, i.agent || "") : null,
+            h("td", { class: "mono", title: i.error || (i.output === undefined ? "" : JSON.stringify(i.output)) }, i.error ? i.error.slice(0, 80) : i.output === undefined ? "" : shown(i.output))))))),
+        pager);
+    } catch (e) {
+      box.replaceChildren(errorBox(e));
+    } finally {
+      loading = false;
+    }
+  };
+  return {
+    box,
+    show(id) { if (id !== task) { task = id; offset = 0; box.replaceChildren(h("p", { class: "muted" }, "Loading…")); load(); } },
+    hide() { task = null; box.replaceChildren(); },
+    refresh() { load(); },
+  };
+}
+
+// The run's children (sub-workflows, teams), as a tree: each level read with
+// `GET /api/v1/executions?parent=…`, opened on a click.
+function childRuns(runId) {
+  const box = h("div", { id: "child-runs" });
+  const level = async (parent, into) => {
+    const page = await api.get(`/api/v1/executions?parent=${encodeURIComponent(parent)}&limit=100`);
+    into.replaceChildren(...page.items.map((r) => {
+      const below = h("ul", { class: "tree" });
+      let open = false;
+      const toggle = h("button", { type: "button", class: "tree-toggle", "aria-expanded": "false", title: "its child runs", onclick: async () => {
+        open = !open;
+        toggle.textContent = open ? "▾" : "▸";
+        toggle.setAttribute("aria-expanded", String(open));
+        if (open) { below.replaceChildren(h("li", { class: "muted" }, "Loading…")); await level(r.execution_id, below).catch((e) => below.replaceChildren(errorBox(e))); if (!below.children.length) below.replaceChildren(h("li", { class: "muted" }, "No child runs.")); }
+        else below.replaceChildren();
+      } }, "▸");
+      return h("li", {}, toggle, " ", link("#/runs/" + r.execution_id, r.execution_id), " ", badge(r.status), " ",
+        h("span", { class: "muted" }, `${r.workflow || r.workflow_id} · ${fmtTime(r.created_at_ms)}`), below);
+    }));
+    if (page.next_cursor) into.append(h("li", { class: "muted" }, "The first 100 are shown."));
+    return page.items.length;
+  };
+  return {
+    box,
+    async load() {
+      const list = h("ul", { class: "tree" });
+      const n = await level(runId, list);
+      box.replaceChildren(...(n ? [h("h2", {}, "Child runs"), list] : []));
+    },
+  };
 }
 
 function legend() {
@@ -463,10 +546,12 @@ function drawDag(box, plan, doc, critical, onSelect) {
   for (const [id, [x, y]] of pos) {
     const rect = svg("rect", { x, y, width: W, height: H, rx: 5, fill: "var(--pending)" });
     const label = svg("text", { x: x + 8, y: y + 17, class: "dark" }, id.length > 22 ? id.slice(0, 21) + "…" : id);
-    const g = svg("g", { class: "node" + (critical.has(id) ? " critical" : ""), "data-task": id, tabindex: 0 }, svg("title", {}, id), rect, label);
+    // A fan-out's or a loop's instances, ended of total, at the node's end.
+    const count = svg("text", { x: x + W - 6, y: y + 17, "text-anchor": "end", class: "dark count" });
+    const g = svg("g", { class: "node" + (critical.has(id) ? " critical" : ""), "data-task": id, tabindex: 0 }, svg("title", {}, id), rect, label, count);
     g.addEventListener("click", () => onSelect(id));
     g.addEventListener("keydown", (e) => { if (e.key === "Enter") onSelect(id); });
-    nodes.set(id, { g, rect, label });
+    nodes.set(id, { g, rect, label, count, id });
     root.append(g);
   }
   box.replaceChildren(root);
@@ -475,11 +560,22 @@ function drawDag(box, plan, doc, critical, onSelect) {
     select(id) { for (const [k, n] of nodes) n.g.classList.toggle("selected", k === id); },
     update(state) {
       for (const [id, n] of nodes) {
-        const s = (state.get(id) || {}).status || "pending";
+        const t = state.get(id) || {};
+        const s = t.status || "pending";
+        if (t.items) {
+          const it = t.items, text = `${it.succeeded + it.failed}/${it.total}`;
+          if (n.count.textContent !== text) {
+            n.count.textContent = text;
+            // The label makes room for the count.
+            const room = Math.max(6, 21 - text.length);
+            n.label.textContent = id.length > room + 1 ? id.slice(0, room) + "…" : id;
+          }
+        }
         if (n.g.dataset.status === s) continue;
         n.g.dataset.status = s;
         n.rect.setAttribute("fill", `var(--${s})`);
         n.label.setAttribute("class", darkText.has(s) ? "dark" : "");
+        n.count.setAttribute("class", (darkText.has(s) ? "dark" : "") + " count");
       }
     },
   };

@@ -147,6 +147,16 @@ pub const ROUTES: &[Route] = &[
         scope: Some(Scope::RunsRead),
     },
     Route {
+        method: "get",
+        path: "/api/v1/executions/{id}/workflow",
+        summary: "The workflow an execution runs and its plan (child executions included)",
+        query: &[],
+        body: None,
+        ok: (200, Some("RunWorkflow")),
+        errors: &[404],
+        scope: Some(Scope::RunsRead),
+    },
+    Route {
         method: "post",
         path: "/api/v1/executions/{id}/pause",
         summary: "Pause: tasks in flight finish, nothing new starts",
@@ -536,6 +546,7 @@ fn schemas() -> Value {
         "WorkflowInfo": {"type": "object", "required": ["id", "version", "name", "created_ms", "plan"], "properties": info_props},
         "WorkflowPage": {"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": r("WorkflowInfo")}, "next_cursor": {"type": "string"}}},
         "WorkflowDetail": {"type": "object", "required": ["id", "version", "name", "created_ms", "plan", "document"], "properties": Value::Object(detail_props)},
+        "RunWorkflow": {"type": "object", "required": ["document", "plan"], "properties": {"document": {"type": "object", "description": "the workflow as the engine holds it"}, "plan": r("PlanDetail")}},
         "PlanDetail": {"type": "object", "required": ["summary", "stages", "redundant_edges"], "properties": {
             "summary": r("PlanSummary"),
             "stages": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
@@ -561,7 +572,7 @@ fn schemas() -> Value {
             "execution_id": {"type": "string"}, "workflow_id": {"type": ["string", "null"]}, "workflow": {"type": ["string", "null"]},
             "status": {"type": "string", "enum": ["planning", "executing", "paused", "completed", "failed", "cancelled"]},
             "current_phase": {"type": "string", "enum": ["running", "compensating", "paused", "done"]},
-            "reason": {"type": "string"}, "rerun_of": {"type": "string"},
+            "reason": {"type": "string"}, "rerun_of": {"type": "string"}, "parent_id": {"type": "string", "description": "the execution whose task started this one"},
             "agents": {"type": "array", "items": {"type": "object", "required": ["agent_id", "status", "current_task", "progress"], "properties": {
                 "agent_id": {"type": "string"}, "status": {"type": "string", "enum": ["busy", "idle"]},
                 "current_task": {"type": ["string", "null"]}, "progress": {"type": "number"}}}},
@@ -617,7 +628,7 @@ fn schemas() -> Value {
             "max": {"type": "integer", "minimum": 1, "maximum": 1000},
             "wait_ms": {"type": "integer", "minimum": 0, "maximum": u64::MAX, "description": "default 20000; at most 60000 and the server's long_poll_max_ms"},
             "lease_ms": lease_ms,
-            "worker": {"type": "string", "minLength": 1, "maxLength": 200, "description": "the polling worker's name (e.g. host:pid), shown in GET /api/v1/agents"}}},
+            "worker": {"type": ["string", "null"], "minLength": 1, "maxLength": 200, "description": "the polling worker's name (e.g. host:pid), shown in GET /api/v1/agents"}}},
         "Assignments": {"type": "object", "required": ["assignments"], "properties": {"assignments": {"type": "array", "items": {"type": "object", "required": ["id", "run", "task", "attempt", "input", "lease_expires_ms"], "properties": {
             "id": {"type": "string"}, "run": {"type": "string"}, "task": {"type": "string"}, "attempt": {"type": "integer"}, "input": {}, "lease_expires_ms": {"type": "integer"}}}}}},
         "Heartbeat": {"type": "object", "additionalProperties": false, "properties": {"lease_ms": {"type": ["integer", "null"], "minimum": 100, "maximum": 3_600_000}}},

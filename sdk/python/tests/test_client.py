@@ -123,6 +123,13 @@ def test_runs_execute_wait_list_and_instances(client: Client) -> None:
     task = next(t for t in fanned["tasks"] if t.get("items"))
     page = client.instances(fanned["execution_id"], task["id"], limit=2)
     assert page["total"] == task["items"]["total"] and len(page["items"]) == 2
+    planned = client.execution_workflow(fanned["execution_id"])
+    assert planned["document"]["name"] == "fan_out"
+    assert [t for stage in planned["plan"]["stages"] for t in stage] == [
+        "split",
+        "summarize",
+        "merge",
+    ]
 
 
 def test_pause_resume_cancel_rerun_and_wait_timeout(client: Client) -> None:

@@ -358,3 +358,63 @@ def test_the_benchmarks_page(server: Server, browser: Any, shots: Path, tmp_path
     narrow.check()
     w.check()
     page.close()
+
+
+FANOUT_AND_TEAM = {
+    "name": "fanout_and_team",
+    "agents": {
+        "splitter": {
+            "type": "simulate",
+            "outputs": {"split": {"chunks": [f"c{i}" for i in range(60)]}},
+        },
+        "summarizer": {"type": "simulate", "latency": "5ms"},
+        "n": {"type": "noop"},
+    },
+    "tasks": [
+        {"id": "split", "agent": "splitter"},
+        {
+            "id": "summarize",
+            "agent": "summarizer",
+            "depends_on": ["split"],
+            "for_each": {"items": "split.output.chunks", "max_parallel": 8},
+        },
+        {
+            "id": "team",
+            "depends_on": ["split"],
+            "workflow": {"inline": {"name": "review_team", "tasks": [{"id": "read"}]}},
+        },
+        {"id": "merge", "agent": "n", "depends_on": ["summarize", "team"]},
+    ],
+}
+
+
+def test_a_fan_out_is_one_node_with_paged_items_and_children_form_a_tree(
+    server: Server, browser: Any, shots: Path
+) -> None:
+    """A fan-out of 60 items is one node with its count; its items are read
+    a page at a time; the child run is in the run's tree and names its
+    parent."""
+    with Client(server.url) as client:
+        wf = client.create_workflow(FANOUT_AND_TEAM)
+        run = client.execute(wf["id"])["execution_id"]
+        assert client.wait(run, timeout=30)["status"] == "completed"
+    w = Watched(browser)
+    page = w.page
+    page.goto(f"{server.url}/ui/#/runs/{run}")
+    node = page.locator('[data-task="summarize"]')
+    sync_api.expect(node).to_contain_text("60/60")
+    node.click()
+    rows = page.locator("#instances-table tbody tr")
+    sync_api.expect(rows).to_have_count(50)
+    sync_api.expect(page.locator("#instances .pager")).to_contain_text("1\u201350 of 60")
+    page.click("#instances-next")
+    sync_api.expect(rows).to_have_count(10)
+    sync_api.expect(rows.first).to_contain_text("50")
+    tree = page.locator("#child-runs")
+    sync_api.expect(tree).to_contain_text("review_team")
+    page.screenshot(path=str(shots / "run-fan-out.png"), full_page=True)
+    tree.locator("a").first.click()
+    sync_api.expect(page.locator("h1")).to_contain_text("child of")
+    sync_api.expect(page.locator("h1")).to_contain_text(run)
+    w.check()
+    page.close()

@@ -108,6 +108,10 @@ pub(crate) enum Msg {
         run: RunId,
         reply: oneshot::Sender<Result<RunView, Error>>,
     },
+    Spec {
+        run: RunId,
+        reply: oneshot::Sender<Result<Arc<Spec>, Error>>,
+    },
     Wait {
         run: RunId,
         reply: oneshot::Sender<Result<Arc<Summary>, Error>>,
@@ -677,6 +681,13 @@ impl Scheduler {
             }
             Msg::Status { run, reply } => {
                 let _ = reply.send(self.view(run));
+            }
+            Msg::Spec { run, reply } => {
+                let spec = match self.by_id.get(&run) {
+                    Some(&slot) => self.runs[slot as usize].as_ref().map(|r| r.spec.clone()),
+                    None => self.finished.get(&run).map(|r| r.spec.clone()),
+                };
+                let _ = reply.send(spec.ok_or(Error::UnknownRun(run)));
             }
             Msg::Wait { run, reply } => self.wait(run, reply),
             Msg::Active { reply } => {

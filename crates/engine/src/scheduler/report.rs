@@ -340,6 +340,7 @@ pub(super) fn summarize(run: &Run) -> Summary {
         coordination_overhead_ms: makespan_ns.saturating_sub(agent_ns) as f64 / 1e6,
         coordination_overhead,
         rerun_of: run.rerun_of,
+        parent: run.parent.map(|j| j.run),
         retries: run.retries,
         instances: run
             .ended_fanouts

@@ -211,12 +211,10 @@ pub(super) async fn redrive(
         ));
     }
     let Some(topic) = dlq.strip_suffix(baton_events::DEAD_LETTER_SUFFIX) else {
-        return Err(ApiError::invalid(
-            "topic",
-            format!(
-                "`{dlq}` is not a dead-letter topic: only `X.dlq` topics are redriven (to `X`)"
-            ),
-        ));
+        return Err(ApiError::NotFound(format!(
+            "no dead-letter topic `{dlq}`: the dead letters of `{dlq}` are in `{dlq}.dlq`, \
+             which is what is redriven (to `{dlq}`)"
+        )));
     };
     if let Some(why) = reserved(topic, &state.options.engine) {
         return Err(ApiError::Forbidden(format!(

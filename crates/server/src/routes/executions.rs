@@ -19,7 +19,7 @@ use crate::body::Json;
 use crate::catalog::{Entry, Execution, now_ms};
 use crate::error::ApiError;
 
-use super::workflows::{admit, resolved, workflow};
+use super::workflows::{admit, plan_detail, resolved, workflow};
 use super::{ApiResult, St, limit, parse_id, query, reply};
 use crate::forward::{Origin, on_owner};
 
@@ -422,6 +422,7 @@ pub(crate) fn view(state: &AppState, run: RunId, v: RunView) -> api::ExecutionSt
         current_phase: phase.into(),
         reason,
         rerun_of: s.rerun_of.map(|r| r.to_string()),
+        parent_id: s.parent.map(|r| r.to_string()),
         performance_metrics: api::PerformanceMetrics {
             total_runtime: s.makespan_ms / 1e3,
             agents_allocated: agents.len(),
@@ -539,6 +540,31 @@ pub(super) async fn get_execution(
     let run = run_id(&id)?;
     match on_owner(&state, run, origin, || state.engine.status(run)).await? {
         Ok(v) => Ok(reply(StatusCode::OK, &view(&state, run, v))),
+        Err(forwarded) => Ok(forwarded),
+    }
+}
+
+/// `GET /api/v1/executions/{id}/workflow`: the workflow a run runs and its
+/// plan, for runs whose workflow is not in the catalog (child runs: a
+/// parent's sub-workflow) as for the others.
+pub(super) async fn get_run_workflow(
+    State(state): St,
+    Path(id): Path<String>,
+    origin: Origin,
+) -> ApiResult<Response> {
+    let run = run_id(&id)?;
+    match on_owner(&state, run, origin, || state.engine.spec(run)).await? {
+        Ok(spec) => {
+            let document = serde_json::to_value(spec.workflow())
+                .map_err(|e| ApiError::Internal(format!("serializing a workflow: {e}")))?;
+            Ok(reply(
+                StatusCode::OK,
+                &api::RunWorkflow {
+                    document,
+                    plan: plan_detail(spec.plan(), crate::catalog::summarize(spec.plan())),
+                },
+            ))
+        }
         Err(forwarded) => Ok(forwarded),
     }
 }

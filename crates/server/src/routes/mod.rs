@@ -54,6 +54,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/workflows/{id}/execute", post(executions::execute))
         .route("/api/v1/executions", get(executions::list_executions))
         .route("/api/v1/executions/{id}", get(executions::get_execution))
+        .route(
+            "/api/v1/executions/{id}/workflow",
+            get(executions::get_run_workflow),
+        )
         .route("/api/v1/executions/{id}/pause", post(executions::pause))
         .route("/api/v1/executions/{id}/resume", post(executions::resume))
         .route("/api/v1/executions/{id}/cancel", post(executions::cancel))

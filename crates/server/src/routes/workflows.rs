@@ -159,24 +159,28 @@ pub(super) async fn get_workflow(State(state): St, Path(id): Path<String>) -> Ap
 
 pub(super) async fn get_plan(State(state): St, Path(id): Path<String>) -> ApiResult<Response> {
     let e = workflow(&state, &id).await?;
-    let plan = &e.plan;
-    let name = |t: u32| plan.name(t).to_string();
     Ok(reply(
         StatusCode::OK,
-        &api::PlanDetail {
-            summary: e.summary.clone(),
-            stages: plan
-                .stages()
-                .map(|s| s.iter().map(|&t| name(t)).collect())
-                .collect(),
-            redundant_edges: plan
-                .redundancy()
-                .edges()
-                .iter()
-                .map(|&(a, b)| [name(a), name(b)])
-                .collect(),
-        },
+        &plan_detail(&e.plan, e.summary.clone()),
     ))
+}
+
+/// A plan as the API shows it: figures, stages, redundant edges.
+pub(super) fn plan_detail(plan: &baton_plan::Plan, summary: api::PlanSummary) -> api::PlanDetail {
+    let name = |t: u32| plan.name(t).to_string();
+    api::PlanDetail {
+        summary,
+        stages: plan
+            .stages()
+            .map(|s| s.iter().map(|&t| name(t)).collect())
+            .collect(),
+        redundant_edges: plan
+            .redundancy()
+            .edges()
+            .iter()
+            .map(|&(a, b)| [name(a), name(b)])
+            .collect(),
+    }
 }
 
 /// Refuses a workflow that defines agents the server's policy does not let

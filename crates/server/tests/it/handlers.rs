@@ -1021,10 +1021,7 @@ async fn dead_letters_are_redriven_to_their_topic() {
 
     // Only `X.dlq` topics, not the server's own, and only existing ones.
     for (path, status) in [
-        (
-            "/api/v1/topics/orders/redrive",
-            StatusCode::UNPROCESSABLE_ENTITY,
-        ),
+        ("/api/v1/topics/orders/redrive", StatusCode::NOT_FOUND),
         (
             "/api/v1/topics/baton.runs.dlq/redrive",
             StatusCode::FORBIDDEN,
@@ -1038,4 +1035,63 @@ async fn dead_letters_are_redriven_to_their_topic() {
         .post("/api/v1/topics/orders.dlq/redrive", r#"{"max": 0}"#)
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+}
+
+/// A run's children (an inline sub-workflow here) are listed with
+/// `?parent=`, and a child's status names its parent.
+#[tokio::test]
+async fn child_runs_name_their_parent() {
+    let app = app().await;
+    let id = app
+        .create(
+            r#"{"name": "parent", "tasks": [
+                {"id": "first"},
+                {"id": "team", "depends_on": ["first"], "workflow": {"inline":
+                    {"name": "child", "tasks": [{"id": "inner"}]}}}]}"#,
+        )
+        .await;
+    let run = app
+        .post(&format!("/api/v1/workflows/{id}/execute"), "{}")
+        .await
+        .json()["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.finish(&run).await;
+    let children = app
+        .get(&format!("/api/v1/executions?parent={run}"))
+        .await
+        .json();
+    let items = children["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{children}");
+    assert_eq!(items[0]["workflow"], "child");
+    assert_eq!(items[0]["parent_id"], run.as_str());
+    let child = items[0]["execution_id"].as_str().unwrap();
+    let status = app.get(&format!("/api/v1/executions/{child}")).await.json();
+    assert_eq!(status["parent_id"], run.as_str(), "{status}");
+    let parent = app.get(&format!("/api/v1/executions/{run}")).await.json();
+    assert!(parent.get("parent_id").is_none(), "{parent}");
+    assert_eq!(parent["tasks"][1]["child"], child, "{parent}");
+    // A child's workflow is not in the catalog: its run tells it, planned.
+    let wf = app
+        .get(&format!("/api/v1/executions/{child}/workflow"))
+        .await
+        .json();
+    assert_eq!(wf["document"]["name"], "child", "{wf}");
+    assert_eq!(wf["document"]["tasks"][0]["id"], "inner", "{wf}");
+    assert_eq!(wf["plan"]["stages"], json!([["inner"]]), "{wf}");
+    let wf = app
+        .get(&format!("/api/v1/executions/{run}/workflow"))
+        .await
+        .json();
+    assert_eq!(
+        wf["document"]["tasks"][1]["depends_on"],
+        json!(["first"]),
+        "{wf}"
+    );
+    assert_eq!(wf["plan"]["summary"]["tasks"], 2, "{wf}");
+    let missing = app
+        .get("/api/v1/executions/0000000000000001/workflow")
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }

@@ -101,6 +101,11 @@ class Operations(Generic[R]):
         )
         return self._get("/api/v1/executions", params)
 
+    def execution_workflow(self, execution_id: str) -> R:
+        """`{"document", "plan"}`: the workflow an execution runs and its plan
+        (a child execution's is its parent's sub-workflow)."""
+        return self._get(f"{_core.execution(execution_id)}/workflow")
+
     def pause(self, execution_id: str) -> R:
         """Nothing new is dispatched; tasks in flight finish. `Conflict` when
         the run cannot be paused (it ended, say)."""
