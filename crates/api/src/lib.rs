@@ -553,6 +553,30 @@ pub struct AckResponse {
     pub acknowledged: usize,
 }
 
+/// `GET /api/v1/topics/{topic}/groups/{group}/pending` → 200.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingResponse {
+    /// Delivered, unacknowledged events, oldest delivery first.
+    pub pending: Vec<PendingOut>,
+}
+
+/// One delivered, unacknowledged event of a group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingOut {
+    /// Its partition.
+    pub partition: u32,
+    /// Its offset.
+    pub offset: u64,
+    /// The member holding it.
+    pub member: String,
+    /// When it was (last) delivered, ms since the Unix epoch.
+    pub since_ms: u64,
+    /// Times delivered.
+    pub deliveries: u32,
+    /// When another member may take it, ms since the Unix epoch.
+    pub claimable_at_ms: u64,
+}
+
 /// `POST /api/v1/topics/{topic}/redrive`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -652,6 +652,20 @@ async function topicView(app, name) {
       h("dt", {}, "headers"), h("dd", {}, h("pre", {}, JSON.stringify(e.headers || {}, null, 2))),
       h("dt", {}, "payload"), h("dd", {}, h("pre", {}, JSON.stringify(e.payload, null, 2)))));
   const head = dlq ? ["Where", "Type", "Key", "Reason", "From", "Deliveries", "Published"] : ["Where", "Type", "Key", "Published"];
+  // A group's pending list: which member holds which event, since when, and
+  // when another member may take it (GET …/groups/{group}/pending).
+  const pendingBox = h("div", { id: "pending" });
+  const showPending = async (group) => {
+    try {
+      const { pending } = await api.get(`/api/v1/topics/${encodeURIComponent(name)}/groups/${encodeURIComponent(group)}/pending?limit=200`);
+      pendingBox.replaceChildren(h("h3", {}, "Pending in ", h("span", { class: "mono" }, group), h("span", { class: "muted" }, ` (${pending.length}${pending.length === 200 ? ", the 200 oldest" : ""})`)),
+        pending.length ? h("div", { class: "table-wrap" }, h("table", { id: "pending-table" },
+          h("thead", {}, h("tr", {}, ["Where", "Member", "Deliveries", "Delivered", "Another member may take it"].map((t) => h("th", {}, t)))),
+          h("tbody", {}, pending.map((p) => h("tr", {}, h("td", { class: "mono" }, `${p.partition}:${p.offset}`), h("td", { class: "mono" }, p.member), h("td", {}, p.deliveries),
+            h("td", {}, fmtTime(p.since_ms)), h("td", {}, fmtTime(p.claimable_at_ms)))))))
+          : h("p", { class: "muted" }, "Nothing is pending: every delivered event was acknowledged."));
+    } catch (e) { pendingBox.replaceChildren(errorBox(e)); }
+  };
   // A dead-letter topic's letters go back to their topic through the group
   // `baton.redrive`: what it has not read or acknowledged is still to redrive.
   let redrive = "";
@@ -674,9 +688,10 @@ async function topicView(app, name) {
     redrive,
     h("div", { class: "figures" }, [["events", topic.events], ["size", fmtBytes(topic.bytes)], ["partitions", topic.partitions.length], ["groups", topic.groups.length]].map(([k, v]) => h("div", {}, h("span", {}, k), String(v)))),
     h("h2", {}, "Consumer groups"),
-    topic.groups.length ? h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, ["Group", "Lag", "Pending", "Members (pending, last poll)"].map((t) => h("th", {}, t)))),
-      h("tbody", {}, topic.groups.map((g) => h("tr", {}, h("td", { class: "mono" }, g.name), h("td", {}, g.lag), h("td", {}, g.pending),
+    topic.groups.length ? h("div", { class: "table-wrap" }, h("table", { id: "groups-table" }, h("thead", {}, h("tr", {}, ["Group", "Lag", "Pending", "Members (pending, last poll)"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, topic.groups.map((g) => h("tr", { class: "clickable", title: "its pending events", onclick: () => showPending(g.name) }, h("td", { class: "mono" }, g.name), h("td", {}, g.lag), h("td", {}, g.pending),
         h("td", { style: "white-space:normal" }, g.members.map((m) => `${m.name} (${m.pending}, ${fmtTime(m.last_seen_ms)})`).join(", "))))))) : h("p", { class: "muted" }, "No consumer group reads this topic."),
+    pendingBox,
     h("div", { class: "grid2" },
       h("div", {}, h("h2", {}, "Newest events"), h("div", { class: "table-wrap" }, h("table", { id: "events-table" }, h("thead", {}, h("tr", {}, head.map((t) => h("th", {}, t)))),
         h("tbody", {}, events.length ? events.map((e) => {

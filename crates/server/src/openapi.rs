@@ -327,6 +327,20 @@ pub const ROUTES: &[Route] = &[
         scope: Some(Scope::EventsConsume),
     },
     Route {
+        method: "get",
+        path: "/api/v1/topics/{topic}/groups/{group}/pending",
+        summary: "A group's delivered, unacknowledged events: who holds each, since when, how often delivered",
+        query: &[(
+            "limit",
+            r#"{"type": "integer", "minimum": 1, "maximum": 1000}"#,
+            "most entries, 1..=1000 (default 100)",
+        )],
+        body: None,
+        ok: (200, Some("Pending")),
+        errors: &[400, 403, 404, 422],
+        scope: Some(Scope::EventsConsume),
+    },
+    Route {
         method: "post",
         path: "/api/v1/topics/{topic}/groups/{group}/ack",
         summary: "Acknowledge delivered events",
@@ -620,6 +634,8 @@ fn schemas() -> Value {
         "PollResponse": {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": r("EventOut")}}},
         "AckRequest": {"type": "object", "required": ["offsets"], "additionalProperties": false, "properties": {"offsets": {"type": "array", "items": r("Offset")}}},
         "AckResponse": {"type": "object", "required": ["acknowledged"], "properties": {"acknowledged": {"type": "integer"}}},
+        "Pending": {"type": "object", "required": ["pending"], "properties": {"pending": {"type": "array", "description": "oldest delivery first", "items": {"type": "object", "required": ["partition", "offset", "member", "since_ms", "deliveries", "claimable_at_ms"], "properties": {
+            "partition": {"type": "integer"}, "offset": {"type": "integer"}, "member": {"type": "string"}, "since_ms": {"type": "integer"}, "deliveries": {"type": "integer"}, "claimable_at_ms": {"type": "integer", "description": "when another member may take it"}}}}}},
         "RedriveRequest": {"type": "object", "additionalProperties": false, "properties": {"max": {"type": "integer", "minimum": 1, "maximum": 100000, "default": 10000, "description": "most letters moved, oldest first"}}},
         "Agents": agents,
         "Stats": stats,

@@ -203,6 +203,8 @@ def test_topics_reading_and_redriving_dead_letters(tmp_path: Path) -> None:
                 topic="orders",
             )
             assert len(client.poll("orders", "billing", max=10, wait_ms=500)) == 3
+            held = client.pending("orders", "billing")["pending"]
+            assert [p["member"] for p in held] == ["python"] * 3
             time.sleep(0.3)
             assert client.poll("orders", "billing", max=10, wait_ms=0) == []
             topics = {t["name"]: t for t in client.topics()["topics"]}

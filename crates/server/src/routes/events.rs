@@ -197,6 +197,55 @@ pub(super) async fn ack(
     Ok(reply(StatusCode::OK, &api::AckResponse { acknowledged }))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PendingQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/topics/{topic}/groups/{group}/pending`: who holds what.
+pub(super) async fn pending(
+    State(state): St,
+    Path((topic, group)): Path<(String, String)>,
+    caller: Option<Extension<Caller>>,
+    q: Result<Query<PendingQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    audit_is_the_admins(&topic, caller.as_deref())?;
+    let limit = query(q)?.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            "`limit` must be between 1 and 1000",
+        ));
+    }
+    // Asking about a group must not create its topic or the group.
+    let known = state
+        .log
+        .topics()
+        .await?
+        .into_iter()
+        .any(|t| t.name == topic && t.groups.contains(&group));
+    if !known {
+        return Err(ApiError::NotFound(format!(
+            "topic `{topic}` has no consumer group `{group}`"
+        )));
+    }
+    let mut entries = state.log.pending(&topic, &group, limit).await?;
+    entries.sort_by_key(|e| (e.since_ms, e.offset.partition, e.offset.offset));
+    let pending = entries
+        .into_iter()
+        .map(|e| api::PendingOut {
+            partition: e.offset.partition,
+            offset: e.offset.offset,
+            member: e.member,
+            since_ms: e.since_ms,
+            deliveries: e.deliveries,
+            claimable_at_ms: e.claimable_at_ms,
+        })
+        .collect();
+    Ok(reply(StatusCode::OK, &api::PendingResponse { pending }))
+}
+
 /// `POST /api/v1/topics/{topic}/redrive`: the oldest letters of a dead-letter
 /// topic back to their topic ([`baton_events::redrive`]).
 pub(super) async fn redrive(

@@ -73,6 +73,10 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/topics/{topic}/events", get(events::read))
         .route("/api/v1/topics/{topic}/redrive", post(events::redrive))
         .route(
+            "/api/v1/topics/{topic}/groups/{group}/pending",
+            get(events::pending),
+        )
+        .route(
             "/api/v1/topics/{topic}/groups/{group}/poll",
             get(events::poll),
         )

@@ -832,6 +832,7 @@ async fn a_fan_outs_instances_are_paged() {
 /// Content-Security-Policy and `nosniff`; the API behind it still needs the token.
 #[tokio::test]
 async fn the_console_is_served_without_a_token() {
+    use http_body_util::BodyExt as _;
     use tower::ServiceExt as _;
     let app = app_with(|o| o.auth_token = Some("s3cret".into())).await;
     let get = |path: &str, etag: Option<&str>| {
@@ -876,6 +877,35 @@ async fn the_console_is_served_without_a_token() {
         let again = get(path, Some(&tag)).await.unwrap();
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
     }
+    // Compressed for a browser that takes it; the same bytes once inflated.
+    let plain = get("/ui/console.js", None).await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.into_body().collect().await.unwrap().to_bytes();
+    let packed = app
+        .router
+        .clone()
+        .oneshot(
+            Request::get("/ui/console.js")
+                .header("accept-encoding", "gzip, deflate, br")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(packed.headers()["content-encoding"], "deflate");
+    assert_eq!(packed.headers()["vary"], "accept-encoding");
+    assert_ne!(packed.headers()["etag"], tag.as_str());
+    let packed = packed.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        packed.len() * 3 < plain.len(),
+        "{} of {}",
+        packed.len(),
+        plain.len()
+    );
+    assert_eq!(
+        miniz_oxide::inflate::decompress_to_vec_zlib(&packed).unwrap(),
+        plain
+    );
     assert_eq!(
         app.get("/api/v1/workflows").await.status,
         StatusCode::UNAUTHORIZED
@@ -920,6 +950,36 @@ async fn topics_and_their_events_are_listed() {
         "{orders}"
     );
     assert_eq!(billing["members"][0]["name"], "m1");
+    // Who holds what: the group's pending list.
+    let pending = app
+        .get("/api/v1/topics/orders/groups/billing/pending?limit=10")
+        .await;
+    assert_eq!(pending.status, StatusCode::OK, "{}", pending.text);
+    let pending = pending.json();
+    let entries = pending["pending"].as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{pending}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["member"] == "m1" && e["deliveries"] == 1)
+    );
+    assert!(entries[0]["claimable_at_ms"].as_u64() > entries[0]["since_ms"].as_u64());
+    for (path, status) in [
+        (
+            "/api/v1/topics/orders/groups/nobody/pending",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/v1/topics/nope/groups/billing/pending",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/v1/topics/orders/groups/billing/pending?limit=0",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        assert_eq!(app.get(path).await.status, status, "{path}");
+    }
 
     let page = app
         .get(&format!(

@@ -159,6 +159,13 @@ class Operations(Generic[R]):
         params = {"partition": partition, "from": from_offset, "max": max}
         return self._get(f"/api/v1/topics/{_core.segment(topic)}/events", params)
 
+    def pending(self, topic: str, group: str, *, limit: int = 100) -> R:
+        """`{"pending": [...]}`: the group's delivered, unacknowledged events,
+        oldest delivery first: which member holds each, since when, how often
+        delivered and when another member may take it."""
+        path = f"/api/v1/topics/{_core.segment(topic)}/groups/{_core.segment(group)}/pending"
+        return self._get(path, {"limit": limit})
+
     def redrive(self, topic: str, *, max: int = 10_000) -> R:
         """Moves the oldest `max` dead letters of `topic` (they live in
         `topic.dlq`) back to `topic`: `{"topic", "moved", "remaining"}`. Safe
