@@ -217,13 +217,7 @@ async fn unknown_agent_types_are_422() {
 async fn pause_resume_cancel_and_conflicts() {
     let app = app().await;
     let id = app.create(SLOW).await;
-    let exec = app
-        .post(&format!("/api/v1/workflows/{id}/execute"), "{}")
-        .await
-        .json()["execution_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let exec = app.execute(&id).await;
     let base = format!("/api/v1/executions/{exec}");
     assert_eq!(
         app.post(&format!("{base}/pause"), "").await.status,
@@ -446,13 +440,7 @@ async fn publish_poll_ack() {
 async fn sse_streams_until_the_run_ends() {
     let app = app().await;
     let id = app.create(DIAMOND).await;
-    let exec = app
-        .post(&format!("/api/v1/workflows/{id}/execute"), "{}")
-        .await
-        .json()["execution_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let exec = app.execute(&id).await;
     let r = app.get(&format!("/api/v1/executions/{exec}/events")).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.content_type.starts_with("text/event-stream"));
@@ -543,13 +531,7 @@ async fn bearer_auth() {
 async fn metrics_health_ready() {
     let app = app().await;
     let id = app.create(DIAMOND).await;
-    let exec = app
-        .post(&format!("/api/v1/workflows/{id}/execute"), "{}")
-        .await
-        .json()["execution_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let exec = app.execute(&id).await;
     app.finish(&exec).await;
     app.post("/api/v1/events", r#"{"events": [{"type": "x"}]}"#)
         .await;
@@ -632,13 +614,7 @@ async fn executions_are_listed_newest_first_filtered_and_paged() {
         app.finish(&exec).await;
         done.push(exec);
     }
-    let running = app
-        .post(&format!("/api/v1/workflows/{slow}/execute"), "{}")
-        .await
-        .json()["execution_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let running = app.execute(&slow).await;
 
     let all = app.get("/api/v1/executions").await;
     assert_eq!(all.status, StatusCode::OK, "{}", all.text);
@@ -723,13 +699,7 @@ async fn rerun_starts_a_new_execution_linked_to_the_finished_one() {
     let id = app
         .create(r#"{"agents": {"s": {"type": "simulate", "outputs": {"a": {"n": 1}}}}, "tasks": [{"id": "a", "agent": "s"}, {"id": "b", "agent": "s", "depends_on": ["a"]}]}"#)
         .await;
-    let first = app
-        .post(&format!("/api/v1/workflows/{id}/execute"), "{}")
-        .await
-        .json()["execution_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let first = app.execute(&id).await;
     assert_eq!(app.finish(&first).await["status"], "completed");
     let base = format!("/api/v1/executions/{first}/rerun");
     let r = app.post(&base, r#"{"from": "b"}"#).await;
@@ -773,13 +743,7 @@ async fn rerun_starts_a_new_execution_linked_to_the_finished_one() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     // A run still going cannot be rerun.
     let slow = app.create(SLOW).await;
-    let running = app
-        .post(&format!("/api/v1/workflows/{slow}/execute"), "{}")
-        .await
-        .json()["execution_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let running = app.execute(&slow).await;
     let r = app
         .post(
             &format!("/api/v1/executions/{running}/rerun"),
@@ -795,13 +759,7 @@ async fn a_fan_outs_instances_are_paged() {
     let id = app
         .create(r#"{"agents": {"s": {"type": "simulate", "outputs": {"split": [10, 11, 12, 13, 14]}}, "n": {"type": "noop"}}, "tasks": [{"id": "split", "agent": "s"}, {"id": "each", "agent": "n", "depends_on": ["split"], "for_each": "split.output"}]}"#)
         .await;
-    let exec = app
-        .post(&format!("/api/v1/workflows/{id}/execute"), "{}")
-        .await
-        .json()["execution_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let exec = app.execute(&id).await;
     assert_eq!(app.finish(&exec).await["status"], "completed");
     let base = format!("/api/v1/executions/{exec}/tasks");
     let r = app
@@ -1110,13 +1068,7 @@ async fn child_runs_name_their_parent() {
                     {"name": "child", "tasks": [{"id": "inner"}]}}}]}"#,
         )
         .await;
-    let run = app
-        .post(&format!("/api/v1/workflows/{id}/execute"), "{}")
-        .await
-        .json()["execution_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run = app.execute(&id).await;
     app.finish(&run).await;
     let children = app
         .get(&format!("/api/v1/executions?parent={run}"))

@@ -121,6 +121,15 @@ impl App {
         r.json()["id"].as_str().unwrap().to_string()
     }
 
+    /// Starts an execution of workflow `id`; returns its id.
+    pub(crate) async fn execute(&self, id: &str) -> String {
+        let r = self
+            .post(&format!("/api/v1/workflows/{id}/execute"), "{}")
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+        r.json()["execution_id"].as_str().unwrap().to_string()
+    }
+
     /// Polls the execution until it ends; returns its status.
     pub(crate) async fn finish(&self, exec: &str) -> Value {
         for _ in 0..500 {
