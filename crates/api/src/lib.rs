@@ -339,6 +339,10 @@ pub struct PerformanceMetrics {
     pub dispatch_latency_us: Value,
     /// Attempts beyond the first.
     pub retries: u64,
+    /// The critical path as it ran: the chain of tasks, each waiting on the
+    /// one before, that ended last (absent before any task ended).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub critical_path: Vec<String>,
     /// Tokens its `llm` agents' models used, when any did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens: Option<Tokens>,

@@ -289,11 +289,13 @@ async function runView(app, runId) {
   const timelineBox = h("div", { class: "timeline" });
   const liveDot = h("span", { class: "live off", title: "live updates" });
   const instances = instancesPanel(runId);
+  const partial = new Map(); // task -> its latest progress report (not durable)
+  const decisions = new Map(); // task -> its decisions, newest last (the last 50)
   const children = childRuns(runId);
   const notice = h("div");
   app.replaceChildren(header, notice, actions, h("h2", {}, "Figures"), figures,
     h("div", { class: "grid2" },
-      h("div", {}, h("h2", {}, "Tasks by stage ", h("span", { class: "muted" }, "(critical path outlined)")), legend(), dagBox),
+      h("div", {}, h("h2", {}, "Tasks by stage ", h("span", { class: "muted" }, "(critical path: planned outlined, as run dashed)")), legend(), dagBox),
       h("div", {}, h("h2", {}, "Task"), detail)),
     h("h2", {}, "Timeline ", h("span", { class: "muted" }, "(waiting light, running dark, one bar per attempt)")), timelineBox,
     children.box);
@@ -339,6 +341,11 @@ async function runView(app, runId) {
     if (d.input !== undefined) blocks.push(h("dt", {}, "input"), h("dd", {}, h("pre", {}, JSON.stringify(d.input, null, 2))));
     if (t.output !== undefined && t.output !== null) blocks.push(h("dt", {}, "output"), h("dd", {}, h("pre", { id: "task-output" }, JSON.stringify(t.output, null, 2))));
     if (t.error) blocks.push(h("dt", {}, "error"), h("dd", {}, h("pre", {}, t.error)));
+    const p = partial.get(selected);
+    if (p) blocks.push(h("dt", {}, "partial output"), h("dd", {}, h("div", { class: "muted" }, `attempt ${p.attempt}${p.instance !== undefined ? `, instance ${p.instance}` : ""}, ${new Date(p.at).toLocaleTimeString()}`),
+      h("pre", { id: "task-progress" }, typeof p.progress === "string" ? p.progress : JSON.stringify(p.progress, null, 2))));
+    const made = decisions.get(selected);
+    if (made) blocks.push(h("dt", {}, "decisions"), h("dd", {}, h("pre", { id: "task-decisions" }, made.map((d) => JSON.stringify(d)).join("\n"))));
     const steps = (timeline.get(selected) || []).map(([s, at]) => `${s} at +${((at - t0()) / 1000).toFixed(1)} ms`);
     if (steps.length) blocks.push(h("dt", {}, "transitions"), h("dd", {}, h("pre", {}, steps.join("\n"))));
     const rerun = FINAL.has(current.status) ? h("button", { id: "rerun", onclick: async () => {
@@ -362,6 +369,7 @@ async function runView(app, runId) {
     dirty = false;
     drawHeader();
     dag.update(state);
+    dag.actual((current.performance_metrics || {}).critical_path);
     if (big && performance.now() - drawnTimeline < 1000 && !FINAL.has(current.status)) { drawDetail(); return; }
     drawnTimeline = performance.now();
     const live = !FINAL.has(current.status) && current.status !== "paused";
@@ -409,6 +417,17 @@ async function runView(app, runId) {
     } else if (event.type === "baton.run") {
       refreshSoon();
       if (FINAL.has(p.status)) { refreshSoon(); return false; }
+    } else if (event.type === "baton.progress") {
+      partial.set(p.task, { attempt: p.attempt, instance: p.instance, progress: p.progress, at: Date.now() });
+      schedule();
+    } else if (event.type === "baton.decision" && p.task) {
+      const list = decisions.get(p.task) || [];
+      const { task, ...rest } = p;
+      list.push(rest);
+      if (list.length > 50) list.shift();
+      decisions.set(task, list);
+      schedule();
+      refreshSoon();
     } else {
       refreshSoon();
     }
@@ -519,6 +538,7 @@ function drawDag(box, plan, doc, critical, onSelect) {
     stages.forEach((s, i) => s.forEach((id) => stageOf.set(id, i)));
     return {
       select() {},
+      actual() {},
       update(state) {
         const per = stages.map(() => ({}));
         for (const [id, t] of state) { const i = stageOf.get(id); if (i !== undefined) per[i][t.status] = (per[i][t.status] || 0) + 1; }
@@ -530,6 +550,7 @@ function drawDag(box, plan, doc, critical, onSelect) {
   stages.forEach((s, x) => s.forEach((id, y) => pos.set(id, [20 + x * (W + GX), TOP + y * (H + GY)])));
   const width = 40 + stages.length * (W + GX), height = TOP + 20 + Math.max(1, ...stages.map((s) => s.length)) * (H + GY);
   const root = svg("svg", { width, height, role: "img", "aria-label": "tasks by stage" });
+  const edges = new Map(); // "dep\0task" -> its path
   const cp = [...critical];
   const onPath = new Set(cp.slice(1).map((id, i) => cp[i] + "\u0000" + id));
   stages.forEach((s, x) => root.append(svg("text", { x: 20 + x * (W + GX), y: 14, class: "stage-label" }, `stage ${x + 1}`)));
@@ -540,15 +561,19 @@ function drawDag(box, plan, doc, critical, onSelect) {
       const from = pos.get(String(dep));
       if (!from) continue;
       const x1 = from[0] + W, y1 = from[1] + H / 2, x2 = to[0], y2 = to[1] + H / 2, mx = (x1 + x2) / 2;
-      root.append(svg("path", { d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`, class: "edge" + (onPath.has(dep + "\u0000" + t.id) ? " critical" : "") }));
+      const edge = svg("path", { d: `M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}`, class: "edge" + (onPath.has(dep + "\u0000" + t.id) ? " critical" : "") });
+      edges.set(dep + "\u0000" + t.id, edge);
+      root.append(edge);
     }
   }
   for (const [id, [x, y]] of pos) {
     const rect = svg("rect", { x, y, width: W, height: H, rx: 5, fill: "var(--pending)" });
+    // Around the node when it is on the critical path as it ran.
+    const mark = svg("rect", { x: x - 3, y: y - 3, width: W + 6, height: H + 6, rx: 7, class: "actual-mark" });
     const label = svg("text", { x: x + 8, y: y + 17, class: "dark" }, id.length > 22 ? id.slice(0, 21) + "…" : id);
     // A fan-out's or a loop's instances, ended of total, at the node's end.
     const count = svg("text", { x: x + W - 6, y: y + 17, "text-anchor": "end", class: "dark count" });
-    const g = svg("g", { class: "node" + (critical.has(id) ? " critical" : ""), "data-task": id, tabindex: 0 }, svg("title", {}, id), rect, label, count);
+    const g = svg("g", { class: "node" + (critical.has(id) ? " critical" : ""), "data-task": id, tabindex: 0 }, svg("title", {}, id), mark, rect, label, count);
     g.addEventListener("click", () => onSelect(id));
     g.addEventListener("keydown", (e) => { if (e.key === "Enter") onSelect(id); });
     nodes.set(id, { g, rect, label, count, id });
@@ -558,6 +583,13 @@ function drawDag(box, plan, doc, critical, onSelect) {
   const darkText = new Set(["pending", "skipped"]);
   return {
     select(id) { for (const [k, n] of nodes) n.g.classList.toggle("selected", k === id); },
+    // The critical path as it ran (last task first), marked beside the planned one.
+    actual(path) {
+      const on = new Set(path || []);
+      const pairs = new Set((path || []).slice(1).map((id, i) => id + "\u0000" + path[i]));
+      for (const [k, n] of nodes) n.g.classList.toggle("actual", on.has(k));
+      for (const [k, e] of edges) e.classList.toggle("actual", pairs.has(k));
+    },
     update(state) {
       for (const [id, n] of nodes) {
         const t = state.get(id) || {};

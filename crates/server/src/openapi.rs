@@ -542,6 +542,20 @@ fn schemas() -> Value {
     // Apart: one `json!` this deep would pass the macro recursion limit.
     let tokens = json!({"type": "object", "required": ["prompt", "completion"],
         "properties": {"prompt": {"type": "integer"}, "completion": {"type": "integer"}}});
+    let execution_status = json!({"type": "object", "required": ["execution_id", "status", "current_phase", "agents", "performance_metrics", "task_counts", "tasks"], "properties": {
+            "execution_id": {"type": "string"}, "workflow_id": {"type": ["string", "null"]}, "workflow": {"type": ["string", "null"]},
+            "status": {"type": "string", "enum": ["planning", "executing", "paused", "completed", "failed", "cancelled"]},
+            "current_phase": {"type": "string", "enum": ["running", "compensating", "paused", "done"]},
+            "reason": {"type": "string"}, "rerun_of": {"type": "string"}, "parent_id": {"type": "string", "description": "the execution whose task started this one"},
+            "agents": {"type": "array", "items": {"type": "object", "required": ["agent_id", "status", "current_task", "progress"], "properties": {
+                "agent_id": {"type": "string"}, "status": {"type": "string", "enum": ["busy", "idle"]},
+                "current_task": {"type": ["string", "null"]}, "progress": {"type": "number"}}}},
+            "performance_metrics": {"type": "object", "required": ["total_runtime", "agents_allocated", "tasks_completed", "coordination_overhead"], "properties": {
+                "total_runtime": {"type": "number"}, "agents_allocated": {"type": "integer"}, "tasks_completed": {"type": "integer"},
+                "coordination_overhead": {"type": "number"}, "dispatch_latency_us": {"type": "object"}, "retries": {"type": "integer"}, "critical_path": {"type": "array", "items": {"type": "string"}, "description": "as run: from the last task to end back through the dependency that ended last"},
+                "tokens": tokens}},
+            "task_counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "tasks": {"type": "array", "items": task_state}}});
     let mut all = json!({
         "Problem": {"type": "object", "required": ["type", "title", "status", "detail", "code"], "properties": {
             "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
@@ -582,20 +596,7 @@ fn schemas() -> Value {
             "from": {"type": "string", "description": "the task to run again, with everything downstream of it"}}},
         "ExecuteResponse": {"type": "object", "required": ["execution_id", "status", "workflow_id"], "properties": {
             "execution_id": {"type": "string"}, "status": {"type": "string"}, "workflow_id": {"type": "string"}}},
-        "ExecutionStatus": {"type": "object", "required": ["execution_id", "status", "current_phase", "agents", "performance_metrics", "task_counts", "tasks"], "properties": {
-            "execution_id": {"type": "string"}, "workflow_id": {"type": ["string", "null"]}, "workflow": {"type": ["string", "null"]},
-            "status": {"type": "string", "enum": ["planning", "executing", "paused", "completed", "failed", "cancelled"]},
-            "current_phase": {"type": "string", "enum": ["running", "compensating", "paused", "done"]},
-            "reason": {"type": "string"}, "rerun_of": {"type": "string"}, "parent_id": {"type": "string", "description": "the execution whose task started this one"},
-            "agents": {"type": "array", "items": {"type": "object", "required": ["agent_id", "status", "current_task", "progress"], "properties": {
-                "agent_id": {"type": "string"}, "status": {"type": "string", "enum": ["busy", "idle"]},
-                "current_task": {"type": ["string", "null"]}, "progress": {"type": "number"}}}},
-            "performance_metrics": {"type": "object", "required": ["total_runtime", "agents_allocated", "tasks_completed", "coordination_overhead"], "properties": {
-                "total_runtime": {"type": "number"}, "agents_allocated": {"type": "integer"}, "tasks_completed": {"type": "integer"},
-                "coordination_overhead": {"type": "number"}, "dispatch_latency_us": {"type": "object"}, "retries": {"type": "integer"},
-                "tokens": tokens}},
-            "task_counts": {"type": "object", "additionalProperties": {"type": "integer"}},
-            "tasks": {"type": "array", "items": task_state}}},
+        "ExecutionStatus": execution_status,
         "ExecutionPage": execution_page,
     });
     let agents = json!({"type": "object", "required": ["agents", "truncated", "workers", "leases", "leased"], "properties": {

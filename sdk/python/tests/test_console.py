@@ -7,6 +7,7 @@ on; any console error or failed request fails the test. Screenshots go to
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -293,6 +294,13 @@ def test_the_agents_and_live_pages(server: Server, browser: Any, shots: Path) ->
     assert any(run in page.locator("#leases-table").inner_text() for run in runs)
     page.screenshot(path=str(shots / "agents.png"), full_page=True)
 
+    # A worker's partial output shows in the task's detail as it is reported.
+    page.goto(f"{server.url}/ui/#/runs/{leased[0]['run']}")
+    page.locator('[data-task="review"]').click()
+    with Client(server.url) as client:
+        client.report_progress(leased[0]["id"], {"read": "3 of 5 pages"})
+    sync_api.expect(page.locator("#task-progress")).to_contain_text("3 of 5 pages")
+
     page.goto(server.url + "/ui/#/live")
     page.wait_for_selector(".live-chart svg polyline", state="attached", timeout=15_000)
     sync_api.expect(page.locator(".live-chart")).to_have_count(4)
@@ -407,7 +415,10 @@ def test_a_fan_out_is_one_node_with_paged_items_and_children_form_a_tree(
     page.goto(f"{server.url}/ui/#/runs/{run}")
     node = page.locator('[data-task="summarize"]')
     sync_api.expect(node).to_contain_text("60/60")
+    # The critical path as it ran ends with the last task.
+    sync_api.expect(page.locator('[data-task="merge"]')).to_have_class(re.compile(r"\bactual\b"))
     node.click()
+    sync_api.expect(page.locator("#task-decisions")).to_contain_text('"items":60')
     rows = page.locator("#instances-table tbody tr")
     sync_api.expect(rows).to_have_count(50)
     sync_api.expect(page.locator("#instances .pager")).to_contain_text("1\u201350 of 60")

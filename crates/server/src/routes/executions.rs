@@ -431,6 +431,7 @@ pub(crate) fn view(state: &AppState, run: RunId, v: RunView) -> api::ExecutionSt
             dispatch_latency_us: serde_json::to_value(s.coordination_overhead)
                 .unwrap_or(Value::Null),
             retries: s.retries,
+            critical_path: s.critical_path.clone(),
             tokens: s.tokens.map(|t| api::Tokens {
                 prompt: t.prompt,
                 completion: t.completion,
