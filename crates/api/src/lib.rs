@@ -208,6 +208,26 @@ pub struct PlanDetail {
     pub stages: Vec<Vec<String>>,
     /// Redundant edges as `[from, to]` task ids.
     pub redundant_edges: Vec<[String; 2]>,
+    /// With `?schedule=true`: each task's stage, earliest and latest start
+    /// and slack, in declaration order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Vec<Scheduled>>,
+}
+
+/// When a task can start in a run with unbounded parallelism (untimed tasks
+/// count as 1 s), seconds from the run's start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scheduled {
+    /// The task.
+    pub id: String,
+    /// Its stage, from 1.
+    pub stage: u32,
+    /// Every dependency ended as early as it could.
+    pub earliest_start: f64,
+    /// The latest start that does not lengthen the critical path.
+    pub latest_start: f64,
+    /// `latest_start - earliest_start`: 0 on the critical path.
+    pub slack: f64,
 }
 
 /// `GET /api/v1/executions/{id}/workflow`.

@@ -898,7 +898,11 @@ async function workflowsView(app) {
 }
 
 async function workflowView(app, id) {
-  const [wf, plan] = await Promise.all([api.get(`/api/v1/workflows/${encodeURIComponent(id)}`), api.get(`/api/v1/workflows/${encodeURIComponent(id)}/plan`)]);
+  // The schedule (each task's slack) comes with the plan: for a big workflow
+  // only the first SCHEDULE_ROWS tasks are shown, so it is not asked for.
+  const SCHEDULE_ROWS = 500;
+  const wf = await api.get(`/api/v1/workflows/${encodeURIComponent(id)}`);
+  const plan = await api.get(`/api/v1/workflows/${encodeURIComponent(id)}/plan${wf.plan.tasks <= 20000 ? "?schedule=true" : ""}`);
   const s = plan.summary;
   const input = h("textarea", { rows: 5, id: "run-input", "aria-label": "run input (JSON)" }, "{}");
   const notice = h("div");
@@ -922,6 +926,12 @@ async function workflowView(app, id) {
         h("div", { class: "table-wrap" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Stage"), h("th", {}, "Tasks"))),
           h("tbody", {}, plan.stages.slice(0, 200).map((st, i) => h("tr", {}, h("td", {}, i + 1), h("td", { class: "mono", style: "white-space:normal" }, st.slice(0, 50).join(", ") + (st.length > 50 ? ` … (${st.length})` : ""))))))),
         plan.redundant_edges && plan.redundant_edges.length ? h("p", { class: "muted" }, "Redundant edges (implied by others): " + plan.redundant_edges.map((e) => JSON.stringify(e)).join(", ")) : "",
+        plan.schedule ? [h("h2", {}, "Schedule ", h("span", { class: "muted" }, "(unbounded parallelism; zero slack is the critical path)")),
+          h("div", { class: "table-wrap schedule" }, h("table", { id: "schedule-table" },
+            h("thead", {}, h("tr", {}, ["Task", "Stage", "Earliest start", "Latest start", "Slack"].map((t) => h("th", {}, t)))),
+            h("tbody", {}, plan.schedule.slice(0, SCHEDULE_ROWS).map((t) => h("tr", { class: t.slack === 0 ? "critical-row" : "" },
+              h("td", { class: "mono" }, t.id), h("td", {}, t.stage), h("td", {}, fmtSecs(t.earliest_start)), h("td", {}, fmtSecs(t.latest_start)), h("td", {}, t.slack === 0 ? "0" : fmtSecs(t.slack))))))),
+          plan.schedule.length > SCHEDULE_ROWS ? h("p", { class: "muted" }, `The first ${SCHEDULE_ROWS} of ${plan.schedule.length} tasks are shown; baton plan --schedule prints them all.`) : ""] : "",
         h("h2", {}, "Document"), highlight(wf.document)),
       h("div", {}, h("h2", {}, "Execute"), h("form", { class: "panel", onsubmit: execute }, h("label", { for: "run-input" }, "Input (JSON)"), input,
         h("div", { class: "row", style: "margin-top:8px" }, h("button", { type: "submit", class: "primary", id: "execute" }, "Execute"))), notice,

@@ -74,7 +74,11 @@ pub const ROUTES: &[Route] = &[
         method: "get",
         path: "/api/v1/workflows/{id}/plan",
         summary: "A workflow's plan: stages, critical path, redundant edges",
-        query: &[],
+        query: &[(
+            "schedule",
+            r#"{"type": "boolean"}"#,
+            "add each task's stage, earliest and latest start and slack (default false)",
+        )],
         body: None,
         ok: (200, Some("PlanDetail")),
         errors: &[404],
@@ -578,7 +582,9 @@ fn schemas() -> Value {
         "PlanDetail": {"type": "object", "required": ["summary", "stages", "redundant_edges"], "properties": {
             "summary": r("PlanSummary"),
             "stages": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}},
-            "redundant_edges": {"type": "array", "items": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}}}},
+            "redundant_edges": {"type": "array", "items": {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}},
+            "schedule": {"type": "array", "description": "with ?schedule=true, in declaration order; seconds, untimed tasks counting 1 s", "items": {"type": "object", "required": ["id", "stage", "earliest_start", "latest_start", "slack"], "properties": {
+                "id": {"type": "string"}, "stage": {"type": "integer"}, "earliest_start": {"type": "number"}, "latest_start": {"type": "number"}, "slack": {"type": "number"}}}}}},
         "ExecuteRequest": {"type": "object", "additionalProperties": false, "properties": {
             "input_data": {},
             "execution_options": {"type": "object", "additionalProperties": false, "properties": {

@@ -123,6 +123,9 @@ def test_runs_execute_wait_list_and_instances(client: Client) -> None:
     task = next(t for t in fanned["tasks"] if t.get("items"))
     page = client.instances(fanned["execution_id"], task["id"], limit=2)
     assert page["total"] == task["items"]["total"] and len(page["items"]) == 2
+    timed = client.plan(fan["id"], schedule=True)["schedule"]
+    assert [t["id"] for t in timed] == ["split", "summarize", "merge"]
+    assert all(t["slack"] == 0 for t in timed)
     planned = client.execution_workflow(fanned["execution_id"])
     assert planned["document"]["name"] == "fan_out"
     assert [t for stage in planned["plan"]["stages"] for t in stage] == [

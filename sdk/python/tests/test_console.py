@@ -129,6 +129,9 @@ def test_create_execute_watch_pause_resume(server: Server, browser: Any, shots: 
     page.click("#create")
     page.wait_for_selector("#execute")
     assert "console_demo" in page.inner_text("h1")
+    schedule = page.locator("#schedule-table tbody tr")
+    sync_api.expect(schedule).to_have_count(4)
+    sync_api.expect(schedule.last).to_contain_text("2.00 s")
     page.screenshot(path=str(shots / "workflow.png"), full_page=True)
 
     page.fill("#run-input", '{"q": "rust"}')

@@ -562,7 +562,7 @@ pub(super) async fn get_run_workflow(
                 StatusCode::OK,
                 &api::RunWorkflow {
                     document,
-                    plan: plan_detail(spec.plan(), crate::catalog::summarize(spec.plan())),
+                    plan: plan_detail(spec.plan(), crate::catalog::summarize(spec.plan()), false),
                 },
             ))
         }

@@ -157,18 +157,46 @@ pub(super) async fn get_workflow(State(state): St, Path(id): Path<String>) -> Ap
     ))
 }
 
-pub(super) async fn get_plan(State(state): St, Path(id): Path<String>) -> ApiResult<Response> {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PlanQuery {
+    schedule: Option<bool>,
+}
+
+pub(super) async fn get_plan(
+    State(state): St,
+    Path(id): Path<String>,
+    q: Result<Query<PlanQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let schedule = query(q)?.schedule.unwrap_or(false);
     let e = workflow(&state, &id).await?;
     Ok(reply(
         StatusCode::OK,
-        &plan_detail(&e.plan, e.summary.clone()),
+        &plan_detail(&e.plan, e.summary.clone(), schedule),
     ))
 }
 
-/// A plan as the API shows it: figures, stages, redundant edges.
-pub(super) fn plan_detail(plan: &baton_plan::Plan, summary: api::PlanSummary) -> api::PlanDetail {
+/// A plan as the API shows it: figures, stages, redundant edges, and each
+/// task's schedule when asked.
+pub(super) fn plan_detail(
+    plan: &baton_plan::Plan,
+    summary: api::PlanSummary,
+    schedule: bool,
+) -> api::PlanDetail {
     let name = |t: u32| plan.name(t).to_string();
+    let secs = |us: u64| us as f64 / 1e6;
     api::PlanDetail {
+        schedule: schedule.then(|| {
+            plan.timings()
+                .map(|(t, timing)| api::Scheduled {
+                    id: name(t),
+                    stage: plan.stage_of(t).map_or(0, |s| s + 1),
+                    earliest_start: secs(timing.earliest_start),
+                    latest_start: secs(timing.latest_start),
+                    slack: secs(timing.slack),
+                })
+                .collect()
+        }),
         summary,
         stages: plan
             .stages()

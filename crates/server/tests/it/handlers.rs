@@ -37,6 +37,21 @@ async fn create_get_plan_and_list() {
         .json();
     assert_eq!(plan["stages"], json!([["a"], ["b", "c"], ["d"]]));
     assert_eq!(plan["summary"]["critical_path"][0], "a");
+    assert!(plan.get("schedule").is_none(), "only when asked: {plan}");
+    let planned = app
+        .get(&format!("/api/v1/workflows/{id}/plan?schedule=true"))
+        .await
+        .json();
+    let d = &planned["schedule"][3];
+    assert_eq!(
+        (&d["id"], &d["stage"], &d["earliest_start"], &d["slack"]),
+        (&json!("d"), &json!(3), &json!(2.0), &json!(0.0)),
+        "{planned}"
+    );
+    let bad = app
+        .get(&format!("/api/v1/workflows/{id}/plan?schedule=maybe"))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
 
     let missing = app.get("/api/v1/workflows/00000000000000ff").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);

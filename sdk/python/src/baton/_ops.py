@@ -50,9 +50,11 @@ class Operations(Generic[R]):
         """The workflow with its `document` (as JSON)."""
         return self._get(f"/api/v1/workflows/{_core.segment(workflow_id)}")
 
-    def plan(self, workflow_id: str) -> R:
-        """`{"summary", "stages": [[task, ...], ...], "redundant_edges"}`."""
-        return self._get(f"/api/v1/workflows/{_core.segment(workflow_id)}/plan")
+    def plan(self, workflow_id: str, *, schedule: bool = False) -> R:
+        """`{"summary", "stages": [[task, ...], ...], "redundant_edges"}`, and
+        with `schedule` each task's earliest and latest start and slack."""
+        params = {"schedule": "true"} if schedule else None
+        return self._get(f"/api/v1/workflows/{_core.segment(workflow_id)}/plan", params)
 
     # -- executions ------------------------------------------------------
 
