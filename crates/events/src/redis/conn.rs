@@ -79,6 +79,29 @@ pub(crate) struct Connections {
     idle: Mutex<Vec<Conn>>,
 }
 
+/// Whether `e` says the connection broke (or could not be made) before an
+/// answer came. The request is then sent once more, on the connection the
+/// manager makes again: every request of the log may run twice. Acks, nacks
+/// and group changes are idempotent; a publish is deduplicated by its events'
+/// ids (at least once on a topic without dedup, as a caller's own retry would
+/// be); a poll delivers at least once (what the lost answer delivered comes
+/// back after the visibility timeout).
+pub(crate) fn dropped(e: &redis::RedisError) -> bool {
+    e.is_connection_dropped() || e.is_io_error() || e.is_connection_refusal()
+}
+
+/// Runs `cmd` (a script's `EVALSHA`), loading the script first if the server
+/// does not know it.
+async fn eval_on(c: &mut Conn, script: &Script, cmd: &Cmd) -> redis::RedisResult<Value> {
+    match cmd.query_async(c).await {
+        Err(e) if e.kind() == ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            script.load_async(c).await?;
+            cmd.query_async(c).await
+        }
+        done => done,
+    }
+}
+
 /// The URL without a password, for messages.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -194,28 +217,35 @@ impl Connections {
         self.idle.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
-    /// Runs a command on the main connection.
+    /// Runs a command on the main connection (sent again once if the
+    /// connection broke: see [`dropped`]).
     pub(crate) async fn query(&self, op: &'static str, cmd: &Cmd) -> Result<Value, Error> {
         let mut c = self.main.clone();
-        cmd.query_async(&mut c)
-            .await
-            .map_err(|e| self.failed(op, e))
+        match cmd.query_async(&mut c).await {
+            Err(e) if dropped(&e) => cmd.query_async(&mut c).await,
+            done => done,
+        }
+        .map_err(|e| self.failed(op, e))
     }
 
-    /// Runs a pipeline (a transaction if it is atomic) on the main connection.
+    /// Runs a pipeline (a transaction if it is atomic) on the main connection
+    /// (sent again once if the connection broke: see [`dropped`]).
     pub(crate) async fn query_pipe(
         &self,
         op: &'static str,
         pipe: &Pipeline,
     ) -> Result<Value, Error> {
         let mut c = self.main.clone();
-        pipe.query_async(&mut c)
-            .await
-            .map_err(|e| self.failed(op, e))
+        match pipe.query_async(&mut c).await {
+            Err(e) if dropped(&e) => pipe.query_async(&mut c).await,
+            done => done,
+        }
+        .map_err(|e| self.failed(op, e))
     }
 
     /// Runs a script prepared with [`eval_cmd`] on the main connection, loading it
-    /// first if the server does not know it (after a restart or `SCRIPT FLUSH`).
+    /// first if the server does not know it (after a restart or `SCRIPT FLUSH`);
+    /// sent again once if the connection broke (see [`dropped`]).
     pub(crate) async fn eval(
         &self,
         op: &'static str,
@@ -223,19 +253,11 @@ impl Connections {
         cmd: &Cmd,
     ) -> Result<Value, Error> {
         let mut c = self.main.clone();
-        match cmd.query_async(&mut c).await {
-            Ok(v) => Ok(v),
-            Err(e) if e.kind() == ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                script
-                    .load_async(&mut c)
-                    .await
-                    .map_err(|e| self.failed("loading a script", e))?;
-                cmd.query_async(&mut c)
-                    .await
-                    .map_err(|e| self.failed(op, e))
-            }
-            Err(e) => Err(self.failed(op, e)),
+        match eval_on(&mut c, script, cmd).await {
+            Err(e) if dropped(&e) => eval_on(&mut c, script, cmd).await,
+            done => done,
         }
+        .map_err(|e| self.failed(op, e))
     }
 
     /// Loads a script (at open, so the first calls do not pay for it).

@@ -350,6 +350,13 @@ impl RedisLog {
                 conns.give_back(c);
                 Ok(())
             }
+            // An idle connection that broke (the others likely did too): the
+            // wait ends as if something arrived, and the poll looks again,
+            // on the main connection, which reconnects.
+            Some(Err(e)) if super::conn::dropped(&e) => {
+                conns.drop_idle();
+                Ok(())
+            }
             Some(Err(e)) => Err(conns.failed("waiting for new events", e).into()),
             // The connection is dropped: its read may still be in flight.
             None => Err(crate::Error::Closed),

@@ -6,6 +6,8 @@
 mod conformance;
 mod crash;
 mod disk;
+#[cfg(any(feature = "redis", feature = "nats"))]
+mod faults;
 mod fuzz;
 #[cfg(feature = "nats")]
 mod nats;

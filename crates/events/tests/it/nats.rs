@@ -42,6 +42,7 @@ pub fn unique_prefix() -> String {
 pub struct Nats {
     url: Option<String>,
     prefix: String,
+    request_timeout: Option<Duration>,
 }
 
 impl Nats {
@@ -50,6 +51,17 @@ impl Nats {
         Nats {
             url: std::env::var(URL_VAR).ok().filter(|u| !u.is_empty()),
             prefix: unique_prefix(),
+            request_timeout: None,
+        }
+    }
+
+    /// A factory on the server at `url` (the fault tests' proxy), whose
+    /// requests wait at most `request_timeout` for an answer.
+    pub fn at(url: String, request_timeout: Duration) -> Self {
+        Nats {
+            url: Some(url),
+            prefix: unique_prefix(),
+            request_timeout: Some(request_timeout),
         }
     }
 
@@ -59,6 +71,9 @@ impl Nats {
             prefix: self.prefix.clone(),
             log,
             recheck_interval: Duration::from_millis(200),
+            request_timeout: self
+                .request_timeout
+                .unwrap_or(NatsOptions::default().request_timeout),
             ..NatsOptions::default()
         }
     }

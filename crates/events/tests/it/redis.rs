@@ -47,6 +47,14 @@ impl Redis {
         }
     }
 
+    /// A factory on the server at `url` (the fault tests' proxy).
+    pub fn at(url: String) -> Self {
+        Redis {
+            url: Some(url),
+            prefix: unique_prefix(),
+        }
+    }
+
     fn options(&self, log: Options) -> RedisOptions {
         RedisOptions {
             url: self.url.clone().unwrap_or_default(),
