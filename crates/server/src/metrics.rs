@@ -1,6 +1,7 @@
 //! `GET /metrics`: Prometheus text exposition, written by hand (a few families,
 //! no exporter dependency): requests and latencies by method and route, events
-//! published, runs by state, dispatch latency, ready-queue depth, the build, and
+//! published, runs by state, tasks ended and retried, dead letters, dispatch
+//! latency, ready-queue depth, the build, and
 //! the process (CPU, memory, file descriptors, start time) by the conventions
 //! of Prometheus' client libraries.
 
@@ -13,6 +14,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+
+use baton_events::EventLog as _;
 
 use crate::AppState;
 
@@ -222,6 +225,39 @@ pub(crate) async fn render(State(state): State<std::sync::Arc<AppState>>) -> Res
     );
     out.push_str("# TYPE baton_audit_dropped_total counter\n");
     let _ = writeln!(out, "baton_audit_dropped_total {}", state.audit.dropped());
+    let progress = state.engine.progress();
+    out.push_str("# HELP baton_tasks_ended_total Tasks that ended since start, by outcome (skipped counts cancelled ones too).\n");
+    out.push_str("# TYPE baton_tasks_ended_total counter\n");
+    for (outcome, counter) in [
+        ("succeeded", &progress.succeeded),
+        ("failed", &progress.failed),
+        ("skipped", &progress.skipped),
+    ] {
+        let _ = writeln!(
+            out,
+            "baton_tasks_ended_total{{outcome=\"{outcome}\"}} {}",
+            baton_engine::Progress::get(counter)
+        );
+    }
+    out.push_str("# HELP baton_task_retries_total Task attempts beyond the first since start.\n");
+    out.push_str("# TYPE baton_task_retries_total counter\n");
+    let _ = writeln!(
+        out,
+        "baton_task_retries_total {}",
+        baton_engine::Progress::get(&progress.retries)
+    );
+    // A shared log's topics are a request away: left out when it does not answer soon.
+    let topics = tokio::time::timeout(Duration::from_secs(2), state.log.topics()).await;
+    if let Ok(Ok(topics)) = topics {
+        let letters: u64 = topics
+            .iter()
+            .filter(|t| t.name.ends_with(baton_events::DEAD_LETTER_SUFFIX))
+            .map(|t| t.events())
+            .sum();
+        out.push_str("# HELP baton_dead_letters Events retained in dead-letter topics (X.dlq), redriven or not.\n");
+        out.push_str("# TYPE baton_dead_letters gauge\n");
+        let _ = writeln!(out, "baton_dead_letters {letters}");
+    }
     out.push_str("# HELP baton_build_info The server's version.\n");
     out.push_str("# TYPE baton_build_info gauge\n");
     let _ = writeln!(

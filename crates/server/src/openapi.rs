@@ -81,7 +81,7 @@ pub const ROUTES: &[Route] = &[
         )],
         body: None,
         ok: (200, Some("PlanDetail")),
-        errors: &[404],
+        errors: &[400, 404],
         scope: Some(Scope::WorkflowsRead),
     },
     Route {

@@ -572,9 +572,38 @@ async fn metrics_health_ready() {
         "baton_ready_queue_depth",
         // DIAMOND's own agents are not the operator's: summed, not named.
         "baton_agent_calls_total{agent=\"(workflow)\"} 4",
+        "baton_tasks_ended_total{outcome=\"succeeded\"} 4",
+        "baton_tasks_ended_total{outcome=\"failed\"} 0",
+        "baton_task_retries_total 0",
+        "baton_dead_letters 0",
     ] {
         assert!(m.text.contains(family), "{family} missing from\n{}", m.text);
     }
+    // The server's Grafana dashboard names only metrics the server exports.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/grafana-server.json"
+    );
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut named = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("baton_") || word.starts_with("process_") {
+                    named += 1;
+                    assert!(
+                        m.text.contains(&format!("# TYPE {word} "))
+                            || m.text.contains(&format!("{word}{{"))
+                            || m.text.contains(&format!("{word} ")),
+                        "the dashboard's `{word}` ({}) is not exported",
+                        panel["title"]
+                    );
+                }
+            }
+        }
+    }
+    assert!(named >= 16, "{named}");
 }
 
 #[tokio::test]
