@@ -229,6 +229,10 @@ pub struct NatsLog {
 
 struct Inner {
     client: Client,
+    /// Counts the client's disconnections: a request or publish in flight
+    /// when it changes may have been lost with the connection, and is sent
+    /// again at once rather than waited for until its timeout.
+    disconnects: tokio::sync::watch::Sender<u64>,
     opts: NatsOptions,
     closed: AtomicBool,
     topics: Mutex<HashMap<String, Arc<Topic>>>,
@@ -370,9 +374,19 @@ impl NatsLog {
     pub async fn open(options: NatsOptions) -> Result<Self> {
         check_prefix(&options.prefix)?;
         options.log.topic_defaults.validate()?;
+        let (disconnects, _) = tokio::sync::watch::channel(0u64);
+        let counted = disconnects.clone();
         let client = async_nats::ConnectOptions::new()
             .name("baton-events")
             .request_timeout(Some(options.request_timeout))
+            .event_callback(move |event| {
+                let counted = counted.clone();
+                async move {
+                    if matches!(event, async_nats::Event::Disconnected) {
+                        counted.send_modify(|n| *n += 1);
+                    }
+                }
+            })
             .connect(options.url.as_str())
             .await
             .map_err(|e| Error::Connect {
@@ -381,6 +395,7 @@ impl NatsLog {
             })?;
         let inner = Arc::new(Inner {
             client,
+            disconnects,
             opts: options,
             closed: AtomicBool::new(false),
             topics: Mutex::new(HashMap::new()),
@@ -445,23 +460,21 @@ impl NatsLog {
         what: &str,
     ) -> Result<std::result::Result<T, ApiError>> {
         let payload = Bytes::from(serde_json::to_vec(body)?);
-        let msg = self
-            .inner
-            .client
-            .request(format!("$JS.API.{subject}"), payload)
-            .await
-            .map_err(|e| match e.kind() {
-                RequestErrorKind::TimedOut => Error::Timeout {
-                    what: what.to_owned(),
-                    timeout: self.inner.opts.request_timeout,
-                }
-                .into(),
-                RequestErrorKind::NoResponders => request_error(
-                    what,
-                    "no responders: JetStream is not enabled on this server (start it with -js)",
-                ),
-                _ => request_error(what, e),
-            })?;
+        // Every JetStream API call the log makes can run twice (reads, and
+        // creations and deletions whose second answer says it is done).
+        let sent = self.request(format!("$JS.API.{subject}"), payload).await;
+        let msg = sent.map_err(|e| match e.kind() {
+            RequestErrorKind::TimedOut => Error::Timeout {
+                what: what.to_owned(),
+                timeout: self.inner.opts.request_timeout,
+            }
+            .into(),
+            RequestErrorKind::NoResponders => request_error(
+                what,
+                "no responders: JetStream is not enabled on this server (start it with -js)",
+            ),
+            _ => request_error(what, e),
+        })?;
         match serde_json::from_slice::<Response<T>>(&msg.payload) {
             Ok(Response::Ok(v)) => Ok(Ok(v)),
             Ok(Response::Err { error }) => Ok(Err(error)),
@@ -524,8 +537,6 @@ impl NatsLog {
         };
         let what = || format!("reading message {seq} of stream {stream}");
         let msg = self
-            .inner
-            .client
             .request(
                 format!("$JS.API.DIRECT.GET.{stream}"),
                 Bytes::from(body.to_string()),
@@ -575,13 +586,29 @@ impl NatsLog {
         }
     }
 
+    /// `client.request`, sent once more if the connection drops while it
+    /// waits: the request or its answer may be lost with the connection, and
+    /// would otherwise be waited for until `request_timeout`. For requests
+    /// that may run twice only: JetStream API calls, direct reads and
+    /// acknowledgements are.
+    async fn request(
+        &self,
+        subject: String,
+        payload: Bytes,
+    ) -> std::result::Result<Message, async_nats::RequestError> {
+        let mut dropped = self.inner.disconnects.subscribe();
+        let client = &self.inner.client;
+        tokio::select! {
+            answer = client.request(subject.clone(), payload.clone()) => answer,
+            _ = dropped.changed() => client.request(subject, payload).await,
+        }
+    }
+
     /// Sends `body` to an acknowledgement subject and waits until the server has
     /// applied it.
     async fn ack_sync(&self, subject: String, body: &'static str) -> Result<()> {
         let what = || format!("acknowledging via {subject}");
         match self
-            .inner
-            .client
             .request(subject.clone(), Bytes::from_static(body.as_bytes()))
             .await
         {

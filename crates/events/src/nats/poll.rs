@@ -514,7 +514,7 @@ impl NatsLog {
                             .await
                             .map_err(|e| request_error("acknowledging", e))?;
                     }
-                    match client.request(last.clone(), body).await {
+                    match self.request(last.clone(), body).await {
                         Ok(_) => Ok(()),
                         Err(e) if e.kind() == RequestErrorKind::TimedOut => Err(Error::Timeout {
                             what: format!("acknowledging via {last}"),

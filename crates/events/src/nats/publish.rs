@@ -5,6 +5,10 @@
 
 use super::*;
 
+/// How often one publish sends its unacknowledged events again after the
+/// connection dropped, before it fails.
+const MAX_RESENDS: u32 = 3;
+
 pub(super) async fn publish(log: &NatsLog, topic: &str, batch: Vec<Event>) -> Result<Vec<Offset>> {
     log.check_open()?;
     check_name("topic", topic)?;
@@ -39,13 +43,15 @@ impl NatsLog {
         // One buffer for the bodies of the whole batch, each split off it.
         let mut buf = BytesMut::with_capacity(batch.iter().map(encoded_len).sum());
         let (mut sent, mut acked) = (0, 0);
-        while acked < batch.len() {
-            while sent < batch.len() && sent - acked < window {
-                let e = &batch[sent];
-                let subject = t.subjects[parts[sent] as usize].clone();
-                let reply = format!("{inbox}.{sent}");
-                let body = encode_event(&mut buf, e);
-                let result = if dedup {
+        let mut dropped = self.inner.disconnects.subscribe();
+        let mut resent = 0;
+        let send = |i: usize, buf: &mut BytesMut| {
+            let e = &batch[i];
+            let subject = t.subjects[parts[i] as usize].clone();
+            let reply = format!("{inbox}.{i}");
+            let body = encode_event(buf, e);
+            async move {
+                if dedup {
                     let mut headers = HeaderMap::new();
                     headers.insert("Nats-Msg-Id", e.id.to_string().as_str());
                     client
@@ -53,12 +59,42 @@ impl NatsLog {
                         .await
                 } else {
                     client.publish_with_reply(subject, reply, body).await
-                };
-                result.map_err(|e| request_error(what(), e))?;
+                }
+            }
+        };
+        while acked < batch.len() {
+            while sent < batch.len() && sent - acked < window {
+                send(sent, &mut buf)
+                    .await
+                    .map_err(|e| request_error(what(), e))?;
                 sent += 1;
             }
-            let msg = match tokio::time::timeout(self.inner.opts.request_timeout, acks.next()).await
-            {
+            let next = tokio::select! {
+                next = tokio::time::timeout(self.inner.opts.request_timeout, acks.next()) => next,
+                _ = dropped.changed() => {
+                    // What was sent and not acknowledged may be lost with the
+                    // connection: sent again (the same ids: stored once), or,
+                    // without dedup, left to the caller.
+                    if !dedup || resent == MAX_RESENDS {
+                        return Err(request_error(
+                            what(),
+                            format!(
+                                "the connection to the server dropped ({acked} of {} events \
+                                 acknowledged; publish the batch again with the same ids)",
+                                batch.len()
+                            ),
+                        ));
+                    }
+                    resent += 1;
+                    for i in (0..sent).filter(|&i| offsets[i].is_none()) {
+                        send(i, &mut buf)
+                            .await
+                            .map_err(|e| request_error(what(), e))?;
+                    }
+                    continue;
+                }
+            };
+            let msg = match next {
                 Ok(Some(msg)) => msg,
                 Ok(None) => return Err(request_error(what(), "the connection was closed")),
                 Err(_) => {

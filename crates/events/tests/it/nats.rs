@@ -42,7 +42,6 @@ pub fn unique_prefix() -> String {
 pub struct Nats {
     url: Option<String>,
     prefix: String,
-    request_timeout: Option<Duration>,
 }
 
 impl Nats {
@@ -51,17 +50,14 @@ impl Nats {
         Nats {
             url: std::env::var(URL_VAR).ok().filter(|u| !u.is_empty()),
             prefix: unique_prefix(),
-            request_timeout: None,
         }
     }
 
-    /// A factory on the server at `url` (the fault tests' proxy), whose
-    /// requests wait at most `request_timeout` for an answer.
-    pub fn at(url: String, request_timeout: Duration) -> Self {
+    /// A factory on the server at `url` (the fault tests' proxy).
+    pub fn at(url: String) -> Self {
         Nats {
             url: Some(url),
             prefix: unique_prefix(),
-            request_timeout: Some(request_timeout),
         }
     }
 
@@ -71,9 +67,6 @@ impl Nats {
             prefix: self.prefix.clone(),
             log,
             recheck_interval: Duration::from_millis(200),
-            request_timeout: self
-                .request_timeout
-                .unwrap_or(NatsOptions::default().request_timeout),
             ..NatsOptions::default()
         }
     }
