@@ -646,7 +646,7 @@ pub struct AgentsResponse {
 }
 
 /// One agent's load and health.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AgentOut {
     /// Its name.
     pub name: String,

@@ -59,12 +59,23 @@ pub async fn redrive<L: EventLog + ?Sized>(log: &L, dlq: &str, max: usize) -> Re
         if polled.is_empty() {
             break;
         }
-        let batch: Vec<Event> = polled
-            .iter()
-            .map(|d| copy(dlq, d.offset, d.event))
-            .collect();
+        let copies = || polled.iter().map(|d| copy(dlq, d.offset, d.event));
         let offsets = polled.offsets();
-        if let Err(e) = publish(log, own, batch).await {
+        let published = match log.publish(own, copies().collect()).await {
+            // Each letter fitted its topic once: one at a time, then.
+            Err(Error::BatchTooLarge { .. }) => {
+                let mut one_by_one = Ok(());
+                for e in copies() {
+                    one_by_one = log.publish(own, vec![e]).await.map(drop);
+                    if one_by_one.is_err() {
+                        break;
+                    }
+                }
+                one_by_one
+            }
+            other => other.map(drop),
+        };
+        if let Err(e) = published {
             // Give the round back at once, so a retry need not wait for the
             // visibility timeout. What was published is deduplicated then.
             let _ = log.nack(dlq, REDRIVE_GROUP, &offsets, Duration::ZERO).await;
@@ -88,18 +99,4 @@ fn copy(dlq: &str, at: Offset, letter: &Event) -> Event {
     }
     e.id = EventId::derived(format!("redrive\0{dlq}\0{at}").as_bytes());
     e
-}
-
-/// Publishes `batch`, one event at a time if the batch as a whole is too large
-/// (each event fitted its topic once).
-async fn publish<L: EventLog + ?Sized>(log: &L, topic: &str, batch: Vec<Event>) -> Result<()> {
-    match log.publish(topic, batch.clone()).await {
-        Err(Error::BatchTooLarge { .. }) => {
-            for e in batch {
-                log.publish(topic, vec![e]).await?;
-            }
-            Ok(())
-        }
-        other => other.map(drop),
-    }
 }

@@ -33,24 +33,18 @@ pub(super) async fn agents(State(state): St) -> ApiResult<Response> {
                 calls: a.calls,
                 failures: a.failures,
                 breaker: a.breaker.to_owned(),
-                waiting: 0,
-                leased: 0,
+                ..Default::default()
             },
         );
     }
     for (name, waiting, leased) in pool.agents {
+        // A worker agent no run has called since the server started.
         let a = agents.entry(name.clone()).or_insert_with(|| api::AgentOut {
             operator: operator(&name),
             name,
             kind: "worker".into(),
-            in_flight: 0,
-            concurrency: None,
-            queued: 0,
-            calls: 0,
-            failures: 0,
             breaker: "closed".into(),
-            waiting: 0,
-            leased: 0,
+            ..Default::default()
         });
         a.waiting = waiting as u64;
         a.leased = leased as u64;
