@@ -127,6 +127,26 @@ impl Comparison {
         self.changes.iter().any(|c| c.regression)
     }
 
+    /// What the report keeps of it, against the baseline called `name`.
+    pub fn verdict(&self, name: &str) -> crate::report::BaselineVerdict {
+        crate::report::BaselineVerdict {
+            name: name.to_string(),
+            max_regression: self.max_regression,
+            compared: self.changes.len(),
+            regressions: self
+                .changes
+                .iter()
+                .filter(|c| c.regression)
+                .map(|c| {
+                    format!(
+                        "{}: {:+.1}% (95% interval [{:+.1}, {:+.1}]%)",
+                        c.name, c.worse_pct, c.interval_pct.0, c.interval_pct.1
+                    )
+                })
+                .collect(),
+        }
+    }
+
     /// The suites of the regressions, for a rerun.
     pub fn regressed_suites(&self) -> Vec<String> {
         let mut suites: Vec<String> = self
@@ -233,6 +253,14 @@ fn worse(before: f64, after: f64, higher_is_better: bool) -> f64 {
 struct SplitMix(u64);
 
 impl SplitMix {
+    /// Seeded by the FNV-1a hash of `name`: the same comparison gives the
+    /// same interval.
+    fn seeded(name: &str) -> SplitMix {
+        SplitMix(name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        }))
+    }
+
     fn below(&mut self, n: usize) -> usize {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -253,11 +281,7 @@ fn interval(name: &str, before: &[f64], after: &[f64], higher_is_better: bool) -
     if before.is_empty() || after.is_empty() {
         return (f64::NAN, f64::NAN);
     }
-    // FNV-1a of the name: the same comparison gives the same interval.
-    let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    let mut rng = SplitMix(seed);
+    let mut rng = SplitMix::seeded(name);
     let (mut b, mut a) = (before.to_vec(), after.to_vec());
     let mut changes: Vec<f64> = (0..RESAMPLES)
         .map(|_| {
@@ -392,6 +416,110 @@ pub fn compare(baseline: &Report, after: &Report, max_regression: f64) -> Compar
         added,
         max_regression,
     }
+}
+
+/// Rounds an interleaved comparison needs before it judges a benchmark.
+pub const MIN_ROUNDS: usize = 3;
+
+/// Interleaved A/B: `rounds` are pairs (the other build's report, this
+/// build's), each pair measured back to back, the order alternating from
+/// round to round. What drifts on the machine (its speed swings by up to 2×
+/// for minutes here) moves both halves of a pair alike, so each round's
+/// change is read within its pair, and the rounds' changes are what is
+/// judged: a benchmark regresses when the median of its per-round changes is
+/// worse than `max_regression` and than their spread (twice their MAD), and
+/// the low end of the 95 % bootstrap interval of that median (the rounds
+/// resampled) is worse than `max_regression` too.
+pub fn compare_paired(rounds: &[(Report, Report)], max_regression: f64) -> Comparison {
+    let Some((first, _)) = rounds.first() else {
+        return Comparison {
+            changes: Vec::new(),
+            missing: Vec::new(),
+            added: Vec::new(),
+            max_regression,
+        };
+    };
+    let mut changes = Vec::new();
+    let mut missing = Vec::new();
+    for b in &first.records {
+        let pairs: Vec<(f64, f64)> = rounds
+            .iter()
+            .filter_map(|(other, this)| {
+                Some((
+                    other.get(&b.name)?.statistics.median,
+                    this.get(&b.name)?.statistics.median,
+                ))
+            })
+            .collect();
+        if pairs.is_empty() {
+            missing.push(b.name.clone());
+            continue;
+        }
+        let mut per_round: Vec<f64> = pairs
+            .iter()
+            .map(|&(before, after)| worse(before, after, b.higher_is_better))
+            .collect();
+        let worse_pct = median(&mut per_round);
+        let mut deviations: Vec<f64> = per_round.iter().map(|w| (w - worse_pct).abs()).collect();
+        let noise_pct = 2.0 * median(&mut deviations);
+        let (low, high) = paired_interval(&b.name, &per_round);
+        let judged = per_round.len() >= MIN_ROUNDS;
+        changes.push(Change {
+            name: b.name.clone(),
+            unit: b.unit.clone(),
+            before: median(&mut pairs.iter().map(|p| p.0).collect::<Vec<_>>()),
+            after: median(&mut pairs.iter().map(|p| p.1).collect::<Vec<_>>()),
+            worse_pct,
+            machine: 1.0,
+            interval_pct: (low, high),
+            noise_pct,
+            between_runs: (noise_pct, true),
+            regression: judged
+                && worse_pct > max_regression
+                && worse_pct > noise_pct
+                && low > max_regression,
+            improvement: judged
+                && -worse_pct > max_regression
+                && -worse_pct > noise_pct
+                && -high > max_regression,
+            transient: false,
+            judged,
+        });
+    }
+    let added = rounds
+        .iter()
+        .flat_map(|(_, this)| this.records.iter())
+        .filter(|r| first.get(&r.name).is_none())
+        .map(|r| r.name.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    Comparison {
+        changes,
+        missing,
+        added,
+        max_regression,
+    }
+}
+
+/// The 95 % bootstrap interval of the median of per-round changes, the
+/// rounds resampled (seeded by the benchmark's name).
+fn paired_interval(name: &str, per_round: &[f64]) -> (f64, f64) {
+    let mut rng = SplitMix::seeded(name);
+    let mut sample = per_round.to_vec();
+    let mut medians: Vec<f64> = (0..RESAMPLES)
+        .map(|_| {
+            for x in &mut sample {
+                *x = per_round[rng.below(per_round.len())];
+            }
+            median(&mut sample)
+        })
+        .collect();
+    medians.sort_by(f64::total_cmp);
+    (
+        crate::stats::percentile_sorted(&medians, 2.5),
+        crate::stats::percentile_sorted(&medians, 97.5),
+    )
 }
 
 /// `report` as a baseline to save over `previous` (the same name's last

@@ -23,6 +23,10 @@ pub struct Environment {
     pub baton_version: String,
     /// The operating system (`std::env::consts::OS`) and architecture.
     pub os: String,
+    /// When it was captured, Unix seconds (0 in reports from before it was
+    /// kept).
+    #[serde(default)]
+    pub started_unix: u64,
 }
 
 impl Environment {
@@ -45,6 +49,9 @@ impl Environment {
             .to_string(),
             baton_version: env!("CARGO_PKG_VERSION").to_string(),
             os: format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH),
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
         }
     }
 

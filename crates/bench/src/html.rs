@@ -7,244 +7,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use baton_load::chart::{Axis, Chart, Series, Unit, esc};
+
 use crate::report::{Report, format_value};
 use crate::stats::Fit;
 
-const PALETTE: [&str; 8] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-];
-
-/// One line or set of points.
-struct Series {
-    name: String,
-    points: Vec<(f64, f64)>,
-    /// Draw markers (measurements) or a plain line (a fit).
-    markers: bool,
-}
-
-struct Chart {
-    title: String,
-    x_label: String,
-    y_label: String,
-    log_x: bool,
-    log_y: bool,
-    series: Vec<Series>,
-}
-
-const W: f64 = 640.0;
-const H: f64 = 360.0;
-const LEFT: f64 = 70.0;
-const RIGHT: f64 = 170.0;
-const TOP: f64 = 30.0;
-const BOTTOM: f64 = 50.0;
-
-struct Axis {
-    lo: f64,
-    hi: f64,
-    log: bool,
-}
-
-impl Axis {
-    fn new(values: impl Iterator<Item = f64>, log: bool) -> Axis {
-        let vals: Vec<f64> = values
-            .filter(|v| v.is_finite() && (!log || *v > 0.0))
-            .collect();
-        let (mut lo, mut hi) = vals
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            });
-        if !lo.is_finite() {
-            (lo, hi) = (1.0, 10.0);
-        }
-        if log {
-            lo = 10f64.powf(lo.log10().floor());
-            hi = 10f64.powf(hi.log10().ceil());
-            if hi <= lo {
-                hi = lo * 10.0;
-            }
-        } else {
-            lo = lo.min(0.0);
-            if hi <= lo {
-                hi = lo + 1.0;
-            }
-            hi *= 1.05;
-        }
-        Axis { lo, hi, log }
-    }
-
-    /// 0..1 along the axis.
-    fn frac(&self, v: f64) -> f64 {
-        if self.log {
-            (v.max(1e-300).log10() - self.lo.log10()) / (self.hi.log10() - self.lo.log10())
-        } else {
-            (v - self.lo) / (self.hi - self.lo)
-        }
-    }
-
-    fn ticks(&self) -> Vec<f64> {
-        if self.log {
-            let (a, b) = (
-                self.lo.log10().round() as i32,
-                self.hi.log10().round() as i32,
-            );
-            let step = ((b - a) / 8).max(1);
-            (a..=b)
-                .step_by(step as usize)
-                .map(|e| 10f64.powi(e))
-                .collect()
-        } else {
-            (0..=5)
-                .map(|i| self.lo + (self.hi - self.lo) * i as f64 / 5.0)
-                .collect()
-        }
-    }
-}
-
-fn tick_label(v: f64) -> String {
-    let a = v.abs();
-    if a == 0.0 {
-        "0".into()
-    } else if a >= 1e9 {
-        format!("{}G", trim(v / 1e9))
-    } else if a >= 1e6 {
-        format!("{}M", trim(v / 1e6))
-    } else if a >= 1e3 {
-        format!("{}k", trim(v / 1e3))
-    } else if a >= 1.0 {
-        trim(v)
-    } else if a >= 1e-3 {
-        format!("{}m", trim(v * 1e3))
-    } else if a >= 1e-6 {
-        format!("{}µ", trim(v * 1e6))
-    } else {
-        format!("{}n", trim(v * 1e9))
-    }
-}
-
-fn trim(v: f64) -> String {
-    let s = format!("{v:.2}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
-}
-
-impl Chart {
-    fn svg(&self) -> String {
-        let xa = Axis::new(
-            self.series
-                .iter()
-                .flat_map(|s| s.points.iter().map(|p| p.0)),
-            self.log_x,
-        );
-        let ya = Axis::new(
-            self.series
-                .iter()
-                .flat_map(|s| s.points.iter().map(|p| p.1)),
-            self.log_y,
-        );
-        let pw = W - LEFT - RIGHT;
-        let ph = H - TOP - BOTTOM;
-        let px = |v: f64| LEFT + xa.frac(v) * pw;
-        let py = |v: f64| TOP + (1.0 - ya.frac(v)) * ph;
-        let mut s = String::new();
-        let _ = write!(
-            s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" font-family="sans-serif" font-size="11">"#
-        );
-        let _ = write!(
-            s,
-            r#"<text x="{}" y="18" font-size="13" font-weight="bold">{}</text>"#,
-            LEFT,
-            esc(&self.title)
-        );
-        let _ = write!(
-            s,
-            r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>"##
-        );
-        for t in xa.ticks() {
-            let x = px(t);
-            let _ = write!(
-                s,
-                r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#eee"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-                TOP + ph,
-                TOP + ph + 14.0,
-                tick_label(t)
-            );
-        }
-        for t in ya.ticks() {
-            let y = py(t);
-            let _ = write!(
-                s,
-                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#eee"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-                LEFT + pw,
-                LEFT - 4.0,
-                y + 4.0,
-                tick_label(t)
-            );
-        }
-        let _ = write!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            LEFT + pw / 2.0,
-            H - 12.0,
-            esc(&self.x_label)
-        );
-        let _ = write!(
-            s,
-            r#"<text transform="translate(14 {:.1}) rotate(-90)" text-anchor="middle">{}</text>"#,
-            TOP + ph / 2.0,
-            esc(&self.y_label)
-        );
-        for (i, series) in self.series.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
-            let pts: Vec<String> = series
-                .points
-                .iter()
-                .filter(|p| {
-                    p.0.is_finite()
-                        && p.1.is_finite()
-                        && (!xa.log || p.0 > 0.0)
-                        && (!ya.log || p.1 > 0.0)
-                })
-                .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
-                .collect();
-            let dash = if series.markers {
-                ""
-            } else {
-                r#" stroke-dasharray="5 3""#
-            };
-            let _ = write!(
-                s,
-                r#"<polyline fill="none" stroke="{color}" stroke-width="1.5"{dash} points="{}"/>"#,
-                pts.join(" ")
-            );
-            if series.markers {
-                for p in &pts {
-                    let (x, y) = p.split_once(',').unwrap_or(("0", "0"));
-                    let _ = write!(s, r#"<circle cx="{x}" cy="{y}" r="3" fill="{color}"/>"#);
-                }
-            }
-            let ly = TOP + 12.0 + i as f64 * 16.0;
-            let _ = write!(
-                s,
-                r#"<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{color}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"#,
-                LEFT + pw + 10.0,
-                LEFT + pw + 28.0,
-                LEFT + pw + 32.0,
-                ly + 4.0,
-                esc(&series.name)
-            );
-        }
-        s.push_str("</svg>");
-        s
-    }
-}
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
+/// Every chart of a report is this size.
+const SIZE: (f64, f64) = (640.0, 360.0);
 
 /// The fitted power law sampled along its x range.
 fn fit_line(fit: &Fit) -> Series {
@@ -258,11 +27,10 @@ fn fit_line(fit: &Fit) -> Series {
             (x, (fit.intercept + fit.slope * x.ln()).exp())
         })
         .collect();
-    Series {
-        name: format!("fit: slope {:.2}, R² {:.3}", fit.slope, fit.r2),
+    Series::fit(
+        format!("fit: slope {:.2}, R² {:.3}", fit.slope, fit.r2),
         points,
-        markers: false,
-    }
+    )
 }
 
 fn charts(report: &Report) -> Vec<Chart> {
@@ -290,20 +58,15 @@ fn charts(report: &Report) -> Vec<Chart> {
                 Some(f) => format!("{shape} (slope {:.2})", f.slope),
                 None => shape,
             };
-            series.push(Series {
-                name,
-                points: pts,
-                markers: true,
-            });
+            series.push(Series::measured(name, pts));
         }
         out.push(Chart {
             title: "Planning: bytes → plan, median per size (log-log; slope of the fit per shape)"
                 .into(),
-            x_label: "tasks".into(),
-            y_label: "seconds".into(),
-            log_x: true,
-            log_y: true,
+            x: Axis::log("tasks", Unit::Count),
+            y: Axis::log("time", Unit::Seconds),
             series,
+            size: SIZE,
         });
     }
     // Events/s vs batch size.
@@ -326,18 +89,13 @@ fn charts(report: &Report) -> Vec<Chart> {
     if !by_backend.is_empty() {
         out.push(Chart {
             title: "Event log: events/s vs batch size (1 producer, 1 consumer)".into(),
-            x_label: "batch size (events)".into(),
-            y_label: "events/s".into(),
-            log_x: true,
-            log_y: true,
+            x: Axis::log("batch size (events)", Unit::Count),
+            y: Axis::log("events/s", Unit::Count),
             series: by_backend
                 .into_iter()
-                .map(|(name, points)| Series {
-                    name,
-                    points,
-                    markers: true,
-                })
+                .map(|(name, points)| Series::measured(name, points))
                 .collect(),
+            size: SIZE,
         });
     }
     // Latency CDFs from the merged distributions.
@@ -353,15 +111,12 @@ fn charts(report: &Report) -> Vec<Chart> {
                     .derived
                     .iter()
                     .filter_map(|(k, v)| {
-                        Some((v.max(1.0), k.strip_prefix('q')?.parse::<f64>().ok()?))
+                        // Microseconds, drawn as seconds.
+                        Some((v.max(1.0) * 1e-6, k.strip_prefix('q')?.parse::<f64>().ok()?))
                     })
                     .collect();
                 points.sort_by(|a, b| a.1.total_cmp(&b.1));
-                Series {
-                    name: r.name.split('/').nth(2).unwrap_or("").to_string(),
-                    points,
-                    markers: true,
-                }
+                Series::measured(r.name.split('/').nth(2).unwrap_or(""), points)
             })
             .filter(|s| !s.points.is_empty())
             .collect();
@@ -370,40 +125,59 @@ fn charts(report: &Report) -> Vec<Chart> {
                 title: format!(
                     "Event log: {kind} latency CDF (batches of 1,000, all samples merged)"
                 ),
-                x_label: "latency (µs)".into(),
-                y_label: "fraction ≤ latency".into(),
-                log_x: true,
-                log_y: false,
+                x: Axis::log("latency", Unit::Seconds),
+                y: Axis::linear("share of events at or under it", Unit::Fraction),
                 series,
+                size: SIZE,
             });
         }
     }
-    // Every scaling fit.
+    // Every scaling fit: `what: y vs x`.
     for fit in &report.fits {
+        let (y, x) = fit
+            .name
+            .split_once(": ")
+            .map_or(fit.name.as_str(), |p| p.1)
+            .split_once(" vs ")
+            .unwrap_or(("median", "size"));
+        let y = if y.contains("time") || y.contains("makespan") {
+            Axis::log(y, Unit::Seconds)
+        } else if y.contains("throughput") {
+            Axis::log(format!("{y} (events/s)"), Unit::Count)
+        } else {
+            Axis::log(y, Unit::Count)
+        };
         out.push(Chart {
             title: format!("Scaling: {} — {}", fit.name, fit.verdict),
-            x_label: fit.name.rsplit(" vs ").next().unwrap_or("size").to_string(),
-            y_label: "median".into(),
-            log_x: true,
-            log_y: true,
+            x: Axis::log(x, Unit::Count),
+            y,
             series: vec![
-                Series {
-                    name: "measured".into(),
-                    points: fit.x.iter().copied().zip(fit.y.iter().copied()).collect(),
-                    markers: true,
-                },
+                Series::measured(
+                    "measured",
+                    fit.x.iter().copied().zip(fit.y.iter().copied()).collect(),
+                ),
                 fit_line(fit),
             ],
+            size: SIZE,
         });
     }
     out
+}
+
+/// When a run was measured.
+fn date(e: &crate::env::Environment) -> String {
+    if e.started_unix > 0 {
+        baton_load::report::utc(e.started_unix)
+    } else {
+        "date not recorded".into()
+    }
 }
 
 /// The head of every page, with its style.
 const HEAD: &str = "<!doctype html><html lang=en><head><meta charset=utf-8><title>baton bench</title><style>\
 body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}\
 table{border-collapse:collapse;font-size:12px}td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:right}\
-td:first-child,th:first-child{text-align:left;font-family:monospace}.noisy{color:#b00}\
+td:first-child,th:first-child{text-align:left;font-family:monospace}.noisy{color:#a60}\
 .regression{color:#b00;font-weight:bold}.improved{color:#070}.quiet{color:#888}\
 .banner{padding:.6em 1em;border-radius:4px;margin:1em 0}.red{background:#fde8e8;color:#900}.green{background:#e6f4e6;color:#060}\
 svg{margin:1em 0;border:1px solid #ddd}</style></head><body>";
@@ -435,7 +209,8 @@ pub fn render_comparison(
         let e = &r.environment;
         let _ = write!(
             h,
-            "<p><b>{label}</b>: baton {} ({} build) on {} ({} cores), git <code>{}</code>, load average {:.2}, {} repeats{}.</p>",
+            "<p><b>{label}</b>: {}, baton {} ({} build) on {} ({} cores), git <code>{}</code>, load average {:.2}, {} repeats{}.</p>",
+            date(e),
             esc(&e.baton_version),
             esc(&e.profile),
             esc(&e.cpu),
@@ -504,10 +279,39 @@ pub fn render_comparison(
 pub fn render(report: &Report) -> String {
     let e = &report.environment;
     let mut h = String::from(HEAD);
+    let _ = write!(h, "<h1>baton bench {}</h1>", esc(&report.suite));
+    if let Some(v) = &report.verdict {
+        let _ = write!(
+            h,
+            "<div class=\"banner {}\"><b>{}</b><ul>",
+            if v.passed() { "green" } else { "red" },
+            esc(&v.headline())
+        );
+        // Misses and regressions first: they are why the run failed.
+        let mut lines: Vec<(bool, &str)> = v
+            .targets
+            .iter()
+            .map(|t| (t.met != Some(false), t.message.as_str()))
+            .collect();
+        if let Some(b) = &v.baseline {
+            lines.extend(b.regressions.iter().map(|r| (false, r.as_str())));
+        }
+        lines.sort_by_key(|l| l.0);
+        for (ok, line) in lines {
+            let _ = write!(
+                h,
+                "<li{}>{}</li>",
+                if ok { "" } else { " class=regression" },
+                esc(line)
+            );
+        }
+        h.push_str("</ul></div>");
+    }
     let _ = write!(
         h,
-        "<h1>baton bench {}</h1><p>baton {} ({} build, {}) on {} ({} cores, {}); git <code>{}</code>; load average {:.2} before, {:.2} after; {} repeats after a warm-up{}.</p>",
-        esc(&report.suite),
+        "<p>{}{}; baton {} ({} build, {}) on {} ({} cores, {}); git <code>{}</code>; load average {:.2} before, {:.2} after; {} repeats after a warm-up{}.</p>",
+        date(e),
+        if report.quick { " (quick sizes)" } else { "" },
         esc(&e.baton_version),
         esc(&e.profile),
         esc(&e.rustc),
@@ -518,7 +322,11 @@ pub fn render(report: &Report) -> String {
         e.load_before[0],
         e.load_after[0],
         report.repeats,
-        if report.quick { ", quick sizes" } else { "" }
+        if report.records.iter().any(|r| r.statistics.noisy) {
+            "; <span class=noisy>NOISY</span> marks a benchmark whose repeats spread (median absolute deviation) more than 10% of their median: read its figure with care"
+        } else {
+            ""
+        }
     );
     for chart in charts(report) {
         h.push_str(&chart.svg());

@@ -331,6 +331,7 @@ pub fn run(suite: Suite, config: &Config, progress: &mut dyn FnMut(&str)) -> Res
         records: sink.records,
         fits: sink.fits,
         notes: sink.notes,
+        verdict: None,
     })
 }
 

@@ -118,6 +118,100 @@ pub struct Report {
     /// Conclusions stated in words (recommended batch sizes, cache checks).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// What `--check` and `--baseline` concluded (absent when neither was
+    /// asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+}
+
+/// What a run's checks concluded: its targets (`--check`, `--targets`) and
+/// the regression gate (`--baseline`). In the JSON report and at the top of
+/// the HTML one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Every target evaluated, in the targets file's order.
+    #[serde(default)]
+    pub targets: Vec<TargetVerdict>,
+    /// The comparison with a baseline, when one was asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineVerdict>,
+}
+
+/// One target's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetVerdict {
+    /// The benchmark it bounds.
+    pub benchmark: String,
+    /// The statistic bounded (`median`, `p99`, ...).
+    pub statistic: String,
+    /// What was measured, in the record's unit (absent when not measured).
+    pub measured: Option<f64>,
+    /// `true` met, `false` missed, absent when not evaluated (its suite did
+    /// not run, or not at `--quick` sizes).
+    pub met: Option<bool>,
+    /// The line `bench` prints.
+    pub message: String,
+}
+
+/// The regression gate's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaselineVerdict {
+    /// The baseline's name.
+    pub name: String,
+    /// `--max-regression`, percent.
+    pub max_regression: f64,
+    /// Benchmarks compared.
+    pub compared: usize,
+    /// One line per regression: name, change and its 95 % interval.
+    pub regressions: Vec<String>,
+}
+
+impl Verdict {
+    /// Whether every target evaluated held and nothing regressed.
+    pub fn passed(&self) -> bool {
+        self.targets.iter().all(|t| t.met != Some(false))
+            && self
+                .baseline
+                .as_ref()
+                .is_none_or(|b| b.regressions.is_empty())
+    }
+
+    /// One line: the targets met and missed, the regressions.
+    pub fn headline(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.targets.is_empty() {
+            let met = self.targets.iter().filter(|t| t.met == Some(true)).count();
+            let missed = self.targets.iter().filter(|t| t.met == Some(false)).count();
+            let skipped = self.targets.len() - met - missed;
+            parts.push(format!(
+                "targets: {met} met, {missed} missed{}",
+                if skipped > 0 {
+                    format!(", {skipped} not evaluated")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        if let Some(b) = &self.baseline {
+            parts.push(match b.regressions.len() {
+                0 => format!(
+                    "no regression against `{}` ({} compared)",
+                    b.name, b.compared
+                ),
+                n => format!(
+                    "{n} regression{} against `{}` ({} compared)",
+                    if n == 1 { "" } else { "s" },
+                    b.name,
+                    b.compared
+                ),
+            });
+        }
+        format!(
+            "{}: {}",
+            if self.passed() { "PASS" } else { "FAIL" },
+            parts.join("; ")
+        )
+    }
 }
 
 impl Report {
@@ -412,6 +506,7 @@ pub(crate) mod tests {
             ],
             fits: vec![Fit::power_law("f", &[(1.0, 1.0), (2.0, 2.0)]).unwrap()],
             notes: vec!["a note".into()],
+            verdict: None,
         }
     }
 

@@ -161,6 +161,19 @@ pub struct Outcome {
     pub message: String,
 }
 
+impl Outcome {
+    /// What the report keeps of it.
+    pub fn verdict(&self) -> crate::report::TargetVerdict {
+        crate::report::TargetVerdict {
+            benchmark: self.target.benchmark.clone(),
+            statistic: self.target.statistic.clone(),
+            measured: self.measured.filter(|v| v.is_finite()),
+            met: self.met,
+            message: self.message.clone(),
+        }
+    }
+}
+
 /// Evaluates `targets` against `report`. A target whose suite ran but whose
 /// benchmark is missing counts as a miss (a misspelt name must not pass
 /// silently); one whose suite did not run is skipped.

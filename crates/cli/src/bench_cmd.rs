@@ -79,11 +79,132 @@ pub struct Args {
     /// A regression is worse by more than this percentage and than the measured noise.
     #[arg(long, value_name = "PCT", default_value_t = 10.0)]
     max_regression: f64,
-    /// With `--baseline`: measure the suites of the regressions found this
-    /// many times again, and keep only those every run shows (0: trust the
-    /// first run).
+    /// With `--baseline` or `--against`: measure the suites of the
+    /// regressions found this many times again, and keep only those every
+    /// run shows (0: trust the first run).
     #[arg(long, value_name = "N", default_value_t = 1)]
     confirm: u32,
+    /// Compare against another build of baton, measured in interleaved
+    /// rounds with this one (the order alternating), each round's change
+    /// read within its pair; exit 1 on a regression.
+    #[arg(long, value_name = "BATON", conflicts_with_all = ["baseline", "save_baseline"])]
+    against: Option<PathBuf>,
+    /// With `--against`: rounds (each measures both builds once).
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(3..=1000))]
+    rounds: u32,
+}
+
+/// The flags a suite's run was given, to pass on to the processes of an
+/// interleaved comparison.
+fn sizing(args: &Args) -> Vec<String> {
+    let mut pass = Vec::new();
+    if args.smoke {
+        pass.push("--smoke".to_string());
+    } else if args.quick {
+        pass.push("--quick".to_string());
+    }
+    if let Some(r) = args.repeats {
+        pass.extend(["--repeats".to_string(), r.to_string()]);
+    }
+    let list = |v: &[String]| v.join(",");
+    if let Some(sizes) = &args.sizes {
+        let sizes: Vec<String> = sizes.iter().map(ToString::to_string).collect();
+        pass.extend(["--sizes".to_string(), list(&sizes)]);
+    }
+    if let Some(shapes) = &args.shapes {
+        pass.extend(["--shapes".to_string(), list(shapes)]);
+    }
+    for t in &args.trace {
+        pass.extend(["--trace".to_string(), t.display().to_string()]);
+    }
+    if let Some(b) = &args.backend {
+        pass.extend(["--backend".to_string(), b.clone()]);
+    }
+    pass
+}
+
+/// One run of `suite` by the baton at `bin`, in a process of its own.
+/// `BATON_BENCH_SLOWDOWN` (a test hook of the build under test) is not
+/// passed on to the other build.
+fn measure(
+    bin: &std::path::Path,
+    suite: &str,
+    pass: &[String],
+    other: bool,
+) -> anyhow::Result<Report> {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("bench")
+        .arg(suite)
+        .args(pass)
+        .args(["--json", "-"])
+        .stdin(std::process::Stdio::null());
+    if other {
+        cmd.env_remove("BATON_BENCH_SLOWDOWN");
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = err.lines().rev().take(5).collect();
+        bail!(
+            "`{} bench {suite}` failed ({}): {}",
+            bin.display(),
+            out.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    let report: Report = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "`{} bench {suite} --json -` did not print a report",
+            bin.display()
+        )
+    })?;
+    if report.schema != baton_bench::report::SCHEMA {
+        bail!(
+            "{} writes bench reports of schema {}; this build reads {}",
+            bin.display(),
+            report.schema,
+            baton_bench::report::SCHEMA
+        );
+    }
+    Ok(report)
+}
+
+/// `rounds` interleaved runs of `suites` by this build and `other`: pairs
+/// (other's report, this build's), this build first in even rounds.
+fn interleaved(
+    other: &std::path::Path,
+    suites: &[String],
+    pass: &[String],
+    rounds: u32,
+) -> anyhow::Result<Vec<(Report, Report)>> {
+    let this = std::env::current_exe().context("finding this baton")?;
+    let mut out = Vec::new();
+    for round in 0..rounds {
+        let mut pair: [Option<Report>; 2] = [None, None];
+        let order = if round % 2 == 0 { [1, 0] } else { [0, 1] };
+        for side in order {
+            let mut merged: Option<Report> = None;
+            for suite in suites {
+                let r = if side == 1 {
+                    measure(&this, suite, pass, false)?
+                } else {
+                    measure(other, suite, pass, true)?
+                };
+                match &mut merged {
+                    None => merged = Some(r),
+                    Some(m) => m.records.extend(r.records),
+                }
+            }
+            pair[side] = merged;
+        }
+        eprintln!("round {} of {rounds} measured (both builds)", round + 1);
+        if let [Some(o), Some(t)] = pair {
+            out.push((o, t));
+        }
+    }
+    Ok(out)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -184,15 +305,37 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // the next (the table has them all); notes stay. Elsewhere (CI logs) every
     // line stays.
     let live = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
-    let report = baton_bench::run(suite, &config, &mut |line| {
-        if !live {
-            eprintln!("{line}");
-        } else if line.starts_with("note ") {
-            eprintln!("\r\x1b[2K{line}");
-        } else {
-            eprint!("\r\x1b[2K{line}");
+    // With `--against`, every figure comes from the interleaved rounds; this
+    // build's first is the run's report.
+    let rounds = match &args.against {
+        Some(other) => {
+            eprintln!(
+                "measuring {} in {} interleaved rounds against {}",
+                suite.name(),
+                args.rounds,
+                other.display()
+            );
+            interleaved(
+                other,
+                &[suite.name().to_string()],
+                &sizing(&args),
+                args.rounds,
+            )?
         }
-    })?;
+        None => Vec::new(),
+    };
+    let report = match rounds.first() {
+        Some((_, this)) => this.clone(),
+        None => baton_bench::run(suite, &config, &mut |line| {
+            if !live {
+                eprintln!("{line}");
+            } else if line.starts_with("note ") {
+                eprintln!("\r\x1b[2K{line}");
+            } else {
+                eprint!("\r\x1b[2K{line}");
+            }
+        })?,
+    };
     if live {
         eprint!("\r\x1b[2K");
     }
@@ -215,15 +358,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         for o in &outcomes {
             say(&format!("{}\n", o.message));
         }
-        let missed = outcomes.iter().filter(|o| o.met == Some(false)).count();
-        let met = outcomes.iter().filter(|o| o.met == Some(true)).count();
-        say(&format!("targets: {met} met, {missed} missed\n"));
-        failed |= missed > 0;
+        failed |= outcomes.iter().any(|o| o.met == Some(false));
         outcomes
     } else {
         Vec::new()
     };
-    if let Some(base) = &baseline {
+    let comparison = if let Some(base) = &baseline {
         let mut c = compare::compare(base, &report, args.max_regression);
         // A regression must show again when its suite is measured again: a
         // spike of the machine does not last through a rerun, a slower
@@ -259,6 +399,43 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         say("\n");
         say(&c.table());
         failed |= c.regressed();
+        Some(c)
+    } else if let Some(other) = &args.against {
+        let mut c = compare::compare_paired(&rounds, args.max_regression);
+        for round in 1..=args.confirm {
+            if !c.regressed() {
+                break;
+            }
+            let suites = c.regressed_suites();
+            say(&format!(
+                "\nconfirming {} candidate regression(s): {} more interleaved rounds of {} ({round} of {})\n",
+                c.changes.iter().filter(|x| x.regression).count(),
+                args.rounds,
+                suites.join(", "),
+                args.confirm
+            ));
+            let again = interleaved(other, &suites, &sizing(&args), args.rounds)?;
+            c.confirm(&compare::compare_paired(&again, args.max_regression));
+        }
+        say("\n");
+        say(&c.table());
+        failed |= c.regressed();
+        Some(c)
+    } else {
+        None
+    };
+    let mut report = report;
+    if args.check || args.targets.is_some() || comparison.is_some() {
+        let against = args.against.as_ref().map(|p| p.display().to_string());
+        let verdict = baton_bench::report::Verdict {
+            targets: outcomes.iter().map(targets::Outcome::verdict).collect(),
+            baseline: comparison
+                .as_ref()
+                .zip(args.baseline.clone().or(against))
+                .map(|(c, name)| c.verdict(&name)),
+        };
+        say(&format!("\n{}\n", verdict.headline()));
+        report.verdict = Some(verdict);
     }
     if let Some(path) = &args.json {
         if json_out {

@@ -147,35 +147,19 @@ const EXIT_USAGE: u8 = 2;
 /// The threshold a run gets when none is about failures: none at all.
 const DEFAULT_FAILURES: &str = "failure_rate==0%";
 
-/// Whether `target` (`http://host:port`) answers `GET /healthz` with 200
-/// within 5 s.
+/// Whether `target` (`http[s]://host:port`) answers `GET /healthz` with
+/// 200 within 5 s.
 async fn answers(target: &str) -> Result<(), String> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let t = baton_load::Target::parse(target).map_err(|e| e.to_string())?;
-    let probe = async {
-        let mut s = tokio::net::TcpStream::connect(t.authority.as_str())
-            .await
-            .map_err(|e| e.to_string())?;
-        let request = format!(
-            "GET /healthz HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            t.authority
-        );
-        s.write_all(request.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut head = [0u8; 12];
-        s.read_exact(&mut head).await.map_err(|e| e.to_string())?;
-        match &head[9..12] {
-            b"200" => Ok(()),
-            code => Err(format!(
-                "it answered HTTP {}",
-                String::from_utf8_lossy(code)
-            )),
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), probe)
+    let t = baton_load::Target::parse(target)?;
+    let mut conn = baton_load::client::Conn::new(&t, Duration::from_secs(5));
+    match conn
+        .send(http::Method::GET, "/healthz", bytes::Bytes::new())
         .await
-        .map_err(|_| "no answer within 5 s".to_string())?
+    {
+        Ok((status, _)) if status == http::StatusCode::OK => Ok(()),
+        Ok((status, _)) => Err(format!("it answered HTTP {}", status.as_u16())),
+        Err(_) => Err(conn.last_error().unwrap_or("no answer").to_string()),
+    }
 }
 
 fn usage(msg: impl std::fmt::Display) -> anyhow::Result<ExitCode> {

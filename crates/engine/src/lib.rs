@@ -59,6 +59,6 @@ pub use options::{Options, SINK_BACKLOG};
 pub use overrides::{Overrides, SpecCache};
 pub use spec::{DEFAULT_AGENT, Error as SpecError, MAX_DEPTH, Spec};
 pub use view::{
-    AgentStats, InstancePage, InstanceView, ItemCounts, Percentiles, Progress, RunEntry, RunQuery,
-    RunView, Stats, Summary, TaskCounts, TaskView, Tokens,
+    AgentStats, InstancePage, InstanceView, ItemCounts, LATENCY_BUCKETS_S, Percentiles, Progress,
+    RunEntry, RunQuery, RunView, Stats, Summary, TaskCounts, TaskView, Tokens,
 };

@@ -8,6 +8,13 @@ use serde_json::Value;
 
 use crate::store::{RunId, RunStatus, TaskStatus};
 
+/// The upper bounds, in seconds, of the buckets [`Percentiles::buckets`]
+/// counts (Prometheus' `le`): 1 µs to 10 s, 1–2.5–5 per decade.
+pub const LATENCY_BUCKETS_S: [f64; 22] = [
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2,
+    5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 /// Latency percentiles in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Percentiles {
@@ -19,6 +26,15 @@ pub struct Percentiles {
     pub p99_us: f64,
     /// Largest sample.
     pub max_us: f64,
+    /// The sum of the samples, microseconds (engine-wide histograms only;
+    /// 0 elsewhere).
+    #[serde(skip)]
+    pub sum_us: f64,
+    /// Samples at or under each bound of [`LATENCY_BUCKETS_S`], cumulative
+    /// (engine-wide histograms only; zeros elsewhere): what `/metrics`
+    /// exports as a Prometheus histogram.
+    #[serde(skip)]
+    pub buckets: [u64; LATENCY_BUCKETS_S.len()],
 }
 
 /// What a run did, when it ended (or so far).

@@ -84,6 +84,29 @@ pub fn table(r: &Report) -> String {
     }
     let _ = writeln!(out, "{}", "-".repeat(119));
     row(&mut out, &r.total);
+    out.push_str(&summary(r));
+    if !r.thresholds.is_empty() {
+        let _ = writeln!(out, "\nthresholds:");
+        for t in &r.thresholds {
+            let _ = writeln!(
+                out,
+                "  {} {:<40} measured {} (bound {}){}",
+                if t.passed { "ok  " } else { "MISS" },
+                t.threshold,
+                t.measured_text,
+                t.bound_text,
+                t.note
+                    .as_deref()
+                    .map_or(String::new(), |n| format!(": {n}"))
+            );
+        }
+    }
+    out
+}
+
+/// What follows the table: failures by cause, events, runs and CPU.
+fn summary(r: &Report) -> String {
+    let mut out = String::new();
     let failed: Vec<&EndpointReport> = r.endpoints.iter().filter(|e| e.failures > 0).collect();
     if !failed.is_empty() {
         let _ = writeln!(out, "\nFailures:");
@@ -133,22 +156,6 @@ pub fn table(r: &Report) -> String {
         cpu.cores,
         cpu.load_average.map_or("?".into(), |l| format!("{l:.2}"))
     );
-    if !r.thresholds.is_empty() {
-        let _ = writeln!(out, "\nthresholds:");
-        for t in &r.thresholds {
-            let _ = writeln!(
-                out,
-                "  {} {:<40} measured {} (bound {}){}",
-                if t.passed { "ok  " } else { "MISS" },
-                t.threshold,
-                t.measured_text,
-                t.bound_text,
-                t.note
-                    .as_deref()
-                    .map_or(String::new(), |n| format!(": {n}"))
-            );
-        }
-    }
     out
 }
 
@@ -267,105 +274,78 @@ pub fn failures_csv(r: &Report) -> String {
     out
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// `secs` (Unix time) as a UTC date and time, `2026-12-07 11:49:13 UTC`.
+pub fn utc(secs: u64) -> String {
+    // Days to a civil date: Howard Hinnant's algorithm (public domain).
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3_600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
-/// A line chart as inline SVG: `series` are (label, colour, points).
-/// A chart's line: label, colour, (seconds, value) points.
-type Series<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
-
-fn chart(title: &str, unit: &str, series: &[Series<'_>]) -> String {
-    let (w, h, left, right, top, bottom) = (720.0, 240.0, 64.0, 16.0, 28.0, 36.0);
-    let xmax = series
-        .iter()
-        .flat_map(|s| s.2.iter().map(|p| p.0))
-        .fold(1e-9f64, f64::max);
-    let ymax = series
-        .iter()
-        .flat_map(|s| s.2.iter().map(|p| p.1))
-        .fold(1e-9f64, f64::max)
-        * 1.1;
-    let x = |v: f64| left + v / xmax * (w - left - right);
-    let y = |v: f64| h - bottom - v / ymax * (h - top - bottom);
-    let mut out = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img"><title>{t}</title><text x="{left}" y="18" class="title">{t}</text>"#,
-        t = esc(title)
-    );
-    for i in 0..=4 {
-        let v = ymax * f64::from(i) / 4.0;
-        let _ = write!(
-            out,
-            r##"<line x1="{left}" x2="{x2}" y1="{yy:.1}" y2="{yy:.1}" stroke="#ddd"/><text x="{tx}" y="{ty:.1}" text-anchor="end" class="axis">{label}</text>"##,
-            x2 = w - right,
-            yy = y(v),
-            tx = left - 6.0,
-            ty = y(v) + 4.0,
-            label = if v >= 1000.0 {
-                thousands(v)
-            } else {
-                format!("{v:.3}")
-                    .trim_end_matches('0')
-                    .trim_end_matches('.')
-                    .to_string()
-            },
-        );
-    }
-    for i in 0..=5 {
-        let v = xmax * f64::from(i) / 5.0;
-        let _ = write!(
-            out,
-            r#"<text x="{tx:.1}" y="{ty}" text-anchor="middle" class="axis">{v:.0} s</text>"#,
-            tx = x(v),
-            ty = h - bottom + 16.0
-        );
-    }
-    let _ = write!(
-        out,
-        r#"<text x="12" y="{}" class="axis" transform="rotate(-90 12 {})">{}</text>"#,
-        h / 2.0,
-        h / 2.0,
-        esc(unit)
-    );
-    for (i, (label, colour, points)) in series.iter().enumerate() {
-        let path: Vec<String> = points
-            .iter()
-            .map(|&(a, b)| format!("{:.1},{:.1}", x(a), y(b)))
-            .collect();
-        let _ = write!(
-            out,
-            r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/><rect x="{lx}" y="8" width="10" height="10" fill="{colour}"/><text x="{tx}" y="17" class="axis">{}</text>"#,
-            path.join(" "),
-            esc(label),
-            lx = w - right - 300.0 + i as f64 * 100.0,
-            tx = w - right - 286.0 + i as f64 * 100.0,
-        );
-    }
-    out.push_str("</svg>");
-    out
-}
-
-/// One self-contained HTML page: the table, requests/s, latency
-/// percentiles and users over time as hand-written inline SVG (no scripts,
-/// no network).
+/// One self-contained HTML page: the verdict of the thresholds first (a
+/// banner), the run's parameters and date, the table (with Locust's
+/// `Aggregated` row once), what the run did besides requests, then
+/// requests/s, latency percentiles, users and events over time (inline SVG,
+/// no scripts, no network).
 pub fn html(r: &Report) -> String {
+    use crate::chart::{Axis, Chart, Series, Unit, esc};
     let h = &r.history;
     let pts = |f: &dyn Fn(&crate::Sample) -> f64| -> Vec<(f64, f64)> {
         h.iter().map(|s| (s.t, f(s))).collect()
     };
     let mut out = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>baton load report</title><style>body{font:14px system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse}td,th{padding:3px 8px;border-bottom:1px solid #eee;text-align:right}td:nth-child(2),th:nth-child(2){text-align:left}.title{font:bold 13px sans-serif}.axis{font:11px sans-serif;fill:#555}pre{background:#f6f6f6;padding:8px}.miss{color:#b00}</style></head><body>",
+        "<!doctype html><html lang=en><head><meta charset=\"utf-8\"><title>baton load report</title><style>body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}table{border-collapse:collapse}td,th{padding:3px 8px;border-bottom:1px solid #eee;text-align:right}td:nth-child(2),th:nth-child(2){text-align:left}tr.total td{font-weight:bold;border-top:1px solid #999}pre{background:#f6f6f6;padding:8px}.banner{padding:.6em 1em;border-radius:4px;margin:1em 0}.red{background:#fde8e8;color:#900}.green{background:#e6f4e6;color:#060}.banner ul{margin:.3em 0 0;padding-left:1.2em}svg{margin:1em 0;border:1px solid #ddd}</style></head><body>",
     );
     let m = &r.meta;
+    let _ = write!(out, "<h1>baton load: {}</h1>", esc(&m.scenario));
+    if !r.thresholds.is_empty() {
+        let missed = r.thresholds.iter().filter(|t| !t.passed).count();
+        let _ = write!(
+            out,
+            "<div class=\"banner {}\"><b>{}</b><ul>",
+            if missed > 0 { "red" } else { "green" },
+            if missed > 0 {
+                format!("MISS: {missed} of {} thresholds missed", r.thresholds.len())
+            } else {
+                format!("every threshold held ({})", r.thresholds.len())
+            }
+        );
+        for t in &r.thresholds {
+            let _ = write!(
+                out,
+                "<li>{} <code>{}</code>: measured {} (bound {}){}</li>",
+                if t.passed { "ok" } else { "<b>MISS</b>" },
+                esc(&t.threshold),
+                esc(&t.measured_text),
+                esc(&t.bound_text),
+                t.note
+                    .as_deref()
+                    .map_or(String::new(), |n| format!(": {}", esc(n)))
+            );
+        }
+        out.push_str("</ul></div>");
+    }
     let _ = write!(
         out,
-        "<h1>baton load: {}</h1><p>{} users ({} loop), target {}, {:.1} s, {} iterations, seed {}.</p>",
-        esc(&m.scenario),
+        "<p>{}: {} users ({} loop{}), target {}, {:.1} s, {} iterations, seed {}.</p>",
+        utc(m.started),
         m.users,
         esc(&m.mode),
+        m.rate.map_or(String::new(), |r| format!(", {r}/s")),
         esc(&m.target),
         r.seconds,
         r.iterations,
@@ -376,7 +356,12 @@ pub fn html(r: &Report) -> String {
         let l = &e.latency;
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            if std::ptr::eq(e, &r.total) {
+                " class=total"
+            } else {
+                ""
+            },
             e.method,
             esc(&e.name),
             e.requests,
@@ -390,45 +375,51 @@ pub fn html(r: &Report) -> String {
         );
     }
     out.push_str("</table>");
-    let _ = write!(
-        out,
-        "<pre>{}</pre>",
-        esc(table(r)
-            .split_once("\n\n")
-            .map_or("", |x| x.1)
-            .rsplit_once("-\n")
-            .map_or("", |x| x.1))
-    );
+    let _ = write!(out, "<pre>{}</pre>", esc(summary(r).trim()));
+    let chart = |title: &str, y: Axis, series: Vec<Series>| {
+        Chart {
+            title: title.into(),
+            x: Axis::linear("time since the start", Unit::Seconds),
+            y,
+            series,
+            size: (760.0, 260.0),
+        }
+        .svg()
+    };
     out.push_str(&chart(
         "Requests per second",
-        "req/s",
-        &[
-            ("requests/s", "#1f77b4", pts(&|s| s.requests_per_s)),
-            ("failures/s", "#d62728", pts(&|s| s.failures_per_s)),
+        Axis::linear("requests/s", Unit::Count),
+        vec![
+            Series::line("requests/s", "#1f77b4", pts(&|s| s.requests_per_s)),
+            Series::line("failures/s", "#d62728", pts(&|s| s.failures_per_s)),
         ],
     ));
     out.push_str("<br>");
     out.push_str(&chart(
         "Response time percentiles (per interval)",
-        "ms",
-        &[
-            ("p50", "#2ca02c", pts(&|s| s.latency.p50_ms)),
-            ("p95", "#ff7f0e", pts(&|s| s.latency.p95_ms)),
-            ("p99", "#d62728", pts(&|s| s.latency.p99_ms)),
+        Axis::linear("response time", Unit::Seconds),
+        vec![
+            Series::line("p50", "#2ca02c", pts(&|s| s.latency.p50_ms / 1e3)),
+            Series::line("p95", "#ff7f0e", pts(&|s| s.latency.p95_ms / 1e3)),
+            Series::line("p99", "#d62728", pts(&|s| s.latency.p99_ms / 1e3)),
         ],
     ));
     out.push_str("<br>");
     out.push_str(&chart(
         "Users",
-        "users",
-        &[("users", "#9467bd", pts(&|s| s.users as f64))],
+        Axis::linear("users", Unit::Whole),
+        vec![Series::line("users", "#9467bd", pts(&|s| s.users as f64))],
     ));
     if r.events > 0 {
         out.push_str("<br>");
         out.push_str(&chart(
             "Events per second",
-            "events/s",
-            &[("events/s", "#8c564b", pts(&|s| s.events_per_s))],
+            Axis::linear("events/s", Unit::Count),
+            vec![Series::line(
+                "events/s",
+                "#8c564b",
+                pts(&|s| s.events_per_s),
+            )],
         ));
     }
     out.push_str("</body></html>\n");
@@ -536,5 +527,34 @@ mod tests {
         assert!(!page.contains("<script"));
         assert!(!page.contains("src=\"http"));
         assert!(!page.contains("href=\"http"));
+    }
+
+    #[test]
+    fn html_leads_with_the_verdict_and_shows_the_aggregated_row_once() {
+        let mut r = report();
+        r.meta.started = 1_796_644_153;
+        r.thresholds = vec![crate::threshold::Outcome {
+            threshold: "p99<1ms".into(),
+            measured: Some(2.0),
+            measured_text: "2.00 ms".into(),
+            bound_text: "< 1.00 ms".into(),
+            passed: false,
+            note: None,
+        }];
+        let page = html(&r);
+        let banner = page.find("MISS: 1 of 1 thresholds missed").expect(&page);
+        assert!(
+            banner < page.find("<table").expect("a table"),
+            "the verdict comes first"
+        );
+        assert!(page.contains("2026-12-07 11:49:13 UTC"), "{page}");
+        assert_eq!(page.matches("Aggregated").count(), 1, "{page}");
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_796_644_153), "2026-12-07 11:49:13 UTC");
     }
 }

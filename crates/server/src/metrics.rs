@@ -39,6 +39,8 @@ struct Route {
 pub struct Metrics {
     routes: Mutex<BTreeMap<String, Route>>,
     published: AtomicU64,
+    delivered: AtomicU64,
+    redelivered: AtomicU64,
     /// When the server started, seconds since the Unix epoch.
     started_unix: f64,
 }
@@ -48,6 +50,8 @@ impl Default for Metrics {
         Metrics {
             routes: Mutex::default(),
             published: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            redelivered: AtomicU64::new(0),
             started_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
@@ -75,6 +79,17 @@ impl Metrics {
     /// Counts published events.
     pub fn published(&self, n: u64) {
         self.published.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts events delivered to consumer groups through the API,
+    /// `redelivered` of them not for the first time.
+    pub fn delivered(&self, n: u64, redelivered: u64) {
+        if n > 0 {
+            self.delivered.fetch_add(n, Ordering::Relaxed);
+        }
+        if redelivered > 0 {
+            self.redelivered.fetch_add(redelivered, Ordering::Relaxed);
+        }
     }
 
     /// Events published through the API since start.
@@ -220,6 +235,28 @@ pub(crate) async fn render(State(state): State<std::sync::Arc<AppState>>) -> Res
     out.push_str("# HELP baton_events_published_total Events published through the API.\n");
     out.push_str("# TYPE baton_events_published_total counter\n");
     let _ = writeln!(out, "baton_events_published_total {published}");
+    out.push_str("# HELP baton_events_delivered_total Events delivered to consumer groups through the API (polls).
+");
+    out.push_str(
+        "# TYPE baton_events_delivered_total counter
+",
+    );
+    let _ = writeln!(
+        out,
+        "baton_events_delivered_total {}",
+        m.delivered.load(Ordering::Relaxed)
+    );
+    out.push_str("# HELP baton_events_redelivered_total Deliveries of events delivered before (a visibility timeout expired or a consumer gave it back).
+");
+    out.push_str(
+        "# TYPE baton_events_redelivered_total counter
+",
+    );
+    let _ = writeln!(
+        out,
+        "baton_events_redelivered_total {}",
+        m.redelivered.load(Ordering::Relaxed)
+    );
     out.push_str(
         "# HELP baton_audit_dropped_total Audit records dropped because the audit trail's queue was full.\n",
     );
@@ -349,11 +386,14 @@ pub(crate) async fn render(State(state): State<std::sync::Arc<AppState>>) -> Res
                 s.child_start_latency,
             ),
         ] {
+            // Histograms, not summaries: buckets add up across instances.
             let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} summary");
-            let _ = writeln!(out, "{name}{{quantile=\"0.5\"}} {}", p.p50_us / 1e6);
-            let _ = writeln!(out, "{name}{{quantile=\"0.99\"}} {}", p.p99_us / 1e6);
-            let _ = writeln!(out, "{name}{{quantile=\"1\"}} {}", p.max_us / 1e6);
+            let _ = writeln!(out, "# TYPE {name} histogram");
+            for (le, n) in baton_engine::LATENCY_BUCKETS_S.iter().zip(p.buckets) {
+                let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
+            }
+            let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", p.count);
+            let _ = writeln!(out, "{name}_sum {}", p.sum_us / 1e6);
             let _ = writeln!(out, "{name}_count {}", p.count);
         }
         let mut agents: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();

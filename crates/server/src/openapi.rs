@@ -10,6 +10,8 @@ use crate::tokens::Scope;
 pub struct Route {
     /// `get`, `post`.
     pub method: &'static str,
+    /// The operation's id (`createWorkflow`): what generated clients call it.
+    pub id: &'static str,
     /// The path template.
     pub path: &'static str,
     /// What it does.
@@ -31,6 +33,7 @@ pub struct Route {
 pub const ROUTES: &[Route] = &[
     Route {
         method: "post",
+        id: "createWorkflow",
         path: "/api/v1/workflows",
         summary: "Create a workflow (JSON, or YAML with Content-Type: application/yaml): validated, planned, stored with a version",
         query: &[],
@@ -41,6 +44,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        id: "listWorkflows",
         path: "/api/v1/workflows",
         summary: "List workflows, newest first",
         query: &[
@@ -62,6 +66,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        id: "getWorkflow",
         path: "/api/v1/workflows/{id}",
         summary: "A workflow: its document and plan summary",
         query: &[],
@@ -72,6 +77,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        id: "getWorkflowPlan",
         path: "/api/v1/workflows/{id}/plan",
         summary: "A workflow's plan: stages, critical path, redundant edges",
         query: &[(
@@ -86,6 +92,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        id: "executeWorkflow",
         path: "/api/v1/workflows/{id}/execute",
         summary: "Start an execution",
         query: &[],
@@ -96,6 +103,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        id: "listExecutions",
         path: "/api/v1/executions",
         summary: "List this instance's executions (those it drives, and the newest that ended), newest first",
         query: &[
@@ -142,6 +150,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        id: "getExecution",
         path: "/api/v1/executions/{id}",
         summary: "An execution's status, agents, metrics and tasks",
         query: &[],
@@ -152,6 +161,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        id: "getExecutionWorkflow",
         path: "/api/v1/executions/{id}/workflow",
         summary: "The workflow an execution runs and its plan (child executions included)",
         query: &[],
@@ -162,6 +172,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        id: "pauseExecution",
         path: "/api/v1/executions/{id}/pause",
         summary: "Pause: tasks in flight finish, nothing new starts",
         query: &[],
@@ -172,6 +183,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        id: "resumeExecution",
         path: "/api/v1/executions/{id}/resume",
         summary: "Resume a paused execution",
         query: &[],
@@ -182,6 +194,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        id: "cancelExecution",
         path: "/api/v1/executions/{id}/cancel",
         summary: "Cancel: compensations run, the execution ends cancelled",
         query: &[],
@@ -192,6 +205,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        id: "rerunExecution",
         path: "/api/v1/executions/{id}/rerun",
         summary: "Rerun a finished execution from a task: a new execution reusing the outputs of the tasks that succeeded, except the task and those downstream of it",
         query: &[],
@@ -202,6 +216,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        id: "listTaskInstances",
         path: "/api/v1/executions/{id}/tasks/{task}/instances",
         summary: "A page of a fan-out's items or a loop's iterations, in index order, with their status, attempts, outputs and errors",
         query: &[
@@ -223,6 +238,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        id: "streamExecutionEvents",
         path: "/api/v1/executions/{id}/events",
         summary: "The execution's events as Server-Sent Events (id = log offset; resume with Last-Event-ID)",
         query: &[],
@@ -233,6 +249,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        id: "publishEvents",
         path: "/api/v1/events",
         summary: "Publish 1 to 10,000 events; returns their offsets once durable",
         query: &[("topic", NAME, "the topic (default baton.signals)")],
@@ -243,6 +260,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        id: "readAuditTrail",
         path: "/api/v1/audit",
         summary: "The audit trail, oldest first: who (token id), what (method, route, path), when and the outcome of each audited call (admin only)",
         query: &[
@@ -264,6 +282,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        id: "listTopics",
         path: "/api/v1/topics",
         summary: "Every topic with its partitions, and each consumer group's lag, pending events and members",
         query: &[],
@@ -274,6 +293,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        id: "readTopic",
         path: "/api/v1/topics/{topic}/events",
         summary: "Read retained events of one partition from an offset, outside any group (dead letters, replay)",
         query: &[
@@ -300,6 +320,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        id: "redriveDeadLetters",
         path: "/api/v1/topics/{topic}/redrive",
         summary: "Move the oldest letters of a dead-letter topic (`X.dlq`) back to `X`",
         query: &[],
@@ -310,6 +331,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        id: "pollGroup",
         path: "/api/v1/topics/{topic}/groups/{group}/poll",
         summary: "Deliver events to a member of a consumer group (long poll)",
         query: &[
@@ -332,6 +354,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        id: "listPending",
         path: "/api/v1/topics/{topic}/groups/{group}/pending",
         summary: "A group's delivered, unacknowledged events: who holds each, since when, how often delivered",
         query: &[(
@@ -346,6 +369,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        id: "ackEvents",
         path: "/api/v1/topics/{topic}/groups/{group}/ack",
         summary: "Acknowledge delivered events",
         query: &[],
@@ -356,6 +380,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        id: "listAgents",
         path: "/api/v1/agents",
         summary: "Agents (load, concurrency, breaker), remote workers and their leases, and the instances when there are several",
         query: &[],
@@ -366,6 +391,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        id: "getStats",
         path: "/api/v1/stats",
         summary: "The server's figures sampled over the last minutes: events, transitions, runs by state, coordination overhead",
         query: &[],
@@ -376,6 +402,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        id: "pollTasks",
         path: "/api/v1/agents/{name}/poll",
         summary: "Lease up to `max` task calls of a `worker` agent (long poll)",
         query: &[],
@@ -386,6 +413,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        id: "reportTasks",
         path: "/api/v1/tasks/report",
         summary: "Report many leased calls at once: outputs, failures and heartbeats, a result each",
         query: &[],
@@ -396,6 +424,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        id: "heartbeatTask",
         path: "/api/v1/tasks/{id}/heartbeat",
         summary: "Extend a lease from now",
         query: &[],
@@ -406,6 +435,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        id: "reportTaskProgress",
         path: "/api/v1/tasks/{id}/progress",
         summary: "Report a leased call's progress or partial output (on the run's event stream, coalesced; not recorded)",
         query: &[],
@@ -416,6 +446,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        id: "completeTask",
         path: "/api/v1/tasks/{id}/complete",
         summary: "Report a leased call's output",
         query: &[],
@@ -426,6 +457,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "post",
+        id: "failTask",
         path: "/api/v1/tasks/{id}/fail",
         summary: "Report a leased call's failure (retried per the task's `retry` when retryable)",
         query: &[],
@@ -436,6 +468,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        id: "getMetrics",
         path: "/metrics",
         summary: "Prometheus metrics (text exposition format)",
         query: &[],
@@ -446,6 +479,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        id: "getHealth",
         path: "/healthz",
         summary: "The process is up",
         query: &[],
@@ -456,6 +490,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        id: "getReadiness",
         path: "/readyz",
         summary: "The engine answers",
         query: &[],
@@ -466,6 +501,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        id: "getOpenApi",
         path: "/openapi.json",
         summary: "This document",
         query: &[],
@@ -694,6 +730,22 @@ fn schemas() -> Value {
     all
 }
 
+/// Every schema with its description (from [`SCHEMA_DOCS`]) unless it has
+/// its own.
+fn described(mut all: Value) -> Value {
+    if let Some(all) = all.as_object_mut() {
+        for (name, schema) in all.iter_mut() {
+            if let (Some(schema), Some((_, doc))) = (
+                schema.as_object_mut(),
+                SCHEMA_DOCS.iter().find(|(n, _)| n == name),
+            ) {
+                schema.entry("description").or_insert_with(|| json!(doc));
+            }
+        }
+    }
+    all
+}
+
 fn status_text(s: u16) -> &'static str {
     match s {
         200 => "OK",
@@ -721,6 +773,350 @@ pub fn is_long(method: &str, path: &str) -> bool {
     method.eq_ignore_ascii_case("get") && path.ends_with("/events") || path.ends_with("/poll")
 }
 
+/// The sections of the API (OpenAPI tags), with what each holds.
+const TAGS: &[(&str, &str)] = &[
+    (
+        "workflows",
+        "Workflows: created (validated and planned), listed, read, planned",
+    ),
+    (
+        "executions",
+        "Runs of workflows: started, followed, paused, resumed, cancelled, rerun; their event streams",
+    ),
+    (
+        "events",
+        "The event log: publish, consumer groups (poll, ack, pending), topics, dead letters, the audit trail",
+    ),
+    (
+        "workers",
+        "Remote workers serving `worker` agents: poll for calls, heartbeat, progress, complete, fail",
+    ),
+    (
+        "server",
+        "What the server is doing: agents and workers, live samples, health, readiness, metrics, this document",
+    ),
+];
+
+/// The tag of the route at `path`.
+pub fn tag(path: &str) -> &'static str {
+    let section = path
+        .strip_prefix("/api/v1/")
+        .and_then(|p| p.split('/').next())
+        .unwrap_or("");
+    match section {
+        "workflows" => "workflows",
+        "executions" => "executions",
+        "events" | "topics" | "audit" => "events",
+        "tasks" => "workers",
+        "agents" if path.ends_with("/poll") => "workers",
+        _ => "server",
+    }
+}
+
+/// What every schema of `components/schemas` is.
+const SCHEMA_DOCS: &[(&str, &str)] = &[
+    (
+        "Problem",
+        "An error (RFC 9457 problem+json) with a stable `code`, the request id and, for invalid input, every field error",
+    ),
+    (
+        "Location",
+        "A line and column (1-based) in the document sent",
+    ),
+    (
+        "FieldError",
+        "One invalid field: its JSON path, what was expected, where in the document, a hint",
+    ),
+    (
+        "Workflow",
+        "A workflow document (docs/workflow-language.md): tasks, their agents and dependencies",
+    ),
+    (
+        "PlanSummary",
+        "A plan's figures: stages, width, critical path and its length, total work, parallelism",
+    ),
+    (
+        "WorkflowCreated",
+        "A workflow stored: its id, version and plan summary",
+    ),
+    ("WorkflowInfo", "A workflow in a list"),
+    (
+        "WorkflowPage",
+        "A page of workflows, newest first, with the cursor of the next",
+    ),
+    (
+        "WorkflowDetail",
+        "A workflow: the document as sent (secrets redacted) and its plan summary",
+    ),
+    (
+        "PlanDetail",
+        "A plan: stages, critical path, redundant edges and, when asked, every task's schedule",
+    ),
+    (
+        "ExecuteRequest",
+        "How to start a run: its input and options (timeout, retry policy, concurrency)",
+    ),
+    (
+        "InstancePage",
+        "A page of a fanned-out task's instances, in item order",
+    ),
+    (
+        "RerunRequest",
+        "Where a finished run starts again: a task, and everything downstream of it",
+    ),
+    ("ExecuteResponse", "A run accepted: its id"),
+    (
+        "RunWorkflow",
+        "The workflow a run runs, as the engine holds it (its child runs' workflows inlined), and its plan",
+    ),
+    (
+        "ExecutionStatus",
+        "A run: its state, every task's, progress, timing, decisions and output",
+    ),
+    (
+        "ExecutionPage",
+        "A page of runs, newest first, with the cursor of the next",
+    ),
+    ("ControlResponse", "A pause, resume or cancel accepted"),
+    (
+        "PublishRequest",
+        "Events to append to a topic, in one batch (at most 10,000)",
+    ),
+    ("Offset", "An event's place: partition and offset"),
+    (
+        "PublishResponse",
+        "Where each event of the batch was stored, in the batch's order",
+    ),
+    (
+        "EventOut",
+        "An event as read or delivered: its place, id, type, key, payload, headers and deliveries",
+    ),
+    (
+        "PollResponse",
+        "Events delivered to a consumer group's member; acknowledge them by offset",
+    ),
+    ("AckRequest", "Offsets a consumer group is done with"),
+    (
+        "AckResponse",
+        "How many offsets were pending and are now acknowledged",
+    ),
+    (
+        "Pending",
+        "A consumer group's delivered, unacknowledged events: who holds each, since when",
+    ),
+    (
+        "RedriveRequest",
+        "How many dead letters to publish again to their topic",
+    ),
+    (
+        "Agents",
+        "Every agent's calls and breaker, the remote workers and their leases, the instances",
+    ),
+    (
+        "Stats",
+        "Samples of the server's counters, taken every `interval_ms`",
+    ),
+    (
+        "RedriveResponse",
+        "Dead letters moved back to their topic, and how many are left",
+    ),
+    (
+        "WorkerPoll",
+        "A remote worker asking for calls: how many, how long to wait, the lease",
+    ),
+    (
+        "Assignments",
+        "Calls leased to a worker, each with its lease id and input",
+    ),
+    ("Heartbeat", "A lease extended"),
+    ("Complete", "A call's output"),
+    (
+        "ProgressReport",
+        "Progress or partial output of a call still running (not durable)",
+    ),
+    ("Fail", "A call failed: why, and whether a retry may help"),
+    ("LeaseResponse", "What became of a lease"),
+    ("Status", "A one-word status"),
+    (
+        "TaskReports",
+        "Several workers' reports in one request: complete, fail or heartbeat each",
+    ),
+    ("TaskReportResults", "What became of each report, in order"),
+    (
+        "Topics",
+        "Every topic: events and bytes retained, partitions, consumer groups with lag and pending",
+    ),
+    (
+        "ReadResponse",
+        "A partition's events from an offset, and where the next read starts",
+    ),
+];
+
+/// An OpenAPI link: what a successful answer of one operation gives the
+/// next (the ids it created), so that clients, and schemathesis' stateful
+/// phase, can chain calls on real resources.
+pub struct Link {
+    /// The operation answering.
+    pub from: &'static str,
+    /// The link's name.
+    pub name: &'static str,
+    /// The operation it feeds.
+    pub to: &'static str,
+    /// Which of its parameters.
+    pub parameter: &'static str,
+    /// Where the value is in the answer (a runtime expression).
+    pub value: &'static str,
+    /// What following it does.
+    pub description: &'static str,
+}
+
+/// Every link: created workflows to what takes their id, started runs to
+/// what takes theirs, a publish to its topic's reads.
+pub const LINKS: &[Link] = &[
+    Link {
+        from: "createWorkflow",
+        name: "GetWorkflow",
+        to: "getWorkflow",
+        parameter: "id",
+        value: "$response.body#/id",
+        description: "the workflow created",
+    },
+    Link {
+        from: "createWorkflow",
+        name: "GetWorkflowPlan",
+        to: "getWorkflowPlan",
+        parameter: "id",
+        value: "$response.body#/id",
+        description: "its plan",
+    },
+    Link {
+        from: "createWorkflow",
+        name: "ExecuteWorkflow",
+        to: "executeWorkflow",
+        parameter: "id",
+        value: "$response.body#/id",
+        description: "a run of it",
+    },
+    Link {
+        from: "executeWorkflow",
+        name: "GetExecution",
+        to: "getExecution",
+        parameter: "id",
+        value: "$response.body#/execution_id",
+        description: "the run started",
+    },
+    Link {
+        from: "executeWorkflow",
+        name: "GetExecutionWorkflow",
+        to: "getExecutionWorkflow",
+        parameter: "id",
+        value: "$response.body#/execution_id",
+        description: "the workflow the run runs",
+    },
+    Link {
+        from: "executeWorkflow",
+        name: "PauseExecution",
+        to: "pauseExecution",
+        parameter: "id",
+        value: "$response.body#/execution_id",
+        description: "pause the run",
+    },
+    Link {
+        from: "executeWorkflow",
+        name: "ResumeExecution",
+        to: "resumeExecution",
+        parameter: "id",
+        value: "$response.body#/execution_id",
+        description: "resume the run",
+    },
+    Link {
+        from: "executeWorkflow",
+        name: "CancelExecution",
+        to: "cancelExecution",
+        parameter: "id",
+        value: "$response.body#/execution_id",
+        description: "cancel the run",
+    },
+    Link {
+        from: "executeWorkflow",
+        name: "RerunExecution",
+        to: "rerunExecution",
+        parameter: "id",
+        value: "$response.body#/execution_id",
+        description: "run it again from a task",
+    },
+    Link {
+        from: "executeWorkflow",
+        name: "StreamExecutionEvents",
+        to: "streamExecutionEvents",
+        parameter: "id",
+        value: "$response.body#/execution_id",
+        description: "the run's events",
+    },
+    Link {
+        from: "publishEvents",
+        name: "ReadTopic",
+        to: "readTopic",
+        parameter: "topic",
+        value: "$response.body#/topic",
+        description: "the topic published to",
+    },
+    Link {
+        from: "publishEvents",
+        name: "PollGroup",
+        to: "pollGroup",
+        parameter: "topic",
+        value: "$response.body#/topic",
+        description: "a consumer group of the topic",
+    },
+    Link {
+        from: "publishEvents",
+        name: "ListPending",
+        to: "listPending",
+        parameter: "topic",
+        value: "$response.body#/topic",
+        description: "a group's pending events on the topic",
+    },
+    Link {
+        from: "publishEvents",
+        name: "AckEvents",
+        to: "ackEvents",
+        parameter: "topic",
+        value: "$response.body#/topic",
+        description: "acknowledge as a group of the topic",
+    },
+];
+
+/// Request bodies shown as examples (valid: schemathesis sends them).
+const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "Workflow",
+        r#"{"name": "hello", "agents": {"writer": {"type": "noop"}}, "tasks": [{"id": "fetch", "agent": "writer"}, {"id": "summarize", "agent": "writer", "depends_on": ["fetch"]}]}"#,
+    ),
+    (
+        "ExecuteRequest",
+        r#"{"input_data": {"topic": "quarterly report"}, "execution_options": {"timeout": "5m"}}"#,
+    ),
+    (
+        "PublishRequest",
+        r#"{"topic": "orders", "events": [{"type": "order.created", "key": "customer-42", "payload": {"total": 12.5}}]}"#,
+    ),
+    (
+        "AckRequest",
+        r#"{"offsets": [{"partition": 0, "offset": 0}]}"#,
+    ),
+    (
+        "WorkerPoll",
+        r#"{"max": 10, "wait_ms": 20000, "lease_ms": 30000, "worker": "host-1:4242"}"#,
+    ),
+    ("Complete", r#"{"output": {"summary": "done"}}"#),
+    (
+        "Fail",
+        r#"{"message": "the model timed out", "retryable": true}"#,
+    ),
+    ("RerunRequest", r#"{"from": "summarize"}"#),
+];
+
 /// The document.
 pub fn document() -> Value {
     let problem = json!({"application/problem+json": {"schema": r("Problem")}});
@@ -747,10 +1143,22 @@ pub fn document() -> Value {
             (None, "/openapi.json") => json!({"application/json": {"schema": {"type": "object"}}}),
             (None, _) => json!({"text/event-stream": {"schema": {"type": "string"}}}),
         };
-        responses.insert(
-            route.ok.0.to_string(),
-            json!({"description": status_text(route.ok.0), "content": ok_content}),
-        );
+        let mut ok = json!({"description": status_text(route.ok.0), "content": ok_content});
+        let links: Map<String, Value> = LINKS
+            .iter()
+            .filter(|l| l.from == route.id)
+            .map(|l| {
+                (
+                    l.name.to_string(),
+                    json!({"operationId": l.to, "parameters": {l.parameter: l.value},
+                        "description": l.description}),
+                )
+            })
+            .collect();
+        if !links.is_empty() {
+            ok["links"] = Value::Object(links);
+        }
+        responses.insert(route.ok.0.to_string(), ok);
         let mut errors: Vec<u16> = route.errors.to_vec();
         if route.scope.is_some() {
             errors.extend([401, 403, 429]);
@@ -772,12 +1180,17 @@ pub fn document() -> Value {
         }
         let mut op = json!({
             "summary": route.summary,
-            "operationId": format!("{}{}", route.method, route.path.replace(['/', '{', '}', '.'], "_")),
+            "operationId": route.id,
+            "tags": [tag(route.path)],
             "parameters": params,
             "responses": responses,
         });
         if let Some(body) = route.body {
             let mut content = json!({"application/json": {"schema": r(body)}});
+            if let Some((_, example)) = EXAMPLES.iter().find(|(name, _)| *name == body) {
+                content["application/json"]["example"] =
+                    serde_json::from_str(example).unwrap_or(Value::Null);
+            }
             if body == "Workflow" {
                 content["application/yaml"] = json!({"schema": {"type": "string"}});
             }
@@ -804,9 +1217,11 @@ pub fn document() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Baton's HTTP API: workflows, executions, events and workers. Errors are application/problem+json with a stable `code`. See docs/api.md."
         },
+        "servers": [{"url": "/", "description": "the server that serves this document"}],
+        "tags": TAGS.iter().map(|(name, description)| json!({"name": name, "description": description})).collect::<Vec<_>>(),
         "paths": paths,
         "components": {
-            "schemas": schemas(),
+            "schemas": described(schemas()),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}
         },
         "security": [{"bearer": []}],

@@ -70,6 +70,10 @@ fn a_missed_target_exits_1_with_the_measured_value() {
             "10",
             "--targets",
             "t.toml",
+            "--json",
+            "r.json",
+            "--html",
+            "r.html",
         ],
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -78,7 +82,20 @@ fn a_missed_target_exits_1_with_the_measured_value() {
         out.contains("MISS planning/random/10/total median = "),
         "{out}"
     );
-    assert!(out.contains("targets: 0 met, 1 missed"), "{out}");
+    assert!(out.contains("FAIL: targets: 0 met, 1 missed"), "{out}");
+    // The verdict is in the JSON and leads the HTML report.
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
+    let target = &json["verdict"]["targets"][0];
+    assert_eq!(target["benchmark"], "planning/random/10/total");
+    assert_eq!(target["met"], false);
+    assert!(target["measured"].as_f64().unwrap() > 0.0, "{json}");
+    let html = std::fs::read_to_string(dir.path().join("r.html")).unwrap();
+    let banner = html.find("FAIL: targets: 0 met, 1 missed").expect(&html);
+    assert!(
+        banner < html.find("<table").unwrap(),
+        "the verdict comes first"
+    );
     // A generous one passes.
     std::fs::write(
         dir.path().join("t.toml"),
@@ -155,6 +172,85 @@ fn baselines_save_compare_and_flag_regressions() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 
+/// `--against`: this build and another measured in interleaved rounds. A
+/// build against a copy of itself passes; with one workload made 10× slower
+/// (the same code path run ten times), exactly that workload's benchmarks
+/// regress, and the verdict names them in the JSON.
+#[test]
+fn against_another_build_calls_exactly_the_slowed_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other-baton");
+    std::fs::copy(env!("CARGO_BIN_EXE_baton"), &other).unwrap();
+    let run = |slowdown: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
+        cmd.args([
+            "bench",
+            "planning",
+            "--smoke",
+            "--sizes",
+            "300",
+            "--shapes",
+            "random,chain",
+            "--rounds",
+            "5",
+            "--json",
+            "r.json",
+            "--against",
+        ])
+        .arg(&other)
+        .current_dir(dir.path())
+        .stdin(Stdio::null());
+        if let Some(s) = slowdown {
+            cmd.env("BATON_BENCH_SLOWDOWN", s);
+        }
+        cmd.output().unwrap()
+    };
+    let o = run(None);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("PASS: no regression against"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).contains("round 5 of 5"), "{}", stderr(&o));
+    let o = run(Some("planning/random/300:10"));
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("r.json")).unwrap()).unwrap();
+    let mut called: Vec<String> = json["verdict"]["baseline"]["regressions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().split(':').next().unwrap().to_string())
+        .collect();
+    called.sort();
+    assert_eq!(
+        called,
+        [
+            "planning/random/300/parse",
+            "planning/random/300/plan",
+            "planning/random/300/total",
+            "planning/random/300/validate"
+        ],
+        "{}",
+        stdout(&o)
+    );
+    // A saved baseline and another build are two different gates.
+    let o = baton_in(
+        dir.path(),
+        &[
+            "bench",
+            "planning",
+            "--smoke",
+            "--baseline",
+            "x",
+            "--against",
+            "baton",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
 /// Every `baton bench` command in docs/performance.md's ```sh blocks runs,
 /// with `--smoke` (tiny sizes) added, in a scratch directory; commands
 /// that gate (`--check`, `--baseline`, `compare`) may exit 1, nothing may exit 2.
@@ -165,6 +261,8 @@ fn every_command_in_the_performance_doc_runs() {
     for linked in ["crates", "examples"] {
         std::os::unix::fs::symlink(repo().join(linked), dir.path().join(linked)).unwrap();
     }
+    // The doc's "build of main" for `--against`: this build.
+    std::fs::copy(env!("CARGO_BIN_EXE_baton"), dir.path().join("baton-main")).unwrap();
     let mut ran = 0;
     let mut in_block = false;
     for line in doc.lines() {
@@ -206,6 +304,7 @@ fn every_command_in_the_performance_doc_runs() {
         let o = baton_in(dir.path(), &argv);
         let gate = cmd.contains("--check")
             || cmd.contains("--baseline ")
+            || cmd.contains("--against ")
             || cmd.contains("--targets")
             || args[1] == "compare";
         let ok = o.status.success() || (gate && o.status.code() == Some(1));

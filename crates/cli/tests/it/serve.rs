@@ -635,6 +635,36 @@ fn serve_speaks_https_and_keeps_its_certificate_when_a_reload_fails() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // `baton load` against the https target: trusting the CA, every request
+    // succeeds; without it, it stops before the load, naming TLS.
+    let load = |ca: &str| {
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args([
+                "load",
+                "--target",
+                &format!("https://localhost:{port}"),
+                "--scenario",
+                "mixed",
+                "--users",
+                "2",
+                "--iterations",
+                "20",
+            ])
+            .env("SSL_CERT_FILE", fixtures.join(ca))
+            .output()
+            .unwrap()
+    };
+    let o = load("ca.pem");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("against https://localhost:"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = load("server.key");
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("TLS") || err.contains("certificate"), "{err}");
     // A broken certificate on SIGHUP: the current one keeps serving.
     std::fs::write(&cert, "not a certificate").unwrap();
     let pid = child.id().to_string();

@@ -14,8 +14,8 @@ use super::{NO_AGENT, Run, Scheduler};
 use crate::Error;
 use crate::store::{RunId, RunStatus, TaskStatus};
 use crate::view::{
-    AgentStats, InstancePage, InstanceView, ItemCounts, Percentiles, RunEntry, RunQuery, RunView,
-    Stats, Summary, TaskCounts, TaskView,
+    AgentStats, InstancePage, InstanceView, ItemCounts, LATENCY_BUCKETS_S, Percentiles, RunEntry,
+    RunQuery, RunView, Stats, Summary, TaskCounts, TaskView,
 };
 
 pub(super) fn histogram() -> Histogram<u64> {
@@ -26,11 +26,28 @@ pub(super) fn percentiles(h: &Histogram<u64>) -> Percentiles {
     if h.is_empty() {
         return Percentiles::default();
     }
+    // One pass over the recorded values (nanoseconds), not one per bucket:
+    // this runs on the scheduler's loop.
+    let mut buckets = [0u64; LATENCY_BUCKETS_S.len()];
+    let mut sum_ns = 0f64;
+    for v in h.iter_recorded() {
+        let (value, n) = (v.value_iterated_to(), v.count_at_value());
+        sum_ns += value as f64 * n as f64;
+        let secs = value as f64 / 1e9;
+        if let Some(first) = LATENCY_BUCKETS_S.iter().position(|&le| secs <= le) {
+            buckets[first] += n;
+        }
+    }
+    for i in 1..buckets.len() {
+        buckets[i] += buckets[i - 1];
+    }
     Percentiles {
         count: h.len(),
         p50_us: h.value_at_quantile(0.5) as f64 / 1e3,
         p99_us: h.value_at_quantile(0.99) as f64 / 1e3,
         max_us: h.max() as f64 / 1e3,
+        sum_us: sum_ns / 1e3,
+        buckets,
     }
 }
 
@@ -298,6 +315,7 @@ pub(super) fn summarize(run: &Run) -> Summary {
             p50_us: p50 as f64 / 1e3,
             p99_us: p99 as f64 / 1e3,
             max_us: max as f64 / 1e3,
+            ..Percentiles::default()
         }
     };
     // The chain that determined the makespan.

@@ -174,10 +174,12 @@ pub(super) async fn poll(
         p = state.log.poll(&topic, &group, &member, max, wait) => p?,
         _ = state.stopping.cancelled() => Default::default(),
     };
-    let events = polled
+    let events: Vec<_> = polled
         .iter()
         .map(|d| event_out(d.offset, d.event, Some(d.deliveries)))
         .collect();
+    let again = polled.iter().filter(|d| d.deliveries > 1).count();
+    state.metrics.delivered(events.len() as u64, again as u64);
     Ok(reply(StatusCode::OK, &api::PollResponse { events }))
 }
 
