@@ -57,6 +57,181 @@ mod tests {
     }
 }
 
+/// A TCP proxy on loopback between a client and its server (Redis, NATS,
+/// PostgreSQL), through which a test puts the connection through faults:
+/// every open connection cut at once ([`Proxy::cut`]), or the server made
+/// to stop answering while connections stay open, as a stopped (`SIGSTOP`)
+/// or overloaded server does ([`Proxy::pause`], [`Proxy::resume`]).
+pub mod proxy {
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::watch;
+    use tokio::task::JoinHandle;
+
+    /// The proxy; dropping it closes everything.
+    pub struct Proxy {
+        addr: SocketAddr,
+        accepted: Arc<AtomicU64>,
+        links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+        accept: JoinHandle<()>,
+        paused: watch::Sender<bool>,
+    }
+
+    /// Copies `from` to `to`, holding the bytes while the proxy is paused.
+    async fn pipe(
+        mut from: OwnedReadHalf,
+        mut to: OwnedWriteHalf,
+        mut paused: watch::Receiver<bool>,
+    ) {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            while *paused.borrow_and_update() {
+                if paused.changed().await.is_err() {
+                    return;
+                }
+            }
+            if to.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    }
+
+    impl Proxy {
+        /// A proxy to `upstream`, listening on a free loopback port.
+        ///
+        /// # Panics
+        ///
+        /// If no loopback port can be bound.
+        pub async fn start(upstream: SocketAddr) -> Proxy {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a loopback port");
+            let addr = listener.local_addr().expect("a bound address");
+            let accepted = Arc::new(AtomicU64::new(0));
+            let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+            let (paused, _) = watch::channel(false);
+            let accept = tokio::spawn({
+                let (accepted, links, paused) = (accepted.clone(), links.clone(), paused.clone());
+                async move {
+                    while let Ok((client, _)) = listener.accept().await {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                        let mut wait = paused.subscribe();
+                        let (up, down) = (paused.subscribe(), paused.subscribe());
+                        let link = tokio::spawn(async move {
+                            // A paused server accepts (the kernel does) but does not answer.
+                            while *wait.borrow_and_update() {
+                                if wait.changed().await.is_err() {
+                                    return;
+                                }
+                            }
+                            let Ok(server) = TcpStream::connect(upstream).await else {
+                                return;
+                            };
+                            let _ = (client.set_nodelay(true), server.set_nodelay(true));
+                            let (client_read, client_write) = client.into_split();
+                            let (server_read, server_write) = server.into_split();
+                            tokio::join!(
+                                pipe(client_read, server_write, up),
+                                pipe(server_read, client_write, down)
+                            );
+                        });
+                        let mut links = links.lock().unwrap_or_else(|e| e.into_inner());
+                        links.retain(|l| !l.is_finished());
+                        links.push(link);
+                    }
+                }
+            });
+            Proxy {
+                addr,
+                accepted,
+                links,
+                accept,
+                paused,
+            }
+        }
+
+        /// Where clients connect.
+        pub fn addr(&self) -> SocketAddr {
+            self.addr
+        }
+
+        /// Connections accepted so far.
+        pub fn accepted(&self) -> u64 {
+            self.accepted.load(Ordering::Relaxed)
+        }
+
+        /// Closes every open connection (both sides), mid-request or not;
+        /// new connections are accepted again right after.
+        pub fn cut(&self) {
+            for link in self
+                .links
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain(..)
+            {
+                link.abort();
+            }
+        }
+
+        /// The server stops answering: bytes are held in both directions and
+        /// new connections wait, until [`Proxy::resume`].
+        pub fn pause(&self) {
+            self.paused.send_replace(true);
+        }
+
+        /// What was held goes through, in order.
+        pub fn resume(&self) {
+            self.paused.send_replace(false);
+        }
+
+        /// `url` (`scheme://[user[:password]@]host:port[/…]`) with its host and
+        /// port replaced by the proxy's.
+        ///
+        /// # Panics
+        ///
+        /// If `url` has no `://`.
+        pub fn url(&self, url: &str) -> String {
+            let (scheme, rest) = url.split_once("://").expect("a URL");
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let user = authority.rsplit_once('@').map_or("", |(u, _)| u);
+            let at = if user.is_empty() { "" } else { "@" };
+            format!("{scheme}://{user}{at}{}{path}", self.addr)
+        }
+    }
+
+    impl Drop for Proxy {
+        fn drop(&mut self) {
+            self.accept.abort();
+            self.cut();
+        }
+    }
+
+    /// The address in `url` (`scheme://[user@]host:port[/…]`).
+    ///
+    /// # Panics
+    ///
+    /// If `url` names no address that resolves.
+    pub fn upstream(url: &str) -> SocketAddr {
+        let rest = url.split_once("://").expect("a URL").1;
+        let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        std::net::ToSocketAddrs::to_socket_addrs(host_port)
+            .expect("an address")
+            .next()
+            .expect("an address")
+    }
+}
+
 /// Damage done to bytes by the fuzz targets (proptest strategies): a byte
 /// flipped, deleted or inserted, or the rest cut off, as a bad disk, a
 /// stray write or a broken client leaves them.

@@ -1,103 +1,51 @@
 //! Fault injection on the real servers: the log reaches its server (Redis,
-//! NATS) through a proxy on loopback whose connections are all cut, again and
-//! again, while a producer publishes and a consumer group reads. What must
-//! hold: a publish either returns offsets or an error; a batch sent again with
-//! the same ids after an error is stored once (dedup), so in the end every
-//! event is stored exactly once; every event is delivered (again, when an
-//! acknowledgement was lost with its connection) until it is acknowledged;
-//! nothing stays pending.
+//! NATS) through a proxy on loopback ([`baton_events::testing::proxy`]) whose
+//! connections are all cut, again and again, or which stops answering for
+//! seconds at a time (as a stopped server does), while a producer publishes
+//! and a consumer group reads. What must hold: a publish either returns
+//! offsets or an error; a batch sent again with the same ids after an error
+//! is stored once (dedup), so in the end every event is stored exactly once;
+//! every event is delivered (again, when an acknowledgement was lost with its
+//! connection) until it is acknowledged; nothing stays pending.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use baton_events::testing::proxy::{Proxy, upstream};
 use baton_events::{Event, EventId, EventLog, Options, TopicOptions};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 
 use crate::Factory;
 
-/// A TCP proxy to `upstream` whose open connections can all be cut at once;
-/// new connections are accepted again right after.
-struct Proxy {
-    addr: SocketAddr,
-    accepted: Arc<AtomicU64>,
-    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(upstream: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let accepted = Arc::new(AtomicU64::new(0));
-        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let accept = tokio::spawn({
-            let (accepted, links) = (accepted.clone(), links.clone());
-            async move {
-                while let Ok((mut client, _)) = listener.accept().await {
-                    accepted.fetch_add(1, Ordering::Relaxed);
-                    let link = tokio::spawn(async move {
-                        if let Ok(mut server) = TcpStream::connect(upstream).await {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                        }
-                    });
-                    links.lock().unwrap().push(link);
-                }
-            }
-        });
-        Proxy {
-            addr,
-            accepted,
-            links,
-            accept,
-        }
-    }
-
-    /// Closes every open connection (both sides), mid-request or not.
-    fn cut(&self) {
-        for link in self.links.lock().unwrap().drain(..) {
-            link.abort();
-        }
-    }
-
-    /// `url` with its host and port replaced by the proxy's.
-    fn url(&self, url: &str) -> String {
-        let (scheme, rest) = url.split_once("://").unwrap();
-        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        let user = authority.rsplit_once('@').map_or("", |(u, _)| u);
-        let at = if user.is_empty() { "" } else { "@" };
-        format!("{scheme}://{user}{at}{}{path}", self.addr)
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-        self.cut();
-    }
-}
-
-/// The address in `url` (`scheme://[user@]host:port[/…]`).
-fn upstream(url: &str) -> SocketAddr {
-    let rest = url.split_once("://").unwrap().1;
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    std::net::ToSocketAddrs::to_socket_addrs(host_port)
-        .unwrap()
-        .next()
-        .unwrap()
-}
-
 const EVENTS: u64 = 2_000;
 const BATCH: u64 = 50;
-const CUTS: u32 = 8;
+const FAULTS: u32 = 8;
 
-/// Publishes and consumes `EVENTS` events through `CUTS` cuts of every
-/// connection; see the module's documentation for what is checked.
-async fn through_cuts<F: Factory>(mut f: F, proxy: Arc<Proxy>) {
+/// What the proxy does to the connections, `FAULTS` times.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Every connection cut.
+    Cut,
+    /// No answer for this long, connections kept open.
+    Pause(Duration),
+}
+
+impl Fault {
+    async fn inflict(self, proxy: &Proxy) {
+        match self {
+            Fault::Cut => proxy.cut(),
+            Fault::Pause(d) => {
+                proxy.pause();
+                tokio::time::sleep(d).await;
+                proxy.resume();
+            }
+        }
+    }
+}
+
+/// Publishes and consumes `EVENTS` events through `FAULTS` faults; see the
+/// module's documentation for what is checked.
+async fn through<F: Factory>(mut f: F, proxy: Arc<Proxy>, fault: Fault) {
     let log = f.open(Options::default()).await;
     let topic = TopicOptions {
         partitions: 4,
@@ -107,7 +55,7 @@ async fn through_cuts<F: Factory>(mut f: F, proxy: Arc<Proxy>) {
     };
     log.create_topic("t", topic).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
-    let before = proxy.accepted.load(Ordering::Relaxed);
+    let before = proxy.accepted();
 
     let batches = EVENTS / BATCH;
     let producer = {
@@ -115,9 +63,10 @@ async fn through_cuts<F: Factory>(mut f: F, proxy: Arc<Proxy>) {
         tokio::spawn(async move {
             let mut failed = 0u32;
             for b in 0..batches {
-                // The cuts interleave with the batches, and with the polls.
-                if b % (batches / u64::from(CUTS)) == 1 {
-                    proxy.cut();
+                // The faults interleave with the batches, and with the polls
+                // (a pause holds the producer here while the consumer waits).
+                if b % (batches / u64::from(FAULTS)) == 1 {
+                    fault.inflict(&proxy).await;
                 }
                 let batch: Vec<Event> = (b * BATCH..(b + 1) * BATCH)
                     .map(|n| {
@@ -169,12 +118,14 @@ async fn through_cuts<F: Factory>(mut f: F, proxy: Arc<Proxy>) {
     let publish_errors = producer.await.unwrap();
     // Once more with nothing in flight: the next calls find dead connections.
     proxy.cut();
-    assert!(
-        proxy.accepted.load(Ordering::Relaxed) > before,
-        "the cuts made the log connect again"
-    );
+    if matches!(fault, Fault::Cut) {
+        assert!(
+            proxy.accepted() > before,
+            "the cuts made the log connect again"
+        );
+    }
     eprintln!(
-        "{CUTS} cuts: {publish_errors} publish errors and {poll_errors} poll errors, all recovered"
+        "{FAULTS} faults ({fault:?}): {publish_errors} publish errors and {poll_errors} poll errors, all recovered"
     );
 
     // Stored exactly once, whatever was sent again. (The calls right after
@@ -234,6 +185,10 @@ where
     }
 }
 
+/// A pause long enough to outlast a blocking poll's wait, short enough to
+/// stay within the clients' request timeouts.
+const PAUSE: Duration = Duration::from_millis(1500);
+
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_through_cut_connections() {
@@ -242,7 +197,28 @@ async fn redis_through_cut_connections() {
     };
     let proxy = Arc::new(Proxy::start(upstream(&url)).await);
     // The proxy outlives the factory, which cleans up through it.
-    through_cuts(crate::redis::Redis::at(proxy.url(&url)), proxy.clone()).await;
+    through(
+        crate::redis::Redis::at(proxy.url(&url)),
+        proxy.clone(),
+        Fault::Cut,
+    )
+    .await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_through_a_server_that_stops_answering() {
+    let Some(url) = crate::redis::url() else {
+        return;
+    };
+    let proxy = Arc::new(Proxy::start(upstream(&url)).await);
+    let fault = Fault::Pause(PAUSE);
+    through(
+        crate::redis::Redis::at(proxy.url(&url)),
+        proxy.clone(),
+        fault,
+    )
+    .await;
 }
 
 #[cfg(feature = "nats")]
@@ -253,5 +229,21 @@ async fn nats_through_cut_connections() {
     };
     let proxy = Arc::new(Proxy::start(upstream(&url)).await);
     // The proxy outlives the factory, which cleans up through it.
-    through_cuts(crate::nats::Nats::at(proxy.url(&url)), proxy.clone()).await;
+    through(
+        crate::nats::Nats::at(proxy.url(&url)),
+        proxy.clone(),
+        Fault::Cut,
+    )
+    .await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_through_a_server_that_stops_answering() {
+    let Some(url) = crate::nats::server_url() else {
+        return;
+    };
+    let proxy = Arc::new(Proxy::start(upstream(&url)).await);
+    let fault = Fault::Pause(PAUSE);
+    through(crate::nats::Nats::at(proxy.url(&url)), proxy.clone(), fault).await;
 }

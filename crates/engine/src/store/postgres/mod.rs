@@ -173,9 +173,16 @@ pub struct PostgresOptions {
     /// How long to wait for a connection (default 10 s).
     pub connect_timeout: Duration,
     /// The longest any statement may run, lock waits included (default 30 s):
-    /// past it the statement fails instead of hanging (a write then fails the
-    /// store). Zero means no limit.
+    /// past it the statement fails instead of hanging (a write is then tried
+    /// again, see `write_retry`). Zero means no limit.
     pub statement_timeout: Duration,
+    /// How long a write that failed on the connection (the database
+    /// restarted, a connection cut, a statement timed out) is tried again,
+    /// with backoff, before the store gives up and fails (default 60 s).
+    /// Nothing is acknowledged while it is retried; a commit whose answer
+    /// was lost is found out (`instances.written_seq`) rather than written
+    /// twice.
+    pub write_retry: Duration,
 }
 
 impl PostgresOptions {
@@ -201,6 +208,7 @@ impl Default for PostgresOptions {
             pool_size: 4,
             connect_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(30),
+            write_retry: Duration::from_secs(60),
         }
     }
 }
@@ -463,6 +471,7 @@ impl Postgres {
             pool.clone(),
             instance,
             options.max_batch.max(1),
+            options.write_retry,
         ));
         Ok(Postgres {
             pool,

@@ -95,6 +95,11 @@ CREATE INDEX IF NOT EXISTS catalog_created ON catalog (created_ms);
         description: "the run a rerun was made from",
         sql: "ALTER TABLE runs ADD COLUMN IF NOT EXISTS rerun_of bigint;",
     },
+    Migration {
+        version: 4,
+        description: "how far each instance's writer got, so that a commit whose answer was lost is not written twice",
+        sql: "ALTER TABLE instances ADD COLUMN IF NOT EXISTS written_seq bigint NOT NULL DEFAULT 0;",
+    },
 ];
 
 /// `history.kind` of a [`Record::Task`].

@@ -596,6 +596,7 @@ async fn statements_blocked_by_a_hung_transaction_time_out_instead_of_hanging() 
     };
     let quick = |name: &str| PostgresOptions {
         statement_timeout: Duration::from_millis(300),
+        write_retry: Duration::from_secs(1),
         ..schema.long_lease(name)
     };
     let old = Postgres::open(quick("node")).await.unwrap();
@@ -634,6 +635,107 @@ async fn statements_blocked_by_a_hung_transaction_time_out_instead_of_hanging() 
         .await
         .unwrap();
     assert_eq!(owner, old.instance());
+}
+
+/// The writer through faults of the connection (a proxy between it and the
+/// database): every connection cut, again and again, and the server not
+/// answering for a second at a time, while runs are written. Every sync
+/// returns (a write that failed on the connection is tried again), and the
+/// tables hold every record exactly once: a commit whose answer was lost
+/// with its connection is found out, not written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_go_through_cut_connections_and_a_server_that_stops_answering() {
+    use baton_events::testing::proxy::{Proxy, upstream};
+    let Some(schema) = Schema::new("faults") else {
+        return;
+    };
+    let proxy = std::sync::Arc::new(Proxy::start(upstream(&schema.url)).await);
+    let store = Postgres::open(PostgresOptions {
+        url: proxy.url(&schema.url),
+        ..schema.long_lease("node")
+    })
+    .await
+    .unwrap();
+    write(&store, vec![workflow(1)]).await;
+    const RUNS: u64 = 250;
+    const TASKS: u32 = 4;
+    let pauses = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let faults = tokio::spawn({
+        let (proxy, pauses) = (proxy.clone(), pauses.clone());
+        async move {
+            for i in 0u32.. {
+                tokio::time::sleep(Duration::from_millis(20 + u64::from(i % 7) * 10)).await;
+                if i % 5 == 2 {
+                    proxy.pause();
+                    tokio::time::sleep(Duration::from_millis(1000)).await;
+                    proxy.resume();
+                    pauses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                } else {
+                    proxy.cut();
+                }
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    for run in 1..=RUNS {
+        let mut records = vec![created(run, 1)];
+        for t in 0..TASKS {
+            records.push(task(run, t, TaskStatus::Running));
+            records.push(task(run, t, TaskStatus::Succeeded));
+        }
+        records.push(ended(run, RunStatus::Completed));
+        let seq = store.append(records).unwrap();
+        // Most writes are waited for one by one, others pile up behind them.
+        if run % 4 != 0 {
+            store.sync(seq).await.unwrap();
+        }
+    }
+    let last = store.append(vec![]).unwrap();
+    store.sync(last).await.unwrap();
+    faults.abort();
+    proxy.resume();
+    assert!(
+        proxy.accepted() > 3,
+        "the faults made the store connect again"
+    );
+    eprintln!(
+        "{RUNS} runs written through faults in {:.1} s over {} connections",
+        started.elapsed().as_secs_f64(),
+        proxy.accepted()
+    );
+    let mut conn = sqlx::PgConnection::connect(&schema.url).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET search_path TO \"{}\"",
+        schema.name
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let count = |sql: &'static str| sqlx::query_scalar::<_, i64>(sql);
+    let runs = count("SELECT count(*) FROM runs WHERE status = 'completed'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(runs, RUNS as i64, "every run, completed");
+    let rows = count("SELECT count(*) FROM history")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    // Per run: 2 records per task and the run's end.
+    assert_eq!(
+        rows,
+        (RUNS * (2 * u64::from(TASKS) + 1)) as i64,
+        "every record once"
+    );
+    let twice = count(
+        "SELECT count(*) FROM (SELECT 1 FROM history GROUP BY run_id, kind, task, status, attempt
+          HAVING count(*) > 1) AS d",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(twice, 0, "no record written twice");
+    store.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sqlx::Row as _;
 use sqlx::postgres::PgPool;
@@ -31,8 +32,15 @@ impl Drop for OnAbort<'_> {
 }
 
 /// The writer: takes everything queued, writes it in transactions of at most
-/// `max_batch` records, publishes the durable sequence number, until closed.
-pub(super) async fn write_loop(shared: Arc<Shared>, pool: PgPool, instance: i64, max_batch: usize) {
+/// `max_batch` records (each tried again for `retry` when the connection
+/// fails), publishes the durable sequence number, until closed.
+pub(super) async fn write_loop(
+    shared: Arc<Shared>,
+    pool: PgPool,
+    instance: i64,
+    max_batch: usize,
+    retry: Duration,
+) {
     let mut guard = OnAbort {
         shared: &shared,
         finished: false,
@@ -56,11 +64,13 @@ pub(super) async fn write_loop(shared: Arc<Shared>, pool: PgPool, instance: i64,
         let mut durable = last_seq - total;
         let records: Vec<&Record> = batches.iter().flatten().collect();
         for chunk in records.chunks(max_batch) {
-            if let Err(message) = write_chunk(&pool, instance, chunk, &shared).await {
+            let end = durable + chunk.len() as u64;
+            if let Err(message) = write_retrying(&pool, instance, chunk, end, &shared, retry).await
+            {
                 tracing::error!(%message, "state store write failed; the store is closed");
                 break 'run State::Failed(message);
             }
-            durable += chunk.len() as u64;
+            durable = end;
             shared.durable.send_modify(|d| d.seq = durable);
         }
         drop(records);
@@ -77,6 +87,105 @@ pub(super) async fn write_loop(shared: Arc<Shared>, pool: PgPool, instance: i64,
     drop(discarded);
     shared.durable.send_modify(|d| d.state = end);
     guard.finished = true;
+}
+
+/// Why a write failed.
+#[derive(Debug)]
+struct WriteError {
+    /// What was being done, and the database's answer.
+    message: String,
+    /// A failure of the connection or the server (cut, restart, timeout,
+    /// a transaction the server aborted), not of the records: worth trying
+    /// again.
+    transient: bool,
+    /// It failed while committing: the transaction may have been committed
+    /// before the answer was lost.
+    at_commit: bool,
+}
+
+/// Whether `e` is the connection's or the server's, not the records'.
+fn transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::WorkerCrashed => true,
+        // Connection exceptions (08…), the server shutting down or starting
+        // (57P01–57P03), a statement cancelled by its timeout (57014),
+        // serialization failures and deadlocks (40001, 40P01).
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            c.starts_with("08")
+                || matches!(
+                    &*c,
+                    "57P01" | "57P02" | "57P03" | "57014" | "40001" | "40P01"
+                )
+        }),
+        _ => false,
+    }
+}
+
+/// Writes `chunk` (whose last record is the writer's `end`th), trying again
+/// with backoff while the failure is the connection's, for `retry` at most.
+/// After a failed commit it first asks whether the commit went through
+/// (`instances.written_seq`), so that a chunk is never written twice.
+async fn write_retrying(
+    pool: &PgPool,
+    instance: i64,
+    chunk: &[&Record],
+    end: u64,
+    shared: &Shared,
+    retry: Duration,
+) -> Result<(), String> {
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(50);
+    let mut attempts = 0u32;
+    let mut unsure = false;
+    loop {
+        if unsure {
+            match committed(pool, instance, end).await {
+                Ok(true) => return Ok(()),
+                // Not committed: written again below.
+                Ok(false) => {}
+                Err(e) if transient(&e) && started.elapsed() < retry => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+                Err(e) => return Err(format!("checking whether a commit went through: {e}")),
+            }
+        }
+        attempts += 1;
+        match write_chunk(pool, instance, chunk, end, shared).await {
+            Ok(()) => {
+                if attempts > 1 {
+                    tracing::info!(attempts, "state store write succeeded after retrying");
+                }
+                return Ok(());
+            }
+            Err(e) if e.transient && started.elapsed() < retry => {
+                tracing::warn!(message = %e.message, attempts, "state store write failed; trying again");
+                unsure = e.at_commit;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e.message),
+        }
+    }
+}
+
+/// Whether this instance's writer committed the chunk ending at `end`.
+async fn committed(pool: &PgPool, instance: i64, end: u64) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query("SELECT written_seq FROM instances WHERE id = $1")
+        .bind(instance)
+        .fetch_optional(pool)
+        .await?;
+    match row {
+        Some(row) => Ok(row.try_get::<i64, _>(0)? >= end as i64),
+        // The instance's row is gone (expired and removed): whether its
+        // commit went through cannot be known.
+        None => Err(sqlx::Error::RowNotFound),
+    }
 }
 
 /// A chunk's records sorted by table, before the database is asked anything.
@@ -250,14 +359,21 @@ async fn write_chunk(
     pool: &PgPool,
     instance: i64,
     chunk: &[&Record],
+    end: u64,
     shared: &Shared,
-) -> Result<(), String> {
+) -> Result<(), WriteError> {
     let sorted = {
         let lost = shared.lost();
         sort(chunk, &lost.dropped)
     };
     let what = |step: &str| format!("writing {} records ({step})", chunk.len());
-    let fail = |step: &'static str| move |e: sqlx::Error| format!("{}: {e}", what(step));
+    let fail = |step: &'static str| {
+        move |e: sqlx::Error| WriteError {
+            message: format!("{}: {e}", what(step)),
+            transient: transient(&e),
+            at_commit: step == "commit",
+        }
+    };
     let mut tx = pool.begin().await.map_err(fail("begin"))?;
     if !sorted.workflow_keys.is_empty() {
         insert_workflows(&mut tx, &sorted)
@@ -297,6 +413,14 @@ async fn write_chunk(
             .await
             .map_err(fail("run status"))?;
     }
+    // How far this writer got, in the same transaction: after a commit
+    // whose answer was lost, this says whether it went through.
+    sqlx::query("UPDATE instances SET written_seq = $2 WHERE id = $1")
+        .bind(instance)
+        .bind(end as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(fail("progress"))?;
     tx.commit().await.map_err(fail("commit"))?;
 
     let newly_lost = lost_runs(&conflicts, &sorted.written, &owned);
