@@ -312,6 +312,13 @@ fn speed_bound(r: &crate::report::Record) -> bool {
     cpu && !matches!(r.unit.as_str(), "bytes" | "ratio")
 }
 
+/// Whether a change of `pct` (its interval's near end at `near`) is beyond
+/// the threshold, the noise, and with its interval beyond the threshold too:
+/// worse for a regression; with the signs turned, better for an improvement.
+fn beyond(pct: f64, near: f64, noise_pct: f64, max_regression: f64) -> bool {
+    pct > max_regression && pct > noise_pct && near > max_regression
+}
+
 /// Fewest samples a run needs for its record to be judged: one sample says
 /// nothing of its noise.
 const MIN_SAMPLES: usize = 2;
@@ -392,14 +399,8 @@ pub fn compare(baseline: &Report, after: &Report, max_regression: f64) -> Compar
             interval_pct: (low, high),
             noise_pct,
             between_runs: between,
-            regression: judged
-                && worse_pct > max_regression
-                && worse_pct > noise_pct
-                && low > max_regression,
-            improvement: judged
-                && -worse_pct > max_regression
-                && -worse_pct > noise_pct
-                && -high > max_regression,
+            regression: judged && beyond(worse_pct, low, noise_pct, max_regression),
+            improvement: judged && beyond(-worse_pct, -high, noise_pct, max_regression),
             transient: false,
             judged,
         });
@@ -474,14 +475,8 @@ pub fn compare_paired(rounds: &[(Report, Report)], max_regression: f64) -> Compa
             interval_pct: (low, high),
             noise_pct,
             between_runs: (noise_pct, true),
-            regression: judged
-                && worse_pct > max_regression
-                && worse_pct > noise_pct
-                && low > max_regression,
-            improvement: judged
-                && -worse_pct > max_regression
-                && -worse_pct > noise_pct
-                && -high > max_regression,
+            regression: judged && beyond(worse_pct, low, noise_pct, max_regression),
+            improvement: judged && beyond(-worse_pct, -high, noise_pct, max_regression),
             transient: false,
             judged,
         });

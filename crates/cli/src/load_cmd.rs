@@ -65,8 +65,10 @@ pub struct Args {
     /// A request with no whole response after this long fails as `timeout`.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     timeout: Duration,
-    /// How often `execute` polls its run's status until the run ends.
-    #[arg(long, default_value = "20ms", value_parser = parse_duration)]
+    /// How often `execute` polls its run's status until the run ends; 0 (the
+    /// default): each status request waits on the server for the run's end
+    /// (`GET /api/v1/executions/{id}?wait_ms=`), so the end is seen at once.
+    #[arg(long, default_value = "0", value_parser = parse_duration)]
     poll_interval: Duration,
     /// `execute` only starts runs (measures how fast executions are accepted)
     /// instead of following each to its end.
@@ -277,6 +279,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             follow_runs: !args.no_follow,
             wait,
             server_pid: server.as_ref().map(|s| s.pid()),
+            server_dir: server.as_ref().and_then(|s| s.data_dir()),
             token: args
                 .token
                 .clone()

@@ -4,6 +4,7 @@ pub mod chart;
 pub mod client;
 pub mod cpu;
 pub mod report;
+pub mod resources;
 pub mod scenario;
 pub mod spawn;
 pub mod stats;
@@ -65,15 +66,19 @@ pub struct Options {
     /// A request with no whole response after this long fails (`timeout`);
     /// a run followed for longer counts as failed.
     pub timeout: Duration,
-    /// How often `execute` polls its run's status.
+    /// How often `execute` polls its run's status; zero (the default): each
+    /// status request waits on the server for the run's end (`?wait_ms=`).
     pub poll_interval: Duration,
     /// Whether `execute` follows its run to the end (`false`: it only starts
     /// runs, to measure how fast executions are accepted).
     pub follow_runs: bool,
     /// A user's pause between iterations: uniform in `[min, max]`.
     pub wait: (Duration, Duration),
-    /// The spawned server's process id, to report its CPU use.
+    /// The spawned server's process id, to report its CPU use, memory and
+    /// descriptors.
     pub server_pid: Option<u32>,
+    /// The spawned server's data directory, to report its size.
+    pub server_dir: Option<std::path::PathBuf>,
     /// Bearer token for a server with `auth_token` set.
     pub token: Option<String>,
 }
@@ -90,10 +95,11 @@ impl Default for Options {
             rate: None,
             seed: 0,
             timeout: Duration::from_secs(30),
-            poll_interval: Duration::from_millis(20),
+            poll_interval: Duration::ZERO,
             follow_runs: true,
             wait: (Duration::ZERO, Duration::ZERO),
             server_pid: None,
+            server_dir: None,
             token: None,
         }
     }
@@ -301,6 +307,10 @@ pub struct Report {
     /// Thresholds checked (filled in by the caller).
     #[serde(default)]
     pub thresholds: Vec<threshold::Outcome>,
+    /// How the server's memory, descriptors and disk moved after the
+    /// warm-up (a server whose process is known: `--spawn-server`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<resources::Growth>,
 }
 
 impl Report {
@@ -332,6 +342,7 @@ impl Report {
             cpu: Cpu::default(),
             history: Vec::new(),
             thresholds: Vec::new(),
+            server: None,
         }
     }
 
@@ -381,6 +392,12 @@ pub async fn run(o: Options, mut progress: impl FnMut(&Progress)) -> Result<Repo
     };
     let cpu_start = cpu::process_seconds();
     let server_start = o.server_pid.and_then(cpu::pid_seconds);
+    let watched = o.server_pid.map(|pid| resources::Watched {
+        pid,
+        dir: o.server_dir.clone(),
+    });
+    // The data directory is walked every fifth sample (a `stat` per file).
+    let watch = |n: usize| watched.as_ref().and_then(|w| w.sample(n.is_multiple_of(5)));
 
     let crowd = Arc::new(Crowd::default());
     let spawner = tokio::spawn(
@@ -405,13 +422,14 @@ pub async fn run(o: Options, mut progress: impl FnMut(&Progress)) -> Result<Repo
         if now.duration_since(last_sample) >= Duration::from_secs(1) {
             let interval = crowd.collect(&mut total);
             let dt = now.duration_since(last_sample).as_secs_f64();
-            let s = sample(
+            let mut s = sample(
                 &interval,
                 &total,
                 now.duration_since(start).as_secs_f64(),
                 dt,
                 crowd.running(),
             );
+            s.server = watch(history.len());
             last_sample = now;
             let all = total.aggregated();
             progress(&Progress {
@@ -443,8 +461,17 @@ pub async fn run(o: Options, mut progress: impl FnMut(&Progress)) -> Result<Repo
             users_at_end,
         ));
     }
+    // The last sample always has the data directory's size.
+    if let Some(last) = history.last_mut() {
+        last.server = watch(0);
+    }
     let mut report = Report::from_window(&total, seconds, meta);
     report.iterations = shared.iterations_done.load(Ordering::Relaxed);
+    let watched: Vec<(f64, resources::ServerSample)> = history
+        .iter()
+        .filter_map(|s| Some((s.t, s.server?)))
+        .collect();
+    report.server = resources::Growth::of(&watched);
     report.history = history;
     report.cpu = Cpu {
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -585,6 +612,7 @@ fn sample(
         } else {
             all.bytes as f64 / all.requests as f64
         },
+        server: None,
     }
 }
 

@@ -146,6 +146,31 @@ fn summary(r: &Report) -> String {
             ms(c.max_ms)
         );
     }
+    if let Some(g) = &r.server {
+        let mb = |b: u64| b as f64 / 1e6;
+        let per_min = |d: f64| d / g.seconds.max(1e-9) * 60.0;
+        let _ = writeln!(
+            out,
+            "server:   memory {:.0} → {:.0} MB ({:+.1} MB/min, most {:.0} MB), descriptors {} → {}{}",
+            mb(g.rss_bytes.0),
+            mb(g.rss_bytes.1),
+            per_min(g.rss_growth()) / 1e6,
+            mb(g.rss_max_bytes),
+            g.fds.0,
+            g.fds.1,
+            g.disk_bytes.map_or(String::new(), |(a, b)| format!(
+                ", data directory {:.0} → {:.0} MB ({:+.1} MB/min)",
+                mb(a),
+                mb(b),
+                per_min(b as f64 - a as f64) / 1e6
+            ))
+        );
+        let _ = writeln!(
+            out,
+            "          (from the end of the warm-up, the first fifth of the run, to the end: {:.0} s)",
+            g.seconds
+        );
+    }
     let cpu = &r.cpu;
     let _ = writeln!(
         out,
@@ -308,7 +333,7 @@ pub fn html(r: &Report) -> String {
         h.iter().map(|s| (s.t, f(s))).collect()
     };
     let mut out = String::from(
-        "<!doctype html><html lang=en><head><meta charset=\"utf-8\"><title>baton load report</title><style>body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}table{border-collapse:collapse}td,th{padding:3px 8px;border-bottom:1px solid #eee;text-align:right}td:nth-child(2),th:nth-child(2){text-align:left}tr.total td{font-weight:bold;border-top:1px solid #999}pre{background:#f6f6f6;padding:8px}.banner{padding:.6em 1em;border-radius:4px;margin:1em 0}.red{background:#fde8e8;color:#900}.green{background:#e6f4e6;color:#060}.banner ul{margin:.3em 0 0;padding-left:1.2em}svg{margin:1em 0;border:1px solid #ddd}</style></head><body>",
+        "<!doctype html><html lang=en><head><meta charset=\"utf-8\"><title>baton load report</title><style>body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}table{border-collapse:collapse}td,th{padding:3px 8px;border-bottom:1px solid #eee;text-align:right}td:nth-child(2),th:nth-child(2){text-align:left}tr.total td{font-weight:bold;border-top:1px solid #999}pre{background:#f6f6f6;padding:8px;white-space:pre-wrap}.banner{padding:.6em 1em;border-radius:4px;margin:1em 0}.red{background:#fde8e8;color:#900}.green{background:#e6f4e6;color:#060}.banner ul{margin:.3em 0 0;padding-left:1.2em}svg{margin:1em 0;border:1px solid #ddd}</style></head><body>",
     );
     let m = &r.meta;
     let _ = write!(out, "<h1>baton load: {}</h1>", esc(&m.scenario));
@@ -410,6 +435,41 @@ pub fn html(r: &Report) -> String {
         Axis::linear("users", Unit::Whole),
         vec![Series::line("users", "#9467bd", pts(&|s| s.users as f64))],
     ));
+    if h.iter().any(|s| s.server.is_some()) {
+        let server =
+            |f: &dyn Fn(&crate::resources::ServerSample) -> Option<f64>| -> Vec<(f64, f64)> {
+                h.iter()
+                    .filter_map(|s| Some((s.t, f(s.server.as_ref()?)?)))
+                    .collect()
+            };
+        out.push_str("<br>");
+        out.push_str(&chart(
+            "Server memory and data directory",
+            Axis::linear("bytes", Unit::Count),
+            vec![
+                Series::line(
+                    "resident memory",
+                    "#1f77b4",
+                    server(&|s| Some(s.rss_bytes as f64)),
+                ),
+                Series::line(
+                    "data directory",
+                    "#ff7f0e",
+                    server(&|s| s.disk_bytes.map(|b| b as f64)),
+                ),
+            ],
+        ));
+        out.push_str("<br>");
+        out.push_str(&chart(
+            "Server file descriptors",
+            Axis::linear("open descriptors", Unit::Whole),
+            vec![Series::line(
+                "descriptors",
+                "#9467bd",
+                server(&|s| Some(s.fds as f64)),
+            )],
+        ));
+    }
     if r.events > 0 {
         out.push_str("<br>");
         out.push_str(&chart(
@@ -448,6 +508,11 @@ mod tests {
             total_failures: 1,
             total_latency: r.total.latency.clone(),
             total_avg_bytes: 27.5,
+            server: Some(crate::resources::ServerSample {
+                rss_bytes: 50 << 20,
+                fds: 20,
+                disk_bytes: Some(1 << 20),
+            }),
         };
         r.history.push(s);
         r

@@ -115,6 +115,11 @@ impl Server {
         self.child.id()
     }
 
+    /// Its data directory.
+    pub fn data_dir(&self) -> Option<std::path::PathBuf> {
+        self.dir.as_ref().map(|d| d.path().join("data"))
+    }
+
     /// Stops it: SIGTERM, up to `grace` for a clean exit, then SIGKILL; then
     /// removes its data directory. Returns how long it took to exit after
     /// SIGTERM, or `None` when it had to be killed or did not exit cleanly.

@@ -23,6 +23,9 @@ pub enum Endpoint {
     Execute,
     /// `GET /api/v1/executions/{id}`
     Status,
+    /// `GET /api/v1/executions/{id}?wait_ms=…`: following a run to its end
+    /// (its latency is the wait, not the server's work).
+    Wait,
     /// `POST /api/v1/events`
     Publish,
     /// `GET /healthz`
@@ -31,11 +34,12 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// Every endpoint, in report order.
-    pub const ALL: [Endpoint; 6] = [
+    pub const ALL: [Endpoint; 7] = [
         Endpoint::CreateWorkflow,
         Endpoint::ListWorkflows,
         Endpoint::Execute,
         Endpoint::Status,
+        Endpoint::Wait,
         Endpoint::Publish,
         Endpoint::Health,
     ];
@@ -54,6 +58,7 @@ impl Endpoint {
             Endpoint::CreateWorkflow | Endpoint::ListWorkflows => "/api/v1/workflows",
             Endpoint::Execute => "/api/v1/workflows/{id}/execute",
             Endpoint::Status => "/api/v1/executions/{id}",
+            Endpoint::Wait => "/api/v1/executions/{id}?wait_ms",
             Endpoint::Publish => "/api/v1/events",
             Endpoint::Health => "/healthz",
         }
@@ -380,6 +385,10 @@ pub struct Sample {
     pub total_latency: Latency,
     /// Mean body size so far.
     pub total_avg_bytes: f64,
+    /// The server's memory, descriptors and disk (a server on this machine
+    /// whose process is known: `--spawn-server`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<crate::resources::ServerSample>,
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@
 //! | `events`, `runs`, `runs_failed` | count |
 //! | `run_p50`, `run_p95`, `run_p99`, `run_max`, `run_avg` (execute → finished) | time |
 //! | `coordination_p50`, `_p95`, `_p99`, `_max`, `_avg` (server-reported) | time |
+//! | `server_rss_growth`, `disk_growth` (a server on this machine: `--spawn-server`; from the end of the warm-up, the first fifth of the run, to the end) | bytes (`kB`, `MB`, `GB`, `KiB`, `MiB`, `GiB`) |
+//! | `server_fds_growth` (the same, open file descriptors) | count |
 //!
 //! Operators: `<`, `<=`, `>`, `>=`, `==`. A `{ENDPOINT}` (`METHOD route`, as in
 //! the table) applies to the `http_req_*`, `http_reqs`, `failures` and
@@ -40,6 +42,8 @@ enum Unit {
     Ratio,
     /// A count or a rate.
     Number,
+    /// Bytes.
+    Bytes,
 }
 
 /// A comparison.
@@ -109,7 +113,8 @@ fn unit_of(metric: &str) -> Option<Unit> {
     match metric {
         "failure_rate" => Some(Unit::Ratio),
         "http_reqs" | "failures" | "http_req_rate" | "events" | "events_rate" | "runs"
-        | "runs_failed" | "runs_rate" => Some(Unit::Number),
+        | "runs_failed" | "runs_rate" | "server_fds_growth" => Some(Unit::Number),
+        "server_rss_growth" | "disk_growth" => Some(Unit::Bytes),
         _ => None,
     }
 }
@@ -179,6 +184,18 @@ impl FromStr for Threshold {
             (Unit::Number, "k" | "k/s") => n * 1e3,
             (Unit::Number, "M" | "M/s") => n * 1e6,
             (Unit::Number, s) => return Err(bad(&format!("`{s}` is not a suffix (k, M)"))),
+            (Unit::Bytes, "" | "B") => n,
+            (Unit::Bytes, "kB" | "KB") => n * 1e3,
+            (Unit::Bytes, "MB") => n * 1e6,
+            (Unit::Bytes, "GB") => n * 1e9,
+            (Unit::Bytes, "KiB") => n * 1024.0,
+            (Unit::Bytes, "MiB") => n * 1048576.0,
+            (Unit::Bytes, "GiB") => n * 1073741824.0,
+            (Unit::Bytes, s) => {
+                return Err(bad(&format!(
+                    "`{s}` is not a size unit (kB, MB, GB, KiB, MiB, GiB)"
+                )));
+            }
         };
         Ok(Threshold {
             text: text.to_string(),
@@ -220,6 +237,18 @@ impl Threshold {
                 })?,
         };
         let m = self.metric.as_str();
+        if let Some(what) = m.strip_suffix("_growth") {
+            let g = report.server.as_ref().ok_or_else(|| {
+                "no server samples: growth needs a server on this machine (--spawn-server) and a run of several seconds".to_string()
+            })?;
+            return match what {
+                "server_rss" => Ok(g.rss_growth()),
+                "server_fds" => Ok(g.fds_growth()),
+                _ => g
+                    .disk_growth()
+                    .ok_or_else(|| "the data directory was not sampled".to_string()),
+            };
+        }
         Ok(
             if let Some(stat) = m
                 .strip_prefix("http_req_")
@@ -269,6 +298,7 @@ impl Threshold {
             Unit::Ratio => format!("{:.3}%", v * 100.0),
             Unit::Number if v.fract() == 0.0 => format!("{v:.0}"),
             Unit::Number => format!("{v:.1}"),
+            Unit::Bytes => format!("{:.1} MB", v / 1e6),
         }
     }
 }
@@ -382,5 +412,35 @@ mod tests {
         );
         assert!(t("http_reqs==1000").check(&r).passed);
         let _ = EndpointStats::default();
+        // Growth needs server samples.
+        let none = t("server_fds_growth<=4").check(&r);
+        assert!(!none.passed && none.note.unwrap().contains("--spawn-server"));
+        let mut r = r;
+        r.server = Some(crate::resources::Growth {
+            rss_bytes: (100_000_000, 130_000_000),
+            rss_max_bytes: 131_000_000,
+            fds: (20, 21),
+            disk_bytes: Some((1_000_000, 1_500_000)),
+            seconds: 60.0,
+        });
+        let rss = t("server_rss_growth<20MB").check(&r);
+        assert!(!rss.passed);
+        assert_eq!(rss.measured_text, "30.0 MB");
+        assert!(t("server_rss_growth<50MiB").check(&r).passed);
+        assert!(t("server_fds_growth<=1").check(&r).passed);
+        assert!(t("disk_growth<1MB").check(&r).passed);
+    }
+
+    #[test]
+    fn sizes_parse_in_their_units() {
+        assert_eq!(t("server_rss_growth<50MB").value, 50e6);
+        assert_eq!(t("disk_growth<=1GiB").value, 1073741824.0);
+        assert_eq!(t("disk_growth<512kB").value, 512e3);
+        assert!("server_rss_growth<5ms".parse::<Threshold>().is_err());
+        assert!(
+            "server_fds_growth{GET /healthz}<1"
+                .parse::<Threshold>()
+                .is_err()
+        );
     }
 }

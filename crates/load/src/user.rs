@@ -224,22 +224,35 @@ impl User {
         if !self.work.follow_runs {
             return;
         }
-        let path = format!("/api/v1/executions/{id}");
-        // Follow the run until it ends: one status request per poll interval,
-        // for at most the request timeout (so `--iterations` alone stays bounded
-        // even if a run never ends).
+        // Follow the run until it ends, for at most the run timeout (so
+        // `--iterations` alone stays bounded even if a run never ends): by
+        // default each status request waits on the server for the run's end
+        // (`?wait_ms=`), so the end is seen when it happens; with a poll
+        // interval, one plain status request per interval.
+        let long_poll = self.work.poll_interval.is_zero();
         loop {
-            if started.elapsed() > self.work.run_timeout {
+            let left = self.work.run_timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
                 self.stats.lock().expect("stats").runs_failed += 1;
                 return;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(self.work.poll_interval) => {}
-                _ = self.shared.cancel.cancelled() => return,
-            }
+            let (endpoint, path) = if long_poll {
+                // Well within the request timeout, and the server's own cap.
+                let wait = left.min(self.work.run_timeout / 2).as_millis().max(1);
+                (
+                    Endpoint::Wait,
+                    format!("/api/v1/executions/{id}?wait_ms={wait}"),
+                )
+            } else {
+                tokio::select! {
+                    _ = tokio::time::sleep(self.work.poll_interval) => {}
+                    _ = self.shared.cancel.cancelled() => return,
+                }
+                (Endpoint::Status, format!("/api/v1/executions/{id}"))
+            };
             let Some(status) = self
                 .call_parse::<baton_api::ExecutionStatus>(
-                    Endpoint::Status,
+                    endpoint,
                     Method::GET,
                     &path,
                     Bytes::new(),

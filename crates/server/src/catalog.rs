@@ -18,7 +18,10 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 
-/// A stored workflow.
+/// A stored workflow: what lists show, always in memory. What it compiles
+/// to ([`Compiled`]) is kept for the most recently used only, and read back
+/// from its file when asked again ([`Catalog::compiled`]), so that a server
+/// taking new workflows all day does not grow by each one's plan.
 pub struct Entry {
     /// Its id.
     pub id: u64,
@@ -28,17 +31,27 @@ pub struct Entry {
     pub name: Option<String>,
     /// When it was posted, ms since the epoch.
     pub created_ms: u64,
+    /// The plan's figures.
+    pub summary: PlanSummary,
+    /// What it compiles to, while it is among the recently used.
+    compiled: Mutex<Option<Arc<Compiled>>>,
+}
+
+/// A workflow validated and planned.
+pub struct Compiled {
     /// The workflow as JSON (YAML documents are stored converted).
     pub document: Value,
     /// Validated.
     pub checked: Checked,
     /// Planned.
     pub plan: Arc<Plan>,
-    /// The plan's figures.
-    pub summary: PlanSummary,
     /// The spec for executions without options, built on first use.
     pub spec: OnceLock<Arc<Spec>>,
 }
+
+/// How many workflows keep what they compile to in memory (the most
+/// recently used).
+pub const RESIDENT: usize = 1024;
 
 /// What a workflow file holds.
 #[derive(Serialize, Deserialize)]
@@ -55,12 +68,16 @@ struct Inner {
     order: Vec<Arc<Entry>>,
     by_id: HashMap<u64, Arc<Entry>>,
     versions: HashMap<String, u32>,
+    /// The entries holding what they compile to, oldest loaded first.
+    resident: std::collections::VecDeque<u64>,
 }
 
 /// The workflows.
 pub struct Catalog {
     dir: PathBuf,
     inner: RwLock<Inner>,
+    /// How many entries keep what they compile to.
+    resident: usize,
 }
 
 /// What `executions.jsonl` holds per execution.
@@ -189,10 +206,17 @@ pub fn summarize(plan: &Plan) -> PlanSummary {
 impl Catalog {
     /// Opens (creating) `dir` and loads the workflows in it.
     pub fn open(dir: &Path) -> std::io::Result<Catalog> {
+        Catalog::open_keeping(dir, RESIDENT)
+    }
+
+    /// [`Catalog::open`], keeping what at most `resident` workflows compile
+    /// to in memory.
+    pub fn open_keeping(dir: &Path, resident: usize) -> std::io::Result<Catalog> {
         std::fs::create_dir_all(dir)?;
         let catalog = Catalog {
             dir: dir.to_path_buf(),
             inner: RwLock::default(),
+            resident: resident.max(1),
         };
         let mut stored = Vec::new();
         for entry in std::fs::read_dir(dir)? {
@@ -241,23 +265,78 @@ impl Catalog {
             version,
             name: name.clone(),
             created_ms,
-            document,
             summary: summarize(&plan),
+            compiled: Mutex::new(None),
+        });
+        let compiled = Arc::new(Compiled {
+            document,
             checked,
             plan: Arc::new(plan),
             spec: OnceLock::new(),
         });
-        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(existing) = inner.by_id.get(&id) {
-            return existing.clone();
+        {
+            let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+            if let Some(existing) = inner.by_id.get(&id) {
+                return existing.clone();
+            }
+            if let Some(name) = name {
+                let v = inner.versions.entry(name).or_insert(0);
+                *v = (*v).max(version);
+            }
+            inner.order.push(entry.clone());
+            inner.by_id.insert(id, entry.clone());
         }
-        if let Some(name) = name {
-            let v = inner.versions.entry(name).or_insert(0);
-            *v = (*v).max(version);
-        }
-        inner.order.push(entry.clone());
-        inner.by_id.insert(id, entry.clone());
+        self.keep(&entry, compiled);
         entry
+    }
+
+    /// Keeps `compiled` with `entry`, and lets go of what the least recently
+    /// loaded entries compiled to past [`RESIDENT`].
+    fn keep(&self, entry: &Entry, compiled: Arc<Compiled>) {
+        *entry.compiled.lock().unwrap_or_else(|e| e.into_inner()) = Some(compiled);
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.resident.push_back(entry.id);
+        while inner.resident.len() > self.resident {
+            let Some(old) = inner.resident.pop_front() else {
+                break;
+            };
+            // An entry loaded again since is further back in the queue too.
+            if inner.resident.contains(&old) {
+                continue;
+            }
+            if let Some(e) = inner.by_id.get(&old) {
+                *e.compiled.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+        }
+    }
+
+    /// What `entry` compiles to: kept from its last use, or read back from
+    /// its file and compiled again.
+    pub fn compiled(&self, entry: &Entry) -> Result<Arc<Compiled>, ApiError> {
+        if let Some(c) = entry
+            .compiled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Ok(c);
+        }
+        let name = format!("{:016x}", entry.id);
+        let path = self.dir.join(format!("{name}.json"));
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ApiError::Internal(format!("reading workflow {name}: {e}")))?;
+        let stored: Stored = serde_json::from_str(&text)
+            .map_err(|e| ApiError::Internal(format!("reading workflow {name}: {e}")))?;
+        let document = serde_json::to_string(&stored.document).unwrap_or_default();
+        let (checked, plan) = compile(&Source::from_str(&name, &document, Format::Json))?;
+        let compiled = Arc::new(Compiled {
+            document: stored.document,
+            checked,
+            plan: Arc::new(plan),
+            spec: OnceLock::new(),
+        });
+        self.keep(entry, compiled.clone());
+        Ok(compiled)
     }
 
     /// Validates, plans and stores a posted document.
@@ -340,7 +419,18 @@ impl Catalog {
         let name = format!("{id:016x}");
         match compile(&Source::from_str(&name, &text, Format::Json)) {
             Ok((checked, plan)) => {
-                Some(self.insert(id, version, created_ms, document, checked, plan))
+                // Kept on disk too: what it compiles to is read back from there.
+                let stored = Stored {
+                    id: name.clone(),
+                    version,
+                    created_ms,
+                    document,
+                };
+                if let Err(e) = self.persist(&stored) {
+                    tracing::warn!(id = name, error = %e, "cannot keep a shared workflow on disk");
+                    return None;
+                }
+                Some(self.insert(id, version, created_ms, stored.document, checked, plan))
             }
             Err(e) => {
                 tracing::warn!(id = name, error = %e, "a shared workflow does not validate here");
@@ -454,5 +544,49 @@ impl Executions {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(&run)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(name: &str) -> Vec<u8> {
+        format!(
+            r#"{{"name": "{name}", "agents": {{"a": {{"type": "noop"}}}}, "tasks": [{{"id": "t", "agent": "a"}}]}}"#
+        )
+        .into_bytes()
+    }
+
+    /// Only the most recently used workflows keep what they compile to; the
+    /// others compile again from their file, the same as before.
+    #[test]
+    fn only_the_recently_used_stay_compiled_and_the_rest_come_back_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open_keeping(dir.path(), 2).unwrap();
+        let entries: Vec<Arc<Entry>> = ["one", "two", "three"]
+            .iter()
+            .map(|n| {
+                catalog
+                    .create(body(n), Some(Format::Json), |_| Ok(()))
+                    .unwrap()
+            })
+            .collect();
+        let resident = |e: &Entry| e.compiled.lock().unwrap().is_some();
+        assert!(!resident(&entries[0]), "the oldest let go");
+        assert!(resident(&entries[1]) && resident(&entries[2]));
+        let again = catalog.compiled(&entries[0]).unwrap();
+        assert_eq!(again.checked.workflow.name.as_deref(), Some("one"));
+        assert_eq!(again.plan.len(), 1);
+        assert!(resident(&entries[0]) && !resident(&entries[1]));
+        // A catalog opened again has them all, compiled or not.
+        drop(catalog);
+        let reopened = Catalog::open_keeping(dir.path(), 2).unwrap();
+        let (all, _) = reopened.list(10, None);
+        assert_eq!(all.len(), 3);
+        for e in &all {
+            let c = reopened.compiled(e).unwrap();
+            assert_eq!(c.checked.workflow.name, e.name);
+        }
     }
 }

@@ -203,12 +203,16 @@ impl Cluster {
     }
 
     /// Stores a workflow posted here, for the other instances.
-    pub(crate) async fn share_workflow(&self, entry: &Entry) -> Result<(), ApiError> {
+    pub(crate) async fn share_workflow(
+        &self,
+        catalog: &Catalog,
+        entry: &Entry,
+    ) -> Result<(), ApiError> {
         let shared = SharedWorkflow {
             id: entry.id,
             version: entry.version,
             created_ms: entry.created_ms,
-            document: entry.document.to_string(),
+            document: catalog.compiled(entry)?.document.to_string(),
         };
         self.store()
             .share_workflow(&shared)

@@ -231,32 +231,28 @@ pub(crate) async fn render(State(state): State<std::sync::Arc<AppState>>) -> Res
             );
         }
     }
-    let published = m.published_total();
-    out.push_str("# HELP baton_events_published_total Events published through the API.\n");
-    out.push_str("# TYPE baton_events_published_total counter\n");
-    let _ = writeln!(out, "baton_events_published_total {published}");
-    out.push_str("# HELP baton_events_delivered_total Events delivered to consumer groups through the API (polls).
-");
-    out.push_str(
-        "# TYPE baton_events_delivered_total counter
-",
-    );
-    let _ = writeln!(
-        out,
-        "baton_events_delivered_total {}",
-        m.delivered.load(Ordering::Relaxed)
-    );
-    out.push_str("# HELP baton_events_redelivered_total Deliveries of events delivered before (a visibility timeout expired or a consumer gave it back).
-");
-    out.push_str(
-        "# TYPE baton_events_redelivered_total counter
-",
-    );
-    let _ = writeln!(
-        out,
-        "baton_events_redelivered_total {}",
-        m.redelivered.load(Ordering::Relaxed)
-    );
+    for (name, help, value) in [
+        (
+            "baton_events_published_total",
+            "Events published through the API.",
+            m.published_total(),
+        ),
+        (
+            "baton_events_delivered_total",
+            "Events delivered to consumer groups through the API (polls).",
+            m.delivered.load(Ordering::Relaxed),
+        ),
+        (
+            "baton_events_redelivered_total",
+            "Deliveries of events delivered before (a visibility timeout expired or a consumer gave it back).",
+            m.redelivered.load(Ordering::Relaxed),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
     out.push_str(
         "# HELP baton_audit_dropped_total Audit records dropped because the audit trail's queue was full.\n",
     );

@@ -152,11 +152,15 @@ pub const ROUTES: &[Route] = &[
         method: "get",
         id: "getExecution",
         path: "/api/v1/executions/{id}",
-        summary: "An execution's status, agents, metrics and tasks",
-        query: &[],
+        summary: "An execution's status, agents, metrics and tasks; with wait_ms, answered when the run ends or the wait is over",
+        query: &[(
+            "wait_ms",
+            r#"{"type": "integer", "minimum": 0}"#,
+            "wait up to this long for the run to end before answering (capped by the server's long_poll_max_ms and half its request timeout; default 0: at once)",
+        )],
         body: None,
         ok: (200, Some("ExecutionStatus")),
-        errors: &[404],
+        errors: &[400, 404],
         scope: Some(Scope::RunsRead),
     },
     Route {
@@ -687,7 +691,7 @@ fn schemas() -> Value {
             "max": {"type": "integer", "minimum": 1, "maximum": 1000},
             "wait_ms": {"type": "integer", "minimum": 0, "maximum": u64::MAX, "description": "default 20000; at most 60000 and the server's long_poll_max_ms"},
             "lease_ms": lease_ms,
-            "worker": {"type": ["string", "null"], "minLength": 1, "maxLength": 200, "description": "the polling worker's name (e.g. host:pid), shown in GET /api/v1/agents"}}},
+            "worker": {"type": ["string", "null"], "minLength": 1, "maxLength": 200, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*$", "description": "the polling worker's name (e.g. host:pid), shown in GET /api/v1/agents; no control characters"}}},
         "Assignments": {"type": "object", "required": ["assignments"], "properties": {"assignments": {"type": "array", "items": {"type": "object", "required": ["id", "run", "task", "attempt", "input", "lease_expires_ms"], "properties": {
             "id": {"type": "string"}, "run": {"type": "string"}, "task": {"type": "string"}, "attempt": {"type": "integer"}, "input": {}, "lease_expires_ms": {"type": "integer"}}}}}},
         "Heartbeat": {"type": "object", "additionalProperties": false, "properties": {"lease_ms": {"type": ["integer", "null"], "minimum": 100, "maximum": 3_600_000}}},

@@ -86,11 +86,12 @@ fn build_spec(
     entry: &Entry,
     options: &api::ExecutionOptions,
 ) -> ApiResult<Arc<Spec>> {
+    let compiled = state.catalog.compiled(entry)?;
     // Checked on every execution, not only at creation: the catalog may hold
     // workflows from before the policy (or another instance's).
-    admit(state, &entry.checked)?;
+    admit(state, &compiled.checked)?;
     let plain = options.retry_policy.is_none() && options.resource_constraints.is_none();
-    if plain && let Some(spec) = entry.spec.get() {
+    if plain && let Some(spec) = compiled.spec.get() {
         return Ok(spec.clone());
     }
     // Parsed only when building: a cached spec was built from the same options.
@@ -115,16 +116,16 @@ fn build_spec(
             max_concurrency,
         };
         // Sub-workflows named from the catalog run as they are now.
-        let checked = match resolved(state, &entry.checked.workflow)? {
+        let checked = match resolved(state, &compiled.checked.workflow)? {
             Some(workflow) => std::borrow::Cow::Owned(baton_model::Checked {
                 workflow,
-                ..entry.checked.clone()
+                ..compiled.checked.clone()
             }),
-            None => std::borrow::Cow::Borrowed(&entry.checked),
+            None => std::borrow::Cow::Borrowed(&compiled.checked),
         };
         Spec::with_overrides(
             &checked,
-            entry.plan.clone(),
+            compiled.plan.clone(),
             &overrides,
             &state.options.engine.agents(),
         )
@@ -132,7 +133,7 @@ fn build_spec(
     };
     if plain {
         let spec = Arc::new(build()?);
-        let _ = entry.spec.set(spec.clone());
+        let _ = compiled.spec.set(spec.clone());
         return Ok(spec);
     }
     let key = (
@@ -251,7 +252,7 @@ pub(super) async fn rerun(
     if let Some(exec) = &original
         && let Ok(entry) = workflow(&state, &exec.workflow).await
     {
-        admit(&state, &entry.checked)?;
+        admit(&state, &state.catalog.compiled(&entry)?.checked)?;
     }
     // Not forwarded: the execution must be known here (run here, or
     // remembered after it ended elsewhere).
@@ -533,13 +534,36 @@ pub(super) async fn list_executions(
     Ok(reply(StatusCode::OK, &api::Page { items, next_cursor }))
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StatusQuery {
+    wait_ms: Option<u64>,
+}
+
+/// `GET /api/v1/executions/{id}`: a run's status; with `wait_ms`, answered
+/// when the run ends or the wait is over, whichever comes first (capped by
+/// `long_poll_max_ms` and half the request timeout), so a client following a
+/// run learns of its end at once without polling.
 pub(super) async fn get_execution(
     State(state): St,
     Path(id): Path<String>,
     origin: Origin,
+    q: Result<Query<StatusQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
+    let wait = Duration::from_millis(query(q)?.wait_ms.unwrap_or(0))
+        .min(state.options.long_poll_max)
+        .min(state.options.request_timeout / 2);
     let run = run_id(&id)?;
-    match on_owner(&state, run, origin, || state.engine.status(run)).await? {
+    let status = || async {
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = tokio::time::timeout(wait, state.engine.wait(run)) => {}
+                _ = state.stopping.cancelled() => {}
+            }
+        }
+        state.engine.status(run).await
+    };
+    match on_owner(&state, run, origin, status).await? {
         Ok(v) => Ok(reply(StatusCode::OK, &view(&state, run, v))),
         Err(forwarded) => Ok(forwarded),
     }

@@ -44,7 +44,7 @@ pub(super) async fn worker_poll(
     }
     let lease = lease_of(req.lease_ms, "$.lease_ms")?;
     let worker = match &req.worker {
-        Some(w) if w.is_empty() || w.len() > 200 || w.chars().any(char::is_control) => {
+        Some(w) if w.is_empty() || w.chars().count() > 200 || w.chars().any(char::is_control) => {
             return Err(ApiError::invalid(
                 "$.worker",
                 "`worker` must be 1 to 200 characters, without control characters",

@@ -82,9 +82,11 @@ pub(super) async fn create_workflow(
     .map_err(|e| ApiError::Internal(e.to_string()))??;
     #[cfg(feature = "postgres")]
     if let Some(cluster) = &state.cluster {
-        cluster.share_workflow(&entry).await?;
+        cluster.share_workflow(&state.catalog, &entry).await?;
     }
-    let warnings = entry
+    let warnings = state
+        .catalog
+        .compiled(&entry)?
         .checked
         .warnings
         .diagnostics
@@ -148,11 +150,12 @@ pub(super) async fn list_workflows(
 
 pub(super) async fn get_workflow(State(state): St, Path(id): Path<String>) -> ApiResult<Response> {
     let e = workflow(&state, &id).await?;
+    let compiled = state.catalog.compiled(&e)?;
     Ok(reply(
         StatusCode::OK,
         &api::WorkflowDetail {
             info: info(&e),
-            document: redacted(e.document.clone()),
+            document: redacted(compiled.document.clone()),
         },
     ))
 }
@@ -170,9 +173,10 @@ pub(super) async fn get_plan(
 ) -> ApiResult<Response> {
     let schedule = query(q)?.schedule.unwrap_or(false);
     let e = workflow(&state, &id).await?;
+    let compiled = state.catalog.compiled(&e)?;
     Ok(reply(
         StatusCode::OK,
-        &plan_detail(&e.plan, e.summary.clone(), schedule),
+        &plan_detail(&compiled.plan, e.summary.clone(), schedule),
     ))
 }
 
@@ -226,17 +230,18 @@ pub(super) fn resolved(
     }
     let mut wf = workflow.clone();
     let mut find = |sub: &SubWorkflow, _: &()| match sub {
-        SubWorkflow::Catalog { name, version } => state
-            .catalog
-            .find(name, *version)
-            .map(|e| {
-                (
-                    format!("{name} v{}", e.version),
-                    e.checked.workflow.clone(),
-                    (),
-                )
-            })
-            .ok_or_else(|| format!("the catalog has no {}", sub.describe())),
+        SubWorkflow::Catalog { name, version } => {
+            let e = state
+                .catalog
+                .find(name, *version)
+                .ok_or_else(|| format!("the catalog has no {}", sub.describe()))?;
+            let compiled = state.catalog.compiled(&e).map_err(|e| e.to_string())?;
+            Ok((
+                format!("{name} v{}", e.version),
+                compiled.checked.workflow.clone(),
+                (),
+            ))
+        }
         other => Err(format!(
             "its {} would be read from the server's disk: post the child to the catalog and name it (`workflow: {{ name: … }}`), or write it inline",
             other.describe()

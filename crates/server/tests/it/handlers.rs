@@ -713,6 +713,38 @@ async fn openapi_matches_the_committed_document() {
     }
 }
 
+/// `?wait_ms=` answers when the run ends: one request follows a run of
+/// three 300 ms tasks to its end; without it the status is answered at once.
+#[tokio::test]
+async fn a_status_request_can_wait_for_the_runs_end() {
+    let app = app().await;
+    let slow = app.create(SLOW).await;
+    let run = app.execute(&slow).await;
+    let now = app.get(&format!("/api/v1/executions/{run}")).await.json();
+    assert_eq!(now["status"], "executing");
+    let started = std::time::Instant::now();
+    let r = app
+        .get(&format!("/api/v1/executions/{run}?wait_ms=10000"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["status"], "completed");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "answered at the run's end, not after the whole wait"
+    );
+    // An ended run is answered at once; a bad wait is a 400.
+    let started = std::time::Instant::now();
+    let r = app
+        .get(&format!("/api/v1/executions/{run}?wait_ms=10000"))
+        .await;
+    assert_eq!(r.json()["status"], "completed");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    let bad = app
+        .get(&format!("/api/v1/executions/{run}?wait_ms=soon"))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+}
+
 #[tokio::test]
 async fn executions_are_listed_newest_first_filtered_and_paged() {
     let app = app().await;
