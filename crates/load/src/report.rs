@@ -442,22 +442,26 @@ pub fn html(r: &Report) -> String {
                     .filter_map(|s| Some((s.t, f(s.server.as_ref()?)?)))
                     .collect()
             };
+        // Apart: a data directory tens of times the memory would flatten it.
         out.push_str("<br>");
         out.push_str(&chart(
-            "Server memory and data directory",
+            "Server resident memory",
             Axis::linear("bytes", Unit::Count),
-            vec![
-                Series::line(
-                    "resident memory",
-                    "#1f77b4",
-                    server(&|s| Some(s.rss_bytes as f64)),
-                ),
-                Series::line(
-                    "data directory",
-                    "#ff7f0e",
-                    server(&|s| s.disk_bytes.map(|b| b as f64)),
-                ),
-            ],
+            vec![Series::line(
+                "resident memory",
+                "#1f77b4",
+                server(&|s| Some(s.rss_bytes as f64)),
+            )],
+        ));
+        out.push_str("<br>");
+        out.push_str(&chart(
+            "Server data directory",
+            Axis::linear("bytes", Unit::Count),
+            vec![Series::line(
+                "data directory",
+                "#ff7f0e",
+                server(&|s| s.disk_bytes.map(|b| b as f64)),
+            )],
         ));
         out.push_str("<br>");
         out.push_str(&chart(
