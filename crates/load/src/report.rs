@@ -148,21 +148,29 @@ fn summary(r: &Report) -> String {
     }
     if let Some(g) = &r.server {
         let mb = |b: u64| b as f64 / 1e6;
-        let per_min = |d: f64| d / g.seconds.max(1e-9) * 60.0;
+        // A rate per minute says something over a minute or so; over a few
+        // seconds it magnifies noise: the change itself is shown instead.
+        let change = |d: f64| {
+            if g.seconds >= 30.0 {
+                format!("{:+.1} MB/min", d / g.seconds * 60.0 / 1e6)
+            } else {
+                format!("{:+.1} MB", d / 1e6)
+            }
+        };
         let _ = writeln!(
             out,
-            "server:   memory {:.0} → {:.0} MB ({:+.1} MB/min, most {:.0} MB), descriptors {} → {}{}",
+            "server:   memory {:.0} → {:.0} MB ({}, most {:.0} MB), descriptors {} → {}{}",
             mb(g.rss_bytes.0),
             mb(g.rss_bytes.1),
-            per_min(g.rss_growth()) / 1e6,
+            change(g.rss_growth()),
             mb(g.rss_max_bytes),
             g.fds.0,
             g.fds.1,
             g.disk_bytes.map_or(String::new(), |(a, b)| format!(
-                ", data directory {:.0} → {:.0} MB ({:+.1} MB/min)",
+                ", data directory {:.0} → {:.0} MB ({})",
                 mb(a),
                 mb(b),
-                per_min(b as f64 - a as f64) / 1e6
+                change(b as f64 - a as f64)
             ))
         );
         let _ = writeln!(
@@ -618,6 +626,29 @@ mod tests {
         );
         assert!(page.contains("2026-12-07 11:49:13 UTC"), "{page}");
         assert_eq!(page.matches("Aggregated").count(), 1, "{page}");
+    }
+
+    #[test]
+    fn the_servers_growth_is_a_rate_only_over_a_long_enough_span() {
+        let mut r = report();
+        let mut g = crate::resources::Growth {
+            rss_bytes: (100_000_000, 130_000_000),
+            rss_max_bytes: 130_000_000,
+            fds: (20, 20),
+            disk_bytes: Some((1_000_000, 61_000_000)),
+            seconds: 10.0,
+        };
+        r.server = Some(g);
+        let t = table(&r);
+        assert!(
+            t.contains("memory 100 → 130 MB (+30.0 MB, most 130 MB)"),
+            "{t}"
+        );
+        assert!(t.contains("data directory 1 → 61 MB (+60.0 MB)"), "{t}");
+        g.seconds = 60.0;
+        r.server = Some(g);
+        let t = table(&r);
+        assert!(t.contains("(+30.0 MB/min, most 130 MB)"), "{t}");
     }
 
     #[test]
