@@ -363,67 +363,54 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         Vec::new()
     };
-    let comparison = if let Some(base) = &baseline {
-        let mut c = compare::compare(base, &report, args.max_regression);
-        // A regression must show again when its suite is measured again: a
-        // spike of the machine does not last through a rerun, a slower
-        // build does.
-        for round in 1..=args.confirm {
-            if !c.regressed() {
-                break;
-            }
-            let suites = c.regressed_suites();
-            say(&format!(
-                "\nconfirming {} candidate regression{}: measuring {} again ({round} of {})\n",
-                c.changes.iter().filter(|x| x.regression).count(),
-                if c.changes.iter().filter(|x| x.regression).count() == 1 {
-                    ""
-                } else {
-                    "s"
-                },
-                suites.join(", "),
-                args.confirm
-            ));
-            let mut rerun = Report {
-                records: Vec::new(),
-                ..report.clone()
-            };
-            for name in &suites {
-                let suite: Suite = name.parse().map_err(anyhow::Error::msg)?;
-                rerun
-                    .records
-                    .extend(baton_bench::run(suite, &config, &mut |_| {})?.records);
-            }
-            c.confirm(&compare::compare(base, &rerun, args.max_regression));
-        }
-        say("\n");
-        say(&c.table());
-        failed |= c.regressed();
-        Some(c)
-    } else if let Some(other) = &args.against {
-        let mut c = compare::compare_paired(&rounds, args.max_regression);
-        for round in 1..=args.confirm {
-            if !c.regressed() {
-                break;
-            }
-            let suites = c.regressed_suites();
-            say(&format!(
-                "\nconfirming {} candidate regression(s): {} more interleaved rounds of {} ({round} of {})\n",
-                c.changes.iter().filter(|x| x.regression).count(),
-                args.rounds,
-                suites.join(", "),
-                args.confirm
-            ));
-            let again = interleaved(other, &suites, &sizing(&args), args.rounds)?;
-            c.confirm(&compare::compare_paired(&again, args.max_regression));
-        }
-        say("\n");
-        say(&c.table());
-        failed |= c.regressed();
-        Some(c)
-    } else {
-        None
+    // Against a saved baseline, or another build measured in interleaved
+    // rounds; either way a regression must show again when its suite is
+    // measured again: a spike of the machine does not last through a rerun,
+    // a slower build does.
+    let mut comparison = match (&baseline, &args.against) {
+        (Some(base), _) => Some(compare::compare(base, &report, args.max_regression)),
+        (None, Some(_)) => Some(compare::compare_paired(&rounds, args.max_regression)),
+        (None, None) => None,
     };
+    if let Some(c) = &mut comparison {
+        for round in 1..=args.confirm {
+            if !c.regressed() {
+                break;
+            }
+            let suites = c.regressed_suites();
+            let n = c.changes.iter().filter(|x| x.regression).count();
+            say(&format!(
+                "\nconfirming {n} candidate regression{}: measuring {} again ({round} of {})\n",
+                if n == 1 { "" } else { "s" },
+                suites.join(", "),
+                args.confirm
+            ));
+            let again = match (&baseline, &args.against) {
+                (Some(base), _) => {
+                    let mut rerun = Report {
+                        records: Vec::new(),
+                        ..report.clone()
+                    };
+                    for name in &suites {
+                        let suite: Suite = name.parse().map_err(anyhow::Error::msg)?;
+                        rerun
+                            .records
+                            .extend(baton_bench::run(suite, &config, &mut |_| {})?.records);
+                    }
+                    compare::compare(base, &rerun, args.max_regression)
+                }
+                (None, Some(other)) => {
+                    let rounds = interleaved(other, &suites, &sizing(&args), args.rounds)?;
+                    compare::compare_paired(&rounds, args.max_regression)
+                }
+                (None, None) => break,
+            };
+            c.confirm(&again);
+        }
+        say("\n");
+        say(&c.table());
+        failed |= c.regressed();
+    }
     let mut report = report;
     if args.check || args.targets.is_some() || comparison.is_some() {
         let against = args.against.as_ref().map(|p| p.display().to_string());
