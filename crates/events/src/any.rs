@@ -140,10 +140,10 @@ impl From<DiskLog> for AnyLog {
 }
 
 impl AnyLog {
-    /// Why the log stopped accepting writes, if it did (the disk log after
-    /// a failed write or sync; see [`DiskLog::failure`]). Other backends
-    /// report their errors call by call.
-    pub fn failure(&self) -> Option<String> {
+    /// Why the log refuses writes, if it does (the disk log waiting for disk
+    /// space, or after a failed write or sync; see [`DiskLog::failure`]). Other
+    /// backends report their errors call by call.
+    pub fn failure(&self) -> Option<Error> {
         match self {
             AnyLog::Disk(d) => d.failure(),
             _ => None,

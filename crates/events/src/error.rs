@@ -111,6 +111,16 @@ pub enum Error {
     /// acknowledge data that is not on disk. Reopen the log to recover.
     #[error("the log stopped accepting writes after an earlier failure: {0}; reopen it to recover")]
     Failed(String),
+    /// A write found the disk full: the log tries it again until space returns,
+    /// refusing new writes meanwhile, and then goes on by itself. Nothing
+    /// acknowledged is lost. (A refused publish may have stored the events of the
+    /// partitions it reached before the stall; publishing it again with the same ids
+    /// stores them once.)
+    #[error(
+        "the event log is waiting for disk space and refuses writes until it has some \
+         ({0}); it resumes by itself"
+    )]
+    Stalled(String),
     /// Another process holds the data directory.
     #[error("data directory {0} is in use by another process (lock file `LOCK` is held)")]
     Locked(PathBuf),

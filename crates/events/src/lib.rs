@@ -53,7 +53,7 @@ pub mod testing;
 mod types;
 
 pub use crate::any::{AnyLog, Backend, OpenOptions};
-pub use crate::disk::{DiskLog, DiskOptions, Follower, Fsync};
+pub use crate::disk::{Compaction, DiskLog, DiskOptions, Follower, Fsync};
 pub use crate::error::{Error, Result};
 pub use crate::event::{Event, EventId, Offset, key_hash};
 pub use crate::log::EventLog;

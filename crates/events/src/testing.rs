@@ -1,5 +1,6 @@
 //! Test support shared by the crates' tests (feature `test-util`): the byte
-//! damage of the fuzz targets ([`mutate`]), and the servers of the
+//! damage of the fuzz targets ([`mutate`]), a small disk that fills ([`Tmpfs`]), and
+//! the servers of the
 //! distributed backends: Redis, NATS and PostgreSQL tests read the server's URL from a
 //! `BATON_TEST_*_URL` variable and skip, visibly, when it is unset, except in CI
 //! (`CI` set), where a test that cannot reach its server must fail rather than
@@ -30,6 +31,68 @@ pub fn server_url(var: &str, example: &str) -> Option<String> {
                 "skipped: {test}: set {var} (e.g. {example})"
             );
             None
+        }
+    }
+}
+
+/// A tmpfs of a given size mounted on a new directory, for tests of a full disk;
+/// unmounted when dropped.
+pub struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `bytes` on a new directory under the system's temporary
+    /// one; `None`, after printing `skipped: <test>: …` on stderr, where this process
+    /// may not mount (not root).
+    ///
+    /// # Panics
+    ///
+    /// When mounting fails and `CI` is set: CI runs the full-disk tests.
+    pub fn mount(bytes: u64) -> Option<Tmpfs> {
+        let dir = std::env::temp_dir().join(format!(
+            "baton-tmpfs-{}-{:x}",
+            std::process::id(),
+            crate::EventId::generate().0
+        ));
+        std::fs::create_dir_all(&dir).ok()?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            let _ = std::fs::remove_dir(&dir);
+            let test = current_test();
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: cannot mount a tmpfs, but CI is set: this test needs one (run as root)"
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: {test}: mounting a tmpfs needs root"
+            );
+            return None;
+        }
+        Some(Tmpfs(dir))
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazily: a server under test may still hold files there until its runtime
+        // stops.
+        let unmounted = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        if unmounted {
+            let _ = std::fs::remove_dir(&self.0);
         }
     }
 }

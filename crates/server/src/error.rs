@@ -229,6 +229,10 @@ impl From<baton_events::Error> for ApiError {
                 ApiError::NotFound(e.to_string())
             }
             E::Closed => ApiError::Unavailable("the event log is closed".into()),
+            E::Stalled(_) => ApiError::Storage(format!(
+                "{e}; nothing it acknowledged was lost. Free space on the data \
+                 directory's disk"
+            )),
             E::Failed(why) => ApiError::Storage(format!(
                 "the event log stopped accepting writes ({why}); nothing it acknowledged was lost. \
                  Free space (or fix the disk), then restart the server"

@@ -7,6 +7,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -169,6 +170,9 @@ struct Shared {
     durable: watch::Sender<Durable>,
     #[cfg(test)]
     fail_writes: std::sync::atomic::AtomicBool,
+    /// Writes fail as on a full disk, writing nothing.
+    #[cfg(test)]
+    no_space: std::sync::atomic::AtomicBool,
     #[cfg(test)]
     writes: std::sync::atomic::AtomicU64,
 }
@@ -293,6 +297,8 @@ impl Embedded {
             durable,
             #[cfg(test)]
             fail_writes: Default::default(),
+            #[cfg(test)]
+            no_space: Default::default(),
             #[cfg(test)]
             writes: Default::default(),
         });
@@ -465,6 +471,15 @@ fn write_loop(shared: &Shared, mut file: File, path: &Path, fsync: bool) {
     let _unwind = OnUnwind(shared);
     let mut batches: Vec<Vec<Record>> = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
+    let mut len = match file.metadata() {
+        Ok(m) => m.len(),
+        Err(e) => {
+            let end = State::Failed(io_error(path, e).to_string());
+            shared.queue().state = end.clone();
+            shared.durable.send_modify(|d| d.state = end);
+            return;
+        }
+    };
     let end = loop {
         let seq = {
             let mut queue = shared.queue();
@@ -493,7 +508,7 @@ fn write_loop(shared: &Shared, mut file: File, path: &Path, fsync: bool) {
         }
         // The records were the callers' allocations: freeing them is our work too.
         batches.clear();
-        if let Err(e) = write_batch(shared, &mut file, &buf, fsync) {
+        if let Err(e) = write_until_space(shared, &mut file, &mut len, &buf, fsync) {
             let message = io_error(path, e).to_string();
             tracing::error!(%message, "state journal write failed; the store is closed");
             break State::Failed(message);
@@ -531,26 +546,72 @@ impl Drop for OnUnwind<'_> {
     }
 }
 
-fn write_batch(shared: &Shared, file: &mut File, buf: &[u8], fsync: bool) -> io::Result<()> {
-    #[cfg(test)]
-    {
-        shared
-            .writes
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if shared
-            .fail_writes
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            return Err(io::Error::other("injected write failure"));
+/// Writes a batch at `len`, the journal's end. A write that found no space
+/// (`ENOSPC`, `EDQUOT`) is cut back to `len` and tried again every 500 ms until it
+/// goes through or the store is closed: meanwhile records queue and every `sync`
+/// waits, so runs pause rather than fail, and go on by themselves once space is
+/// freed. A failed `fdatasync` is final: after one the kernel may have dropped the
+/// dirty pages, so a later sync could succeed without the data.
+fn write_until_space(
+    shared: &Shared,
+    file: &mut File,
+    len: &mut u64,
+    buf: &[u8],
+    fsync: bool,
+) -> io::Result<()> {
+    let mut stalled = false;
+    loop {
+        match write_batch(shared, file, buf) {
+            Ok(()) => break,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+                ) && file.set_len(*len).is_ok() =>
+            {
+                if !stalled {
+                    tracing::error!(error = %e, "state journal write failed for lack of space; runs wait, retrying every 500 ms");
+                    stalled = true;
+                }
+                let queue = shared.queue();
+                if queue.state != State::Open {
+                    return Err(e);
+                }
+                drop(
+                    shared
+                        .wake
+                        .wait_timeout(queue, Duration::from_millis(500))
+                        .unwrap_or_else(PoisonError::into_inner),
+                );
+            }
+            Err(e) => return Err(e),
         }
     }
-    #[cfg(not(test))]
-    let _ = shared;
-    file.write_all(buf)?;
+    if stalled {
+        tracing::info!("disk space is back; the state journal is written again");
+    }
+    *len += buf.len() as u64;
     if fsync {
         file.sync_data()?;
     }
     Ok(())
+}
+
+fn write_batch(shared: &Shared, file: &mut File, buf: &[u8]) -> io::Result<()> {
+    #[cfg(test)]
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        shared.writes.fetch_add(1, Relaxed);
+        if shared.fail_writes.load(Relaxed) {
+            return Err(io::Error::other("injected write failure"));
+        }
+        if shared.no_space.load(Relaxed) {
+            return Err(io::ErrorKind::StorageFull.into());
+        }
+    }
+    #[cfg(not(test))]
+    let _ = shared;
+    file.write_all(buf)
 }
 
 /// Writes a journal holding `records` to the rewrite file, syncs it and renames it
@@ -1805,6 +1866,43 @@ mod tests {
         drop(store);
         let store = Embedded::open(dir.path(), quick()).unwrap();
         assert_eq!(store.load().unwrap(), vec![workflow(1)]);
+    }
+
+    /// A full disk pauses the store instead of closing it: `sync` waits, appends
+    /// queue, and everything is written, once and in order, when space returns.
+    #[tokio::test]
+    async fn a_full_disk_pauses_the_store_until_space_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Embedded::open(dir.path(), quick()).unwrap());
+        let durable = store.append(vec![workflow(1)]).unwrap();
+        store.sync(durable).await.unwrap();
+
+        store.shared.no_space.store(true, Ordering::Relaxed);
+        let seq = store.append(vec![workflow(2)]).unwrap();
+        let waiter = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move { store.sync(seq).await }
+        });
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(!waiter.is_finished(), "acknowledged without being written");
+        let tried = store.shared.writes.load(Ordering::Relaxed);
+        assert!(tried >= 2, "tried {tried} times");
+        let later = store.append(vec![workflow(3)]).unwrap();
+
+        store.shared.no_space.store(false, Ordering::Relaxed);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("written once space returned")
+            .unwrap()
+            .unwrap();
+        store.sync(later).await.unwrap();
+        store.close().await.unwrap();
+        drop(store);
+        let store = Embedded::open(dir.path(), quick()).unwrap();
+        assert_eq!(
+            store.load().unwrap(),
+            vec![workflow(1), workflow(2), workflow(3)]
+        );
     }
 
     fn arb_record() -> impl Strategy<Value = Record> {

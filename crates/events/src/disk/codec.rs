@@ -104,6 +104,17 @@ pub(crate) fn put_batch(b: &mut Vec<u8>, topic: u32, partition: u32, chunk: &Chu
     });
 }
 
+/// The topic, partition and end offset of a batch record's body, read from its
+/// header without decoding its events.
+pub(crate) fn batch_span(body: &[u8]) -> Option<(u32, u32, u64)> {
+    let head = body.get(..29).filter(|h| h[0] == BATCH)?;
+    let u32_at = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    let mut base = [0; 8];
+    base.copy_from_slice(&head[9..17]);
+    let end = u64::from_le_bytes(base).checked_add(u64::from(u32_at(25)))?;
+    Some((u32_at(1), u32_at(5), end))
+}
+
 pub(crate) fn put_group(b: &mut Vec<u8>, topic: u32, group: u32, name: &str) {
     put_record(b, |b| {
         b.push(GROUP);
@@ -438,6 +449,12 @@ mod tests {
         let Scan::Record(body, next) = scan(&data, MAGIC.len()) else {
             panic!("no record")
         };
+        // What compaction reads without decoding: topic, partition, end offset.
+        assert_eq!(batch_span(&body), Some((3, 1, 44)));
+        let Scan::Record(seek, _) = scan(&data, next) else {
+            panic!("no seek")
+        };
+        assert_eq!(batch_span(&seek), None);
         let mut kinds = Kinds::default();
         match decode(body, &mut kinds).unwrap() {
             Rec::Batch {

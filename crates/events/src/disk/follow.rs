@@ -1,7 +1,9 @@
 //! Reading a disk log's events as they are appended, from another process.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -14,15 +16,21 @@ use crate::{Error, Offset, Record, Result};
 /// works while another process (a server) owns the directory, like `tail -f` on the
 /// segments.
 ///
-/// It returns every complete, checksummed batch record of the topic in log order. It
-/// reads what is written, which with `Fsync::Interval` or `Never` may be ahead of what
-/// is synced; consumers inside the owning process only ever see synced events.
+/// It returns every complete, checksummed batch record of the topic in log order,
+/// each event once: when compaction rewrites the segment it is reading, it reads the
+/// new file from its start and skips the offsets it returned already. It reads what is
+/// written, which with `Fsync::Interval` or `Never` may be ahead of what is synced;
+/// consumers inside the owning process only ever see synced events.
 pub struct Follower {
     dir: PathBuf,
     topic: String,
     topic_id: Option<u32>,
     seq: Option<u64>,
+    /// The identity (device, inode) of segment `seq`'s file when it was last read.
+    file: Option<(u64, u64)>,
     pos: u64,
+    /// Per partition, the first offset not returned yet.
+    next: HashMap<u32, u64>,
     kinds: Kinds,
 }
 
@@ -34,7 +42,9 @@ impl Follower {
             topic: topic.to_owned(),
             topic_id: None,
             seq: None,
+            file: None,
             pos: codec::MAGIC.len() as u64,
+            next: HashMap::new(),
             kinds: Kinds::default(),
         }
     }
@@ -60,10 +70,11 @@ impl Follower {
             };
             if self.seq != Some(seq) {
                 self.seq = Some(seq);
+                self.file = None;
                 self.pos = codec::MAGIC.len() as u64;
             }
             let newer = segs.iter().any(|(s, _)| *s > seq);
-            let data = read_from(path, self.pos)?;
+            let data = self.read_from(path)?;
             let mut at = 0usize;
             let mut clean_end = true;
             while out.len() < max {
@@ -100,8 +111,33 @@ impl Follower {
                 return Ok(out);
             }
             self.seq = Some(seq + 1);
+            self.file = None;
             self.pos = codec::MAGIC.len() as u64;
         }
+    }
+
+    /// What segment file `path` holds from the follower's position on, or from its
+    /// start if compaction replaced it since the last read.
+    fn read_from(&mut self, path: &Path) -> Result<Bytes> {
+        let mut f = match File::open(path) {
+            Ok(f) => f,
+            // Deleted by compaction between listing and opening.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Bytes::new()),
+            Err(e) => return Err(Error::io("opening segment", path, e)),
+        };
+        let meta = f
+            .metadata()
+            .map_err(|e| Error::io("reading segment", path, e))?;
+        let file = (meta.dev(), meta.ino());
+        if self.file.is_some_and(|seen| seen != file) || meta.len() < self.pos {
+            self.pos = codec::MAGIC.len() as u64;
+        }
+        self.file = Some(file);
+        let mut buf = Vec::new();
+        f.seek(SeekFrom::Start(self.pos))
+            .and_then(|_| f.read_to_end(&mut buf))
+            .map_err(|e| Error::io("reading segment", path, e))?;
+        Ok(Bytes::from(buf))
     }
 
     fn take(&mut self, rec: Rec, out: &mut Vec<Record>) {
@@ -112,7 +148,10 @@ impl Follower {
                 partition,
                 chunk,
             } if Some(topic) == self.topic_id => {
-                for (i, e) in chunk.events().iter().enumerate() {
+                let next = self.next.entry(partition).or_insert(0);
+                let from = next.saturating_sub(chunk.base()) as usize;
+                *next = (*next).max(chunk.end());
+                for (i, e) in chunk.events().iter().enumerate().skip(from) {
                     out.push(Record {
                         offset: Offset::new(partition, chunk.base() + i as u64),
                         appended_ms: chunk.appended_ms(),
@@ -123,18 +162,4 @@ impl Follower {
             _ => {}
         }
     }
-}
-
-fn read_from(path: &Path, pos: u64) -> Result<Bytes> {
-    let mut f = match File::open(path) {
-        Ok(f) => f,
-        // Deleted by compaction between listing and opening.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Bytes::new()),
-        Err(e) => return Err(Error::io("opening segment", path, e)),
-    };
-    let mut buf = Vec::new();
-    f.seek(SeekFrom::Start(pos))
-        .and_then(|_| f.read_to_end(&mut buf))
-        .map_err(|e| Error::io("reading segment", path, e))?;
-    Ok(Bytes::from(buf))
 }

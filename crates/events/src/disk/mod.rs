@@ -13,7 +13,10 @@
 //!   Survives a process crash only.
 //!
 //! Events become visible to consumers only after that point, so nothing is delivered
-//! that a crash could take back. Delivery state (who holds what, delivery counts) is not
+//! that a crash could take back. A write that finds the disk full is cut back and
+//! tried again until space returns; meanwhile new writes are refused with
+//! [`Error::Stalled`] and the log goes on by itself afterwards (see
+//! [`DiskLog::failure`]). Delivery state (who holds what, delivery counts) is not
 //! persisted: after a restart a group resumes at its committed offsets and every event
 //! that was delivered but not acknowledged is delivered again, with its count reset.
 //!
@@ -37,24 +40,26 @@
 //! cut off.
 //!
 //! Retained events are held in memory (bounded by each topic's [`Retention`]) and
-//! served from there; segments are the durable copy. A background task drops segments
-//! whose events retention has removed, after re-writing the group and topic state they
-//! contained at the log's tail.
+//! served from there; segments are the durable copy. A background task deletes the
+//! segments whose events retention has removed and rewrites those it thinned, after
+//! writing the group and topic state they contained at the log's tail (`compact.rs`).
 //!
 //! [`Retention`]: crate::Retention
 
 mod check;
 mod codec;
+mod compact;
 mod follow;
 mod writer;
 
 pub use self::check::{Damage, Repaired, SegmentReport, check, repair};
+pub use self::compact::Compaction;
 pub use self::follow::Follower;
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -147,7 +152,7 @@ impl DiskLog {
             .map_err(|e| Error::Failed(format!("recovery task panicked: {e}")))??;
         let core = Arc::new(core);
         if let Some(every) = options.maintenance_interval {
-            tokio::spawn(maintain(Arc::downgrade(&core), every));
+            tokio::spawn(compact::maintain(Arc::downgrade(&core), every));
         }
         Ok(DiskLog {
             inner: Arc::new(Inner {
@@ -163,18 +168,23 @@ impl DiskLog {
         &self.inner.dir
     }
 
-    /// Why the log stopped accepting writes (a write or a sync failed: a
-    /// full disk, an I/O error), if it did. It stays so until it is opened
-    /// again: after a failed sync what is on disk cannot be trusted, and the
-    /// events of the failed write already have offsets in memory.
-    pub fn failure(&self) -> Option<String> {
-        self.inner.core.journal.failure().map(|f| f.to_string())
+    /// Why the log refuses writes, if it does: [`Error::Stalled`] while a write
+    /// waits for disk space (it goes on by itself once there is some), or
+    /// [`Error::Failed`] after a write or sync failed otherwise (an I/O error),
+    /// which stays until the log is opened again: after a failed sync what is on
+    /// disk cannot be trusted.
+    pub fn failure(&self) -> Option<Error> {
+        let journal = &self.inner.core.journal;
+        match journal.failure() {
+            Some(f) => Some(Error::Failed(f.to_string())),
+            None => journal.stalled().map(|s| Error::Stalled(s.to_string())),
+        }
     }
 
-    /// Runs one maintenance pass now: applies retention and deletes segments it emptied.
-    /// Returns the number of segments deleted.
-    pub async fn compact(&self) -> Result<usize> {
-        compact(&self.inner.core).await
+    /// Runs one maintenance pass now: applies retention, deletes the segments it
+    /// emptied and rewrites those it thinned (see [`Compaction`]).
+    pub async fn compact(&self) -> Result<Compaction> {
+        compact::compact(&self.inner.core).await
     }
 }
 
@@ -223,6 +233,7 @@ fn recover(dir: &Path, options: DiskOptions) -> Result<(Core<Writer>, File)> {
     }
     fs::create_dir_all(dir).map_err(|e| Error::io("creating data directory", dir, e))?;
     let lock = lock_dir(dir)?;
+    compact::remove_leftovers(dir)?;
 
     let staging = Core::new(options.log.clone(), NoJournal)?;
     let mut replay = Replay {
@@ -235,6 +246,7 @@ fn recover(dir: &Path, options: DiskOptions) -> Result<(Core<Writer>, File)> {
     let segs = list_segments(dir)?;
     let mut infos = Vec::with_capacity(segs.len());
     let mut scanned = Vec::with_capacity(segs.len());
+    let mut groups = Vec::new();
     let mut next_seq = 0;
     for (i, (seq, path)) in segs.iter().enumerate() {
         let last = i + 1 == segs.len();
@@ -259,25 +271,14 @@ fn recover(dir: &Path, options: DiskOptions) -> Result<(Core<Writer>, File)> {
             match codec::scan(&data, at) {
                 Scan::End => break,
                 Scan::Record(body, next) => {
-                    // Topics and groups first (pass one): after a compaction their
-                    // records sit at the tail, after batches and acks that use them.
-                    if matches!(body[0], codec::TOPIC | codec::GROUP) {
-                        let rec = codec::decode(body, &mut replay.kinds).map_err(|reason| {
-                            Error::Corrupt {
-                                path: path.clone(),
-                                position: at as u64,
-                                reason,
-                            }
-                        })?;
-                        replay.apply(rec, &mut HashMap::new()).map_err(|reason| {
-                            Error::Corrupt {
-                                path: path.clone(),
-                                position: at as u64,
-                                reason,
-                            }
-                        })?;
+                    // Topics, then groups, first (pass one): after a compaction their
+                    // records sit at the tail, after the records that use them.
+                    if body[0] == codec::TOPIC {
+                        replay_now(&mut replay, body, path, at)?;
+                    } else if body[0] == codec::GROUP {
+                        groups.push((body, path.clone(), at));
                     } else {
-                        records.push((body, at));
+                        records.push((body, at, (next - at) as u64));
                     }
                     at = next;
                 }
@@ -306,21 +307,38 @@ fn recover(dir: &Path, options: DiskOptions) -> Result<(Core<Writer>, File)> {
                 }
             }
         }
-        scanned.push((*seq, path.clone(), records));
+        scanned.push((*seq, path.clone(), records, at as u64));
+    }
+    for (body, path, at) in groups {
+        replay_now(&mut replay, body, &path, at)?;
     }
     // Pass two: everything else, in log order.
-    for (seq, path, records) in scanned {
-        let mut ends = HashMap::new();
-        for (body, at) in records {
+    for (seq, path, records, len) in scanned {
+        let mut info = SegmentInfo::new(seq, path);
+        info.len = len;
+        for (body, at, size) in records {
             let corrupt = |reason: String| Error::Corrupt {
-                path: path.clone(),
+                path: info.path.clone(),
                 position: at as u64,
                 reason,
             };
             let rec = codec::decode(body, &mut replay.kinds).map_err(corrupt)?;
-            replay.apply(rec, &mut ends).map_err(corrupt)?;
+            match &rec {
+                Rec::Batch {
+                    topic,
+                    partition,
+                    chunk,
+                } => info
+                    .spans
+                    .entry((*topic, *partition))
+                    .or_default()
+                    .add(chunk.end(), size),
+                Rec::Ack { .. } | Rec::Seek { .. } => info.acks += size,
+                _ => {}
+            }
+            replay.apply(rec).map_err(corrupt)?;
         }
-        infos.push(SegmentInfo { seq, path, ends });
+        infos.push(info);
     }
     replay.finish();
     let writer = Writer::start(dir, next_seq, options.fsync, options.segment_bytes, infos)?;
@@ -334,6 +352,17 @@ fn recover(dir: &Path, options: DiskOptions) -> Result<(Core<Writer>, File)> {
     );
     *core.topics.write().unwrap_or_else(|e| e.into_inner()) = topics;
     Ok((core, lock))
+}
+
+/// Decodes and applies one record now.
+fn replay_now(replay: &mut Replay<'_>, body: Bytes, path: &Path, at: usize) -> Result<()> {
+    let corrupt = |reason| Error::Corrupt {
+        path: path.to_owned(),
+        position: at as u64,
+        reason,
+    };
+    let rec = codec::decode(body, &mut replay.kinds).map_err(corrupt)?;
+    replay.apply(rec).map_err(corrupt)
 }
 
 /// Why a log with `damage` does not open, and what to do.
@@ -376,7 +405,7 @@ impl Replay<'_> {
             .ok_or_else(|| format!("record for unknown group id {group} of topic id {topic}"))
     }
 
-    fn apply(&mut self, rec: Rec, ends: &mut HashMap<(u32, u32), u64>) -> Result<(), String> {
+    fn apply(&mut self, rec: Rec) -> Result<(), String> {
         match rec {
             Rec::Topic { id, name, options } => {
                 crate::rules::check_name("topic", &name).map_err(|e| e.to_string())?;
@@ -391,12 +420,9 @@ impl Replay<'_> {
                 partition,
                 chunk,
             } => {
-                let end = chunk.end();
                 self.topic(topic)?
                     .restore_chunk(partition, chunk, self.now_ms)
                     .map_err(|e| e.to_string())?;
-                let e = ends.entry((topic, partition)).or_insert(0);
-                *e = (*e).max(end);
             }
             Rec::Group { topic, group, name } => {
                 crate::rules::check_name("group", &name).map_err(|e| e.to_string())?;
@@ -507,96 +533,6 @@ impl Replay<'_> {
             }
         }
     }
-}
-
-async fn maintain(core: Weak<Core<Writer>>, every: Duration) {
-    loop {
-        tokio::time::sleep(every).await;
-        let Some(core) = core.upgrade() else { return };
-        if let Err(e) = compact(&core).await {
-            if matches!(e, Error::Closed) {
-                return;
-            }
-            tracing::warn!(error = %e, "event log maintenance failed");
-        }
-    }
-}
-
-/// Applies retention, then deletes closed segments holding only dropped events, after
-/// writing the state they might hold (topics, groups, partition starts) at the tail.
-async fn compact(core: &Core<Writer>) -> Result<usize> {
-    let _ = core.topics();
-    let topics: HashMap<u32, Arc<Topic>> = core
-        .topics
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .map(|t| (t.id, t.clone()))
-        .collect();
-    let start_of = |t: u32, p: u32| -> u64 {
-        topics
-            .get(&t)
-            .and_then(|t| t.parts.get(p as usize))
-            .map_or(u64::MAX, |l| {
-                l.lock().unwrap_or_else(|e| e.into_inner()).start
-            })
-    };
-    let doomed: Vec<(u64, PathBuf)> = core.journal.with_segments(|segs| {
-        let closed = segs.len().saturating_sub(1);
-        segs[..closed]
-            .iter()
-            .take_while(|s| s.ends.iter().all(|(&(t, p), &end)| end <= start_of(t, p)))
-            .map(|s| (s.seq, s.path.clone()))
-            .collect()
-    });
-    if doomed.is_empty() {
-        return Ok(0);
-    }
-    for t in topics.values() {
-        core.journal.topic_created(t.id, &t.name, &t.options)?;
-        for (p, part) in t.parts.iter().enumerate() {
-            let start = part.lock().unwrap_or_else(|e| e.into_inner()).start;
-            core.journal
-                .raw(|b| codec::put_start(b, t.id, p as u32, start))?;
-        }
-        let groups = t.groups();
-        for g in groups {
-            core.journal.group_created(t.id, g.id, &g.name)?;
-            let guards: Vec<_> = g
-                .parts
-                .iter()
-                .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
-                .collect();
-            let mut positions = Vec::with_capacity(guards.len());
-            let mut acks = Vec::new();
-            for (p, gp) in guards.iter().enumerate() {
-                let c = gp.committed();
-                positions.push((p as u32, c));
-                let above = gp.acked_above(c);
-                if !above.is_empty() {
-                    acks.push((p as u32, above.into_iter().map(|o| (o, 1)).collect()));
-                }
-            }
-            core.journal.seek(t.id, g.id, &positions)?;
-            if !acks.is_empty() {
-                core.journal.acked(t.id, g.id, &acks)?;
-            }
-        }
-    }
-    core.journal.barrier().await?;
-    let n = doomed.len();
-    for (seq, path) in &doomed {
-        fs::remove_file(path).map_err(|e| Error::io("deleting segment", path, e))?;
-        tracing::debug!(segment = seq, "deleted a segment emptied by retention");
-    }
-    core.journal
-        .with_segments(|segs| segs.retain(|s| !doomed.iter().any(|(seq, _)| *seq == s.seq)));
-    if let Some((_, p)) = doomed.first()
-        && let Some(dir) = p.parent()
-    {
-        writer::sync_dir(dir)?;
-    }
-    Ok(n)
 }
 
 impl EventLog for DiskLog {

@@ -5,13 +5,13 @@
 //! concurrent callers share one write and one `fdatasync`.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -23,21 +23,58 @@ use crate::{Error, Result, TopicOptions};
 
 type Waiter = oneshot::Sender<Result<(), Arc<str>>>;
 
-/// A closed or active segment and the newest offset of each partition it holds.
+/// A closed or active segment: what each partition has in it, and its size.
 #[derive(Debug)]
 pub(crate) struct SegmentInfo {
     pub(crate) seq: u64,
     pub(crate) path: PathBuf,
-    pub(crate) ends: HashMap<(u32, u32), u64>,
+    /// `(topic, partition) →` its batches here.
+    pub(crate) spans: HashMap<(u32, u32), Span>,
+    /// Bytes of acks and seeks, which the state written at the tail by a
+    /// compaction supersedes.
+    pub(crate) acks: u64,
+    /// The file's length.
+    pub(crate) len: u64,
+}
+
+impl SegmentInfo {
+    pub(crate) fn new(seq: u64, path: PathBuf) -> Self {
+        SegmentInfo {
+            seq,
+            path,
+            spans: HashMap::new(),
+            acks: 0,
+            len: codec::MAGIC.len() as u64,
+        }
+    }
+}
+
+/// A partition's batches in one segment: the end offset of the newest and their
+/// framed size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub(crate) end: u64,
+    pub(crate) bytes: u64,
+}
+
+impl Span {
+    pub(crate) fn add(&mut self, end: u64, bytes: u64) {
+        self.end = self.end.max(end);
+        self.bytes += bytes;
+    }
 }
 
 #[derive(Default)]
 struct State {
     buf: Vec<u8>,
-    /// `(topic, partition, end offset)` of each batch in `buf`.
-    marks: Vec<(u32, u32, u64)>,
+    /// `(topic, partition, end offset, framed bytes)` of each batch in `buf`.
+    marks: Vec<(u32, u32, u64, u64)>,
+    /// Bytes of acks and seeks in `buf`.
+    ack_bytes: u64,
     waiters: Vec<Waiter>,
     failed: Option<Arc<str>>,
+    /// A write is waiting for disk space (see [`stall`]); new writes are refused.
+    stalled: Option<Arc<str>>,
     shutdown: bool,
 }
 
@@ -59,6 +96,10 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
     syncer: Mutex<Option<JoinHandle<()>>>,
+    /// The size at which segments are closed.
+    pub(crate) segment_bytes: u64,
+    /// Held by a compaction pass: one at a time.
+    pub(crate) maintenance: tokio::sync::Mutex<()>,
 }
 
 /// The writer thread's own state.
@@ -81,11 +122,17 @@ pub(crate) fn create_segment(dir: &Path, seq: u64, sync: bool) -> Result<File> {
         .append(true)
         .open(&path)
         .map_err(|e| Error::io("creating segment", &path, e))?;
-    f.write_all(codec::MAGIC)
-        .map_err(|e| Error::io("writing segment", &path, e))?;
+    let written = f.write_all(codec::MAGIC).and_then(|()| match sync {
+        true => f.sync_all(),
+        false => Ok(()),
+    });
+    if let Err(e) = written {
+        // A full disk: leave no half-made segment behind, so that the next try can
+        // create it.
+        let _ = fs::remove_file(&path);
+        return Err(Error::io("creating segment", &path, e));
+    }
     if sync {
-        f.sync_all()
-            .map_err(|e| Error::io("syncing segment", &path, e))?;
         sync_dir(dir)?;
     }
     Ok(f)
@@ -108,11 +155,7 @@ impl Writer {
     ) -> Result<Self> {
         let file = create_segment(dir, seq, fsync != Fsync::Never)?;
         let mut segments = segments;
-        segments.push(SegmentInfo {
-            seq,
-            path: segment_path(dir, seq),
-            ends: HashMap::new(),
-        });
+        segments.push(SegmentInfo::new(seq, segment_path(dir, seq)));
         let path = segment_path(dir, seq);
         let handle = match fsync {
             Fsync::Interval(_) => Some((
@@ -159,6 +202,8 @@ impl Writer {
             shared,
             thread: Mutex::new(Some(thread)),
             syncer: Mutex::new(syncer),
+            segment_bytes,
+            maintenance: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -166,6 +211,9 @@ impl Writer {
         let mut st = lock(&self.shared.state);
         if let Some(f) = &st.failed {
             return Err(Error::Failed(f.to_string()));
+        }
+        if let Some(why) = &st.stalled {
+            return Err(Error::Stalled(why.to_string()));
         }
         if st.shutdown {
             return Err(Error::Closed);
@@ -177,6 +225,11 @@ impl Writer {
     /// Why the log stopped accepting writes, if it did.
     pub(crate) fn failure(&self) -> Option<Arc<str>> {
         lock(&self.shared.state).failed.clone()
+    }
+
+    /// Why the log refuses writes for now, waiting for disk space, if it does.
+    pub(crate) fn stalled(&self) -> Option<Arc<str>> {
+        lock(&self.shared.state).stalled.clone()
     }
 
     /// Appends an arbitrary encoded record.
@@ -225,17 +278,27 @@ impl Journal for Writer {
 
     fn batch(&self, topic: u32, partition: u32, chunk: &Chunk) -> Result<()> {
         self.append(|st| {
+            let at = st.buf.len();
             codec::put_batch(&mut st.buf, topic, partition, chunk);
-            st.marks.push((topic, partition, chunk.end()));
+            let bytes = (st.buf.len() - at) as u64;
+            st.marks.push((topic, partition, chunk.end(), bytes));
         })
     }
 
     fn acked(&self, topic: u32, group: u32, acks: &AckRanges) -> Result<()> {
-        self.append(|st| codec::put_ack(&mut st.buf, topic, group, acks))
+        self.append(|st| {
+            let at = st.buf.len();
+            codec::put_ack(&mut st.buf, topic, group, acks);
+            st.ack_bytes += (st.buf.len() - at) as u64;
+        })
     }
 
     fn seek(&self, topic: u32, group: u32, positions: &[(u32, u64)]) -> Result<()> {
-        self.append(|st| codec::put_seek(&mut st.buf, topic, group, positions))
+        self.append(|st| {
+            let at = st.buf.len();
+            codec::put_seek(&mut st.buf, topic, group, positions);
+            st.ack_bytes += (st.buf.len() - at) as u64;
+        })
     }
 
     fn barrier(&self) -> impl Future<Output = Result<()>> + Send + 'static {
@@ -267,19 +330,20 @@ impl Journal for Writer {
     }
 }
 
-/// Appends `(topic, partition) → end` marks to a segment's table.
-fn note(ends: &mut HashMap<(u32, u32), u64>, marks: &[(u32, u32, u64)]) {
-    for &(t, p, end) in marks {
-        let e = ends.entry((t, p)).or_insert(0);
-        *e = (*e).max(end);
+/// Adds a commit's batches and size to the active segment's table.
+fn note(s: &mut SegmentInfo, len: usize, marks: &[(u32, u32, u64, u64)], ack_bytes: u64) {
+    for &(t, p, end, bytes) in marks {
+        s.spans.entry((t, p)).or_default().add(end, bytes);
     }
+    s.acks += ack_bytes;
+    s.len += len as u64;
 }
 
 fn run(shared: Arc<Shared>, mut active: Active) {
     let mut spare: Vec<u8> = Vec::new();
     let mut spare_marks = Vec::new();
     loop {
-        let (buf, marks, waiters, stop) = {
+        let (buf, marks, ack_bytes, waiters, stop) = {
             let mut st = lock(&shared.state);
             loop {
                 if !st.buf.is_empty() || !st.waiters.is_empty() || st.shutdown {
@@ -295,6 +359,7 @@ fn run(shared: Arc<Shared>, mut active: Active) {
                 }
                 st.buf.clear();
                 st.marks.clear();
+                st.ack_bytes = 0;
                 if st.shutdown {
                     return;
                 }
@@ -302,19 +367,41 @@ fn run(shared: Arc<Shared>, mut active: Active) {
             }
             let buf = std::mem::replace(&mut st.buf, std::mem::take(&mut spare));
             let marks = std::mem::replace(&mut st.marks, std::mem::take(&mut spare_marks));
-            (buf, marks, std::mem::take(&mut st.waiters), st.shutdown)
+            let ack_bytes = std::mem::take(&mut st.ack_bytes);
+            (
+                buf,
+                marks,
+                ack_bytes,
+                std::mem::take(&mut st.waiters),
+                st.shutdown,
+            )
         };
-        let result = active.commit(&buf, stop).and_then(|()| {
-            if !marks.is_empty() {
+        let result = match active.commit(&buf, stop) {
+            Err(Failure::Space(e)) => stall(&shared, &mut active, &buf, stop, e),
+            Err(Failure::Fatal(e)) => Err(e),
+            Ok(()) => Ok(()),
+        }
+        .map(|()| {
+            if !buf.is_empty() {
                 let mut segs = lock(&shared.segments);
                 if let Some(s) = segs.last_mut() {
-                    note(&mut s.ends, &marks);
+                    note(s, buf.len(), &marks, ack_bytes);
                 }
             }
             if active.len >= active.segment_bytes {
-                active.roll(&shared)?;
+                active.roll(&shared)
+            } else {
+                Ok(())
             }
-            Ok(())
+        })
+        .and_then(|rolled| match rolled {
+            Err(Failure::Fatal(e)) => Err(e),
+            Err(Failure::Space(e)) => {
+                // The current segment stays open; the next commit tries again.
+                tracing::warn!(error = %e, "could not start a new event log segment");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
         });
         match result {
             Ok(()) => {
@@ -347,19 +434,76 @@ fn run(shared: Arc<Shared>, mut active: Active) {
     }
 }
 
+/// How often a write waiting for disk space is tried again.
+const STALL_RETRY: Duration = Duration::from_millis(500);
+
+/// A write that failed for lack of space (`ENOSPC`, `EDQUOT`) and was cut back
+/// cleanly is tried again every [`STALL_RETRY`] until it goes through, the log is
+/// closed, or another error fails the log for good. Meanwhile new writes are refused
+/// with [`Error::Stalled`] (before they change anything in memory) and the callers
+/// of the stalled write keep waiting: nothing is acknowledged that is not on disk, and
+/// nothing acknowledged is lost. A failed `fdatasync` is not retried: after one the
+/// kernel may have dropped the dirty pages, so a later sync could succeed without the
+/// data.
+fn stall(shared: &Shared, active: &mut Active, buf: &[u8], stop: bool, first: Error) -> Result<()> {
+    let why: Arc<str> = first.to_string().into();
+    tracing::error!(error = %first, "event log write failed for lack of space; refusing new writes and retrying");
+    lock(&shared.state).stalled = Some(why);
+    let outcome = loop {
+        {
+            let st = lock(&shared.state);
+            let (st, _) = shared
+                .wake
+                .wait_timeout(st, STALL_RETRY)
+                .unwrap_or_else(|e| e.into_inner());
+            if st.shutdown {
+                break Err(first);
+            }
+        }
+        match active.commit(buf, stop) {
+            Ok(()) => {
+                tracing::info!("disk space is back; the event log accepts writes again");
+                break Ok(());
+            }
+            Err(Failure::Space(_)) => {}
+            Err(Failure::Fatal(e)) => break Err(e),
+        }
+    };
+    lock(&shared.state).stalled = None;
+    outcome
+}
+
+/// Why a commit failed.
+enum Failure {
+    /// A write found no space and was cut back to the last record: it can be tried
+    /// again.
+    Space(Error),
+    /// Anything else: the log stops accepting writes.
+    Fatal(Error),
+}
+
 impl Active {
     fn path(&self) -> PathBuf {
         segment_path(&self.dir, self.seq)
     }
 
     /// Writes `buf` and syncs it as the policy says.
-    fn commit(&mut self, buf: &[u8], closing: bool) -> Result<()> {
+    fn commit(&mut self, buf: &[u8], closing: bool) -> std::result::Result<(), Failure> {
         if !buf.is_empty() {
             if let Err(e) = self.file.write_all(buf) {
                 // Cut the partial write off so the segment ends on a record boundary
                 // (recovery would drop it anyway); nothing acknowledged is touched.
-                let _ = self.file.set_len(self.len);
-                return Err(Error::io("writing segment", self.path(), e));
+                let cut = self.file.set_len(self.len).is_ok();
+                let space = matches!(
+                    e.kind(),
+                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+                );
+                let e = Error::io("writing segment", self.path(), e);
+                return Err(if cut && space {
+                    Failure::Space(e)
+                } else {
+                    Failure::Fatal(e)
+                });
             }
             self.len += buf.len() as u64;
             self.dirty = true;
@@ -373,22 +517,25 @@ impl Active {
         if sync {
             self.file
                 .sync_data()
-                .map_err(|e| Error::io("syncing segment", self.path(), e))?;
+                .map_err(|e| Failure::Fatal(Error::io("syncing segment", self.path(), e)))?;
             self.dirty = false;
             self.last_sync = Instant::now();
         }
         Ok(())
     }
 
-    fn roll(&mut self, shared: &Shared) -> Result<()> {
+    /// Closes the active segment and starts the next; a segment that could not be
+    /// created is [`Failure::Space`]: the current one stays active.
+    fn roll(&mut self, shared: &Shared) -> std::result::Result<(), Failure> {
         if self.fsync != Fsync::Never && self.dirty {
             self.file
                 .sync_data()
-                .map_err(|e| Error::io("syncing segment", self.path(), e))?;
+                .map_err(|e| Failure::Fatal(Error::io("syncing segment", self.path(), e)))?;
             self.dirty = false;
         }
         let seq = self.seq + 1;
-        self.file = create_segment(&self.dir, seq, self.fsync != Fsync::Never)?;
+        self.file =
+            create_segment(&self.dir, seq, self.fsync != Fsync::Never).map_err(Failure::Space)?;
         self.seq = seq;
         self.len = codec::MAGIC.len() as u64;
         if let Some(slot) = lock(&shared.active).as_mut() {
@@ -396,15 +543,11 @@ impl Active {
             *slot = (
                 self.file
                     .try_clone()
-                    .map_err(|e| Error::io("opening segment", &path, e))?,
+                    .map_err(|e| Failure::Fatal(Error::io("opening segment", &path, e)))?,
                 path,
             );
         }
-        lock(&shared.segments).push(SegmentInfo {
-            seq,
-            path: self.path(),
-            ends: HashMap::new(),
-        });
+        lock(&shared.segments).push(SegmentInfo::new(seq, self.path()));
         tracing::debug!(segment = seq, "rolled to a new segment");
         Ok(())
     }
@@ -463,6 +606,8 @@ mod tests {
             shared,
             thread: Mutex::new(Some(thread)),
             syncer: Mutex::new(None),
+            segment_bytes: u64::MAX,
+            maintenance: tokio::sync::Mutex::new(()),
         })
     }
 

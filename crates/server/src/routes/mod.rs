@@ -133,10 +133,8 @@ async fn healthz() -> Response {
 async fn readyz(State(state): St) -> ApiResult<Response> {
     // Storage that refuses writes is not ready: a load balancer should send
     // the traffic elsewhere.
-    if let Some(why) = state.log.failure() {
-        return Err(ApiError::Storage(format!(
-            "the event log stopped accepting writes: {why}"
-        )));
+    if let Some(e) = state.log.failure() {
+        return Err(e.into());
     }
     match tokio::time::timeout(Duration::from_secs(2), state.engine.stats()).await {
         Ok(Ok(_)) => Ok(reply(StatusCode::OK, &json!({"status": "ready"}))),

@@ -1256,3 +1256,80 @@ async fn child_runs_name_their_parent() {
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
+
+/// A full disk used to wedge the server until it was restarted. Now, while the data
+/// directory's disk is full, the write that found no space waits, publishing answers
+/// 503 saying the log waits for disk space and `/readyz` answers 503; once space is
+/// freed the server goes on by itself, the waiting write included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_503_until_space_returns_then_the_server_goes_on() {
+    use std::io::Write as _;
+    use std::time::Duration;
+    use tower::ServiceExt as _;
+    let Some(fs) = baton_events::testing::Tmpfs::mount(16 << 20) else {
+        return;
+    };
+    let data = fs.path().join("data");
+    let app = app_with(|o| o.data_dir = data.clone()).await;
+    let id = app.create(DIAMOND).await;
+    let exec = app.execute(&id).await;
+    assert_eq!(app.finish(&exec).await["status"], "completed");
+
+    let ballast = fs.path().join("ballast");
+    {
+        let mut f = std::fs::File::create(&ballast).unwrap();
+        while f.write_all(&[0; 64 << 10]).is_ok() {}
+    }
+    let body = format!(
+        r#"{{"events": [{{"type": "t", "key": "k", "payload": {{"x": "{}"}}}}]}}"#,
+        "y".repeat(4096)
+    );
+    let publish = |body: String| {
+        Request::post("/api/v1/events?topic=orders")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let waiting = tokio::spawn(app.router.clone().oneshot(publish(body.clone())));
+    let ready = |want: StatusCode| {
+        let app = &app;
+        async move {
+            for _ in 0..200 {
+                if app.get("/readyz").await.status == want {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("/readyz never answered {want}");
+        }
+    };
+    ready(StatusCode::SERVICE_UNAVAILABLE).await;
+    let r = app.get("/readyz").await;
+    assert!(r.text.contains("disk space"), "{}", r.text);
+    let r = app.send(publish(body.clone())).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert!(
+        r.text.contains("waiting for disk space") && r.text.contains("No space left"),
+        "{}",
+        r.text
+    );
+    assert!(!waiting.is_finished());
+
+    std::fs::remove_file(&ballast).unwrap();
+    ready(StatusCode::OK).await;
+    let res = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiting publish went through")
+        .unwrap()
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.send(publish(body)).await.status, StatusCode::OK);
+    let exec = app.execute(&id).await;
+    assert_eq!(app.finish(&exec).await["status"], "completed");
+    let polled = app
+        .get("/api/v1/topics/orders/groups/g/poll?member=m&max=10")
+        .await
+        .json();
+    // The waiting publish and the one after: each once.
+    assert_eq!(polled["events"].as_array().unwrap().len(), 2);
+}
