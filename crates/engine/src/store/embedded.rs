@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -45,6 +45,10 @@ pub struct EmbeddedOptions {
     /// Finished runs to keep at compaction, newest first (default 10,000); older
     /// finished runs are dropped entirely.
     pub keep_finished_runs: usize,
+    /// Compact the journal while the store is open, in the background, once it has
+    /// grown by this many bytes since it was last compacted and to twice that size
+    /// (default 64 MiB; `0`: only at open). See "Compaction" on [`Embedded`].
+    pub compact_after_bytes: u64,
 }
 
 impl Default for EmbeddedOptions {
@@ -53,6 +57,7 @@ impl Default for EmbeddedOptions {
             fsync: true,
             compact_at_open: true,
             keep_finished_runs: 10_000,
+            compact_after_bytes: 64 << 20,
         }
     }
 }
@@ -124,6 +129,15 @@ impl Default for EmbeddedOptions {
 /// record. Retained records keep their relative order. The new journal is written
 /// to `journal.log.tmp`, fsynced, renamed over `journal.log`, and the directory is
 /// fsynced: a crash at any point leaves the old or the new journal, whole.
+///
+/// A store that stays open compacts too ([`EmbeddedOptions::compact_after_bytes`]),
+/// without stopping its writes: a background thread compacts the journal as it was
+/// when the threshold was crossed into `journal.log.tmp`, while the writer goes on
+/// appending to `journal.log`; then the writer, between two writes, appends what was
+/// written meanwhile to the new file (with the [`Record::Workflow`]s its runs name
+/// that the compaction dropped), syncs it and renames it over the journal. What the
+/// prefix's compaction could not know (a finished run whose later records follow)
+/// only keeps more than compaction at open would.
 ///
 /// # Sequence numbers
 ///
@@ -305,10 +319,9 @@ impl Embedded {
         let writer = {
             let shared = Arc::clone(&shared);
             let path = journal.clone();
-            let fsync = options.fsync;
             std::thread::Builder::new()
                 .name("baton-state-writer".into())
-                .spawn(move || write_loop(&shared, file, &path, fsync))
+                .spawn(move || write_loop(&shared, file, &path, options))
                 .map_err(|e| io_error(&journal, e))?
         };
         Ok(Embedded {
@@ -467,8 +480,10 @@ impl Drop for Embedded {
 
 /// The writer thread: takes everything queued, writes it with one `write` and one
 /// `fdatasync`, publishes the durable sequence number, repeats until closed.
-fn write_loop(shared: &Shared, mut file: File, path: &Path, fsync: bool) {
+fn write_loop(shared: &Shared, mut file: File, path: &Path, options: EmbeddedOptions) {
+    let fsync = options.fsync;
     let _unwind = OnUnwind(shared);
+    let mut online = Online::default();
     let mut batches: Vec<Vec<Record>> = Vec::new();
     let mut buf: Vec<u8> = Vec::new();
     let mut len = match file.metadata() {
@@ -480,6 +495,7 @@ fn write_loop(shared: &Shared, mut file: File, path: &Path, fsync: bool) {
             return;
         }
     };
+    online.base = len;
     let end = loop {
         let seq = {
             let mut queue = shared.queue();
@@ -514,6 +530,11 @@ fn write_loop(shared: &Shared, mut file: File, path: &Path, fsync: bool) {
             break State::Failed(message);
         }
         shared.durable.send_modify(|d| d.seq = seq);
+        if let Err(e) = online.step(&mut file, &mut len, path, options) {
+            let message = e.to_string();
+            tracing::error!(%message, "state journal compaction failed after its rename; the store is closed");
+            break State::Failed(message);
+        }
         // Don't hold on to the memory of an exceptional burst.
         if buf.capacity() > 16 << 20 {
             buf = Vec::new();
@@ -523,6 +544,7 @@ fn write_loop(shared: &Shared, mut file: File, path: &Path, fsync: bool) {
         }
     };
     drop(file);
+    online.abandon(path);
     let mut queue = shared.queue();
     queue.state = end.clone();
     // Appended after the failure was known to no caller, never acknowledged.
@@ -530,6 +552,221 @@ fn write_loop(shared: &Shared, mut file: File, path: &Path, fsync: bool) {
     drop(queue);
     drop(discarded);
     shared.durable.send_modify(|d| d.state = end);
+}
+
+/// The writer's side of compacting the journal while the store is open.
+#[derive(Default)]
+struct Online {
+    /// The journal's size after its last compaction (or at open).
+    base: u64,
+    /// A compaction in progress: the journal's size it compacts, and the thread.
+    running: Option<(u64, JoinHandle<Result<Prefix, Error>>)>,
+}
+
+/// A compacted journal prefix, written and synced to the rewrite file.
+struct Prefix {
+    file: File,
+    len: u64,
+    /// The workflows it kept, and those it dropped (a run appended meanwhile may
+    /// name one).
+    kept: HashSet<u128>,
+    dropped: HashMap<u128, Record>,
+}
+
+impl Online {
+    /// Starts a compaction when the journal has grown enough, and finishes one whose
+    /// thread is done. `Err` only when the journal was renamed but the writer could
+    /// not go on with it.
+    fn step(
+        &mut self,
+        file: &mut File,
+        len: &mut u64,
+        path: &Path,
+        options: EmbeddedOptions,
+    ) -> Result<(), Error> {
+        let grown = options.compact_after_bytes;
+        if self.running.is_none()
+            && grown > 0
+            && *len >= self.base.saturating_add(grown)
+            && *len >= self.base.saturating_mul(2)
+        {
+            let (at, journal, keep) = (*len, path.to_owned(), options.keep_finished_runs);
+            match std::thread::Builder::new()
+                .name("baton-state-compact".into())
+                .spawn(move || compact_prefix(&journal, at, keep))
+            {
+                Ok(thread) => self.running = Some((at, thread)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not start compacting the state journal")
+                }
+            }
+        }
+        if !self.running.as_ref().is_some_and(|(_, t)| t.is_finished()) {
+            return Ok(());
+        }
+        let Some((at, thread)) = self.running.take() else {
+            return Ok(());
+        };
+        let prefix = match thread.join() {
+            Ok(Ok(prefix)) => prefix,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "compacting the state journal failed; it goes on uncompacted");
+                self.base = *len;
+                return Ok(());
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "the state journal's compaction thread panicked; it goes on uncompacted"
+                );
+                self.base = *len;
+                return Ok(());
+            }
+        };
+        let before = *len;
+        match finish_prefix(prefix, path, at, *len)? {
+            Some((new, new_len)) => {
+                *file = new;
+                *len = new_len;
+                self.base = new_len;
+                tracing::info!(path = %path.display(), before, after = new_len, "compacted the state journal");
+            }
+            None => self.base = *len,
+        }
+        Ok(())
+    }
+
+    /// Waits for a compaction in progress and throws its file away (the store is
+    /// closing).
+    fn abandon(&mut self, path: &Path) {
+        if let Some((_, thread)) = self.running.take() {
+            let _ = thread.join();
+            let _ = fs::remove_file(rewrite_path(path));
+        }
+    }
+}
+
+fn rewrite_path(journal: &Path) -> PathBuf {
+    journal.with_file_name(REWRITE)
+}
+
+/// Compacts the journal's first `at` bytes (whole records: the writer appends only
+/// after them) into the rewrite file, synced.
+fn compact_prefix(journal: &Path, at: u64, keep_finished_runs: usize) -> Result<Prefix, Error> {
+    let mut data = vec![0; at as usize];
+    File::open(journal)
+        .and_then(|mut f| f.read_exact(&mut data))
+        .map_err(|e| io_error(journal, e))?;
+    let (records, end) = recover(&data, journal)?;
+    drop(data);
+    if end as u64 != at {
+        return Err(Error::Corrupt {
+            path: journal.display().to_string(),
+            offset: end as u64,
+            message: "the journal's prefix being compacted does not end on a record".into(),
+        });
+    }
+    let mut dropped: HashMap<u128, Record> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Workflow { key, .. } => Some((*key, r.clone())),
+            _ => None,
+        })
+        .collect();
+    let records = compact(records, keep_finished_runs);
+    let mut kept = HashSet::new();
+    let mut buf = MAGIC.to_vec();
+    for record in &records {
+        if let Record::Workflow { key, .. } = record {
+            dropped.remove(key);
+            kept.insert(*key);
+        }
+        encode(record, &mut buf);
+    }
+    let rewrite = rewrite_path(journal);
+    let file = (|| {
+        let _ = fs::remove_file(&rewrite);
+        let mut file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&rewrite)?;
+        file.write_all(&buf)?;
+        file.sync_data()?;
+        Ok(file)
+    })()
+    .map_err(|e| io_error(&rewrite, e))?;
+    Ok(Prefix {
+        file,
+        len: buf.len() as u64,
+        kept,
+        dropped,
+    })
+}
+
+/// Appends to the compacted prefix what the journal got after `at` (up to `len`),
+/// syncs it and renames it over the journal; returns the new journal's file and
+/// length. `Ok(None)` when it gave up before the rename (the journal is as it was);
+/// `Err` when the rename happened but the directory could not be synced.
+fn finish_prefix(
+    mut prefix: Prefix,
+    journal: &Path,
+    at: u64,
+    len: u64,
+) -> Result<Option<(File, u64)>, Error> {
+    let rewrite = rewrite_path(journal);
+    let appended = (|| -> Result<u64, Error> {
+        let mut tail = vec![0; (len - at) as usize];
+        File::open(journal)
+            .and_then(|mut f| {
+                f.seek(io::SeekFrom::Start(at))?;
+                f.read_exact(&mut tail)
+            })
+            .map_err(|e| io_error(journal, e))?;
+        // Workflows the runs appended meanwhile name, and the compaction dropped.
+        let mut buf = Vec::new();
+        let mut at_tail = 0;
+        while at_tail < tail.len() {
+            let Frame::Record(body, end) = frame(&tail, at_tail) else {
+                return Err(Error::Corrupt {
+                    path: journal.display().to_string(),
+                    offset: at + at_tail as u64,
+                    message: "a record appended during compaction does not read back".into(),
+                });
+            };
+            if let Ok(Record::RunCreated { workflow, .. }) = decode(body)
+                && !prefix.kept.contains(&workflow)
+                && let Some(record) = prefix.dropped.remove(&workflow)
+            {
+                encode(&record, &mut buf);
+                prefix.kept.insert(workflow);
+            }
+            at_tail = end;
+        }
+        buf.extend_from_slice(&tail);
+        prefix
+            .file
+            .write_all(&buf)
+            .and_then(|()| prefix.file.sync_data())
+            .map_err(|e| io_error(&rewrite, e))?;
+        Ok(prefix.len + buf.len() as u64)
+    })();
+    let new_len = match appended {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "compacting the state journal failed; it goes on uncompacted");
+            let _ = fs::remove_file(&rewrite);
+            return Ok(None);
+        }
+    };
+    if let Err(e) = fs::rename(&rewrite, journal) {
+        tracing::warn!(error = %e, "could not replace the state journal with its compaction; it goes on uncompacted");
+        let _ = fs::remove_file(&rewrite);
+        return Ok(None);
+    }
+    let dir = journal.parent().unwrap_or(Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(dir, e))?;
+    Ok(Some((prefix.file, new_len)))
 }
 
 /// Should the writer ever panic, fails the store instead of leaving `sync` and
@@ -1627,6 +1864,7 @@ mod tests {
             fsync: false,
             compact_at_open: true,
             keep_finished_runs,
+            compact_after_bytes: 0,
         }
     }
 
@@ -1866,6 +2104,97 @@ mod tests {
         drop(store);
         let store = Embedded::open(dir.path(), quick()).unwrap();
         assert_eq!(store.load().unwrap(), vec![workflow(1)]);
+    }
+
+    /// A run of workflow `wf`: created, three tasks run, and (when `ends`) completed.
+    fn a_run(run: u64, wf: u128, ends: bool) -> Vec<Record> {
+        let mut records = vec![created(run, wf)];
+        for t in 0..3 {
+            records.push(task(run, t, TaskStatus::Running, None));
+            records.push(task(run, t, TaskStatus::Succeeded, Some("{\"ok\":true}")));
+        }
+        if ends {
+            records.push(run_status(run, RunStatus::Completed));
+        }
+        records
+    }
+
+    /// The journal compacts while the store stays open, without stopping its writes:
+    /// the file shrinks, and what it reopens to compacts to what the whole history
+    /// compacts to.
+    #[tokio::test]
+    async fn the_journal_compacts_while_the_store_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = EmbeddedOptions {
+            keep_finished_runs: 20,
+            compact_after_bytes: 32 << 10,
+            ..quick()
+        };
+        let store = Embedded::open(dir.path(), options).unwrap();
+        let mut history = vec![workflow(1), workflow(2)];
+        let seq = store.append(history.clone()).unwrap();
+        store.sync(seq).await.unwrap();
+        let mut written = 0;
+        let mut run = 0;
+        let size = || fs::metadata(dir.path().join(JOURNAL)).unwrap().len();
+        let started = Instant::now();
+        loop {
+            // Every seventh run stays unfinished, so the compaction keeps all of it.
+            let records = a_run(run, 1 + u128::from(run % 2 == 0), run % 7 != 0);
+            written += records.iter().map(|r| body_size(r) as u64 + 8).sum::<u64>();
+            history.extend(records.clone());
+            let seq = store.append(records).unwrap();
+            store.sync(seq).await.unwrap();
+            run += 1;
+            if written > 256 << 10 && size() < written / 2 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "never compacted: {} of {written} bytes",
+                size()
+            );
+        }
+        store.close().await.unwrap();
+        drop(store);
+        let store = Embedded::open(dir.path(), options).unwrap();
+        let reopened = store.load().unwrap();
+        assert!(reopened.len() < history.len());
+        assert_eq!(compact(reopened, 20), compact(history, 20));
+    }
+
+    /// What the writer appended while the prefix was being compacted goes after it,
+    /// with the workflows its runs name that the compaction had dropped.
+    #[test]
+    fn a_compacted_prefix_takes_the_records_written_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join(JOURNAL);
+        let mut before = vec![workflow(1), workflow(2)];
+        for run in 0..5 {
+            before.extend(a_run(run, 1, true));
+        }
+        before.extend(a_run(5, 2, false));
+        let at = write_journal(dir.path(), &before).unwrap();
+        // Keeping no finished run: workflow 1 goes.
+        let prefix = compact_prefix(&journal, at, 0).unwrap();
+        assert!(prefix.dropped.contains_key(&1) && prefix.kept.contains(&2));
+        let meanwhile = a_run(9, 1, true);
+        let mut buf = Vec::new();
+        for r in &meanwhile {
+            encode(r, &mut buf);
+        }
+        let mut f = OpenOptions::new().append(true).open(&journal).unwrap();
+        f.write_all(&buf).unwrap();
+        let len = at + buf.len() as u64;
+        let (_, new_len) = finish_prefix(prefix, &journal, at, len).unwrap().unwrap();
+        let data = fs::read(&journal).unwrap();
+        assert_eq!(data.len() as u64, new_len);
+        let (records, _) = recover(&data, &journal).unwrap();
+        let mut want = compact(before, 0);
+        want.push(workflow(1));
+        want.extend(meanwhile);
+        assert_eq!(records, want);
+        assert!(!dir.path().join(REWRITE).exists());
     }
 
     /// A full disk pauses the store instead of closing it: `sync` waits, appends
