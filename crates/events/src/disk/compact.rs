@@ -99,30 +99,28 @@ struct Plan {
 /// One maintenance pass (see the module's documentation).
 pub(super) async fn compact(core: &Core<Writer>) -> Result<Compaction> {
     let _one_at_a_time = core.journal.maintenance.lock().await;
+    // Applies retention by age.
     let _ = core.topics();
-    let topics: HashMap<u32, Arc<Topic>> = core
-        .topics
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .map(|t| (t.id, t.clone()))
-        .collect();
     let mut starts: HashMap<(u32, u32), u64> = HashMap::new();
-    for t in topics.values() {
+    for t in topics(core).values() {
         for (p, part) in t.parts.iter().enumerate() {
             let start = part.lock().unwrap_or_else(|e| e.into_inner()).start;
             starts.insert((t.id, p as u32), start);
         }
     }
-    // A topic that is not known any more holds nothing live.
-    let start_of = |key: &(u32, u32)| starts.get(key).copied().unwrap_or(u64::MAX);
+    // A topic created since holds everything it has (retention only moves starts
+    // forward, so a start read now is safe to use later).
+    let start_of = |key: &(u32, u32)| starts.get(key).copied().unwrap_or(0);
     let plan = core
         .journal
         .with_segments(|segs| plan(segs, &start_of, core.journal.segment_bytes));
     if plan.doomed.is_empty() && plan.runs.is_empty() {
         return Ok(Compaction::default());
     }
-    write_state(core, &topics)?;
+    // Read after the plan: a topic or group whose record is in a segment the plan
+    // picked is in the maps by now (they are created under their map's lock, with
+    // their record appended before the lock is let go).
+    write_state(core, &topics(core))?;
     core.journal.barrier().await?;
 
     let mut done = Compaction::default();
@@ -226,6 +224,15 @@ fn plan(segs: &[SegmentInfo], start_of: &impl Fn(&(u32, u32)) -> u64, segment_by
     Plan { doomed, runs }
 }
 
+fn topics(core: &Core<Writer>) -> HashMap<u32, Arc<Topic>> {
+    core.topics
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .map(|t| (t.id, t.clone()))
+        .collect()
+}
+
 /// Writes at the tail every topic, each partition's start and every group's position
 /// and the acks above it: what the segments about to go may hold.
 fn write_state(core: &Core<Writer>, topics: &HashMap<u32, Arc<Topic>>) -> Result<()> {
@@ -298,7 +305,7 @@ fn rewrite(run: &[(u64, PathBuf, u64)], starts: &HashMap<(u32, u32), u64>) -> Re
                                     reason: "batch record too short".into(),
                                 });
                             };
-                            if end > starts.get(&(t, p)).copied().unwrap_or(u64::MAX) {
+                            if end > starts.get(&(t, p)).copied().unwrap_or(0) {
                                 kept.extend_from_slice(frame);
                                 info.spans
                                     .entry((t, p))

@@ -112,6 +112,8 @@ struct Active {
     segment_bytes: u64,
     last_sync: Instant,
     dirty: bool,
+    /// When starting a new segment last failed, if it did.
+    roll_failed: Option<Instant>,
 }
 
 /// Creates segment `seq` with its magic, durably.
@@ -180,6 +182,7 @@ impl Writer {
             segment_bytes,
             last_sync: Instant::now(),
             dirty: false,
+            roll_failed: None,
         };
         let s = shared.clone();
         let thread = std::thread::Builder::new()
@@ -388,7 +391,10 @@ fn run(shared: Arc<Shared>, mut active: Active) {
                     note(s, buf.len(), &marks, ack_bytes);
                 }
             }
-            if active.len >= active.segment_bytes {
+            let due = active
+                .roll_failed
+                .is_none_or(|at| at.elapsed() >= STALL_RETRY);
+            if active.len >= active.segment_bytes && due {
                 active.roll(&shared)
             } else {
                 Ok(())
@@ -397,8 +403,11 @@ fn run(shared: Arc<Shared>, mut active: Active) {
         .and_then(|rolled| match rolled {
             Err(Failure::Fatal(e)) => Err(e),
             Err(Failure::Space(e)) => {
-                // The current segment stays open; the next commit tries again.
-                tracing::warn!(error = %e, "could not start a new event log segment");
+                // The current segment stays open; a commit tries again later.
+                if active.roll_failed.is_none() {
+                    tracing::warn!(error = %e, "could not start a new event log segment; the current one goes on");
+                }
+                active.roll_failed = Some(Instant::now());
                 Ok(())
             }
             Ok(()) => Ok(()),
@@ -538,6 +547,7 @@ impl Active {
             create_segment(&self.dir, seq, self.fsync != Fsync::Never).map_err(Failure::Space)?;
         self.seq = seq;
         self.len = codec::MAGIC.len() as u64;
+        self.roll_failed = None;
         if let Some(slot) = lock(&shared.active).as_mut() {
             let path = self.path();
             *slot = (
@@ -599,6 +609,7 @@ mod tests {
             segment_bytes: u64::MAX,
             last_sync: Instant::now(),
             dirty: false,
+            roll_failed: None,
         };
         let s = shared.clone();
         let thread = std::thread::spawn(move || run(s, active));

@@ -553,8 +553,15 @@ async fn compaction_keeps_exactly_what_retention_keeps() {
                         .collect();
                     log.publish("busy", batch).await.unwrap();
                 }
-                11 | 12 => {
+                11 => {
                     log.publish("audit", vec![Event::new("a", "", format!("{step}"))])
+                        .await
+                        .unwrap();
+                }
+                12 => {
+                    // Topics (and their records) appear as the log goes on.
+                    let topic = format!("new{}", next(6));
+                    log.publish(&topic, vec![Event::new("n", "", format!("{step}"))])
                         .await
                         .unwrap();
                 }
