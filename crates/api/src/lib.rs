@@ -145,6 +145,9 @@ pub struct WorkflowInfo {
     pub version: u32,
     /// The name.
     pub name: Option<String>,
+    /// The tenant it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     /// When it was created, ms since the Unix epoch.
     pub created_ms: u64,
     /// Its plan's figures.
@@ -182,6 +185,9 @@ pub struct ExecutionEntry {
     /// The workflow's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<String>,
+    /// The workflow's tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     /// `executing` | `paused` | `completed` | `failed` | `cancelled`.
     pub status: String,
     /// Creation time, Unix milliseconds.
@@ -308,6 +314,9 @@ pub struct ExecutionStatus {
     pub workflow_id: Option<String>,
     /// The workflow's name.
     pub workflow: Option<String>,
+    /// The workflow's tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     /// `planning` | `executing` | `paused` | `completed` | `failed` | `cancelled`.
     pub status: String,
     /// `running`, `compensating`, `paused` or `done`.

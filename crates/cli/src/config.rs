@@ -1,5 +1,6 @@
 //! `baton.toml`: `[agents.NAME]` tables (shared by `baton run --config` and
-//! `baton serve --config`) and the `[server]` table of `baton serve`.
+//! `baton serve --config`), and the `[server]` and `[tenants.NAME]` tables of
+//! `baton serve`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -16,6 +17,8 @@ pub struct Config {
     pub agents: Vec<Agent>,
     /// The `[server]` table.
     pub server: Server,
+    /// `[tenants.NAME]` tables: each tenant's quotas.
+    pub tenants: std::collections::BTreeMap<String, baton_server::limits::Quota>,
 }
 
 /// `[server]` of `baton.toml`.
@@ -115,6 +118,21 @@ pub fn read(path: &Path) -> anyhow::Result<Result<Config, ExitCode>> {
         },
     };
     let mut server = server;
+    let tenants: std::collections::BTreeMap<String, baton_server::limits::Quota> =
+        match value.get("tenants").cloned().map(serde_json::from_value) {
+            None => Default::default(),
+            Some(Ok(t)) => t,
+            Some(Err(e)) => {
+                eprintln!("error: {}: [tenants]: {e}", path.display());
+                return Ok(Err(ExitCode::from(1)));
+            }
+        };
+    for (name, quota) in &tenants {
+        if let Err(why) = baton_model::check_tenant(name).and_then(|()| quota.check()) {
+            eprintln!("error: {}: [tenants.{name}]: {why}", path.display());
+            return Ok(Err(ExitCode::from(1)));
+        }
+    }
     let dir = path.parent().unwrap_or(Path::new("."));
     if let Some(token) = &server.auth_token {
         match secret(token, dir) {
@@ -142,6 +160,7 @@ pub fn read(path: &Path) -> anyhow::Result<Result<Config, ExitCode>> {
         return Ok(Ok(Config {
             agents: Vec::new(),
             server,
+            tenants,
         }));
     };
     let root = baton_model::Path::root().key("agents");
@@ -164,7 +183,11 @@ pub fn read(path: &Path) -> anyhow::Result<Result<Config, ExitCode>> {
                     }
                 }
             }
-            Ok(Ok(Config { agents, server }))
+            Ok(Ok(Config {
+                agents,
+                server,
+                tenants,
+            }))
         }
         Err(report) => {
             for d in &report.diagnostics {

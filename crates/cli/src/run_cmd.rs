@@ -359,7 +359,7 @@ fn prepare(args: &Args, file: &Path) -> anyhow::Result<Result<Arc<Spec>, ExitCod
         };
         let options = baton_engine::agent::Options::default();
         for agent in &mut checked.workflow.agents {
-            if let Err(e) = baton_engine::agent::runner(agent, &options) {
+            if let Err(e) = baton_engine::agent::runner(agent, None, &options) {
                 eprintln!("note: {e}: it runs as `{kind}` (--stand-in)");
                 *agent = Agent {
                     name: std::mem::take(&mut agent.name),

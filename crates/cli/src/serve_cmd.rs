@@ -75,8 +75,9 @@ pub struct Args {
     /// idle_timeout_secs, dedup_ids, dedup_window_secs, visibility_timeout_ms,
     /// max_deliveries, events, state, instance, advertise, lease_ttl_secs,
     /// namespace, allow_workflow_command_agents, allow_workflow_http_urls,
-    /// allow_private_hosts, max_depth, max_instances_per_run) and
-    /// `[agents.NAME]` (docs/security.md) [env: BATON_CONFIG] [default:
+    /// allow_private_hosts, max_depth, max_instances_per_run),
+    /// `[tenants.NAME]` (requests_per_sec, events_per_sec,
+    /// max_concurrent_runs) and `[agents.NAME]` (docs/security.md) [env: BATON_CONFIG] [default:
     /// ./baton.toml if there is one].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -133,6 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             requests_per_sec: s.rate_limit_rps,
             events_per_sec: s.rate_limit_events_per_sec,
         },
+        tenants: config.tenants,
         audit: s.audit.unwrap_or(defaults.audit),
         audit_retention: s
             .audit_retention_days

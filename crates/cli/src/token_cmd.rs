@@ -51,6 +51,11 @@ enum Command {
         /// `rate_limit_events_per_sec` when unset.
         #[arg(long, value_name = "N", value_parser = positive)]
         events_per_sec: Option<f64>,
+        /// Confine it to a tenant: it sees and makes that tenant's
+        /// workflows, runs, topics (`TENANT.*`) and workers only. Without
+        /// it the token acts across tenants.
+        #[arg(long, value_name = "TENANT")]
+        tenant: Option<String>,
     },
     /// The tokens: id, name, scopes, creation and expiry (never the token).
     List,
@@ -82,15 +87,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             expires,
             rps,
             events_per_sec,
+            tenant,
         } => {
             let rate = baton_server::tokens::Rate {
                 requests_per_sec: rps,
                 events_per_sec,
             };
-            let (info, token) = match tokens::create(&path, &name, &scopes, expires, rate) {
-                Ok(created) => created,
-                Err(e) => return fail(e),
-            };
+            let (info, token) =
+                match tokens::create(&path, &name, &scopes, expires, rate, tenant.as_deref()) {
+                    Ok(created) => created,
+                    Err(e) => return fail(e),
+                };
             if args.json {
                 let mut value = serde_json::to_value(&info)?;
                 value["token"] = serde_json::Value::String(token);
@@ -119,7 +126,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|t| {
                         serde_json::json!({"id": t.id, "name": t.name, "scopes": t.scopes,
-                            "created_ms": t.created_ms, "expires_ms": t.expires_ms})
+                            "tenant": t.tenant, "created_ms": t.created_ms, "expires_ms": t.expires_ms})
                     })
                     .collect();
                 println!("{}", serde_json::Value::Array(items));
@@ -127,8 +134,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 eprintln!("no tokens in {}", path.display());
             } else {
                 println!(
-                    "{:<8}  {:<20}  {:<13}  {:<13}  scopes",
-                    "id", "name", "created", "expires"
+                    "{:<8}  {:<20}  {:<13}  {:<13}  {:<12}  scopes",
+                    "id", "name", "created", "expires", "tenant"
                 );
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -140,11 +147,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         Some(at) => at.to_string(),
                     };
                     println!(
-                        "{:<8}  {:<20}  {:<13}  {:<13}  {}",
+                        "{:<8}  {:<20}  {:<13}  {:<13}  {:<12}  {}",
                         t.id,
                         t.name,
                         t.created_ms,
                         expires,
+                        t.tenant.as_deref().unwrap_or("(all)"),
                         scope_list(t)
                     );
                 }
@@ -167,9 +175,14 @@ fn positive(s: &str) -> Result<f64, String> {
 }
 
 fn scope_list(t: &TokenInfo) -> String {
-    t.scopes
+    let scopes = t
+        .scopes
         .iter()
         .map(|s| s.name())
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    match &t.tenant {
+        Some(tenant) => format!("{scopes}; tenant {tenant}"),
+        None => scopes,
+    }
 }

@@ -108,7 +108,13 @@ pub enum Error {
 
 /// The spec of a sub-workflow: only an inline one can run (files and catalog
 /// names are resolved into inline workflows before a run starts).
-fn child_spec(sub: &SubWorkflow, options: &agent::Options, depth: usize) -> Result<Spec, String> {
+/// A child belongs to its parent's tenant, whatever it says itself.
+fn child_spec(
+    sub: &SubWorkflow,
+    tenant: Option<&str>,
+    options: &agent::Options,
+    depth: usize,
+) -> Result<Spec, String> {
     let SubWorkflow::Inline(wf) = sub else {
         return Err(format!(
             "its {} was not resolved: `baton run` reads workflow files next to the parent's, `baton serve` looks names up in its catalog",
@@ -120,7 +126,9 @@ fn child_spec(sub: &SubWorkflow, options: &agent::Options, depth: usize) -> Resu
             "sub-workflows nest deeper than {MAX_DEPTH} levels (a workflow that runs itself?)"
         ));
     }
-    let checked = baton_model::validate((**wf).clone()).map_err(|r| {
+    let mut wf = (**wf).clone();
+    wf.tenant = tenant.map(str::to_string);
+    let checked = baton_model::validate(wf).map_err(|r| {
         format!(
             "its {} is invalid: {} error(s)",
             sub.describe(),
@@ -167,13 +175,15 @@ impl Spec {
         let mut children = std::collections::HashMap::new();
         for (i, task) in workflow.tasks.iter().enumerate() {
             for (k, (place, sub)) in task.sub_workflows().into_iter().enumerate() {
-                let child = child_spec(sub, options, depth).map_err(|message| Error::Child {
-                    task: task.id.clone(),
-                    message: match place.strip_prefix("pattern.teams.") {
-                        Some(team) => format!("team `{team}`: {message}"),
-                        None => message,
+                let child = child_spec(sub, workflow.tenant.as_deref(), options, depth).map_err(
+                    |message| Error::Child {
+                        task: task.id.clone(),
+                        message: match place.strip_prefix("pattern.teams.") {
+                            Some(team) => format!("team `{team}`: {message}"),
+                            None => message,
+                        },
                     },
-                })?;
+                )?;
                 children.insert((i as u32, k as u16), Arc::new(child));
             }
         }
@@ -192,7 +202,7 @@ impl Spec {
             .into_iter()
             .map(|agent| {
                 Ok(AgentDecl {
-                    runner: agent::runner(&agent, options)?,
+                    runner: agent::runner(&agent, workflow.tenant.as_deref(), options)?,
                     agent,
                 })
             })

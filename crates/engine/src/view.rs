@@ -45,6 +45,9 @@ pub struct Summary {
     pub run: RunId,
     /// The workflow's name.
     pub workflow: Option<String>,
+    /// The workflow's tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     /// The run's status.
     #[serde(serialize_with = "display")]
     pub status: RunStatus,
@@ -255,6 +258,8 @@ pub struct RunQuery {
     pub before: Option<RunId>,
     /// Only child runs of this run.
     pub parent: Option<RunId>,
+    /// Only runs of this tenant's workflows.
+    pub tenant: Option<String>,
     /// At most this many (at least 1).
     pub limit: usize,
 }
@@ -267,6 +272,9 @@ pub struct RunEntry {
     pub run: RunId,
     /// The workflow's name.
     pub workflow: Option<String>,
+    /// The workflow's tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     /// Its status.
     #[serde(serialize_with = "display")]
     pub status: RunStatus,

@@ -148,6 +148,7 @@ pub fn workflow(spec: &Spec) -> Workflow {
         }
     };
     Workflow {
+        tenant: None,
         name: Some(format!("{}-{}", spec.shape, n)),
         version: Some("1.0".into()),
         tasks: deps

@@ -27,8 +27,8 @@ pub use source::{Format, Limits, Source};
 pub use suggest::{closest, did_you_mean};
 pub use workflow::{
     Agent, Backoff, BreakerPolicy, Command, Compensation, Condition, Coordination, EventFilter,
-    ForEach, Latency, Loop, OnItemFailure, OnLimit, Pattern, RetryPolicy, Routes, SubWorkflow,
-    Task, Team, Workflow,
+    ForEach, Latency, Loop, MAX_TENANT, OnItemFailure, OnLimit, Pattern, RetryPolicy, Routes,
+    SubWorkflow, Task, Team, Workflow, check_tenant,
 };
 
 /// A valid workflow with its graph.

@@ -42,6 +42,7 @@ pub(crate) const WORKFLOW_FIELDS: &[&str] = &[
     "agents",
     "tasks",
     "coordination",
+    "tenant",
 ];
 
 /// A parsed document: the workflow and whether it sat under a `workflow:` key.
@@ -65,6 +66,7 @@ pub(crate) struct RawWorkflow {
     /// outlives its conversion, so a million-task file is not held twice.
     pub tasks: Option<Vec<Task>>,
     pub coordination: Option<Value>,
+    pub tenant: Option<Value>,
     /// Unknown keys, in document order.
     pub unknown: Vec<String>,
 }
@@ -228,6 +230,7 @@ fn workflow_fields<'de, A: MapAccess<'de>>(
                 })?
             }
             "coordination" => w.coordination = map.next_value()?,
+            "tenant" => w.tenant = map.next_value()?,
             _ => {
                 map.next_value::<IgnoredAny>()?;
                 w.unknown.push(k);

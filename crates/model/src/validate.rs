@@ -100,6 +100,17 @@ fn raw_workflow(raw: RawWorkflow, root: &Path, report: &mut Report) -> Option<Ch
         coordination: raw
             .coordination
             .and_then(|v| coordination(v, &root.key("coordination"), report)),
+        tenant: raw.tenant.and_then(|v| {
+            let at = root.key("tenant");
+            let name = scalar_string(v, &at, report)?;
+            match crate::workflow::check_tenant(&name) {
+                Ok(()) => Some(name),
+                Err(message) => {
+                    report.push(Diagnostic::error("invalid-tenant", at, message));
+                    None
+                }
+            }
+        }),
     };
     let Some(tasks) = raw.tasks else {
         report.push(

@@ -31,6 +31,37 @@ pub struct Workflow {
     /// How the run is coordinated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coordination: Option<Coordination>,
+    /// The tenant the workflow belongs to (see [`check_tenant`]): `baton serve`
+    /// sets it to the tenant of the token that posted the workflow, keeps its
+    /// runs, topics and `worker` agents apart from other tenants', and its
+    /// children inherit it. A local `baton run` ignores it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+}
+
+/// The longest tenant name.
+pub const MAX_TENANT: usize = 32;
+
+/// Whether `name` can name a tenant: 1 to [`MAX_TENANT`] lowercase ASCII
+/// letters, digits and `-`, starting with a letter or a digit, and not
+/// `baton` (the server's own namespace). A tenant's topics are those named
+/// `<tenant>.…`, so a tenant name holds no `.`.
+pub fn check_tenant(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_TENANT
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-');
+    if !ok {
+        return Err(format!(
+            "`{name}` is not a tenant name: 1 to {MAX_TENANT} lowercase letters, digits and `-`, starting with a letter or a digit"
+        ));
+    }
+    if name == "baton" {
+        return Err("`baton` is the server's own namespace, not a tenant name".into());
+    }
+    Ok(())
 }
 
 impl Workflow {

@@ -45,6 +45,9 @@ pub struct Record {
     /// Who: a token's id, `admin` (the `auth_token`), `anonymous` (no auth
     /// configured) or `unauthenticated` (no valid token).
     pub caller: String,
+    /// The tenant the caller acts for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     /// The HTTP method.
     pub method: String,
     /// The route template (`/api/v1/executions/{id}/cancel`).

@@ -29,6 +29,8 @@ pub struct Entry {
     pub version: u32,
     /// Its name.
     pub name: Option<String>,
+    /// Its tenant.
+    pub tenant: Option<Arc<str>>,
     /// When it was posted, ms since the epoch.
     pub created_ms: u64,
     /// The plan's figures.
@@ -67,7 +69,8 @@ struct Inner {
     /// In creation order; a list cursor is a position here.
     order: Vec<Arc<Entry>>,
     by_id: HashMap<u64, Arc<Entry>>,
-    versions: HashMap<String, u32>,
+    /// The newest version by tenant and name (each tenant numbers its own).
+    versions: HashMap<(Option<Arc<str>>, String), u32>,
     /// The entries holding what they compile to, oldest loaded first.
     resident: std::collections::VecDeque<u64>,
 }
@@ -260,10 +263,12 @@ impl Catalog {
         plan: Plan,
     ) -> Arc<Entry> {
         let name = checked.workflow.name.clone();
+        let tenant: Option<Arc<str>> = checked.workflow.tenant.as_deref().map(Arc::from);
         let entry = Arc::new(Entry {
             id,
             version,
             name: name.clone(),
+            tenant: tenant.clone(),
             created_ms,
             summary: summarize(&plan),
             compiled: Mutex::new(None),
@@ -280,7 +285,7 @@ impl Catalog {
                 return existing.clone();
             }
             if let Some(name) = name {
-                let v = inner.versions.entry(name).or_insert(0);
+                let v = inner.versions.entry((tenant, name)).or_insert(0);
                 *v = (*v).max(version);
             }
             inner.order.push(entry.clone());
@@ -339,13 +344,15 @@ impl Catalog {
         Ok(compiled)
     }
 
-    /// Validates, plans and stores a posted document.
     /// Validates, plans and stores a posted workflow; `admit` may refuse it
-    /// (before anything is written).
+    /// (before anything is written). A workflow posted for `tenant` belongs
+    /// to it (one that names another tenant is refused); without one, the
+    /// document's own `tenant` stands.
     pub fn create(
         &self,
         body: Vec<u8>,
         format: Option<Format>,
+        tenant: Option<&str>,
         admit: impl FnOnce(&Checked) -> Result<(), ApiError>,
     ) -> Result<Arc<Entry>, ApiError> {
         let limits = Limits {
@@ -357,7 +364,17 @@ impl Catalog {
                 errors: Vec::new(),
             }
         })?;
-        let (checked, plan) = compile(&source)?;
+        let (mut checked, plan) = compile(&source)?;
+        if let Some(tenant) = tenant {
+            match checked.workflow.tenant.as_deref() {
+                Some(other) if other != tenant => {
+                    return Err(ApiError::Forbidden(format!(
+                        "the workflow names tenant `{other}`, and this token acts for tenant `{tenant}`: leave `tenant` out (it is set from the token)"
+                    )));
+                }
+                _ => checked.workflow.tenant = Some(tenant.to_string()),
+            }
+        }
         admit(&checked)?;
         let document = serde_json::to_value(&checked.workflow)
             .map_err(|e| ApiError::Internal(format!("serializing a workflow: {e}")))?;
@@ -370,12 +387,10 @@ impl Catalog {
         // The version is taken under the lock; the file is written outside it.
         let version = {
             let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-            checked
-                .workflow
-                .name
-                .as_ref()
-                .and_then(|n| inner.versions.get(n))
-                .map_or(1, |v| v + 1)
+            checked.workflow.name.as_ref().map_or(1, |n| {
+                let key = (checked.workflow.tenant.as_deref().map(Arc::from), n.clone());
+                inner.versions.get(&key).map_or(1, |v| v + 1)
+            })
         };
         let created_ms = now_ms();
         let stored = Stored {
@@ -439,31 +454,61 @@ impl Catalog {
         }
     }
 
-    /// A workflow by id.
-    /// The workflow named `name`: its `version`, or its newest.
-    pub fn find(&self, name: &str, version: Option<u32>) -> Option<Arc<Entry>> {
+    /// The workflow of `tenant` named `name`: its `version`, or its newest.
+    pub fn find(
+        &self,
+        tenant: Option<&str>,
+        name: &str,
+        version: Option<u32>,
+    ) -> Option<Arc<Entry>> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         inner
             .order
             .iter()
             .rev()
-            .find(|e| e.name.as_deref() == Some(name) && version.is_none_or(|v| e.version == v))
+            .find(|e| {
+                e.name.as_deref() == Some(name)
+                    && e.tenant.as_deref() == tenant
+                    && version.is_none_or(|v| e.version == v)
+            })
             .cloned()
     }
 
+    /// A workflow by id.
     pub fn get(&self, id: u64) -> Option<Arc<Entry>> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         inner.by_id.get(&id).cloned()
     }
 
     /// Up to `limit` workflows, newest first, from position `cursor` (exclusive
-    /// upper bound; `None` for the newest); returns the next cursor.
-    pub fn list(&self, limit: usize, cursor: Option<usize>) -> (Vec<Arc<Entry>>, Option<usize>) {
+    /// upper bound; `None` for the newest), of `tenant` only when one is
+    /// given; returns the next cursor.
+    pub fn list(
+        &self,
+        tenant: Option<&str>,
+        limit: usize,
+        cursor: Option<usize>,
+    ) -> (Vec<Arc<Entry>>, Option<usize>) {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let end = cursor.unwrap_or(inner.order.len()).min(inner.order.len());
-        let start = end.saturating_sub(limit);
-        let items = inner.order[start..end].iter().rev().cloned().collect();
-        (items, (start > 0).then_some(start))
+        let Some(tenant) = tenant else {
+            let start = end.saturating_sub(limit);
+            let items = inner.order[start..end].iter().rev().cloned().collect();
+            return (items, (start > 0).then_some(start));
+        };
+        let mut items = Vec::with_capacity(limit);
+        let mut at = end;
+        while at > 0 && items.len() < limit {
+            at -= 1;
+            let e = &inner.order[at];
+            if e.tenant.as_deref() == Some(tenant) {
+                items.push(e.clone());
+            }
+        }
+        let more = inner.order[..at]
+            .iter()
+            .any(|e| e.tenant.as_deref() == Some(tenant));
+        (items, more.then_some(at))
     }
 }
 
@@ -568,7 +613,7 @@ mod tests {
             .iter()
             .map(|n| {
                 catalog
-                    .create(body(n), Some(Format::Json), |_| Ok(()))
+                    .create(body(n), Some(Format::Json), None, |_| Ok(()))
                     .unwrap()
             })
             .collect();
@@ -582,11 +627,56 @@ mod tests {
         // A catalog opened again has them all, compiled or not.
         drop(catalog);
         let reopened = Catalog::open_keeping(dir.path(), 2).unwrap();
-        let (all, _) = reopened.list(10, None);
+        let (all, _) = reopened.list(None, 10, None);
         assert_eq!(all.len(), 3);
         for e in &all {
             let c = reopened.compiled(e).unwrap();
             assert_eq!(c.checked.workflow.name, e.name);
         }
+    }
+
+    /// Each tenant has its own workflows: lists, names and versions, kept
+    /// across a restart; a workflow that names another tenant is refused.
+    #[test]
+    fn tenants_list_find_and_number_their_own_workflows() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(dir.path()).unwrap();
+        let post = |tenant: Option<&str>| {
+            catalog
+                .create(body("etl"), Some(Format::Json), tenant, |_| Ok(()))
+                .unwrap()
+        };
+        let a1 = post(Some("acme"));
+        let g1 = post(None);
+        let a2 = post(Some("acme"));
+        let b1 = post(Some("bolt"));
+        assert_eq!(
+            (a1.version, a2.version, b1.version, g1.version),
+            (1, 2, 1, 1)
+        );
+        let named = catalog
+            .create(
+                br#"{"tenant": "bolt", "tasks": [{"id": "t"}]}"#.to_vec(),
+                Some(Format::Json),
+                Some("acme"),
+                |_| Ok(()),
+            )
+            .err()
+            .unwrap();
+        assert!(named.to_string().contains("tenant `bolt`"), "{named}");
+        drop(catalog);
+        let catalog = Catalog::open(dir.path()).unwrap();
+        let ids = |items: Vec<Arc<Entry>>| items.iter().map(|e| e.id).collect::<Vec<_>>();
+        let (acme, next) = catalog.list(Some("acme"), 1, None);
+        assert_eq!(ids(acme), [a2.id]);
+        let (acme, next) = catalog.list(Some("acme"), 1, next);
+        assert_eq!((ids(acme), next), (vec![a1.id], None));
+        assert_eq!(ids(catalog.list(Some("bolt"), 10, None).0), [b1.id]);
+        assert_eq!(catalog.list(None, 10, None).0.len(), 4, "across tenants");
+        assert_eq!(catalog.find(Some("acme"), "etl", None).unwrap().id, a2.id);
+        assert_eq!(catalog.find(None, "etl", None).unwrap().id, g1.id);
+        assert!(catalog.find(Some("bolt"), "etl", Some(2)).is_none());
+        let stored = catalog.compiled(&catalog.get(b1.id).unwrap()).unwrap();
+        assert_eq!(stored.checked.workflow.tenant.as_deref(), Some("bolt"));
     }
 }

@@ -96,24 +96,48 @@ pub enum ApiError {
 impl From<crate::limits::Over> for ApiError {
     fn from(over: crate::limits::Over) -> ApiError {
         use crate::limits::Over;
+        let whose = |tenant: &Option<String>| match tenant {
+            Some(t) => format!("tenant `{t}`'s"),
+            None => "this caller's".to_string(),
+        };
         match over {
-            Over::Wait { what, rate, after } => ApiError::RateLimited {
+            Over::Wait {
+                tenant,
+                what,
+                rate,
+                after,
+            } => ApiError::RateLimited {
                 detail: format!(
-                    "over this caller's limit of {rate} {what}/s: retry after {:.1} s (a token's \
-                     own limit: `baton token create --rps`/`--events-per-sec`; the server's: \
-                     `[server] rate_limit_rps`/`rate_limit_events_per_sec`)",
-                    after.as_secs_f64()
+                    "over {} limit of {rate} {what}/s: retry after {:.1} s ({})",
+                    whose(&tenant),
+                    after.as_secs_f64(),
+                    match &tenant {
+                        Some(t) =>
+                            format!("the tenant's quota: `[tenants.{t}]` in the server's config"),
+                        None =>
+                            "a token's own limit: `baton token create --rps`/`--events-per-sec`; \
+                             the server's: `[server] rate_limit_rps`/`rate_limit_events_per_sec`"
+                                .to_string(),
+                    }
                 ),
                 retry_after: after,
             },
-            Over::Never { rate } => ApiError::invalid(
+            Over::Never { tenant, rate } => ApiError::invalid(
                 "$.events",
                 format!(
-                    "more events than this caller's limit of {rate} events/s allows in one \
+                    "more events than {} limit of {rate} events/s allows in one \
                      publish: send batches of at most {}",
+                    whose(&tenant),
                     rate.floor()
                 ),
             ),
+            Over::Runs { tenant, max } => ApiError::RateLimited {
+                detail: format!(
+                    "tenant `{tenant}` has {max} runs executing, its quota (`[tenants.{tenant}] \
+                     max_concurrent_runs`): retry when one ends"
+                ),
+                retry_after: std::time::Duration::from_secs(1),
+            },
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::error::{ApiError, ApiResult};
 /// A call about one run, kept so that it can be forwarded to the instance that
 /// drives the run.
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+#[derive(Clone)]
 pub(crate) struct Origin {
     method: Method,
     uri: axum::http::Uri,

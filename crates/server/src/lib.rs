@@ -57,6 +57,8 @@ pub struct ServerOptions {
     /// Rate limits of callers whose token sets none (and of everyone on a
     /// server without auth); the admin token is never limited.
     pub rate_limit: tokens::Rate,
+    /// Tenants' quotas (`[tenants.NAME]`), by tenant.
+    pub tenants: std::collections::BTreeMap<String, limits::Quota>,
     /// Which calls go to the audit trail (`baton.audit`).
     pub audit: audit::Level,
     /// How long the audit trail keeps a record.
@@ -147,6 +149,7 @@ impl Default for ServerOptions {
             tokens_file: None,
             tls: None,
             rate_limit: tokens::Rate::default(),
+            tenants: Default::default(),
             audit: audit::Level::Control,
             audit_retention: Duration::from_secs(90 * 24 * 3600),
             insecure_no_auth: false,
@@ -463,7 +466,7 @@ pub async fn state(options: ServerOptions) -> Result<(Arc<AppState>, Engine), Er
     // uses it: refuse to start instead.
     let agents = options.engine.agents();
     for agent in options.agents.iter().filter(|a| a.kind == "http") {
-        baton_engine::agent::runner(agent, &agents).map_err(|source| Error::Agent {
+        baton_engine::agent::runner(agent, None, &agents).map_err(|source| Error::Agent {
             name: agent.name.clone(),
             source,
         })?;
@@ -509,7 +512,7 @@ pub async fn state(options: ServerOptions) -> Result<(Arc<AppState>, Engine), Er
         history: history::History::default(),
         tokens,
         audit,
-        limits: limits::Limits::new(options.rate_limit),
+        limits: limits::Limits::new(options.rate_limit, options.tenants.clone()),
         options,
         stopping: CancellationToken::new(),
     });

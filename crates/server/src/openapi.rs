@@ -566,7 +566,7 @@ fn schemas() -> Value {
         "parallelism": {"type": "number"}, "redundant_edges": {"type": "integer"}}});
     let info_props = json!({
         "id": {"type": "string", "pattern": "^[0-9a-f]{16}$"}, "version": {"type": "integer", "minimum": 1},
-        "name": {"type": ["string", "null"]}, "created_ms": {"type": "integer"}, "plan": r("PlanSummary")});
+        "name": {"type": ["string", "null"]}, "tenant": {"type": "string"}, "created_ms": {"type": "integer"}, "plan": r("PlanSummary")});
     let mut detail_props = info_props.as_object().cloned().unwrap_or_default();
     detail_props.insert("document".into(), r("Workflow"));
     let event_out = json!({"type": "object", "required": ["partition", "offset", "id", "type", "key", "timestamp_ms", "payload"], "properties": {
@@ -579,7 +579,7 @@ fn schemas() -> Value {
         "agent": {"type": "string"}, "output": {}, "error": {"type": "string"}, "reason": {"type": "string"}, "child": {"type": "string"},
         "items": {"type": "object", "required": ["total", "waiting", "running", "succeeded", "failed"], "additionalProperties": {"type": "integer"}}}});
     let execution_page = json!({"type": "object", "required": ["items"], "properties": {"items": {"type": "array", "items": {"type": "object", "required": ["execution_id", "status", "created_at_ms", "task_counts"], "properties": {
-        "execution_id": {"type": "string"}, "workflow_id": {"type": "string"}, "workflow": {"type": "string"},
+        "execution_id": {"type": "string"}, "workflow_id": {"type": "string"}, "workflow": {"type": "string"}, "tenant": {"type": "string"},
         "status": {"type": "string", "enum": ["executing", "paused", "completed", "failed", "cancelled"]},
         "created_at_ms": {"type": "integer"}, "reason": {"type": "string"}, "parent_id": {"type": "string"}, "rerun_of": {"type": "string"},
         "task_counts": {"type": "object", "additionalProperties": {"type": "integer"}}}}}, "next_cursor": {"type": "string"}}});
@@ -587,7 +587,7 @@ fn schemas() -> Value {
     let tokens = json!({"type": "object", "required": ["prompt", "completion"],
         "properties": {"prompt": {"type": "integer"}, "completion": {"type": "integer"}}});
     let execution_status = json!({"type": "object", "required": ["execution_id", "status", "current_phase", "agents", "performance_metrics", "task_counts", "tasks"], "properties": {
-            "execution_id": {"type": "string"}, "workflow_id": {"type": ["string", "null"]}, "workflow": {"type": ["string", "null"]},
+            "execution_id": {"type": "string"}, "workflow_id": {"type": ["string", "null"]}, "workflow": {"type": ["string", "null"]}, "tenant": {"type": "string"},
             "status": {"type": "string", "enum": ["planning", "executing", "paused", "completed", "failed", "cancelled"]},
             "current_phase": {"type": "string", "enum": ["running", "compensating", "paused", "done"]},
             "reason": {"type": "string"}, "rerun_of": {"type": "string"}, "parent_id": {"type": "string", "description": "the execution whose task started this one"},
@@ -610,7 +610,8 @@ fn schemas() -> Value {
         "Location": location,
         "Workflow": {"type": "object", "description": "A workflow document (docs/workflow-language.md): `tasks` and optionally `name`, `agents`, `coordination`. Beyond this shape it is checked by the workflow language (task references, cycles, agent types): 422 `invalid-workflow` with every finding.", "required": ["tasks"], "properties": {
             "tasks": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["id"], "properties": {"id": {"type": ["string", "number"], "minLength": 1, "description": "a number is read as its text (YAML's `id: 1`)"}}}},
-            "name": {"type": ["string", "number", "null"]}, "agents": {"type": "object"}}},
+            "name": {"type": ["string", "number", "null"]}, "agents": {"type": "object"},
+            "tenant": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,31}$", "description": "set from the token of a tenant (one naming another tenant is 403); a token without a tenant may name any"}}},
         "PlanSummary": plan_summary,
         "WorkflowCreated": {"type": "object", "required": ["id", "version", "name", "plan"], "properties": {
             "id": {"type": "string", "pattern": "^[0-9a-f]{16}$"}, "version": {"type": "integer"}, "name": {"type": ["string", "null"]},

@@ -140,6 +140,10 @@ pub struct TokenInfo {
     /// Its own rate limits (the server's defaults where unset).
     #[serde(default, skip_serializing_if = "Rate::is_unlimited")]
     pub rate: Rate,
+    /// The tenant it acts for: it sees and makes that tenant's workflows,
+    /// runs, topics and workers only. Without one it acts across tenants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 impl TokenInfo {
@@ -266,18 +270,30 @@ fn write(path: &Path, tokens: Vec<TokenInfo>) -> Result<(), Error> {
 }
 
 /// Creates a token: stored hashed, returned once (the only time it is
-/// whole). `ttl` makes it expire.
+/// whole). `ttl` makes it expire; `tenant` confines it to a tenant.
 pub fn create(
     path: &Path,
     name: &str,
     scopes: &[Scope],
     ttl: Option<Duration>,
     rate: Rate,
+    tenant: Option<&str>,
 ) -> Result<(TokenInfo, String), Error> {
     if scopes.is_empty() {
         return Err(Error::Invalid(
             "a token needs at least one scope (`--scope runs:read`; `admin` for everything)".into(),
         ));
+    }
+    if let Some(tenant) = tenant {
+        baton_model::check_tenant(tenant).map_err(Error::Invalid)?;
+        if let Some(global) = scopes
+            .iter()
+            .find(|s| matches!(s, Scope::Admin | Scope::Metrics))
+        {
+            return Err(Error::Invalid(format!(
+                "scope `{global}` spans every tenant: a token of tenant `{tenant}` cannot have it"
+            )));
+        }
     }
     let mut tokens = read(path)?;
     let id = loop {
@@ -303,6 +319,7 @@ pub fn create(
             .map(|t| created_ms.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))),
         sha256: sha256(&token),
         rate,
+        tenant: tenant.map(str::to_string),
     };
     tokens.push(info.clone());
     write(path, tokens)?;
@@ -341,6 +358,15 @@ impl Caller {
         match self {
             Caller::Anonymous | Caller::Admin => true,
             Caller::Token(t) => t.grants(Scope::Admin),
+        }
+    }
+
+    /// The tenant it acts for; `None` acts across tenants (the admin token,
+    /// an open server's caller, a token made without `--tenant`).
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Caller::Anonymous | Caller::Admin => None,
+            Caller::Token(t) => t.tenant.as_deref(),
         }
     }
 
@@ -490,7 +516,8 @@ mod tests {
     fn a_created_token_grants_its_scopes_and_only_those() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.json");
-        let (info, token) = create(&path, "ci", &[Scope::RunsRead], None, Rate::default()).unwrap();
+        let (info, token) =
+            create(&path, "ci", &[Scope::RunsRead], None, Rate::default(), None).unwrap();
         assert!(token.starts_with(&format!("baton_{}_", info.id)));
         assert_eq!(token.len(), "baton_".len() + 8 + 1 + 64);
         let text = std::fs::read_to_string(&path).unwrap();
@@ -525,7 +552,8 @@ mod tests {
     fn admin_grants_everything_and_the_admin_token_still_works() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.json");
-        let (_, token) = create(&path, "ops", &[Scope::Admin], None, Rate::default()).unwrap();
+        let (_, token) =
+            create(&path, "ops", &[Scope::Admin], None, Rate::default(), None).unwrap();
         let tokens = Tokens::open(Some("the-admin-token".into()), Some(path)).unwrap();
         for scope in Scope::ALL {
             assert!(tokens.check(Some(&token), scope).is_ok());
@@ -540,13 +568,15 @@ mod tests {
     fn revoked_and_expired_tokens_stop_working_without_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.json");
-        let (info, token) = create(&path, "a", &[Scope::Workers], None, Rate::default()).unwrap();
+        let (info, token) =
+            create(&path, "a", &[Scope::Workers], None, Rate::default(), None).unwrap();
         let (_, short) = create(
             &path,
             "b",
             &[Scope::Workers],
             Some(Duration::ZERO),
             Rate::default(),
+            None,
         )
         .unwrap();
         let tokens = Tokens::open(None, Some(path.clone())).unwrap();
@@ -585,7 +615,14 @@ mod tests {
             Err(Error::Format { .. })
         ));
         assert!(matches!(
-            create(&dir.path().join("t.json"), "x", &[], None, Rate::default()),
+            create(
+                &dir.path().join("t.json"),
+                "x",
+                &[],
+                None,
+                Rate::default(),
+                None
+            ),
             Err(Error::Invalid(_))
         ));
     }

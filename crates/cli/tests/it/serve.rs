@@ -161,6 +161,79 @@ fn out_of_range_run_budgets_are_refused_at_start() {
     }
 }
 
+/// `[tenants.NAME]` tables are checked before anything starts: the name and
+/// each quota.
+#[test]
+fn a_bad_tenants_table_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (table, message) in [
+        (
+            "[tenants.Acme]\nmax_concurrent_runs = 1",
+            "not a tenant name",
+        ),
+        (
+            "[tenants.acme]\nmax_concurrent_runs = 0",
+            "max_concurrent_runs must be at least 1",
+        ),
+        ("[tenants.acme]\nrequests_per_sec = -1", "must be above 0"),
+        ("[tenants.acme]\nrunz = 1", "unknown field `runz`"),
+    ] {
+        let config = dir.path().join("baton.toml");
+        std::fs::write(&config, format!("{table}\n")).unwrap();
+        let o = crate::baton(
+            &[
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--config",
+                config.to_str().unwrap(),
+            ],
+            None,
+        );
+        assert_eq!(o.status.code(), Some(1), "{table}");
+        let err = crate::stderr(&o);
+        assert!(
+            err.contains(message) && err.contains("[tenants"),
+            "{table}: {err}"
+        );
+    }
+}
+
+/// `baton token create --tenant` confines a token to a tenant: `list`
+/// shows it, and a scope that spans tenants is refused with exit code 1.
+#[test]
+fn a_token_is_made_for_a_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .arg("token")
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let o = token(&[
+        "create",
+        "--tenant",
+        "acme",
+        "--scope",
+        "runs:read",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let made: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(made["tenant"], "acme");
+    let o = token(&["create", "--tenant", "acme", "--scope", "admin"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("spans every tenant"));
+    let listed = String::from_utf8(token(&["list"]).stdout).unwrap();
+    assert!(
+        listed.contains("tenant") && listed.contains("acme"),
+        "{listed}"
+    );
+}
+
 /// A run that completed before a restart is still answered for: its status,
 /// its tasks' outputs, the list, and a rerun.
 #[test]

@@ -263,8 +263,13 @@ pub struct Options {
     pub workers: Arc<worker::Workers>,
 }
 
-/// Builds the runner for an agent declaration.
-pub fn runner(agent: &Agent, options: &Options) -> Result<Arc<dyn Runner>, Error> {
+/// Builds the runner for an agent declaration of a workflow of `tenant`
+/// (a tenant's `worker` agents are served by its workers only).
+pub fn runner(
+    agent: &Agent,
+    tenant: Option<&str>,
+    options: &Options,
+) -> Result<Arc<dyn Runner>, Error> {
     let seed = options.seed;
     let settings = |message: &str| Error::Settings {
         name: agent.name.clone(),
@@ -272,7 +277,10 @@ pub fn runner(agent: &Agent, options: &Options) -> Result<Arc<dyn Runner>, Error
     };
     Ok(match agent.kind.as_str() {
         "noop" => Arc::new(Noop),
-        "worker" => Arc::new(worker::Worker::new(&agent.name, options.workers.clone())),
+        "worker" => Arc::new(worker::Worker::new(
+            &worker::queue(tenant, &agent.name),
+            options.workers.clone(),
+        )),
         "simulate" => Arc::new(Simulate::new(agent, seed)),
         "command" => Arc::new(
             command::Command::of(agent)
@@ -460,7 +468,7 @@ mod tests {
 
     #[test]
     fn unknown_kinds_are_refused_with_the_list_of_built_ins() {
-        let err = runner(&agent("research_agent"), &Options::default())
+        let err = runner(&agent("research_agent"), None, &Options::default())
             .err()
             .unwrap();
         assert!(
@@ -471,7 +479,7 @@ mod tests {
 
     #[test]
     fn noop_finishes_at_once() {
-        let r = runner(&agent("noop"), &Options::default()).unwrap();
+        let r = runner(&agent("noop"), None, &Options::default()).unwrap();
         assert!(matches!(r.start(call()), Started::Done(Ok(Value::Null))));
     }
 

@@ -345,6 +345,20 @@ impl Workers {
         }
     }
 
+    /// Whether lease `id` (live or just expired) is of a call of `tenant`'s
+    /// (its agent's queue is `<tenant>/…`, see [`queue`]): a tenant's
+    /// workers report their tenant's calls only.
+    pub fn of_tenant(&self, id: &str, tenant: &str) -> bool {
+        let Some(key) = key_of(id) else {
+            return false;
+        };
+        self.pool().leased.get(&key).is_some_and(|l| {
+            l.agent
+                .strip_prefix(tenant)
+                .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+
     /// Extends a lease by `lease` from now.
     pub fn heartbeat(&self, id: &str, lease: Duration) -> Result<(), Error> {
         let mut l = self.settle(id)?;
@@ -467,6 +481,16 @@ pub struct LeaseView {
     pub expires_ms: u64,
 }
 
+/// The queue a `worker` agent's calls wait in: its name, or for a tenant's
+/// workflow `<tenant>/<name>`, which the tenant's workers poll by the agent's
+/// name alone (a tenant name holds no `/`).
+pub fn queue(tenant: Option<&str>, agent: &str) -> String {
+    match tenant {
+        Some(t) => format!("{t}/{agent}"),
+        None => agent.to_string(),
+    }
+}
+
 /// The runner of one `worker` agent: its calls go to the pool under its name.
 pub struct Worker {
     name: String,
@@ -549,6 +573,31 @@ mod tests {
             pool.complete(&got[0].id, Value::Null),
             Err(Error::UnknownLease(_))
         ));
+    }
+
+    /// A tenant's calls wait under `<tenant>/<agent>`, and only that
+    /// tenant's leases are its own.
+    #[tokio::test(start_paused = true)]
+    async fn a_tenants_calls_and_leases_are_its_own() {
+        let pool = Arc::new(Workers::default());
+        assert_eq!(queue(Some("acme"), "w"), "acme/w");
+        assert_eq!(queue(None, "w"), "w");
+        let w = Worker::new(&queue(Some("acme"), "w"), pool.clone());
+        let _call = tokio::spawn(later(w.start(call("a"))));
+        tokio::task::yield_now().await;
+        let lease = Duration::from_secs(30);
+        assert!(
+            pool.poll("w", "x", 1, Duration::ZERO, lease)
+                .await
+                .is_empty()
+        );
+        let got = pool.poll("acme/w", "x", 1, Duration::ZERO, lease).await;
+        assert_eq!(got.len(), 1);
+        assert!(pool.of_tenant(&got[0].id, "acme"));
+        for other in ["acm", "acme/", "bolt", ""] {
+            assert!(!pool.of_tenant(&got[0].id, other), "{other}");
+        }
+        assert!(!pool.of_tenant("not-a-lease", "acme"));
     }
 
     /// The snapshot names each worker, what it polls for, its open polls and

@@ -445,7 +445,7 @@ pub(crate) struct Scheduler {
     ready: VecDeque<Job>,
     newly_ready: Vec<(u32, u32, Instant)>,
     agents: Vec<AgentSlot>,
-    registry: HashMap<(String, String), u16>,
+    registry: HashMap<(Option<String>, String, String), u16>,
     spec_agents: HashMap<u64, Arc<[u16]>>,
     written: foldhash::HashSet<u128>,
     timers: BinaryHeap<Reverse<Timer>>,
@@ -791,8 +791,12 @@ impl Scheduler {
             return a.clone();
         }
         let mut map = Vec::with_capacity(spec.agents.len());
+        // Tenants never share an agent's concurrency or breaker: a tenant's
+        // agents are named `<tenant>/<agent>` here (and in figures).
+        let tenant = spec.workflow.tenant.as_deref();
         for decl in spec.agents.iter() {
             let identity = (
+                tenant.map(str::to_string),
                 decl.agent.name.clone(),
                 serde_json::to_string(&decl.agent).unwrap_or_default(),
             );
@@ -803,7 +807,7 @@ impl Scheduler {
                     let breaker = (decl.agent.kind != "noop")
                         .then(|| Breaker::new(decl.agent.breaker.unwrap_or_default()));
                     self.agents.push(AgentSlot {
-                        name: decl.agent.name.clone(),
+                        name: crate::agent::worker::queue(tenant, &decl.agent.name),
                         kind: decl.agent.kind.clone(),
                         concurrency: decl.agent.concurrency.unwrap_or(u32::MAX),
                         in_flight: 0,

@@ -210,6 +210,10 @@ impl Scheduler {
                     .workflow
                     .as_deref()
                     .is_none_or(|w| run.spec.workflow.name.as_deref() == Some(w))
+                && query
+                    .tenant
+                    .as_deref()
+                    .is_none_or(|t| run.spec.workflow.tenant.as_deref() == Some(t))
         };
         let mut runs: Vec<&Run> = live.chain(self.finished.values()).filter(matches).collect();
         let limit = query.limit.max(1);
@@ -222,6 +226,7 @@ impl Scheduler {
             .map(|run| RunEntry {
                 run: run.id,
                 workflow: run.spec.workflow.name.clone(),
+                tenant: run.spec.workflow.tenant.clone(),
                 status: run.status,
                 created_ms: run.created_ms,
                 reason: run.reason.clone(),
@@ -348,6 +353,7 @@ pub(super) fn summarize(run: &Run) -> Summary {
     Summary {
         run: run.id,
         workflow: spec.workflow.name.clone(),
+        tenant: spec.workflow.tenant.clone(),
         status: run.status,
         reason: run.reason.clone(),
         tasks,

@@ -196,3 +196,29 @@ fn workflows_built_in_code_validate_too() {
     let c = baton_model::validate(wf).unwrap();
     assert_eq!(c.graph.preds(1), &[0]);
 }
+
+#[test]
+fn a_tenant_is_read_and_a_bad_one_is_located() {
+    let ok = load(&Source::from_str(
+        "wf",
+        "tenant: acme-2\ntasks: [{ id: a }]\n",
+        Format::Yaml,
+    ))
+    .unwrap();
+    assert_eq!(ok.workflow.tenant.as_deref(), Some("acme-2"));
+    for bad in ["Acme", "a.b", "baton", "-x"] {
+        let text = format!("tenant: \"{bad}\"\ntasks: [{{ id: a }}]\n");
+        let Err(baton_model::Error::Invalid { report, .. }) =
+            load(&Source::from_str("wf", &text, Format::Yaml))
+        else {
+            panic!("{bad} was taken");
+        };
+        let d = &report.diagnostics[0];
+        assert_eq!(
+            (d.code, d.path.to_string().as_str()),
+            ("invalid-tenant", "$.tenant"),
+            "{bad}"
+        );
+        assert_eq!(d.location.map(|l| l.line), Some(1), "{bad}");
+    }
+}

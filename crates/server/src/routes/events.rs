@@ -19,6 +19,7 @@ use crate::body::{self, Json};
 use crate::error::ApiError;
 use crate::tokens::Caller;
 
+use super::tenancy;
 use super::{ApiResult, St, query, reply};
 
 #[derive(Deserialize)]
@@ -70,6 +71,10 @@ pub(super) async fn publish(
         (Some(t), _) | (None, Some(t)) => t,
         (None, None) => state.options.engine.signals_topic.clone(),
     };
+    let tenant = tenancy::tenant(&caller);
+    if tenant.is_some() && topic != state.options.engine.signals_topic {
+        tenancy::topic(tenant, &topic)?;
+    }
     if let Some(why) = reserved(&topic, &state.options.engine) {
         return Err(ApiError::Forbidden(format!(
             "`{topic}` is {why}, which only the server publishes to; publish to `{}` (the \
@@ -92,6 +97,15 @@ pub(super) async fn publish(
     }
     if let Some(Extension(caller)) = &caller {
         state.limits.events(caller, n)?;
+    }
+    if let Some(tenant) = tenant
+        && topic == state.options.engine.signals_topic
+    {
+        let runs = req
+            .events
+            .iter()
+            .map(|e| e.headers.get("baton.run").map(String::as_str));
+        tenancy::signal_targets(&state, tenant, runs).await?;
     }
     let mut batch = Vec::with_capacity(n);
     for (i, e) in req.events.into_iter().enumerate() {
@@ -158,7 +172,7 @@ pub(super) async fn poll(
     caller: Option<Extension<Caller>>,
     q: Result<Query<PollQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    audit_is_the_admins(&topic, caller.as_deref())?;
+    may_use(&topic, caller.as_ref())?;
     let q = query(q)?;
     let max = q.max.unwrap_or(100);
     if !(1..=10_000).contains(&max) {
@@ -189,7 +203,7 @@ pub(super) async fn ack(
     caller: Option<Extension<Caller>>,
     Json(req): Json<api::AckRequest>,
 ) -> ApiResult<Response> {
-    audit_is_the_admins(&topic, caller.as_deref())?;
+    may_use(&topic, caller.as_ref())?;
     let ids: Vec<Offset> = req
         .offsets
         .iter()
@@ -212,7 +226,7 @@ pub(super) async fn pending(
     caller: Option<Extension<Caller>>,
     q: Result<Query<PendingQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    audit_is_the_admins(&topic, caller.as_deref())?;
+    may_use(&topic, caller.as_ref())?;
     let limit = query(q)?.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid(
@@ -253,8 +267,10 @@ pub(super) async fn pending(
 pub(super) async fn redrive(
     State(state): St,
     Path(dlq): Path<String>,
+    caller: Option<Extension<Caller>>,
     Json(req): Json<api::RedriveRequest>,
 ) -> ApiResult<Response> {
+    may_use(&dlq, caller.as_ref())?;
     if !(1..=100_000).contains(&req.max) {
         return Err(ApiError::invalid(
             "$.max",
@@ -297,9 +313,16 @@ pub(super) async fn redrive(
 
 /// `GET /api/v1/topics`: every topic with its partitions, and each group's
 /// lag, pending events and members.
-pub(super) async fn topics(State(state): St) -> ApiResult<Response> {
+pub(super) async fn topics(
+    State(state): St,
+    caller: Option<Extension<Caller>>,
+) -> ApiResult<Response> {
+    let tenant = tenancy::tenant(&caller);
     let mut topics = Vec::new();
     for t in state.log.topics().await? {
+        if tenant.is_some_and(|tenant| !tenancy::owns_topic(tenant, &t.name)) {
+            continue;
+        }
         let groups = state
             .log
             .groups(&t.name)
@@ -359,7 +382,7 @@ pub(super) async fn read(
     caller: Option<Extension<Caller>>,
     q: Result<Query<ReadQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    audit_is_the_admins(&topic, caller.as_deref())?;
+    may_use(&topic, caller.as_ref())?;
     let q = query(q)?;
     read_partition(&state, &topic, q.partition.unwrap_or(0), q.from, q.max).await
 }
@@ -387,15 +410,17 @@ pub(super) struct AuditQuery {
     max: Option<usize>,
 }
 
-/// The audit trail (a topic of the log) is read by admins only, whatever
-/// route reaches it.
-fn audit_is_the_admins(topic: &str, caller: Option<&Caller>) -> ApiResult<()> {
+/// Whether a caller may read, consume or redrive `topic`: the audit trail
+/// (a topic of the log) is the admins', whatever route reaches it; a
+/// tenant's caller reaches its tenant's topics only.
+fn may_use(topic: &str, caller: Option<&Extension<Caller>>) -> ApiResult<()> {
+    let caller = caller.map(|c| &c.0);
     if topic == crate::audit::TOPIC && !caller.is_none_or(Caller::is_admin) {
         return Err(ApiError::Forbidden(
             "the audit trail is read with `GET /api/v1/audit` and an admin token".into(),
         ));
     }
-    Ok(())
+    tenancy::topic(caller.and_then(Caller::tenant), topic)
 }
 
 async fn read_partition(

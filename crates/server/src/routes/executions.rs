@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -18,7 +19,9 @@ use crate::AppState;
 use crate::body::Json;
 use crate::catalog::{Entry, Execution, now_ms};
 use crate::error::ApiError;
+use crate::tokens::Caller;
 
+use super::tenancy::{self, own_run};
 use super::workflows::{admit, plan_detail, resolved, workflow};
 use super::{ApiResult, St, limit, parse_id, query, reply};
 use crate::forward::{Origin, on_owner};
@@ -169,10 +172,11 @@ fn cannot_run(e: baton_engine::SpecError) -> ApiError {
 
 pub(super) async fn execute(
     State(state): St,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     Json(req): Json<api::ExecuteRequest>,
 ) -> ApiResult<Response> {
-    let entry = workflow(&state, &id).await?;
+    let entry = workflow(&state, tenancy::tenant(&caller), &id).await?;
     let timeout = req
         .execution_options
         .timeout
@@ -180,6 +184,41 @@ pub(super) async fn execute(
         .map(timeout_of)
         .transpose()?;
     let spec = build_spec(&state, &entry, &req.execution_options)?;
+    // A tenant with a run quota counts its runs and starts one under its lock.
+    let quota = entry
+        .tenant
+        .as_deref()
+        .and_then(|t| Some((t, state.limits.run_quota(t)?)));
+    let _starting = match &quota {
+        Some((tenant, (max, lock))) => {
+            let held = lock.clone().lock_owned().await;
+            let executing = state
+                .engine
+                .list(RunQuery {
+                    statuses: vec![
+                        RunStatus::Running,
+                        RunStatus::Paused,
+                        RunStatus::Compensating,
+                    ],
+                    tenant: Some(tenant.to_string()),
+                    // Every one: child runs come back too and are not counted.
+                    limit: usize::MAX,
+                    ..RunQuery::default()
+                })
+                .await?;
+            // Child runs are their parent's work, not runs of their own.
+            let tops = executing.iter().filter(|r| r.parent.is_none()).count();
+            if tops >= *max as usize {
+                return Err(crate::limits::Over::Runs {
+                    tenant: tenant.to_string(),
+                    max: *max,
+                }
+                .into());
+            }
+            Some(held)
+        }
+        None => None,
+    };
     let created_ms = now_ms();
     let run = state.engine.submit(spec, req.input_data).await?;
     let deadline_ms = timeout.map(|t| created_ms + t.as_millis() as u64);
@@ -220,11 +259,15 @@ pub(super) struct InstanceQuery {
 /// items or a loop's iterations, in index order.
 pub(super) async fn instances(
     State(state): St,
+    caller: Option<Extension<Caller>>,
     Path((id, task)): Path<(String, String)>,
     q: Result<Query<InstanceQuery>, QueryRejection>,
     origin: Origin,
 ) -> ApiResult<Response> {
     let run = run_id(&id)?;
+    if let Some(forwarded) = own_run(&state, tenancy::tenant(&caller), run, &origin).await? {
+        return Ok(forwarded);
+    }
     let q = query(q)?;
     let limit = limit(q.limit.or(Some(100)))? as u32;
     let offset = q.offset.unwrap_or(0);
@@ -242,15 +285,24 @@ pub(super) async fn instances(
 /// succeeded upstream (and beside) keep their outputs.
 pub(super) async fn rerun(
     State(state): St,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     Json(req): Json<api::RerunRequest>,
 ) -> ApiResult<Response> {
     let of = run_id(&id)?;
+    let tenant = tenancy::tenant(&caller);
+    // Not forwarded (below): another tenant's run is as unknown as one
+    // this instance does not hold.
+    if let Some(tenant) = tenant
+        && state.engine.status(of).await?.summary.tenant.as_deref() != Some(tenant)
+    {
+        return Err(ApiError::NotFound(format!("no execution {of}")));
+    }
     let original = state.executions.get(of);
     // The workflow is admitted again: the server's policy may have changed
     // since the execution ran.
     if let Some(exec) = &original
-        && let Ok(entry) = workflow(&state, &exec.workflow).await
+        && let Ok(entry) = workflow(&state, tenant, &exec.workflow).await
     {
         admit(&state, &state.catalog.compiled(&entry)?.checked)?;
     }
@@ -419,6 +471,7 @@ pub(crate) fn view(state: &AppState, run: RunId, v: RunView) -> api::ExecutionSt
         execution_id: run.to_string(),
         workflow_id: exec.map(|e| e.workflow),
         workflow: s.workflow.clone(),
+        tenant: s.tenant.clone(),
         status: status.into(),
         current_phase: phase.into(),
         reason,
@@ -474,6 +527,7 @@ pub(super) struct ExecutionQuery {
 /// newest that ended), newest first, filtered, a page at a time.
 pub(super) async fn list_executions(
     State(state): St,
+    caller: Option<Extension<Caller>>,
     q: Result<Query<ExecutionQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let q = query(q)?;
@@ -509,6 +563,7 @@ pub(super) async fn list_executions(
             until_ms: q.until_ms,
             before,
             parent,
+            tenant: tenancy::tenant(&caller).map(str::to_string),
             limit: limit + 1,
         })
         .await?;
@@ -523,6 +578,7 @@ pub(super) async fn list_executions(
             execution_id: r.run.to_string(),
             workflow_id: state.executions.get(r.run).map(|e| e.workflow),
             workflow: r.workflow,
+            tenant: r.tenant,
             status: status_name(r.status).0.into(),
             created_at_ms: r.created_ms,
             reason: r.reason,
@@ -546,6 +602,7 @@ pub(super) struct StatusQuery {
 /// run learns of its end at once without polling.
 pub(super) async fn get_execution(
     State(state): St,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     origin: Origin,
     q: Result<Query<StatusQuery>, QueryRejection>,
@@ -564,6 +621,11 @@ pub(super) async fn get_execution(
         state.engine.status(run).await
     };
     match on_owner(&state, run, origin, status).await? {
+        // Checked on the status itself: no second call, and a wait on
+        // another tenant's run learns nothing but 404 at its end.
+        Ok(v) if !tenancy::sees(tenancy::tenant(&caller), v.summary.tenant.as_deref()) => {
+            Err(ApiError::NotFound(format!("no execution {run}")))
+        }
         Ok(v) => Ok(reply(StatusCode::OK, &view(&state, run, v))),
         Err(forwarded) => Ok(forwarded),
     }
@@ -574,10 +636,14 @@ pub(super) async fn get_execution(
 /// parent's sub-workflow) as for the others.
 pub(super) async fn get_run_workflow(
     State(state): St,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     origin: Origin,
 ) -> ApiResult<Response> {
     let run = run_id(&id)?;
+    if let Some(forwarded) = own_run(&state, tenancy::tenant(&caller), run, &origin).await? {
+        return Ok(forwarded);
+    }
     match on_owner(&state, run, origin, || state.engine.spec(run)).await? {
         Ok(spec) => {
             let document = serde_json::to_value(spec.workflow())
@@ -596,11 +662,15 @@ pub(super) async fn get_run_workflow(
 
 async fn control(
     state: &AppState,
+    caller: Option<Extension<Caller>>,
     id: &str,
     action: &'static str,
     origin: Origin,
 ) -> ApiResult<Response> {
     let run = run_id(id)?;
+    if let Some(forwarded) = own_run(state, tenancy::tenant(&caller), run, &origin).await? {
+        return Ok(forwarded);
+    }
     let done = on_owner(state, run, origin, || async move {
         match action {
             "pause" => state.engine.pause(run).await,
@@ -623,24 +693,27 @@ async fn control(
 
 pub(super) async fn pause(
     State(state): St,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     origin: Origin,
 ) -> ApiResult<Response> {
-    control(&state, &id, "pause", origin).await
+    control(&state, caller, &id, "pause", origin).await
 }
 
 pub(super) async fn resume(
     State(state): St,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     origin: Origin,
 ) -> ApiResult<Response> {
-    control(&state, &id, "resume", origin).await
+    control(&state, caller, &id, "resume", origin).await
 }
 
 pub(super) async fn cancel(
     State(state): St,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     origin: Origin,
 ) -> ApiResult<Response> {
-    control(&state, &id, "cancel", origin).await
+    control(&state, caller, &id, "cancel", origin).await
 }

@@ -3,19 +3,24 @@
 
 use std::collections::BTreeMap;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use baton_api as api;
 
-use super::{ApiResult, St, reply};
+use super::{ApiResult, St, reply, tenancy};
 
 /// Agents listed at most.
 const MAX_AGENTS: usize = 1000;
 /// Leases listed at most.
 const MAX_LEASES: usize = 200;
 
-pub(super) async fn agents(State(state): St) -> ApiResult<Response> {
+pub(super) async fn agents(
+    State(state): St,
+    caller: Option<Extension<crate::tokens::Caller>>,
+) -> ApiResult<Response> {
+    tenancy::across_tenants(&caller, "the agents page")?;
     let stats = state.engine.stats().await?;
     let pool = state.options.engine.workers.snapshot(MAX_LEASES);
     let operator = |name: &str| state.options.agents.iter().any(|a| a.name == name);

@@ -169,7 +169,8 @@ pub(super) async fn track(State(state): St, req: Request, next: Next) -> Respons
         .request(&key, res.status().as_u16(), started.elapsed());
     let status = res.status().as_u16();
     if crate::audit::wanted(state.audit.level(), method.as_str(), &route, status) {
-        let caller = match res.extensions().get::<Caller>() {
+        let known = res.extensions().get::<Caller>();
+        let caller = match known {
             Some(caller) => caller.id().to_string(),
             None if status == 401 => "unauthenticated".to_string(),
             None => Caller::Anonymous.id().to_string(),
@@ -177,6 +178,7 @@ pub(super) async fn track(State(state): St, req: Request, next: Next) -> Respons
         state.audit.record(crate::audit::Record {
             at_ms: crate::catalog::now_ms(),
             caller,
+            tenant: known.and_then(Caller::tenant).map(str::to_string),
             method: method.to_string(),
             route: route.clone(),
             path: uri.path().to_string(),

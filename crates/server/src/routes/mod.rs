@@ -7,6 +7,7 @@ mod executions;
 mod live;
 mod middleware;
 mod stream;
+mod tenancy;
 mod workers;
 mod workflows;
 

@@ -41,17 +41,25 @@ const GRACE: Duration = Duration::from_secs(3);
 
 pub(super) async fn stream(
     State(state): State<Arc<AppState>>,
+    caller: Option<axum::Extension<crate::tokens::Caller>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     origin: crate::forward::Origin,
 ) -> Result<Response, ApiError> {
     let run = super::executions::run_id(&id)?;
-    // Unknown runs are 404 before the stream starts; a run another instance drives
-    // is streamed by that instance.
-    if let Err(forwarded) =
-        crate::forward::on_owner(&state, run, origin, || state.engine.status(run)).await?
-    {
-        return Ok(forwarded);
+    // Unknown runs (and another tenant's) are 404 before the stream starts; a
+    // run another instance drives is streamed by that instance.
+    match crate::forward::on_owner(&state, run, origin, || state.engine.status(run)).await? {
+        Err(forwarded) => return Ok(forwarded),
+        Ok(v)
+            if !super::tenancy::sees(
+                super::tenancy::tenant(&caller),
+                v.summary.tenant.as_deref(),
+            ) =>
+        {
+            return Err(ApiError::NotFound(format!("no execution {run}")));
+        }
+        Ok(_) => {}
     }
     let topic = &state.options.engine.topic;
     let partitions = partitions(&state, topic).await;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -11,8 +12,20 @@ use baton_engine::agent::worker;
 
 use crate::body::Json;
 use crate::error::ApiError;
+use crate::tokens::Caller;
 
-use super::{ApiResult, St, reply};
+use super::{ApiResult, St, reply, tenancy};
+
+/// Refuses a lease of another tenant's call as unknown (its id is no
+/// secret a tenant's worker can be trusted with: ids leak into logs).
+fn theirs(state: &crate::AppState, caller: &Option<Extension<Caller>>, id: &str) -> ApiResult<()> {
+    match tenancy::tenant(caller) {
+        Some(t) if !state.options.engine.workers.of_tenant(id, t) => {
+            Err(lease_error(worker::Error::UnknownLease(id.to_string())))
+        }
+        _ => Ok(()),
+    }
+}
 
 fn lease_error(e: worker::Error) -> ApiError {
     match e {
@@ -33,9 +46,12 @@ fn lease_of(ms: u64, path: &str) -> ApiResult<Duration> {
 
 pub(super) async fn worker_poll(
     State(state): St,
+    caller: Option<Extension<Caller>>,
     Path(name): Path<String>,
     Json(req): Json<api::WorkerPoll>,
 ) -> ApiResult<Response> {
+    // A tenant's workers serve its workflows' agents of that name.
+    let queue = worker::queue(tenancy::tenant(&caller), &name);
     if !(1..=1000).contains(&req.max) {
         return Err(ApiError::invalid(
             "$.max",
@@ -55,7 +71,7 @@ pub(super) async fn worker_poll(
     };
     let wait = Duration::from_millis(req.wait_ms.min(60_000)).min(state.options.long_poll_max);
     let got = tokio::select! {
-        got = state.options.engine.workers.poll(&name, worker, req.max, wait, lease) => got,
+        got = state.options.engine.workers.poll(&queue, worker, req.max, wait, lease) => got,
         _ = state.stopping.cancelled() => Vec::new(),
     };
     let assignments = got
@@ -84,9 +100,11 @@ fn leased(id: String, status: &str) -> Response {
 
 pub(super) async fn heartbeat(
     State(state): St,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     Json(req): Json<api::Heartbeat>,
 ) -> ApiResult<Response> {
+    theirs(&state, &caller, &id)?;
     let lease = lease_of(req.lease_ms.unwrap_or(30_000), "$.lease_ms")?;
     state
         .options
@@ -99,9 +117,11 @@ pub(super) async fn heartbeat(
 
 pub(super) async fn progress(
     State(state): St,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     Json(req): Json<api::ProgressReport>,
 ) -> ApiResult<Response> {
+    theirs(&state, &caller, &id)?;
     state
         .options
         .engine
@@ -113,9 +133,11 @@ pub(super) async fn progress(
 
 pub(super) async fn complete(
     State(state): St,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     Json(req): Json<api::Complete>,
 ) -> ApiResult<Response> {
+    theirs(&state, &caller, &id)?;
     state
         .options
         .engine
@@ -127,9 +149,11 @@ pub(super) async fn complete(
 
 pub(super) async fn fail(
     State(state): St,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     Json(req): Json<api::Fail>,
 ) -> ApiResult<Response> {
+    theirs(&state, &caller, &id)?;
     state
         .options
         .engine
@@ -144,6 +168,7 @@ pub(super) async fn fail(
 /// checked before any is applied: a 422 applies none.
 pub(super) async fn report(
     State(state): St,
+    caller: Option<Extension<Caller>>,
     Json(req): Json<api::TaskReports>,
 ) -> ApiResult<Response> {
     if !(1..=1000).contains(&req.reports.len()) {
@@ -178,6 +203,12 @@ pub(super) async fn report(
         .into_iter()
         .zip(leases)
         .map(|(r, lease)| {
+            if theirs(&state, &caller, &r.id).is_err() {
+                return api::LeaseResponse {
+                    id: r.id,
+                    status: "unknown".into(),
+                };
+            }
             let (done, status) = if let Some(c) = r.complete {
                 (workers.complete(&r.id, c.output), "completed")
             } else if let Some(f) = r.fail {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -14,21 +15,27 @@ use crate::AppState;
 use crate::body::{self};
 use crate::catalog::Entry;
 use crate::error::ApiError;
+use crate::tokens::Caller;
 
+use super::tenancy::{self, sees};
 use super::{ApiResult, St, limit, parse_id, query, reply};
 
-pub(super) async fn workflow(state: &AppState, id: &str) -> ApiResult<Arc<Entry>> {
+/// Workflow `id`, if a caller of `tenant` sees it (another tenant's is 404).
+pub(super) async fn workflow(
+    state: &AppState,
+    tenant: Option<&str>,
+    id: &str,
+) -> ApiResult<Arc<Entry>> {
     let n = parse_id("workflow", id)?;
-    if let Some(entry) = state.catalog.get(n) {
-        return Ok(entry);
-    }
+    let found = state.catalog.get(n);
     #[cfg(feature = "postgres")]
-    if let Some(cluster) = &state.cluster
-        && let Some(entry) = cluster.fetch_workflow(&state.catalog, n).await?
-    {
-        return Ok(entry);
-    }
-    Err(ApiError::NotFound(format!("no workflow {id}")))
+    let found = match (found, &state.cluster) {
+        (None, Some(cluster)) => cluster.fetch_workflow(&state.catalog, n).await?,
+        (found, _) => found,
+    };
+    found
+        .filter(|e| sees(tenant, e.tenant.as_deref()))
+        .ok_or_else(|| ApiError::NotFound(format!("no workflow {id}")))
 }
 
 fn info(e: &Entry) -> api::WorkflowInfo {
@@ -36,6 +43,7 @@ fn info(e: &Entry) -> api::WorkflowInfo {
         id: format!("{:016x}", e.id),
         version: e.version,
         name: e.name.clone(),
+        tenant: e.tenant.as_deref().map(str::to_string),
         created_ms: e.created_ms,
         plan: e.summary.clone(),
     }
@@ -43,9 +51,11 @@ fn info(e: &Entry) -> api::WorkflowInfo {
 
 pub(super) async fn create_workflow(
     State(state): St,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     req: Request,
 ) -> ApiResult<Response> {
+    let tenant = tenancy::tenant(&caller).map(str::to_string);
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -76,7 +86,9 @@ pub(super) async fn create_workflow(
     let entry = tokio::task::spawn_blocking(move || {
         state2
             .catalog
-            .create(body.to_vec(), format, |checked| admit(&state2, checked))
+            .create(body.to_vec(), format, tenant.as_deref(), |checked| {
+                admit(&state2, checked)
+            })
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
@@ -116,6 +128,7 @@ pub(super) struct ListQuery {
 
 pub(super) async fn list_workflows(
     State(state): St,
+    caller: Option<Extension<Caller>>,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let q = query(q)?;
@@ -138,7 +151,7 @@ pub(super) async fn list_workflows(
     if let Some(cluster) = &state.cluster {
         cluster.sync_catalog(&state.catalog).await?;
     }
-    let (items, next) = state.catalog.list(limit, cursor);
+    let (items, next) = state.catalog.list(tenancy::tenant(&caller), limit, cursor);
     Ok(reply(
         StatusCode::OK,
         &api::Page {
@@ -148,8 +161,12 @@ pub(super) async fn list_workflows(
     ))
 }
 
-pub(super) async fn get_workflow(State(state): St, Path(id): Path<String>) -> ApiResult<Response> {
-    let e = workflow(&state, &id).await?;
+pub(super) async fn get_workflow(
+    State(state): St,
+    caller: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let e = workflow(&state, tenancy::tenant(&caller), &id).await?;
     let compiled = state.catalog.compiled(&e)?;
     Ok(reply(
         StatusCode::OK,
@@ -168,11 +185,12 @@ pub(super) struct PlanQuery {
 
 pub(super) async fn get_plan(
     State(state): St,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
     q: Result<Query<PlanQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
     let schedule = query(q)?.schedule.unwrap_or(false);
-    let e = workflow(&state, &id).await?;
+    let e = workflow(&state, tenancy::tenant(&caller), &id).await?;
     let compiled = state.catalog.compiled(&e)?;
     Ok(reply(
         StatusCode::OK,
@@ -233,7 +251,7 @@ pub(super) fn resolved(
         SubWorkflow::Catalog { name, version } => {
             let e = state
                 .catalog
-                .find(name, *version)
+                .find(workflow.tenant.as_deref(), name, *version)
                 .ok_or_else(|| format!("the catalog has no {}", sub.describe()))?;
             let compiled = state.catalog.compiled(&e).map_err(|e| e.to_string())?;
             Ok((
@@ -257,9 +275,17 @@ pub(super) fn resolved(
 }
 
 /// Whether the server runs `workflow` as posted: its sub-workflows can be
-/// found, and it (children included) defines only agents callers may define.
+/// found (among its tenant's), a tenant's waits only on its own topics, and it
+/// (children included) defines only agents callers may define.
 pub(super) fn admit(state: &AppState, checked: &baton_model::Checked) -> ApiResult<()> {
     let resolved = resolved(state, &checked.workflow)?;
+    if let Some(tenant) = checked.workflow.tenant.as_deref() {
+        foreign_topics(
+            resolved.as_ref().unwrap_or(&checked.workflow),
+            tenant,
+            &state.options.engine.signals_topic,
+        )?;
+    }
     let refused = state.options.workflow_agents.check(
         resolved.as_ref().unwrap_or(&checked.workflow),
         &state.options.agents,
@@ -293,6 +319,29 @@ pub(super) fn admit(state: &AppState, checked: &baton_model::Checked) -> ApiResu
             })
             .collect(),
     })
+}
+
+/// Refuses a tenant's workflow whose tasks (children's included) wait on a
+/// topic that is not the tenant's (`<tenant>.…`) or the signals topic
+/// (where a tenant's events name the run they are for).
+fn foreign_topics(wf: &baton_model::Workflow, tenant: &str, signals: &str) -> ApiResult<()> {
+    for (i, task) in wf.tasks.iter().enumerate() {
+        if let Some(topic) = task.wait_for.as_ref().and_then(|w| w.topic.as_deref())
+            && topic != signals
+            && !tenancy::owns_topic(tenant, topic)
+        {
+            return Err(ApiError::Forbidden(format!(
+                "task `{}` waits on topic `{topic}` (at $.tasks[{i}].wait_for.topic): a workflow of tenant `{tenant}` waits on its own topics, named `{tenant}.…`",
+                task.id
+            )));
+        }
+        for (_, sub) in task.sub_workflows() {
+            if let SubWorkflow::Inline(child) = sub {
+                foreign_topics(child, tenant, signals)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A workflow document as it is shown: the values of every agent's

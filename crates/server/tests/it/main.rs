@@ -7,6 +7,7 @@ mod fuzz;
 mod fuzz_findings;
 mod handlers;
 mod security;
+mod tenants;
 
 use std::sync::Arc;
 

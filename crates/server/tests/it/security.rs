@@ -474,7 +474,7 @@ async fn every_route_needs_its_scope_and_no_other() {
     for scope in Scope::ALL {
         only.insert(
             scope,
-            create(&file, "only", &[scope], None, Rate::default())
+            create(&file, "only", &[scope], None, Rate::default(), None)
                 .unwrap()
                 .1,
         );
@@ -484,7 +484,7 @@ async fn every_route_needs_its_scope_and_no_other() {
             .collect();
         all_but.insert(
             scope,
-            create(&file, "all-but", &others, None, Rate::default())
+            create(&file, "all-but", &others, None, Rate::default(), None)
                 .unwrap()
                 .1,
         );
@@ -549,7 +549,15 @@ async fn tokens_are_taken_and_revoked_without_a_restart() {
         app.send(req.body(axum::body::Body::empty()).unwrap())
     };
     assert_eq!(get("the-admin-token".into()).await.status, 200);
-    let (info, token) = create(&file, "reader", &[Scope::RunsRead], None, Rate::default()).unwrap();
+    let (info, token) = create(
+        &file,
+        "reader",
+        &[Scope::RunsRead],
+        None,
+        Rate::default(),
+        None,
+    )
+    .unwrap();
     assert_eq!(get(token.clone()).await.status, 401, "not read yet");
     app.state.tokens().reload().unwrap();
     assert_eq!(get(token.clone()).await.status, 200);
@@ -575,6 +583,7 @@ async fn mutating_and_refused_calls_are_in_the_audit_trail_for_admins_only() {
         &[Scope::WorkflowsWrite],
         None,
         Rate::default(),
+        None,
     )
     .unwrap();
     let (_, consumer) = create(
@@ -583,9 +592,10 @@ async fn mutating_and_refused_calls_are_in_the_audit_trail_for_admins_only() {
         &[Scope::EventsConsume],
         None,
         Rate::default(),
+        None,
     )
     .unwrap();
-    let (_, ops) = create(&file, "ops", &[Scope::Admin], None, Rate::default()).unwrap();
+    let (_, ops) = create(&file, "ops", &[Scope::Admin], None, Rate::default(), None).unwrap();
     let app = app_with(|o| o.tokens_file = Some(file.clone())).await;
     let call = |method: &str, path: &str, token: Option<&str>, body: &str| {
         let req = crate::as_caller(method, path, token)
@@ -690,7 +700,7 @@ async fn rate_limits_answer_429_with_retry_after_and_never_limit_the_admin() {
         requests_per_sec: Some(3.0),
         events_per_sec: Some(5.0),
     };
-    let (_, token) = create(&file, "slow", &[Scope::Admin], None, slow).unwrap();
+    let (_, token) = create(&file, "slow", &[Scope::Admin], None, slow, None).unwrap();
     let app = app_with(|o| {
         o.tokens_file = Some(file.clone());
         o.auth_token = Some("the-admin-token".into());
