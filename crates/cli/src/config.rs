@@ -41,6 +41,8 @@ pub struct Server {
     pub tls_cert: Option<std::path::PathBuf>,
     /// HTTPS: the certificate's private key (PEM).
     pub tls_key: Option<std::path::PathBuf>,
+    /// mTLS: the CAs whose client certificates are verified (PEM).
+    pub tls_client_ca: Option<std::path::PathBuf>,
     /// Which calls go to the audit trail: control (default), all, off.
     pub audit: Option<baton_server::audit::Level>,
     /// How long the audit trail keeps a record, days [default: 90].
@@ -147,6 +149,7 @@ pub fn read(path: &Path) -> anyhow::Result<Result<Config, ExitCode>> {
     for file in [
         &mut server.tls_cert,
         &mut server.tls_key,
+        &mut server.tls_client_ca,
         &mut server.tokens_file,
     ]
     .into_iter()

@@ -67,7 +67,13 @@ pub struct Args {
     /// The certificate's private key (PEM; `[server] tls_key`).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// `baton.toml`: `[server]` (bind, data_dir, auth_token, tokens_file, tls_cert, tls_key, rate_limit_rps,
+    /// Certificate authorities (PEM; `[server] tls_client_ca`) whose client
+    /// certificates the server verifies: instances forward calls to each
+    /// other with their own certificate and must present one (mTLS); other
+    /// clients may still come with a token alone.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// `baton.toml`: `[server]` (bind, data_dir, auth_token, tokens_file, tls_cert, tls_key, tls_client_ca, rate_limit_rps,
     /// rate_limit_events_per_sec, audit,
     /// audit_retention_days,
     /// metrics_requires_auth, access_log, body_limit, max_batch_events,
@@ -122,9 +128,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or(defaults.data_dir.clone()),
         auth_token: s.auth_token,
         tokens_file: s.tokens_file,
-        tls: match (args.tls_cert.or(s.tls_cert), args.tls_key.or(s.tls_key)) {
-            (Some(cert), Some(key)) => Some(baton_server::TlsFiles { cert, key }),
-            (None, None) => None,
+        tls: match (
+            args.tls_cert.or(s.tls_cert),
+            args.tls_key.or(s.tls_key),
+            args.tls_client_ca.or(s.tls_client_ca),
+        ) {
+            (Some(cert), Some(key), client_ca) => Some(baton_server::TlsFiles {
+                cert,
+                key,
+                client_ca,
+            }),
+            (None, None, None) => None,
+            (None, None, Some(_)) => {
+                eprintln!(
+                    "error: [server] tls_client_ca verifies clients of an HTTPS server: set tls_cert and tls_key too"
+                );
+                return Ok(ExitCode::from(2));
+            }
             _ => {
                 eprintln!("error: [server] tls_cert and tls_key go together: set both or neither");
                 return Ok(ExitCode::from(2));

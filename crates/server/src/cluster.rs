@@ -34,8 +34,9 @@ use tokio_util::sync::CancellationToken;
 use crate::catalog::{Catalog, Entry};
 use crate::error::ApiError;
 
-/// Marks a forwarded call, so that it is not forwarded again.
-const FORWARDED: &str = "x-baton-forwarded";
+/// Marks a forwarded call, so that it is not forwarded again; with a client
+/// CA, it must come with an instance's certificate.
+pub(crate) const FORWARDED: &str = "x-baton-forwarded";
 
 /// What answers a call about a run this instance does not hold.
 pub(crate) enum Routed {
@@ -62,20 +63,31 @@ pub(crate) struct Call<'a> {
 /// fencing, takeover) and the client that forwards calls to other instances.
 pub(crate) struct Cluster {
     member: Member,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Cluster {
     /// Joins the cluster through `store` (already open: this instance is
-    /// registered and its lease is running).
-    pub(crate) fn join(store: Arc<Postgres>) -> Cluster {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        Cluster {
+    /// registered and its lease is running). With `tls`, calls go to the
+    /// other instances' `https://` addresses, verified against the client CA
+    /// and made with this instance's certificate (mTLS).
+    pub(crate) fn join(
+        store: Arc<Postgres>,
+        tls: Option<&crate::TlsFiles>,
+    ) -> Result<Cluster, crate::tls::Error> {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(2)));
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(crate::tls::client_config(tls)?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(Cluster {
             member: Member::new(store, baton_engine::cluster::Options::default()),
             client: Client::builder(TokioExecutor::new()).build(connector),
-        }
+        })
     }
 
     /// The engine's options for this instance (its node number in run ids).

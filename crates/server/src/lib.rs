@@ -588,7 +588,8 @@ async fn open_shared_state(
     .await
     .map_err(|e| failed("opening the state store")(e.into()))?;
     let store = Arc::new(store);
-    let cluster = cluster::Cluster::join(store.clone());
+    let cluster =
+        cluster::Cluster::join(store.clone(), options.tls.as_ref()).map_err(Error::Tls)?;
     let engine_options = cluster.engine_options(options.engine.clone());
     let (engine, handle) = Engine::build(engine_options, log, Some(store))?;
     Ok((engine, handle, Some(Arc::new(cluster))))

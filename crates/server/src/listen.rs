@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::tls::Tls;
+use crate::tls::{PeerVerified, Tls};
 
 /// How often a limit reached (or an accept failing) is logged, at most.
 const SAY_EVERY: Duration = Duration::from_secs(10);
@@ -71,21 +71,38 @@ pub(crate) async fn serve(
             _ = stop.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let app = app.clone();
         let closed = closed.clone();
         let acceptor = tls.as_ref().map(|tls| tls.acceptor());
         tokio::spawn(async move {
             let _permit = permit;
             match acceptor {
-                None => connection(TokioIo::new(stream), service, idle_timeout, closed).await,
+                None => {
+                    let service = TowerToHyperService::new(app);
+                    connection(TokioIo::new(stream), service, idle_timeout, closed).await
+                }
                 Some(acceptor) => {
-                    // A client that does not finish its handshake in time, or
-                    // does not trust the certificate, is dropped.
-                    if let Ok(Ok(stream)) =
+                    // A client that does not finish its handshake in time,
+                    // does not trust the certificate or presents one the
+                    // client CA did not issue, is dropped.
+                    let Ok(Ok(stream)) =
                         tokio::time::timeout(idle_timeout, acceptor.accept(stream)).await
-                    {
-                        connection(TokioIo::new(stream), service, idle_timeout, closed).await;
-                    }
+                    else {
+                        return;
+                    };
+                    // A certificate is there only if the client CA verified it.
+                    let verified = stream.get_ref().1.peer_certificates().is_some();
+                    let app = tower::ServiceExt::map_request(
+                        app,
+                        move |mut req: hyper::Request<hyper::body::Incoming>| {
+                            if verified {
+                                req.extensions_mut().insert(PeerVerified);
+                            }
+                            req
+                        },
+                    );
+                    let service = TowerToHyperService::new(app);
+                    connection(TokioIo::new(stream), service, idle_timeout, closed).await;
                 }
             }
         });
@@ -97,13 +114,21 @@ pub(crate) async fn serve(
 }
 
 /// Serves HTTP/1.1 on one connection until it closes or the server stops.
-async fn connection<I>(
+async fn connection<I, S>(
     io: TokioIo<I>,
-    service: TowerToHyperService<Router>,
+    service: TowerToHyperService<S>,
     idle_timeout: Duration,
     mut closed: watch::Receiver<bool>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
 {
     let mut builder = http1::Builder::new();
     // Room for heads past the server's own limits (URI 8 KiB, headers

@@ -77,11 +77,24 @@ impl Drop for Instance {
 
 /// Starts `baton serve` as one instance; [`Instance::ready`] waits for its address.
 fn start(name: &str, data: &std::path::Path, namespace: &str, pg: &str, events: &str) -> Child {
+    start_with(name, data, namespace, pg, events, &[])
+}
+
+/// [`start`] with more arguments.
+fn start_with(
+    name: &str,
+    data: &std::path::Path,
+    namespace: &str,
+    pg: &str,
+    events: &str,
+    more: &[&std::ffi::OsStr],
+) -> Child {
     Command::new(env!("CARGO_BIN_EXE_baton"))
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .args(["--events", events, "--state", pg, "--namespace", namespace])
         .args(["--instance", name, "--lease-ttl", "2"])
+        .args(more)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -104,7 +117,11 @@ impl Instance {
                 ),
             };
             said.push(line.clone());
-            if let Some(rest) = line.split("listening on http://").nth(1) {
+            if let Some(rest) = line
+                .split("listening on http://")
+                .nth(1)
+                .or_else(|| line.split("listening on https://").nth(1))
+            {
                 break rest.split_whitespace().next().unwrap().to_string();
             }
         };
@@ -173,18 +190,138 @@ fn three_instances_on_nats_share_the_work_and_survive_a_sigkill() {
     three_instances("BATON_TEST_NATS_URL");
 }
 
-fn three_instances(events: &str) {
-    let Some((pg, events)) = servers(events) else {
-        return;
-    };
-    let namespace = format!(
+/// A schema and key prefix of the test's own.
+fn namespace() -> String {
+    format!(
         "itc_{}_{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos()
+    )
+}
+
+/// curl over HTTPS trusting the test CA, with `args` (exit code, output).
+fn curl(args: &[&str]) -> (Option<i32>, String) {
+    let o = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+/// Two instances serving HTTPS with a client CA: a call about a run that
+/// one drives, made to the other, is forwarded over mTLS (the forwarding
+/// instance presents its certificate and verifies its peer's); a call that
+/// claims to be forwarded is refused without an instance's certificate,
+/// and a certificate another CA issued ends the handshake.
+#[test]
+fn instances_forward_to_each_other_over_mtls() {
+    let Some((pg, events)) = servers("BATON_TEST_REDIS_URL") else {
+        return;
+    };
+    let namespace = namespace();
+    let _cleanup = Cleanup {
+        namespace: namespace.clone(),
+        pg: pg.clone(),
+        events: events.clone(),
+    };
+    let certs = crate::repo().join("crates/server/tests/fixtures/mtls");
+    let file = |name: &str| certs.join(name).to_str().unwrap().to_string();
+    let (ca, cert, key) = (file("ca.pem"), file("instance.pem"), file("instance.key"));
+    let flags = [
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--tls-client-ca",
+        &ca,
+    ];
+    let tls: Vec<&std::ffi::OsStr> = flags.iter().map(std::ffi::OsStr::new).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let [a, b] = ["a", "b"].map(|name| {
+        Instance::ready(start_with(
+            name,
+            &dir.path().join(name),
+            &namespace,
+            &pg,
+            &events,
+            &tls,
+        ))
+    });
+    let url = |i: &Instance, path: &str| format!("https://{}{path}", i.addr);
+    let (code, out) = curl(&[
+        "--cacert",
+        &ca,
+        "-H",
+        "content-type: application/json",
+        "-d",
+        r#"{"agents": {"w": {"type": "worker"}}, "tasks": [{"id": "a", "agent": "w"}]}"#,
+        &url(&a, "/api/v1/workflows"),
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let created: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let id = created["id"].as_str().unwrap();
+    let (_, out) = curl(&[
+        "--cacert",
+        &ca,
+        "-H",
+        "content-type: application/json",
+        "-d",
+        "{}",
+        &url(&a, &format!("/api/v1/workflows/{id}/execute")),
+    ]);
+    let started: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let run = started["execution_id"].as_str().unwrap();
+    // Asked of b, answered by a (which drives it) through b's mTLS client.
+    let status = format!("/api/v1/executions/{run}");
+    let (code, out) = curl(&["--cacert", &ca, "-i", &url(&b, &status)]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.trim_end().ends_with("200"), "{out}");
+    assert!(
+        out.to_ascii_lowercase().contains("x-baton-forwarded"),
+        "{out}"
     );
+    assert!(out.contains(run), "{out}");
+    // Claiming to be an instance takes an instance's certificate.
+    let forged = ["-H", "x-baton-forwarded: 1"];
+    let (_, out) = curl(&[&["--cacert", &ca][..], &forged, &[&url(&a, &status)]].concat());
+    assert!(out.trim_end().ends_with("403"), "{out}");
+    let (_, out) = curl(
+        &[
+            &["--cacert", &ca, "--cert", &cert, "--key", &key][..],
+            &forged,
+            &[&url(&a, &status)],
+        ]
+        .concat(),
+    );
+    assert!(out.trim_end().ends_with("200"), "{out}");
+    // A certificate of another CA: no connection at all.
+    let (code, out) = curl(&[
+        "--cacert",
+        &ca,
+        "--cert",
+        &file("stranger.pem"),
+        "--key",
+        &file("stranger.key"),
+        &url(&a, "/healthz"),
+    ]);
+    assert_ne!(code, Some(0), "{out}");
+    // Without a certificate, a client with a token (none here) is served.
+    let (code, out) = curl(&["--cacert", &ca, &url(&b, "/healthz")]);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+fn three_instances(events: &str) {
+    let Some((pg, events)) = servers(events) else {
+        return;
+    };
+    let namespace = namespace();
     let _cleanup = Cleanup {
         namespace: namespace.clone(),
         pg: pg.clone(),

@@ -19,6 +19,22 @@ use super::St;
 /// matched (`/metrics`: `metrics`), and hands the caller on for the audit
 /// trail.
 pub(super) async fn auth(State(state): St, req: Request, next: Next) -> Response {
+    // With mTLS between instances, only an instance forwards.
+    #[cfg(feature = "postgres")]
+    if req.headers().contains_key(crate::cluster::FORWARDED)
+        && state
+            .options
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca.is_some())
+        && req.extensions().get::<crate::tls::PeerVerified>().is_none()
+    {
+        return ApiError::Forbidden(
+            "a forwarded call comes from an instance, with a certificate of the server's `tls_client_ca`"
+                .into(),
+        )
+        .into_response();
+    }
     // Without tokens there is nothing to look up: a server without auth
     // pays no more per request than it did before scopes.
     if !state.tokens.required() {
