@@ -55,6 +55,11 @@ pub struct Options {
     /// Where its `worker` agents' calls wait for workers to poll (each default
     /// `Options` has a pool of its own, so two engines never share calls).
     pub workers: std::sync::Arc<crate::agent::worker::Workers>,
+    /// The operator's agents (`[agents.NAME]`), which the runs it starts were
+    /// built with ([`Spec::with_overrides`](crate::Spec::with_overrides)): a
+    /// resumed run takes them again, with the secrets its stored document
+    /// does not hold.
+    pub operator_agents: std::sync::Arc<[baton_model::Agent]>,
 }
 
 impl Options {
@@ -85,6 +90,7 @@ impl Default for Options {
             max_instances: 1_000_000,
             egress: crate::agent::Egress::Open,
             workers: Default::default(),
+            operator_agents: std::sync::Arc::from([]),
         }
     }
 }

@@ -43,8 +43,19 @@ impl Spec {
         let mut checked = checked.clone();
         checked.workflow.override_agents(overrides.agents);
         apply(&mut checked.workflow, overrides);
-        Spec::build(checked, plan, options)
+        let sealed = sealed(overrides.agents);
+        Spec::build_sealed(checked, plan, options, sealed)
     }
+}
+
+/// The names of the operator's agents that carry settings to keep out of a
+/// stored document (`env` or `headers`).
+pub(crate) fn sealed(operator: &[baton_model::Agent]) -> Arc<[String]> {
+    operator
+        .iter()
+        .filter(|a| !a.env.is_empty() || !a.headers.is_empty())
+        .map(|a| a.name.clone())
+        .collect()
 }
 
 /// The retry policy and the concurrency cap, on a workflow and on the inline

@@ -60,6 +60,11 @@ pub struct Spec {
     pub(crate) id: u64,
     /// The document and its key, made when a state store first needs them.
     stored: OnceLock<(u128, Arc<str>)>,
+    /// The agents whose settings are the operator's (`[agents.NAME]`, applied
+    /// by [`Spec::with_overrides`]): the stored document holds `***` for their
+    /// `env` and `headers` values, which a resume takes from the operator's
+    /// agents again ([`crate::Options::operator_agents`]).
+    pub(crate) sealed: Arc<[String]>,
     pub(crate) workflow: Arc<Workflow>,
     pub(crate) plan: Arc<Plan>,
     pub(crate) agents: Box<[AgentDecl]>,
@@ -113,6 +118,7 @@ fn child_spec(
     sub: &SubWorkflow,
     tenant: Option<&str>,
     options: &agent::Options,
+    sealed: &Arc<[String]>,
     depth: usize,
 ) -> Result<Spec, String> {
     let SubWorkflow::Inline(wf) = sub else {
@@ -137,7 +143,8 @@ fn child_spec(
     })?;
     let plan = baton_plan::plan_checked(&checked, &Default::default())
         .map_err(|d| format!("its {} cannot be planned: {}", sub.describe(), d.message))?;
-    Spec::build_at(checked, Arc::new(plan), options, depth + 1).map_err(|e| e.to_string())
+    Spec::build_at(checked, Arc::new(plan), options, sealed.clone(), depth + 1)
+        .map_err(|e| e.to_string())
 }
 
 /// The name of the agent tasks run on when a workflow declares none.
@@ -162,28 +169,39 @@ impl Spec {
         plan: Arc<Plan>,
         options: &agent::Options,
     ) -> Result<Spec, Error> {
-        Spec::build_at(checked, plan, options, 0)
+        Spec::build_at(checked, plan, options, Arc::from([]), 0)
+    }
+
+    /// [`Spec::build`] of a workflow whose agents named in `sealed` carry the
+    /// operator's settings (see [`Spec::sealed`]).
+    pub(crate) fn build_sealed(
+        checked: Checked,
+        plan: Arc<Plan>,
+        options: &agent::Options,
+        sealed: Arc<[String]>,
+    ) -> Result<Spec, Error> {
+        Spec::build_at(checked, plan, options, sealed, 0)
     }
 
     fn build_at(
         checked: Checked,
         plan: Arc<Plan>,
         options: &agent::Options,
+        sealed: Arc<[String]>,
         depth: usize,
     ) -> Result<Spec, Error> {
         let workflow = &checked.workflow;
         let mut children = std::collections::HashMap::new();
         for (i, task) in workflow.tasks.iter().enumerate() {
             for (k, (place, sub)) in task.sub_workflows().into_iter().enumerate() {
-                let child = child_spec(sub, workflow.tenant.as_deref(), options, depth).map_err(
-                    |message| Error::Child {
+                let child = child_spec(sub, workflow.tenant.as_deref(), options, &sealed, depth)
+                    .map_err(|message| Error::Child {
                         task: task.id.clone(),
                         message: match place.strip_prefix("pattern.teams.") {
                             Some(team) => format!("team `{team}`: {message}"),
                             None => message,
                         },
-                    },
-                )?;
+                    })?;
                 children.insert((i as u32, k as u16), Arc::new(child));
             }
         }
@@ -284,6 +302,7 @@ impl Spec {
         Ok(Spec {
             id: IDS.fetch_add(1, Ordering::Relaxed),
             stored: OnceLock::new(),
+            sealed,
             ids,
             planned: plan.order().len() as u32,
             roots,
@@ -304,9 +323,14 @@ impl Spec {
     /// them, so in-memory runs never pay for it).
     pub(crate) fn stored(&self) -> &(u128, Arc<str>) {
         self.stored.get_or_init(|| {
-            let document: Arc<str> = serde_json::to_string(&*self.workflow)
-                .expect("a workflow always serializes")
-                .into();
+            let document = if self.sealed.is_empty() {
+                serde_json::to_string(&*self.workflow)
+            } else {
+                let mut workflow = (*self.workflow).clone();
+                seal(&mut workflow, &self.sealed);
+                serde_json::to_string(&workflow)
+            };
+            let document: Arc<str> = document.expect("a workflow always serializes").into();
             (document_key(&document), document)
         })
     }
@@ -347,6 +371,26 @@ impl Spec {
                 .map(|t| t.candidates.len() * 2)
                 .sum::<usize>()
             + self.ids.iter().map(|s| s.len() + 16).sum::<usize>()
+    }
+}
+
+/// Replaces the `env` and `headers` values of the agents named in `sealed`
+/// with `***`, in `workflow` and its inline children: the operator's
+/// secrets stay in the operator's config.
+fn seal(workflow: &mut Workflow, sealed: &[String]) {
+    for agent in &mut workflow.agents {
+        if sealed.contains(&agent.name) {
+            for (_, value) in agent.env.iter_mut().chain(agent.headers.iter_mut()) {
+                *value = "***".into();
+            }
+        }
+    }
+    for task in &mut workflow.tasks {
+        for (_, sub) in task.sub_workflows_mut() {
+            if let SubWorkflow::Inline(child) = sub {
+                seal(child, sealed);
+            }
+        }
     }
 }
 

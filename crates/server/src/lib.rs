@@ -443,7 +443,10 @@ impl Server {
 
 /// Builds the shared state on `options.data_dir` and the engine to spawn (for
 /// tests that drive the [`router`] without a listener).
-pub async fn state(options: ServerOptions) -> Result<(Arc<AppState>, Engine), Error> {
+pub async fn state(mut options: ServerOptions) -> Result<(Arc<AppState>, Engine), Error> {
+    // Resumed runs take the operator's agents (and their secrets) from here,
+    // not from the stored documents.
+    options.engine.operator_agents = options.agents.clone().into();
     let dir = options.data_dir.clone();
     let data = |what: &'static str| {
         let dir = dir.clone();

@@ -763,3 +763,217 @@ fn serve_speaks_https_and_keeps_its_certificate_when_a_reload_fails() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(sigterm(&mut child).success());
 }
+
+/// Every file under `dir`, read whole (binary included).
+fn every_file(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, Vec<u8>)>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            every_file(&path, out);
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            out.push((path, bytes));
+        }
+    }
+}
+
+/// Secrets given by reference to the operator's agents and to the server
+/// are nowhere in what a run leaves behind: not in the data directory (event
+/// log, state journal, workflows, executions, audit trail), the server's
+/// logs at debug level with the access log, `/metrics`, the run's status,
+/// events and workflow, or the error of a call that failed, though the
+/// secrets did reach the agent's process (it checks them to succeed).
+#[test]
+fn a_planted_secret_is_nowhere_a_run_leaves_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("baton.toml");
+    std::fs::write(dir.path().join("header.txt"), "planted-HEADER-7f3a\n").unwrap();
+    std::fs::write(
+        &config,
+        r#"[server]
+auth_token = "env:PLANTED_ADMIN"
+audit = "all"
+allow_private_hosts = ["127.0.0.1"]
+
+[agents.check]
+type = "command"
+command = ["sh", "-c", "cat > /dev/null; [ \"${KEY#planted-ENV-}\" = 91c2 ] && echo '{\"checked\": true}'"]
+shell = false
+env = { KEY = "env:PLANTED_KEY" }
+
+[agents.remote]
+type = "http"
+url = "http://127.0.0.1:9/a2a"
+headers = { Authorization = "file:header.txt" }
+"#,
+    )
+    .unwrap();
+    let (mut child, addr, _, lines) = until_listening(
+        Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["--log-level", "debug", "serve", "--bind", "127.0.0.1:0"])
+            .args(["--access-log", "--data-dir"])
+            .arg(&data)
+            .arg("--config")
+            .arg(&config)
+            .env("PLANTED_ADMIN", "planted-ADMIN-55e0")
+            .env("PLANTED_KEY", "planted-ENV-91c2"),
+    );
+    let logs = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<String>>());
+    let admin = Some("planted-ADMIN-55e0");
+    let call = |method: &str, path: &str, body: &str| request_as(&addr, admin, method, path, body);
+    let body_of = |answer: &str| {
+        answer
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_string()
+    };
+    let flow = r#"{"agents": {"check": {"type": "noop"}, "remote": {"type": "noop"}},
+      "tasks": [{"id": "a", "agent": "check"},
+                {"id": "b", "agent": "remote", "depends_on": ["a"], "retry": {"max_attempts": 1}}]}"#;
+    let created = call("POST", "/api/v1/workflows", flow);
+    assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+    let id: serde_json::Value = serde_json::from_str(&body_of(&created)).unwrap();
+    let id = id["id"].as_str().unwrap().to_string();
+    let started = call("POST", &format!("/api/v1/workflows/{id}/execute"), "{}");
+    let run: serde_json::Value = serde_json::from_str(&body_of(&started)).unwrap();
+    let run = run["execution_id"].as_str().unwrap().to_string();
+    let mut seen = Vec::new();
+    let status = loop {
+        let s = call("GET", &format!("/api/v1/executions/{run}?wait_ms=2000"), "");
+        let v: serde_json::Value = serde_json::from_str(&body_of(&s)).unwrap();
+        if matches!(v["status"].as_str(), Some("completed" | "failed")) {
+            seen.push(s);
+            break v;
+        }
+        assert!(seen.len() < 20, "the run did not end: {s}");
+        seen.push(s);
+    };
+    // The command agent saw its secret (it succeeds only then); the http
+    // agent's call failed (nothing listens), carrying its header.
+    let task = |id: &str| {
+        status["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(task("a")["status"], "succeeded", "{status}");
+    assert_eq!(task("b")["status"], "failed", "{status}");
+    for path in [
+        format!("/api/v1/executions/{run}/events"),
+        format!("/api/v1/executions/{run}/workflow"),
+        format!("/api/v1/workflows/{id}"),
+        "/api/v1/executions".to_string(),
+        "/api/v1/agents".to_string(),
+        "/api/v1/audit?max=1000".to_string(),
+        "/api/v1/topics".to_string(),
+        "/metrics".to_string(),
+    ] {
+        seen.push(call("GET", &path, ""));
+    }
+    assert!(sigterm(&mut child).success());
+    let logs = logs.join().unwrap();
+    assert!(
+        logs.iter().any(|l| l.contains("baton::access")),
+        "debug and access logs on"
+    );
+    let mut files = Vec::new();
+    every_file(&data, &mut files);
+    assert!(
+        files.len() >= 4,
+        "{:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    for secret in [
+        "planted-ADMIN-55e0",
+        "planted-ENV-91c2",
+        "planted-HEADER-7f3a",
+    ] {
+        for answer in &seen {
+            assert!(!answer.contains(secret), "{secret} in an answer: {answer}");
+        }
+        for line in &logs {
+            assert!(!line.contains(secret), "{secret} in the log: {line}");
+        }
+        for (path, bytes) in &files {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} in {}",
+                path.display()
+            );
+        }
+    }
+}
+
+/// A run resumed after a restart takes the operator's agents, secrets
+/// included, from the config again (its stored document holds `***`): the
+/// task after the restart still gets the secret.
+#[test]
+fn a_resumed_run_gets_the_operators_secrets_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("baton.toml");
+    std::fs::write(
+        &config,
+        r#"[agents.check]
+type = "command"
+command = ["sh", "-c", "cat > /dev/null; [ \"${KEY#planted-}\" = 2b7d ] && echo '{\"checked\": true}'"]
+env = { KEY = "env:PLANTED_KEY" }
+"#,
+    )
+    .unwrap();
+    let start = || {
+        let (child, addr, _, lines) = until_listening(
+            Command::new(env!("CARGO_BIN_EXE_baton"))
+                .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+                .arg(&data)
+                .arg("--config")
+                .arg(&config)
+                .env("PLANTED_KEY", "planted-2b7d"),
+        );
+        std::thread::spawn(move || for _ in lines {});
+        (child, addr)
+    };
+    let body_of = |answer: &str| {
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        serde_json::from_str::<serde_json::Value>(body).unwrap()
+    };
+    let (mut child, addr) = start();
+    let flow = r#"{"agents": {"check": {"type": "noop"}, "gate": {"type": "noop"}},
+      "tasks": [{"id": "wait", "agent": "gate", "wait_for": {"type": "go"}},
+                {"id": "a", "agent": "check", "depends_on": ["wait"]}]}"#;
+    let id = body_of(&request(&addr, "POST", "/api/v1/workflows", flow))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started = request(
+        &addr,
+        "POST",
+        &format!("/api/v1/workflows/{id}/execute"),
+        "{}",
+    );
+    let run = body_of(&started)["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(sigterm(&mut child).success());
+    let journal = std::fs::read(data.join("state/journal.log")).unwrap();
+    assert!(!journal.windows(12).any(|w| w == b"planted-2b7d"));
+    let (mut child, addr) = start();
+    let signal =
+        format!(r#"{{"events": [{{"type": "go", "headers": {{"baton.run": "{run}"}}}}]}}"#);
+    let sent = request(&addr, "POST", "/api/v1/events", &signal);
+    assert!(sent.starts_with("HTTP/1.1 200"), "{sent}");
+    let status = body_of(&request(
+        &addr,
+        "GET",
+        &format!("/api/v1/executions/{run}?wait_ms=5000"),
+        "",
+    ));
+    assert_eq!(status["status"], "completed", "{status}");
+    assert!(sigterm(&mut child).success());
+}

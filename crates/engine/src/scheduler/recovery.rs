@@ -262,7 +262,13 @@ impl Scheduler {
                     let prepared = documents
                         .get(&past.key)
                         .ok_or_else(|| "its workflow is missing from the state store".to_string())
-                        .and_then(|document| prepare_document(document, &self.options.agents()));
+                        .and_then(|document| {
+                            prepare_document(
+                                document,
+                                &self.options.agents(),
+                                &self.options.operator_agents,
+                            )
+                        });
                     let spec = match prepared {
                         Ok(spec) => Arc::new(spec),
                         Err(message) if remember && which != Rebuild::Finished => {
@@ -404,16 +410,21 @@ impl Scheduler {
     }
 }
 
-/// Prepares a stored workflow document again (on resume).
+/// Prepares a stored workflow document again (on resume), the operator's
+/// agents applied again (they hold what the document does not: see
+/// [`Spec::sealed`]).
 pub(super) fn prepare_document(
     document: &str,
     agents: &crate::agent::Options,
+    operator: &[baton_model::Agent],
 ) -> Result<Spec, String> {
     let source = Source::from_str("stored workflow", document, Format::Json);
-    let checked = baton_model::load(&source).map_err(|e| e.to_string())?;
+    let mut checked = baton_model::load(&source).map_err(|e| e.to_string())?;
+    checked.workflow.override_agents(operator);
     let plan = baton_plan::plan_checked(&checked, &baton_plan::Options::default())
         .map_err(|d| d.message.clone())?;
-    Spec::build(checked, Arc::new(plan), agents).map_err(|e| e.to_string())
+    let sealed = crate::overrides::sealed(operator);
+    Spec::build_sealed(checked, Arc::new(plan), agents, sealed).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -646,7 +646,9 @@ pub(super) async fn get_run_workflow(
     }
     match on_owner(&state, run, origin, || state.engine.spec(run)).await? {
         Ok(spec) => {
+            // As run: the operator's agents included, their secrets not.
             let document = serde_json::to_value(spec.workflow())
+                .map(super::workflows::redacted)
                 .map_err(|e| ApiError::Internal(format!("serializing a workflow: {e}")))?;
             Ok(reply(
                 StatusCode::OK,

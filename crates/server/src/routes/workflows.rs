@@ -347,7 +347,7 @@ fn foreign_topics(wf: &baton_model::Workflow, tenant: &str, signals: &str) -> Ap
 /// A workflow document as it is shown: the values of every agent's
 /// `headers` and `env` (credentials live there) replaced by `***`, in
 /// inline sub-workflows and teams too.
-fn redacted(mut document: serde_json::Value) -> serde_json::Value {
+pub(super) fn redacted(mut document: serde_json::Value) -> serde_json::Value {
     fn walk(v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(map) => {
