@@ -18,6 +18,9 @@ pub(crate) struct DedupWindow {
     cur: IdTable,
     prev: IdTable,
     cur_since_ms: u64,
+    /// Counts rotations (and clears), so that [`DedupWindow::undo`] knows
+    /// where the ids since a [`Mark`] went.
+    generation: u64,
     /// Randomly seeded, because ids may be chosen by callers.
     hasher: foldhash::fast::RandomState,
 }
@@ -32,10 +35,41 @@ impl DedupWindow {
             self.cur.clear();
             self.prev.clear();
             self.cur_since_ms = now_ms;
+            self.generation += 1;
         } else if self.cur.len() >= limits.dedup_ids.div_ceil(2) || age >= max_age / 2 {
             std::mem::swap(&mut self.cur, &mut self.prev);
             self.cur.clear();
             self.cur_since_ms = now_ms;
+            self.generation += 1;
+        }
+    }
+
+    /// Where the window is: what [`DedupWindow::undo`] goes back to.
+    pub(super) fn mark(&self) -> Mark {
+        Mark {
+            generation: self.generation,
+            len: self.cur.len(),
+        }
+    }
+
+    /// Forgets the ids recorded since `mark` (their events were not stored
+    /// after all), so that publishing them again stores them: a window must
+    /// never answer with an offset that holds nothing. Ids of a generation
+    /// rotated away meanwhile are all forgotten (more than half a window in
+    /// one failed batch), which only makes dedup miss, never lie.
+    pub(super) fn undo(&mut self, mark: Mark) {
+        match self.generation - mark.generation {
+            0 => self.cur.truncate(mark.len),
+            1 => {
+                // The ids since the mark: all of `cur`, and `prev`'s past `len`
+                // (it was `cur`; after a clear it is empty).
+                self.cur.clear();
+                self.prev.truncate(mark.len);
+            }
+            _ => {
+                self.cur.clear();
+                self.prev.clear();
+            }
         }
     }
 
@@ -77,6 +111,13 @@ impl DedupWindow {
         }
         self.cur.get_or_insert(id, hash, offset)
     }
+}
+
+/// A point in a [`DedupWindow`]'s history.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mark {
+    generation: u64,
+    len: usize,
 }
 
 /// A set of ids with the offset each was stored at: an open-addressing index over an
@@ -168,6 +209,22 @@ impl IdTable {
         }
     }
 
+    /// Removes the entries past the first `len`, newest first. With linear
+    /// probing, an entry's slot can be emptied when every entry inserted
+    /// after it is gone: no earlier entry's probe passed over it (it would
+    /// have stopped there), and growth reinserts in insertion order.
+    fn truncate(&mut self, len: usize) {
+        while self.entries.len() > len {
+            let Some((id, _, hash)) = self.entries.last().copied() else {
+                break;
+            };
+            if let Ok(i) = self.find(id, hash) {
+                self.slots[i] = 0;
+            }
+            self.entries.pop();
+        }
+    }
+
     fn grow(&mut self) {
         let len = (self.slots.len() * 2).max(64);
         self.slots.clear();
@@ -213,6 +270,53 @@ mod tests {
         }
         assert_eq!(w.cur.len(), ids.len());
         assert!(w.cur.slots.len() >= 2 * ids.len());
+    }
+
+    /// Undone ids are forgotten (published again, they are stored), the ids
+    /// before the mark are kept, across a rotation within the undone batch
+    /// too.
+    #[test]
+    fn undo_forgets_exactly_the_ids_since_the_mark() {
+        let l = limits(1 << 20);
+        let mut w = DedupWindow::default();
+        let ids: Vec<u128> = (0..3000u128)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        for (o, &id) in ids[..1000].iter().enumerate() {
+            assert_eq!(w.check_insert(id, w.hash(id), o as u64, &l, 0), None);
+        }
+        let mark = w.mark();
+        for (o, &id) in ids[1000..].iter().enumerate() {
+            assert_eq!(w.check_insert(id, w.hash(id), 1000 + o as u64, &l, 0), None);
+        }
+        w.undo(mark);
+        for (o, &id) in ids.iter().enumerate() {
+            let known = w.check_insert(id, w.hash(id), 7777, &l, 0);
+            assert_eq!(known, (o < 1000).then_some(o as u64), "id {o}");
+        }
+        // A rotation between the mark and the undo.
+        let small = limits(8);
+        let mut w = DedupWindow::default();
+        for id in 0..3u128 {
+            w.check_insert(id, w.hash(id), id as u64, &small, 0);
+        }
+        let mark = w.mark();
+        for id in 3..6u128 {
+            w.check_insert(id, w.hash(id), id as u64, &small, 0);
+        }
+        assert_eq!(w.generation, mark.generation + 1);
+        w.undo(mark);
+        for id in 0..3u128 {
+            assert_eq!(
+                w.check_insert(id, w.hash(id), 99, &small, 0),
+                Some(id as u64)
+            );
+        }
+        assert_eq!(
+            w.check_insert(4, w.hash(4), 44, &small, 0),
+            None,
+            "forgotten"
+        );
     }
 
     #[test]

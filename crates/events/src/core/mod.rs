@@ -297,6 +297,7 @@ impl<J: Journal> Core<J> {
         let now = self.clock.now_ms();
         let mut log = lock(&t.parts[p as usize]);
         let mut next = log.end;
+        let mark = (t.limits.dedup_ids > 0).then(|| log.dedup.mark());
         if t.limits.dedup_ids > 0 {
             let log = &mut *log;
             log.dedup.rotate(&t.limits, now);
@@ -333,7 +334,13 @@ impl<J: Journal> Core<J> {
             return Ok(());
         }
         let chunk = Chunk::new(log.end, now, events);
-        self.journal.batch(t.id, p, &chunk)?;
+        if let Err(e) = self.journal.batch(t.id, p, &chunk) {
+            // Not stored: the window must not answer for these ids.
+            if let Some(mark) = mark {
+                log.dedup.undo(mark);
+            }
+            return Err(e);
+        }
         log.bytes += chunk.bytes();
         log.chunks.push_back(Arc::new(chunk));
         log.end = next;

@@ -704,8 +704,10 @@ async fn a_full_disk_refuses_writes_until_space_returns_then_goes_on() {
     let why = log.failure().expect("the log says why it refuses writes");
     assert!(matches!(why, Error::Stalled(_)), "{why}");
     assert!(why.to_string().contains("No space left"), "{why}");
-    // New writes are refused at once, changing nothing.
-    let refused = log.publish("t", batch(99_999)).await.unwrap_err();
+    // New writes are refused at once, changing nothing: not even the dedup
+    // window, so the same events published again later are stored.
+    let retried = batch(99_999);
+    let refused = log.publish("t", retried.clone()).await.unwrap_err();
     assert!(matches!(refused, Error::Stalled(_)), "{refused}");
     assert!(!stalled.is_finished());
 
@@ -718,6 +720,16 @@ async fn a_full_disk_refuses_writes_until_space_returns_then_goes_on() {
     assert_eq!(offsets.len(), 10);
     stored += 10;
     assert!(log.failure().is_none());
+    let again = log.publish("t", retried.clone()).await.unwrap();
+    for (offset, event) in again.iter().zip(&retried) {
+        let read = log
+            .read("t", offset.partition, offset.offset, 1)
+            .await
+            .unwrap();
+        assert_eq!(read.len(), 1, "{offset:?} holds nothing");
+        assert_eq!(read[0].event.id, event.id, "{offset:?} holds another event");
+    }
+    stored += 10;
     log.publish("t", batch(100_000)).await.unwrap();
     stored += 10;
     assert_eq!(count(&log).await, stored);
