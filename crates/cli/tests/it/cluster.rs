@@ -190,16 +190,24 @@ fn three_instances_on_nats_share_the_work_and_survive_a_sigkill() {
     three_instances("BATON_TEST_NATS_URL");
 }
 
-/// A schema and key prefix of the test's own.
-fn namespace() -> String {
-    format!(
+/// The servers (see [`servers`]) and a schema and key prefix of the test's
+/// own, dropped by the [`Cleanup`] whatever happens.
+fn shared(events: &str) -> Option<(String, String, String, Cleanup)> {
+    let (pg, events) = servers(events)?;
+    let namespace = format!(
         "itc_{}_{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos()
-    )
+    );
+    let cleanup = Cleanup {
+        namespace: namespace.clone(),
+        pg: pg.clone(),
+        events: events.clone(),
+    };
+    Some((pg, events, namespace, cleanup))
 }
 
 /// curl over HTTPS trusting the test CA, with `args` (exit code, output).
@@ -222,14 +230,8 @@ fn curl(args: &[&str]) -> (Option<i32>, String) {
 /// and a certificate another CA issued ends the handshake.
 #[test]
 fn instances_forward_to_each_other_over_mtls() {
-    let Some((pg, events)) = servers("BATON_TEST_REDIS_URL") else {
+    let Some((pg, events, namespace, _cleanup)) = shared("BATON_TEST_REDIS_URL") else {
         return;
-    };
-    let namespace = namespace();
-    let _cleanup = Cleanup {
-        namespace: namespace.clone(),
-        pg: pg.clone(),
-        events: events.clone(),
     };
     let certs = crate::repo().join("crates/server/tests/fixtures/mtls");
     let file = |name: &str| certs.join(name).to_str().unwrap().to_string();
@@ -318,14 +320,8 @@ fn instances_forward_to_each_other_over_mtls() {
 }
 
 fn three_instances(events: &str) {
-    let Some((pg, events)) = servers(events) else {
+    let Some((pg, events, namespace, _cleanup)) = shared(events) else {
         return;
-    };
-    let namespace = namespace();
-    let _cleanup = Cleanup {
-        namespace: namespace.clone(),
-        pg: pg.clone(),
-        events: events.clone(),
     };
     let dir = tempfile::tempdir().unwrap();
     // All three start at once: schema creation and registration must not race.

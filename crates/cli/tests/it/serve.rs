@@ -132,6 +132,22 @@ fn sigterm_stops_serve_even_when_nobody_reads_its_stderr() {
     assert!(status.success(), "{status:?}");
 }
 
+/// `baton serve` with `config` as its `baton.toml` (in `dir`), which must
+/// refuse to start: its exit code and stderr.
+fn serve_with_config(dir: &std::path::Path, config: &str) -> (Option<i32>, String) {
+    let path = dir.join("baton.toml");
+    std::fs::write(&path, config).unwrap();
+    let args = [
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--config",
+        path.to_str().unwrap(),
+    ];
+    let o = crate::baton(&args, None);
+    (o.status.code(), crate::stderr(&o))
+}
+
 /// The run budgets in `[server]` are range-checked before anything starts.
 #[test]
 fn out_of_range_run_budgets_are_refused_at_start() {
@@ -144,20 +160,9 @@ fn out_of_range_run_budgets_are_refused_at_start() {
             "max_instances_per_run must be at least 1",
         ),
     ] {
-        let config = dir.path().join("baton.toml");
-        std::fs::write(&config, format!("[server]\n{setting}\n")).unwrap();
-        let o = crate::baton(
-            &[
-                "serve",
-                "--bind",
-                "127.0.0.1:0",
-                "--config",
-                config.to_str().unwrap(),
-            ],
-            None,
-        );
-        assert_eq!(o.status.code(), Some(2), "{setting}");
-        assert!(crate::stderr(&o).contains(message), "{}", crate::stderr(&o));
+        let (code, err) = serve_with_config(dir.path(), &format!("[server]\n{setting}\n"));
+        assert_eq!(code, Some(2), "{setting}");
+        assert!(err.contains(message), "{err}");
     }
 }
 
@@ -178,20 +183,8 @@ fn a_bad_tenants_table_is_refused_at_start() {
         ("[tenants.acme]\nrequests_per_sec = -1", "must be above 0"),
         ("[tenants.acme]\nrunz = 1", "unknown field `runz`"),
     ] {
-        let config = dir.path().join("baton.toml");
-        std::fs::write(&config, format!("{table}\n")).unwrap();
-        let o = crate::baton(
-            &[
-                "serve",
-                "--bind",
-                "127.0.0.1:0",
-                "--config",
-                config.to_str().unwrap(),
-            ],
-            None,
-        );
-        assert_eq!(o.status.code(), Some(1), "{table}");
-        let err = crate::stderr(&o);
+        let (code, err) = serve_with_config(dir.path(), &format!("{table}\n"));
+        assert_eq!(code, Some(1), "{table}");
         assert!(
             err.contains(message) && err.contains("[tenants"),
             "{table}: {err}"

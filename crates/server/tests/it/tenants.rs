@@ -60,6 +60,33 @@ async fn call(app: &App, method: &str, path: &str, token: &str, body: &str) -> R
     }
 }
 
+/// Posts `doc` as `token`; its id.
+async fn post_workflow(app: &App, token: &str, doc: &str) -> String {
+    let r = call(app, "post", "/api/v1/workflows", token, doc).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    r.json()["id"].as_str().unwrap().to_string()
+}
+
+/// Executes workflow `id` as `token`; the run's id.
+async fn execute(app: &App, token: &str, id: &str) -> String {
+    let path = format!("/api/v1/workflows/{id}/execute");
+    let r = call(app, "post", &path, token, "{}").await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    r.json()["execution_id"].as_str().unwrap().to_string()
+}
+
+/// Waits (up to 4 s) for `run` to complete, asked as `token`.
+async fn until_completed(app: &App, token: &str, run: &str) {
+    for _ in 0..200 {
+        let s = call(app, "get", &format!("/api/v1/executions/{run}"), token, "").await;
+        if s.json()["status"] == "completed" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("run {run} did not complete");
+}
+
 /// A workflow of six calls to the `worker` agent `w`.
 const WORKERS: &str = r#"{"name": "shared-name", "agents": {"w": {"type": "worker"}},
   "tasks": [{"id": "a", "agent": "w"}, {"id": "b", "agent": "w"}, {"id": "c", "agent": "w"},
@@ -75,16 +102,9 @@ const WORKERS: &str = r#"{"name": "shared-name", "agents": {"w": {"type": "worke
 async fn a_tenant_reaches_nothing_of_another_on_any_route() {
     let (app, tokens, _dir) = server(&["acme", "bolt"], |_| {}).await;
     let (acme, bolt) = (tokens[0].as_str(), tokens[1].as_str());
-    let r = call(&app, "post", "/api/v1/workflows", acme, WORKERS).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let workflow = r.json()["id"].as_str().unwrap().to_string();
-    let execute = format!("/api/v1/workflows/{workflow}/execute");
-    let run_of = |r: Reply| {
-        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
-        r.json()["execution_id"].as_str().unwrap().to_string()
-    };
+    let workflow = post_workflow(&app, acme, WORKERS).await;
     // One run's calls are leased to acme's worker; the other's are controlled.
-    let leased_run = run_of(call(&app, "post", &execute, acme, "{}").await);
+    let leased_run = execute(&app, acme, &workflow).await;
     let r = call(
         &app,
         "post",
@@ -100,7 +120,7 @@ async fn a_tenant_reaches_nothing_of_another_on_any_route() {
         .map(|a| a["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(leases.len(), 5, "{}", r.text);
-    let run = run_of(call(&app, "post", &execute, acme, "{}").await);
+    let run = execute(&app, acme, &workflow).await;
     let r = call(
         &app,
         "post",
@@ -251,17 +271,8 @@ async fn a_tenants_worker_calls_go_to_its_own_workers() {
     let doc = r#"{"agents": {"w": {"type": "worker"}}, "tasks": [{"id": "a", "agent": "w"}]}"#;
     let mut runs = Vec::new();
     for token in [acme, bolt, "admin"] {
-        let r = call(&app, "post", "/api/v1/workflows", token, doc).await;
-        let id = r.json()["id"].as_str().unwrap().to_string();
-        let r = call(
-            &app,
-            "post",
-            &format!("/api/v1/workflows/{id}/execute"),
-            token,
-            "{}",
-        )
-        .await;
-        runs.push(r.json()["execution_id"].as_str().unwrap().to_string());
+        let id = post_workflow(&app, token, doc).await;
+        runs.push(execute(&app, token, &id).await);
     }
     let got = poll(&app, bolt, "w").await;
     assert_eq!(got.len(), 1, "{got:?}");
@@ -312,25 +323,8 @@ async fn a_tenant_signals_and_waits_on_its_own() {
     .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     assert!(r.text.contains("acme.…"), "{}", r.text);
-    let r = call(
-        &app,
-        "post",
-        "/api/v1/workflows",
-        acme,
-        &waits("baton.signals"),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let id = r.json()["id"].as_str().unwrap().to_string();
-    let r = call(
-        &app,
-        "post",
-        &format!("/api/v1/workflows/{id}/execute"),
-        acme,
-        "{}",
-    )
-    .await;
-    let run = r.json()["execution_id"].as_str().unwrap().to_string();
+    let id = post_workflow(&app, acme, &waits("baton.signals")).await;
+    let run = execute(&app, acme, &id).await;
     let signal = |run: Option<&str>| {
         let headers = run.map_or(json!({}), |r| json!({"baton.run": r}));
         json!({"events": [{"type": "go", "headers": headers}]}).to_string()
@@ -344,14 +338,7 @@ async fn a_tenant_signals_and_waits_on_its_own() {
     assert_ne!(status.json()["status"], "completed", "{}", status.text);
     let r = call(&app, "post", "/api/v1/events", acme, &signal(Some(&run))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    for _ in 0..200 {
-        let s = call(&app, "get", &format!("/api/v1/executions/{run}"), acme, "").await;
-        if s.json()["status"] == "completed" {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the signalled run did not complete");
+    until_completed(&app, acme, &run).await;
 }
 
 /// Sub-workflows named from the catalog are the tenant's own: another
@@ -361,43 +348,18 @@ async fn a_tenants_sub_workflows_come_from_its_own_catalog() {
     let (app, tokens, _dir) = server(&["acme", "bolt"], |_| {}).await;
     let (acme, bolt) = (tokens[0].as_str(), tokens[1].as_str());
     let child = r#"{"name": "child", "tasks": [{"id": "x"}]}"#;
-    let r = call(&app, "post", "/api/v1/workflows", acme, child).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    post_workflow(&app, acme, child).await;
     let parent = r#"{"tasks": [{"id": "p", "workflow": {"name": "child"}}]}"#;
     let r = call(&app, "post", "/api/v1/workflows", bolt, parent).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     assert!(r.text.contains("the catalog has no"), "{}", r.text);
-    let r = call(&app, "post", "/api/v1/workflows", acme, parent).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let id = r.json()["id"].as_str().unwrap().to_string();
-    let r = call(
-        &app,
-        "post",
-        &format!("/api/v1/workflows/{id}/execute"),
-        acme,
-        "{}",
-    )
-    .await;
-    let run = r.json()["execution_id"].as_str().unwrap().to_string();
-    for _ in 0..200 {
-        let s = call(&app, "get", &format!("/api/v1/executions/{run}"), acme, "").await;
-        if s.json()["status"] == "completed" {
-            // The child run is the tenant's too.
-            let children = call(
-                &app,
-                "get",
-                &format!("/api/v1/executions?parent={run}"),
-                acme,
-                "",
-            )
-            .await
-            .json();
-            assert_eq!(children["items"][0]["tenant"], "acme", "{children}");
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the run did not complete");
+    let id = post_workflow(&app, acme, parent).await;
+    let run = execute(&app, acme, &id).await;
+    until_completed(&app, acme, &run).await;
+    // The child run is the tenant's too.
+    let path = format!("/api/v1/executions?parent={run}");
+    let children = call(&app, "get", &path, acme, "").await.json();
+    assert_eq!(children["items"][0]["tenant"], "acme", "{children}");
 }
 
 /// A tenant with `max_concurrent_runs` is answered 429 with `Retry-After`
@@ -414,17 +376,9 @@ async fn a_tenants_concurrent_runs_are_bounded() {
     .await;
     let (acme, bolt) = (tokens[0].as_str(), tokens[1].as_str());
     let doc = r#"{"agents": {"w": {"type": "worker"}}, "tasks": [{"id": "a", "agent": "w"}]}"#;
-    let create = |token| {
-        let app = &app;
-        async move {
-            let r = call(app, "post", "/api/v1/workflows", token, doc).await;
-            format!(
-                "/api/v1/workflows/{}/execute",
-                r.json()["id"].as_str().unwrap()
-            )
-        }
-    };
-    let (mine, theirs) = (create(acme).await, create(bolt).await);
+    let path = |id: String| format!("/api/v1/workflows/{id}/execute");
+    let mine = path(post_workflow(&app, acme, doc).await);
+    let theirs = path(post_workflow(&app, bolt, doc).await);
     let first = call(&app, "post", &mine, acme, "{}").await;
     assert_eq!(first.status, StatusCode::ACCEPTED);
     assert_eq!(
