@@ -611,6 +611,13 @@ pub(super) async fn get_execution(
         .min(state.options.long_poll_max)
         .min(state.options.request_timeout / 2);
     let run = run_id(&id)?;
+    // Before any wait: how long another tenant's run takes to end is not
+    // this caller's to learn.
+    if !wait.is_zero()
+        && let Some(forwarded) = own_run(&state, tenancy::tenant(&caller), run, &origin).await?
+    {
+        return Ok(forwarded);
+    }
     let status = || async {
         if !wait.is_zero() {
             tokio::select! {

@@ -341,6 +341,35 @@ async fn a_tenant_signals_and_waits_on_its_own() {
     until_completed(&app, acme, &run).await;
 }
 
+/// A long poll of another tenant's run is refused before any wait: how long
+/// someone else's run takes to end is not the caller's to learn.
+#[tokio::test]
+async fn a_wait_on_another_tenants_run_is_refused_at_once() {
+    let (app, tokens, _dir) = server(&["acme", "bolt"], |o| {
+        o.long_poll_max = Duration::from_secs(10);
+    })
+    .await;
+    let (acme, bolt) = (tokens[0].as_str(), tokens[1].as_str());
+    let doc = r#"{"agents": {"w": {"type": "worker"}}, "tasks": [{"id": "a", "agent": "w"}]}"#;
+    let run = execute(&app, acme, &post_workflow(&app, acme, doc).await).await;
+    let path = format!("/api/v1/executions/{run}?wait_ms=2000");
+    let started = std::time::Instant::now();
+    let theirs = call(&app, "get", &path, bolt, "").await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND, "{}", theirs.text);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = std::time::Instant::now();
+    let own = call(&app, "get", &path, acme, "").await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.text);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "the owner's wait waits"
+    );
+}
+
 /// Sub-workflows named from the catalog are the tenant's own: another
 /// tenant's workflow of that name is not found.
 #[tokio::test]
