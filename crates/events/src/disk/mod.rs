@@ -206,8 +206,15 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(segs)
 }
 
+/// How long opening waits for a `LOCK` held elsewhere before it says so.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Takes the directory's `LOCK` (held while the returned file is open): one
-/// process at a time opens, checks or repairs a log.
+/// process at a time opens, checks or repairs a log. A lock just let go can
+/// still be held for a moment: by a child process forked (by any thread)
+/// while it was open and not yet past its `exec`, which shares the lock
+/// until then. So a held lock is tried again for [`LOCK_PATIENCE`] before
+/// the log counts as open elsewhere.
 fn lock_dir(dir: &Path) -> Result<File> {
     let path = dir.join("LOCK");
     let lock = OpenOptions::new()
@@ -216,10 +223,16 @@ fn lock_dir(dir: &Path) -> Result<File> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::io("opening lock file", &path, e))?;
-    match lock.try_lock() {
-        Ok(()) => Ok(lock),
-        Err(fs::TryLockError::WouldBlock) => Err(Error::Locked(dir.to_owned())),
-        Err(fs::TryLockError::Error(e)) => Err(Error::io("locking", &path, e)),
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match lock.try_lock() {
+            Ok(()) => return Ok(lock),
+            Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked(dir.to_owned())),
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io("locking", &path, e)),
+        }
     }
 }
 
