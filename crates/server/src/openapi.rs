@@ -611,7 +611,7 @@ fn schemas() -> Value {
         "Workflow": {"type": "object", "description": "A workflow document (docs/workflow-language.md): `tasks` and optionally `name`, `agents`, `coordination`. Beyond this shape it is checked by the workflow language (task references, cycles, agent types): 422 `invalid-workflow` with every finding.", "required": ["tasks"], "properties": {
             "tasks": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["id"], "properties": {"id": {"type": ["string", "number"], "minLength": 1, "description": "a number is read as its text (YAML's `id: 1`)"}}}},
             "name": {"type": ["string", "number", "null"]}, "agents": {"type": "object"},
-            "tenant": {"type": ["string", "null"], "pattern": "^[a-z0-9][a-z0-9-]{0,31}$", "description": "set from the token of a tenant (one naming another tenant is 403); a token without a tenant may name any; null is the same as leaving it out"}}},
+            "tenant": {"type": ["string", "integer", "null"], "pattern": "^[a-z0-9][a-z0-9-]{0,31}$", "minimum": 0, "description": "set from the token of a tenant (one naming another tenant is 403); a token without a tenant may name any; a number is read as its text (YAML's `tenant: 42`), null as leaving it out"}}},
         "PlanSummary": plan_summary,
         "WorkflowCreated": {"type": "object", "required": ["id", "version", "name", "plan"], "properties": {
             "id": {"type": "string", "pattern": "^[0-9a-f]{16}$"}, "version": {"type": "integer"}, "name": {"type": ["string", "null"]},
