@@ -159,7 +159,7 @@ function highlight(value) {
 
 function askForToken(rejected) {
   if (document.querySelector(".modal")) return;
-  const input = h("input", { type: "password", id: "token-input", autocomplete: "off", placeholder: "the server's auth_token" });
+  const input = h("input", { type: "password", id: "token-input", autocomplete: "off", placeholder: "a token from baton token create, or the auth_token" });
   const close = () => modal.remove();
   const save = (ev) => {
     ev.preventDefault();
@@ -170,7 +170,7 @@ function askForToken(rejected) {
   const modal = h("div", { class: "modal" }, h("form", { class: "panel", onsubmit: save },
     h("h2", {}, rejected ? "This server needs a token" : "API token"),
     h("p", { class: "muted" }, rejected
-      ? "The server answered 401. Paste the bearer token it was started with: [server] auth_token in its baton.toml, or BATON_AUTH_TOKEN in its environment. It is kept in this tab only and sent in the Authorization header."
+      ? "The server answered 401. Paste a bearer token: one made with baton token create (a tenant's token shows that tenant's workflows and runs only), or the admin token the server was started with ([server] auth_token in its baton.toml, or BATON_AUTH_TOKEN). It is kept in this tab only and sent in the Authorization header."
       : "The bearer token sent with every call (kept in this tab only)."),
     h("label", { for: "token-input" }, "Token"), input,
     h("div", { class: "row", style: "margin-top:12px;justify-content:flex-end" },
