@@ -143,13 +143,14 @@ pub mod proxy {
         links: Arc<Mutex<Vec<JoinHandle<()>>>>,
         accept: JoinHandle<()>,
         paused: watch::Sender<bool>,
+        replies_held: watch::Sender<bool>,
     }
 
-    /// Copies `from` to `to`, holding the bytes while the proxy is paused.
+    /// Copies `from` to `to`, holding the bytes while any of `gates` is closed.
     async fn pipe(
         mut from: OwnedReadHalf,
         mut to: OwnedWriteHalf,
-        mut paused: watch::Receiver<bool>,
+        mut gates: Vec<watch::Receiver<bool>>,
     ) {
         let mut buf = vec![0u8; 64 << 10];
         loop {
@@ -157,9 +158,11 @@ pub mod proxy {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            while *paused.borrow_and_update() {
-                if paused.changed().await.is_err() {
-                    return;
+            for gate in &mut gates {
+                while *gate.borrow_and_update() {
+                    if gate.changed().await.is_err() {
+                        return;
+                    }
                 }
             }
             if to.write_all(&buf[..n]).await.is_err() {
@@ -183,13 +186,20 @@ pub mod proxy {
             let accepted = Arc::new(AtomicU64::new(0));
             let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
             let (paused, _) = watch::channel(false);
+            let (replies_held, _) = watch::channel(false);
             let accept = tokio::spawn({
-                let (accepted, links, paused) = (accepted.clone(), links.clone(), paused.clone());
+                let (accepted, links, paused, held) = (
+                    accepted.clone(),
+                    links.clone(),
+                    paused.clone(),
+                    replies_held.clone(),
+                );
                 async move {
                     while let Ok((client, _)) = listener.accept().await {
                         accepted.fetch_add(1, Ordering::Relaxed);
                         let mut wait = paused.subscribe();
-                        let (up, down) = (paused.subscribe(), paused.subscribe());
+                        let up = vec![paused.subscribe()];
+                        let down = vec![paused.subscribe(), held.subscribe()];
                         let link = tokio::spawn(async move {
                             // A paused server accepts (the kernel does) but does not answer.
                             while *wait.borrow_and_update() {
@@ -220,6 +230,7 @@ pub mod proxy {
                 links,
                 accept,
                 paused,
+                replies_held,
             }
         }
 
@@ -255,6 +266,18 @@ pub mod proxy {
         /// What was held goes through, in order.
         pub fn resume(&self) {
             self.paused.send_replace(false);
+        }
+
+        /// The server keeps receiving and acting on requests, but its answers are
+        /// held until [`Proxy::release_replies`]: a client that gives up waiting
+        /// meanwhile misses what the server did for it.
+        pub fn hold_replies(&self) {
+            self.replies_held.send_replace(true);
+        }
+
+        /// The held answers go through, in order.
+        pub fn release_replies(&self) {
+            self.replies_held.send_replace(false);
         }
 
         /// `url` (`scheme://[user[:password]@]host:port[/…]`) with its host and

@@ -101,6 +101,9 @@ pub(crate) struct ConsumerList {
 pub(crate) struct ConsumerInfo {
     pub name: String,
     pub ack_floor: SeqPair,
+    /// The last message the consumer delivered, to anyone.
+    #[serde(default)]
+    pub delivered: SeqPair,
     #[serde(default)]
     pub num_ack_pending: u64,
     #[serde(default)]

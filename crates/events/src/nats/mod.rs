@@ -56,7 +56,12 @@
 //! - **Key stickiness is per process.** JetStream hands a pull consumer's messages to
 //!   whoever pulls. Within one `NatsLog` (and its clones) a member does not receive a
 //!   partition's events while another member holds unacknowledged, unexpired events of
-//!   it; members in different processes may interleave one partition.
+//!   it, and one poll at a time asks a partition for more; members in different
+//!   processes may interleave one partition. A delivery lost in flight (the poll
+//!   stopped waiting for an answer the server had already sent, as on a busy machine)
+//!   is found by comparing the consumer's last delivered sequence with what the
+//!   process received; the partition then waits for its redelivery, so later events
+//!   of its keys never overtake it.
 //! - **Pending lists and member lists are this process's view.** JetStream does not list
 //!   a consumer's unacknowledged messages. [`pending`](crate::EventLog::pending) lists the
 //!   deliveries this process made that are not yet acknowledged (less any the group's
@@ -102,8 +107,8 @@ use std::time::Duration;
 use async_nats::client::RequestErrorKind;
 use async_nats::{Client, HeaderMap, Message, StatusCode, Subject, Subscriber};
 use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
 use futures_util::future::join_all;
+use futures_util::{FutureExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -304,14 +309,26 @@ struct Part {
     /// The member that last received events of this partition, and until when its
     /// newest delivery keeps the partition (key stickiness within the process).
     owner: Option<(String, Instant)>,
+    /// Whether a poll of this process has a pull request out on the partition: one at
+    /// a time, so two members never take consecutive runs of one key.
+    fetching: bool,
+    /// The highest stream sequence this process has received from the partition.
+    seen: u64,
+    /// Set when a pull request went unanswered while the server had delivered past
+    /// [`seen`](Self::seen): the delivery was lost in flight (the poll stopped
+    /// listening before it arrived). Nobody in this process takes the partition until
+    /// the server has redelivered it, so later events of its keys do not overtake it.
+    lost_until: Option<Instant>,
 }
 
 impl Part {
-    fn held_by_other(&self, member: &str, now: Instant) -> bool {
-        match &self.owner {
+    /// Whether a member may ask for this partition's events now.
+    fn free_for(&self, member: &str, now: Instant) -> bool {
+        let held_by_other = match &self.owner {
             Some((m, until)) => m != member && *until > now && !self.held.is_empty(),
             None => false,
-        }
+        };
+        !held_by_other && !self.fetching && self.lost_until.is_none_or(|t| t <= now)
     }
 }
 

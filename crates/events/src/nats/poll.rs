@@ -43,10 +43,16 @@ pub(super) async fn poll(
         }
         log.prune_if_due(&t, &g).await?;
         log.dead_letter_exhausted(&t, &g).await?;
-        let fetched = log.fetch(&t, &g, member, max).await?;
+        let mut claims = Claims {
+            group: &g,
+            parts: Vec::new(),
+        };
+        let fetched = log.fetch(&t, &g, member, max, &mut claims).await?;
         if !fetched.is_empty() {
+            // The claims are released after the delivery is recorded.
             return Ok(log.deliver(&t, &g, member, fetched));
         }
+        drop(claims);
         let now = Instant::now();
         if now >= deadline {
             return Ok(Polled::new());
@@ -135,18 +141,18 @@ pub(super) async fn nack(
 }
 
 impl NatsLog {
-    /// Asks the group's consumers for up to `max` messages without waiting.
-    async fn fetch(&self, t: &Topic, g: &Group, member: &str, max: usize) -> Result<Vec<Fetched>> {
+    /// Asks the group's consumers for up to `max` messages without waiting, on the
+    /// partitions it can claim for `member`.
+    async fn fetch(
+        &self,
+        t: &Topic,
+        g: &Group,
+        member: &str,
+        max: usize,
+        claims: &mut Claims<'_>,
+    ) -> Result<Vec<Fetched>> {
         let now = Instant::now();
-        let mut candidates: VecDeque<u32> = {
-            let st = lock(&g.state);
-            (0..t.options.partitions)
-                .filter(|&p| !st.parts[p as usize].held_by_other(member, now))
-                .collect()
-        };
-        if candidates.is_empty() {
-            return Ok(Vec::new());
-        }
+        let mut candidates: VecDeque<u32> = (0..t.options.partitions).collect();
         let first = g.next.fetch_add(1, Ordering::Relaxed) % candidates.len();
         candidates.rotate_left(first);
         let client = &self.inner.client;
@@ -159,16 +165,28 @@ impl NatsLog {
         let mut out = Vec::new();
         // Partitions that filled their share and may have more.
         let mut more: Vec<u32> = Vec::new();
+        // Per partition, the highest sequence received; and the partitions whose
+        // requests went unanswered.
+        let mut seen: HashMap<u32, u64> = HashMap::new();
+        let mut unanswered: Vec<u32> = Vec::new();
         loop {
             let remaining = max - out.len();
             if remaining == 0 {
                 break;
             }
             let mut round: Vec<u32> = std::mem::take(&mut more);
-            while round.len() < remaining {
-                match candidates.pop_front() {
-                    Some(p) => round.push(p),
-                    None => break,
+            {
+                let mut st = lock(&g.state);
+                while round.len() < remaining {
+                    let Some(p) = candidates.pop_front() else {
+                        break;
+                    };
+                    let part = &mut st.parts[p as usize];
+                    if part.free_for(member, now) {
+                        part.fetching = true;
+                        claims.parts.push(p);
+                        round.push(p);
+                    }
                 }
             }
             round.truncate(remaining);
@@ -196,23 +214,37 @@ impl NatsLog {
                     .map_err(|e| request_error(what(), e))?;
                 asked.insert(p, (share, 0));
             }
+            // Past the answer timeout, only what this client has already received.
+            let mut late = false;
             while !asked.is_empty() {
                 // The server ends each request within its expiry, or drops it silently
                 // (see PULL_ANSWER_TIMEOUT).
-                let msg = match tokio::time::timeout(
-                    NO_WAIT_EXPIRY + self.inner.opts.request_timeout.min(PULL_ANSWER_TIMEOUT),
-                    sub.next(),
-                )
-                .await
-                {
-                    Ok(Some(msg)) => msg,
-                    Ok(None) => return Err(request_error(what(), "the connection was closed")),
-                    Err(_) => {
+                let next = if late {
+                    sub.next().now_or_never()
+                } else {
+                    tokio::time::timeout(
+                        NO_WAIT_EXPIRY + self.inner.opts.request_timeout.min(PULL_ANSWER_TIMEOUT),
+                        sub.next(),
+                    )
+                    .await
+                    .ok()
+                };
+                let msg = match next {
+                    Some(Some(msg)) => msg,
+                    Some(None) => {
+                        return Err(request_error(what(), "the connection was closed"));
+                    }
+                    None if late => {
                         tracing::debug!(
                             topic = %t.name, group = %g.name, partitions = ?asked.keys(),
-                            "expired pull requests left unanswered by the server"
+                            "expired pull requests left unanswered"
                         );
+                        unanswered.extend(asked.keys());
                         break;
+                    }
+                    None => {
+                        late = true;
+                        continue;
                     }
                 };
                 let Some(p) = reply_index(&msg.subject).map(|p| p as u32) else {
@@ -223,6 +255,8 @@ impl NatsLog {
                 };
                 match self.receive(t, g, p, msg).await {
                     Received::Message(f) => {
+                        let high = seen.entry(p).or_default();
+                        *high = (*high).max(f.seq);
                         out.push(*f);
                         if got + 1 >= share {
                             asked.remove(&p);
@@ -231,7 +265,9 @@ impl NatsLog {
                             asked.insert(p, (share, got + 1));
                         }
                     }
-                    Received::Skipped => {
+                    Received::Skipped(seq) => {
+                        let high = seen.entry(p).or_default();
+                        *high = (*high).max(seq);
                         asked.insert(p, (share, got + 1));
                     }
                     Received::End => {
@@ -241,7 +277,42 @@ impl NatsLog {
                 }
             }
         }
+        {
+            let mut st = lock(&g.state);
+            for (&p, &seq) in &seen {
+                let part = &mut st.parts[p as usize];
+                part.seen = part.seen.max(seq);
+            }
+        }
+        if !unanswered.is_empty() {
+            self.check_lost(t, g, &unanswered).await?;
+        }
         Ok(out)
+    }
+
+    /// After pull requests went unanswered: a partition whose consumer delivered past
+    /// what this process received lost a delivery in flight (this client stopped
+    /// listening before it arrived, for example on a busy machine). The server
+    /// redelivers it once its visibility timeout passes; until then the partition is
+    /// not asked again, so later events of its keys do not overtake it. Deliveries by
+    /// other processes look the same from here, which only delays the partition.
+    async fn check_lost(&self, t: &Topic, g: &Group, parts: &[u32]) -> Result<()> {
+        let infos = join_all(parts.iter().map(|&p| self.consumer_info(t, &g.consumer, p))).await;
+        let until = Instant::now() + t.options.visibility_timeout + LOST_MARGIN;
+        let mut st = lock(&g.state);
+        for (&p, info) in parts.iter().zip(infos) {
+            let Some(info) = info? else { continue };
+            let part = &mut st.parts[p as usize];
+            if info.delivered.stream_seq > part.seen {
+                tracing::warn!(
+                    topic = %t.name, group = %g.name, partition = p,
+                    delivered = info.delivered.stream_seq, received = part.seen,
+                    "a delivery was lost in flight; the partition waits for its redelivery"
+                );
+                part.lost_until = Some(until);
+            }
+        }
+        Ok(())
     }
 
     /// Interprets one answer to a pull request.
@@ -289,7 +360,7 @@ impl NatsLog {
                 if let Err(e) = self.ack_sync(reply.to_string(), "+TERM").await {
                     tracing::warn!(error = %e, "could not terminate the delivery");
                 }
-                Received::Skipped
+                Received::Skipped(info.stream_seq)
             }
         }
     }
@@ -345,6 +416,9 @@ impl NatsLog {
         let mut wake = now + self.inner.opts.recheck_interval;
         let st = lock(&g.state);
         for part in &st.parts {
+            if let Some(t) = part.lost_until.filter(|&t| t > now) {
+                wake = wake.min(t);
+            }
             for h in part.held.values() {
                 if h.claimable > now {
                     // Just after the server's own deadline for it.
@@ -546,6 +620,25 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(30);
 /// request, so past this margin nothing more can arrive for it.
 const PULL_ANSWER_TIMEOUT: Duration = Duration::from_millis(200);
 
+/// How long past the visibility timeout a partition that lost a delivery in flight
+/// waits: the server's redelivery timer may run a little behind ours.
+const LOST_MARGIN: Duration = Duration::from_secs(1);
+
+/// Partitions a poll has claimed for its pull requests, released when it is dropped.
+struct Claims<'a> {
+    group: &'a Group,
+    parts: Vec<u32>,
+}
+
+impl Drop for Claims<'_> {
+    fn drop(&mut self) {
+        let mut st = lock(&self.group.state);
+        for &p in &self.parts {
+            st.parts[p as usize].fetching = false;
+        }
+    }
+}
+
 /// One message a poll received.
 struct Fetched {
     partition: u32,
@@ -571,8 +664,9 @@ fn constructed_ack(stream: &str, consumer: &str, seq: u64) -> String {
 
 enum Received {
     Message(Box<Fetched>),
-    /// A delivery that counts against the request but yields no event.
-    Skipped,
+    /// A delivery (of this stream sequence) that counts against the request but
+    /// yields no event.
+    Skipped(u64),
     /// The request is over.
     End,
     Ignored,

@@ -265,6 +265,55 @@ async fn two_processes_share_one_group() {
     assert!(a.pending("t", "g", 100).await.unwrap().is_empty());
 }
 
+/// A poll that stops waiting for a pull request's answer while the server has
+/// already delivered to it (a busy machine): the delivery is lost in flight, and
+/// the events after it on that partition wait for its redelivery instead of
+/// overtaking it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_lost_in_flight_is_not_overtaken_by_later_events() {
+    use baton_events::testing::proxy::{Proxy, upstream};
+    let Some(url) = server_url() else {
+        return;
+    };
+    let proxy = Proxy::start(upstream(&url)).await;
+    let mut f = Nats::at(proxy.url(&url));
+    let log = f.open(Options::default()).await;
+    log.create_topic("t", topic(1, 1_000, 5)).await.unwrap();
+    log.publish("t", (0..5).map(|i| ev("k", i)).collect())
+        .await
+        .unwrap();
+    // The group exists before the fault, so the poll's only request is the pull.
+    assert!(
+        log.poll("t", "g", "m", 0, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    proxy.hold_replies();
+    let poll = tokio::spawn({
+        let log = log.clone();
+        async move { log.poll("t", "g", "m", 1, Duration::ZERO).await }
+    });
+    // Past the poll's answer timeout (200 ms after the request's 20 ms expiry).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.release_replies();
+    let first = poll.await.unwrap().unwrap();
+    assert!(first.is_empty(), "its answer came too late to be taken");
+    // Event 0 went to nobody; the server gives it again once its visibility timeout
+    // passes, and nothing after it comes first.
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while got.len() < 5 && tokio::time::Instant::now() < deadline {
+        let p = log
+            .poll("t", "g", "m", 10, Duration::from_millis(500))
+            .await
+            .unwrap();
+        got.extend(p.iter().map(|d| (num(d.event), d.deliveries)));
+        log.ack("t", "g", &p.offsets()).await.unwrap();
+    }
+    assert_eq!(got, [(0, 2), (1, 1), (2, 1), (3, 1), (4, 1)]);
+}
+
 #[tokio::test]
 async fn topic_options_live_on_the_server() {
     let mut f = Nats::new();
