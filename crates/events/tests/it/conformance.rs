@@ -359,6 +359,57 @@ pub async fn redrive_again_is_deduplicated<F: Factory>(mut f: F) {
     assert_eq!(stored, 2, "the original and one copy");
 }
 
+/// An id published again under another key (so to another partition) comes back
+/// with its original offset and is not stored twice, in one batch or across.
+pub async fn dedup_across_partitions<F: Factory>(mut f: F) {
+    if !F::DEDUP_ACROSS_PARTITIONS {
+        return;
+    }
+    let log = f.open(options(&f)).await;
+    log.create_topic("t", topic(&f, 8)).await.unwrap();
+    let id = EventId(77);
+    let first = log
+        .publish("t", vec![ev("k0", 1).with_id(id)])
+        .await
+        .unwrap();
+    // Sixteen keys: most land in other partitions than k0's.
+    let again: Vec<Event> = (0..16)
+        .map(|i| ev(&format!("k{i}"), 2).with_id(id))
+        .collect();
+    let offsets = log.publish("t", again).await.unwrap();
+    assert!(
+        offsets.iter().all(|o| *o == first[0]),
+        "{offsets:?} vs {first:?}"
+    );
+    // Within one batch: the first occurrence is stored, the others answer with it.
+    let batch: Vec<Event> = (0..16)
+        .map(|i| ev(&format!("k{i}"), 3).with_id(EventId(78)))
+        .collect();
+    let offsets = log.publish("t", batch).await.unwrap();
+    assert!(offsets.iter().all(|o| *o == offsets[0]), "{offsets:?}");
+    let stored: u64 = log.topics().await.unwrap()[0].events();
+    assert_eq!(stored, 2);
+    let read = log
+        .read("t", offsets[0].partition, offsets[0].offset, 1)
+        .await
+        .unwrap();
+    assert_eq!(num(&read[0].event), 3);
+    // A reopened log rebuilds the window from what it stored.
+    if F::DURABLE {
+        log.close().await.unwrap();
+        drop(log);
+        let log = f.open(options(&f)).await;
+        let again: Vec<Event> = (0..16)
+            .map(|i| ev(&format!("k{i}"), 4).with_id(id))
+            .collect();
+        let offsets = log.publish("t", again).await.unwrap();
+        assert!(
+            offsets.iter().all(|o| *o == first[0]),
+            "{offsets:?} vs {first:?}"
+        );
+    }
+}
+
 pub async fn dedup_window<F: Factory>(mut f: F) {
     let log = f.open(options(&f)).await;
     let mut opts = topic(&f, 2);

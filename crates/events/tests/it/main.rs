@@ -41,6 +41,9 @@ pub trait Factory: Send + 'static {
     /// Whether the dedup window is also bounded by a count of ids (`Dedup::max_ids`), not
     /// only by age.
     const DEDUP_BY_COUNT: bool = true;
+    /// Whether one dedup window covers all of a topic's partitions, so that an id
+    /// published again with another key is recognised.
+    const DEDUP_ACROSS_PARTITIONS: bool = true;
     /// Opens the log; a previous one must have been closed.
     fn open(&mut self, options: Options) -> impl Future<Output = Self::Log> + Send;
     /// Whether the backend can run here at all (a server backend without a configured
@@ -150,6 +153,7 @@ macro_rules! conformance {
             case!(dead_letters_after_max_deliveries);
             case!(redrive_moves_dead_letters_back);
             case!(redrive_again_is_deduplicated);
+            case!(dedup_across_partitions);
             case!(dedup_window);
             case!(retention_by_count_bytes_and_age);
             case!(restart_keeps_events_and_committed_offsets);
