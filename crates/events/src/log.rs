@@ -29,7 +29,8 @@ use crate::{
 ///   headers `dlq.reason`, `dlq.topic`, `dlq.group`, `dlq.offset`, `dlq.deliveries` and
 ///   `dlq.event_id`, and acknowledged in the group.
 /// - **Dedup**: an event whose id was published to the same topic within the dedup
-///   window is not stored again; its original offset is returned.
+///   window is not stored again; its original offset is returned, whatever key it
+///   comes with (NATS: only within the key's partition).
 /// - **Limits**: an oversized event or batch is rejected whole, before anything is
 ///   stored.
 ///

@@ -328,7 +328,9 @@ impl RedisLog {
             let mut smembers = redis::cmd("SMEMBERS");
             smembers.arg(format!("{tag}:groups"));
             let groups = reply::array(c.query(OP, &smembers).await?, "group names").map_err(err)?;
-            let mut keys = vec![format!("{tag}:meta"), format!("{tag}:groups")];
+            let mut keys = ["meta", "groups", "d", "d0", "d1"]
+                .map(|w| format!("{tag}:{w}"))
+                .to_vec();
             for g in groups {
                 let g = reply::string(g, "a group name").map_err(err)?;
                 keys.extend(["o", "h", "m"].map(|w| format!("{tag}:g:{g}:{w}")));
@@ -342,7 +344,7 @@ impl RedisLog {
             };
             for p in 0..partitions {
                 let s = format!("{tag}:p{p}");
-                keys.extend(["i", "s", "d0", "d1"].map(|w| format!("{s}:{w}")));
+                keys.extend(["i", "s"].map(|w| format!("{s}:{w}")));
                 keys.push(s);
                 if keys.len() >= 500 || p + 1 == partitions {
                     let mut unlink = redis::cmd("UNLINK");

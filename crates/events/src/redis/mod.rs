@@ -38,8 +38,9 @@
 //! | `baton:{t}:groups` | set | the consumer groups' names |
 //! | `baton:{t}:p3` | stream | partition 3: one entry per event |
 //! | `baton:{t}:p3:i` | sorted set | partition 3's publish batches: `base:appended_ms:bytes` by base offset |
-//! | `baton:{t}:p3:s` | hash | partition 3's end offset, retained bytes, dedup generation |
-//! | `baton:{t}:p3:d0`, `:d1` | hash | partition 3's dedup window: event id → offset |
+//! | `baton:{t}:p3:s` | hash | partition 3's end offset and retained bytes |
+//! | `baton:{t}:d` | hash | the topic's dedup window: which generation is current, since when |
+//! | `baton:{t}:d0`, `:d1` | hash | the dedup window's two generations: event id → `partition:offset` |
 //! | `baton:{t}:g:G:o` | hash | group G: partition → member that last took events from it |
 //! | `baton:{t}:g:G:h` | hash | group G: `partition:offset` → time before which a nacked event stays put |
 //! | `baton:{t}:g:G:m` | hash | group G: member → last poll |
@@ -306,7 +307,6 @@ struct Part {
     stream: String,
     index: String,
     state: String,
-    dedup: [String; 2],
 }
 
 /// A topic as this process knows it: options (fixed at creation) and key names.
@@ -317,6 +317,8 @@ struct Topic {
     tag: String,
     groups: String,
     parts: Vec<Part>,
+    /// The dedup window's state and its two generations, for all partitions.
+    dedup: [String; 3],
     /// Retention bounds per partition, in the scripts' units (0: none).
     max_events: u64,
     max_bytes: u64,
@@ -336,7 +338,6 @@ impl Topic {
                 Part {
                     index: format!("{stream}:i"),
                     state: format!("{stream}:s"),
-                    dedup: [format!("{stream}:d0"), format!("{stream}:d1")],
                     stream,
                 }
             })
@@ -346,10 +347,11 @@ impl Topic {
             name: name.to_owned(),
             groups: format!("{tag}:groups"),
             parts,
+            dedup: ["d", "d0", "d1"].map(|w| format!("{tag}:{w}")),
             max_events: r.max_events.map_or(0, |m| m.div_ceil(n)),
             max_bytes: r.max_bytes.map_or(0, |m| m.div_ceil(n)),
             max_age_ms: r.max_age.map_or(0, ms_at_least_1),
-            dedup_ids: (options.dedup.max_ids as u64).div_ceil(n),
+            dedup_ids: options.dedup.max_ids as u64,
             dedup_age_ms: ms(options.dedup.max_age),
             visibility_ms: ms_at_least_1(options.visibility_timeout),
             tag,
@@ -557,7 +559,8 @@ mod tests {
         for key in t
             .parts
             .iter()
-            .flat_map(|p| [&p.stream, &p.index, &p.state, &p.dedup[0], &p.dedup[1]])
+            .flat_map(|p| [&p.stream, &p.index, &p.state])
+            .chain(&t.dedup)
             .chain([&t.groups, &t.group_key("g", "o"), &t.group_key("g", "h")])
         {
             assert!(key.starts_with("baton:"), "{key}");

@@ -27,16 +27,15 @@ impl RedisLog {
         const OP: &str = "publishing";
         let n = t.partitions();
         let mut shares: Vec<Vec<usize>> = vec![Vec::new(); n as usize];
-        // With dedup, an id repeated in the batch (within a partition) is sent once and
-        // gets the offset of its first occurrence: `(position, first position)`.
+        // With dedup, an id repeated in the batch (under any key) is sent once and gets
+        // the offset of its first occurrence: `(position, first position)`.
         let mut repeats: Vec<(usize, usize)> = Vec::new();
-        let mut firsts: HashMap<(u32, u128), usize, foldhash::fast::RandomState> =
-            HashMap::default();
+        let mut firsts: HashMap<u128, usize, foldhash::fast::RandomState> = HashMap::default();
         let dedup = t.dedup_ids > 0 && batch.len() > 1;
         for (i, e) in batch.iter().enumerate() {
             let p = (key_hash(&e.key) % u64::from(n)) as u32;
             if dedup {
-                match firsts.entry((p, e.id.0)) {
+                match firsts.entry(e.id.0) {
                     std::collections::hash_map::Entry::Occupied(first) => {
                         repeats.push((i, *first.get()));
                         continue;
@@ -52,15 +51,14 @@ impl RedisLog {
         if t.dedup_ids == 0 && batch.len() >= APPEND_MIN_SHARE * touched.len() {
             return self.append(t, batch, &shares, &touched).await;
         }
-        let mut keys = Vec::with_capacity(touched.len() * 5);
+        let mut keys = Vec::with_capacity(3 + touched.len() * 3);
+        keys.extend(t.dedup.iter().map(String::as_str));
         for &p in &touched {
             let part = &t.parts[p as usize];
             keys.extend([
                 part.stream.as_str(),
                 part.index.as_str(),
                 part.state.as_str(),
-                part.dedup[0].as_str(),
-                part.dedup[1].as_str(),
             ]);
         }
         let mut cmd = eval_cmd(&self.inner.scripts.publish, &keys);
@@ -73,7 +71,7 @@ impl RedisLog {
         let mut buf = Vec::with_capacity(256);
         for &p in &touched {
             let share = &shares[p as usize];
-            cmd.arg(share.len());
+            cmd.arg(p).arg(share.len());
             for &i in share {
                 codec::encode(&batch[i], &mut buf);
                 cmd.arg(&buf[..]);
@@ -103,21 +101,17 @@ impl RedisLog {
             let mut dups = res[1..].chunks_exact(2).peekable();
             let mut next = base;
             for (j, &i) in shares[p as usize].iter().enumerate() {
-                let dup = match dups.peek() {
+                offsets[i] = match dups.peek() {
                     Some(pair) if reply::uint(&pair[0], "a position").map_err(err)? == j as u64 => {
-                        let o = reply::uint(&pair[1], "an offset").map_err(err)?;
+                        let at = stored_at(&pair[1]).map_err(err)?;
                         dups.next();
-                        Some(o)
+                        at
                     }
-                    _ => None,
-                };
-                offsets[i] = Offset::new(
-                    p,
-                    dup.unwrap_or_else(|| {
+                    _ => {
                         next += 1;
-                        next - 1
-                    }),
-                );
+                        Offset::new(p, next - 1)
+                    }
+                };
             }
         }
         for (i, first) in repeats {
@@ -219,6 +213,14 @@ impl RedisLog {
         }
         Ok(offsets)
     }
+}
+
+/// Where the dedup window says an id was stored: `partition:offset`.
+fn stored_at(v: &redis::Value) -> std::result::Result<Offset, String> {
+    let text = reply::string(v.clone(), "where an id was stored")?;
+    text.split_once(':')
+        .and_then(|(p, o)| Some(Offset::new(p.parse().ok()?, o.parse().ok()?)))
+        .ok_or_else(|| format!("expected `partition:offset` for a stored id, got {text:?}"))
 }
 
 /// Events per partition from which a publish without dedup goes as a transaction of

@@ -1,12 +1,15 @@
--- Appends a batch: dedup, offsets, the batch index and retention, per partition.
+-- Appends a batch: dedup (one window for the whole topic), offsets, the batch index
+-- and retention, per partition.
 --
--- KEYS: for each partition of the batch: stream, index, state, dedup0, dedup1
--- ARGV: max_events, max_bytes, max_age_ms, dedup_ids, dedup_age_ms (all per partition,
---       0 for none), size_delta, then per partition: n and n encoded events (an
---       encoded event starts with its 16-byte id; with dedup, no id twice)
--- Returns per partition: {base, position, offset, position, offset, ...}: the first
--- offset given to a new event, then the duplicates (position in the partition's share
--- of the batch, and the offset it was stored at).
+-- KEYS: the topic's dedup state, dedup0, dedup1; then for each partition of the
+--       batch: stream, index, state
+-- ARGV: max_events, max_bytes, max_age_ms (per partition, 0 for none), dedup_ids,
+--       dedup_age_ms (the topic's window, 0 ids for none), size_delta, then per
+--       partition: its number p, n and n encoded events (an encoded event starts with
+--       its 16-byte id; with dedup, no id twice in the batch)
+-- Returns per partition: {base, position, "p:offset", position, "p:offset", ...}: the
+-- first offset given to a new event, then the duplicates (position in the partition's
+-- share of the batch, and where the id was stored, in whichever partition).
 local max_events, max_bytes, max_age = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local dedup_ids, dedup_age, delta = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local half = math.ceil(dedup_ids / 2)
@@ -48,136 +51,115 @@ local function hmget_many(key, ids)
   return out
 end
 
-local out = {}
+-- The partitions of the batch.
+local parts = {}
 local a = 7
-for k = 1, #KEYS, 5 do
-  local stream, index, state, d0, d1 = KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
-  local n = tonumber(ARGV[a])
-  local first = a + 1
-  a = first + n
-  local st = redis.call('HMGET', state, 'end', 'dg', 'ds')
-  local base = tonumber(st[1]) or 0
-  local res = { base }
-  local keep = {}
-  -- Dedup decides which events are new; the ids are stored once the entries exist
-  -- and their offsets are known.
-  local gens, prevgen, curgen, dg, ds = {}, 0, 1, 0, now
-  local curk, prevk = d0, d1
-  if dedup_ids > 0 then
-    -- Two generations of ids, like the in-process window: ids go into the current
-    -- one; when it holds half the window or is half the window's age old, it becomes
-    -- the previous one and the old previous one is dropped whole.
-    dg = tonumber(st[2]) or 0
-    ds = tonumber(st[3]) or now
-    if dg == 1 then
-      curk, prevk = d1, d0
-    end
-    local curlen = ids_in(curk)
-    -- Generation 0 is the stored previous one, 1 the stored current one, higher ones
-    -- are started by this batch; only prevgen and curgen are live.
-    local age = now - ds
-    if age >= dedup_age then
-      prevgen, curgen, curlen, ds = -1, 2, 0, now
-    elseif curlen >= half or age >= dedup_age / 2 then
-      prevgen, curgen, curlen, ds = 1, 2, 0, now
-    end
-    local ids = {}
-    for i = 1, n do
-      ids[i] = string.sub(ARGV[first + i - 1], 1, 16)
-    end
-    local pv, cv = {}, {}
-    if prevgen == 0 then
-      pv = hmget_many(prevk, ids)
-    end
-    if prevgen == 0 or prevgen == 1 then
-      cv = hmget_many(curk, ids)
-    end
-    -- The caller sends each id of a partition once per batch, so an id is either
-    -- in a stored generation or new. New ids are kept with their position among
-    -- the new events.
-    for i = 1, n do
-      if curlen >= half then
-        prevgen, curgen, curlen, ds = curgen, curgen + 1, 0, now
-      end
-      local hit = false
-      if prevgen == 0 and pv[i] then
-        hit = pv[i]
-      elseif (prevgen == 0 or prevgen == 1) and cv[i] then
-        hit = cv[i]
-      end
-      if hit then
-        res[#res + 1] = i - 1
-        res[#res + 1] = tonumber(hit)
-      else
-        local g = gens[curgen]
-        if not g then
-          g = {}
-          gens[curgen] = g
-        end
-        g[#g + 1] = ids[i]
-        g[#g + 1] = #keep
-        keep[#keep + 1] = ARGV[first + i - 1]
-        curlen = curlen + 1
-      end
+for k = 4, #KEYS, 3 do
+  local p, n = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  parts[#parts + 1] = {
+    stream = KEYS[k], index = KEYS[k + 1], state = KEYS[k + 2],
+    p = p, first = a + 2, n = n, keep = {}, res = {},
+  }
+  a = a + 2 + n
+end
+
+-- Dedup decides which events are new; the ids are stored once the entries exist and
+-- their offsets are known. gens[g] lists, per new id of generation g: the id, its
+-- partition (index into parts) and its position among that partition's new events.
+local gens, prevgen, curgen, dg, ds = {}, 0, 1, 0, now
+local dstate, d0, d1 = KEYS[1], KEYS[2], KEYS[3]
+local curk, prevk = d0, d1
+if dedup_ids > 0 then
+  -- Two generations of ids, like the in-process window: ids go into the current
+  -- one; when it holds half the window or is half the window's age old, it becomes
+  -- the previous one and the old previous one is dropped whole.
+  local st = redis.call('HMGET', dstate, 'dg', 'ds')
+  dg = tonumber(st[1]) or 0
+  ds = tonumber(st[2]) or now
+  if dg == 1 then
+    curk, prevk = d1, d0
+  end
+  local curlen = ids_in(curk)
+  -- Generation 0 is the stored previous one, 1 the stored current one, higher ones
+  -- are started by this batch; only prevgen and curgen are live.
+  local age = now - ds
+  if age >= dedup_age then
+    prevgen, curgen, curlen, ds = -1, 2, 0, now
+  elseif curlen >= half or age >= dedup_age / 2 then
+    prevgen, curgen, curlen, ds = 1, 2, 0, now
+  end
+  local ids, owner = {}, {}
+  for pi, part in ipairs(parts) do
+    for i = 1, part.n do
+      ids[#ids + 1] = string.sub(ARGV[part.first + i - 1], 1, 16)
+      owner[#ids] = pi
     end
   end
-  -- The entries: "0-*" makes the server take the next ID, so offsets follow the
-  -- stream's own last ID; the first entry's ID gives the batch's base offset.
-  local stored, bytes = 0, 0
-  if dedup_ids > 0 then
-    stored = #keep
-    if stored > 0 then
-      base = off(redis.call('XADD', stream, '0-*', 'e', keep[1]))
-      bytes = #keep[1]
-      for j = 2, stored do
-        local blob = keep[j]
-        redis.call('XADD', stream, '0-*', 'e', blob)
-        bytes = bytes + #blob
-      end
+  local pv, cv = {}, {}
+  if prevgen == 0 then
+    pv = hmget_many(prevk, ids)
+  end
+  if prevgen == 0 or prevgen == 1 then
+    cv = hmget_many(curk, ids)
+  end
+  -- The caller sends each id once per batch, so an id is either in a stored
+  -- generation or new.
+  local pos = 0
+  for x = 1, #ids do
+    local part = parts[owner[x]]
+    if x > 1 and owner[x] ~= owner[x - 1] then
+      pos = 0
     end
-  else
-    stored = n
-    base = off(redis.call('XADD', stream, '0-*', 'e', ARGV[first]))
-    bytes = #ARGV[first]
-    for i = first + 1, first + n - 1 do
-      local blob = ARGV[i]
+    pos = pos + 1
+    if curlen >= half then
+      prevgen, curgen, curlen, ds = curgen, curgen + 1, 0, now
+    end
+    local hit = false
+    if prevgen == 0 and pv[x] then
+      hit = pv[x]
+    elseif (prevgen == 0 or prevgen == 1) and cv[x] then
+      hit = cv[x]
+    end
+    if hit then
+      part.res[#part.res + 1] = pos - 1
+      part.res[#part.res + 1] = hit
+    else
+      local g = gens[curgen]
+      if not g then
+        g = {}
+        gens[curgen] = g
+      end
+      g[#g + 1] = ids[x]
+      g[#g + 1] = owner[x]
+      g[#g + 1] = #part.keep
+      part.keep[#part.keep + 1] = ARGV[part.first + pos - 1]
+      curlen = curlen + 1
+    end
+  end
+end
+
+-- The entries: "0-*" makes the server take the next ID, so offsets follow the
+-- stream's own last ID; the first entry's ID gives the batch's base offset.
+local out = {}
+for _, part in ipairs(parts) do
+  local stream, index, state = part.stream, part.index, part.state
+  local base = tonumber(redis.call('HGET', state, 'end')) or 0
+  local stored, bytes = 0, 0
+  local blobs, from, to = part.keep, 1, #part.keep
+  if dedup_ids == 0 then
+    blobs, from, to = ARGV, part.first, part.first + part.n - 1
+  end
+  if to >= from then
+    stored = to - from + 1
+    base = off(redis.call('XADD', stream, '0-*', 'e', blobs[from]))
+    bytes = #blobs[from]
+    for j = from + 1, to do
+      local blob = blobs[j]
       redis.call('XADD', stream, '0-*', 'e', blob)
       bytes = bytes + #blob
     end
   end
-  res[1] = base
-  if dedup_ids > 0 then
-    for _, g in pairs(gens) do
-      for j = 2, #g, 2 do
-        g[j] = base + g[j]
-      end
-    end
-    -- Store the live generations.
-    if curgen == 1 then
-      if gens[1] then
-        hset_many(curk, gens[1])
-      end
-    elseif prevgen == 1 then
-      if gens[1] then
-        hset_many(curk, gens[1])
-      end
-      redis.call('DEL', prevk)
-      if gens[curgen] then
-        hset_many(prevk, gens[curgen])
-      end
-      dg = 1 - dg
-    else
-      redis.call('DEL', d0, d1)
-      if prevgen >= 2 and gens[prevgen] then
-        hset_many(d0, gens[prevgen])
-      end
-      if gens[curgen] then
-        hset_many(d1, gens[curgen])
-      end
-      dg = 1
-    end
-    redis.call('HSET', state, 'dg', dg, 'ds', ds)
-  end
+  part.base = base
   if stored > 0 then
     bytes = bytes + stored * delta
     redis.call('ZADD', index, base, string.format('%d:%d:%d', base, now, bytes))
@@ -185,6 +167,53 @@ for k = 1, #KEYS, 5 do
     redis.call('HINCRBY', state, 'bytes', bytes)
     trim(stream, index, state, now, max_events, max_bytes, max_age)
   end
+  local res = { base }
+  for _, v in ipairs(part.res) do
+    res[#res + 1] = v
+  end
   out[#out + 1] = res
+end
+
+if dedup_ids > 0 then
+  -- Each new id with where it was stored: `id, "p:offset"` pairs per generation.
+  local pairs_of = {}
+  for _, part in ipairs(parts) do
+    part.prefix = part.p .. ':'
+  end
+  for g, list in pairs(gens) do
+    local flat = {}
+    for j = 1, #list, 3 do
+      local part = parts[list[j + 1]]
+      flat[#flat + 1] = list[j]
+      flat[#flat + 1] = part.prefix .. (part.base + list[j + 2])
+    end
+    pairs_of[g] = flat
+  end
+  -- Store the live generations.
+  if curgen == 1 then
+    if pairs_of[1] then
+      hset_many(curk, pairs_of[1])
+    end
+  elseif prevgen == 1 then
+    if pairs_of[1] then
+      hset_many(curk, pairs_of[1])
+    end
+    redis.call('DEL', prevk)
+    if pairs_of[curgen] then
+      hset_many(prevk, pairs_of[curgen])
+    end
+    dg = 1 - dg
+  else
+    redis.call('DEL', d0, d1)
+    if prevgen >= 2 and pairs_of[prevgen] then
+      hset_many(d0, pairs_of[prevgen])
+    end
+    if pairs_of[curgen] then
+      hset_many(d1, pairs_of[curgen])
+    end
+    dg = 1
+  end
+  redis.call('HSET', dstate, 'dg', dg, 'ds', ds)
+  redis.call('PEXPIRE', dstate, math.max(dedup_age, 1))
 end
 return out
