@@ -279,3 +279,116 @@ tasks:
     serving.await.unwrap().unwrap();
     second.shutdown().await.unwrap();
 }
+
+/// PostgreSQL stops answering one instance (its connections stay open, as through
+/// a network partition or a frozen proxy) for longer than its lease, while it
+/// drives a run: the other instance takes the run over and finishes it. When the
+/// first hears from the database again, its writes are refused (fencing) and it
+/// learns that it lost the run: the run is never driven by both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_moves_when_postgres_stops_answering_its_instance() {
+    use std::time::Duration;
+
+    use baton_engine::cluster::{self, Lost, Member, OnLoss};
+    use baton_engine::store::testing::Schema;
+    use baton_engine::store::{Postgres, PostgresOptions};
+    use baton_events::testing::proxy::{Proxy, upstream};
+
+    const STEPS: &str = r#"
+agents:
+  w: { type: command, command: ["sleep", "1"] }
+tasks:
+  - { id: a, agent: w }
+  - { id: b, agent: w, depends_on: [a] }
+  - { id: c, agent: w, depends_on: [b] }
+"#;
+    let Some(schema) = Schema::new("partition") else {
+        return;
+    };
+    let proxy = Proxy::start(upstream(&schema.url)).await;
+    let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
+    let first_member = Member::new(
+        Arc::new(
+            Postgres::open(PostgresOptions {
+                url: proxy.url(&schema.url),
+                lease_ttl: Duration::from_secs(3),
+                ..schema.options("first")
+            })
+            .await
+            .unwrap(),
+        ),
+        cluster::Options {
+            on_loss: OnLoss::Stop,
+            take_over: false,
+            ..cluster::Options::default()
+        },
+    );
+    let (engine, first) = Engine::build(
+        first_member.engine_options(Options::default()),
+        log.clone(),
+        Some(first_member.store().clone()),
+    )
+    .unwrap();
+    tokio::spawn(engine.run());
+    let first_serving = {
+        let first = first.clone();
+        tokio::spawn(async move { first_member.run(&first, std::future::pending()).await })
+    };
+    let run = first
+        .submit(spec(STEPS), serde_json::json!({}))
+        .await
+        .unwrap();
+    task_reaches(&first, run, 0, TaskStatus::Running).await;
+
+    proxy.pause();
+    let second_member = Member::new(
+        Arc::new(
+            Postgres::open(PostgresOptions {
+                lease_ttl: Duration::from_secs(3),
+                ..schema.options("second")
+            })
+            .await
+            .unwrap(),
+        ),
+        cluster::Options::default(),
+    );
+    let (engine, second) = Engine::build(
+        second_member.engine_options(Options::default()),
+        log,
+        Some(second_member.store().clone()),
+    )
+    .unwrap();
+    tokio::spawn(engine.run());
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let serving = {
+        let (second, stop) = (second.clone(), stop.clone());
+        tokio::spawn(async move { second_member.run(&second, stop.notified()).await })
+    };
+    crate::eventually("the run taken over", Duration::from_secs(30), || async {
+        second.status(run).await.ok()
+    })
+    .await;
+
+    // The partition heals: the first instance's pending writes reach the database,
+    // which refuses them, and it stops driving the run.
+    proxy.resume();
+    let lost = tokio::time::timeout(Duration::from_secs(60), first_serving)
+        .await
+        .expect("the first instance learns that it lost its run")
+        .unwrap();
+    assert!(
+        matches!(&lost, Err(Lost::Runs(runs)) if runs == &[run])
+            || matches!(&lost, Err(Lost::Lease(_))),
+        "{lost:?}"
+    );
+    let _ = first.shutdown().await;
+    let summary = tokio::time::timeout(Duration::from_secs(60), second.wait(run))
+        .await
+        .expect("the run ends on the second instance")
+        .unwrap();
+    assert_eq!(summary.status, RunStatus::Completed);
+    assert_eq!(summary.tasks.succeeded, 3, "{summary:?}");
+    stop.notify_one();
+    serving.await.unwrap().unwrap();
+    second.shutdown().await.unwrap();
+}
