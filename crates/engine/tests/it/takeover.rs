@@ -177,6 +177,93 @@ async fn a_run_that_ended_elsewhere_is_reported_from_its_records() {
     handle.shutdown().await.unwrap();
 }
 
+/// Three tasks of a second each, for runs that are still going when a test
+/// moves them.
+#[cfg(feature = "postgres")]
+const STEPS: &str = r#"
+agents:
+  w: { type: command, command: ["sleep", "1"] }
+tasks:
+  - { id: a, agent: w }
+  - { id: b, agent: w, depends_on: [a] }
+  - { id: c, agent: w, depends_on: [b] }
+"#;
+
+/// A cluster member on `store` with its engine started.
+#[cfg(feature = "postgres")]
+async fn member(
+    store: baton_engine::store::PostgresOptions,
+    options: baton_engine::cluster::Options,
+    log: Arc<MemoryLog>,
+) -> (baton_engine::cluster::Member, baton_engine::Handle) {
+    use baton_engine::store::Postgres;
+    let member =
+        baton_engine::cluster::Member::new(Arc::new(Postgres::open(store).await.unwrap()), options);
+    let (engine, handle) = Engine::build(
+        member.engine_options(Options::default()),
+        log,
+        Some(member.store().clone()),
+    )
+    .unwrap();
+    tokio::spawn(engine.run());
+    (member, handle)
+}
+
+/// The options of a member that does not take runs over and stops when it
+/// loses one: the instance that is made to fail.
+#[cfg(feature = "postgres")]
+fn failing() -> baton_engine::cluster::Options {
+    baton_engine::cluster::Options {
+        on_loss: baton_engine::cluster::OnLoss::Stop,
+        take_over: false,
+        ..baton_engine::cluster::Options::default()
+    }
+}
+
+/// A member that takes runs over, serving until the returned `Notify` is told.
+#[cfg(feature = "postgres")]
+async fn taking_over(
+    store: baton_engine::store::PostgresOptions,
+    log: Arc<MemoryLog>,
+) -> (
+    baton_engine::Handle,
+    Arc<tokio::sync::Notify>,
+    tokio::task::JoinHandle<Result<(), baton_engine::cluster::Lost>>,
+) {
+    let (member, handle) = member(store, baton_engine::cluster::Options::default(), log).await;
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let serving = {
+        let (handle, stop) = (handle.clone(), stop.clone());
+        tokio::spawn(async move { member.run(&handle, stop.notified()).await })
+    };
+    (handle, stop, serving)
+}
+
+/// What the failed member reports, and that the run ended on the other.
+#[cfg(feature = "postgres")]
+async fn moved(
+    lost: Result<(), baton_engine::cluster::Lost>,
+    run: RunId,
+    first: baton_engine::Handle,
+    second: baton_engine::Handle,
+) {
+    use std::time::Duration;
+
+    use baton_engine::cluster::Lost;
+    assert!(
+        matches!(&lost, Err(Lost::Runs(runs)) if runs == &[run])
+            || matches!(&lost, Err(Lost::Lease(_))),
+        "{lost:?}"
+    );
+    let _ = first.shutdown().await;
+    let summary = tokio::time::timeout(Duration::from_secs(60), second.wait(run))
+        .await
+        .expect("the run ends on the second instance")
+        .unwrap();
+    assert_eq!(summary.status, RunStatus::Completed);
+    assert_eq!(summary.tasks.succeeded, 3, "{summary:?}");
+}
+
 /// Two engines as instances of a cluster on one PostgreSQL schema: the first
 /// (with `baton run`'s rules) stops renewing its lease, as if frozen; the second
 /// (a server's rules) takes its run over and finishes it; the first, back, learns
@@ -186,43 +273,18 @@ async fn a_run_that_ended_elsewhere_is_reported_from_its_records() {
 async fn a_member_takes_over_the_runs_of_an_instance_whose_lease_expired() {
     use std::time::Duration;
 
-    use baton_engine::cluster::{self, Lost, Member, OnLoss};
+    use baton_engine::store::PostgresOptions;
     use baton_engine::store::testing::Schema;
-    use baton_engine::store::{Postgres, PostgresOptions};
 
-    const STEPS: &str = r#"
-agents:
-  w: { type: command, command: ["sleep", "1"] }
-tasks:
-  - { id: a, agent: w }
-  - { id: b, agent: w, depends_on: [a] }
-  - { id: c, agent: w, depends_on: [b] }
-"#;
     let Some(schema) = Schema::new("member") else {
         return;
     };
-    let open = |name: &str| {
-        Postgres::open(PostgresOptions {
-            lease_ttl: Duration::from_secs(3),
-            ..schema.options(name)
-        })
+    let options = |name: &str| PostgresOptions {
+        lease_ttl: Duration::from_secs(3),
+        ..schema.options(name)
     };
     let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
-    let first_member = Member::new(
-        Arc::new(open("first").await.unwrap()),
-        cluster::Options {
-            on_loss: OnLoss::Stop,
-            take_over: false,
-            ..cluster::Options::default()
-        },
-    );
-    let (engine, first) = Engine::build(
-        first_member.engine_options(Options::default()),
-        log.clone(),
-        Some(first_member.store().clone()),
-    )
-    .unwrap();
-    tokio::spawn(engine.run());
+    let (first_member, first) = member(options("first"), failing(), log.clone()).await;
     let run = first
         .submit(spec(STEPS), serde_json::json!({}))
         .await
@@ -237,23 +299,7 @@ tasks:
             first_member.store().instance()
         ))
         .await;
-    let second_member = Member::new(
-        Arc::new(open("second").await.unwrap()),
-        cluster::Options::default(),
-    );
-    let (engine, second) = Engine::build(
-        second_member.engine_options(Options::default()),
-        log,
-        Some(second_member.store().clone()),
-    )
-    .unwrap();
-    tokio::spawn(engine.run());
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let serving = {
-        let (second, stop) = (second.clone(), stop.clone());
-        tokio::spawn(async move { second_member.run(&second, stop.notified()).await })
-    };
-
+    let (second, stop, serving) = taking_over(options("second"), log).await;
     crate::eventually("the run taken over", Duration::from_secs(30), || async {
         second.status(run).await.ok()
     })
@@ -264,17 +310,7 @@ tasks:
     )
     .await
     .expect("the first instance learns that it lost its run");
-    assert!(
-        matches!(&lost, Err(Lost::Runs(runs)) if runs == &[run])
-            || matches!(&lost, Err(Lost::Lease(_))),
-        "{lost:?}"
-    );
-    let _ = first.shutdown().await;
-    let summary = tokio::time::timeout(Duration::from_secs(30), second.wait(run))
-        .await
-        .expect("the run ends on the second instance")
-        .unwrap();
-    assert_eq!(summary.status, RunStatus::Completed);
+    moved(lost, run, first, second.clone()).await;
     stop.notify_one();
     serving.await.unwrap().unwrap();
     second.shutdown().await.unwrap();
@@ -285,51 +321,29 @@ tasks:
 /// drives a run: the other instance takes the run over and finishes it. When the
 /// first hears from the database again, its writes are refused (fencing) and it
 /// learns that it lost the run: the run is never driven by both.
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_moves_when_postgres_stops_answering_its_instance() {
     use std::time::Duration;
 
-    use baton_engine::cluster::{self, Lost, Member, OnLoss};
+    use baton_engine::store::PostgresOptions;
     use baton_engine::store::testing::Schema;
-    use baton_engine::store::{Postgres, PostgresOptions};
     use baton_events::testing::proxy::{Proxy, upstream};
 
-    const STEPS: &str = r#"
-agents:
-  w: { type: command, command: ["sleep", "1"] }
-tasks:
-  - { id: a, agent: w }
-  - { id: b, agent: w, depends_on: [a] }
-  - { id: c, agent: w, depends_on: [b] }
-"#;
     let Some(schema) = Schema::new("partition") else {
         return;
     };
     let proxy = Proxy::start(upstream(&schema.url)).await;
+    let options = |name: &str| PostgresOptions {
+        lease_ttl: Duration::from_secs(3),
+        ..schema.options(name)
+    };
     let log = Arc::new(MemoryLog::new(Default::default()).unwrap());
-    let first_member = Member::new(
-        Arc::new(
-            Postgres::open(PostgresOptions {
-                url: proxy.url(&schema.url),
-                lease_ttl: Duration::from_secs(3),
-                ..schema.options("first")
-            })
-            .await
-            .unwrap(),
-        ),
-        cluster::Options {
-            on_loss: OnLoss::Stop,
-            take_over: false,
-            ..cluster::Options::default()
-        },
-    );
-    let (engine, first) = Engine::build(
-        first_member.engine_options(Options::default()),
-        log.clone(),
-        Some(first_member.store().clone()),
-    )
-    .unwrap();
-    tokio::spawn(engine.run());
+    let through_proxy = PostgresOptions {
+        url: proxy.url(&schema.url),
+        ..options("first")
+    };
+    let (first_member, first) = member(through_proxy, failing(), log.clone()).await;
     let first_serving = {
         let first = first.clone();
         tokio::spawn(async move { first_member.run(&first, std::future::pending()).await })
@@ -341,34 +355,11 @@ tasks:
     task_reaches(&first, run, 0, TaskStatus::Running).await;
 
     proxy.pause();
-    let second_member = Member::new(
-        Arc::new(
-            Postgres::open(PostgresOptions {
-                lease_ttl: Duration::from_secs(3),
-                ..schema.options("second")
-            })
-            .await
-            .unwrap(),
-        ),
-        cluster::Options::default(),
-    );
-    let (engine, second) = Engine::build(
-        second_member.engine_options(Options::default()),
-        log,
-        Some(second_member.store().clone()),
-    )
-    .unwrap();
-    tokio::spawn(engine.run());
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let serving = {
-        let (second, stop) = (second.clone(), stop.clone());
-        tokio::spawn(async move { second_member.run(&second, stop.notified()).await })
-    };
+    let (second, stop, serving) = taking_over(options("second"), log).await;
     crate::eventually("the run taken over", Duration::from_secs(30), || async {
         second.status(run).await.ok()
     })
     .await;
-
     // The partition heals: the first instance's pending writes reach the database,
     // which refuses them, and it stops driving the run.
     proxy.resume();
@@ -376,18 +367,7 @@ tasks:
         .await
         .expect("the first instance learns that it lost its run")
         .unwrap();
-    assert!(
-        matches!(&lost, Err(Lost::Runs(runs)) if runs == &[run])
-            || matches!(&lost, Err(Lost::Lease(_))),
-        "{lost:?}"
-    );
-    let _ = first.shutdown().await;
-    let summary = tokio::time::timeout(Duration::from_secs(60), second.wait(run))
-        .await
-        .expect("the run ends on the second instance")
-        .unwrap();
-    assert_eq!(summary.status, RunStatus::Completed);
-    assert_eq!(summary.tasks.succeeded, 3, "{summary:?}");
+    moved(lost, run, first, second.clone()).await;
     stop.notify_one();
     serving.await.unwrap().unwrap();
     second.shutdown().await.unwrap();

@@ -60,8 +60,9 @@
 //!   processes may interleave one partition. A delivery lost in flight (the poll
 //!   stopped waiting for an answer the server had already sent, as on a busy machine)
 //!   is found by comparing the consumer's last delivered sequence with what the
-//!   process received; the partition then waits for its redelivery, so later events
-//!   of its keys never overtake it.
+//!   process received, and a poll that fails midway (a broken connection) may have
+//!   lost some: the partition then waits for their redelivery (the visibility timeout
+//!   and a second), so later events of its keys never overtake them.
 //! - **Pending lists and member lists are this process's view.** JetStream does not list
 //!   a consumer's unacknowledged messages. [`pending`](crate::EventLog::pending) lists the
 //!   deliveries this process made that are not yet acknowledged (less any the group's

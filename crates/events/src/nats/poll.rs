@@ -47,7 +47,14 @@ pub(super) async fn poll(
             group: &g,
             parts: Vec::new(),
         };
-        let fetched = log.fetch(&t, &g, member, max, &mut claims).await?;
+        let fetched = match log.fetch(&t, &g, member, max, &mut claims).await {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                // What the server delivered to this poll is lost with it.
+                claims.lost(t.options.visibility_timeout + LOST_MARGIN);
+                return Err(e);
+            }
+        };
         if !fetched.is_empty() {
             // The claims are released after the delivery is recorded.
             return Ok(log.deliver(&t, &g, member, fetched));
@@ -628,6 +635,18 @@ const LOST_MARGIN: Duration = Duration::from_secs(1);
 struct Claims<'a> {
     group: &'a Group,
     parts: Vec<u32>,
+}
+
+impl Claims<'_> {
+    /// A poll that failed midway may have been sent events it never recorded: its
+    /// partitions wait until those come back.
+    fn lost(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut st = lock(&self.group.state);
+        for &p in &self.parts {
+            st.parts[p as usize].lost_until = Some(until);
+        }
+    }
 }
 
 impl Drop for Claims<'_> {

@@ -365,27 +365,29 @@ pub async fn dedup_across_partitions<F: Factory>(mut f: F) {
     if !F::DEDUP_ACROSS_PARTITIONS {
         return;
     }
+    // The same id under sixteen keys: most land in other partitions than k0's.
+    fn under_every_key(id: EventId, n: u64) -> Vec<Event> {
+        (0..16)
+            .map(|i| ev(&format!("k{i}"), n).with_id(id))
+            .collect()
+    }
     let log = f.open(options(&f)).await;
     log.create_topic("t", topic(&f, 8)).await.unwrap();
     let id = EventId(77);
     let first = log
         .publish("t", vec![ev("k0", 1).with_id(id)])
         .await
-        .unwrap();
-    // Sixteen keys: most land in other partitions than k0's.
-    let again: Vec<Event> = (0..16)
-        .map(|i| ev(&format!("k{i}"), 2).with_id(id))
-        .collect();
-    let offsets = log.publish("t", again).await.unwrap();
+        .unwrap()[0];
+    let offsets = log.publish("t", under_every_key(id, 2)).await.unwrap();
     assert!(
-        offsets.iter().all(|o| *o == first[0]),
+        offsets.iter().all(|o| *o == first),
         "{offsets:?} vs {first:?}"
     );
     // Within one batch: the first occurrence is stored, the others answer with it.
-    let batch: Vec<Event> = (0..16)
-        .map(|i| ev(&format!("k{i}"), 3).with_id(EventId(78)))
-        .collect();
-    let offsets = log.publish("t", batch).await.unwrap();
+    let offsets = log
+        .publish("t", under_every_key(EventId(78), 3))
+        .await
+        .unwrap();
     assert!(offsets.iter().all(|o| *o == offsets[0]), "{offsets:?}");
     let stored: u64 = log.topics().await.unwrap()[0].events();
     assert_eq!(stored, 2);
@@ -399,12 +401,9 @@ pub async fn dedup_across_partitions<F: Factory>(mut f: F) {
         log.close().await.unwrap();
         drop(log);
         let log = f.open(options(&f)).await;
-        let again: Vec<Event> = (0..16)
-            .map(|i| ev(&format!("k{i}"), 4).with_id(id))
-            .collect();
-        let offsets = log.publish("t", again).await.unwrap();
+        let offsets = log.publish("t", under_every_key(id, 4)).await.unwrap();
         assert!(
-            offsets.iter().all(|o| *o == first[0]),
+            offsets.iter().all(|o| *o == first),
             "{offsets:?} vs {first:?}"
         );
     }
