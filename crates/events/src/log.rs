@@ -29,8 +29,9 @@ use crate::{
 ///   headers `dlq.reason`, `dlq.topic`, `dlq.group`, `dlq.offset`, `dlq.deliveries` and
 ///   `dlq.event_id`, and acknowledged in the group.
 /// - **Dedup**: an event whose id was published to the same topic within the dedup
-///   window is not stored again; its original offset is returned, whatever key it
-///   comes with (NATS: only within the key's partition).
+///   window is not stored again; its original offset is returned. The in-process
+///   logs and NATS remember an id within its key's partition, Redis within the
+///   whole topic.
 /// - **Limits**: an oversized event or batch is rejected whole, before anything is
 ///   stored.
 ///

@@ -52,8 +52,9 @@ impl Default for Retention {
 /// The window in which a re-published event id is recognised and not stored again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dedup {
-    /// Most ids remembered per topic (one window for all its partitions); 0 turns
-    /// dedup off.
+    /// Most ids remembered per topic (the in-process logs split them evenly over
+    /// partitions, each keeping its own window; Redis keeps one window for the
+    /// topic); 0 turns dedup off.
     pub max_ids: usize,
     /// Ids older than this are forgotten.
     pub max_age: Duration,

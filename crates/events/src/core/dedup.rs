@@ -1,16 +1,14 @@
-//! The dedup window of one topic: the ids published recently to any of its
-//! partitions, each with the offset it was stored at, so that a publish of a known
-//! id returns that offset (whatever key it comes with) instead of storing the event
-//! again. It runs once per published event, so it is
+//! The dedup window of one partition: the ids published recently, each with the
+//! offset it was stored at, so that a publish of a known id returns that offset
+//! instead of storing the event again. It runs once per published event, so it is
 //! built for that: two generations dropped whole instead of per-id eviction, and
 //! an open-addressing table whose probed part stays small enough for the caches.
 
 use std::hash::BuildHasher;
 
 use super::PartLimits;
-use crate::Offset;
 
-/// Recently published ids of one topic, in two generations: ids go into `cur`;
+/// Recently published ids of one partition, in two generations: ids go into `cur`;
 /// when it holds half the window or is half the window's age old, it becomes `prev`
 /// and the old `prev` is dropped whole. An id is so remembered for at least half and
 /// at most all of the window (count and age), at the cost of one table insert per
@@ -61,12 +59,12 @@ impl DedupWindow {
     /// one failed batch), which only makes dedup miss, never lie.
     pub(super) fn undo(&mut self, mark: Mark) {
         match self.generation - mark.generation {
-            0 => self.cur.truncate(mark.len, &self.hasher),
+            0 => self.cur.truncate(mark.len),
             1 => {
                 // The ids since the mark: all of `cur`, and `prev`'s past `len`
                 // (it was `cur`; after a clear it is empty).
                 self.cur.clear();
-                self.prev.truncate(mark.len, &self.hasher);
+                self.prev.truncate(mark.len);
             }
             _ => {
                 self.cur.clear();
@@ -91,7 +89,7 @@ impl DedupWindow {
         std::hint::black_box(acc);
     }
 
-    /// Records `id` (whose [`DedupWindow::hash`] is `hash`) at `at` unless it is
+    /// Records `id` (whose [`DedupWindow::hash`] is `hash`) at `offset` unless it is
     /// already known; returns the known offset. This runs once per published event: a
     /// new id costs one probe of each generation's slots (the previous one only while
     /// it holds ids).
@@ -99,10 +97,10 @@ impl DedupWindow {
         &mut self,
         id: u128,
         hash: u64,
-        at: Offset,
+        offset: u64,
         limits: &PartLimits,
         now_ms: u64,
-    ) -> Option<Offset> {
+    ) -> Option<u64> {
         if self.cur.len() >= limits.dedup_ids.div_ceil(2) {
             self.rotate(limits, now_ms);
         }
@@ -111,7 +109,7 @@ impl DedupWindow {
         {
             return Some(o);
         }
-        self.cur.get_or_insert(id, hash, at, &self.hasher)
+        self.cur.get_or_insert(id, hash, offset)
     }
 }
 
@@ -129,12 +127,12 @@ pub(crate) struct Mark {
 /// The slots are 8 bytes (a 24-bit hash tag and a 40-bit position in `entries`), so
 /// the part that is probed at random stays small enough for the CPU caches; `entries`
 /// is only written in order and read when a tag matches. Hashes come from the caller,
-/// so that they can be computed for a whole batch first; growing the slots (only
-/// until the window reaches its size: clearing keeps them) and undoing hash again.
+/// so that they can be computed for a whole batch first.
 #[derive(Default)]
 struct IdTable {
-    /// `(id, offset, partition)` in insertion order: 32 bytes with the alignment.
-    entries: Vec<(u128, u64, u32)>,
+    /// `(id, offset, hash)` in insertion order (the hash fills what would be padding,
+    /// and spares rehashing when the slots grow).
+    entries: Vec<(u128, u64, u64)>,
     /// Linear probing; 0 is empty, else `tag << 40 | (position + 1)`. The length is a
     /// power of two at least twice `entries.len()` (or zero).
     slots: Vec<u64>,
@@ -184,12 +182,11 @@ impl IdTable {
         }
     }
 
-    fn offset_at(&self, slot: usize) -> Offset {
-        let (_, offset, partition) = self.entries[((self.slots[slot] & POS_MASK) - 1) as usize];
-        Offset::new(partition, offset)
+    fn offset_at(&self, slot: usize) -> u64 {
+        self.entries[((self.slots[slot] & POS_MASK) - 1) as usize].1
     }
 
-    fn get(&self, id: u128, hash: u64) -> Option<Offset> {
+    fn get(&self, id: u128, hash: u64) -> Option<u64> {
         if self.entries.is_empty() {
             return None;
         }
@@ -197,21 +194,15 @@ impl IdTable {
         Some(self.offset_at(i))
     }
 
-    /// The offset `id` is known at, or `None` after recording it at `at`.
-    fn get_or_insert(
-        &mut self,
-        id: u128,
-        hash: u64,
-        at: Offset,
-        hasher: &foldhash::fast::RandomState,
-    ) -> Option<Offset> {
+    /// The offset `id` is known at, or `None` after recording it at `offset`.
+    fn get_or_insert(&mut self, id: u128, hash: u64, offset: u64) -> Option<u64> {
         if (self.entries.len() + 1) * 2 > self.slots.len() {
-            self.grow(hasher);
+            self.grow();
         }
         match self.find(id, hash) {
             Ok(i) => Some(self.offset_at(i)),
             Err(i) => {
-                self.entries.push((id, at.offset, at.partition));
+                self.entries.push((id, offset, hash));
                 self.slots[i] = (hash >> POS_BITS) << POS_BITS | self.entries.len() as u64;
                 None
             }
@@ -222,25 +213,24 @@ impl IdTable {
     /// probing, an entry's slot can be emptied when every entry inserted
     /// after it is gone: no earlier entry's probe passed over it (it would
     /// have stopped there), and growth reinserts in insertion order.
-    fn truncate(&mut self, len: usize, hasher: &foldhash::fast::RandomState) {
+    fn truncate(&mut self, len: usize) {
         while self.entries.len() > len {
-            let Some((id, _, _)) = self.entries.last().copied() else {
+            let Some((id, _, hash)) = self.entries.last().copied() else {
                 break;
             };
-            if let Ok(i) = self.find(id, hasher.hash_one(id)) {
+            if let Ok(i) = self.find(id, hash) {
                 self.slots[i] = 0;
             }
             self.entries.pop();
         }
     }
 
-    fn grow(&mut self, hasher: &foldhash::fast::RandomState) {
+    fn grow(&mut self) {
         let len = (self.slots.len() * 2).max(64);
         self.slots.clear();
         self.slots.resize(len, 0);
         for n in 0..self.entries.len() {
-            let id = self.entries[n].0;
-            let hash = hasher.hash_one(id);
+            let (id, _, hash) = self.entries[n];
             // Ids in a table are distinct, so each finds an empty slot.
             let (Ok(i) | Err(i)) = self.find(id, hash);
             self.slots[i] = (hash >> POS_BITS) << POS_BITS | (n as u64 + 1);
@@ -253,10 +243,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-
-    fn at(offset: u64) -> Offset {
-        Offset::new(0, offset)
-    }
 
     fn limits(ids: usize) -> PartLimits {
         PartLimits {
@@ -277,13 +263,10 @@ mod tests {
             .map(|i| if i % 2 == 0 { i << 100 } else { i })
             .collect();
         for (o, &id) in ids.iter().enumerate() {
-            assert_eq!(w.check_insert(id, w.hash(id), at(o as u64), &l, 0), None);
+            assert_eq!(w.check_insert(id, w.hash(id), o as u64, &l, 0), None);
         }
         for (o, &id) in ids.iter().enumerate() {
-            assert_eq!(
-                w.check_insert(id, w.hash(id), at(9999), &l, 0),
-                Some(at(o as u64))
-            );
+            assert_eq!(w.check_insert(id, w.hash(id), 9999, &l, 0), Some(o as u64));
         }
         assert_eq!(w.cur.len(), ids.len());
         assert!(w.cur.slots.len() >= 2 * ids.len());
@@ -300,61 +283,40 @@ mod tests {
             .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
             .collect();
         for (o, &id) in ids[..1000].iter().enumerate() {
-            assert_eq!(w.check_insert(id, w.hash(id), at(o as u64), &l, 0), None);
+            assert_eq!(w.check_insert(id, w.hash(id), o as u64, &l, 0), None);
         }
         let mark = w.mark();
         for (o, &id) in ids[1000..].iter().enumerate() {
-            assert_eq!(
-                w.check_insert(id, w.hash(id), at(1000 + o as u64), &l, 0),
-                None
-            );
+            assert_eq!(w.check_insert(id, w.hash(id), 1000 + o as u64, &l, 0), None);
         }
         w.undo(mark);
         for (o, &id) in ids.iter().enumerate() {
-            let known = w.check_insert(id, w.hash(id), at(7777), &l, 0);
-            assert_eq!(known, (o < 1000).then_some(at(o as u64)), "id {o}");
+            let known = w.check_insert(id, w.hash(id), 7777, &l, 0);
+            assert_eq!(known, (o < 1000).then_some(o as u64), "id {o}");
         }
         // A rotation between the mark and the undo.
         let small = limits(8);
         let mut w = DedupWindow::default();
         for id in 0..3u128 {
-            w.check_insert(id, w.hash(id), at(id as u64), &small, 0);
+            w.check_insert(id, w.hash(id), id as u64, &small, 0);
         }
         let mark = w.mark();
         for id in 3..6u128 {
-            w.check_insert(id, w.hash(id), at(id as u64), &small, 0);
+            w.check_insert(id, w.hash(id), id as u64, &small, 0);
         }
         assert_eq!(w.generation, mark.generation + 1);
         w.undo(mark);
         for id in 0..3u128 {
             assert_eq!(
-                w.check_insert(id, w.hash(id), at(99), &small, 0),
-                Some(at(id as u64))
+                w.check_insert(id, w.hash(id), 99, &small, 0),
+                Some(id as u64)
             );
         }
         assert_eq!(
-            w.check_insert(4, w.hash(4), at(44), &small, 0),
+            w.check_insert(4, w.hash(4), 44, &small, 0),
             None,
             "forgotten"
         );
-    }
-
-    #[test]
-    fn an_id_is_answered_with_the_partition_it_was_stored_in() {
-        let mut w = DedupWindow::default();
-        let l = limits(1 << 10);
-        // Enough ids to grow the slots (which hashes them again) in between.
-        for id in 0..300u128 {
-            let p = (id % 7) as u32;
-            assert_eq!(
-                w.check_insert(id, w.hash(id), Offset::new(p, 10 + id as u64), &l, 0),
-                None
-            );
-        }
-        for id in 0..300u128 {
-            let known = w.check_insert(id, w.hash(id), Offset::new(6, 0), &l, 0);
-            assert_eq!(known, Some(Offset::new((id % 7) as u32, 10 + id as u64)));
-        }
     }
 
     #[test]
@@ -362,13 +324,13 @@ mod tests {
         let mut w = DedupWindow::default();
         let l = limits(4);
         for id in 0..4u128 {
-            assert_eq!(w.check_insert(id, w.hash(id), at(id as u64), &l, 0), None);
+            assert_eq!(w.check_insert(id, w.hash(id), id as u64, &l, 0), None);
         }
         // The newest half of the window is remembered, the rest may be forgotten.
-        assert_eq!(w.check_insert(3, w.hash(3), at(99), &l, 0), Some(at(3)));
-        assert_eq!(w.check_insert(2, w.hash(2), at(99), &l, 0), Some(at(2)));
-        assert_eq!(w.check_insert(0, w.hash(0), at(4), &l, 0), None);
-        assert_eq!(w.check_insert(0, w.hash(0), at(99), &l, 0), Some(at(4)));
+        assert_eq!(w.check_insert(3, w.hash(3), 99, &l, 0), Some(3));
+        assert_eq!(w.check_insert(2, w.hash(2), 99, &l, 0), Some(2));
+        assert_eq!(w.check_insert(0, w.hash(0), 4, &l, 0), None);
+        assert_eq!(w.check_insert(0, w.hash(0), 99, &l, 0), Some(4));
         // Past the window's age everything is forgotten.
         w.rotate(&l, 60_000);
         assert!(w.cur.is_empty() && w.prev.is_empty());

@@ -27,7 +27,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use self::dedup::DedupWindow;
 pub(crate) use self::group::{Group, GroupPart};
 pub(crate) use self::partition::{PartLog, Topic};
 use crate::event::key_hash;
@@ -38,8 +37,8 @@ use crate::{
     Record, Result, SeekTo, TopicInfo, TopicOptions,
 };
 
-/// A topic's bounds: each partition's share of retention, and the topic's dedup
-/// window (which is one for all partitions).
+/// Per-partition shares of a topic's bounds (retention and dedup), shared by the
+/// partition logs and their dedup windows.
 pub(crate) struct PartLimits {
     max_events: Option<u64>,
     max_bytes: Option<u64>,
@@ -254,9 +253,20 @@ impl<J: Journal> Core<J> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        let n = t.options.partitions;
         let mut offsets = vec![Offset::default(); batch.len()];
         let mut touched: Vec<(u32, u64)> = Vec::new();
-        self.append_batch(t, batch, &mut offsets, &mut touched)?;
+        if n == 1 {
+            let idx: Vec<usize> = (0..batch.len()).collect();
+            self.append(t, 0, batch, &idx, &mut offsets, &mut touched)?;
+        } else {
+            let buckets = split_by_partition(batch, n);
+            for (p, (events, idx)) in buckets.into_iter().enumerate() {
+                if !events.is_empty() {
+                    self.append(t, p as u32, events, &idx, &mut offsets, &mut touched)?;
+                }
+            }
+        }
         if J::DURABLE {
             self.journal.barrier().await?;
             for &(p, end) in &touched {
@@ -273,63 +283,30 @@ impl<J: Journal> Core<J> {
         Ok(offsets)
     }
 
-    /// Appends a batch to its partitions, in partition order.
-    fn append_batch(
-        &self,
-        t: &Topic,
-        batch: Vec<Event>,
-        offsets: &mut [Offset],
-        touched: &mut Vec<(u32, u64)>,
-    ) -> Result<()> {
-        let n = t.options.partitions;
-        // Held across the partitions' appends, so that an id is answered only once
-        // its event is in the journal, whichever partition it went to.
-        let mut dedup = (t.limits.dedup_ids > 0).then(|| lock(&t.dedup));
-        if n == 1 {
-            let idx: Vec<usize> = (0..batch.len()).collect();
-            return self.append(t, 0, batch, &idx, dedup.as_deref_mut(), offsets, touched);
-        }
-        let buckets = split_by_partition(batch, n);
-        for (p, (events, idx)) in buckets.into_iter().enumerate() {
-            if !events.is_empty() {
-                let dedup = dedup.as_deref_mut();
-                self.append(t, p as u32, events, &idx, dedup, offsets, touched)?;
-            }
-        }
-        Ok(())
-    }
-
     /// Appends events of one partition; `idx[i]` is the position of `events[i]` in the
-    /// published batch. `dedup` is the topic's window, when it has one.
-    #[allow(clippy::too_many_arguments)]
+    /// published batch.
     fn append(
         &self,
         t: &Topic,
         p: u32,
         mut events: Vec<Event>,
         idx: &[usize],
-        mut dedup: Option<&mut DedupWindow>,
         offsets: &mut [Offset],
         touched: &mut Vec<(u32, u64)>,
     ) -> Result<()> {
         let now = self.clock.now_ms();
         let mut log = lock(&t.parts[p as usize]);
         let mut next = log.end;
-        let mark = dedup.as_deref().map(DedupWindow::mark);
-        if let Some(dedup) = dedup.as_deref_mut() {
-            dedup.rotate(&t.limits, now);
-            let hashes: Vec<u64> = events.iter().map(|e| dedup.hash(e.id.0)).collect();
-            dedup.warm(&hashes);
+        let mark = (t.limits.dedup_ids > 0).then(|| log.dedup.mark());
+        if t.limits.dedup_ids > 0 {
+            let log = &mut *log;
+            log.dedup.rotate(&t.limits, now);
+            let hashes: Vec<u64> = events.iter().map(|e| log.dedup.hash(e.id.0)).collect();
+            log.dedup.warm(&hashes);
             let mut dup: Option<Vec<bool>> = None;
             for (j, (e, &hash)) in events.iter().zip(&hashes).enumerate() {
-                let at = Offset::new(p, next);
-                if let Some(o) = dedup.check_insert(e.id.0, hash, at, &t.limits, now) {
-                    offsets[idx[j]] = o;
-                    if J::DURABLE && o.partition != p {
-                        // Stored in another partition, perhaps still on its way to
-                        // disk: answered once it is there, like its original.
-                        touch(touched, o.partition, o.offset + 1);
-                    }
+                if let Some(o) = log.dedup.check_insert(e.id.0, hash, next, &t.limits, now) {
+                    offsets[idx[j]] = Offset::new(p, o);
                     dup.get_or_insert_with(|| vec![false; idx.len()])[j] = true;
                 } else {
                     offsets[idx[j]] = Offset::new(p, next);
@@ -352,15 +329,15 @@ impl<J: Journal> Core<J> {
         if events.is_empty() {
             if J::DURABLE {
                 // A duplicate may still be in flight to disk; wait for it like its original.
-                touch(touched, p, log.end);
+                touched.push((p, log.end));
             }
             return Ok(());
         }
         let chunk = Chunk::new(log.end, now, events);
         if let Err(e) = self.journal.batch(t.id, p, &chunk) {
             // Not stored: the window must not answer for these ids.
-            if let (Some(dedup), Some(mark)) = (dedup, mark) {
-                dedup.undo(mark);
+            if let Some(mark) = mark {
+                log.dedup.undo(mark);
             }
             return Err(e);
         }
@@ -373,7 +350,7 @@ impl<J: Journal> Core<J> {
         let removed = log.trim(&t.limits, now);
         drop(log);
         drop(removed);
-        touch(touched, p, next);
+        touched.push((p, next));
         Ok(())
     }
 
@@ -700,15 +677,6 @@ impl<J: Journal> Core<J> {
         }
         t.notify.notify_waiters();
         Ok(())
-    }
-}
-
-/// Records that partition `p` must be visible up to `end` once the publish is
-/// durable (one entry per partition, the furthest end).
-fn touch(touched: &mut Vec<(u32, u64)>, p: u32, end: u64) {
-    match touched.iter_mut().find(|(q, _)| *q == p) {
-        Some((_, e)) => *e = (*e).max(end),
-        None => touched.push((p, end)),
     }
 }
 

@@ -1,6 +1,6 @@
 //! A topic's partitions: the chunk log of each (`PartLog`: retained chunks, the
-//! visible end, retention) and the topic that holds them with its groups and its
-//! dedup window. Restoring a partition from disk goes through here too, so the
+//! visible end, retention, the dedup window) and the topic that holds them with
+//! its groups. Restoring a partition from disk goes through here too, so the
 //! disk backend rebuilds exactly the state publishing builds.
 
 use std::collections::VecDeque;
@@ -14,7 +14,7 @@ use super::group::Group;
 use super::{FastMap, PartLimits, lock};
 use crate::rules;
 use crate::types::{Chunk, Slice};
-use crate::{Error, Event, Offset, Polled, Result, TopicOptions};
+use crate::{Error, Event, Polled, Result, TopicOptions};
 
 /// One partition of a topic.
 pub(crate) struct PartLog {
@@ -26,6 +26,7 @@ pub(crate) struct PartLog {
     /// Offsets below this are durable and may be served.
     pub(crate) visible: u64,
     pub(crate) bytes: u64,
+    pub(crate) dedup: DedupWindow,
 }
 
 impl PartLog {
@@ -36,6 +37,7 @@ impl PartLog {
             end: 0,
             visible: 0,
             bytes: 0,
+            dedup: DedupWindow::default(),
         }
     }
 
@@ -127,10 +129,6 @@ pub(crate) struct Topic {
     pub(crate) groups: RwLock<FastMap<Arc<str>, Arc<Group>>>,
     pub(crate) next_group_id: AtomicU32,
     pub(super) limits: PartLimits,
-    /// The ids published to any partition: one window per topic, so an id comes
-    /// back with its original offset whatever key it is published with again.
-    /// Taken before a partition's lock, and held while a publish appends.
-    pub(super) dedup: Mutex<DedupWindow>,
     /// Woken when events become visible or a group's runs are released, so that
     /// waiting polls look again.
     pub(super) notify: Notify,
@@ -144,7 +142,7 @@ impl Topic {
             max_events: r.max_events.map(|m| m.div_ceil(n)),
             max_bytes: r.max_bytes.map(|m| m.div_ceil(n)),
             max_age: r.max_age,
-            dedup_ids: options.dedup.max_ids,
+            dedup_ids: options.dedup.max_ids.div_ceil(n as usize),
             dedup_age: options.dedup.max_age,
         };
         Topic {
@@ -156,7 +154,6 @@ impl Topic {
             groups: RwLock::new(FastMap::default()),
             next_group_id: AtomicU32::new(0),
             limits,
-            dedup: Mutex::new(DedupWindow::default()),
             options,
             notify: Notify::new(),
         }
@@ -188,7 +185,6 @@ impl Topic {
 
     /// Appends a recovered chunk (disk backend, on open).
     pub(crate) fn restore_chunk(&self, partition: u32, chunk: Chunk, now_ms: u64) -> Result<()> {
-        let mut dedup = lock(&self.dedup);
         let mut log = lock(self.part(partition)?);
         if chunk.end() <= log.start {
             return Ok(());
@@ -211,13 +207,13 @@ impl Topic {
         if self.limits.dedup_ids > 0 {
             let min_ms = now_ms.saturating_sub(self.limits.dedup_age.as_millis() as u64);
             if chunk.appended_ms() >= min_ms {
-                dedup.rotate(&self.limits, chunk.appended_ms());
+                log.dedup.rotate(&self.limits, chunk.appended_ms());
                 for (i, e) in chunk.events().iter().enumerate() {
-                    let hash = dedup.hash(e.id.0);
-                    dedup.check_insert(
+                    let hash = log.dedup.hash(e.id.0);
+                    log.dedup.check_insert(
                         e.id.0,
                         hash,
-                        Offset::new(partition, chunk.base() + i as u64),
+                        chunk.base() + i as u64,
                         &self.limits,
                         chunk.appended_ms(),
                     );

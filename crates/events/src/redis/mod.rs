@@ -64,6 +64,11 @@
 //!
 //! # Differences from the in-process backends
 //!
+//! - **Dedup covers the whole topic.** One window for all partitions, so an id
+//!   published again under another key returns its original offset; the in-process
+//!   logs keep a window per partition (one topic-wide structure there made concurrent
+//!   producers take turns on its lock, which Redis, running scripts one at a time,
+//!   does anyway).
 //! - **Pending times.** [`PendingEntry::since_ms`](crate::PendingEntry::since_ms) is
 //!   the server's time minus the entry's idle time. A `nack` with a delay shorter than
 //!   the visibility timeout works by setting that idle time (to timeout − delay), so

@@ -43,7 +43,7 @@ pub trait Factory: Send + 'static {
     const DEDUP_BY_COUNT: bool = true;
     /// Whether one dedup window covers all of a topic's partitions, so that an id
     /// published again with another key is recognised.
-    const DEDUP_ACROSS_PARTITIONS: bool = true;
+    const DEDUP_ACROSS_PARTITIONS: bool = false;
     /// Opens the log; a previous one must have been closed.
     fn open(&mut self, options: Options) -> impl Future<Output = Self::Log> + Send;
     /// Whether the backend can run here at all (a server backend without a configured

@@ -78,7 +78,6 @@ impl Factory for Nats {
     const PAUSED_TIME: bool = false;
     const KEEPS_DELIVERY_STATE: bool = true;
     const DEDUP_BY_COUNT: bool = false;
-    const DEDUP_ACROSS_PARTITIONS: bool = false;
 
     async fn open(&mut self, options: Options) -> NatsLog {
         NatsLog::open(self.options(options))

@@ -95,6 +95,7 @@ impl Factory for Redis {
     const DURABLE: bool = true;
     const PAUSED_TIME: bool = false;
     const KEEPS_DELIVERY_STATE: bool = true;
+    const DEDUP_ACROSS_PARTITIONS: bool = true;
 
     async fn open(&mut self, options: Options) -> RedisLog {
         RedisLog::open(self.options(options))
