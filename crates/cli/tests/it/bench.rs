@@ -224,15 +224,14 @@ fn against_another_build_calls_exactly_the_slowed_workload() {
         .map(|r| r.as_str().unwrap().split(':').next().unwrap().to_string())
         .collect();
     called.sort();
-    assert_eq!(
-        called,
-        [
-            "planning/random/300/parse",
-            "planning/random/300/plan",
-            "planning/random/300/total",
-            "planning/random/300/validate"
-        ],
-        "{}",
+    // The gate's contract (docs/performance.md, and CI's own gate step): the slowed
+    // workload's total is called and nothing outside the workload is; a sub-step
+    // whose rounds vary as much as the change may be held back as "within noise"
+    // (seen: `validate` +716 % with 1,332 % noise in a debug build).
+    assert!(
+        called.iter().any(|c| c == "planning/random/300/total")
+            && called.iter().all(|c| c.starts_with("planning/random/300/")),
+        "{called:?}\n{}",
         stdout(&o)
     );
     // A saved baseline and another build are two different gates.
