@@ -57,12 +57,15 @@
 //!   whoever pulls. Within one `NatsLog` (and its clones) a member does not receive a
 //!   partition's events while another member holds unacknowledged, unexpired events of
 //!   it, and one poll at a time asks a partition for more; members in different
-//!   processes may interleave one partition. A delivery lost in flight (the poll
-//!   stopped waiting for an answer the server had already sent, as on a busy machine)
-//!   is found by comparing the consumer's last delivered sequence with what the
-//!   process received, and a poll that fails midway (a broken connection) may have
-//!   lost some: the partition then waits for their redelivery (the visibility timeout
-//!   and a second), so later events of its keys never overtake them.
+//!   processes may interleave one partition. A poll stops waiting for answers after
+//!   200 ms past its requests' expiry; on a busy machine the server may have sent one
+//!   already. The partition then stays out of reach while the poll's inbox keeps
+//!   listening (up to 5 s) until it has what the consumer's last delivered sequence
+//!   says was sent, and hands that back with `-NAK`: the server delivers it again at
+//!   once, before anything newer. What does not arrive in time, and what a poll that
+//!   fails midway (a broken connection) may have lost, comes back after the visibility
+//!   timeout; the partition waits for it (the visibility timeout and a second), so
+//!   later events of its keys never overtake it.
 //! - **Pending lists and member lists are this process's view.** JetStream does not list
 //!   a consumer's unacknowledged messages. [`pending`](crate::EventLog::pending) lists the
 //!   deliveries this process made that are not yet acknowledged (less any the group's

@@ -152,8 +152,8 @@ impl NatsLog {
     /// partitions it can claim for `member`.
     async fn fetch(
         &self,
-        t: &Topic,
-        g: &Group,
+        t: &Arc<Topic>,
+        g: &Arc<Group>,
         member: &str,
         max: usize,
         claims: &mut Claims<'_>,
@@ -176,7 +176,7 @@ impl NatsLog {
         // requests went unanswered.
         let mut seen: HashMap<u32, u64> = HashMap::new();
         let mut unanswered: Vec<u32> = Vec::new();
-        loop {
+        'rounds: loop {
             let remaining = max - out.len();
             if remaining == 0 {
                 break;
@@ -247,7 +247,7 @@ impl NatsLog {
                             "expired pull requests left unanswered"
                         );
                         unanswered.extend(asked.keys());
-                        break;
+                        break 'rounds;
                     }
                     None => {
                         late = true;
@@ -292,34 +292,116 @@ impl NatsLog {
             }
         }
         if !unanswered.is_empty() {
-            self.check_lost(t, g, &unanswered).await?;
+            // Those partitions stay claimed until what is in flight to them is settled.
+            claims.parts.retain(|p| !unanswered.contains(p));
+            tokio::spawn(
+                self.clone()
+                    .settle_late(t.clone(), g.clone(), sub, unanswered),
+            );
         }
         Ok(out)
     }
 
-    /// After pull requests went unanswered: a partition whose consumer delivered past
-    /// what this process received lost a delivery in flight (this client stopped
-    /// listening before it arrived, for example on a busy machine). The server
-    /// redelivers it once its visibility timeout passes; until then the partition is
-    /// not asked again, so later events of its keys do not overtake it. Deliveries by
-    /// other processes look the same from here, which only delays the partition.
-    async fn check_lost(&self, t: &Topic, g: &Group, parts: &[u32]) -> Result<()> {
-        let infos = join_all(parts.iter().map(|&p| self.consumer_info(t, &g.consumer, p))).await;
-        let until = Instant::now() + t.options.visibility_timeout + LOST_MARGIN;
-        let mut st = lock(&g.state);
-        for (&p, info) in parts.iter().zip(infos) {
-            let Some(info) = info? else { continue };
-            let part = &mut st.parts[p as usize];
-            if info.delivered.stream_seq > part.seen {
-                tracing::warn!(
-                    topic = %t.name, group = %g.name, partition = p,
-                    delivered = info.delivered.stream_seq, received = part.seen,
-                    "a delivery was lost in flight; the partition waits for its redelivery"
-                );
-                part.lost_until = Some(until);
+    /// After pull requests went unanswered past the answer timeout (a busy machine):
+    /// the server may have delivered to them all the same. Keeps listening on the
+    /// poll's inbox until each partition has received what its consumer delivered (its
+    /// last delivered sequence), hands what arrives late back with `-NAK`, so the
+    /// server delivers it again at once and before anything newer, and only then lets
+    /// the partitions be asked again. A partition whose deliveries do not arrive within
+    /// [`LATE_GRACE`] waits for their redelivery after the visibility timeout instead,
+    /// so later events of its keys never overtake them. Deliveries by other processes
+    /// look the same from here, which only delays the partition.
+    async fn settle_late(self, t: Arc<Topic>, g: Arc<Group>, mut sub: Subscriber, parts: Vec<u32>) {
+        let _claimed = Claims {
+            group: &g,
+            parts: parts.clone(),
+        };
+        let infos = join_all(
+            parts
+                .iter()
+                .map(|&p| self.consumer_info(&t, &g.consumer, p)),
+        )
+        .await;
+        // Per partition still owed a delivery, the last sequence its consumer delivered.
+        let mut owed: HashMap<u32, u64> = HashMap::new();
+        let mut lost: Vec<u32> = Vec::new();
+        {
+            let st = lock(&g.state);
+            for (&p, info) in parts.iter().zip(infos) {
+                match info {
+                    Ok(Some(info)) if info.delivered.stream_seq > st.parts[p as usize].seen => {
+                        owed.insert(p, info.delivered.stream_seq);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(
+                            topic = %t.name, group = %g.name, partition = p, error = %e,
+                            "could not tell whether a delivery is in flight"
+                        );
+                        lost.push(p);
+                    }
+                }
             }
         }
-        Ok(())
+        let deadline = Instant::now() + LATE_GRACE;
+        let mut late: Vec<Vec<String>> = vec![Vec::new(); t.options.partitions as usize];
+        while !owed.is_empty() {
+            let Ok(Some(msg)) = tokio::time::timeout_at(deadline, sub.next()).await else {
+                break;
+            };
+            let Some(p) = reply_index(&msg.subject).map(|p| p as u32) else {
+                continue;
+            };
+            let Some(&last) = owed.get(&p) else {
+                continue;
+            };
+            let seq = match self.receive(&t, &g, p, msg).await {
+                Received::Message(f) => {
+                    late[p as usize].push(f.reply.to_string());
+                    f.seq
+                }
+                Received::Skipped(seq) => seq,
+                Received::End => {
+                    // The request is over: what else was delivered went elsewhere.
+                    owed.remove(&p);
+                    continue;
+                }
+                Received::Ignored => continue,
+            };
+            let part = &mut lock(&g.state).parts[p as usize];
+            part.seen = part.seen.max(seq);
+            if seq >= last {
+                owed.remove(&p);
+            }
+        }
+        drop(sub);
+        let handed_back: Vec<u32> = (0..t.options.partitions)
+            .filter(|&p| !late[p as usize].is_empty())
+            .collect();
+        if !handed_back.is_empty() {
+            tracing::debug!(
+                topic = %t.name, group = %g.name, partitions = ?handed_back,
+                "deliveries that arrived after their poll are handed back"
+            );
+        }
+        if let Err(e) = self.send_acks(late, Bytes::from_static(b"-NAK")).await {
+            tracing::warn!(
+                topic = %t.name, group = %g.name, error = %e,
+                "could not hand back deliveries that arrived after their poll"
+            );
+            lost.extend(handed_back);
+        }
+        lost.extend(owed.keys());
+        let until = Instant::now() + t.options.visibility_timeout + LOST_MARGIN;
+        let mut st = lock(&g.state);
+        for p in lost {
+            let part = &mut st.parts[p as usize];
+            tracing::warn!(
+                topic = %t.name, group = %g.name, partition = p, received = part.seen,
+                "a delivery was lost in flight; the partition waits for its redelivery"
+            );
+            part.lost_until = Some(until);
+        }
     }
 
     /// Interprets one answer to a pull request.
@@ -626,6 +708,11 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(30);
 /// busy delivering to others without answering it, and it never delivers to an expired
 /// request, so past this margin nothing more can arrive for it.
 const PULL_ANSWER_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// How long a poll's inbox keeps listening, after its answer timeout, for what the
+/// server delivered to it: on a busy machine the answer can sit in this process's
+/// buffers for a while.
+const LATE_GRACE: Duration = Duration::from_secs(5);
 
 /// How long past the visibility timeout a partition that lost a delivery in flight
 /// waits: the server's redelivery timer may run a little behind ours.

@@ -266,11 +266,11 @@ async fn two_processes_share_one_group() {
 }
 
 /// A poll that stops waiting for a pull request's answer while the server has
-/// already delivered to it (a busy machine): the delivery is lost in flight, and
-/// the events after it on that partition wait for its redelivery instead of
-/// overtaking it.
+/// already delivered to it (a busy machine): the late delivery is handed back to the
+/// server, which gives it again at once (not after the visibility timeout), and the
+/// events after it on that partition do not overtake it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delivery_lost_in_flight_is_not_overtaken_by_later_events() {
+async fn a_delivery_that_arrives_after_its_poll_comes_back_at_once_and_first() {
     use baton_events::testing::proxy::{Proxy, upstream};
     let Some(url) = server_url() else {
         return;
@@ -278,7 +278,9 @@ async fn a_delivery_lost_in_flight_is_not_overtaken_by_later_events() {
     let proxy = Proxy::start(upstream(&url)).await;
     let mut f = Nats::at(proxy.url(&url));
     let log = f.open(Options::default()).await;
-    log.create_topic("t", topic(1, 1_000, 5)).await.unwrap();
+    // A visibility timeout far beyond the test's deadline: only the hand-back can
+    // bring event 0 back in time.
+    log.create_topic("t", topic(1, 60_000, 5)).await.unwrap();
     log.publish("t", (0..5).map(|i| ev("k", i)).collect())
         .await
         .unwrap();
@@ -299,8 +301,8 @@ async fn a_delivery_lost_in_flight_is_not_overtaken_by_later_events() {
     proxy.release_replies();
     let first = poll.await.unwrap().unwrap();
     assert!(first.is_empty(), "its answer came too late to be taken");
-    // Event 0 went to nobody; the server gives it again once its visibility timeout
-    // passes, and nothing after it comes first.
+    // Event 0 reached the process after its poll had returned: it is handed back and
+    // comes again before anything after it.
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while got.len() < 5 && tokio::time::Instant::now() < deadline {
