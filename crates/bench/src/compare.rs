@@ -27,6 +27,9 @@
 //! does not read as slower code; the baseline's saved medians are put on
 //! one machine the same way before their range is taken.
 //!
+//! The machine's own limits (`…/ceiling` records, [`Record::within`]) are
+//! not judged: they measure the machine, not the build.
+//!
 //! An improvement is the same with the signs turned. `baton bench
 //! --baseline` then measures the suites of the regressions it found again
 //! (`--confirm`, once by default) and keeps only those every run shows:
@@ -35,6 +38,8 @@
 
 use std::fmt::Write as _;
 
+#[cfg(doc)]
+use crate::report::Record;
 use crate::report::{Report, format_value};
 
 /// Between-run noise assumed while a baseline holds fewer than
@@ -364,7 +369,7 @@ fn between_runs(b: &crate::report::Record) -> (f64, bool) {
 pub fn compare(baseline: &Report, after: &Report, max_regression: f64) -> Comparison {
     let mut changes = Vec::new();
     let mut missing = Vec::new();
-    for b in &baseline.records {
+    for b in baseline.records.iter().filter(|r| !r.is_ceiling()) {
         let Some(a) = after.get(&b.name) else {
             missing.push(b.name.clone());
             continue;
@@ -408,7 +413,7 @@ pub fn compare(baseline: &Report, after: &Report, max_regression: f64) -> Compar
     let added = after
         .records
         .iter()
-        .filter(|r| baseline.get(&r.name).is_none())
+        .filter(|r| !r.is_ceiling() && baseline.get(&r.name).is_none())
         .map(|r| r.name.clone())
         .collect();
     Comparison {
@@ -442,7 +447,7 @@ pub fn compare_paired(rounds: &[(Report, Report)], max_regression: f64) -> Compa
     };
     let mut changes = Vec::new();
     let mut missing = Vec::new();
-    for b in &first.records {
+    for b in first.records.iter().filter(|r| !r.is_ceiling()) {
         let pairs: Vec<(f64, f64)> = rounds
             .iter()
             .filter_map(|(other, this)| {
@@ -484,7 +489,7 @@ pub fn compare_paired(rounds: &[(Report, Report)], max_regression: f64) -> Compa
     let added = rounds
         .iter()
         .flat_map(|(_, this)| this.records.iter())
-        .filter(|r| first.get(&r.name).is_none())
+        .filter(|r| !r.is_ceiling() && first.get(&r.name).is_none())
         .map(|r| r.name.clone())
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()

@@ -342,12 +342,21 @@ pub fn render(report: &Report) -> String {
         }
         h.push_str("</ul>");
     }
-    h.push_str("<h2>Results</h2><table><tr><th>benchmark</th><th>median</th><th>min</th><th>p95</th><th>max</th><th>noise</th><th>n</th></tr>");
+    h.push_str("<h2>Results</h2><table><tr><th>benchmark</th><th>median</th><th>min</th><th>p95</th><th>max</th><th>noise</th><th>n</th><th>of ceiling</th></tr>");
     for r in &report.records {
         let s = &r.statistics;
+        let ceiling = match &r.ceiling {
+            Some(c) => format!(
+                "<td title=\"{}: {}\">{:.0}%</td>",
+                esc(&c.benchmark),
+                esc(&format_value(c.median, &r.unit)),
+                c.fraction * 100.0
+            ),
+            None => "<td></td>".into(),
+        };
         let _ = write!(
             h,
-            "<tr title=\"{}\"{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%{}</td><td>{}</td></tr>",
+            "<tr title=\"{}\"{}><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%{}</td><td>{}</td>{ceiling}</tr>",
             esc(&r.description),
             if s.noisy { " class=noisy" } else { "" },
             esc(&r.name),

@@ -16,7 +16,7 @@ use std::time::Instant;
 use baton_model::generate::Shape;
 
 pub use crate::env::Environment;
-pub use crate::report::{Record, Report, SCHEMA};
+pub use crate::report::{Ceiling, Record, Report, SCHEMA};
 pub use crate::stats::{Fit, Statistics};
 
 /// Why a benchmark run could not complete.
@@ -247,12 +247,15 @@ impl Sink<'_> {
         };
         record.reference_s.get_or_insert(reference);
         let s = &record.statistics;
+        let ceiling = record.ceiling_text();
         (self.progress)(&format!(
-            "{:<48} {:>12}  (noise {:.1}%{})",
+            "{:<48} {:>12}  (noise {:.1}%{}{}{})",
             record.name,
             report::format_value(s.median, &record.unit),
             s.noise * 100.0,
-            if s.noisy { ", NOISY" } else { "" }
+            if s.noisy { ", NOISY" } else { "" },
+            if ceiling.is_empty() { "" } else { ", " },
+            ceiling
         ));
         self.records.push(record);
     }

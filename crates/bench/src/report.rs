@@ -54,6 +54,23 @@ pub struct Record {
     /// The `reference_s` of each of those saves, when all had one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub baseline_references: Vec<f64>,
+    /// The machine's own limit for this workload, measured in the same run by
+    /// a bare version of it (a `…/ceiling` record), and this record's share of
+    /// it: whether Baton or the machine is the limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceiling: Option<Ceiling>,
+}
+
+/// What the machine itself reaches on a record's workload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ceiling {
+    /// The record that measured it.
+    pub benchmark: String,
+    /// Its median, in the record's unit.
+    pub median: f64,
+    /// The record's median as a share of the ceiling's (for times, the
+    /// ceiling's time over the record's): 1 means the machine's limit.
+    pub fraction: f64,
 }
 
 impl Record {
@@ -80,7 +97,41 @@ impl Record {
             reference_s: None,
             baseline_medians: Vec::new(),
             baseline_references: Vec::new(),
+            ceiling: None,
         }
+    }
+
+    /// Sets `ceiling` (a record of the same unit measuring the bare
+    /// operation) as this record's ceiling.
+    pub fn within(mut self, ceiling: &Record) -> Record {
+        debug_assert_eq!(self.unit, ceiling.unit, "{} vs {}", self.name, ceiling.name);
+        let (mine, top) = (self.statistics.median, ceiling.statistics.median);
+        let fraction = if self.higher_is_better {
+            mine / top
+        } else {
+            top / mine
+        };
+        self.ceiling = Some(Ceiling {
+            benchmark: ceiling.name.clone(),
+            median: top,
+            fraction,
+        });
+        self
+    }
+
+    /// Whether this record is a ceiling: the machine's own limit for a
+    /// workload (a `ceiling` segment in its name), which the regression gate
+    /// does not judge.
+    pub fn is_ceiling(&self) -> bool {
+        self.name.split('/').any(|s| s == "ceiling")
+    }
+
+    /// `38% of ceiling`, or nothing.
+    pub fn ceiling_text(&self) -> String {
+        self.ceiling
+            .as_ref()
+            .map(|c| format!("{:.0}% of ceiling", c.fraction * 100.0))
+            .unwrap_or_default()
     }
 
     /// Adds a parameter.
@@ -282,14 +333,18 @@ impl Report {
             .max(9);
         let _ = writeln!(
             out,
-            "{:<width$}  {:>12} {:>12} {:>12} {:>12} {:>7}",
-            "benchmark", "median", "min", "p95", "max", "noise"
+            "{:<width$}  {:>12} {:>12} {:>12} {:>12} {:>7}  {:>8}",
+            "benchmark", "median", "min", "p95", "max", "noise", "ceiling"
         );
         for r in &self.records {
             let s = &r.statistics;
-            let _ = writeln!(
-                out,
-                "{:<width$}  {:>12} {:>12} {:>12} {:>12} {:>6.1}%  {}",
+            let ceiling = r
+                .ceiling
+                .as_ref()
+                .map(|c| format!("{:.0}%", c.fraction * 100.0))
+                .unwrap_or_default();
+            let line = format!(
+                "{:<width$}  {:>12} {:>12} {:>12} {:>12} {:>6.1}%  {ceiling:>8}  {}",
                 r.name,
                 format_value(s.median, &r.unit),
                 format_value(s.min, &r.unit),
@@ -298,6 +353,7 @@ impl Report {
                 s.noise * 100.0,
                 if s.noisy { "NOISY" } else { "" }
             );
+            let _ = writeln!(out, "{}", line.trim_end());
         }
         for f in &self.fits {
             let _ = writeln!(out, "fit  {}", f.describe());
@@ -311,14 +367,18 @@ impl Report {
     /// CSV: one row per record.
     pub fn csv(&self) -> String {
         let mut out = String::from(
-            "name,suite,unit,higher_is_better,n,min,median,mean,p95,p99,max,mad,noise,noisy,parameters\n",
+            "name,suite,unit,higher_is_better,n,min,median,mean,p95,p99,max,mad,noise,noisy,parameters,ceiling,ceiling_fraction\n",
         );
         for r in &self.records {
             let s = &r.statistics;
             let params = serde_json::to_string(&r.parameters).unwrap_or_default();
+            let (ceiling, fraction) = match &r.ceiling {
+                Some(c) => (c.median.to_string(), c.fraction.to_string()),
+                None => (String::new(), String::new()),
+            };
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\",{ceiling},{fraction}",
                 r.name,
                 r.suite,
                 r.unit,
@@ -377,6 +437,31 @@ impl Report {
                 escape(&r.name),
                 prom_float(r.statistics.noise)
             );
+        }
+        if self.records.iter().any(|r| r.ceiling.is_some()) {
+            out.push_str("# HELP baton_bench_ceiling The machine's own limit for the benchmark's workload (its bare version, measured in the same run), in the benchmark's unit.\n# TYPE baton_bench_ceiling gauge\n");
+            for r in &self.records {
+                if let Some(c) = &r.ceiling {
+                    let _ = writeln!(
+                        out,
+                        "baton_bench_ceiling{{benchmark=\"{}\",unit=\"{}\"}} {}",
+                        escape(&r.name),
+                        escape(&r.unit),
+                        prom_float(c.median)
+                    );
+                }
+            }
+            out.push_str("# HELP baton_bench_ceiling_ratio The benchmark's median as a share of its ceiling (1: the machine is the limit).\n# TYPE baton_bench_ceiling_ratio gauge\n");
+            for r in &self.records {
+                if let Some(c) = &r.ceiling {
+                    let _ = writeln!(
+                        out,
+                        "baton_bench_ceiling_ratio{{benchmark=\"{}\"}} {}",
+                        escape(&r.name),
+                        prom_float(c.fraction)
+                    );
+                }
+            }
         }
         if !self.fits.is_empty() {
             out.push_str("# HELP baton_bench_fit_slope Exponent of the power-law fit.\n# TYPE baton_bench_fit_slope gauge\n");
@@ -537,6 +622,40 @@ pub(crate) mod tests {
             "baton_bench_value{benchmark=\"planning/random/10/total\",statistic=\"median\""
         ));
         assert_eq!(format_value(2.5e6, "events/s"), "2.50 Mev/s");
+        assert!(!prom.contains("baton_bench_ceiling"));
+    }
+
+    #[test]
+    fn a_ceiling_is_shown_as_a_share_in_every_rendering() {
+        let mut r = sample();
+        let time = Record::new("planning/random/10/ceiling", "t", "s", false, vec![5e-6]);
+        r.records[0] = r.records[0].clone().within(&time);
+        let c = r.records[0].ceiling.clone().unwrap();
+        assert_eq!(c.benchmark, "planning/random/10/ceiling");
+        // Times: the ceiling's time over the record's (15 µs).
+        assert!((c.fraction - 1.0 / 3.0).abs() < 1e-9, "{c:?}");
+        assert!(r.table().contains(" 33%"), "{}", r.table());
+        assert!(
+            r.csv()
+                .lines()
+                .nth(1)
+                .unwrap()
+                .ends_with(&format!(",{}", c.fraction))
+        );
+        assert!(
+            r.prometheus().contains(
+                "baton_bench_ceiling_ratio{benchmark=\"planning/random/10/total\"} 0.333"
+            )
+        );
+        let rate = Record::new("events/x", "t", "events/s", true, vec![4e6]);
+        let top = Record::new("events/ceiling/x", "t", "events/s", true, vec![1e7]);
+        assert_eq!(rate.within(&top).ceiling.unwrap().fraction, 0.4);
+        // Reports without ceilings (older ones) still load.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        sample().save(&path).unwrap();
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("ceiling"));
+        assert_eq!(Report::load(&path).unwrap(), sample());
         assert_eq!(format_value(0.5, "s"), "500.000 ms");
     }
 }

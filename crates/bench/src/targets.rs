@@ -3,10 +3,15 @@
 //! ```toml
 //! [[target]]
 //! benchmark = "planning/random/1000/total"   # a record name
-//! statistic = "median"                       # min | median | mean | p95 | p99 | max
+//! statistic = "median"                       # min | median | mean | p95 | p99 | max | ceiling
 //! max = "100us"                              # an upper bound, or `min = ...`
 //! source = "issue #2"                        # where the target comes from (optional)
 //! ```
+//!
+//! `statistic = "ceiling"` bounds the record's median as a share of its
+//! ceiling (the machine's own limit measured in the same run, a number: `min
+//! = 0.8` is 80 %). A target on a server backend's benchmark (a `redis` or
+//! `nats` segment in its name) is skipped when that backend did not run.
 //!
 //! Bounds are numbers in the record's unit, or strings: durations (`250ns`,
 //! `100us`, `100µs`, `5ms`, `1s`) for records in `s` or `us`, and numbers
@@ -115,18 +120,25 @@ pub fn parse(text: &str) -> Result<Vec<Target>, String> {
                 t.benchmark
             ));
         }
-        if crate::stats::Statistics::of(&[0.0])
-            .get(&t.statistic)
-            .is_none()
+        if t.statistic != CEILING
+            && crate::stats::Statistics::of(&[0.0])
+                .get(&t.statistic)
+                .is_none()
         {
             return Err(format!(
-                "target `{}`: unknown statistic `{}` (min, median, mean, p95, p99, max)",
+                "target `{}`: unknown statistic `{}` (min, median, mean, p95, p99, max, ceiling)",
                 t.benchmark, t.statistic
             ));
         }
     }
     Ok(file.target)
 }
+
+/// The statistic that is a record's share of its ceiling.
+const CEILING: &str = "ceiling";
+
+/// The server backends whose benchmarks run only when asked (`--backend`).
+const SERVER_BACKENDS: [&str; 2] = ["redis", "nats"];
 
 /// Reads a targets file.
 pub fn load(path: &Path) -> Result<Vec<Target>, crate::Error> {
@@ -191,7 +203,26 @@ pub fn evaluate(targets: &[Target], report: &Report) -> Vec<Outcome> {
             };
             let Some(record) = report.get(&t.benchmark) else {
                 let suite = t.benchmark.split('/').next().unwrap_or("");
-                return if suites.contains(suite) && report.quick {
+                let server = t
+                    .benchmark
+                    .split('/')
+                    .find(|s| SERVER_BACKENDS.contains(s))
+                    .filter(|b| {
+                        !report
+                            .records
+                            .iter()
+                            .any(|r| r.name.split('/').any(|s| s == *b))
+                    });
+                return if let Some(backend) = server {
+                    outcome(
+                        None,
+                        None,
+                        format!(
+                            "skip {}: the {backend} backend was not run (--backend {backend})",
+                            t.benchmark
+                        ),
+                    )
+                } else if suites.contains(suite) && report.quick {
                     outcome(
                         None,
                         None,
@@ -214,18 +245,24 @@ pub fn evaluate(targets: &[Target], report: &Report) -> Vec<Outcome> {
                     )
                 };
             };
-            let value = record.statistics.get(&t.statistic).unwrap_or(f64::NAN);
+            let (value, unit) = if t.statistic == CEILING {
+                let fraction = record.ceiling.as_ref().map(|c| c.fraction);
+                (fraction.unwrap_or(f64::NAN), "ratio")
+            } else {
+                let value = record.statistics.get(&t.statistic).unwrap_or(f64::NAN);
+                (value, record.unit.as_str())
+            };
             let mut met = value.is_finite();
             let mut bounds = Vec::new();
             for (bound, is_max) in [(&t.max, true), (&t.min, false)] {
                 let Some(bound) = bound else { continue };
-                match bound.value(&record.unit) {
+                match bound.value(unit) {
                     Ok(b) => {
                         met &= if is_max { value <= b } else { value >= b };
                         bounds.push(format!(
                             "{} {}",
                             if is_max { "≤" } else { "≥" },
-                            format_value(b, &record.unit)
+                            format_value(b, unit)
                         ));
                     }
                     Err(e) => {
@@ -247,7 +284,7 @@ pub fn evaluate(targets: &[Target], report: &Report) -> Vec<Outcome> {
                     if met { "met " } else { "MISS" },
                     t.benchmark,
                     t.statistic,
-                    format_value(value, &record.unit),
+                    format_value(value, unit),
                     bounds.join(", "),
                     source
                 ),
@@ -389,5 +426,69 @@ mod tests {
         // At --quick sizes a missing benchmark is skipped, not missed.
         report.quick = true;
         assert_eq!(evaluate(&ts, &report)[3].met, None);
+    }
+
+    #[test]
+    fn a_ceiling_target_bounds_the_share_and_server_backends_not_run_are_skipped() {
+        let mut report = crate::report::tests::sample();
+        report.quick = false;
+        let top = Record::new(
+            "events/ceiling/redis/8p/batch1000",
+            "",
+            "events/s",
+            true,
+            vec![5e5],
+        );
+        let rate = Record::new(
+            "events/publish/redis/8p/batch1000",
+            "",
+            "events/s",
+            true,
+            vec![3e5],
+        );
+        report.records.push(rate.within(&top));
+        report.records.push(top);
+        let ts = parse(
+            r#"
+            [[target]]
+            benchmark = "events/publish/redis/8p/batch1000"
+            statistic = "ceiling"
+            min = 0.8
+            [[target]]
+            benchmark = "events/publish/redis/8p/batch1000"
+            statistic = "ceiling"
+            min = 0.5
+            [[target]]
+            benchmark = "planning/random/10/total"
+            statistic = "ceiling"
+            max = 1
+            [[target]]
+            benchmark = "events/publish/nats/8p/batch1000"
+            min = "150k"
+            [[target]]
+            benchmark = "events/publish/redis/1p/batch1"
+            min = "150k"
+            "#,
+        )
+        .unwrap();
+        let out = evaluate(&ts, &report);
+        let met: Vec<Option<bool>> = out.iter().map(|o| o.met).collect();
+        // 60 % of the ceiling: below 0.8, above 0.5; a record without a
+        // ceiling misses a ceiling target; NATS did not run, Redis did (so a
+        // missing Redis benchmark is a miss).
+        assert_eq!(
+            met,
+            [Some(false), Some(true), Some(false), None, Some(false)]
+        );
+        assert!(
+            out[0].message.contains("ceiling = 0.600"),
+            "{}",
+            out[0].message
+        );
+        assert!(
+            out[3].message.contains("--backend nats"),
+            "{}",
+            out[3].message
+        );
     }
 }

@@ -24,17 +24,18 @@
 //! scenarios (`events/publish/...`: producers only, no group), since a shared
 //! log's publish rate matters on its own.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use baton_events::{
-    AnyLog, DiskOptions, Event, EventId, EventLog, Fsync, Limits, OpenOptions, Options, Retention,
-    TopicOptions,
+    AnyLog, DiskOptions, EventLog, Fsync, Limits, OpenOptions, Options, Retention, TopicOptions,
 };
-use bytes::Bytes;
 use hdrhistogram::Histogram;
 
+use super::batches::Batches;
+use super::ceiling;
 use crate::{Config, Error, Record, Sink};
 
 /// A backend and its durability setting.
@@ -161,45 +162,21 @@ async fn drive<L: EventLog + Clone>(
     let acked = Arc::new(AtomicU64::new(0));
     let published = Arc::new(AtomicU64::new(0));
     let total = sc.count as u64;
-    let keys: Arc<Vec<Bytes>> = Arc::new(
-        (0..64)
-            .map(|k| Bytes::from(format!("key-{k:03}")))
-            .collect(),
-    );
-    let kind: Arc<str> = "bench.event".into();
     let started = Instant::now();
     let mut producers = Vec::new();
     let per = sc.count.div_ceil(sc.producers);
     for p in 0..sc.producers {
-        let (log, keys, kind, published) =
-            (log.clone(), keys.clone(), kind.clone(), published.clone());
+        let (log, published) = (log.clone(), published.clone());
         let mine = per.min(sc.count.saturating_sub(p * per));
         producers.push(tokio::spawn(async move {
             let mut hist = histogram();
             let mut sent = 0usize;
-            let mut seq = p as u64;
-            let mut payload = vec![b'x'; sc.payload.max(8)];
+            let mut batches = Batches::new(sc.payload);
+            batches.seq = p as u64;
             while sent < mine {
                 let n = sc.batch.min(mine - sent);
                 let t0 = Instant::now();
-                // The send time rides in the payload's first 8 bytes (one
-                // payload per batch, shared by its events).
-                let stamp = (t0 - epoch).as_nanos() as u64;
-                payload[..8].copy_from_slice(&stamp.to_le_bytes());
-                let body = Bytes::copy_from_slice(&payload[..sc.payload.max(8)]);
-                let batch: Vec<Event> = (0..n)
-                    .map(|_| {
-                        seq += 1;
-                        Event {
-                            id: EventId::generate(),
-                            key: keys[(seq % 64) as usize].clone(),
-                            kind: kind.clone(),
-                            timestamp_ms: 0,
-                            headers: Vec::new(),
-                            payload: body.clone(),
-                        }
-                    })
-                    .collect();
+                let batch = batches.next(n, epoch);
                 log.publish("bench", batch)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -427,6 +404,169 @@ fn latency_records(prefix: &str, sc: Scenario, outcomes: &[Outcome]) -> Vec<Reco
     out
 }
 
+/// The machine's own limits, measured once per workload shape in a run
+/// (`events/ceiling/...`, see [`ceiling`](super::ceiling)).
+#[derive(Default)]
+struct Ceilings(HashMap<String, Record>);
+
+/// How long one sample of an in-process ceiling runs at least (it repeats its
+/// workload until then): a bare channel moves 10,000 events in about a
+/// millisecond, too short to time alone.
+const MIN_CEILING_SECONDS: f64 = 0.1;
+
+impl Ceilings {
+    /// The ceiling of a one-producer, one-member in-process scenario: the same
+    /// batches through a bare channel (memory), or written as the log's records
+    /// (disk); measured on first use, then pushed to `sink` too.
+    fn in_process(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        repeats: usize,
+        sink: &mut Sink<'_>,
+        sc: Scenario,
+    ) -> Result<Option<Record>, Error> {
+        if sc.producers != 1 || sc.consumers != 1 {
+            return Ok(None);
+        }
+        let name = format!(
+            "events/ceiling/{}/batch{}/payload{}",
+            sc.backend.name(),
+            sc.batch,
+            sc.payload
+        );
+        if let Some(r) = self.0.get(&name) {
+            return Ok(Some(r.clone()));
+        }
+        let dir = tempfile::tempdir().map_err(|e| Error::Failed {
+            benchmark: name.clone(),
+            message: e.to_string(),
+        })?;
+        let once = || match sc.backend {
+            Backend::Memory => rt.block_on(ceiling::channel(sc.count, sc.batch, sc.payload)),
+            Backend::Disk(fsync) => ceiling::disk(
+                dir.path(),
+                sc.count,
+                sc.batch,
+                sc.payload,
+                fsync == Fsync::Always,
+            ),
+            Backend::Redis | Backend::Nats => Err("not an in-process backend".into()),
+        };
+        let sample = || -> Result<f64, Error> {
+            let (mut events, mut seconds) = (0, 0.0);
+            while seconds < MIN_CEILING_SECONDS {
+                seconds += once().map_err(|message| Error::Failed {
+                    benchmark: name.clone(),
+                    message,
+                })?;
+                events += sc.count;
+            }
+            Ok(events as f64 / seconds)
+        };
+        sample()?;
+        let rates = (0..repeats.max(1))
+            .map(|_| sample())
+            .collect::<Result<Vec<f64>, Error>>()?;
+        let description = match sc.backend {
+            Backend::Memory => {
+                "the machine's limit for this workload: the same batches handed from one task to another through a bounded channel, no log"
+            }
+            Backend::Disk(Fsync::Always) => {
+                "the machine's limit for this workload: each batch written as the log's batch record to a file, fdatasync after each, no log"
+            }
+            _ => {
+                "the machine's limit for this workload: each batch written as the log's batch record to a file (no sync), no log"
+            }
+        };
+        let r = Record::new(name.clone(), description, "events/s", true, rates)
+            .param("backend", sc.backend.name())
+            .param("batch", sc.batch)
+            .param("payload_bytes", sc.payload);
+        sink.push(r.clone());
+        self.0.insert(name, r.clone());
+        Ok(Some(r))
+    }
+
+    /// The ceiling of a server backend's publish scenario: the same batches as
+    /// raw pipelined `XADD` (Redis) or raw JetStream publishes with acks (NATS),
+    /// by as many producers; measured on first use, then pushed to `sink` too.
+    fn server_publish(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        repeats: usize,
+        sink: &mut Sink<'_>,
+        sc: Scenario,
+    ) -> Result<Option<Record>, Error> {
+        let name = format!(
+            "events/ceiling/{}/{}p/batch{}",
+            sc.backend.name(),
+            sc.producers,
+            sc.batch
+        );
+        if let Some(r) = self.0.get(&name) {
+            return Ok(Some(r.clone()));
+        }
+        let url = sc.backend.url();
+        let once = || -> Result<f64, Error> {
+            let seconds: Result<f64, String> = match sc.backend {
+                #[cfg(feature = "redis")]
+                Backend::Redis => rt.block_on(ceiling::redis_xadd(
+                    &url,
+                    sc.producers,
+                    sc.count,
+                    sc.batch,
+                    sc.payload,
+                )),
+                #[cfg(feature = "nats")]
+                Backend::Nats => rt.block_on(ceiling::nats_publish(
+                    &url,
+                    sc.producers,
+                    sc.count,
+                    sc.batch,
+                    sc.payload,
+                )),
+                _ => {
+                    let _ = (rt, &url);
+                    Err(format!(
+                        "no raw client for {} in this build",
+                        sc.backend.name()
+                    ))
+                }
+            };
+            ceiling::rate(&name, sc.count, seconds)
+        };
+        once()?;
+        let rates = (0..repeats.max(1))
+            .map(|_| once())
+            .collect::<Result<Vec<f64>, Error>>()?;
+        let description = match sc.backend {
+            Backend::Redis => {
+                "the machine's limit for this workload: the same batches as pipelines of raw XADD (no script, no dedup) over 8 streams"
+            }
+            _ => {
+                "the machine's limit for this workload: the same batches as raw JetStream publishes to 8 streams, every one acknowledged"
+            }
+        };
+        let r = Record::new(name.clone(), description, "events/s", true, rates)
+            .param("backend", sc.backend.name())
+            .param("producers", sc.producers)
+            .param("batch", sc.batch)
+            .param("count", sc.count)
+            .param("payload_bytes", sc.payload);
+        sink.push(r.clone());
+        self.0.insert(name, r.clone());
+        Ok(Some(r))
+    }
+}
+
+/// `record` within `ceiling`, when there is one.
+fn within(record: Record, ceiling: Option<Record>) -> Record {
+    match ceiling {
+        Some(c) => record.within(&c),
+        None => record,
+    }
+}
+
 pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
     match config.events_backend.as_deref() {
         None => run_in_process(config, sink, |_| true),
@@ -461,6 +601,7 @@ fn run_in_process(
 ) -> Result<(), Error> {
     let rt = runtime();
     let repeats = config.repeats;
+    let mut ceilings = Ceilings::default();
     // Throughput by backend and count.
     let memory_counts = config.pick(
         &[1_000, 10_000, 100_000, 1_000_000, 10_000_000],
@@ -493,7 +634,8 @@ fn run_in_process(
             let sc = Scenario::new(backend, count);
             let name = format!("events/throughput/{}/1p1c/{count}", backend.name());
             let (rates, outcomes) = measure(&rt, &name, sc, repeats)?;
-            sink.push(throughput_record(name, sc, rates));
+            let ceiling = ceilings.in_process(&rt, repeats, sink, sc)?;
+            sink.push(within(throughput_record(name, sc, rates), ceiling));
             // Latencies at the reference workload (100k events; the largest in smoke).
             if count
                 == *counts
@@ -513,7 +655,7 @@ fn run_in_process(
     // Batch-size sweep, with the recommended batch size.
     let batches = config.pick(&[1, 10, 100, 1_000, 10_000], &[1, 100, 1_000], &[10, 100]);
     for backend in [Backend::Memory, ALWAYS].into_iter().filter(|&b| keep(b)) {
-        batch_sweep(&rt, config, sink, backend, &batches)?;
+        batch_sweep(&rt, config, sink, backend, &batches, &mut ceilings)?;
     }
 
     // Payload sizes (memory: the log's own cost, not the disk's bandwidth).
@@ -534,7 +676,8 @@ fn run_in_process(
         };
         let name = format!("events/payload/memory/{payload}");
         let (rates, _) = measure(&rt, &name, sc, repeats)?;
-        sink.push(throughput_record(name, sc, rates));
+        let ceiling = ceilings.in_process(&rt, repeats, sink, sc)?;
+        sink.push(within(throughput_record(name, sc, rates), ceiling));
     }
 
     // Producers and consumers.
@@ -567,6 +710,7 @@ fn batch_sweep(
     sink: &mut Sink<'_>,
     backend: Backend,
     batches: &[usize],
+    ceilings: &mut Ceilings,
 ) -> Result<(), Error> {
     let repeats = config.repeats;
     let mut points = Vec::new();
@@ -589,7 +733,15 @@ fn batch_sweep(
             .iter()
             .find(|r| r.name.ends_with("/end_to_end/p99"))
             .map_or(f64::NAN, |r| r.statistics.median);
-        let rec = throughput_record(format!("{prefix}/throughput"), sc, rates);
+        let ceiling = if backend.on_server() {
+            None
+        } else {
+            ceilings.in_process(rt, repeats, sink, sc)?
+        };
+        let rec = within(
+            throughput_record(format!("{prefix}/throughput"), sc, rates),
+            ceiling,
+        );
         points.push((batch, rec.statistics.median, p99));
         sink.push(rec);
         for r in lat.into_iter().filter(|r| r.name.contains("/p99")) {
@@ -618,6 +770,7 @@ fn batch_sweep(
 fn run_server(config: &Config, sink: &mut Sink<'_>, backend: Backend) -> Result<(), Error> {
     let rt = runtime();
     let repeats = config.repeats;
+    let mut ceilings = Ceilings::default();
     let counts = config.pick(&[10_000, 100_000, 300_000], &[100_000], &[1_000]);
     for &count in &counts {
         let sc = Scenario::new(backend, count);
@@ -631,7 +784,7 @@ fn run_server(config: &Config, sink: &mut Sink<'_>, backend: Backend) -> Result<
         }
     }
     let batches = config.pick(&[100, 1_000, 10_000], &[1_000, 10_000], &[100]);
-    batch_sweep(&rt, config, sink, backend, &batches)?;
+    batch_sweep(&rt, config, sink, backend, &batches, &mut ceilings)?;
     let count = config.pick(&[200_000], &[200_000], &[1_000])[0];
     for p in config.pick(&[1, 2, 4], &[1, 4], &[1, 2]) {
         let sc = Scenario {
@@ -674,7 +827,8 @@ fn run_server(config: &Config, sink: &mut Sink<'_>, backend: Backend) -> Result<
                 if dedup { "" } else { "/nodedup" }
             );
             let (rates, outcomes) = measure(&rt, &name, sc, repeats)?;
-            sink.push(
+            let ceiling = ceilings.server_publish(&rt, repeats, sink, sc)?;
+            sink.push(within(
                 Record::new(
                     name.clone(),
                     "events published per second: P producers publish COUNT events in batches, no consumer; from the first publish to the last acknowledged publish, on a fresh log",
@@ -688,7 +842,8 @@ fn run_server(config: &Config, sink: &mut Sink<'_>, backend: Backend) -> Result<
                 .param("count", count)
                 .param("payload_bytes", sc.payload)
                 .param("dedup", dedup),
-            );
+                ceiling,
+            ));
             for r in latency_records(&name, sc, &outcomes)
                 .into_iter()
                 .filter(|r| r.name.contains("/publish/p"))

@@ -17,6 +17,11 @@
 //!   /api/v1/executions/{id}` first reporting `completed` (polled every
 //!   millisecond, so ±1 ms).
 //!
+//! `http/ceiling/events/publish/<c>c` is the same publish workload against a
+//! minimal axum handler in this process that only reads each body: the
+//! machine's (and the client's) own limit, which the publish figure is shown as
+//! a share of.
+//!
 //! Excluded: starting the server, storing the workflow, building request
 //! bodies (made once per sample, before the clock starts). Client and server
 //! share the machine's cores: see "loopback limits" in docs/performance.md.
@@ -185,6 +190,29 @@ async fn execute(
     })
 }
 
+/// The machine's limit for the publish workload: a minimal axum handler, on the
+/// client's runtime, that reads each request's whole body and answers `{}`. Its
+/// address, and the task serving it (aborted by the caller).
+async fn bare_server() -> Result<(String, tokio::task::JoinHandle<()>), String> {
+    let app = axum::Router::new().route(
+        "/api/v1/events",
+        axum::routing::post(|body: Bytes| async move {
+            std::hint::black_box(body.len());
+            "{}"
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("the http ceiling's server stopped: {e}");
+        }
+    });
+    Ok((format!("http://{addr}"), task))
+}
+
 fn quantiles(h: &Histogram<u64>) -> [f64; 3] {
     [
         h.value_at_quantile(0.5) as f64,
@@ -212,21 +240,42 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build_http();
-    // Publish.
+    // Publish, and its ceiling.
+    let (bare, bare_task) = rt
+        .block_on(bare_server())
+        .map_err(|e| Error::Unavailable(format!("http suite: {e}")))?;
     let batches = config.pick(&[200usize], &[50], &[4])[0];
     for conns in config.pick(&[1usize, 4], &[1, 4], &[1]) {
         let name = format!("http/events/publish/{conns}c");
+        let ceiling_name = format!("http/ceiling/events/publish/{conns}c");
         rt.block_on(publish(&client, &base, conns, batches.min(8)))
             .map_err(failed(&name))?;
+        rt.block_on(publish(&client, &bare, conns, batches.min(8)))
+            .map_err(failed(&ceiling_name))?;
         let mut rates = Vec::new();
         let mut lat = Vec::new();
+        let mut ceiling_rates = Vec::new();
         for _ in 0..config.repeats.max(1) {
             let p = rt
                 .block_on(publish(&client, &base, conns, batches))
                 .map_err(failed(&name))?;
             rates.push(p.events as f64 / p.seconds);
             lat.push(quantiles(&p.latency_us));
+            let c = rt
+                .block_on(publish(&client, &bare, conns, batches))
+                .map_err(failed(&ceiling_name))?;
+            ceiling_rates.push(c.events as f64 / c.seconds);
         }
+        let ceiling = Record::new(
+            ceiling_name,
+            "the machine's limit for this workload: the same requests, from the same client, to a minimal axum handler in this process that reads each body and answers {}",
+            "events/s",
+            true,
+            ceiling_rates,
+        )
+        .param("connections", conns)
+        .param("batch", 1_000)
+        .param("batches", batches);
         sink.push(
             Record::new(
                 format!("{name}/throughput"),
@@ -237,8 +286,10 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
             )
             .param("connections", conns)
             .param("batch", 1_000)
-            .param("batches", batches),
+            .param("batches", batches)
+            .within(&ceiling),
         );
+        sink.push(ceiling);
         for (i, label) in ["p50", "p99", "max"].into_iter().enumerate() {
             sink.push(
                 Record::new(
@@ -304,6 +355,7 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
         .param("tasks", 100)
         .param("runs_per_sample", runs),
     );
+    bare_task.abort();
     drop(server);
     Ok(())
 }

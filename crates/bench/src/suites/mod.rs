@@ -1,7 +1,9 @@
 //! The suites. Each module's docs state what its benchmarks time and what
 //! they leave out.
 
+pub(crate) mod batches;
 pub(crate) mod cache;
+pub(crate) mod ceiling;
 pub(crate) mod coordination;
 pub(crate) mod dynamic;
 pub(crate) mod events;

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use baton_model::generate::{self, Shape};
 use baton_model::{Limits, Source};
 
+use super::ceiling;
 use crate::{Config, Error, Record, Sink};
 
 /// Below this, a sample is the mean of several iterations (clock and
@@ -188,6 +189,45 @@ pub(crate) fn records(
         .collect()
 }
 
+/// The machine's limit for a workload (`…/ceiling`): tokenising its JSON without
+/// building anything ([`ceiling::tokenise`]), a sample being the mean of enough
+/// iterations to last as long as `total`'s.
+fn ceiling(prefix: &str, workload: &Workload, repeats: usize) -> Record {
+    let warm = ceiling::tokenise(&workload.bytes);
+    let iterations = ((MIN_SAMPLE_SECONDS / warm.max(1e-9)).ceil() as usize).clamp(1, 100_000);
+    let samples = (0..repeats.max(1))
+        .map(|_| {
+            (0..iterations)
+                .map(|_| ceiling::tokenise(&workload.bytes))
+                .sum::<f64>()
+                / iterations as f64
+        })
+        .collect();
+    Record::new(
+        format!("{prefix}/ceiling"),
+        "the machine's limit for this workload: tokenising its JSON (serde_json into IgnoredAny) without building anything",
+        "s",
+        false,
+        samples,
+    )
+    .param("tasks", workload.tasks)
+    .param("bytes", workload.bytes.len())
+    .param("iterations_per_sample", iterations)
+}
+
+/// Pushes a workload's records, `total` within its ceiling, then the ceiling.
+fn push(sink: &mut Sink<'_>, records: Vec<Record>, ceiling: Record, param: (&str, String)) {
+    for r in records {
+        let r = if r.name.ends_with("/total") {
+            r.within(&ceiling)
+        } else {
+            r
+        };
+        sink.push(r.param(param.0, param.1.clone()));
+    }
+    sink.push(ceiling.param(param.0, param.1));
+}
+
 fn traces(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
     let mut out = Vec::new();
     for p in paths {
@@ -244,10 +284,9 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
             let workload = generated(shape, n);
             let prefix = format!("planning/{shape}/{n}");
             let (samples, iterations) = measure(&prefix, &workload, config.repeats)?;
-            for r in records(&prefix, &workload, &samples, iterations) {
-                let r = r.param("shape", shape.to_string());
-                sink.push(r);
-            }
+            let top = ceiling(&prefix, &workload, config.repeats);
+            let records = records(&prefix, &workload, &samples, iterations);
+            push(sink, records, top, ("shape", shape.to_string()));
         }
     }
     if shapes.contains(&Shape::Dense) && sizes.iter().any(|&n| n > DENSE_MAX) {
@@ -263,9 +302,9 @@ pub(crate) fn run(config: &Config, sink: &mut Sink<'_>) -> Result<(), Error> {
             .unwrap_or_else(|| "trace".into());
         let prefix = format!("planning/trace/{stem}");
         let (samples, iterations) = measure(&prefix, &workload, config.repeats)?;
-        for r in records(&prefix, &workload, &samples, iterations) {
-            sink.push(r.param("trace", path.display().to_string()));
-        }
+        let top = ceiling(&prefix, &workload, config.repeats);
+        let records = records(&prefix, &workload, &samples, iterations);
+        push(sink, records, top, ("trace", path.display().to_string()));
     }
     Ok(())
 }

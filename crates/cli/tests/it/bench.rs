@@ -50,6 +50,71 @@ fn planning_quick_writes_a_versioned_report() {
     assert!(r["statistics"]["median"].as_f64().unwrap() > 0.0);
     assert!(r["environment"]["cores"].as_u64().unwrap() >= 1);
     assert_eq!(r["parameters"]["tasks"], 100);
+    // Shown against the machine's own limit: tokenising the same bytes, which
+    // building the plan can only be slower than.
+    assert_eq!(r["ceiling"]["benchmark"], "planning/random/100/ceiling");
+    let fraction = r["ceiling"]["fraction"].as_f64().unwrap();
+    assert!(fraction > 0.0 && fraction < 1.0, "{fraction}");
+    assert!(
+        v["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "planning/random/100/ceiling" && r["ceiling"].is_null())
+    );
+}
+
+/// Every figure that has a bare version measured beside it carries its share
+/// of that ceiling, in the JSON and the table.
+#[test]
+fn event_and_http_figures_come_with_their_ceilings() {
+    let dir = tempfile::tempdir().unwrap();
+    for (suite, figure, ceiling) in [
+        (
+            "events",
+            "events/throughput/memory/1p1c/1000",
+            "events/ceiling/memory/batch1000/payload100",
+        ),
+        (
+            "events",
+            "events/throughput/disk-always/1p1c/1000",
+            "events/ceiling/disk-always/batch1000/payload100",
+        ),
+        (
+            "http",
+            "http/events/publish/1c/throughput",
+            "http/ceiling/events/publish/1c",
+        ),
+    ] {
+        let json = dir.path().join(format!("{suite}.json"));
+        if !json.exists() {
+            let o = baton_in(
+                dir.path(),
+                &["bench", suite, "--smoke", "--json", json.to_str().unwrap()],
+            );
+            assert!(o.status.success(), "{}", stderr(&o));
+            assert!(stdout(&o).contains(ceiling), "{}", stdout(&o));
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let records = v["records"].as_array().unwrap();
+        let find = |name: &str| {
+            records
+                .iter()
+                .find(|r| r["name"] == name)
+                .unwrap_or_else(|| panic!("no {name}"))
+        };
+        let (r, top) = (find(figure), find(ceiling));
+        assert_eq!(r["ceiling"]["benchmark"], ceiling);
+        assert_eq!(r["ceiling"]["median"], top["statistics"]["median"]);
+        let expected = r["statistics"]["median"].as_f64().unwrap()
+            / top["statistics"]["median"].as_f64().unwrap();
+        let fraction = r["ceiling"]["fraction"].as_f64().unwrap();
+        assert!(
+            (fraction - expected).abs() < 1e-9 * expected,
+            "{fraction} vs {expected}"
+        );
+    }
 }
 
 #[test]

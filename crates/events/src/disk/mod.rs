@@ -123,6 +123,15 @@ impl Default for DiskOptions {
     }
 }
 
+/// The bytes the log writes for `events` published together to one partition: one
+/// framed batch record. What `baton bench` writes and syncs to measure the disk's
+/// own limit at the log's record size.
+pub fn batch_record_bytes(events: Vec<crate::Event>) -> usize {
+    let mut buf = Vec::new();
+    codec::put_batch(&mut buf, 0, 0, &crate::Chunk::new(0, 0, events));
+    buf.len()
+}
+
 pub(crate) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:020}.log"))
 }
