@@ -309,7 +309,7 @@ pub fn render(report: &Report) -> String {
     }
     let _ = write!(
         h,
-        "<p>{}{}; baton {} ({} build, {}) on {} ({} cores, {}); git <code>{}</code>; load average {:.2} before, {:.2} after; {} repeats after a warm-up{}.</p>",
+        "<p>{}{}; baton {} ({} build, {}) on {} ({} cores, {}); git <code>{}</code>; load average {:.2} before, {:.2} after; {} repeats after a warm-up{}{}.</p>",
         date(e),
         if report.quick { " (quick sizes)" } else { "" },
         esc(&e.baton_version),
@@ -324,6 +324,11 @@ pub fn render(report: &Report) -> String {
         report.repeats,
         if report.records.iter().any(|r| r.statistics.noisy) {
             "; <span class=noisy>NOISY</span> marks a benchmark whose repeats spread (median absolute deviation) more than 10% of their median: read its figure with care"
+        } else {
+            ""
+        },
+        if report.records.iter().any(|r| r.ceiling.is_some()) {
+            "; <i>of ceiling</i> is a figure's share of the machine's own limit for the same workload, measured in this run by a bare version of it (a <code>…/ceiling</code> row; hover the share to see which): near 100% the machine is the limit, far below it Baton is"
         } else {
             ""
         }
@@ -425,6 +430,21 @@ mod tests {
         lat.derived.insert("q1".into(), 9.0);
         report.records.push(lat);
         let page = render(&report);
+        assert!(
+            !page.contains("<i>of ceiling</i> is"),
+            "explained only when shown"
+        );
+        let top = Record::new("planning/chain/10/ceiling", "", "s", false, vec![2.5e-6]);
+        let i = report
+            .records
+            .iter()
+            .position(|r| r.name == "planning/chain/10/total")
+            .unwrap();
+        report.records[i] = report.records[i].clone().within(&top);
+        report.records.push(top);
+        let page = render(&report);
+        assert!(page.contains("<i>of ceiling</i> is"));
+        assert!(page.contains("<td title=\"planning/chain/10/ceiling: 2.50 µs\">25%</td>"));
         assert!(page.contains("<svg"));
         assert!(page.contains("Planning: bytes"));
         assert!(page.contains("publish latency CDF"));
