@@ -439,29 +439,27 @@ impl Report {
             );
         }
         if self.records.iter().any(|r| r.ceiling.is_some()) {
+            let mut ratios = String::from(
+                "# HELP baton_bench_ceiling_ratio The benchmark's median as a share of its ceiling (1: the machine is the limit).\n# TYPE baton_bench_ceiling_ratio gauge\n",
+            );
             out.push_str("# HELP baton_bench_ceiling The machine's own limit for the benchmark's workload (its bare version, measured in the same run), in the benchmark's unit.\n# TYPE baton_bench_ceiling gauge\n");
             for r in &self.records {
                 if let Some(c) = &r.ceiling {
+                    let name = escape(&r.name);
                     let _ = writeln!(
                         out,
-                        "baton_bench_ceiling{{benchmark=\"{}\",unit=\"{}\"}} {}",
-                        escape(&r.name),
+                        "baton_bench_ceiling{{benchmark=\"{name}\",unit=\"{}\"}} {}",
                         escape(&r.unit),
                         prom_float(c.median)
                     );
-                }
-            }
-            out.push_str("# HELP baton_bench_ceiling_ratio The benchmark's median as a share of its ceiling (1: the machine is the limit).\n# TYPE baton_bench_ceiling_ratio gauge\n");
-            for r in &self.records {
-                if let Some(c) = &r.ceiling {
                     let _ = writeln!(
-                        out,
-                        "baton_bench_ceiling_ratio{{benchmark=\"{}\"}} {}",
-                        escape(&r.name),
+                        ratios,
+                        "baton_bench_ceiling_ratio{{benchmark=\"{name}\"}} {}",
                         prom_float(c.fraction)
                     );
                 }
             }
+            out.push_str(&ratios);
         }
         if !self.fits.is_empty() {
             out.push_str("# HELP baton_bench_fit_slope Exponent of the power-law fit.\n# TYPE baton_bench_fit_slope gauge\n");

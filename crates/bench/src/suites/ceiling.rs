@@ -112,46 +112,37 @@ pub(crate) fn disk(
 #[cfg(any(feature = "redis", feature = "nats"))]
 const STREAMS: usize = 8;
 
+/// Publishes one batch to a server, with no client library of Baton's between.
+#[cfg(any(feature = "redis", feature = "nats"))]
+type Publish = std::sync::Arc<
+    dyn Fn(Vec<Event>) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Seconds for `producers` tasks to publish `count` events in all, in batches
-/// of `batch`, as pipelines of raw `XADD` over [`STREAMS`] streams.
-#[cfg(feature = "redis")]
-pub(crate) async fn redis_xadd(
-    url: &str,
+/// of `batch` built by [`Batches`], each batch through `publish`; the first
+/// error once every task has ended.
+#[cfg(any(feature = "redis", feature = "nats"))]
+async fn produce(
     producers: usize,
     count: usize,
     batch: usize,
     payload: usize,
+    publish: Publish,
 ) -> Result<f64, String> {
-    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-    let conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .map_err(|e| e.to_string())?;
-    let prefix = format!("baton-bench-ceiling-{}", std::process::id());
-    let keys: Vec<String> = (0..STREAMS).map(|s| format!("{prefix}:{s}")).collect();
     let started = Instant::now();
     let per = count.div_ceil(producers.max(1));
     let mut tasks = Vec::new();
     for p in 0..producers.max(1) {
-        let (mut conn, keys) = (conn.clone(), keys.clone());
+        let publish = publish.clone();
         let mine = per.min(count.saturating_sub(p * per));
         tasks.push(tokio::spawn(async move {
             let mut batches = Batches::new(payload);
             let mut sent = 0;
             while sent < mine {
                 let n = batch.min(mine - sent);
-                let mut pipe = redis::pipe();
-                for (i, e) in batches.next(n, started).into_iter().enumerate() {
-                    pipe.cmd("XADD")
-                        .arg(&keys[i % STREAMS])
-                        .arg("*")
-                        .arg("e")
-                        .arg(e.payload.as_ref())
-                        .ignore();
-                }
-                pipe.query_async::<()>(&mut conn)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                publish(batches.next(n, started)).await?;
                 sent += n;
             }
             Ok::<_, String>(())
@@ -163,14 +154,53 @@ pub(crate) async fn redis_xadd(
             outcome = Err(e);
         }
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let mut conn = conn;
+    outcome.map(|()| started.elapsed().as_secs_f64())
+}
+
+/// Seconds for `producers` tasks to publish `count` events in all, in batches
+/// of `batch`, as pipelines of raw `XADD` over [`STREAMS`] streams.
+#[cfg(feature = "redis")]
+pub(crate) async fn redis_xadd(
+    url: &str,
+    producers: usize,
+    count: usize,
+    batch: usize,
+    payload: usize,
+) -> Result<f64, String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| e.to_string())?;
+    let prefix = format!("baton-bench-ceiling-{}", std::process::id());
+    let keys: Vec<String> = (0..STREAMS).map(|s| format!("{prefix}:{s}")).collect();
+    let publish: Publish = {
+        let (conn, keys) = (conn.clone(), keys.clone());
+        std::sync::Arc::new(move |events: Vec<Event>| {
+            let mut pipe = redis::pipe();
+            for (i, e) in events.iter().enumerate() {
+                pipe.cmd("XADD")
+                    .arg(&keys[i % STREAMS])
+                    .arg("*")
+                    .arg("e")
+                    .arg(e.payload.as_ref())
+                    .ignore();
+            }
+            let mut conn = conn.clone();
+            Box::pin(async move {
+                pipe.query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        })
+    };
+    let seconds = produce(producers, count, batch, payload, publish).await;
     redis::cmd("DEL")
         .arg(&keys)
         .query_async::<()>(&mut conn)
         .await
         .map_err(|e| e.to_string())?;
-    outcome.map(|()| seconds)
+    seconds
 }
 
 /// Seconds for `producers` tasks to publish `count` events in all, in batches
@@ -210,19 +240,13 @@ pub(crate) async fn nats_publish(
         .map_err(|e| e.to_string())?;
         subjects.push(subject);
     }
-    let started = Instant::now();
-    let per = count.div_ceil(producers.max(1));
-    let mut tasks = Vec::new();
-    for p in 0..producers.max(1) {
+    let publish: Publish = {
         let (js, subjects) = (js.clone(), subjects.clone());
-        let mine = per.min(count.saturating_sub(p * per));
-        tasks.push(tokio::spawn(async move {
-            let mut batches = Batches::new(payload);
-            let mut sent = 0;
-            while sent < mine {
-                let n = batch.min(mine - sent);
-                let mut acks = Vec::with_capacity(n);
-                for (i, e) in batches.next(n, started).into_iter().enumerate() {
+        std::sync::Arc::new(move |events: Vec<Event>| {
+            let (js, subjects) = (js.clone(), subjects.clone());
+            Box::pin(async move {
+                let mut acks = Vec::with_capacity(events.len());
+                for (i, e) in events.into_iter().enumerate() {
                     let ack = js
                         .publish(subjects[i % STREAMS].clone(), e.payload)
                         .await
@@ -232,24 +256,17 @@ pub(crate) async fn nats_publish(
                 for ack in acks {
                     ack.await.map_err(|e| e.to_string())?;
                 }
-                sent += n;
-            }
-            Ok::<_, String>(())
-        }));
-    }
-    let mut outcome = Ok(());
-    for t in tasks {
-        if let Err(e) = t.await.map_err(|e| e.to_string()).and_then(|r| r) {
-            outcome = Err(e);
-        }
-    }
-    let seconds = started.elapsed().as_secs_f64();
+                Ok(())
+            })
+        })
+    };
+    let seconds = produce(producers, count, batch, payload, publish).await;
     for s in 0..STREAMS {
         js.delete_stream(format!("BATON_BENCH_CEILING_{run}_{s}"))
             .await
             .map_err(|e| e.to_string())?;
     }
-    outcome.map(|()| seconds)
+    seconds
 }
 
 /// `count` events over `seconds`, as a rate; a failure names the ceiling.

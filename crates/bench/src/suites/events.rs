@@ -434,9 +434,6 @@ impl Ceilings {
             sc.batch,
             sc.payload
         );
-        if let Some(r) = self.0.get(&name) {
-            return Ok(Some(r.clone()));
-        }
         let dir = tempfile::tempdir().map_err(|e| Error::Failed {
             benchmark: name.clone(),
             message: e.to_string(),
@@ -463,10 +460,6 @@ impl Ceilings {
             }
             Ok(events as f64 / seconds)
         };
-        sample()?;
-        let rates = (0..repeats.max(1))
-            .map(|_| sample())
-            .collect::<Result<Vec<f64>, Error>>()?;
         let description = match sc.backend {
             Backend::Memory => {
                 "the machine's limit for this workload: the same batches handed from one task to another through a bounded channel, no log"
@@ -478,13 +471,12 @@ impl Ceilings {
                 "the machine's limit for this workload: each batch written as the log's batch record to a file (no sync), no log"
             }
         };
-        let r = Record::new(name.clone(), description, "events/s", true, rates)
-            .param("backend", sc.backend.name())
-            .param("batch", sc.batch)
-            .param("payload_bytes", sc.payload);
-        sink.push(r.clone());
-        self.0.insert(name, r.clone());
-        Ok(Some(r))
+        self.get_or_measure(sink, name.clone(), repeats, sample, |name, rates| {
+            Record::new(name, description, "events/s", true, rates)
+                .param("backend", sc.backend.name())
+                .param("batch", sc.batch)
+                .param("payload_bytes", sc.payload)
+        })
     }
 
     /// The ceiling of a server backend's publish scenario: the same batches as
@@ -503,9 +495,6 @@ impl Ceilings {
             sc.producers,
             sc.batch
         );
-        if let Some(r) = self.0.get(&name) {
-            return Ok(Some(r.clone()));
-        }
         let url = sc.backend.url();
         let once = || -> Result<f64, Error> {
             let seconds: Result<f64, String> = match sc.backend {
@@ -535,10 +524,6 @@ impl Ceilings {
             };
             ceiling::rate(&name, sc.count, seconds)
         };
-        once()?;
-        let rates = (0..repeats.max(1))
-            .map(|_| once())
-            .collect::<Result<Vec<f64>, Error>>()?;
         let description = match sc.backend {
             Backend::Redis => {
                 "the machine's limit for this workload: the same batches as pipelines of raw XADD (no script, no dedup) over 8 streams"
@@ -547,12 +532,35 @@ impl Ceilings {
                 "the machine's limit for this workload: the same batches as raw JetStream publishes to 8 streams, every one acknowledged"
             }
         };
-        let r = Record::new(name.clone(), description, "events/s", true, rates)
-            .param("backend", sc.backend.name())
-            .param("producers", sc.producers)
-            .param("batch", sc.batch)
-            .param("count", sc.count)
-            .param("payload_bytes", sc.payload);
+        self.get_or_measure(sink, name.clone(), repeats, once, |name, rates| {
+            Record::new(name, description, "events/s", true, rates)
+                .param("backend", sc.backend.name())
+                .param("producers", sc.producers)
+                .param("batch", sc.batch)
+                .param("count", sc.count)
+                .param("payload_bytes", sc.payload)
+        })
+    }
+
+    /// The ceiling `name`: this run's, or measured now (a warm-up, then
+    /// `repeats` samples of `sample`, in events/s), made a record by `record`
+    /// and pushed to `sink` too.
+    fn get_or_measure(
+        &mut self,
+        sink: &mut Sink<'_>,
+        name: String,
+        repeats: usize,
+        mut sample: impl FnMut() -> Result<f64, Error>,
+        record: impl FnOnce(String, Vec<f64>) -> Record,
+    ) -> Result<Option<Record>, Error> {
+        if let Some(r) = self.0.get(&name) {
+            return Ok(Some(r.clone()));
+        }
+        sample()?;
+        let rates = (0..repeats.max(1))
+            .map(|_| sample())
+            .collect::<Result<Vec<f64>, Error>>()?;
+        let r = record(name.clone(), rates);
         sink.push(r.clone());
         self.0.insert(name, r.clone());
         Ok(Some(r))
