@@ -90,7 +90,9 @@ pub struct Change {
     /// A regression the rerun of its suite did not show again: counted as
     /// noise, shown as transient.
     pub transient: bool,
-    /// Whether both runs have the samples to judge it ([`MIN_SAMPLES`]).
+    /// Whether there was enough to judge it: at least two samples in each run
+    /// (one says nothing of its noise), or [`MIN_ROUNDS`] rounds of an
+    /// interleaved comparison.
     pub judged: bool,
 }
 
