@@ -98,9 +98,10 @@ fn charts(report: &Report) -> Vec<Chart> {
             size: SIZE,
         });
     }
-    // Latency CDFs from the merged distributions.
+    // Latency CDFs from the merged distributions, their series in the batch
+    // chart's order (by backend name), so that a backend has one colour.
     for kind in ["publish", "consume", "end_to_end"] {
-        let series: Vec<Series> = report
+        let mut series: Vec<Series> = report
             .records
             .iter()
             .filter(|r| {
@@ -120,6 +121,7 @@ fn charts(report: &Report) -> Vec<Chart> {
             })
             .filter(|s| !s.points.is_empty())
             .collect();
+        series.sort_by(|a, b| a.name.cmp(&b.name));
         if !series.is_empty() {
             out.push(Chart {
                 title: format!(
@@ -405,6 +407,43 @@ mod tests {
             "regressions first"
         );
         assert!(page.contains("(assumed)"));
+    }
+
+    #[test]
+    fn a_backend_has_one_colour_in_every_chart() {
+        let mut report = crate::report::tests::sample();
+        // Latencies measured memory first, the batch sweep named either way.
+        for backend in ["memory", "disk-always"] {
+            let mut lat = Record::new(
+                format!("events/latency/{backend}/publish/p99"),
+                "",
+                "us",
+                false,
+                vec![5.0],
+            );
+            lat.derived.insert("q0.5".into(), 3.0);
+            lat.derived.insert("q1".into(), 9.0);
+            report.records.push(lat);
+            for b in [10, 100] {
+                report.records.push(Record::new(
+                    format!("events/batch/{backend}/{b}/throughput"),
+                    "",
+                    "events/s",
+                    true,
+                    vec![1e5 * b as f64],
+                ));
+            }
+        }
+        let orders: Vec<Vec<String>> = charts(&report)
+            .iter()
+            .filter(|c| c.title.starts_with("Event log"))
+            .map(|c| c.series.iter().map(|s| s.name.clone()).collect())
+            .collect();
+        assert_eq!(orders.len(), 2, "{orders:?}");
+        assert!(
+            orders.iter().all(|o| o == &["disk-always", "memory"]),
+            "{orders:?}"
+        );
     }
 
     #[test]
