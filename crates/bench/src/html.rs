@@ -409,21 +409,26 @@ mod tests {
         assert!(page.contains("(assumed)"));
     }
 
+    /// A backend's publish p99 record with the quantiles a CDF is drawn from.
+    fn publish_p99(backend: &str) -> Record {
+        let mut lat = Record::new(
+            format!("events/latency/{backend}/publish/p99"),
+            "",
+            "us",
+            false,
+            vec![5.0],
+        );
+        lat.derived.insert("q0.5".into(), 3.0);
+        lat.derived.insert("q1".into(), 9.0);
+        lat
+    }
+
     #[test]
     fn a_backend_has_one_colour_in_every_chart() {
         let mut report = crate::report::tests::sample();
         // Latencies measured memory first, the batch sweep named either way.
         for backend in ["memory", "disk-always"] {
-            let mut lat = Record::new(
-                format!("events/latency/{backend}/publish/p99"),
-                "",
-                "us",
-                false,
-                vec![5.0],
-            );
-            lat.derived.insert("q0.5".into(), 3.0);
-            lat.derived.insert("q1".into(), 9.0);
-            report.records.push(lat);
+            report.records.push(publish_p99(backend));
             for b in [10, 100] {
                 report.records.push(Record::new(
                     format!("events/batch/{backend}/{b}/throughput"),
@@ -458,16 +463,7 @@ mod tests {
                 vec![n as f64 * 1e-6],
             ));
         }
-        let mut lat = Record::new(
-            "events/latency/memory/publish/p99",
-            "",
-            "us",
-            false,
-            vec![5.0],
-        );
-        lat.derived.insert("q0.5".into(), 3.0);
-        lat.derived.insert("q1".into(), 9.0);
-        report.records.push(lat);
+        report.records.push(publish_p99("memory"));
         let page = render(&report);
         assert!(
             !page.contains("<i>of ceiling</i> is"),
